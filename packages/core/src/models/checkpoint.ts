@@ -1,0 +1,124 @@
+/**
+ * A checkpoint opened for building graphs: the tensor index (names, dtypes, shapes) without reading data, and
+ * reads that upcast floating tensors to float32 (the CPU reference graph computes in float32 whatever the file
+ * stores). `.safetensors` is read tensor by tensor at its offsets; `.ckpt` / `.pt` go through the restricted
+ * torch unpickler and are held in memory.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { DarkroomError } from '../errors.js';
+import { SafetensorsFile } from '../formats/safetensors.js';
+import { toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
+import type { TensorIndex } from './config.js';
+
+export interface CheckpointSource {
+  readonly path: string;
+  readonly index: TensorIndex;
+  /** The stored tensor, in its stored dtype. */
+  read(key: string): Promise<HostTensor>;
+  close(): Promise<void>;
+}
+
+/** Reads one tensor upcast to float32 (F16/BF16/F64 weights computed in float32). */
+export async function readFloat32(source: CheckpointSource, key: string): Promise<Float32Tensor> {
+  if (!source.index.has(key)) {
+    throw new DarkroomError('MODEL_MISSING_TENSOR', `${source.path}: no tensor "${key}"`, { key, file: source.path });
+  }
+  return toFloat32(await source.read(key));
+}
+
+/** Reads every tensor under `prefix` as float32, keyed by the name with the prefix removed. */
+export async function readComponent(source: CheckpointSource, prefix: string): Promise<Map<string, Float32Tensor>> {
+  const out = new Map<string, Float32Tensor>();
+  for (const [key, info] of source.index) {
+    if (!key.startsWith(prefix)) continue;
+    if (info.dtype !== 'float32' && info.dtype !== 'float16' && info.dtype !== 'bfloat16' && info.dtype !== 'float64') {
+      continue; // position_ids (I64) and similar buffers are not weights
+    }
+    out.set(key.slice(prefix.length), toFloat32(await source.read(key)));
+  }
+  return out;
+}
+
+function fromMap(path: string, tensors: ReadonlyMap<string, HostTensor>): CheckpointSource {
+  const index = new Map([...tensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }] as const));
+  return {
+    path,
+    index,
+    read: async (key) => {
+      const t = tensors.get(key);
+      if (!t) throw new DarkroomError('MODEL_MISSING_TENSOR', `${path}: no tensor "${key}"`, { key, file: path });
+      return t;
+    },
+    close: async () => {},
+  };
+}
+
+/** An in-memory checkpoint (tests, benchmarks with random weights). */
+export function checkpointFromTensors(name: string, tensors: ReadonlyMap<string, HostTensor>): CheckpointSource {
+  return fromMap(name, tensors);
+}
+
+function isHostTensor(v: unknown): v is HostTensor {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    'dtype' in v &&
+    'shape' in v &&
+    'data' in v &&
+    Array.isArray((v as { shape: unknown }).shape) &&
+    ArrayBuffer.isView((v as { data: unknown }).data)
+  );
+}
+
+/** Picks the state dict out of a torch checkpoint tree: under 'state_dict', else the top level. */
+export function stateDictFromTree(path: string, tree: unknown): Map<string, HostTensor> {
+  const root = typeof tree === 'object' && tree !== null ? (tree as Record<string, unknown>) : undefined;
+  const candidate = root && typeof root.state_dict === 'object' && root.state_dict !== null ? root.state_dict : root;
+  const out = new Map<string, HostTensor>();
+  const entries =
+    candidate instanceof Map ? [...(candidate as Map<unknown, unknown>)] : Object.entries(candidate ?? {});
+  for (const [k, v] of entries) if (typeof k === 'string' && isHostTensor(v)) out.set(k, v);
+  if (out.size === 0) {
+    throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: no tensors found in the checkpoint (state_dict)`, { file: path });
+  }
+  return out;
+}
+
+type TorchReader = (path: string) => Promise<unknown>;
+
+async function loadTorchReader(): Promise<TorchReader> {
+  // Imported lazily: safetensors-only deployments never load the unpickler.
+  const specifier = '../formats/torch.js';
+  const mod = (await import(specifier)) as { readTorchFile?: TorchReader };
+  if (typeof mod.readTorchFile !== 'function') {
+    throw new DarkroomError('MODEL_UNSUPPORTED', '.ckpt reading is not available in this build');
+  }
+  return mod.readTorchFile;
+}
+
+export async function openCheckpoint(path: string): Promise<CheckpointSource> {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.safetensors') {
+    const f = await SafetensorsFile.open(path);
+    const index = new Map(f.keys().map((k) => [k, { dtype: f.entry(k).dtype, shape: f.entry(k).shape }] as const));
+    return { path, index, read: (k) => f.read(k), close: () => f.close() };
+  }
+  if (ext === '.ckpt' || ext === '.pt' || ext === '.pth') {
+    const read = await loadTorchReader();
+    return fromMap(path, stateDictFromTree(path, await read(path)));
+  }
+  throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: unknown checkpoint type "${ext}" (.safetensors or .ckpt)`, {
+    file: path,
+  });
+}
+
+/** sha256 of a file, streamed (full hash, as A1111's `sha256` of a checkpoint). */
+export async function sha256File(path: string): Promise<string> {
+  await stat(path);
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}

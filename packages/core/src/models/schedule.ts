@@ -1,0 +1,22 @@
+/**
+ * The DDPM noise schedule of ldm's LatentDiffusion ('linear' in ldm, 'scaled_linear' in diffusers): betas are
+ * linspace(sqrt(start), sqrt(end), T)**2 in float64 and alphas_cumprod their cumulative product of (1 - beta),
+ * stored as float32. Checkpoints usually carry the buffer; when they don't it is computed the same way.
+ */
+import type { ScheduleConfig } from './config.js';
+
+export function computeAlphasCumprod(schedule: ScheduleConfig): Float32Array {
+  const { linearStart, linearEnd, timesteps } = schedule;
+  const a = Math.sqrt(linearStart);
+  const b = Math.sqrt(linearEnd);
+  const out = new Float32Array(timesteps);
+  let prod = 1;
+  for (let i = 0; i < timesteps; i++) {
+    // torch.linspace computes start + i*step for the first half and end - (T-1-i)*step for the second.
+    const step = (b - a) / (timesteps - 1);
+    const s = i < timesteps / 2 ? a + step * i : b - step * (timesteps - 1 - i);
+    prod *= 1 - s * s;
+    out[i] = prod;
+  }
+  return out;
+}

@@ -1,0 +1,124 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { oracleRoot } from '../../parity/oracle.js';
+import { isDarkroomError } from '../../src/errors.js';
+import type { DType } from '../../src/tensor.js';
+import { attentionHeads, inferModelConfig, overridesFromJson, type TensorIndex } from '../../src/models/config.js';
+import { openCheckpoint, readFloat32 } from '../../src/models/checkpoint.js';
+import { computeAlphasCumprod } from '../../src/models/schedule.js';
+
+const folder = join(oracleRoot(), 'model');
+const haveOracle = existsSync(join(folder, 'cases.json'));
+const skip = haveOracle ? false : `oracle data not found at ${folder}`;
+
+function keyIndex(file: string): TensorIndex {
+  const json = JSON.parse(readFileSync(join(folder, file), 'utf8')) as {
+    keys: Record<string, { shape: number[]; dtype: string }>;
+  };
+  const dtypes: Record<string, DType> = { F32: 'float32', F16: 'float16', I64: 'int64' };
+  return new Map(Object.entries(json.keys).map(([k, v]) => [k, { dtype: dtypes[v.dtype] ?? 'float32', shape: v.shape }]));
+}
+
+function jsonFile(file: string): unknown {
+  return JSON.parse(readFileSync(join(folder, file), 'utf8'));
+}
+
+test('SD1.5 key list: full config inferred without any config file', { skip }, () => {
+  const c = inferModelConfig(keyIndex('sd15-keys.json'));
+  assert.equal(c.kind, 'sd1');
+  assert.equal(c.parameterization, 'eps');
+  assert.deepEqual(c.unet.channelMult, [1, 2, 4, 4]);
+  assert.equal(c.unet.modelChannels, 320);
+  assert.equal(c.unet.numResBlocks, 2);
+  assert.deepEqual(c.unet.attentionResolutions, [1, 2, 4]);
+  assert.equal(c.unet.contextDim, 768);
+  assert.equal(c.unet.useLinearInTransformer, false);
+  assert.equal(c.unet.numHeads, 8);
+  assert.deepEqual(attentionHeads(c.unet, 1280), { heads: 8, dimHead: 160 });
+  assert.deepEqual(c.vae.chMult, [1, 2, 4, 4]);
+  assert.equal(c.vae.ch, 128);
+  assert.equal(c.vae.numResBlocks, 2);
+  assert.deepEqual(c.vae.attnLevels, []);
+  assert.equal(c.text.layout, 'hf-clip');
+  assert.deepEqual([c.text.width, c.text.heads, c.text.layers, c.text.intermediate], [768, 12, 12, 3072]);
+  assert.equal(c.text.activation, 'quick_gelu');
+  assert.equal(c.text.defaultClipSkip, 1);
+  // The explicit config agrees with what the weights say.
+  const withJson = inferModelConfig(keyIndex('sd15-keys.json'), overridesFromJson(jsonFile('sd15-config.json')));
+  assert.deepEqual(withJson, c);
+});
+
+test('SD2.1 key list: OpenCLIP text, linear proj_in, 64-channel heads; v only when the config says so', { skip }, () => {
+  const c = inferModelConfig(keyIndex('sd21-keys.json'));
+  assert.equal(c.kind, 'sd2');
+  assert.equal(c.parameterization, 'eps');
+  assert.equal(c.unet.useLinearInTransformer, true);
+  assert.equal(c.unet.contextDim, 1024);
+  assert.equal(c.unet.numHeadChannels, 64);
+  assert.deepEqual(attentionHeads(c.unet, 640), { heads: 10, dimHead: 64 });
+  assert.equal(c.text.layout, 'open-clip');
+  assert.deepEqual([c.text.width, c.text.heads, c.text.layers, c.text.intermediate], [1024, 16, 24, 4096]);
+  assert.equal(c.text.activation, 'gelu');
+  assert.equal(c.text.defaultClipSkip, 2);
+  assert.equal(c.text.padTokenId, 0);
+  const v = inferModelConfig(keyIndex('sd21-keys.json'), overridesFromJson(jsonFile('sd21-config.json')));
+  assert.equal(v.parameterization, 'v');
+});
+
+test('tiny checkpoints: heads need the config, and then everything matches the oracle config', { skip }, async () => {
+  for (const name of ['tiny-sd1', 'tiny-sd2']) {
+    const src = await openCheckpoint(join(folder, `${name}.safetensors`));
+    try {
+      assert.throws(
+        () => inferModelConfig(src.index),
+        (e: unknown) => isDarkroomError(e, 'MODEL_CONFIG_REQUIRED'),
+      );
+      const json = jsonFile(`${name}.json`) as {
+        derived: { unet_levels: { channels: number; heads: number; dim_head: number }[] };
+        parameterization: string;
+      };
+      const c = inferModelConfig(src.index, overridesFromJson(json));
+      assert.equal(c.parameterization, json.parameterization);
+      for (const level of json.derived.unet_levels) {
+        assert.deepEqual(attentionHeads(c.unet, level.channels), { heads: level.heads, dimHead: level.dim_head });
+      }
+      assert.equal(c.text.heads, 4);
+      assert.equal(c.text.layers, 3);
+      assert.equal(c.unet.numResBlocks, name === 'tiny-sd1' ? 2 : 1);
+      assert.equal(c.unet.useLinearInTransformer, name === 'tiny-sd2');
+      // The stored schedule buffer is what computeAlphasCumprod gives.
+      const stored = await readFloat32(src, 'alphas_cumprod');
+      const computed = computeAlphasCumprod(c.schedule);
+      for (let i = 0; i < 1000; i++) assert.ok(Math.abs(stored.data[i]! - computed[i]!) <= 1e-7 * 2, `acp[${i}]`);
+    } finally {
+      await src.close();
+    }
+  }
+});
+
+test('SDXL and other families are refused with MODEL_UNSUPPORTED', { skip }, () => {
+  const sd15 = keyIndex('sd15-keys.json');
+  const sdxl = new Map(sd15);
+  sdxl.set('conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight', {
+    dtype: 'float16',
+    shape: [49408, 768],
+  });
+  assert.throws(() => inferModelConfig(sdxl), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
+  const labelEmb = new Map(sd15);
+  labelEmb.set('model.diffusion_model.label_emb.0.0.weight', { dtype: 'float16', shape: [1280, 2816] });
+  assert.throws(() => inferModelConfig(labelEmb), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
+  const vaeOnly = new Map([...sd15].filter(([k]) => k.startsWith('first_stage_model.')));
+  assert.throws(() => inferModelConfig(vaeOnly), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
+});
+
+test('a config that contradicts the weights is refused', { skip }, () => {
+  const json = jsonFile('sd15-config.json') as { model: { params: { unet_config: { params: { model_channels: number } } } } };
+  const wrong = structuredClone(json);
+  wrong.model.params.unet_config.params.model_channels = 256;
+  assert.throws(
+    () => inferModelConfig(keyIndex('sd15-keys.json'), overridesFromJson(wrong)),
+    (e: unknown) => isDarkroomError(e, 'MODEL_CONFIG_MISMATCH'),
+  );
+});
