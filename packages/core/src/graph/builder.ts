@@ -1,0 +1,496 @@
+/**
+ * A typed ONNX graph builder with static shapes. Every method appends nodes in topological order and returns
+ * values whose shape and dtype are known at build time. The plain forms (MatMul/Softmax attention, Erf GELU,
+ * InstanceNormalization group norm) are the reference used on CPU and in parity tests; `mha` is the fused
+ * com.microsoft form that runs on CPU and CUDA.
+ */
+import type { DType, HostTensor } from '../tensor.js';
+import { numel } from '../tensor.js';
+import { DarkroomError } from '../errors.js';
+import type { Attr, BuiltModel, Initializer, Node, Value } from './ir.js';
+import { serializeModel, onnxElemType } from './onnx-writer.js';
+import { SHAPE_RULES, normAxis, type OutputInfo } from './shapes.js';
+
+export type { Attr, BuiltModel, Value, Node } from './ir.js';
+
+export interface ConvOptions {
+  readonly strides?: readonly number[];
+  /** [top, left, bottom, right] for 2-D (ONNX order: all begins, then all ends). */
+  readonly pads?: readonly number[];
+  readonly group?: number;
+  readonly dilations?: readonly number[];
+}
+
+export interface OpOptions {
+  readonly domain?: string;
+  readonly outputs?: number;
+  /** Output shapes/dtypes for an op type that has no shape rule. */
+  readonly outputInfo?: readonly OutputInfo[];
+}
+
+export interface ToModelOptions {
+  readonly opset?: number;
+  /** Initializers larger than this many bytes go to external data (default: only when the weights pass 1.5 GiB). */
+  readonly externalDataAboveBytes?: number;
+}
+
+type Operand = Value | number;
+
+const DEFAULT_OPSET = 17;
+/** Small constants (axes, shapes, scalars) are deduplicated so repeated helpers do not bloat the graph. */
+const DEDUPE_MAX_ELEMENTS = 64;
+
+function typedArrayFor(dtype: DType, values: readonly number[]): HostTensor['data'] {
+  switch (dtype) {
+    case 'float32':
+      return Float32Array.from(values);
+    case 'float64':
+      return Float64Array.from(values);
+    case 'int64':
+      return BigInt64Array.from(values, (v) => BigInt(v));
+    case 'int32':
+      return Int32Array.from(values);
+    case 'int8':
+      return Int8Array.from(values);
+    case 'uint8':
+    case 'bool':
+      return Uint8Array.from(values);
+    case 'float16':
+    case 'bfloat16':
+      throw new DarkroomError('GRAPH_DTYPE_UNSUPPORTED', `cannot make a ${dtype} constant from numbers; build float32 and cast`);
+  }
+}
+
+export function hostTensor(dtype: DType, shape: readonly number[], values: readonly number[]): HostTensor {
+  if (values.length !== numel(shape)) {
+    throw new DarkroomError('GRAPH_SHAPE_ERROR', `constant of shape [${shape}] needs ${numel(shape)} values, got ${values.length}`);
+  }
+  return { dtype, shape: [...shape], data: typedArrayFor(dtype, values) } as HostTensor;
+}
+
+function constantKey(t: HostTensor): string | undefined {
+  if (t.data.length > DEDUPE_MAX_ELEMENTS) return undefined;
+  const vals = t.data instanceof BigInt64Array ? Array.from(t.data, String) : Array.from(t.data as ArrayLike<number>, (v) => (Object.is(v, -0) ? '-0' : String(v)));
+  return `${t.dtype}|${t.shape.join(',')}|${vals.join(',')}`;
+}
+
+export class GraphBuilder {
+  readonly name: string;
+  private readonly values: Value[] = [];
+  private readonly nodeList: Node[] = [];
+  private readonly producer = new Map<number, Node>();
+  private readonly initList: Initializer[] = [];
+  private readonly constants = new Map<number, HostTensor>();
+  private readonly constantCache = new Map<string, Value>();
+  private readonly inputList: Value[] = [];
+  private readonly outputList: { value: Value; name: string }[] = [];
+  private readonly names = new Set<string>();
+
+  constructor(name = 'darkroom') {
+    this.name = name;
+  }
+
+  // ---- graph access (used by autodiff and tests) ----
+
+  get nodes(): readonly Node[] {
+    return this.nodeList;
+  }
+
+  get graphInputs(): readonly Value[] {
+    return this.inputList;
+  }
+
+  get graphOutputs(): ReadonlyArray<{ value: Value; name: string }> {
+    return this.outputList;
+  }
+
+  producerOf(v: Value): Node | undefined {
+    return this.producer.get(v.id);
+  }
+
+  /** Data of a constant or weight value, if it is one. */
+  constantOf(v: Value): HostTensor | undefined {
+    return this.constants.get(v.id);
+  }
+
+  isInitializer(v: Value): boolean {
+    return this.constants.has(v.id);
+  }
+
+  private own(v: Value): Value {
+    if (this.values[v.id] !== v) {
+      throw new DarkroomError('GRAPH_FOREIGN_VALUE', `value ${v.name} does not belong to graph ${this.name}`);
+    }
+    return v;
+  }
+
+  private uniqueName(base: string): string {
+    let name = base;
+    for (let k = 1; this.names.has(name); k++) name = `${base}__${k}`;
+    this.names.add(name);
+    return name;
+  }
+
+  private claimName(name: string): string {
+    if (!name || this.names.has(name)) {
+      throw new DarkroomError('GRAPH_DUPLICATE_NAME', `name "${name}" is empty or already used in graph ${this.name}`);
+    }
+    this.names.add(name);
+    return name;
+  }
+
+  private newValue(name: string, dtype: DType, shape: readonly number[]): Value {
+    const v: Value = Object.freeze({ id: this.values.length, name, dtype, shape: Object.freeze([...shape]) });
+    this.values.push(v);
+    return v;
+  }
+
+  // ---- sources and sinks ----
+
+  input(name: string, dtype: DType, shape: readonly number[]): Value {
+    const v = this.newValue(this.claimName(name), dtype, shape);
+    this.inputList.push(v);
+    return v;
+  }
+
+  /** A frozen weight stored in the model. float16 tensors stay float16 (cast them where the math needs fp32). */
+  weight(name: string, t: HostTensor): Value {
+    const v = this.newValue(this.claimName(name), t.dtype, t.shape);
+    this.initList.push({ value: v, tensor: t });
+    this.constants.set(v.id, t);
+    return v;
+  }
+
+  /** A float32 weight stored as float16 in the model and cast back to float32 on load (halves the file). */
+  weightAsFloat16(name: string, t: HostTensor<'float16'>): Value {
+    return this.cast(this.weight(name, t), 'float32');
+  }
+
+  constant(t: HostTensor): Value {
+    const key = constantKey(t);
+    const hit = key === undefined ? undefined : this.constantCache.get(key);
+    if (hit) return hit;
+    const v = this.newValue(this.uniqueName(`const_${this.initList.length}`), t.dtype, t.shape);
+    this.initList.push({ value: v, tensor: t });
+    this.constants.set(v.id, t);
+    if (key !== undefined) this.constantCache.set(key, v);
+    return v;
+  }
+
+  /** A rank-0 constant (broadcasts against anything). */
+  scalar(v: number, dtype: DType = 'float32'): Value {
+    return this.constant(hostTensor(dtype, [], [v]));
+  }
+
+  ints(values: readonly number[]): Value {
+    return this.constant(hostTensor('int64', [values.length], values));
+  }
+
+  output(v: Value, name: string): void {
+    this.own(v);
+    const out = this.newValue(this.claimName(name), v.dtype, v.shape);
+    this.addNode({ opType: 'Identity', domain: '', inputs: [v], outputs: [out], attrs: {} });
+    this.outputList.push({ value: out, name });
+  }
+
+  // ---- generic op ----
+
+  private addNode(n: Node): void {
+    this.nodeList.push(n);
+    for (const o of n.outputs) this.producer.set(o.id, n);
+  }
+
+  op(
+    opType: string,
+    inputs: ReadonlyArray<Value | undefined>,
+    attrs: Record<string, Attr> = {},
+    opts: OpOptions = {},
+  ): Value[] {
+    for (const i of inputs) if (i) this.own(i);
+    const count = opts.outputs ?? 1;
+    let infos: readonly OutputInfo[];
+    if (opts.outputInfo) infos = opts.outputInfo;
+    else {
+      const rule = SHAPE_RULES[opType];
+      if (!rule) {
+        throw new DarkroomError('GRAPH_UNKNOWN_OP', `no shape rule for ${opType}; pass outputInfo`, { opType });
+      }
+      infos = rule(inputs, attrs, { constantOf: (v) => this.constants.get(v.id) }, count);
+    }
+    if (infos.length < count) {
+      throw new DarkroomError('GRAPH_SHAPE_ERROR', `${opType} gives ${infos.length} outputs, ${count} requested`);
+    }
+    const base = opType.toLowerCase();
+    const outputs = infos.slice(0, count).map((info) => this.newValue(this.uniqueName(`${base}_${this.values.length}`), info.dtype, info.shape));
+    this.addNode({ opType, domain: opts.domain ?? '', inputs: [...inputs], outputs, attrs: { ...attrs } });
+    return outputs;
+  }
+
+  private op1(opType: string, inputs: ReadonlyArray<Value | undefined>, attrs: Record<string, Attr> = {}, opts: OpOptions = {}): Value {
+    return this.op(opType, inputs, attrs, opts)[0]!;
+  }
+
+  private operand(x: Operand, like: Value): Value {
+    return typeof x === 'number' ? this.scalar(x, like.dtype) : x;
+  }
+
+  private binary(opType: string, a: Operand, b: Operand): Value {
+    if (typeof a === 'number' && typeof b === 'number') {
+      throw new DarkroomError('GRAPH_SHAPE_ERROR', `${opType} needs at least one Value operand`);
+    }
+    const av = this.operand(a, typeof b === 'number' ? (a as Value) : b);
+    const bv = this.operand(b, av);
+    return this.op1(opType, [av, bv]);
+  }
+
+  // ---- elementwise ----
+
+  add(a: Operand, b: Operand): Value {
+    return this.binary('Add', a, b);
+  }
+  sub(a: Operand, b: Operand): Value {
+    return this.binary('Sub', a, b);
+  }
+  mul(a: Operand, b: Operand): Value {
+    return this.binary('Mul', a, b);
+  }
+  div(a: Operand, b: Operand): Value {
+    return this.binary('Div', a, b);
+  }
+  max(a: Operand, b: Operand): Value {
+    return this.binary('Max', a, b);
+  }
+  min(a: Operand, b: Operand): Value {
+    return this.binary('Min', a, b);
+  }
+  neg(x: Value): Value {
+    return this.op1('Neg', [x]);
+  }
+  matmul(a: Value, b: Value): Value {
+    return this.op1('MatMul', [a, b]);
+  }
+  pow(x: Value, p: number): Value {
+    return this.op1('Pow', [x, this.scalar(p, x.dtype)]);
+  }
+  sqrt(x: Value): Value {
+    return this.op1('Sqrt', [x]);
+  }
+  reciprocal(x: Value): Value {
+    return this.op1('Reciprocal', [x]);
+  }
+  exp(x: Value): Value {
+    return this.op1('Exp', [x]);
+  }
+  log(x: Value): Value {
+    return this.op1('Log', [x]);
+  }
+  erf(x: Value): Value {
+    return this.op1('Erf', [x]);
+  }
+  tanh(x: Value): Value {
+    return this.op1('Tanh', [x]);
+  }
+  sigmoid(x: Value): Value {
+    return this.op1('Sigmoid', [x]);
+  }
+  relu(x: Value): Value {
+    return this.op1('Relu', [x]);
+  }
+  abs(x: Value): Value {
+    return this.op1('Abs', [x]);
+  }
+  sign(x: Value): Value {
+    return this.op1('Sign', [x]);
+  }
+  identity(x: Value): Value {
+    return this.op1('Identity', [x]);
+  }
+  greater(a: Value, b: Operand): Value {
+    return this.op1('Greater', [a, this.operand(b, a)]);
+  }
+  where(cond: Value, a: Value, b: Operand): Value {
+    return this.op1('Where', [cond, a, this.operand(b, a)]);
+  }
+
+  silu(x: Value): Value {
+    return this.mul(x, this.sigmoid(x));
+  }
+  /** Exact GELU as torch computes it: 0.5 * x * (1 + erf(x * 1/sqrt(2))). */
+  gelu(x: Value): Value {
+    const e = this.erf(this.mul(x, Math.SQRT1_2));
+    return this.mul(this.mul(x, 0.5), this.add(e, 1));
+  }
+  /** CLIP's activation: x * sigmoid(1.702 x). */
+  quickGelu(x: Value): Value {
+    return this.mul(x, this.sigmoid(this.mul(x, 1.702)));
+  }
+
+  // ---- shape ops ----
+
+  reshape(x: Value, shape: readonly number[]): Value {
+    const total = numel(x.shape);
+    const resolved = shape.map((d, i) => (d === 0 ? x.shape[i]! : d));
+    const known = resolved.reduce((p, d) => (d === -1 ? p : p * d), 1);
+    const dims = resolved.map((d) => (d === -1 ? total / known : d));
+    return this.op1('Reshape', [x, this.ints(dims)]);
+  }
+  flatten2d(x: Value): Value {
+    return this.reshape(x, [x.shape[0]!, -1]);
+  }
+  transpose(x: Value, perm: readonly number[]): Value {
+    return this.op1('Transpose', [x], { perm: { ints: perm.map((p) => normAxis('Transpose', p, x.shape.length)) } });
+  }
+  concat(xs: readonly Value[], axis: number): Value {
+    if (xs.length === 1) return xs[0]!;
+    return this.op1('Concat', xs, { axis: { i: normAxis('Concat', axis, xs[0]!.shape.length) } });
+  }
+  split(x: Value, sizes: readonly number[], axis: number): Value[] {
+    return this.op('Split', [x, this.ints(sizes)], { axis: { i: normAxis('Split', axis, x.shape.length) } }, { outputs: sizes.length });
+  }
+  slice(x: Value, starts: readonly number[], ends: readonly number[], axes: readonly number[], steps?: readonly number[]): Value {
+    // Clamp huge ends (e.g. Number.MAX_SAFE_INTEGER) to int64-safe values so the constant is exact.
+    const clamp = (v: number): number => Math.max(-(2 ** 53), Math.min(2 ** 53, v));
+    const inputs = [x, this.ints(starts.map(clamp)), this.ints(ends.map(clamp)), this.ints(axes.map((a) => normAxis('Slice', a, x.shape.length)))];
+    if (steps) inputs.push(this.ints(steps));
+    return this.op1('Slice', inputs);
+  }
+  gather(x: Value, indices: Value, axis: number): Value {
+    return this.op1('Gather', [x, indices], { axis: { i: normAxis('Gather', axis, x.shape.length) } });
+  }
+  unsqueeze(x: Value, axes: readonly number[]): Value {
+    return this.op1('Unsqueeze', [x, this.ints(axes)]);
+  }
+  squeeze(x: Value, axes: readonly number[]): Value {
+    return this.op1('Squeeze', [x, this.ints(axes)]);
+  }
+  expand(x: Value, shape: readonly number[]): Value {
+    return this.op1('Expand', [x, this.ints(shape)]);
+  }
+  cast(x: Value, dtype: DType): Value {
+    if (x.dtype === dtype) return x;
+    return this.op1('Cast', [x], { to: { i: onnxElemType(dtype) } });
+  }
+
+  // ---- reductions ----
+
+  /** keepdims defaults to true (the ONNX default, not torch's). */
+  reduceMean(x: Value, axes: readonly number[], keepdims = true): Value {
+    return this.op1('ReduceMean', [x], { axes: { ints: axes.map((a) => normAxis('ReduceMean', a, x.shape.length)) }, keepdims: { i: keepdims ? 1 : 0 } });
+  }
+  /** keepdims defaults to true (the ONNX default, not torch's). */
+  reduceSum(x: Value, axes: readonly number[], keepdims = true): Value {
+    return this.op1('ReduceSum', [x, this.ints(axes.map((a) => normAxis('ReduceSum', a, x.shape.length)))], { keepdims: { i: keepdims ? 1 : 0 } });
+  }
+  softmax(x: Value, axis: number): Value {
+    return this.op1('Softmax', [x], { axis: { i: normAxis('Softmax', axis, x.shape.length) } });
+  }
+
+  // ---- convolution, padding, resize ----
+
+  conv(x: Value, w: Value, b: Value | undefined, o: ConvOptions = {}): Value {
+    const sp = x.shape.length - 2;
+    const attrs: Record<string, Attr> = {
+      kernel_shape: { ints: w.shape.slice(2) },
+      strides: { ints: o.strides ?? new Array<number>(sp).fill(1) },
+      pads: { ints: o.pads ?? new Array<number>(2 * sp).fill(0) },
+      dilations: { ints: o.dilations ?? new Array<number>(sp).fill(1) },
+      group: { i: o.group ?? 1 },
+    };
+    return this.op1('Conv', b ? [x, w, b] : [x, w], attrs);
+  }
+  /** Constant padding; pads in ONNX order: all begins, then all ends, one per axis. */
+  pad(x: Value, pads: readonly number[], value = 0): Value {
+    return this.op1('Pad', [x, this.ints(pads), this.scalar(value, x.dtype)], { mode: { s: 'constant' } });
+  }
+  /** NCHW nearest upsampling of H and W, as torch's F.interpolate(mode='nearest', scale_factor=scale). */
+  resizeNearest(x: Value, scale: number): Value {
+    const scales = x.shape.map((_, i) => (i >= 2 ? scale : 1));
+    return this.op1('Resize', [x, undefined, this.constant(hostTensor('float32', [scales.length], scales))], {
+      mode: { s: 'nearest' },
+      coordinate_transformation_mode: { s: 'asymmetric' },
+      nearest_mode: { s: 'floor' },
+    });
+  }
+
+  // ---- normalization and attention ----
+
+  /** LayerNorm over the last axis (fp32 statistics). */
+  layerNorm(x: Value, gamma: Value, beta: Value, eps: number): Value {
+    return this.op1('LayerNormalization', [x, gamma, beta], { axis: { i: -1 }, epsilon: { f: eps } });
+  }
+
+  /**
+   * torch.nn.GroupNorm on (N, C, ...): statistics per (sample, group) in float32, then the per-channel affine.
+   * The normalization itself is InstanceNormalization over a (N, G, C/G * spatial) view.
+   */
+  groupNorm(x: Value, gamma: Value, beta: Value, groups: number, eps: number): Value {
+    const [n, c] = x.shape as [number, number];
+    if (c % groups !== 0) {
+      throw new DarkroomError('GRAPH_SHAPE_ERROR', `GroupNorm: ${c} channels do not split into ${groups} groups`);
+    }
+    const xf = this.cast(x, 'float32');
+    const ones = this.constant(hostTensor('float32', [groups], new Array<number>(groups).fill(1)));
+    const zeros = this.constant(hostTensor('float32', [groups], new Array<number>(groups).fill(0)));
+    const grouped = this.reshape(xf, [n, groups, -1]);
+    const normed = this.op1('InstanceNormalization', [grouped, ones, zeros], { epsilon: { f: eps } });
+    const back = this.reshape(normed, x.shape);
+    const affineShape = [c, ...new Array<number>(x.shape.length - 2).fill(1)];
+    const y = this.add(this.mul(back, this.reshape(this.cast(gamma, 'float32'), affineShape)), this.reshape(this.cast(beta, 'float32'), affineShape));
+    return this.cast(y, x.dtype);
+  }
+
+  /** Plain multi-head attention: q (B,S,D), k/v (B,L,D) -> (B,S,D); softmax(q k^T * scale) v per head. */
+  attention(q: Value, k: Value, v: Value, heads: number, scale?: number): Value {
+    const [b, s, d] = q.shape as [number, number, number];
+    const l = k.shape[1]!;
+    const dh = d / heads;
+    if (!Number.isInteger(dh)) throw new DarkroomError('GRAPH_SHAPE_ERROR', `attention: width ${d} does not split into ${heads} heads`);
+    const dv = v.shape[2]! / heads;
+    const qh = this.transpose(this.reshape(q, [b, s, heads, dh]), [0, 2, 1, 3]);
+    const kt = this.transpose(this.reshape(k, [b, l, heads, dh]), [0, 2, 3, 1]);
+    const vh = this.transpose(this.reshape(v, [b, l, heads, dv]), [0, 2, 1, 3]);
+    const scores = this.mul(this.matmul(qh, kt), scale ?? 1 / Math.sqrt(dh));
+    const out = this.matmul(this.softmax(scores, -1), vh);
+    return this.reshape(this.transpose(out, [0, 2, 1, 3]), [b, s, heads * dv]);
+  }
+
+  /** Fused com.microsoft MultiHeadAttention (unpacked 3-D q/k/v, float32): runs on CPU and CUDA. */
+  mha(q: Value, k: Value, v: Value, heads: number, scale?: number): Value {
+    if (q.dtype !== 'float32' || k.dtype !== 'float32' || v.dtype !== 'float32') {
+      throw new DarkroomError('GRAPH_DTYPE_UNSUPPORTED', 'mha: q, k and v must be float32 (the CPU kernel is float only)');
+    }
+    const attrs: Record<string, Attr> = { num_heads: { i: heads } };
+    if (scale !== undefined) attrs.scale = { f: scale };
+    return this.op1('MultiHeadAttention', [q, k, v], attrs, { domain: 'com.microsoft' });
+  }
+
+  // ---- output ----
+
+  /**
+   * Serializes the part of the graph the outputs depend on (dead nodes and unused constants are dropped).
+   * Equal graphs give byte-identical models.
+   */
+  toModel(opts: ToModelOptions = {}): BuiltModel {
+    if (this.outputList.length === 0) {
+      throw new DarkroomError('GRAPH_NO_OUTPUTS', `graph ${this.name} has no outputs`);
+    }
+    const live = new Set<number>(this.outputList.map((o) => o.value.id));
+    const keep: Node[] = [];
+    for (let i = this.nodeList.length - 1; i >= 0; i--) {
+      const n = this.nodeList[i]!;
+      if (!n.outputs.some((o) => live.has(o.id))) continue;
+      keep.push(n);
+      for (const inp of n.inputs) if (inp) live.add(inp.id);
+    }
+    keep.reverse();
+    return serializeModel({
+      name: this.name,
+      nodes: keep,
+      initializers: this.initList.filter((i) => live.has(i.value.id)),
+      inputs: this.inputList,
+      outputs: this.outputList,
+      opset: opts.opset ?? DEFAULT_OPSET,
+      ...(opts.externalDataAboveBytes !== undefined ? { externalDataAboveBytes: opts.externalDataAboveBytes } : {}),
+    });
+  }
+}
