@@ -6,6 +6,7 @@
  */
 import { MT19937 } from './mt19937.js';
 import { log256, sincos256 } from './avx-mathfun.js';
+import { glibcCosf, glibcLogf, glibcSinf } from './libm-f32.js';
 
 export type TorchCpuKernel = 'avx2' | 'default';
 
@@ -97,13 +98,9 @@ export class TorchCpuGenerator {
   }
 }
 
-/** float32 libm functions: the correctly rounded float32 result (computed in float64, rounded once). */
-export function logf(x: number): number {
-  return f(Math.log(x));
-}
-export function cosf(x: number): number {
-  return f(Math.cos(x));
-}
-export function sinf(x: number): number {
-  return f(Math.sin(x));
-}
+/** Whether glibc's FMA builds of logf/sinf/cosf are the ones matched (x86-64 with FMA dispatches to them). */
+export const LIBM_FUSED = true;
+
+const logf = (x: number): number => glibcLogf(x, LIBM_FUSED);
+const cosf = (x: number): number => glibcCosf(x, LIBM_FUSED);
+const sinf = (x: number): number => glibcSinf(x, LIBM_FUSED);
