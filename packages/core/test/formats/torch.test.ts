@@ -1,0 +1,129 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { oracleRoot } from '../../parity/oracle.js';
+import { isDarkroomError } from '../../src/errors.js';
+import { readSafetensorsFile } from '../../src/formats/safetensors.js';
+import {
+  PyDict,
+  PyFloat,
+  PyOrderedDict,
+  PyTuple,
+  TorchTensor,
+  readTorch,
+  readTorchFile,
+  torchTensor,
+  writeTorchFile,
+  type PyValue,
+} from '../../src/formats/torch.js';
+import { float32, toFloat32 } from '../../src/tensor.js';
+
+const text = join(oracleRoot(), 'text');
+const haveOracle = existsSync(join(text, 'MANIFEST.json'));
+const MARKER = '/tmp/pwned-marker';
+
+const hostileTorchFiles: Record<string, { code: string; global?: string }> = {
+  'evil_os_system.pt': { code: 'TORCH_FORBIDDEN_GLOBAL', global: 'posix.system' },
+  'evil_exec.pt': { code: 'TORCH_FORBIDDEN_GLOBAL', global: '__builtin__.exec' },
+  'evil_builtins_eval.bin': { code: 'TORCH_FORBIDDEN_GLOBAL', global: 'builtins.eval' },
+  'evil_legacy_raw_pickle.pt': { code: 'TORCH_FORBIDDEN_GLOBAL', global: 'posix.system' },
+  'evil_torch_load_global.pt': { code: 'TORCH_FORBIDDEN_GLOBAL', global: 'torch.load' },
+  'zip_extra_member.pt': { code: 'TORCH_BAD_ZIP_MEMBER' },
+  'truncated.pt': { code: 'TORCH_TRUNCATED' },
+  'empty.pt': { code: 'TORCH_EMPTY' },
+  'garbage.pt': { code: 'TORCH_BAD_FORMAT' },
+};
+
+function markerState(): string {
+  return existsSync(MARKER) ? `present, mtime ${statSync(MARKER).mtimeMs}` : 'absent';
+}
+
+test('hostile torch files are refused with typed errors and nothing runs', { skip: !haveOracle && 'oracle absent' }, async () => {
+  const before = markerState();
+  for (const [file, want] of Object.entries(hostileTorchFiles)) {
+    const path = join(text, 'hostile', file);
+    await assert.rejects(readTorchFile(path), (e: unknown) => {
+      assert.ok(isDarkroomError(e, want.code), `${file}: expected ${want.code}, got ${String(e)}`);
+      assert.ok(e.message.includes(path), `${file}: message names the file`);
+      if (want.global) {
+        assert.equal(e.details.global, want.global);
+        assert.ok(e.message.includes(want.global));
+      }
+      return true;
+    });
+  }
+  assert.equal(markerState(), before, `${MARKER} must not be created or touched`);
+});
+
+test('A1111 .pt embeddings read back their vectors exactly (zip, legacy, half)', { skip: !haveOracle && 'oracle absent' }, async () => {
+  for (const stem of ['pekora', 'mignon', 'legacy_format', 'halfprec']) {
+    const f = await readTorchFile(join(text, 'ti', `${stem}.pt`));
+    assert.equal(f.container, stem === 'legacy_format' ? 'legacy' : 'zip');
+    const d = f.value as PyDict;
+    const param = (d.get('string_to_param') as PyDict).get('*');
+    assert.ok(param instanceof TorchTensor);
+    const want = (await readSafetensorsFile(join(text, 'ti', `${stem}.expected.safetensors`))).tensors.get('vectors')!;
+    assert.deepEqual(param.shape, want.shape);
+    assert.deepEqual(toFloat32(param).data, want.data);
+    assert.equal((d.get('string_to_token') as PyDict).get('*'), 265);
+  }
+});
+
+test('the old textual_inversion layout (ParameterDict, Parameter) is understood', { skip: !haveOracle && 'oracle absent' }, async () => {
+  const f = await readTorchFile(join(text, 'ti', 'oldstyle.pt'));
+  assert.ok(f.globals.includes('torch.nn.modules.container.ParameterDict'));
+  const token = ((f.value as PyDict).get('string_to_token') as PyDict).get('*');
+  assert.ok(token instanceof TorchTensor);
+  assert.equal(token.dtype, 'int64');
+  assert.deepEqual([...(token.data as BigInt64Array)], [265n]);
+});
+
+test('written torch files read back identically', async () => {
+  const vec = float32([2, 3], Float32Array.from([1, -2.5, 3, 0.125, 1e-8, -0]));
+  const sd = new PyOrderedDict([
+    ['linear.0.weight', torchTensor(vec)],
+    ['linear.0.bias', torchTensor(float32([3], Float32Array.from([7, 8, 9])), { requiresGrad: true })],
+  ]);
+  const value = new PyDict<PyValue, PyValue>([
+    ['string_to_token', new PyDict([['*', 265]])],
+    ['string_to_param', new PyDict([['*', torchTensor(vec, { parameter: true, requiresGrad: true })]])],
+    ['name', 'héllo'],
+    ['step', 123456789012],
+    ['sd_checkpoint', null],
+    ['layer_structure', [new PyFloat(1), new PyFloat(2.5), new PyFloat(1)]],
+    ['flag', true],
+    [768, new PyTuple([sd, sd])],
+    ['neg', -70000],
+  ]);
+  const bytes = writeTorchFile(value, { archiveName: 'roundtrip' });
+  const back = await readTorch(bytes, 'roundtrip.pt');
+  assert.deepEqual(back.members, ['roundtrip/data.pkl', 'roundtrip/data/0', 'roundtrip/data/1', 'roundtrip/data/2', 'roundtrip/version']);
+  const d = back.value as PyDict;
+  assert.deepEqual([...d.keys()], [...value.keys()]);
+  assert.equal(d.get('name'), 'héllo');
+  assert.equal(d.get('step'), 123456789012);
+  assert.equal(d.get('neg'), -70000);
+  assert.equal(d.get('sd_checkpoint'), null);
+  assert.deepEqual(d.get('layer_structure'), [1, 2.5, 1]);
+  const p = (d.get('string_to_param') as PyDict).get('*') as TorchTensor;
+  assert.ok(p.isParameter && p.requiresGrad);
+  assert.deepEqual(p.data, vec.data);
+  const pair = d.get(768) as PyTuple;
+  assert.ok(pair.items[0] instanceof PyOrderedDict);
+  assert.equal(pair.items[0], pair.items[1], 'the same object pickled twice stays one object');
+  const bias = (pair.items[0] as PyDict).get('linear.0.bias') as TorchTensor;
+  assert.ok(bias.requiresGrad);
+  assert.deepEqual([...(bias.data as Float32Array)], [7, 8, 9]);
+});
+
+test('a truncated pickle inside a valid zip is TORCH_TRUNCATED; an unknown opcode is TORCH_BAD_PICKLE', async () => {
+  const good = writeTorchFile(new PyDict([['a', 1]]));
+  const back = await readTorch(good);
+  assert.equal((back.value as PyDict).get('a'), 1);
+  const { writeZip } = await import('../../src/formats/zip.js');
+  const cut = writeZip([{ name: 'x/data.pkl', data: Uint8Array.from([0x80, 0x02, 0x7d, 0x71]) }]);
+  await assert.rejects(readTorch(cut), (e: unknown) => isDarkroomError(e, 'TORCH_TRUNCATED'));
+  const odd = writeZip([{ name: 'x/data.pkl', data: Uint8Array.from([0x80, 0x02, 0xff, 0x2e]) }]);
+  await assert.rejects(readTorch(odd), (e: unknown) => isDarkroomError(e, 'TORCH_BAD_PICKLE'));
+});
