@@ -1,0 +1,223 @@
+/**
+ * The ldm UNetModel (openaimodel.py) of SD1.x / SD2.x as a graph.
+ *
+ * Inputs: `x (B,Cin,H,W)`, `t (B,)` float32 (continuous timesteps allowed), `context_k` and `context_v`
+ * (B,L,Dc): the sources of every cross-attention's k and v, separate so that hypernetworks and training can
+ * treat them apart (the plain model is fed the same tensor twice). Output: `out (B,Cout,H,W)`.
+ *
+ * Semantics follow the model oracle README: timestep embedding [cos, sin] with max period 10000, ResBlocks
+ * without scale-shift norm, GroupNorm(32) eps 1e-5 in ResBlocks and `out`, 1e-6 in SpatialTransformers,
+ * LayerNorm 1e-5, GEGLU with exact GELU, skip concatenation `cat([h, skip])`, nearest x2 upsampling.
+ */
+import type { GraphBuilder, Value } from '../graph/builder.js';
+import { hostTensor } from '../graph/builder.js';
+import type { Float32Tensor } from '../tensor.js';
+import { attentionHeads, type UNetConfig } from './config.js';
+import {
+  conv2d,
+  groupNorm,
+  layerNorm,
+  linear,
+  ModuleWeights,
+  multiHeadAttention,
+  squeezeConv1x1,
+  transpose2d,
+  type ComputeDType,
+} from './layers.js';
+
+/** Where an attention layer sits, for hooks that treat layers differently. */
+export interface AttentionSite {
+  /** Module path of the attention, e.g. 'input_blocks.1.1.transformer_blocks.0.attn2'. */
+  readonly block: string;
+  readonly kind: 'self' | 'cross';
+}
+
+/**
+ * Replaces the k and v sources of an attention before `to_k` / `to_v` (A1111 hypernetworks). Called for every
+ * attention of the UNet: for self-attention both sources are the normed hidden states (B, HW, C) and `width`
+ * is C; for cross-attention they are `context_k` / `context_v` and `width` is the context width. Return the
+ * sources unchanged to leave a layer alone. The hook may add graph inputs (e.g. MLP weights) to `b`.
+ */
+export type AttentionContextHook = (
+  b: GraphBuilder,
+  sources: { readonly k: Value; readonly v: Value },
+  width: number,
+  site: AttentionSite,
+) => { k: Value; v: Value };
+
+export interface UNetBuildOptions {
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+  /** Tokens of the conditioning (77 per prompt chunk). */
+  readonly contextLength: number;
+  readonly dtype?: ComputeDType;
+  /** com.microsoft MultiHeadAttention instead of the plain MatMul/Softmax form. */
+  readonly fusedAttention?: boolean;
+  readonly attentionContext?: AttentionContextHook;
+  /** Adds `t_emb` and `emb` outputs (parity checks). */
+  readonly exposeEmbeddings?: boolean;
+}
+
+export interface UNetGraph {
+  readonly x: Value;
+  readonly t: Value;
+  readonly contextK: Value;
+  readonly contextV: Value;
+  readonly out: Value;
+  readonly tEmb: Value;
+  readonly emb: Value;
+}
+
+const RES_EPS = 1e-5;
+const TRANSFORMER_GN_EPS = 1e-6;
+const LN_EPS = 1e-5;
+
+/** freqs = exp(-ln(10000) * arange(half) / half), each step rounded to float32 as torch computes it. */
+function timestepFrequencies(half: number): Float32Tensor {
+  const data = new Float32Array(half);
+  const f = Math.fround;
+  const c = f(-Math.log(10000));
+  for (let i = 0; i < half; i++) data[i] = f(Math.exp(f(f(c * i) / half)));
+  return { dtype: 'float32', shape: [1, half], data };
+}
+
+function timestepEmbedding(b: GraphBuilder, t: Value, channels: number): Value {
+  const half = Math.floor(channels / 2);
+  const freqs = b.constant(timestepFrequencies(half));
+  const args = b.mul(b.unsqueeze(t, [1]), freqs);
+  const cos = b.op('Cos', [args], {}, { outputInfo: [{ dtype: 'float32', shape: args.shape }] })[0]!;
+  const sin = b.op('Sin', [args], {}, { outputInfo: [{ dtype: 'float32', shape: args.shape }] })[0]!;
+  let emb = b.concat([cos, sin], 1);
+  if (channels % 2) emb = b.concat([emb, b.constant(hostTensor('float32', [t.shape[0]!, 1], new Array<number>(t.shape[0]!).fill(0)))], 1);
+  return emb;
+}
+
+class UNetBuilder {
+  private readonly b: GraphBuilder;
+
+  constructor(
+    private readonly w: ModuleWeights,
+    private readonly cfg: UNetConfig,
+    private readonly opts: UNetBuildOptions,
+    private readonly contextK: Value,
+    private readonly contextV: Value,
+  ) {
+    this.b = w.b;
+  }
+
+  resBlock(x: Value, emb: Value, name: string): Value {
+    const { b, w } = this;
+    let h = conv2d(w, b.silu(groupNorm(w, x, `${name}.in_layers.0`, RES_EPS)), `${name}.in_layers.2`, { pad: 1 });
+    const e = linear(w, b.silu(emb), `${name}.emb_layers.1`);
+    h = b.add(h, b.unsqueeze(e, [2, 3]));
+    h = conv2d(w, b.silu(groupNorm(w, h, `${name}.out_layers.0`, RES_EPS)), `${name}.out_layers.3`, { pad: 1 });
+    const skip = w.has(`${name}.skip_connection.weight`) ? conv2d(w, x, `${name}.skip_connection`) : x;
+    return b.add(skip, h);
+  }
+
+  private attention(x: Value, name: string, kind: 'self' | 'cross', heads: number): Value {
+    const { b, w } = this;
+    let sources = kind === 'self' ? { k: x, v: x } : { k: this.contextK, v: this.contextV };
+    if (this.opts.attentionContext) {
+      sources = this.opts.attentionContext(b, sources, sources.k.shape[2]!, { block: name, kind });
+    }
+    const q = linear(w, x, `${name}.to_q`, false);
+    const k = linear(w, sources.k, `${name}.to_k`, false);
+    const v = linear(w, sources.v, `${name}.to_v`, false);
+    const out = multiHeadAttention(b, q, k, v, heads, { scaleAt: 'scores', fused: this.opts.fusedAttention ?? false });
+    return linear(w, out, `${name}.to_out.0`);
+  }
+
+  private feedForward(x: Value, name: string): Value {
+    const { b, w } = this;
+    const proj = linear(w, x, `${name}.net.0.proj`);
+    const inner = proj.shape[2]! / 2;
+    const [a, gate] = b.split(proj, [inner, inner], 2) as [Value, Value];
+    return linear(w, b.mul(a, b.gelu(gate)), `${name}.net.2`);
+  }
+
+  spatialTransformer(x: Value, name: string): Value {
+    const { b, w, cfg } = this;
+    const [n, c, hh, ww] = x.shape as [number, number, number, number];
+    const { heads } = attentionHeads(cfg, c);
+    const normed = groupNorm(w, x, `${name}.norm`, TRANSFORMER_GN_EPS);
+    const tokens = b.transpose(b.reshape(normed, [n, c, hh * ww]), [0, 2, 1]);
+    // A 1x1 conv over NCHW is the same Linear over the channel axis of the token view.
+    const projWeight = (t: Float32Tensor): Float32Tensor => transpose2d(t.shape.length === 4 ? squeezeConv1x1(t) : t);
+    const projIn = (v: Value, pname: string): Value =>
+      b.add(b.matmul(v, w.param(`${pname}.weight`, projWeight)), w.param(`${pname}.bias`));
+    let h = projIn(tokens, `${name}.proj_in`);
+    for (let d = 0; d < cfg.transformerDepth; d++) {
+      const blk = `${name}.transformer_blocks.${d}`;
+      h = b.add(this.attention(layerNorm(w, h, `${blk}.norm1`, LN_EPS), `${blk}.attn1`, 'self', heads), h);
+      h = b.add(this.attention(layerNorm(w, h, `${blk}.norm2`, LN_EPS), `${blk}.attn2`, 'cross', heads), h);
+      h = b.add(this.feedForward(layerNorm(w, h, `${blk}.norm3`, LN_EPS), `${blk}.ff`), h);
+    }
+    h = projIn(h, `${name}.proj_out`);
+    const back = b.reshape(b.transpose(h, [0, 2, 1]), [n, c, hh, ww]);
+    return b.add(back, x);
+  }
+
+  build(x: Value, t: Value): { out: Value; tEmb: Value; emb: Value } {
+    const { b, w, cfg } = this;
+    const tEmb = timestepEmbedding(b, t, cfg.modelChannels);
+    const tEmbC = b.cast(tEmb, w.dtype);
+    const emb = linear(w, b.silu(linear(w, tEmbC, 'time_embed.0')), 'time_embed.2');
+
+    const skips: Value[] = [];
+    let h = conv2d(w, b.cast(x, w.dtype), 'input_blocks.0.0', { pad: 1 });
+    skips.push(h);
+    let block = 1;
+    let ds = 1;
+    const levels = cfg.channelMult.length;
+    for (let level = 0; level < levels; level++) {
+      for (let r = 0; r < cfg.numResBlocks; r++) {
+        h = this.resBlock(h, emb, `input_blocks.${block}.0`);
+        if (cfg.attentionResolutions.includes(ds)) h = this.spatialTransformer(h, `input_blocks.${block}.1`);
+        skips.push(h);
+        block++;
+      }
+      if (level !== levels - 1) {
+        h = conv2d(w, h, `input_blocks.${block}.0.op`, { stride: 2, pad: 1 });
+        skips.push(h);
+        block++;
+        ds *= 2;
+      }
+    }
+    h = this.resBlock(h, emb, 'middle_block.0');
+    h = this.spatialTransformer(h, 'middle_block.1');
+    h = this.resBlock(h, emb, 'middle_block.2');
+
+    block = 0;
+    for (let level = levels - 1; level >= 0; level--) {
+      for (let r = 0; r <= cfg.numResBlocks; r++) {
+        const skip = skips.pop()!;
+        const name = `output_blocks.${block}`;
+        h = this.resBlock(b.concat([h, skip], 1), emb, `${name}.0`);
+        let sub = 1;
+        if (cfg.attentionResolutions.includes(ds)) h = this.spatialTransformer(h, `${name}.${sub++}`);
+        if (level !== 0 && r === cfg.numResBlocks) {
+          h = conv2d(w, b.resizeNearest(h, 2), `${name}.${sub}.conv`, { pad: 1 });
+          ds /= 2;
+        }
+        block++;
+      }
+    }
+    h = conv2d(w, b.silu(groupNorm(w, h, 'out.0', RES_EPS)), 'out.2', { pad: 1 });
+    return { out: b.cast(h, 'float32'), tEmb, emb: b.cast(emb, 'float32') };
+  }
+}
+
+/** Declares the UNet inputs on `b` and builds the network; the caller names the outputs it wants. */
+export function buildUNet(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>, cfg: UNetConfig, opts: UNetBuildOptions): UNetGraph {
+  const dtype = opts.dtype ?? 'float32';
+  const w = new ModuleWeights(b, weights, 'unet.', dtype);
+  const x = b.input('x', 'float32', [opts.batch, cfg.inChannels, opts.height, opts.width]);
+  const t = b.input('t', 'float32', [opts.batch]);
+  const contextK = b.input('context_k', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);
+  const contextV = b.input('context_v', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);
+  const unet = new UNetBuilder(w, cfg, opts, b.cast(contextK, dtype), b.cast(contextV, dtype));
+  const { out, tEmb, emb } = unet.build(x, t);
+  return { x, t, contextK, contextV, out, tEmb, emb };
+}
