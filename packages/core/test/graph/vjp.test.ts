@@ -1,0 +1,229 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GraphBuilder, hostTensor } from '../../src/graph/builder.js';
+import { grad } from '../../src/graph/autodiff.js';
+import { isDarkroomError } from '../../src/errors.js';
+import { float32, type HostTensor } from '../../src/tensor.js';
+import { gradCheck } from './gradcheck.js';
+import { rand, runGraph, values } from './helpers.js';
+
+/** Values bounded away from zero (for Log, Sqrt, Relu, Abs kinks). */
+function awayFromZero(shape: number[], seed: number): HostTensor<'float32'> {
+  const t = rand(shape, seed);
+  return float32(shape, (t.data as Float32Array).map((v) => (v >= 0 ? v + 0.2 : v - 0.2)));
+}
+function positive(shape: number[], seed: number): HostTensor<'float32'> {
+  const t = rand(shape, seed);
+  return float32(shape, (t.data as Float32Array).map((v) => Math.abs(v) + 0.3));
+}
+
+test('VJP Add/Sub/Mul/Div with broadcasting', async () => {
+  const ins = [
+    { name: 'a', value: rand([2, 3, 4], 1) },
+    { name: 'b', value: positive([3, 1], 2) },
+  ];
+  await gradCheck((g, [a, b]) => g.add(a!, b!), ins);
+  await gradCheck((g, [a, b]) => g.sub(a!, b!), ins);
+  await gradCheck((g, [a, b]) => g.mul(a!, b!), ins);
+  await gradCheck((g, [a, b]) => g.div(a!, b!), ins);
+  await gradCheck((g, [a, b]) => g.div(b!, g.add(g.mul(a!, a!), 1)), ins);
+});
+
+test('VJP Neg, Exp, Log, Sqrt, Reciprocal, Pow', async () => {
+  const x = [{ name: 'x', value: positive([3, 4], 3) }];
+  await gradCheck((g, [v]) => g.neg(v!), x);
+  await gradCheck((g, [v]) => g.exp(v!), x);
+  await gradCheck((g, [v]) => g.log(v!), x);
+  await gradCheck((g, [v]) => g.sqrt(v!), x);
+  await gradCheck((g, [v]) => g.reciprocal(v!), x);
+  await gradCheck((g, [v]) => g.pow(v!, 2.5), x);
+  await gradCheck((g, [v]) => g.pow(v!, -1), x);
+  // A tensor exponent: both base and exponent get gradients.
+  await gradCheck((g, [v, p]) => g.op('Pow', [v!, p!])[0]!, [x[0]!, { name: 'p', value: rand([4], 4) }]);
+});
+
+test('VJP Erf, Tanh, Sigmoid, Relu, Abs and the composite activations', async () => {
+  const x = [{ name: 'x', value: awayFromZero([2, 5], 5) }];
+  await gradCheck((g, [v]) => g.erf(v!), x);
+  await gradCheck((g, [v]) => g.tanh(v!), x);
+  await gradCheck((g, [v]) => g.sigmoid(v!), x);
+  await gradCheck((g, [v]) => g.relu(v!), x);
+  await gradCheck((g, [v]) => g.abs(v!), x);
+  await gradCheck((g, [v]) => g.silu(v!), x);
+  await gradCheck((g, [v]) => g.gelu(v!), x);
+  await gradCheck((g, [v]) => g.quickGelu(v!), x);
+});
+
+test('VJP Max, Min, Where', async () => {
+  const ins = [
+    { name: 'a', value: rand([3, 4], 6) },
+    // Hand-picked so that no element of a is within the finite-difference step of its competitor.
+    { name: 'b', value: float32([4], Float32Array.from([0.05, -0.3, 0.4, -0.9])) },
+  ];
+  await gradCheck((g, [a, b]) => g.max(a!, b!), ins);
+  await gradCheck((g, [a, b]) => g.min(a!, b!), ins);
+  await gradCheck((g, [a, b]) => g.where(g.greater(a!, 0), a!, b!), ins);
+});
+
+test('VJP MatMul: batched, broadcast weight, 1-D operands', async () => {
+  await gradCheck((g, [a, b]) => g.matmul(a!, b!), [
+    { name: 'a', value: rand([2, 3, 4], 8) },
+    { name: 'b', value: rand([2, 4, 5], 9) },
+  ]);
+  await gradCheck((g, [a, b]) => g.matmul(a!, b!), [
+    { name: 'a', value: rand([2, 3, 4], 10) },
+    { name: 'b', value: rand([4, 5], 11) },
+  ]);
+  await gradCheck((g, [a, b]) => g.matmul(a!, b!), [
+    { name: 'a', value: rand([1, 3, 4], 12) },
+    { name: 'b', value: rand([2, 4, 2], 13) },
+  ]);
+  await gradCheck((g, [a, b]) => g.matmul(a!, b!), [
+    { name: 'a', value: rand([4], 14) },
+    { name: 'b', value: rand([2, 4, 3], 15) },
+  ]);
+  await gradCheck((g, [a, b]) => g.matmul(a!, b!), [
+    { name: 'a', value: rand([3, 4], 16) },
+    { name: 'b', value: rand([4], 17) },
+  ]);
+});
+
+test('VJP Reshape, Transpose, Unsqueeze, Squeeze, Expand, Cast', async () => {
+  const x = [{ name: 'x', value: rand([2, 3, 4], 18) }];
+  await gradCheck((g, [v]) => g.reshape(v!, [4, -1]), x);
+  await gradCheck((g, [v]) => g.transpose(v!, [2, 0, 1]), x);
+  await gradCheck((g, [v]) => g.squeeze(g.unsqueeze(g.mul(v!, v!), [0, 4]), [0]), x);
+  await gradCheck((g, [v]) => g.expand(g.reshape(v!, [2, 1, 3, 4]), [2, 5, 3, 4]), x);
+  await gradCheck((g, [v]) => g.cast(g.mul(g.cast(v!, 'float64'), g.scalar(3, 'float64')), 'float32'), x);
+});
+
+test('VJP Concat, Split (one output unused), Slice (strided, negative starts), Pad', async () => {
+  const x = [
+    { name: 'x', value: rand([2, 7], 19) },
+    { name: 'y', value: rand([2, 3], 20) },
+  ];
+  await gradCheck((g, [a, b]) => g.concat([a!, b!, a!], 1), x);
+  await gradCheck((g, [a]) => g.split(a!, [2, 4, 1], 1)[1]!, [x[0]!]);
+  await gradCheck((g, [a]) => {
+    const [p, , r] = g.split(a!, [3, 3, 1], 1);
+    return g.mul(p!, r!);
+  }, [x[0]!]);
+  await gradCheck((g, [a]) => g.slice(a!, [1], [6], [1], [2]), [x[0]!]);
+  await gradCheck((g, [a]) => g.slice(a!, [0, -5], [1, 100], [0, 1], [1, 3]), [x[0]!]);
+  await gradCheck((g, [a]) => g.slice(a!, [2], [7], [1], [4]), [x[0]!]);
+  await gradCheck((g, [a]) => g.pad(a!, [1, 0, 0, 2], 0.5), [x[0]!]);
+});
+
+test('VJP Gather as a lookup: repeated, negative indices and a non-leading axis', async () => {
+  const table = [{ name: 'table', value: rand([5, 3], 21) }];
+  await gradCheck((g, [t]) => g.gather(t!, g.constant(hostTensor('int64', [2, 3], [0, 4, 4, 1, -1, 2])), 0), table);
+  await gradCheck((g, [t]) => g.gather(t!, g.constant(hostTensor('int64', [4], [2, 0, 2, 1])), 1), table);
+});
+
+test('Gather gradient with token ids fed at run time scatter-adds rows', async () => {
+  const g = new GraphBuilder();
+  const table = g.input('table', 'float32', [4, 2]);
+  const ids = g.input('ids', 'int64', [5]);
+  const rows = g.gather(table, ids, 0);
+  const loss = g.reduceSum(g.mul(rows, g.constant(hostTensor('float32', [5, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))), [0, 1], false);
+  g.output(grad(g, loss, [table])[0]!, 'gt');
+  const r = await runGraph(g, {
+    table: float32([4, 2]),
+    ids: { dtype: 'int64', shape: [5], data: BigInt64Array.from([3n, 0n, 3n, -1n, 1n]) },
+  });
+  // Rows 0 and 4 hit index 0 and 1; index 3 is hit three times (3, 3 and -1).
+  assert.deepEqual(values(r.gt), [3, 4, 9, 10, 0, 0, 1 + 5 + 7, 2 + 6 + 8]);
+});
+
+test('VJP ReduceMean, ReduceSum (keepdims on and off), Softmax', async () => {
+  const x = [{ name: 'x', value: rand([2, 3, 4], 22) }];
+  await gradCheck((g, [v]) => g.reduceMean(v!, [1]), x);
+  await gradCheck((g, [v]) => g.reduceMean(v!, [0, 2], false), x);
+  await gradCheck((g, [v]) => g.reduceSum(v!, [-1], false), x);
+  await gradCheck((g, [v]) => g.reduceSum(g.mul(v!, v!), [0, 1, 2]), x);
+  await gradCheck((g, [v]) => g.softmax(v!, -1), x);
+  await gradCheck((g, [v]) => g.softmax(v!, 1), x);
+});
+
+test('VJP Conv: padding, stride 2, groups, dilation; input, weight and bias gradients', async () => {
+  const cases: Array<{ x: number[]; w: number[]; strides: number[]; pads: number[]; group: number; dilations: number[] }> = [
+    { x: [2, 3, 5, 5], w: [4, 3, 3, 3], strides: [1, 1], pads: [1, 1, 1, 1], group: 1, dilations: [1, 1] },
+    { x: [1, 4, 6, 5], w: [4, 4, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], group: 1, dilations: [1, 1] },
+    { x: [1, 4, 5, 6], w: [4, 4, 3, 3], strides: [2, 2], pads: [0, 0, 1, 1], group: 1, dilations: [1, 1] },
+    { x: [2, 4, 5, 5], w: [6, 2, 3, 3], strides: [2, 1], pads: [1, 0, 1, 2], group: 2, dilations: [1, 1] },
+    { x: [1, 2, 7, 7], w: [3, 2, 3, 2], strides: [1, 2], pads: [2, 1, 2, 1], group: 1, dilations: [2, 1] },
+  ];
+  for (const [k, c] of cases.entries()) {
+    await gradCheck(
+      (g, [x, w, b]) => g.conv(x!, w!, b!, { strides: c.strides, pads: c.pads, group: c.group, dilations: c.dilations }),
+      [
+        { name: 'x', value: rand(c.x, 30 + k) },
+        { name: 'w', value: rand(c.w, 40 + k, 0.5) },
+        { name: 'b', value: rand([c.w[0]!], 50 + k) },
+      ],
+      { maxElements: 24 },
+    );
+  }
+});
+
+test('VJP Resize (nearest upsampling)', async () => {
+  await gradCheck((g, [v]) => g.resizeNearest(v!, 2), [{ name: 'x', value: rand([1, 2, 3, 2], 23) }]);
+});
+
+test('VJP LayerNorm and GroupNorm (input, gamma, beta)', async () => {
+  await gradCheck((g, [x, gm, bt]) => g.layerNorm(x!, gm!, bt!, 1e-5), [
+    { name: 'x', value: rand([2, 3, 6], 24) },
+    { name: 'gamma', value: rand([6], 25) },
+    { name: 'beta', value: rand([6], 26) },
+  ]);
+  await gradCheck((g, [x, gm, bt]) => g.groupNorm(x!, gm!, bt!, 2, 1e-6), [
+    { name: 'x', value: rand([2, 4, 3, 3], 27) },
+    { name: 'gamma', value: rand([4], 28) },
+    { name: 'beta', value: rand([4], 29) },
+  ]);
+});
+
+test('VJP attention: the plain form and the fused MultiHeadAttention', async () => {
+  const ins = [
+    { name: 'q', value: rand([2, 3, 4], 60) },
+    { name: 'k', value: rand([2, 5, 4], 61) },
+    { name: 'v', value: rand([2, 5, 4], 62) },
+  ];
+  await gradCheck((g, [q, k, v]) => g.attention(q!, k!, v!, 2), ins);
+  await gradCheck((g, [q, k, v]) => g.mha(q!, k!, v!, 2), ins);
+  await gradCheck((g, [q, k, v]) => g.mha(q!, k!, v!, 1, 0.3), [ins[0]!, { ...ins[1]!, wrt: false }, ins[2]!]);
+});
+
+test('frozen weights get no gradient nodes; unrelated values get zeros; reuse accumulates', async () => {
+  const g = new GraphBuilder();
+  const x = g.input('x', 'float32', [1, 2, 4, 4]);
+  const w = g.weight('w', rand([3, 2, 3, 3], 70));
+  const unrelated = g.input('u', 'float32', [2]);
+  const y = g.conv(x, w, undefined, { pads: [1, 1, 1, 1] });
+  const loss = g.reduceSum(g.mul(y, y), [0, 1, 2, 3], false);
+  const before = g.nodes.length;
+  const [gx, gu] = grad(g, loss, [x, unrelated]);
+  const backward = g.nodes.slice(before).map((n) => n.opType);
+  assert.ok(backward.includes('ConvTranspose'), 'input gradient uses ConvTranspose');
+  assert.ok(!backward.includes('Conv'), `no weight-gradient convolution for a frozen weight: ${backward}`);
+  g.output(gx!, 'gx');
+  g.output(gu!, 'gu');
+  const r = await runGraph(g, { x: rand([1, 2, 4, 4], 71), u: float32([2], Float32Array.from([3, 4])) });
+  assert.deepEqual(values(r.gu), [0, 0]);
+  assert.ok(values(r.gx).some((v) => v !== 0));
+
+  const h = new GraphBuilder();
+  const a = h.input('a', 'float32', [3]);
+  const l = h.reduceSum(h.add(h.mul(a, a), h.mul(a, 3)), [0], false);
+  h.output(grad(h, l, [a])[0]!, 'ga');
+  const r2 = await runGraph(h, { a: float32([3], Float32Array.from([1, -2, 0.5])) });
+  assert.deepEqual(values(r2.ga), [5, -1, 4]);
+});
+
+test('grad rejects a non-scalar loss and ops without a rule', () => {
+  const g = new GraphBuilder();
+  const x = g.input('x', 'float32', [2]);
+  assert.throws(() => grad(g, x, [x]), (e: unknown) => isDarkroomError(e, 'VJP_LOSS_NOT_SCALAR'));
+  const y = g.op('Sign', [x])[0]!;
+  assert.throws(() => grad(g, g.reduceSum(y, [0], false), [x]), (e: unknown) => isDarkroomError(e, 'VJP_MISSING'));
+});
