@@ -57,6 +57,11 @@ export interface UNetBuildOptions {
   readonly attentionContext?: AttentionContextHook;
   /** Adds `t_emb` and `emb` outputs (parity checks). */
   readonly exposeEmbeddings?: boolean;
+  /**
+   * Values computed earlier in the same graph to use as `context_k` / `context_v` instead of declaring them
+   * as inputs (text encoder and UNet in one training graph).
+   */
+  readonly context?: { readonly k: Value; readonly v: Value };
 }
 
 export interface UNetGraph {
@@ -215,8 +220,8 @@ export function buildUNet(b: GraphBuilder, weights: ReadonlyMap<string, Float32T
   const w = new ModuleWeights(b, weights, 'unet.', dtype);
   const x = b.input('x', 'float32', [opts.batch, cfg.inChannels, opts.height, opts.width]);
   const t = b.input('t', 'float32', [opts.batch]);
-  const contextK = b.input('context_k', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);
-  const contextV = b.input('context_v', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);
+  const contextK = opts.context?.k ?? b.input('context_k', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);
+  const contextV = opts.context?.v ?? b.input('context_v', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);
   const unet = new UNetBuilder(w, cfg, opts, b.cast(contextK, dtype), b.cast(contextV, dtype));
   const { out, tEmb, emb } = unet.build(x, t);
   return { x, t, contextK, contextV, out, tEmb, emb };

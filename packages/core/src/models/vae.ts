@@ -3,10 +3,10 @@
  *
  * Decoder input `latent (B,z,h,w)` is in the **sampler's space**: the graph multiplies by 1/scale_factor
  * (float32, as A1111's `decode_first_stage`) before post_quant_conv, so callers never rescale. Output
- * `image (B,3,8h,8w)` is not clamped (roughly [-1,1]). With `exposeZ` the scaled `z` is an output too.
+ * `image (B,3,8h,8w)` is not clamped (roughly [-1,1]). The scaled `z` is returned too.
  *
  * Encoder input `image (B,3,H,W)` in [-1,1]. Outputs: `mean`, `std` (from logvar clamped to [-30,20]) of the
- * diagonal Gaussian, and with `exposeMoments` also `moments` (quant_conv output) and `logvar`. The caller
+ * diagonal Gaussian, plus `moments` (quant_conv output) and the clamped `logvar`. The caller
  * draws `latent = scale_factor * (mean + std * noise)` with its own noise source.
  *
  * GroupNorm(32) eps 1e-6 everywhere; downsampling pads (0,1,0,1) then convolves 3x3 stride 2 unpadded; the
@@ -26,8 +26,8 @@ export interface VaeBuildOptions {
   readonly width: number;
   readonly scaleFactor: number;
   readonly dtype?: ComputeDType;
-  readonly exposeZ?: boolean;
-  readonly exposeMoments?: boolean;
+  /** com.microsoft MultiHeadAttention for the mid-block attention. */
+  readonly fusedAttention?: boolean;
 }
 
 function resnetBlock(w: ModuleWeights, x: Value, name: string): Value {
@@ -38,7 +38,7 @@ function resnetBlock(w: ModuleWeights, x: Value, name: string): Value {
   return b.add(skip, h);
 }
 
-function attnBlock(w: ModuleWeights, x: Value, name: string): Value {
+function attnBlock(w: ModuleWeights, x: Value, name: string, fused: boolean): Value {
   const b = w.b;
   const [n, c, hh, ww] = x.shape as [number, number, number, number];
   const h = groupNorm(w, x, `${name}.norm`, EPS);
@@ -46,14 +46,14 @@ function attnBlock(w: ModuleWeights, x: Value, name: string): Value {
   const q = tokens(conv2d(w, h, `${name}.q`));
   const k = tokens(conv2d(w, h, `${name}.k`));
   const v = tokens(conv2d(w, h, `${name}.v`));
-  const out = multiHeadAttention(b, q, k, v, 1, { scaleAt: 'scores' });
+  const out = multiHeadAttention(b, q, k, v, 1, { scaleAt: 'scores', fused });
   const back = b.reshape(b.transpose(out, [0, 2, 1]), [n, c, hh, ww]);
   return b.add(x, conv2d(w, back, `${name}.proj_out`));
 }
 
-function midBlock(w: ModuleWeights, h: Value, prefix: string): Value {
+function midBlock(w: ModuleWeights, h: Value, prefix: string, fused: boolean): Value {
   h = resnetBlock(w, h, `${prefix}.mid.block_1`);
-  h = attnBlock(w, h, `${prefix}.mid.attn_1`);
+  h = attnBlock(w, h, `${prefix}.mid.attn_1`, fused);
   return resnetBlock(w, h, `${prefix}.mid.block_2`);
 }
 
@@ -69,11 +69,11 @@ export function buildVaeDecoder(
   const z = b.mul(latent, Math.fround(1 / opts.scaleFactor));
   let h = conv2d(w, b.cast(z, dtype), 'post_quant_conv');
   h = conv2d(w, h, 'decoder.conv_in', { pad: 1 });
-  h = midBlock(w, h, 'decoder');
+  h = midBlock(w, h, 'decoder', opts.fusedAttention ?? false);
   for (let level = cfg.chMult.length - 1; level >= 0; level--) {
     for (let i = 0; i <= cfg.numResBlocks; i++) {
       h = resnetBlock(w, h, `decoder.up.${level}.block.${i}`);
-      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `decoder.up.${level}.attn.${i}`);
+      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `decoder.up.${level}.attn.${i}`, opts.fusedAttention ?? false);
     }
     if (level !== 0) h = conv2d(w, b.resizeNearest(h, 2), `decoder.up.${level}.upsample.conv`, { pad: 1 });
   }
@@ -94,13 +94,13 @@ export function buildVaeEncoder(
   for (let level = 0; level < cfg.chMult.length; level++) {
     for (let i = 0; i < cfg.numResBlocks; i++) {
       h = resnetBlock(w, h, `encoder.down.${level}.block.${i}`);
-      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `encoder.down.${level}.attn.${i}`);
+      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `encoder.down.${level}.attn.${i}`, opts.fusedAttention ?? false);
     }
     if (level !== cfg.chMult.length - 1) {
       h = conv2d(w, b.pad(h, [0, 0, 0, 0, 0, 0, 1, 1]), `encoder.down.${level}.downsample.conv`, { stride: 2 });
     }
   }
-  h = midBlock(w, h, 'encoder');
+  h = midBlock(w, h, 'encoder', opts.fusedAttention ?? false);
   h = conv2d(w, b.silu(groupNorm(w, h, 'encoder.norm_out', EPS)), 'encoder.conv_out', { pad: 1 });
   const moments = b.cast(conv2d(w, h, 'quant_conv'), 'float32');
   const e = cfg.embedDim;

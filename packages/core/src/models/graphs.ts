@@ -1,0 +1,90 @@
+/**
+ * One function per component that turns weights and build options into a serialized model, with the graph
+ * input/output names everyone else relies on. `loadModel` caches what these return; parity checks call them
+ * directly for the diagnostic outputs.
+ */
+import { GraphBuilder } from '../graph/builder.js';
+import type { BuiltModel } from '../graph/ir.js';
+import type { Float32Tensor } from '../tensor.js';
+import type { TextEncoderConfig, UNetConfig, VaeConfig } from './config.js';
+import { buildTextEncoder, hiddenOutputName, textOutputName } from './clip.js';
+import type { ComputeDType } from './layers.js';
+import { buildUNet, type AttentionContextHook } from './unet.js';
+import { buildVaeDecoder, buildVaeEncoder } from './vae.js';
+
+export type Weights = ReadonlyMap<string, Float32Tensor>;
+
+export interface TextGraphOptions {
+  readonly batch: number;
+  readonly dtype?: ComputeDType;
+  readonly exposeHidden?: boolean;
+}
+
+/** Input `inputs_embeds`; outputs `skip_1..skip_{layers+1}` (+ `hidden_0..hidden_L`). */
+export function textEncoderModel(weights: Weights, cfg: TextEncoderConfig, opts: TextGraphOptions): BuiltModel {
+  const b = new GraphBuilder('text_encoder');
+  const g = buildTextEncoder(b, weights, cfg, opts);
+  g.skips.forEach((v, i) => b.output(v, textOutputName(i + 1)));
+  if (opts.exposeHidden) g.hidden.forEach((v, i) => b.output(v, hiddenOutputName(i)));
+  return b.toModel();
+}
+
+export interface UNetGraphOptions {
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+  readonly contextLength: number;
+  readonly dtype?: ComputeDType;
+  readonly fusedAttention?: boolean;
+  readonly exposeEmbeddings?: boolean;
+  readonly attentionContext?: AttentionContextHook;
+}
+
+/** Inputs `x`, `t`, `context_k`, `context_v` (+ whatever the hook adds); output `out` (+ `t_emb`, `emb`). */
+export function unetModel(weights: Weights, cfg: UNetConfig, opts: UNetGraphOptions): BuiltModel {
+  return unetBuilder(weights, cfg, opts).toModel();
+}
+
+/** The UNet graph before serialization, for callers that add to it (training losses, gradients). */
+export function unetBuilder(weights: Weights, cfg: UNetConfig, opts: UNetGraphOptions): GraphBuilder {
+  const b = new GraphBuilder('unet');
+  const g = buildUNet(b, weights, cfg, opts);
+  b.output(g.out, 'out');
+  if (opts.exposeEmbeddings) {
+    b.output(g.tEmb, 't_emb');
+    b.output(g.emb, 'emb');
+  }
+  return b;
+}
+
+export interface VaeGraphOptions {
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+  readonly scaleFactor: number;
+  readonly dtype?: ComputeDType;
+  readonly fusedAttention?: boolean;
+  readonly expose?: boolean;
+}
+
+/** Input `latent` (sampler space); output `image` (+ `z`). */
+export function vaeDecoderModel(weights: Weights, cfg: VaeConfig, opts: VaeGraphOptions): BuiltModel {
+  const b = new GraphBuilder('vae_decoder');
+  const g = buildVaeDecoder(b, weights, cfg, opts);
+  b.output(g.image, 'image');
+  if (opts.expose) b.output(g.z, 'z');
+  return b.toModel();
+}
+
+/** Input `image` in [-1,1]; outputs `mean`, `std` (+ `moments`, `logvar`). */
+export function vaeEncoderModel(weights: Weights, cfg: VaeConfig, opts: VaeGraphOptions): BuiltModel {
+  const b = new GraphBuilder('vae_encoder');
+  const g = buildVaeEncoder(b, weights, cfg, opts);
+  b.output(g.mean, 'mean');
+  b.output(g.std, 'std');
+  if (opts.expose) {
+    b.output(g.moments, 'moments');
+    b.output(g.logvar, 'logvar');
+  }
+  return b.toModel();
+}

@@ -1,0 +1,327 @@
+/**
+ * loadModel: reads an A1111 single-file checkpoint, infers its config, and hands back the three components
+ * as async functions over host tensors. Graphs have static shapes, so each component is compiled per input
+ * shape (and per UNet variant) on first use, through the compile cache; a second load of the same
+ * checkpoint finds every graph on disk and builds nothing.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, extname } from 'node:path';
+import { DarkroomError } from '../errors.js';
+import type { BuiltModel } from '../graph/ir.js';
+import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
+import type { Float32Tensor, HostTensor } from '../tensor.js';
+import { CompileCache, DEFAULT_CACHE_DIR, cachedFileHash, type GraphKey } from './cache.js';
+import { openCheckpoint, readComponent, readFloat32, sha256File, type CheckpointSource } from './checkpoint.js';
+import { textOutputName, tokenEmbeddingKey } from './clip.js';
+import {
+  inferModelConfig,
+  overridesFromJson,
+  UNET_PREFIX,
+  VAE_PREFIX,
+  type ConfigOverrides,
+  type ModelConfig,
+  type ModelKind,
+  type Parameterization,
+} from './config.js';
+import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from './graphs.js';
+import type { ComputeDType } from './layers.js';
+import { computeAlphasCumprod } from './schedule.js';
+import type { AttentionContextHook } from './unet.js';
+
+/**
+ * A UNet compiled with an attention hook (e.g. one hypernetwork architecture). Graphs are cached by `key`, so
+ * two variants with the same key must build the same graph; per-job data (MLP weights, multipliers) goes in
+ * `feeds` as graph inputs the hook declared.
+ */
+export interface UNetVariant {
+  readonly key: string;
+  readonly attentionContext: AttentionContextHook;
+  readonly feeds?: Readonly<Record<string, HostTensor>>;
+}
+
+export interface TextEncoder {
+  readonly width: number;
+  /** Token id -> embedding row, (vocab, D): the host does the lookup and splices TI vectors in. */
+  readonly tokenEmbedding: Float32Tensor;
+  /** The clip skip the model was trained with: 1 for SD1 (last layer), 2 for SD2 (penultimate). */
+  readonly defaultClipSkip: number;
+  /** Token A1111 pads rows with after EOS (49407 for SD1, 0 for SD2). */
+  readonly padTokenId: number;
+  /** final_layer_norm(hidden_states[-clipSkip]) of (N,77,D) embeddings before position embeddings. */
+  encode(inputsEmbeds: Float32Tensor, clipSkip: number): Promise<Float32Tensor>;
+}
+
+export interface UNet {
+  /** eps or v prediction (see `parameterization`) for latents x (B,4,H,W) at float timesteps t (B). */
+  run(x: Float32Tensor, t: Float32Array, contextK: Float32Tensor, contextV?: Float32Tensor, variant?: UNetVariant): Promise<Float32Tensor>;
+}
+
+export interface Vae {
+  /** Latent in the sampler's space (the graph divides by scaleFactor) -> image (B,3,8h,8w), not clamped. */
+  decode(latent: Float32Tensor): Promise<Float32Tensor>;
+  /** Image in [-1,1] NCHW -> the posterior; latent = scaleFactor * (mean + std * noise). */
+  encode(image: Float32Tensor): Promise<{ mean: Float32Tensor; std: Float32Tensor }>;
+}
+
+export interface StableDiffusionModel {
+  readonly kind: ModelKind;
+  readonly config: ModelConfig;
+  /** File name without extension, as A1111 shows it. */
+  readonly name: string;
+  /** sha256 of the checkpoint file (hex). */
+  readonly sha256: string;
+  readonly parameterization: Parameterization;
+  /** 1000 values, float32 as stored in the checkpoint (or computed as ldm does when absent). */
+  readonly alphasCumprod: Float32Array;
+  readonly scaleFactor: number;
+  readonly textEncoder: TextEncoder;
+  readonly unet: UNet;
+  readonly vae: Vae;
+  /** Graphs built (cache misses) by this model so far. */
+  readonly buildCount: number;
+  release(): Promise<void>;
+}
+
+export interface LoadModelOptions {
+  readonly checkpoint: string;
+  /** Path of a JSON config, or the parsed object (ldm yaml `model:` section as JSON, see config.ts). */
+  readonly config?: string | object;
+  readonly cacheDir?: string;
+  readonly provider?: Provider;
+  readonly fallbackToCpu?: boolean;
+  readonly threads?: number;
+  /** Half-precision weights and compute (GPU); the float32 graph stays the reference. */
+  readonly fp16?: boolean;
+  /** com.microsoft MultiHeadAttention in the UNet and VAE. */
+  readonly fusedAttention?: boolean;
+  /** Sessions kept open per component (each holds a copy of the weights); least recently used go first. */
+  readonly maxSessionsPerComponent?: number;
+}
+
+async function readOverrides(config: string | object | undefined): Promise<ConfigOverrides> {
+  if (config === undefined) return {};
+  if (typeof config !== 'string') return overridesFromJson(config);
+  if (!config.toLowerCase().endsWith('.json')) {
+    throw new DarkroomError('MODEL_CONFIG_INVALID', `${config}: model configs are read as JSON (convert the yaml)`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(config, 'utf8'));
+  } catch (e) {
+    throw new DarkroomError('MODEL_CONFIG_INVALID', `${config}: ${(e as Error).message}`);
+  }
+  return overridesFromJson(json);
+}
+
+interface SessionEntry {
+  readonly session: Promise<EngineSession>;
+  lastUse: number;
+  busy: number;
+}
+
+/** Open sessions by graph path, at most `limit` per component, least recently used released first. */
+class SessionPool {
+  private readonly entries = new Map<string, { component: string; entry: SessionEntry }>();
+  private clock = 0;
+
+  constructor(
+    private readonly limit: number,
+    private readonly open: (path: string) => Promise<EngineSession>,
+  ) {}
+
+  async run(component: string, path: string, feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+    let found = this.entries.get(path);
+    if (!found) {
+      found = { component, entry: { session: this.open(path), lastUse: 0, busy: 0 } };
+      this.entries.set(path, found);
+      void this.evict(component, path);
+    }
+    const e = found.entry;
+    e.lastUse = ++this.clock;
+    e.busy++;
+    try {
+      return await (await e.session).run(feeds);
+    } finally {
+      e.busy--;
+    }
+  }
+
+  private async evict(component: string, keep: string): Promise<void> {
+    const mine = [...this.entries].filter(([p, v]) => v.component === component && p !== keep && v.entry.busy === 0);
+    const over = mine.length + 1 - this.limit;
+    if (over <= 0) return;
+    mine.sort((a, b) => a[1].entry.lastUse - b[1].entry.lastUse);
+    for (const [p, v] of mine.slice(0, over)) {
+      this.entries.delete(p);
+      await (await v.entry.session.catch(() => undefined))?.release();
+    }
+  }
+
+  async releaseAll(): Promise<void> {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    for (const v of all) await (await v.entry.session.catch(() => undefined))?.release();
+  }
+}
+
+function check4d(what: string, t: Float32Tensor, channels: number): [number, number, number] {
+  if (t.dtype !== 'float32' || t.shape.length !== 4 || t.shape[1] !== channels) {
+    throw new DarkroomError('MODEL_BAD_INPUT', `${what} must be float32 (B,${channels},H,W), got ${t.dtype} [${t.shape}]`);
+  }
+  return [t.shape[0]!, t.shape[2]!, t.shape[3]!];
+}
+
+function output(r: Record<string, HostTensor>, name: string): Float32Tensor {
+  const t = r[name];
+  if (!t || t.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `graph gave no float32 output "${name}"`);
+  return t as Float32Tensor;
+}
+
+export async function loadModel(opts: LoadModelOptions): Promise<StableDiffusionModel> {
+  const overrides = await readOverrides(opts.config);
+  const source: CheckpointSource = await openCheckpoint(opts.checkpoint);
+  try {
+    return await assemble(opts, overrides, source);
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+}
+
+async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, source: CheckpointSource): Promise<StableDiffusionModel> {
+  const config = inferModelConfig(source.index, overrides);
+  const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
+  const cache = new CompileCache(cacheDir);
+  const sha256 = await cachedFileHash(cacheDir, opts.checkpoint, sha256File);
+  const tokenEmbedding = await readFloat32(source, tokenEmbeddingKey(config.text));
+  const alphasCumprod = source.index.has('alphas_cumprod')
+    ? (await readFloat32(source, 'alphas_cumprod')).data
+    : computeAlphasCumprod(config.schedule);
+  const dtype: ComputeDType = opts.fp16 ? 'float16' : 'float32';
+  const fused = opts.fusedAttention ?? false;
+  const pool = new SessionPool(opts.maxSessionsPerComponent ?? 2, (path) =>
+    createSession(path, {
+      ...(opts.provider ? { provider: opts.provider } : {}),
+      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      ...(opts.fallbackToCpu !== undefined ? { fallbackToCpu: opts.fallbackToCpu } : {}),
+    }),
+  );
+  let released = false;
+
+  /** The graph for `component` with `options`, from the cache or built from freshly read weights. */
+  const graph = async (
+    component: string,
+    prefix: string,
+    options: Record<string, unknown>,
+    build: (weights: Map<string, Float32Tensor>) => BuiltModel,
+  ): Promise<string> => {
+    if (released) throw new DarkroomError('MODEL_RELEASED', 'this model has been released');
+    const key: GraphKey = { weights: sha256, component, options: { ...options, dtype, config: configFacts(config, component) } };
+    const entry = await cache.getOrBuild(key, async () => build(await readComponent(source, prefix)));
+    return entry.path;
+  };
+
+  const textEncoder: TextEncoder = {
+    width: config.text.width,
+    tokenEmbedding,
+    defaultClipSkip: config.text.defaultClipSkip,
+    padTokenId: config.text.padTokenId,
+    async encode(inputsEmbeds, clipSkip) {
+      const n = config.text.maxPositions;
+      if (inputsEmbeds.shape.length !== 3 || inputsEmbeds.shape[1] !== n || inputsEmbeds.shape[2] !== config.text.width) {
+        throw new DarkroomError('MODEL_BAD_INPUT', `inputs_embeds must be (N,${n},${config.text.width}), got [${inputsEmbeds.shape}]`);
+      }
+      if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > config.text.layers + 1) {
+        throw new DarkroomError('MODEL_BAD_INPUT', `clip skip must be an integer in 1..${config.text.layers + 1}, got ${clipSkip}`);
+      }
+      const batch = inputsEmbeds.shape[0]!;
+      const path = await graph('text', config.text.prefix, { batch }, (w) => textEncoderModel(w, config.text, { batch, dtype }));
+      return output(await pool.run('text', path, { inputs_embeds: inputsEmbeds }), textOutputName(clipSkip));
+    },
+  };
+
+  const unet: UNet = {
+    async run(x, t, contextK, contextV, variant) {
+      const [batch, height, width] = check4d('x', x, config.unet.inChannels);
+      const ctxV = contextV ?? contextK;
+      const l = contextK.shape[1]!;
+      for (const [what, c] of [['contextK', contextK], ['contextV', ctxV]] as const) {
+        if (c.shape.length !== 3 || c.shape[0] !== batch || c.shape[1] !== l || c.shape[2] !== config.unet.contextDim) {
+          throw new DarkroomError('MODEL_BAD_INPUT', `${what} must be (${batch},L,${config.unet.contextDim}) like contextK, got [${c.shape}]`);
+        }
+      }
+      if (t.length !== batch) throw new DarkroomError('MODEL_BAD_INPUT', `t has ${t.length} values for a batch of ${batch}`);
+      const options = { batch, height, width, contextLength: l, fused, variant: variant?.key ?? null };
+      const path = await graph('unet', UNET_PREFIX, options, (w) =>
+        unetModel(w, config.unet, {
+          batch,
+          height,
+          width,
+          contextLength: l,
+          dtype,
+          fusedAttention: fused,
+          ...(variant ? { attentionContext: variant.attentionContext } : {}),
+        }),
+      );
+      const feeds: Record<string, HostTensor> = {
+        ...(variant?.feeds ?? {}),
+        x,
+        t: { dtype: 'float32', shape: [batch], data: t },
+        context_k: contextK,
+        context_v: ctxV,
+      };
+      return output(await pool.run('unet', path, feeds), 'out');
+    },
+  };
+
+  const vae: Vae = {
+    async decode(latent) {
+      const [batch, height, width] = check4d('latent', latent, config.vae.embedDim);
+      const path = await graph('vae_decoder', VAE_PREFIX, { batch, height, width, fused }, (w) =>
+        vaeDecoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused }),
+      );
+      return output(await pool.run('vae_decoder', path, { latent }), 'image');
+    },
+    async encode(image) {
+      const [batch, height, width] = check4d('image', image, config.vae.inChannels);
+      const factor = 2 ** (config.vae.chMult.length - 1);
+      if (height % factor || width % factor) {
+        throw new DarkroomError('MODEL_BAD_INPUT', `image size ${width}x${height} must be a multiple of ${factor}`);
+      }
+      const path = await graph('vae_encoder', VAE_PREFIX, { batch, height, width, fused }, (w) =>
+        vaeEncoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused }),
+      );
+      const r = await pool.run('vae_encoder', path, { image });
+      return { mean: output(r, 'mean'), std: output(r, 'std') };
+    },
+  };
+
+  return {
+    kind: config.kind,
+    config,
+    name: basename(opts.checkpoint, extname(opts.checkpoint)),
+    sha256,
+    parameterization: config.parameterization,
+    alphasCumprod,
+    scaleFactor: config.scaleFactor,
+    textEncoder,
+    unet,
+    vae,
+    get buildCount() {
+      return cache.builds;
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      await pool.releaseAll();
+      await source.close();
+    },
+  };
+}
+
+/** The part of the config a component's graph depends on (so a config change gives a new cache key). */
+function configFacts(config: ModelConfig, component: string): unknown {
+  if (component === 'text') return config.text;
+  if (component === 'unet') return config.unet;
+  return { vae: config.vae, scaleFactor: config.scaleFactor };
+}
