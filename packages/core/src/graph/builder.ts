@@ -5,7 +5,7 @@
  * com.microsoft form that runs on CPU and CUDA.
  */
 import type { DType, HostTensor } from '../tensor.js';
-import { numel } from '../tensor.js';
+import { floatToHalf, numel, toFloat32 } from '../tensor.js';
 import { DarkroomError } from '../errors.js';
 import type { Attr, BuiltModel, Initializer, Node, Value } from './ir.js';
 import { serializeModel, onnxElemType } from './onnx-writer.js';
@@ -36,7 +36,18 @@ export interface ToModelOptions {
 
 type Operand = Value | number;
 
+export interface GraphBuilderOptions {
+  /**
+   * 'float16' stores every float32 weight as float16 in the model and casts it back to float32 where it is
+   * read: half the file and download, float32 compute. The default keeps weights as given (the reference).
+   */
+  readonly storeWeightsAs?: 'float16';
+}
+
 const DEFAULT_OPSET = 17;
+const MAX_OPSET = 21;
+/** Ops whose `axes` moved from an attribute to an input in opset 18. */
+const AXES_INPUT_FROM_18 = new Set(['ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL2', 'ReduceLogSumExp', 'ReduceSumSquare']);
 /** Small constants (axes, shapes, scalars) are deduplicated so repeated helpers do not bloat the graph. */
 const DEDUPE_MAX_ELEMENTS = 64;
 
@@ -56,8 +67,9 @@ function typedArrayFor(dtype: DType, values: readonly number[]): HostTensor['dat
     case 'bool':
       return Uint8Array.from(values);
     case 'float16':
+      return Uint16Array.from(values, floatToHalf);
     case 'bfloat16':
-      throw new DarkroomError('GRAPH_DTYPE_UNSUPPORTED', `cannot make a ${dtype} constant from numbers; build float32 and cast`);
+      throw new DarkroomError('GRAPH_DTYPE_UNSUPPORTED', 'cannot make a bfloat16 constant from numbers; build float32 and cast');
   }
 }
 
@@ -86,8 +98,11 @@ export class GraphBuilder {
   private readonly outputList: { value: Value; name: string }[] = [];
   private readonly names = new Set<string>();
 
-  constructor(name = 'darkroom') {
+  private readonly storeWeightsAs: 'float16' | undefined;
+
+  constructor(name = 'darkroom', opts: GraphBuilderOptions = {}) {
     this.name = name;
+    this.storeWeightsAs = opts.storeWeightsAs;
   }
 
   // ---- graph access (used by autodiff and tests) ----
@@ -153,17 +168,31 @@ export class GraphBuilder {
     return v;
   }
 
-  /** A frozen weight stored in the model. float16 tensors stay float16 (cast them where the math needs fp32). */
+  /**
+   * A frozen weight stored in the model. float16 tensors stay float16 (cast them where the math needs fp32),
+   * unless the builder stores weights as float16, in which case float32 weights are halved and cast back.
+   */
   weight(name: string, t: HostTensor): Value {
+    if (this.storeWeightsAs === 'float16' && t.dtype === 'float32') return this.weightAsFloat16(name, t);
+    return this.rawWeight(name, t);
+  }
+
+  private rawWeight(name: string, t: HostTensor): Value {
     const v = this.newValue(this.claimName(name), t.dtype, t.shape);
     this.initList.push({ value: v, tensor: t });
     this.constants.set(v.id, t);
     return v;
   }
 
-  /** A float32 weight stored as float16 in the model and cast back to float32 on load (halves the file). */
-  weightAsFloat16(name: string, t: HostTensor<'float16'>): Value {
-    return this.cast(this.weight(name, t), 'float32');
+  /** A weight stored as float16 in the model and cast to float32 where it is read (halves the file). */
+  weightAsFloat16(name: string, t: HostTensor): Value {
+    let half: HostTensor;
+    if (t.dtype === 'float16') half = t;
+    else {
+      const f = toFloat32(t).data;
+      half = { dtype: 'float16', shape: t.shape, data: Uint16Array.from(f, floatToHalf) };
+    }
+    return this.cast(this.rawWeight(name, half), 'float32');
   }
 
   constant(t: HostTensor): Value {
@@ -466,6 +495,17 @@ export class GraphBuilder {
 
   // ---- output ----
 
+  /** Opset 18 reads reduction axes from an input; the node is rewritten at serialization, the graph is not. */
+  private axesAsInput(n: Node, live: Set<number>): Node {
+    const axes = n.attrs.axes;
+    if (n.domain !== '' || !AXES_INPUT_FROM_18.has(n.opType) || !axes || !('ints' in axes)) return n;
+    const axesValue = this.ints(axes.ints);
+    live.add(axesValue.id);
+    const { axes: _dropped, ...attrs } = n.attrs;
+    void _dropped;
+    return { ...n, inputs: [n.inputs[0], axesValue], attrs };
+  }
+
   /**
    * Serializes the part of the graph the outputs depend on (dead nodes and unused constants are dropped).
    * Equal graphs give byte-identical models.
@@ -483,13 +523,18 @@ export class GraphBuilder {
       for (const inp of n.inputs) if (inp) live.add(inp.id);
     }
     keep.reverse();
+    const opset = opts.opset ?? DEFAULT_OPSET;
+    if (!Number.isInteger(opset) || opset < DEFAULT_OPSET || opset > MAX_OPSET) {
+      throw new DarkroomError('GRAPH_OPSET_UNSUPPORTED', `opset ${opset} is not supported; use ${DEFAULT_OPSET} to ${MAX_OPSET}`, { opset });
+    }
+    const nodes = opset >= 18 ? keep.map((n) => this.axesAsInput(n, live)) : keep;
     return serializeModel({
       name: this.name,
-      nodes: keep,
+      nodes,
       initializers: this.initList.filter((i) => live.has(i.value.id)),
       inputs: this.inputList,
       outputs: this.outputList,
-      opset: opts.opset ?? DEFAULT_OPSET,
+      opset,
       ...(opts.externalDataAboveBytes !== undefined ? { externalDataAboveBytes: opts.externalDataAboveBytes } : {}),
     });
   }

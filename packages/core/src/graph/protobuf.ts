@@ -77,8 +77,15 @@ export class ProtoWriter {
     return this.bytes(field, textEncoder.encode(s));
   }
 
+  /** Embeds a nested message by reference: large raw tensors are copied once, in the final finish(). */
   message(field: number, m: ProtoWriter): this {
-    return this.bytes(field, m.finish());
+    m.flushScratch();
+    this.tag(field, WIRE_LEN);
+    this.varint(m.total);
+    this.flushScratch();
+    for (const c of m.chunks) this.chunks.push(c);
+    this.total += m.total;
+    return this;
   }
 
   /** Packed repeated int64/int32. */
