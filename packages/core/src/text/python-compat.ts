@@ -1,0 +1,85 @@
+/**
+ * The few pieces of Python semantics that A1111's text code leans on and JavaScript spells differently:
+ * Unicode-aware `\s`, `\w` and `\b` of Python's `re`, `float()` of a string and `repr()` of a float.
+ */
+import { DarkroomError } from '../errors.js';
+
+/** Python `str.isspace()` / `re` `\s` on str patterns (JS `\s` differs: it has U+FEFF and lacks U+001C..U+001F, U+0085). */
+export const PY_SPACE = '\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+
+/** The `regex` module's `\s` (Unicode White_Space), used by the CLIP tokenizer. */
+export const REGEX_SPACE = '\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+
+/** Python `re` `\w` on str patterns: letters, numbers and the underscore. */
+export const PY_WORD = '\\p{L}\\p{N}_';
+
+/** A regex source matching `word` as a whole word the way Python's Unicode `\bword\b` does. */
+export function pyWholeWord(word: string): string {
+  return `(?<![${PY_WORD}])${word}(?![${PY_WORD}])`;
+}
+
+function decimalDigitValue(ch: string): number {
+  // Unicode decimal digits come in contiguous runs that start at a zero.
+  let cp = ch.codePointAt(0)!;
+  let steps = 0;
+  while (/\p{Nd}/u.test(String.fromCodePoint(cp - 1)) && steps < 64) {
+    cp--;
+    steps++;
+  }
+  return steps % 10;
+}
+
+const PY_FLOAT_RE = /^[+-]?(?:(?:\d+(?:_\d+)*)?\.?\d+(?:_\d+)*(?:[eE][+-]?\d+(?:_\d+)*)?|\d+(?:_\d+)*\.(?:[eE][+-]?\d+(?:_\d+)*)?|inf|infinity|nan)$/i;
+
+/** Python `float(s)`: accepts Unicode digits and surrounding whitespace; throws ValueError-like errors. */
+export function pyFloat(text: string): number {
+  const ascii = text.replace(/\p{Nd}/gu, (d) => String(decimalDigitValue(d)));
+  const trimmed = ascii.replace(new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu'), '');
+  if (!PY_FLOAT_RE.test(trimmed)) {
+    throw new DarkroomError('PY_VALUE_ERROR', `could not convert string to float: ${pyStrRepr(text)}`, {
+      pythonType: 'ValueError',
+    });
+  }
+  const t = trimmed.toLowerCase().replace(/_/g, '');
+  const sign = t.startsWith('-') ? -1 : 1;
+  const body = t.replace(/^[+-]/, '');
+  if (body === 'inf' || body === 'infinity') return sign * Infinity;
+  if (body === 'nan') return NaN;
+  return Number(t);
+}
+
+/** Python `repr()` of a str (quote choice and the common escapes). */
+export function pyStrRepr(s: string): string {
+  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = quote;
+  for (const ch of s) {
+    if (ch === quote || ch === '\\') out += '\\' + ch;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (ch.codePointAt(0)! < 0x20 || ch.codePointAt(0) === 0x7f) out += '\\x' + ch.codePointAt(0)!.toString(16).padStart(2, '0');
+    else out += ch;
+  }
+  return out + quote;
+}
+
+/** Python `repr(float)` / `str(float)`: shortest round-trip digits, `7.0`, `1e-05`, `1e+16`, `inf`, `nan`. */
+export function pyFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (x === Infinity) return 'inf';
+  if (x === -Infinity) return '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const [mantissa, expText] = x.toExponential().split('e') as [string, string];
+  const exp = Number(expText);
+  const negative = mantissa.startsWith('-');
+  const digits = mantissa.replace('-', '').replace('.', '');
+  const sign = negative ? '-' : '';
+  if (exp < -4 || exp >= 16) {
+    const m = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+    const e = Math.abs(exp).toString().padStart(2, '0');
+    return `${sign}${m}e${exp < 0 ? '-' : '+'}${e}`;
+  }
+  if (exp < 0) return `${sign}0.${'0'.repeat(-exp - 1)}${digits}`;
+  if (digits.length <= exp + 1) return `${sign}${digits}${'0'.repeat(exp + 1 - digits.length)}.0`;
+  return `${sign}${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}`;
+}
