@@ -3,6 +3,7 @@ import type { Float32Tensor } from '../tensor.js';
 /**
  * k-diffusion's model(x, sigma): the denoised prediction for a batch. `sigma` holds one value per batch item
  * (A1111 passes the same sigma for every item, but samplers must not assume it).
+ * The sampler owns `x` and may overwrite it once the promise settles: a denoiser that keeps it must copy it.
  */
 export type Denoiser = (x: Float32Tensor, sigma: Float32Array) => Promise<Float32Tensor>;
 
@@ -12,8 +13,23 @@ export type Denoiser = (x: Float32Tensor, sigma: Float32Array) => Promise<Float3
  */
 export type EpsModel = (x: Float32Tensor, t: Float32Array) => Promise<Float32Tensor>;
 
-/** Called after every sampler step, with the step index, total and the current sample and denoised estimate. */
+/**
+ * Called after every sampler step, with the step index, total and the current sample and denoised estimate.
+ * The tensors are the sampler's working buffers: copy them to keep them past the callback.
+ */
 export type StepCallback = (info: { step: number; steps: number; x: Float32Tensor; denoised?: Float32Tensor }) => void;
+
+/**
+ * k-diffusion's noise_sampler(sigma, sigma_next): noise of the latent's shape for the step between two noise
+ * levels. The Brownian tree answers the same query with the same noise, whatever was asked before.
+ */
+export type NoiseSampler = (sigma: number, sigmaNext: number) => Float32Tensor;
+
+/**
+ * Builds the Brownian noise sampler the SDE samplers use over [sigmaMin, sigmaMax] (both > 0), as A1111's
+ * `create_noise_sampler`: one Brownian tree per batch item, seeded from that item's seed.
+ */
+export type BrownianNoiseFactory = (x: Float32Tensor, sigmaMin: number, sigmaMax: number) => NoiseSampler;
 
 export interface SamplerContext {
   /** k-diffusion denoiser (CFG already applied by the caller). */
@@ -27,12 +43,30 @@ export interface SamplerContext {
    * generators). Each call is one draw.
    */
   readonly noise: () => Float32Tensor;
+  /**
+   * Advances the noise source by one draw without producing it. Euler, Heun and DPM2 draw noise every step
+   * even when s_churn is 0 and never use it; the generators must still advance. Falls back to `noise()`.
+   */
+  readonly skipNoise?: () => void;
   /** Seeds of each batch item, for samplers that seed their own noise (the Brownian tree of the SDE family). */
   readonly seeds?: readonly number[];
+  /**
+   * Brownian noise for DPM++ SDE / 2M SDE / 2M SDE Heun / 3M SDE. When absent, a Brownian tree per batch item is
+   * built from `seeds` with `randnLocal` (see kdiffusion/brownian-tree.ts).
+   */
+  readonly brownian?: BrownianNoiseFactory;
+  /**
+   * A1111's `randn_local(seed, shape)`: the first draw of a fresh generator of the run's noise source. The
+   * Brownian tree's internal normals come from here.
+   */
+  readonly randnLocal?: (seed: number, shape: readonly number[]) => Float32Tensor;
   readonly onStep?: StepCallback;
   /** Checked between steps: an aborted signal stops the sampler with the signal's reason. */
   readonly signal?: AbortSignal;
-  /** Sampler options as A1111 sets them (eta, s_churn, s_tmin, s_tmax, s_noise, solver order, ...). */
+  /**
+   * Sampler options as A1111 sets them: eta, s_churn, s_tmin, s_tmax (0 or absent = infinity), s_noise,
+   * solver_type, order, r; DPM fast/adaptive also read sigma_min, sigma_max and n (see samplers.ts).
+   */
   readonly options?: Readonly<Record<string, number | string | boolean>>;
 }
 

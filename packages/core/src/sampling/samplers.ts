@@ -1,0 +1,340 @@
+/**
+ * A1111's sampler table: display names, aliases, the k-diffusion function each runs and the options A1111
+ * attaches to it (default scheduler, second order, ENSD, Brownian noise, discard-penultimate), plus A1111's
+ * name resolution (`get_sampler_and_scheduler`, legacy "DPM++ 2M Karras" style names included).
+ */
+import {
+  sampleDpm2,
+  sampleDpm2Ancestral,
+  sampleDpmAdaptive,
+  sampleDpmFast,
+  sampleDpmpp2m,
+  sampleDpmpp2mSde,
+  sampleDpmpp2sAncestral,
+  sampleDpmpp3mSde,
+  sampleDpmppSde,
+  sampleEuler,
+  sampleEulerAncestral,
+  sampleHeun,
+  sampleLms,
+  sampleRestart,
+} from './kdiffusion/index.js';
+import type { Sampler } from './types.js';
+
+/** Which model interface a sampler drives. */
+export type SamplerFamily =
+  /** k-diffusion: calls the denoiser D(x, sigma) and starts from noise * sigmas[0]. */
+  | 'kdiffusion'
+  /** A1111's timestep samplers (DDIM, DDIM CFG++, PLMS, UniPC): call the eps model on the VP latent. */
+  | 'timestep'
+  /** LCM: k-diffusion-style loop over LCM's own denoiser (see compvis/). */
+  | 'lcm';
+
+export interface SamplerInfo {
+  /** Display name, as A1111 lists it and writes it to the infotext. */
+  readonly name: string;
+  readonly aliases: readonly string[];
+  readonly family: SamplerFamily;
+  /** The upstream function (k-diffusion `sample_*`, or A1111's module function). */
+  readonly upstream: string;
+  /** Implementation for k-diffusion samplers; timestep samplers and LCM live in compvis/. */
+  readonly sampler?: Sampler;
+  /** Scheduler name "Automatic" resolves to; undefined = the model's discrete schedule (uniform). */
+  readonly defaultScheduler?: string;
+  readonly discardPenultimate: boolean;
+  /** Two model calls per step: A1111 builds prompt-editing schedules over steps * 2. */
+  readonly secondOrder: boolean;
+  /** Only decides whether ENSD goes into the infotext; the reseed itself always happens. */
+  readonly usesEnsd: boolean;
+  /** Noise from per-image Brownian trees (seeded from the image seeds, ignoring ENSD). */
+  readonly brownianNoise: boolean;
+  /** The function takes `eta` (A1111 passes `eta_ancestral`, default 1; "Eta" in the infotext when != 1). */
+  readonly takesEta: boolean;
+  /** A1111's `sampler_extra_params`: option names copied from the settings. */
+  readonly extraParams: readonly string[];
+  /** Fixed keyword arguments A1111 adds (solver_type 'heun'). */
+  readonly fixedOptions: Readonly<Record<string, string>>;
+  /** DPM fast / adaptive: given the model's sigma range (and n = steps) instead of the schedule. */
+  readonly usesModelSigmaRange: boolean;
+}
+
+const CHURN = ['s_churn', 's_tmin', 's_tmax', 's_noise'] as const;
+const S_NOISE = ['s_noise'] as const;
+
+interface Row {
+  name: string;
+  upstream: string;
+  aliases: string[];
+  sampler?: Sampler;
+  family?: SamplerFamily;
+  scheduler?: string;
+  discard?: boolean;
+  secondOrder?: boolean;
+  usesEnsd?: boolean;
+  brownian?: boolean;
+  eta?: boolean;
+  extra?: readonly string[];
+  fixed?: Record<string, string>;
+  modelRange?: boolean;
+}
+
+// Order matters: the first entry is A1111's default sampler.
+const ROWS: Row[] = [
+  { name: 'DPM++ 2M', upstream: 'sample_dpmpp_2m', aliases: ['k_dpmpp_2m'], sampler: sampleDpmpp2m, scheduler: 'karras' },
+  {
+    name: 'DPM++ SDE',
+    upstream: 'sample_dpmpp_sde',
+    aliases: ['k_dpmpp_sde'],
+    sampler: sampleDpmppSde,
+    scheduler: 'karras',
+    secondOrder: true,
+    brownian: true,
+    eta: true,
+    extra: S_NOISE,
+  },
+  {
+    name: 'DPM++ 2M SDE',
+    upstream: 'sample_dpmpp_2m_sde',
+    aliases: ['k_dpmpp_2m_sde'],
+    sampler: sampleDpmpp2mSde,
+    scheduler: 'exponential',
+    brownian: true,
+    eta: true,
+    extra: S_NOISE,
+  },
+  {
+    name: 'DPM++ 2M SDE Heun',
+    upstream: 'sample_dpmpp_2m_sde',
+    aliases: ['k_dpmpp_2m_sde_heun'],
+    sampler: sampleDpmpp2mSde,
+    scheduler: 'exponential',
+    brownian: true,
+    eta: true,
+    extra: S_NOISE,
+    fixed: { solver_type: 'heun' },
+  },
+  {
+    name: 'DPM++ 2S a',
+    upstream: 'sample_dpmpp_2s_ancestral',
+    aliases: ['k_dpmpp_2s_a'],
+    sampler: sampleDpmpp2sAncestral,
+    scheduler: 'karras',
+    usesEnsd: true,
+    secondOrder: true,
+    eta: true,
+    extra: S_NOISE,
+  },
+  {
+    name: 'DPM++ 3M SDE',
+    upstream: 'sample_dpmpp_3m_sde',
+    aliases: ['k_dpmpp_3m_sde'],
+    sampler: sampleDpmpp3mSde,
+    scheduler: 'exponential',
+    discard: true,
+    brownian: true,
+    eta: true,
+    extra: S_NOISE,
+  },
+  {
+    name: 'Euler a',
+    upstream: 'sample_euler_ancestral',
+    aliases: ['k_euler_a', 'k_euler_ancestral'],
+    sampler: sampleEulerAncestral,
+    usesEnsd: true,
+    eta: true,
+  },
+  { name: 'Euler', upstream: 'sample_euler', aliases: ['k_euler'], sampler: sampleEuler, extra: CHURN },
+  { name: 'LMS', upstream: 'sample_lms', aliases: ['k_lms'], sampler: sampleLms },
+  { name: 'Heun', upstream: 'sample_heun', aliases: ['k_heun'], sampler: sampleHeun, secondOrder: true, extra: CHURN },
+  {
+    name: 'DPM2',
+    upstream: 'sample_dpm_2',
+    aliases: ['k_dpm_2'],
+    sampler: sampleDpm2,
+    scheduler: 'karras',
+    discard: true,
+    secondOrder: true,
+    extra: CHURN,
+  },
+  {
+    name: 'DPM2 a',
+    upstream: 'sample_dpm_2_ancestral',
+    aliases: ['k_dpm_2_a'],
+    sampler: sampleDpm2Ancestral,
+    scheduler: 'karras',
+    discard: true,
+    usesEnsd: true,
+    secondOrder: true,
+    eta: true,
+    extra: S_NOISE,
+  },
+  {
+    name: 'DPM fast',
+    upstream: 'sample_dpm_fast',
+    aliases: ['k_dpm_fast'],
+    sampler: sampleDpmFast,
+    usesEnsd: true,
+    eta: true,
+    extra: S_NOISE,
+    modelRange: true,
+  },
+  {
+    name: 'DPM adaptive',
+    upstream: 'sample_dpm_adaptive',
+    aliases: ['k_dpm_ad'],
+    sampler: sampleDpmAdaptive,
+    usesEnsd: true,
+    eta: true,
+    modelRange: true,
+  },
+  {
+    name: 'Restart',
+    upstream: 'modules.sd_samplers_extra.restart_sampler',
+    aliases: ['restart'],
+    sampler: sampleRestart,
+    scheduler: 'karras',
+    secondOrder: true,
+  },
+  { name: 'DDIM', upstream: 'modules.sd_samplers_timesteps_impl.ddim', aliases: ['ddim'], family: 'timestep' },
+  {
+    name: 'DDIM CFG++',
+    upstream: 'modules.sd_samplers_timesteps_impl.ddim_cfgpp',
+    aliases: ['ddim_cfgpp'],
+    family: 'timestep',
+  },
+  { name: 'PLMS', upstream: 'modules.sd_samplers_timesteps_impl.plms', aliases: ['plms'], family: 'timestep' },
+  { name: 'UniPC', upstream: 'modules.sd_samplers_timesteps_impl.unipc', aliases: ['unipc'], family: 'timestep' },
+  { name: 'LCM', upstream: 'modules.sd_samplers_lcm.sample_lcm', aliases: ['k_lcm'], family: 'lcm' },
+];
+
+export const SAMPLERS: readonly SamplerInfo[] = ROWS.map((r) => ({
+  name: r.name,
+  aliases: r.aliases,
+  family: r.family ?? 'kdiffusion',
+  upstream: r.upstream,
+  ...(r.sampler ? { sampler: r.sampler } : {}),
+  ...(r.scheduler ? { defaultScheduler: r.scheduler } : {}),
+  discardPenultimate: r.discard ?? false,
+  secondOrder: r.secondOrder ?? false,
+  usesEnsd: r.usesEnsd ?? false,
+  brownianNoise: r.brownian ?? false,
+  takesEta: r.eta ?? false,
+  extraParams: r.extra ?? [],
+  fixedOptions: r.fixed ?? {},
+  usesModelSigmaRange: r.modelRange ?? false,
+}));
+
+export const DEFAULT_SAMPLER: SamplerInfo = SAMPLERS[0]!;
+
+const BY_NAME = new Map(SAMPLERS.map((s) => [s.name, s]));
+const BY_ALIAS_LOWER = new Map<string, SamplerInfo>();
+for (const s of SAMPLERS) {
+  BY_ALIAS_LOWER.set(s.name.toLowerCase(), s);
+  for (const a of s.aliases) BY_ALIAS_LOWER.set(a.toLowerCase(), s);
+}
+
+/** Exact display-name lookup (A1111's all_samplers_map). */
+export function samplerByName(name: string): SamplerInfo | undefined {
+  return BY_NAME.get(name);
+}
+
+/** Case-insensitive lookup by display name or alias (A1111's samplers_map: "k_euler_a" -> Euler a). */
+export function samplerByAlias(name: string): SamplerInfo | undefined {
+  return BY_ALIAS_LOWER.get(name.toLowerCase());
+}
+
+/** The scheduler names and labels A1111's name resolution walks, in its order (sd_schedulers.schedulers). */
+export const SCHEDULER_NAMES: ReadonlyArray<{ name: string; label: string; aliases: readonly string[] }> = [
+  { name: 'automatic', label: 'Automatic', aliases: [] },
+  { name: 'uniform', label: 'Uniform', aliases: [] },
+  { name: 'karras', label: 'Karras', aliases: [] },
+  { name: 'exponential', label: 'Exponential', aliases: [] },
+  { name: 'polyexponential', label: 'Polyexponential', aliases: [] },
+  { name: 'sgm_uniform', label: 'SGM Uniform', aliases: ['SGMUniform'] },
+  { name: 'kl_optimal', label: 'KL Optimal', aliases: [] },
+  { name: 'align_your_steps', label: 'Align Your Steps', aliases: [] },
+  { name: 'simple', label: 'Simple', aliases: [] },
+  { name: 'normal', label: 'Normal', aliases: [] },
+  { name: 'ddim', label: 'DDIM', aliases: [] },
+  { name: 'beta', label: 'Beta', aliases: [] },
+];
+
+export interface ResolvedSampler {
+  readonly sampler: SamplerInfo;
+  /** Scheduler label ("Automatic", "Karras", ...). */
+  readonly scheduler: string;
+}
+
+/**
+ * A1111 `get_sampler_and_scheduler(sampler_name, scheduler_name)`: a trailing " <scheduler label|name|alias>"
+ * is split off the sampler name (every scheduler is tried in order, so "Euler SGM Uniform" loses " Uniform"
+ * and then is no sampler at all); unknown sampler names become the default sampler (DPM++ 2M); with
+ * `convertAutomatic` a scheduler equal to the sampler's own default is reported as Automatic.
+ */
+export function resolveSamplerAndScheduler(
+  samplerName: string | undefined | null,
+  schedulerName?: string | null,
+  convertAutomatic = true,
+): ResolvedSampler {
+  const byKey = (key: string | undefined | null) =>
+    key == null ? undefined : SCHEDULER_NAMES.find((s) => s.name === key || s.label === key);
+  let scheduler = byKey(schedulerName) ?? SCHEDULER_NAMES[0]!;
+  let name = samplerName || DEFAULT_SAMPLER.name;
+  for (const s of SCHEDULER_NAMES) {
+    for (const option of [s.label, s.name, ...s.aliases]) {
+      if (name.endsWith(' ' + option)) {
+        scheduler = s;
+        name = name.slice(0, -(option.length + 1));
+        break;
+      }
+    }
+  }
+  const sampler = BY_NAME.get(name) ?? DEFAULT_SAMPLER;
+  if (convertAutomatic && sampler.defaultScheduler === scheduler.name) scheduler = SCHEDULER_NAMES[0]!;
+  return { sampler, scheduler: scheduler.label };
+}
+
+/** The scheduler name a (sampler, scheduler label) pair runs: "Automatic" becomes the sampler's default. */
+export function effectiveScheduler(sampler: SamplerInfo, schedulerLabel: string): string {
+  const s = SCHEDULER_NAMES.find((x) => x.label === schedulerLabel || x.name === schedulerLabel);
+  if (!s || s.name === 'automatic') return sampler.defaultScheduler ?? 'uniform';
+  return s.name;
+}
+
+/** The generation settings A1111 reads when it builds a k-diffusion sampler's keyword arguments. */
+export interface SamplerSettings {
+  /** p.eta, else opts.eta_ancestral (default 1). */
+  readonly eta?: number;
+  readonly sChurn?: number;
+  readonly sTmin?: number;
+  /** 0 = infinity. */
+  readonly sTmax?: number;
+  readonly sNoise?: number;
+  /** txt2img: the model's sigma table ends and steps, for DPM fast / adaptive. */
+  readonly modelSigmaMin?: number;
+  readonly modelSigmaMax?: number;
+  readonly steps?: number;
+}
+
+/**
+ * The options (keyword arguments) A1111's KDiffusionSampler passes to the function, as a
+ * SamplerContext.options record. s_tmax 0 is passed as Infinity, as A1111 does (`s_tmax or inf`).
+ */
+export function samplerOptions(info: SamplerInfo, settings: SamplerSettings = {}): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  const values: Record<string, number> = {
+    s_churn: settings.sChurn ?? 0,
+    s_tmin: settings.sTmin ?? 0,
+    s_tmax: settings.sTmax || Infinity,
+    s_noise: settings.sNoise ?? 1,
+  };
+  for (const p of info.extraParams) out[p] = values[p]!;
+  if (info.takesEta) out.eta = settings.eta ?? 1;
+  if (info.usesModelSigmaRange) {
+    if (settings.modelSigmaMin !== undefined) out.sigma_min = settings.modelSigmaMin;
+    if (settings.modelSigmaMax !== undefined) out.sigma_max = settings.modelSigmaMax;
+    if (info.upstream === 'sample_dpm_fast' && settings.steps !== undefined) out.n = settings.steps;
+  }
+  Object.assign(out, info.fixedOptions);
+  return out;
+}
