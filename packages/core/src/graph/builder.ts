@@ -325,6 +325,46 @@ export class GraphBuilder {
   relu(x: Value): Value {
     return this.op1('Relu', [x]);
   }
+  leakyRelu(x: Value, alpha = 0.01): Value {
+    return this.op1('LeakyRelu', [x], { alpha: { f: alpha } });
+  }
+  elu(x: Value, alpha = 1): Value {
+    return this.op1('Elu', [x], { alpha: { f: alpha } });
+  }
+  celu(x: Value, alpha = 1): Value {
+    return this.op1('Celu', [x], { alpha: { f: alpha } });
+  }
+  /** torch's SELU constants (ONNX defaults match them to float32 precision). */
+  selu(x: Value): Value {
+    return this.op1('Selu', [x], { alpha: { f: 1.6732632423543772 }, gamma: { f: 1.0507009873554805 } });
+  }
+  /** torch.nn.Hardswish: x * relu6(x + 3) / 6 (A1111's "swish"). */
+  hardSwish(x: Value): Value {
+    return this.op1('HardSwish', [x]);
+  }
+  /** torch.nn.Hardsigmoid: relu6(x + 3) / 6. */
+  hardSigmoid(x: Value): Value {
+    return this.op1('HardSigmoid', [x], { alpha: { f: 1 / 6 }, beta: { f: 0.5 } });
+  }
+  softplus(x: Value): Value {
+    return this.op1('Softplus', [x]);
+  }
+  softsign(x: Value): Value {
+    return this.op1('Softsign', [x]);
+  }
+  /** Clamp to [min, max] (relu6 = clip(x, 0, 6), hardtanh = clip(x, -1, 1)). */
+  clip(x: Value, min: number, max: number): Value {
+    return this.op1('Clip', [x, this.scalar(min, x.dtype), this.scalar(max, x.dtype)]);
+  }
+  mish(x: Value): Value {
+    return this.mul(x, this.tanh(this.softplus(x)));
+  }
+  sin(x: Value): Value {
+    return this.op1('Sin', [x]);
+  }
+  cos(x: Value): Value {
+    return this.op1('Cos', [x]);
+  }
   abs(x: Value): Value {
     return this.op1('Abs', [x]);
   }
@@ -468,8 +508,11 @@ export class GraphBuilder {
     return this.cast(y, x.dtype);
   }
 
-  /** Plain multi-head attention: q (B,S,D), k/v (B,L,D) -> (B,S,D); softmax(q k^T * scale) v per head. */
-  attention(q: Value, k: Value, v: Value, heads: number, scale?: number): Value {
+  /**
+   * Plain multi-head attention: q (B,S,D), k/v (B,L,D) -> (B,S,D); softmax(q k^T * scale + bias) v per head.
+   * `bias` is additive and broadcasts to (B, heads, S, L), e.g. a causal mask of -Infinity above the diagonal.
+   */
+  attention(q: Value, k: Value, v: Value, heads: number, scale?: number, bias?: Value): Value {
     const [b, s, d] = q.shape as [number, number, number];
     const l = k.shape[1]!;
     const dh = d / heads;
@@ -478,19 +521,24 @@ export class GraphBuilder {
     const qh = this.transpose(this.reshape(q, [b, s, heads, dh]), [0, 2, 1, 3]);
     const kt = this.transpose(this.reshape(k, [b, l, heads, dh]), [0, 2, 3, 1]);
     const vh = this.transpose(this.reshape(v, [b, l, heads, dv]), [0, 2, 1, 3]);
-    const scores = this.mul(this.matmul(qh, kt), scale ?? 1 / Math.sqrt(dh));
+    let scores = this.mul(this.matmul(qh, kt), scale ?? 1 / Math.sqrt(dh));
+    if (bias) scores = this.add(scores, bias);
     const out = this.matmul(this.softmax(scores, -1), vh);
     return this.reshape(this.transpose(out, [0, 2, 1, 3]), [b, s, heads * dv]);
   }
 
-  /** Fused com.microsoft MultiHeadAttention (unpacked 3-D q/k/v, float32): runs on CPU and CUDA. */
-  mha(q: Value, k: Value, v: Value, heads: number, scale?: number): Value {
+  /**
+   * Fused com.microsoft MultiHeadAttention (unpacked 3-D q/k/v, float32): runs on CPU and CUDA. `bias` is the
+   * op's attention_bias input, shaped (B or 1, heads or 1, S, L).
+   */
+  mha(q: Value, k: Value, v: Value, heads: number, scale?: number, bias?: Value): Value {
     if (q.dtype !== 'float32' || k.dtype !== 'float32' || v.dtype !== 'float32') {
       throw new DarkroomError('GRAPH_DTYPE_UNSUPPORTED', 'mha: q, k and v must be float32 (the CPU kernel is float only)');
     }
     const attrs: Record<string, Attr> = { num_heads: { i: heads } };
     if (scale !== undefined) attrs.scale = { f: scale };
-    return this.op1('MultiHeadAttention', [q, k, v], attrs, { domain: 'com.microsoft' });
+    const inputs = bias ? [q, k, v, undefined, undefined, bias] : [q, k, v];
+    return this.op1('MultiHeadAttention', inputs, attrs, { domain: 'com.microsoft' });
   }
 
   // ---- output ----

@@ -252,12 +252,13 @@ function resizeVjp(ctx: VjpContext): Array<Value | undefined> {
 
 function mhaVjp(ctx: VjpContext): Array<Value | undefined> {
   const { b, node } = ctx;
-  if (node.inputs.length > 3 && node.inputs.slice(3).some((v) => v !== undefined)) unsupported('MultiHeadAttention', 'bias, masks and past state');
+  if (node.inputs.slice(3).some((v, i) => v !== undefined && i !== 2)) unsupported('MultiHeadAttention', 'projection bias, padding masks and past state');
+  if (ctx.needs[5]) unsupported('MultiHeadAttention', 'a gradient for attention_bias');
   const [q, k, v] = [input(ctx, 0), input(ctx, 1), input(ctx, 2)];
   const heads = attrInt(node.attrs, 'num_heads', 0);
   const scaleAttr = node.attrs.scale;
   // Differentiate the plain form it fuses: recompute it in the backward graph and back-propagate through it.
-  const plain = b.attention(q, k, v, heads, scaleAttr && 'f' in scaleAttr ? scaleAttr.f : undefined);
+  const plain = b.attention(q, k, v, heads, scaleAttr && 'f' in scaleAttr ? scaleAttr.f : undefined, node.inputs[5]);
   const wrt = [q, k, v].filter((_, i) => ctx.needs[i]);
   const gs = backprop(b, [plain], [dy0(ctx)], wrt);
   let j = 0;
@@ -320,6 +321,45 @@ export const VJP_RULES: Record<string, VjpRule> = {
   Sigmoid: elementwiseUnary(({ b }, g, _x, y) => b.mul(g, b.mul(y, b.sub(b.scalar(1, y.dtype), y)))),
   Relu: elementwiseUnary(({ b }, g, x) => b.where(b.greater(x, 0), g, 0)),
   Abs: elementwiseUnary(({ b }, g, x) => b.mul(g, b.sign(x))),
+  LeakyRelu: elementwiseUnary(({ b, node }, g, x) => b.where(b.greater(x, 0), g, b.mul(g, attrFloat(node.attrs, 'alpha', 0.01)))),
+  // d/dx elu = 1 for x > 0, alpha * exp(x) = y + alpha otherwise.
+  Elu: elementwiseUnary(({ b, node }, g, x, y) => b.where(b.greater(x, 0), g, b.mul(g, b.add(y, attrFloat(node.attrs, 'alpha', 1))))),
+  Celu: elementwiseUnary(({ b, node }, g, x) => b.where(b.greater(x, 0), g, b.mul(g, b.exp(b.div(x, attrFloat(node.attrs, 'alpha', 1)))))),
+  Selu: elementwiseUnary(({ b, node }, g, x) => {
+    const alpha = attrFloat(node.attrs, 'alpha', 1.67326319217681884765625);
+    const gamma = attrFloat(node.attrs, 'gamma', 1.05070102214813232421875);
+    return b.mul(b.where(b.greater(x, 0), g, b.mul(g, b.mul(b.exp(x), alpha))), gamma);
+  }),
+  // HardSwish = x * clip(x/6 + 1/2, 0, 1): slope x/3 + 1/2 inside (-3, 3), 0 below, 1 above.
+  HardSwish: elementwiseUnary(({ b }, g, x) => b.mul(g, b.where(b.greater(x, 3), b.expand(b.scalar(1, x.dtype), x.shape), b.where(b.greater(x, -3), b.add(b.mul(x, 1 / 3), 0.5), 0)))),
+  HardSigmoid: elementwiseUnary(({ b, node }, g, x) => {
+    const alpha = attrFloat(node.attrs, 'alpha', 0.2);
+    const beta = attrFloat(node.attrs, 'beta', 0.5);
+    const t = b.add(b.mul(x, alpha), beta);
+    const inside = b.op('And', [b.greater(t, 0), b.op('Less', [t, b.scalar(1, x.dtype)])[0]!])[0]!;
+    return b.where(inside, b.mul(g, alpha), 0);
+  }),
+  Softplus: elementwiseUnary(({ b }, g, x) => b.mul(g, b.sigmoid(x))),
+  // d/dx x/(1+|x|) = 1/(1+|x|)^2
+  Softsign: elementwiseUnary(({ b }, g, x) => {
+    const d = b.add(b.abs(x), 1);
+    return b.div(g, b.mul(d, d));
+  }),
+  Clip: (ctx) => {
+    const { b } = ctx;
+    const [x, g] = [input(ctx, 0), dy0(ctx)];
+    const lo = ctx.node.inputs[1];
+    const hi = ctx.node.inputs[2];
+    let mask: Value | undefined;
+    if (lo) mask = b.greater(x, lo);
+    if (hi) {
+      const below = b.op('Less', [x, hi])[0]!;
+      mask = mask ? b.op('And', [mask, below])[0]! : below;
+    }
+    return [mask ? b.where(mask, g, 0) : g, undefined, undefined];
+  },
+  Sin: elementwiseUnary(({ b }, g, x) => b.mul(g, b.cos(x))),
+  Cos: elementwiseUnary(({ b }, g, x) => b.neg(b.mul(g, b.sin(x)))),
   Cast: elementwiseUnary(({ b }, g, x) => b.cast(g, x.dtype)),
   MatMul: matmulVjp,
   Reshape: (ctx) => [ctx.b.reshape(dy0(ctx), input(ctx, 0).shape), undefined],

@@ -44,6 +44,21 @@ test('unary elementwise ops match their definitions', async () => {
   await unaryCase((g, x) => g.silu(x), (v) => v / (1 + Math.exp(-v)), xs);
   await unaryCase((g, x) => g.gelu(x), (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)), xs);
   await unaryCase((g, x) => g.quickGelu(x), (v) => v / (1 + Math.exp(-1.702 * v)), xs);
+  const relu6 = (v: number): number => Math.min(Math.max(v, 0), 6);
+  const softplus = (v: number): number => Math.log1p(Math.exp(v));
+  const wide = [-4, -3.5, -1, -0.2, 0.4, 1, 2.5, 3.5];
+  await unaryCase((g, x) => g.leakyRelu(x, 0.2), (v) => (v > 0 ? v : 0.2 * v), wide);
+  await unaryCase((g, x) => g.elu(x, 0.7), (v) => (v > 0 ? v : 0.7 * Math.expm1(v)), wide);
+  await unaryCase((g, x) => g.celu(x, 1.5), (v) => Math.max(0, v) + Math.min(0, 1.5 * Math.expm1(v / 1.5)), wide);
+  await unaryCase((g, x) => g.selu(x), (v) => 1.0507009873554805 * (v > 0 ? v : 1.6732632423543772 * Math.expm1(v)), wide);
+  await unaryCase((g, x) => g.hardSwish(x), (v) => (v * relu6(v + 3)) / 6, wide);
+  await unaryCase((g, x) => g.hardSigmoid(x), (v) => relu6(v + 3) / 6, wide);
+  await unaryCase((g, x) => g.softplus(x), softplus, wide);
+  await unaryCase((g, x) => g.softsign(x), (v) => v / (1 + Math.abs(v)), wide);
+  await unaryCase((g, x) => g.clip(x, 0, 6), relu6, [-1, 0.5, 7]);
+  await unaryCase((g, x) => g.mish(x), (v) => v * Math.tanh(softplus(v)), wide);
+  await unaryCase((g, x) => g.sin(x), Math.sin, wide);
+  await unaryCase((g, x) => g.cos(x), Math.cos, wide);
 });
 
 test('binary ops broadcast like numpy', async () => {
@@ -271,6 +286,27 @@ test('attention (plain) and mha (fused) match a direct computation', async () =>
   close(values(r.plain), ref, 1e-5);
   close(values(r.fused), ref, 1e-5);
   close(values(r.scaled), attentionRef(values(q), values(k), values(v), b, s, l, d, heads, 0.25), 1e-5);
+});
+
+test('attention with a causal mask: plain and fused agree with a direct computation', async () => {
+  const [s, d, heads] = [4, 4, 2];
+  const q = rand([1, s, d], 4);
+  const g = new GraphBuilder();
+  const qi = g.input('q', 'float32', q.shape);
+  const causal = g.constant(hostTensor('float32', [1, 1, s, s], Array.from({ length: s * s }, (_, i) => (i % s > Math.floor(i / s) ? -Infinity : 0))));
+  g.output(g.attention(qi, qi, qi, heads, undefined, causal), 'plain');
+  g.output(g.mha(qi, qi, qi, heads, undefined, causal), 'fused');
+  const r = await runGraph(g, { q });
+  // Row i may only see keys 0..i: compute each row with the keys cut to its prefix.
+  const qv = values(q);
+  const expected: number[] = [];
+  for (let i = 0; i < s; i++) {
+    const prefix = qv.slice(0, (i + 1) * d);
+    const row = attentionRef(qv.slice(i * d, (i + 1) * d), prefix, prefix, 1, 1, i + 1, d, heads, 1 / Math.sqrt(d / heads));
+    expected.push(...row);
+  }
+  close(values(r.plain), expected, 1e-5);
+  close(values(r.fused), expected, 1e-5);
 });
 
 test('shape errors are typed and raised at build time', () => {

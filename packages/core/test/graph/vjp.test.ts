@@ -54,6 +54,24 @@ test('VJP Erf, Tanh, Sigmoid, Relu, Abs and the composite activations', async ()
   await gradCheck((g, [v]) => g.quickGelu(v!), x);
 });
 
+test('VJP activations used by hypernetworks: LeakyRelu, Elu, Celu, Selu, HardSwish, HardSigmoid, Softplus, Softsign, Clip, Mish', async () => {
+  // Spread over (-4, 4) but away from every kink (0, +-3) by more than the finite-difference step.
+  const t = rand([3, 8], 80, 4);
+  const x = [{ name: 'x', value: float32([3, 8], (t.data as Float32Array).map((v) => (Math.abs(v) < 0.1 || Math.abs(Math.abs(v) - 3) < 0.1 ? v + 0.25 : v))) }];
+  await gradCheck((g, [v]) => g.leakyRelu(v!, 0.2), x);
+  await gradCheck((g, [v]) => g.elu(v!, 0.7), x);
+  await gradCheck((g, [v]) => g.celu(v!, 1.5), x);
+  await gradCheck((g, [v]) => g.selu(v!), x);
+  await gradCheck((g, [v]) => g.hardSwish(v!), x);
+  await gradCheck((g, [v]) => g.hardSigmoid(v!), x);
+  await gradCheck((g, [v]) => g.softplus(v!), x);
+  await gradCheck((g, [v]) => g.softsign(v!), x);
+  await gradCheck((g, [v]) => g.clip(v!, -1, 2), x);
+  await gradCheck((g, [v]) => g.mish(v!), x);
+  await gradCheck((g, [v]) => g.sin(v!), x);
+  await gradCheck((g, [v]) => g.cos(v!), x);
+});
+
 test('VJP Max, Min, Where', async () => {
   const ins = [
     { name: 'a', value: rand([3, 4], 6) },
@@ -192,6 +210,11 @@ test('VJP attention: the plain form and the fused MultiHeadAttention', async () 
   await gradCheck((g, [q, k, v]) => g.attention(q!, k!, v!, 2), ins);
   await gradCheck((g, [q, k, v]) => g.mha(q!, k!, v!, 2), ins);
   await gradCheck((g, [q, k, v]) => g.mha(q!, k!, v!, 1, 0.3), [ins[0]!, { ...ins[1]!, wrt: false }, ins[2]!]);
+  // With an additive bias (a mask of -Infinity where keys are hidden), plain and fused.
+  const mask = (g: GraphBuilder): ReturnType<GraphBuilder['input']> =>
+    g.constant(hostTensor('float32', [1, 1, 3, 5], Array.from({ length: 15 }, (_, i) => (i % 5 > Math.floor(i / 5) + 1 ? -Infinity : 0.1 * (i % 3)))));
+  await gradCheck((g, [q, k, v]) => g.attention(q!, k!, v!, 2, undefined, mask(g)), ins);
+  await gradCheck((g, [q, k, v]) => g.mha(q!, k!, v!, 2, undefined, mask(g)), ins);
 });
 
 test('frozen weights get no gradient nodes; unrelated values get zeros; reuse accumulates', async () => {
