@@ -10,6 +10,7 @@ import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { DarkroomError } from '../errors.js';
 import { SafetensorsFile } from '../formats/safetensors.js';
+import { dictGet, isDict, isTensor, readTorchFile, type PyValue } from '../formats/torch.js';
 import { toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
 import type { TensorIndex } from './config.js';
 
@@ -61,42 +62,19 @@ export function checkpointFromTensors(name: string, tensors: ReadonlyMap<string,
   return fromMap(name, tensors);
 }
 
-function isHostTensor(v: unknown): v is HostTensor {
-  return (
-    typeof v === 'object' &&
-    v !== null &&
-    'dtype' in v &&
-    'shape' in v &&
-    'data' in v &&
-    Array.isArray((v as { shape: unknown }).shape) &&
-    ArrayBuffer.isView((v as { data: unknown }).data)
-  );
-}
-
-/** Picks the state dict out of a torch checkpoint tree: under 'state_dict', else the top level. */
-export function stateDictFromTree(path: string, tree: unknown): Map<string, HostTensor> {
-  const root = typeof tree === 'object' && tree !== null ? (tree as Record<string, unknown>) : undefined;
-  const candidate = root && typeof root.state_dict === 'object' && root.state_dict !== null ? root.state_dict : root;
+/** Picks the state dict out of a torch checkpoint: under 'state_dict', else the top level. */
+export function stateDictFromTorch(path: string, value: PyValue): Map<string, HostTensor> {
+  if (!isDict(value)) {
+    throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: the checkpoint is not a dict of tensors`, { file: path });
+  }
+  const inner = dictGet(value, 'state_dict');
+  const dict = inner !== undefined && isDict(inner) ? inner : value;
   const out = new Map<string, HostTensor>();
-  const entries =
-    candidate instanceof Map ? [...(candidate as Map<unknown, unknown>)] : Object.entries(candidate ?? {});
-  for (const [k, v] of entries) if (typeof k === 'string' && isHostTensor(v)) out.set(k, v);
+  for (const [k, v] of dict) if (typeof k === 'string' && isTensor(v)) out.set(k, v);
   if (out.size === 0) {
     throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: no tensors found in the checkpoint (state_dict)`, { file: path });
   }
   return out;
-}
-
-type TorchReader = (path: string) => Promise<unknown>;
-
-async function loadTorchReader(): Promise<TorchReader> {
-  // Imported lazily: safetensors-only deployments never load the unpickler.
-  const specifier = '../formats/torch.js';
-  const mod = (await import(specifier)) as { readTorchFile?: TorchReader };
-  if (typeof mod.readTorchFile !== 'function') {
-    throw new DarkroomError('MODEL_UNSUPPORTED', '.ckpt reading is not available in this build');
-  }
-  return mod.readTorchFile;
 }
 
 export async function openCheckpoint(path: string): Promise<CheckpointSource> {
@@ -107,8 +85,7 @@ export async function openCheckpoint(path: string): Promise<CheckpointSource> {
     return { path, index, read: (k) => f.read(k), close: () => f.close() };
   }
   if (ext === '.ckpt' || ext === '.pt' || ext === '.pth') {
-    const read = await loadTorchReader();
-    return fromMap(path, stateDictFromTree(path, await read(path)));
+    return fromMap(path, stateDictFromTorch(path, (await readTorchFile(path)).value));
   }
   throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: unknown checkpoint type "${ext}" (.safetensors or .ckpt)`, {
     file: path,

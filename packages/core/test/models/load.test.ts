@@ -1,0 +1,177 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { oracleRoot } from '../../parity/oracle.js';
+import { elementwiseClose } from '../../parity/report.js';
+import { isDarkroomError } from '../../src/errors.js';
+import { readSafetensorsFile } from '../../src/formats/safetensors.js';
+import { PyDict, torchTensor, writeTorchFile } from '../../src/formats/torch.js';
+import { loadModel, lookupRows } from '../../src/models/index.js';
+import type { Float32Tensor, HostTensor } from '../../src/tensor.js';
+import { toFloat32 } from '../../src/tensor.js';
+
+const folder = join(oracleRoot(), 'model');
+const skip = existsSync(join(folder, 'cases.json')) ? false : `oracle data not found at ${folder}`;
+
+async function caseTensors(name: string): Promise<Map<string, HostTensor>> {
+  return (await readSafetensorsFile(join(folder, name))).tensors;
+}
+
+function f32(t: HostTensor | undefined): Float32Tensor {
+  assert.ok(t);
+  return toFloat32(t);
+}
+
+test('a second load of the same checkpoint builds nothing and gives identical outputs', { skip }, async () => {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-model-cache-'));
+  try {
+    const c = await caseTensors('tiny-sd1.unet-8x8.safetensors');
+    const x = f32(c.get('x'));
+    const t = f32(c.get('t')).data;
+    const ctx = f32(c.get('context'));
+    const opts = { checkpoint: join(folder, 'tiny-sd1.safetensors'), config: join(folder, 'tiny-sd1.json'), cacheDir, threads: 1 };
+
+    const first = await loadModel(opts);
+    assert.equal(first.kind, 'sd1');
+    assert.equal(first.sha256.length, 64);
+    assert.equal(first.alphasCumprod.length, 1000);
+    const out1 = await first.unet.run(x, t, ctx);
+    const embeds = lookupRows(first.textEncoder.tokenEmbedding, [49406, 320, 49407], [1, 3]);
+    assert.deepEqual(embeds.shape, [1, 3, 32]);
+    const text = f32((await caseTensors('tiny-sd1.text-embeds.safetensors')).get('inputs_embeds'));
+    const cond1 = await first.textEncoder.encode(text, 1);
+    assert.equal(first.buildCount, 2);
+    await first.unet.run(x, t, ctx); // same shape: no new graph
+    assert.equal(first.buildCount, 2);
+    await first.release();
+
+    const graphs = join(cacheDir, 'graphs');
+    const entries = readdirSync(graphs);
+    assert.equal(entries.length, 2);
+    const mtimes = entries.map((e) => statSync(join(graphs, e, 'model.onnx')).mtimeMs);
+
+    const second = await loadModel(opts);
+    const out2 = await second.unet.run(x, t, ctx);
+    const cond2 = await second.textEncoder.encode(text, 1);
+    assert.equal(second.buildCount, 0);
+    assert.equal(second.sha256, first.sha256);
+    assert.deepEqual(out2.data, out1.data);
+    assert.deepEqual(cond2.data, cond1.data);
+    assert.deepEqual(readdirSync(graphs), entries);
+    assert.deepEqual(entries.map((e) => statSync(join(graphs, e, 'model.onnx')).mtimeMs), mtimes);
+
+    // Another shape is a new graph.
+    const half = { dtype: 'float32' as const, shape: [1, 4, 8, 8], data: x.data.slice(0, 256) };
+    const ctxHalf = { dtype: 'float32' as const, shape: [1, 77, 32], data: ctx.data.slice(0, 77 * 32) };
+    const outHalf = await second.unet.run(half, t.slice(0, 1), ctxHalf);
+    assert.equal(second.buildCount, 1);
+    assert.ok(elementwiseClose(outHalf.data, out1.data.subarray(0, 256), 5e-6, 5e-6).ok);
+    await second.release();
+    await assert.rejects(second.unet.run(x, t, ctx), (e: unknown) => isDarkroomError(e, 'MODEL_RELEASED'));
+  } finally {
+    await rm(cacheDir, { recursive: true, force: true });
+  }
+});
+
+test('a .ckpt with the same weights loads and gives the same UNet output', { skip }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-model-ckpt-'));
+  try {
+    const { tensors } = await readSafetensorsFile(join(folder, 'tiny-sd2.safetensors'));
+    const stateDict = new PyDict();
+    for (const [k, t] of tensors) stateDict.set(k, torchTensor(t));
+    const root = new PyDict([['state_dict', stateDict], ['global_step', 1]]);
+    const ckpt = join(dir, 'tiny-sd2.ckpt');
+    await writeFile(ckpt, writeTorchFile(root));
+    const c = await caseTensors('tiny-sd2.unet-8x8.safetensors');
+    const x = f32(c.get('x'));
+    const t = f32(c.get('t')).data;
+    const ctx = f32(c.get('context'));
+    const fromCkpt = await loadModel({ checkpoint: ckpt, config: join(folder, 'tiny-sd2.json'), cacheDir: join(dir, 'cache'), threads: 1 });
+    assert.equal(fromCkpt.kind, 'sd2');
+    assert.equal(fromCkpt.parameterization, 'v');
+    assert.equal(fromCkpt.textEncoder.defaultClipSkip, 2);
+    assert.equal(fromCkpt.name, 'tiny-sd2');
+    const out = await fromCkpt.unet.run(x, t, ctx);
+    await fromCkpt.release();
+    const ref = f32(c.get('out'));
+    const close = elementwiseClose(out.data, ref.data, 5e-5, 5e-5);
+    assert.ok(close.ok, `maxAbs ${close.maxAbs}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('fused attention (com.microsoft MultiHeadAttention) matches the plain graph on CPU', { skip }, async () => {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-model-fused-'));
+  try {
+    const c = await caseTensors('tiny-sd1.unet-8x16.safetensors');
+    const model = await loadModel({
+      checkpoint: join(folder, 'tiny-sd1.safetensors'),
+      config: join(folder, 'tiny-sd1.json'),
+      cacheDir,
+      fusedAttention: true,
+      threads: 1,
+    });
+    const out = await model.unet.run(f32(c.get('x')), f32(c.get('t')).data, f32(c.get('context')));
+    const unet = elementwiseClose(out.data, f32(c.get('out')).data, 5e-5, 5e-5);
+    assert.ok(unet.ok, `unet maxAbs ${unet.maxAbs}`);
+    const d = await caseTensors('tiny-sd1.vae-decode-8x8-lowvar.safetensors');
+    const image = await model.vae.decode(f32(d.get('latent')));
+    const vae = elementwiseClose(image.data, f32(d.get('image')).data, 5e-5, 5e-5);
+    assert.ok(vae.ok, `vae maxAbs ${vae.maxAbs}`);
+    await model.release();
+    // Both graphs really use the fused op.
+    const graphs = join(cacheDir, 'graphs');
+    const entries = readdirSync(graphs);
+    assert.equal(entries.length, 2);
+    for (const e of entries) {
+      assert.ok(readFileSync(join(graphs, e, 'model.onnx')).includes('MultiHeadAttention'), `${e} has no MultiHeadAttention`);
+    }
+  } finally {
+    await rm(cacheDir, { recursive: true, force: true });
+  }
+});
+
+test('bad inputs are refused with MODEL_BAD_INPUT', { skip }, async () => {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-model-bad-'));
+  try {
+    const model = await loadModel({ checkpoint: join(folder, 'tiny-sd1.safetensors'), config: join(folder, 'tiny-sd1.json'), cacheDir });
+    const x: Float32Tensor = { dtype: 'float32', shape: [1, 4, 8, 8], data: new Float32Array(256) };
+    const ctx: Float32Tensor = { dtype: 'float32', shape: [1, 77, 32], data: new Float32Array(77 * 32) };
+    const wrongCtx: Float32Tensor = { dtype: 'float32', shape: [1, 77, 16], data: new Float32Array(77 * 16) };
+    const bad = (e: unknown): boolean => isDarkroomError(e, 'MODEL_BAD_INPUT');
+    await assert.rejects(model.unet.run(x, new Float32Array(2), ctx), bad);
+    await assert.rejects(model.unet.run(x, new Float32Array(1), wrongCtx), bad);
+    await assert.rejects(model.textEncoder.encode(ctx, 5), bad);
+    await assert.rejects(model.vae.encode({ dtype: 'float32', shape: [1, 3, 60, 64], data: new Float32Array(3 * 60 * 64) }), bad);
+    assert.equal(model.buildCount, 0);
+    await model.release();
+  } finally {
+    await rm(cacheDir, { recursive: true, force: true });
+  }
+});
+
+test('checkpoints of other families are refused', { skip }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-model-sdxl-'));
+  try {
+    const { writeSafetensors } = await import('../../src/formats/safetensors.js');
+    const t: HostTensor = { dtype: 'float32', shape: [2], data: new Float32Array(2) };
+    const file = join(dir, 'xl.safetensors');
+    await writeFile(
+      file,
+      writeSafetensors(
+        new Map([
+          ['conditioner.embedders.0.transformer.text_model.final_layer_norm.weight', t],
+          ['model.diffusion_model.input_blocks.0.0.weight', t],
+        ]),
+      ),
+    );
+    await assert.rejects(loadModel({ checkpoint: file, cacheDir: join(dir, 'c') }), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
+    await assert.rejects(loadModel({ checkpoint: join(dir, 'x.bin'), cacheDir: join(dir, 'c') }), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
