@@ -298,6 +298,10 @@ export class GraphBuilder {
   matmul(a: Value, b: Value): Value {
     return this.op1('MatMul', [a, b]);
   }
+  /** a @ b on matrices with either operand read transposed in place (no transposed copy of a weight). */
+  gemm(a: Value, b: Value, o: { transA?: boolean; transB?: boolean } = {}): Value {
+    return this.op1('Gemm', [a, b], { transA: { i: o.transA ? 1 : 0 }, transB: { i: o.transB ? 1 : 0 } });
+  }
   pow(x: Value, p: number): Value {
     return this.op1('Pow', [x, this.scalar(p, x.dtype)]);
   }
@@ -433,6 +437,7 @@ export class GraphBuilder {
     return this.op1('Squeeze', [x, this.ints(axes)]);
   }
   expand(x: Value, shape: readonly number[]): Value {
+    if (x.shape.length === shape.length && x.shape.every((d, i) => d === shape[i])) return x;
     return this.op1('Expand', [x, this.ints(shape)]);
   }
   cast(x: Value, dtype: DType): Value {

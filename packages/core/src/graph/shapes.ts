@@ -216,6 +216,15 @@ export const SHAPE_RULES: Record<string, ShapeRule> = {
     if (a.dtype !== b.dtype) fail('MatMul', `mixed dtypes ${a.dtype} and ${b.dtype}`);
     return [{ dtype: a.dtype, shape: matmulShape(a.shape, b.shape) }];
   },
+  Gemm: (inputs, attrs) => {
+    const a = need('Gemm', inputs, 0);
+    const b = need('Gemm', inputs, 1);
+    if (a.shape.length !== 2 || b.shape.length !== 2) fail('Gemm', 'operands must be matrices');
+    const [m, ka] = attrInt(attrs, 'transA', 0) ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
+    const [kb, n] = attrInt(attrs, 'transB', 0) ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
+    if (ka !== kb) fail('Gemm', `inner dimensions differ: ${ka} vs ${kb}`);
+    return [{ dtype: a.dtype, shape: [m, n] }];
+  },
   Cast: (inputs, attrs) => {
     const x = need('Cast', inputs, 0);
     const to = attrInt(attrs, 'to', 0);

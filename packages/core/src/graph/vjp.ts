@@ -82,13 +82,22 @@ function matmulVjp(ctx: VjpContext): Array<Value | undefined> {
   let g = dy0(ctx);
   if (a0.shape.length === 1) g = b.unsqueeze(g, [g.shape.length - (b0.shape.length === 1 ? 0 : 1)]);
   if (b0.shape.length === 1) g = b.unsqueeze(g, [g.shape.length]);
-  const da = when(ctx.needs[0], () => sumToShape(b, b.matmul(g, swapLast2(b, bm)), a.shape));
+  // A 2-D right operand (a weight shared over the batch) takes the Gemm path: the batch folds into rows and
+  // the weight is read transposed in place, so a frozen weight is never copied as its transpose.
+  const sharedMatrix = bm.shape.length === 2 && g.shape.length >= 2;
+  const k = bm.shape[0]!;
+  const n = bm.shape[1]!;
+  const da = when(ctx.needs[0], () => {
+    if (sharedMatrix) {
+      const rowsOut = b.gemm(b.reshape(g, [-1, n]), bm, { transB: true });
+      return sumToShape(b, b.reshape(rowsOut, [...g.shape.slice(0, -1), k]), a.shape);
+    }
+    return sumToShape(b, b.matmul(g, swapLast2(b, bm)), a.shape);
+  });
   const db = when(ctx.needs[1], () => {
-    if (bm.shape.length === 2 && a.shape.length > 2) {
-      // A shared weight matrix: fold the batch into rows, one GEMM instead of a batch then a sum.
-      const k = a.shape[a.shape.length - 1]!;
-      const n = g.shape[g.shape.length - 1]!;
-      return b.matmul(b.transpose(b.reshape(a, [-1, k]), [1, 0]), b.reshape(g, [-1, n]));
+    if (sharedMatrix) {
+      const aRows = b.reshape(b.expand(a, [...g.shape.slice(0, -1), k]), [-1, k]);
+      return b.gemm(aRows, b.reshape(g, [-1, n]), { transA: true });
     }
     return sumToShape(b, b.matmul(swapLast2(b, a), g), bm.shape);
   });

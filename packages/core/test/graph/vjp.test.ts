@@ -235,6 +235,17 @@ test('frozen weights get no gradient nodes; unrelated values get zeros; reuse ac
   assert.deepEqual(values(r.gu), [0, 0]);
   assert.ok(values(r.gx).some((v) => v !== 0));
 
+  // A frozen Linear weight is read in place by Gemm (transB), never materialized as its transpose.
+  const lin = new GraphBuilder();
+  const li = lin.input('x', 'float32', [2, 3, 4]);
+  const lw = lin.weight('w', rand([4, 5], 72));
+  const ly = lin.matmul(li, lw);
+  const start = lin.nodes.length;
+  grad(lin, lin.reduceSum(lin.mul(ly, ly), [0, 1, 2], false), [li]);
+  const linBackward = lin.nodes.slice(start);
+  assert.ok(linBackward.some((n) => n.opType === 'Gemm' && n.inputs[1] === lw));
+  assert.ok(!linBackward.some((n) => n.opType === 'Transpose' && n.inputs[0] === lw), 'no transposed copy of the weight');
+
   const h = new GraphBuilder();
   const a = h.input('a', 'float32', [3]);
   const l = h.reduceSum(h.add(h.mul(a, a), h.mul(a, 3)), [0], false);
