@@ -1,0 +1,113 @@
+/**
+ * A1111's DDIM and DDIM CFG++ (modules/sd_samplers_timesteps_impl.py): walks the timesteps backwards calling the
+ * eps model, float32 like torch, with alphas_prev in float64 and the eta sigmas computed as A1111's numpy/torch mix.
+ * One noise draw per step even at eta 0 (A1111 draws it and multiplies by 0), so the generators advance as there.
+ */
+import type { Float32Tensor } from '../../tensor.js';
+import type { EpsModel } from '../types.js';
+import { sdDiscreteSchedule } from '../schedules/discrete.js';
+import { checkAbort, f, mapTensor, perItem, type CompVisRunOptions } from './common.js';
+
+/** The eps model as DDIM CFG++ needs it: the guided prediction and the unconditional one. */
+export type GuidedEpsModel = (x: Float32Tensor, t: Float32Array) => Promise<{ eps: Float32Tensor; uncond: Float32Tensor }>;
+
+export interface DdimOptions extends CompVisRunOptions {
+  /** opts.eta_ddim (A1111 default 0). */
+  readonly eta?: number;
+}
+
+interface DdimTables {
+  alphas: number[];
+  alphasPrev: number[];
+  sqrtOneMinusAlphas: number[];
+  sigmas: number[];
+}
+
+function ddimTables(timesteps: ArrayLike<number>, acp: Float32Array, eta: number): DdimTables {
+  const ts = Array.from(timesteps);
+  const alphas = ts.map((t) => acp[t]!);
+  const alphasPrev = [0, ...ts.slice(0, -1)].map((t) => acp[t]!);
+  const sqrtOneMinusAlphas = alphas.map((a) => f(Math.sqrt(f(1 - a))));
+  // eta * sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev)): the division is torch's reciprocal (float32) times the
+  // float64 numpy array; the rest float64
+  const sigmas = alphas.map((a, i) => {
+    const ap = alphasPrev[i]!;
+    const recip = f(1 / f(1 - a));
+    return eta * Math.sqrt(recip * (1 - ap) * (1 - a / ap));
+  });
+  return { alphas, alphasPrev, sqrtOneMinusAlphas, sigmas };
+}
+
+async function ddimLoop(
+  x: Float32Tensor,
+  timesteps: ArrayLike<number>,
+  model: GuidedEpsModel,
+  noise: () => Float32Tensor,
+  opts: DdimOptions,
+): Promise<Float32Tensor> {
+  const acp = opts.alphasCumprod ?? sdDiscreteSchedule().alphasCumprod;
+  const { alphas, alphasPrev, sqrtOneMinusAlphas, sigmas } = ddimTables(timesteps, acp, opts.eta ?? 0);
+  const batch = x.shape[0]!;
+  const steps = timesteps.length - 1;
+  for (let i = 0; i < steps; i++) {
+    checkAbort(opts.signal);
+    const index = timesteps.length - 1 - i;
+    const { eps, uncond } = await model(x, perItem(timesteps[index]!, batch));
+    const aT = f(alphas[index]!);
+    const aPrev = f(alphasPrev[index]!);
+    const sigmaT = f(sigmas[index]!);
+    const s1m = f(sqrtOneMinusAlphas[index]!);
+    const sqrtAT = f(Math.sqrt(aT));
+    const sqrtAPrev = f(Math.sqrt(aPrev));
+    const dirScale = f(Math.sqrt(f(f(1 - aPrev) - f(sigmaT * sigmaT))));
+    const n = noise();
+    const cur = x;
+    const predX0 = mapTensor(cur, (k) => f(f(cur.data[k]! - f(s1m * eps.data[k]!)) / sqrtAT));
+    x = mapTensor(cur, (k) => {
+      const dir = f(dirScale * uncond.data[k]!);
+      return f(f(f(sqrtAPrev * predX0.data[k]!) + dir) + f(sigmaT * n.data[k]!));
+    });
+    opts.onStep?.({ step: i, steps, x, denoised: predX0 });
+  }
+  return x;
+}
+
+/**
+ * DDIM from x (the initial noise, unscaled) over ascending integer `timesteps` (compVisTimesteps): n timesteps make
+ * n - 1 model calls, ending at alphas_cumprod[timesteps[0]].
+ */
+export function sampleDdim(
+  x: Float32Tensor,
+  timesteps: ArrayLike<number>,
+  eps: EpsModel,
+  noise: () => Float32Tensor,
+  opts: DdimOptions = {},
+): Promise<Float32Tensor> {
+  return ddimLoop(
+    x,
+    timesteps,
+    async (xi, t) => {
+      const e = await eps(xi, t);
+      return { eps: e, uncond: e };
+    },
+    noise,
+    opts,
+  );
+}
+
+/**
+ * DDIM CFG++: as DDIM, but the direction term uses the unconditional eps; A1111 divides the CFG scale by 12.5 for
+ * it, which the caller applies when it builds the guided eps.
+ */
+export function sampleDdimCfgpp(
+  x: Float32Tensor,
+  timesteps: ArrayLike<number>,
+  model: GuidedEpsModel,
+  noise: () => Float32Tensor,
+  opts: DdimOptions = {},
+): Promise<Float32Tensor> {
+  return ddimLoop(x, timesteps, model, noise, opts);
+}
+
+/** A1111's CFG scale multiplier for DDIM CFG++ (cond_scale_miltiplier). */
+export const DDIM_CFGPP_SCALE_MULTIPLIER = 1 / 12.5;
