@@ -2,6 +2,7 @@
 import { DarkroomError } from '../../errors.js';
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { SamplerContext } from '../types.js';
+import { torchExpf, torchLogf } from './torch-scalar-math.js';
 
 /** float32 rounding: torch does the samplers' scalar arithmetic on 0-dim float32 tensors. */
 export const f32 = Math.fround;
@@ -85,7 +86,7 @@ export function lerp(start: number, end: number, w: number): number {
   return w < 0.5 ? f32(start + f32(f32(w) * diff)) : f32(end - f32(diff * f32(1 - w)));
 }
 
-export const logf = (x: number): number => f32(Math.log(x));
-export const expf = (x: number): number => f32(Math.exp(x));
+export const logf = torchLogf;
+export const expf = torchExpf;
 export const expm1f = (x: number): number => f32(Math.expm1(x));
 export const sqrtf = (x: number): number => f32(Math.sqrt(x));

@@ -175,6 +175,26 @@ export interface AdaptiveOptions {
   readonly sNoise: number;
 }
 
+/**
+ * torch.linalg.norm of a contiguous float32 tensor on an AVX2 CPU: eight float32 lane accumulators
+ * (acc += v * v, rounded twice) over whole vectors, lanes summed in order, then the scalar tail, then sqrt.
+ * The adaptive step size feeds on this value, so its rounding decides the next step's times.
+ */
+export function torchNorm2(v: Float32Array): number {
+  const lanes = new Float32Array(8);
+  const whole = v.length - (v.length % 8);
+  for (let d = 0; d < whole; d += 8) {
+    for (let j = 0; j < 8; j++) {
+      const x = v[d + j]!;
+      lanes[j] = lanes[j]! + f32(x * x);
+    }
+  }
+  let acc = lanes[0]!;
+  for (let j = 1; j < 8; j++) acc = f32(acc + lanes[j]!);
+  for (let d = whole; d < v.length; d++) acc = f32(acc + f32(v[d]! * v[d]!));
+  return f32(Math.sqrt(acc));
+}
+
 /** k-diffusion's PIDStepSizeController (plain float64, as upstream keeps h a Python float). */
 class PidStepSize {
   private readonly b1: number;
@@ -227,6 +247,7 @@ export async function dpmSolverAdaptive(
   const pid = new PidStepSize(Math.abs(o.hInit), o.pcoeff, o.icoeff, o.dcoeff, o.eta ? 1.5 : o.order, o.acceptSafety);
   const n = solver.n;
   const rootN = f32(Math.sqrt(n));
+  const scaled = new Float32Array(n);
   let s = tStart;
   let x: Float32Array = Float32Array.from(x0.data);
   let xPrev: Float32Array = x;
@@ -252,13 +273,11 @@ export async function dpmSolverAdaptive(
       xHigh = await solver.step3(x, s, t_);
     }
     // error = ||(x_low - x_high) / max(atol, rtol * max(|x_low|, |x_prev|))|| / sqrt(numel)
-    let sq = 0;
     for (let k = 0; k < n; k++) {
       const delta = Math.max(atol, f32(rtol * Math.max(Math.abs(xLow[k]!), Math.abs(xPrev[k]!))));
-      const e = f32(f32(xLow[k]! - xHigh[k]!) / delta);
-      sq += e * e;
+      scaled[k] = f32(xLow[k]! - xHigh[k]!) / delta;
     }
-    const error = f32(f32(Math.sqrt(sq)) / rootN);
+    const error = f32(torchNorm2(scaled) / rootN);
     if (pid.propose(error)) {
       xPrev = xLow;
       addNoise(xHigh, drawNoise(ctx, x0), o.sNoise, su);
