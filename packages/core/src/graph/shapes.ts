@@ -223,6 +223,7 @@ export const SHAPE_RULES: Record<string, ShapeRule> = {
     const [m, ka] = attrInt(attrs, 'transA', 0) ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
     const [kb, n] = attrInt(attrs, 'transB', 0) ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
     if (ka !== kb) fail('Gemm', `inner dimensions differ: ${ka} vs ${kb}`);
+    if (inputs[2]) broadcastShapes('Gemm', [m, n], inputs[2].shape);
     return [{ dtype: a.dtype, shape: [m, n] }];
   },
   Cast: (inputs, attrs) => {

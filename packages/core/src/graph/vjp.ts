@@ -371,6 +371,19 @@ export const VJP_RULES: Record<string, VjpRule> = {
   Cos: elementwiseUnary(({ b }, g, x) => b.neg(b.mul(g, b.sin(x)))),
   Cast: elementwiseUnary(({ b }, g, x) => b.cast(g, x.dtype)),
   MatMul: matmulVjp,
+  Gemm: (ctx) => {
+    const { b, node } = ctx;
+    const [a, m, c] = [input(ctx, 0), input(ctx, 1), node.inputs[2]];
+    const tA = attrInt(node.attrs, 'transA', 0) === 1;
+    const tB = attrInt(node.attrs, 'transB', 0) === 1;
+    const alpha = attrFloat(node.attrs, 'alpha', 1);
+    const g = alpha === 1 ? dy0(ctx) : b.mul(dy0(ctx), alpha);
+    // Y = op(A) op(B); each gradient is one more Gemm with the transposes flipped, never an explicit Transpose.
+    const da = when(ctx.needs[0], () => (tA ? b.gemm(m, g, { transA: tB, transB: true }) : b.gemm(g, m, { transB: !tB })));
+    const dm = when(ctx.needs[1], () => (tB ? b.gemm(g, a, { transA: true, transB: tA }) : b.gemm(a, g, { transA: !tA })));
+    const dc = when(ctx.needs[2] && c !== undefined, () => sumToShape(b, b.mul(dy0(ctx), attrFloat(node.attrs, 'beta', 1)), c!.shape));
+    return [da, dm, dc];
+  },
   Reshape: (ctx) => [ctx.b.reshape(dy0(ctx), input(ctx, 0).shape), undefined],
   Unsqueeze: (ctx) => [ctx.b.reshape(dy0(ctx), input(ctx, 0).shape), undefined],
   Squeeze: (ctx) => [ctx.b.reshape(dy0(ctx), input(ctx, 0).shape), undefined],

@@ -92,6 +92,15 @@ test('matmul with a broadcast batch', async () => {
   const bv = [1, 0, 0, 1, 1, 1];
   const r = await runGraph(g, { a: float32([2, 2, 3], Float32Array.from(av)), b: float32([3, 2], Float32Array.from(bv)) });
   close(values(r.y), [4, 5, 10, 11, 0, 1, 4, 4]);
+
+  // Gemm reads either operand transposed in place: A stored as its (3x2) transpose, B as its (2x3) transpose.
+  const h = new GraphBuilder();
+  const at = h.input('at', 'float32', [3, 2]);
+  const bt = h.input('bt', 'float32', [2, 3]);
+  h.output(h.gemm(at, bt, { transA: true, transB: true }), 'y');
+  const r2 = await runGraph(h, { at: float32([3, 2], Float32Array.from([1, 4, 2, 5, 3, 6])), bt: float32([2, 3], Float32Array.from([1, 0, 1, 0, 1, 1])) });
+  // A = [[1,2,3],[4,5,6]], B = [[1,0],[0,1],[1,1]] -> A B = [[4,5],[10,11]]
+  close(values(r2.y), [4, 5, 10, 11]);
 });
 
 test('shape ops: reshape, transpose, concat, split, slice, gather, (un)squeeze, cast', async () => {

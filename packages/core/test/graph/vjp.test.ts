@@ -106,6 +106,20 @@ test('VJP MatMul: batched, broadcast weight, 1-D operands', async () => {
   ]);
 });
 
+test('VJP Gemm: every transpose combination, alpha and a bias', async () => {
+  for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    await gradCheck((g, [a, b]) => g.gemm(a!, b!, { transA, transB }), [
+      { name: 'a', value: rand(transA ? [4, 3] : [3, 4], 90) },
+      { name: 'b', value: rand(transB ? [5, 4] : [4, 5], 91) },
+    ]);
+  }
+  await gradCheck((g, [a, b, c]) => g.op('Gemm', [a!, b!, c!], { alpha: { f: 0.5 }, beta: { f: 2 }, transB: { i: 1 } })[0]!, [
+    { name: 'a', value: rand([3, 4], 92) },
+    { name: 'b', value: rand([5, 4], 93) },
+    { name: 'c', value: rand([5], 94) },
+  ]);
+});
+
 test('VJP Reshape, Transpose, Unsqueeze, Squeeze, Expand, Cast', async () => {
   const x = [{ name: 'x', value: rand([2, 3, 4], 18) }];
   await gradCheck((g, [v]) => g.reshape(v!, [4, -1]), x);
