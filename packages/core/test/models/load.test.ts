@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { oracleRoot } from '../../parity/oracle.js';
-import { elementwiseClose } from '../../parity/report.js';
+import { elementwiseClose, scaledClose } from '../../parity/report.js';
 import { isDarkroomError } from '../../src/errors.js';
 import { readSafetensorsFile } from '../../src/formats/safetensors.js';
 import { PyDict, torchTensor, writeTorchFile } from '../../src/formats/torch.js';
@@ -173,5 +173,37 @@ test('checkpoints of other families are refused', { skip }, async () => {
     await assert.rejects(loadModel({ checkpoint: join(dir, 'x.bin'), cacheDir: join(dir, 'c') }), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('fp16 graphs stay within the half-precision tolerance of the float32 reference', { skip }, async () => {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-model-fp16-'));
+  try {
+    const model = await loadModel({
+      checkpoint: join(folder, 'tiny-sd2.safetensors'),
+      config: join(folder, 'tiny-sd2.json'),
+      cacheDir,
+      fp16: true,
+      threads: 1,
+    });
+    const u = await caseTensors('tiny-sd2.unet-8x16.safetensors');
+    const out = await model.unet.run(f32(u.get('x')), f32(u.get('t')).data, f32(u.get('context')));
+    const te = await caseTensors('tiny-sd2.text-embeds.safetensors');
+    const cond = await model.textEncoder.encode(f32(te.get('inputs_embeds')), 2);
+    const d = await caseTensors('tiny-sd2.vae-decode-8x12.safetensors');
+    const image = await model.vae.decode(f32(d.get('latent')));
+    await model.release();
+    for (const [what, a, ref] of [
+      ['unet', out, f32(u.get('out'))],
+      ['text', cond, f32(te.get('penultimate_ln'))],
+      ['vae', image, f32(d.get('image'))],
+    ] as const) {
+      const c = scaledClose(a.data, ref.data, 1e-2);
+      assert.ok(c.ok, `${what}: max|a-b|/max|ref| = ${c.maxRel}`);
+      // ...and it really is half precision: a float32 graph would be ~1e-6 off.
+      assert.ok(c.maxRel > 1e-5, `${what}: suspiciously exact for fp16 (${c.maxRel})`);
+    }
+  } finally {
+    await rm(cacheDir, { recursive: true, force: true });
   }
 });
