@@ -5,7 +5,6 @@
  * (sigma, t, input, output), every noise draw (value and provenance) and the final latent.
  */
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensorsFile } from '../src/formats/safetensors.js';
 import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../src/tensor.js';
@@ -297,15 +296,6 @@ async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sam
   };
 }
 
-/** The other engineer's CompVis/LCM samplers, when present: `compvis/index.ts` exporting a sampler per display name. */
-async function compVisSampler(name: string): Promise<Sampler | string> {
-  const path = new URL('../src/sampling/compvis/index.ts', import.meta.url);
-  if (!existsSync(path)) return 'CompVis samplers (sampling/compvis) not available yet';
-  const mod: unknown = await import(path.href);
-  const table = (mod as { compVisSamplers?: Record<string, Sampler> }).compVisSamplers;
-  return table?.[name] ?? `no CompVis sampler named ${name}`;
-}
-
 /** One CaseResult per trajectory in samplers/trajectories.json. `folder` is the oracle root. */
 export async function* trajectoryCases(folder: string): AsyncGenerator<CaseResult> {
   const index = JSON.parse(await readFile(join(folder, 'samplers', 'trajectories.json'), 'utf8')) as TrajectoryIndex;
@@ -315,16 +305,6 @@ export async function* trajectoryCases(folder: string): AsyncGenerator<CaseResul
       yield { name: c.id, status: 'fail', detail: `sampler "${c.sampler}" is not in the registry` };
       continue;
     }
-    let sampler = info.sampler;
-    if (!sampler) {
-      const found = await compVisSampler(info.name);
-      if (typeof found === 'string') {
-        const ties = c.lcm_sigma_to_t_ties?.length ? `; LCM sigma_to_t ties at calls [${c.lcm_sigma_to_t_ties.join(', ')}]` : '';
-        yield { name: c.id, status: 'skip', detail: found + ties };
-        continue;
-      }
-      sampler = found;
-    }
-    yield await runCase(folder, c, info, sampler);
+    yield await runCase(folder, c, info, info.sampler);
   }
 }

@@ -19,6 +19,7 @@ import {
   sampleLms,
   sampleRestart,
 } from './kdiffusion/index.js';
+import { compVisSamplers } from './compvis/index.js';
 import type { Sampler } from './types.js';
 
 /** Which model interface a sampler drives. */
@@ -37,8 +38,12 @@ export interface SamplerInfo {
   readonly family: SamplerFamily;
   /** The upstream function (k-diffusion `sample_*`, or A1111's module function). */
   readonly upstream: string;
-  /** Implementation for k-diffusion samplers; timestep samplers and LCM live in compvis/. */
-  readonly sampler?: Sampler;
+  /**
+   * The implementation. k-diffusion samplers take x = noise * sigmas[0] and call ctx.denoise; timestep
+   * samplers (compvis/) take the unscaled noise and call ctx.eps with options.steps; LCM calls ctx.denoise,
+   * which must be the LCM denoiser.
+   */
+  readonly sampler: Sampler;
   /** Scheduler name "Automatic" resolves to; undefined = the model's discrete schedule (uniform). */
   readonly defaultScheduler?: string;
   readonly discardPenultimate: boolean;
@@ -207,12 +212,18 @@ const ROWS: Row[] = [
   { name: 'LCM', upstream: 'modules.sd_samplers_lcm.sample_lcm', aliases: ['k_lcm'], family: 'lcm' },
 ];
 
+function compVisSampler(name: string): Sampler {
+  const s = compVisSamplers[name];
+  if (!s) throw new Error(`no CompVis implementation for sampler ${name}`);
+  return s;
+}
+
 export const SAMPLERS: readonly SamplerInfo[] = ROWS.map((r) => ({
   name: r.name,
   aliases: r.aliases,
   family: r.family ?? 'kdiffusion',
   upstream: r.upstream,
-  ...(r.sampler ? { sampler: r.sampler } : {}),
+  sampler: r.sampler ?? compVisSampler(r.name),
   ...(r.scheduler ? { defaultScheduler: r.scheduler } : {}),
   discardPenultimate: r.discard ?? false,
   secondOrder: r.secondOrder ?? false,
