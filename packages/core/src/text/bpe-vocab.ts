@@ -99,26 +99,56 @@ const DEMO_WORDS = [
   'best', 'masterpiece', 'grainy', 'fog', 'blurry', 'style', 'art', 'oil',
 ];
 
+/** BPE on one word (symbols, the last carrying `</w>`): merge the lowest-ranked adjacent pair until none applies. */
+export function applyMerges(symbols: readonly string[], ranks: ReadonlyMap<string, number>): string[] {
+  let word = [...symbols];
+  while (word.length > 1) {
+    let best: number | undefined;
+    let bestRank = Infinity;
+    for (let i = 0; i < word.length - 1; i++) {
+      const r = ranks.get(`${word[i]} ${word[i + 1]}`);
+      if (r !== undefined && r < bestRank) {
+        bestRank = r;
+        best = i;
+      }
+    }
+    if (best === undefined) break;
+    const first = word[best]!;
+    const second = word[best + 1]!;
+    // Every non-overlapping occurrence, left to right, like upstream.
+    const merged: string[] = [];
+    let i = 0;
+    while (i < word.length) {
+      if (i < word.length - 1 && word[i] === first && word[i + 1] === second) {
+        merged.push(first + second);
+        i += 2;
+      } else {
+        merged.push(word[i]!);
+        i++;
+      }
+    }
+    word = merged;
+  }
+  return word;
+}
+
 /**
- * A small byte-level BPE vocabulary built without any download: the 512 byte symbols, merges that spell each
- * demo word left to right (so each becomes one token), and the two special tokens. Deterministic: the same
- * call always gives the same ids. Size = 514 + number of distinct merges (well under 1000).
+ * A small byte-level BPE vocabulary built without any download: the 512 byte symbols, merges chosen so each
+ * demo word becomes one token, and the two special tokens. Merges are added word by word: while the word
+ * still splits, merge its first two pieces. A merge added later never changes how an earlier word splits
+ * (each step of that word had a lower-ranked merge available), so every demo word stays one token.
+ * Deterministic: the same call always gives the same ids. Size well under 1000.
  */
 export function buildDemoVocabulary(): BpeVocabulary {
   const merges: (readonly [string, string])[] = [];
-  const seen = new Set<string>();
+  const ranks = new Map<string, number>();
   for (const word of DEMO_WORDS) {
     const chars = Array.from(word);
-    if (chars.length < 2) continue;
-    let left = chars[0]!;
-    for (let i = 1; i < chars.length; i++) {
-      const right = i === chars.length - 1 ? chars[i]! + '</w>' : chars[i]!;
-      const key = `${left} ${right}`;
-      if (!seen.has(key)) {
-        seen.add(key);
-        merges.push([left, right]);
-      }
-      left += right;
+    const symbols = [...chars.slice(0, -1), chars[chars.length - 1]! + '</w>'];
+    for (let pieces = applyMerges(symbols, ranks); pieces.length > 1; pieces = applyMerges(symbols, ranks)) {
+      const [a, b] = pieces as [string, string];
+      ranks.set(`${a} ${b}`, merges.length);
+      merges.push([a, b]);
     }
   }
   return vocabularyFromMerges(merges);

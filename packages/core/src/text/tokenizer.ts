@@ -10,6 +10,7 @@ import { DarkroomError } from '../errors.js';
 import {
   END_OF_TEXT,
   START_OF_TEXT,
+  applyMerges,
   bytesToUnicode,
   vocabularyFromHuggingFace,
   vocabularyFromOpenAiGz,
@@ -121,34 +122,7 @@ export class ClipTokenizer {
     const cached = this.cache.get(token);
     if (cached) return cached;
     const chars = Array.from(token);
-    let word = [...chars.slice(0, -1), chars[chars.length - 1]! + '</w>'];
-    while (word.length > 1) {
-      let best: number | undefined;
-      let bestRank = Infinity;
-      for (let i = 0; i < word.length - 1; i++) {
-        const r = this.ranks.get(`${word[i]} ${word[i + 1]}`);
-        if (r !== undefined && r < bestRank) {
-          bestRank = r;
-          best = i;
-        }
-      }
-      if (best === undefined) break;
-      const first = word[best]!;
-      const second = word[best + 1]!;
-      // Merge every non-overlapping occurrence, scanning left to right like upstream.
-      const merged: string[] = [];
-      let i = 0;
-      while (i < word.length) {
-        if (i < word.length - 1 && word[i] === first && word[i + 1] === second) {
-          merged.push(first + second);
-          i += 2;
-        } else {
-          merged.push(word[i]!);
-          i++;
-        }
-      }
-      word = merged;
-    }
+    const word = applyMerges([...chars.slice(0, -1), chars[chars.length - 1]! + '</w>'], this.ranks);
     if (this.cache.size > 50_000) {
       this.cache.clear();
       this.cache.set(START_OF_TEXT, [START_OF_TEXT]);
