@@ -9,9 +9,9 @@ import { numel } from '../tensor.js';
 import type { GraphBuilder } from './builder.js';
 import { hostTensor } from './builder.js';
 import type { Value } from './ir.js';
-import { VJP_RULES } from './vjp.js';
+import { NON_DIFFERENTIABLE, VJP_RULES } from './vjp.js';
 
-export { VJP_RULES } from './vjp.js';
+export { NON_DIFFERENTIABLE, VJP_RULES } from './vjp.js';
 export type { VjpRule, VjpContext } from './vjp.js';
 
 /**
@@ -39,7 +39,9 @@ export function backprop(b: GraphBuilder, from: readonly Value[], seeds: readonl
     if (dy.every((g) => g === undefined)) continue;
     const needs = node.inputs.map((i) => i !== undefined && dependsOnWrt.has(i.id));
     if (!needs.some(Boolean)) continue;
-    const rule = VJP_RULES[node.domain ? `${node.domain}:${node.opType}` : node.opType];
+    const key = node.domain ? `${node.domain}:${node.opType}` : node.opType;
+    if (NON_DIFFERENTIABLE.has(key)) continue;
+    const rule = VJP_RULES[key];
     if (!rule) {
       throw new DarkroomError('VJP_MISSING', `no gradient rule for ${node.domain ? `${node.domain}:` : ''}${node.opType}`, { opType: node.opType });
     }

@@ -398,6 +398,15 @@ export class GraphBuilder {
     return this.mul(x, this.sigmoid(this.mul(x, 1.702)));
   }
 
+  /** Exact GELU as one com.microsoft Gelu node (CPU and CUDA kernels); `gelu` is the reference form. */
+  fusedGelu(x: Value): Value {
+    return this.op1('Gelu', [x], {}, { domain: 'com.microsoft' });
+  }
+  /** x * sigmoid(alpha x) as one com.microsoft QuickGelu node (CPU and CUDA kernels). */
+  fusedQuickGelu(x: Value, alpha = 1.702): Value {
+    return this.op1('QuickGelu', [x], { alpha: { f: alpha } }, { domain: 'com.microsoft' });
+  }
+
   // ---- shape ops ----
 
   reshape(x: Value, shape: readonly number[]): Value {

@@ -274,6 +274,11 @@ function mhaVjp(ctx: VjpContext): Array<Value | undefined> {
   return [0, 1, 2].map((i) => (ctx.needs[i] ? gs[j++] : undefined));
 }
 
+/** Ops whose outputs carry no gradient: boolean logic and piecewise-constant functions. */
+export const NON_DIFFERENTIABLE: ReadonlySet<string> = new Set(['Greater', 'Less', 'Equal', 'And', 'Not', 'Sign']);
+
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
 export const VJP_RULES: Record<string, VjpRule> = {
   Identity: (ctx) => [dy0(ctx)],
   Add: (ctx) => [when(ctx.needs[0], () => sumToShape(ctx.b, dy0(ctx), input(ctx, 0).shape)), when(ctx.needs[1], () => sumToShape(ctx.b, dy0(ctx), input(ctx, 1).shape))],
@@ -454,4 +459,16 @@ export const VJP_RULES: Record<string, VjpRule> = {
     ];
   },
   'com.microsoft:MultiHeadAttention': mhaVjp,
+  // d/dx x Phi(x) = Phi(x) + x phi(x)
+  'com.microsoft:Gelu': elementwiseUnary(({ b }, g, x) => {
+    const cdf = b.mul(b.add(b.erf(b.mul(x, Math.SQRT1_2)), 1), 0.5);
+    const pdf = b.mul(b.exp(b.mul(b.mul(x, x), -0.5)), INV_SQRT_2PI);
+    return b.mul(g, b.add(cdf, b.mul(x, pdf)));
+  }),
+  // d/dx x s(ax) = s(ax) + a x s(ax) (1 - s(ax))
+  'com.microsoft:QuickGelu': elementwiseUnary(({ b, node }, g, x) => {
+    const alpha = attrFloat(node.attrs, 'alpha', 1.702);
+    const s = b.sigmoid(b.mul(x, alpha));
+    return b.mul(g, b.add(s, b.mul(b.mul(x, alpha), b.mul(s, b.sub(b.scalar(1, x.dtype), s)))));
+  }),
 };

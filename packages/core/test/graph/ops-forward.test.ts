@@ -44,6 +44,8 @@ test('unary elementwise ops match their definitions', async () => {
   await unaryCase((g, x) => g.silu(x), (v) => v / (1 + Math.exp(-v)), xs);
   await unaryCase((g, x) => g.gelu(x), (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)), xs);
   await unaryCase((g, x) => g.quickGelu(x), (v) => v / (1 + Math.exp(-1.702 * v)), xs);
+  await unaryCase((g, x) => g.fusedGelu(x), (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)), xs);
+  await unaryCase((g, x) => g.fusedQuickGelu(x), (v) => v / (1 + Math.exp(-1.702 * v)), xs);
   const relu6 = (v: number): number => Math.min(Math.max(v, 0), 6);
   const softplus = (v: number): number => Math.log1p(Math.exp(v));
   const wide = [-4, -3.5, -1, -0.2, 0.4, 1, 2.5, 3.5];

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GraphBuilder, hostTensor } from '../../src/graph/builder.js';
-import { grad } from '../../src/graph/autodiff.js';
+import { grad, NON_DIFFERENTIABLE, VJP_RULES } from '../../src/graph/autodiff.js';
+import { SHAPE_RULES } from '../../src/graph/shapes.js';
 import { isDarkroomError } from '../../src/errors.js';
 import { float32, type HostTensor } from '../../src/tensor.js';
 import { gradCheck } from './gradcheck.js';
@@ -52,6 +53,19 @@ test('VJP Erf, Tanh, Sigmoid, Relu, Abs and the composite activations', async ()
   await gradCheck((g, [v]) => g.silu(v!), x);
   await gradCheck((g, [v]) => g.gelu(v!), x);
   await gradCheck((g, [v]) => g.quickGelu(v!), x);
+  await gradCheck((g, [v]) => g.fusedGelu(v!), x);
+  await gradCheck((g, [v]) => g.fusedQuickGelu(v!), x);
+  // Sign is piecewise constant: it contributes nothing, the other path still does.
+  await gradCheck((g, [v]) => g.add(g.sign(v!), g.mul(v!, 2)), x);
+});
+
+test('every op with a shape rule has a VJP rule or is declared non-differentiable', () => {
+  const knownGaps = new Set(['ReduceMax', 'ScatterND', 'ConvTranspose']);
+  const fusedDomain = new Set(['MultiHeadAttention', 'Gelu', 'QuickGelu']);
+  for (const op of Object.keys(SHAPE_RULES)) {
+    const key = fusedDomain.has(op) ? `com.microsoft:${op}` : op;
+    assert.ok(VJP_RULES[key] || NON_DIFFERENTIABLE.has(key) || knownGaps.has(op), `${op} has no gradient rule`);
+  }
 });
 
 test('VJP activations used by hypernetworks: LeakyRelu, Elu, Celu, Selu, HardSwish, HardSigmoid, Softplus, Softsign, Clip, Mish', async () => {
@@ -272,6 +286,6 @@ test('grad rejects a non-scalar loss and ops without a rule', () => {
   const g = new GraphBuilder();
   const x = g.input('x', 'float32', [2]);
   assert.throws(() => grad(g, x, [x]), (e: unknown) => isDarkroomError(e, 'VJP_LOSS_NOT_SCALAR'));
-  const y = g.op('Sign', [x])[0]!;
+  const y = g.op('ReduceMax', [x], { axes: { ints: [0] } })[0]!;
   assert.throws(() => grad(g, g.reduceSum(y, [0], false), [x]), (e: unknown) => isDarkroomError(e, 'VJP_MISSING'));
 });
