@@ -220,10 +220,17 @@ export function pickle(value: PyValue): { bytes: Uint8Array; storages: Uint8Arra
     if (Array.isArray(v)) {
       w.byte(0x5d);
       memoByObject.set(v, put());
-      if (v.length) {
-        w.byte(0x28);
-        for (const it of v) save(it);
-        w.byte(0x65);
+      // Python batches 1000 items per MARK ... APPENDS, and a batch of one is a bare APPEND.
+      for (let i = 0; i < v.length; i += 1000) {
+        const batch = v.slice(i, i + 1000);
+        if (batch.length === 1) {
+          save(batch[0]!);
+          w.byte(0x61);
+        } else {
+          w.byte(0x28);
+          for (const it of batch) save(it);
+          w.byte(0x65);
+        }
       }
       return;
     }
@@ -235,13 +242,21 @@ export function pickle(value: PyValue): { bytes: Uint8Array; storages: Uint8Arra
         w.byte(0x52);
       } else w.byte(0x7d);
       memoByObject.set(v, put());
-      if (v.size) {
-        w.byte(0x28);
-        for (const [k, val] of v) {
-          save(k);
-          save(val);
+      const items = [...v];
+      for (let i = 0; i < items.length; i += 1000) {
+        const batch = items.slice(i, i + 1000);
+        if (batch.length === 1) {
+          save(batch[0]![0]);
+          save(batch[0]![1]);
+          w.byte(0x73);
+        } else {
+          w.byte(0x28);
+          for (const [k, val] of batch) {
+            save(k);
+            save(val);
+          }
+          w.byte(0x75);
         }
-        w.byte(0x75);
       }
       return;
     }

@@ -566,8 +566,9 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): U
           if (target.state instanceof PyDict && state instanceof PyDict) {
             for (const [k, v] of state) target.state.set(k, v);
           } else target.state = state;
-        } else if (target instanceof PyDict && state instanceof PyDict) {
-          for (const [k, v] of state) target.set(k, v);
+        } else if (target instanceof PyDict) {
+          // An OrderedDict's pickled state is its __dict__ (e.g. `_metadata`), never its items.
+          target.attributes = state;
         } else if (!(target instanceof TorchTensor)) bad('BUILD on a value without state');
         break;
       }

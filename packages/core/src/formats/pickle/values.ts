@@ -27,7 +27,10 @@ export class PyTuple {
 }
 
 /** A Python dict or OrderedDict; keys keep Python's insertion order. */
-export class PyDict extends Map<PyValue, PyValue> {}
+export class PyDict extends Map<PyValue, PyValue> {
+  /** Instance attributes a BUILD gave the dict (torch state dicts carry `_metadata`), apart from its items. */
+  attributes: PyValue | undefined;
+}
 
 /** collections.OrderedDict (torch state dicts): written back through its constructor, as Python does. */
 export class PyOrderedDict extends PyDict {}
