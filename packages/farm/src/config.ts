@@ -1,0 +1,144 @@
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { FarmError } from './errors.js';
+import { sha256Hex } from './ids.js';
+
+/**
+ * Everything the services read from the environment, parsed once. The table in docs/farm.md lists each
+ * variable; nothing else configures the farm.
+ */
+export interface FarmConfig {
+  port: number;
+  host: string;
+  publicUrl: string;
+  redisUrl: string;
+  queuePrefix: string;
+  storageUrl: string;
+  modelsDir: string;
+  cacheDir: string;
+  /** API key -> tenant. Empty: the API serves one default tenant on loopback only. */
+  apiKeys: Map<string, string>;
+  adminKey: string | undefined;
+  webhookSecret: string | undefined;
+  webhookAllowlist: string[];
+  webhookRetryBaseMs: number;
+  webhookRetryWindowMs: number;
+  webhookTimeoutMs: number;
+  rateLimitPerMinute: number;
+  maxBodyBytes: number;
+  maxUploadBytes: number;
+  jobAttempts: number;
+  jobBackoffMs: number;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  maxStalledCount: number;
+  retainCompletedS: number;
+  retainFailedS: number;
+  syncTimeoutMs: number;
+  outputUrlTtlS: number;
+  workerPort: number;
+  workerHost: string;
+  webhookDelivery: boolean;
+  executionProvider: 'cpu' | 'cuda';
+  modelCacheBytes: number;
+  networkCacheBytes: number;
+}
+
+export const DEFAULT_TENANT = 'default';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function int(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) {
+    throw new FarmError('CONFIG_INVALID', 500, `${name} must be a number >= ${min}, got "${raw}"`, name);
+  }
+  return Math.floor(n);
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new FarmError('CONFIG_INVALID', 500, `${name} must be true or false, got "${raw}"`, name);
+}
+
+/**
+ * `API_KEYS` is a comma-separated list of `tenant:key` pairs; a bare `key` gets a tenant named after the
+ * key's hash, so keys never show up in logs or storage paths.
+ */
+export function parseApiKeys(raw: string | undefined): Map<string, string> {
+  const keys = new Map<string, string>();
+  for (const entry of (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const colon = entry.indexOf(':');
+    const tenant = colon > 0 ? entry.slice(0, colon) : `t${sha256Hex(entry).slice(0, 12)}`;
+    const key = colon > 0 ? entry.slice(colon + 1) : entry;
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(tenant)) {
+      throw new FarmError('CONFIG_INVALID', 500, `API_KEYS: tenant "${tenant}" must match [A-Za-z0-9_-]{1,64}`, 'API_KEYS');
+    }
+    if (key.length < 8) throw new FarmError('CONFIG_INVALID', 500, `API_KEYS: the key of tenant "${tenant}" is shorter than 8 characters`, 'API_KEYS');
+    keys.set(key, tenant);
+  }
+  return keys;
+}
+
+function isLoopback(host: string): boolean {
+  return host === '127.0.0.1' || host === '::1' || host === 'localhost';
+}
+
+export function loadConfig(env: Env = process.env): FarmConfig {
+  const apiKeys = parseApiKeys(env.API_KEYS);
+  const host = env.HOST || (apiKeys.size === 0 ? '127.0.0.1' : '0.0.0.0');
+  if (apiKeys.size === 0 && !isLoopback(host)) {
+    throw new FarmError('CONFIG_INVALID', 500,
+      `HOST=${host} without API_KEYS would serve everyone as one tenant; set API_KEYS or listen on 127.0.0.1`, 'HOST');
+  }
+  const port = int(env, 'PORT', 7860);
+  const storageUrl = env.STORAGE_URL || pathToFileURL(resolve('.darkroom/storage')).href;
+  const provider = (env.EXECUTION_PROVIDER ?? 'cpu').toLowerCase();
+  if (provider !== 'cpu' && provider !== 'cuda') {
+    throw new FarmError('CONFIG_INVALID', 500, `EXECUTION_PROVIDER must be cpu or cuda, got "${provider}"`, 'EXECUTION_PROVIDER');
+  }
+  const prefix = env.QUEUE_PREFIX || 'bull';
+  if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) {
+    throw new FarmError('CONFIG_INVALID', 500, 'QUEUE_PREFIX must match [A-Za-z0-9_.-]+', 'QUEUE_PREFIX');
+  }
+  return {
+    port,
+    host,
+    publicUrl: (env.PUBLIC_URL || `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`).replace(/\/+$/, ''),
+    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
+    queuePrefix: prefix,
+    storageUrl,
+    modelsDir: resolve(env.MODELS_DIR || 'models'),
+    cacheDir: resolve(env.CACHE_DIR || '.darkroom/cache'),
+    apiKeys,
+    adminKey: env.ADMIN_KEY || undefined,
+    webhookSecret: env.WEBHOOK_SECRET || undefined,
+    webhookAllowlist: (env.WEBHOOK_ALLOWLIST ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    webhookRetryBaseMs: int(env, 'WEBHOOK_RETRY_BASE_MS', 5_000, 1),
+    webhookRetryWindowMs: int(env, 'WEBHOOK_RETRY_WINDOW_MS', 24 * 3600_000, 1),
+    webhookTimeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 1),
+    rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 600),
+    maxBodyBytes: int(env, 'MAX_BODY_BYTES', 50 * 1024 * 1024, 1024),
+    maxUploadBytes: int(env, 'MAX_UPLOAD_BYTES', 8 * 1024 * 1024 * 1024, 1024),
+    jobAttempts: int(env, 'JOB_ATTEMPTS', 3, 1),
+    jobBackoffMs: int(env, 'JOB_BACKOFF_MS', 2_000),
+    lockDurationMs: int(env, 'LOCK_DURATION_MS', 30_000, 1000),
+    stalledIntervalMs: int(env, 'STALLED_INTERVAL_MS', 30_000, 500),
+    maxStalledCount: int(env, 'MAX_STALLED_COUNT', 2),
+    retainCompletedS: int(env, 'RETAIN_COMPLETED_S', 7 * 86400),
+    retainFailedS: int(env, 'RETAIN_FAILED_S', 30 * 86400),
+    syncTimeoutMs: int(env, 'SYNC_TIMEOUT_MS', 10 * 60_000, 1),
+    outputUrlTtlS: int(env, 'OUTPUT_URL_TTL_S', 3600, 1),
+    workerPort: int(env, 'WORKER_PORT', 9464),
+    workerHost: env.WORKER_HOST || '0.0.0.0',
+    webhookDelivery: bool(env, 'WEBHOOK_DELIVERY', true),
+    executionProvider: provider,
+    modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
+    networkCacheBytes: int(env, 'NETWORK_CACHE_BYTES', 512 * 1024 ** 2),
+  };
+}

@@ -1,0 +1,103 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { FarmKeys } from './keys.js';
+import type { JobEvent, WebhookJobData } from './jobs.js';
+import type { WebhookEvent, WebhookSpec } from './schemas.js';
+
+/**
+ * Each job has an event log, a Redis stream: its entry ids are the SSE event ids, so a client that reconnects
+ * with `Last-Event-ID` gets exactly what it missed (BullMQ's own event stream is shared and trimmed, so it is
+ * not used for replay). Publishing an event also enqueues its webhook when the job asked for that event.
+ */
+export interface EventContext {
+  redis: Redis;
+  keys: FarmKeys;
+  webhooks: Queue;
+  retentionS: number;
+}
+
+export interface EventJob {
+  id: string;
+  tenant: string;
+  webhook: WebhookSpec | null;
+  attempt?: number;
+}
+
+const PROGRESS_WEBHOOK_INTERVAL_MS = 500;
+const STREAM_MAX_LEN = 5000;
+
+export const TERMINAL_EVENTS: ReadonlySet<WebhookEvent> = new Set(['completed', 'failed', 'cancelled']);
+
+export async function publishJobEvent(
+  ctx: EventContext,
+  job: EventJob,
+  type: WebhookEvent,
+  data: Record<string, unknown> = {},
+): Promise<string> {
+  const at = new Date().toISOString();
+  const key = ctx.keys.events(job.id);
+  const streamId = (await ctx.redis.xadd(key, 'MAXLEN', '~', String(STREAM_MAX_LEN), '*', 'type', type, 'at', at, 'data', JSON.stringify(data)))!;
+  await ctx.redis.expire(key, ctx.retentionS);
+
+  if (job.webhook && job.webhook.events.includes(type)) {
+    if (type === 'progress') {
+      const gate = await ctx.redis.set(`${key}:progress-webhook`, '1', 'PX', PROGRESS_WEBHOOK_INTERVAL_MS, 'NX');
+      if (gate === null) return streamId;
+    }
+    // Terminal and queued events get one id per job, so a job that ran twice (stalled, redone) still
+    // notifies once; other events are unique per occurrence.
+    const messageId = TERMINAL_EVENTS.has(type) || type === 'queued'
+      ? `msg_${job.id}_${type}`
+      : `msg_${job.id}_${type}_${streamId.replace('-', '_')}`;
+    const payload: WebhookJobData = {
+      jobId: job.id,
+      tenant: job.tenant,
+      url: job.webhook.url,
+      messageId,
+      event: type,
+      payload: { type: `job.${type}`, timestamp: at, data: { job_id: job.id, ...data } },
+    };
+    await ctx.webhooks.add(type, payload, { jobId: messageId });
+  }
+  return streamId;
+}
+
+export interface StoredEvent extends JobEvent {
+  id: string;
+}
+
+type StreamEntry = [id: string, fields: string[]];
+
+function decode(jobId: string, [id, fields]: StreamEntry): StoredEvent {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+  let data: Record<string, unknown> = {};
+  try {
+    data = JSON.parse(f.data ?? '{}') as Record<string, unknown>;
+  } catch {
+    /* a malformed entry still yields its type */
+  }
+  return { id, jobId, type: f.type as WebhookEvent, at: f.at ?? '', data };
+}
+
+/** Events after `afterId` ('0' = from the start). With `blockMs`, waits that long for new ones (needs its own connection). */
+export async function readJobEvents(
+  redis: Redis,
+  keys: FarmKeys,
+  jobId: string,
+  afterId: string,
+  blockMs?: number,
+): Promise<StoredEvent[]> {
+  const key = keys.events(jobId);
+  if (blockMs === undefined) {
+    const entries = (await redis.xrange(key, afterId === '0' ? '-' : `(${afterId}`, '+')) as StreamEntry[];
+    return entries.map((e) => decode(jobId, e));
+  }
+  const res = (await redis.xread('BLOCK', blockMs, 'STREAMS', key, afterId)) as [string, StreamEntry[]][] | null;
+  return res ? res[0]![1].map((e) => decode(jobId, e)) : [];
+}
+
+/** A valid stream id, so a client-sent Last-Event-ID cannot inject anything into the XRANGE call. */
+export function isStreamId(s: string): boolean {
+  return /^\d{1,16}-\d{1,10}$/.test(s);
+}

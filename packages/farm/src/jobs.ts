@@ -1,0 +1,86 @@
+import type { GenerateKind, GenerateRequest, JobState, Progress, WebhookEvent, WebhookSpec } from './schemas.js';
+
+/** What the API puts on the `generate` queue. Seeds are resolved before queueing so a retry redoes the same images. */
+export interface GenerateJobData {
+  tenant: string;
+  kind: GenerateKind;
+  /** The validated request with `seed`/`subseed` resolved; `init_images`/`mask` replaced by storage keys. */
+  request: GenerateRequest;
+  /** Storage keys of uploaded init images / mask (img2img), in request order. */
+  inputKeys: { initImages: string[]; mask: string | null };
+  webhook: WebhookSpec | null;
+  /** SHA-256 of the raw request, so a reused Idempotency-Key with a different body is refused. */
+  requestHash: string;
+  source: 'v1' | 'sdapi';
+  submittedAt: number;
+}
+
+export interface OutputRecord {
+  index: number;
+  key: string;
+  seed: number;
+  subseed: number;
+  infotext: string;
+}
+
+export interface GenerateJobResult {
+  outputs: OutputRecord[];
+  /** Worker that completed the job and the attempt number, for provenance. */
+  worker: string;
+  attempt: number;
+  renderMs: number;
+}
+
+/** BullMQ progress payload: the public Progress plus nothing else, so the API passes it through. */
+export type JobProgress = Progress;
+
+export interface JobEvent {
+  type: WebhookEvent;
+  jobId: string;
+  at: string;
+  data: Record<string, unknown>;
+}
+
+/** The reason string a cancelled job fails with; the API maps it to state `cancelled`. */
+export const CANCELLED_REASON = 'CANCELLED: the job was cancelled';
+
+export function isCancelledReason(reason: string | undefined): boolean {
+  return reason !== undefined && reason.startsWith('CANCELLED:');
+}
+
+/** `<code>: <message>` in failedReason keeps a stable code through BullMQ, which stores only a string. */
+export function splitFailedReason(reason: string | undefined): { code: string; message: string } {
+  const m = /^([A-Z][A-Z0-9_]+): (.*)$/s.exec(reason ?? '');
+  return m ? { code: m[1]!, message: m[2]! } : { code: 'RENDER_FAILED', message: reason ?? 'unknown error' };
+}
+
+export function mapBullState(state: string, failedReason: string | undefined): JobState {
+  switch (state) {
+    case 'active':
+      return 'running';
+    case 'completed':
+      return 'completed';
+    case 'failed':
+      return isCancelledReason(failedReason) ? 'cancelled' : 'failed';
+    default:
+      return 'queued';
+  }
+}
+
+export function outputKey(tenant: string, jobId: string, index: number): string {
+  return `outputs/${tenant}/${jobId}/${index}.png`;
+}
+
+export function inputKey(tenant: string, jobId: string, name: string): string {
+  return `inputs/${tenant}/${jobId}/${name}`;
+}
+
+export interface WebhookJobData {
+  jobId: string;
+  tenant: string;
+  url: string;
+  /** Standard Webhooks `webhook-id`: stable across retries so receivers can deduplicate. */
+  messageId: string;
+  event: WebhookEvent;
+  payload: Record<string, unknown>;
+}

@@ -1,0 +1,20 @@
+/**
+ * Every Redis key the farm writes besides BullMQ's own lives under `<prefix>:darkroom:`, next to the queues,
+ * so one prefix isolates a whole deployment (and each test run).
+ */
+export function farmKeys(prefix: string) {
+  const base = `${prefix}:darkroom`;
+  return {
+    events: (jobId: string) => `${base}:events:${jobId}`,
+    cancel: (jobId: string) => `${base}:cancel:${jobId}`,
+    cancelChannel: `${base}:cancel`,
+    tombstone: (jobId: string) => `${base}:cancelled:${jobId}`,
+    deliveries: (jobId: string) => `${base}:deliveries:${jobId}`,
+    rateLimit: (tenant: string, window: number) => `${base}:rl:${tenant}:${window}`,
+    assets: (tenant: string, kind: string) => `${base}:assets:${tenant}:${kind}`,
+    options: (tenant: string) => `${base}:options:${tenant}`,
+    sdapiCurrent: (tenant: string) => `${base}:sdapi-current:${tenant}`,
+    webhookMaster: `${base}:webhook-master-secret`,
+  };
+}
+export type FarmKeys = ReturnType<typeof farmKeys>;

@@ -1,0 +1,91 @@
+import { Queue, type ConnectionOptions, type DefaultJobOptions, type WorkerOptions } from 'bullmq';
+import type { FarmConfig } from './config.js';
+
+export const QUEUE_NAMES = { generate: 'generate', webhooks: 'webhooks' } as const;
+
+export function generateJobOptions(cfg: FarmConfig): DefaultJobOptions {
+  return {
+    attempts: cfg.jobAttempts,
+    backoff: { type: 'exponential', delay: cfg.jobBackoffMs },
+    removeOnComplete: { age: cfg.retainCompletedS },
+    removeOnFail: { age: cfg.retainFailedS },
+  };
+}
+
+/**
+ * One job per process (one process per GPU). A lapsed lock re-queues the job (stalled recovery), and the
+ * engine runs in a worker thread so the main thread always renews the lock in time.
+ */
+export function generateWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
+  return {
+    connection,
+    prefix: cfg.queuePrefix,
+    concurrency: 1,
+    lockDuration: cfg.lockDurationMs,
+    stalledInterval: cfg.stalledIntervalMs,
+    maxStalledCount: cfg.maxStalledCount,
+  };
+}
+
+export const WEBHOOK_BACKOFF = 'capped-exponential';
+const WEBHOOK_BACKOFF_CAP_MS = 3600_000;
+
+/** Delay before retry `attemptsMade` (1-based): base·2^(n−1), capped at an hour. */
+export function webhookBackoffDelay(attemptsMade: number, baseMs: number): number {
+  return Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), WEBHOOK_BACKOFF_CAP_MS);
+}
+
+/** How many attempts fit in the retry window, so deliveries keep trying for about a day by default. */
+export function webhookAttempts(baseMs: number, windowMs: number): number {
+  let total = 0;
+  let attempts = 1;
+  while (attempts < 200) {
+    const next = webhookBackoffDelay(attempts, baseMs);
+    if (total + next > windowMs) break;
+    total += next;
+    attempts++;
+  }
+  return attempts;
+}
+
+export function webhookJobOptions(cfg: FarmConfig): DefaultJobOptions {
+  return {
+    attempts: webhookAttempts(cfg.webhookRetryBaseMs, cfg.webhookRetryWindowMs),
+    backoff: { type: WEBHOOK_BACKOFF },
+    removeOnComplete: { age: cfg.retainCompletedS },
+    removeOnFail: { age: cfg.retainFailedS },
+  };
+}
+
+export function webhookWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
+  return {
+    connection,
+    prefix: cfg.queuePrefix,
+    concurrency: 8,
+    settings: { backoffStrategy: (attemptsMade: number) => webhookBackoffDelay(attemptsMade, cfg.webhookRetryBaseMs) },
+  };
+}
+
+export interface FarmQueues {
+  generate: Queue;
+  webhooks: Queue;
+  close(): Promise<void>;
+}
+
+export function openQueues(cfg: FarmConfig, connection: ConnectionOptions): FarmQueues {
+  const generate = new Queue(QUEUE_NAMES.generate, { connection, prefix: cfg.queuePrefix, defaultJobOptions: generateJobOptions(cfg) });
+  const webhooks = new Queue(QUEUE_NAMES.webhooks, { connection, prefix: cfg.queuePrefix, defaultJobOptions: webhookJobOptions(cfg) });
+  return {
+    generate,
+    webhooks,
+    async close() {
+      await Promise.all([generate.close(), webhooks.close()]);
+    },
+  };
+}
+
+/** Jobs waiting for a worker: BullMQ keeps prioritized and delayed jobs outside the `wait` list. */
+export async function queueBacklog(queue: Queue): Promise<number> {
+  const c = await queue.getJobCounts('waiting', 'prioritized', 'delayed');
+  return (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
+}

@@ -1,0 +1,189 @@
+import { z } from 'zod';
+
+/**
+ * Request schemas with AUTOMATIC1111's field names and API defaults (`modules/api/models.py`): clients that
+ * speak `/sdapi/v1` send the same JSON to `/v1`. The same schemas validate requests and generate the
+ * OpenAPI document, so the two cannot drift.
+ */
+
+const int = () => z.number().int();
+const nullableString = () => z.string().nullable().default(null);
+const nullableNumber = () => z.number().nullable().default(null);
+
+export const WEBHOOK_EVENTS = ['queued', 'started', 'progress', 'completed', 'failed', 'cancelled'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+export const DEFAULT_WEBHOOK_EVENTS: WebhookEvent[] = ['completed', 'failed', 'cancelled'];
+
+export const WebhookSpec = z
+  .strictObject({
+    url: z.url({ protocol: /^https?$/ }).max(2048).describe('http(s) URL that receives signed POSTs'),
+    events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).default(DEFAULT_WEBHOOK_EVENTS)
+      .describe('which job events to deliver; progress is throttled to one per 500 ms'),
+  })
+  .describe('Standard Webhooks delivery for this job');
+export type WebhookSpec = z.infer<typeof WebhookSpec>;
+
+const NAME = z.string().min(1).max(200).regex(/^[^/\\\0]+$/, 'a name, not a path');
+
+/** Fields both txt2img and img2img take (A1111's StableDiffusionProcessing signature plus the API extras). */
+const common = {
+  prompt: z.string().max(100_000).default(''),
+  negative_prompt: z.string().max(100_000).default(''),
+  styles: z.array(z.string()).nullable().default(null),
+  seed: int().min(-1).max(Number.MAX_SAFE_INTEGER).default(-1),
+  subseed: int().min(-1).max(Number.MAX_SAFE_INTEGER).default(-1),
+  subseed_strength: z.number().min(0).max(1).default(0),
+  seed_resize_from_h: int().min(-1).max(8192).default(-1),
+  seed_resize_from_w: int().min(-1).max(8192).default(-1),
+  sampler_name: z.string().max(100).nullable().default(null),
+  sampler_index: z.string().max(100).default('Euler'),
+  scheduler: z.string().max(100).nullable().default(null),
+  batch_size: int().min(1).max(16).default(1),
+  n_iter: int().min(1).max(100).default(1),
+  steps: int().min(1).max(1000).default(50),
+  cfg_scale: z.number().min(0).max(100).default(7.0),
+  width: int().min(8).max(4096).multipleOf(8).default(512),
+  height: int().min(8).max(4096).multipleOf(8).default(512),
+  restore_faces: z.boolean().nullable().default(null),
+  tiling: z.boolean().nullable().default(null),
+  do_not_save_samples: z.boolean().default(false),
+  do_not_save_grid: z.boolean().default(false),
+  eta: nullableNumber(),
+  s_min_uncond: nullableNumber(),
+  s_churn: nullableNumber(),
+  s_tmax: nullableNumber(),
+  s_tmin: nullableNumber(),
+  s_noise: nullableNumber(),
+  override_settings: z.record(z.string(), z.unknown()).nullable().default(null),
+  override_settings_restore_afterwards: z.boolean().default(true),
+  disable_extra_networks: z.boolean().default(false),
+  comments: z.record(z.string(), z.unknown()).nullable().default(null),
+  force_task_id: nullableString(),
+  script_name: nullableString(),
+  script_args: z.array(z.unknown()).default([]),
+  send_images: z.boolean().default(true),
+  save_images: z.boolean().default(false),
+  alwayson_scripts: z.record(z.string(), z.unknown()).default({}),
+  infotext: nullableString(),
+  refiner_checkpoint: nullableString(),
+  refiner_switch_at: nullableNumber(),
+  // Darkroom's own fields.
+  clip_skip: int().min(1).max(12).nullable().default(null)
+    .describe('CLIP layers to stop at (A1111 setting CLIP_stop_at_last_layers); null = the setting'),
+  model: NAME.nullable().default(null).describe('checkpoint name (sd-models title or model_name); null = the configured default'),
+  embeddings: z.array(NAME).max(64).nullable().default(null)
+    .describe('textual-inversion embeddings to load by name; null = every embedding of the tenant'),
+  hypernetworks: z.array(NAME).max(16).default([])
+    .describe('hypernetworks to load by name (prompts pick them with <hypernet:name:strength>)'),
+  webhook: WebhookSpec.nullable().default(null),
+};
+
+const txt2imgOnly = {
+  denoising_strength: z.number().min(0).max(1).nullable().default(null),
+  enable_hr: z.boolean().default(false),
+  firstphase_width: int().min(0).default(0),
+  firstphase_height: int().min(0).default(0),
+  hr_scale: z.number().min(1).max(8).default(2.0),
+  hr_upscaler: nullableString(),
+  hr_second_pass_steps: int().min(0).max(1000).default(0),
+  hr_resize_x: int().min(0).max(8192).default(0),
+  hr_resize_y: int().min(0).max(8192).default(0),
+  hr_checkpoint_name: nullableString(),
+  hr_sampler_name: nullableString(),
+  hr_scheduler: nullableString(),
+  hr_prompt: z.string().default(''),
+  hr_negative_prompt: z.string().default(''),
+  firstpass_image: nullableString(),
+};
+
+/** base64 (with or without a `data:image/...;base64,` prefix); URLs are refused (no fetches on clients' behalf). */
+const IMAGE = z.string().min(1).regex(/^(data:image\/[a-z+.-]+;base64,)?[A-Za-z0-9+/=\s]+$/, 'base64 image data');
+
+const img2imgOnly = {
+  init_images: z.array(IMAGE).min(1).max(16),
+  resize_mode: int().min(0).max(3).default(0),
+  denoising_strength: z.number().min(0).max(1).default(0.75),
+  image_cfg_scale: nullableNumber(),
+  mask: IMAGE.nullable().default(null),
+  mask_blur_x: int().min(0).max(64).default(4),
+  mask_blur_y: int().min(0).max(64).default(4),
+  mask_blur: int().min(0).max(64).nullable().default(null),
+  mask_round: z.boolean().default(true),
+  inpainting_fill: int().min(0).max(3).default(0),
+  inpaint_full_res: z.boolean().default(true),
+  inpaint_full_res_padding: int().min(0).max(256).default(0),
+  inpainting_mask_invert: int().min(0).max(1).default(0),
+  initial_noise_multiplier: nullableNumber(),
+  latent_mask: IMAGE.nullable().default(null),
+  include_init_images: z.boolean().default(false),
+};
+
+/** `/v1` rejects unknown fields, so a misspelt parameter is an error naming it rather than a silent default. */
+export const Txt2ImgRequest = z.strictObject({ ...common, ...txt2imgOnly }).describe('txt2img job');
+export const Img2ImgRequest = z.strictObject({ ...common, ...img2imgOnly }).describe('img2img job');
+/** `/sdapi/v1` ignores fields it does not know, as A1111's pydantic models do, so existing clients work unchanged. */
+export const SdapiTxt2ImgRequest = z.object({ ...common, ...txt2imgOnly });
+export const SdapiImg2ImgRequest = z.object({ ...common, ...img2imgOnly });
+
+export type Txt2ImgRequest = z.infer<typeof Txt2ImgRequest>;
+export type Img2ImgRequest = z.infer<typeof Img2ImgRequest>;
+export type GenerateRequest = Txt2ImgRequest | Img2ImgRequest;
+export type GenerateKind = 'txt2img' | 'img2img';
+
+export const JOB_STATES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const Progress = z.object({
+  step: int().describe('sampler steps done in the current image batch'),
+  steps: int().describe('sampler steps per image batch'),
+  iteration: int().describe('0-based batch iteration (n_iter)'),
+  iterations: int(),
+  fraction: z.number().describe('0..1 over the whole job'),
+  eta: z.number().describe('seconds left, estimated from the steps so far'),
+  preview: z.string().optional().describe('URL of a preview image, when the engine makes one'),
+});
+export type Progress = z.infer<typeof Progress>;
+
+export const OutputView = z.object({
+  index: int(),
+  url: z.string().describe('presigned S3 URL, or an API URL for folder storage'),
+  seed: int(),
+  subseed: int(),
+  infotext: z.string(),
+});
+
+export const JobView = z.object({
+  id: z.string().describe('ULID'),
+  kind: z.enum(['txt2img', 'img2img']),
+  state: z.enum(JOB_STATES),
+  created_at: z.string(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+  attempts: int().describe('times a worker started the job'),
+  progress: Progress.nullable(),
+  outputs: z.array(OutputView),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  webhook: WebhookSpec.nullable(),
+});
+export type JobView = z.infer<typeof JobView>;
+
+export const JobAccepted = z.object({ id: z.string(), state: z.enum(JOB_STATES), url: z.string(), events_url: z.string() });
+
+export const ErrorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+});
+
+export const ASSET_KINDS = ['models', 'embeddings', 'hypernetworks'] as const;
+export type AssetKind = (typeof ASSET_KINDS)[number];
+
+export const AssetView = z.object({
+  name: z.string().describe('name used in requests: the file stem'),
+  filename: z.string(),
+  sha256: z.string(),
+  size: int(),
+  source: z.enum(['upload', 'models_dir', 'builtin']),
+});
+export type AssetView = z.infer<typeof AssetView>;
+
+export const PngInfoRequest = z.object({ image: IMAGE });
+export const OptionsUpdate = z.record(z.string(), z.unknown());

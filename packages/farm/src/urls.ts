@@ -1,0 +1,7 @@
+import type { FarmConfig } from './config.js';
+import type { Storage } from './storage/types.js';
+
+/** S3 outputs are handed out as presigned URLs; folder outputs through the API, which checks the tenant. */
+export async function outputUrl(storage: Storage, cfg: FarmConfig, jobId: string, index: number, key: string): Promise<string> {
+  return (await storage.presignedUrl(key, cfg.outputUrlTtlS)) ?? `${cfg.publicUrl}/v1/jobs/${jobId}/outputs/${index}.png`;
+}

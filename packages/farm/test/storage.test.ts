@@ -1,0 +1,52 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { openStorage, type Storage } from '../src/index.js';
+import { startS3 } from '../../../test/support/s3.js';
+
+async function exercise(storage: Storage, expectPresigned: boolean): Promise<void> {
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+  await storage.put('outputs/t1/J1/0.png', png, 'image/png');
+  await storage.put('outputs/t1/J1/1.png', png, 'image/png');
+  await storage.put('outputs/t1/J1/0.png', new Uint8Array([9]), 'image/png'); // overwrite, never duplicate
+  assert.deepEqual(await storage.list('outputs/t1/J1/'), ['outputs/t1/J1/0.png', 'outputs/t1/J1/1.png']);
+  assert.deepEqual(await storage.get('outputs/t1/J1/0.png'), new Uint8Array([9]));
+  assert.equal(await storage.get('outputs/t1/missing.png'), null);
+  assert.equal(await storage.exists('outputs/t1/J1/1.png'), true);
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-put-'));
+  await writeFile(join(dir, 'f'), 'hello');
+  await storage.putFile('assets/embeddings/abc', join(dir, 'f'));
+  await rm(dir, { recursive: true });
+  assert.equal(Buffer.from((await storage.get('assets/embeddings/abc'))!).toString(), 'hello');
+  const url = await storage.presignedUrl('outputs/t1/J1/1.png', 60);
+  if (expectPresigned) {
+    const res = await fetch(url!);
+    assert.equal(res.status, 200);
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), png);
+  } else assert.equal(url, null);
+  await storage.delete('outputs/t1/J1/1.png');
+  assert.equal(await storage.exists('outputs/t1/J1/1.png'), false);
+  await assert.rejects(storage.put('../escape', png));
+  await assert.rejects(storage.put('a/../../b', png));
+}
+
+test('folder storage', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-folder-'));
+  try {
+    await exercise(openStorage(pathToFileURL(dir).href), false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('S3 storage against s3rver, with presigned URLs', async () => {
+  const s3 = await startS3();
+  try {
+    await exercise(openStorage(s3.storageUrl), true);
+  } finally {
+    await s3.close();
+  }
+});
