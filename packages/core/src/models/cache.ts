@@ -145,3 +145,14 @@ export async function cachedFileHash(cacheDir: string, path: string, compute: (p
   await writeFile(file, hash);
   return hash;
 }
+
+/** A small string computed once per key (e.g. a checkpoint's detected parameterization) and kept in the cache. */
+export async function cachedFact(cacheDir: string, key: string, compute: () => Promise<string>): Promise<string> {
+  if (!/^[A-Za-z0-9_.-]+$/.test(key)) throw new DarkroomError('CACHE_BAD_ENTRY', `bad cache fact key "${key}"`);
+  const file = join(resolve(cacheDir), 'facts', `${key}.txt`);
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const value = await compute();
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, value);
+  return value;
+}

@@ -29,6 +29,7 @@
  */
 export {
   loadModel,
+  detectVParameterization,
   type LoadModelOptions,
   type StableDiffusionModel,
   type TextEncoder,

@@ -10,7 +10,7 @@ import { DarkroomError } from '../errors.js';
 import type { BuiltModel } from '../graph/ir.js';
 import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../tensor.js';
-import { CompileCache, DEFAULT_CACHE_DIR, cachedFileHash, type GraphKey } from './cache.js';
+import { CompileCache, DEFAULT_CACHE_DIR, cachedFact, cachedFileHash, type GraphKey } from './cache.js';
 import { openCheckpoint, readComponent, readFloat32, sha256File, type CheckpointSource } from './checkpoint.js';
 import { textOutputName, tokenEmbeddingKey } from './clip.js';
 import {
@@ -96,6 +96,24 @@ export interface LoadModelOptions {
   readonly fusedAttention?: boolean;
   /** Sessions kept open per component (each holds a copy of the weights); least recently used go first. */
   readonly maxSessionsPerComponent?: number;
+  /**
+   * For SD2 checkpoints with a 1024-wide text encoder and no parameterization in the config, decide eps vs v
+   * by running the UNet once as A1111 does (default true; the answer is cached per checkpoint hash).
+   */
+  readonly detectParameterization?: boolean;
+}
+
+/**
+ * A1111's `is_using_v_parameterization_for_sd2`: with x = 0.5, t = 999 and a context of 0.5, a v model's
+ * output lies far below x (mean(out - x) < -1); an eps model's does not.
+ */
+export async function detectVParameterization(unet: UNet, contextDim: number): Promise<boolean> {
+  const x: Float32Tensor = { dtype: 'float32', shape: [1, 4, 8, 8], data: new Float32Array(256).fill(0.5) };
+  const context: Float32Tensor = { dtype: 'float32', shape: [1, 2, contextDim], data: new Float32Array(2 * contextDim).fill(0.5) };
+  const out = await unet.run(x, Float32Array.of(999), context);
+  let sum = 0;
+  for (let i = 0; i < out.data.length; i++) sum += out.data[i]! - 0.5;
+  return sum / out.data.length < -1;
 }
 
 async function readOverrides(config: string | object | undefined): Promise<ConfigOverrides> {
@@ -296,12 +314,21 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     },
   };
 
+  let finalConfig = config;
+  const detect = opts.detectParameterization ?? true;
+  if (detect && overrides.parameterization === undefined && config.kind === 'sd2' && config.text.width === 1024 && config.unet.inChannels === 4) {
+    const parameterization = await cachedFact(cacheDir, `${sha256}.parameterization`, async () =>
+      (await detectVParameterization(unet, config.unet.contextDim)) ? 'v' : 'eps',
+    );
+    finalConfig = { ...config, parameterization: parameterization === 'v' ? 'v' : 'eps' };
+  }
+
   return {
     kind: config.kind,
-    config,
+    config: finalConfig,
     name: basename(opts.checkpoint, extname(opts.checkpoint)),
     sha256,
-    parameterization: config.parameterization,
+    parameterization: finalConfig.parameterization,
     alphasCumprod,
     scaleFactor: config.scaleFactor,
     textEncoder,

@@ -9,7 +9,7 @@ import { elementwiseClose, scaledClose } from '../../parity/report.js';
 import { isDarkroomError } from '../../src/errors.js';
 import { readSafetensorsFile } from '../../src/formats/safetensors.js';
 import { PyDict, torchTensor, writeTorchFile } from '../../src/formats/torch.js';
-import { loadModel, lookupRows } from '../../src/models/index.js';
+import { detectVParameterization, loadModel, lookupRows } from '../../src/models/index.js';
 import type { Float32Tensor, HostTensor } from '../../src/tensor.js';
 import { toFloat32 } from '../../src/tensor.js';
 
@@ -203,6 +203,24 @@ test('fp16 graphs stay within the half-precision tolerance of the float32 refere
       // ...and it really is half precision: a float32 graph would be ~1e-6 off.
       assert.ok(c.maxRel > 1e-5, `${what}: suspiciously exact for fp16 (${c.maxRel})`);
     }
+  } finally {
+    await rm(cacheDir, { recursive: true, force: true });
+  }
+});
+
+test('the SD2 eps/v probe runs the UNet on A1111\'s test input', { skip }, async () => {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-model-vprobe-'));
+  try {
+    const model = await loadModel({ checkpoint: join(folder, 'tiny-sd2.safetensors'), config: join(folder, 'tiny-sd2.json'), cacheDir });
+    const isV = await detectVParameterization(model.unet, model.config.unet.contextDim);
+    assert.equal(typeof isV, 'boolean');
+    assert.equal(model.buildCount, 1); // one (1,4,8,8) graph with a 2-token context
+    const half = { dtype: 'float32' as const, shape: [1, 4, 8, 8], data: new Float32Array(256).fill(0.5) };
+    const ctx = { dtype: 'float32' as const, shape: [1, 2, 32], data: new Float32Array(64).fill(0.5) };
+    const out = await model.unet.run(half, Float32Array.of(999), ctx);
+    const mean = out.data.reduce((s, v) => s + v - 0.5, 0) / out.data.length;
+    assert.equal(isV, mean < -1);
+    await model.release();
   } finally {
     await rm(cacheDir, { recursive: true, force: true });
   }
