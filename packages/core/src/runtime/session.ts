@@ -23,7 +23,8 @@ export interface EngineSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly provider: Provider;
-  run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>>;
+  /** Runs the model; `outputs` limits what is computed and returned (default: every output). */
+  run(feeds: Readonly<Record<string, HostTensor>>, outputs?: readonly string[]): Promise<Record<string, HostTensor>>;
   release(): Promise<void>;
 }
 
@@ -118,14 +119,19 @@ class OrtEngineSession implements EngineSession {
     return this.session.outputNames;
   }
 
-  async run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+  async run(feeds: Readonly<Record<string, HostTensor>>, outputs?: readonly string[]): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const name of this.session.inputNames) {
       const t = feeds[name];
       if (!t) throw new DarkroomError('RUNTIME_MISSING_INPUT', `no feed for model input "${name}"`, { name });
       ortFeeds[name] = toOrtTensor(t);
     }
-    const results = await this.session.run(ortFeeds);
+    for (const name of outputs ?? []) {
+      if (!this.session.outputNames.includes(name)) {
+        throw new DarkroomError('RUNTIME_UNKNOWN_OUTPUT', `the model has no output "${name}"`, { name, outputs: this.session.outputNames });
+      }
+    }
+    const results = outputs ? await this.session.run(ortFeeds, [...outputs]) : await this.session.run(ortFeeds);
     const out: Record<string, HostTensor> = {};
     for (const [name, t] of Object.entries(results)) out[name] = fromOrtTensor(t);
     return out;

@@ -31,6 +31,19 @@ test('a CPU session runs a builder model and reports its names', async () => {
   assert.deepEqual(Array.from(r.y!.data as Float32Array), [2, 4, 6]);
   assert.deepEqual(r.y!.shape, [3]);
   await assert.rejects(s.run({}), (e: unknown) => isDarkroomError(e, 'RUNTIME_MISSING_INPUT'));
+  await assert.rejects(s.run({ x: float32([3]) }, ['nope']), (e: unknown) => isDarkroomError(e, 'RUNTIME_UNKNOWN_OUTPUT'));
+  await s.release();
+});
+
+test('run can fetch a subset of the outputs', async () => {
+  const g = new GraphBuilder('two');
+  const x = g.input('x', 'float32', [2]);
+  g.output(g.add(x, 1), 'plus');
+  g.output(g.mul(x, 3), 'times');
+  const s = await createSession(g.toModel());
+  const r = await s.run({ x: float32([2], Float32Array.from([1, 2])) }, ['times']);
+  assert.deepEqual(Object.keys(r), ['times']);
+  assert.deepEqual(Array.from(r.times!.data as Float32Array), [3, 6]);
   await s.release();
 });
 
