@@ -3,21 +3,16 @@
  * "Original" scales each token's vector and restores the mean of the whole (B,77,C) batch tensor, so the
  * texts encoded together (cond and uncond of one call, or the schedule texts of one prompt) share one mean.
  *
- * torch computes the two means in float32 with its own summation order; here they are summed in float64 and
- * rounded to float32, so a result can differ from torch's in the last bit or two of the ratio.
+ * The two means are float32 sums in torch's CPU summation order (torch-sum.ts), so the result matches A1111 on
+ * CPU bit for bit; on CUDA torch sums in another order and results differ in the last bits.
  */
 import { DarkroomError } from '../errors.js';
 import type { EmphasisMode } from './chunking.js';
+import { torchMeanF32 } from './torch-sum.js';
 
 export type { EmphasisMode } from './chunking.js';
 
 export const EMPHASIS_MODES: readonly EmphasisMode[] = ['Original', 'None', 'Ignore', 'No norm'];
-
-function meanF32(x: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += x[i]!;
-  return Math.fround(s / x.length);
-}
 
 /**
  * Applies emphasis to `z` (shape [B, T, C], row-major) with `multipliers` (B*T values, token-major).
@@ -45,7 +40,7 @@ export function applyEmphasis(
   }
   if (mode === 'No norm') return scaled;
 
-  const ratio = Math.fround(meanF32(z) / meanF32(scaled));
+  const ratio = Math.fround(torchMeanF32(z) / torchMeanF32(scaled));
   for (let i = 0; i < scaled.length; i++) scaled[i] = scaled[i]! * ratio;
   return scaled;
 }

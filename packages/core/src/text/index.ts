@@ -8,3 +8,4 @@ export * from './emphasis.js';
 export * from './extra-networks.js';
 export * from './conditioning-plan.js';
 export { pyFloatRepr } from './python-compat.js';
+export { torchSumF32, torchMeanF32 } from './torch-sum.js';
