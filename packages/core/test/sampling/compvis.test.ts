@@ -105,3 +105,16 @@ for (const id of [
     assert.equal(r.status, 'pass', r.detail);
   });
 }
+
+test('img2img: tEnc keeps the first t_enc timesteps and the start latent mixes at timesteps[t_enc]', async () => {
+  const { compVisImg2ImgStart, contextTimesteps } = await import('../../src/sampling/compvis/index.js');
+  const ctx = { denoise: async (y: Float32Tensor) => y, sigmas: new Float32Array(0), noise: () => float32([1], new Float32Array(1)) };
+  assert.deepEqual(Array.from(contextTimesteps({ ...ctx, options: { steps: 20, tEnc: 4 } })), [1, 51, 101, 151]);
+  const init = float32([1, 1, 1, 2], Float32Array.from([1, -2]));
+  const noise = float32([1, 1, 1, 2], Float32Array.from([0.5, 0.25]));
+  const x = compVisImg2ImgStart(init, noise, 20, 4);
+  const { sdDiscreteSchedule } = await import('../../src/sampling/schedules/discrete.js');
+  const acp = sdDiscreteSchedule().alphasCumprod[201]!;
+  assert.ok(Math.abs(x.data[0]! - (1 * Math.sqrt(acp) + 0.5 * Math.sqrt(1 - acp))) < 1e-6);
+  assert.ok(Math.abs(x.data[1]! - (-2 * Math.sqrt(acp) + 0.25 * Math.sqrt(1 - acp))) < 1e-6);
+});
