@@ -187,10 +187,17 @@ function sliceVjp(ctx: VjpContext): Array<Value | undefined> {
   axes.forEach((a0, i) => {
     const a = normAxis(op, a0, x.shape.length);
     const dim = x.shape[a]!;
-    const step = steps[i]!;
-    if (step < 0) unsupported(op, 'negative steps');
-    const { start, length } = sliceLength(dim, starts[i]!, ends[i]!, step);
+    let step = steps[i]!;
+    const range = sliceLength(dim, starts[i]!, ends[i]!, step);
+    const length = range.length;
+    let start = range.start;
     let cur = g;
+    if (step < 0 && length > 0) {
+      // A descending slice is the reverse of an ascending one that starts at its last position.
+      cur = b.slice(cur, [-1], [-(2 ** 53)], [a], [-1]);
+      start = start + (length - 1) * step;
+      step = -step;
+    }
     let covered = length;
     if (step > 1 && length > 0) {
       // Interleave step-1 zeros after every element, then the strided positions line up with the input.

@@ -157,6 +157,8 @@ test('VJP Concat, Split (one output unused), Slice (strided, negative starts), P
   await gradCheck((g, [a]) => g.slice(a!, [1], [6], [1], [2]), [x[0]!]);
   await gradCheck((g, [a]) => g.slice(a!, [0, -5], [1, 100], [0, 1], [1, 3]), [x[0]!]);
   await gradCheck((g, [a]) => g.slice(a!, [2], [7], [1], [4]), [x[0]!]);
+  await gradCheck((g, [a]) => g.slice(a!, [-1], [-(2 ** 53)], [1], [-1]), [x[0]!]);
+  await gradCheck((g, [a]) => g.slice(a!, [5, 1], [0, -100], [1, 0], [-2, -1]), [x[0]!]);
   await gradCheck((g, [a]) => g.pad(a!, [1, 0, 0, 2], 0.5), [x[0]!]);
 });
 
@@ -243,6 +245,26 @@ test('VJP attention: the plain form and the fused MultiHeadAttention', async () 
     g.constant(hostTensor('float32', [1, 1, 3, 5], Array.from({ length: 15 }, (_, i) => (i % 5 > Math.floor(i / 5) + 1 ? -Infinity : 0.1 * (i % 3)))));
   await gradCheck((g, [q, k, v]) => g.attention(q!, k!, v!, 2, undefined, mask(g)), ins);
   await gradCheck((g, [q, k, v]) => g.mha(q!, k!, v!, 2, undefined, mask(g)), ins);
+});
+
+test('VJP through a UNet-like block: conv, group norm, SiLU, cross-attention with context, upsampling', async () => {
+  await gradCheck(
+    (g, [x, ctx]) => {
+      let h = g.conv(x!, g.weight('conv', rand([4, 2, 3, 3], 100, 0.5)), g.weight('bias', rand([4], 101)), { pads: [1, 1, 1, 1] });
+      h = g.silu(g.groupNorm(h, g.weight('gn.w', rand([4], 102)), g.weight('gn.b', rand([4], 103)), 2, 1e-5));
+      const seq = g.transpose(g.reshape(h, [1, 4, 9]), [0, 2, 1]);
+      const q = g.matmul(g.layerNorm(seq, g.weight('ln.w', rand([4], 104)), g.weight('ln.b', rand([4], 105)), 1e-5), g.weight('wq', rand([4, 4], 106)));
+      const k = g.matmul(ctx!, g.weight('wk', rand([3, 4], 107)));
+      const v = g.matmul(ctx!, g.weight('wv', rand([3, 4], 108)));
+      const a = g.add(seq, g.mha(q, k, v, 2));
+      const back = g.reshape(g.transpose(a, [0, 2, 1]), [1, 4, 3, 3]);
+      return g.conv(g.resizeNearest(back, 2), g.weight('down', rand([2, 4, 3, 3], 109, 0.5)), undefined, { strides: [2, 2], pads: [1, 1, 1, 1] });
+    },
+    [
+      { name: 'x', value: rand([1, 2, 3, 3], 110) },
+      { name: 'context', value: rand([1, 5, 3], 111) },
+    ],
+  );
 });
 
 test('frozen weights get no gradient nodes; unrelated values get zeros; reuse accumulates', async () => {
