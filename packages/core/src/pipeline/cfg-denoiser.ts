@@ -1,0 +1,229 @@
+/**
+ * A1111's CFGDenoiser (modules/sd_samplers_cfg_denoiser.py) as a k-diffusion denoiser: per call it picks the
+ * prompt-schedule entry of every cond and uncond for the current denoiser step, lays the rows out as A1111 does
+ * (each item's AND parts, item-major, then the uncond rows), runs the model on them (one call when cond and
+ * uncond have the same token count, else cond and uncond separately unless pad_cond_uncond), and combines them
+ * with the AND weights and the CFG scale in float32.
+ */
+import { DarkroomError } from '../errors.js';
+import { float32, type Float32Tensor } from '../tensor.js';
+import type { Denoiser } from '../sampling/types.js';
+
+/** One entry of a prompt schedule: conditioning (tokens, width) used while denoiser step <= endAtStep. */
+export interface ScheduledCond {
+  readonly endAtStep: number;
+  readonly cond: Float32Tensor;
+}
+
+/** The conditioning of one batch item: its AND parts, each a schedule with a weight. */
+export interface MultiCond {
+  readonly parts: ReadonlyArray<{ readonly weight: number; readonly schedule: readonly ScheduledCond[] }>;
+}
+
+/** The inner denoiser on a set of rows: x (R,C,H,W), sigma (R), context (R,T,D) -> denoised (R,C,H,W). */
+export type ConditionedDenoiser = (x: Float32Tensor, sigma: Float32Array, context: Float32Tensor) => Promise<Float32Tensor>;
+
+export interface CfgTrace {
+  /** After each CFG call: the sampler's x and sigma, the combined denoised result, and the step counter. */
+  onCfgCall?(info: { step: number; x: Float32Tensor; sigma: Float32Array; denoised: Float32Tensor }): void;
+  /** Before each inner model call: which rows it carries. */
+  onRows?(info: { step: number; rows: readonly RowSource[]; contextTokens: number }): void;
+}
+
+/** Where a row of a model call comes from: cond of (item, AND part, schedule entry) or uncond of (item, entry). */
+export type RowSource =
+  | { readonly kind: 'cond'; readonly item: number; readonly part: number; readonly entry: number; readonly padEmpty: number }
+  | { readonly kind: 'uncond'; readonly item: number; readonly entry: number; readonly padEmpty: number };
+
+export interface CfgOptions {
+  readonly conds: readonly MultiCond[];
+  readonly unconds: ReadonlyArray<readonly ScheduledCond[]>;
+  readonly cfgScale: number;
+  /** Pad the shorter of cond/uncond with the empty-prompt encoding so both go through one call. */
+  readonly padCondUncond?: boolean;
+  /** get_learned_conditioning([""]) of the model: (77, D) or (1, 77, D). Needed with padCondUncond. */
+  readonly emptyCond?: Float32Tensor;
+  /** A1111's batch_cond_uncond (default on): cond rows go through in chunks of 2 x batch size. */
+  readonly batchCondUncond?: boolean;
+  readonly trace?: CfgTrace;
+}
+
+const f = Math.fround;
+
+/** Schedule entry for a denoiser step: the first with step <= end_at_step, else the first entry. */
+export function scheduleIndex(schedule: readonly ScheduledCond[], step: number): number {
+  for (let i = 0; i < schedule.length; i++) if (step <= schedule[i]!.endAtStep) return i;
+  return 0;
+}
+
+function tokensOf(t: Float32Tensor): number {
+  return t.shape.length === 3 ? t.shape[1]! : t.shape[0]!;
+}
+
+function widthOf(t: Float32Tensor): number {
+  return t.shape[t.shape.length - 1]!;
+}
+
+/** Stacks (T_i, D) tensors to (N, T, D), padding shorter ones by repeating their last vector (AND parts). */
+function stackRepeatLast(rows: readonly Float32Tensor[]): Float32Tensor {
+  const tokens = Math.max(...rows.map(tokensOf));
+  const width = widthOf(rows[0]!);
+  const out = new Float32Array(rows.length * tokens * width);
+  rows.forEach((r, i) => {
+    const t = tokensOf(r);
+    const base = i * tokens * width;
+    out.set(r.data.subarray(0, t * width), base);
+    const last = r.data.subarray((t - 1) * width, t * width);
+    for (let k = t; k < tokens; k++) out.set(last, base + k * width);
+  });
+  return float32([rows.length, tokens, width], out);
+}
+
+/** Appends `times` copies of the empty-prompt encoding along tokens to every row (A1111's pad_cond). */
+function padWithEmpty(t: Float32Tensor, empty: Float32Tensor, times: number): Float32Tensor {
+  const [n, tokens, width] = t.shape as [number, number, number];
+  const emptyTokens = tokensOf(empty);
+  const total = tokens + times * emptyTokens;
+  const out = new Float32Array(n * total * width);
+  for (let i = 0; i < n; i++) {
+    out.set(t.data.subarray(i * tokens * width, (i + 1) * tokens * width), i * total * width);
+    for (let k = 0; k < times; k++) out.set(empty.data.subarray(0, emptyTokens * width), i * total * width + (tokens + k * emptyTokens) * width);
+  }
+  return float32([n, total, width], out);
+}
+
+function sliceRows(t: Float32Tensor, from: number, to: number): Float32Tensor {
+  const per = t.data.length / t.shape[0]!;
+  return float32([to - from, ...t.shape.slice(1)], t.data.slice(from * per, to * per));
+}
+
+function concatRows(parts: readonly Float32Tensor[]): Float32Tensor {
+  const n = parts.reduce((s, p) => s + p.shape[0]!, 0);
+  const out = new Float32Array(parts.reduce((s, p) => s + p.data.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p.data, at);
+    at += p.data.length;
+  }
+  return float32([n, ...parts[0]!.shape.slice(1)], out);
+}
+
+/** A CFG denoiser with its own step counter; `step` tells how many calls it has answered. */
+export interface CfgDenoiser {
+  readonly denoise: Denoiser;
+  readonly step: number;
+  /** Whether any call padded cond or uncond with the empty prompt (the infotext then says `Pad conds: True`). */
+  readonly paddedCondUncond: boolean;
+}
+
+export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions): CfgDenoiser {
+  const batch = opts.conds.length;
+  if (opts.unconds.length !== batch) {
+    throw new DarkroomError('CFG_BATCH_MISMATCH', `${batch} conds but ${opts.unconds.length} unconds`);
+  }
+  const state = { step: 0, padded: false };
+  const denoise: Denoiser = async (x, sigma) => {
+    if (x.shape[0] !== batch) {
+      throw new DarkroomError('CFG_BATCH_MISMATCH', `latent batch ${x.shape[0]} but ${batch} conditionings`);
+    }
+    const step = state.step;
+    const per = x.data.length / batch;
+
+    // reconstruct_multicond_batch / reconstruct_cond_batch
+    const condRows: Float32Tensor[] = [];
+    const condSources: RowSource[] = [];
+    const condsList: Array<Array<[number, number]>> = [];
+    opts.conds.forEach((mc, item) => {
+      const list: Array<[number, number]> = [];
+      mc.parts.forEach((part, p) => {
+        const entry = scheduleIndex(part.schedule, step);
+        list.push([condRows.length, part.weight]);
+        condRows.push(part.schedule[entry]!.cond);
+        condSources.push({ kind: 'cond', item, part: p, entry, padEmpty: 0 });
+      });
+      condsList.push(list);
+    });
+    const uncondSources: RowSource[] = [];
+    const uncondRows = opts.unconds.map((schedule, item) => {
+      const entry = scheduleIndex(schedule, step);
+      uncondSources.push({ kind: 'uncond', item, entry, padEmpty: 0 });
+      return schedule[entry]!.cond;
+    });
+    let tensor = stackRepeatLast(condRows);
+    let uncond = stackRepeatLast(uncondRows);
+
+    // the sampler state repeated per AND part, then once more for the uncond rows
+    const rowsTotal = condRows.length + batch;
+    const xIn = new Float32Array(rowsTotal * per);
+    const sigmaIn = new Float32Array(rowsTotal);
+    let r = 0;
+    condsList.forEach((list, i) => {
+      for (let k = 0; k < list.length; k++, r++) {
+        xIn.set(x.data.subarray(i * per, (i + 1) * per), r * per);
+        sigmaIn[r] = sigma[i]!;
+      }
+    });
+    xIn.set(x.data, r * per);
+    sigmaIn.set(sigma, r);
+    const xInT = float32([rowsTotal, ...x.shape.slice(1)], xIn);
+
+    if (opts.padCondUncond && tokensOf(tensor) !== tokensOf(uncond)) {
+      if (!opts.emptyCond) throw new DarkroomError('CFG_NO_EMPTY_COND', 'pad_cond_uncond needs the empty-prompt conditioning');
+      const emptyTokens = tokensOf(opts.emptyCond);
+      const repeats = Math.floor((tokensOf(tensor) - tokensOf(uncond)) / emptyTokens);
+      if (repeats !== 0) state.padded = true;
+      if (repeats < 0) {
+        tensor = padWithEmpty(tensor, opts.emptyCond, -repeats);
+        condSources.forEach((s, i) => (condSources[i] = { ...s, padEmpty: -repeats }));
+      } else if (repeats > 0) {
+        uncond = padWithEmpty(uncond, opts.emptyCond, repeats);
+        uncondSources.forEach((s, i) => (uncondSources[i] = { ...s, padEmpty: repeats }));
+      }
+    }
+
+    const xOut = new Float32Array(rowsTotal * per);
+    const run = async (from: number, to: number, context: Float32Tensor, sources: readonly RowSource[]): Promise<void> => {
+      opts.trace?.onRows?.({ step, rows: sources, contextTokens: tokensOf(context) });
+      const out = await inner(sliceRows(xInT, from, to), sigmaIn.slice(from, to), context);
+      xOut.set(out.data, from * per);
+    };
+    if (tokensOf(tensor) === tokensOf(uncond)) {
+      await run(0, rowsTotal, concatRows([tensor, uncond]), [...condSources, ...uncondSources]);
+    } else {
+      const chunk = opts.batchCondUncond === false ? batch : batch * 2;
+      for (let a = 0; a < condRows.length; a += chunk) {
+        const b = Math.min(a + chunk, condRows.length);
+        await run(a, b, sliceRows(tensor, a, b), condSources.slice(a, b));
+      }
+      await run(condRows.length, rowsTotal, uncond, uncondSources);
+    }
+
+    // combine_denoised: uncond + sum_j (cond_j - uncond) * (w_j * cfg_scale), in float32, AND order
+    const u0 = condRows.length * per;
+    const out = new Float32Array(batch * per);
+    out.set(xOut.subarray(u0, u0 + batch * per));
+    condsList.forEach((list, i) => {
+      for (const [row, weight] of list) {
+        const scale = f(weight * opts.cfgScale);
+        for (let k = 0; k < per; k++) {
+          const un = xOut[u0 + i * per + k]!;
+          out[i * per + k] = f(out[i * per + k]! + f(f(xOut[row * per + k]! - un) * scale));
+        }
+      }
+    });
+    const denoised = float32(x.shape, out);
+    // the sampler owns x and overwrites it later: a trace gets its own copies
+    opts.trace?.onCfgCall?.({ step, x: float32(x.shape, Float32Array.from(x.data)), sigma: Float32Array.from(sigma), denoised });
+    state.step++;
+    return denoised;
+  };
+  return {
+    denoise,
+    get step() {
+      return state.step;
+    },
+    get paddedCondUncond() {
+      return state.padded;
+    },
+  };
+}

@@ -1,0 +1,321 @@
+/**
+ * Generation requests in A1111's field names (the body of `/sdapi/v1/txt2img` and `/img2img`), their defaults,
+ * and validation with typed errors. Values are normalized once here so that every later stage reads plain,
+ * complete data.
+ */
+import { DarkroomError } from '../errors.js';
+
+export type RandnSource = 'GPU' | 'CPU' | 'NV';
+export type EmphasisMode = 'Original' | 'No norm' | 'Ignore' | 'None';
+
+/** The A1111 settings a request may override for itself (`override_settings`). */
+export interface OverrideSettings {
+  /** Noise source: 'GPU' (A1111's default; Darkroom draws it with the NV philox source that reproduces CUDA), 'CPU' or 'NV'. */
+  randn_source?: RandnSource;
+  /** ENSD: per-image generators are re-seeded with seed + ENSD after the initial noise. */
+  eta_noise_seed_delta?: number;
+  /** Clip skip (1 = last layer). */
+  CLIP_stop_at_last_layers?: number;
+  pad_cond_uncond?: boolean;
+  emphasis?: EmphasisMode;
+  /** Comma backtracking window of the 75-token chunker (0 = off). */
+  comma_padding_backtrack?: number;
+  eta_ancestral?: number;
+  eta_ddim?: number;
+  s_churn?: number;
+  s_tmin?: number;
+  s_tmax?: number;
+  s_noise?: number;
+  sigma_min?: number;
+  sigma_max?: number;
+  rho?: number;
+  always_discard_next_to_last_sigma?: boolean;
+  img2img_fix_steps?: boolean;
+  initial_noise_multiplier?: number;
+  /** Latent upscale mode used when `hr_upscaler` is not given. */
+  latent_upscale_default_mode?: string;
+  add_model_hash_to_info?: boolean;
+  add_model_name_to_info?: boolean;
+  add_version_to_infotext?: boolean;
+}
+
+/** Fields shared by txt2img and img2img. */
+export interface CommonParams {
+  prompt?: string;
+  negative_prompt?: string;
+  steps?: number;
+  sampler_name?: string;
+  scheduler?: string;
+  cfg_scale?: number;
+  seed?: number;
+  subseed?: number;
+  subseed_strength?: number;
+  seed_resize_from_h?: number;
+  seed_resize_from_w?: number;
+  width?: number;
+  height?: number;
+  batch_size?: number;
+  n_iter?: number;
+  /** Shorthand for override_settings.CLIP_stop_at_last_layers. */
+  clip_skip?: number;
+  eta?: number;
+  disable_extra_networks?: boolean;
+  override_settings?: OverrideSettings;
+}
+
+export interface Txt2ImgParams extends CommonParams {
+  enable_hr?: boolean;
+  /** Second-pass strength (A1111's txt2img default is null, which hires fix reads as 0.7 in the UI; we use 0.7). */
+  denoising_strength?: number;
+  hr_scale?: number;
+  hr_upscaler?: string;
+  hr_second_pass_steps?: number;
+  hr_resize_x?: number;
+  hr_resize_y?: number;
+  hr_sampler_name?: string;
+  hr_scheduler?: string;
+  hr_prompt?: string;
+  hr_negative_prompt?: string;
+}
+
+/** An init image: PNG bytes or decoded 8-bit pixels. */
+export type InitImage = Uint8Array | { width: number; height: number; channels: 1 | 2 | 3 | 4; data: Uint8Array };
+
+export interface Img2ImgParams extends CommonParams {
+  init_images: InitImage[];
+  /** 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale. */
+  resize_mode?: number;
+  denoising_strength?: number;
+  initial_noise_multiplier?: number;
+}
+
+/** Every setting the pipeline reads, complete. */
+export interface Settings {
+  randn_source: RandnSource;
+  eta_noise_seed_delta: number;
+  CLIP_stop_at_last_layers: number;
+  pad_cond_uncond: boolean;
+  emphasis: EmphasisMode;
+  comma_padding_backtrack: number;
+  eta_ancestral: number;
+  eta_ddim: number;
+  s_churn: number;
+  s_tmin: number;
+  s_tmax: number;
+  s_noise: number;
+  sigma_min: number;
+  sigma_max: number;
+  rho: number;
+  always_discard_next_to_last_sigma: boolean;
+  img2img_fix_steps: boolean;
+  initial_noise_multiplier: number;
+  latent_upscale_default_mode: string;
+  add_model_hash_to_info: boolean;
+  add_model_name_to_info: boolean;
+  add_version_to_infotext: boolean;
+}
+
+/** A1111 v1.10.1's option defaults (modules/shared_options.py). */
+export const DEFAULT_SETTINGS: Readonly<Settings> = {
+  randn_source: 'GPU',
+  eta_noise_seed_delta: 0,
+  CLIP_stop_at_last_layers: 1,
+  pad_cond_uncond: false,
+  emphasis: 'Original',
+  comma_padding_backtrack: 20,
+  eta_ancestral: 1,
+  eta_ddim: 0,
+  s_churn: 0,
+  s_tmin: 0,
+  s_tmax: 0,
+  s_noise: 1,
+  sigma_min: 0,
+  sigma_max: 0,
+  rho: 0,
+  always_discard_next_to_last_sigma: false,
+  img2img_fix_steps: false,
+  initial_noise_multiplier: 1,
+  latent_upscale_default_mode: 'Latent',
+  add_model_hash_to_info: true,
+  add_model_name_to_info: true,
+  add_version_to_infotext: true,
+};
+
+export interface ResolvedCommon {
+  prompt: string;
+  negative_prompt: string;
+  steps: number;
+  sampler_name: string;
+  scheduler: string;
+  cfg_scale: number;
+  seed: number;
+  subseed: number;
+  subseed_strength: number;
+  seed_resize_from_h: number;
+  seed_resize_from_w: number;
+  width: number;
+  height: number;
+  batch_size: number;
+  n_iter: number;
+  eta: number | undefined;
+  disable_extra_networks: boolean;
+  settings: Settings;
+}
+
+export interface ResolvedTxt2Img extends ResolvedCommon {
+  enable_hr: boolean;
+  denoising_strength: number;
+  hr_scale: number;
+  hr_upscaler: string | undefined;
+  hr_second_pass_steps: number;
+  hr_resize_x: number;
+  hr_resize_y: number;
+  hr_sampler_name: string | undefined;
+  hr_scheduler: string | undefined;
+  hr_prompt: string;
+  hr_negative_prompt: string;
+}
+
+export interface ResolvedImg2Img extends ResolvedCommon {
+  init_images: InitImage[];
+  resize_mode: number;
+  denoising_strength: number;
+  initial_noise_multiplier: number;
+}
+
+function bad(field: string, message: string, value: unknown): never {
+  throw new DarkroomError('BAD_PARAMS', `${field}: ${message}`, { field, value });
+}
+
+function int(field: string, v: unknown, fallback: number, min: number, max: number): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v)) bad(field, 'must be an integer', v);
+  if (v < min || v > max) bad(field, `must be between ${min} and ${max}`, v);
+  return v;
+}
+
+function num(field: string, v: unknown, fallback: number, min: number, max: number): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) bad(field, 'must be a finite number', v);
+  if (v < min || v > max) bad(field, `must be between ${min} and ${max}`, v);
+  return v;
+}
+
+function str(field: string, v: unknown, fallback: string): string {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'string') bad(field, 'must be a string', v);
+  return v;
+}
+
+function optStr(field: string, v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') bad(field, 'must be a string', v);
+  return v;
+}
+
+function bool(field: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') bad(field, 'must be true or false', v);
+  return v;
+}
+
+const SEED_MAX = 2 ** 53 - 1;
+const SETTING_KEYS = new Set(Object.keys(DEFAULT_SETTINGS));
+
+export function resolveSettings(overrides: OverrideSettings | undefined, clipSkip?: number): Settings {
+  const o: Record<string, unknown> = { ...(overrides ?? {}) };
+  for (const k of Object.keys(o)) {
+    if (!SETTING_KEYS.has(k)) bad(`override_settings.${k}`, 'is not a setting Darkroom knows', o[k]);
+  }
+  const d = DEFAULT_SETTINGS;
+  const randn = str('override_settings.randn_source', o.randn_source, d.randn_source);
+  if (randn !== 'GPU' && randn !== 'CPU' && randn !== 'NV') bad('override_settings.randn_source', 'must be GPU, CPU or NV', randn);
+  const emphasis = str('override_settings.emphasis', o.emphasis, d.emphasis);
+  if (!['Original', 'No norm', 'Ignore', 'None'].includes(emphasis)) {
+    bad('override_settings.emphasis', 'must be Original, No norm, Ignore or None', emphasis);
+  }
+  const clip = clipSkip ?? o.CLIP_stop_at_last_layers;
+  return {
+    randn_source: randn,
+    eta_noise_seed_delta: int('override_settings.eta_noise_seed_delta', o.eta_noise_seed_delta, d.eta_noise_seed_delta, -SEED_MAX, SEED_MAX),
+    CLIP_stop_at_last_layers: int('clip_skip', clip, d.CLIP_stop_at_last_layers, 1, 12),
+    pad_cond_uncond: bool('override_settings.pad_cond_uncond', o.pad_cond_uncond, d.pad_cond_uncond),
+    emphasis: emphasis as EmphasisMode,
+    comma_padding_backtrack: int('override_settings.comma_padding_backtrack', o.comma_padding_backtrack, d.comma_padding_backtrack, 0, 74),
+    eta_ancestral: num('override_settings.eta_ancestral', o.eta_ancestral, d.eta_ancestral, 0, 10),
+    eta_ddim: num('override_settings.eta_ddim', o.eta_ddim, d.eta_ddim, 0, 10),
+    s_churn: num('override_settings.s_churn', o.s_churn, d.s_churn, 0, 100),
+    s_tmin: num('override_settings.s_tmin', o.s_tmin, d.s_tmin, 0, 1e4),
+    s_tmax: num('override_settings.s_tmax', o.s_tmax, d.s_tmax, 0, 1e4),
+    s_noise: num('override_settings.s_noise', o.s_noise, d.s_noise, 0, 10),
+    sigma_min: num('override_settings.sigma_min', o.sigma_min, d.sigma_min, 0, 1e4),
+    sigma_max: num('override_settings.sigma_max', o.sigma_max, d.sigma_max, 0, 1e4),
+    rho: num('override_settings.rho', o.rho, d.rho, 0, 100),
+    always_discard_next_to_last_sigma: bool('override_settings.always_discard_next_to_last_sigma', o.always_discard_next_to_last_sigma, d.always_discard_next_to_last_sigma),
+    img2img_fix_steps: bool('override_settings.img2img_fix_steps', o.img2img_fix_steps, d.img2img_fix_steps),
+    initial_noise_multiplier: num('override_settings.initial_noise_multiplier', o.initial_noise_multiplier, d.initial_noise_multiplier, 0, 10),
+    latent_upscale_default_mode: str('override_settings.latent_upscale_default_mode', o.latent_upscale_default_mode, d.latent_upscale_default_mode),
+    add_model_hash_to_info: bool('override_settings.add_model_hash_to_info', o.add_model_hash_to_info, d.add_model_hash_to_info),
+    add_model_name_to_info: bool('override_settings.add_model_name_to_info', o.add_model_name_to_info, d.add_model_name_to_info),
+    add_version_to_infotext: bool('override_settings.add_version_to_infotext', o.add_version_to_infotext, d.add_version_to_infotext),
+  };
+}
+
+function resolveCommon(p: CommonParams): ResolvedCommon {
+  const width = int('width', p.width, 512, 8, 8192);
+  const height = int('height', p.height, 512, 8, 8192);
+  if (width % 8 || height % 8) bad('width/height', 'must be multiples of 8', `${width}x${height}`);
+  return {
+    prompt: str('prompt', p.prompt, ''),
+    negative_prompt: str('negative_prompt', p.negative_prompt, ''),
+    steps: int('steps', p.steps, 50, 1, 1000),
+    // A1111's API falls back to its legacy sampler_index default, Euler
+    sampler_name: str('sampler_name', p.sampler_name, 'Euler'),
+    scheduler: str('scheduler', p.scheduler, 'Automatic'),
+    cfg_scale: num('cfg_scale', p.cfg_scale, 7, -100, 100),
+    seed: int('seed', p.seed, -1, -1, SEED_MAX),
+    subseed: int('subseed', p.subseed, -1, -1, SEED_MAX),
+    subseed_strength: num('subseed_strength', p.subseed_strength, 0, 0, 1),
+    seed_resize_from_h: int('seed_resize_from_h', p.seed_resize_from_h, -1, -1, 8192),
+    seed_resize_from_w: int('seed_resize_from_w', p.seed_resize_from_w, -1, -1, 8192),
+    width,
+    height,
+    batch_size: int('batch_size', p.batch_size, 1, 1, 64),
+    n_iter: int('n_iter', p.n_iter, 1, 1, 1000),
+    eta: p.eta === undefined || p.eta === null ? undefined : num('eta', p.eta, 1, 0, 10),
+    disable_extra_networks: bool('disable_extra_networks', p.disable_extra_networks, false),
+    settings: resolveSettings(p.override_settings, p.clip_skip === undefined || p.clip_skip === null ? undefined : p.clip_skip),
+  };
+}
+
+export function resolveTxt2Img(p: Txt2ImgParams): ResolvedTxt2Img {
+  const c = resolveCommon(p);
+  return {
+    ...c,
+    enable_hr: bool('enable_hr', p.enable_hr, false),
+    denoising_strength: num('denoising_strength', p.denoising_strength, 0.7, 0, 1),
+    hr_scale: num('hr_scale', p.hr_scale, 2, 1, 8),
+    hr_upscaler: optStr('hr_upscaler', p.hr_upscaler),
+    hr_second_pass_steps: int('hr_second_pass_steps', p.hr_second_pass_steps, 0, 0, 1000),
+    hr_resize_x: int('hr_resize_x', p.hr_resize_x, 0, 0, 8192),
+    hr_resize_y: int('hr_resize_y', p.hr_resize_y, 0, 0, 8192),
+    hr_sampler_name: optStr('hr_sampler_name', p.hr_sampler_name),
+    hr_scheduler: optStr('hr_scheduler', p.hr_scheduler),
+    hr_prompt: str('hr_prompt', p.hr_prompt, ''),
+    hr_negative_prompt: str('hr_negative_prompt', p.hr_negative_prompt, ''),
+  };
+}
+
+export function resolveImg2Img(p: Img2ImgParams): ResolvedImg2Img {
+  const c = resolveCommon(p);
+  if (!Array.isArray(p.init_images) || p.init_images.length === 0) {
+    throw new DarkroomError('INIT_IMAGE_MISSING', 'img2img needs at least one init image', {});
+  }
+  return {
+    ...c,
+    init_images: p.init_images,
+    resize_mode: int('resize_mode', p.resize_mode, 0, 0, 3),
+    denoising_strength: num('denoising_strength', p.denoising_strength, 0.75, 0, 1),
+    initial_noise_multiplier: num('initial_noise_multiplier', p.initial_noise_multiplier, c.settings.initial_noise_multiplier, 0, 10),
+  };
+}

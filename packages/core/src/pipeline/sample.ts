@@ -1,0 +1,195 @@
+/**
+ * One sampling pass as A1111's KDiffusionSampler runs it: the sigma schedule of the sampler and scheduler,
+ * the start latent (noise * sigma0 for txt2img; init latent + noise * sigma of the start step for img2img),
+ * the CFG denoiser around the model, and the sampler with the per-image noise generators.
+ */
+import { DarkroomError } from '../errors.js';
+import { float32, type Float32Tensor } from '../tensor.js';
+import { compVisDenoiser, compVisVDenoiser } from '../sampling/denoisers.js';
+import { randnLocal, type ImageRNG, type NoiseSource } from '../sampling/rng/image-rng.js';
+import { samplerByName, samplerOptions, type SamplerInfo } from '../sampling/samplers.js';
+import { DiscreteSchedule } from '../sampling/schedules/discrete.js';
+import { samplerSigmas } from '../sampling/schedules/sampler-schedules.js';
+import { discreteSigmaModel } from '../sampling/schedules/schedulers.js';
+import type { InfotextValue } from '../formats/infotext.js';
+import { pyFloat } from '../formats/infotext.js';
+import type { Settings } from './params.js';
+import { createCfgDenoiser, type ConditionedDenoiser, type MultiCond, type ScheduledCond } from './cfg-denoiser.js';
+import type { PipelineTrace } from './trace.js';
+import type { PipelineModel, UNetVariant } from './types.js';
+
+const f = Math.fround;
+
+/** A1111's extra_generation_params: insertion-ordered, a re-set key keeps its place. */
+export type ExtraParams = Map<string, InfotextValue>;
+
+export function findSampler(name: string): SamplerInfo {
+  const info = samplerByName(name);
+  if (!info) throw new DarkroomError('SAMPLER_UNKNOWN', `unknown sampler "${name}"`, { sampler: name });
+  if (info.family !== 'kdiffusion' || !info.sampler) {
+    throw new DarkroomError('SAMPLER_NOT_SUPPORTED', `sampler "${name}" is not supported by the pipeline yet`, { sampler: name });
+  }
+  return info;
+}
+
+/** The k-diffusion denoiser around the UNet for the model's parameterization, with the conditioning per call. */
+export function conditionedDenoiser(model: PipelineModel, variant: UNetVariant | undefined, trace?: PipelineTrace): ConditionedDenoiser {
+  const schedule = new DiscreteSchedule(model.alphasCumprod);
+  const wrap = model.parameterization === 'v' ? compVisVDenoiser : compVisDenoiser;
+  return async (x, sigma, context) => {
+    const unet = async (xIn: Float32Tensor, t: Float32Array): Promise<Float32Tensor> => {
+      const out = await model.unet.run(xIn, t, context, undefined, variant);
+      trace?.onUnetCall?.({ x: xIn, t: Float32Array.from(t), context, out });
+      return out;
+    };
+    const out = await wrap(unet, schedule)(x, sigma);
+    trace?.onDenoiserCall?.({ x: float32(x.shape, Float32Array.from(x.data)), sigma: Float32Array.from(sigma), out });
+    return out;
+  };
+}
+
+export interface PassInput {
+  readonly model: PipelineModel;
+  readonly samplerName: string;
+  /** Scheduler label or name ('Automatic', 'Karras', ...). */
+  readonly scheduler: string;
+  readonly settings: Settings;
+  readonly eta: number | undefined;
+  readonly conds: readonly MultiCond[];
+  readonly unconds: ReadonlyArray<readonly ScheduledCond[]>;
+  readonly cfgScale: number;
+  readonly emptyCond?: Float32Tensor;
+  readonly variant?: UNetVariant;
+  readonly rng: ImageRNG;
+  readonly noiseSource: NoiseSource;
+  readonly seeds: readonly number[];
+  readonly extra: ExtraParams;
+  readonly isHrPass: boolean;
+  readonly trace?: PipelineTrace;
+  readonly signal?: AbortSignal;
+  readonly onStep?: (step: number, steps: number) => void;
+  readonly pass: 'first' | 'hires';
+  readonly iteration: number;
+}
+
+/** Records a schedule's extra parameters the way get_sigmas does (first pass vs hires pass). */
+function recordScheduleParams(extra: ExtraParams, params: Readonly<Record<string, string | number | boolean>>, isHrPass: boolean): void {
+  for (const [k, v] of Object.entries(params)) {
+    const value: InfotextValue = typeof v === 'number' && (k.includes('sigma') || k.includes('rho') || k.includes('Beta')) ? pyFloat(v) : v;
+    if (k === 'Schedule type') {
+      if (!isHrPass) extra.set('Schedule type', value);
+      else if (value !== extra.get('Schedule type')) extra.set('Hires schedule type', value);
+      continue;
+    }
+    extra.set(k, value);
+  }
+}
+
+/** Sampler keyword arguments and the infotext entries A1111 writes for non-default values. */
+function samplerArgs(info: SamplerInfo, input: PassInput, steps: number): Record<string, number | string> {
+  const s = input.settings;
+  const eta = input.eta ?? s.eta_ancestral;
+  if (info.takesEta && eta !== 1) input.extra.set('Eta', pyFloat(eta));
+  const defaults: Record<string, [string, number, number]> = {
+    s_churn: ['Sigma churn', s.s_churn, 0],
+    s_tmin: ['Sigma tmin', s.s_tmin, 0],
+    s_tmax: ['Sigma tmax', s.s_tmax, 0],
+    s_noise: ['Sigma noise', s.s_noise, 1],
+  };
+  for (const p of info.extraParams) {
+    const d = defaults[p];
+    if (d && d[1] !== d[2]) input.extra.set(d[0], pyFloat(d[1]));
+  }
+  const schedule = new DiscreteSchedule(input.model.alphasCumprod);
+  return samplerOptions(info, {
+    eta,
+    sChurn: s.s_churn,
+    sTmin: s.s_tmin,
+    sTmax: s.s_tmax,
+    sNoise: s.s_noise,
+    modelSigmaMin: schedule.sigmas[0]!,
+    modelSigmaMax: schedule.sigmas[schedule.sigmas.length - 1]!,
+    steps,
+  });
+}
+
+function sigmasFor(info: SamplerInfo, input: PassInput, steps: number): Float32Array {
+  const s = input.settings;
+  const model = discreteSigmaModel(new DiscreteSchedule(input.model.alphasCumprod));
+  const r = samplerSigmas(
+    info.name,
+    input.scheduler,
+    steps,
+    { alwaysDiscardNextToLastSigma: s.always_discard_next_to_last_sigma, sigmaMin: s.sigma_min, sigmaMax: s.sigma_max, rho: s.rho },
+    model,
+  );
+  recordScheduleParams(input.extra, r.extraGenerationParams, input.isHrPass);
+  return r.sigmas;
+}
+
+async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Tensor, sigmas: Float32Array, options: Record<string, number | string>): Promise<Float32Tensor> {
+  const cfg = createCfgDenoiser(conditionedDenoiser(input.model, input.variant, input.trace), {
+    conds: input.conds,
+    unconds: input.unconds,
+    cfgScale: input.cfgScale,
+    padCondUncond: input.settings.pad_cond_uncond,
+    ...(input.emptyCond ? { emptyCond: input.emptyCond } : {}),
+    ...(input.trace ? { trace: input.trace } : {}),
+  });
+  input.trace?.onSigmas?.({ pass: input.pass, iteration: input.iteration, sigmas: Float32Array.from(sigmas) });
+  const source = input.noiseSource;
+  const out = await info.sampler!(start, {
+    denoise: cfg.denoise,
+    sigmas,
+    noise: () => input.rng.next(),
+    seeds: input.seeds,
+    randnLocal: (seed, shape) => randnLocal(source, seed, shape),
+    ...(input.signal ? { signal: input.signal } : {}),
+    onStep: (s) => input.onStep?.(s.step + 1, s.steps),
+    options,
+  });
+  if (cfg.paddedCondUncond) input.extra.set('Pad conds', true);
+  input.trace?.onLatent?.({ pass: input.pass, iteration: input.iteration, latent: float32(out.shape, Float32Array.from(out.data)) });
+  return out;
+}
+
+/** KDiffusionSampler.sample: x = noise * sigmas[0], then the sampler over the full schedule. */
+export async function sampleTxt2Img(input: PassInput, steps: number, noise: Float32Tensor): Promise<Float32Tensor> {
+  const info = findSampler(input.samplerName);
+  const sigmas = sigmasFor(info, input, steps);
+  const options = samplerArgs(info, input, steps);
+  const s0 = sigmas[0]!;
+  const x = float32(noise.shape, Float32Array.from(noise.data, (v) => f(v * s0)));
+  return runSampler(info, input, x, sigmas, options);
+}
+
+/**
+ * sd_samplers_common.setup_img2img_steps: with explicit steps (the hires pass) or img2img_fix_steps the
+ * schedule is stretched so that exactly `steps` are run; otherwise int(strength * steps) + 1 of `steps` are.
+ */
+export function img2imgSteps(steps: number, denoisingStrength: number, explicitSteps: boolean): { steps: number; tEnc: number } {
+  if (explicitSteps) {
+    return { steps: denoisingStrength > 0 ? Math.trunc(steps / Math.min(denoisingStrength, 0.999)) : 0, tEnc: steps - 1 };
+  }
+  return { steps, tEnc: Math.trunc(Math.min(denoisingStrength, 0.999) * steps) };
+}
+
+/** KDiffusionSampler.sample_img2img: start at the schedule entry the strength selects, from init + noise * sigma. */
+export async function sampleImg2Img(
+  input: PassInput,
+  requestedSteps: number,
+  denoisingStrength: number,
+  explicitSteps: boolean,
+  initLatent: Float32Tensor,
+  noise: Float32Tensor,
+): Promise<Float32Tensor> {
+  const info = findSampler(input.samplerName);
+  const { steps, tEnc } = img2imgSteps(requestedSteps, denoisingStrength, explicitSteps);
+  if (steps <= 0) throw new DarkroomError('BAD_PARAMS', 'denoising_strength must be above 0 for img2img', { denoisingStrength });
+  const sigmas = sigmasFor(info, input, steps);
+  const sched = sigmas.slice(steps - tEnc - 1);
+  const options = samplerArgs(info, input, tEnc + 1);
+  const s0 = sched[0]!;
+  const x = float32(initLatent.shape, Float32Array.from(initLatent.data, (v, i) => f(v + f(noise.data[i]! * s0))));
+  return runSampler(info, input, x, sched, options);
+}

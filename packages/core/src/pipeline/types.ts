@@ -1,0 +1,82 @@
+/**
+ * What the pipeline needs of a loaded model and of the networks a job brings, as plain structural types: the
+ * models and networks modules provide objects of these shapes; tests and the parity suite can too.
+ */
+import type { Float32Tensor } from '../tensor.js';
+import type { ChunkEmbedding, EmbeddingLookup } from '../text/chunking.js';
+import type { FragmentTokenizer } from '../text/chunking.js';
+
+export interface PipelineTextEncoder {
+  /** Width D of the conditioning. */
+  readonly width: number;
+  /** Token rows are padded with after the first EOS (49407 = EOS for SD1: nothing changes; 0 for SD2). */
+  readonly padTokenId: number;
+  /** (vocab, D): token embeddings before position embeddings; TI vectors replace rows of their lookup. */
+  readonly tokenEmbedding: Float32Tensor;
+  /** inputs_embeds (N,77,D) -> (N,77,D) at clip skip N (1 = last layer). */
+  encode(inputsEmbeds: Float32Tensor, clipSkip: number): Promise<Float32Tensor>;
+}
+
+import type { UNetVariant } from '../models/load.js';
+
+/** A UNet compiled with an attention hook (hypernetworks), with the per-job weights as feeds. */
+export type { UNetVariant };
+
+export interface PipelineUNet {
+  /** x (R,4,h,w) already scaled by c_in, t (R) continuous timesteps, context (R,T,D) -> eps (or v). */
+  run(x: Float32Tensor, t: Float32Array, contextK: Float32Tensor, contextV?: Float32Tensor, variant?: UNetVariant): Promise<Float32Tensor>;
+}
+
+export interface PipelineVae {
+  /** Latent in sampler space (1,4,h,w) -> image (1,3,8h,8w) in [-1,1] before clamping. */
+  decode(latent: Float32Tensor): Promise<Float32Tensor>;
+  /** Image (1,3,H,W) in [-1,1] -> the VAE posterior; a latent is scaleFactor * (mean + std * noise). */
+  encode(image: Float32Tensor): Promise<{ mean: Float32Tensor; std: Float32Tensor }>;
+}
+
+export interface PipelineModel {
+  readonly kind: 'sd1' | 'sd2';
+  /** Checkpoint file stem: the infotext's `Model`. */
+  readonly name: string;
+  /** sha256 of the checkpoint file: `Model hash` is its first 10 hex. */
+  readonly sha256: string;
+  readonly parameterization: 'eps' | 'v';
+  readonly alphasCumprod: Float32Array;
+  /** 0.18215 for SD1/SD2. */
+  readonly scaleFactor: number;
+  readonly textEncoder: PipelineTextEncoder;
+  readonly unet: PipelineUNet;
+  readonly vae: PipelineVae;
+  /** The CLIP tokenizer of this model's vocabulary. */
+  readonly tokenizer: PipelineTokenizer;
+}
+
+/** A textual-inversion embedding as conditioning uses it. */
+export interface ConditioningEmbedding extends ChunkEmbedding {
+  /** (vectors, D) */
+  readonly data: Float32Tensor;
+  /** First 12 hex of the file's sha256 (TI hashes); empty when unknown. */
+  readonly shorthash: string;
+}
+
+/** The tokenizer facts chunking needs. */
+export interface PipelineTokenizer extends FragmentTokenizer {
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly commaId: number | undefined;
+}
+
+/** Hypernetworks named in a prompt, resolved to what the UNet runs with. */
+export interface HypernetworkProvider {
+  /**
+   * The UNet variant for the given (name, multiplier) list, or throws a typed error when a name is unknown.
+   * Called once per job pass.
+   */
+  resolve(uses: ReadonlyArray<{ name: string; multiplier: number }>): Promise<UNetVariant | undefined>;
+}
+
+/** What a job brings besides the model: embeddings and hypernetworks. */
+export interface JobNetworks {
+  readonly embeddings?: EmbeddingLookup<ConditioningEmbedding>;
+  readonly hypernetworks?: HypernetworkProvider;
+}
