@@ -134,6 +134,7 @@ function tokenizerGroup(folder: string, tok: ClipTokenizer): Group {
   return group('tokenizer/tokenizer_cases.json', d.cases as Obj[], (c) => String(c.id), (c) => [
     ...diff('ids', tok.encode(String(c.text)), c.hf_ids),
     ...diff('tokens', tok.tokenize(String(c.text)), c.hf_tokens),
+    ...diff('openai ids', tok.encodeOpenAi(String(c.text)), c.openai_ids),
   ]);
 }
 

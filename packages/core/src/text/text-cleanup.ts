@@ -76,6 +76,39 @@ function utf8SequenceLength(lead: number): number {
   return 0;
 }
 
+/** Entities Python's `html.unescape` also accepts without the trailing `;` (HTML's legacy set, common part). */
+const LEGACY_ENTITIES = new Set([
+  'amp', 'lt', 'gt', 'quot', 'nbsp', 'copy', 'reg', 'deg', 'times', 'divide', 'pound', 'yen', 'cent', 'sect', 'para',
+  'middot', 'iexcl', 'iquest', 'shy', 'macr', 'acute', 'cedil', 'uml', 'ordf', 'ordm', 'sup1', 'sup2', 'sup3',
+  'frac14', 'frac12', 'frac34', 'micro', 'plusmn', 'not', 'curren', 'brvbar', 'szlig', 'thorn', 'THORN', 'eth', 'ETH',
+  'aelig', 'AElig', 'yuml', 'Oslash', 'oslash', 'AMP', 'LT', 'GT', 'QUOT', 'COPY', 'REG',
+]);
+for (const name of Object.keys(NAMED_ENTITIES)) if (/(acute|grave|circ|uml|tilde|ring|cedil)$/.test(name) && name.length > 4) LEGACY_ENTITIES.add(name);
+
+/**
+ * Python `html.unescape` (numeric references with its replacement rules, named entities from the table above,
+ * the legacy ones also without `;`, longest match first).
+ */
+export function pythonHtmlUnescape(text: string): string {
+  if (!text.includes('&')) return text;
+  return text.replace(/&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)/g, (whole, body: string) => {
+    if (body.startsWith('#')) {
+      const hex = body[1] === 'x' || body[1] === 'X';
+      const cp = parseInt(body.slice(hex ? 2 : 1).replace(';', ''), hex ? 16 : 10);
+      if (cp >= 0x80 && cp < 0xa0) return String.fromCodePoint(CP1252_HIGH[cp - 0x80]!);
+      if (cp === 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return '\ufffd';
+      return String.fromCodePoint(cp);
+    }
+    const named = body.endsWith(';') ? NAMED_ENTITIES[body.slice(0, -1)] : undefined;
+    if (named !== undefined) return named;
+    for (let n = body.length - (body.endsWith(';') ? 1 : 0); n > 1; n--) {
+      const prefix = body.slice(0, n);
+      if (LEGACY_ENTITIES.has(prefix) && NAMED_ENTITIES[prefix] !== undefined) return NAMED_ENTITIES[prefix] + body.slice(n);
+    }
+    return whole;
+  });
+}
+
 /** Re-decodes runs of characters whose Windows-1252 bytes are valid multi-byte UTF-8 (`Ã©` -> `é`). */
 function fixMojibake(text: string): string {
   const chars = Array.from(text);

@@ -17,7 +17,7 @@ import {
   type BpeVocabulary,
 } from './bpe-vocab.js';
 import { REGEX_SPACE } from './python-compat.js';
-import { fixText, whitespaceClean } from './text-cleanup.js';
+import { fixText, pythonHtmlUnescape, whitespaceClean } from './text-cleanup.js';
 
 const SPECIAL_SPLIT_RE = /(<\|startoftext\|>|<\|endoftext\|>)/;
 const PRETOKENIZE_RE = new RegExp(
@@ -101,6 +101,21 @@ export class ClipTokenizer {
       }
     }
     return out;
+  }
+
+  /**
+   * openai/open_clip `SimpleTokenizer.encode` (the SD2 OpenCLIP path): ftfy, then `html.unescape` twice, strip,
+   * whitespace clean-up, lower case; special tokens are recognised by the pre-tokenizer only, not split out first.
+   */
+  encodeOpenAi(text: string): number[] {
+    const cleaned = whitespaceClean(pythonHtmlUnescape(pythonHtmlUnescape(fixText(text))).trim()).toLowerCase();
+    const ids: number[] = [];
+    for (const m of cleaned.matchAll(PRETOKENIZE_RE)) {
+      let symbols = '';
+      for (const b of this.utf8.encode(m[0])) symbols += this.byteSymbols[b];
+      for (const t of this.bpe(symbols)) ids.push(this.encoder.get(t) ?? this.eosId);
+    }
+    return ids;
   }
 
   /** The normalized text pieces the pre-tokenizer sees (for diagnostics and tests). */

@@ -81,3 +81,11 @@ test('real CLIP vocabulary: tricky strings', { skip: haveVocab ? false : `no CLI
   }
   assert.throws(() => ClipTokenizer.fromDirectory(join(gzDir, 'missing')), { code: 'TOKENIZER_NOT_FOUND' });
 });
+
+test('openai/open_clip path unescapes HTML even when the text has <', { skip: haveVocab ? false : `no CLIP vocab at ${vocabDir}` }, () => {
+  const tok = ClipTokenizer.fromDirectory(vocabDir);
+  const text = '<b>bold</b> &amp; more';
+  assert.notDeepEqual(tok.encodeOpenAi(text), tok.encode(text));
+  assert.deepEqual(tok.encodeOpenAi(text), tok.encode('<b>bold</b> & more'));
+  assert.deepEqual(tok.encodeOpenAi('a photo of a cat'), tok.encode('a photo of a cat'));
+});
