@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { oracleRoot } from '../../parity/oracle.js';
+import { scaledClose } from '../../parity/report.js';
+import { isDarkroomError } from '../../src/errors.js';
+import { readSafetensorsFile } from '../../src/formats/safetensors.js';
+import { GraphBuilder } from '../../src/graph/builder.js';
+import { feedsFor, hypernetworkGraphKey, hypernetworkHook } from '../../src/networks/hypernetworks/graph.js';
+import { loadHypernetworkFile, type Hypernetwork } from '../../src/networks/hypernetworks/hypernetwork.js';
+import { applyHypernetworks } from '../../src/networks/hypernetworks/reference.js';
+import { createSession } from '../../src/runtime/session.js';
+import type { Float32Tensor, HostTensor } from '../../src/tensor.js';
+
+const dir = join(oracleRoot(), 'text', 'hypernetworks');
+const haveOracle = existsSync(join(dir, 'hypernetwork_cases.json'));
+
+/** The hook alone on a (B, 77, width) context: outputs k and v. */
+async function runHook(chain: Hypernetwork[], multipliers: number[], context: Float32Tensor): Promise<Record<string, HostTensor>> {
+  const b = new GraphBuilder('hn-test');
+  const ctx = b.input('context', 'float32', context.shape);
+  const { k, v } = hypernetworkHook(chain)(b, { k: ctx, v: ctx }, context.shape[2]!, { block: 'test', kind: 'cross' });
+  b.output(b.identity(k), 'k');
+  b.output(b.identity(v), 'v');
+  const s = await createSession(b.toModel(), { threads: 1 });
+  try {
+    return await s.run({ context, ...feedsFor(chain, multipliers) });
+  } finally {
+    await s.release();
+  }
+}
+
+test('the graph form of every oracle hypernetwork matches the reference forward (all activations)', { skip: !haveOracle && 'oracle absent' }, async () => {
+  const contexts = (await readSafetensorsFile(join(dir, 'contexts.safetensors'))).tensors as Map<string, Float32Tensor>;
+  const files = readdirSync(dir).filter((f) => f.endsWith('.pt')).sort();
+  assert.ok(files.length >= 30);
+  for (const file of files) {
+    const hn = await loadHypernetworkFile(join(dir, file));
+    for (const width of hn.sizes) {
+      const context = contexts.get(`d${width}`)!;
+      if (hn.activationFunc === 'glu') {
+        await assert.rejects(runHook([hn], [1], context), (e: unknown) => isDarkroomError(e, 'HYPERNETWORK_SHAPE_MISMATCH'));
+        continue;
+      }
+      const got = await runHook([hn], [0.5], context);
+      const want = applyHypernetworks([{ hypernetwork: hn, multiplier: 0.5 }], context);
+      for (const [name, ref] of [['k', want.contextK], ['v', want.contextV]] as const) {
+        const c = scaledClose(got[name]!.data as Float32Array, ref.data, 1e-5);
+        assert.ok(c.ok, `${file} d${width} ${name}: maxAbs ${c.maxAbs}`);
+      }
+    }
+  }
+});
+
+test('networks of one architecture share a graph key; order and structure change it', { skip: !haveOracle && 'oracle absent' }, async () => {
+  const a = await loadHypernetworkFile(join(dir, 'hn_tanh_dropout.pt'));
+  const b = await loadHypernetworkFile(join(dir, 'hn_relu_121.pt'));
+  const c = await loadHypernetworkFile(join(dir, 'hn_linear_121.pt'));
+  const bRandom = { ...b, layers: c.layers };
+  assert.equal(hypernetworkGraphKey([b]), hypernetworkGraphKey([bRandom]));
+  assert.notEqual(hypernetworkGraphKey([b]), hypernetworkGraphKey([c]));
+  assert.notEqual(hypernetworkGraphKey([a, b]), hypernetworkGraphKey([b, a]));
+  // Chained in one graph, the feeds switch networks without rebuilding: equal to the reference chain.
+  const context = (await readSafetensorsFile(join(dir, 'contexts.safetensors'))).tensors.get('d32') as Float32Tensor;
+  const got = await runHook([b, a], [1, 0.25], context);
+  const want = applyHypernetworks([{ hypernetwork: b, multiplier: 1 }, { hypernetwork: a, multiplier: 0.25 }], context);
+  assert.ok(scaledClose(got.k!.data as Float32Array, want.contextK.data, 1e-5).ok);
+  assert.ok(scaledClose(got.v!.data as Float32Array, want.contextV.data, 1e-5).ok);
+});
