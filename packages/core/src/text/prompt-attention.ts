@@ -2,6 +2,7 @@
  * A1111 `prompt_parser.parse_prompt_attention`: `(x)` x1.1, `[x]` /1.1, `(x:1.3)`, `\(` escapes, BREAK markers.
  * The multiplications happen in the same order as upstream so the float64 weights match bit for bit.
  */
+import { DarkroomError, isDarkroomError } from '../errors.js';
 import { PY_SPACE, pyFloat, pyWholeWord } from './python-compat.js';
 
 /** One fragment of a parsed prompt: its text and weight. `['BREAK', -1]` marks a chunk break. */
@@ -31,7 +32,17 @@ const BREAK_RE = new RegExp(`[${PY_SPACE}]*${pyWholeWord('BREAK')}[${PY_SPACE}]*
 export const ROUND_BRACKET_MULTIPLIER = 1.1;
 export const SQUARE_BRACKET_MULTIPLIER = 1 / 1.1;
 
-/** Parses emphasis. Throws DarkroomError('PY_VALUE_ERROR') for a malformed weight such as `(a:1.2.3)`. */
+function weightValue(text: string): number {
+  try {
+    return pyFloat(text);
+  } catch (e) {
+    if (!isDarkroomError(e)) throw e;
+    // A1111 fails the whole generation with Python's ValueError here; keep its message, give it a prompt code.
+    throw new DarkroomError('PROMPT_BAD_WEIGHT', e.message, { pythonType: 'ValueError', weight: text });
+  }
+}
+
+/** Parses emphasis. Throws DarkroomError('PROMPT_BAD_WEIGHT') for a malformed weight such as `(a:1.2.3)`. */
 export function parsePromptAttention(text: string): AttentionFragment[] {
   const res: AttentionFragment[] = [];
   const round: number[] = [];
@@ -50,7 +61,7 @@ export function parsePromptAttention(text: string): AttentionFragment[] {
     } else if (tok === '[') {
       square.push(res.length);
     } else if (weight !== undefined && round.length > 0) {
-      multiplyRange(round.pop()!, pyFloat(weight));
+      multiplyRange(round.pop()!, weightValue(weight));
     } else if (tok === ')' && round.length > 0) {
       multiplyRange(round.pop()!, ROUND_BRACKET_MULTIPLIER);
     } else if (tok === ']' && square.length > 0) {

@@ -31,7 +31,7 @@ test('attention: nesting multiplies in upstream order, unmatched closers are tex
 });
 
 test('attention: a malformed weight raises like float()', () => {
-  assert.throws(() => parsePromptAttention('(word:1.2.3)'), { code: 'PY_VALUE_ERROR', message: "could not convert string to float: '1.2.3'" });
+  assert.throws(() => parsePromptAttention('(word:1.2.3)'), { code: 'PROMPT_BAD_WEIGHT', message: "could not convert string to float: '1.2.3'" });
 });
 
 test('schedules: editing, alternation, hires offsets and old timelines', () => {
