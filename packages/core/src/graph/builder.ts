@@ -523,6 +523,24 @@ export class GraphBuilder {
   }
 
   /**
+   * GroupNorm as one com.microsoft GroupNorm node (CUDA only: the CPU provider has no kernel). The kernel
+   * wants NHWC, so an NCHW `x` is transposed around it; pass layout 'nhwc' for a graph that stays NHWC.
+   * `silu` fuses the activation that follows most UNet norms. Its gradient goes through `groupNorm`.
+   */
+  groupNormFused(x: Value, gamma: Value, beta: Value, groups: number, eps: number, o: { silu?: boolean; layout?: 'nchw' | 'nhwc' } = {}): Value {
+    if (x.shape.length !== 4) throw new DarkroomError('GRAPH_SHAPE_ERROR', 'groupNormFused: the kernel takes 4-D input');
+    const nhwc = o.layout === 'nhwc' ? x : this.transpose(x, [0, 2, 3, 1]);
+    const attrs: Record<string, Attr> = {
+      epsilon: { f: eps },
+      groups: { i: groups },
+      activation: { i: o.silu ? 1 : 0 },
+      channels_last: { i: 1 },
+    };
+    const y = this.op1('GroupNorm', [nhwc, this.cast(gamma, 'float32'), this.cast(beta, 'float32')], attrs, { domain: 'com.microsoft' });
+    return o.layout === 'nhwc' ? y : this.transpose(y, [0, 3, 1, 2]);
+  }
+
+  /**
    * Plain multi-head attention: q (B,S,D), k/v (B,L,D) -> (B,S,D); softmax(q k^T * scale + bias) v per head.
    * `bias` is additive and broadcasts to (B, heads, S, L), e.g. a causal mask of -Infinity above the diagonal.
    */

@@ -393,6 +393,15 @@ export const SHAPE_RULES: Record<string, ShapeRule> = {
     const stat = x.shape.map((d, i) => (i < axis ? d : 1));
     return [{ dtype: x.dtype, shape: x.shape }, { dtype: 'float32' as DType, shape: stat }, { dtype: 'float32' as DType, shape: stat }].slice(0, outputs);
   },
+  GroupNorm: (inputs, attrs) => {
+    const x = need('GroupNorm', inputs, 0);
+    const gamma = need('GroupNorm', inputs, 1);
+    const c = x.shape[3]!;
+    if (x.shape.length !== 4 || attrInt(attrs, 'channels_last', 1) !== 1) fail('GroupNorm', 'only 4-D NHWC input (channels_last=1)');
+    if (gamma.dtype !== 'float32' || gamma.shape.length !== 1 || gamma.shape[0] !== c) fail('GroupNorm', 'gamma and beta must be float32 of shape [C]');
+    if (c % attrInt(attrs, 'groups', 0) !== 0) fail('GroupNorm', `${c} channels do not split into ${attrInt(attrs, 'groups', 0)} groups`);
+    return [{ dtype: x.dtype, shape: x.shape }];
+  },
   InstanceNormalization: (inputs) => {
     const x = need('InstanceNormalization', inputs, 0);
     if (x.shape.length < 3) fail('InstanceNormalization', 'needs rank 3 or more');

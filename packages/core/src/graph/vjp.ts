@@ -466,6 +466,18 @@ export const VJP_RULES: Record<string, VjpRule> = {
     ];
   },
   'com.microsoft:MultiHeadAttention': mhaVjp,
+  'com.microsoft:GroupNorm': (ctx) => {
+    const { b, node } = ctx;
+    const [x, gamma, beta] = [input(ctx, 0), input(ctx, 1), input(ctx, 2)];
+    // Recompute the plain NCHW form of the same normalization (plus SiLU) and back-propagate through it.
+    let plain = b.groupNorm(b.transpose(x, [0, 3, 1, 2]), gamma, beta, attrInt(node.attrs, 'groups', 0), attrFloat(node.attrs, 'epsilon', 1e-5));
+    if (attrInt(node.attrs, 'activation', 0) === 1) plain = b.silu(plain);
+    const nhwc = b.transpose(plain, [0, 2, 3, 1]);
+    const wrt = [x, gamma, beta].filter((_, i) => ctx.needs[i]);
+    const gs = backprop(b, [nhwc], [dy0(ctx)], wrt);
+    let j = 0;
+    return [0, 1, 2].map((i) => (ctx.needs[i] ? gs[j++] : undefined));
+  },
   // d/dx x Phi(x) = Phi(x) + x phi(x)
   'com.microsoft:Gelu': elementwiseUnary(({ b }, g, x) => {
     const cdf = b.mul(b.add(b.erf(b.mul(x, Math.SQRT1_2)), 1), 0.5);

@@ -6,7 +6,8 @@ import { SHAPE_RULES } from '../../src/graph/shapes.js';
 import { isDarkroomError } from '../../src/errors.js';
 import { float32, type HostTensor } from '../../src/tensor.js';
 import { gradCheck } from './gradcheck.js';
-import { rand, runGraph, values } from './helpers.js';
+import { maxAbsDiff, rand, runGraph, values } from './helpers.js';
+import { createSession } from '../../src/runtime/session.js';
 
 /** Values bounded away from zero (for Log, Sqrt, Relu, Abs kinks). */
 function awayFromZero(shape: number[], seed: number): HostTensor<'float32'> {
@@ -61,7 +62,7 @@ test('VJP Erf, Tanh, Sigmoid, Relu, Abs and the composite activations', async ()
 
 test('every op with a shape rule has a VJP rule or is declared non-differentiable', () => {
   const knownGaps = new Set(['ReduceMax', 'ScatterND', 'ConvTranspose']);
-  const fusedDomain = new Set(['MultiHeadAttention', 'Gelu', 'QuickGelu']);
+  const fusedDomain = new Set(['MultiHeadAttention', 'Gelu', 'QuickGelu', 'GroupNorm']);
   for (const op of Object.keys(SHAPE_RULES)) {
     const key = fusedDomain.has(op) ? `com.microsoft:${op}` : op;
     assert.ok(VJP_RULES[key] || NON_DIFFERENTIABLE.has(key) || knownGaps.has(op), `${op} has no gradient rule`);
@@ -265,6 +266,30 @@ test('VJP through a UNet-like block: conv, group norm, SiLU, cross-attention wit
       { name: 'context', value: rand([1, 5, 3], 111) },
     ],
   );
+});
+
+test('fused GroupNorm (CUDA-only kernel): well formed for onnxruntime, and its gradient equals the plain one', async () => {
+  const build = (fused: boolean): GraphBuilder => {
+    const g = new GraphBuilder(fused ? 'fused' : 'plain');
+    const x = g.input('x', 'float32', [2, 4, 3, 3]);
+    const gamma = g.input('gamma', 'float32', [4]);
+    const beta = g.input('beta', 'float32', [4]);
+    const y = fused ? g.groupNormFused(x, gamma, beta, 2, 1e-6, { silu: true }) : g.silu(g.groupNorm(x, gamma, beta, 2, 1e-6));
+    const loss = g.reduceSum(g.mul(y, g.constant(rand([2, 4, 3, 3], 120))), [0, 1, 2, 3], false);
+    grad(g, loss, [x, gamma, beta]).forEach((v, i) => g.output(v, `g${i}`));
+    return g;
+  };
+  const feeds = { x: rand([2, 4, 3, 3], 121), gamma: rand([4], 122), beta: rand([4], 123) };
+  // The loss is linear in y, so the gradient graph does not need the fused node itself and runs on CPU.
+  const fused = await runGraph(build(true), feeds);
+  const plain = await runGraph(build(false), feeds);
+  for (const k of ['g0', 'g1', 'g2']) assert.ok(maxAbsDiff(values(fused[k]), values(plain[k])) < 1e-6, k);
+
+  const fwd = new GraphBuilder('fused-forward');
+  const x = fwd.input('x', 'float32', [1, 4, 3, 3]);
+  fwd.output(fwd.groupNormFused(x, fwd.weight('g', rand([4], 1)), fwd.weight('b', rand([4], 2)), 2, 1e-5), 'y');
+  // Schema and type checks pass; only the CPU kernel is missing.
+  await assert.rejects(createSession(fwd.toModel()), /Could not find an implementation for GroupNorm/);
 });
 
 test('frozen weights get no gradient nodes; unrelated values get zeros; reuse accumulates', async () => {
