@@ -162,6 +162,12 @@ export function generationParamPairs(f: InfotextFields): [string, InfotextValue]
   ];
 }
 
+/** The `TI hashes` value: `name: shorthash` per used embedding (`:` and `,` removed from names), joined by ", ". */
+export function tiHashesValue(used: ReadonlyArray<{ readonly name: string; readonly shorthash: string }>): string | null {
+  const parts = used.filter((e) => e.shorthash).map((e) => `${e.name.replace(/:/g, '').replace(/,/g, '')}: ${e.shorthash}`);
+  return parts.length ? parts.join(', ') : null;
+}
+
 /** `create_infotext` for one image. */
 export function createInfotext(f: InfotextFields): string {
   return formatInfotext(f.prompt, f.negativePrompt, generationParamPairs(f));

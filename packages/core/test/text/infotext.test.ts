@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { oracleRoot } from '../../parity/oracle.js';
 import {
   createInfotext,
   formatGenerationParams,
@@ -7,6 +10,7 @@ import {
   parseInfotextVersion,
   pyFloat,
   quoteInfotextValue,
+  tiHashesValue,
 } from '../../src/formats/infotext.js';
 
 test('parameter line: Python str() of values, quoting, None dropped, bare flags, repeated keys keep position', () => {
@@ -77,4 +81,43 @@ test('version compare follows PEP 440 as A1111 uses it', () => {
   assert.equal(tsnr.has('Downcast alphas_cumprod'), false, '1.7.0-225 is not older than itself');
   const before = parseGenerationParameters('x\nSteps: 1, Seed: 2, Size: 8x8, Version: v1.7.0-224-gabc');
   assert.equal(before.get('Downcast alphas_cumprod'), true);
+});
+
+const pipelineCases = join(oracleRoot(), 'pipeline/cases.json');
+
+test('createInfotext writes every pipeline oracle infotext exactly', { skip: existsSync(pipelineCases) ? false : 'pipeline oracle absent' }, () => {
+  interface Case {
+    id: string;
+    request: { steps: number; sampler_name: string; scheduler: string; cfg_scale: number; width: number; height: number; subseed_strength: number; override_settings: { randn_source?: string } };
+    processing: { all_prompts: string[]; all_negative_prompts: string[]; all_seeds: number[]; all_subseeds: number[]; extra_generation_params: Record<string, string | boolean> };
+    infotexts: string[];
+  }
+  const data = JSON.parse(readFileSync(pipelineCases, 'utf-8')) as { model: { name: string; sd_model_hash: string }; cases: Case[] };
+  for (const c of data.cases) {
+    c.infotexts.forEach((want, i) => {
+      const ti = c.processing.extra_generation_params['TI hashes'];
+      const extra = Object.entries(c.processing.extra_generation_params).map(([k, v]) =>
+        k === 'TI hashes' ? ([k, tiHashesValue([{ name: String(ti).split(':')[0]!, shorthash: String(ti).split(': ')[1]! }])] as const) : ([k, v] as const),
+      );
+      const text = createInfotext({
+        prompt: c.processing.all_prompts[i]!,
+        negativePrompt: c.processing.all_negative_prompts[i]!,
+        steps: c.request.steps,
+        sampler: c.request.sampler_name,
+        scheduleType: c.request.scheduler,
+        cfgScale: pyFloat(c.request.cfg_scale),
+        seed: c.processing.all_seeds[i]!,
+        width: c.request.width,
+        height: c.request.height,
+        modelHash: data.model.sd_model_hash,
+        model: data.model.name,
+        variationSeed: c.processing.all_subseeds[i]!,
+        variationSeedStrength: pyFloat(c.request.subseed_strength),
+        rng: c.request.override_settings.randn_source ?? 'GPU',
+        extra,
+        version: 'v1.10.1',
+      });
+      assert.equal(text, want, `${c.id} image ${i}`);
+    });
+  }
 });
