@@ -1,0 +1,273 @@
+/**
+ * The Engine: what a worker or the CLI holds for its lifetime. It loads checkpoints (by path, identified by
+ * content hash through the model loader), keeps the loaded models and their onnxruntime sessions in an LRU
+ * within a memory budget, loads the embeddings and hypernetworks a job names, and runs txt2img / img2img.
+ * With no checkpoint configured it uses Darkroom's tiny demo model, generated on first use.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { DarkroomError } from '../errors.js';
+import { parseGenerationParameters, type ParsedInfotextValue } from '../formats/infotext.js';
+import { readPngChunks, decodeTextChunk } from '../formats/png.js';
+import { loadModel, type StableDiffusionModel } from '../models/load.js';
+import { DEFAULT_CACHE_DIR } from '../models/cache.js';
+import type { Provider } from '../runtime/session.js';
+import { EmbeddingDatabase } from '../networks/embeddings/database.js';
+import { loadEmbeddingFile } from '../networks/embeddings/load.js';
+import { ClipTokenizer } from '../text/tokenizer.js';
+import { ensureDemoModel } from './demo-model.js';
+import { chunkLookup } from './embedding-adapter.js';
+import { img2img } from './img2img.js';
+import type { GenerateOptions, GenerationResult } from './job.js';
+import { pipelineModel } from './model.js';
+import type { Img2ImgParams, Txt2ImgParams } from './params.js';
+import { txt2img } from './txt2img.js';
+import type { HypernetworkProvider, JobNetworks, PipelineModel, PipelineTokenizer } from './types.js';
+
+export interface EngineOptions {
+  /** Checkpoint used when a job names none; absent = the tiny demo model. */
+  readonly checkpoint?: string;
+  /** Where `.darkroom/` (demo model, compile cache) lives; default the working directory. */
+  readonly root?: string;
+  /** Compiled graphs, keyed by checkpoint hash; default `<root>/.darkroom/cache`. */
+  readonly cacheDir?: string;
+  readonly provider?: Provider;
+  readonly fallbackToCpu?: boolean;
+  readonly threads?: number;
+  /** Models are evicted least-recently-used first when their estimated memory passes this (default 8 GiB). */
+  readonly memoryBudgetBytes?: number;
+  /**
+   * Folder with the CLIP vocabulary (vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz) for real
+   * checkpoints. Default: `<checkpoint stem>.vocab/` or `vocab/` beside the checkpoint, then $DARKROOM_CLIP_VOCAB.
+   */
+  readonly vocabulary?: string;
+  /** Hypernetwork support, supplied by the networks module (a provider per model). */
+  readonly hypernetworks?: (model: PipelineModel, files: ReadonlyMap<string, string>) => HypernetworkProvider;
+  /** The infotext's Version (default v1.10.1). */
+  readonly version?: string;
+}
+
+/** Per-job choices on top of the generation parameters. */
+export interface EngineJobOptions extends Omit<GenerateOptions, 'networks'> {
+  /** Checkpoint path for this job (default: the engine's). */
+  readonly checkpoint?: string;
+  /** Embedding files or folders (A1111's embeddings directory) this job may use. */
+  readonly embeddings?: readonly string[];
+  /** Hypernetwork files this job may name in `<hypernet:name:m>` (name = file stem). */
+  readonly hypernetworks?: readonly string[];
+}
+
+/** A1111's `/sdapi/v1/png-info` answer. */
+export interface PngInfo {
+  /** The `parameters` infotext, or '' when the PNG has none. */
+  readonly info: string;
+  /** Every other text chunk. */
+  readonly items: Record<string, string>;
+  /** parse_generation_parameters of `info`. */
+  readonly parameters: Record<string, ParsedInfotextValue>;
+}
+
+interface Loaded {
+  readonly key: string;
+  readonly sd: StableDiffusionModel;
+  readonly model: PipelineModel;
+  readonly bytes: number;
+  lastUsed: number;
+  inUse: number;
+}
+
+const GIB = 1024 ** 3;
+
+/** Reads the infotext and other text chunks of a PNG, as A1111's png-info endpoint reports them. */
+export function pngInfo(bytes: Uint8Array): PngInfo {
+  const items: Record<string, string> = {};
+  let info = '';
+  for (const chunk of readPngChunks(bytes)) {
+    const kv = decodeTextChunk(chunk);
+    if (!kv) continue;
+    if (kv[0] === 'parameters') info = kv[1];
+    else items[kv[0]] = kv[1];
+  }
+  const parameters = info ? Object.fromEntries(parseGenerationParameters(info)) : {};
+  return { info, items, parameters };
+}
+
+function findVocabulary(checkpoint: string, explicit: string | undefined): string {
+  const stem = basename(checkpoint, extname(checkpoint));
+  const candidates = [
+    explicit,
+    join(dirname(checkpoint), `${stem}.vocab`),
+    join(dirname(checkpoint), 'vocab'),
+    process.env.DARKROOM_CLIP_VOCAB,
+  ].filter((x): x is string => !!x);
+  const found = candidates.find((d) => existsSync(d));
+  if (!found) {
+    throw new DarkroomError(
+      'TOKENIZER_NOT_FOUND',
+      `no CLIP vocabulary for ${checkpoint}: put vocab.json + merges.txt (or bpe_simple_vocab_16e6.txt.gz) in ${join(dirname(checkpoint), 'vocab')}, or set DARKROOM_CLIP_VOCAB`,
+      { checkpoint, searched: candidates },
+    );
+  }
+  return found;
+}
+
+export class Engine {
+  private readonly loaded = new Map<string, Loaded>();
+  private readonly loading = new Map<string, Promise<Loaded>>();
+  private readonly embeddingFiles = new Map<string, Promise<import('../networks/embeddings/embedding.js').Embedding>>();
+  private clock = 0;
+
+  constructor(readonly options: EngineOptions = {}) {}
+
+  private get root(): string {
+    return resolve(this.options.root ?? process.cwd());
+  }
+
+  private get cacheDir(): string {
+    return this.options.cacheDir ?? join(this.root, DEFAULT_CACHE_DIR);
+  }
+
+  /** The checkpoint a job runs on: its own, the engine's, or the demo model ('' means demo). */
+  private checkpointFor(job?: string): string {
+    return job ?? this.options.checkpoint ?? '';
+  }
+
+  private async load(checkpoint: string): Promise<Loaded> {
+    let config: object | string | undefined;
+    let tokenizer: PipelineTokenizer;
+    let path = checkpoint;
+    if (checkpoint === '') {
+      const demo = await ensureDemoModel(this.root);
+      path = demo.checkpoint;
+      config = demo.config;
+      tokenizer = demo.tokenizer;
+    } else {
+      if (!existsSync(checkpoint)) throw new DarkroomError('MODEL_NOT_FOUND', `checkpoint ${checkpoint} does not exist`, { checkpoint });
+      const json = join(dirname(checkpoint), `${basename(checkpoint, extname(checkpoint))}.json`);
+      if (existsSync(json)) config = json;
+      tokenizer = ClipTokenizer.fromDirectory(findVocabulary(checkpoint, this.options.vocabulary));
+    }
+    const sd = await loadModel({
+      checkpoint: path,
+      ...(config !== undefined ? { config } : {}),
+      cacheDir: this.cacheDir,
+      ...(this.options.provider ? { provider: this.options.provider } : {}),
+      ...(this.options.fallbackToCpu !== undefined ? { fallbackToCpu: this.options.fallbackToCpu } : {}),
+      ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
+    });
+    // weights are held by the host copy and by each session: about three times the file
+    const bytes = statSync(path).size * 3;
+    return { key: checkpoint, sd, model: pipelineModel(sd, tokenizer), bytes, lastUsed: 0, inUse: 0 };
+  }
+
+  private async evictFor(incoming: number): Promise<void> {
+    const budget = this.options.memoryBudgetBytes ?? 8 * GIB;
+    let used = [...this.loaded.values()].reduce((s, l) => s + l.bytes, 0);
+    const idle = [...this.loaded.values()].filter((l) => l.inUse === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const l of idle) {
+      if (used + incoming <= budget) break;
+      this.loaded.delete(l.key);
+      used -= l.bytes;
+      await l.sd.release();
+    }
+  }
+
+  /** The loaded model for a checkpoint (loading it, within the memory budget, on first use). */
+  async acquire(checkpoint?: string): Promise<{ model: PipelineModel; release: () => void }> {
+    const key = this.checkpointFor(checkpoint);
+    let entry = this.loaded.get(key);
+    if (!entry) {
+      let pending = this.loading.get(key);
+      if (!pending) {
+        pending = (async () => {
+          const estimate = key === '' || !existsSync(key) ? 0 : statSync(key).size * 3;
+          await this.evictFor(estimate);
+          const l = await this.load(key);
+          this.loaded.set(key, l);
+          return l;
+        })();
+        this.loading.set(key, pending);
+        pending.finally(() => this.loading.delete(key)).catch(() => undefined);
+      }
+      entry = await pending;
+    }
+    entry.inUse++;
+    entry.lastUsed = ++this.clock;
+    const held = entry;
+    let released = false;
+    return {
+      model: held.model,
+      release: () => {
+        if (!released) held.inUse--;
+        released = true;
+      },
+    };
+  }
+
+  private async embeddingsFor(model: PipelineModel, paths: readonly string[]): Promise<JobNetworks['embeddings']> {
+    if (paths.length === 0) return undefined;
+    const db = new EmbeddingDatabase(model.tokenizer, model.textEncoder.width);
+    for (const p of paths) {
+      if (statSync(p).isDirectory()) {
+        const failures = await db.loadDirectory(p);
+        if (failures.length > 0) throw failures[0]!.error;
+        continue;
+      }
+      let e = this.embeddingFiles.get(p);
+      if (!e) {
+        e = loadEmbeddingFile(p);
+        this.embeddingFiles.set(p, e);
+        e.catch(() => this.embeddingFiles.delete(p));
+      }
+      db.add(await e);
+    }
+    return chunkLookup(db);
+  }
+
+  private async networksFor(model: PipelineModel, job: EngineJobOptions): Promise<JobNetworks> {
+    const embeddings = await this.embeddingsFor(model, job.embeddings ?? []);
+    let hypernetworks: HypernetworkProvider | undefined;
+    if (job.hypernetworks && job.hypernetworks.length > 0) {
+      if (!this.options.hypernetworks) {
+        throw new DarkroomError('HYPERNETWORK_NOT_SUPPORTED', 'this engine was built without hypernetwork support');
+      }
+      const files = new Map(job.hypernetworks.map((f) => [basename(f, extname(f)), f]));
+      hypernetworks = this.options.hypernetworks(model, files);
+    }
+    return { ...(embeddings ? { embeddings } : {}), ...(hypernetworks ? { hypernetworks } : {}) };
+  }
+
+  private generateOptions(job: EngineJobOptions, networks: JobNetworks): GenerateOptions {
+    const { checkpoint: _c, embeddings: _e, hypernetworks: _h, ...rest } = job;
+    return { ...rest, networks, ...(this.options.version && !rest.version ? { version: this.options.version } : {}) };
+  }
+
+  async txt2img(params: Txt2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
+    const { model, release } = await this.acquire(job.checkpoint);
+    try {
+      return await txt2img(model, params, this.generateOptions(job, await this.networksFor(model, job)));
+    } finally {
+      release();
+    }
+  }
+
+  async img2img(params: Img2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
+    const { model, release } = await this.acquire(job.checkpoint);
+    try {
+      return await img2img(model, params, this.generateOptions(job, await this.networksFor(model, job)));
+    } finally {
+      release();
+    }
+  }
+
+  pngInfo(bytes: Uint8Array): PngInfo {
+    return pngInfo(bytes);
+  }
+
+  /** Releases every loaded model and its sessions. */
+  async close(): Promise<void> {
+    const all = [...this.loaded.values()];
+    this.loaded.clear();
+    for (const l of all) await l.sd.release();
+  }
+}
