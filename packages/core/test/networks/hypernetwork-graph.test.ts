@@ -68,3 +68,38 @@ test('networks of one architecture share a graph key; order and structure change
   assert.ok(scaledClose(got.k!.data as Float32Array, want.contextK.data, 1e-5).ok);
   assert.ok(scaledClose(got.v!.data as Float32Array, want.contextV.data, 1e-5).ok);
 });
+
+test('a hypernetwork written by us loads back with the same settings, keys and weights', { skip: !haveOracle && 'oracle absent' }, async () => {
+  const { saveHypernetworkPt } = await import('../../src/networks/hypernetworks/save.js');
+  const { loadHypernetwork } = await import('../../src/networks/hypernetworks/hypernetwork.js');
+  const { readTorch, PyDict, PyTuple, PyOrderedDict } = await import('../../src/formats/torch.js');
+  const { readFileSync } = await import('node:fs');
+  for (const file of ['hn_silu_deep_ln_dropout.pt', 'hn_act_prelu.pt', 'hn_multisize_swish.pt', 'hn_old_format.pt']) {
+    const hn = await loadHypernetworkFile(join(dir, file));
+    const bytes = saveHypernetworkPt(hn);
+    const back = await loadHypernetwork(bytes, file);
+    const { filename: _a, hash: _b, shorthash: _c, layers: la, ...rest } = back;
+    const { filename: _d, hash: _e, shorthash: _f, layers: lb, ...want } = hn;
+    assert.deepEqual(rest, want, file);
+    assert.deepEqual([...la.keys()], [...lb.keys()]);
+    for (const [w, [k, v]] of lb) {
+      assert.deepEqual(la.get(w)![0].params, k.params);
+      assert.deepEqual(la.get(w)![1].params, v.params);
+    }
+    if (file === 'hn_old_format.pt') continue;
+    // Same top-level keys, state-dict keys and globals as the file A1111 wrote.
+    const [ours, theirs] = [await readTorch(bytes), await readTorch(new Uint8Array(readFileSync(join(dir, file))))];
+    assert.deepEqual(ours.globals, theirs.globals);
+    const o = ours.value as InstanceType<typeof PyDict>;
+    const t = theirs.value as InstanceType<typeof PyDict>;
+    assert.deepEqual([...o.keys()], [...t.keys()]);
+    for (const key of t.keys()) {
+      if (typeof key !== 'number') continue;
+      const [ok, tk] = [(o.get(key) as InstanceType<typeof PyTuple>).items[0], (t.get(key) as InstanceType<typeof PyTuple>).items[0]];
+      assert.ok(ok instanceof PyOrderedDict && tk instanceof PyOrderedDict);
+      assert.deepEqual([...ok.keys()], [...tk.keys()]);
+      assert.equal(JSON.stringify([...((ok.attributes as InstanceType<typeof PyDict>).get('_metadata') as InstanceType<typeof PyDict>).keys()]),
+        JSON.stringify([...((tk.attributes as InstanceType<typeof PyDict>).get('_metadata') as InstanceType<typeof PyDict>).keys()]));
+    }
+  }
+});

@@ -258,6 +258,11 @@ export function pickle(value: PyValue): { bytes: Uint8Array; storages: Uint8Arra
           w.byte(0x75);
         }
       }
+      // An OrderedDict's instance attributes (torch state dicts: `_metadata`) follow its items, as Python writes.
+      if (v instanceof PyOrderedDict && v.attributes !== undefined) {
+        save(v.attributes);
+        w.byte(0x62);
+      }
       return;
     }
     if (v instanceof TorchTensor) {
