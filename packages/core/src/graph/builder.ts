@@ -414,6 +414,9 @@ export class GraphBuilder {
     const resolved = shape.map((d, i) => (d === 0 ? x.shape[i]! : d));
     const known = resolved.reduce((p, d) => (d === -1 ? p : p * d), 1);
     const dims = resolved.map((d) => (d === -1 ? total / known : d));
+    if (dims.some((d) => !Number.isInteger(d) || d < 0) || numel(dims) !== total) {
+      throw new DarkroomError('GRAPH_SHAPE_ERROR', `Reshape: cannot reshape [${x.shape}] to [${shape}]`);
+    }
     return this.op1('Reshape', [x, this.ints(dims)]);
   }
   flatten2d(x: Value): Value {

@@ -326,6 +326,8 @@ test('shape errors are typed and raised at build time', () => {
   const b = g.input('b', 'float32', [4]);
   assert.throws(() => g.add(a, b), (e: unknown) => isDarkroomError(e, 'GRAPH_SHAPE_ERROR'));
   assert.throws(() => g.matmul(a, a), (e: unknown) => isDarkroomError(e, 'GRAPH_SHAPE_ERROR'));
+  assert.throws(() => g.reshape(a, [4, -1]), (e: unknown) => isDarkroomError(e, 'GRAPH_SHAPE_ERROR'));
+  assert.throws(() => g.reshape(a, [5]), (e: unknown) => isDarkroomError(e, 'GRAPH_SHAPE_ERROR'));
   assert.throws(() => g.input('a', 'float32', [1]), (e: unknown) => isDarkroomError(e, 'GRAPH_DUPLICATE_NAME'));
   assert.throws(() => g.op('NoSuchOp', [a]), (e: unknown) => isDarkroomError(e, 'GRAPH_UNKNOWN_OP'));
   const other = new GraphBuilder().input('z', 'float32', [1]);
