@@ -467,6 +467,11 @@ export class GraphBuilder {
   reduceSum(x: Value, axes: readonly number[], keepdims = true): Value {
     return this.op1('ReduceSum', [x, this.ints(axes.map((a) => normAxis('ReduceSum', a, x.shape.length)))], { keepdims: { i: keepdims ? 1 : 0 } });
   }
+  /** mean((a - b)^2) over every element, as a rank-0 value: the training losses' MSE. */
+  meanSquaredError(a: Value, b: Value): Value {
+    const d = this.sub(a, b);
+    return this.reduceMean(this.mul(d, d), d.shape.map((_, i) => i), false);
+  }
   softmax(x: Value, axis: number): Value {
     return this.op1('Softmax', [x], { axis: { i: normAxis('Softmax', axis, x.shape.length) } });
   }

@@ -87,6 +87,23 @@ test('VJP activations used by hypernetworks: LeakyRelu, Elu, Celu, Selu, HardSwi
   await gradCheck((g, [v]) => g.cos(v!), x);
 });
 
+test('meanSquaredError: value and gradient', async () => {
+  const g = new GraphBuilder();
+  const a = g.input('a', 'float32', [2, 2]);
+  const t = g.input('t', 'float32', [2, 2]);
+  const loss = g.meanSquaredError(a, t);
+  assert.deepEqual(loss.shape, []);
+  g.output(loss, 'loss');
+  g.output(grad(g, loss, [a])[0]!, 'ga');
+  const r = await runGraph(g, { a: float32([2, 2], Float32Array.from([1, 2, 3, 4])), t: float32([2, 2], Float32Array.from([0, 2, 5, 4])) });
+  assert.deepEqual(values(r.loss), [(1 + 0 + 4 + 0) / 4]);
+  assert.deepEqual(values(r.ga), [0.5, 0, -1, 0]);
+  await gradCheck((h, [x, y]) => h.meanSquaredError(x!, y!), [
+    { name: 'x', value: rand([2, 3], 130) },
+    { name: 'y', value: rand([2, 3], 131) },
+  ]);
+});
+
 test('VJP Max, Min, Where', async () => {
   const ins = [
     { name: 'a', value: rand([3, 4], 6) },
