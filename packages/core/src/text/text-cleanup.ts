@@ -63,9 +63,9 @@ function unescapeHtml(text: string): string {
     const name = entity.slice(1, -1);
     const direct = NAMED_ENTITIES[name];
     if (direct !== undefined) return direct;
-    // ftfy also accepts an all-caps spelling of lower-case entities (&AMP;).
+    // ftfy also decodes an all-caps spelling of a lower-case entity, upper-casing the result (&NTILDE; -> Ñ).
     const lower = NAMED_ENTITIES[name.toLowerCase()];
-    return name === name.toUpperCase() && lower !== undefined ? lower : entity;
+    return name === name.toUpperCase() && lower !== undefined ? lower.toUpperCase() : entity;
   });
 }
 

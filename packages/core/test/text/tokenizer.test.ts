@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { oracleRoot } from '../../parity/oracle.js';
 import { buildDemoVocabulary, vocabularyFromMerges } from '../../src/text/bpe-vocab.js';
 import { ClipTokenizer } from '../../src/text/tokenizer.js';
-import { fixText, whitespaceClean } from '../../src/text/text-cleanup.js';
+import { fixText, pythonHtmlUnescape, whitespaceClean } from '../../src/text/text-cleanup.js';
 
 const vocabDir = join(oracleRoot(), 'text/vocab');
 const haveVocab = existsSync(join(vocabDir, 'vocab.json'));
@@ -88,4 +88,11 @@ test('openai/open_clip path unescapes HTML even when the text has <', { skip: ha
   assert.notDeepEqual(tok.encodeOpenAi(text), tok.encode(text));
   assert.deepEqual(tok.encodeOpenAi(text), tok.encode('<b>bold</b> & more'));
   assert.deepEqual(tok.encodeOpenAi('a photo of a cat'), tok.encode('a photo of a cat'));
+});
+
+test('HTML entities: ftfy table with upper-cased names; Python html.unescape for the openai path', () => {
+  assert.equal(fixText('&NTILDE;&AMP;&eacute;'), 'Ñ&é');
+  assert.equal(fixText('&#x27;q&#39; &#150;'), "'q' –", 'numeric references, C1 range read as Windows-1252');
+  assert.equal(fixText('&bogus;'), '&bogus;');
+  assert.equal(pythonHtmlUnescape('&amp &ampx &lt;b&gt; &#65'), '& &x <b> A', 'legacy entities without ;');
 });
