@@ -287,8 +287,8 @@ export function parseStylesCsv(csv: string): PromptStyle[] {
     .map((r) => ({ name: r[col('name')] ?? '', prompt: r[promptCol] ?? '', negativePrompt: r[col('negative_prompt')] ?? '' }));
 }
 
-// PEP 440 versions, the subset A1111 version strings use ("v1.10.1", "1.7.0-225", "1.6.0-RC").
-interface Pep440 {
+/** A PEP 440 version, the subset A1111 version strings use ("v1.10.1", "1.7.0-225", "1.6.0-RC"). */
+export interface InfotextVersion {
   release: number[];
   pre: [number, number] | null;
   post: number | null;
@@ -298,7 +298,7 @@ interface Pep440 {
 const PEP440_RE =
   /^v?(\d+(?:\.\d+)*)(?:[-_.]?(a|alpha|b|beta|c|rc|pre|preview)[-_.]?(\d+)?)?(?:-(\d+)|[-_.]?(post|rev|r)[-_.]?(\d+)?)?([-_.]?dev[-_.]?(\d+)?)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?$/i;
 
-function parsePep440(text: string): Pep440 | null {
+function parseVersionText(text: string): InfotextVersion | null {
   const m = PEP440_RE.exec(pyStrip(text));
   if (!m) return null;
   const preKind = m[2]?.toLowerCase();
@@ -312,13 +312,14 @@ function parsePep440(text: string): Pep440 | null {
   };
 }
 
-function comparePep440(a: Pep440, b: Pep440): number {
+/** packaging.version ordering: negative, zero or positive. */
+export function compareInfotextVersion(a: InfotextVersion, b: InfotextVersion): number {
   const n = Math.max(a.release.length, b.release.length);
   for (let i = 0; i < n; i++) {
     const d = (a.release[i] ?? 0) - (b.release[i] ?? 0);
     if (d !== 0) return Math.sign(d);
   }
-  const preKey = (v: Pep440): number[] => (v.pre ? v.pre : v.post === null && v.dev !== null ? [-Infinity] : [Infinity]);
+  const preKey = (v: InfotextVersion): number[] => (v.pre ? v.pre : v.post === null && v.dev !== null ? [-Infinity] : [Infinity]);
   const cmpArr = (x: number[], y: number[]): number => {
     for (let i = 0; i < Math.max(x.length, y.length); i++) {
       const d = (x[i] ?? -Infinity) - (y[i] ?? -Infinity);
@@ -334,16 +335,16 @@ function comparePep440(a: Pep440, b: Pep440): number {
 }
 
 /** `infotext_versions.parse_version`: "v1.10.1-89-gabc" -> 1.10.1.post89; unparseable -> null. */
-export function parseInfotextVersion(text: string | undefined): Pep440 | null {
+export function parseInfotextVersion(text: string | undefined): InfotextVersion | null {
   if (text === undefined) return null;
   const m = /^([^-]+-[^-]+)-[^\n]*/.exec(text);
-  return parsePep440(m ? m[1]! : text);
+  return parseVersionText(m ? m[1]! : text);
 }
 
-const V160 = parsePep440('1.6.0')!;
-const V170_TSNR = parsePep440('v1.7.0-225')!;
-const V180 = parsePep440('1.8.0')!;
-const V180_HR_STYLES = parsePep440('1.8.0-139')!;
+const V160 = parseVersionText('1.6.0')!;
+const V170_TSNR = parseVersionText('v1.7.0-225')!;
+const V180 = parseVersionText('1.8.0')!;
+const V180_HR_STYLES = parseVersionText('1.8.0-139')!;
 
 function oldHiresFixFirstPassDimensions(width: number, height: number): [number, number] {
   const scale = Math.sqrt((512 * 512) / (width * height));
@@ -436,7 +437,7 @@ export function parseGenerationParameters(text: string, opts: ParseInfotextOptio
     const main = extractStylesFromPrompt(styles, prompt, negativePrompt);
     let sameHrStyles = true;
     const ver = parseInfotextVersion(res.get('Version') as string | undefined);
-    if ((res.has('Hires prompt') || res.has('Hires negative prompt')) && (ver ? comparePep440(ver, V180_HR_STYLES) > 0 : true)) {
+    if ((res.has('Hires prompt') || res.has('Hires negative prompt')) && (ver ? compareInfotextVersion(ver, V180_HR_STYLES) > 0 : true)) {
       const hrPrompt = (res.get('Hires prompt') as string | undefined) ?? prompt;
       const hrNeg = (res.get('Hires negative prompt') as string | undefined) ?? negativePrompt;
       const hr = extractStylesFromPrompt(styles, hrPrompt, hrNeg);
@@ -500,11 +501,11 @@ export function parseGenerationParameters(text: string, opts: ParseInfotextOptio
     const v = parseInfotextVersion(typeof version === 'string' ? version : undefined);
     if (v) {
       const p = res.get('Prompt');
-      if (comparePep440(v, V160) < 0 && typeof p === 'string' && p.includes('[')) res.set('Old prompt editing timelines', true);
+      if (compareInfotextVersion(v, V160) < 0 && typeof p === 'string' && p.includes('[')) res.set('Old prompt editing timelines', true);
       const sampler = res.get('Sampler');
-      if (comparePep440(v, V160) < 0 && (sampler === 'DDIM' || sampler === 'PLMS')) res.set('Pad conds v0', true);
-      if (comparePep440(v, V170_TSNR) < 0) res.set('Downcast alphas_cumprod', true);
-      if (comparePep440(v, V180) < 0 && res.get('Refiner')) res.set('Refiner switch by sampling steps', true);
+      if (compareInfotextVersion(v, V160) < 0 && (sampler === 'DDIM' || sampler === 'PLMS')) res.set('Pad conds v0', true);
+      if (compareInfotextVersion(v, V170_TSNR) < 0) res.set('Downcast alphas_cumprod', true);
+      if (compareInfotextVersion(v, V180) < 0 && res.get('Refiner')) res.set('Refiner switch by sampling steps', true);
     }
   }
 

@@ -3,7 +3,7 @@
  * The multiplications happen in the same order as upstream so the float64 weights match bit for bit.
  */
 import { DarkroomError, isDarkroomError } from '../errors.js';
-import { PY_SPACE, pyFloat, pyWholeWord } from './python-compat.js';
+import { PY_SPACE, parsePyFloat, pyWholeWord } from './python-compat.js';
 
 /** One fragment of a parsed prompt: its text and weight. `['BREAK', -1]` marks a chunk break. */
 export type AttentionFragment = [text: string, weight: number];
@@ -34,7 +34,7 @@ export const SQUARE_BRACKET_MULTIPLIER = 1 / 1.1;
 
 function weightValue(text: string): number {
   try {
-    return pyFloat(text);
+    return parsePyFloat(text);
   } catch (e) {
     if (!isDarkroomError(e)) throw e;
     // A1111 fails the whole generation with Python's ValueError here; keep its message, give it a prompt code.

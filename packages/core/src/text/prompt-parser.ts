@@ -2,7 +2,7 @@
  * A1111 `modules/prompt_parser.py` as pure functions: attention (prompt-attention.ts), schedules
  * (prompt-schedule.ts) and composable diffusion (`AND` with weights), here.
  */
-import { PY_SPACE, pyFloat, pyWholeWord } from './python-compat.js';
+import { PY_SPACE, parsePyFloat, pyWholeWord } from './python-compat.js';
 
 export { parsePromptAttention, isBreakMarker, type AttentionFragment } from './prompt-attention.js';
 export {
@@ -37,7 +37,7 @@ export function splitAndParts(prompt: string): [text: string, weight: number][] 
   return prompt.split(AND_RE).map((sub) => {
     const m = WEIGHT_RE.exec(sub);
     if (!m) return [sub, 1.0];
-    return [m[1]!, m[2] !== undefined ? pyFloat(m[2]) : 1.0];
+    return [m[1]!, m[2] !== undefined ? parsePyFloat(m[2]) : 1.0];
   });
 }
 

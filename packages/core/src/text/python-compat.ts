@@ -32,7 +32,7 @@ function decimalDigitValue(ch: string): number {
 const PY_FLOAT_RE = /^[+-]?(?:(?:\d+(?:_\d+)*)?\.?\d+(?:_\d+)*(?:[eE][+-]?\d+(?:_\d+)*)?|\d+(?:_\d+)*\.(?:[eE][+-]?\d+(?:_\d+)*)?|inf|infinity|nan)$/i;
 
 /** Python `float(s)`: accepts Unicode digits and surrounding whitespace; throws ValueError-like errors. */
-export function pyFloat(text: string): number {
+export function parsePyFloat(text: string): number {
   const ascii = text.replace(/\p{Nd}/gu, (d) => String(decimalDigitValue(d)));
   const trimmed = ascii.replace(new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu'), '');
   if (!PY_FLOAT_RE.test(trimmed)) {

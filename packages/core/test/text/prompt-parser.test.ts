@@ -8,7 +8,7 @@ import {
   splitAndParts,
 } from '../../src/text/prompt-parser.js';
 import { parseExtraNetworks } from '../../src/text/extra-networks.js';
-import { pyFloat, pyFloatRepr } from '../../src/text/python-compat.js';
+import { parsePyFloat, pyFloatRepr } from '../../src/text/python-compat.js';
 
 test('attention: nesting multiplies in upstream order, unmatched closers are text', () => {
   assert.deepEqual(parsePromptAttention('a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).'), [
@@ -70,11 +70,11 @@ test('extra-network tags are cut from the encoded text', () => {
 });
 
 test('Python float parsing and repr', () => {
-  assert.equal(pyFloat(' 1.5 '), 1.5);
-  assert.equal(pyFloat('1.'), 1);
-  assert.equal(pyFloat('.7'), 0.7);
-  assert.equal(pyFloat('١٫٥'.replace('٫', '.')), 1.5, 'Unicode digits');
-  assert.throws(() => pyFloat('.'), { code: 'PY_VALUE_ERROR' });
+  assert.equal(parsePyFloat(' 1.5 '), 1.5);
+  assert.equal(parsePyFloat('1.'), 1);
+  assert.equal(parsePyFloat('.7'), 0.7);
+  assert.equal(parsePyFloat('١٫٥'.replace('٫', '.')), 1.5, 'Unicode digits');
+  assert.throws(() => parsePyFloat('.'), { code: 'PY_VALUE_ERROR' });
   assert.equal(pyFloatRepr(7), '7.0');
   assert.equal(pyFloatRepr(0.1 + 0.2), '0.30000000000000004');
   assert.equal(pyFloatRepr(1e16), '1e+16');
