@@ -232,12 +232,20 @@ export function parseSafetensors(
   return { metadata: header.metadata, tensors };
 }
 
+function isTensorMap(
+  t: ReadonlyMap<string, HostTensor> | Readonly<Record<string, HostTensor>>,
+): t is ReadonlyMap<string, HostTensor> {
+  return t instanceof Map;
+}
+
 /** Serializes tensors (in the given key order) with optional string metadata; header padded to 8 bytes. */
 export function writeSafetensors(
   tensors: ReadonlyMap<string, HostTensor> | Readonly<Record<string, HostTensor>>,
   metadata?: Readonly<Record<string, string>>,
 ): Uint8Array {
-  const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const list: Array<[string, HostTensor]> = isTensorMap(tensors)
+    ? [...tensors.entries()]
+    : Object.entries(tensors as Readonly<Record<string, HostTensor>>);
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
