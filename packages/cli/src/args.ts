@@ -1,0 +1,216 @@
+/**
+ * Command-line flags to A1111 request fields. Every flag is typed and checked here, so a bad value is reported
+ * with the flag's name before any model is loaded.
+ */
+import { parseArgs } from 'node:util';
+import type { Img2ImgParams, OverrideSettings, RandnSource, Txt2ImgParams } from '@darkroom/core/pipeline/params.js';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const USAGE = `usage:
+  darkroom txt2img --prompt TEXT [options] [-o out.png]
+  darkroom img2img --init-image in.png --prompt TEXT [--denoising-strength 0.75] [options] [-o out.png]
+  darkroom png-info FILE.png [--json]
+
+generation options (A1111 defaults in brackets):
+  -p, --prompt TEXT            prompt (A1111 syntax: (emphasis:1.2), [from:to:when], AND, BREAK, <hypernet:name:m>)
+  -n, --negative-prompt TEXT   negative prompt
+      --steps N                sampling steps [20]
+      --sampler NAME           sampler, e.g. "Euler a", "DPM++ 2M", "DPM++ 2M Karras" [DPM++ 2M]
+      --scheduler NAME         Automatic, Karras, Exponential, ... [Automatic]
+      --cfg-scale X            classifier-free guidance scale [7]
+      --seed N                 seed, -1 = random [-1]
+      --subseed N              variation seed [-1]
+      --subseed-strength X     variation strength 0..1 [0]
+      --width N, --height N    image size, multiples of 8 [512; 64 with the demo model]
+      --batch-size N           images per batch [1]
+      --batch-count N          batches (A1111 n_iter) [1]
+      --clip-skip N            CLIP layers to skip [1]
+      --rng GPU|CPU|NV         noise source [GPU]
+      --ensd N                 eta noise seed delta [0]
+      --pad-conds              pad cond/uncond to the same length (A1111 pad_cond_uncond)
+  hires fix (txt2img):
+      --hires                  enable the second pass
+      --hr-scale X             upscale factor [2]
+      --hr-upscaler NAME       Latent, "Latent (nearest)", "Latent (nearest-exact)", Lanczos, Nearest, None [Latent]
+      --hr-steps N             second-pass steps, 0 = same as --steps [0]
+      --denoising-strength X   second-pass strength [0.7]; img2img strength [0.75]
+  img2img:
+      --init-image FILE        init image (PNG)
+      --resize-mode N          0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale [0]
+  models and networks:
+      --model FILE             checkpoint (.safetensors/.ckpt); default: the built-in tiny demo model
+      --vocab DIR              CLIP vocabulary folder for --model (vocab.json + merges.txt)
+      --embedding FILE|DIR     textual-inversion embedding(s), repeatable
+      --hypernetwork FILE      hypernetwork file(s), repeatable; use with <hypernet:name:m> in the prompt
+      --threads N              CPU threads for onnxruntime
+  output:
+  -o, --output FILE            output PNG; with several images FILE-0.png, FILE-1.png, ... [darkroom-<seed>.png]
+      --json                   print the result (infotexts, seeds, files) as JSON on stdout
+      --quiet                  no progress bar
+`;
+
+const OPTIONS = {
+  prompt: { type: 'string', short: 'p' },
+  'negative-prompt': { type: 'string', short: 'n' },
+  steps: { type: 'string' },
+  sampler: { type: 'string' },
+  scheduler: { type: 'string' },
+  'cfg-scale': { type: 'string' },
+  seed: { type: 'string' },
+  subseed: { type: 'string' },
+  'subseed-strength': { type: 'string' },
+  width: { type: 'string' },
+  height: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'batch-count': { type: 'string' },
+  'clip-skip': { type: 'string' },
+  rng: { type: 'string' },
+  ensd: { type: 'string' },
+  'pad-conds': { type: 'boolean' },
+  hires: { type: 'boolean' },
+  'hr-scale': { type: 'string' },
+  'hr-upscaler': { type: 'string' },
+  'hr-steps': { type: 'string' },
+  'denoising-strength': { type: 'string' },
+  'init-image': { type: 'string' },
+  'resize-mode': { type: 'string' },
+  model: { type: 'string' },
+  vocab: { type: 'string' },
+  embedding: { type: 'string', multiple: true },
+  hypernetwork: { type: 'string', multiple: true },
+  threads: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export type Command = 'txt2img' | 'img2img' | 'png-info' | 'help';
+
+export interface CliRequest {
+  readonly command: Command;
+  readonly txt2img?: Txt2ImgParams;
+  /** img2img parameters without the init image, which main reads from `initImage`. */
+  readonly img2img?: Omit<Img2ImgParams, 'init_images'>;
+  readonly initImage?: string;
+  readonly file?: string;
+  readonly model?: string;
+  readonly vocab?: string;
+  readonly embeddings: string[];
+  readonly hypernetworks: string[];
+  readonly threads?: number;
+  readonly output?: string;
+  readonly json: boolean;
+  readonly quiet: boolean;
+}
+
+function int(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n)) throw new UsageError(`--${flag} must be an integer, got "${v}"`);
+  return n;
+}
+
+function num(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} must be a number, got "${v}"`);
+  return n;
+}
+
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+export function parseCli(argv: readonly string[]): CliRequest {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const { values: v, positionals } = parsed;
+  const command = positionals[0];
+  const base = {
+    embeddings: v.embedding ?? [],
+    hypernetworks: v.hypernetwork ?? [],
+    json: v.json ?? false,
+    quiet: v.quiet ?? false,
+    ...defined({ model: v.model, vocab: v.vocab, output: v.output, threads: int('threads', v.threads) }),
+  };
+  if (v.help || command === undefined || command === 'help') return { command: 'help', ...base };
+  if (command === 'png-info') {
+    if (positionals.length !== 2) throw new UsageError('png-info takes exactly one PNG file');
+    return { command, file: positionals[1]!, ...base };
+  }
+  if (command !== 'txt2img' && command !== 'img2img') throw new UsageError(`unknown command "${command}"`);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}" (quote prompts with spaces)`);
+
+  const rng = v.rng?.toUpperCase();
+  if (rng !== undefined && rng !== 'GPU' && rng !== 'CPU' && rng !== 'NV') throw new UsageError(`--rng must be GPU, CPU or NV, got "${v.rng}"`);
+  const overrides: OverrideSettings = defined({
+    randn_source: rng as RandnSource | undefined,
+    eta_noise_seed_delta: int('ensd', v.ensd),
+    pad_cond_uncond: v['pad-conds'] ? true : undefined,
+  });
+  const demo = v.model === undefined;
+  const common = defined({
+    prompt: v.prompt ?? '',
+    negative_prompt: v['negative-prompt'],
+    steps: int('steps', v.steps) ?? 20,
+    sampler_name: v.sampler ?? 'DPM++ 2M',
+    scheduler: v.scheduler,
+    cfg_scale: num('cfg-scale', v['cfg-scale']),
+    seed: int('seed', v.seed),
+    subseed: int('subseed', v.subseed),
+    subseed_strength: num('subseed-strength', v['subseed-strength']),
+    // the demo model is tiny: 64x64 keeps it fast; a real checkpoint gets A1111's 512
+    width: int('width', v.width) ?? (demo ? 64 : 512),
+    height: int('height', v.height) ?? (demo ? 64 : 512),
+    batch_size: int('batch-size', v['batch-size']),
+    n_iter: int('batch-count', v['batch-count']),
+    clip_skip: int('clip-skip', v['clip-skip']),
+    override_settings: Object.keys(overrides).length ? overrides : undefined,
+  });
+  if (command === 'txt2img') {
+    for (const flag of ['init-image', 'resize-mode'] as const) {
+      if (v[flag] !== undefined) throw new UsageError(`--${flag} is an img2img option`);
+    }
+    return {
+      command,
+      txt2img: {
+        ...common,
+        ...defined({
+          enable_hr: v.hires,
+          hr_scale: num('hr-scale', v['hr-scale']),
+          hr_upscaler: v['hr-upscaler'],
+          hr_second_pass_steps: int('hr-steps', v['hr-steps']),
+          denoising_strength: num('denoising-strength', v['denoising-strength']),
+        }),
+      },
+      ...base,
+    };
+  }
+  for (const flag of ['hires', 'hr-scale', 'hr-upscaler', 'hr-steps'] as const) {
+    if (v[flag] !== undefined) throw new UsageError(`--${flag} is a txt2img (hires fix) option`);
+  }
+  if (!v['init-image']) throw new UsageError('img2img needs --init-image FILE');
+  return {
+    command,
+    initImage: v['init-image'],
+    img2img: {
+      ...common,
+      ...defined({
+        denoising_strength: num('denoising-strength', v['denoising-strength']),
+        resize_mode: int('resize-mode', v['resize-mode']),
+      }),
+    },
+    ...base,
+  };
+}
