@@ -211,7 +211,7 @@ export async function loadHypernetworkFile(path: string): Promise<Hypernetwork> 
   return loadHypernetwork(new Uint8Array(await readFile(path)), path);
 }
 
-/** The architecture part of a hypernetwork, and a stable key for it (graph caches key on this). */
+/** The architecture part of a hypernetwork (what the graph depends on; see hypernetworkGraphKey). */
 export function architectureOf(hn: HypernetworkArchitecture): HypernetworkArchitecture {
   return {
     layerStructure: [...hn.layerStructure],
@@ -221,9 +221,4 @@ export function architectureOf(hn: HypernetworkArchitecture): HypernetworkArchit
     dropoutStructure: [...hn.dropoutStructure],
     sizes: [...hn.sizes],
   };
-}
-
-export function architectureKey(hn: HypernetworkArchitecture): string {
-  // Dropout is the identity at inference but still shifts the Sequential indices, so it is part of the key.
-  return JSON.stringify(architectureOf(hn));
 }
