@@ -11,7 +11,7 @@ import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../src/
 import { createGenerator, ImageRNG, randnLocal, type NoiseSource } from '../src/sampling/rng/image-rng.js';
 import { sdDiscreteSchedule } from '../src/sampling/schedules/discrete.js';
 import { samplerByName, samplerOptions, type SamplerInfo } from '../src/sampling/samplers.js';
-import { BatchedBrownianTree } from '../src/sampling/kdiffusion/brownian-tree.js';
+import { BatchedBrownianTree, UPSTREAM_CACHE } from '../src/sampling/kdiffusion/brownian-tree.js';
 import type { Denoiser, EpsModel, NoiseSampler, Sampler, SamplerContext } from '../src/sampling/types.js';
 import { analyticDenoiser, analyticEps, analyticLcmDenoiser } from './analytic-model.js';
 import { lcmSigmaToT } from '../src/sampling/denoisers.js';
@@ -172,6 +172,8 @@ async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sam
       c.seeds,
       (seed, shape) => randnLocal(source, seed, shape),
       (_item, seed) => traced.push(seed),
+      // torchsde's own cache, so that the sequence of randn_local seeds can be compared call by call.
+      UPSTREAM_CACHE,
     );
     return (sigma, sigmaNext) => {
       const k = bq++;

@@ -36,6 +36,20 @@ export function toD(out: Float32Array, x: Float32Array, denoised: Float32Array, 
   return out;
 }
 
+/**
+ * x += ((x - denoised) / sigma) * dt in one pass: an Euler step when the derivative is not needed again
+ * (same float32 rounding as toD followed by addScaled).
+ */
+export function eulerUpdate(x: Float32Array, denoised: Float32Array, sigma: number, dt: number): Float32Array {
+  const s = f(sigma);
+  const h = f(dt);
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i]!;
+    x[i] = xi + f(f(f(xi - denoised[i]!) / s) * h);
+  }
+  return x;
+}
+
 /** x += noise * s_noise * scale, with torch's left-to-right rounding `(noise * s_noise) * scale`. */
 export function addNoise(x: Float32Array, noise: Float32Array, sNoise: number, scale: number): Float32Array {
   const sn = f(sNoise);

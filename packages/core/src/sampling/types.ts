@@ -4,6 +4,7 @@ import type { Float32Tensor } from '../tensor.js';
  * k-diffusion's model(x, sigma): the denoised prediction for a batch. `sigma` holds one value per batch item
  * (A1111 passes the same sigma for every item, but samplers must not assume it).
  * The sampler owns `x` and may overwrite it once the promise settles: a denoiser that keeps it must copy it.
+ * The returned tensor must be fresh: multistep samplers (DPM++ 2M/3M, LMS) keep earlier outputs across steps.
  */
 export type Denoiser = (x: Float32Tensor, sigma: Float32Array) => Promise<Float32Tensor>;
 

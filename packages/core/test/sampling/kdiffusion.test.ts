@@ -4,6 +4,8 @@ import { float32, type Float32Tensor } from '../../src/tensor.js';
 import { isDarkroomError } from '../../src/errors.js';
 import {
   BatchedBrownianTree,
+  FAST_CACHE,
+  UPSTREAM_CACHE,
   linearMultistepCoeff,
   restartStepList,
   sampleDpm2,
@@ -193,6 +195,19 @@ test('Brownian tree: increments add up and do not depend on the order of queries
   // A different seed gives different noise.
   const c = new BatchedBrownianTree([1, 4, 2, 2], 0.03, 14.6, [43], fakeRandnLocal);
   assert.notDeepEqual(inc(c, 10, 2), whole);
+});
+
+test('Brownian tree: the cache policy changes how often nodes are drawn, never the noise', () => {
+  let fastDraws = 0;
+  let upstreamDraws = 0;
+  const counting = (count: () => void) => (seed: number, shape: readonly number[]) => (count(), fakeRandnLocal(seed, shape));
+  const fast = new BatchedBrownianTree([1, 4, 2, 2], 0.03, 14.6, [7], counting(() => fastDraws++), undefined, FAST_CACHE);
+  const upstream = new BatchedBrownianTree([1, 4, 2, 2], 0.03, 14.6, [7], counting(() => upstreamDraws++), undefined, UPSTREAM_CACHE);
+  const sigmas = [14.6, 11.2, 8.1, 5.9, 4.2, 2.9, 2.0, 1.3, 0.8, 0.5, 0.3, 0.17, 0.09, 0.05, 0.03];
+  for (let i = 0; i + 1 < sigmas.length; i++) {
+    assert.deepEqual(fast.noise(sigmas[i]!, sigmas[i + 1]!).data, upstream.noise(sigmas[i]!, sigmas[i + 1]!).data);
+  }
+  assert.ok(fastDraws < upstreamDraws, `${fastDraws} draws with the fast cache vs ${upstreamDraws} with torchsde's`);
 });
 
 test("torch's float32 exp/log (SLEEF) reproduce upstream's sigma round trips", () => {

@@ -1,6 +1,5 @@
 /**
- * torchsde 0.2.6's BrownianTree (a BrownianInterval with halfway_tree=True, tol 1e-6, pool_size 24, a
- * 45-entry cache of increments) as k-diffusion's BatchedBrownianTree / BrownianTreeNoiseSampler use it, without
+ * torchsde 0.2.6's BrownianTree (a BrownianInterval with halfway_tree=True, tol 1e-6, pool_size 24) as k-diffusion's BatchedBrownianTree / BrownianTreeNoiseSampler use it, without
  * Levy area. A query (ta, tb) is answered by the dyadic tree of rounded time points, so the noise for an
  * interval depends only on the entropy (the image's seed), never on the order of queries.
  * Each node's normal comes from `randn(seed)`: A1111 routes torchsde's draws to randn_local.
@@ -12,7 +11,26 @@ import { SeedSequence } from './seed-sequence.js';
 const f = Math.fround;
 const TOL_DIGITS = 6; // -int(log10(1e-6))
 const POOL_SIZE = 24;
-const CACHE_SIZE = 45;
+
+/**
+ * How many node increments the tree keeps. Values never depend on it (every node is a pure function of
+ * the seed); only the number and order of randn_local calls do.
+ */
+export interface BrownianCachePolicy {
+  readonly size: number;
+  /** Whether a hit moves the entry to the back of the eviction queue (LRU) or not (insertion order). */
+  readonly refreshOnHit: boolean;
+}
+
+/**
+ * torchsde's: 45 entries, evicted in insertion order. That is what the recorded upstream draw sequences
+ * show (a recency-refreshing LRU re-draws different nodes). About two thirds of its draws re-create
+ * evicted ancestors.
+ */
+export const UPSTREAM_CACHE: BrownianCachePolicy = { size: 45, refreshOnHit: false };
+
+/** Enough for every node of a typical run (a few hundred): each node is drawn once. 64 KiB per node at 512x512. */
+export const FAST_CACHE: BrownianCachePolicy = { size: 1024, refreshOnHit: true };
 
 /** Python's round(x, 6): decimal rounding of the exact binary value (toFixed is exact below 1e21). */
 const round6 = (x: number): number => Number(x.toFixed(TOL_DIGITS));
@@ -58,6 +76,7 @@ export class BrownianInterval {
     private readonly entropy: number,
     private readonly randn: RandnBySeed,
     private readonly trace?: (seed: number) => void,
+    private readonly policy: BrownianCachePolicy = FAST_CACHE,
   ) {
     if (!(t0 <= t1)) throw new DarkroomError('BROWNIAN_BAD_INTERVAL', `initial time ${t0} exceeds terminal time ${t1}`);
     this.n = n;
@@ -96,17 +115,17 @@ export class BrownianInterval {
     return w;
   }
 
-  /**
-   * The increment cache evicts in insertion order: a hit does not refresh an entry. That is what the recorded
-   * upstream draw sequences show (a recency-refreshing LRU re-draws different nodes); values are the same
-   * either way, only the order and number of randn_local calls depend on it.
-   */
   private cacheGet(node: Node): Float32Array | undefined {
-    return this.cache.get(node);
+    const hit = this.cache.get(node);
+    if (hit && this.policy.refreshOnHit) {
+      this.cache.delete(node);
+      this.cache.set(node, hit);
+    }
+    return hit;
   }
 
   private cacheSet(node: Node, value: Float32Array): void {
-    if (this.cache.size >= CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
+    if (this.cache.size >= this.policy.size) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(node, value);
   }
 
@@ -209,6 +228,7 @@ export class BatchedBrownianTree {
     seeds: readonly number[],
     randnLocal: (seed: number, shape: readonly number[]) => Float32Tensor,
     trace?: (item: number, seed: number) => void,
+    policy: BrownianCachePolicy = FAST_CACHE,
   ) {
     const itemShape = shape.slice(1);
     this.perItem = numel(itemShape);
@@ -224,6 +244,7 @@ export class BatchedBrownianTree {
           seed,
           (s) => randnLocal(s, itemShape).data,
           trace ? (s) => trace(item, s) : undefined,
+          policy,
         ),
     );
   }

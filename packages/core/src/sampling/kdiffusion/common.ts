@@ -34,7 +34,7 @@ export function throwIfCancelled(signal: AbortSignal | undefined): void {
 
 /** A working copy of the start latent: samplers update it in place and return it. */
 export function workingCopy(x: Float32Tensor): Float32Tensor {
-  return float32(x.shape, Float32Array.from(x.data));
+  return float32(x.shape, new Float32Array(x.data));
 }
 
 /** Calls the denoiser at one scalar sigma for every batch item. */

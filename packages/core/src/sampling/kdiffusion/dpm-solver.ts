@@ -135,7 +135,7 @@ export async function dpmSolverFast(
   const m = Math.floor(nfe / 3) + 1;
   const ts = linspaceF32(tStart, tEnd, m + 1);
   const orders = nfe % 3 === 0 ? [...Array<number>(m - 2).fill(3), 2, 1] : [...Array<number>(m - 1).fill(3), nfe % 3];
-  let x: Float32Array = Float32Array.from(x0.data);
+  let x: Float32Array = new Float32Array(x0.data);
   for (let i = 0; i < orders.length; i++) {
     throwIfCancelled(ctx.signal);
     solver.resetCache();
@@ -249,7 +249,7 @@ export async function dpmSolverAdaptive(
   const rootN = f32(Math.sqrt(n));
   const scaled = new Float32Array(n);
   let s = tStart;
-  let x: Float32Array = Float32Array.from(x0.data);
+  let x: Float32Array = new Float32Array(x0.data);
   let xPrev: Float32Array = x;
   let step = 0;
   while (s < tEnd - 1e-5) {

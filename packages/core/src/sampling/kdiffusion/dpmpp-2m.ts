@@ -11,7 +11,6 @@ export const sampleDpmpp2m: Sampler = async (x0, ctx) => {
   const x = workingCopy(x0);
   const n = x.data.length;
   let old: Float32Array | undefined;
-  const mixed = new Float32Array(n);
   const steps = sigmas.length - 1;
   for (let i = 0; i < steps; i++) {
     throwIfCancelled(ctx.signal);
@@ -30,9 +29,14 @@ export const sampleDpmpp2m: Sampler = async (x0, ctx) => {
       const c = f32(1 / f32(2 * r));
       const c1 = f32(1 + c);
       const den = denoised.data;
-      // denoised_d = (1 + 1/(2r)) * denoised - (1/(2r)) * old_denoised
-      for (let k = 0; k < n; k++) mixed[k] = f32(den[k]! * c1) - f32(old[k]! * c);
-      scaleSub(x.data, a, x.data, b, mixed);
+      const xd = x.data;
+      const fa = f32(a);
+      const fb = f32(b);
+      // denoised_d = (1 + 1/(2r)) * denoised - (1/(2r)) * old_denoised, then the update, in one pass.
+      for (let k = 0; k < n; k++) {
+        const dd = f32(f32(den[k]! * c1) - f32(old[k]! * c));
+        xd[k] = f32(xd[k]! * fa) - f32(dd * fb);
+      }
     }
     old = denoised.data;
     ctx.onStep?.({ step: i, steps, x, denoised });

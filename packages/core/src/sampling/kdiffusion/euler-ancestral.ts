@@ -1,5 +1,5 @@
 import type { Sampler } from '../types.js';
-import { addNoise, addScaled, toD } from '../tensor-math.js';
+import { addNoise, eulerUpdate } from '../tensor-math.js';
 import { ancestralStep, callModel, drawNoise, f32, numberOption, throwIfCancelled, workingCopy } from './common.js';
 
 /** k-diffusion sample_euler_ancestral: an Euler step down to sigma_down, then fresh noise up to sigma_next. */
@@ -8,7 +8,6 @@ export const sampleEulerAncestral: Sampler = async (x0, ctx) => {
   const eta = numberOption(ctx, 'eta', 1);
   const sNoise = numberOption(ctx, 's_noise', 1);
   const x = workingCopy(x0);
-  const d = new Float32Array(x.data.length);
   const steps = sigmas.length - 1;
   for (let i = 0; i < steps; i++) {
     throwIfCancelled(ctx.signal);
@@ -16,8 +15,7 @@ export const sampleEulerAncestral: Sampler = async (x0, ctx) => {
     const next = sigmas[i + 1]!;
     const denoised = await callModel(ctx, x, sigma);
     const [sigmaDown, sigmaUp] = ancestralStep(sigma, next, eta);
-    toD(d, x.data, denoised.data, sigma);
-    addScaled(x.data, x.data, f32(sigmaDown - sigma), d);
+    eulerUpdate(x.data, denoised.data, sigma, f32(sigmaDown - sigma));
     if (next > 0) addNoise(x.data, drawNoise(ctx, x), sNoise, sigmaUp);
     ctx.onStep?.({ step: i, steps, x, denoised });
   }

@@ -13,4 +13,4 @@ export { sampleDpmpp3mSde } from './dpmpp-3m-sde.js';
 export { sampleDpmFast, sampleDpmAdaptive } from './dpm-solver.js';
 export { sampleRestart, restartStepList } from './restart.js';
 export { karrasSigmas, torchLinspaceF32 } from './karras.js';
-export { BatchedBrownianTree } from './brownian-tree.js';
+export { BatchedBrownianTree, BrownianInterval, FAST_CACHE, UPSTREAM_CACHE, type BrownianCachePolicy } from './brownian-tree.js';
