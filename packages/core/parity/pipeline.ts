@@ -7,7 +7,8 @@
  * final latent and decoded image within 5e-5 * max|ref|; the 8-bit image within 1 everywhere with at least
  * 99.9% identical; the infotext identical (and the PNG's `parameters` chunk equal to it).
  *
- * The CLIP vocabulary comes from the sibling text oracle (`../text/vocab`).
+ * The CLIP vocabulary comes from the sibling text oracle (`../text/vocab`); embeddings from the folder's
+ * `embeddings/`, hypernetworks from the model folder named in cases.json (`hypernetwork_dir`).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -21,6 +22,7 @@ import { toFloat32, type Float32Tensor, type HostTensor } from '../src/tensor.js
 import { txt2img } from '../src/pipeline/txt2img.js';
 import { pipelineModel } from '../src/pipeline/model.js';
 import { chunkLookup } from '../src/pipeline/embedding-adapter.js';
+import { hypernetworkProvider } from '../src/pipeline/hypernetworks.js';
 import type { MultiCond, ScheduledCond } from '../src/pipeline/cfg-denoiser.js';
 import type { PipelineTrace } from '../src/pipeline/trace.js';
 import type { JobNetworks, PipelineModel } from '../src/pipeline/types.js';
@@ -43,7 +45,7 @@ interface OracleCase {
   infotexts: string[];
   png: string[];
   file: string;
-  processing: { extra_network_data: Record<string, unknown>; hypernetworks_loaded: Array<{ names: string[] }> };
+  processing: { hypernetworks_loaded: Array<{ names: string[] }> };
 }
 
 interface OracleIndex {
@@ -119,19 +121,19 @@ function uint8Close(actual: Uint8Array, ref: Uint8Array): Closeness {
   return { maxAbs, maxRel: differing / ref.length, failing: ok ? 0 : differing, ok };
 }
 
-/** Which networks a case needs that this build cannot provide yet; undefined when it can run. */
-function missingSupport(c: OracleCase): string | undefined {
-  const usesHypernet = c.processing.hypernetworks_loaded.some((h) => h.names.length > 0);
-  if (usesHypernet) return 'not yet supported: hypernetworks in the pipeline';
-  return undefined;
-}
-
 async function networksFor(folder: string, index: OracleIndex, c: OracleCase, model: PipelineModel): Promise<JobNetworks> {
   const needsTi = c.text_encoder_calls.some((t) => t.texts.some((text) => index.embeddings.some((e) => text.includes(e.name))));
-  if (!needsTi) return {};
-  const db = new EmbeddingDatabase(model.tokenizer, model.textEncoder.width);
-  for (const e of index.embeddings) db.add(await loadEmbeddingFile(join(folder, e.file)));
-  return { embeddings: chunkLookup(db) };
+  const names = [...new Set(c.processing.hypernetworks_loaded.flatMap((h) => h.names))];
+  const hypernetworks = names.length
+    ? hypernetworkProvider(new Map(names.map((n) => [n, resolve(folder, index.model.hypernetwork_dir, `${n}.pt`)])))
+    : undefined;
+  let embeddings: JobNetworks['embeddings'];
+  if (needsTi) {
+    const db = new EmbeddingDatabase(model.tokenizer, model.textEncoder.width);
+    for (const e of index.embeddings) db.add(await loadEmbeddingFile(join(folder, e.file)));
+    embeddings = chunkLookup(db);
+  }
+  return { ...(embeddings ? { embeddings } : {}), ...(hypernetworks ? { hypernetworks } : {}) };
 }
 
 async function runCase(folder: string, index: OracleIndex, c: OracleCase, model: PipelineModel): Promise<CaseResult> {
@@ -237,11 +239,6 @@ export const suite: Suite = {
     }
     try {
       for (const c of index.cases) {
-        const missing = missingSupport(c);
-        if (missing) {
-          yield { name: c.id, status: 'skip', detail: missing };
-          continue;
-        }
         try {
           yield await runCase(folder, index, c, loaded.model);
         } catch (e) {

@@ -15,7 +15,9 @@ import type { Provider } from '../runtime/session.js';
 import { EmbeddingDatabase } from '../networks/embeddings/database.js';
 import { loadEmbeddingFile } from '../networks/embeddings/load.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
+import type { Hypernetwork } from '../networks/hypernetworks/hypernetwork.js';
 import { ensureDemoModel } from './demo-model.js';
+import { hypernetworkProvider } from './hypernetworks.js';
 import { chunkLookup } from './embedding-adapter.js';
 import { img2img } from './img2img.js';
 import type { GenerateOptions, GenerationResult } from './job.js';
@@ -41,8 +43,6 @@ export interface EngineOptions {
    * checkpoints. Default: `<checkpoint stem>.vocab/` or `vocab/` beside the checkpoint, then $DARKROOM_CLIP_VOCAB.
    */
   readonly vocabulary?: string;
-  /** Hypernetwork support, supplied by the networks module (a provider per model). */
-  readonly hypernetworks?: (model: PipelineModel, files: ReadonlyMap<string, string>) => HypernetworkProvider;
   /** The infotext's Version (default v1.10.1). */
   readonly version?: string;
 }
@@ -115,6 +115,7 @@ export class Engine {
   private readonly loaded = new Map<string, Loaded>();
   private readonly loading = new Map<string, Promise<Loaded>>();
   private readonly embeddingFiles = new Map<string, Promise<import('../networks/embeddings/embedding.js').Embedding>>();
+  private readonly hypernetworkFiles = new Map<string, Promise<Hypernetwork>>();
   private clock = 0;
 
   constructor(readonly options: EngineOptions = {}) {}
@@ -228,11 +229,8 @@ export class Engine {
     const embeddings = await this.embeddingsFor(model, job.embeddings ?? []);
     let hypernetworks: HypernetworkProvider | undefined;
     if (job.hypernetworks && job.hypernetworks.length > 0) {
-      if (!this.options.hypernetworks) {
-        throw new DarkroomError('HYPERNETWORK_NOT_SUPPORTED', 'this engine was built without hypernetwork support');
-      }
       const files = new Map(job.hypernetworks.map((f) => [basename(f, extname(f)), f]));
-      hypernetworks = this.options.hypernetworks(model, files);
+      hypernetworks = hypernetworkProvider(files, this.hypernetworkFiles);
     }
     return { ...(embeddings ? { embeddings } : {}), ...(hypernetworks ? { hypernetworks } : {}) };
   }
