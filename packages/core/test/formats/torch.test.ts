@@ -85,7 +85,7 @@ test('written torch files read back identically', async () => {
     ['linear.0.weight', torchTensor(vec)],
     ['linear.0.bias', torchTensor(float32([3], Float32Array.from([7, 8, 9])), { requiresGrad: true })],
   ]);
-  const value = new PyDict<PyValue, PyValue>([
+  const value = new PyDict([
     ['string_to_token', new PyDict([['*', 265]])],
     ['string_to_param', new PyDict([['*', torchTensor(vec, { parameter: true, requiresGrad: true })]])],
     ['name', 'héllo'],
@@ -126,4 +126,80 @@ test('a truncated pickle inside a valid zip is TORCH_TRUNCATED; an unknown opcod
   await assert.rejects(readTorch(cut), (e: unknown) => isDarkroomError(e, 'TORCH_TRUNCATED'));
   const odd = writeZip([{ name: 'x/data.pkl', data: Uint8Array.from([0x80, 0x02, 0xff, 0x2e]) }]);
   await assert.rejects(readTorch(odd), (e: unknown) => isDarkroomError(e, 'TORCH_BAD_PICKLE'));
+});
+
+/** Hand-assembled protocol-2 pickle pieces, for layouts our writer never produces. */
+const P = {
+  proto: [0x80, 0x02],
+  global: (m: string, n: string) => [0x63, ...new TextEncoder().encode(`${m}\n${n}\n`)],
+  str: (s: string) => {
+    const b = new TextEncoder().encode(s);
+    return [0x58, b.length, 0, 0, 0, ...b];
+  },
+  int: (n: number) => [0x4b, n],
+  mark: [0x28],
+  tuple: [0x74],
+  emptyTuple: [0x29],
+  reduce: [0x52],
+  binpersid: [0x51],
+  false: [0x89],
+  stop: [0x2e],
+};
+
+function tensorPickle(storage: string, numel: number, offset: number, size: number[], stride: number[]): Uint8Array {
+  return Uint8Array.from([
+    ...P.proto,
+    ...P.global('torch._utils', '_rebuild_tensor_v2'),
+    ...P.mark,
+    ...P.mark, ...P.str('storage'), ...P.global('torch', storage), ...P.str('0'), ...P.str('cpu'), ...P.int(numel), ...P.tuple,
+    ...P.binpersid,
+    ...P.int(offset),
+    ...P.mark, ...size.flatMap(P.int), ...P.tuple,
+    ...P.mark, ...stride.flatMap(P.int), ...P.tuple,
+    ...P.false,
+    ...P.global('collections', 'OrderedDict'), ...P.emptyTuple, ...P.reduce,
+    ...P.tuple,
+    ...P.reduce,
+    ...P.stop,
+  ]);
+}
+
+test('strided views (offset + strides) are resolved; torch >= 2.1 members and big-endian storages are read', async () => {
+  const { writeZip } = await import('../../src/formats/zip.js');
+  const storage = new Uint8Array(Float32Array.from([0, 1, 2, 3, 4, 5, 6]).buffer);
+  // A transposed 2x3 view starting at element 1: rows are columns of [[1,2,3],[4,5,6]].
+  const zip = writeZip([
+    { name: 'a/data.pkl', data: tensorPickle('FloatStorage', 7, 1, [3, 2], [1, 3]) },
+    { name: 'a/data/0', data: storage },
+    { name: 'a/version', data: new TextEncoder().encode('3\n') },
+    { name: 'a/byteorder', data: new TextEncoder().encode('little') },
+    { name: 'a/.data/serialization_id', data: new TextEncoder().encode('1234') },
+  ]);
+  const t = (await readTorch(zip)).value as TorchTensor;
+  assert.deepEqual(t.shape, [3, 2]);
+  assert.deepEqual([...(t.data as Float32Array)], [1, 4, 2, 5, 3, 6]);
+
+  const be = new Uint8Array(8);
+  new DataView(be.buffer).setFloat32(0, 1.5, false);
+  new DataView(be.buffer).setFloat32(4, -2.25, false);
+  const bigEndian = writeZip([
+    { name: 'b/data.pkl', data: tensorPickle('FloatStorage', 2, 0, [2], [1]) },
+    { name: 'b/data/0', data: be },
+    { name: 'b/byteorder', data: new TextEncoder().encode('big') },
+  ]);
+  assert.deepEqual([...((await readTorch(bigEndian)).value as TorchTensor).data as Float32Array], [1.5, -2.25]);
+
+  const pastEnd = writeZip([
+    { name: 'c/data.pkl', data: tensorPickle('FloatStorage', 7, 4, [3, 2], [1, 3]) },
+    { name: 'c/data/0', data: storage },
+  ]);
+  await assert.rejects(readTorch(pastEnd), (e: unknown) => isDarkroomError(e, 'TORCH_BAD_FORMAT'));
+});
+
+test('an allowed global used as a callable it is not (REDUCE on a storage class) is refused, not run', async () => {
+  const { writeZip } = await import('../../src/formats/zip.js');
+  const pkl = Uint8Array.from([...P.proto, ...P.global('torch', 'FloatStorage'), ...P.mark, ...P.int(3), ...P.tuple, ...P.reduce, ...P.stop]);
+  await assert.rejects(readTorch(writeZip([{ name: 'd/data.pkl', data: pkl }])), (e: unknown) => isDarkroomError(e, 'TORCH_UNSUPPORTED'));
+  const builtin = Uint8Array.from([...P.proto, ...P.global('builtins', 'getattr'), ...P.stop]);
+  await assert.rejects(readTorch(writeZip([{ name: 'd/data.pkl', data: builtin }])), (e: unknown) => isDarkroomError(e, 'TORCH_FORBIDDEN_GLOBAL'));
 });

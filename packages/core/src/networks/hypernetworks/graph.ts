@@ -174,14 +174,17 @@ export function hypernetworkHook(chain: readonly HypernetworkArchitecture[]): At
     // Declare every input up front, so the feeds from feedsFor always match the graph's inputs even when the
     // model has no attention of some width a hypernetwork covers.
     for (const input of hypernetworkInputs(chain)) inputOnce(b, input.name, input.shape);
-    let { k, v } = sources;
+    if (!chain.some((arch) => arch.sizes.includes(width))) return sources;
+    // The MLPs run in float32 (their weights are float32 inputs) even inside a float16 UNet.
+    let k = b.cast(sources.k, 'float32');
+    let v = b.cast(sources.v, 'float32');
     chain.forEach((arch, slot) => {
       if (!arch.sizes.includes(width)) return;
       const m = inputOnce(b, `hn${slot}_multiplier`, [1]);
       k = b.add(k, b.mul(mlp(b, k, arch, slot, width, 'k'), m));
       v = b.add(v, b.mul(mlp(b, v, arch, slot, width, 'v'), m));
     });
-    return { k, v };
+    return { k: b.cast(k, sources.k.dtype), v: b.cast(v, sources.v.dtype) };
   };
 }
 
