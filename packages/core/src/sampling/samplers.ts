@@ -20,7 +20,8 @@ import {
   sampleRestart,
 } from './kdiffusion/index.js';
 import { compVisSamplers } from './compvis/index.js';
-import type { Sampler } from './types.js';
+import type { Float32Tensor } from '../tensor.js';
+import type { Denoiser, EpsModel, Sampler, SamplerContext, StepCallback } from './types.js';
 
 /** Which model interface a sampler drives. */
 export type SamplerFamily =
@@ -348,4 +349,67 @@ export function samplerOptions(info: SamplerInfo, settings: SamplerSettings = {}
   }
   Object.assign(out, info.fixedOptions);
   return out;
+}
+
+/** What a pipeline has in hand when it starts sampling one batch. */
+export interface SamplerRun {
+  readonly info: SamplerInfo;
+  /** The schedule (schedules/samplerSigmas for k-diffusion and LCM); timestep samplers only read `steps`. */
+  readonly sigmas: Float32Array;
+  readonly steps: number;
+  /** CFG'd denoiser: CompVisDenoiser (or the LCM denoiser for LCM) around the UNet. */
+  readonly denoise: Denoiser;
+  /** CFG'd eps model, for DDIM / DDIM CFG++ / PLMS / UniPC. */
+  readonly eps?: EpsModel;
+  /** The batch's ImageRNG after its first draw (the initial noise): each `next()` is one step draw. */
+  readonly rng: { next(): Float32Tensor };
+  /** p.all_seeds of this batch: they seed the Brownian trees (ENSD does not apply there). */
+  readonly seeds: readonly number[];
+  /** rng.randn_local for the run's noise source. */
+  readonly randnLocal: (seed: number, shape: readonly number[]) => Float32Tensor;
+  readonly settings?: SamplerSettings & {
+    /** opts.eta_ddim (DDIM, DDIM CFG++), default 0. */
+    readonly etaDdim?: number;
+    /** opts.uni_pc_variant / uni_pc_order / uni_pc_lower_order_final. */
+    readonly uniPcVariant?: 'bh1' | 'bh2';
+    readonly uniPcOrder?: number;
+    readonly uniPcLowerOrderFinal?: boolean;
+  };
+  readonly onStep?: StepCallback;
+  readonly signal?: AbortSignal;
+}
+
+/** The SamplerContext A1111's sampler classes would set up for this run (options, noise routing). */
+export function samplerContext(run: SamplerRun): SamplerContext {
+  const s = run.settings ?? {};
+  let options: Record<string, number | string | boolean>;
+  if (run.info.family === 'timestep') {
+    options = { steps: run.steps, eta: s.etaDdim ?? 0 };
+    if (s.uniPcVariant) options.variant = s.uniPcVariant;
+    if (s.uniPcOrder !== undefined) options.order = s.uniPcOrder;
+    if (s.uniPcLowerOrderFinal !== undefined) options.lowerOrderFinal = s.uniPcLowerOrderFinal;
+  } else {
+    options = samplerOptions(run.info, { ...s, steps: s.steps ?? run.steps });
+  }
+  return {
+    denoise: run.denoise,
+    ...(run.eps ? { eps: run.eps } : {}),
+    sigmas: run.sigmas,
+    noise: () => run.rng.next(),
+    seeds: run.seeds,
+    randnLocal: run.randnLocal,
+    options,
+    ...(run.onStep ? { onStep: run.onStep } : {}),
+    ...(run.signal ? { signal: run.signal } : {}),
+  };
+}
+
+/**
+ * The latent a txt2img run starts from: noise * sigmas[0] for k-diffusion and LCM (KDiffusionSampler.sample,
+ * sgm_noise_multiplier off), the noise itself for the timestep samplers.
+ */
+export function startLatent(info: SamplerInfo, noise: Float32Tensor, sigmas: Float32Array): Float32Tensor {
+  if (info.family === 'timestep') return noise;
+  const s0 = sigmas[0]!;
+  return { dtype: 'float32', shape: [...noise.shape], data: Float32Array.from(noise.data, (v) => v * s0) };
 }

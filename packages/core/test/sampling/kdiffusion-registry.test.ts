@@ -9,8 +9,14 @@ import {
   resolveSamplerAndScheduler,
   samplerByAlias,
   samplerByName,
+  samplerContext,
   samplerOptions,
+  startLatent,
 } from '../../src/sampling/samplers.js';
+import { readSafetensorsFile } from '../../src/formats/safetensors.js';
+import { ImageRNG, randnLocal } from '../../src/sampling/rng/image-rng.js';
+import { sdDiscreteSchedule } from '../../src/sampling/schedules/discrete.js';
+import { analyticDenoiser, analyticEps } from '../../parity/analytic-model.js';
 import { oracleRoot } from '../../parity/oracle.js';
 
 test('A1111 name resolution: legacy scheduler suffixes, defaults and the Automatic conversion', () => {
@@ -97,5 +103,46 @@ test('name resolution and aliases agree with the oracle (schedules.json)', (t) =
     assert.equal(info.secondOrder, s.options.second_order === true, name);
     assert.equal(info.usesEnsd, s.options.uses_ensd === true, name);
     assert.equal(info.brownianNoise, s.options.brownian_noise === true, name);
+  }
+});
+
+test('samplerContext + startLatent reproduce oracle runs the way a pipeline drives them', async (t) => {
+  const root = join(oracleRoot(), 'samplers');
+  if (!existsSync(join(root, 'trajectories.json'))) {
+    t.skip(`oracle data not found at ${root} (set DARKROOM_ORACLE)`);
+    return;
+  }
+  const index = JSON.parse(readFileSync(join(root, 'trajectories.json'), 'utf8')) as {
+    cases: Array<{ id: string; file: string; sampler: string; steps: number; seeds: number[]; ensd?: number }>;
+  };
+  const ids = [
+    'euler_a__automatic__s10__b1x4x8x8__seed42__cpu__ensd31337',
+    'dpmpp_2m_sde__automatic__s10__b2x4x8x8__seed42__cpu',
+    'dpmpp_sde__automatic__s10__b1x4x8x8__seed42__cpu',
+    'ddim__automatic__s10__b1x4x8x8__seed42__cpu',
+  ];
+  for (const id of ids) {
+    const c = index.cases.find((x) => x.id === id)!;
+    const { tensors } = await readSafetensorsFile(join(root, c.file));
+    const info = samplerByName(c.sampler)!;
+    const rng = new ImageRNG({ shape: [4, 8, 8], seeds: c.seeds, source: 'cpu', ensd: c.ensd ?? 0 });
+    const noise = rng.next();
+    const sigmas = tensors.has('sigmas') ? (tensors.get('sigmas')!.data as Float32Array) : new Float32Array(c.steps + 1);
+    const schedule = sdDiscreteSchedule();
+    const ctx = samplerContext({
+      info,
+      sigmas,
+      steps: c.steps,
+      denoise: analyticDenoiser(),
+      eps: analyticEps(),
+      rng,
+      seeds: c.seeds,
+      randnLocal: (seed, shape) => randnLocal('cpu', seed, shape),
+      settings: { modelSigmaMin: schedule.sigmaMin, modelSigmaMax: schedule.sigmaMax },
+    });
+    const out = await info.sampler(startLatent(info, noise, sigmas), ctx);
+    const ref = tensors.get('x_final')!.data as Float32Array;
+    const worst = out.data.reduce((m, v, i) => Math.max(m, Math.abs(v - ref[i]!)), 0);
+    assert.ok(worst < 2e-5, `${id}: max |diff| ${worst}`);
   }
 });
