@@ -93,7 +93,7 @@ export function startJob(model: PipelineModel, params: ResolvedCommon, opts: Gen
     tokenizer: model.tokenizer,
     ...(opts.networks?.embeddings ? { embeddings: opts.networks.embeddings } : {}),
     // A1111's SD2 text encoder always takes the penultimate layer; "Clip skip" only acts on SD1
-    clipSkip: model.kind === 'sd2' ? model.textEncoder.defaultClipSkip : params.settings.CLIP_stop_at_last_layers,
+    clipSkip: model.kind === 'sd2' ? (model.textEncoder.defaultClipSkip ?? 2) : params.settings.CLIP_stop_at_last_layers,
     emphasis: params.settings.emphasis,
     commaPaddingBacktrack: params.settings.comma_padding_backtrack,
     ...(opts.trace?.onTextCall ? { onTextCall: (t) => opts.trace!.onTextCall!(t) } : {}),

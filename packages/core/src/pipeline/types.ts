@@ -10,7 +10,7 @@ export interface PipelineTextEncoder {
   /** Width D of the conditioning. */
   readonly width: number;
   /** The clip skip the model was trained with: SD2 always encodes at 2 (penultimate layer), whatever the setting. */
-  readonly defaultClipSkip: number;
+  readonly defaultClipSkip?: number;
   /** Token rows are padded with after the first EOS (49407 = EOS for SD1: nothing changes; 0 for SD2). */
   readonly padTokenId: number;
   /** (vocab, D): token embeddings before position embeddings; TI vectors replace rows of their lookup. */
