@@ -20,6 +20,7 @@ import {
   sampleRestart,
 } from './kdiffusion/index.js';
 import { compVisSamplers } from './compvis/index.js';
+import { SCHEDULERS } from './schedules/schedulers.js';
 import type { Float32Tensor } from '../tensor.js';
 import type { Denoiser, EpsModel, Sampler, SamplerContext, StepCallback } from './types.js';
 
@@ -255,22 +256,6 @@ export function samplerByAlias(name: string): SamplerInfo | undefined {
   return BY_ALIAS_LOWER.get(name.toLowerCase());
 }
 
-/** The scheduler names and labels A1111's name resolution walks, in its order (sd_schedulers.schedulers). */
-export const SCHEDULER_NAMES: ReadonlyArray<{ name: string; label: string; aliases: readonly string[] }> = [
-  { name: 'automatic', label: 'Automatic', aliases: [] },
-  { name: 'uniform', label: 'Uniform', aliases: [] },
-  { name: 'karras', label: 'Karras', aliases: [] },
-  { name: 'exponential', label: 'Exponential', aliases: [] },
-  { name: 'polyexponential', label: 'Polyexponential', aliases: [] },
-  { name: 'sgm_uniform', label: 'SGM Uniform', aliases: ['SGMUniform'] },
-  { name: 'kl_optimal', label: 'KL Optimal', aliases: [] },
-  { name: 'align_your_steps', label: 'Align Your Steps', aliases: [] },
-  { name: 'simple', label: 'Simple', aliases: [] },
-  { name: 'normal', label: 'Normal', aliases: [] },
-  { name: 'ddim', label: 'DDIM', aliases: [] },
-  { name: 'beta', label: 'Beta', aliases: [] },
-];
-
 export interface ResolvedSampler {
   readonly sampler: SamplerInfo;
   /** Scheduler label ("Automatic", "Karras", ...). */
@@ -288,11 +273,12 @@ export function resolveSamplerAndScheduler(
   schedulerName?: string | null,
   convertAutomatic = true,
 ): ResolvedSampler {
+  // A1111's schedulers_map: names and labels (not aliases).
   const byKey = (key: string | undefined | null) =>
-    key == null ? undefined : SCHEDULER_NAMES.find((s) => s.name === key || s.label === key);
-  let scheduler = byKey(schedulerName) ?? SCHEDULER_NAMES[0]!;
+    key == null ? undefined : SCHEDULERS.find((s) => s.name === key || s.label === key);
+  let scheduler = byKey(schedulerName) ?? SCHEDULERS[0]!;
   let name = samplerName || DEFAULT_SAMPLER.name;
-  for (const s of SCHEDULER_NAMES) {
+  for (const s of SCHEDULERS) {
     for (const option of [s.label, s.name, ...s.aliases]) {
       if (name.endsWith(' ' + option)) {
         scheduler = s;
@@ -302,13 +288,13 @@ export function resolveSamplerAndScheduler(
     }
   }
   const sampler = BY_NAME.get(name) ?? DEFAULT_SAMPLER;
-  if (convertAutomatic && sampler.defaultScheduler === scheduler.name) scheduler = SCHEDULER_NAMES[0]!;
+  if (convertAutomatic && sampler.defaultScheduler === scheduler.name) scheduler = SCHEDULERS[0]!;
   return { sampler, scheduler: scheduler.label };
 }
 
 /** The scheduler name a (sampler, scheduler label) pair runs: "Automatic" becomes the sampler's default. */
 export function effectiveScheduler(sampler: SamplerInfo, schedulerLabel: string): string {
-  const s = SCHEDULER_NAMES.find((x) => x.label === schedulerLabel || x.name === schedulerLabel);
+  const s = SCHEDULERS.find((x) => x.label === schedulerLabel || x.name === schedulerLabel);
   if (!s || s.name === 'automatic') return sampler.defaultScheduler ?? 'uniform';
   return s.name;
 }
