@@ -103,3 +103,35 @@ test('a hypernetwork written by us loads back with the same settings, keys and w
     }
   }
 });
+
+test('a created hypernetwork has A1111 structure and init statistics, and round-trips through .pt', async () => {
+  const { createHypernetwork } = await import('../../src/networks/hypernetworks/create.js');
+  const { saveHypernetworkPt } = await import('../../src/networks/hypernetworks/save.js');
+  const { loadHypernetwork } = await import('../../src/networks/hypernetworks/hypernetwork.js');
+  let s = 12345;
+  const uniform = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const random = { uniform, normal: () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform()) };
+  const hn = createHypernetwork({
+    name: 'my/net*', sizes: [64, 32], layerStructure: '1, 2, 2, 1', activationFunc: 'relu', weightInit: 'KaimingNormal',
+    addLayerNorm: true, useDropout: true, dropoutStructure: '0, 0.1, 0.1, 0', random,
+  });
+  assert.equal(hn.name, 'mynet');
+  assert.equal(hn.activateOutput, false);
+  assert.equal(hn.lastLayerDropout, true);
+  const [k] = hn.layers.get(64)!;
+  const w0 = k.params.get(0)!;
+  assert.deepEqual(w0.weight.shape, [128, 64]);
+  let sq = 0;
+  for (const v of w0.weight.data) sq += v * v;
+  const std = Math.sqrt(sq / w0.weight.data.length);
+  assert.ok(Math.abs(std - Math.SQRT2 / Math.sqrt(64)) < 0.01, `kaiming std ${std}`);
+  assert.ok(w0.bias!.data.every((v) => v === 0));
+  const back = await loadHypernetwork(saveHypernetworkPt(hn), 'mynet.pt');
+  assert.deepEqual(back.dropoutStructure, [0, 0.1, 0.1, 0]);
+  for (const [i, p] of hn.layers.get(32)![1].params) {
+    const q = back.layers.get(32)![1].params.get(i)!;
+    assert.deepEqual([q.weight.shape, q.bias?.shape], [p.weight.shape, p.bias?.shape]);
+    assert.ok(Buffer.from(q.weight.data.buffer).equals(Buffer.from(p.weight.data.buffer)), `layer ${i} weight`);
+  }
+  assert.deepEqual(back.layers.get(64)![0].layers.map((l) => l.kind), ['linear', 'activation', 'layernorm', 'dropout', 'linear', 'activation', 'layernorm', 'dropout', 'linear', 'layernorm']);
+});
