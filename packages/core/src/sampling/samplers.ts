@@ -397,5 +397,7 @@ export function samplerContext(run: SamplerRun): SamplerContext {
 export function startLatent(info: SamplerInfo, noise: Float32Tensor, sigmas: Float32Array): Float32Tensor {
   if (info.family === 'timestep') return noise;
   const s0 = sigmas[0]!;
-  return { dtype: 'float32', shape: [...noise.shape], data: Float32Array.from(noise.data, (v) => v * s0) };
+  const data = new Float32Array(noise.data.length);
+  for (let i = 0; i < data.length; i++) data[i] = noise.data[i]! * s0;
+  return { dtype: 'float32', shape: [...noise.shape], data };
 }

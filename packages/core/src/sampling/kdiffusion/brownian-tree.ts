@@ -107,7 +107,7 @@ export class BrownianInterval {
     const nodes: Node[] = [];
     this.locate(this.last, round6(ta), round6(tb), nodes);
     this.last = nodes[nodes.length - 1]!;
-    const w = Float32Array.from(this.valueOf(nodes[0]!));
+    const w = this.valueOf(nodes[0]!).slice();
     for (let i = 1; i < nodes.length; i++) {
       const wi = this.valueOf(nodes[i]!);
       for (let k = 0; k < this.n; k++) w[k] = w[k]! + wi[k]!;
