@@ -150,7 +150,7 @@ async function benchModel(model: string, args: Args, folder: string): Promise<Re
       if (i === 0) continue; // warm-up
       stepMs.push(s1 - s0);
       ortRunMs.push(r1 - r0);
-      console.log(`${model}: step ${i}: ${(s1 - s0).toFixed(0)} ms, inside InferenceSession.run ${(r1 - r0).toFixed(0)} ms`);
+      console.log(`${model}: step ${i}: ${(s1 - s0).toFixed(1)} ms, inside InferenceSession.run ${(r1 - r0).toFixed(1)} ms`);
     }
     await session.release();
     return {

@@ -77,15 +77,50 @@ export function stateDictFromTorch(path: string, value: PyValue): Map<string, Ho
   return out;
 }
 
+/** Old SD1 text encoder keys (transformers < 4.20 had no `text_model.` level), renamed as A1111 does. */
+const SD1_REPLACEMENTS: ReadonlyArray<readonly [string, string]> = [
+  ['cond_stage_model.transformer.embeddings.', 'cond_stage_model.transformer.text_model.embeddings.'],
+  ['cond_stage_model.transformer.encoder.', 'cond_stage_model.transformer.text_model.encoder.'],
+  ['cond_stage_model.transformer.final_layer_norm.', 'cond_stage_model.transformer.text_model.final_layer_norm.'],
+];
+/** SD 2.1 Turbo ships in the SGM layout; A1111 maps it back to ldm names. */
+const SD2_TURBO_REPLACEMENTS: ReadonlyArray<readonly [string, string]> = [['conditioner.embedders.0.', 'cond_stage_model.']];
+
+/**
+ * A1111's `get_state_dict_from_checkpoint` key renames: the checkpoint as ldm names it, whatever the file's
+ * vintage. Returns the source unchanged when nothing needs renaming.
+ */
+export function normalizeKeys(source: CheckpointSource): CheckpointSource {
+  const turboLn = source.index.get('conditioner.embedders.0.model.ln_final.weight');
+  const replacements = turboLn && turboLn.shape[0] === 1024 ? SD2_TURBO_REPLACEMENTS : SD1_REPLACEMENTS;
+  const rename = (k: string): string => {
+    for (const [from, to] of replacements) if (k.startsWith(from)) return to + k.slice(from.length);
+    return k;
+  };
+  const original = new Map<string, string>();
+  for (const k of source.index.keys()) {
+    const n = rename(k);
+    if (n !== k) original.set(n, k);
+  }
+  if (original.size === 0) return source;
+  const index = new Map([...source.index].map(([k, v]) => [rename(k), v] as const));
+  return {
+    path: source.path,
+    index,
+    read: (key) => source.read(original.get(key) ?? key),
+    close: () => source.close(),
+  };
+}
+
 export async function openCheckpoint(path: string): Promise<CheckpointSource> {
   const ext = extname(path).toLowerCase();
   if (ext === '.safetensors') {
     const f = await SafetensorsFile.open(path);
     const index = new Map(f.keys().map((k) => [k, { dtype: f.entry(k).dtype, shape: f.entry(k).shape }] as const));
-    return { path, index, read: (k) => f.read(k), close: () => f.close() };
+    return normalizeKeys({ path, index, read: (k) => f.read(k), close: () => f.close() });
   }
   if (ext === '.ckpt' || ext === '.pt' || ext === '.pth') {
-    return fromMap(path, stateDictFromTorch(path, (await readTorchFile(path)).value));
+    return normalizeKeys(fromMap(path, stateDictFromTorch(path, (await readTorchFile(path)).value)));
   }
   throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: unknown checkpoint type "${ext}" (.safetensors or .ckpt)`, {
     file: path,

@@ -122,3 +122,23 @@ test('a config that contradicts the weights is refused', { skip }, () => {
     (e: unknown) => isDarkroomError(e, 'MODEL_CONFIG_MISMATCH'),
   );
 });
+
+test('old SD1 text keys and SD2 Turbo SGM keys are renamed as A1111 does', { skip }, async () => {
+  const { checkpointFromTensors, normalizeKeys } = await import('../../src/models/checkpoint.js');
+  const tensors = (index: TensorIndex, rename: (k: string) => string) =>
+    new Map([...index].map(([k, v]) => [rename(k), { dtype: 'float32' as const, shape: v.shape, data: new Float32Array(0) }]));
+  const old = tensors(keyIndex('sd15-keys.json'), (k) => k.replace('cond_stage_model.transformer.text_model.', 'cond_stage_model.transformer.'));
+  assert.ok(!old.has('cond_stage_model.transformer.text_model.final_layer_norm.weight'));
+  const sd1 = normalizeKeys(checkpointFromTensors('old-sd1', old));
+  assert.equal(inferModelConfig(sd1.index).kind, 'sd1');
+  const turbo = tensors(keyIndex('sd21-keys.json'), (k) => k.replace(/^cond_stage_model\./, 'conditioner.embedders.0.'));
+  const sd2 = normalizeKeys(checkpointFromTensors('turbo', turbo));
+  assert.equal(inferModelConfig(sd2.index).kind, 'sd2');
+  // Reads go to the stored name.
+  const t = await sd2.read('cond_stage_model.model.ln_final.weight');
+  assert.deepEqual(t.shape, [1024]);
+  // SDXL (two embedders, no 1024-wide ln_final at embedders.0) is not renamed and stays refused.
+  const xl = new Map(turbo);
+  xl.delete('conditioner.embedders.0.model.ln_final.weight');
+  assert.throws(() => inferModelConfig(normalizeKeys(checkpointFromTensors('xl', xl)).index), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
+});
