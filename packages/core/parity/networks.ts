@@ -152,14 +152,14 @@ async function* embeddingCases(folder: string): AsyncGenerator<CaseResult> {
     const problems = diffFields(
       {
         name: e.name,
-        vectors: e.vectorCount,
+        vectors: e.vectors,
         shape: e.width,
         step: e.step,
         sd_checkpoint: e.sdCheckpoint,
         sd_checkpoint_name: e.sdCheckpointName,
         hash: e.hash,
         shorthash: e.shorthash,
-        ...(e.parts ? {} : { checksum: embeddingChecksum(e.vectors) }),
+        ...(e.parts ? {} : { checksum: embeddingChecksum(e.vec) }),
       },
       {
         name: r.name,
@@ -177,7 +177,7 @@ async function* embeddingCases(folder: string): AsyncGenerator<CaseResult> {
     const checks: Array<[string, ReturnType<typeof elementwiseClose>]> = [];
     if (e.parts) {
       for (const [k, t] of Object.entries(e.parts)) checks.push([k, elementwiseClose(t.data, f32(expected.get(k)), 0, 0)]);
-    } else checks.push(['vectors', elementwiseClose(e.vectors.data, f32(expected.get('vectors')), 0, 0)]);
+    } else checks.push(['vectors', elementwiseClose(e.vec.data, f32(expected.get('vectors')), 0, 0)]);
     if (db) {
       const registered = db.add(e, { onMismatch: 'skip' });
       const wantRegistered = r.status === 'registered';

@@ -94,7 +94,7 @@ export class NetworkCache {
 }
 
 function embeddingBytes(e: Embedding): number {
-  return e.vectors.data.byteLength + Object.values(e.parts ?? {}).reduce((s, t) => s + t.data.byteLength, 0);
+  return e.vec.data.byteLength + Object.values(e.parts ?? {}).reduce((s, t) => s + t.data.byteLength, 0);
 }
 
 function hypernetworkBytes(hn: Hypernetwork): number {

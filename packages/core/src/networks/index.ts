@@ -12,7 +12,7 @@
  */
 export { type Embedding, embeddingFromData, embeddingChecksum } from './embeddings/embedding.js';
 export { loadEmbedding, loadEmbeddingFile, isEmbeddingFileName, EMBEDDING_TEXT_KEY } from './embeddings/load.js';
-export { EmbeddingDatabase, type EmbeddingLookup, type EmbeddingMatch, type TokenEncoder } from './embeddings/database.js';
+export { EmbeddingDatabase, type EmbeddingLookup, type TokenEncoder } from './embeddings/database.js';
 export { createEmbedding, type CreateEmbeddingOptions } from './embeddings/create.js';
 export { embeddingPayload, saveEmbeddingPt, saveEmbeddingSafetensors, saveEmbeddingPng } from './embeddings/save.js';
 export {

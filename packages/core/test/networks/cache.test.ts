@@ -9,8 +9,8 @@ import { float32 } from '../../src/tensor.js';
 function embeddingBytes(seed: number, n = 2, width = 16): Uint8Array {
   const e: Embedding = {
     name: 'x',
-    vectors: float32([n, width], Float32Array.from({ length: n * width }, (_, i) => Math.sin(i + seed))),
-    vectorCount: n,
+    vec: float32([n, width], Float32Array.from({ length: n * width }, (_, i) => Math.sin(i + seed))),
+    vectors: n,
     width,
     step: seed,
     sdCheckpoint: null,

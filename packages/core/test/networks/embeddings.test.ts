@@ -24,8 +24,8 @@ function sample(name = 'sample', n = 3, width = 8): Embedding {
   const data = Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 1.7) * 0.03 + (i % 5) * 1e-7);
   return {
     name,
-    vectors: float32([n, width], data),
-    vectorCount: n,
+    vec: float32([n, width], data),
+    vectors: n,
     width,
     step: 1234,
     sdCheckpoint: '7460a6fa',
@@ -38,8 +38,8 @@ function sample(name = 'sample', n = 3, width = 8): Embedding {
 
 function assertSameEmbedding(back: Embedding, e: Embedding): void {
   assert.equal(back.name, e.name);
-  assert.deepEqual(back.vectors.shape, e.vectors.shape);
-  assert.deepEqual(back.vectors.data, e.vectors.data);
+  assert.deepEqual(back.vec.shape, e.vec.shape);
+  assert.deepEqual(back.vec.data, e.vec.data);
   assert.equal(back.step, e.step);
   assert.equal(back.sdCheckpoint, e.sdCheckpoint);
   assert.equal(back.sdCheckpointName, e.sdCheckpointName);
@@ -51,7 +51,7 @@ test('an embedding written as .pt, .safetensors and PNG (text, pixels, both) rea
   const e = sample();
   assertSameEmbedding(await loadEmbedding(saveEmbeddingPt(e), 'sample.pt'), e);
   const st = await loadEmbedding(saveEmbeddingSafetensors(e), 'sample.safetensors');
-  assert.deepEqual(st.vectors.data, e.vectors.data);
+  assert.deepEqual(st.vec.data, e.vec.data);
   assert.equal(st.step, null, 'kohya-style safetensors carry no step');
   for (const opts of [{}, { pixels: false }, { textChunk: false }]) {
     const png = saveEmbeddingPng(e, picture, opts);
@@ -118,7 +118,7 @@ test('lookup follows A1111: by first token id, longest name first, width checked
   db.add(sample('big', 1));
   const prompt = tokenizer.encode('a BIG style big cat');
   assert.equal(db.findEmbeddingAtPosition(prompt, 1)?.embedding.name, 'big style');
-  assert.equal(db.findEmbeddingAtPosition(prompt, 1)?.tokenCount, 2);
+  assert.equal(db.findEmbeddingAtPosition(prompt, 1)?.lengthInTokens, 2);
   assert.equal(db.findEmbeddingAtPosition(prompt, 3)?.embedding.name, 'big');
   assert.equal(db.findEmbeddingAtPosition(prompt, 0), undefined);
   assert.throws(() => db.add({ ...sample('wide', 1, 16), filename: 'wide.pt' }), (e: unknown) => isDarkroomError(e, 'EMBEDDING_WIDTH_MISMATCH') && e.message.includes('wide.pt'));
@@ -126,17 +126,17 @@ test('lookup follows A1111: by first token id, longest name first, width checked
   assert.ok(db.skipped.has('wide'));
   // Re-registering a name replaces the old entry instead of adding a second one.
   db.add(sample('big', 3));
-  assert.equal(db.findEmbeddingAtPosition(prompt, 3)?.embedding.vectorCount, 3);
+  assert.equal(db.findEmbeddingAtPosition(prompt, 3)?.embedding.vectors, 3);
   assert.deepEqual(db.list().map((e) => e.name), ['big', 'big style']);
 });
 
 test('a new embedding spreads the init tokens over the vectors as A1111 does', () => {
   const table = float32([5, 2], Float32Array.from([0, 0, 1, 1, 2, 2, 3, 3, 4, 4]));
   const tokenizer = { encode: (s: string) => s.split(' ').map(Number) };
-  const e = createEmbedding({ name: 'new', vectorCount: 5, initText: '1 3', tokenizer, tokenEmbeddings: table });
-  assert.deepEqual([...e.vectors.data], [1, 1, 1, 1, 1, 1, 3, 3, 3, 3]);
-  const zero = createEmbedding({ name: 'z', vectorCount: 2, initText: '', tokenizer: { encode: () => [4] }, tokenEmbeddings: table });
-  assert.deepEqual([...zero.vectors.data], [0, 0, 0, 0]);
-  const cut = createEmbedding({ name: 'c', vectorCount: 1, initText: '2 3', tokenizer, tokenEmbeddings: table });
-  assert.deepEqual([...cut.vectors.data], [2, 2], 'SD1 keeps at most n init tokens');
+  const e = createEmbedding({ name: 'new', vectors: 5, initText: '1 3', tokenizer, tokenEmbeddings: table });
+  assert.deepEqual([...e.vec.data], [1, 1, 1, 1, 1, 1, 3, 3, 3, 3]);
+  const zero = createEmbedding({ name: 'z', vectors: 2, initText: '', tokenizer: { encode: () => [4] }, tokenEmbeddings: table });
+  assert.deepEqual([...zero.vec.data], [0, 0, 0, 0]);
+  const cut = createEmbedding({ name: 'c', vectors: 1, initText: '2 3', tokenizer, tokenEmbeddings: table });
+  assert.deepEqual([...cut.vec.data], [2, 2], 'SD1 keeps at most n init tokens');
 });

@@ -9,18 +9,18 @@ import type { TokenEncoder } from './database.js';
 
 export interface CreateEmbeddingOptions {
   readonly name: string;
-  readonly vectorCount: number;
+  readonly vectors: number;
   /** A1111's default is '*'. */
   readonly initText: string;
   readonly tokenizer: TokenEncoder;
   /** The text encoder's token embedding matrix, (vocab, width). */
   readonly tokenEmbeddings: Float32Tensor;
-  /** SD1 (the transformers tokenizer) keeps at most `vectorCount` init tokens; SD2's OpenCLIP path does not. */
+  /** SD1 (the transformers tokenizer) keeps at most `vectors` init tokens; SD2's OpenCLIP path does not. */
   readonly truncateInitTokens?: boolean;
 }
 
 export function createEmbedding(opts: CreateEmbeddingOptions): Embedding {
-  const { vectorCount: n, tokenEmbeddings: table } = opts;
+  const { vectors: n, tokenEmbeddings: table } = opts;
   if (!Number.isInteger(n) || n < 1) {
     throw new DarkroomError('EMBEDDING_BAD_VECTOR_COUNT', `vectors per token must be a positive integer, got ${n}`);
   }
@@ -41,8 +41,8 @@ export function createEmbedding(opts: CreateEmbeddingOptions): Embedding {
   }
   return {
     name: opts.name,
-    vectors: float32([n, width], vec),
-    vectorCount: n,
+    vec: float32([n, width], vec),
+    vectors: n,
     width,
     step: 0,
     sdCheckpoint: null,

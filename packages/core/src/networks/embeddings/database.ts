@@ -6,6 +6,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DarkroomError, isDarkroomError } from '../../errors.js';
+import type { EmbeddingLookup as ChunkEmbeddingLookup, EmbeddingMatch } from '../../text/chunking.js';
 import type { Embedding } from './embedding.js';
 import { isEmbeddingFileName, loadEmbeddingFile } from './load.js';
 
@@ -14,22 +15,15 @@ export interface TokenEncoder {
   encode(text: string): number[];
 }
 
-/** What prompt chunking asks: which embedding (if any) starts at `offset`, and how many tokens its name takes. */
-export interface EmbeddingLookup {
-  findEmbeddingAtPosition(tokens: readonly number[], offset: number): EmbeddingMatch | undefined;
-}
-
-export interface EmbeddingMatch {
-  readonly embedding: Embedding;
-  /** Number of prompt tokens the name covers (A1111's `len(ids)`). */
-  readonly tokenCount: number;
-}
+/** The chunker's embedding lookup (text/chunking.ts) over loaded embeddings. */
+export type EmbeddingLookup = ChunkEmbeddingLookup<Embedding>;
 
 interface Entry {
   readonly ids: readonly number[];
   readonly embedding: Embedding;
 }
 
+/** Implements the chunker's `EmbeddingLookup`, so `tokenizeLine(line, tokenizer, opts, db)` places embeddings. */
 export class EmbeddingDatabase implements EmbeddingLookup {
   private readonly byName = new Map<string, Embedding>();
   private readonly idsLookup = new Map<number, Entry[]>();
@@ -95,14 +89,14 @@ export class EmbeddingDatabase implements EmbeddingLookup {
     return undefined;
   }
 
-  findEmbeddingAtPosition(tokens: readonly number[], offset: number): EmbeddingMatch | undefined {
+  findEmbeddingAtPosition(tokens: readonly number[], offset: number): EmbeddingMatch<Embedding> | undefined {
     const candidates = this.idsLookup.get(tokens[offset]!);
     if (!candidates) return undefined;
     for (const { ids, embedding } of candidates) {
       if (offset + ids.length > tokens.length) continue;
       let same = true;
       for (let i = 0; i < ids.length && same; i++) same = tokens[offset + i] === ids[i];
-      if (same) return { embedding, tokenCount: ids.length };
+      if (same) return { embedding, lengthInTokens: ids.length };
     }
     return undefined;
   }

@@ -9,9 +9,10 @@ import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../../t
 export interface Embedding {
   /** Lookup name: the file stem (or the `name` inside a PNG payload, as A1111 does). */
   readonly name: string;
-  /** (vectorCount, width) float32. For SDXL payloads: clip_g and clip_l side by side, see `parts`. */
-  readonly vectors: Float32Tensor;
-  readonly vectorCount: number;
+  /** A1111's `vec`: (vectors, width) float32. For SDXL payloads: clip_g and clip_l side by side, see `parts`. */
+  readonly vec: Float32Tensor;
+  /** Number of vectors (token slots) it takes in a prompt. */
+  readonly vectors: number;
   /** A1111's `shape`: the width of one vector (768 SD1, 1024 SD2, 2048 SDXL as 1280 + 768). */
   readonly width: number;
   readonly step: number | null;
@@ -99,7 +100,7 @@ export function embeddingFromData(data: PyValue, meta: EmbeddingPayloadMeta): Em
     if (!(t instanceof TorchTensor)) unrecognized(filename);
     const vec = asFloat32(t, filename);
     const width = vec.shape[vec.shape.length - 1] ?? 0;
-    return { ...common, vectors: rows(vec), vectorCount: vec.shape[0] ?? 0, width };
+    return { ...common, vec: rows(vec), vectors: vec.shape[0] ?? 0, width };
   }
   const g = data.get('clip_g');
   const l = data.get('clip_l');
@@ -113,14 +114,14 @@ export function embeddingFromData(data: PyValue, meta: EmbeddingPayloadMeta): Em
       both.set(parts.clip_g.data.subarray(i * wg, (i + 1) * wg), i * (wg + wl));
       both.set(parts.clip_l.data.subarray(i * wl, (i + 1) * wl), i * (wg + wl) + wg);
     }
-    return { ...common, vectors: float32([n, wg + wl], both), vectorCount: n, width: wg + wl, parts };
+    return { ...common, vec: float32([n, wg + wl], both), vectors: n, width: wg + wl, parts };
   }
   const first = data.values().next().value;
   // A1111 tests `type(v) == torch.Tensor`, so a Parameter here is not a diffusers concept.
   if (first instanceof TorchTensor && !first.isParameter) {
     if (data.size !== 1) multipleTerms(filename, data.size);
     const vec = rows(asFloat32(first, filename));
-    return { ...common, vectors: vec, vectorCount: vec.shape[0]!, width: vec.shape[1]! };
+    return { ...common, vec, vectors: vec.shape[0]!, width: vec.shape[1]! };
   }
   return unrecognized(filename);
 }

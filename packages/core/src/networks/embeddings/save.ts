@@ -19,7 +19,7 @@ const STAR_TOKEN = 265;
 export function embeddingPayload(e: Embedding, opts: { requiresGrad?: boolean } = {}): PyDict {
   const d = new PyDict();
   d.set('string_to_token', new PyDict([['*', STAR_TOKEN]]));
-  d.set('string_to_param', new PyDict([['*', torchTensor(e.vectors, { requiresGrad: opts.requiresGrad ?? false })]]));
+  d.set('string_to_param', new PyDict([['*', torchTensor(e.vec, { requiresGrad: opts.requiresGrad ?? false })]]));
   d.set('name', e.name);
   d.set('step', e.step as PyValue);
   d.set('sd_checkpoint', e.sdCheckpoint);
@@ -33,7 +33,7 @@ export function saveEmbeddingPt(e: Embedding, opts: { archiveName?: string; requ
 }
 
 export function saveEmbeddingSafetensors(e: Embedding): Uint8Array {
-  return writeSafetensors({ emb_params: e.vectors });
+  return writeSafetensors({ emb_params: e.vec });
 }
 
 /**
@@ -46,8 +46,8 @@ export function saveEmbeddingPng(
   opts: { pixels?: boolean; textChunk?: boolean } = {},
 ): Uint8Array {
   const payload = embeddingPayload(e);
-  const width = e.vectors.shape[1]!;
-  const out = opts.pixels === false ? image : insertPixelPayload(image, embeddingToJson(payload), e.vectors.data.subarray(0, width));
+  const width = e.vec.shape[1]!;
+  const out = opts.pixels === false ? image : insertPixelPayload(image, embeddingToJson(payload), e.vec.data.subarray(0, width));
   const texts: Array<[string, string]> = opts.textChunk === false ? [] : [[EMBEDDING_TEXT_KEY, embeddingToBase64(payload)]];
   return encodePng(out, texts);
 }
