@@ -308,7 +308,7 @@ export interface SamplerSettings {
   /** 0 = infinity. */
   readonly sTmax?: number;
   readonly sNoise?: number;
-  /** txt2img: the model's sigma table ends and steps, for DPM fast / adaptive. */
+  /** txt2img only: the model's sigma table ends and steps, for DPM fast / adaptive (omit for img2img). */
   readonly modelSigmaMin?: number;
   readonly modelSigmaMax?: number;
   readonly steps?: number;
@@ -328,9 +328,11 @@ export function samplerOptions(info: SamplerInfo, settings: SamplerSettings = {}
   };
   for (const p of info.extraParams) out[p] = values[p]!;
   if (info.takesEta) out.eta = settings.eta ?? 1;
-  if (info.usesModelSigmaRange) {
-    if (settings.modelSigmaMin !== undefined) out.sigma_min = settings.modelSigmaMin;
-    if (settings.modelSigmaMax !== undefined) out.sigma_max = settings.modelSigmaMax;
+  // txt2img passes the model's sigma range and n = steps; img2img passes none of them and the samplers
+  // take sigmas[-2], sigmas[0] and len - 1 of the (truncated) schedule, as A1111's sample_img2img does.
+  if (info.usesModelSigmaRange && settings.modelSigmaMin !== undefined && settings.modelSigmaMax !== undefined) {
+    out.sigma_min = settings.modelSigmaMin;
+    out.sigma_max = settings.modelSigmaMax;
     if (info.upstream === 'sample_dpm_fast' && settings.steps !== undefined) out.n = settings.steps;
   }
   Object.assign(out, info.fixedOptions);
@@ -391,12 +393,18 @@ export function samplerContext(run: SamplerRun): SamplerContext {
 }
 
 /**
- * The latent a txt2img run starts from: noise * sigmas[0] for k-diffusion and LCM (KDiffusionSampler.sample,
- * sgm_noise_multiplier off), the noise itself for the timestep samplers.
+ * The latent a txt2img run starts from: noise * sigmas[0] for k-diffusion and LCM (KDiffusionSampler.sample;
+ * noise * sqrt(1 + sigmas[0]^2) with A1111's sgm_noise_multiplier option), the noise itself for the timestep
+ * samplers.
  */
-export function startLatent(info: SamplerInfo, noise: Float32Tensor, sigmas: Float32Array): Float32Tensor {
+export function startLatent(
+  info: SamplerInfo,
+  noise: Float32Tensor,
+  sigmas: Float32Array,
+  opts: { sgmNoiseMultiplier?: boolean } = {},
+): Float32Tensor {
   if (info.family === 'timestep') return noise;
-  const s0 = sigmas[0]!;
+  const s0 = opts.sgmNoiseMultiplier ? Math.fround(Math.sqrt(Math.fround(1 + Math.fround(sigmas[0]! * sigmas[0]!)))) : sigmas[0]!;
   const data = new Float32Array(noise.data.length);
   for (let i = 0; i < data.length; i++) data[i] = noise.data[i]! * s0;
   return { dtype: 'float32', shape: [...noise.shape], data };

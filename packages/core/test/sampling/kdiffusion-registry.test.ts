@@ -65,6 +65,7 @@ test('every sampler has an implementation; options match A1111 flags', () => {
     samplerOptions(by('DPM fast'), { modelSigmaMin: 0.03, modelSigmaMax: 14.6, steps: 20 }),
     { s_noise: 1, eta: 1, sigma_min: 0.03, sigma_max: 14.6, n: 20 },
   );
+  assert.deepEqual(samplerOptions(by('DPM fast'), { steps: 20 }), { s_noise: 1, eta: 1 }, 'img2img: from the schedule');
   assert.deepEqual(samplerOptions(by('DPM adaptive'), { modelSigmaMin: 0.03, modelSigmaMax: 14.6, steps: 20 }), {
     eta: 1,
     sigma_min: 0.03,
