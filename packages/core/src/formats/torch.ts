@@ -108,12 +108,16 @@ async function readZipContainer(src: ByteSource, source: string): Promise<TorchF
       return storageFor(storages, cls, key, location, count, source);
     },
   });
-  for (const storage of storages.values()) {
+  // One storage at a time: read, build its tensors, let the raw bytes go (peak memory ~ model size, not twice).
+  const viewsOf = new Map<TorchStorage, PendingView[]>();
+  for (const v of result.views) viewsOf.set(v.storage, [...(viewsOf.get(v.storage) ?? []), v]);
+  for (const [storage, views] of viewsOf) {
     const entry: ZipEntry | undefined = byName.get(`${root}/data/${storage.key}`);
     if (!entry) badFormat(source, `storage data/${storage.key} is missing`);
     storage.bytes = await readZipEntry(src, entry, source);
+    for (const v of views) materialize(v, bigEndian, source);
+    storage.bytes = undefined;
   }
-  for (const v of result.views) materialize(v, bigEndian, source);
   return { value: result.value, container: 'zip', members: entries.map((e) => e.name), globals: result.globals };
 }
 
@@ -197,26 +201,29 @@ function truncatedAt(source: string, pos: number): never {
 }
 
 function typedFromBytes(dtype: DType, bytes: Uint8Array, bigEndian: boolean): TypedArrayFor[DType] {
-  const copy = Uint8Array.from(bytes);
   const size = bytesPerElement(dtype);
+  // Storage bytes are already a private buffer: view them in place when aligned and little-endian.
+  const copy = !bigEndian && bytes.byteOffset % size === 0 ? bytes : Uint8Array.from(bytes);
   if (bigEndian && size > 1) {
     for (let i = 0; i < copy.length; i += size) copy.subarray(i, i + size).reverse();
   }
   const buf = copy.buffer;
+  const at = copy.byteOffset;
+  const n = copy.byteLength / size;
   switch (dtype) {
     case 'float32':
-      return new Float32Array(buf);
+      return new Float32Array(buf, at, n);
     case 'float16':
     case 'bfloat16':
-      return new Uint16Array(buf);
+      return new Uint16Array(buf, at, n);
     case 'float64':
-      return new Float64Array(buf);
+      return new Float64Array(buf, at, n);
     case 'int64':
-      return new BigInt64Array(buf);
+      return new BigInt64Array(buf, at, n);
     case 'int32':
-      return new Int32Array(buf);
+      return new Int32Array(buf, at, n);
     case 'int8':
-      return new Int8Array(buf);
+      return new Int8Array(buf, at, n);
     case 'uint8':
     case 'bool':
       return copy;
@@ -252,7 +259,8 @@ function materialize(v: PendingView, bigEndian: boolean, source: string): void {
     expect *= shape[d]!;
   }
   if (contiguous) {
-    tensor.data = src.slice(offset, offset + n) as TypedArrayFor[DType];
+    // A view of the whole storage keeps its buffer (as torch shares it); a part of one gets its own copy.
+    tensor.data = (offset === 0 && n === src.length ? src : src.slice(offset, offset + n)) as TypedArrayFor[DType];
     return;
   }
   const out = new (src.constructor as new (n: number) => TypedArrayFor[DType])(n);

@@ -25,7 +25,8 @@ export interface ByteSource {
 export function memorySource(bytes: Uint8Array): ByteSource {
   return {
     size: bytes.length,
-    read: async (offset, length) => bytes.subarray(offset, offset + length),
+    // A copy, so tensors built over what is read never alias the caller's buffer.
+    read: async (offset, length) => bytes.slice(offset, offset + length),
   };
 }
 
