@@ -3,6 +3,7 @@ import { basename, extname, join, relative, sep } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { FarmKeys } from './keys.js';
 import type { AssetKind, AssetView } from './schemas.js';
+import { DEMO_MODEL_NAME } from '@darkroom/core/pipeline/demo-model.js';
 
 /**
  * Uploaded models, embeddings and hypernetworks are stored once by content (`assets/<kind>/<sha256>`) and
@@ -15,8 +16,8 @@ export const ASSET_EXTENSIONS: Record<AssetKind, readonly string[]> = {
   hypernetworks: ['.pt'],
 };
 
-/** The demo model every worker can serve without any checkpoint. */
-export const BUILTIN_MODEL = 'darkroom-tiny';
+/** The tiny demo model every worker serves when a job names no checkpoint (its name in infotexts). */
+export const BUILTIN_MODEL = DEMO_MODEL_NAME;
 
 export function assetStorageKey(kind: AssetKind, sha256: string): string {
   return `assets/${kind}/${sha256}`;

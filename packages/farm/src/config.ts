@@ -40,6 +40,8 @@ export interface FarmConfig {
   workerHost: string;
   webhookDelivery: boolean;
   executionProvider: 'cpu' | 'cuda';
+  /** With EXECUTION_PROVIDER=cuda: run on CPU when the CUDA provider cannot load, instead of failing. */
+  fallbackToCpu: boolean;
   modelCacheBytes: number;
   networkCacheBytes: number;
 }
@@ -138,6 +140,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     workerHost: env.WORKER_HOST || '0.0.0.0',
     webhookDelivery: bool(env, 'WEBHOOK_DELIVERY', true),
     executionProvider: provider,
+    fallbackToCpu: bool(env, 'FALLBACK_TO_CPU', false),
     modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
     networkCacheBytes: int(env, 'NETWORK_CACHE_BYTES', 512 * 1024 ** 2),
   };

@@ -1,0 +1,70 @@
+import express, { type Express, type RequestHandler } from 'express';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { queueBacklog } from '@darkroom/farm';
+import { requireAdmin, requireTenant } from './auth.js';
+import type { ApiContext } from './context.js';
+import { errorHandler, notFound } from './http-errors.js';
+import { openApiDocument } from './openapi.js';
+import { rateLimit } from './rate-limit.js';
+import { assetRoutes } from './routes/assets.js';
+import { jobRoutes } from './routes/jobs.js';
+import { sdapiRoutes } from './routes/sdapi.js';
+
+function timing(ctx: ApiContext): RequestHandler {
+  return (req, res, next) => {
+    const start = performance.now();
+    res.on('finish', () => {
+      const seconds = (performance.now() - start) / 1000;
+      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      ctx.metrics.http.observe({ method: req.method, route: `${req.baseUrl}${route}`, status: String(res.statusCode) }, seconds);
+      ctx.log.debug({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+    });
+    next();
+  };
+}
+
+/** The HTTP API: `/v1` (async jobs), `/sdapi/v1` (A1111), health, metrics, OpenAPI and the queue dashboard. */
+export function createApp(ctx: ApiContext): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(timing(ctx));
+
+  app.get('/healthz', async (_req, res) => {
+    const redisOk = (await ctx.redis.ping().catch(() => null)) === 'PONG';
+    res.status(redisOk ? 200 : 503).json({ ok: redisOk, redis: redisOk, storage: ctx.storage.driver });
+  });
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument(ctx.cfg.publicUrl));
+  });
+  const metricsGuard: RequestHandler = ctx.cfg.adminKey ? requireAdmin(ctx.cfg) : (_req, _res, next) => next();
+  app.get('/metrics', metricsGuard, async (_req, res) => {
+    res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+  app.get('/v1/queue', requireAdmin(ctx.cfg), async (_req, res) => {
+    const c = await ctx.queues.generate.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+    res.json({ generate: { backlog: await queueBacklog(ctx.queues.generate), ...c } });
+  });
+
+  if (ctx.cfg.adminKey) {
+    const board = new ExpressAdapter();
+    board.setBasePath('/admin/queues');
+    createBullBoard({
+      queues: [new BullMQAdapter(ctx.queues.generate), new BullMQAdapter(ctx.queues.webhooks)],
+      // @bull-board/express and @bull-board/api are published separately; their adapter types differ by a patch version.
+      serverAdapter: board as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'] });
+    app.use('/admin/queues', requireAdmin(ctx.cfg), board.getRouter() as RequestHandler);
+  }
+
+  const json = express.json({ limit: ctx.cfg.maxBodyBytes, strict: false });
+  const limit = rateLimit(ctx.redis, ctx.keys, ctx.cfg.rateLimitPerMinute);
+  app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), limit);
+  app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), limit);
+  app.use(json, sdapiRoutes(ctx), jobRoutes(ctx), assetRoutes(ctx));
+
+  app.use(notFound);
+  app.use(errorHandler(ctx.log));
+  return app;
+}

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import {
+  AssetView, ErrorResponse, Img2ImgRequest, JobAccepted, JobView, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, Txt2ImgRequest,
+} from '@darkroom/farm';
+
+function schema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+  return rest;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (name: string) => ({ 'application/json': { schema: ref(name) } });
+const errors = {
+  400: { description: 'invalid request; `error.field` names the field', content: json('Error') },
+  401: { description: 'missing or unknown API key', content: json('Error') },
+  404: { description: 'no such job (or another tenant\'s)', content: json('Error') },
+  413: { description: 'body over MAX_BODY_BYTES', content: json('Error') },
+  429: { description: 'per-tenant rate limit; see Retry-After', content: json('Error') },
+};
+
+/** OpenAPI 3.1, generated from the same zod schemas that validate requests. */
+export function openApiDocument(serverUrl: string): Record<string, unknown> {
+  const idParam = [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }];
+  const submit = (schemaName: string, summary: string) => ({
+    post: {
+      summary,
+      parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 },
+        description: 'a retried POST with the same key returns the same job instead of creating another' }],
+      requestBody: { required: true, content: json(schemaName) },
+      responses: { 202: { description: 'queued', content: json('JobAccepted') }, 422: { description: 'Idempotency-Key reused with another body', content: json('Error') }, ...errors },
+    },
+  });
+  const sync = (schemaName: string, summary: string) => ({
+    post: {
+      summary, requestBody: { required: true, content: json(schemaName) },
+      responses: { 200: { description: 'A1111 response: base64 PNGs, echoed parameters, info as a JSON string', content: { 'application/json': { schema: {
+        type: 'object', properties: { images: { type: 'array', items: { type: 'string' } }, parameters: { type: 'object' }, info: { type: 'string' } },
+      } } } }, ...errors },
+    },
+  });
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Darkroom', version: '0.1.0', description: 'Stable Diffusion render farm with an AUTOMATIC1111-compatible API' },
+    servers: [{ url: serverUrl }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, basic: { type: 'http', scheme: 'basic' } },
+      schemas: {
+        Txt2ImgRequest: schema(Txt2ImgRequest, 'input'),
+        Img2ImgRequest: schema(Img2ImgRequest, 'input'),
+        SdapiTxt2ImgRequest: schema(SdapiTxt2ImgRequest, 'input'),
+        SdapiImg2ImgRequest: schema(SdapiImg2ImgRequest, 'input'),
+        JobAccepted: schema(JobAccepted, 'output'),
+        JobView: schema(JobView, 'output'),
+        AssetView: schema(AssetView, 'output'),
+        Error: schema(ErrorResponse, 'output'),
+      },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      '/v1/txt2img': submit('Txt2ImgRequest', 'queue a txt2img job'),
+      '/v1/img2img': submit('Img2ImgRequest', 'queue an img2img job'),
+      '/v1/jobs/{id}': {
+        get: { summary: 'job state, progress, outputs', parameters: idParam, responses: { 200: { description: 'the job', content: json('JobView') }, ...errors } },
+        delete: { summary: 'cancel: a running job stops after its current sampler step', parameters: idParam, responses: { 200: { description: 'finished or cancelled', content: json('JobView') }, 202: { description: 'cancel sent to the worker', content: json('JobView') }, ...errors } },
+      },
+      '/v1/jobs/{id}/events': { get: {
+        summary: 'Server-Sent Events: queued, started, progress, completed, failed, cancelled; ids replay with Last-Event-ID',
+        parameters: [...idParam, { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string' } }],
+        responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors },
+      } },
+      '/v1/jobs/{id}/outputs/{n}.png': { get: { summary: 'download an output (folder storage; S3 outputs use presigned URLs)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
+      '/v1/jobs/{id}/webhooks': { get: { summary: 'webhook delivery log of a job', parameters: idParam, responses: { 200: { description: 'deliveries' }, ...errors } } },
+      '/v1/webhook-secret': { get: { summary: 'this tenant\'s whsec_ secret for verifying webhooks', responses: { 200: { description: 'secret' } } } },
+      '/v1/{kind}': { get: { summary: 'list models, embeddings or hypernetworks', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks'] } }], responses: { 200: { description: 'items', content: { 'application/json': { schema: { type: 'object', properties: { items: { type: 'array', items: ref('AssetView') } } } } } } } } },
+      '/v1/{kind}/{filename}': {
+        put: { summary: 'upload a file (raw body); stored by SHA-256', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks'] } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, responses: { 201: { description: 'stored', content: json('AssetView') }, ...errors } },
+        delete: { summary: 'forget a name (bytes shared by hash stay)', parameters: [{ name: 'kind', in: 'path', required: true, schema: { type: 'string' } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], responses: { 204: { description: 'removed' }, ...errors } },
+      },
+      '/sdapi/v1/txt2img': sync('SdapiTxt2ImgRequest', 'A1111 txt2img (waits for the job)'),
+      '/sdapi/v1/img2img': sync('SdapiImg2ImgRequest', 'A1111 img2img (waits for the job)'),
+      '/sdapi/v1/progress': { get: { summary: 'A1111 progress of this tenant\'s latest /sdapi job', responses: { 200: { description: 'progress' } } } },
+      '/sdapi/v1/interrupt': { post: { summary: 'cancel this tenant\'s latest /sdapi job', responses: { 200: { description: '{}' } } } },
+      '/sdapi/v1/samplers': { get: { summary: 'A1111 sampler list', responses: { 200: { description: 'samplers' } } } },
+      '/sdapi/v1/schedulers': { get: { summary: 'A1111 scheduler list', responses: { 200: { description: 'schedulers' } } } },
+      '/sdapi/v1/sd-models': { get: { summary: 'checkpoints', responses: { 200: { description: 'models' } } } },
+      '/sdapi/v1/embeddings': { get: { summary: 'embeddings', responses: { 200: { description: 'embeddings' } } } },
+      '/sdapi/v1/hypernetworks': { get: { summary: 'hypernetworks', responses: { 200: { description: 'hypernetworks' } } } },
+      '/sdapi/v1/png-info': { post: { summary: 'read the infotext of a PNG', responses: { 200: { description: 'info, items, parameters' }, ...errors } } },
+      '/sdapi/v1/options': {
+        get: { summary: 'settings (per tenant)', responses: { 200: { description: 'options' } } },
+        post: { summary: 'change settings (per tenant)', responses: { 200: { description: 'null' }, ...errors } },
+      },
+      '/healthz': { get: { summary: 'liveness and Redis reachability', security: [], responses: { 200: { description: 'ok' }, 503: { description: 'Redis unreachable' } } } },
+      '/metrics': { get: { summary: 'Prometheus metrics (ADMIN_KEY when set)', responses: { 200: { description: 'text' } } } },
+      '/v1/queue': { get: { summary: 'queue depth for autoscalers (ADMIN_KEY)', responses: { 200: { description: 'counts' } } } },
+    },
+  };
+}

@@ -1,0 +1,255 @@
+import { Router, type Request, type Response } from 'express';
+import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
+import { readPngText } from '@darkroom/core/formats/png.js';
+import { SAMPLERS } from '@darkroom/core/sampling/samplers.js';
+import { SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
+import {
+  BUILTIN_MODEL, FarmError, OptionsUpdate, PngInfoRequest, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
+  type GenerateRequest, type JobView,
+} from '@darkroom/farm';
+import { tenantOf } from '../auth.js';
+import type { ApiContext } from '../context.js';
+import { parseWith } from '../http-errors.js';
+import { cancelJob, waitForTerminal } from '../job-actions.js';
+import { jobView, loadJob } from '../job-view.js';
+import { findModel, listModels } from '../models.js';
+import { decodeImage, submitGenerate } from '../submit.js';
+
+/** Settings `/sdapi/v1/options` reports and accepts, with A1111's defaults; those marked apply to generation. */
+const OPTION_DEFAULTS: Record<string, unknown> = {
+  sd_model_checkpoint: BUILTIN_MODEL,
+  CLIP_stop_at_last_layers: 1,
+  eta_noise_seed_delta: 0,
+  randn_source: 'GPU',
+  eta_ancestral: 1.0,
+  eta_ddim: 0.0,
+  s_churn: 0.0,
+  s_tmin: 0.0,
+  s_tmax: 0.0,
+  s_noise: 1.0,
+  emphasis: 'Original',
+  comma_padding_backtrack: 20,
+  samples_format: 'png',
+  sd_vae: 'Automatic',
+  enable_pnginfo: true,
+  live_previews_enable: false,
+  show_progress_every_n_steps: 10,
+};
+const GENERATION_OPTIONS = new Set(Object.keys(OPTION_DEFAULTS).filter((k) => !['samples_format', 'enable_pnginfo', 'live_previews_enable', 'show_progress_every_n_steps', 'sd_vae'].includes(k)));
+const DARKROOM_FIELDS = ['model', 'embeddings', 'hypernetworks', 'webhook', 'clip_skip'] as const;
+
+async function tenantOptions(ctx: ApiContext, tenant: string): Promise<Record<string, unknown>> {
+  const stored = await ctx.redis.hgetall(ctx.keys.options(tenant));
+  const out: Record<string, unknown> = { ...OPTION_DEFAULTS };
+  for (const [k, v] of Object.entries(stored)) out[k] = JSON.parse(v) as unknown;
+  return out;
+}
+
+/**
+ * Folds the tenant's saved options and the request's `override_settings` into the job, as A1111 applies them for
+ * one request: the checkpoint becomes `model`, the rest travel to the engine in `override_settings`.
+ */
+async function applySettings(ctx: ApiContext, tenant: string, req: GenerateRequest): Promise<void> {
+  const opts = await tenantOptions(ctx, tenant);
+  const overrides: Record<string, unknown> = {};
+  for (const k of GENERATION_OPTIONS) if (opts[k] !== OPTION_DEFAULTS[k]) overrides[k] = opts[k];
+  Object.assign(overrides, req.override_settings ?? {});
+  const checkpoint = overrides.sd_model_checkpoint;
+  delete overrides.sd_model_checkpoint;
+  if (checkpoint !== undefined) {
+    if (typeof checkpoint !== 'string') throw new FarmError('INVALID_REQUEST', 400, 'sd_model_checkpoint must be a string', 'override_settings.sd_model_checkpoint');
+    const m = findModel(await listModels(ctx.registry, ctx.cfg.modelsDir, tenant), checkpoint);
+    if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${checkpoint}" not found`, 'override_settings.sd_model_checkpoint');
+    req.model = m.source === 'builtin' ? null : m.model_name;
+  }
+  req.override_settings = Object.keys(overrides).length > 0 ? overrides : null;
+}
+
+function echoParameters(req: GenerateRequest, raw: GenerateRequest): Record<string, unknown> {
+  const p: Record<string, unknown> = { ...raw };
+  for (const f of DARKROOM_FIELDS) delete p[f];
+  if ('init_images' in req && !('include_init_images' in raw && raw.include_init_images)) {
+    p.init_images = null;
+    p.mask = null;
+  }
+  return p;
+}
+
+function infoJson(req: GenerateRequest, view: JobView, jobTimestamp: string): string {
+  const infotexts = view.outputs.map((o) => o.infotext);
+  const first = infotexts[0] ?? '';
+  const parsed = parseGenerationParameters(first);
+  const str = (k: string): string | null => (parsed.has(k) ? String(parsed.get(k)) : null);
+  const prompts = infotexts.map((t) => String(parseGenerationParameters(t).get('Prompt') ?? ''));
+  const negatives = infotexts.map((t) => String(parseGenerationParameters(t).get('Negative prompt') ?? ''));
+  return JSON.stringify({
+    prompt: req.prompt,
+    all_prompts: prompts.length ? prompts : [req.prompt],
+    negative_prompt: req.negative_prompt,
+    all_negative_prompts: negatives.length ? negatives : [req.negative_prompt],
+    seed: view.outputs[0]?.seed ?? req.seed,
+    all_seeds: view.outputs.map((o) => o.seed),
+    subseed: view.outputs[0]?.subseed ?? req.subseed,
+    all_subseeds: view.outputs.map((o) => o.subseed),
+    subseed_strength: req.subseed_strength,
+    width: req.width,
+    height: req.height,
+    sampler_name: str('Sampler') ?? req.sampler_name ?? req.sampler_index,
+    cfg_scale: req.cfg_scale,
+    steps: req.steps,
+    batch_size: req.batch_size,
+    restore_faces: false,
+    face_restoration_model: null,
+    sd_model_name: str('Model') ?? BUILTIN_MODEL,
+    sd_model_hash: str('Model hash'),
+    sd_vae_name: str('VAE'),
+    sd_vae_hash: str('VAE hash'),
+    seed_resize_from_w: req.seed_resize_from_w,
+    seed_resize_from_h: req.seed_resize_from_h,
+    denoising_strength: req.denoising_strength,
+    extra_generation_params: {},
+    index_of_first_image: 0,
+    infotexts,
+    styles: req.styles ?? [],
+    job_timestamp: jobTimestamp,
+    clip_skip: Number(parsed.get('Clip skip') ?? 1),
+    is_using_inpainting_conditioning: false,
+    version: str('Version'),
+  });
+}
+
+/** A1111's `/sdapi/v1`: same paths, fields and shapes, backed by the queue (generation calls wait for their job). */
+export function sdapiRoutes(ctx: ApiContext): Router {
+  const r = Router();
+
+  const generate = (kind: GenerateKind) => async (req: Request, res: Response) => {
+    if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) {
+      throw new FarmError('INVALID_REQUEST', 400, 'the request body must be a JSON object');
+    }
+    const tenant = tenantOf(res);
+    const raw: GenerateRequest = kind === 'txt2img' ? parseWith(SdapiTxt2ImgRequest, req.body) : parseWith(SdapiImg2ImgRequest, req.body);
+    const request: GenerateRequest = { ...raw, webhook: null, embeddings: null, hypernetworks: [], model: null, clip_skip: null };
+    await applySettings(ctx, tenant, request);
+    const started = new Date();
+    const { id } = await submitGenerate(ctx, tenant, kind, request, req.body, { idempotencyKey: req.get('idempotency-key'), source: 'sdapi' });
+    await ctx.redis.set(ctx.keys.sdapiCurrent(tenant), id, 'EX', 86400);
+    const aborted = new AbortController();
+    res.on('close', () => {
+      if (!res.writableEnded) aborted.abort();
+    });
+    const terminal = await waitForTerminal(ctx, id, ctx.cfg.syncTimeoutMs, aborted.signal);
+    if (aborted.signal.aborted) return;
+    if (!terminal) throw new FarmError('TIMEOUT', 504, `job ${id} did not finish within SYNC_TIMEOUT_MS; follow it at /v1/jobs/${id}`);
+    const view = (await jobView(ctx, tenant, id))!;
+    if (view.state === 'failed') {
+      const code = view.error?.code ?? 'RENDER_FAILED';
+      // A typed engine refusal is about the request (4xx); an untyped failure after every retry is ours (500).
+      throw new FarmError(code, code === 'RENDER_FAILED' ? 500 : code.endsWith('NOT_FOUND') ? 404 : 422, view.error?.message ?? 'render failed');
+    }
+    const job = await loadJob(ctx, tenant, id);
+    const images: string[] = [];
+    if (raw.send_images) {
+      for (const o of job?.returnvalue?.outputs ?? []) {
+        const bytes = await ctx.storage.get(o.key);
+        if (bytes) images.push(Buffer.from(bytes).toString('base64'));
+      }
+    }
+    const ts = started.toISOString().replace(/[-:T]/g, '').slice(0, 14);
+    res.set('X-Darkroom-Job-Id', id).json({ images, parameters: echoParameters(request, raw), info: infoJson(request, view, ts) });
+  };
+  r.post('/sdapi/v1/txt2img', generate('txt2img'));
+  r.post('/sdapi/v1/img2img', generate('img2img'));
+
+  r.get('/sdapi/v1/progress', async (_req, res) => {
+    const tenant = tenantOf(res);
+    const id = await ctx.redis.get(ctx.keys.sdapiCurrent(tenant));
+    const view = id ? await jobView(ctx, tenant, id) : null;
+    const idle = { skipped: false, interrupted: false, stopping_generation: false, job: '', job_count: 0, job_timestamp: '0', job_no: 0, sampling_step: 0, sampling_steps: 0 };
+    if (!view || (view.state !== 'running' && view.state !== 'queued')) {
+      res.json({ progress: 0, eta_relative: 0, state: { ...idle, interrupted: view?.state === 'cancelled' }, current_image: null, textinfo: null });
+      return;
+    }
+    const p = view.progress;
+    const jobCount = p?.iterations ?? 1;
+    const jobNo = p?.iteration ?? 0;
+    let progress = 0.01 + jobNo / jobCount + (p && p.steps > 0 ? (1 / jobCount) * (p.step / p.steps) : 0);
+    const elapsed = view.started_at ? (Date.now() - Date.parse(view.started_at)) / 1000 : 0;
+    const eta = elapsed / progress - elapsed;
+    progress = Math.min(progress, 1);
+    res.json({
+      progress, eta_relative: eta,
+      state: { ...idle, job: `job ${view.id}`, job_count: jobCount, job_no: jobNo, sampling_step: p?.step ?? 0, sampling_steps: p?.steps ?? 0 },
+      current_image: null, textinfo: null,
+    });
+  });
+
+  r.post('/sdapi/v1/interrupt', async (_req, res) => {
+    const tenant = tenantOf(res);
+    const id = await ctx.redis.get(ctx.keys.sdapiCurrent(tenant));
+    if (id && (await loadJob(ctx, tenant, id))) await cancelJob(ctx, tenant, id);
+    res.json({});
+  });
+
+  r.get('/sdapi/v1/samplers', (_req, res) => {
+    res.json(SAMPLERS.map((s) => ({
+      name: s.name, aliases: s.aliases,
+      options: { ...(s.defaultScheduler ? { scheduler: s.defaultScheduler } : {}), ...(s.secondOrder ? { second_order: 'True' } : {}), ...(s.usesEnsd ? { uses_ensd: 'True' } : {}), ...(s.brownianNoise ? { brownian_noise: 'True' } : {}), ...(s.discardPenultimate ? { discard_next_to_last_sigma: 'True' } : {}) },
+    })));
+  });
+
+  r.get('/sdapi/v1/schedulers', (_req, res) => {
+    res.json(SCHEDULERS.map((s) => ({ name: s.name, label: s.label, aliases: s.aliases.length ? s.aliases : null, default_rho: s.defaultRho, need_inner_model: s.needInnerModel })));
+  });
+
+  r.get('/sdapi/v1/sd-models', async (_req, res) => {
+    const models = await listModels(ctx.registry, ctx.cfg.modelsDir, tenantOf(res));
+    res.json(models.map(({ title, model_name, hash, sha256, filename, config }) => ({ title, model_name, hash, sha256, filename, config })));
+  });
+
+  r.get('/sdapi/v1/embeddings', async (_req, res) => {
+    const loaded: Record<string, unknown> = {};
+    for (const e of await ctx.registry.list(tenantOf(res), 'embeddings')) {
+      // Shape and vector count are known once a worker loads the file; uploads are not parsed by the API.
+      loaded[e.name] = { step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape: null, vectors: null };
+    }
+    res.json({ loaded, skipped: {} });
+  });
+
+  r.get('/sdapi/v1/hypernetworks', async (_req, res) => {
+    res.json((await ctx.registry.list(tenantOf(res), 'hypernetworks')).map((h) => ({ name: h.name, path: h.filename })));
+  });
+
+  r.post('/sdapi/v1/png-info', (req, res) => {
+    const { image } = parseWith(PngInfoRequest, req.body);
+    const text = readPngText(decodeImage(image, 'image'));
+    const info = text.parameters ?? '';
+    const items: Record<string, string> = {};
+    for (const [k, v] of Object.entries(text)) if (k !== 'parameters') items[k] = v;
+    res.json({ info, items, parameters: info ? Object.fromEntries(parseGenerationParameters(info)) : {} });
+  });
+
+  r.get('/sdapi/v1/options', async (_req, res) => {
+    res.json(await tenantOptions(ctx, tenantOf(res)));
+  });
+
+  r.post('/sdapi/v1/options', async (req, res) => {
+    const tenant = tenantOf(res);
+    const update = parseWith(OptionsUpdate, req.body);
+    for (const [k, v] of Object.entries(update)) {
+      if (!(k in OPTION_DEFAULTS)) throw new FarmError('UNKNOWN_OPTION', 400, `option "${k}" is not supported`, k);
+      if (typeof v !== typeof OPTION_DEFAULTS[k]) throw new FarmError('INVALID_REQUEST', 400, `${k} must be a ${typeof OPTION_DEFAULTS[k]}`, k);
+    }
+    if (typeof update.sd_model_checkpoint === 'string') {
+      const m = findModel(await listModels(ctx.registry, ctx.cfg.modelsDir, tenant), update.sd_model_checkpoint);
+      if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${update.sd_model_checkpoint}" not found`, 'sd_model_checkpoint');
+      update.sd_model_checkpoint = m.title;
+    }
+    if (Object.keys(update).length > 0) {
+      await ctx.redis.hset(ctx.keys.options(tenant), Object.fromEntries(Object.entries(update).map(([k, v]) => [k, JSON.stringify(v)])));
+    }
+    res.json(null);
+  });
+
+  r.get('/sdapi/v1/cmd-flags', (_req, res) => res.json({ api: true, nowebui: true }));
+  return r;
+}

@@ -1,0 +1,178 @@
+import { randomInt } from 'node:crypto';
+import { Job } from 'bullmq';
+import {
+  BUILTIN_MODEL, checkWebhookUrlSyntax, FarmError, hypernetTags, idempotentJobId, inputKey, newJobId, publishJobEvent,
+  sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
+} from '@darkroom/farm';
+import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
+import { findScheduler, SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
+import { DEFAULT_SETTINGS } from '@darkroom/core/pipeline/index.js';
+import type { ApiContext } from './context.js';
+import { findModel, listModels } from './models.js';
+
+export interface Submitted {
+  id: string;
+  /** True when an Idempotency-Key matched an existing job and nothing new was queued. */
+  replayed: boolean;
+}
+
+/** A1111's random seed: randrange(4294967294). Resolved at submission so a retried job redraws the same images. */
+function resolveSeed(seed: number): number {
+  return seed === -1 ? randomInt(0, 4294967294) : seed;
+}
+
+const IMAGE_MAGIC: [string, number[]][] = [
+  ['png', [0x89, 0x50, 0x4e, 0x47]], ['jpeg', [0xff, 0xd8, 0xff]], ['webp', [0x52, 0x49, 0x46, 0x46]],
+];
+
+export function decodeImage(b64: string, field: string): Uint8Array {
+  const bytes = new Uint8Array(Buffer.from(b64.replace(/^data:image\/[a-z+.-]+;base64,/, ''), 'base64'));
+  if (!IMAGE_MAGIC.some(([, m]) => m.every((b, i) => bytes[i] === b))) {
+    throw new FarmError('INVALID_IMAGE', 400, `${field}: not a PNG, JPEG or WebP image`, field);
+  }
+  return bytes;
+}
+
+/**
+ * `/v1` refuses sampler and scheduler names it cannot run (A1111 1.10 silently falls back to DPM++ 2M, which
+ * `/sdapi/v1` keeps for compatibility). Aliases such as `k_euler_a` are rewritten to the display name.
+ */
+function checkSampler(req: GenerateRequest): void {
+  const name = req.sampler_name ?? req.sampler_index;
+  const field = req.sampler_name !== null ? 'sampler_name' : 'sampler_index';
+  const resolved = resolveSamplerAndScheduler(name, req.scheduler, false);
+  const recognised = name === resolved.sampler.name
+    || SCHEDULERS.some((x) => [x.label, x.name, ...x.aliases].some((o) => name === `${resolved.sampler.name} ${o}`));
+  if (!recognised) {
+    const alias = samplerByAlias(name);
+    if (!alias) throw new FarmError('UNKNOWN_SAMPLER', 400, `${field}: no sampler "${name}" (GET /sdapi/v1/samplers lists them)`, field);
+    req.sampler_name = alias.name;
+  }
+  if (req.scheduler !== null && !findScheduler(req.scheduler)) {
+    throw new FarmError('UNKNOWN_SCHEDULER', 400, `scheduler: no scheduler "${req.scheduler}" (GET /sdapi/v1/schedulers lists them)`, 'scheduler');
+  }
+}
+
+const ENGINE_SETTINGS = new Set(Object.keys(DEFAULT_SETTINGS));
+
+/**
+ * Settings the engine does not know: `/v1` refuses them by name; `/sdapi/v1` drops them, as A1111 ignores
+ * settings that do not affect generation (sd_vae, samples_format, ...).
+ */
+function checkOverrides(req: GenerateRequest, source: 'v1' | 'sdapi'): void {
+  if (!req.override_settings) return;
+  for (const k of Object.keys(req.override_settings)) {
+    if (ENGINE_SETTINGS.has(k)) continue;
+    if (source === 'v1') throw new FarmError('UNKNOWN_SETTING', 400, `override_settings.${k} is not a setting Darkroom applies`, `override_settings.${k}`);
+    delete req.override_settings[k];
+  }
+}
+
+/** A1111 features `/v1` accepts by name but cannot honour are refused rather than silently ignored. */
+function checkSupported(req: GenerateRequest): void {
+  const unsupported: [string, boolean][] = [
+    ['restore_faces', req.restore_faces === true],
+    ['tiling', req.tiling === true],
+    ['styles', (req.styles ?? []).length > 0],
+    ['script_name', req.script_name !== null],
+    ['alwayson_scripts', Object.keys(req.alwayson_scripts).length > 0],
+    ['refiner_checkpoint', req.refiner_checkpoint !== null],
+    ['infotext', req.infotext !== null],
+    ['mask', 'mask' in req && req.mask !== null],
+    ['latent_mask', 'latent_mask' in req && req.latent_mask !== null],
+  ];
+  for (const [field, used] of unsupported) {
+    if (used) throw new FarmError('UNSUPPORTED', 400, `${field} is not supported by this farm`, field);
+  }
+}
+
+async function checkNames(ctx: ApiContext, tenant: string, req: GenerateRequest): Promise<void> {
+  if (req.model !== null && req.model !== BUILTIN_MODEL) {
+    const m = findModel(await listModels(ctx.registry, ctx.cfg.modelsDir, tenant), req.model);
+    if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${req.model}" is not uploaded, not in MODELS_DIR and not "${BUILTIN_MODEL}"`, 'model');
+    req.model = m.source === 'builtin' ? null : m.model_name;
+  }
+  for (const [i, n] of (req.embeddings ?? []).entries()) {
+    if (!(await ctx.registry.get(tenant, 'embeddings', n))) throw new FarmError('UNKNOWN_EMBEDDING', 400, `embedding "${n}" is not uploaded`, `embeddings.${i}`);
+  }
+  for (const [i, n] of req.hypernetworks.entries()) {
+    if (!(await ctx.registry.get(tenant, 'hypernetworks', n))) throw new FarmError('UNKNOWN_HYPERNETWORK', 400, `hypernetwork "${n}" is not uploaded`, `hypernetworks.${i}`);
+  }
+  if (!req.disable_extra_networks) {
+    for (const n of hypernetTags(req.prompt, req.negative_prompt)) {
+      if (!(await ctx.registry.get(tenant, 'hypernetworks', n))) throw new FarmError('UNKNOWN_HYPERNETWORK', 400, `the prompt uses hypernetwork "${n}", which is not uploaded`, 'prompt');
+    }
+  }
+  if (req.webhook) {
+    const problem = checkWebhookUrlSyntax(req.webhook.url, ctx.cfg.webhookAllowlist);
+    if (problem) throw new FarmError('WEBHOOK_URL_REFUSED', 400, `webhook.url: ${problem}`, 'webhook.url');
+  }
+}
+
+/** Validates names, stores img2img inputs, and queues the job once (per Idempotency-Key). */
+export async function submitGenerate(
+  ctx: ApiContext,
+  tenant: string,
+  kind: GenerateKind,
+  request: GenerateRequest,
+  rawBody: unknown,
+  opts: { idempotencyKey?: string; source: 'v1' | 'sdapi' },
+): Promise<Submitted> {
+  const requestHash = sha256Hex(JSON.stringify(rawBody ?? null));
+  let id = newJobId();
+  if (opts.idempotencyKey !== undefined) {
+    if (!/^[\x21-\x7e]{1,255}$/.test(opts.idempotencyKey)) {
+      throw new FarmError('INVALID_IDEMPOTENCY_KEY', 400, 'Idempotency-Key must be 1-255 printable ASCII characters', 'Idempotency-Key');
+    }
+    id = idempotentJobId(tenant, opts.idempotencyKey);
+    const existing = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
+    const tomb = existing ? null : await ctx.redis.get(ctx.keys.tombstone(id));
+    const prior = existing?.data.requestHash ?? (tomb ? (JSON.parse(tomb) as { requestHash?: string }).requestHash : undefined);
+    if (existing || tomb) {
+      if (prior !== requestHash) {
+        throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
+      }
+      return { id, replayed: true };
+    }
+  }
+
+  if (opts.source === 'v1') {
+    checkSampler(request);
+    checkSupported(request);
+  }
+  checkOverrides(request, opts.source);
+  await checkNames(ctx, tenant, request);
+  const resolved: GenerateRequest = { ...request, seed: resolveSeed(request.seed), subseed: resolveSeed(request.subseed) };
+  const inputKeys: GenerateJobData['inputKeys'] = { initImages: [], mask: null };
+  if ('init_images' in resolved) {
+    const images = resolved.init_images.map((b64, i) => decodeImage(b64, `init_images.${i}`));
+    const mask = resolved.mask === null ? null : decodeImage(resolved.mask, 'mask');
+    for (const [i, img] of images.entries()) {
+      const key = inputKey(tenant, id, `init-${i}`);
+      await ctx.storage.put(key, img);
+      inputKeys.initImages.push(key);
+    }
+    if (mask) {
+      inputKeys.mask = inputKey(tenant, id, 'mask');
+      await ctx.storage.put(inputKeys.mask, mask);
+    }
+    // The bytes live in storage; Redis keeps only their keys.
+    resolved.init_images = [];
+    resolved.mask = null;
+  }
+  const data: GenerateJobData = {
+    tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source: opts.source, submittedAt: Date.now(),
+  };
+  const job = await ctx.queues.generate.add(kind, data, { jobId: id });
+  if (job.data.requestHash !== requestHash) {
+    // Lost a race with an identical key carrying another body.
+    throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
+  }
+  await publishJobEvent(
+    { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+    { id, tenant, webhook: data.webhook }, 'queued', { kind },
+  );
+  ctx.metrics.submitted.inc({ kind, source: opts.source });
+  ctx.log.info({ jobId: id, tenant, kind, source: opts.source }, 'job queued');
+  return { id, replayed: false };
+}

@@ -1,0 +1,72 @@
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { assetStorageKey, FarmError, type AssetKind, type Storage } from '@darkroom/farm';
+import type { Counter } from 'prom-client';
+
+interface Entry {
+  path: string;
+  bytes: number;
+}
+
+/**
+ * Files fetched from storage by content hash into a local folder, least recently used evicted beyond a byte
+ * budget. The hash is the identity, so a cached file is never stale and a renamed upload is still a hit.
+ */
+export class AssetCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly inFlight = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly dir: string,
+    private readonly budgetBytes: number,
+    private readonly requests: Counter<'cache' | 'result'>,
+  ) {}
+
+  async fetch(kind: AssetKind, sha256: string, filename: string, pinned: ReadonlySet<string> = new Set()): Promise<string> {
+    const id = `${kind}/${sha256}`;
+    const hit = this.entries.get(id);
+    if (hit) {
+      this.entries.delete(id);
+      this.entries.set(id, hit);
+      this.requests.inc({ cache: kind, result: 'hit' });
+      return hit.path;
+    }
+    const running = this.inFlight.get(id);
+    if (running) return running;
+    this.requests.inc({ cache: kind, result: 'miss' });
+    const p = this.download(kind, sha256, filename, pinned).finally(() => this.inFlight.delete(id));
+    this.inFlight.set(id, p);
+    return p;
+  }
+
+  private async download(kind: AssetKind, sha256: string, filename: string, pinned: ReadonlySet<string>): Promise<string> {
+    const folder = join(this.dir, kind, sha256);
+    // Keep the original file name: the engine tells formats apart by extension (.pt, .safetensors, .png).
+    const path = join(folder, filename.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    const existing = await stat(path).catch(() => null);
+    if (!existing) {
+      const bytes = await this.storage.get(assetStorageKey(kind, sha256));
+      if (!bytes) throw new FarmError('ASSET_MISSING', 404, `${kind} ${filename} (${sha256}) is not in storage`);
+      await mkdir(folder, { recursive: true });
+      await writeFile(`${path}.tmp`, bytes);
+      await rename(`${path}.tmp`, path);
+    }
+    const bytes = existing?.size ?? (await stat(path)).size;
+    this.entries.set(`${kind}/${sha256}`, { path, bytes });
+    await this.evict(pinned);
+    return path;
+  }
+
+  private async evict(pinned: ReadonlySet<string>): Promise<void> {
+    let total = 0;
+    for (const e of this.entries.values()) total += e.bytes;
+    for (const [id, e] of this.entries) {
+      if (total <= this.budgetBytes) break;
+      if (pinned.has(e.path)) continue;
+      this.entries.delete(id);
+      total -= e.bytes;
+      await rm(join(e.path, '..'), { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { Worker, type Job } from 'bullmq';
+import {
+  AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, isCancelledReason, loadConfig, openQueues, openStorage,
+  outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, splitFailedReason, webhookMasterSecret, webhookWorkerOptions,
+  type GenerateJobData, type GenerateJobResult, type WebhookJobData,
+} from '@darkroom/farm';
+import { AssetCache } from './asset-cache.js';
+import { startHealthServer } from './health.js';
+import { createWorkerMetrics } from './metrics.js';
+import { generateProcessor, type ProcessorContext } from './processor.js';
+import { RenderHost } from './render-host.js';
+import { webhookProcessor } from './webhook-delivery.js';
+
+/**
+ * A generation worker: one BullMQ worker on `generate` (concurrency 1, one per GPU), the engine in a render
+ * thread, the webhook delivery worker, and /healthz + /metrics. SIGTERM finishes the current job first.
+ */
+async function main(): Promise<void> {
+  const cfg = loadConfig();
+  const log = createLogger('worker');
+  const workerName = process.env.WORKER_NAME || `${hostname()}-${process.pid}`;
+  const keys = farmKeys(cfg.queuePrefix);
+  const redis = connectRedis(cfg.redisUrl, { name: 'darkroom-worker' });
+  const bullConnection = connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-bull' });
+  const storage = openStorage(cfg.storageUrl);
+  const queues = openQueues(cfg, bullConnection);
+  const metrics = createWorkerMetrics();
+  const host = new RenderHost({
+    provider: cfg.executionProvider, modelCacheBytes: cfg.modelCacheBytes, cacheDir: join(cfg.cacheDir, 'graphs'), fallbackToCpu: cfg.fallbackToCpu,
+  });
+  const engine = await host.ready();
+  const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-cancel' }), keys);
+  const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
+  const ctx: ProcessorContext = {
+    cfg, redis, keys, storage, registry: new AssetRegistry(redis, keys),
+    cache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.networkCacheBytes, metrics.cache),
+    host, cancels, events, metrics, log, workerName, cancelDetails: new Map(),
+  };
+
+  const generate = new Worker<GenerateJobData, GenerateJobResult>(QUEUE_NAMES.generate, generateProcessor(ctx), {
+    ...generateWorkerOptions(cfg, bullConnection), name: workerName,
+  });
+  generate.on('completed', (job: Job<GenerateJobData, GenerateJobResult>, result: GenerateJobResult) => {
+    metrics.jobs.inc({ outcome: 'completed' });
+    void (async () => {
+      const outputs = await Promise.all(result.outputs.map(async (o) => ({
+        index: o.index, url: await outputUrl(storage, cfg, job.id!, o.index, o.key), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
+      })));
+      await publishJobEvent(events, { id: job.id!, tenant: job.data.tenant, webhook: job.data.webhook }, 'completed', { outputs });
+    })().catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish completion'));
+  });
+  generate.on('failed', (job: Job<GenerateJobData> | undefined, err: Error) => {
+    if (!job) return;
+    const final = err.name === 'UnrecoverableError' || isCancelledReason(err.message) || job.attemptsMade >= (job.opts.attempts ?? 1);
+    if (!final) {
+      log.warn({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job attempt failed; it will be retried');
+      return;
+    }
+    const cancelled = isCancelledReason(err.message);
+    metrics.jobs.inc({ outcome: cancelled ? 'cancelled' : 'failed' });
+    const evJob = { id: job.id!, tenant: job.data.tenant, webhook: job.data.webhook };
+    const data = cancelled ? { ...(ctx.cancelDetails.get(job.id!) ?? {}) } : { error: splitFailedReason(err.message) };
+    ctx.cancelDetails.delete(job.id!);
+    void publishJobEvent(events, evJob, cancelled ? 'cancelled' : 'failed', data)
+      .catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish failure'));
+  });
+  generate.on('stalled', (jobId: string) => log.warn({ jobId }, 'job stalled: its worker stopped renewing the lock; it is re-queued'));
+  generate.on('error', (e: Error) => log.error({ err: e.message }, 'generate worker error'));
+
+  let webhooks: Worker<WebhookJobData> | null = null;
+  if (cfg.webhookDelivery) {
+    const masterSecret = await webhookMasterSecret(cfg, redis, keys);
+    webhooks = new Worker<WebhookJobData>(QUEUE_NAMES.webhooks, webhookProcessor({ cfg, redis, keys, masterSecret, metrics, log }), {
+      ...webhookWorkerOptions(cfg, bullConnection), name: `${workerName}-webhooks`,
+    });
+    webhooks.on('error', (e: Error) => log.error({ err: e.message }, 'webhook worker error'));
+  }
+
+  const health = await startHealthServer({
+    host: cfg.workerHost, port: cfg.workerPort, registry: metrics.registry,
+    status: async () => {
+      const redisOk = (await redis.ping().catch(() => null)) === 'PONG';
+      return { ok: redisOk && host.alive && generate.isRunning(), redis: redisOk, render_thread: host.alive, engine, worker: workerName };
+    },
+  });
+  log.info({ worker: workerName, port: cfg.workerPort, engine, storage: storage.driver }, 'worker ready');
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) {
+      log.warn('second signal: exiting without waiting for the current job');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'shutting down: finishing the current job first');
+    health.close();
+    await generate.close();
+    await webhooks?.close();
+    await host.close();
+    await cancels.close();
+    await queues.close();
+    await Promise.all([redis.quit(), bullConnection.quit()]).catch(() => undefined);
+    log.info('worker stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  process.exit(1);
+});

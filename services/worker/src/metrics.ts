@@ -1,0 +1,31 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createWorkerMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'darkroom_worker_' });
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  return {
+    registry,
+    loop,
+    jobs: new Counter({ name: 'darkroom_worker_jobs_total', help: 'generate jobs finished by this worker, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    jobDuration: new Histogram({
+      name: 'darkroom_worker_job_duration_seconds', help: 'time from job start to outputs written', labelNames: ['kind'] as const,
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600], registers: [registry],
+    }),
+    stepDuration: new Histogram({
+      name: 'darkroom_worker_step_duration_seconds', help: 'time per sampler step',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20], registers: [registry],
+    }),
+    cache: new Counter({ name: 'darkroom_worker_cache_requests_total', help: 'asset cache lookups', labelNames: ['cache', 'result'] as const, registers: [registry] }),
+    webhooks: new Counter({ name: 'darkroom_webhook_deliveries_total', help: 'webhook delivery attempts, by result', labelNames: ['result'] as const, registers: [registry] }),
+    eventLoopP99: new Gauge({
+      name: 'darkroom_worker_event_loop_delay_p99_seconds', help: 'p99 event-loop delay of the main thread (lock renewal runs here)', registers: [registry],
+      collect() {
+        this.set(loop.percentile(99) / 1e9);
+      },
+    }),
+  };
+}
+export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;

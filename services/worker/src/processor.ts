@@ -1,0 +1,166 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  AssetRegistry, BUILTIN_MODEL, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, listModelsDir, outputKey,
+  publishJobEvent, sha256Hex, type CancelListener, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData,
+  type GenerateJobResult, type JobProgress, type Logger, type Storage,
+} from '@darkroom/farm';
+import type { AssetCache } from './asset-cache.js';
+import type { WorkerMetrics } from './metrics.js';
+import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
+import type { RenderRequest } from './render-protocol.js';
+
+export interface ProcessorContext {
+  cfg: FarmConfig;
+  redis: Redis;
+  keys: FarmKeys;
+  storage: Storage;
+  registry: AssetRegistry;
+  cache: AssetCache;
+  host: RenderHost;
+  cancels: CancelListener;
+  events: EventContext;
+  metrics: WorkerMetrics;
+  log: Logger;
+  workerName: string;
+  /** Why the last attempt of a job was cancelled, read by the `failed` handler that publishes the event. */
+  cancelDetails: Map<string, { step_at_cancel: number; last_step: number }>;
+}
+
+const PROGRESS_INTERVAL_MS = 100;
+const CANCEL_POLL_MS = 1000;
+
+async function resolveCheckpoint(ctx: ProcessorContext, data: GenerateJobData): Promise<RenderRequest['checkpoint']> {
+  const name = data.request.model;
+  if (name === null || name === BUILTIN_MODEL) return null;
+  const uploaded = await ctx.registry.get(data.tenant, 'models', name);
+  if (uploaded) {
+    const path = await ctx.cache.fetch('models', uploaded.sha256, uploaded.filename);
+    return { path, name: uploaded.name, sha256: uploaded.sha256, size: uploaded.size };
+  }
+  const local = (await listModelsDir(ctx.cfg.modelsDir)).find((m) => m.modelName === name || m.relativePath === name);
+  if (local) {
+    // Local checkpoints are identified by path and size for the engine LRU; A1111's hash is the engine's to compute.
+    return { path: local.path, name: local.modelName, sha256: sha256Hex(`${local.path}\0${local.size}`), size: local.size };
+  }
+  throw new FarmError('MODEL_NOT_FOUND', 404, `model "${name}" is neither uploaded nor in MODELS_DIR`, 'model');
+}
+
+async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData): Promise<RenderRequest['networks']> {
+  const req = data.request;
+  const embRecords = req.embeddings === null
+    ? await ctx.registry.list(data.tenant, 'embeddings')
+    : await Promise.all(req.embeddings.map(async (n) => {
+      const r = await ctx.registry.get(data.tenant, 'embeddings', n);
+      if (!r) throw new FarmError('EMBEDDING_NOT_FOUND', 404, `embedding "${n}" is not uploaded`, 'embeddings');
+      return r;
+    }));
+  const hnNames = new Set([...req.hypernetworks, ...(req.disable_extra_networks ? [] : hypernetTags(req.prompt, req.negative_prompt))]);
+  const hnRecords = await Promise.all([...hnNames].map(async (n) => {
+    const r = await ctx.registry.get(data.tenant, 'hypernetworks', n);
+    if (!r) throw new FarmError('HYPERNETWORK_NOT_FOUND', 404, `hypernetwork "${n}" is not uploaded`, 'hypernetworks');
+    return r;
+  }));
+  return {
+    embeddings: await Promise.all(embRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('embeddings', r.sha256, r.filename) }))),
+    hypernetworks: await Promise.all(hnRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('hypernetworks', r.sha256, r.filename) }))),
+  };
+}
+
+async function loadInputs(ctx: ProcessorContext, data: GenerateJobData): Promise<{ initImages: Uint8Array[]; mask: Uint8Array | null }> {
+  const get = async (key: string): Promise<Uint8Array> => {
+    const b = await ctx.storage.get(key);
+    if (!b) throw new FarmError('INPUT_MISSING', 404, `input ${key} is gone from storage`);
+    return b;
+  };
+  return {
+    initImages: await Promise.all(data.inputKeys.initImages.map(get)),
+    mask: data.inputKeys.mask ? await get(data.inputKeys.mask) : null,
+  };
+}
+
+/** The BullMQ processor of the `generate` queue: resolve assets, render off-thread, write outputs, then complete. */
+export function generateProcessor(ctx: ProcessorContext) {
+  return async (job: Job<GenerateJobData, GenerateJobResult>): Promise<GenerateJobResult> => {
+    const data = job.data;
+    const jobId = job.id!;
+    const log = ctx.log.child({ jobId, tenant: data.tenant, attempt: job.attemptsMade + 1 });
+    const evJob = { id: jobId, tenant: data.tenant, webhook: data.webhook };
+    ctx.cancelDetails.delete(jobId);
+
+    if (await isCancelRequested(ctx.redis, ctx.keys, jobId)) {
+      ctx.cancelDetails.set(jobId, { step_at_cancel: 0, last_step: 0 });
+      throw new UnrecoverableError(CANCELLED_REASON);
+    }
+    const started = performance.now();
+    await publishJobEvent(ctx.events, evJob, 'started', { attempt: job.attemptsMade + 1, worker: ctx.workerName });
+    log.info('job started');
+
+    let request: RenderRequest;
+    try {
+      const [checkpoint, networks, inputs] = await Promise.all([resolveCheckpoint(ctx, data), resolveNetworks(ctx, data), loadInputs(ctx, data)]);
+      const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
+      request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks };
+    } catch (e) {
+      if (e instanceof FarmError) throw new UnrecoverableError(`${e.code}: ${e.message}`);
+      throw e;
+    }
+
+    let lastProgressAt = 0;
+    let firstStepAt = 0;
+    let lastStepAt = 0;
+    const onStep = (s: StepInfo): void => {
+      const now = performance.now();
+      if (firstStepAt === 0) firstStepAt = now;
+      if (lastStepAt !== 0) ctx.metrics.stepDuration.observe((now - lastStepAt) / 1000);
+      lastStepAt = now;
+      // The engine counts steps over the whole job (every iteration and pass).
+      const fraction = Math.min(1, s.step / Math.max(1, s.steps));
+      const isLast = s.step >= s.steps;
+      if (!isLast && now - lastProgressAt < PROGRESS_INTERVAL_MS) return;
+      lastProgressAt = now;
+      const elapsed = (now - firstStepAt) / 1000;
+      const progress: JobProgress = {
+        step: s.step, steps: s.steps, iteration: s.iteration, iterations: s.iterations, fraction,
+        eta: fraction > 0 ? Math.max(0, (elapsed / fraction) * (1 - fraction)) : 0,
+      };
+      void job.updateProgress(progress).catch(() => undefined);
+      void publishJobEvent(ctx.events, evJob, 'progress', { ...progress }).catch(() => undefined);
+    };
+
+    const run = ctx.host.render(request, onStep);
+    const unwatch = ctx.cancels.watch(jobId, run.cancel);
+    // Pub/sub can miss a message while the subscriber reconnects; the key is the durable signal.
+    const poll = setInterval(() => {
+      void isCancelRequested(ctx.redis, ctx.keys, jobId).then((c) => c && run.cancel(), () => undefined);
+    }, CANCEL_POLL_MS);
+    try {
+      const output = await run.result;
+      const outputs = [];
+      for (let i = 0; i < output.images.length; i++) {
+        const key = outputKey(data.tenant, jobId, i);
+        await ctx.storage.put(key, output.images[i]!, 'image/png');
+        outputs.push({ index: i, key, seed: output.seeds[i] ?? 0, subseed: output.subseeds[i] ?? 0, infotext: output.infotexts[i] ?? '' });
+      }
+      const renderMs = Math.round(performance.now() - started);
+      ctx.metrics.jobDuration.observe({ kind: data.kind }, renderMs / 1000);
+      log.info({ renderMs, images: outputs.length }, 'job rendered');
+      return { outputs, worker: ctx.workerName, attempt: job.attemptsMade + 1, renderMs };
+    } catch (e) {
+      if (e instanceof RenderCancelled) {
+        ctx.cancelDetails.set(jobId, { step_at_cancel: e.stepAtCancel, last_step: e.lastStep });
+        log.info({ stepAtCancel: e.stepAtCancel, lastStep: e.lastStep }, 'job cancelled');
+        throw new UnrecoverableError(CANCELLED_REASON);
+      }
+      if (e instanceof RenderFailed) {
+        log.warn({ code: e.code, err: e.message }, 'render failed');
+        if (!e.retryable) throw new UnrecoverableError(`${e.code}: ${e.message}`);
+        throw new Error(`${e.code}: ${e.message}`);
+      }
+      throw e;
+    } finally {
+      clearInterval(poll);
+      unwatch();
+    }
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * Messages between the worker's main thread and the render thread (render.ts). Plain data only: they cross
+ * a worker_threads boundary by structured clone.
+ */
+export interface RenderNetworks {
+  embeddings: { name: string; path: string }[];
+  hypernetworks: { name: string; path: string }[];
+}
+
+export interface RenderRequest {
+  kind: 'txt2img' | 'img2img';
+  /** A1111 request fields (seeds already resolved). */
+  params: Record<string, unknown>;
+  /** Decoded init images / mask for img2img, as the bytes the client sent. */
+  initImages: Uint8Array[];
+  mask: Uint8Array | null;
+  /** Checkpoint file; null = the tiny demo model. */
+  checkpoint: { path: string; name: string; sha256: string; size: number } | null;
+  networks: RenderNetworks;
+}
+
+export interface RenderOutput {
+  images: Uint8Array[];
+  infotexts: string[];
+  seeds: number[];
+  subseeds: number[];
+}
+
+export type HostMessage =
+  | { type: 'render'; id: number; request: RenderRequest; cancelFlag: SharedArrayBuffer }
+  | { type: 'shutdown' };
+
+export type ThreadMessage =
+  | { type: 'ready'; engine: string }
+  /** step/steps count over the whole job (all iterations); iteration is 0-based of `iterations` (n_iter). */
+  | { type: 'step'; id: number; step: number; steps: number; iteration: number; iterations: number; preview?: Uint8Array }
+  | { type: 'done'; id: number; output: RenderOutput }
+  | { type: 'cancelled'; id: number; stepAtCancel: number; lastStep: number }
+  | { type: 'error'; id: number; code: string; message: string; retryable: boolean };
+
+/** Index 0 of the shared flag: 0 = run, 1 = cancel requested. Atomics let the thread see it between steps without an event-loop turn. */
+export const CANCEL_RUN = 0;
+export const CANCEL_REQUESTED = 1;

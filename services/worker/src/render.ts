@@ -1,0 +1,98 @@
+/**
+ * The render thread: the one place the worker touches the engine (packages/core). It runs inside a
+ * worker_threads thread started by render-host.ts, and checks the shared cancel flag after every sampler step
+ * (the engine then stops before the next one).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, type Txt2ImgParams } from '@darkroom/core/pipeline/index.js';
+import { CANCEL_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
+
+const port = parentPort!;
+const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean };
+
+function post(m: ThreadMessage): void {
+  port.postMessage(m);
+}
+
+/**
+ * One Engine for the thread's lifetime: it keeps loaded checkpoints and their sessions in its own LRU within
+ * MODEL_CACHE_BYTES, and serves the tiny demo model when a job names no checkpoint.
+ */
+const engine = new Engine({
+  cacheDir: config.cacheDir,
+  provider: config.provider,
+  fallbackToCpu: config.fallbackToCpu,
+  memoryBudgetBytes: config.modelCacheBytes,
+});
+
+/** A1111 request fields as the engine takes them: nulls mean "the default", so they are left out. */
+function engineParams(params: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) out[k] = v;
+  // A1111's API runs `sampler_name or sampler_index`.
+  if (out.sampler_name === undefined && typeof params.sampler_index === 'string') out.sampler_name = params.sampler_index;
+  delete out.sampler_index;
+  return out;
+}
+
+function isAbort(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || (e as { code?: string }).code === 'ABORT_ERR' || (e as { code?: string }).code === 'CANCELLED');
+}
+
+async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer): Promise<void> {
+  const flag = new Int32Array(flagBuf);
+  const controller = new AbortController();
+  const iterations = Number(req.params.n_iter ?? 1);
+  let lastStep = 0;
+  let stepAtCancel = -1;
+  const onStep = (s: ProgressEvent): void => {
+    lastStep = s.step;
+    post({ type: 'step', id, step: s.step, steps: s.steps, iteration: s.iteration, iterations });
+    if (stepAtCancel < 0 && Atomics.load(flag, 0) === CANCEL_REQUESTED) {
+      stepAtCancel = s.step;
+      controller.abort();
+    }
+  };
+  try {
+    if (Atomics.load(flag, 0) === CANCEL_REQUESTED) controller.abort();
+    const job: EngineJobOptions = {
+      onStep,
+      signal: controller.signal,
+      ...(req.checkpoint ? { checkpoint: req.checkpoint.path } : {}),
+      embeddings: req.networks.embeddings.map((e) => e.path),
+      hypernetworks: req.networks.hypernetworks.map((h) => h.path),
+    };
+    const params = engineParams(req.params);
+    const result = req.kind === 'txt2img'
+      ? await engine.txt2img(params as Txt2ImgParams, job)
+      : await engine.img2img({ ...params, init_images: req.initImages } as Img2ImgParams, job);
+    if (controller.signal.aborted) {
+      post({ type: 'cancelled', id, stepAtCancel, lastStep });
+      return;
+    }
+    const output: RenderOutput = { images: result.images, infotexts: result.infotexts, seeds: result.seeds, subseeds: result.subseeds };
+    post({ type: 'done', id, output });
+  } catch (e) {
+    if (controller.signal.aborted || isAbort(e)) {
+      post({ type: 'cancelled', id, stepAtCancel: Math.max(stepAtCancel, 0), lastStep });
+      return;
+    }
+    const err = e as { name?: unknown; code?: unknown; message?: unknown };
+    // A DarkroomError is the engine refusing this request on purpose (bad parameters, unreadable file):
+    // retrying would refuse again. Anything else may be transient (out of memory, a lost device): retry.
+    const deliberate = err.name === 'DarkroomError' && typeof err.code === 'string';
+    const code = deliberate ? String(err.code) : 'RENDER_FAILED';
+    post({ type: 'error', id, code, message: String(err.message ?? e), retryable: !deliberate });
+  }
+}
+
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (m: HostMessage) => {
+  if (m.type === 'shutdown') {
+    void queue.then(() => engine.close()).finally(() => process.exit(0));
+    return;
+  }
+  queue = queue.then(() => render(m.id, m.request, m.cancelFlag));
+});
+
+post({ type: 'ready', engine: `packages/core (${config.provider})` });

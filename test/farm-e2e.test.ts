@@ -1,0 +1,281 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Queue } from 'bullmq';
+import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
+import { readPngText } from '@darkroom/core/formats/png.js';
+import { isJobId, openStorage, verifyWebhook } from '@darkroom/farm';
+import { freePort, HookReceiver, readEvents, startFarm, waitFor, type Farm } from './support/farm.js';
+import { startS3, type TestS3 } from './support/s3.js';
+
+const KEY_A = 'alice-key-0123456789';
+const KEY_B = 'bob-key-0123456789';
+/** Small and few steps: the tiny model renders this in well under a second. */
+const BASE = { width: 64, height: 64, steps: 3 };
+
+interface JobViewJson {
+  id: string;
+  state: string;
+  attempts: number;
+  outputs: { index: number; url: string; seed: number; infotext: string }[];
+  error: { code: string } | null;
+}
+
+describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
+  let s3: TestS3;
+  let farm: Farm;
+  let hooks: HookReceiver;
+
+  before(async () => {
+    s3 = await startS3();
+    farm = await startFarm({
+      storageUrl: s3.storageUrl,
+      workers: 1,
+      env: { ...s3.env, API_KEYS: `alice:${KEY_A},bob:${KEY_B}`, WEBHOOK_ALLOWLIST: '127.0.0.1', MAX_BODY_BYTES: '262144', ADMIN_KEY: 'admin-key-0123456789' },
+    });
+    hooks = new HookReceiver(await freePort());
+    await hooks.start();
+  });
+
+  after(async () => {
+    await hooks?.stop();
+    await farm?.stop();
+    await s3?.close();
+  });
+
+  test('txt2img with a webhook: rendered, stored in S3, signed webhook, downloadable PNG with matching infotext', async () => {
+    const body = {
+      ...BASE, prompt: 'a red fox in the snow', negative_prompt: 'blurry', seed: 1234, cfg_scale: 5, sampler_name: 'Euler',
+      webhook: { url: hooks.url, events: ['started', 'completed'] },
+    };
+    const sub = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body });
+    assert.equal(sub.status, 202, JSON.stringify(sub.json));
+    const { id, events_url: eventsUrl } = sub.json as { id: string; events_url: string };
+    assert.ok(isJobId(id));
+
+    const hookFor = (type: string) => hooks.received.find((h) => (JSON.parse(h.body) as { type: string; data: { job_id: string } }).type === type
+      && (JSON.parse(h.body) as { data: { job_id: string } }).data.job_id === id);
+    const completed = await waitFor('completed webhook', async () => hookFor('job.completed'), 60_000);
+    const { secret } = (await farm.request('GET', '/v1/webhook-secret', { key: KEY_A })).json as { secret: string };
+    const payload = verifyWebhook(secret, completed.headers, completed.body) as { data: { job_id: string; outputs: { url: string }[] } };
+    assert.equal(payload.data.job_id, id);
+    assert.equal(payload.data.outputs.length, 1);
+    assert.ok(hookFor('job.started'), 'started webhook delivered');
+    assert.notEqual(completed.headers['webhook-id'], hookFor('job.started')!.headers['webhook-id']);
+    // Bob's secret does not verify Alice's webhooks.
+    const bobSecret = ((await farm.request('GET', '/v1/webhook-secret', { key: KEY_B })).json as { secret: string }).secret;
+    assert.throws(() => verifyWebhook(bobSecret, completed.headers, completed.body));
+
+    const job = (await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_A })).json as JobViewJson;
+    assert.equal(job.state, 'completed');
+    assert.equal(job.outputs.length, 1);
+    assert.ok(job.outputs[0]!.url.startsWith(s3.endpoint), 'S3 outputs come back as presigned URLs');
+
+    const png = new Uint8Array(await (await fetch(job.outputs[0]!.url)).arrayBuffer());
+    const infotext = readPngText(png).parameters!;
+    assert.equal(infotext, job.outputs[0]!.infotext);
+    const p = parseGenerationParameters(infotext);
+    assert.equal(p.get('Prompt'), 'a red fox in the snow');
+    assert.equal(p.get('Negative prompt'), 'blurry');
+    assert.equal(p.get('Steps'), '3');
+    assert.equal(p.get('Seed'), '1234');
+    assert.equal(p.get('Size-1'), '64');
+    assert.equal(p.get('Size-2'), '64');
+    assert.equal(p.get('Sampler'), 'Euler');
+    assert.equal(Number(p.get('CFG scale')), 5);
+
+    const keys = await openStorage(s3.storageUrl).list(`outputs/alice/${id}/`);
+    assert.deepEqual(keys, [`outputs/alice/${id}/0.png`]);
+
+    const events = await readEvents(eventsUrl, { authorization: `Bearer ${KEY_A}` });
+    const types = events.map((e) => e.event);
+    assert.deepEqual([types[0], types[1], types.at(-1)], ['queued', 'started', 'completed']);
+    const replay = await readEvents(eventsUrl, { authorization: `Bearer ${KEY_A}`, 'last-event-id': events[0]!.id });
+    assert.deepEqual(replay.map((e) => e.id), events.slice(1).map((e) => e.id), 'Last-Event-ID replays exactly what came after');
+
+    const log = (await farm.request('GET', `/v1/jobs/${id}/webhooks`, { key: KEY_A })).json as { deliveries: { ok: boolean; event: string }[] };
+    assert.ok(log.deliveries.some((d) => d.ok && d.event === 'completed'));
+  });
+
+  test('tenant isolation: another tenant gets 404 for the job, its events, outputs and deliveries', async () => {
+    const sub = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...BASE, prompt: 'private', seed: 1 } });
+    const { id } = sub.json as { id: string };
+    await waitFor('job done', async () => ((await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_A })).json as JobViewJson).state === 'completed', 60_000);
+    for (const [method, path] of [['GET', `/v1/jobs/${id}`], ['DELETE', `/v1/jobs/${id}`], ['GET', `/v1/jobs/${id}/events`],
+      ['GET', `/v1/jobs/${id}/outputs/0.png`], ['GET', `/v1/jobs/${id}/webhooks`]] as const) {
+      const r = await farm.request(method, path, { key: KEY_B });
+      assert.equal(r.status, 404, `${method} ${path}`);
+      assert.equal((r.json as { error: { code: string } }).error.code, 'JOB_NOT_FOUND');
+    }
+    assert.equal((await farm.request('GET', `/v1/jobs/${id}/outputs/0.png`, { key: KEY_A })).status, 200);
+    assert.equal((await farm.request('GET', `/v1/jobs/${id}`)).status, 401);
+    assert.equal((await farm.request('GET', `/v1/jobs/${id}`, { key: 'wrong-key-0123456789' })).status, 401);
+  });
+
+  test('Idempotency-Key: a retried POST returns the same job and queues nothing new', async () => {
+    const queue = new Queue('generate', { connection: farm.redis, prefix: farm.prefix });
+    const total = async () => Object.values(await queue.getJobCounts()).reduce((a, b) => a + b, 0);
+    const before = await total();
+    const body = { ...BASE, prompt: 'once only', seed: 7 };
+    const headers = { 'idempotency-key': 'order-42' };
+    const a = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body, headers });
+    const b = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body, headers });
+    assert.equal(a.status, 202);
+    assert.equal(b.status, 202);
+    assert.equal((a.json as { id: string }).id, (b.json as { id: string }).id);
+    assert.equal(b.headers.get('idempotent-replayed'), 'true');
+    assert.equal(await total(), before + 1);
+    const changed = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...body, seed: 8 }, headers });
+    assert.equal(changed.status, 422);
+    assert.equal((changed.json as { error: { field: string } }).error.field, 'Idempotency-Key');
+    const other = await farm.request('POST', '/v1/txt2img', { key: KEY_B, body, headers });
+    assert.notEqual((other.json as { id: string }).id, (a.json as { id: string }).id, 'keys are scoped per tenant');
+    await queue.close();
+  });
+
+  test('a corpus of bad requests gets 4xx JSON errors naming the field, never a 500', async () => {
+    const { id: existing } = (await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...BASE, prompt: 'x' } })).json as { id: string };
+    const tinyPng = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAG7buVgAAAABJRU5ErkJggg==', 'base64').toString('base64');
+    const cases: [string, string, unknown, number, string | undefined, Record<string, string>?][] = [
+      ['POST', '/v1/txt2img', '{"prompt":', 400, undefined],
+      ['POST', '/v1/txt2img', '[1,2]', 400, undefined],
+      ['POST', '/v1/txt2img', 'prompt=x', 415, undefined, { 'content-type': 'text/plain' }],
+      ['POST', '/v1/txt2img', { steps: 0 }, 400, 'steps'],
+      ['POST', '/v1/txt2img', { steps: '20' }, 400, 'steps'],
+      ['POST', '/v1/txt2img', { steps: 1e9 }, 400, 'steps'],
+      ['POST', '/v1/txt2img', { width: 65 }, 400, 'width'],
+      ['POST', '/v1/txt2img', { height: -64 }, 400, 'height'],
+      ['POST', '/v1/txt2img', { seed: 1.5 }, 400, 'seed'],
+      ['POST', '/v1/txt2img', { cfg_scale: 'high' }, 400, 'cfg_scale'],
+      ['POST', '/v1/txt2img', { prompt: 123 }, 400, 'prompt'],
+      ['POST', '/v1/txt2img', { prompt: 'x', promt: 'typo' }, 400, 'promt'],
+      ['POST', '/v1/txt2img', { batch_size: 0 }, 400, 'batch_size'],
+      ['POST', '/v1/txt2img', { sampler_name: 'Nope Sampler' }, 400, 'sampler_name'],
+      ['POST', '/v1/txt2img', { scheduler: 'nope' }, 400, 'scheduler'],
+      ['POST', '/v1/txt2img', { override_settings: 'x' }, 400, 'override_settings'],
+      ['POST', '/v1/txt2img', { webhook: { url: 'ftp://example.com/x' } }, 400, 'webhook.url'],
+      ['POST', '/v1/txt2img', { webhook: { url: 'http://10.0.0.1/x' } }, 400, 'webhook.url'],
+      ['POST', '/v1/txt2img', { webhook: { url: 'http://169.254.169.254/latest/meta-data' } }, 400, 'webhook.url'],
+      ['POST', '/v1/txt2img', { webhook: { url: 'https://example.com/x', events: ['bogus'] } }, 400, 'webhook.events.0'],
+      ['POST', '/v1/txt2img', { model: 'no-such-model' }, 400, 'model'],
+      ['POST', '/v1/txt2img', { model: '../../etc/passwd' }, 400, 'model'],
+      ['POST', '/v1/txt2img', { embeddings: ['nope'] }, 400, 'embeddings.0'],
+      ['POST', '/v1/txt2img', { prompt: 'a <hypernet:nope:1>' }, 400, 'prompt'],
+      ['POST', '/v1/txt2img', { prompt: 'x'.repeat(300_000) }, 413, undefined],
+      ['POST', '/v1/txt2img', { ...BASE }, 400, 'Idempotency-Key', { 'idempotency-key': 'k'.repeat(300) }],
+      ['POST', '/v1/img2img', { prompt: 'x' }, 400, 'init_images'],
+      ['POST', '/v1/img2img', { init_images: [] }, 400, 'init_images'],
+      ['POST', '/v1/img2img', { init_images: ['not base64 !!'] }, 400, 'init_images.0'],
+      ['POST', '/v1/img2img', { init_images: [Buffer.from('hello').toString('base64')] }, 400, 'init_images.0'],
+      ['POST', '/v1/img2img', { init_images: [tinyPng], denoising_strength: 2 }, 400, 'denoising_strength'],
+      ['GET', '/v1/jobs/not-a-job-id', undefined, 404, undefined],
+      ['GET', '/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV', undefined, 404, undefined],
+      ['DELETE', '/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV', undefined, 404, undefined],
+      ['GET', `/v1/jobs/${existing}/events`, undefined, 400, 'Last-Event-ID', { 'last-event-id': "0-0'; FLUSHALL" }],
+      ['GET', `/v1/jobs/${existing}/outputs/../../x.png`, undefined, 404, undefined],
+      ['PUT', '/v1/embeddings/evil.exe', 'data', 400, 'filename', { 'content-type': 'application/octet-stream' }],
+      ['PUT', '/v1/embeddings/empty.pt', '', 400, 'body', { 'content-type': 'application/octet-stream' }],
+      ['PUT', '/v1/things/x.pt', 'data', 404, undefined, { 'content-type': 'application/octet-stream' }],
+      ['POST', '/sdapi/v1/txt2img', { steps: -1 }, 400, 'steps'],
+      ['POST', '/sdapi/v1/txt2img', { override_settings: { sd_model_checkpoint: 'nope' } }, 400, 'override_settings.sd_model_checkpoint'],
+      ['POST', '/sdapi/v1/options', { sd_model_checkpoint: 'nope' }, 400, 'sd_model_checkpoint'],
+      ['POST', '/sdapi/v1/options', { not_an_option: 1 }, 400, 'not_an_option'],
+      ['POST', '/sdapi/v1/png-info', {}, 400, 'image'],
+      ['POST', '/sdapi/v1/png-info', { image: Buffer.from('hello').toString('base64') }, 400, 'image'],
+      ['GET', '/v1/nowhere', undefined, 404, undefined],
+      ['GET', '/v1/queue', undefined, 401, undefined],
+    ];
+    for (const [method, path, body, status, field, headers] of cases) {
+      const r = await farm.request(method, path, { key: KEY_A, body, headers });
+      const label = `${method} ${path} ${JSON.stringify(body)?.slice(0, 80)}`;
+      assert.equal(r.status, status, `${label} -> ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
+      const err = (r.json as { error?: { code?: unknown; message?: unknown; field?: unknown } }).error;
+      assert.equal(typeof err?.code, 'string', `${label}: JSON error body`);
+      assert.equal(typeof err?.message, 'string', label);
+      if (field !== undefined) assert.equal(err?.field, field, `${label}: ${String(err?.message)}`);
+    }
+  });
+
+  test('A1111 client call shape: POST /sdapi/v1/txt2img with Basic auth returns images, parameters and info', async () => {
+    const basic = `Basic ${Buffer.from(`alice:${KEY_A}`).toString('base64')}`;
+    const a1111Body = {
+      prompt: 'a lighthouse at dusk', negative_prompt: '', seed: 42, subseed: -1, subseed_strength: 0, sampler_name: 'Euler a',
+      batch_size: 2, n_iter: 1, steps: 3, cfg_scale: 7, width: 64, height: 64, restore_faces: false, tiling: false,
+      override_settings: { CLIP_stop_at_last_layers: 1 }, override_settings_restore_afterwards: true, script_args: [],
+      send_images: true, save_images: false, alwayson_scripts: {}, some_extension_field: 'ignored as A1111 ignores it',
+    };
+    const r = await farm.request('POST', '/sdapi/v1/txt2img', { body: a1111Body, headers: { authorization: basic } });
+    assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 300));
+    const res = r.json as { images: string[]; parameters: Record<string, unknown>; info: string };
+    assert.deepEqual(Object.keys(res).sort(), ['images', 'info', 'parameters']);
+    assert.equal(res.images.length, 2);
+    assert.equal(res.parameters.prompt, 'a lighthouse at dusk');
+    assert.equal(res.parameters.seed, 42);
+    assert.equal(res.parameters.steps, 3);
+    assert.equal(typeof res.info, 'string');
+    const info = JSON.parse(res.info) as Record<string, unknown>;
+    assert.deepEqual(info.all_seeds, [42, 43]);
+    assert.equal(info.seed, 42);
+    assert.equal((info.infotexts as string[]).length, 2);
+    assert.match(String(info.job_timestamp), /^\d{14}$/);
+    for (const k of ['prompt', 'all_prompts', 'negative_prompt', 'all_negative_prompts', 'all_subseeds', 'subseed_strength', 'width', 'height',
+      'sampler_name', 'cfg_scale', 'steps', 'batch_size', 'restore_faces', 'sd_model_name', 'sd_model_hash', 'seed_resize_from_w',
+      'seed_resize_from_h', 'denoising_strength', 'extra_generation_params', 'index_of_first_image', 'styles', 'clip_skip', 'version']) {
+      assert.ok(k in info, `info.${k}`);
+    }
+    const pngInfo = (await farm.request('POST', '/sdapi/v1/png-info', { body: { image: res.images[0] }, headers: { authorization: basic } })).json as
+      { info: string; parameters: Record<string, unknown> };
+    assert.equal(pngInfo.info, (info.infotexts as string[])[0]);
+    assert.equal(pngInfo.parameters.Seed, '42');
+    assert.equal(pngInfo.parameters.Sampler, 'Euler a');
+
+    const get = async (path: string) => (await farm.request('GET', path, { headers: { authorization: basic } })).json;
+    const samplers = await get('/sdapi/v1/samplers') as { name: string; aliases: string[] }[];
+    assert.ok(samplers.some((s) => s.name === 'Euler a' && s.aliases.includes('k_euler_a')));
+    const schedulers = await get('/sdapi/v1/schedulers') as { name: string; label: string }[];
+    assert.ok(schedulers.some((s) => s.name === 'karras' && s.label === 'Karras'));
+    const models = await get('/sdapi/v1/sd-models') as { title: string; model_name: string }[];
+    assert.ok(models.some((m) => m.model_name === 'darkroom-tiny-sd1'));
+    const options = await get('/sdapi/v1/options') as Record<string, unknown>;
+    assert.equal(options.sd_model_checkpoint, 'darkroom-tiny-sd1');
+    assert.deepEqual(await get('/sdapi/v1/embeddings'), { loaded: {}, skipped: {} });
+    assert.deepEqual(await get('/sdapi/v1/hypernetworks'), []);
+    const progress = await get('/sdapi/v1/progress') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(progress).sort(), ['current_image', 'eta_relative', 'progress', 'state', 'textinfo']);
+    assert.deepEqual((await farm.request('POST', '/sdapi/v1/interrupt', { headers: { authorization: basic } })).json, {});
+    assert.equal((await farm.request('POST', '/sdapi/v1/options', { body: { CLIP_stop_at_last_layers: 2 }, headers: { authorization: basic } })).json, null);
+    assert.equal((await get('/sdapi/v1/options') as Record<string, unknown>).CLIP_stop_at_last_layers, 2);
+  });
+
+  test('uploads are stored by content hash and listed per tenant', async () => {
+    const bytes = Buffer.from('not really an embedding, but bytes to hash');
+    const up = await farm.request('PUT', '/v1/embeddings/my-style.pt', { key: KEY_A, body: bytes.toString('latin1'), headers: { 'content-type': 'application/octet-stream' } });
+    assert.equal(up.status, 201);
+    const view = up.json as { name: string; sha256: string; size: number };
+    assert.equal(view.name, 'my-style');
+    assert.equal(view.size, bytes.length);
+    assert.ok(await openStorage(s3.storageUrl).exists(`assets/embeddings/${view.sha256}`));
+    const listA = (await farm.request('GET', '/v1/embeddings', { key: KEY_A })).json as { items: { name: string }[] };
+    const listB = (await farm.request('GET', '/v1/embeddings', { key: KEY_B })).json as { items: { name: string }[] };
+    assert.deepEqual(listA.items.map((i) => i.name), ['my-style']);
+    assert.deepEqual(listB.items, []);
+    assert.equal((await farm.request('DELETE', '/v1/embeddings/my-style', { key: KEY_A })).status, 204);
+  });
+
+  test('OpenAPI 3.1 document, health, metrics and the admin queue endpoint', async () => {
+    const doc = (await farm.request('GET', '/openapi.json')).json as { openapi: string; paths: Record<string, unknown>; components: { schemas: Record<string, { properties?: Record<string, { default?: unknown }> }> } };
+    assert.equal(doc.openapi, '3.1.0');
+    assert.ok(doc.paths['/v1/txt2img'] && doc.paths['/sdapi/v1/txt2img'] && doc.paths['/v1/jobs/{id}/events']);
+    assert.equal(doc.components.schemas.Txt2ImgRequest!.properties!.steps!.default, 50);
+    assert.equal(doc.components.schemas.Img2ImgRequest!.properties!.denoising_strength!.default, 0.75);
+    assert.equal((await farm.request('GET', '/healthz')).status, 200);
+    assert.equal((await farm.request('GET', '/metrics')).status, 401, 'metrics need the admin key once one is set');
+    const metrics = await farm.request('GET', '/metrics', { key: 'admin-key-0123456789' });
+    assert.match(String(metrics.json), /darkroom_queue_backlog\{queue="generate"\}/);
+    const q = (await farm.request('GET', '/v1/queue', { key: 'admin-key-0123456789' })).json as { generate: { backlog: number } };
+    assert.equal(typeof q.generate.backlog, 'number');
+    const w = farm.workers[0]!;
+    const wm = await (await fetch(`http://127.0.0.1:${w.port}/metrics`)).text();
+    assert.match(wm, /darkroom_worker_jobs_total\{outcome="completed"\}/);
+    assert.match(wm, /darkroom_worker_event_loop_delay_p99_seconds/);
+  });
+});
