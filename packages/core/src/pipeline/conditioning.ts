@@ -71,7 +71,7 @@ function inputsEmbeds(chunks: readonly PromptChunk<ConditioningEmbedding>[], ctx
       out.set(table.data.subarray(id * width, (id + 1) * width), (i * rows + r) * width);
     });
     for (const fix of chunk.fixes) {
-      const vec = fix.embedding.data;
+      const vec = fix.embedding.vec;
       if (vec.shape[1] !== width) {
         throw new DarkroomError(
           'EMBEDDING_WIDTH_MISMATCH',

@@ -5,7 +5,8 @@
  */
 import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
-import { compVisDenoiser, compVisVDenoiser } from '../sampling/denoisers.js';
+import { compVisDenoiser, compVisVDenoiser, lcmDenoiser, vToEpsModel } from '../sampling/denoisers.js';
+import { compVisImg2ImgStart } from '../sampling/compvis/index.js';
 import { randnLocal, type ImageRNG, type NoiseSource } from '../sampling/rng/image-rng.js';
 import { samplerByName, samplerOptions, type SamplerInfo } from '../sampling/samplers.js';
 import { DiscreteSchedule } from '../sampling/schedules/discrete.js';
@@ -26,23 +27,36 @@ export type ExtraParams = Map<string, InfotextValue>;
 export function findSampler(name: string): SamplerInfo {
   const info = samplerByName(name);
   if (!info) throw new DarkroomError('SAMPLER_UNKNOWN', `unknown sampler "${name}"`, { sampler: name });
-  if (info.family !== 'kdiffusion' || !info.sampler) {
+  if (info.name === 'DDIM CFG++') {
+    // its guidance needs the uncond eps apart from the combined one, which the plain sampler contract lacks
     throw new DarkroomError('SAMPLER_NOT_SUPPORTED', `sampler "${name}" is not supported by the pipeline yet`, { sampler: name });
   }
   return info;
 }
 
-/** The k-diffusion denoiser around the UNet for the model's parameterization, with the conditioning per call. */
-export function conditionedDenoiser(model: PipelineModel, variant: UNetVariant | undefined, trace?: PipelineTrace): ConditionedDenoiser {
+/**
+ * The model around the UNet as the sampler family calls it, with the conditioning per call: k-diffusion's
+ * CompVisDenoiser (CompVisVDenoiser for v-prediction) taking sigmas, LCM's denoiser, or for the timestep
+ * samplers the eps model itself taking timesteps (A1111's CompVisTimestepsDenoiser / ...VDenoiser).
+ */
+export function conditionedDenoiser(
+  model: PipelineModel,
+  variant: UNetVariant | undefined,
+  trace?: PipelineTrace,
+  family: SamplerInfo['family'] = 'kdiffusion',
+): ConditionedDenoiser {
   const schedule = new DiscreteSchedule(model.alphasCumprod);
-  const wrap = model.parameterization === 'v' ? compVisVDenoiser : compVisDenoiser;
+  const unetWith = (context: Float32Tensor) => async (xIn: Float32Tensor, t: Float32Array): Promise<Float32Tensor> => {
+    const out = await model.unet.run(xIn, t, context, undefined, variant);
+    trace?.onUnetCall?.({ x: xIn, t: Float32Array.from(t), context, out });
+    return out;
+  };
   return async (x, sigma, context) => {
-    const unet = async (xIn: Float32Tensor, t: Float32Array): Promise<Float32Tensor> => {
-      const out = await model.unet.run(xIn, t, context, undefined, variant);
-      trace?.onUnetCall?.({ x: xIn, t: Float32Array.from(t), context, out });
-      return out;
-    };
-    const out = await wrap(unet, schedule)(x, sigma);
+    const unet = unetWith(context);
+    let out: Float32Tensor;
+    if (family === 'timestep') out = await (model.parameterization === 'v' ? vToEpsModel(unet, model.alphasCumprod) : unet)(x, sigma);
+    else if (family === 'lcm') out = await lcmDenoiser(unet)(x, sigma);
+    else out = await (model.parameterization === 'v' ? compVisVDenoiser : compVisDenoiser)(unet, schedule)(x, sigma);
     trace?.onDenoiserCall?.({ x: float32(x.shape, Float32Array.from(x.data)), sigma: Float32Array.from(sigma), out });
     return out;
   };
@@ -88,6 +102,13 @@ function recordScheduleParams(extra: ExtraParams, params: Readonly<Record<string
 /** Sampler keyword arguments and the infotext entries A1111 writes for non-default values. */
 function samplerArgs(info: SamplerInfo, input: PassInput, steps: number): Record<string, number | string> {
   const s = input.settings;
+  if (info.family === 'timestep') {
+    // CompVisSampler: eta from the request or eta_ddim, written as "Eta DDIM" when not 0 by the samplers
+    // whose function takes it (DDIM; PLMS and UniPC have no eta)
+    const etaDdim = input.eta ?? s.eta_ddim;
+    if (info.name === 'DDIM' && etaDdim !== 0) input.extra.set('Eta DDIM', pyFloat(etaDdim));
+    return { steps, eta: etaDdim };
+  }
   const eta = input.eta ?? s.eta_ancestral;
   if (info.takesEta && eta !== 1) input.extra.set('Eta', pyFloat(eta));
   const defaults: Record<string, [string, number, number]> = {
@@ -114,8 +135,10 @@ function samplerArgs(info: SamplerInfo, input: PassInput, steps: number): Record
 }
 
 function sigmasFor(info: SamplerInfo, input: PassInput, steps: number): Float32Array {
+  // timestep samplers walk A1111's timesteps for `steps` themselves
+  if (info.family === 'timestep') return new Float32Array(0);
   const s = input.settings;
-  const model = discreteSigmaModel(new DiscreteSchedule(input.model.alphasCumprod));
+  const model = info.family === 'lcm' ? undefined : discreteSigmaModel(new DiscreteSchedule(input.model.alphasCumprod));
   const r = samplerSigmas(
     info.name,
     input.scheduler,
@@ -128,7 +151,7 @@ function sigmasFor(info: SamplerInfo, input: PassInput, steps: number): Float32A
 }
 
 async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Tensor, sigmas: Float32Array, options: Record<string, number | string>): Promise<Float32Tensor> {
-  const cfg = createCfgDenoiser(conditionedDenoiser(input.model, input.variant, input.trace), {
+  const cfg = createCfgDenoiser(conditionedDenoiser(input.model, input.variant, input.trace, info.family), {
     conds: input.conds,
     unconds: input.unconds,
     cfgScale: input.cfgScale,
@@ -138,8 +161,9 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
   });
   input.trace?.onSigmas?.({ pass: input.pass, iteration: input.iteration, sigmas: Float32Array.from(sigmas) });
   const source = input.noiseSource;
-  const out = await info.sampler!(start, {
+  const out = await info.sampler(start, {
     denoise: cfg.denoise,
+    ...(info.family === 'timestep' ? { eps: cfg.denoise } : {}),
     sigmas,
     noise: () => input.rng.next(),
     seeds: input.seeds,
@@ -158,6 +182,7 @@ export async function sampleTxt2Img(input: PassInput, steps: number, noise: Floa
   const info = findSampler(input.samplerName);
   const sigmas = sigmasFor(info, input, steps);
   const options = samplerArgs(info, input, steps);
+  if (info.family === 'timestep') return runSampler(info, input, noise, sigmas, options);
   const s0 = sigmas[0]!;
   const x = float32(noise.shape, Float32Array.from(noise.data, (v) => f(v * s0)));
   return runSampler(info, input, x, sigmas, options);
@@ -186,6 +211,11 @@ export async function sampleImg2Img(
   const info = findSampler(input.samplerName);
   const { steps, tEnc } = img2imgSteps(requestedSteps, denoisingStrength, explicitSteps);
   if (steps <= 0) throw new DarkroomError('BAD_PARAMS', 'denoising_strength must be above 0 for img2img', { denoisingStrength });
+  if (info.family === 'timestep') {
+    const options = { ...samplerArgs(info, input, steps), tEnc };
+    const start = compVisImg2ImgStart(initLatent, noise, steps, tEnc, input.model.alphasCumprod);
+    return runSampler(info, input, start, new Float32Array(0), options);
+  }
   const sigmas = sigmasFor(info, input, steps);
   const sched = sigmas.slice(steps - tEnc - 1);
   const options = samplerArgs(info, input, tEnc + 1);

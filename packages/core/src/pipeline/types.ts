@@ -55,8 +55,8 @@ export interface PipelineModel {
 
 /** A textual-inversion embedding as conditioning uses it. */
 export interface ConditioningEmbedding extends ChunkEmbedding {
-  /** (vectors, D) */
-  readonly data: Float32Tensor;
+  /** (vectors, D): the vectors that replace the placeholder token rows. */
+  readonly vec: Float32Tensor;
   /** First 12 hex of the file's sha256 (TI hashes); empty when unknown. */
   readonly shorthash: string;
 }
