@@ -7,13 +7,16 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile, readFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DarkroomError } from '../errors.js';
 import type { BuiltModel } from '../graph/ir.js';
 
 export const DEFAULT_CACHE_DIR = '.darkroom/cache';
+
+/** External data files at least this large are shared between entries through `blobs/`. */
+const BLOB_MIN_BYTES = 64 * 1024;
 
 /** What identifies one compiled graph. */
 export interface GraphKey {
@@ -105,7 +108,7 @@ export class CompileCache {
         if (e.path.includes('/') || e.path.includes('\\') || e.path.startsWith('.')) {
           throw new DarkroomError('CACHE_BAD_ENTRY', `external data name "${e.path}" is not a plain file name`);
         }
-        await writeFile(join(tmp, e.path), e.data);
+        await this.placeBlob(join(tmp, e.path), e.data);
       }
       const meta = { ...key, code: codeFingerprint(), inputs: model.inputs, outputs: model.outputs, createdAt: new Date().toISOString() };
       await writeFile(join(tmp, 'complete.json'), JSON.stringify(meta, null, 2));
@@ -117,6 +120,31 @@ export class CompileCache {
       }
     } finally {
       await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Large weight files are stored once under `blobs/<sha256>` and hard-linked into every entry that uses them:
+   * the same UNet compiled for several image sizes shares one copy of its weights on disk.
+   */
+  private async placeBlob(target: string, data: Uint8Array): Promise<void> {
+    if (data.byteLength < BLOB_MIN_BYTES) {
+      await writeFile(target, data);
+      return;
+    }
+    const digest = createHash('sha256').update(data).digest('hex');
+    const blobs = join(resolve(this.dir), 'blobs');
+    const blob = join(blobs, digest);
+    if (!existsSync(blob)) {
+      await mkdir(blobs, { recursive: true });
+      const partial = `${blob}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+      await writeFile(partial, data);
+      await rename(partial, blob);
+    }
+    try {
+      await link(blob, target);
+    } catch {
+      await writeFile(target, data); // file systems without hard links: a plain copy
     }
   }
 

@@ -14,7 +14,16 @@ import { buildVaeDecoder, buildVaeEncoder } from './vae.js';
 
 export type Weights = ReadonlyMap<string, Float32Tensor>;
 
-export interface TextGraphOptions {
+export interface SerializeOptions {
+  /** Initializers above this many bytes go to external data files (default: only past the 2 GB protobuf limit). */
+  readonly externalDataAboveBytes?: number;
+}
+
+function serialize(b: GraphBuilder, opts: SerializeOptions): BuiltModel {
+  return b.toModel(opts.externalDataAboveBytes !== undefined ? { externalDataAboveBytes: opts.externalDataAboveBytes } : {});
+}
+
+export interface TextGraphOptions extends SerializeOptions {
   readonly batch: number;
   readonly dtype?: ComputeDType;
   readonly exposeHidden?: boolean;
@@ -26,10 +35,10 @@ export function textEncoderModel(weights: Weights, cfg: TextEncoderConfig, opts:
   const g = buildTextEncoder(b, weights, cfg, opts);
   g.skips.forEach((v, i) => b.output(v, textOutputName(i + 1)));
   if (opts.exposeHidden) g.hidden.forEach((v, i) => b.output(v, hiddenOutputName(i)));
-  return b.toModel();
+  return serialize(b, opts);
 }
 
-export interface UNetGraphOptions {
+export interface UNetGraphOptions extends SerializeOptions {
   readonly batch: number;
   readonly height: number;
   readonly width: number;
@@ -42,7 +51,7 @@ export interface UNetGraphOptions {
 
 /** Inputs `x`, `t`, `context_k`, `context_v` (+ whatever the hook adds); output `out` (+ `t_emb`, `emb`). */
 export function unetModel(weights: Weights, cfg: UNetConfig, opts: UNetGraphOptions): BuiltModel {
-  return unetBuilder(weights, cfg, opts).toModel();
+  return serialize(unetBuilder(weights, cfg, opts), opts);
 }
 
 /** The UNet graph before serialization, for callers that add to it (training losses, gradients). */
@@ -57,7 +66,7 @@ export function unetBuilder(weights: Weights, cfg: UNetConfig, opts: UNetGraphOp
   return b;
 }
 
-export interface VaeGraphOptions {
+export interface VaeGraphOptions extends SerializeOptions {
   readonly batch: number;
   readonly height: number;
   readonly width: number;
@@ -73,7 +82,7 @@ export function vaeDecoderModel(weights: Weights, cfg: VaeConfig, opts: VaeGraph
   const g = buildVaeDecoder(b, weights, cfg, opts);
   b.output(g.image, 'image');
   if (opts.expose) b.output(g.z, 'z');
-  return b.toModel();
+  return serialize(b, opts);
 }
 
 /** Input `image` in [-1,1]; outputs `mean`, `std` (+ `moments`, `logvar`). */
@@ -86,5 +95,5 @@ export function vaeEncoderModel(weights: Weights, cfg: VaeConfig, opts: VaeGraph
     b.output(g.moments, 'moments');
     b.output(g.logvar, 'logvar');
   }
-  return b.toModel();
+  return serialize(b, opts);
 }

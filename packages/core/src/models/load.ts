@@ -216,6 +216,8 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     ? (await readFloat32(source, 'alphas_cumprod')).data
     : computeAlphasCumprod(config.schedule);
   const dtype: ComputeDType = opts.fp16 ? 'float16' : 'float32';
+  // Weights leave the .onnx so the cache can share them between the graphs of different input shapes.
+  const externalDataAboveBytes = 64 * 1024;
   const fused = opts.fusedAttention ?? false;
   const pool = new SessionPool(opts.maxSessionsPerComponent ?? 2, (path) =>
     createSession(path, {
@@ -253,7 +255,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         throw new DarkroomError('MODEL_BAD_INPUT', `clip skip must be an integer in 1..${config.text.layers + 1}, got ${clipSkip}`);
       }
       const batch = inputsEmbeds.shape[0]!;
-      const path = await graph('text', config.text.prefix, { batch }, (w) => textEncoderModel(w, config.text, { batch, dtype }));
+      const path = await graph('text', config.text.prefix, { batch }, (w) => textEncoderModel(w, config.text, { batch, dtype, externalDataAboveBytes }));
       return output(await pool.run('text', path, { inputs_embeds: inputsEmbeds }), textOutputName(clipSkip));
     },
   };
@@ -278,6 +280,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
           contextLength: l,
           dtype,
           fusedAttention: fused,
+          externalDataAboveBytes,
           ...(variant ? { attentionContext: variant.attentionContext } : {}),
         }),
       );
@@ -296,7 +299,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     async decode(latent) {
       const [batch, height, width] = check4d('latent', latent, config.vae.embedDim);
       const path = await graph('vae_decoder', VAE_PREFIX, { batch, height, width, fused }, (w) =>
-        vaeDecoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused }),
+        vaeDecoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused, externalDataAboveBytes }),
       );
       return output(await pool.run('vae_decoder', path, { latent }), 'image');
     },
@@ -307,7 +310,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         throw new DarkroomError('MODEL_BAD_INPUT', `image size ${width}x${height} must be a multiple of ${factor}`);
       }
       const path = await graph('vae_encoder', VAE_PREFIX, { batch, height, width, fused }, (w) =>
-        vaeEncoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused }),
+        vaeEncoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused, externalDataAboveBytes }),
       );
       const r = await pool.run('vae_encoder', path, { image });
       return { mean: output(r, 'mean'), std: output(r, 'std') };

@@ -70,6 +70,14 @@ test('a second load of the same checkpoint builds nothing and gives identical ou
     assert.equal(second.buildCount, 1);
     assert.ok(elementwiseClose(outHalf.data, out1.data.subarray(0, 256), 5e-6, 5e-6).ok);
     await second.release();
+    // The two UNet graphs (batch 2 and batch 1) keep their large weights in the same files on disk.
+    const unetEntries = readdirSync(graphs).filter((e) => e.startsWith('unet-'));
+    assert.equal(unetEntries.length, 2);
+    const inodes = unetEntries.map(
+      (e) => new Set(readdirSync(join(graphs, e)).filter((f) => f.endsWith('.bin') && statSync(join(graphs, e, f)).size >= 65536).map((f) => statSync(join(graphs, e, f)).ino)),
+    );
+    assert.ok(inodes[0]!.size > 0);
+    assert.deepEqual(inodes[0], inodes[1]);
     await assert.rejects(second.unet.run(x, t, ctx), (e: unknown) => isDarkroomError(e, 'MODEL_RELEASED'));
   } finally {
     await rm(cacheDir, { recursive: true, force: true });

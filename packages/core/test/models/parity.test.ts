@@ -1,4 +1,4 @@
 import { parityTest } from '../support/parity.js';
 
-// Every case of the model oracle through loadModel; unet-hypernet cases skip until hypernetworks hook in.
-parityTest('model', { allowSkips: true });
+// Every case of the model oracle through loadModel, hypernetwork and gradient cases included: none may skip.
+parityTest('model');
