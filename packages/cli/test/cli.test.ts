@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseCli, UsageError } from '../src/args.js';
+import { outputPaths } from '../src/main.js';
+import { readPngText } from '@darkroom/core/formats/png.js';
+
+const bin = resolve(import.meta.dirname, '../bin/darkroom.js');
+
+test('flags become A1111 request fields', () => {
+  const r = parseCli([
+    'txt2img', '--prompt', 'a castle', '-n', 'fog', '--steps', '12', '--sampler', 'Euler a', '--scheduler', 'karras',
+    '--seed', '42', '--cfg-scale', '6.5', '--batch-size', '2', '--rng', 'cpu', '--hires', '--hr-scale', '1.5', '-o', 'x.png',
+  ]);
+  assert.equal(r.command, 'txt2img');
+  assert.deepEqual(r.txt2img, {
+    prompt: 'a castle',
+    negative_prompt: 'fog',
+    steps: 12,
+    sampler_name: 'Euler a',
+    scheduler: 'karras',
+    cfg_scale: 6.5,
+    seed: 42,
+    width: 64,
+    height: 64,
+    batch_size: 2,
+    override_settings: { randn_source: 'CPU' },
+    enable_hr: true,
+    hr_scale: 1.5,
+  });
+  assert.equal(r.output, 'x.png');
+  // a real checkpoint gets A1111's 512x512 default
+  assert.equal(parseCli(['txt2img', '--model', 'm.safetensors']).txt2img?.width, 512);
+});
+
+test('bad flags are usage errors that name the flag', () => {
+  const bad = (argv: string[], re: RegExp) => assert.throws(() => parseCli(argv), (e: unknown) => e instanceof UsageError && re.test(e.message));
+  bad(['txt2img', '--steps', 'abc'], /--steps must be an integer/);
+  bad(['txt2img', '--cfg-scale', 'x'], /--cfg-scale must be a number/);
+  bad(['txt2img', '--rng', 'TPU'], /--rng must be GPU, CPU or NV/);
+  bad(['txt2img', '--bogus'], /bogus/);
+  bad(['txt2img', 'a', 'castle'], /unexpected argument "a"/);
+  bad(['img2img', '--prompt', 'x'], /needs --init-image/);
+  bad(['txt2img', '--init-image', 'x.png'], /img2img option/);
+  bad(['paint'], /unknown command "paint"/);
+});
+
+test('output names: one file as given, several numbered', () => {
+  assert.deepEqual(outputPaths('out.png', [5]), ['out.png']);
+  assert.deepEqual(outputPaths('out.png', [5, 6]), ['out-0.png', 'out-1.png']);
+  assert.deepEqual(outputPaths(undefined, [5]), ['darkroom-5.png']);
+});
+
+test('darkroom txt2img renders on the demo model and png-info reads the infotext back', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'darkroom-cli-'));
+  try {
+    const out = join(dir, 'castle.png');
+    const run = spawnSync(process.execPath, [bin, 'txt2img', '-p', 'a castle in a forest', '--steps', '3', '--seed', '9', '-o', out, '--json'], {
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as { files: string[]; seeds: number[]; infotexts: string[] };
+    assert.deepEqual(result.files, [out]);
+    assert.deepEqual(result.seeds, [9]);
+    assert.equal(readPngText(new Uint8Array(readFileSync(out))).parameters, result.infotexts[0]);
+    assert.match(run.stderr, /3\/3/); // the progress bar reached the end
+
+    const info = spawnSync(process.execPath, [bin, 'png-info', out], { encoding: 'utf8' });
+    assert.equal(info.status, 0, info.stderr);
+    assert.equal(info.stdout.trim(), result.infotexts[0]);
+
+    const bad = spawnSync(process.execPath, [bin, 'txt2img', '--width', '65', '-o', out], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /error \[BAD_PARAMS\]: width\/height: must be multiples of 8/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
