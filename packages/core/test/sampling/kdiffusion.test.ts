@@ -17,7 +17,7 @@ import {
   sampleLms,
 } from '../../src/sampling/kdiffusion/index.js';
 import { SeedSequence } from '../../src/sampling/kdiffusion/seed-sequence.js';
-import { torchExpf, torchLogf } from '../../src/sampling/kdiffusion/torch-scalar-math.js';
+import { torchExpf, torchExpm1f, torchLogf } from '../../src/sampling/kdiffusion/torch-scalar-math.js';
 import { karrasSigmas } from '../../src/sampling/kdiffusion/karras.js';
 import type { Denoiser, Sampler, SamplerContext } from '../../src/sampling/types.js';
 
@@ -219,6 +219,17 @@ test("torch's float32 exp/log (SLEEF) reproduce upstream's sigma round trips", (
   for (const x of [1e-3, 0.5, 2, 14.6].map(Math.fround)) {
     assert.ok(Math.abs(torchExpf(x) / Math.exp(x) - 1) < 2.5e-7);
     assert.ok(Math.abs(torchLogf(x) - Math.log(x)) < 2.5e-7 * Math.max(1, Math.abs(Math.log(x))));
+  }
+});
+
+test("torch's float32 expm1 (SLEEF): within an ulp of the exact value, with upstream's edge cases", () => {
+  assert.equal(torchExpm1f(-Infinity), -1, 'expm1(-h) with h = inf (last step to sigma 0)');
+  assert.equal(torchExpm1f(0), 0);
+  assert.ok(Object.is(torchExpm1f(-0), -0));
+  assert.equal(torchExpm1f(100), Infinity);
+  for (const x of [-5, -0.7, -1e-3, 1e-4, 0.3, 2].map(Math.fround)) {
+    const exact = Math.expm1(x);
+    assert.ok(Math.abs(torchExpm1f(x) - exact) <= 1.2e-7 * Math.abs(exact), `expm1(${x})`);
   }
 });
 

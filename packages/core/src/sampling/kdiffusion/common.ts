@@ -2,7 +2,7 @@
 import { DarkroomError } from '../../errors.js';
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { SamplerContext } from '../types.js';
-import { torchExpf, torchLogf } from './torch-scalar-math.js';
+import { torchExpf, torchExpm1f, torchLogf } from './torch-scalar-math.js';
 
 /** float32 rounding: torch does the samplers' scalar arithmetic on 0-dim float32 tensors. */
 export const f32 = Math.fround;
@@ -88,5 +88,5 @@ export function lerp(start: number, end: number, w: number): number {
 
 export const logf = torchLogf;
 export const expf = torchExpf;
-export const expm1f = (x: number): number => f32(Math.expm1(x));
+export const expm1f = torchExpm1f;
 export const sqrtf = (x: number): number => f32(Math.sqrt(x));

@@ -1,10 +1,10 @@
 /**
- * torch's float32 exp and log on x86 CPUs: ATen's AVX2 kernels run them through SLEEF's expf_u10 / logf_u10
+ * torch's float32 exp, log and expm1 on x86 CPUs: ATen's AVX2 kernels run them through SLEEF's _u10 functions
  * (even for a 0-dim tensor, as a partial vector), which are not correctly rounded. The samplers' scalar sigma
  * arithmetic (t = -log sigma, sigma = exp(-t)) must round the same way, or round-tripped sigmas land one ulp
  * off upstream's, and the Brownian tree, which rounds its query times to 6 decimals, answers a different
  * interval. The algorithms follow SLEEF's published ones (Cody-Waite reduction and a polynomial for exp;
- * double-float arithmetic with fused multiply-adds for log).
+ * double-float arithmetic with fused multiply-adds for log and expm1).
  */
 const f = Math.fround;
 const R_LN2 = f(1.442695040888963407359924681001892137426645954152985934135449406931);
@@ -92,11 +92,9 @@ export function torchLogf(x: number): number {
   const t0 = f(1 / dh);
   const q = f(nh * t0);
   const u0 = f(t0 * nh - q);
-  const v0 = f(f(1 - f(dh * t0)) - f(dl * t0));
   // vfmanp(d.x, t, 1) = 1 - d.x*t fused; vfmanp(d.y, t, that) = that - d.y*t fused
   const r1 = f(1 - dh * t0);
   const v = f(r1 - dl * t0);
-  void v0;
   const xh = q;
   const xl = fma(q, v, fma(nl, t0, u0));
   const x2 = f(xh * xh);
@@ -119,4 +117,71 @@ export function torchLogf(x: number): number {
     sh = s;
   }
   return f(sh + sl);
+}
+
+// --- expm1: SLEEF xexpm1f = expk2f (double-float exp) minus 1 ---
+type DF = [number, number];
+
+/** dfadd2_vf2_vf2_vf: (x.hi, x.lo) + y, renormalized with the rounding error of the high parts. */
+function dfAdd2(x: DF, y: number): DF {
+  const s = f(x[0] + y);
+  const v = f(s - x[0]);
+  const t = f(f(x[0] - f(s - v)) + f(y - v));
+  return [s, f(t + x[1])];
+}
+
+/** dfadd2_vf2_vf2_vf2 */
+function dfAdd2DF(x: DF, y: DF): DF {
+  const s = f(x[0] + y[0]);
+  const v = f(s - x[0]);
+  const t = f(f(x[0] - f(s - v)) + f(y[0] - v));
+  return [s, f(t + f(x[1] + y[1]))];
+}
+
+/** dfmul_vf2_vf2_vf (FMA) */
+function dfMul(x: DF, y: number): DF {
+  const s = f(x[0] * y);
+  return [s, fma(x[1], y, f(x[0] * y - s))];
+}
+
+/** dfmul_vf2_vf2_vf2 (FMA) */
+function dfMulDF(x: DF, y: DF): DF {
+  const s = f(x[0] * y[0]);
+  return [s, fma(x[0], y[1], fma(x[1], y[0], f(x[0] * y[0] - s)))];
+}
+
+/** dfsqu_vf2_vf2 (FMA) */
+function dfSqu(x: DF): DF {
+  const s = f(x[0] * x[0]);
+  return [s, fma(f(x[0] + x[0]), x[1], f(x[0] * x[0] - s))];
+}
+
+function expk2f(d: DF): DF {
+  const q = rintEven(f(f(d[0] + d[1]) * R_LN2));
+  let s = dfAdd2(d, f(q * -L2U));
+  s = dfAdd2(s, f(q * -L2L));
+  let u = f(0.1980960224e-3);
+  u = fma(u, s[0], f(0.1394256484e-2));
+  u = fma(u, s[0], f(0.8333456703e-2));
+  u = fma(u, s[0], f(0.4166637361e-1));
+  let t = dfAdd2(dfMul(s, u), f(0.166666659414234244790680580464));
+  t = dfAdd2(dfMulDF(s, t), 0.5);
+  t = dfAdd2DF(s, dfMulDF(dfSqu(s), t));
+  // dfadd_vf2_vf_vf2(1, t)
+  const hi = f(1 + t[0]);
+  const lo = f(f(f(1 - hi) + t[0]) + t[1]);
+  const q1 = q >> 1;
+  const scale = (v: number) => f(f(v * 2 ** q1) * 2 ** (q - q1));
+  if (d[0] < -104) return [0, 0];
+  return [scale(hi), scale(lo)];
+}
+
+export function torchExpm1f(x: number): number {
+  const a = f(x);
+  if (Number.isNaN(a)) return NaN;
+  if (a > 88.72283172607421875) return Infinity;
+  if (a < -16.635532333438687) return -1;
+  if (Object.is(a, -0)) return -0;
+  const d = dfAdd2(expk2f([a, 0]), -1);
+  return f(d[0] + d[1]);
 }
