@@ -248,6 +248,9 @@ function materialize(v: PendingView, bigEndian: boolean, source: string): void {
     if (stride[d]! < 0) badFormat(source, 'negative tensor stride');
     if (shape[d]! > 0) last += (shape[d]! - 1) * stride[d]!;
   }
+  // Zero strides let a tiny storage claim a huge tensor; torch allows such views, but a file that asks for
+  // more elements than its storage holds (beyond a small allowance) would only be a way to exhaust memory.
+  if (n > Math.max(storage.numel, 1 << 20)) badFormat(source, `tensor view [${shape.join(', ')}] is larger than storage ${storage.key}`);
   if (n > 0 && (offset < 0 || last >= storage.numel)) {
     badFormat(source, `tensor view [${shape.join(', ')}] reaches past storage ${storage.key}`);
   }

@@ -132,8 +132,11 @@ export async function readZipEntry(src: ByteSource, entry: ZipEntry, source: str
   let data: Uint8Array;
   if (entry.method === 0) data = raw;
   else if (entry.method === 8) {
+    // Deflate cannot expand more than ~1032x; a larger declared size is a lie, and inflating never goes past
+    // the declared size, so a crafted archive cannot exhaust memory.
+    if (entry.size > raw.length * 1032 + 1024) truncated(source, `${entry.name} declares an impossible size`);
     try {
-      data = inflateRawSync(raw);
+      data = inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
     } catch {
       truncated(source, `cannot inflate ${entry.name}`);
     }

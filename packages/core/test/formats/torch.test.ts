@@ -203,3 +203,39 @@ test('an allowed global used as a callable it is not (REDUCE on a storage class)
   const builtin = Uint8Array.from([...P.proto, ...P.global('builtins', 'getattr'), ...P.stop]);
   await assert.rejects(readTorch(writeZip([{ name: 'd/data.pkl', data: builtin }])), (e: unknown) => isDarkroomError(e, 'TORCH_FORBIDDEN_GLOBAL'));
 });
+
+test('resource bombs are refused before allocating: a deflated member lying about its size, a zero-stride giant view', async () => {
+  const { writeZip } = await import('../../src/formats/zip.js');
+  const zip = writeZip([{ name: 'e/data.pkl', data: Uint8Array.from([...P.proto, ...P.int(1), ...P.stop]) }]);
+  const central = [...zip.keys()].find((i) => zip[i] === 0x50 && zip[i + 1] === 0x4b && zip[i + 2] === 0x01 && zip[i + 3] === 0x02)!;
+  assert.ok(central > 0);
+  const dv = new DataView(zip.buffer);
+  dv.setUint16(central + 10, 8, true); // deflate
+  dv.setUint32(central + 24, 2_000_000_000, true); // 2 GB out of a few bytes
+  await assert.rejects(readTorch(zip), (e: unknown) => isDarkroomError(e, 'TORCH_TRUNCATED') && /impossible size/.test(e.message));
+
+  const giant = writeZip([
+    { name: 'f/data.pkl', data: tensorPickle('FloatStorage', 1, 0, [200, 200, 200], [0, 0, 0]) },
+    { name: 'f/data/0', data: new Uint8Array(4) },
+  ]);
+  await assert.rejects(readTorch(giant), (e: unknown) => isDarkroomError(e, 'TORCH_BAD_FORMAT') && /larger than storage/.test(e.message));
+});
+
+test('numpy scalars (allowed by A1111) become numbers', async () => {
+  const { writeZip } = await import('../../src/formats/zip.js');
+  const f8 = new Uint8Array(8);
+  new DataView(f8.buffer).setFloat64(0, 0.125, true);
+  const latin1 = String.fromCharCode(...f8);
+  const pkl = Uint8Array.from([
+    ...P.proto,
+    ...P.global('numpy.core.multiarray', 'scalar'),
+    ...P.mark,
+    ...P.global('numpy', 'dtype'), ...P.mark, ...P.str('f8'), 0x89, 0x88, ...P.tuple, ...P.reduce,
+    ...P.mark, ...P.int(3), ...P.str('<'), 0x4e, 0x4e, 0x4e, 0x4a, 0xff, 0xff, 0xff, 0xff, 0x4a, 0xff, 0xff, 0xff, 0xff, ...P.int(0), ...P.tuple, 0x62,
+    ...P.global('_codecs', 'encode'), ...P.mark, ...P.str(latin1), ...P.str('latin1'), ...P.tuple, ...P.reduce,
+    ...P.tuple,
+    ...P.reduce,
+    ...P.stop,
+  ]);
+  assert.equal((await readTorch(writeZip([{ name: 'g/data.pkl', data: pkl }]))).value, 0.125);
+});

@@ -36,6 +36,13 @@ async function imagePayload(bytes: Uint8Array, file: string, stem: string): Prom
   if (ext !== '.png') {
     throw new DarkroomError('EMBEDDING_UNSUPPORTED_FORMAT', `${file}: only PNG image embeddings are supported`, { file });
   }
+  // PIL refuses images over 2 x 89478485 pixels (DecompressionBombError); so do we, before decoding.
+  if (bytes.length >= 24) {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (dv.getUint32(16) * dv.getUint32(20) > 2 * 89_478_485) {
+      throw new DarkroomError('EMBEDDING_IMAGE_TOO_LARGE', `${file}: the image is too large to check for an embedding`, { file });
+    }
+  }
   const text = readPngText(bytes);
   let data: PyValue;
   if (EMBEDDING_TEXT_KEY in text) data = embeddingFromBase64(text[EMBEDDING_TEXT_KEY]!, file);
