@@ -276,6 +276,6 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     const w = farm.workers[0]!;
     const wm = await (await fetch(`http://127.0.0.1:${w.port}/metrics`)).text();
     assert.match(wm, /darkroom_worker_jobs_total\{outcome="completed"\}/);
-    assert.match(wm, /darkroom_worker_event_loop_delay_p99_seconds/);
+    assert.match(wm, /darkroom_worker_event_loop_delay_seconds\{stat="max"\}/);
   });
 });

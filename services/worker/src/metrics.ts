@@ -20,10 +20,16 @@ export function createWorkerMetrics() {
     }),
     cache: new Counter({ name: 'darkroom_worker_cache_requests_total', help: 'asset cache lookups', labelNames: ['cache', 'result'] as const, registers: [registry] }),
     webhooks: new Counter({ name: 'darkroom_webhook_deliveries_total', help: 'webhook delivery attempts, by result', labelNames: ['result'] as const, registers: [registry] }),
-    eventLoopP99: new Gauge({
-      name: 'darkroom_worker_event_loop_delay_p99_seconds', help: 'p99 event-loop delay of the main thread (lock renewal runs here)', registers: [registry],
+    // Lock renewal, cancel messages and health checks run on this thread: its delay must stay far below
+    // BullMQ's renewal interval (lockDuration / 2). Measured since the previous scrape, then reset.
+    eventLoop: new Gauge({
+      name: 'darkroom_worker_event_loop_delay_seconds', help: 'main-thread event-loop delay since the previous scrape',
+      labelNames: ['stat'] as const, registers: [registry],
       collect() {
-        this.set(loop.percentile(99) / 1e9);
+        this.set({ stat: 'p50' }, loop.percentile(50) / 1e9);
+        this.set({ stat: 'p99' }, loop.percentile(99) / 1e9);
+        this.set({ stat: 'max' }, loop.max / 1e9);
+        loop.reset();
       },
     }),
   };
