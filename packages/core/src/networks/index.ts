@@ -39,5 +39,6 @@ export {
   type HypernetworkInput,
 } from './hypernetworks/graph.js';
 export { hypernetworkPayload, saveHypernetworkPt } from './hypernetworks/save.js';
-export { createHypernetwork, sanitizeHypernetworkName, type CreateHypernetworkOptions, type RandomSource, type WeightInit } from './hypernetworks/create.js';
+export { sanitizeNetworkName } from './names.js';
+export { createHypernetwork, type CreateHypernetworkOptions, type RandomSource, type WeightInit } from './hypernetworks/create.js';
 export { NetworkCache, sha256Hex, type NetworkCacheOptions } from './cache.js';

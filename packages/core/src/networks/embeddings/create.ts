@@ -6,6 +6,7 @@ import { DarkroomError } from '../../errors.js';
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { Embedding } from './embedding.js';
 import type { TokenEncoder } from './database.js';
+import { sanitizeNetworkName } from '../names.js';
 
 export interface CreateEmbeddingOptions {
   readonly name: string;
@@ -39,15 +40,16 @@ export function createEmbedding(opts: CreateEmbeddingOptions): Embedding {
       vec.set(table.data.subarray(id * width, (id + 1) * width), i * width);
     }
   }
+  const name = sanitizeNetworkName(opts.name);
   return {
-    name: opts.name,
+    name,
     vec: float32([n, width], vec),
     vectors: n,
     width,
     step: 0,
     sdCheckpoint: null,
     sdCheckpointName: null,
-    filename: `${opts.name}.pt`,
+    filename: `${name}.pt`,
     hash: '',
     shorthash: '',
   };

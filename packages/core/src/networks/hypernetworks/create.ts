@@ -6,6 +6,7 @@
  */
 import { DarkroomError } from '../../errors.js';
 import { float32, type Float32Tensor } from '../../tensor.js';
+import { sanitizeNetworkName } from '../names.js';
 import { moduleLayers, type Hypernetwork, type HypernetworkModule } from './hypernetwork.js';
 
 export type WeightInit = 'Normal' | 'XavierUniform' | 'XavierNormal' | 'KaimingUniform' | 'KaimingNormal';
@@ -34,11 +35,6 @@ export interface CreateHypernetworkOptions {
 
 function parseList(v: readonly number[] | string): number[] {
   return typeof v === 'string' ? v.split(',').map((x) => Number(x.trim())) : [...v];
-}
-
-/** A1111 sanitises names to letters, digits and `._- `. */
-export function sanitizeHypernetworkName(name: string): string {
-  return [...name].filter((c) => /[\p{L}\p{N}]/u.test(c) || '._- '.includes(c)).join('');
 }
 
 function init(shape: number[], kind: WeightInit | 'zeros' | 'layernorm', fanIn: number, fanOut: number, rnd: RandomSource): Float32Tensor {
@@ -104,7 +100,7 @@ export function createHypernetwork(opts: CreateHypernetworkOptions): Hypernetwor
     };
     layers.set(width, [module(), module()]);
   }
-  const name = sanitizeHypernetworkName(opts.name);
+  const name = sanitizeNetworkName(opts.name);
   return {
     ...arch,
     sizes: [...layers.keys()].sort((a, b) => a - b),
