@@ -258,6 +258,11 @@ export class Engine {
     }
   }
 
+  /** Checkpoints currently loaded ('' is the demo model), least recently used first. */
+  loadedCheckpoints(): string[] {
+    return [...this.loaded.values()].sort((a, b) => a.lastUsed - b.lastUsed).map((l) => l.key);
+  }
+
   pngInfo(bytes: Uint8Array): PngInfo {
     return pngInfo(bytes);
   }

@@ -1,0 +1,55 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { oracleRoot, repoRoot } from '../../parity/oracle.js';
+import { Engine, pngInfo } from '../../src/pipeline/engine.js';
+import { encodePng } from '../../src/formats/png.js';
+import { isDarkroomError } from '../../src/errors.js';
+
+const tiny = join(oracleRoot(), 'model', 'tiny-sd1.safetensors');
+const vocab = join(oracleRoot(), 'text', 'vocab');
+
+test('png-info: the parameters infotext parsed, other text chunks as items', () => {
+  const png = encodePng({ width: 1, height: 1, channels: 3, data: Uint8Array.of(1, 2, 3) }, [
+    ['parameters', 'a cat\nNegative prompt: fog\nSteps: 20, Sampler: Euler, CFG scale: 7.0, Seed: 1, Size: 512x768'],
+    ['Software', 'darkroom'],
+  ]);
+  const info = pngInfo(png);
+  assert.equal(info.items.Software, 'darkroom');
+  assert.equal(info.parameters.Prompt, 'a cat');
+  assert.equal(info.parameters['Negative prompt'], 'fog');
+  assert.equal(info.parameters['Size-2'], '768');
+  assert.equal(pngInfo(encodePng({ width: 1, height: 1, channels: 1, data: Uint8Array.of(0) })).info, '');
+});
+
+test('unknown checkpoints and missing vocabularies are typed errors', async () => {
+  const engine = new Engine({ root: repoRoot });
+  await assert.rejects(engine.txt2img({ steps: 1 }, { checkpoint: '/nonexistent/model.safetensors' }), (e: unknown) =>
+    isDarkroomError(e, 'MODEL_NOT_FOUND'),
+  );
+  if (existsSync(tiny) && !process.env.DARKROOM_CLIP_VOCAB) {
+    // a real checkpoint with no vocabulary beside it and none configured
+    await assert.rejects(engine.txt2img({ steps: 1 }, { checkpoint: tiny }), (e: unknown) => isDarkroomError(e, 'TOKENIZER_NOT_FOUND'));
+  }
+  await engine.close();
+});
+
+test('models beyond the memory budget are evicted least recently used first', async (t) => {
+  if (!existsSync(tiny) || !existsSync(vocab)) {
+    t.skip('oracle tiny-sd1 checkpoint or vocabulary not found');
+    return;
+  }
+  const engine = new Engine({ root: repoRoot, memoryBudgetBytes: 1, vocabulary: vocab, threads: 1 });
+  try {
+    const request = { prompt: 'a castle', steps: 1, seed: 3, width: 64, height: 64, sampler_name: 'Euler' };
+    const demo = await engine.txt2img(request);
+    assert.deepEqual(engine.loadedCheckpoints(), ['']);
+    const real = await engine.txt2img(request, { checkpoint: tiny });
+    assert.deepEqual(engine.loadedCheckpoints(), [tiny]);
+    assert.match(demo.infotexts[0]!, /Model: darkroom-tiny-sd1/);
+    assert.match(real.infotexts[0]!, /Model hash: bfcd16918c, Model: tiny-sd1/);
+  } finally {
+    await engine.close();
+  }
+});
