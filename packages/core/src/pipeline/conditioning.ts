@@ -43,8 +43,11 @@ export interface TextContext {
   readonly clipSkip: number;
   readonly emphasis: EmphasisMode;
   readonly commaPaddingBacktrack: number;
-  /** TI hashes as A1111 accumulates them over encoder calls ("name: shorthash, ..."). */
-  tiHashes?: string;
+  /**
+   * What the encoder adds to the infotext across calls, in insertion order (A1111's
+   * model_hijack.extra_generation_params): "TI hashes" ("name: shorthash, ...") and "Emphasis".
+   */
+  readonly generationParams: Map<string, string>;
   readonly onTextCall?: (trace: TextCallTrace) => void;
 }
 
@@ -95,8 +98,9 @@ function accumulateTiHashes(ctx: TextContext, used: ReadonlyMap<string, Conditio
     hashes.push(`${name.replaceAll(':', '').replaceAll(',', '')}: ${e.shorthash}`);
   }
   if (hashes.length === 0) return;
-  if (ctx.tiHashes) hashes.push(ctx.tiHashes);
-  ctx.tiHashes = hashes.join(', ');
+  const earlier = ctx.generationParams.get('TI hashes');
+  if (earlier) hashes.push(earlier);
+  ctx.generationParams.set('TI hashes', hashes.join(', '));
 }
 
 /** FrozenCLIPEmbedderWithCustomWords.forward(texts): (N, 77*chunks, D). */
@@ -126,6 +130,9 @@ export async function encodeTexts(texts: readonly string[], ctx: TextContext): P
     }
   }
   accumulateTiHashes(ctx, used);
+  if (ctx.emphasis !== 'Original' && texts.some((t) => t.includes('(') || t.includes('['))) {
+    ctx.generationParams.set('Emphasis', ctx.emphasis);
+  }
   const out = concatTokens(zs);
   ctx.onTextCall?.({ texts, chunks: traceChunks, out });
   return out;

@@ -96,6 +96,7 @@ export function startJob(model: PipelineModel, params: ResolvedCommon, opts: Gen
     clipSkip: model.kind === 'sd2' ? (model.textEncoder.defaultClipSkip ?? 2) : params.settings.CLIP_stop_at_last_layers,
     emphasis: params.settings.emphasis,
     commaPaddingBacktrack: params.settings.comma_padding_backtrack,
+    generationParams: new Map(),
     ...(opts.trace?.onTextCall ? { onTextCall: (t) => opts.trace!.onTextCall!(t) } : {}),
   };
   return {
@@ -164,7 +165,7 @@ export async function batchConditioning(
     conds = await multicondLearnedConditioning(texts, steps, job.text, schedule);
     job.condCache.set(ckey, conds);
   }
-  if (job.text.tiHashes) job.extra.set('TI hashes', job.text.tiHashes);
+  for (const [k, v] of job.text.generationParams) job.extra.set(k, v);
   return { conds, unconds, variant };
 }
 

@@ -142,3 +142,28 @@ test('bad parameters are typed errors', async () => {
   );
   await assert.rejects(engine.txt2img({ ...base, prompt: 'x <hypernet:nothere:1>' }), (e: unknown) => isDarkroomError(e, 'HYPERNETWORK_NOT_FOUND'));
 });
+
+test('Clip skip, ENSD and Emphasis reach the infotext only where A1111 writes them', async () => {
+  const r = await engine.txt2img({ ...base, steps: 2, clip_skip: 2, override_settings: { eta_noise_seed_delta: 31337, emphasis: 'No norm' } });
+  assert.match(r.infotexts[0]!, /Seed: 1234, Size: 64x64, Model hash: [0-9a-f]{10}, Model: darkroom-tiny-sd1, Clip skip: 2, ENSD: 31337, Emphasis: No norm, Version/);
+  // ENSD reseeds the step noise: it changes ancestral samplers only, and only they list it
+  const plain = { ...base, steps: 3, sampler_name: 'Euler' };
+  const euler = await engine.txt2img(plain);
+  const eulerEnsd = await engine.txt2img({ ...plain, override_settings: { eta_noise_seed_delta: 5 } });
+  assert.deepEqual(euler.images[0], eulerEnsd.images[0]);
+  assert.doesNotMatch(eulerEnsd.infotexts[0]!, /ENSD/);
+  const anc = await engine.txt2img({ ...plain, sampler_name: 'Euler a' });
+  const ancEnsd = await engine.txt2img({ ...plain, sampler_name: 'Euler a', override_settings: { eta_noise_seed_delta: 5 } });
+  assert.notDeepEqual(anc.images[0], ancEnsd.images[0]);
+});
+
+test('timestep samplers and LCM run through the same pipeline', async () => {
+  for (const sampler_name of ['DDIM', 'PLMS', 'UniPC', 'LCM']) {
+    const r = await engine.txt2img({ ...base, steps: 3, sampler_name });
+    assert.match(r.infotexts[0]!, new RegExp(`Sampler: ${sampler_name},`));
+    assert.equal(decodePng(r.images[0]!).width, 64);
+  }
+  const ddimEta = await engine.txt2img({ ...base, steps: 3, sampler_name: 'DDIM', override_settings: { eta_ddim: 0.5 } });
+  assert.match(ddimEta.infotexts[0]!, /Eta DDIM: 0\.5/);
+  await assert.rejects(engine.txt2img({ ...base, sampler_name: 'DDIM CFG++' }), (e: unknown) => isDarkroomError(e, 'SAMPLER_NOT_SUPPORTED'));
+});
