@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { openStorage, type Storage } from '../src/index.js';
+import { openStorage, parseS3Url, type Storage } from '../src/index.js';
 import { startS3 } from '../../../test/support/s3.js';
 
 async function exercise(storage: Storage, expectPresigned: boolean): Promise<void> {
@@ -49,4 +49,15 @@ test('S3 storage against s3rver, with presigned URLs', async () => {
   } finally {
     await s3.close();
   }
+});
+
+test('s3:// URLs: bucket, prefix, path style by default with a custom endpoint, presigned for the public endpoint', async () => {
+  const loc = parseS3Url('s3://media/farm/?endpoint=http%3A%2F%2Fminio%3A9000&publicEndpoint=http%3A%2F%2Flocalhost%3A9000');
+  assert.equal(loc.bucket, 'media');
+  assert.equal(loc.prefix, 'farm/');
+  assert.equal(loc.endpoint, 'http://minio:9000');
+  assert.equal(loc.forcePathStyle, true);
+  const url = await openStorage('s3://media/farm?endpoint=http://minio:9000&publicEndpoint=http://localhost:9000').presignedUrl('outputs/t/J/0.png', 60);
+  assert.ok(url!.startsWith('http://localhost:9000/media/farm/outputs/t/J/0.png?'), url!);
+  assert.throws(() => openStorage('ftp://x'), /STORAGE_URL/);
 });

@@ -6,7 +6,7 @@ import {
 } from '@darkroom/farm';
 import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
 import { findScheduler, SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
-import { DEFAULT_SETTINGS } from '@darkroom/core/pipeline/index.js';
+import { DEFAULT_SETTINGS } from '@darkroom/core/pipeline/params.js';
 import type { ApiContext } from './context.js';
 import { findModel, listModels } from './models.js';
 

@@ -12,12 +12,16 @@ export interface S3Location {
   /** Key prefix inside the bucket ("" or "a/b/"). */
   prefix: string;
   endpoint: string | undefined;
+  /** Endpoint clients reach (presigned URLs are signed for this host), when it differs from `endpoint`. */
+  publicEndpoint: string | undefined;
   region: string;
   forcePathStyle: boolean;
 }
 
 /**
- * `s3://bucket[/prefix]?endpoint=http://minio:9000&region=us-east-1&forcePathStyle=true`. Credentials come
+ * `s3://bucket[/prefix]?endpoint=http://minio:9000&region=us-east-1&forcePathStyle=true[&publicEndpoint=http://localhost:9000]`.
+ * `publicEndpoint` is for setups where the services reach the store by an internal name that clients cannot
+ * resolve (Docker Compose, Kubernetes): URLs handed to clients are signed for it. Credentials come
  * from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, instance roles, ...), never the URL.
  */
 export function parseS3Url(url: string): S3Location {
@@ -30,6 +34,7 @@ export function parseS3Url(url: string): S3Location {
     bucket: u.hostname,
     prefix: path ? `${path}/` : '',
     endpoint,
+    publicEndpoint: u.searchParams.get('publicEndpoint') ?? undefined,
     region: u.searchParams.get('region') ?? process.env.AWS_REGION ?? 'us-east-1',
     // MinIO and s3rver want path-style addressing; default to it whenever a custom endpoint is given.
     forcePathStyle: fps === null ? endpoint !== undefined : fps === 'true',
@@ -44,11 +49,17 @@ function isNotFound(e: unknown): boolean {
 export class S3Storage implements Storage {
   readonly driver = 's3' as const;
   private readonly client: S3Client;
+  private readonly presigner: S3Client;
 
   constructor(readonly location: S3Location) {
-    this.client = new S3Client({
+    this.client = S3Storage.client(location, location.endpoint);
+    this.presigner = location.publicEndpoint ? S3Storage.client(location, location.publicEndpoint) : this.client;
+  }
+
+  private static client(location: S3Location, endpoint: string | undefined): S3Client {
+    return new S3Client({
       region: location.region,
-      endpoint: location.endpoint,
+      endpoint,
       forcePathStyle: location.forcePathStyle,
       // The SDK's default streams uploads as aws-chunked with trailing checksums, which several S3-compatible
       // servers (s3rver, older MinIO, some gateways) store verbatim; checksums only where S3 requires them.
@@ -121,6 +132,6 @@ export class S3Storage implements Storage {
   }
 
   async presignedUrl(key: string, expiresInS: number): Promise<string | null> {
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(key) }), { expiresIn: expiresInS });
+    return getSignedUrl(this.presigner, new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(key) }), { expiresIn: expiresInS });
   }
 }

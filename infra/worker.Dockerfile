@@ -1,0 +1,39 @@
+# A GPU generation worker. onnxruntime-node 1.30's CUDA provider is built for CUDA 12 and cuDNN 9, which this
+# base image carries; the provider's libraries are downloaded at build time (they are not in the npm package).
+#   docker build -f infra/worker.Dockerfile -t darkroom-worker .
+FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04
+
+ARG NODE_MAJOR=20
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
+ && curl -fsSL https://deb.nodesource.com/setup_${NODE_MAJOR}.x | bash - \
+ && apt-get install -y --no-install-recommends nodejs \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV NODE_ENV=production \
+    EXECUTION_PROVIDER=cuda
+WORKDIR /app
+
+COPY package.json package-lock.json .npmrc ./
+COPY packages/core/package.json packages/core/
+COPY packages/farm/package.json packages/farm/
+COPY packages/cli/package.json packages/cli/
+COPY services/api/package.json services/api/
+COPY services/worker/package.json services/worker/
+# The flag overrides the repository's .npmrc (which skips the download on machines without a GPU).
+RUN npm ci --include=dev --no-audit --no-fund --onnxruntime-node-install=cuda12 \
+ && ls node_modules/onnxruntime-node/bin/napi-v6/linux/x64/ | grep -q providers_cuda \
+ && npm cache clean --force
+
+COPY tsconfig.json ./
+COPY packages ./packages
+COPY services ./services
+
+# Compiled graphs and fetched embeddings/hypernetworks: mount a volume here to keep them across restarts.
+RUN mkdir -p /app/.darkroom && chown -R 1000:1000 /app/.darkroom
+USER 1000
+EXPOSE 9464
+HEALTHCHECK --interval=15s --timeout=5s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.WORKER_PORT||9464)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# SIGTERM lets the current job finish: give the container as long as a job may take (stop_grace_period).
+CMD ["node", "--import", "tsx", "services/worker/src/main.ts"]
