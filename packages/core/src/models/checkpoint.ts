@@ -112,6 +112,36 @@ export function normalizeKeys(source: CheckpointSource): CheckpointSource {
   };
 }
 
+/**
+ * The checkpoint with its VAE replaced by a separate VAE file (A1111's sd_vae: `.vae.pt`, `.vae.safetensors`,
+ * keys relative to first_stage_model; `loss.*` and EMA counters ignored as `load_vae_dict` does).
+ */
+export function withVae(base: CheckpointSource, vae: CheckpointSource, vaePrefix = 'first_stage_model.'): CheckpointSource {
+  const ignored = (k: string): boolean => k.startsWith('loss') || k === 'model_ema.decay' || k === 'model_ema.num_updates';
+  const vaeKeys = new Map<string, string>();
+  for (const k of vae.index.keys()) {
+    if (ignored(k)) continue;
+    vaeKeys.set(k.startsWith(vaePrefix) ? k : `${vaePrefix}${k}`, k);
+  }
+  if (![...vaeKeys.keys()].some((k) => k.startsWith(`${vaePrefix}decoder.`))) {
+    throw new DarkroomError('MODEL_UNSUPPORTED', `${vae.path}: not a VAE (no decoder.* tensors)`, { file: vae.path });
+  }
+  const index = new Map([...base.index].filter(([k]) => !k.startsWith(vaePrefix)));
+  for (const [k, original] of vaeKeys) index.set(k, vae.index.get(original)!);
+  return {
+    path: base.path,
+    index,
+    read: (key) => {
+      const original = vaeKeys.get(key);
+      return original !== undefined ? vae.read(original) : base.read(key);
+    },
+    close: async () => {
+      await vae.close();
+      await base.close();
+    },
+  };
+}
+
 export async function openCheckpoint(path: string): Promise<CheckpointSource> {
   const ext = extname(path).toLowerCase();
   if (ext === '.safetensors') {

@@ -51,7 +51,7 @@ export {
   type UNetConfig,
   type VaeConfig,
 } from './config.js';
-export { openCheckpoint, normalizeKeys, readComponent, readFloat32, checkpointFromTensors, sha256File, type CheckpointSource } from './checkpoint.js';
+export { openCheckpoint, normalizeKeys, withVae, readComponent, readFloat32, checkpointFromTensors, sha256File, type CheckpointSource } from './checkpoint.js';
 export { CompileCache, DEFAULT_CACHE_DIR, type GraphKey } from './cache.js';
 export { computeAlphasCumprod } from './schedule.js';
 export { buildUNet, type AttentionContextHook, type AttentionSite, type UNetBuildOptions, type UNetGraph } from './unet.js';

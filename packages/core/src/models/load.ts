@@ -11,7 +11,7 @@ import type { BuiltModel } from '../graph/ir.js';
 import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../tensor.js';
 import { CompileCache, DEFAULT_CACHE_DIR, cachedFact, cachedFileHash, type GraphKey } from './cache.js';
-import { openCheckpoint, readComponent, readFloat32, sha256File, type CheckpointSource } from './checkpoint.js';
+import { openCheckpoint, readComponent, readFloat32, sha256File, withVae, type CheckpointSource } from './checkpoint.js';
 import { textOutputName, tokenEmbeddingKey } from './clip.js';
 import {
   inferModelConfig,
@@ -84,6 +84,8 @@ export interface StableDiffusionModel {
 
 export interface LoadModelOptions {
   readonly checkpoint: string;
+  /** A separate VAE file (`.vae.safetensors`, `.vae.pt`, `.ckpt`) that replaces the checkpoint's own VAE. */
+  readonly vae?: string;
   /** Path of a JSON config, or the parsed object (ldm yaml `model:` section as JSON, see config.ts). */
   readonly config?: string | object;
   readonly cacheDir?: string;
@@ -150,7 +152,12 @@ class SessionPool {
   async run(component: string, path: string, feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
     let found = this.entries.get(path);
     if (!found) {
-      found = { component, entry: { session: this.open(path), lastUse: 0, busy: 0 } };
+      const session = this.open(path);
+      // A session that fails to open is forgotten, so the next call tries again instead of failing forever.
+      session.catch(() => {
+        if (this.entries.get(path)?.entry.session === session) this.entries.delete(path);
+      });
+      found = { component, entry: { session, lastUse: 0, busy: 0 } };
       this.entries.set(path, found);
       void this.evict(component, path);
     }
@@ -197,8 +204,17 @@ function output(r: Record<string, HostTensor>, name: string): Float32Tensor {
 
 export async function loadModel(opts: LoadModelOptions): Promise<StableDiffusionModel> {
   const overrides = await readOverrides(opts.config);
-  const source: CheckpointSource = await openCheckpoint(opts.checkpoint);
+  let source: CheckpointSource = await openCheckpoint(opts.checkpoint);
   try {
+    if (opts.vae) {
+      const vae = await openCheckpoint(opts.vae);
+      try {
+        source = withVae(source, vae);
+      } catch (e) {
+        await vae.close();
+        throw e;
+      }
+    }
     return await assemble(opts, overrides, source);
   } catch (e) {
     await source.close();
@@ -211,6 +227,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
   const cache = new CompileCache(cacheDir);
   const sha256 = await cachedFileHash(cacheDir, opts.checkpoint, sha256File);
+  const vaeSha256 = opts.vae ? await cachedFileHash(cacheDir, opts.vae, sha256File) : undefined;
   const tokenEmbedding = await readFloat32(source, tokenEmbeddingKey(config.text));
   const alphasCumprod = source.index.has('alphas_cumprod')
     ? (await readFloat32(source, 'alphas_cumprod')).data
@@ -236,7 +253,8 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     build: (weights: Map<string, Float32Tensor>) => BuiltModel,
   ): Promise<string> => {
     if (released) throw new DarkroomError('MODEL_RELEASED', 'this model has been released');
-    const key: GraphKey = { weights: sha256, component, options: { ...options, dtype, config: configFacts(config, component) } };
+    const weights = vaeSha256 && component.startsWith('vae') ? `${sha256}+vae:${vaeSha256}` : sha256;
+    const key: GraphKey = { weights, component, options: { ...options, dtype, config: configFacts(config, component) } };
     const entry = await cache.getOrBuild(key, async () => build(await readComponent(source, prefix)));
     return entry.path;
   };

@@ -233,3 +233,35 @@ test('the SD2 eps/v probe runs the UNet on A1111\'s test input', { skip }, async
     await rm(cacheDir, { recursive: true, force: true });
   }
 });
+
+test('a separate VAE file replaces the checkpoint VAE (A1111 sd_vae)', { skip }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-model-vae-'));
+  try {
+    const { writeSafetensors } = await import('../../src/formats/safetensors.js');
+    const { tensors } = await readSafetensorsFile(join(folder, 'tiny-sd2.safetensors'));
+    const vaeOnly = new Map<string, HostTensor>();
+    for (const [k, t] of tensors) if (k.startsWith('first_stage_model.')) vaeOnly.set(k.slice('first_stage_model.'.length), t);
+    vaeOnly.set('loss.logvar', { dtype: 'float32', shape: [], data: new Float32Array(1) });
+    const vaeFile = join(dir, 'other.vae.safetensors');
+    await writeFile(vaeFile, writeSafetensors(vaeOnly));
+    const cacheDir = join(dir, 'cache');
+    const base = { checkpoint: join(folder, 'tiny-sd1.safetensors'), config: join(folder, 'tiny-sd1.json'), cacheDir, threads: 1 };
+    const d = await caseTensors('tiny-sd2.vae-decode-8x8.safetensors');
+    const own = await loadModel(base);
+    const ownImage = await own.vae.decode(f32(d.get('latent')));
+    await own.release();
+    const swapped = await loadModel({ ...base, vae: vaeFile });
+    const image = await swapped.vae.decode(f32(d.get('latent')));
+    assert.equal(swapped.buildCount, 1, 'a different VAE is a different graph');
+    await swapped.release();
+    const close = elementwiseClose(image.data, f32(d.get('image')).data, 5e-5, 5e-5);
+    assert.ok(close.ok, `maxAbs ${close.maxAbs}`);
+    assert.ok(!elementwiseClose(ownImage.data, f32(d.get('image')).data, 5e-5, 5e-5).ok);
+    await assert.rejects(
+      loadModel({ ...base, vae: join(folder, 'tiny-sd1.unet-8x8.safetensors') }),
+      (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'),
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
