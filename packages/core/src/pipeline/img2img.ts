@@ -100,24 +100,24 @@ export async function img2img(model: PipelineModel, request: Img2ImgParams, opts
   const steps = scheduleSteps(job.samplerName, p.steps);
   const result = { images: [] as Uint8Array[], infotexts: [] as string[], latents: [] as Float32Tensor[] };
 
+  // A1111 encodes the init images once, in init(), and every batch iteration starts from that latent
+  const parts: Float32Tensor[] = [];
+  for (let i = 0; i < bs; i++) {
+    const im = resized.length === 1 ? resized[0]! : resized[i]!;
+    parts.push(await encodeToLatent(model, rgbToVaeInput(im), job.seeds.allSeeds[i]!, job.noiseSource));
+  }
+  let init = float32([bs, ...parts[0]!.shape.slice(1)], new Float32Array(parts.flatMap((x) => [...x.data])));
+  if (p.resize_mode === 3) init = interpolateLatent(init, p.height / 8, p.width / 8, 'bilinear');
+  const [, , lh, lw] = init.shape as [number, number, number, number];
+  if (lh !== p.height / 8 || lw !== p.width / 8) {
+    throw new DarkroomError('INIT_IMAGE_INVALID', `init images must all have the same size (${p.width}x${p.height} after resizing)`);
+  }
+
   for (let n = 0; n < p.n_iter; n++) {
     throwIfAborted(opts.signal);
     const range = [n * bs, (n + 1) * bs] as const;
     const seeds = job.seeds.allSeeds.slice(...range);
     const subseeds = job.seeds.allSubseeds.slice(...range);
-    // the init latent of each batch item (one image repeated, or one image per item)
-    const parts: Float32Tensor[] = [];
-    for (let i = 0; i < bs; i++) {
-      const im = resized.length === 1 ? resized[0]! : resized[i]!;
-      parts.push(await encodeToLatent(model, rgbToVaeInput(im), seeds[i]!, job.noiseSource));
-    }
-    let init = float32([bs, ...parts[0]!.shape.slice(1)], new Float32Array(parts.flatMap((x) => [...x.data])));
-    if (p.resize_mode === 3) init = interpolateLatent(init, p.height / 8, p.width / 8, 'bilinear');
-    const [, , lh, lw] = init.shape as [number, number, number, number];
-    if (lh !== p.height / 8 || lw !== p.width / 8) {
-      throw new DarkroomError('INIT_IMAGE_INVALID', `init images must all have the same size (${p.width}x${p.height} after resizing)`);
-    }
-
     const { conds, unconds, variant } = await batchConditioning(
       job,
       job.allPrompts.slice(...range),
