@@ -265,3 +265,39 @@ test('a separate VAE file replaces the checkpoint VAE (A1111 sd_vae)', { skip },
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('BF16 checkpoints are upcast and run (bf16-rounded weights stay near the float32 reference)', { skip }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-model-bf16-'));
+  try {
+    const { writeSafetensors } = await import('../../src/formats/safetensors.js');
+    const { tensors } = await readSafetensorsFile(join(folder, 'tiny-sd1.safetensors'));
+    const bf16 = new Map<string, HostTensor>();
+    const bits = new Uint32Array(1);
+    const view = new Float32Array(bits.buffer);
+    for (const [k, t] of tensors) {
+      if (t.dtype !== 'float32' || !k.startsWith('model.diffusion_model.')) {
+        bf16.set(k, t);
+        continue;
+      }
+      const src = t.data as Float32Array;
+      const out = new Uint16Array(src.length);
+      for (let i = 0; i < src.length; i++) {
+        view[0] = src[i]!;
+        const x = bits[0]!;
+        out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16; // round to nearest even
+      }
+      bf16.set(k, { dtype: 'bfloat16', shape: t.shape, data: out });
+    }
+    const file = join(dir, 'tiny-sd1-bf16.safetensors');
+    await writeFile(file, writeSafetensors(bf16));
+    const model = await loadModel({ checkpoint: file, config: join(folder, 'tiny-sd1.json'), cacheDir: join(dir, 'cache'), threads: 1 });
+    const c = await caseTensors('tiny-sd1.unet-8x8.safetensors');
+    const out = await model.unet.run(f32(c.get('x')), f32(c.get('t')).data, f32(c.get('context')));
+    await model.release();
+    const close = scaledClose(out.data, f32(c.get('out')).data, 5e-2);
+    assert.ok(close.ok, `max|a-b|/max|ref| = ${close.maxRel}`);
+    assert.ok(close.maxRel > 1e-4, 'the weights really were rounded to bf16');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
