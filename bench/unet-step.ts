@@ -2,7 +2,9 @@
  * Full-size UNet step time on the CPU provider: SD 1.5 (and SD 2.1 with --model sd21) built from the real
  * configs with random weights, 512x512 (latent 64x64), batch 2 (a CFG pair), 77-token context.
  *
- *   npx tsx bench/unet-step.ts [--model sd15|sd21|both] [--steps 2] [--threads N]
+ *   npx tsx bench/unet-step.ts [--model sd15|sd21|both] [--steps 2] [--threads N] [--fused]
+ *
+ * --fused builds the attention as com.microsoft MultiHeadAttention instead of the plain MatMul/Softmax form.
  *
  * Reports the build time, session creation time, and per step: the whole step as EngineSession.run does it
  * (host tensors to ORT tensors, run, back) beside the time inside onnxruntime's InferenceSession.run.
@@ -26,6 +28,7 @@ interface Args {
   models: string[];
   steps: number;
   threads: number | undefined;
+  fused: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -38,6 +41,7 @@ function parseArgs(argv: string[]): Args {
     models: model === 'both' ? ['sd15', 'sd21'] : [model],
     steps: Number(get('--steps') ?? 2),
     threads: get('--threads') ? Number(get('--threads')) : undefined,
+    fused: argv.includes('--fused'),
   };
 }
 
@@ -92,6 +96,7 @@ interface Result {
   latent: [number, number];
   contextLength: number;
   threads: number | 'default';
+  attention: 'plain' | 'fused';
   buildMs: number;
   writeMs: number;
   sessionCreateMs: number;
@@ -111,10 +116,10 @@ async function benchModel(model: string, args: Args, folder: string): Promise<Re
     let params = 0;
     let buildMs = 0;
     const t0 = performance.now();
-    const { path } = await cache.getOrBuild({ weights: `random-${model}`, component: 'unet', options: { batch, height, width } }, () => {
+    const { path } = await cache.getOrBuild({ weights: `random-${model}`, component: 'unet', options: { batch, height, width, fused: args.fused } }, () => {
       const weights = randomUNetWeights(index);
       for (const t of weights.values()) params += t.data.length;
-      const built = unetModel(weights, config.unet, { batch, height, width, contextLength });
+      const built = unetModel(weights, config.unet, { batch, height, width, contextLength, fusedAttention: args.fused });
       buildMs = performance.now() - t0;
       return built;
     });
@@ -160,6 +165,7 @@ async function benchModel(model: string, args: Args, folder: string): Promise<Re
       latent: [height, width],
       contextLength,
       threads: args.threads ?? 'default',
+      attention: args.fused ? 'fused' : 'plain',
       buildMs,
       writeMs,
       sessionCreateMs,
@@ -181,10 +187,10 @@ async function main(): Promise<void> {
 
   console.log('\nUNet step, CPU provider, 512x512 (latent 64x64), batch 2, 77 tokens, float32');
   console.log('(best of the timed steps; the machine is shared, so look at the spread in the JSON too)');
-  console.log('model  params   build s  session s  step ms  inside InferenceSession.run ms');
+  console.log('model  attention  params   build s  session s  step ms  inside InferenceSession.run ms');
   for (const r of results) {
     console.log(
-      `${r.model.padEnd(6)} ${(r.params / 1e6).toFixed(1).padStart(6)}M ${(r.buildMs / 1000).toFixed(1).padStart(8)} ${(r.sessionCreateMs / 1000)
+      `${r.model.padEnd(6)} ${r.attention.padEnd(9)}  ${(r.params / 1e6).toFixed(1).padStart(6)}M ${(r.buildMs / 1000).toFixed(1).padStart(8)} ${(r.sessionCreateMs / 1000)
         .toFixed(1)
         .padStart(10)} ${min(r.stepMs).toFixed(0).padStart(8)} ${min(r.ortRunMs).toFixed(0).padStart(31)}`,
     );
