@@ -26,6 +26,8 @@ export interface TextGraph {
   /** skips[N-1] = final LN of hidden_states[-N]. */
   readonly skips: readonly Value[];
   readonly hidden: readonly Value[];
+  /** Checkpoint tensors the graph never read (the token embedding, text_projection and logit_scale always). */
+  readonly unusedWeights: readonly string[];
 }
 
 /** Names of the per-layer tensors in the two layouts. */
@@ -98,7 +100,7 @@ export function buildTextEncoder(
   for (let skip = 1; skip <= cfg.layers + 1; skip++) {
     skips.push(b.layerNorm(b.cast(hidden[cfg.layers + 1 - skip]!, 'float32'), g, beta, cfg.layerNormEps));
   }
-  return { inputsEmbeds, skips, hidden: hidden.map((v) => b.cast(v, 'float32')) };
+  return { inputsEmbeds, skips, hidden: hidden.map((v) => b.cast(v, 'float32')), unusedWeights: w.unused() };
 }
 
 /** Graph-level names of the text encoder outputs. */

@@ -72,6 +72,8 @@ export interface UNetGraph {
   readonly out: Value;
   readonly tEmb: Value;
   readonly emb: Value;
+  /** Checkpoint tensors the graph never read: non-empty means the config does not describe these weights. */
+  readonly unusedWeights: readonly string[];
 }
 
 const RES_EPS = 1e-5;
@@ -224,5 +226,5 @@ export function buildUNet(b: GraphBuilder, weights: ReadonlyMap<string, Float32T
   const contextV = opts.context?.v ?? b.input('context_v', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);
   const unet = new UNetBuilder(w, cfg, opts, b.cast(contextK, dtype), b.cast(contextV, dtype));
   const { out, tEmb, emb } = unet.build(x, t);
-  return { x, t, contextK, contextV, out, tEmb, emb };
+  return { x, t, contextK, contextV, out, tEmb, emb, unusedWeights: w.unused() };
 }

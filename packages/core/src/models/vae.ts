@@ -62,7 +62,7 @@ export function buildVaeDecoder(
   weights: ReadonlyMap<string, Float32Tensor>,
   cfg: VaeConfig,
   opts: VaeBuildOptions,
-): { latent: Value; z: Value; image: Value } {
+): { latent: Value; z: Value; image: Value; unusedWeights: readonly string[] } {
   const dtype = opts.dtype ?? 'float32';
   const w = new ModuleWeights(b, weights, 'vae.', dtype);
   const latent = b.input('latent', 'float32', [opts.batch, cfg.embedDim, opts.height, opts.width]);
@@ -78,7 +78,7 @@ export function buildVaeDecoder(
     if (level !== 0) h = conv2d(w, b.resizeNearest(h, 2), `decoder.up.${level}.upsample.conv`, { pad: 1 });
   }
   h = conv2d(w, b.silu(groupNorm(w, h, 'decoder.norm_out', EPS)), 'decoder.conv_out', { pad: 1 });
-  return { latent, z, image: b.cast(h, 'float32') };
+  return { latent, z, image: b.cast(h, 'float32'), unusedWeights: w.unused() };
 }
 
 export function buildVaeEncoder(
@@ -86,7 +86,7 @@ export function buildVaeEncoder(
   weights: ReadonlyMap<string, Float32Tensor>,
   cfg: VaeConfig,
   opts: VaeBuildOptions,
-): { image: Value; moments: Value; mean: Value; logvar: Value; std: Value } {
+): { image: Value; moments: Value; mean: Value; logvar: Value; std: Value; unusedWeights: readonly string[] } {
   const dtype = opts.dtype ?? 'float32';
   const w = new ModuleWeights(b, weights, 'vae.', dtype);
   const image = b.input('image', 'float32', [opts.batch, cfg.inChannels, opts.height, opts.width]);
@@ -107,5 +107,5 @@ export function buildVaeEncoder(
   const [mean, rawLogvar] = b.split(moments, [e, e], 1) as [Value, Value];
   const logvar = b.min(b.max(rawLogvar, -30), 20);
   const std = b.exp(b.mul(logvar, 0.5));
-  return { image, moments, mean, logvar, std };
+  return { image, moments, mean, logvar, std, unusedWeights: w.unused() };
 }

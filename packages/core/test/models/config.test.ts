@@ -142,3 +142,36 @@ test('old SD1 text keys and SD2 Turbo SGM keys are renamed as A1111 does', { ski
   xl.delete('conditioner.embedders.0.model.ln_final.weight');
   assert.throws(() => inferModelConfig(normalizeKeys(checkpointFromTensors('xl', xl)).index), (e: unknown) => isDarkroomError(e, 'MODEL_UNSUPPORTED'));
 });
+
+test('the inferred configs describe every weight of the tiny checkpoints', { skip }, async () => {
+  const { GraphBuilder } = await import('../../src/graph/builder.js');
+  const { readComponent } = await import('../../src/models/checkpoint.js');
+  const { buildUNet } = await import('../../src/models/unet.js');
+  const { buildTextEncoder } = await import('../../src/models/clip.js');
+  const { buildVaeDecoder, buildVaeEncoder } = await import('../../src/models/vae.js');
+  for (const name of ['tiny-sd1', 'tiny-sd2']) {
+    const src = await openCheckpoint(join(folder, `${name}.safetensors`));
+    try {
+      const c = inferModelConfig(src.index, overridesFromJson(jsonFile(`${name}.json`)));
+      const unet = buildUNet(new GraphBuilder(), await readComponent(src, 'model.diffusion_model.'), c.unet, {
+        batch: 1,
+        height: 8,
+        width: 8,
+        contextLength: 77,
+      });
+      assert.deepEqual(unet.unusedWeights, [], `${name} UNet`);
+      const vaeWeights = await readComponent(src, 'first_stage_model.');
+      const dec = buildVaeDecoder(new GraphBuilder(), vaeWeights, c.vae, { batch: 1, height: 8, width: 8, scaleFactor: c.scaleFactor });
+      const enc = buildVaeEncoder(new GraphBuilder(), vaeWeights, c.vae, { batch: 1, height: 64, width: 64, scaleFactor: c.scaleFactor });
+      // Each VAE half reads its own weights; together they read all of them.
+      const unusedByBoth = dec.unusedWeights.filter((k) => enc.unusedWeights.includes(k));
+      assert.deepEqual(unusedByBoth, [], `${name} VAE`);
+      const text = buildTextEncoder(new GraphBuilder(), await readComponent(src, c.text.prefix), c.text, { batch: 1 });
+      const expected =
+        c.text.layout === 'hf-clip' ? ['embeddings.token_embedding.weight'] : ['logit_scale', 'text_projection', 'token_embedding.weight'];
+      assert.deepEqual([...text.unusedWeights].sort(), expected, `${name} text`);
+    } finally {
+      await src.close();
+    }
+  }
+});
