@@ -140,3 +140,34 @@ test('a new embedding spreads the init tokens over the vectors as A1111 does', (
   const cut = createEmbedding({ name: 'c', vectors: 1, initText: '2 3', tokenizer, tokenEmbeddings: table });
   assert.deepEqual([...cut.vec.data], [2, 2], 'SD1 keeps at most n init tokens');
 });
+
+test('loading a folder as A1111 does: previews, plain images and empty files ignored, other width skipped, bad files reported', { skip }, async () => {
+  const { HOSTILE_CODES } = await import('../../parity/networks.js');
+  const tokenizer = { encode: (s: string) => [...s.toLowerCase()].map((c) => c.codePointAt(0)!) };
+  // The oracle folder also holds expected-vector sidecars and JSON: copy just the embedding files.
+  const { mkdtemp, copyFile, readdir, rm, mkdir } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-emb-'));
+  await mkdir(join(dir, 'nested'));
+  for (const f of await readdir(ti)) {
+    if (f.includes('.expected.') || f.endsWith('.json')) continue;
+    await copyFile(join(ti, f), join(dir, f.startsWith('bigstyle') ? join('nested', f) : f));
+  }
+  const db = new EmbeddingDatabase(tokenizer, 768);
+  const failures = await db.loadDirectory(dir).finally(() => rm(dir, { recursive: true, force: true }));
+  assert.deepEqual(failures, []);
+  assert.deepEqual([...db.skipped.keys()], ['sdxl_emb']);
+  // pekora.pt and pekora_embedding_both.png share the name "pekora" (the PNG's payload name): the later file wins.
+  assert.deepEqual(
+    db.list().map((e) => e.name),
+    ['bf16emb', 'bigstyle', 'cat-toy', 'fresh_embedding', 'halfprec', 'legacy_format', 'mignon', 'oldstyle', 'pekora', 'textchunk-emb'],
+  );
+  assert.equal(db.get('pekora')!.filename, 'pekora_embedding_both.png');
+
+  const hostile = new EmbeddingDatabase(tokenizer, 768);
+  const bad = await hostile.loadDirectory(join(oracleRoot(), 'text', 'hostile'));
+  assert.equal(hostile.list().length, 0);
+  const byFile = Object.fromEntries(bad.map((f) => [f.file.split('/').pop()!, f.error.code]));
+  const { ['empty.pt']: _empty, ...expected } = HOSTILE_CODES;
+  assert.deepEqual(byFile, expected);
+});
