@@ -5,6 +5,7 @@
  * With no checkpoint configured it uses Darkroom's tiny demo model, generated on first use.
  */
 import { existsSync, statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { DarkroomError } from '../errors.js';
 import { parseGenerationParameters, type ParsedInfotextValue } from '../formats/infotext.js';
@@ -29,6 +30,8 @@ import type { HypernetworkProvider, JobNetworks, PipelineModel, PipelineTokenize
 export interface EngineOptions {
   /** Checkpoint used when a job names none; absent = the tiny demo model. */
   readonly checkpoint?: string;
+  /** Folder of checkpoints that `override_settings.sd_model_checkpoint` names are looked up in (A1111's models/Stable-diffusion). */
+  readonly modelsDir?: string;
   /** Where `.darkroom/` (demo model, compile cache) lives; default the working directory. */
   readonly root?: string;
   /** Compiled graphs, keyed by checkpoint hash; default `<root>/.darkroom/cache`. */
@@ -240,8 +243,39 @@ export class Engine {
     return { ...rest, networks, ...(this.options.version && !rest.version ? { version: this.options.version } : {}) };
   }
 
+  /**
+   * A checkpoint named as A1111 clients name it (`override_settings.sd_model_checkpoint`): its path relative to
+   * the models folder, with or without extension, or its file stem, optionally followed by " [hash]".
+   */
+  async checkpointByName(name: string): Promise<string> {
+    const dir = this.options.modelsDir;
+    if (!dir) {
+      throw new DarkroomError('MODEL_NOT_FOUND', `checkpoint "${name}" was requested by name, but no models folder is configured`, { name });
+    }
+    const wanted = name.replace(/\s*\[[0-9a-fA-F]{8,64}\]\s*$/, '').replaceAll('\\', '/');
+    const files = (await readdir(dir, { recursive: true }))
+      .map((f) => f.replaceAll('\\', '/'))
+      .filter((f) => /\.(safetensors|ckpt)$/i.test(f))
+      .sort();
+    const strip = (f: string): string => f.slice(0, f.length - extname(f).length);
+    const found =
+      files.find((f) => f === wanted) ??
+      files.find((f) => strip(f) === wanted) ??
+      files.find((f) => basename(strip(f)) === wanted);
+    if (!found) {
+      throw new DarkroomError('MODEL_NOT_FOUND', `no checkpoint named "${name}" in ${dir}`, { name, available: files });
+    }
+    return join(dir, found);
+  }
+
+  private async checkpointForJob(params: { override_settings?: { sd_model_checkpoint?: string } }, job: EngineJobOptions): Promise<string | undefined> {
+    if (job.checkpoint !== undefined) return job.checkpoint;
+    const named = params.override_settings?.sd_model_checkpoint;
+    return named ? this.checkpointByName(named) : undefined;
+  }
+
   async txt2img(params: Txt2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
-    const { model, release } = await this.acquire(job.checkpoint);
+    const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
     try {
       return await txt2img(model, params, this.generateOptions(job, await this.networksFor(model, job)));
     } finally {
@@ -250,7 +284,7 @@ export class Engine {
   }
 
   async img2img(params: Img2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
-    const { model, release } = await this.acquire(job.checkpoint);
+    const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
     try {
       return await img2img(model, params, this.generateOptions(job, await this.networksFor(model, job)));
     } finally {

@@ -9,13 +9,14 @@
  * ```
  */
 export { Engine, pngInfo, type EngineOptions, type EngineJobOptions, type PngInfo } from './engine.js';
-export { txt2img } from './txt2img.js';
+export { txt2img, HIRES_UPSCALERS } from './txt2img.js';
 export { img2img } from './img2img.js';
 export { DEFAULT_INFOTEXT_VERSION, type GenerateOptions, type GenerationResult, type ProgressEvent } from './job.js';
 export {
   DEFAULT_SETTINGS,
   resolveImg2Img,
   resolveTxt2Img,
+  unknownSettings,
   type Img2ImgParams,
   type InitImage,
   type OverrideSettings,

@@ -14,7 +14,7 @@ import { encodeTexts, learnedConditioning, multicondLearnedConditioning, type Te
 import { parseBatchExtraNetworks, hypernetworkUses } from './extra-networks.js';
 import { decodedToRgb8 } from './image.js';
 import { jobSeeds, type JobSeeds } from './seeds.js';
-import type { ResolvedCommon } from './params.js';
+import { unknownSettings, type OverrideSettings, type ResolvedCommon } from './params.js';
 import type { MultiCond, ScheduledCond } from './cfg-denoiser.js';
 import type { PipelineTrace } from './trace.js';
 import type { JobNetworks, PipelineModel, UNetVariant } from './types.js';
@@ -266,8 +266,16 @@ export function writeImages(
   });
 }
 
-export function requestRecord(job: JobState, params: object): Record<string, unknown> {
-  return { ...params, seed: job.seeds.seed, subseed: job.seeds.subseed, sampler_name: job.samplerName, scheduler: job.scheduler };
+export function requestRecord(job: JobState, params: { override_settings?: OverrideSettings; [field: string]: unknown }): Record<string, unknown> {
+  const ignored = unknownSettings(params.override_settings);
+  return {
+    ...params,
+    seed: job.seeds.seed,
+    subseed: job.seeds.subseed,
+    sampler_name: job.samplerName,
+    scheduler: job.scheduler,
+    ...(ignored.length ? { ignored_settings: ignored } : {}),
+  };
 }
 
 export function splitLatents(latents: Float32Tensor): Float32Tensor[] {

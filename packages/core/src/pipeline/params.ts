@@ -37,6 +37,8 @@ export interface OverrideSettings {
   add_model_hash_to_info?: boolean;
   add_model_name_to_info?: boolean;
   add_version_to_infotext?: boolean;
+  /** Checkpoint for this request by name (resolved by the Engine against its models folder). */
+  sd_model_checkpoint?: string;
 }
 
 /** Fields shared by txt2img and img2img. */
@@ -222,11 +224,16 @@ function bool(field: string, v: unknown, fallback: boolean): boolean {
 const SEED_MAX = 2 ** 53 - 1;
 const SETTING_KEYS = new Set(Object.keys(DEFAULT_SETTINGS));
 
+/**
+ * Override keys that are not generation settings (A1111 clients send many UI options there); A1111 applies
+ * what it knows and logs the rest, and so do we: unknown keys are reported here and otherwise ignored.
+ */
+export function unknownSettings(overrides: OverrideSettings | undefined): string[] {
+  return Object.keys(overrides ?? {}).filter((k) => !SETTING_KEYS.has(k) && k !== 'sd_model_checkpoint');
+}
+
 export function resolveSettings(overrides: OverrideSettings | undefined, clipSkip?: number): Settings {
   const o: Record<string, unknown> = { ...(overrides ?? {}) };
-  for (const k of Object.keys(o)) {
-    if (!SETTING_KEYS.has(k)) bad(`override_settings.${k}`, 'is not a setting Darkroom knows', o[k]);
-  }
   const d = DEFAULT_SETTINGS;
   const randn = str('override_settings.randn_source', o.randn_source, d.randn_source);
   if (randn !== 'GPU' && randn !== 'CPU' && randn !== 'NV') bad('override_settings.randn_source', 'must be GPU, CPU or NV', randn);

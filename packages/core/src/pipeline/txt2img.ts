@@ -40,6 +40,9 @@ const LATENT_MODES: Record<string, LatentInterpolation> = {
 
 const IMAGE_UPSCALERS = new Set(['None', 'Lanczos', 'Nearest']);
 
+/** The hires-fix upscaler names this build implements (A1111's /sdapi/v1/upscalers and latent modes). */
+export const HIRES_UPSCALERS: readonly string[] = [...Object.keys(LATENT_MODES), ...IMAGE_UPSCALERS];
+
 interface HiresPlan {
   readonly width: number;
   readonly height: number;

@@ -53,3 +53,27 @@ test('models beyond the memory budget are evicted least recently used first', as
     await engine.close();
   }
 });
+
+test('override_settings.sd_model_checkpoint picks a checkpoint from the models folder by name; other UI keys are ignored', async (t) => {
+  if (!existsSync(tiny) || !existsSync(vocab)) {
+    t.skip('oracle tiny-sd1 checkpoint or vocabulary not found');
+    return;
+  }
+  const engine = new Engine({ root: repoRoot, modelsDir: join(oracleRoot(), 'model'), vocabulary: vocab, threads: 1 });
+  try {
+    assert.equal(await engine.checkpointByName('tiny-sd1.safetensors [bfcd16918c]'), tiny);
+    assert.equal(await engine.checkpointByName('tiny-sd1'), tiny);
+    await assert.rejects(engine.checkpointByName('sd_xl_base'), (e: unknown) => isDarkroomError(e, 'MODEL_NOT_FOUND'));
+    const r = await engine.txt2img({
+      prompt: 'a castle',
+      steps: 1,
+      width: 64,
+      height: 64,
+      override_settings: { sd_model_checkpoint: 'tiny-sd1', ...({ sd_vae: 'Automatic' } as object) },
+    });
+    assert.match(r.infotexts[0]!, /Model: tiny-sd1,/);
+    assert.deepEqual(r.parameters.ignored_settings, ['sd_vae']);
+  } finally {
+    await engine.close();
+  }
+});
