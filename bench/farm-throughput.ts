@@ -99,15 +99,22 @@ async function runFarm(workers: number): Promise<{ row: Row; loop?: { p50: numbe
 }
 
 /** The same render on the calling thread, as a worker without a render thread would run it. */
-async function inlineLoopDelay(): Promise<{ max: number; p99: number }> {
+async function inlineLoopDelay(): Promise<{ max: number; p99: number; engineMsPerJob: number }> {
   const engine = new Engine();
   await engine.txt2img({ ...JOB });
+  // The engine alone on the same job, for how much of a job's run time is the farm's.
+  const times: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    await engine.txt2img({ ...JOB });
+    times.push(performance.now() - t);
+  }
   const h = monitorEventLoopDelay({ resolution: 10 });
   h.enable();
   await engine.txt2img({ ...JOB, steps: RENDER_STEPS });
   h.disable();
   await engine.close();
-  return { max: h.max / 1e6, p99: h.percentile(99) / 1e6 };
+  return { max: h.max / 1e6, p99: h.percentile(99) / 1e6, engineMsPerJob: percentile(times, 50) };
 }
 
 const rows: Row[] = [];
@@ -129,6 +136,7 @@ printTable(`Farm throughput (tiny model, 1 step, ${SIZE}x${SIZE}; latency = POST
   { key: 'loadedP99', label: 'backlog p99', digits: 0 },
   { key: 'renderMed', label: 'job run med', digits: 0 },
 ], rows);
+console.log(`engine alone, same 1-step job, in-process: ${inline.engineMsPerJob.toFixed(0)} ms (median of 10)`);
 const loopRows: Row[] = [
   { where: 'worker main thread (engine in render thread)', p99: loop?.p99 ?? null, max: loop?.max ?? null, renewal: LOCK_DURATION_MS / 2 },
   { where: 'engine on the calling thread (for contrast)', p99: inline.p99, max: inline.max, renewal: LOCK_DURATION_MS / 2 },

@@ -271,6 +271,10 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     assert.equal((await farm.request('GET', '/metrics')).status, 401, 'metrics need the admin key once one is set');
     const metrics = await farm.request('GET', '/metrics', { key: 'admin-key-0123456789' });
     assert.match(String(metrics.json), /darkroom_queue_backlog\{queue="generate"\}/);
+    const board = await fetch(`${farm.url}/admin/queues`, { headers: { authorization: `Basic ${Buffer.from('ops:admin-key-0123456789').toString('base64')}` } });
+    assert.equal(board.status, 200, 'bull-board behind the admin key');
+    assert.match(await board.text(), /<html/i);
+    assert.equal((await farm.request('GET', '/admin/queues', { key: KEY_A })).status, 401);
     const q = (await farm.request('GET', '/v1/queue', { key: 'admin-key-0123456789' })).json as { generate: { backlog: number } };
     assert.equal(typeof q.generate.backlog, 'number');
     const w = farm.workers[0]!;
