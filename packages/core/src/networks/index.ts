@@ -35,6 +35,7 @@ export {
   hypernetworkVariant,
   hypernetworkGraphKey,
   hypernetworkInputs,
+  declaredHypernetworkInputs,
   feedsFor,
   type HypernetworkInput,
 } from './hypernetworks/graph.js';

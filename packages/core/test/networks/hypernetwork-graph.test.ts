@@ -135,3 +135,43 @@ test('a created hypernetwork has A1111 structure and init statistics, and round-
   }
   assert.deepEqual(back.layers.get(64)![0].layers.map((l) => l.kind), ['linear', 'activation', 'layernorm', 'dropout', 'linear', 'activation', 'layernorm', 'dropout', 'linear', 'layernorm']);
 });
+
+test('the hook is differentiable with respect to its weight inputs (directional finite differences)', { skip: !haveOracle && 'oracle absent' }, async () => {
+  const { grad } = await import('../../src/graph/autodiff.js');
+  const { declaredHypernetworkInputs } = await import('../../src/networks/hypernetworks/graph.js');
+  const context = (await readSafetensorsFile(join(dir, 'contexts.safetensors'))).tensors.get('d32') as Float32Tensor;
+  for (const file of ['hn_leakyrelu_ln.pt', 'hn_act_prelu.pt', 'hn_act_softshrink.pt', 'hn_mish_ln_actout.pt', 'hn_act_hardsigmoid.pt']) {
+    const hn = await loadHypernetworkFile(join(dir, file));
+    const b = new GraphBuilder('hn-grad');
+    const ctx = b.input('context', 'float32', context.shape);
+    const { k, v } = hypernetworkHook([hn])(b, { k: ctx, v: ctx }, 32, { block: 'test', kind: 'cross' });
+    const loss = b.reduceSum(b.add(b.mul(k, k), b.mul(v, b.tanh(v))), [0, 1, 2], false);
+    const inputs = [...declaredHypernetworkInputs(b)].filter(([name]) => !name.endsWith('multiplier'));
+    const grads = grad(b, loss, inputs.map(([, val]) => val));
+    b.output(b.identity(loss), 'loss');
+    grads.forEach((g, i) => b.output(b.identity(g), `g${i}`));
+    const s = await createSession(b.toModel(), { threads: 1 });
+    try {
+      const base = feedsFor([hn], [1]);
+      // A fixed pseudo-random direction over every weight input.
+      let seed = 7;
+      const dirs = inputs.map(([name]) => Float32Array.from(base[name]!.data as Float32Array, () => ((seed = (Math.imul(seed, 69069) + 1) >>> 0) / 2 ** 32 - 0.5)));
+      const at = async (eps: number): Promise<number> => {
+        const feeds: Record<string, HostTensor> = { context, ...base };
+        inputs.forEach(([name], i) => {
+          const t = base[name]!;
+          feeds[name] = { dtype: 'float32', shape: t.shape, data: Float32Array.from(t.data as Float32Array, (x, j) => x + eps * dirs[i]![j]!) };
+        });
+        return ((await s.run(feeds)).loss!.data as Float32Array)[0]!;
+      };
+      const r = await s.run({ context, ...base });
+      let analytic = 0;
+      grads.forEach((_, i) => (r[`g${i}`]!.data as Float32Array).forEach((g, j) => (analytic += g * dirs[i]![j]!)));
+      const eps = 1e-3;
+      const numeric = ((await at(eps)) - (await at(-eps))) / (2 * eps);
+      assert.ok(Math.abs(numeric - analytic) <= 2e-2 * Math.abs(analytic) + 1e-3, `${file}: analytic ${analytic} vs numeric ${numeric}`);
+    } finally {
+      await s.release();
+    }
+  }
+});

@@ -146,6 +146,11 @@ function inputOnce(b: GraphBuilder, name: string, shape: readonly number[]): Val
   return v;
 }
 
+/** The hypernetwork inputs the hook declared in `b`, by name: what training takes gradients with respect to. */
+export function declaredHypernetworkInputs(b: GraphBuilder): ReadonlyMap<string, Value> {
+  return declared.get(b) ?? new Map();
+}
+
 function mlp(b: GraphBuilder, x: Value, arch: HypernetworkArchitecture, slot: number, width: number, stream: 'k' | 'v'): Value {
   let h = x;
   for (const l of computeLayers(arch, width)) {
