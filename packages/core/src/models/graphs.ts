@@ -3,6 +3,7 @@
  * input/output names everyone else relies on. `loadModel` caches what these return; parity checks call them
  * directly for the diagnostic outputs.
  */
+import { DarkroomError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import type { BuiltModel } from '../graph/ir.js';
 import type { Float32Tensor } from '../tensor.js';
@@ -58,6 +59,14 @@ export function unetModel(weights: Weights, cfg: UNetConfig, opts: UNetGraphOpti
 export function unetBuilder(weights: Weights, cfg: UNetConfig, opts: UNetGraphOptions): GraphBuilder {
   const b = new GraphBuilder('unet');
   const g = buildUNet(b, weights, cfg, opts);
+  if (g.unusedWeights.length) {
+    // Weights the config has no place for: the graph would silently compute another network.
+    throw new DarkroomError(
+      'MODEL_CONFIG_MISMATCH',
+      `the UNet config leaves ${g.unusedWeights.length} checkpoint tensors unused (e.g. ${g.unusedWeights.slice(0, 3).join(', ')})`,
+      { unused: g.unusedWeights.slice(0, 20) },
+    );
+  }
   b.output(g.out, 'out');
   if (opts.exposeEmbeddings) {
     b.output(g.tEmb, 't_emb');

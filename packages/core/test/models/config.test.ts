@@ -175,3 +175,19 @@ test('the inferred configs describe every weight of the tiny checkpoints', { ski
     }
   }
 });
+
+test('a UNet config that leaves checkpoint weights unused is refused at build time', { skip }, async () => {
+  const { readComponent } = await import('../../src/models/checkpoint.js');
+  const { unetModel } = await import('../../src/models/graphs.js');
+  const src = await openCheckpoint(join(folder, 'tiny-sd1.safetensors'));
+  try {
+    const c = inferModelConfig(src.index, overridesFromJson(jsonFile('tiny-sd1.json')));
+    const weights = await readComponent(src, 'model.diffusion_model.');
+    assert.throws(
+      () => unetModel(weights, { ...c.unet, transformerDepth: 0 }, { batch: 1, height: 8, width: 8, contextLength: 77 }),
+      (e: unknown) => isDarkroomError(e, 'MODEL_CONFIG_MISMATCH'),
+    );
+  } finally {
+    await src.close();
+  }
+});
