@@ -27,3 +27,4 @@ export { pipelineModel } from './model.js';
 export { ensureDemoModel, DEMO_MODEL_NAME } from './demo-model.js';
 export type { PipelineModel, JobNetworks, HypernetworkProvider, ConditioningEmbedding } from './types.js';
 export type { PipelineTrace } from './trace.js';
+export { latentPreview, latentPreviewPng } from './preview.js';

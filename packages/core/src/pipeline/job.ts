@@ -29,6 +29,11 @@ export interface ProgressEvent {
   /** Batch iteration (0-based, of n_iter). */
   readonly iteration: number;
   readonly pass: 'first' | 'hires';
+  /**
+   * The sampler's current denoised estimate of the batch (B,4,h,w), where the sampler reports one. It is the
+   * sampler's working buffer: use it inside the callback (e.g. `latentPreview`) or copy it.
+   */
+  readonly denoised?: Float32Tensor;
 }
 
 export interface GenerateOptions {
@@ -194,10 +199,14 @@ export function imageRng(job: JobState, shape: readonly [number, number, number]
   });
 }
 
-export function progress(job: JobState, iteration: number, pass: 'first' | 'hires'): (step: number, steps: number) => void {
+export function progress(
+  job: JobState,
+  iteration: number,
+  pass: 'first' | 'hires',
+): (step: number, steps: number, denoised: Float32Tensor | undefined) => void {
   const base = job.stepsDone;
-  return (step) => {
-    job.opts.onStep?.({ step: base + step, steps: job.stepsTotal, iteration, pass });
+  return (step, _steps, denoised) => {
+    job.opts.onStep?.({ step: base + step, steps: job.stepsTotal, iteration, pass, ...(denoised ? { denoised } : {}) });
   };
 }
 

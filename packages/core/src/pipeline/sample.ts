@@ -81,7 +81,7 @@ export interface PassInput {
   readonly isHrPass: boolean;
   readonly trace?: PipelineTrace;
   readonly signal?: AbortSignal;
-  readonly onStep?: (step: number, steps: number) => void;
+  readonly onStep?: (step: number, steps: number, denoised: Float32Tensor | undefined) => void;
   readonly pass: 'first' | 'hires';
   readonly iteration: number;
 }
@@ -169,7 +169,7 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
     seeds: input.seeds,
     randnLocal: (seed, shape) => randnLocal(source, seed, shape),
     ...(input.signal ? { signal: input.signal } : {}),
-    onStep: (s) => input.onStep?.(s.step + 1, s.steps),
+    onStep: (s) => input.onStep?.(s.step + 1, s.steps, s.denoised),
     options,
   });
   if (cfg.paddedCondUncond) input.extra.set('Pad conds', true);

@@ -167,3 +167,19 @@ test('timestep samplers and LCM run through the same pipeline', async () => {
   assert.match(ddimEta.infotexts[0]!, /Eta DDIM: 0\.5/);
   await assert.rejects(engine.txt2img({ ...base, sampler_name: 'DDIM CFG++' }), (e: unknown) => isDarkroomError(e, 'SAMPLER_NOT_SUPPORTED'));
 });
+
+test('progress carries the denoised estimate, which makes a cheap live preview', async () => {
+  const { latentPreview, latentPreviewPng } = await import('../../src/pipeline/preview.js');
+  const previews: Array<[number, number]> = [];
+  let png: Uint8Array | undefined;
+  await engine.txt2img({ ...base, steps: 2, sampler_name: 'Euler' }, {
+    onStep: (e) => {
+      if (!e.denoised) return;
+      const p = latentPreview(e.denoised);
+      previews.push([p.width, p.height]);
+      png = latentPreviewPng(e.denoised);
+    },
+  });
+  assert.deepEqual(previews, [[8, 8], [8, 8]]);
+  assert.deepEqual([decodePng(png!).width, decodePng(png!).channels], [8, 3]);
+});
