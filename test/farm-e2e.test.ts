@@ -59,8 +59,10 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     const payload = verifyWebhook(secret, completed.headers, completed.body) as { data: { job_id: string; outputs: { url: string }[] } };
     assert.equal(payload.data.job_id, id);
     assert.equal(payload.data.outputs.length, 1);
-    assert.ok(hookFor('job.started'), 'started webhook delivered');
-    assert.notEqual(completed.headers['webhook-id'], hookFor('job.started')!.headers['webhook-id']);
+    // Deliveries are independent queue jobs: `started` may land after `completed`.
+    const started = await waitFor('started webhook', async () => hookFor('job.started'), 30_000);
+    assert.equal((verifyWebhook(secret, started.headers, started.body) as { data: { job_id: string } }).data.job_id, id);
+    assert.notEqual(completed.headers['webhook-id'], started.headers['webhook-id']);
     // Bob's secret does not verify Alice's webhooks.
     const bobSecret = ((await farm.request('GET', '/v1/webhook-secret', { key: KEY_B })).json as { secret: string }).secret;
     assert.throws(() => verifyWebhook(bobSecret, completed.headers, completed.body));

@@ -104,6 +104,22 @@ describe('farm under faults (two worker processes, short locks)', () => {
     await waitFor('busy jobs cancelled', async () => (await Promise.all(busy.map(job))).every((j) => j.state === 'cancelled'), 30_000);
   });
 
+  test('SIGTERM: a worker finishes the job in hand, then exits cleanly', async () => {
+    const sub = await farm.request('POST', '/v1/txt2img', { body: { ...SMALL, prompt: 'finish me', steps: 40, seed: 3 } });
+    const { id } = sub.json as { id: string };
+    await waitFor('job running with progress', async () => ((await job(id)).progress?.step ?? 0) >= 1, 30_000, 20);
+    const events = (await farm.redis.xrange(`${farm.prefix}:darkroom:events:${id}`, '-', '+')).map(([, f]) => f);
+    const by = (JSON.parse(events.find((f) => f[1] === 'started')![5]!) as { worker: string }).worker;
+    const w = farm.workers.find((x) => x.name === by)!;
+    w.child.kill('SIGTERM');
+    const [code] = (await once(w.child, 'exit')) as [number | null];
+    assert.equal(code, 0);
+    const view = await job(id);
+    assert.equal(view.state, 'completed', 'the job finished before the worker exited');
+    assert.equal(view.attempts, 1);
+    await farm.startWorker('w4');
+  });
+
   test('webhook receiver down: retried with backoff and delivered once it is back', async () => {
     const hooks = new HookReceiver(await freePort());
     const sub = await farm.request('POST', '/v1/txt2img', {

@@ -72,7 +72,7 @@ const common = {
     .describe('CLIP layers to stop at (A1111 setting CLIP_stop_at_last_layers); null = the setting'),
   model: NAME.nullable().default(null).describe('checkpoint name (sd-models title or model_name); null = the configured default'),
   embeddings: z.array(NAME).max(64).nullable().default(null)
-    .describe('textual-inversion embeddings to load by name; null = every embedding of the tenant'),
+    .describe('textual-inversion embeddings to load by name; null = the tenant\'s embeddings whose names occur in the prompts'),
   hypernetworks: z.array(NAME).max(16).default([])
     .describe('hypernetworks to load by name (prompts pick them with <hypernet:name:strength>)'),
   webhook: WebhookSpec.nullable().default(null),

@@ -48,8 +48,13 @@ async function resolveCheckpoint(ctx: ProcessorContext, data: GenerateJobData): 
 
 async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData): Promise<RenderRequest['networks']> {
   const req = data.request;
+  // With no explicit list, the tenant's embeddings whose names occur in the prompts (A1111 matches names as
+  // lower-cased CLIP tokens, so a case-insensitive substring test keeps every one that could match) — loading
+  // all of them for every job would cost time and let one bad upload break every job.
+  const text = [req.prompt, req.negative_prompt, 'hr_prompt' in req ? req.hr_prompt : '', 'hr_negative_prompt' in req ? req.hr_negative_prompt : '']
+    .join('\n').toLowerCase();
   const embRecords = req.embeddings === null
-    ? await ctx.registry.list(data.tenant, 'embeddings')
+    ? (await ctx.registry.list(data.tenant, 'embeddings')).filter((r) => text.includes(r.name.toLowerCase()))
     : await Promise.all(req.embeddings.map(async (n) => {
       const r = await ctx.registry.get(data.tenant, 'embeddings', n);
       if (!r) throw new FarmError('EMBEDDING_NOT_FOUND', 404, `embedding "${n}" is not uploaded`, 'embeddings');
