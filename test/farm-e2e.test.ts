@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { Queue } from 'bullmq';
 import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
 import { readPngText } from '@darkroom/core/formats/png.js';
+import { writeSafetensors } from '@darkroom/core/formats/safetensors.js';
+import { float32 } from '@darkroom/core/tensor.js';
 import { isJobId, openStorage, verifyWebhook } from '@darkroom/farm';
 import { freePort, HookReceiver, readEvents, startFarm, waitFor, type Farm } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
@@ -261,6 +263,55 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     assert.deepEqual(listA.items.map((i) => i.name), ['my-style']);
     assert.deepEqual(listB.items, []);
     assert.equal((await farm.request('DELETE', '/v1/embeddings/my-style', { key: KEY_A })).status, 204);
+  });
+
+  test('a job uses an uploaded embedding: fetched by content hash on the worker, named in the infotext, cached', async () => {
+    // A 2-vector textual-inversion embedding for the demo model's 32-wide text encoder (kohya's `emb_params` layout).
+    const file = writeSafetensors({ emb_params: float32([2, 32], Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) * 0.02)) });
+    const up = await farm.request('PUT', '/v1/embeddings/fox-style.safetensors', {
+      key: KEY_A, body: Buffer.from(file).toString('latin1'), headers: { 'content-type': 'application/octet-stream' },
+    });
+    assert.equal(up.status, 201, JSON.stringify(up.json));
+    const { sha256 } = up.json as { sha256: string };
+    const run = async (seed: number) => {
+      const { id } = (await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...BASE, prompt: 'a fox, fox-style', seed } })).json as { id: string };
+      return waitFor('job finished', async () => {
+        const j = (await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_A })).json as JobViewJson;
+        return j.state === 'completed' || j.state === 'failed' ? j : null;
+      }, 60_000);
+    };
+    const first = await run(11);
+    assert.equal(first.state, 'completed', JSON.stringify(first.error));
+    assert.match(first.outputs[0]!.infotext, new RegExp(`TI hashes: "fox-style: ${sha256.slice(0, 12)}"`));
+    const second = await run(12);
+    assert.equal(second.state, 'completed');
+    const metrics = await (await fetch(`http://127.0.0.1:${farm.workers[0]!.port}/metrics`)).text();
+    assert.match(metrics, /darkroom_worker_cache_requests_total\{cache="embeddings",result="miss"\} 1\b/);
+    assert.match(metrics, /darkroom_worker_cache_requests_total\{cache="embeddings",result="hit"\} 1\b/);
+    // Bob has no such embedding: the same prompt renders without it.
+    const { id } = (await farm.request('POST', '/v1/txt2img', { key: KEY_B, body: { ...BASE, prompt: 'a fox, fox-style', seed: 11 } })).json as { id: string };
+    const bob = await waitFor('bob job', async () => {
+      const j = (await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_B })).json as JobViewJson;
+      return j.state === 'completed' ? j : null;
+    }, 60_000);
+    assert.doesNotMatch(bob.outputs[0]!.infotext, /TI hashes/);
+  });
+
+  test('img2img: the init image travels through storage, the result carries its denoising strength', async () => {
+    const basic = `Basic ${Buffer.from(`alice:${KEY_A}`).toString('base64')}`;
+    const t2i = (await farm.request('POST', '/sdapi/v1/txt2img', { body: { ...BASE, prompt: 'a harbour', seed: 5 }, headers: { authorization: basic } })).json as { images: string[] };
+    const sub = await farm.request('POST', '/v1/img2img', {
+      key: KEY_A, body: { ...BASE, prompt: 'a harbour at night', seed: 6, init_images: [`data:image/png;base64,${t2i.images[0]}`], denoising_strength: 0.5 },
+    });
+    assert.equal(sub.status, 202, JSON.stringify(sub.json));
+    const { id } = sub.json as { id: string };
+    const job = await waitFor('img2img done', async () => {
+      const j = (await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_A })).json as JobViewJson;
+      return j.state === 'completed' || j.state === 'failed' ? j : null;
+    }, 60_000);
+    assert.equal(job.state, 'completed', JSON.stringify(job.error));
+    assert.equal(parseGenerationParameters(job.outputs[0]!.infotext).get('Denoising strength'), '0.5');
+    assert.deepEqual(await openStorage(s3.storageUrl).list(`inputs/alice/${id}/`), [`inputs/alice/${id}/init-0`]);
   });
 
   test('OpenAPI 3.1 document, health, metrics and the admin queue endpoint', async () => {
