@@ -261,7 +261,7 @@ export function resizeForMode(img: RasterImage, mode: number, width: number, hei
 // ---------------------------------------------------------------------------------------------------------------
 // torch.nn.functional.interpolate on latents (N,C,H,W), align_corners=False, no antialias.
 
-export type LatentInterpolation = 'bilinear' | 'nearest' | 'nearest-exact';
+export type LatentInterpolation = 'bilinear' | 'bicubic' | 'nearest' | 'nearest-exact';
 
 export function interpolateLatent(x: Float32Tensor, outH: number, outW: number, mode: LatentInterpolation): Float32Tensor {
   const [n, c, h, w] = x.shape as [number, number, number, number];
@@ -277,8 +277,36 @@ export function interpolateLatent(x: Float32Tensor, outH: number, outW: number, 
     const i1 = i0 < size - 1 ? i0 + 1 : i0;
     return [i0, i1, f(src - i0)];
   };
+  const A = -0.75;
+  const cc1 = (t: number): number => f(f(f(f(f(A + 2) * t) - f(A + 3)) * t) * t) + 1;
+  const cc2 = (t: number): number => f(f(f(f(f(f(A * t) - f(5 * A)) * t) + f(8 * A)) * t) - f(4 * A));
+  const cubic = (dst: number, scale: number): [number, number[]] => {
+    const src = f(f(scale * f(dst + 0.5)) - 0.5);
+    const i0 = Math.floor(src);
+    const t = f(src - i0);
+    return [i0, [cc2(f(t + 1)), cc1(t), cc1(f(1 - t)), cc2(f(2 - t))]];
+  };
+  const clampIndex = (i: number, size: number): number => (i < 0 ? 0 : i >= size ? size - 1 : i);
   for (let p = 0; p < n * c; p++) {
     const src = x.data.subarray(p * h * w, (p + 1) * h * w);
+    if (mode === 'bicubic') {
+      // torch's upsample_bicubic2d: 4x4 taps with clamped indices, rows interpolated first, then the column
+      for (let y = 0; y < outH; y++) {
+        const [y0, wy] = cubic(y, sh);
+        for (let xx = 0; xx < outW; xx++) {
+          const [x0, wx] = cubic(xx, sw);
+          let acc = 0;
+          for (let j = 0; j < 4; j++) {
+            const row = clampIndex(y0 - 1 + j, h) * w;
+            let r = 0;
+            for (let i = 0; i < 4; i++) r = f(r + f(src[row + clampIndex(x0 - 1 + i, w)]! * wx[i]!));
+            acc = f(acc + f(r * wy[j]!));
+          }
+          out[p * outH * outW + y * outW + xx] = acc;
+        }
+      }
+      continue;
+    }
     for (let y = 0; y < outH; y++) {
       for (let xx = 0; xx < outW; xx++) {
         let v: number;

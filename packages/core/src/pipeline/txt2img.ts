@@ -34,6 +34,7 @@ import { resolveSamplerAndScheduler } from '../sampling/samplers.js';
 /** A1111's latent upscale modes (shared.latent_upscale_modes) that Darkroom implements. */
 const LATENT_MODES: Record<string, LatentInterpolation> = {
   Latent: 'bilinear',
+  'Latent (bicubic)': 'bicubic',
   'Latent (nearest)': 'nearest',
   'Latent (nearest-exact)': 'nearest-exact',
 };

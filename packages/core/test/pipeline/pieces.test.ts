@@ -85,6 +85,13 @@ test('latent interpolation (torch, align_corners=False): 2x bilinear of a ramp, 
   const x = float32([1, 1, 1, 2], Float32Array.of(0, 1));
   const up = interpolateLatent(x, 1, 4, 'bilinear');
   assert.deepEqual([...up.data], [0, 0.25, 0.75, 1]);
+  // bicubic (A = -0.75) keeps constants; halving a ramp samples it at half-integers, where the symmetric
+  // weights (-0.09375, 0.59375, 0.59375, -0.09375) give the ramp's value exactly (away from clamped borders)
+  const flat = interpolateLatent(float32([1, 1, 2, 2], new Float32Array(4).fill(3)), 5, 5, 'bicubic');
+  assert.ok(flat.data.every((v) => Math.abs(v - 3) < 1e-5));
+  const ramp = float32([1, 1, 1, 8], Float32Array.from({ length: 8 }, (_, i) => i));
+  const cubic = interpolateLatent(ramp, 1, 4, 'bicubic');
+  assert.deepEqual([cubic.data[1], cubic.data[2]], [2.5, 4.5]);
   const near = interpolateLatent(x, 1, 4, 'nearest');
   assert.deepEqual([...near.data], [0, 0, 1, 1]);
 });
