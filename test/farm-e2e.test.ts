@@ -156,6 +156,9 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
       ['POST', '/v1/txt2img', { sampler_name: 'Nope Sampler' }, 400, 'sampler_name'],
       ['POST', '/v1/txt2img', { scheduler: 'nope' }, 400, 'scheduler'],
       ['POST', '/v1/txt2img', { override_settings: 'x' }, 400, 'override_settings'],
+      ['POST', '/v1/txt2img', { override_settings: { sd_vae: 'x' } }, 400, 'override_settings.sd_vae'],
+      ['POST', '/v1/txt2img', { override_settings: { randn_source: 'quantum' } }, 400, 'override_settings.randn_source'],
+      ['POST', '/v1/txt2img', { restore_faces: true }, 400, 'restore_faces'],
       ['POST', '/v1/txt2img', { webhook: { url: 'ftp://example.com/x' } }, 400, 'webhook.url'],
       ['POST', '/v1/txt2img', { webhook: { url: 'http://10.0.0.1/x' } }, 400, 'webhook.url'],
       ['POST', '/v1/txt2img', { webhook: { url: 'http://169.254.169.254/latest/meta-data' } }, 400, 'webhook.url'],
@@ -312,6 +315,30 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     assert.equal(job.state, 'completed', JSON.stringify(job.error));
     assert.equal(parseGenerationParameters(job.outputs[0]!.infotext).get('Denoising strength'), '0.5');
     assert.deepEqual(await openStorage(s3.storageUrl).list(`inputs/alice/${id}/`), [`inputs/alice/${id}/init-0`]);
+  });
+
+  test('a job the engine refuses fails once, with the engine\'s error code, a failed event and webhook', async () => {
+    const up = await farm.request('PUT', '/v1/models/broken.safetensors', {
+      key: KEY_A, body: 'this is not a safetensors file', headers: { 'content-type': 'application/octet-stream' },
+    });
+    assert.equal(up.status, 201);
+    const sub = await farm.request('POST', '/v1/txt2img', {
+      key: KEY_A, body: { ...BASE, prompt: 'x', model: 'broken', webhook: { url: hooks.url, events: ['failed'] } },
+    });
+    assert.equal(sub.status, 202, JSON.stringify(sub.json));
+    const { id, events_url: eventsUrl } = sub.json as { id: string; events_url: string };
+    const events = await readEvents(eventsUrl, { authorization: `Bearer ${KEY_A}` });
+    assert.equal(events.at(-1)!.event, 'failed');
+    const job = (await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_A })).json as JobViewJson;
+    assert.equal(job.state, 'failed');
+    assert.equal(job.attempts, 1, 'a deliberate refusal is not retried');
+    assert.match(job.error!.code, /^[A-Z][A-Z0-9_]+$/);
+    assert.notEqual(job.error!.code, 'RENDER_FAILED');
+    await waitFor('failed webhook', async () => hooks.received.find((h) => h.body.includes(id) && h.body.includes('job.failed')), 30_000);
+    const sync = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { ...BASE, override_settings: { sd_model_checkpoint: 'broken' } } });
+    assert.ok(sync.status >= 400 && sync.status < 500, `sdapi answers a refused job with 4xx, got ${sync.status}`);
+    assert.equal((sync.json as { error: { code: string } }).error.code, job.error!.code);
+    assert.equal((await farm.request('DELETE', '/v1/models/broken', { key: KEY_A })).status, 204);
   });
 
   test('OpenAPI 3.1 document, health, metrics and the admin queue endpoint', async () => {

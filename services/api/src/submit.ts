@@ -6,7 +6,8 @@ import {
 } from '@darkroom/farm';
 import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
 import { findScheduler, SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
-import { DEFAULT_SETTINGS } from '@darkroom/core/pipeline/params.js';
+import { DEFAULT_SETTINGS, resolveSettings, type OverrideSettings } from '@darkroom/core/pipeline/params.js';
+import { isDarkroomError } from '@darkroom/core/errors.js';
 import type { ApiContext } from './context.js';
 import { findModel, listModels } from './models.js';
 
@@ -60,11 +61,19 @@ const ENGINE_SETTINGS = new Set(Object.keys(DEFAULT_SETTINGS));
  * settings that do not affect generation (sd_vae, samples_format, ...).
  */
 function checkOverrides(req: GenerateRequest, source: 'v1' | 'sdapi'): void {
-  if (!req.override_settings) return;
-  for (const k of Object.keys(req.override_settings)) {
+  if (!req.override_settings) req.override_settings = null;
+  for (const k of Object.keys(req.override_settings ?? {})) {
     if (ENGINE_SETTINGS.has(k)) continue;
     if (source === 'v1') throw new FarmError('UNKNOWN_SETTING', 400, `override_settings.${k} is not a setting Darkroom applies`, `override_settings.${k}`);
-    delete req.override_settings[k];
+    delete req.override_settings![k];
+  }
+  // The engine's own validation of the values, run here so a bad value is a 400 now rather than a failed job.
+  try {
+    resolveSettings((req.override_settings ?? undefined) as OverrideSettings | undefined, req.clip_skip ?? undefined);
+  } catch (e) {
+    if (!isDarkroomError(e)) throw e;
+    const field = typeof e.details.field === 'string' ? e.details.field : 'override_settings';
+    throw new FarmError('INVALID_REQUEST', 400, e.message, field);
   }
 }
 

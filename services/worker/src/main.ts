@@ -53,18 +53,22 @@ async function main(): Promise<void> {
   });
   generate.on('failed', (job: Job<GenerateJobData> | undefined, err: Error) => {
     if (!job) return;
-    const final = err.name === 'UnrecoverableError' || isCancelledReason(err.message) || job.attemptsMade >= (job.opts.attempts ?? 1);
-    if (!final) {
-      log.warn({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job attempt failed; it will be retried');
-      return;
-    }
-    const cancelled = isCancelledReason(err.message);
-    metrics.jobs.inc({ outcome: cancelled ? 'cancelled' : 'failed' });
-    const evJob = { id: job.id!, tenant: job.data.tenant, webhook: job.data.webhook };
-    const data = cancelled ? { ...(ctx.cancelDetails.get(job.id!) ?? {}) } : { error: splitFailedReason(err.message) };
-    ctx.cancelDetails.delete(job.id!);
-    void publishJobEvent(events, evJob, cancelled ? 'cancelled' : 'failed', data)
-      .catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish failure'));
+    void (async () => {
+      // Final only when BullMQ left it failed: a retry puts it back to waiting/delayed. (Attempt counting alone
+      // would miss jobs failed for stalling too often, and cancellations, which skip retries.)
+      const state = await job.getState();
+      if (state !== 'failed') {
+        log.warn({ jobId: job.id, attempt: job.attemptsMade, err: err.message }, 'job attempt failed; it will be retried');
+        return;
+      }
+      const cancelled = isCancelledReason(err.message);
+      metrics.jobs.inc({ outcome: cancelled ? 'cancelled' : 'failed' });
+      const evJob = { id: job.id!, tenant: job.data.tenant, webhook: job.data.webhook };
+      const data = cancelled ? { ...(ctx.cancelDetails.get(job.id!) ?? {}) } : { error: splitFailedReason(err.message) };
+      ctx.cancelDetails.delete(job.id!);
+      if (!cancelled) log.error({ jobId: job.id, err: err.message }, 'job failed');
+      await publishJobEvent(events, evJob, cancelled ? 'cancelled' : 'failed', data);
+    })().catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish failure'));
   });
   generate.on('stalled', (jobId: string) => log.warn({ jobId }, 'job stalled: its worker stopped renewing the lock; it is re-queued'));
   generate.on('error', (e: Error) => log.error({ err: e.message }, 'generate worker error'));
