@@ -24,6 +24,8 @@
  * - Graphs have static shapes: each new (batch, size, context length, variant) compiles once, is cached on
  *   disk under `cacheDir` keyed by the checkpoint sha256, and reused by later loads.
  * - `fp16` / `fusedAttention` make GPU-oriented graphs; the default float32 plain graph is the reference.
+ * - Config: inferred from tensor shapes; an explicit `config` (JSON or ldm yaml) or a `<checkpoint>.yaml` beside
+ *   the checkpoint adds what shapes cannot say (non-standard head layouts, v parameterization).
  * - Errors: MODEL_UNSUPPORTED (SDXL and other families, unknown files), MODEL_CONFIG_REQUIRED (non-standard
  *   model without a config), MODEL_CONFIG_MISMATCH, MODEL_BAD_INPUT.
  */
@@ -54,6 +56,7 @@ export {
 export { openCheckpoint, normalizeKeys, withVae, readComponent, readFloat32, checkpointFromTensors, sha256File, type CheckpointSource } from './checkpoint.js';
 export { CompileCache, DEFAULT_CACHE_DIR, type GraphKey } from './cache.js';
 export { computeAlphasCumprod } from './schedule.js';
+export { parseYaml, type YamlValue } from './yaml.js';
 export { buildUNet, type AttentionContextHook, type AttentionSite, type UNetBuildOptions, type UNetGraph } from './unet.js';
 export { buildTextEncoder, textOutputName, type TextBuildOptions, type TextGraph } from './clip.js';
 export { buildVaeDecoder, buildVaeEncoder, type VaeBuildOptions } from './vae.js';

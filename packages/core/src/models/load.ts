@@ -5,7 +5,8 @@
  * checkpoint finds every graph on disk and builds nothing.
  */
 import { readFile } from 'node:fs/promises';
-import { basename, extname } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
 import { DarkroomError } from '../errors.js';
 import type { BuiltModel } from '../graph/ir.js';
 import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
@@ -27,6 +28,7 @@ import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from '.
 import type { ComputeDType } from './layers.js';
 import { computeAlphasCumprod } from './schedule.js';
 import type { AttentionContextHook } from './unet.js';
+import { parseYaml } from './yaml.js';
 
 /**
  * A UNet compiled with an attention hook (e.g. one hypernetwork architecture). Graphs are cached by `key`, so
@@ -86,7 +88,10 @@ export interface LoadModelOptions {
   readonly checkpoint: string;
   /** A separate VAE file (`.vae.safetensors`, `.vae.pt`, `.ckpt`) that replaces the checkpoint's own VAE. */
   readonly vae?: string;
-  /** Path of a JSON config, or the parsed object (ldm yaml `model:` section as JSON, see config.ts). */
+  /**
+   * Path of a config (JSON, or an ldm yaml such as v2-inference-v.yaml), or the parsed object. Without it a
+   * `<checkpoint>.yaml` beside the checkpoint is used when present, as A1111 does.
+   */
   readonly config?: string | object;
   readonly cacheDir?: string;
   readonly provider?: Provider;
@@ -118,17 +123,31 @@ export async function detectVParameterization(unet: UNet, contextDim: number): P
   return sum / out.data.length < -1;
 }
 
-async function readOverrides(config: string | object | undefined): Promise<ConfigOverrides> {
-  if (config === undefined) return {};
-  if (typeof config !== 'string') return overridesFromJson(config);
-  if (!config.toLowerCase().endsWith('.json')) {
-    throw new DarkroomError('MODEL_CONFIG_INVALID', `${config}: model configs are read as JSON (convert the yaml)`);
+/**
+ * The explicit config: the given object or file (JSON, or an ldm yaml), else a `<checkpoint>.yaml` beside the
+ * checkpoint as A1111 finds it, else nothing (everything inferred).
+ */
+async function readOverrides(config: string | object | undefined, checkpoint: string): Promise<ConfigOverrides> {
+  if (config !== undefined && typeof config !== 'string') return overridesFromJson(config);
+  let path = config;
+  if (path === undefined) {
+    const sibling = join(dirname(checkpoint), `${basename(checkpoint, extname(checkpoint))}.yaml`);
+    if (!existsSync(sibling)) return {};
+    path = sibling;
   }
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new DarkroomError('MODEL_CONFIG_INVALID', `${path}: ${(e as Error).message}`);
+  }
+  const lower = path.toLowerCase();
+  if (lower.endsWith('.yaml') || lower.endsWith('.yml')) return overridesFromJson(parseYaml(text));
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(config, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
-    throw new DarkroomError('MODEL_CONFIG_INVALID', `${config}: ${(e as Error).message}`);
+    throw new DarkroomError('MODEL_CONFIG_INVALID', `${path}: ${(e as Error).message}`);
   }
   return overridesFromJson(json);
 }
@@ -203,7 +222,7 @@ function output(r: Record<string, HostTensor>, name: string): Float32Tensor {
 }
 
 export async function loadModel(opts: LoadModelOptions): Promise<StableDiffusionModel> {
-  const overrides = await readOverrides(opts.config);
+  const overrides = await readOverrides(opts.config, opts.checkpoint);
   let source: CheckpointSource = await openCheckpoint(opts.checkpoint);
   try {
     if (opts.vae) {
