@@ -22,10 +22,10 @@ import { hypernetworkProvider } from './hypernetworks.js';
 import { chunkLookup } from './embedding-adapter.js';
 import { img2img } from './img2img.js';
 import type { GenerateOptions, GenerationResult } from './job.js';
-import { pipelineModel } from './model.js';
+import { pipelineModel, tokenizerFor } from './model.js';
 import type { Img2ImgParams, Txt2ImgParams } from './params.js';
 import { txt2img } from './txt2img.js';
-import type { HypernetworkProvider, JobNetworks, PipelineModel, PipelineTokenizer } from './types.js';
+import type { HypernetworkProvider, JobNetworks, PipelineModel } from './types.js';
 
 export interface EngineOptions {
   /** Checkpoint used when a job names none; absent = the tiny demo model. */
@@ -138,7 +138,7 @@ export class Engine {
 
   private async load(checkpoint: string): Promise<Loaded> {
     let config: object | string | undefined;
-    let tokenizer: PipelineTokenizer;
+    let tokenizer: ClipTokenizer;
     let path = checkpoint;
     if (checkpoint === '') {
       const demo = await ensureDemoModel(this.root);
@@ -161,7 +161,7 @@ export class Engine {
     });
     // weights are held by the host copy and by each session: about three times the file
     const bytes = statSync(path).size * 3;
-    return { key: checkpoint, sd, model: pipelineModel(sd, tokenizer), bytes, lastUsed: 0, inUse: 0 };
+    return { key: checkpoint, sd, model: pipelineModel(sd, tokenizerFor(sd.kind, tokenizer)), bytes, lastUsed: 0, inUse: 0 };
   }
 
   private async evictFor(incoming: number): Promise<void> {

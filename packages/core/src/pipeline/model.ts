@@ -2,7 +2,22 @@
  * A loaded Stable Diffusion model plus the tokenizer of its vocabulary: everything the pipeline runs on.
  */
 import type { StableDiffusionModel } from '../models/load.js';
+import type { ClipTokenizer } from '../text/tokenizer.js';
 import type { PipelineModel, PipelineTokenizer } from './types.js';
+
+/**
+ * SD2's text encoder is OpenCLIP, whose tokenizer A1111 calls directly (open_clip's SimpleTokenizer: html
+ * unescaping, no special-token split) instead of transformers' CLIPTokenizer path used for SD1.
+ */
+export function tokenizerFor(kind: StableDiffusionModel['kind'], tokenizer: ClipTokenizer): PipelineTokenizer {
+  if (kind !== 'sd2') return tokenizer;
+  return {
+    bosId: tokenizer.bosId,
+    eosId: tokenizer.eosId,
+    commaId: tokenizer.commaId,
+    encode: (text) => tokenizer.encodeOpenAi(text),
+  };
+}
 
 export function pipelineModel(model: StableDiffusionModel, tokenizer: PipelineTokenizer): PipelineModel {
   return {
