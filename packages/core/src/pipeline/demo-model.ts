@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { float32, numel, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { buildDemoVocabulary } from '../text/bpe-vocab.js';
@@ -327,20 +327,35 @@ export interface DemoModelFiles {
   readonly tokenizer: ClipTokenizer;
 }
 
+async function writeAtomically(path: string, bytes: Uint8Array | string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, path);
+}
+
 /**
  * The demo checkpoint under `<root>/.darkroom/models/`, written the first time (atomically, so concurrent
- * first runs never see a partial file).
+ * first runs never see a partial file), with its config (`<name>.json`) and vocabulary (`<name>.vocab/`) beside
+ * it, so the files also load like any other checkpoint (`--model .darkroom/models/darkroom-tiny-sd1.safetensors`).
  */
 export async function ensureDemoModel(root: string = process.cwd()): Promise<DemoModelFiles> {
-  const tokenizer = demoTokenizer();
+  const vocab = buildDemoVocabulary();
+  const tokenizer = new ClipTokenizer(vocab);
   const vocabSize = tokenizer.vocabSize;
-  const checkpoint = join(root, DEMO_MODEL_DIR, `${DEMO_MODEL_NAME}.safetensors`);
-  if (!existsSync(checkpoint)) {
-    await mkdir(dirname(checkpoint), { recursive: true });
-    const bytes = writeSafetensors(demoCheckpointTensors(vocabSize), { format: 'pt', darkroom: DEMO_MODEL_NAME });
-    const tmp = `${checkpoint}.${process.pid}.tmp`;
-    await writeFile(tmp, bytes);
-    await rename(tmp, checkpoint);
+  const dir = join(root, DEMO_MODEL_DIR);
+  const checkpoint = join(dir, `${DEMO_MODEL_NAME}.safetensors`);
+  const config = demoModelConfig(vocabSize);
+  const vocabDir = join(dir, `${DEMO_MODEL_NAME}.vocab`);
+  const files: Array<[string, () => Uint8Array | string]> = [
+    [join(dir, `${DEMO_MODEL_NAME}.json`), () => `${JSON.stringify(config, null, 1)}\n`],
+    [join(vocabDir, 'vocab.json'), () => JSON.stringify(Object.fromEntries(vocab.encoder))],
+    [join(vocabDir, 'merges.txt'), () => `#version: 0.2\n${vocab.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`],
+    [checkpoint, () => writeSafetensors(demoCheckpointTensors(vocabSize), { format: 'pt', darkroom: DEMO_MODEL_NAME })],
+  ];
+  for (const [path, contents] of files) {
+    if (existsSync(path)) continue;
+    await mkdir(vocabDir, { recursive: true });
+    await writeAtomically(path, contents());
   }
-  return { checkpoint, config: demoModelConfig(vocabSize), tokenizer };
+  return { checkpoint, config, tokenizer };
 }
