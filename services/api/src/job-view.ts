@@ -34,7 +34,7 @@ function isProgress(p: unknown): p is JobProgress {
 }
 
 export async function jobView(ctx: ApiContext, tenant: string, id: string): Promise<JobView | null> {
-  const job = await loadJob(ctx, tenant, id);
+  let job = await loadJob(ctx, tenant, id);
   if (!job) {
     const t = await loadTombstone(ctx, tenant, id);
     if (!t) return null;
@@ -43,7 +43,11 @@ export async function jobView(ctx: ApiContext, tenant: string, id: string): Prom
       progress: null, outputs: [], error: null, webhook: t.webhook,
     };
   }
-  const state = mapBullState(await job.getState(), job.failedReason);
+  const bullState = await job.getState();
+  // The job may have finished between reading its data and its state: read the data again so a finished
+  // state never comes with the running job's (empty) result.
+  if ((bullState === 'completed' || bullState === 'failed') && !job.finishedOn) job = (await loadJob(ctx, tenant, id)) ?? job;
+  const state = mapBullState(bullState, job.failedReason);
   const result = state === 'completed' ? job.returnvalue : null;
   const outputs = result
     ? await Promise.all(result.outputs.map(async (o) => ({
