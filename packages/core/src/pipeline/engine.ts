@@ -50,14 +50,34 @@ export interface EngineOptions {
   readonly version?: string;
 }
 
+/** A file and the name it goes by in prompts and infotexts. */
+export interface NamedFile {
+  readonly path: string;
+  readonly name?: string;
+}
+
+function pathOf(f: string | NamedFile): string {
+  return typeof f === 'string' ? f : f.path;
+}
+
+function nameOf(f: string | NamedFile): string {
+  return typeof f === 'string' || f.name === undefined ? basename(pathOf(f), extname(pathOf(f))) : f.name;
+}
+
 /** Per-job choices on top of the generation parameters. */
 export interface EngineJobOptions extends Omit<GenerateOptions, 'networks'> {
-  /** Checkpoint path for this job (default: the engine's). */
-  readonly checkpoint?: string;
-  /** Embedding files or folders (A1111's embeddings directory) this job may use. */
-  readonly embeddings?: readonly string[];
-  /** Hypernetwork files this job may name in `<hypernet:name:m>` (name = file stem). */
-  readonly hypernetworks?: readonly string[];
+  /**
+   * Checkpoint for this job (default: the engine's): a path, or a path with the name the infotext's `Model`
+   * shows (for files stored under another name, e.g. by content hash).
+   */
+  readonly checkpoint?: string | NamedFile;
+  /**
+   * Embedding files or folders (A1111's embeddings directory) this job may use. A prompt names an embedding by
+   * its file stem, or by `name` where one is given.
+   */
+  readonly embeddings?: ReadonlyArray<string | NamedFile>;
+  /** Hypernetwork files this job may name in `<hypernet:name:m>` (name = file stem, or `name` where given). */
+  readonly hypernetworks?: ReadonlyArray<string | NamedFile>;
 }
 
 /** A1111's `/sdapi/v1/png-info` answer. */
@@ -208,10 +228,12 @@ export class Engine {
     };
   }
 
-  private async embeddingsFor(model: PipelineModel, paths: readonly string[]): Promise<JobNetworks['embeddings']> {
-    if (paths.length === 0) return undefined;
+  private async embeddingsFor(model: PipelineModel, items: ReadonlyArray<string | NamedFile>): Promise<JobNetworks['embeddings']> {
+    if (items.length === 0) return undefined;
     const db = new EmbeddingDatabase(model.tokenizer, model.textEncoder.width);
-    for (const p of paths) {
+    for (const item of items) {
+      const p = pathOf(item);
+      if (!existsSync(p)) throw new DarkroomError('EMBEDDING_NOT_FOUND', `embedding ${p} does not exist`, { path: p });
       if (statSync(p).isDirectory()) {
         const failures = await db.loadDirectory(p);
         if (failures.length > 0) throw failures[0]!.error;
@@ -223,7 +245,8 @@ export class Engine {
         this.embeddingFiles.set(p, e);
         e.catch(() => this.embeddingFiles.delete(p));
       }
-      db.add(await e);
+      const embedding = await e;
+      db.add(typeof item === 'string' || item.name === undefined ? embedding : { ...embedding, name: item.name });
     }
     return chunkLookup(db);
   }
@@ -232,7 +255,7 @@ export class Engine {
     const embeddings = await this.embeddingsFor(model, job.embeddings ?? []);
     let hypernetworks: HypernetworkProvider | undefined;
     if (job.hypernetworks && job.hypernetworks.length > 0) {
-      const files = new Map(job.hypernetworks.map((f) => [basename(f, extname(f)), f]));
+      const files = new Map(job.hypernetworks.map((f) => [nameOf(f), pathOf(f)]));
       hypernetworks = hypernetworkProvider(files, this.hypernetworkFiles);
     }
     return { ...(embeddings ? { embeddings } : {}), ...(hypernetworks ? { hypernetworks } : {}) };
@@ -269,15 +292,21 @@ export class Engine {
   }
 
   private async checkpointForJob(params: { override_settings?: { sd_model_checkpoint?: string } }, job: EngineJobOptions): Promise<string | undefined> {
-    if (job.checkpoint !== undefined) return job.checkpoint;
+    if (job.checkpoint !== undefined) return pathOf(job.checkpoint);
     const named = params.override_settings?.sd_model_checkpoint;
     return named ? this.checkpointByName(named) : undefined;
+  }
+
+  /** The model as this job sees it: under the name the job gives its checkpoint, if any. */
+  private asNamed(model: PipelineModel, job: EngineJobOptions): PipelineModel {
+    const c = job.checkpoint;
+    return typeof c === 'object' && c.name !== undefined ? { ...model, name: c.name } : model;
   }
 
   async txt2img(params: Txt2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
     const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
     try {
-      return await txt2img(model, params, this.generateOptions(job, await this.networksFor(model, job)));
+      return await txt2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job)));
     } finally {
       release();
     }
@@ -286,7 +315,7 @@ export class Engine {
   async img2img(params: Img2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
     const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
     try {
-      return await img2img(model, params, this.generateOptions(job, await this.networksFor(model, job)));
+      return await img2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job)));
     } finally {
       release();
     }

@@ -8,7 +8,7 @@
  * // r.images: PNG bytes with the A1111 `parameters` infotext; r.infotexts, r.seeds, r.subseeds
  * ```
  */
-export { Engine, pngInfo, type EngineOptions, type EngineJobOptions, type PngInfo } from './engine.js';
+export { Engine, pngInfo, type EngineOptions, type EngineJobOptions, type NamedFile, type PngInfo } from './engine.js';
 export { txt2img, HIRES_UPSCALERS } from './txt2img.js';
 export { img2img } from './img2img.js';
 export { DEFAULT_INFOTEXT_VERSION, type GenerateOptions, type GenerationResult, type ProgressEvent } from './job.js';

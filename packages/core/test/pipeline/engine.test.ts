@@ -77,3 +77,33 @@ test('override_settings.sd_model_checkpoint picks a checkpoint from the models f
     await engine.close();
   }
 });
+
+test('jobs may name their files: embeddings, hypernetworks and the checkpoint under given names', async (t) => {
+  const emb = join(oracleRoot(), 'pipeline', 'embeddings', 'oraclestyle.pt');
+  const hn = join(oracleRoot(), 'model', 'hn_relu_ln.pt');
+  if (!existsSync(emb) || !existsSync(hn)) {
+    t.skip('oracle embedding or hypernetwork not found');
+    return;
+  }
+  const engine = new Engine({ root: repoRoot, threads: 1 });
+  try {
+    const { ensureDemoModel } = await import('../../src/pipeline/demo-model.js');
+    const demo = await ensureDemoModel(repoRoot);
+    const request = { prompt: 'a castle, mystyle <hypernet:myhn:0.5>', steps: 2, seed: 4, width: 64, height: 64 };
+    const named = await engine.txt2img(request, {
+      checkpoint: { path: demo.checkpoint, name: 'renamed-model' },
+      embeddings: [{ path: emb, name: 'mystyle' }],
+      hypernetworks: [{ path: hn, name: 'myhn' }],
+    });
+    assert.match(named.infotexts[0]!, /Model: renamed-model, .*TI hashes: "mystyle: 3e2fb1aacfff"/);
+    // without the hypernetwork at that name the prompt cannot run
+    await assert.rejects(engine.txt2img(request, { embeddings: [{ path: emb, name: 'mystyle' }], hypernetworks: [hn] }), (e: unknown) =>
+      isDarkroomError(e, 'HYPERNETWORK_NOT_FOUND'),
+    );
+    // the hypernetwork changes the image
+    const without = await engine.txt2img({ ...request, prompt: 'a castle, mystyle' }, { embeddings: [{ path: emb, name: 'mystyle' }] });
+    assert.notDeepEqual(without.images[0], named.images[0]);
+  } finally {
+    await engine.close();
+  }
+});
