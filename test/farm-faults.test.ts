@@ -140,6 +140,13 @@ describe('farm under faults (two worker processes, short locks)', () => {
       assert.ok(log.at(-1)!.attempt >= 3, 'the successful delivery was a retry');
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(hooks.received.length, 1, 'delivered once');
+      const messageId = String(got.headers['webhook-id']);
+      const again = await farm.request('POST', `/v1/jobs/${id}/webhooks/${messageId}/redeliver`);
+      assert.equal(again.status, 202);
+      const second = await waitFor('redelivery', async () => hooks.received[1], 30_000, 100);
+      assert.equal(second.headers['webhook-id'], messageId, 'a redelivery keeps the message id');
+      assert.equal(second.body, got.body);
+      assert.equal((await farm.request('POST', `/v1/jobs/${id}/webhooks/msg_nope/redeliver`)).status, 404);
     } finally {
       await hooks.stop();
     }

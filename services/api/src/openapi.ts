@@ -70,6 +70,7 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       } },
       '/v1/jobs/{id}/outputs/{n}.png': { get: { summary: 'download an output (folder storage; S3 outputs use presigned URLs)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/jobs/{id}/webhooks': { get: { summary: 'webhook delivery log of a job', parameters: idParam, responses: { 200: { description: 'deliveries' }, ...errors } } },
+      '/v1/jobs/{id}/webhooks/{messageId}/redeliver': { post: { summary: 'send a past webhook message again (same webhook-id)', parameters: [...idParam, { name: 'messageId', in: 'path', required: true, schema: { type: 'string' } }], responses: { 202: { description: 'queued' }, ...errors } } },
       '/v1/webhook-secret': { get: { summary: 'this tenant\'s whsec_ secret for verifying webhooks', responses: { 200: { description: 'secret' } } } },
       '/v1/{kind}': { get: { summary: 'list models, embeddings or hypernetworks', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks'] } }], responses: { 200: { description: 'items', content: { 'application/json': { schema: { type: 'object', properties: { items: { type: 'array', items: ref('AssetView') } } } } } } } } },
       '/v1/{kind}/{filename}': {

@@ -1,6 +1,7 @@
+import { Job } from 'bullmq';
 import { Router, type Request } from 'express';
 import {
-  FarmError, Img2ImgRequest, isJobId, tenantWebhookSecret, Txt2ImgRequest, type GenerateKind, type GenerateRequest,
+  FarmError, Img2ImgRequest, isJobId, tenantWebhookSecret, Txt2ImgRequest, type GenerateKind, type GenerateRequest, type WebhookJobData,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
@@ -77,6 +78,19 @@ export function jobRoutes(ctx: ApiContext): Router {
     if (!(await jobView(ctx, tenantOf(res), id))) throw new FarmError('JOB_NOT_FOUND', 404, `no job ${id}`);
     const entries = await ctx.redis.lrange(ctx.keys.deliveries(id), 0, -1);
     res.json({ deliveries: entries.map((e) => JSON.parse(e) as unknown) });
+  });
+
+  // Sends a past message again (same webhook-id, so receivers that already have it can drop it).
+  r.post('/v1/jobs/:id/webhooks/:messageId/redeliver', async (req, res) => {
+    const id = jobIdParam(req);
+    if (!(await jobView(ctx, tenantOf(res), id))) throw new FarmError('JOB_NOT_FOUND', 404, `no job ${id}`);
+    const messageId = String(req.params.messageId);
+    const original = /^msg_[A-Za-z0-9_]+$/.test(messageId) ? await Job.fromId<WebhookJobData>(ctx.queues.webhooks, messageId) : undefined;
+    if (!original || original.data.jobId !== id || original.data.tenant !== tenantOf(res)) {
+      throw new FarmError('MESSAGE_NOT_FOUND', 404, `no webhook message ${messageId} for job ${id}`);
+    }
+    await ctx.queues.webhooks.add(original.name, original.data, { jobId: `${messageId}_redeliver_${Date.now()}` });
+    res.status(202).json({ message_id: messageId, redelivery: 'queued' });
   });
 
   r.get('/v1/webhook-secret', (_req, res) => {
