@@ -224,10 +224,6 @@ export async function decodeBatch(job: JobState, latents: Float32Tensor, iterati
   return out;
 }
 
-function isFloatValue(v: number): InfotextValue {
-  return pyFloat(v);
-}
-
 /** create_infotext for image `index` of the job. */
 export function infotextFor(job: JobState, index: number, extra: ReadonlyArray<readonly [string, InfotextValue]>): string {
   const p = job.params;
@@ -241,14 +237,14 @@ export function infotextFor(job: JobState, index: number, extra: ReadonlyArray<r
     steps: p.steps,
     sampler: job.samplerName,
     scheduleType: job.scheduler,
-    cfgScale: isFloatValue(p.cfg_scale),
+    cfgScale: pyFloat(p.cfg_scale),
     seed: job.seeds.allSeeds[index]!,
     width: p.width,
     height: p.height,
     modelHash: s.add_model_hash_to_info ? job.model.sha256.slice(0, 10) : null,
     model: s.add_model_name_to_info ? job.model.name : null,
     variationSeed: p.subseed_strength !== 0 ? job.seeds.allSubseeds[index]! : null,
-    variationSeedStrength: p.subseed_strength !== 0 ? isFloatValue(p.subseed_strength) : null,
+    variationSeedStrength: p.subseed_strength !== 0 ? pyFloat(p.subseed_strength) : null,
     seedResizeFrom: p.seed_resize_from_w > 0 && p.seed_resize_from_h > 0 ? [p.seed_resize_from_w, p.seed_resize_from_h] : null,
     clipSkip: s.CLIP_stop_at_last_layers,
     ensd: usesEnsd ? s.eta_noise_seed_delta : null,
