@@ -17,7 +17,7 @@ const SMALL = { width: 64, height: 64 };
 interface JobJson {
   state: string;
   attempts: number;
-  progress: { step: number; steps: number } | null;
+  progress: { step: number; steps: number; preview?: string } | null;
   outputs: unknown[];
 }
 
@@ -32,6 +32,7 @@ describe('farm under faults (two worker processes, short locks)', () => {
         WEBHOOK_ALLOWLIST: '127.0.0.1', WEBHOOK_RETRY_BASE_MS: '300',
         // A dead worker's lock lapses after 3 s; the survivors look for stalled jobs every second.
         LOCK_DURATION_MS: '3000', STALLED_INTERVAL_MS: '1000', JOB_BACKOFF_MS: '100',
+        PREVIEW_EVERY_N_STEPS: '5',
       },
     });
     storageDir = fileURLToPath(farm.env.STORAGE_URL!);
@@ -72,6 +73,10 @@ describe('farm under faults (two worker processes, short locks)', () => {
     const sub = await farm.request('POST', '/v1/txt2img', { body: { ...SMALL, prompt: 'to be cancelled', steps: LONG_STEPS, seed: 5 } });
     const { id, events_url: eventsUrl } = sub.json as { id: string; events_url: string };
     await waitFor('job running with progress', async () => ((await job(id)).progress?.step ?? 0) >= 3, 30_000, 20);
+    const previewUrl = await waitFor('a live preview', async () => (await job(id)).progress?.preview, 30_000, 20);
+    const preview = await fetch(previewUrl);
+    assert.equal(preview.status, 200);
+    assert.deepEqual([...new Uint8Array(await preview.arrayBuffer()).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
     const del = await farm.request('DELETE', `/v1/jobs/${id}`);
     assert.equal(del.status, 202);
     assert.equal((del.json as { cancel_requested: boolean }).cancel_requested, true);

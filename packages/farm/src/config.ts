@@ -43,6 +43,8 @@ export interface FarmConfig {
   /** With EXECUTION_PROVIDER=cuda: run on CPU when the CUDA provider cannot load, instead of failing. */
   fallbackToCpu: boolean;
   modelCacheBytes: number;
+  /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
+  previewEveryNSteps: number;
   networkCacheBytes: number;
 }
 
@@ -142,6 +144,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     executionProvider: provider,
     fallbackToCpu: bool(env, 'FALLBACK_TO_CPU', false),
     modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
+    previewEveryNSteps: int(env, 'PREVIEW_EVERY_N_STEPS', 0),
     networkCacheBytes: int(env, 'NETWORK_CACHE_BYTES', 512 * 1024 ** 2),
   };
 }

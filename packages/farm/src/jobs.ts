@@ -71,6 +71,11 @@ export function outputKey(tenant: string, jobId: string, index: number): string 
   return `outputs/${tenant}/${jobId}/${index}.png`;
 }
 
+/** The latest live preview of a job, overwritten as the job runs. */
+export function previewKey(tenant: string, jobId: string): string {
+  return `previews/${tenant}/${jobId}/latest.png`;
+}
+
 export function inputKey(tenant: string, jobId: string, name: string): string {
   return `inputs/${tenant}/${jobId}/${name}`;
 }

@@ -5,3 +5,7 @@ import type { Storage } from './storage/types.js';
 export async function outputUrl(storage: Storage, cfg: FarmConfig, jobId: string, index: number, key: string): Promise<string> {
   return (await storage.presignedUrl(key, cfg.outputUrlTtlS)) ?? `${cfg.publicUrl}/v1/jobs/${jobId}/outputs/${index}.png`;
 }
+
+export async function previewUrl(storage: Storage, cfg: FarmConfig, jobId: string, key: string, step: number): Promise<string> {
+  return (await storage.presignedUrl(key, cfg.outputUrlTtlS)) ?? `${cfg.publicUrl}/v1/jobs/${jobId}/preview.png?step=${step}`;
+}

@@ -29,6 +29,7 @@ async function main(): Promise<void> {
   const metrics = createWorkerMetrics();
   const host = new RenderHost({
     provider: cfg.executionProvider, modelCacheBytes: cfg.modelCacheBytes, cacheDir: join(cfg.cacheDir, 'graphs'), fallbackToCpu: cfg.fallbackToCpu,
+    previewEvery: cfg.previewEveryNSteps,
   });
   const engine = await host.ready();
   const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-cancel' }), keys);

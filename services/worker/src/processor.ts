@@ -1,7 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, BUILTIN_MODEL, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, listModelsDir, outputKey,
+  AssetRegistry, BUILTIN_MODEL, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, listModelsDir, outputKey, previewKey, previewUrl,
   publishJobEvent, sha256Hex, type CancelListener, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData,
   type GenerateJobResult, type JobProgress, type Logger, type Storage,
 } from '@darkroom/farm';
@@ -122,15 +122,22 @@ export function generateProcessor(ctx: ProcessorContext) {
       // The engine counts steps over the whole job (every iteration and pass).
       const fraction = Math.min(1, s.step / Math.max(1, s.steps));
       const isLast = s.step >= s.steps;
-      if (!isLast && now - lastProgressAt < PROGRESS_INTERVAL_MS) return;
+      if (!isLast && !s.preview && now - lastProgressAt < PROGRESS_INTERVAL_MS) return;
       lastProgressAt = now;
       const elapsed = (now - firstStepAt) / 1000;
       const progress: JobProgress = {
         step: s.step, steps: s.steps, iteration: s.iteration, iterations: s.iterations, fraction,
         eta: fraction > 0 ? Math.max(0, (elapsed / fraction) * (1 - fraction)) : 0,
       };
-      void job.updateProgress(progress).catch(() => undefined);
-      void publishJobEvent(ctx.events, evJob, 'progress', { ...progress }).catch(() => undefined);
+      void (async () => {
+        if (s.preview) {
+          const key = previewKey(data.tenant, jobId);
+          await ctx.storage.put(key, s.preview, 'image/png');
+          progress.preview = await previewUrl(ctx.storage, ctx.cfg, jobId, key, s.step);
+        }
+        await job.updateProgress(progress);
+        await publishJobEvent(ctx.events, evJob, 'progress', { ...progress });
+      })().catch(() => undefined);
     };
 
     const run = ctx.host.render(request, onStep);

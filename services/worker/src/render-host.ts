@@ -41,7 +41,7 @@ export class RenderHost {
   private readyPromise: Promise<string>;
   private exited = false;
 
-  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean }) {
+  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number }) {
     // Node 20 does not run `--import` preloads (tsx's loader) in worker threads, so the thread registers the
     // TypeScript loader itself before importing render.ts.
     const tsxApi = import.meta.resolve('tsx/esm/api');

@@ -5,10 +5,12 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, type Txt2ImgParams } from '@darkroom/core/pipeline/index.js';
+import type { Float32Tensor } from '@darkroom/core/tensor.js';
+import { cheapPreviewPng } from './preview.js';
 import { CANCEL_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
-const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean };
+const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number };
 
 function post(m: ThreadMessage): void {
   port.postMessage(m);
@@ -45,9 +47,13 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
   const iterations = Number(req.params.n_iter ?? 1);
   let lastStep = 0;
   let stepAtCancel = -1;
+  // The latest denoised prediction, kept only when previews are on (the trace hands over a copy per call).
+  let denoised: Float32Tensor | null = null;
+  const trace = config.previewEvery > 0 ? { onDenoiserCall: (c: { out: Float32Tensor }) => void (denoised = c.out) } : undefined;
   const onStep = (s: ProgressEvent): void => {
     lastStep = s.step;
-    post({ type: 'step', id, step: s.step, steps: s.steps, iteration: s.iteration, iterations });
+    const preview = denoised && s.step % config.previewEvery === 0 ? cheapPreviewPng(denoised) : null;
+    post({ type: 'step', id, step: s.step, steps: s.steps, iteration: s.iteration, iterations, ...(preview ? { preview } : {}) });
     if (stepAtCancel < 0 && Atomics.load(flag, 0) === CANCEL_REQUESTED) {
       stepAtCancel = s.step;
       controller.abort();
@@ -58,6 +64,7 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
     const job: EngineJobOptions = {
       onStep,
       signal: controller.signal,
+      ...(trace ? { trace } : {}),
       ...(req.checkpoint ? { checkpoint: req.checkpoint.path } : {}),
       embeddings: req.networks.embeddings.map((e) => e.path),
       hypernetworks: req.networks.hypernetworks.map((h) => h.path),

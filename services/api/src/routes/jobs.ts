@@ -1,7 +1,7 @@
 import { Job } from 'bullmq';
 import { Router, type Request } from 'express';
 import {
-  FarmError, Img2ImgRequest, isJobId, tenantWebhookSecret, Txt2ImgRequest, type GenerateKind, type GenerateRequest, type WebhookJobData,
+  FarmError, Img2ImgRequest, isJobId, previewKey, tenantWebhookSecret, Txt2ImgRequest, type GenerateKind, type GenerateRequest, type WebhookJobData,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
@@ -70,6 +70,16 @@ export function jobRoutes(ctx: ApiContext): Router {
     const stream = await ctx.storage.getStream(out.key);
     if (!stream) throw new FarmError('OUTPUT_NOT_FOUND', 404, `output ${out.key} is gone from storage`);
     res.type('image/png');
+    stream.pipe(res);
+  });
+
+  r.get('/v1/jobs/:id/preview.png', async (req, res) => {
+    const id = jobIdParam(req);
+    const job = await loadJob(ctx, tenantOf(res), id);
+    if (!job) throw new FarmError('JOB_NOT_FOUND', 404, `no job ${id}`);
+    const stream = await ctx.storage.getStream(previewKey(job.data.tenant, id));
+    if (!stream) throw new FarmError('PREVIEW_NOT_FOUND', 404, `job ${id} has no preview (PREVIEW_EVERY_N_STEPS)`);
+    res.type('image/png').set('cache-control', 'no-store');
     stream.pipe(res);
   });
 

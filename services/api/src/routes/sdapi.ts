@@ -4,7 +4,7 @@ import { readPngText } from '@darkroom/core/formats/png.js';
 import { SAMPLERS } from '@darkroom/core/sampling/samplers.js';
 import { SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
 import {
-  BUILTIN_MODEL, FarmError, OptionsUpdate, PngInfoRequest, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
+  BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
   type GenerateRequest, type JobView,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
@@ -160,7 +160,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   r.post('/sdapi/v1/txt2img', generate('txt2img'));
   r.post('/sdapi/v1/img2img', generate('img2img'));
 
-  r.get('/sdapi/v1/progress', async (_req, res) => {
+  r.get('/sdapi/v1/progress', async (req, res) => {
     const tenant = tenantOf(res);
     const id = await ctx.redis.get(ctx.keys.sdapiCurrent(tenant));
     const view = id ? await jobView(ctx, tenant, id) : null;
@@ -176,10 +176,15 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     const elapsed = view.started_at ? (Date.now() - Date.parse(view.started_at)) / 1000 : 0;
     const eta = elapsed / progress - elapsed;
     progress = Math.min(progress, 1);
+    let currentImage: string | null = null;
+    if (p?.preview && req.query.skip_current_image !== 'true') {
+      const bytes = await ctx.storage.get(previewKey(tenant, view.id));
+      currentImage = bytes ? Buffer.from(bytes).toString('base64') : null;
+    }
     res.json({
       progress, eta_relative: eta,
       state: { ...idle, job: `job ${view.id}`, job_count: jobCount, job_no: jobNo, sampling_step: p?.step ?? 0, sampling_steps: p?.steps ?? 0 },
-      current_image: null, textinfo: null,
+      current_image: currentImage, textinfo: null,
     });
   });
 
