@@ -69,6 +69,7 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors },
       } },
       '/v1/jobs/{id}/outputs/{n}.png': { get: { summary: 'download an output (folder storage; S3 outputs use presigned URLs)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
+      '/v1/jobs/{id}/preview.png': { get: { summary: 'latest live preview (PREVIEW_EVERY_N_STEPS)', parameters: idParam, responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/jobs/{id}/webhooks': { get: { summary: 'webhook delivery log of a job', parameters: idParam, responses: { 200: { description: 'deliveries' }, ...errors } } },
       '/v1/jobs/{id}/webhooks/{messageId}/redeliver': { post: { summary: 'send a past webhook message again (same webhook-id)', parameters: [...idParam, { name: 'messageId', in: 'path', required: true, schema: { type: 'string' } }], responses: { 202: { description: 'queued' }, ...errors } } },
       '/v1/webhook-secret': { get: { summary: 'this tenant\'s whsec_ secret for verifying webhooks', responses: { 200: { description: 'secret' } } } },
