@@ -23,6 +23,7 @@ import { printTable, writeResult, type Column, type Row } from './support/report
 import { median, min, nowMs } from './support/stats.js';
 import { DarkroomError } from '../packages/core/src/errors.js';
 import { createSession } from '../packages/core/src/runtime/session.js';
+import { GraphBuilder } from '../packages/core/src/graph/builder.js';
 import { float32 } from '../packages/core/src/tensor.js';
 import type { ComputeDType } from '../packages/core/src/models/layers.js';
 
@@ -128,7 +129,15 @@ async function benchOne(name: FullsizeName, variant: 'plain' | 'fused', timer: A
   }
 }
 
+/** Fails in a second, not after a 3.4 GB build, when the provider's libraries do not load. */
+async function checkProvider(): Promise<void> {
+  const g = new GraphBuilder('provider_check');
+  g.output(g.input('x', 'float32', [1]), 'y');
+  await (await createSession(g.toModel(), { provider })).release();
+}
+
 async function main(): Promise<void> {
+  await checkProvider();
   const timer = await ortRunTimer();
   const rows: Row[] = [];
   for (const m of models) for (const v of variants) rows.push(await benchOne(m, v as 'plain' | 'fused', timer));
