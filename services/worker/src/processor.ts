@@ -112,6 +112,8 @@ export function generateProcessor(ctx: ProcessorContext) {
     }
 
     let lastProgressAt = 0;
+    // Progress reports go out one after another (never reordered) and are flushed before the job completes.
+    let progressChain: Promise<void> = Promise.resolve();
     let firstStepAt = 0;
     let lastStepAt = 0;
     const onStep = (s: StepInfo): void => {
@@ -129,15 +131,16 @@ export function generateProcessor(ctx: ProcessorContext) {
         step: s.step, steps: s.steps, iteration: s.iteration, iterations: s.iterations, fraction,
         eta: fraction > 0 ? Math.max(0, (elapsed / fraction) * (1 - fraction)) : 0,
       };
-      void (async () => {
-        if (s.preview) {
+      const preview = s.preview;
+      progressChain = progressChain.then(async () => {
+        if (preview) {
           const key = previewKey(data.tenant, jobId);
-          await ctx.storage.put(key, s.preview, 'image/png');
+          await ctx.storage.put(key, preview, 'image/png');
           progress.preview = await previewUrl(ctx.storage, ctx.cfg, jobId, key, s.step);
         }
         await job.updateProgress(progress);
         await publishJobEvent(ctx.events, evJob, 'progress', { ...progress });
-      })().catch(() => undefined);
+      }).catch((e: Error) => log.warn({ err: e.message }, 'progress report failed'));
     };
 
     const run = ctx.host.render(request, onStep);
@@ -173,6 +176,7 @@ export function generateProcessor(ctx: ProcessorContext) {
     } finally {
       clearInterval(poll);
       unwatch();
+      await progressChain;
     }
   };
 }
