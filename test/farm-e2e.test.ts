@@ -5,6 +5,8 @@ import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
 import { readPngText } from '@darkroom/core/formats/png.js';
 import { writeSafetensors } from '@darkroom/core/formats/safetensors.js';
 import { float32 } from '@darkroom/core/tensor.js';
+import { createHypernetwork } from '@darkroom/core/networks/hypernetworks/create.js';
+import { saveHypernetworkPt } from '@darkroom/core/networks/hypernetworks/save.js';
 import { isJobId, openStorage, verifyWebhook } from '@darkroom/farm';
 import { freePort, HookReceiver, readEvents, startFarm, waitFor, type Farm } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
@@ -255,7 +257,7 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
 
   test('uploads are stored by content hash and listed per tenant', async () => {
     const bytes = Buffer.from('not really an embedding, but bytes to hash');
-    const up = await farm.request('PUT', '/v1/embeddings/my-style.pt', { key: KEY_A, body: bytes.toString('latin1'), headers: { 'content-type': 'application/octet-stream' } });
+    const up = await farm.request('PUT', '/v1/embeddings/my-style.pt', { key: KEY_A, body: new Uint8Array(bytes), headers: { 'content-type': 'application/octet-stream' } });
     assert.equal(up.status, 201);
     const view = up.json as { name: string; sha256: string; size: number };
     assert.equal(view.name, 'my-style');
@@ -272,7 +274,7 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     // A 2-vector textual-inversion embedding for the demo model's 32-wide text encoder (kohya's `emb_params` layout).
     const file = writeSafetensors({ emb_params: float32([2, 32], Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) * 0.02)) });
     const up = await farm.request('PUT', '/v1/embeddings/fox-style.safetensors', {
-      key: KEY_A, body: Buffer.from(file).toString('latin1'), headers: { 'content-type': 'application/octet-stream' },
+      key: KEY_A, body: file, headers: { 'content-type': 'application/octet-stream' },
     });
     assert.equal(up.status, 201, JSON.stringify(up.json));
     const { sha256 } = up.json as { sha256: string };
@@ -298,6 +300,33 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
       return j.state === 'completed' ? j : null;
     }, 60_000);
     assert.doesNotMatch(bob.outputs[0]!.infotext, /TI hashes/);
+  });
+
+  test('a prompt\'s <hypernet:…> tag loads the tenant\'s uploaded hypernetwork on the worker', async () => {
+    let state = 7;
+    const uniform = (): number => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = { uniform, normal: () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform()) };
+    // The demo model's attention widths: context 32, UNet channels 32 and 64.
+    const hn = createHypernetwork({ name: 'glow', sizes: [32, 64], weightInit: 'KaimingNormal', random });
+    const up = await farm.request('PUT', '/v1/hypernetworks/glow net.pt', {
+      key: KEY_A, body: saveHypernetworkPt(hn), headers: { 'content-type': 'application/octet-stream' },
+    });
+    assert.equal(up.status, 201, JSON.stringify(up.json));
+    const render = async (prompt: string) => {
+      const { id } = (await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...BASE, prompt, seed: 21 } })).json as { id: string };
+      const j = await waitFor('job finished', async () => {
+        const v = (await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_A })).json as JobViewJson;
+        return v.state === 'completed' || v.state === 'failed' ? v : null;
+      }, 60_000);
+      assert.equal(j.state, 'completed', JSON.stringify(j.error));
+      return { job: j, png: Buffer.from(await (await fetch(j.outputs[0]!.url)).arrayBuffer()) };
+    };
+    const plain = await render('a fox');
+    const withNet = await render('a fox <hypernet:glow net:1>');
+    assert.match(withNet.job.outputs[0]!.infotext, /^a fox <hypernet:glow net:1>/);
+    assert.ok(!plain.png.equals(withNet.png), 'the hypernetwork changed the image');
+    const unknown = await farm.request('POST', '/v1/txt2img', { key: KEY_B, body: { ...BASE, prompt: 'a fox <hypernet:glow net:1>' } });
+    assert.equal(unknown.status, 400, 'another tenant cannot name it');
   });
 
   test('img2img: the init image travels through storage, the result carries its denoising strength', async () => {

@@ -106,9 +106,9 @@ export async function startFarm(opts: { storageUrl?: string; workers: number; en
       const headers: Record<string, string> = { ...(o.headers ?? {}) };
       if (o.key) headers.authorization = `Bearer ${o.key}`;
       if (o.body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
-      const res = await fetch(`${farm.url}${path}`, {
-        method, headers, body: o.body === undefined ? undefined : typeof o.body === 'string' ? o.body : JSON.stringify(o.body),
-      });
+      const body = o.body === undefined ? undefined
+        : typeof o.body === 'string' || o.body instanceof Uint8Array ? o.body : JSON.stringify(o.body);
+      const res = await fetch(`${farm.url}${path}`, { method, headers, body });
       const text = await res.text();
       let json: unknown = text;
       try {

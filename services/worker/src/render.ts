@@ -65,9 +65,10 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
       onStep,
       signal: controller.signal,
       ...(trace ? { trace } : {}),
-      ...(req.checkpoint ? { checkpoint: req.checkpoint.path } : {}),
-      embeddings: req.networks.embeddings.map((e) => e.path),
-      hypernetworks: req.networks.hypernetworks.map((h) => h.path),
+      // Files sit in the cache under their content hash; the names are the ones the tenant uploaded them as.
+      ...(req.checkpoint ? { checkpoint: { path: req.checkpoint.path, name: req.checkpoint.name } } : {}),
+      embeddings: req.networks.embeddings.map((e) => ({ path: e.path, name: e.name })),
+      hypernetworks: req.networks.hypernetworks.map((h) => ({ path: h.path, name: h.name })),
     };
     const params = engineParams(req.params);
     const result = req.kind === 'txt2img'
