@@ -46,6 +46,8 @@ export interface FarmConfig {
   /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
   previewEveryNSteps: number;
   networkCacheBytes: number;
+  /** Disk budget of checkpoints fetched from storage (uploads); MODELS_DIR files are used in place. */
+  modelDiskCacheBytes: number;
 }
 
 export const DEFAULT_TENANT = 'default';
@@ -146,5 +148,6 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
     previewEveryNSteps: int(env, 'PREVIEW_EVERY_N_STEPS', 0),
     networkCacheBytes: int(env, 'NETWORK_CACHE_BYTES', 512 * 1024 ** 2),
+    modelDiskCacheBytes: int(env, 'MODEL_DISK_CACHE_BYTES', 64 * 1024 ** 3),
   };
 }

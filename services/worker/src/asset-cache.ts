@@ -15,6 +15,8 @@ interface Entry {
 export class AssetCache {
   private readonly entries = new Map<string, Entry>();
   private readonly inFlight = new Map<string, Promise<string>>();
+  /** Entries a running job holds (id -> number of jobs): never evicted until released. */
+  private readonly held = new Map<string, number>();
 
   constructor(
     private readonly storage: Storage,
@@ -23,8 +25,16 @@ export class AssetCache {
     private readonly requests: Counter<'cache' | 'result'>,
   ) {}
 
-  async fetch(kind: AssetKind, sha256: string, filename: string, pinned: ReadonlySet<string> = new Set()): Promise<string> {
+  /**
+   * The local path of an asset. With `job` (one Set per job), the file is held until `release(job)`, so
+   * fetching a job's other files can never evict it before the render has read it.
+   */
+  async fetch(kind: AssetKind, sha256: string, filename: string, job?: Set<string>): Promise<string> {
     const id = `${kind}/${sha256}`;
+    if (job && !job.has(id)) {
+      job.add(id);
+      this.held.set(id, (this.held.get(id) ?? 0) + 1);
+    }
     const hit = this.entries.get(id);
     if (hit) {
       this.entries.delete(id);
@@ -35,12 +45,23 @@ export class AssetCache {
     const running = this.inFlight.get(id);
     if (running) return running;
     this.requests.inc({ cache: kind, result: 'miss' });
-    const p = this.download(kind, sha256, filename, pinned).finally(() => this.inFlight.delete(id));
+    const p = this.download(kind, sha256, filename).finally(() => this.inFlight.delete(id));
     this.inFlight.set(id, p);
     return p;
   }
 
-  private async download(kind: AssetKind, sha256: string, filename: string, pinned: ReadonlySet<string>): Promise<string> {
+  /** Lets go of what `job` holds in this cache (ids of other caches in the same set are left alone). */
+  release(job: Set<string>): void {
+    for (const id of [...job]) {
+      if (!this.held.has(id)) continue;
+      job.delete(id);
+      const n = (this.held.get(id) ?? 1) - 1;
+      if (n <= 0) this.held.delete(id);
+      else this.held.set(id, n);
+    }
+  }
+
+  private async download(kind: AssetKind, sha256: string, filename: string): Promise<string> {
     const folder = join(this.dir, kind, sha256);
     // Keep the original file name: the engine tells formats apart by extension (.pt, .safetensors, .png).
     const path = join(folder, filename.replace(/[^A-Za-z0-9_.-]/g, '_'));
@@ -53,17 +74,19 @@ export class AssetCache {
       await rename(`${path}.tmp`, path);
     }
     const bytes = existing?.size ?? (await stat(path)).size;
-    this.entries.set(`${kind}/${sha256}`, { path, bytes });
-    await this.evict(pinned);
+    const id = `${kind}/${sha256}`;
+    this.entries.set(id, { path, bytes });
+    await this.evict(id);
     return path;
   }
 
-  private async evict(pinned: ReadonlySet<string>): Promise<void> {
+  /** Drops least recently used files until the budget holds, sparing held ones and the one just fetched. */
+  private async evict(justFetched: string): Promise<void> {
     let total = 0;
     for (const e of this.entries.values()) total += e.bytes;
     for (const [id, e] of this.entries) {
       if (total <= this.budgetBytes) break;
-      if (pinned.has(e.path)) continue;
+      if (id === justFetched || this.held.has(id)) continue;
       this.entries.delete(id);
       total -= e.bytes;
       await rm(join(e.path, '..'), { recursive: true, force: true });

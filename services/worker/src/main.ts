@@ -37,6 +37,7 @@ async function main(): Promise<void> {
   const ctx: ProcessorContext = {
     cfg, redis, keys, storage, registry: new AssetRegistry(redis, keys),
     cache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.networkCacheBytes, metrics.cache),
+    modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cache),
     host, cancels, events, metrics, log, workerName, cancelDetails: new Map(),
   };
 

@@ -16,7 +16,10 @@ export interface ProcessorContext {
   keys: FarmKeys;
   storage: Storage;
   registry: AssetRegistry;
+  /** Embeddings and hypernetworks fetched from storage. */
   cache: AssetCache;
+  /** Uploaded checkpoints fetched from storage (a budget of their own: they are gigabytes). */
+  modelCache: AssetCache;
   host: RenderHost;
   cancels: CancelListener;
   events: EventContext;
@@ -30,12 +33,12 @@ export interface ProcessorContext {
 const PROGRESS_INTERVAL_MS = 100;
 const CANCEL_POLL_MS = 1000;
 
-async function resolveCheckpoint(ctx: ProcessorContext, data: GenerateJobData): Promise<RenderRequest['checkpoint']> {
+async function resolveCheckpoint(ctx: ProcessorContext, data: GenerateJobData, held: Set<string>): Promise<RenderRequest['checkpoint']> {
   const name = data.request.model;
   if (name === null || name === BUILTIN_MODEL) return null;
   const uploaded = await ctx.registry.get(data.tenant, 'models', name);
   if (uploaded) {
-    const path = await ctx.cache.fetch('models', uploaded.sha256, uploaded.filename);
+    const path = await ctx.modelCache.fetch('models', uploaded.sha256, uploaded.filename, held);
     return { path, name: uploaded.name, sha256: uploaded.sha256, size: uploaded.size };
   }
   const local = (await listModelsDir(ctx.cfg.modelsDir)).find((m) => m.modelName === name || m.relativePath === name);
@@ -46,7 +49,7 @@ async function resolveCheckpoint(ctx: ProcessorContext, data: GenerateJobData): 
   throw new FarmError('MODEL_NOT_FOUND', 404, `model "${name}" is neither uploaded nor in MODELS_DIR`, 'model');
 }
 
-async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData): Promise<RenderRequest['networks']> {
+async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData, held: Set<string>): Promise<RenderRequest['networks']> {
   const req = data.request;
   // With no explicit list, the tenant's embeddings whose names occur in the prompts (A1111 matches names as
   // lower-cased CLIP tokens, so a case-insensitive substring test keeps every one that could match) — loading
@@ -67,8 +70,8 @@ async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData): Pr
     return r;
   }));
   return {
-    embeddings: await Promise.all(embRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('embeddings', r.sha256, r.filename) }))),
-    hypernetworks: await Promise.all(hnRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('hypernetworks', r.sha256, r.filename) }))),
+    embeddings: await Promise.all(embRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('embeddings', r.sha256, r.filename, held) }))),
+    hypernetworks: await Promise.all(hnRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('hypernetworks', r.sha256, r.filename, held) }))),
   };
 }
 
@@ -102,11 +105,17 @@ export function generateProcessor(ctx: ProcessorContext) {
     log.info('job started');
 
     let request: RenderRequest;
+    // Cached files this job uses: held until the render is over.
+    const held = new Set<string>();
     try {
-      const [checkpoint, networks, inputs] = await Promise.all([resolveCheckpoint(ctx, data), resolveNetworks(ctx, data), loadInputs(ctx, data)]);
+      const [checkpoint, networks, inputs] = await Promise.all([
+        resolveCheckpoint(ctx, data, held), resolveNetworks(ctx, data, held), loadInputs(ctx, data),
+      ]);
       const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
       request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks };
     } catch (e) {
+      ctx.cache.release(held);
+      ctx.modelCache.release(held);
       if (e instanceof FarmError) throw new UnrecoverableError(`${e.code}: ${e.message}`);
       throw e;
     }
@@ -176,6 +185,8 @@ export function generateProcessor(ctx: ProcessorContext) {
     } finally {
       clearInterval(poll);
       unwatch();
+      ctx.cache.release(held);
+      ctx.modelCache.release(held);
       await progressChain;
     }
   };
