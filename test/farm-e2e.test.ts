@@ -135,6 +135,16 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     assert.equal((changed.json as { error: { field: string } }).error.field, 'Idempotency-Key');
     const other = await farm.request('POST', '/v1/txt2img', { key: KEY_B, body, headers });
     assert.notEqual((other.json as { id: string }).id, (a.json as { id: string }).id, 'keys are scoped per tenant');
+    // A burst of retries racing each other still makes one job.
+    const beforeBurst = await total();
+    const burst = await Promise.all(Array.from({ length: 6 }, () =>
+      farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...body, seed: 9 }, headers: { 'idempotency-key': 'order-43' } })));
+    assert.ok(burst.every((r) => r.status === 202), burst.map((r) => r.status).join(','));
+    assert.equal(new Set(burst.map((r) => (r.json as { id: string }).id)).size, 1);
+    assert.equal(await total(), beforeBurst + 1);
+    const burstId = (burst[0]!.json as { id: string }).id;
+    const log = await farm.redis.xrange(`${farm.prefix}:darkroom:events:${burstId}`, '-', '+');
+    assert.equal(log.filter(([, f]) => f[1] === 'queued').length, 1, 'one queued event');
     await queue.close();
   });
 

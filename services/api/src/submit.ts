@@ -143,13 +143,43 @@ export async function submitGenerate(
       }
       return { id, replayed: true };
     }
+    // Concurrent retries: one request claims the id and creates the job; the others wait for it and replay it.
+    const claimed = await ctx.redis.set(ctx.keys.idempotencyClaim(id), requestHash, 'EX', 60, 'NX');
+    if (claimed === null) {
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        const job = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
+        if (job) {
+          if (job.data.requestHash !== requestHash) {
+            throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
+          }
+          return { id, replayed: true };
+        }
+        // The claimer gave up (its request was refused): this request may try in its place.
+        if (!(await ctx.redis.exists(ctx.keys.idempotencyClaim(id)))) return submitGenerate(ctx, tenant, kind, request, rawBody, opts);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new FarmError('IDEMPOTENCY_KEY_BUSY', 409, 'a request with this Idempotency-Key is still being processed; retry shortly', 'Idempotency-Key');
+    }
   }
 
-  if (opts.source === 'v1') {
+  try {
+    return await createJob(ctx, tenant, kind, request, id, requestHash, opts.source);
+  } catch (e) {
+    // A refused request must not block a corrected retry with the same key.
+    if (opts.idempotencyKey !== undefined) await ctx.redis.del(ctx.keys.idempotencyClaim(id));
+    throw e;
+  }
+}
+
+async function createJob(
+  ctx: ApiContext, tenant: string, kind: GenerateKind, request: GenerateRequest, id: string, requestHash: string, source: 'v1' | 'sdapi',
+): Promise<Submitted> {
+  if (source === 'v1') {
     checkSampler(request);
     checkSupported(request);
   }
-  checkOverrides(request, opts.source);
+  checkOverrides(request, source);
   await checkNames(ctx, tenant, request);
   const resolved: GenerateRequest = { ...request, seed: resolveSeed(request.seed), subseed: resolveSeed(request.subseed) };
   const inputKeys: GenerateJobData['inputKeys'] = { initImages: [], mask: null };
@@ -170,7 +200,7 @@ export async function submitGenerate(
     resolved.mask = null;
   }
   const data: GenerateJobData = {
-    tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source: opts.source, submittedAt: Date.now(),
+    tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(),
   };
   const job = await ctx.queues.generate.add(kind, data, { jobId: id });
   if (job.data.requestHash !== requestHash) {
@@ -181,7 +211,7 @@ export async function submitGenerate(
     { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
     { id, tenant, webhook: data.webhook }, 'queued', { kind },
   );
-  ctx.metrics.submitted.inc({ kind, source: opts.source });
-  ctx.log.info({ jobId: id, tenant, kind, source: opts.source }, 'job queued');
+  ctx.metrics.submitted.inc({ kind, source });
+  ctx.log.info({ jobId: id, tenant, kind, source }, 'job queued');
   return { id, replayed: false };
 }
