@@ -32,6 +32,12 @@ async function main(): Promise<void> {
     previewEvery: cfg.previewEveryNSteps,
   });
   const engine = await host.ready();
+  // Without its render thread a worker would fail every job it takes: exit, so the job in hand is retried
+  // elsewhere and the supervisor (compose, Kubernetes) starts a fresh process.
+  host.onUnexpectedExit = (code) => {
+    log.error({ code }, 'render thread died; exiting');
+    setTimeout(() => process.exit(1), 1000).unref();
+  };
   const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-cancel' }), keys);
   const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
   const ctx: ProcessorContext = {

@@ -40,6 +40,9 @@ export class RenderHost {
   private nextId = 1;
   private readyPromise: Promise<string>;
   private exited = false;
+  private closing = false;
+  /** Called when the render thread dies on its own (not through close()). */
+  onUnexpectedExit: ((code: number) => void) | null = null;
 
   constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number }) {
     // Node 20 does not run `--import` preloads (tsx's loader) in worker threads, so the thread registers the
@@ -64,6 +67,7 @@ export class RenderHost {
     this.worker.on('exit', (code) => {
       this.exited = true;
       this.failAll(new RenderFailed('RENDER_THREAD_EXITED', `render thread exited with code ${code}`, true));
+      if (!this.closing) this.onUnexpectedExit?.(code);
     });
   }
 
@@ -121,6 +125,7 @@ export class RenderHost {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.exited) return;
     const msg: HostMessage = { type: 'shutdown' };
     this.worker.postMessage(msg);
