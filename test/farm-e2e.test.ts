@@ -102,6 +102,22 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     assert.ok(log.deliveries.some((d) => d.ok && d.event === 'completed'));
   });
 
+  test('fair share: a tenant\'s single job does not wait behind another tenant\'s backlog', async () => {
+    const queue = new Queue('generate', { connection: farm.redis, prefix: farm.prefix });
+    const aIds: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      aIds.push(((await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...BASE, steps: 12, prompt: `backlog ${i}`, seed: i } })).json as { id: string }).id);
+    }
+    const bId = ((await farm.request('POST', '/v1/txt2img', { key: KEY_B, body: { ...BASE, steps: 12, prompt: 'just one' } })).json as { id: string }).id;
+    const starts = await waitFor('all started and done', async () => {
+      const jobs = await Promise.all([...aIds, bId].map((id) => queue.getJob(id)));
+      return jobs.every((j) => j?.finishedOn) ? jobs.map((j) => ({ id: j!.id!, at: j!.processedOn! })) : null;
+    }, 120_000, 100);
+    const order = starts.sort((x, y) => x.at - y.at).map((x) => x.id);
+    assert.ok(order.indexOf(bId) <= 2, `B's job started at position ${order.indexOf(bId)} of ${order.length}`);
+    await queue.close();
+  });
+
   test('tenant isolation: another tenant gets 404 for the job, its events, outputs and deliveries', async () => {
     const sub = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...BASE, prompt: 'private', seed: 1 } });
     const { id } = sub.json as { id: string };

@@ -17,3 +17,4 @@ export * from './webhooks/ssrf.js';
 export * from './webhooks/deliver.js';
 export * from './networks.js';
 export * from './urls.js';
+export * from './fairness.js';

@@ -14,6 +14,7 @@ export function farmKeys(prefix: string) {
     assets: (tenant: string, kind: string) => `${base}:assets:${tenant}:${kind}`,
     options: (tenant: string) => `${base}:options:${tenant}`,
     sdapiCurrent: (tenant: string) => `${base}:sdapi-current:${tenant}`,
+    tenantWaiting: (tenant: string) => `${base}:tenant-waiting:${tenant}`,
     idempotencyClaim: (jobId: string) => `${base}:idem-claim:${jobId}`,
     webhookMaster: `${base}:webhook-master-secret`,
   };

@@ -1,6 +1,6 @@
 import type { Request, Response } from 'express';
 import {
-  FarmError, isStreamId, publishJobEvent, readJobEvents, requestCancel, TERMINAL_EVENTS, type JobView, type StoredEvent,
+  FarmError, isStreamId, leftWaiting, publishJobEvent, readJobEvents, requestCancel, TERMINAL_EVENTS, type JobView, type StoredEvent,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
 import { jobView, loadJob, type Tombstone } from './job-view.js';
@@ -24,6 +24,8 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
   if (state !== 'active') {
     try {
       await job.remove();
+      // Only a job that never started still counts as waiting for its tenant.
+      if (job.attemptsStarted === 0) await leftWaiting(ctx.redis, ctx.keys, tenant);
       const tomb: Tombstone = {
         tenant, kind: job.data.kind, created_at: new Date(job.timestamp).toISOString(), cancelled_at: new Date().toISOString(),
         webhook: job.data.webhook, requestHash: job.data.requestHash,

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
-  BUILTIN_MODEL, checkWebhookUrlSyntax, FarmError, hypernetTags, idempotentJobId, inputKey, newJobId, publishJobEvent,
+  BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputKey, newJobId, publishJobEvent,
   sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
@@ -202,7 +202,7 @@ async function createJob(
   const data: GenerateJobData = {
     tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(),
   };
-  const job = await ctx.queues.generate.add(kind, data, { jobId: id });
+  const job = await ctx.queues.generate.add(kind, data, { jobId: id, priority: await fairPriority(ctx.redis, ctx.keys, tenant) });
   if (job.data.requestHash !== requestHash) {
     // Lost a race with an identical key carrying another body.
     throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');

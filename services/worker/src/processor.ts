@@ -1,7 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, BUILTIN_MODEL, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, listModelsDir, outputKey, previewKey, previewUrl,
+  AssetRegistry, BUILTIN_MODEL, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, leftWaiting, listModelsDir, outputKey, previewKey, previewUrl,
   publishJobEvent, sha256Hex, type CancelListener, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData,
   type GenerateJobResult, type JobProgress, type Logger, type Storage,
 } from '@darkroom/farm';
@@ -95,6 +95,8 @@ export function generateProcessor(ctx: ProcessorContext) {
     const log = ctx.log.child({ jobId, tenant: data.tenant, attempt: job.attemptsMade + 1 });
     const evJob = { id: jobId, tenant: data.tenant, webhook: data.webhook };
     ctx.cancelDetails.delete(jobId);
+    // The first start takes the job out of its tenant's waiting count (a retry was counted out already).
+    if (job.attemptsStarted <= 1) await leftWaiting(ctx.redis, ctx.keys, data.tenant);
 
     if (await isCancelRequested(ctx.redis, ctx.keys, jobId)) {
       ctx.cancelDetails.set(jobId, { step_at_cancel: 0, last_step: 0 });
