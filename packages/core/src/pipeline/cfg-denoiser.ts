@@ -7,7 +7,7 @@
  */
 import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
-import type { Denoiser } from '../sampling/types.js';
+import type { Denoiser, GuidanceOptions } from '../sampling/types.js';
 
 /** One entry of a prompt schedule: conditioning (tokens, width) used while denoiser step <= endAtStep. */
 export interface ScheduledCond {
@@ -108,9 +108,23 @@ function concatRows(parts: readonly Float32Tensor[]): Float32Tensor {
   return float32([n, ...parts[0]!.shape.slice(1)], out);
 }
 
+/** One CFG call's answer: the combined prediction and the uncond rows it was combined from. */
+export interface GuidedPrediction {
+  readonly denoised: Float32Tensor;
+  /** The model's uncond output per batch item (A1111's `last_noise_uncond` when the model predicts eps). */
+  readonly uncond: Float32Tensor;
+}
+
 /** A CFG denoiser with its own step counter; `step` tells how many calls it has answered. */
 export interface CfgDenoiser {
   readonly denoise: Denoiser;
+  /**
+   * The same call with the CFG scale times `guidance.cfgScaleMultiplier` (A1111's `cond_scale_miltiplier`),
+   * answering the uncond rows too. Shares the step counter with `denoise`.
+   */
+  readonly guided: (x: Float32Tensor, sigma: Float32Array, guidance?: GuidanceOptions) => Promise<GuidedPrediction>;
+  /** The uncond rows of the last call (A1111's `last_noise_uncond`); undefined before the first call. */
+  readonly lastUncond: Float32Tensor | undefined;
   readonly step: number;
   /** Whether any call padded cond or uncond with the empty prompt (the infotext then says `Pad conds: True`). */
   readonly paddedCondUncond: boolean;
@@ -121,8 +135,8 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
   if (opts.unconds.length !== batch) {
     throw new DarkroomError('CFG_BATCH_MISMATCH', `${batch} conds but ${opts.unconds.length} unconds`);
   }
-  const state = { step: 0, padded: false };
-  const denoise: Denoiser = async (x, sigma) => {
+  const state: { step: number; padded: boolean; lastUncond: Float32Tensor | undefined } = { step: 0, padded: false, lastUncond: undefined };
+  const guided = async (x: Float32Tensor, sigma: Float32Array, guidance: GuidanceOptions = {}): Promise<GuidedPrediction> => {
     if (x.shape[0] !== batch) {
       throw new DarkroomError('CFG_BATCH_MISMATCH', `latent batch ${x.shape[0]} but ${batch} conditionings`);
     }
@@ -198,13 +212,17 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
       await run(condRows.length, rowsTotal, uncond, uncondSources);
     }
 
-    // combine_denoised: uncond + sum_j (cond_j - uncond) * (w_j * cfg_scale), in float32, AND order
+    // combine_denoised: uncond + sum_j (cond_j - uncond) * (w_j * cfg_scale), in float32, AND order, where
+    // cfg_scale is already times the sampler's multiplier (a Python float product, so float64 here)
+    const cfgScale = opts.cfgScale * (guidance.cfgScaleMultiplier ?? 1);
     const u0 = condRows.length * per;
+    const uncondOut = float32(x.shape, xOut.slice(u0, u0 + batch * per));
+    state.lastUncond = uncondOut;
     const out = new Float32Array(batch * per);
     out.set(xOut.subarray(u0, u0 + batch * per));
     condsList.forEach((list, i) => {
       for (const [row, weight] of list) {
-        const scale = f(weight * opts.cfgScale);
+        const scale = f(weight * cfgScale);
         for (let k = 0; k < per; k++) {
           const un = xOut[u0 + i * per + k]!;
           out[i * per + k] = f(out[i * per + k]! + f(f(xOut[row * per + k]! - un) * scale));
@@ -215,10 +233,15 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
     // the sampler owns x and overwrites it later: a trace gets its own copies
     opts.trace?.onCfgCall?.({ step, x: float32(x.shape, Float32Array.from(x.data)), sigma: Float32Array.from(sigma), denoised });
     state.step++;
-    return denoised;
+    return { denoised, uncond: uncondOut };
   };
+  const denoise: Denoiser = async (x, sigma) => (await guided(x, sigma)).denoised;
   return {
     denoise,
+    guided,
+    get lastUncond() {
+      return state.lastUncond;
+    },
     get step() {
       return state.step;
     },

@@ -9,6 +9,7 @@ import { compVisDenoiser, compVisVDenoiser, lcmDenoiser, vToEpsModel } from '../
 import { compVisImg2ImgStart } from '../sampling/compvis/index.js';
 import { randnLocal, type ImageRNG, type NoiseSource } from '../sampling/rng/image-rng.js';
 import { samplerByName, samplerOptions, type SamplerInfo } from '../sampling/samplers.js';
+import type { GuidanceOptions } from '../sampling/types.js';
 import { DiscreteSchedule } from '../sampling/schedules/discrete.js';
 import { samplerSigmas } from '../sampling/schedules/sampler-schedules.js';
 import { discreteSigmaModel } from '../sampling/schedules/schedulers.js';
@@ -27,10 +28,6 @@ export type ExtraParams = Map<string, InfotextValue>;
 export function findSampler(name: string): SamplerInfo {
   const info = samplerByName(name);
   if (!info) throw new DarkroomError('SAMPLER_UNKNOWN', `unknown sampler "${name}"`, { sampler: name });
-  if (info.name === 'DDIM CFG++') {
-    // its guidance needs the uncond eps apart from the combined one, which the plain sampler contract lacks
-    throw new DarkroomError('SAMPLER_NOT_SUPPORTED', `sampler "${name}" is not supported by the pipeline yet`, { sampler: name });
-  }
   return info;
 }
 
@@ -99,14 +96,19 @@ function recordScheduleParams(extra: ExtraParams, params: Readonly<Record<string
   }
 }
 
-/** Sampler keyword arguments and the infotext entries A1111 writes for non-default values. */
-function samplerArgs(info: SamplerInfo, input: PassInput, steps: number): Record<string, number | string> {
+/**
+ * Sampler keyword arguments and the infotext entries A1111 writes for non-default values. `pass` decides what
+ * DPM fast / adaptive get: txt2img gives them the model's sigma range and n = steps (KDiffusionSampler.sample);
+ * img2img gives nothing, so they take the truncated schedule's sigmas[-2], sigmas[0] and length - 1, which is
+ * what sample_img2img passes.
+ */
+function samplerArgs(info: SamplerInfo, input: PassInput, steps: number, pass: 'txt2img' | 'img2img'): Record<string, number | string> {
   const s = input.settings;
   if (info.family === 'timestep') {
     // CompVisSampler: eta from the request or eta_ddim, written as "Eta DDIM" when not 0 by the samplers
-    // whose function takes it (DDIM; PLMS and UniPC have no eta)
+    // whose function takes it (DDIM and DDIM CFG++; PLMS and UniPC have no eta)
     const etaDdim = input.eta ?? s.eta_ddim;
-    if (info.name === 'DDIM' && etaDdim !== 0) input.extra.set('Eta DDIM', pyFloat(etaDdim));
+    if ((info.name === 'DDIM' || info.name === 'DDIM CFG++') && etaDdim !== 0) input.extra.set('Eta DDIM', pyFloat(etaDdim));
     return { steps, eta: etaDdim };
   }
   const eta = input.eta ?? s.eta_ancestral;
@@ -121,13 +123,11 @@ function samplerArgs(info: SamplerInfo, input: PassInput, steps: number): Record
     const d = defaults[p];
     if (d && d[1] !== d[2]) input.extra.set(d[0], pyFloat(d[1]));
   }
+  const settings = { eta, sChurn: s.s_churn, sTmin: s.s_tmin, sTmax: s.s_tmax, sNoise: s.s_noise };
+  if (pass === 'img2img') return samplerOptions(info, settings);
   const schedule = new DiscreteSchedule(input.model.alphasCumprod);
   return samplerOptions(info, {
-    eta,
-    sChurn: s.s_churn,
-    sTmin: s.s_tmin,
-    sTmax: s.s_tmax,
-    sNoise: s.s_noise,
+    ...settings,
     modelSigmaMin: schedule.sigmas[0]!,
     modelSigmaMax: schedule.sigmas[schedule.sigmas.length - 1]!,
     steps,
@@ -163,7 +163,15 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
   const source = input.noiseSource;
   const out = await info.sampler(start, {
     denoise: cfg.denoise,
-    ...(info.family === 'timestep' ? { eps: cfg.denoise } : {}),
+    ...(info.family === 'timestep'
+      ? {
+          eps: cfg.denoise,
+          guidedEps: async (x: Float32Tensor, t: Float32Array, guidance?: GuidanceOptions) => {
+            const r = await cfg.guided(x, t, guidance);
+            return { eps: r.denoised, uncondEps: r.uncond };
+          },
+        }
+      : {}),
     sigmas,
     noise: () => input.rng.next(),
     seeds: input.seeds,
@@ -181,7 +189,7 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
 export async function sampleTxt2Img(input: PassInput, steps: number, noise: Float32Tensor): Promise<Float32Tensor> {
   const info = findSampler(input.samplerName);
   const sigmas = sigmasFor(info, input, steps);
-  const options = samplerArgs(info, input, steps);
+  const options = samplerArgs(info, input, steps, 'txt2img');
   if (info.family === 'timestep') return runSampler(info, input, noise, sigmas, options);
   const s0 = sigmas[0]!;
   const x = float32(noise.shape, Float32Array.from(noise.data, (v) => f(v * s0)));
@@ -212,13 +220,13 @@ export async function sampleImg2Img(
   const { steps, tEnc } = img2imgSteps(requestedSteps, denoisingStrength, explicitSteps);
   if (steps <= 0) throw new DarkroomError('BAD_PARAMS', 'denoising_strength must be above 0 for img2img', { denoisingStrength });
   if (info.family === 'timestep') {
-    const options = { ...samplerArgs(info, input, steps), tEnc };
+    const options = { ...samplerArgs(info, input, steps, 'img2img'), tEnc };
     const start = compVisImg2ImgStart(initLatent, noise, steps, tEnc, input.model.alphasCumprod);
     return runSampler(info, input, start, new Float32Array(0), options);
   }
   const sigmas = sigmasFor(info, input, steps);
   const sched = sigmas.slice(steps - tEnc - 1);
-  const options = samplerArgs(info, input, tEnc + 1);
+  const options = samplerArgs(info, input, tEnc + 1, 'img2img');
   const s0 = sched[0]!;
   const x = float32(initLatent.shape, Float32Array.from(initLatent.data, (v, i) => f(v + f(noise.data[i]! * s0))));
   return runSampler(info, input, x, sched, options);

@@ -14,6 +14,28 @@ export type Denoiser = (x: Float32Tensor, sigma: Float32Array) => Promise<Float3
  */
 export type EpsModel = (x: Float32Tensor, t: Float32Array) => Promise<Float32Tensor>;
 
+/** How a sampler asks the guidance around the model to behave (A1111's CFGDenoiser attributes). */
+export interface GuidanceOptions {
+  /**
+   * Factor on the CFG scale (A1111's `cond_scale_miltiplier`, default 1): DDIM CFG++ guides with cfg / 12.5.
+   * The infotext keeps the requested CFG scale.
+   */
+  readonly cfgScaleMultiplier?: number;
+}
+
+/** The guided eps of one call together with the unconditional eps it was combined from (fresh tensors). */
+export interface GuidedEps {
+  readonly eps: Float32Tensor;
+  /** A1111's `last_noise_uncond`: the uncond rows of the model call, one per batch item. */
+  readonly uncondEps: Float32Tensor;
+}
+
+/**
+ * The eps model with classifier-free guidance exposed, for samplers that use the unconditional prediction apart
+ * from the guided one (DDIM CFG++ renoises with it). Without guidance (no CFG), uncondEps equals eps.
+ */
+export type GuidedEpsModel = (x: Float32Tensor, t: Float32Array, guidance?: GuidanceOptions) => Promise<GuidedEps>;
+
 /**
  * Called after every sampler step, with the step index, total and the current sample and denoised estimate.
  * The tensors are the sampler's working buffers: copy them to keep them past the callback.
@@ -37,6 +59,11 @@ export interface SamplerContext {
   readonly denoise: Denoiser;
   /** Eps model for CompVis-style samplers; undefined where only a denoiser is available. */
   readonly eps?: EpsModel;
+  /**
+   * The same eps model with its guidance exposed (see GuidedEpsModel). Samplers that need the unconditional eps
+   * (DDIM CFG++) call this when present, else `eps` standing in for both (a model without CFG).
+   */
+  readonly guidedEps?: GuidedEpsModel;
   /** The sigma schedule, ending in 0 where the schedule does (k-diffusion convention). */
   readonly sigmas: Float32Array;
   /**

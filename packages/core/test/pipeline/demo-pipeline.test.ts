@@ -165,7 +165,6 @@ test('timestep samplers and LCM run through the same pipeline', async () => {
   }
   const ddimEta = await engine.txt2img({ ...base, steps: 3, sampler_name: 'DDIM', override_settings: { eta_ddim: 0.5 } });
   assert.match(ddimEta.infotexts[0]!, /Eta DDIM: 0\.5/);
-  await assert.rejects(engine.txt2img({ ...base, sampler_name: 'DDIM CFG++' }), (e: unknown) => isDarkroomError(e, 'SAMPLER_NOT_SUPPORTED'));
 });
 
 test('progress carries the denoised estimate, which makes a cheap live preview', async () => {

@@ -4,12 +4,17 @@
  * One noise draw per step even at eta 0 (A1111 draws it and multiplies by 0), so the generators advance as there.
  */
 import type { Float32Tensor } from '../../tensor.js';
-import type { EpsModel } from '../types.js';
+import type { EpsModel, GuidedEps, GuidedEpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
 import { checkAbort, f, mapTensor, perItem, type CompVisRunOptions } from './common.js';
 
-/** The eps model as DDIM CFG++ needs it: the guided prediction and the unconditional one. */
-export type GuidedEpsModel = (x: Float32Tensor, t: Float32Array) => Promise<{ eps: Float32Tensor; uncond: Float32Tensor }>;
+export type { GuidedEpsModel } from '../types.js';
+
+/** A1111's CFG scale multiplier for DDIM CFG++ (`cond_scale_miltiplier`): maps CFG [0, 12.5] to [0, 1]. */
+export const DDIM_CFGPP_SCALE_MULTIPLIER = 1 / 12.5;
+
+/** One step's model answer: the eps for pred_x0 and the eps for the direction term. */
+type StepEps = (x: Float32Tensor, t: Float32Array) => Promise<GuidedEps>;
 
 export interface DdimOptions extends CompVisRunOptions {
   /** opts.eta_ddim (A1111 default 0). */
@@ -41,7 +46,7 @@ function ddimTables(timesteps: ArrayLike<number>, acp: Float32Array, eta: number
 async function ddimLoop(
   x: Float32Tensor,
   timesteps: ArrayLike<number>,
-  model: GuidedEpsModel,
+  model: StepEps,
   noise: () => Float32Tensor,
   opts: DdimOptions,
 ): Promise<Float32Tensor> {
@@ -52,7 +57,7 @@ async function ddimLoop(
   for (let i = 0; i < steps; i++) {
     checkAbort(opts.signal);
     const index = timesteps.length - 1 - i;
-    const { eps, uncond } = await model(x, perItem(timesteps[index]!, batch));
+    const { eps, uncondEps } = await model(x, perItem(timesteps[index]!, batch));
     const aT = f(alphas[index]!);
     const aPrev = f(alphasPrev[index]!);
     const sigmaT = f(sigmas[index]!);
@@ -64,7 +69,7 @@ async function ddimLoop(
     const cur = x;
     const predX0 = mapTensor(cur, (k) => f(f(cur.data[k]! - f(s1m * eps.data[k]!)) / sqrtAT));
     x = mapTensor(cur, (k) => {
-      const dir = f(dirScale * uncond.data[k]!);
+      const dir = f(dirScale * uncondEps.data[k]!);
       return f(f(f(sqrtAPrev * predX0.data[k]!) + dir) + f(sigmaT * n.data[k]!));
     });
     opts.onStep?.({ step: i, steps, x, denoised: predX0 });
@@ -88,7 +93,7 @@ export function sampleDdim(
     timesteps,
     async (xi, t) => {
       const e = await eps(xi, t);
-      return { eps: e, uncond: e };
+      return { eps: e, uncondEps: e };
     },
     noise,
     opts,
@@ -96,8 +101,8 @@ export function sampleDdim(
 }
 
 /**
- * DDIM CFG++: as DDIM, but the direction term uses the unconditional eps; A1111 divides the CFG scale by 12.5 for
- * it, which the caller applies when it builds the guided eps.
+ * DDIM CFG++ (A1111 ddim_cfgpp): as DDIM, but pred_x0 comes from the eps guided at cfg / 12.5 and the direction
+ * term renoises with the unconditional eps (`last_noise_uncond`). The model is asked for that scale on every call.
  */
 export function sampleDdimCfgpp(
   x: Float32Tensor,
@@ -106,8 +111,6 @@ export function sampleDdimCfgpp(
   noise: () => Float32Tensor,
   opts: DdimOptions = {},
 ): Promise<Float32Tensor> {
-  return ddimLoop(x, timesteps, model, noise, opts);
+  const guidance = { cfgScaleMultiplier: DDIM_CFGPP_SCALE_MULTIPLIER };
+  return ddimLoop(x, timesteps, (xi, t) => model(xi, t, guidance), noise, opts);
 }
-
-/** A1111's CFG scale multiplier for DDIM CFG++ (cond_scale_miltiplier). */
-export const DDIM_CFGPP_SCALE_MULTIPLIER = 1 / 12.5;

@@ -12,7 +12,7 @@
  */
 import { float32, type Float32Tensor } from '../../tensor.js';
 import { DarkroomError } from '../../errors.js';
-import type { EpsModel, Sampler, SamplerContext } from '../types.js';
+import type { EpsModel, GuidedEpsModel, Sampler, SamplerContext } from '../types.js';
 import { compVisTimesteps } from '../schedules/sampler-schedules.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
 import { sampleDdim, sampleDdimCfgpp } from './ddim.js';
@@ -29,6 +29,14 @@ export { sampleLcm } from './lcm.js';
 function epsOf(ctx: SamplerContext, name: string): EpsModel {
   if (!ctx.eps) throw new DarkroomError('SAMPLER_NEEDS_EPS', `${name} calls the eps model; the context has none`, {});
   return ctx.eps;
+}
+
+/** An eps model without guidance: its prediction is the unconditional one, and a CFG scale changes nothing. */
+function plainAsGuided(eps: EpsModel): GuidedEpsModel {
+  return async (x, t) => {
+    const e = await eps(x, t);
+    return { eps: e, uncondEps: e };
+  };
 }
 
 function numberOption(ctx: SamplerContext, key: string): number | undefined {
@@ -71,16 +79,13 @@ const ddim: Sampler = (x, ctx) =>
     ...(ctx.signal ? { signal: ctx.signal } : {}),
   });
 
-/** Through the plain contract only one eps is available, so it serves as the unconditional one too. */
+/** Uses the guided eps model when the context has one; a plain eps model (no CFG) stands in for both preds. */
 const ddimCfgpp: Sampler = (x, ctx) => {
-  const eps = epsOf(ctx, 'DDIM CFG++');
+  const guided = ctx.guidedEps ?? plainAsGuided(epsOf(ctx, 'DDIM CFG++'));
   return sampleDdimCfgpp(
     x,
     contextTimesteps(ctx),
-    async (xi, t) => {
-      const e = await eps(xi, t);
-      return { eps: e, uncond: e };
-    },
+    guided,
     ctx.noise,
     {
       eta: numberOption(ctx, 'eta') ?? 0,
