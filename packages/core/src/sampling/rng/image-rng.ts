@@ -32,6 +32,8 @@ export function noiseSourceFromA1111(option: string, opts: { portableCpu?: boole
 /** A seeded stream of normal draws; each `randn(n)` call is one torch.randn of n elements. */
 export interface NoiseGenerator {
   randn(n: number): Float32Array;
+  /** Advances the stream exactly as `randn(n)` would, without computing the values. */
+  skip(n: number): void;
 }
 
 /** create_generator(seed): a fresh generator for the source (seeds may exceed 32 bits, e.g. seed + ENSD). */
@@ -170,6 +172,19 @@ export class ImageRNG {
     const out = new Float32Array(this.generators.length * per);
     this.generators.forEach((g, i) => out.set(g.randn(per), i * per));
     return float32(this.batchShape, out);
+  }
+
+  /**
+   * Advances every generator exactly as `next()` would, without producing the noise: for steps that draw noise
+   * only to keep the generators in step with A1111 (Euler, Heun, DPM2 with s_churn 0).
+   */
+  skip(): void {
+    if (this.isFirst) {
+      this.next();
+      return;
+    }
+    const per = numel(this.opts.shape);
+    for (const g of this.generators) g.skip(per);
   }
 }
 

@@ -34,4 +34,15 @@ export class MT19937 {
     y ^= y >>> 18;
     return y >>> 0;
   }
+
+  /** Advances past `count` outputs without tempering them (the state moves exactly as `count` nextU32 calls). */
+  skip(count: number): void {
+    let left = count;
+    while (left > 0) {
+      if (this.index >= 624) this.twist();
+      const step = Math.min(left, 624 - this.index);
+      this.index += step;
+      left -= step;
+    }
+  }
 }

@@ -8,17 +8,19 @@ const M1 = 0xcd9e8d57;
 const W0 = 0x9e3779b9;
 const W1 = 0xbb67ae85;
 
-/** High 32 bits of the 64-bit product of two uint32 values. */
-function mulHi(a: number, b: number): number {
-  const aH = a >>> 16;
-  const aL = a & 0xffff;
-  const bH = b >>> 16;
-  const bL = b & 0xffff;
-  const lo = aL * bL;
-  const mid1 = aH * bL;
-  const mid2 = aL * bH;
-  const carry = ((lo >>> 16) + (mid1 & 0xffff) + (mid2 & 0xffff)) >>> 16;
-  return (aH * bH + (mid1 >>> 16) + (mid2 >>> 16) + carry) >>> 0;
+// The multipliers split into 16-bit halves: a * half < 2^48 stays exact in a float64.
+const M0_HI = M0 >>> 16;
+const M0_LO = M0 & 0xffff;
+const M1_HI = M1 >>> 16;
+const M1_LO = M1 & 0xffff;
+const TWO_POW16 = 65536;
+
+/**
+ * High 32 bits of a * M for a uint32 `a` and M = hi * 2^16 + lo: floor((a*hi + floor(a*lo / 2^16)) / 2^16),
+ * every intermediate below 2^49, so the float64 arithmetic is exact.
+ */
+function mulHiConst(a: number, mHi: number, mLo: number): number {
+  return Math.floor((a * mHi + Math.floor((a * mLo) / TWO_POW16)) / TWO_POW16);
 }
 
 /** Philox4x32 with 10 rounds; returns the first two output words (the only ones A1111 uses). */
@@ -28,9 +30,9 @@ export function philox4x32(c0: number, c1: number, c2: number, c3: number, k0: n
       k0 = (k0 + W0) >>> 0;
       k1 = (k1 + W1) >>> 0;
     }
-    const hi0 = mulHi(c0, M0);
+    const hi0 = mulHiConst(c0, M0_HI, M0_LO);
     const lo0 = Math.imul(c0, M0) >>> 0;
-    const hi2 = mulHi(c2, M1);
+    const hi2 = mulHiConst(c2, M1_HI, M1_LO);
     const lo2 = Math.imul(c2, M1) >>> 0;
     const n0 = (hi2 ^ c1 ^ k0) >>> 0;
     const n2 = (hi0 ^ c3 ^ k1) >>> 0;
@@ -52,25 +54,75 @@ const HALF_INV_2PI = f(TWO_POW32_INV_2PI / 2);
 export class PhiloxGenerator {
   private readonly k0: number;
   private readonly k1: number;
+  /** The key of each of the 10 rounds (k0, k1 interleaved), computed once. */
+  private readonly roundKeys: Int32Array;
   offset = 0;
 
   constructor(seed: number | bigint) {
     const s = BigInt.asUintN(64, BigInt(seed));
     this.k0 = Number(s & 0xffffffffn);
     this.k1 = Number(s >> 32n);
+    this.roundKeys = new Int32Array(20);
+    for (let r = 0; r < 10; r++) {
+      this.roundKeys[2 * r] = (this.k0 + Math.imul(r, W0)) | 0;
+      this.roundKeys[2 * r + 1] = (this.k1 + Math.imul(r, W1)) | 0;
+    }
   }
 
   /** One draw of n normals (float64 Box-Muller as numpy computes it, rounded to float32). */
   randn(n: number): Float32Array {
     const out = new Float32Array(n);
+    this.fill(out);
+    return out;
+  }
+
+  /** The next draw written into `out` (its length is the draw's size). */
+  fill(out: Float32Array): void {
+    const n = out.length;
+    const keys = this.roundKeys;
     const o = this.offset >>> 0;
+    // Round 1 sees the same c0 = o, c1 = c3 = 0 for every element: its o-dependent half is shared.
+    const firstHi0 = mulHiConst(o, M0_HI, M0_LO);
+    const firstLo0 = Math.imul(o, M0) | 0;
+    const k0r0 = keys[0]!;
+    const k1r0 = keys[1]!;
     for (let i = 0; i < n; i++) {
-      const [x, y] = philox4x32(o, 0, i >>> 0, 0, this.k0, this.k1);
-      const u = x * TWO_POW32_INV + HALF_INV;
-      const v = y * TWO_POW32_INV_2PI + HALF_INV_2PI;
+      // round 1 with c = [o, 0, i, 0]; words kept as int32 bit patterns, unsigned only where multiplied
+      let c0 = mulHiConst(i, M1_HI, M1_LO) ^ k0r0;
+      let c1 = Math.imul(i, M1);
+      let c2 = firstHi0 ^ k1r0;
+      let c3 = firstLo0;
+      for (let r = 1; r < 10; r++) {
+        // mulHi(c0, M0) and mulHi(c2, M1) from 16-bit partial products (each below 2^32), inlined: this loop is
+        // most of a draw's time
+        const a0L = c0 & 0xffff;
+        const a0H = c0 >>> 16;
+        const p0 = a0L * M0_LO;
+        const q0 = a0H * M0_LO;
+        const s0 = a0L * M0_HI;
+        const hi0 = a0H * M0_HI + (q0 >>> 16) + (s0 >>> 16) + (((p0 >>> 16) + (q0 & 0xffff) + (s0 & 0xffff)) >>> 16);
+        const a2L = c2 & 0xffff;
+        const a2H = c2 >>> 16;
+        const p2 = a2L * M1_LO;
+        const q2 = a2H * M1_LO;
+        const s2 = a2L * M1_HI;
+        const hi2 = a2H * M1_HI + (q2 >>> 16) + (s2 >>> 16) + (((p2 >>> 16) + (q2 & 0xffff) + (s2 & 0xffff)) >>> 16);
+        const lo0 = Math.imul(c0, M0);
+        const lo2 = Math.imul(c2, M1);
+        c0 = hi2 ^ c1 ^ keys[2 * r]!;
+        c2 = hi0 ^ c3 ^ keys[2 * r + 1]!;
+        c1 = lo2;
+        c3 = lo0;
+      }
+      const u = (c0 >>> 0) * TWO_POW32_INV + HALF_INV;
+      const v = (c1 >>> 0) * TWO_POW32_INV_2PI + HALF_INV_2PI;
       out[i] = Math.sqrt(-2.0 * Math.log(u)) * Math.sin(v);
     }
     this.offset++;
-    return out;
+  }
+
+  /** Advances past one draw of any size without computing it (draws are addressed by offset, so this is free). */
+  skip(): void {
+    this.offset++;
   }
 }

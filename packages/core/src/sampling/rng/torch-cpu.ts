@@ -60,6 +60,18 @@ export class TorchCpuGenerator {
     return out;
   }
 
+  /**
+   * Advances the generator exactly as `randn(n)` would, without the normal transform: the vectorized path
+   * consumes n uniforms plus 16 more when n is not a multiple of 16; small draws go through the scalar path.
+   */
+  skip(n: number): void {
+    if (n < 16) {
+      this.randn(n);
+      return;
+    }
+    this.engine.skip(n % 16 === 0 ? n : n + 16);
+  }
+
   private normalF64(): number {
     if (this.cachedDoubleNormal !== undefined) {
       const v = this.cachedDoubleNormal;
