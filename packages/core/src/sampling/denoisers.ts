@@ -22,12 +22,15 @@ export function epsScalings(sigma: number): { cIn: number; cOut: number } {
   return { cIn: f(1 / Math.sqrt(f(f(sigma * sigma) + 1))), cOut: f(-sigma) };
 }
 
-function scaleInput(x: Float32Tensor, sigma: Float32Array, scale: (s: number) => number): Float32Tensor {
+/** x * c_in(sigma[b]) per batch item b, into a new tensor (the UNet may keep its input). */
+function scaleInput(x: Float32Tensor, sigma: Float32Array): Float32Tensor {
   const n = perItem(x);
-  const out = new Float32Array(x.data.length);
-  for (let b = 0; b < x.shape[0]!; b++) {
-    const c = scale(sigma[b]!);
-    for (let i = b * n; i < (b + 1) * n; i++) out[i] = x.data[i]! * c;
+  const src = x.data;
+  const out = new Float32Array(src.length);
+  for (let b = 0, start = 0; b < x.shape[0]!; b++, start += n) {
+    const c = epsScalings(sigma[b]!).cIn;
+    const end = start + n;
+    for (let i = start; i < end; i++) out[i] = src[i]! * c;
   }
   return float32(x.shape, out);
 }
@@ -43,12 +46,15 @@ export function compVisDenoiser(
 ): Denoiser {
   return async (x, sigma) => {
     const t = Float32Array.from(sigma, (s) => schedule.sigmaToT(s, opts.quantize ?? false));
-    const eps = await unet(scaleInput(x, sigma, (s) => epsScalings(s).cIn), t);
+    const eps = (await unet(scaleInput(x, sigma), t)).data;
     const n = perItem(x);
-    const out = new Float32Array(x.data.length);
-    for (let b = 0; b < x.shape[0]!; b++) {
+    const xs = x.data;
+    // a fresh tensor every call: multistep samplers keep earlier denoised outputs
+    const out = new Float32Array(xs.length);
+    for (let b = 0, start = 0; b < x.shape[0]!; b++, start += n) {
       const cOut = epsScalings(sigma[b]!).cOut;
-      for (let i = b * n; i < (b + 1) * n; i++) out[i] = x.data[i]! + f(eps.data[i]! * cOut);
+      const end = start + n;
+      for (let i = start; i < end; i++) out[i] = xs[i]! + f(eps[i]! * cOut);
     }
     return float32(x.shape, out);
   };
@@ -65,15 +71,17 @@ export function compVisVDenoiser(
 ): Denoiser {
   return async (x, sigma) => {
     const t = Float32Array.from(sigma, (s) => schedule.sigmaToT(s, opts.quantize ?? false));
-    const v = await unet(scaleInput(x, sigma, (s) => epsScalings(s).cIn), t);
+    const v = (await unet(scaleInput(x, sigma), t)).data;
     const n = perItem(x);
-    const out = new Float32Array(x.data.length);
-    for (let b = 0; b < x.shape[0]!; b++) {
+    const xs = x.data;
+    const out = new Float32Array(xs.length);
+    for (let b = 0, start = 0; b < x.shape[0]!; b++, start += n) {
       const s = sigma[b]!;
       const d = f(f(s * s) + 1);
       const cSkip = f(1 / d);
       const cOut = f(f(-s) / Math.sqrt(d));
-      for (let i = b * n; i < (b + 1) * n; i++) out[i] = f(v.data[i]! * cOut) + f(x.data[i]! * cSkip);
+      const end = start + n;
+      for (let i = start; i < end; i++) out[i] = f(v[i]! * cOut) + f(xs[i]! * cSkip);
     }
     return float32(x.shape, out);
   };
@@ -113,7 +121,7 @@ export function lcmSigmaToT(sigma: number, schedule: DiscreteSchedule = lcmSched
 export function lcmDenoiser(unet: UNetFn, schedule: DiscreteSchedule = lcmSchedule()): Denoiser {
   return async (x, sigma) => {
     const t = Float32Array.from(sigma, (s) => lcmSigmaToT(s, schedule));
-    const eps = await unet(scaleInput(x, sigma, (s) => epsScalings(s).cIn), t);
+    const eps = await unet(scaleInput(x, sigma), t);
     const n = perItem(x);
     const out = new Float32Array(x.data.length);
     for (let b = 0; b < x.shape[0]!; b++) {

@@ -3,9 +3,9 @@
  * prediction and, except at the end, re-noises it to the next sigma with a fresh draw. Call it with the LCM
  * denoiser (denoisers.ts lcmDenoiser) and x = noise * sigmas[0].
  */
-import type { Float32Tensor } from '../../tensor.js';
+import { float32, type Float32Tensor } from '../../tensor.js';
 import type { Denoiser } from '../types.js';
-import { checkAbort, f, mapTensor, perItem, type CompVisRunOptions } from './common.js';
+import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
 
 export async function sampleLcm(
   x: Float32Tensor,
@@ -23,9 +23,11 @@ export async function sampleLcm(
     x = denoised;
     const next = sigmas[i + 1]!;
     if (next > 0) {
-      const n = noise();
-      const cur = x;
-      x = mapTensor(cur, (k) => f(cur.data[k]! + f(next * n.data[k]!)));
+      const n = noise().data;
+      const xs = x.data;
+      const out = new Float32Array(xs.length);
+      for (let k = 0; k < out.length; k++) out[k] = f(xs[k]! + f(next * n[k]!));
+      x = float32(x.shape, out);
     }
   }
   return x;

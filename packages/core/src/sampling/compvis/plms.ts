@@ -2,10 +2,10 @@
  * A1111's PLMS (modules/sd_samplers_timesteps_impl.py): pseudo improved Euler for the first step (two model
  * calls), then Adams-Bashforth of order 2, 3, 4 on the eps history; float32 like torch.
  */
-import type { Float32Tensor } from '../../tensor.js';
+import { float32, type Float32Tensor } from '../../tensor.js';
 import type { EpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
-import { checkAbort, f, mapTensor, perItem, type CompVisRunOptions } from './common.js';
+import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
 
 /** PLMS from x (unscaled initial noise) over ascending integer timesteps; no noise draws. */
 export async function samplePlms(
@@ -29,9 +29,16 @@ export async function samplePlms(
     const s1m = f(sqrtOneMinusAlphas[index]!);
     const dirScale = f(Math.sqrt(f(1 - aPrev)));
     const sqrtAPrev = f(Math.sqrt(aPrev));
-    const predX0 = mapTensor(cur, (k) => f(f(cur.data[k]! - f(s1m * e.data[k]!)) / sqrtAT));
-    const xPrev = mapTensor(cur, (k) => f(f(sqrtAPrev * predX0.data[k]!) + f(dirScale * e.data[k]!)));
-    return [xPrev, predX0];
+    const xs = cur.data;
+    const es = e.data;
+    const predX0 = new Float32Array(xs.length);
+    const xPrev = new Float32Array(xs.length);
+    for (let k = 0; k < xs.length; k++) {
+      const p = f(f(xs[k]! - f(s1m * es[k]!)) / sqrtAT);
+      predX0[k] = p;
+      xPrev[k] = f(f(sqrtAPrev * p) + f(dirScale * es[k]!));
+    }
+    return [float32(cur.shape, xPrev), float32(cur.shape, predX0)];
   };
 
   for (let i = 0; i < steps; i++) {
@@ -39,25 +46,28 @@ export async function samplePlms(
     const index = ts.length - 1 - i;
     const tNext = ts[Math.max(index - 1, 0)]!;
     const eT = await eps(x, perItem(ts[index]!, batch));
-    let ePrime: Float32Tensor;
+    const et = eT.data;
+    const ep = new Float32Array(et.length);
     if (oldEps.length === 0) {
       const [xPrev] = xPrevAndPredX0(x, eT, index);
-      const eNext = await eps(xPrev, perItem(tNext, batch));
-      ePrime = mapTensor(eT, (k) => f(f(eT.data[k]! + eNext.data[k]!) / 2));
+      const eNext = (await eps(xPrev, perItem(tNext, batch))).data;
+      for (let k = 0; k < ep.length; k++) ep[k] = f(f(et[k]! + eNext[k]!) / 2);
     } else if (oldEps.length === 1) {
-      const e1 = oldEps[oldEps.length - 1]!;
-      ePrime = mapTensor(eT, (k) => f(f(f(3 * eT.data[k]!) - e1.data[k]!) / 2));
+      const e1 = oldEps[oldEps.length - 1]!.data;
+      for (let k = 0; k < ep.length; k++) ep[k] = f(f(f(3 * et[k]!) - e1[k]!) / 2);
     } else if (oldEps.length === 2) {
-      const [e2, e1] = [oldEps[oldEps.length - 2]!, oldEps[oldEps.length - 1]!];
-      ePrime = mapTensor(eT, (k) =>
-        f(f(f(f(23 * eT.data[k]!) - f(16 * e1.data[k]!)) + f(5 * e2.data[k]!)) / 12),
-      );
+      const e2 = oldEps[oldEps.length - 2]!.data;
+      const e1 = oldEps[oldEps.length - 1]!.data;
+      for (let k = 0; k < ep.length; k++) ep[k] = f(f(f(f(23 * et[k]!) - f(16 * e1[k]!)) + f(5 * e2[k]!)) / 12);
     } else {
-      const [e3, e2, e1] = [oldEps[oldEps.length - 3]!, oldEps[oldEps.length - 2]!, oldEps[oldEps.length - 1]!];
-      ePrime = mapTensor(eT, (k) =>
-        f(f(f(f(f(55 * eT.data[k]!) - f(59 * e1.data[k]!)) + f(37 * e2.data[k]!)) - f(9 * e3.data[k]!)) / 24),
-      );
+      const e3 = oldEps[oldEps.length - 3]!.data;
+      const e2 = oldEps[oldEps.length - 2]!.data;
+      const e1 = oldEps[oldEps.length - 1]!.data;
+      for (let k = 0; k < ep.length; k++) {
+        ep[k] = f(f(f(f(f(55 * et[k]!) - f(59 * e1[k]!)) + f(37 * e2[k]!)) - f(9 * e3[k]!)) / 24);
+      }
     }
+    const ePrime = float32(eT.shape, ep);
     const [xPrev, predX0] = xPrevAndPredX0(x, ePrime, index);
     oldEps.push(eT);
     if (oldEps.length >= 4) oldEps.shift();

@@ -3,12 +3,12 @@
  * B(h) variants bh1/bh2, time-uniform steps from t=1 to 1/1000) with the discrete VP noise schedule, in float32
  * as torch runs it. The small linear solves for the rho coefficients run in float64 and are rounded to float32.
  */
-import type { Float32Tensor } from '../../tensor.js';
+import { float32, type Float32Tensor } from '../../tensor.js';
 import { DarkroomError } from '../../errors.js';
 import type { EpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
 import { linspaceF32 } from '../schedules/linspace.js';
-import { checkAbort, f, mapTensor, perItem, type CompVisRunOptions } from './common.js';
+import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
 
 export type UniPcVariant = 'bh1' | 'bh2';
 
@@ -94,11 +94,15 @@ function solve(a: number[][], b: number[]): number[] {
 
 /** Sum over k of rhos[k] * D[k], accumulated in order in float32. */
 function combine(rhos: number[], ds: Float32Tensor[], like: Float32Tensor): Float32Tensor {
-  return mapTensor(like, (i) => {
-    let s = 0;
-    for (let k = 0; k < ds.length; k++) s = k === 0 ? f(rhos[k]! * ds[k]!.data[i]!) : f(s + f(rhos[k]! * ds[k]!.data[i]!));
-    return s;
-  });
+  // one pass per term over a float32 accumulator: the same roundings as summing each element's terms in order
+  const out = new Float32Array(like.data.length);
+  for (let k = 0; k < ds.length; k++) {
+    const r = rhos[k]!;
+    const d = ds[k]!.data;
+    if (k === 0) for (let i = 0; i < out.length; i++) out[i] = f(r * d[i]!);
+    else for (let i = 0; i < out.length; i++) out[i] = f(out[i]! + f(r * d[i]!));
+  }
+  return float32(like.shape, out);
 }
 
 /**
@@ -130,7 +134,11 @@ export async function sampleUnipc(
     const noise = await eps(xi, perItem(ns.modelInputTime(t), batch));
     const alpha = ns.marginalAlpha(t);
     const sigma = ns.marginalStd(t);
-    return mapTensor(xi, (k) => f(f(xi.data[k]! - f(sigma * noise.data[k]!)) / alpha));
+    const xs = xi.data;
+    const e = noise.data;
+    const out = new Float32Array(xs.length);
+    for (let k = 0; k < out.length; k++) out[k] = f(f(xs[k]! - f(sigma * e[k]!)) / alpha);
+    return float32(xi.shape, out);
   };
 
   const update = async (
@@ -156,7 +164,11 @@ export async function sampleUnipc(
       const modelI = modelPrev[modelPrev.length - 1 - i]!;
       const rk = f(f(ns.marginalLambda(tPrevI) - lambdaPrev0) / h);
       rks.push(rk);
-      d1s.push(mapTensor(modelI, (k) => f(f(modelI.data[k]! - model0.data[k]!) / rk)));
+      const mi = modelI.data;
+      const m0 = model0.data;
+      const d1 = new Float32Array(mi.length);
+      for (let k = 0; k < d1.length; k++) d1[k] = f(f(mi[k]! - m0[k]!) / rk);
+      d1s.push(float32(modelI.shape, d1));
     }
     rks.push(1);
     const hh = f(-h);
@@ -186,22 +198,31 @@ export async function sampleUnipc(
     const sRatio = f(sigmaT / sigmaPrev0);
     const aPhi = f(alphaT * hPhi1);
     const aB = f(alphaT * bH);
-    const xBase = mapTensor(xc, (k) => f(f(sRatio * xc.data[k]!) - f(aPhi * model0.data[k]!)));
+    const xs = xc.data;
+    const m0 = model0.data;
+    const base = new Float32Array(xs.length);
+    for (let k = 0; k < base.length; k++) base[k] = f(f(sRatio * xs[k]!) - f(aPhi * m0[k]!));
+    const xBase = float32(xc.shape, base);
     let xT = xBase;
     if (rhosP) {
-      const pred = combine(rhosP, d1s, xc);
-      xT = mapTensor(xc, (k) => f(xBase.data[k]! - f(aB * pred.data[k]!)));
+      const pred = combine(rhosP, d1s, xc).data;
+      const predicted = new Float32Array(xs.length);
+      for (let k = 0; k < predicted.length; k++) predicted[k] = f(base[k]! - f(aB * pred[k]!));
+      xT = float32(xc.shape, predicted);
     }
     if (!useCorrector) return [xT, undefined];
     const modelT = await dataPrediction(xT, t);
     const corr = d1s.length > 0 ? combine(rhosC.slice(0, -1), d1s, xc) : undefined;
     const rLast = rhosC[rhosC.length - 1]!;
-    const out = mapTensor(xc, (k) => {
-      const d1t = f(modelT.data[k]! - model0.data[k]!);
-      const inner = corr ? f(corr.data[k]! + f(rLast * d1t)) : f(rLast * d1t);
-      return f(xBase.data[k]! - f(aB * inner));
-    });
-    return [out, modelT];
+    const mT = modelT.data;
+    const corrected = new Float32Array(xs.length);
+    if (corr) {
+      const c = corr.data;
+      for (let k = 0; k < corrected.length; k++) corrected[k] = f(base[k]! - f(aB * f(c[k]! + f(rLast * f(mT[k]! - m0[k]!)))));
+    } else {
+      for (let k = 0; k < corrected.length; k++) corrected[k] = f(base[k]! - f(aB * f(rLast * f(mT[k]! - m0[k]!))));
+    }
+    return [float32(xc.shape, corrected), modelT];
   };
 
   let stepIndex = 0;
