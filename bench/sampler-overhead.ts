@@ -4,13 +4,16 @@
  * mt19937/AVX2 per-image generator; Brownian trees for the SDE samplers) and each sampler's own arithmetic.
  * Target: < 0.1 ms per step of sampler math. Prints a table; writes bench/results/sampler-overhead-<time>.json.
  *
- *   npx tsx bench/sampler-overhead.ts [--steps 20] [--repeats 5]
+ * Steps that draw noise only to advance the generators (Euler, Heun, DPM2 with s_churn 0) skip it through
+ * `ImageRNG.skip()`, as the pipeline's sampler context should.
+ *
+ *   npx tsx bench/sampler-overhead.ts [--steps 20] [--repeats 5] [--nv]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { float32, type Float32Tensor } from '../packages/core/src/tensor.js';
-import { ImageRNG, randnLocal } from '../packages/core/src/sampling/rng/image-rng.js';
+import { ImageRNG, randnLocal, type NoiseSource } from '../packages/core/src/sampling/rng/image-rng.js';
 import { cfgCombine } from '../packages/core/src/sampling/tensor-math.js';
 import { samplerByName } from '../packages/core/src/sampling/samplers.js';
 import { karrasSigmas } from '../packages/core/src/sampling/kdiffusion/karras.js';
@@ -25,6 +28,7 @@ function arg(name: string, fallback: number): number {
 }
 const steps = arg('steps', 20);
 const repeats = arg('repeats', 5);
+const source: NoiseSource = process.argv.includes('--nv') ? 'nv' : 'cpu';
 
 /** The model's batch output (cond, uncond), fixed: the UNet costs nothing here. */
 const cond = Float32Array.from({ length: N }, (_, i) => Math.sin(i) * 0.1);
@@ -34,9 +38,9 @@ const uncond = Float32Array.from({ length: N }, (_, i) => Math.cos(i) * 0.1);
 const cfgDenoiser: Denoiser = async (x) => float32(x.shape, cfgCombine(new Float32Array(N), cond, uncond, 7));
 
 function noiseSource(): Pick<SamplerContext, 'noise' | 'skipNoise'> & { rng: ImageRNG } {
-  const rng = new ImageRNG({ shape: [4, 64, 64], seeds: [4077357776], source: 'cpu' });
+  const rng = new ImageRNG({ shape: [4, 64, 64], seeds: [4077357776], source });
   rng.next();
-  return { rng, noise: () => rng.next() };
+  return { rng, noise: () => rng.next(), skipNoise: () => rng.skip() };
 }
 
 /** The fastest of `reps` timed runs (ms) after a warm-up: on a shared machine the minimum is the honest figure. */
@@ -74,11 +78,11 @@ async function main(): Promise<void> {
   });
   {
     const src = noiseSource();
-    rows.push({ what: 'noise draw, CPU source (1 draw)', msPerStep: await timeIt(() => src.rng.next(), 50), note: 'mt19937 + AVX2 Box-Muller, 16384 normals' });
+    rows.push({ what: `noise draw, ${source} source (1 draw)`, msPerStep: await timeIt(() => src.rng.next(), 50), note: '16384 normals' });
   }
   rows.push({
-    what: 'randn_local, CPU source (1 draw)',
-    msPerStep: await timeIt(() => randnLocal('cpu', 1234, [4, 64, 64]), 50),
+    what: `randn_local, ${source} source (1 draw)`,
+    msPerStep: await timeIt(() => randnLocal(source, 1234, [4, 64, 64]), 50),
     note: 'fresh generator: the Brownian tree draws one per new tree node',
   });
 
@@ -93,9 +97,9 @@ async function main(): Promise<void> {
         denoise: cfgDenoiser,
         sigmas,
         noise: withNoise ? src.noise : () => zero,
-        ...(withNoise ? {} : { skipNoise: () => undefined }),
+        skipNoise: withNoise ? src.skipNoise : () => undefined,
         seeds: [4077357776],
-        randnLocal: (seed, shape) => (withNoise ? randnLocal('cpu', seed, shape) : float32(shape)),
+        randnLocal: (seed, shape) => (withNoise ? randnLocal(source, seed, shape) : float32(shape)),
         options: {},
       };
       await info.sampler(x0, ctx);

@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createGenerator, ImageRNG, type NoiseSource } from '../../src/sampling/rng/image-rng.js';
-import { philox4x32, PhiloxGenerator } from '../../src/sampling/rng/philox.js';
+import { philox4x32, philoxNormalsPortable, philoxRoundKeys, PhiloxGenerator } from '../../src/sampling/rng/philox.js';
 
 const SOURCES: NoiseSource[] = ['nv', 'cpu', 'cpu-portable'];
 
@@ -65,6 +65,21 @@ test('Philox randn agrees with the scalar philox4x32 round function at any offse
       const u = x * Math.fround(2.3283064e-10) + Math.fround(Math.fround(2.3283064e-10) / 2);
       const v = y * Math.fround(2.3283064e-10 * 6.2831855) + Math.fround(Math.fround(2.3283064e-10 * 6.2831855) / 2);
       assert.equal(draw[i], Math.fround(Math.sqrt(-2 * Math.log(u)) * Math.sin(v)), `offset ${offset} element ${i}`);
+    }
+  }
+});
+
+test('Philox: the WebAssembly rounds and the JavaScript rounds give the same normals', () => {
+  for (const seed of [0, 4077357776, 0xffff_ffff_ffff_ffffn]) {
+    const g = new PhiloxGenerator(seed);
+    const s = BigInt.asUintN(64, BigInt(seed));
+    const keys = philoxRoundKeys(Number(s & 0xffffffffn), Number(s >> 32n));
+    for (const offset of [0, 5, 0xffffffff]) {
+      g.offset = offset;
+      const fast = g.randn(5000);
+      const portable = new Float32Array(5000);
+      philoxNormalsPortable(portable, offset, keys);
+      assert.ok(sameBits(fast, portable), `seed ${seed} offset ${offset}`);
     }
   }
 });
