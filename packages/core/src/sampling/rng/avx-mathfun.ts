@@ -41,24 +41,12 @@ function roundSumToF32(s: number, err: number): number {
   const r = f(s);
   // s representable, or no rounding error to break a tie with: one rounding of s is already correct
   if (err === 0 || r === s) return r;
-  // s lies between two floats; only a tie at s (halfway) can be decided by err
-  const other = s > r ? nextUp32(r) : nextDown32(r);
-  const mid = (r + other) / 2;
-  if (s === mid) {
-    if (err > 0) return s > r ? other : r;
-    if (err < 0) return s > r ? r : other;
-  }
-  return r;
-}
-
-function nextUp32(x: number): number {
-  const b = bitsOf(x);
-  if (x === 0) return fromBits(1);
-  return x > 0 ? fromBits(b + 1) : fromBits(b - 1);
-}
-
-function nextDown32(x: number): number {
-  return -nextUp32(-x);
+  // Only a tie at s (halfway between r and its neighbour) can be decided by err. Then the neighbour is
+  // 2s - r (exact in float64) and a float32; otherwise 2s - r lies strictly between r and the neighbour.
+  const other = 2 * s - r;
+  if (f(other) !== other) return r;
+  if (err > 0) return s > r ? other : r;
+  return s > r ? r : other;
 }
 
 type MulAdd = (a: number, b: number, c: number) => number;
