@@ -8,7 +8,9 @@ import { DarkroomError } from '../../errors.js';
 import type { EpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
 import { linspaceF32 } from '../schedules/linspace.js';
-import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
+import { checkAbort, perItem, type CompVisRunOptions } from './common.js';
+
+const f = Math.fround;
 
 export type UniPcVariant = 'bh1' | 'bh2';
 

@@ -63,6 +63,32 @@ class Node {
   }
 }
 
+/**
+ * left_W = left_diff * W * h_reciprocal + sqrt(var) * noise, and (when wanted) the right child's W - left_W.
+ * A function of its own so the hot loop is optimized apart from the recursive tree walk around it.
+ */
+function splitIncrement(
+  w: Float32Array,
+  noise: Float32Array,
+  a: number,
+  b: number,
+  sd: number,
+  left: Float32Array,
+  right: Float32Array | undefined,
+): void {
+  const n = left.length;
+  if (right) {
+    for (let k = 0; k < n; k++) {
+      const wk = w[k]!;
+      const leftW = f(f(f(a * wk) * b) + f(sd * noise[k]!));
+      left[k] = leftW;
+      right[k] = wk - leftW;
+    }
+  } else {
+    for (let k = 0; k < n; k++) left[k] = f(f(f(a * w[k]!) * b) + f(sd * noise[k]!));
+  }
+}
+
 export type RandnBySeed = (seed: number) => Float32Array;
 
 /** One image's Brownian motion on [t0, t1]. */
@@ -154,18 +180,13 @@ export class BrownianInterval {
     const sd = f(Math.sqrt(variance));
     const left = new Float32Array(this.n);
     const pair = this.policy.pairSiblings;
-    const right = pair || !node.isLeft ? new Float32Array(this.n) : left;
-    // left_W = left_diff * W * h_reciprocal + sqrt(var) * noise; the right child gets W - left_W.
-    for (let k = 0; k < this.n; k++) {
-      const leftW = f(f(f(a * w[k]!) * b) + f(sd * noise[k]!));
-      left[k] = leftW;
-      if (right !== left) right[k] = w[k]! - leftW;
-    }
+    const right = pair || !node.isLeft ? new Float32Array(this.n) : undefined;
+    splitIncrement(w, noise, a, b, sd, left, right);
     if (pair) {
       const sibling = node.isLeft ? parent.right! : parent.left!;
-      if (!this.cache.has(sibling)) this.cacheSet(sibling, node.isLeft ? right : left);
+      if (!this.cache.has(sibling)) this.cacheSet(sibling, node.isLeft ? right! : left);
     }
-    const out = node.isLeft ? left : right;
+    const out = node.isLeft ? left : right!;
     this.cacheSet(node, out);
     return out;
   }
