@@ -169,6 +169,8 @@ export class ImageRNG {
       return this.first();
     }
     const per = numel(this.opts.shape);
+    // one image: its draw is the batch, no copy
+    if (this.generators.length === 1) return float32(this.batchShape, this.generators[0]!.randn(per));
     const out = new Float32Array(this.generators.length * per);
     this.generators.forEach((g, i) => out.set(g.randn(per), i * per));
     return float32(this.batchShape, out);
