@@ -28,7 +28,7 @@ async function runSuite(suite: Suite, folder: string): Promise<{ pass: number; f
 async function main(): Promise<number> {
   const [which, folderArg] = process.argv.slice(2);
   if (!which) {
-    console.error('usage: parity <model|text|sampling|networks|pipeline|all> [folder]');
+    console.error('usage: parity <model|text|sampling|networks|pipeline|training|all> [folder]');
     return 2;
   }
   const names = which === 'all' ? Object.keys(suiteLoaders) : [which];

@@ -17,4 +17,5 @@ export const suiteLoaders: Record<string, () => Promise<Suite>> = {
   sampling: async () => (await import('./sampling.js')).suite,
   networks: async () => (await import('./networks.js')).suite,
   pipeline: async () => (await import('./pipeline.js')).suite,
+  training: async () => (await import('./training.js')).suite,
 };

@@ -1,0 +1,3 @@
+import { parityTest } from '../support/parity.js';
+
+parityTest('training');
