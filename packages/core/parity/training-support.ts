@@ -58,3 +58,22 @@ export async function findCheckpoint(trainingFolder: string, model: FixtureModel
   }
   throw new Error(`checkpoint ${model.name} (sha256 ${model.checkpoint_sha256.slice(0, 12)}…) not found near ${trainingFolder}; looked for ${basename(model.checkpoint_file ?? model.name)}`);
 }
+
+/**
+ * The config beside a checkpoint (`<stem>.json`, `<stem>.yaml`), as the model oracle lays them out; undefined
+ * when there is none (then the config is inferred from the checkpoint).
+ */
+export function findModelConfig(checkpoint: string): string | undefined {
+  const stem = checkpoint.replace(/\.(safetensors|ckpt|pt)$/, '');
+  return ['.json', '.yaml'].map((ext) => stem + ext).find((p) => existsSync(p));
+}
+
+/** The CLIP vocabulary folder (`vocab.json` + `merges.txt`): beside the checkpoint, or a `vocab/` of a sibling folder. */
+export function findVocabulary(trainingFolder: string, checkpoint: string): string {
+  const root = join(trainingFolder, '..');
+  const candidates = [join(checkpoint, '..', 'vocab'), join(trainingFolder, 'vocab')];
+  for (const dir of readdirSync(root, { withFileTypes: true })) if (dir.isDirectory()) candidates.push(join(root, dir.name, 'vocab'));
+  const found = candidates.find((c) => existsSync(join(c, 'vocab.json')));
+  if (!found) throw new Error(`no CLIP vocabulary (vocab/vocab.json) found near ${trainingFolder}`);
+  return found;
+}

@@ -26,7 +26,7 @@ import {
 } from './config.js';
 import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from './graphs.js';
 import type { ComputeDType } from './layers.js';
-import { computeAlphasCumprod } from './schedule.js';
+import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
 import type { AttentionContextHook } from './unet.js';
 import { parseYaml } from './yaml.js';
 
@@ -75,6 +75,15 @@ export interface StableDiffusionModel {
   readonly parameterization: Parameterization;
   /** 1000 values, float32 as stored in the checkpoint (or computed as ldm does when absent). */
   readonly alphasCumprod: Float32Array;
+  /**
+   * ldm's `sqrt_alphas_cumprod` and `sqrt_one_minus_alphas_cumprod` buffers (what `q_sample` and the training
+   * loss use): float32 roots of the float64 schedule, so they are read from the checkpoint, not re-derived
+   * from the float32 `alphasCumprod`.
+   */
+  readonly sqrtAlphasCumprod: Float32Array;
+  readonly sqrtOneMinusAlphasCumprod: Float32Array;
+  /** The float32 weights of one component, for graphs built outside the model (training). */
+  readWeights(component: 'text' | 'unet' | 'vae'): Promise<Map<string, Float32Tensor>>;
   readonly scaleFactor: number;
   readonly textEncoder: TextEncoder;
   readonly unet: UNet;
@@ -251,6 +260,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const alphasCumprod = source.index.has('alphas_cumprod')
     ? (await readFloat32(source, 'alphas_cumprod')).data
     : computeAlphasCumprod(config.schedule);
+  const [sqrtAlphasCumprod, sqrtOneMinusAlphasCumprod] = await diffusionRoots(source, config);
   const dtype: ComputeDType = opts.fp16 ? 'float16' : 'float32';
   // Weights leave the .onnx so the cache can share them between the graphs of different input shapes.
   const externalDataAboveBytes = 64 * 1024;
@@ -370,6 +380,12 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     sha256,
     parameterization: finalConfig.parameterization,
     alphasCumprod,
+    sqrtAlphasCumprod,
+    sqrtOneMinusAlphasCumprod,
+    readWeights(component) {
+      if (released) throw new DarkroomError('MODEL_RELEASED', 'this model has been released');
+      return readComponent(source, component === 'text' ? config.text.prefix : component === 'unet' ? UNET_PREFIX : VAE_PREFIX);
+    },
     scaleFactor: config.scaleFactor,
     textEncoder,
     unet,
@@ -384,6 +400,15 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
       await source.close();
     },
   };
+}
+
+/** The checkpoint's sqrt(acp) and sqrt(1-acp) buffers, or the same roots taken of the float64 schedule. */
+async function diffusionRoots(source: CheckpointSource, config: ModelConfig): Promise<[Float32Array, Float32Array]> {
+  if (source.index.has('sqrt_alphas_cumprod') && source.index.has('sqrt_one_minus_alphas_cumprod')) {
+    return [(await readFloat32(source, 'sqrt_alphas_cumprod')).data, (await readFloat32(source, 'sqrt_one_minus_alphas_cumprod')).data];
+  }
+  const acp = computeAlphasCumprod64(config.schedule);
+  return [Float32Array.from(acp, (a) => Math.sqrt(a)), Float32Array.from(acp, (a) => Math.sqrt(1 - a))];
 }
 
 /** The part of the config a component's graph depends on (so a config change gives a new cache key). */

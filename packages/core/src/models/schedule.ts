@@ -6,10 +6,15 @@
 import type { ScheduleConfig } from './config.js';
 
 export function computeAlphasCumprod(schedule: ScheduleConfig): Float32Array {
+  return Float32Array.from(computeAlphasCumprod64(schedule));
+}
+
+/** The float64 cumulative products, before ldm stores them as float32 (its sqrt buffers are taken from these). */
+export function computeAlphasCumprod64(schedule: ScheduleConfig): Float64Array {
   const { linearStart, linearEnd, timesteps } = schedule;
   const a = Math.sqrt(linearStart);
   const b = Math.sqrt(linearEnd);
-  const out = new Float32Array(timesteps);
+  const out = new Float64Array(timesteps);
   let prod = 1;
   for (let i = 0; i < timesteps; i++) {
     // torch.linspace computes start + i*step for the first half and end - (T-1-i)*step for the second.

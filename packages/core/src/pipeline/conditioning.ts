@@ -61,14 +61,21 @@ function chunkingOptions(ctx: TextContext): ChunkingOptions {
   };
 }
 
+/** What splicing needs of the text encoder: its token table and the id rows are padded with after EOS. */
+export interface TokenTable {
+  /** (vocab, D). */
+  readonly tokenEmbedding: Float32Tensor;
+  readonly padTokenId: number;
+}
+
 /** Token embeddings (N,77,D) of a chunk batch, with each fix's vectors in place of its placeholder rows. */
-function inputsEmbeds(chunks: readonly PromptChunk<ConditioningEmbedding>[], ctx: TextContext): Float32Tensor {
-  const table = ctx.model.textEncoder.tokenEmbedding;
+export function spliceTokenEmbeddings(chunks: readonly PromptChunk<ConditioningEmbedding>[], encoder: TokenTable, eosId: number): Float32Tensor {
+  const table = encoder.tokenEmbedding;
   const [vocab, width] = table.shape as [number, number];
   const rows = chunks[0]!.tokens.length;
   const out = new Float32Array(chunks.length * rows * width);
   chunks.forEach((chunk, i) => {
-    const tokens = padAfterFirstEnd(chunk.tokens, ctx.tokenizer.eosId, ctx.model.textEncoder.padTokenId);
+    const tokens = padAfterFirstEnd(chunk.tokens, eosId, encoder.padTokenId);
     tokens.forEach((id, r) => {
       if (id < 0 || id >= vocab) throw new DarkroomError('TOKEN_OUT_OF_RANGE', `token id ${id} is outside the model's vocabulary of ${vocab}`);
       out.set(table.data.subarray(id * width, (id + 1) * width), (i * rows + r) * width);
@@ -114,7 +121,7 @@ export async function encodeTexts(texts: readonly string[], ctx: TextContext): P
   const traceChunks: TextCallTrace['chunks'][number][] = [];
   for (const chunks of batches) {
     for (const c of chunks) for (const fix of c.fixes) used.set(fix.embedding.name, fix.embedding);
-    const zRaw = await ctx.model.textEncoder.encode(inputsEmbeds(chunks, ctx), ctx.clipSkip);
+    const zRaw = await ctx.model.textEncoder.encode(spliceTokenEmbeddings(chunks, ctx.model.textEncoder, ctx.tokenizer.eosId), ctx.clipSkip);
     const shape: [number, number, number] = [chunks.length, zRaw.shape[1]!, width];
     const multipliers = chunks.flatMap((c) => c.multipliers);
     const z = float32(shape, applyEmphasis(ctx.emphasis, zRaw.data, shape, multipliers));
