@@ -25,6 +25,7 @@ import { parseEmphasisMode } from '../src/text/emphasis.js';
 import { ClipTokenizer } from '../src/text/tokenizer.js';
 import { adamwStep, newAdamWState, type AdamWState } from '../src/training/adamw.js';
 import { clipGradients, type ClipGradMode } from '../src/training/clip-grad.js';
+import { planLearnRates } from '../src/training/learn-schedule.js';
 import { embeddingBatch, vectorGradient } from '../src/training/embedding-batch.js';
 import { hypernetworkParams, paramFeeds, paramGradients, type HypernetworkParam } from '../src/training/hypernetwork-params.js';
 import { EmbeddingObjective, HypernetworkObjective, type DiffusionBatch } from '../src/training/objective.js';
@@ -57,9 +58,17 @@ interface StepsFixture {
   readonly id: string;
   readonly kind: 'textual_inversion' | 'hypernetwork';
   readonly model: FixtureModel;
-  readonly train_args: { readonly gradient_step: number; readonly clip_grad_mode: ClipGradMode; readonly use_weight: boolean };
+  readonly train_args: {
+    readonly learn_rate: string;
+    readonly clip_grad_value: string;
+    readonly steps: number;
+    readonly gradient_step: number;
+    readonly clip_grad_mode: ClipGradMode;
+    readonly use_weight: boolean;
+  };
+  readonly resume?: { readonly of: string; readonly initial_step: number; readonly optimizer_state_loaded: boolean } | null;
   readonly options: { readonly CLIP_stop_at_last_layers?: number; readonly emphasis?: string; readonly comma_padding_backtrack?: number };
-  readonly embedding?: { readonly name: string; readonly num_vectors_per_token: number };
+  readonly embedding?: { readonly name: string; readonly num_vectors_per_token: number; readonly initial_step?: number };
   readonly hypernetwork?: Record<string, unknown>;
   readonly dataset: { readonly gradient_step: number };
   readonly optimizer: { readonly lr: number; readonly betas: [number, number]; readonly eps: number; readonly weight_decay: number };
@@ -136,14 +145,48 @@ function initialState(fx: StepsFixture, tensors: Tensors, sizes: readonly number
   return state;
 }
 
+/**
+ * The learn rate and clip value of every optimizer step, and how many steps run, from the schedule texts alone.
+ * A resumed run whose optimizer state was loaded starts at the rate saved with that state: the previous run's
+ * final rate, read from its fixture in the same folder.
+ */
+async function scheduleCheck(fx: StepsFixture, groupFolder: string): Promise<Closeness> {
+  const clipping = fx.train_args.clip_grad_mode !== 'disabled';
+  let optimizerLr: number | undefined;
+  if (fx.resume?.optimizer_state_loaded) {
+    const previous = JSON.parse(await readFile(join(groupFolder, `${fx.resume.of}.json`), 'utf8')) as StepsFixture;
+    optimizerLr = previous.optimizer.lr;
+  }
+  const plan = planLearnRates({
+    learnRate: fx.train_args.learn_rate,
+    ...(clipping ? { clipGradValue: fx.train_args.clip_grad_value } : {}),
+    maxSteps: fx.train_args.steps,
+    curStep: fx.resume?.initial_step ?? fx.embedding?.initial_step ?? 0,
+    gradientStep: fx.dataset.gradient_step,
+    ...(optimizerLr !== undefined ? { optimizerLr } : {}),
+  });
+  let off = plan.optimizerSteps === fx.steps.length ? 0 : 1;
+  let maxAbs = 0;
+  fx.steps.forEach((s, k) => {
+    const p = plan.steps[k];
+    const d = p ? Math.abs(p.lr - s.lr) + (s.clip && p.clip ? Math.abs(p.clip.value - s.clip.value) : 0) : Infinity;
+    if (p && p.step !== s.step) off++;
+    if (d !== 0) off++;
+    maxAbs = Math.max(maxAbs, d);
+  });
+  return { maxAbs, maxRel: maxAbs, failing: off, ok: off === 0 };
+}
+
 /** Steps shared by both kinds: gradient checks, clipping, AdamW over recorded gradients, final state. */
 async function replay(
   fx: StepsFixture,
+  groupFolder: string,
   tensors: Tensors,
   prefix: (name: string) => string,
   microGradients: (before: Float32Array[], micro: MicroStep, checks: Checks) => Promise<{ loss: number; grads: Float32Array[] }>,
 ): Promise<CaseResult> {
   const checks = new Checks();
+  checks.add('schedule', await scheduleCheck(fx, groupFolder));
   const names = fx.param_order;
   // The parameters before training are always `init.<name>` (`init.vec` for an embedding); later tensors use the prefix.
   const init = names.map((n) => tensor(tensors, `init.${n}`).data);
@@ -203,7 +246,7 @@ async function replay(
   return combine(fx.id, checks.summary(), `${fx.steps.length} steps, ${fx.micro_steps.length} micro-batches${zero}`);
 }
 
-async function embeddingCase(fx: StepsFixture, tensors: Tensors, m: LoadedFixtureModel): Promise<CaseResult> {
+async function embeddingCase(fx: StepsFixture, groupFolder: string, tensors: Tensors, m: LoadedFixtureModel): Promise<CaseResult> {
   const emb = fx.embedding!;
   const objective = await EmbeddingObjective.create(m.sd, {
     clipSkip: fx.options.CLIP_stop_at_last_layers ?? 1,
@@ -212,7 +255,7 @@ async function embeddingCase(fx: StepsFixture, tensors: Tensors, m: LoadedFixtur
   });
   const vectors = emb.num_vectors_per_token;
   try {
-    return await replay(fx, tensors, () => '', async (before, micro, checks) => {
+    return await replay(fx, groupFolder, tensors, () => '', async (before, micro, checks) => {
       const width = m.sd.config.text.width;
       const vec: Float32Tensor = { dtype: 'float32', shape: [vectors, width], data: before[0]! };
       const batch = embeddingBatch(micro.captions, { name: emb.name, vec }, {
@@ -236,7 +279,7 @@ function maxAbs(a: Float32Array): number {
   return m;
 }
 
-async function hypernetworkCase(fx: StepsFixture, tensors: Tensors, m: LoadedFixtureModel): Promise<CaseResult> {
+async function hypernetworkCase(fx: StepsFixture, groupFolder: string, tensors: Tensors, m: LoadedFixtureModel): Promise<CaseResult> {
   const arch = fixtureArchitecture(fx.hypernetwork!);
   const params = hypernetworkParams(arch);
   const order = params.map((p) => p.name);
@@ -247,7 +290,7 @@ async function hypernetworkCase(fx: StepsFixture, tensors: Tensors, m: LoadedFix
   const ctx = textContext(m, fx);
   const prefix = (n: string): string => `.${n}`;
   try {
-    return await replay(fx, tensors, prefix, async (before, micro, checks) => {
+    return await replay(fx, groupFolder, tensors, prefix, async (before, micro, checks) => {
       const recordedCond = tensor(tensors, `m${micro.index}.cond`);
       // A1111 encodes each entry's caption on its own when it builds the dataset, so emphasis normalises per caption.
       const perCaption = await Promise.all(micro.captions.map((c) => encodeTexts([c], ctx)));
@@ -312,8 +355,8 @@ export const runGroup: TrainingGroup = async function* (groupFolder, trainingFol
         const fx = JSON.parse(await readFile(join(groupFolder, file), 'utf8')) as StepsFixture;
         const tensors = (await readSafetensorsFile(join(groupFolder, `${id}.safetensors`))).tensors;
         const m = await load(fx.model);
-        if (fx.kind === 'textual_inversion') yield await embeddingCase(fx, tensors, m);
-        else if (fx.kind === 'hypernetwork') yield await hypernetworkCase(fx, tensors, m);
+        if (fx.kind === 'textual_inversion') yield await embeddingCase(fx, groupFolder, tensors, m);
+        else if (fx.kind === 'hypernetwork') yield await hypernetworkCase(fx, groupFolder, tensors, m);
         else yield { name: id, status: 'skip', detail: `unknown kind ${String(fx.kind)}` };
       } catch (e) {
         yield { name: id, status: 'fail', detail: e instanceof Error ? e.message : String(e) };
