@@ -1,6 +1,6 @@
 /**
  * The few pieces of Python semantics that A1111's text code leans on and JavaScript spells differently:
- * Unicode-aware `\s`, `\w` and `\b` of Python's `re`, `float()` of a string and `repr()` of a float.
+ * Unicode-aware `\s`, `\w` and `\b` of Python's `re`, `float()` and `int()` of a string, `repr()` of a str and of a float.
  */
 import { DarkroomError } from '../errors.js';
 
@@ -48,19 +48,43 @@ export function parsePyFloat(text: string): number {
   return Number(t);
 }
 
-/** Python `repr()` of a str (quote choice and the common escapes). */
+/** Python `repr()` of a str: its quote choice, and the escapes it uses for characters `str.isprintable()` rejects. */
 export function pyStrRepr(s: string): string {
   const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
   let out = quote;
   for (const ch of s) {
+    const cp = ch.codePointAt(0)!;
     if (ch === quote || ch === '\\') out += '\\' + ch;
     else if (ch === '\n') out += '\\n';
     else if (ch === '\r') out += '\\r';
     else if (ch === '\t') out += '\\t';
-    else if (ch.codePointAt(0)! < 0x20 || ch.codePointAt(0) === 0x7f) out += '\\x' + ch.codePointAt(0)!.toString(16).padStart(2, '0');
-    else out += ch;
+    else if (ch === ' ' || !PY_NON_PRINTABLE.test(ch)) out += ch;
+    else if (cp < 0x100) out += '\\x' + cp.toString(16).padStart(2, '0');
+    else if (cp < 0x10000) out += '\\u' + cp.toString(16).padStart(4, '0');
+    else out += '\\U' + cp.toString(16).padStart(8, '0');
   }
   return out + quote;
+}
+
+// Python's Py_UNICODE_ISPRINTABLE: everything but the "Other" and "Separator" categories (the space aside).
+const PY_NON_PRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
+
+const PY_INT_RE = /^[+-]?\d+(?:_\d+)*$/;
+
+/**
+ * Python `int(s)` (base 10) of a str: surrounding whitespace, a sign, Unicode digits, leading zeros and single
+ * underscores between digits are accepted; a point or an exponent is not. The error carries Python's wording,
+ * whose repr of the text is cut at 200 characters.
+ */
+export function parsePyInt(text: string): number {
+  const ascii = text.replace(/\p{Nd}/gu, (d) => String(decimalDigitValue(d)));
+  const trimmed = ascii.replace(new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu'), '');
+  if (!PY_INT_RE.test(trimmed)) {
+    throw new DarkroomError('PY_VALUE_ERROR', `invalid literal for int() with base 10: ${Array.from(pyStrRepr(text)).slice(0, 200).join('')}`, {
+      pythonType: 'ValueError',
+    });
+  }
+  return Number(trimmed.replace(/_/g, ''));
 }
 
 /** Python `repr(float)` / `str(float)`: shortest round-trip digits, `7.0`, `1e-05`, `1e+16`, `inf`, `nan`. */
