@@ -14,6 +14,11 @@ export interface ZipEntry {
   readonly size: number;
   readonly crc: number;
   readonly localHeaderOffset: number;
+  /** General-purpose flags (bit 0: encrypted). */
+  readonly flags: number;
+  /** High byte: the host system that wrote the entry (3 = Unix, whose mode bits fill externalAttributes' high 16 bits). */
+  readonly versionMadeBy: number;
+  readonly externalAttributes: number;
 }
 
 /** Random access to the bytes of a file, in memory or on disk. */
@@ -56,8 +61,11 @@ function u64(v: DataView, at: number): number {
   return Number(n);
 }
 
-/** Lists the members of a zip archive from its central directory. */
-export async function readZipDirectory(src: ByteSource, source: string): Promise<ZipEntry[]> {
+/**
+ * Lists the members of a zip archive from its central directory. `maxEntries` refuses an archive that declares
+ * more members before its directory is read, so an untrusted upload cannot make the list itself the bomb.
+ */
+export async function readZipDirectory(src: ByteSource, source: string, opts: { maxEntries?: number } = {}): Promise<ZipEntry[]> {
   // The end record sits in the last 22 + 65535 (comment) bytes.
   const tailLen = Math.min(src.size, 22 + 65535 + 20);
   const tailStart = src.size - tailLen;
@@ -84,6 +92,11 @@ export async function readZipDirectory(src: ByteSource, source: string): Promise
     cdSize = u64(rec, 40);
     cdOffset = u64(rec, 48);
   }
+  if (opts.maxEntries !== undefined && count > opts.maxEntries) {
+    throw new DarkroomError('ZIP_TOO_MANY_ENTRIES', `${source}: zip archive has ${count} members, more than ${opts.maxEntries}`, {
+      file: source, count, maxEntries: opts.maxEntries,
+    });
+  }
   if (cdOffset + cdSize > src.size) truncated(source, 'central directory past the end of the file');
   const cd = await src.read(cdOffset, cdSize);
   const cv = view(cd);
@@ -91,6 +104,8 @@ export async function readZipDirectory(src: ByteSource, source: string): Promise
   let p = 0;
   for (let n = 0; n < count; n++) {
     if (p + 46 > cd.length || cv.getUint32(p, true) !== SIG_CENTRAL) truncated(source, 'bad central directory entry');
+    const versionMadeBy = cv.getUint16(p + 4, true);
+    const flags = cv.getUint16(p + 8, true);
     const method = cv.getUint16(p + 10, true);
     const crc = cv.getUint32(p + 16, true);
     let compressedSize = cv.getUint32(p + 20, true);
@@ -98,6 +113,7 @@ export async function readZipDirectory(src: ByteSource, source: string): Promise
     const nameLen = cv.getUint16(p + 28, true);
     const extraLen = cv.getUint16(p + 30, true);
     const commentLen = cv.getUint16(p + 32, true);
+    const externalAttributes = cv.getUint32(p + 38, true);
     let localHeaderOffset = cv.getUint32(p + 42, true);
     if (p + 46 + nameLen + extraLen > cd.length) truncated(source, 'central directory entry overruns');
     const name = new TextDecoder().decode(cd.subarray(p + 46, p + 46 + nameLen));
@@ -115,7 +131,7 @@ export async function readZipDirectory(src: ByteSource, source: string): Promise
       }
       e += 4 + len;
     }
-    entries.push({ name, method, compressedSize, size, crc, localHeaderOffset });
+    entries.push({ name, method, compressedSize, size, crc, localHeaderOffset, flags, versionMadeBy, externalAttributes });
     p += 46 + nameLen + extraLen + commentLen;
   }
   return entries;
