@@ -1,6 +1,7 @@
 /**
  * A deliberate failure the farm reports to a client: a stable `code`, the HTTP status it maps to and,
- * for bad input, the request field at fault. Services turn it into `{error: {code, message, field}}`.
+ * for bad input, the request field at fault (and, for multi-file uploads, the file within it). Services turn it
+ * into `{error: {code, message, field, file}}`.
  */
 export class FarmError extends Error {
   constructor(
@@ -8,6 +9,7 @@ export class FarmError extends Error {
     readonly status: number,
     message: string,
     readonly field?: string,
+    readonly file?: string,
   ) {
     super(message);
     this.name = 'FarmError';
@@ -19,9 +21,12 @@ export function isFarmError(e: unknown): e is FarmError {
 }
 
 export interface ErrorBody {
-  error: { code: string; message: string; field?: string };
+  error: { code: string; message: string; field?: string; file?: string };
 }
 
-export function errorBody(code: string, message: string, field?: string): ErrorBody {
-  return { error: field === undefined ? { code, message } : { code, message, field } };
+export function errorBody(code: string, message: string, field?: string, file?: string): ErrorBody {
+  const error: ErrorBody['error'] = { code, message };
+  if (field !== undefined) error.field = field;
+  if (file !== undefined) error.file = file;
+  return { error };
 }

@@ -35,7 +35,7 @@ export function errorHandler(log: { error: (o: object, m: string) => void }): Er
       return;
     }
     if (isFarmError(err)) {
-      res.status(err.status).json(errorBody(err.code, err.message, err.field));
+      res.status(err.status).json(errorBody(err.code, err.message, err.field, err.file));
       return;
     }
     const e = err as { type?: string; status?: number; message?: string };
