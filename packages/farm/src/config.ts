@@ -48,6 +48,16 @@ export interface FarmConfig {
   networkCacheBytes: number;
   /** Disk budget of checkpoints fetched from storage (uploads); MODELS_DIR files are used in place. */
   modelDiskCacheBytes: number;
+  /** Training datasets: files kept per dataset (images and captions). */
+  datasetMaxFiles: number;
+  /** Zip entries or multipart parts per upload, ignored ones (folders, `__MACOSX/`, dotfiles) included. */
+  datasetMaxEntries: number;
+  /** Uncompressed bytes per dataset, and the largest upload body. */
+  datasetMaxBytes: number;
+  datasetMaxFileBytes: number;
+  /** Checked from image headers, before any pixel is decoded. */
+  datasetMaxImageSide: number;
+  datasetMaxImagePixels: number;
 }
 
 export const DEFAULT_TENANT = 'default';
@@ -149,5 +159,11 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     previewEveryNSteps: int(env, 'PREVIEW_EVERY_N_STEPS', 0),
     networkCacheBytes: int(env, 'NETWORK_CACHE_BYTES', 512 * 1024 ** 2),
     modelDiskCacheBytes: int(env, 'MODEL_DISK_CACHE_BYTES', 64 * 1024 ** 3),
+    datasetMaxFiles: int(env, 'DATASET_MAX_FILES', 10_000, 1),
+    datasetMaxEntries: int(env, 'DATASET_MAX_ENTRIES', 20_000, 1),
+    datasetMaxBytes: int(env, 'DATASET_MAX_BYTES', 2 * 1024 ** 3, 1024),
+    datasetMaxFileBytes: int(env, 'DATASET_MAX_FILE_BYTES', 64 * 1024 ** 2, 1024),
+    datasetMaxImageSide: int(env, 'DATASET_MAX_IMAGE_SIDE', 8192, 1),
+    datasetMaxImagePixels: int(env, 'DATASET_MAX_IMAGE_PIXELS', 8192 * 8192, 1),
   };
 }

@@ -18,3 +18,5 @@ export * from './webhooks/deliver.js';
 export * from './networks.js';
 export * from './urls.js';
 export * from './fairness.js';
+export * from './dataset-validation.js';
+export * from './datasets.js';

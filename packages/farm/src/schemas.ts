@@ -170,7 +170,10 @@ export type JobView = z.infer<typeof JobView>;
 export const JobAccepted = z.object({ id: z.string(), state: z.enum(JOB_STATES), url: z.string(), events_url: z.string() });
 
 export const ErrorResponse = z.object({
-  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+  error: z.object({
+    code: z.string(), message: z.string(), field: z.string().optional(),
+    file: z.string().optional().describe('for multi-file uploads: the file at fault, as the upload named it'),
+  }),
 });
 
 export const ASSET_KINDS = ['models', 'embeddings', 'hypernetworks'] as const;
@@ -184,6 +187,37 @@ export const AssetView = z.object({
   source: z.enum(['upload', 'models_dir', 'builtin']),
 });
 export type AssetView = z.infer<typeof AssetView>;
+
+const DatasetImageView = z.object({
+  kind: z.literal('image'),
+  name: z.string().describe('file name in the dataset (folders of a zip are flattened)'),
+  bytes: int(),
+  sha256: z.string(),
+  width: int(),
+  height: int(),
+  caption: z.string().nullable().describe('the caption file of this image (same stem, .txt), if any'),
+});
+const DatasetCaptionView = z.object({
+  kind: z.literal('caption'),
+  name: z.string(),
+  bytes: int(),
+  sha256: z.string(),
+  image: z.string().describe('the image this caption describes'),
+});
+export const DatasetFileView = z.discriminatedUnion('kind', [DatasetImageView, DatasetCaptionView]);
+export type DatasetFileView = z.infer<typeof DatasetFileView>;
+
+export const DatasetSummary = z.object({
+  id: z.string().describe('ULID'),
+  name: z.string(),
+  created_at: z.string(),
+  images: int(),
+  captions: int(),
+  bytes: int().describe('sum of the files\' sizes'),
+});
+export type DatasetSummary = z.infer<typeof DatasetSummary>;
+export const DatasetView = DatasetSummary.extend({ files: z.array(DatasetFileView) });
+export type DatasetView = z.infer<typeof DatasetView>;
 
 export const PngInfoRequest = z.object({ image: IMAGE });
 export const OptionsUpdate = z.record(z.string(), z.unknown());
