@@ -64,22 +64,28 @@ export async function readTorchFile(path: string): Promise<TorchFile> {
   }
 }
 
-/** Reads a torch file already in memory. */
-export function readTorch(bytes: Uint8Array, source = 'torch data'): Promise<TorchFile> {
-  return readTorchSource(memorySource(bytes), source);
+/** How a torch file is read. */
+export interface ReadTorchOptions {
+  /** Python floats come back as PyFloat (see UnpickleOptions.keepFloats). */
+  readonly keepFloats?: boolean;
 }
 
-async function readTorchSource(src: ByteSource, source: string): Promise<TorchFile> {
+/** Reads a torch file already in memory. */
+export function readTorch(bytes: Uint8Array, source = 'torch data', opts: ReadTorchOptions = {}): Promise<TorchFile> {
+  return readTorchSource(memorySource(bytes), source, opts);
+}
+
+async function readTorchSource(src: ByteSource, source: string, opts: ReadTorchOptions = {}): Promise<TorchFile> {
   if (src.size === 0) {
     throw new DarkroomError('TORCH_EMPTY', `${source}: the file is empty`, { file: source });
   }
   const head = await src.read(0, Math.min(4, src.size));
-  if (isZip(head)) return readZipContainer(src, source);
+  if (isZip(head)) return readZipContainer(src, source, opts);
   if (head[0] !== 0x80) badFormat(source, 'neither a zip archive nor a pickle stream');
-  return readLegacyContainer(await src.read(0, src.size), source);
+  return readLegacyContainer(await src.read(0, src.size), source, opts);
 }
 
-async function readZipContainer(src: ByteSource, source: string): Promise<TorchFile> {
+async function readZipContainer(src: ByteSource, source: string, opts: ReadTorchOptions): Promise<TorchFile> {
   const entries = await readZipDirectory(src, source);
   for (const e of entries) {
     if (!MEMBER_RE.test(e.name)) {
@@ -100,6 +106,7 @@ async function readZipContainer(src: ByteSource, source: string): Promise<TorchF
   const storages = new Map<string, TorchStorage>();
   const result = unpickle(await readZipEntry(src, pkl[0]!, source), {
     source,
+    keepFloats: opts.keepFloats,
     persistentLoad: (pid) => {
       const [kind, cls, key, location, count] = pid instanceof PyTuple ? pid.items : [];
       if (kind !== 'storage' || typeof key !== 'string' || typeof count !== 'number') {
@@ -139,7 +146,7 @@ function storageFor(
   return s;
 }
 
-function readLegacyContainer(bytes: Uint8Array, source: string): TorchFile {
+function readLegacyContainer(bytes: Uint8Array, source: string, readOpts: ReadTorchOptions): TorchFile {
   const opts = { source };
   const magic = unpickle(bytes, opts);
   if (magic.value !== LEGACY_MAGIC) badFormat(source, 'bad legacy magic number');
@@ -152,6 +159,7 @@ function readLegacyContainer(bytes: Uint8Array, source: string): TorchFile {
     bytes,
     {
       source,
+      keepFloats: readOpts.keepFloats,
       persistentLoad: (pid) => {
         const [kind, cls, key, location, count, viewMeta] = pid instanceof PyTuple ? pid.items : [];
         if (kind !== 'storage' || typeof key !== 'string' || typeof count !== 'number') {

@@ -6,7 +6,7 @@
  */
 import { DarkroomError } from '../../errors.js';
 import type { DType } from '../../tensor.js';
-import { PyDict, PyGlobal, PyOrderedDict, PyObject, PySet, PyTuple, TorchStorage, TorchTensor, type PyValue } from './values.js';
+import { PyDict, PyFloat, PyGlobal, PyOrderedDict, PyObject, PySet, PyTuple, TorchStorage, TorchTensor, type PyValue } from './values.js';
 
 /** Storage classes torch pickles in persistent ids, by the dtype of their elements. */
 export const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
@@ -58,6 +58,11 @@ export interface UnpickleOptions {
   readonly source: string;
   /** Turns a persistent id (torch: a storage tuple) into a value. */
   readonly persistentLoad?: (pid: PyValue) => PyValue;
+  /**
+   * Returns Python floats as PyFloat rather than plain numbers, so that `1.0` and `1` stay apart (checks of a
+   * file's exact layout need this; loaders do not).
+   */
+  readonly keepFloats?: boolean;
 }
 
 export interface UnpickleResult {
@@ -125,6 +130,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): U
     pos += n;
     return out;
   };
+  const float = (v: number): PyValue => (opts.keepFloats ? new PyFloat(v) : v);
   const u8 = (): number => (need(1), bytes[pos++]!);
   const u16 = (): number => (need(2), (pos += 2), dv.getUint16(pos - 2, true));
   const i32 = (): number => (need(4), (pos += 4), dv.getInt32(pos - 4, true));
@@ -358,12 +364,12 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): U
         // FLOAT (text)
         const v = Number(line());
         if (Number.isNaN(v)) bad('bad FLOAT');
-        push(v);
+        push(float(v));
         break;
       }
       case 0x47: // BINFLOAT (big-endian)
         need(8);
-        push(dv.getFloat64(pos, false));
+        push(float(dv.getFloat64(pos, false)));
         pos += 8;
         break;
       case 0x53: // STRING
