@@ -101,8 +101,9 @@ function cyclicResize(src: Uint8Array, size: number): Uint8Array {
 
 /**
  * The high-nibble decoration of one block: filled ellipses (6 px on an 8 px grid, alternate rows shifted by 4)
- * shaded from `sequence`. Only the high nibble survives and decoding discards it, so this need not match PIL's
- * rasteriser pixel for pixel.
+ * shaded from `sequence`. Decoding discards it, but A1111's output pixels carry it: the disc test below gives
+ * Pillow's 7x7 ellipse stamp, and the stamps never overlap, so XOR equals Pillow's overwrite (parity:training
+ * save/png compares whole images).
  */
 function styleBlock(block: Uint8Array, h: number, w: number, sequence: Uint8Array): void {
   let i = 0;
@@ -138,7 +139,15 @@ export function edgeStyle(firstRow: Float32Array): Uint8Array {
 
 /** A1111 `insert_image_data_embed`: returns a wider RGB image carrying `json` in its side blocks. */
 export function insertPixelPayload(img: RasterImage, json: string, firstRow: Float32Array): RasterImage {
-  const compressed = deflateSync(Buffer.from(json, 'utf-8'), { level: 9 });
+  return insertCompressedPayload(img, deflateSync(Buffer.from(json, 'utf-8'), { level: 9 }), firstRow);
+}
+
+/**
+ * The layout step of `insert_image_data_embed`, given the zlib stream. Kept apart because the stream depends on
+ * the deflate implementation (Node's bundled zlib does not emit the bytes CPython's zlib does), while the layout
+ * does not.
+ */
+export function insertCompressedPayload(img: RasterImage, compressed: Uint8Array, firstRow: Float32Array): RasterImage {
   const h = img.height;
   const d = 3;
   let size = compressed.length + (h - (compressed.length % h));
