@@ -41,7 +41,8 @@ export function hypernetworkPayload(hn: Hypernetwork): PyDict {
   d.set('sd_checkpoint_name', hn.sdCheckpointName);
   d.set('activate_output', hn.activateOutput);
   d.set('use_dropout', hn.useDropout);
-  d.set('dropout_structure', numbers(ds));
+  // A1111 stores `[0] * n` (ints) when dropout is off and the UI text parsed with float() when it is on.
+  d.set('dropout_structure', hn.useDropout ? numbers(ds) : [...ds]);
   d.set('last_layer_dropout', ds.length >= 2 ? ds[ds.length - 2] !== 0 : hn.lastLayerDropout);
   d.set('optional_info', hn.optionalInfo ? hn.optionalInfo : null);
   return d;
