@@ -4,7 +4,8 @@
  * decorated in the high nibble (ellipses shaded from the first vector), scrambled in the low nibble with an LCG
  * stream, and pasted left and right of the picture with one black column between.
  */
-import { deflateSync, inflateSync } from 'node:zlib';
+import { inflateSync } from 'node:zlib';
+import { deflate } from 'pako';
 import { DarkroomError } from '../../errors.js';
 import type { RasterImage } from '../../formats/png.js';
 
@@ -137,9 +138,18 @@ export function edgeStyle(firstRow: Float32Array): Uint8Array {
   return Uint8Array.from(seq, (v) => (max > 0 ? Math.trunc((Math.abs(v) / max) * 255) : 0));
 }
 
+/**
+ * `zlib.compress(payload, 9)` as A1111 runs it. pako is a faithful port of zlib 1.2's deflate and gives the bytes
+ * CPython's zlib gives, and so the same pixels; Node's bundled zlib compresses differently (fewer bytes, narrower
+ * side blocks).
+ */
+export function compressPayload(json: string): Uint8Array {
+  return deflate(new TextEncoder().encode(json), { level: 9 });
+}
+
 /** A1111 `insert_image_data_embed`: returns a wider RGB image carrying `json` in its side blocks. */
 export function insertPixelPayload(img: RasterImage, json: string, firstRow: Float32Array): RasterImage {
-  return insertCompressedPayload(img, deflateSync(Buffer.from(json, 'utf-8'), { level: 9 }), firstRow);
+  return insertCompressedPayload(img, compressPayload(json), firstRow);
 }
 
 /**
