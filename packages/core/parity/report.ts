@@ -77,3 +77,12 @@ export function combine(name: string, checks: ReadonlyArray<readonly [string, Cl
   const detail = [failed.join('; '), extra].filter(Boolean).join('; ');
   return { name, status: failed.length ? 'fail' : 'pass', maxAbs, maxRel, ...(detail ? { detail } : {}) };
 }
+
+/** Field-by-field comparison of recorded fields (JSON equality); returns the mismatches. */
+export function diffFields(actual: Readonly<Record<string, unknown>>, want: Readonly<Record<string, unknown>>): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(want)) {
+    if (JSON.stringify(actual[k]) !== JSON.stringify(v)) out.push(`${k}: ${JSON.stringify(actual[k])} != ${JSON.stringify(v)}`);
+  }
+  return out;
+}
