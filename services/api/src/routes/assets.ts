@@ -1,10 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { rm } from 'node:fs/promises';
+import { extname } from 'node:path';
 import { Router, type Request } from 'express';
 import {
   ASSET_EXTENSIONS, ASSET_KINDS, assetName, assetStorageKey, assetView, FarmError, type AssetKind, type AssetView,
@@ -12,38 +7,12 @@ import {
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { listModels } from '../models.js';
+import { receiveBody } from '../receive.js';
 
 function kindParam(req: Request): AssetKind {
   const k = String(req.params.kind);
   if (!(ASSET_KINDS as readonly string[]).includes(k)) throw new FarmError('NOT_FOUND', 404, `no asset kind "${k}"`);
   return k as AssetKind;
-}
-
-/** Streams the body to a temp file while hashing it, refusing it past MAX_UPLOAD_BYTES. */
-async function receive(req: Request, maxBytes: number): Promise<{ path: string; sha256: string; size: number }> {
-  const dir = join(tmpdir(), 'darkroom-uploads');
-  await mkdir(dir, { recursive: true });
-  const path = join(dir, randomUUID());
-  const hash = createHash('sha256');
-  let size = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      size += chunk.length;
-      if (size > maxBytes) {
-        cb(new FarmError('UPLOAD_TOO_LARGE', 413, `upload exceeds MAX_UPLOAD_BYTES (${maxBytes})`));
-        return;
-      }
-      hash.update(chunk);
-      cb(null, chunk);
-    },
-  });
-  try {
-    await pipeline(req, meter, createWriteStream(path));
-  } catch (e) {
-    await rm(path, { force: true });
-    throw e;
-  }
-  return { path, sha256: hash.digest('hex'), size };
 }
 
 /** Uploads and listings of checkpoints, embeddings and hypernetworks, stored by content hash. */
@@ -78,7 +47,7 @@ export function assetRoutes(ctx: ApiContext): Router {
     }
     const declared = Number(req.get('content-length') ?? '0');
     if (declared > ctx.cfg.maxUploadBytes) throw new FarmError('UPLOAD_TOO_LARGE', 413, `upload exceeds MAX_UPLOAD_BYTES (${ctx.cfg.maxUploadBytes})`);
-    const file = await receive(req, ctx.cfg.maxUploadBytes);
+    const file = await receiveBody(req, ctx.cfg.maxUploadBytes, 'MAX_UPLOAD_BYTES');
     try {
       if (file.size === 0) throw new FarmError('EMPTY_UPLOAD', 400, 'the upload is empty', 'body');
       const key = assetStorageKey(kind, file.sha256);
