@@ -9,6 +9,7 @@ import { errorHandler, notFound } from './http-errors.js';
 import { openApiDocument } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
 import { assetRoutes } from './routes/assets.js';
+import { datasetRoutes } from './routes/datasets.js';
 import { jobRoutes } from './routes/jobs.js';
 import { sdapiRoutes } from './routes/sdapi.js';
 
@@ -62,7 +63,8 @@ export function createApp(ctx: ApiContext): Express {
   const limit = rateLimit(ctx.redis, ctx.keys, ctx.cfg.rateLimitPerMinute);
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), limit);
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), limit);
-  app.use(json, sdapiRoutes(ctx), jobRoutes(ctx), assetRoutes(ctx));
+  // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
+  app.use(json, sdapiRoutes(ctx), jobRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.log));

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import {
-  AssetView, ErrorResponse, Img2ImgRequest, JobAccepted, JobView, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, Txt2ImgRequest,
+  AssetView, DatasetSummary, DatasetView, ErrorResponse, Img2ImgRequest, JobAccepted, JobView, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, Txt2ImgRequest,
 } from '@darkroom/farm';
 
 function schema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
@@ -52,6 +52,8 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         JobAccepted: schema(JobAccepted, 'output'),
         JobView: schema(JobView, 'output'),
         AssetView: schema(AssetView, 'output'),
+        DatasetSummary: schema(DatasetSummary, 'output'),
+        DatasetView: schema(DatasetView, 'output'),
         Error: schema(ErrorResponse, 'output'),
       },
     },
@@ -77,6 +79,28 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/v1/{kind}/{filename}': {
         put: { summary: 'upload a file (raw body); stored by SHA-256', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks'] } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, responses: { 201: { description: 'stored', content: json('AssetView') }, ...errors } },
         delete: { summary: 'forget a name (bytes shared by hash stay)', parameters: [{ name: 'kind', in: 'path', required: true, schema: { type: 'string' } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], responses: { 204: { description: 'removed' }, ...errors } },
+      },
+      '/v1/datasets': {
+        get: { summary: 'list this tenant\'s training datasets (without their file lists)', responses: { 200: { description: 'items', content: { 'application/json': { schema: { type: 'object', properties: { items: { type: 'array', items: ref('DatasetSummary') } } } } } }, ...errors } },
+        post: {
+          summary: 'upload a training dataset: PNG images with optional same-stem .txt captions, as one zip or a multipart form of files',
+          description: 'Every file is checked (paths, names, duplicates, PNG headers and sizes, caption encoding, the DATASET_* limits) before anything is stored; a refusal is a 4xx whose `error.file` names the file at fault and nothing is written. Folders inside a zip are flattened; `__MACOSX/` and dotfiles are ignored.',
+          parameters: [{ name: 'name', in: 'query', required: false, schema: { type: 'string', maxLength: 100 }, description: 'dataset name (required here for a zip; a form may send it as the field `name` instead)' }],
+          requestBody: { required: true, content: {
+            'application/zip': { schema: { type: 'string', format: 'binary' } },
+            'multipart/form-data': { schema: { type: 'object', properties: { name: { type: 'string' }, files: { type: 'array', items: { type: 'string', format: 'binary' } } } } },
+          } },
+          responses: {
+            201: { description: 'stored', content: json('DatasetView') },
+            413: { description: 'over a DATASET_* limit (bytes, files, entries)', content: json('Error') },
+            415: { description: 'neither a zip nor a multipart form', content: json('Error') },
+            ...Object.fromEntries(Object.entries(errors).filter(([k]) => k !== '413')),
+          },
+        },
+      },
+      '/v1/datasets/{id}': {
+        get: { summary: 'a dataset and its files (image sizes, captions, hashes)', parameters: idParam, responses: { 200: { description: 'the dataset', content: json('DatasetView') }, ...errors } },
+        delete: { summary: 'delete a dataset and its files', parameters: idParam, responses: { 204: { description: 'deleted' }, ...errors } },
       },
       '/sdapi/v1/txt2img': sync('SdapiTxt2ImgRequest', 'A1111 txt2img (waits for the job)'),
       '/sdapi/v1/img2img': sync('SdapiImg2ImgRequest', 'A1111 img2img (waits for the job)'),
