@@ -65,13 +65,25 @@ function numeric(t: HostTensor): ArrayLike<number> {
   return t.data;
 }
 
-/** A recorded `(H, W, C)` uint8 tensor as an image. */
+/** A recorded `(H, W, C)` (or `(H, W)` gray) uint8 tensor as an image. */
 function rasterFromHwc(t: HostTensor): RasterImage {
-  const [height, width, channels] = t.shape as [number, number, number];
-  if (t.dtype !== 'uint8' || t.shape.length !== 3 || ![1, 2, 3, 4].includes(channels)) {
+  const [height, width, channels = 1] = t.shape as [number, number, number?];
+  if (t.dtype !== 'uint8' || (t.shape.length !== 3 && t.shape.length !== 2) || ![1, 2, 3, 4].includes(channels)) {
     throw new Error(`expected a (H, W, C) uint8 tensor, got ${t.dtype} [${t.shape.join(', ')}]`);
   }
   return { width, height, channels: channels as RasterImage['channels'], data: t.data as Uint8Array };
+}
+
+/**
+ * The training size [width, height]: the recorded pixels' shape when there is one (it cannot be misread),
+ * else `training_size`, which the fixtures write as [width, height].
+ */
+function trainingSize(json: DatasetJson, tensors: Tensors, file: string): [number, number] | undefined {
+  const pixels = tensors.get(`pixels.${file}`);
+  if (pixels?.shape.length === 3) return [pixels.shape[2]!, pixels.shape[1]!];
+  const resized = tensors.get(`resized_u8.${file}`);
+  if (resized && resized.shape.length >= 2) return [resized.shape[1]!, resized.shape[0]!];
+  return json.training_size;
 }
 
 /** The recorded folder as files: images re-encoded losslessly, caption `.txt` files, extra files. */
@@ -133,18 +145,20 @@ function resizeCase(json: DatasetJson, image: DatasetImage, tensors: Tensors): C
   const name = `resize/${image.file}`;
   const refU8 = tensors.get(`resized_u8.${image.file}`);
   const refPixels = tensors.get(`pixels.${image.file}`);
-  if (!json.training_size) return skip(name, 'fixture lacks training_size');
   if (!refU8 && !refPixels) return skip(name, `no resized_u8.${image.file} or pixels.${image.file}`);
-  const [width, height] = json.training_size;
+  const [width, height] = trainingSize(json, tensors, image.file)!;
   const rgb = trainingImage(image.image, width, height);
   const checks: Parameters<typeof combine>[1][number][] = [];
   let extra = '';
+  if (json.training_size && (json.training_size[0] !== width || json.training_size[1] !== height)) {
+    extra = `training_size ${JSON.stringify(json.training_size)} read as [width, height] disagrees with the recorded ${width}x${height}; `;
+  }
   if (refU8) {
     const [h, w] = refU8.shape as [number, number];
-    if (h !== height || w !== width) return fail(name, `resized_u8 is ${w}x${h}, training_size says ${width}x${height}`);
+    if (h !== height || w !== width) return fail(name, `resized_u8 is ${w}x${h}, pixels are ${width}x${height}`);
     const u8 = elementwiseClose(rgb.data, numeric(refU8), 0, 0);
     checks.push(['resized_u8', u8]);
-    extra = `${u8.failing} of ${rgb.data.length} bytes differ`;
+    extra += `${u8.failing} of ${rgb.data.length} bytes differ`;
   }
   if (refPixels) checks.push(['pixels', elementwiseClose(pixelsFromRgb(rgb).data, numeric(refPixels), PIXEL_ATOL, 0)]);
   return combine(name, checks, extra);
@@ -167,11 +181,9 @@ async function* latentCases(json: DatasetJson, images: readonly DatasetImage[], 
     for (const im of wanted) yield skip(`latent/${im.file}`, 'fixture lacks model');
     return;
   }
-  if (!json.training_size) {
-    for (const im of wanted) yield skip(`latent/${im.file}`, 'fixture lacks training_size');
-    return;
-  }
-  const [width, height] = json.training_size;
+  const sized = wanted.filter((im) => trainingSize(json, tensors, im.file));
+  for (const im of wanted) if (!sized.includes(im)) yield skip(`latent/${im.file}`, 'fixture lacks training_size');
+  if (!sized.length) return;
   const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-parity-dataset-'));
   let model: StableDiffusionModel | undefined;
   try {
@@ -180,10 +192,11 @@ async function* latentCases(json: DatasetJson, images: readonly DatasetImage[], 
       const config = findModelConfig(checkpoint);
       model = await loadModel({ checkpoint, ...(config ? { config } : {}), cacheDir, threads: 1 });
     } catch (e) {
-      for (const im of wanted) yield fail(`latent/${im.file}`, `cannot load the model: ${e instanceof Error ? e.message : String(e)}`);
+      for (const im of sized) yield fail(`latent/${im.file}`, `cannot load the model: ${e instanceof Error ? e.message : String(e)}`);
       return;
     }
-    for (const im of wanted) {
+    for (const im of sized) {
+      const [width, height] = trainingSize(json, tensors, im.file)!;
       const pixels = pixelsFromRgb(trainingImage(im.image, width, height));
       const { mean } = await model.vae.encode(float32([1, ...pixels.shape], pixels.data));
       // A1111 sets std = 0, so the sample is the mean; the scale is applied in float32.
