@@ -6,7 +6,7 @@ import { decodePng, encodePng } from '@darkroom/core/formats/png.js';
 import { datasetManifestKey, isDatasetId, openStorage, readDataset, type Storage } from '@darkroom/farm';
 import { startFarm, type Farm } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
-import { asSymlink, deflatedZip, storedZip } from './support/zips.js';
+import { asSymlink, deflatedZip, patchCentral, storedZip } from './support/zips.js';
 
 const KEY_A = 'alice-key-0123456789';
 const KEY_B = 'bob-key-0123456789';
@@ -188,6 +188,11 @@ describe('training datasets over HTTP (real Redis, s3rver)', () => {
       {
         what: 'bomb: a member inflating past its declared size',
         send: () => uploadZip(deflatedZip([{ name: 'cat.png', data: cat }, { name: 'dog.png', data: zeros(1_000_000) }], [undefined, 1000])),
+        status: 400, code: 'INVALID_ZIP', file: 'dog.png',
+      },
+      {
+        what: 'a member with far more compressed bytes than it inflates to',
+        send: () => uploadZip(patchCentral(storedZip([{ name: 'cat.png', data: cat }, { name: 'dog.png', data: zeros(3000) }]), 1, (v, at) => v.setUint32(at + 24, 10, true))),
         status: 400, code: 'INVALID_ZIP', file: 'dog.png',
       },
       { what: 'too many entries', send: () => uploadZip(storedZip([{ name: 'cat.png', data: cat }, ...Array.from({ length: 10 }, (_, i) => ({ name: `d${i}/`, data: zeros(0) }))])), status: 413, code: 'TOO_MANY_ENTRIES', field: 'body' },

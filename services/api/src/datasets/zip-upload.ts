@@ -25,6 +25,11 @@ function fileSource(handle: import('node:fs/promises').FileHandle, size: number)
   };
 }
 
+/** zlib's deflateBound with room to spare: no compressor worth accepting grows data by more. */
+function maxCompressedSize(size: number): number {
+  return size + Math.ceil(size / 1024) + 1024;
+}
+
 function zipError(e: unknown, path?: string): unknown {
   if (!isDarkroomError(e)) return e;
   if (e.code === 'ZIP_TOO_MANY_ENTRIES') return new FarmError('TOO_MANY_ENTRIES', 413, `${e.message} (DATASET_MAX_ENTRIES)`, FIELD);
@@ -50,6 +55,10 @@ export async function stageZip(zipPath: string, size: number, limits: DatasetLim
     const plan = planDataset(uploads, limits, FIELD);
     for (const { entry } of plan) {
       if (entry.zip.flags & 1) throw new FarmError('INVALID_ZIP', 400, `"${entry.path}" is encrypted`, FIELD, entry.path);
+      // A member's compressed bytes are read whole before inflating; bound them by its (already limited) size.
+      if (entry.zip.compressedSize > maxCompressedSize(entry.zip.size)) {
+        throw new FarmError('INVALID_ZIP', 400, `"${entry.path}" has ${entry.zip.compressedSize} compressed bytes for ${entry.zip.size}`, FIELD, entry.path);
+      }
       if (entry.zip.method !== 0 && entry.zip.method !== 8) {
         throw new FarmError('INVALID_ZIP', 400, `"${entry.path}" uses compression method ${entry.zip.method}; only stored and deflated entries are read`, FIELD, entry.path);
       }
