@@ -70,14 +70,11 @@ export function parseLearnSchedule(text: string, maxSteps: number, curStep: numb
  */
 export class LearnRateScheduler {
   private readonly items: readonly ScheduleItem[];
-  private next = 1;
-  learnRate: number;
-  endStep: number;
-  finished = false;
+  private current = 0;
+  private done = false;
 
   constructor(text: string, maxSteps: number, curStep = 0, opts: ScheduleOptions = {}) {
     this.items = parseLearnSchedule(text, maxSteps, curStep, opts);
-    [this.learnRate, this.endStep] = this.items[0]!;
   }
 
   /** The items parsed from the text (A1111's `schedules.rates`). */
@@ -85,16 +82,27 @@ export class LearnRateScheduler {
     return this.items;
   }
 
+  get learnRate(): number {
+    return this.items[this.current]![0];
+  }
+
+  get endStep(): number {
+    return this.items[this.current]![1];
+  }
+
+  /** Set once a step reached the last item's end; the rate and end step stay those of the last item. */
+  get finished(): boolean {
+    return this.done;
+  }
+
   /** True when it moved to a new item (the trainer then writes the new rate into the optimizer). */
   step(stepNumber: number): boolean {
     if (stepNumber < this.endStep) return false;
-    const item = this.items[this.next];
-    if (!item) {
-      this.finished = true;
+    if (this.current + 1 >= this.items.length) {
+      this.done = true;
       return false;
     }
-    this.next++;
-    [this.learnRate, this.endStep] = item;
+    this.current++;
     return true;
   }
 }
