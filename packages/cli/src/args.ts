@@ -16,6 +16,7 @@ export const USAGE = `usage:
   darkroom txt2img --prompt TEXT [options] [-o out.png]
   darkroom img2img --init-image in.png --prompt TEXT [--denoising-strength 0.75] [options] [-o out.png]
   darkroom png-info FILE.png [--json]
+  darkroom train --kind embedding|hypernetwork --name NAME --data DIR [options]   (darkroom train --help)
 
 generation options (A1111 defaults in brackets):
   -p, --prompt TEXT            prompt (A1111 syntax: (emphasis:1.2), [from:to:when], AND, BREAK, <hypernet:name:m>)

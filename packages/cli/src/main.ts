@@ -10,6 +10,8 @@ import { Engine, pngInfo } from '@darkroom/core/pipeline/engine.js';
 import type { GenerationResult } from '@darkroom/core/pipeline/job.js';
 import { parseCli, USAGE, UsageError, type CliRequest } from './args.js';
 import { progressBar } from './progress.js';
+import { train } from './train.js';
+import { parseTrainArgs, TRAIN_USAGE } from './train-args.js';
 
 /** Where `.darkroom/` (demo model, compiled graphs) lives: $DARKROOM_HOME, else the checkout. */
 function darkroomHome(): string {
@@ -73,7 +75,30 @@ async function showPngInfo(req: CliRequest): Promise<number> {
   return 0;
 }
 
+async function runTrain(argv: readonly string[]): Promise<number> {
+  try {
+    const req = parseTrainArgs(argv);
+    if (req.help) {
+      process.stdout.write(TRAIN_USAGE);
+      return 0;
+    }
+    return await train(req, darkroomHome());
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`darkroom train: ${e.message}\n\n${TRAIN_USAGE}`);
+      return 2;
+    }
+    if (isDarkroomError(e)) {
+      const field = typeof e.details.field === 'string' ? ` (${e.details.field})` : '';
+      process.stderr.write(`\ndarkroom train: error [${e.code}]${field}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'train') return runTrain(argv.slice(1));
   let req: CliRequest;
   try {
     req = parseCli(argv);
