@@ -1,8 +1,8 @@
 /**
- * Replay of the CompVis-family trajectories (DDIM, DDIM CFG++, PLMS, UniPC, LCM) of
- * ../shared/oracle/samplers/trajectories.json through the production samplers (compvis/index.ts) with the
- * analytic model and the real noise sources: every model call (timestep or sigma, t, input, output), every noise
- * draw (value and provenance) and the final latent.
+ * Replay of the CompVis-family trajectories (DDIM, DDIM CFG++, PLMS, UniPC, LCM) of a samplers folder's
+ * trajectories.json through the production samplers (compvis/index.ts) with that folder's analytic model
+ * (sampling-model.ts) and the real noise sources: every model call (timestep or sigma, t, input, output), every
+ * noise draw (value and provenance) and the final latent.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { compVisTimesteps } from '../src/sampling/schedules/sampler-schedules.js
 import { lcmSigmaToT } from '../src/sampling/denoisers.js';
 import type { Denoiser, EpsModel, SamplerContext } from '../src/sampling/types.js';
 import { analyticEps, analyticLcmDenoiser } from './analytic-model.js';
+import { replayModel, type ReplayModel } from './sampling-model.js';
 import { combine, elementwiseClose, fmt, type CaseResult, type Closeness } from './report.js';
 
 const LATENT_ATOL = 2e-5;
@@ -81,8 +82,12 @@ function drawOf(source: NoiseSource, seed: number, index: number, n: number): Fl
   return out;
 }
 
-/** Runs one recorded CompVis/LCM case and compares it call by call. */
-export async function replayCompVisCase(samplersFolder: string, c: CompVisCase): Promise<CaseResult> {
+/**
+ * Runs one recorded CompVis/LCM case and compares it call by call, with `model` or else the one the folder's
+ * trajectories.json and sigma table give.
+ */
+export async function replayCompVisCase(samplersFolder: string, c: CompVisCase, model?: ReplayModel): Promise<CaseResult> {
+  const recording = model ?? (await replayModel(samplersFolder));
   const sampler = compVisSamplers[c.sampler];
   if (!sampler) return { name: c.id, status: 'fail', detail: `no CompVis sampler ${c.sampler}` };
   const { tensors } = await readSafetensorsFile(join(samplersFolder, c.file));
@@ -139,20 +144,20 @@ export async function replayCompVisCase(samplersFolder: string, c: CompVisCase):
     w.x.add(elementwiseClose(x.data, slice(callX, k), LATENT_ATOL, 0), k);
     w.out.add(elementwiseClose(out.data, slice(callOut, k), LATENT_ATOL, 0), k);
   };
-  const model = analyticEps();
+  const epsModel = analyticEps(recording.coeffs);
   const eps: EpsModel = async (x, t) => {
-    const out = await model(x, t);
+    const out = await epsModel(x, t);
     record(calls++, t, t, x, out);
     return out;
   };
-  const lcmModel = analyticLcmDenoiser();
+  const lcmModel = analyticLcmDenoiser(recording.coeffs, recording.lcmSchedule);
   const denoise: Denoiser = async (x, sigma) => {
     const out = await lcmModel(x, sigma);
-    record(calls++, sigma, Float32Array.from(sigma, (s) => lcmSigmaToT(s)), x, out);
+    record(calls++, sigma, Float32Array.from(sigma, (s) => lcmSigmaToT(s, recording.lcmSchedule)), x, out);
     return out;
   };
 
-  const eta = typeof c.kwargs_passed?.eta === 'number' ? c.kwargs_passed.eta : (c.eta ?? 0);
+  const eta = typeof c.kwargs_passed?.eta === 'number' ? c.kwargs_passed.eta : (c.eta ?? recording.defaults.etaDdim);
   const used = { ...c.a1111_options_used, ...c.opts };
   const variant = used.uni_pc_variant;
   const order = used.uni_pc_order;
@@ -203,7 +208,9 @@ export async function compVisCaseIndex(folder: string): Promise<Map<string, Comp
   return new Map(index.cases.filter((c) => COMPVIS_SAMPLERS.has(c.sampler)).map((c) => [c.id, c]));
 }
 
-/** One CaseResult per CompVis/LCM trajectory. */
+/** One CaseResult per CompVis/LCM trajectory, all with the folder's model. */
 export async function* compVisTrajectoryCases(folder: string): AsyncGenerator<CaseResult> {
-  for (const c of (await compVisCaseIndex(folder)).values()) yield await replayCompVisCase(join(folder, 'samplers'), c);
+  const samplers = join(folder, 'samplers');
+  const model = await replayModel(samplers);
+  for (const c of (await compVisCaseIndex(folder)).values()) yield await replayCompVisCase(samplers, c, model);
 }

@@ -1,7 +1,8 @@
 /**
- * Parity of the sigma schedules against ../shared/oracle/samplers: every scheduler x step count (plain and with
+ * Parity of the sigma schedules against a samplers folder: every scheduler x step count (plain and with
  * discard-penultimate), every sampler's "Automatic" schedule or timesteps, LCM's schedules, display-name
- * resolution, the model sigma table and the sigma <-> t conversions.
+ * resolution (schedules.json), the model sigma table (sigma_table.safetensors) and the sigma <-> t conversions
+ * (sigma_t_conversions.json). A section schedules.json lacks is one skipped line.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,9 +29,8 @@ interface SigmaList {
   sigmas: number[];
 }
 interface SchedulesJson {
-  steps: number[];
-  schedulers: Record<string, { by_steps: Record<string, { plain: SigmaList; discard_penultimate: SigmaList }> }>;
-  samplers: Record<
+  schedulers?: Record<string, { by_steps: Record<string, { plain: SigmaList; discard_penultimate: SigmaList }> }>;
+  samplers?: Record<
     string,
     {
       automatic?: Record<string, SigmaList>;
@@ -38,11 +38,13 @@ interface SchedulesJson {
       by_scheduler?: Record<string, Record<string, SigmaList>>;
     }
   >;
-  sampler_display_name_resolution: {
+  sampler_display_name_resolution?: {
     names: Record<string, { sampler: string; scheduler: string; scheduler_after_convert_automatic: string }>;
   };
-  sampler_alias_map_lowercase: Record<string, string>;
+  sampler_alias_map_lowercase?: Record<string, string>;
 }
+
+const absent = (key: string): CaseResult => ({ name: `schedules.json/${key}`, status: 'skip', detail: `schedules.json has no "${key}" section` });
 
 function relClose(actual: ArrayLike<number>, ref: ArrayLike<number>): Closeness {
   return elementwiseClose(actual, ref, 0, SIGMA_RTOL);
@@ -84,10 +86,12 @@ function worstElementRel(actual: ArrayLike<number>, ref: ArrayLike<number>): num
   return w;
 }
 
+/** `folder` is the samplers folder; one line per scheduler, per sampler, and one for the names. */
 export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult> {
   const json = JSON.parse(await readFile(join(folder, 'schedules.json'), 'utf8')) as SchedulesJson;
 
-  for (const [name, entry] of Object.entries(json.schedulers)) {
+  if (!json.schedulers) yield absent('schedulers');
+  for (const [name, entry] of Object.entries(json.schedulers ?? {})) {
     const failures: string[] = [];
     const checks: Closeness[] = [];
     let worst = 0;
@@ -110,7 +114,8 @@ export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult>
     yield itemised(`schedules/${name}`, failures, checks, `worst element rel ${fmt(worst)}`);
   }
 
-  for (const [sampler, entry] of Object.entries(json.samplers)) {
+  if (!json.samplers) yield absent('samplers');
+  for (const [sampler, entry] of Object.entries(json.samplers ?? {})) {
     const failures: string[] = [];
     const checks: Closeness[] = [];
     const family = samplerScheduleConfig(sampler).family;
@@ -137,23 +142,25 @@ export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult>
     yield itemised(`sampler-schedules/${sampler}`, failures, checks, family);
   }
 
-  {
+  const names = json.sampler_display_name_resolution?.names;
+  const aliases = json.sampler_alias_map_lowercase;
+  if (!names && !aliases) yield absent('sampler_display_name_resolution');
+  else {
     const failures: string[] = [];
-    for (const [name, want] of Object.entries(json.sampler_display_name_resolution.names)) {
+    for (const [name, want] of Object.entries(names ?? {})) {
       const raw = resolveSamplerAndScheduler(name, undefined, { convertAutomatic: false });
       const conv = resolveSamplerAndScheduler(name, undefined, { convertAutomatic: true });
       if (raw.sampler !== want.sampler || raw.scheduler !== want.scheduler || conv.scheduler !== want.scheduler_after_convert_automatic) {
         failures.push(`"${name}" -> ${raw.sampler}/${raw.scheduler}/${conv.scheduler}`);
       }
     }
-    for (const [alias, want] of Object.entries(json.sampler_alias_map_lowercase)) {
+    for (const [alias, want] of Object.entries(aliases ?? {})) {
       const got = samplerNameFromAlias(alias);
       if (got !== want) failures.push(`alias "${alias}" -> ${got ?? 'none'}`);
     }
-    yield itemised('names/display-and-aliases', failures, []);
+    const partial = !names ? 'no display-name section' : !aliases ? 'no alias section' : undefined;
+    yield itemised('names/display-and-aliases', failures, [], partial);
   }
-
-  yield* conversionCases(folder);
 }
 
 interface ConversionsJson {
@@ -167,7 +174,8 @@ interface ConversionsJson {
   sigma_max_f32: number;
 }
 
-async function* conversionCases(folder: string): AsyncGenerator<CaseResult> {
+/** The engine's schedule against `sigma_table.safetensors` of the samplers folder. */
+export async function sigmaTableCase(folder: string): Promise<CaseResult> {
   const { tensors } = await readSafetensorsFile(join(folder, 'sigma_table.safetensors'));
   const table = sdDiscreteSchedule();
   const acp = tensors.get('alphas_cumprod_f32')!.data as Float32Array;
@@ -177,14 +185,18 @@ async function* conversionCases(folder: string): AsyncGenerator<CaseResult> {
     ['log_sigmas_f32', elementwiseClose(table.logSigmas, tensors.get('log_sigmas_f32')!.data as Float32Array, 0, SIGMA_RTOL)],
   ];
   const failed = checks.filter(([, c]) => !c.ok).map(([l, c]) => `${l}: ${c.failing} off`);
-  yield {
+  return {
     name: 'sigma-table',
     status: failed.length ? 'fail' : 'pass',
     maxAbs: Math.max(...checks.map(([, c]) => c.maxAbs)),
     maxRel: Math.max(...checks.map(([, c]) => c.maxRel)),
     detail: failed.length ? failed.join('; ') : 'acp and sigmas bit-exact; log sigmas within 1 ulp (torch vectorised log)',
   };
+}
 
+/** The engine's sigma <-> t conversions against `sigma_t_conversions.json` of the samplers folder. */
+export async function conversionCase(folder: string): Promise<CaseResult> {
+  const table = sdDiscreteSchedule();
   const conv = JSON.parse(await readFile(join(folder, 'sigma_t_conversions.json'), 'utf8')) as ConversionsJson;
   const s2t = conv.sigma_in_f32.map((s) => table.sigmaToT(s));
   const s2tq = conv.sigma_in_f32.map((s) => table.sigmaToT(s, true));
@@ -198,7 +210,7 @@ async function* conversionCases(folder: string): AsyncGenerator<CaseResult> {
     ['sigma_min/max', elementwiseClose([table.sigmaMin, table.sigmaMax], [conv.sigma_min_f32, conv.sigma_max_f32], 0, 0)],
   ];
   const bad = parts.filter(([, c]) => !c.ok).map(([l, c]) => `${l}: ${c.failing} off`);
-  yield {
+  return {
     name: 'sigma-t-conversions',
     status: bad.length ? 'fail' : 'pass',
     maxAbs: Math.max(...parts.map(([, c]) => c.maxAbs)),

@@ -1,20 +1,22 @@
 /**
- * Parity of the samplers against ../shared/oracle/samplers/trajectories.json: every recorded A1111 sampler run
- * is replayed with the analytic model, the real noise sources (per-image generators with ENSD, the Brownian
- * trees seeded from the image seeds through randn_local) and the recorded schedule, checking every model call
- * (sigma, t, input, output), every noise draw (value and provenance) and the final latent.
+ * Parity of the samplers against a samplers folder's trajectories.json: every recorded A1111 sampler run is
+ * replayed with that folder's analytic model (its coeffs and sigma table, see sampling-model.ts), the real noise
+ * sources (per-image generators with ENSD, the Brownian trees seeded from the image seeds through randn_local)
+ * and the recorded schedule, checking every model call (sigma, t, input, output), every noise draw (value and
+ * provenance) and the final latent.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readSafetensorsFile } from '../src/formats/safetensors.js';
 import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../src/tensor.js';
 import { createGenerator, ImageRNG, randnLocal, type NoiseSource } from '../src/sampling/rng/image-rng.js';
-import { sdDiscreteSchedule } from '../src/sampling/schedules/discrete.js';
 import { samplerByName, samplerOptions, type SamplerInfo } from '../src/sampling/samplers.js';
 import { BatchedBrownianTree, UPSTREAM_CACHE } from '../src/sampling/kdiffusion/brownian-tree.js';
 import type { Denoiser, EpsModel, NoiseSampler, Sampler, SamplerContext } from '../src/sampling/types.js';
 import { analyticDenoiser, analyticEps, analyticLcmDenoiser } from './analytic-model.js';
+import { replayModelFrom, type ReplayModel } from './sampling-model.js';
 import { lcmSigmaToT } from '../src/sampling/denoisers.js';
+import { errorText, section, skipped } from './groups.js';
 import { combine, elementwiseClose, fmt, type CaseResult, type Closeness } from './report.js';
 
 interface DrawRecord {
@@ -51,9 +53,6 @@ interface TrajectoryCase {
   readonly tie_note?: string;
 }
 
-interface TrajectoryIndex {
-  readonly cases: TrajectoryCase[];
-}
 
 /** README tolerances: latents 2e-5 (1e-4 for DPM adaptive), sigmas rtol 1e-6, t atol 1e-3. */
 const LATENT_ATOL = 2e-5;
@@ -109,7 +108,7 @@ function countCheck(actual: number, expected: number): Closeness {
   return { maxAbs: ok ? 0 : Math.abs(actual - expected), maxRel: 0, failing: ok ? 0 : 1, ok };
 }
 
-async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sampler: Sampler): Promise<CaseResult> {
+async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sampler: Sampler, model: ReplayModel): Promise<CaseResult> {
   const timestep = info.family === 'timestep';
   const lcm = info.family === 'lcm';
   const { tensors } = await readSafetensorsFile(join(folder, 'samplers', c.file));
@@ -186,7 +185,7 @@ async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sam
 
   // The analytic model, with every call checked against the recording: k-diffusion and LCM samplers call a
   // denoiser D(x, sigma) (t derived from sigma), the timestep samplers call eps(x, t) with t = the timestep.
-  const schedule = sdDiscreteSchedule();
+  const schedule = model.schedule;
   const callSigma = get('call_sigma');
   const callT = get('call_t');
   const callX = get('call_x');
@@ -207,15 +206,15 @@ async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sam
     xWorst.add(elementwiseClose(x.data, slice(callX, k), atol, 0), k);
     outWorst.add(elementwiseClose(out.data, slice(callOut, k), atol, 0), k);
   };
-  const kModel = lcm ? analyticLcmDenoiser() : analyticDenoiser();
+  const kModel = lcm ? analyticLcmDenoiser(model.coeffs, model.lcmSchedule) : analyticDenoiser(model.coeffs, schedule);
   const denoise: Denoiser = async (x, sigma) => {
     const k = calls++;
     const out = await kModel(x, sigma);
-    const t = Float32Array.from(sigma, (s) => (lcm ? lcmSigmaToT(s) : schedule.sigmaToT(s)));
+    const t = Float32Array.from(sigma, (s) => (lcm ? lcmSigmaToT(s, model.lcmSchedule) : schedule.sigmaToT(s)));
     record(k, sigma, t, x, out);
     return out;
   };
-  const epsModel = analyticEps();
+  const epsModel = analyticEps(model.coeffs);
   const eps: EpsModel = async (x, t) => {
     const k = calls++;
     const out = await epsModel(x, t);
@@ -228,8 +227,8 @@ async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sam
   let options: Record<string, number | string | boolean>;
   if (info.family === 'kdiffusion') {
     const built = samplerOptions(info, {
-      eta: c.eta ?? 1,
-      sChurn: typeof c.kwargs_passed.s_churn === 'number' ? c.kwargs_passed.s_churn : 0,
+      eta: c.eta ?? model.defaults.etaAncestral,
+      sChurn: typeof c.kwargs_passed.s_churn === 'number' ? c.kwargs_passed.s_churn : model.defaults.sChurn,
       modelSigmaMin: schedule.sigmaMin,
       modelSigmaMax: schedule.sigmaMax,
       steps: c.steps,
@@ -298,15 +297,30 @@ async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sam
   };
 }
 
-/** One CaseResult per trajectory in samplers/trajectories.json. `folder` is the oracle root. */
+/**
+ * One CaseResult per trajectory in samplers/trajectories.json, each replayed with the coefficients and schedule
+ * of that folder. `folder` is the oracle root. A case that cannot be run (a missing tensor file) is one failed
+ * line; a folder without usable coeffs throws, since no case can be replayed.
+ */
 export async function* trajectoryCases(folder: string): AsyncGenerator<CaseResult> {
-  const index = JSON.parse(await readFile(join(folder, 'samplers', 'trajectories.json'), 'utf8')) as TrajectoryIndex;
-  for (const c of index.cases) {
+  const samplers = join(folder, 'samplers');
+  const index = JSON.parse(await readFile(join(samplers, 'trajectories.json'), 'utf8')) as Record<string, unknown>;
+  const model = await replayModelFrom(samplers, index);
+  const cases = section<TrajectoryCase>(index, 'cases', 'samplers/trajectories.json');
+  if ('missing' in cases) {
+    yield skipped('trajectories', cases.missing);
+    return;
+  }
+  for (const c of cases.items) {
     const info = samplerByName(c.sampler);
     if (!info) {
       yield { name: c.id, status: 'fail', detail: `sampler "${c.sampler}" is not in the registry` };
       continue;
     }
-    yield await runCase(folder, c, info, info.sampler);
+    try {
+      yield await runCase(folder, c, info, info.sampler, model);
+    } catch (e) {
+      yield { name: c.id, status: 'fail', detail: errorText(e) };
+    }
   }
 }

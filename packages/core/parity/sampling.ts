@@ -1,56 +1,33 @@
 /**
  * parity:sampling — the folder is an oracle root holding `rng/` and `samplers/`:
- *   rng: every tensor of the three noise files plus the 4x96x64 summaries (sampling-rng.ts);
- *   schedules: every scheduler x steps, sampler "Automatic" schedules, names, sigma table and conversions
- *   (sampling-schedules.ts);
- *   trajectories: the k-diffusion replays (sampling-trajectories.ts), with the CompVis/LCM cases replayed by
- *   sampling-compvis.ts wherever that module leaves them skipped.
+ *   rng: every tensor of the three noise files plus the summaries (sampling-rng.ts);
+ *   schedules: every scheduler x steps, sampler "Automatic" schedules, names (sampling-schedules.ts);
+ *   sigma-table and sigma-t-conversions: the engine's model schedule against the folder's;
+ *   trajectories: every recorded sampler run replayed with the folder's analytic model
+ *   (sampling-trajectories.ts, sampling-model.ts).
+ * A group the folder lacks is one skipped line; the others are still checked.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CaseResult } from './report.js';
 import type { Suite } from './suites.js';
+import { runGroups } from './groups.js';
 import { rngCases } from './sampling-rng.js';
-import { scheduleCases } from './sampling-schedules.js';
-import { compVisCaseIndex, replayCompVisCase } from './sampling-compvis.js';
+import { conversionCase, scheduleCases, sigmaTableCase } from './sampling-schedules.js';
+import { trajectoryCases } from './sampling-trajectories.js';
 
-type TrajectoryCases = (folder: string) => AsyncGenerator<CaseResult>;
-
-async function loadTrajectoryCases(): Promise<TrajectoryCases | string> {
-  try {
-    const mod = (await import('./sampling-trajectories.js')) as { trajectoryCases?: TrajectoryCases };
-    return mod.trajectoryCases ?? 'sampling-trajectories.ts has no trajectoryCases export';
-  } catch (e) {
-    return `sampling-trajectories.ts not loadable: ${e instanceof Error ? e.message : String(e)}`;
-  }
+async function* one(result: Promise<CaseResult>): AsyncGenerator<CaseResult> {
+  yield await result;
 }
 
-async function* run(folder: string): AsyncGenerator<CaseResult> {
-  const rngFolder = join(folder, 'rng');
-  if (existsSync(join(rngFolder, 'rng.json'))) yield* rngCases(rngFolder);
-  else yield { name: 'rng', status: 'skip', detail: `no rng oracle at ${rngFolder}` };
-
-  const samplersFolder = join(folder, 'samplers');
-  yield* scheduleCases(samplersFolder);
-
-  const compVis = await compVisCaseIndex(folder);
-  const replayed = new Set<string>();
-  const trajectories = await loadTrajectoryCases();
-  if (typeof trajectories === 'string') {
-    yield { name: 'trajectories/k-diffusion', status: 'skip', detail: trajectories };
-  } else {
-    for await (const r of trajectories(folder)) {
-      const mine = compVis.get(r.name);
-      if (mine && r.status === 'skip') {
-        replayed.add(r.name);
-        yield await replayCompVisCase(samplersFolder, mine);
-      } else {
-        if (mine) replayed.add(r.name);
-        yield r;
-      }
-    }
-  }
-  for (const [id, c] of compVis) if (!replayed.has(id)) yield await replayCompVisCase(samplersFolder, c);
+function run(folder: string): AsyncIterable<CaseResult> {
+  const samplers = join(folder, 'samplers');
+  return runGroups(folder, [
+    { name: 'rng', needs: ['rng/rng.json'], run: () => rngCases(join(folder, 'rng')) },
+    { name: 'schedules', needs: ['samplers/schedules.json'], run: () => scheduleCases(samplers) },
+    { name: 'sigma-table', needs: ['samplers/sigma_table.safetensors'], run: () => one(sigmaTableCase(samplers)) },
+    { name: 'sigma-t-conversions', needs: ['samplers/sigma_t_conversions.json'], run: () => one(conversionCase(samplers)) },
+    { name: 'trajectories', needs: ['samplers/trajectories.json'], run: () => trajectoryCases(folder) },
+  ]);
 }
 
 export const suite: Suite = {
