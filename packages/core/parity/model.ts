@@ -7,14 +7,17 @@
  * Tolerances (oracle README): forward outputs elementwise |a-b| <= 5e-5 + 5e-5*|ref|; gradients
  * max|a-b| <= 5e-5 * max|ref| per tensor; losses within 1e-5 relative.
  *
- * `unet-hypernet` cases are run by `./model-hypernet.ts` when that module exists (it exports
- * `runHypernetCase: ModelCaseHandler`); otherwise they are reported as skipped.
+ * `unet-hypernet` cases are run by `./model-hypernet.ts`.
+ *
+ * A model whose checkpoint or config the folder lacks is one skipped line (its cases are not run), and a case
+ * whose files are absent is skipped with the reason; the other models and cases are still checked.
  */
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensorsFile } from '../src/formats/safetensors.js';
+import { DarkroomError } from '../src/errors.js';
+import { grad } from '../src/graph/autodiff.js';
 import { GraphBuilder, type Value } from '../src/graph/builder.js';
 import { createSession } from '../src/runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../src/tensor.js';
@@ -25,6 +28,8 @@ import { UNET_PREFIX, VAE_PREFIX, type ModelConfig } from '../src/models/config.
 import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from '../src/models/graphs.js';
 import { loadModel, type StableDiffusionModel } from '../src/models/load.js';
 import { buildUNet } from '../src/models/unet.js';
+import { errorText, missingReason, section, skipped } from './groups.js';
+import { runHypernetCase } from './model-hypernet.js';
 import { combine, elementwiseClose, scaledClose, type CaseResult, type Closeness } from './report.js';
 import type { Suite } from './suites.js';
 
@@ -61,22 +66,6 @@ export interface CaseContext {
 
 export type ModelCaseHandler = (ctx: CaseContext) => Promise<CaseResult>;
 
-type GradFn = (b: GraphBuilder, loss: Value, wrt: Value[]) => Value[];
-
-async function loadGrad(): Promise<GradFn | undefined> {
-  const specifier = '../src/graph/autodiff.js';
-  if (!existsSync(new URL('../src/graph/autodiff.ts', import.meta.url))) return undefined;
-  const mod = (await import(specifier)) as { grad?: GradFn };
-  return typeof mod.grad === 'function' ? mod.grad : undefined;
-}
-
-async function loadHypernetHandler(): Promise<ModelCaseHandler | undefined> {
-  const specifier = './model-hypernet.js';
-  if (!existsSync(new URL('./model-hypernet.ts', import.meta.url))) return undefined;
-  const mod = (await import(specifier)) as { runHypernetCase?: ModelCaseHandler };
-  return mod.runHypernetCase;
-}
-
 async function runGraph(model: Parameters<typeof createSession>[0], feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
   const s = await createSession(model, { threads: 1 });
   try {
@@ -87,7 +76,7 @@ async function runGraph(model: Parameters<typeof createSession>[0], feeds: Recor
 }
 
 function f32(t: HostTensor | undefined, what: string): Float32Tensor {
-  if (!t) throw new Error(`missing tensor ${what}`);
+  if (!t) throw new DarkroomError('PARITY_MISSING_TENSOR', `missing tensor ${what}`, { tensor: what });
   return toFloat32(t);
 }
 
@@ -184,7 +173,7 @@ function lossCheck(actual: HostTensor, ref: Float32Tensor): Closeness {
 }
 
 /** dloss/dcontext_k and dloss/dcontext_v through every cross-attention, loss = mean((out - target)^2). */
-async function gradHypernetCase(ctx: CaseContext, grad: GradFn): Promise<CaseResult> {
+async function gradHypernetCase(ctx: CaseContext): Promise<CaseResult> {
   const { config, spec } = ctx;
   const x = ctx.ref('x_t');
   const [batch, , height, width] = x.shape as [number, number, number, number];
@@ -209,7 +198,7 @@ async function gradHypernetCase(ctx: CaseContext, grad: GradFn): Promise<CaseRes
 }
 
 /** ldm p_losses: x_t and the target on the host from the stored schedule buffers, the loss and its gradient in the graph. */
-async function gradTiCase(ctx: CaseContext, grad: GradFn): Promise<CaseResult> {
+async function gradTiCase(ctx: CaseContext): Promise<CaseResult> {
   const { config, spec } = ctx;
   const embeds = ctx.ref('inputs_embeds');
   const xStart = ctx.ref('x_start');
@@ -269,24 +258,61 @@ interface LoadedModel {
   readonly checkpoint: CheckpointSource;
 }
 
+/** The files of the folder a case reads beyond its model: its tensors, and the hypernetworks it applies. */
+function caseFiles(spec: CaseSpec): string[] {
+  const hypernetworks = (spec.meta?.hypernetworks ?? []) as ReadonlyArray<{ file?: unknown }>;
+  return [spec.file, ...hypernetworks.flatMap((h) => (typeof h.file === 'string' ? [h.file] : []))];
+}
+
+async function runCase(ctx: CaseContext): Promise<CaseResult> {
+  switch (ctx.spec.kind) {
+    case 'text':
+    case 'text-embeds':
+      return textCase(ctx);
+    case 'unet':
+      return unetCase(ctx);
+    case 'vae-decode':
+      return vaeDecodeCase(ctx);
+    case 'vae-encode':
+      return vaeEncodeCase(ctx);
+    case 'grad-hypernet':
+      return gradHypernetCase(ctx);
+    case 'grad-ti':
+      return gradTiCase(ctx);
+    case 'unet-hypernet':
+      return runHypernetCase(ctx);
+    default:
+      return { name: ctx.spec.id, status: 'skip', detail: `unknown case kind ${ctx.spec.kind}` };
+  }
+}
+
 export const suite: Suite = {
   name: 'model',
   under: 'model',
   marker: 'cases.json',
   async *run(folder: string) {
-    const index = JSON.parse(await readFile(join(folder, 'cases.json'), 'utf8')) as { cases: CaseSpec[] };
-    const grad = await loadGrad();
-    const hypernet = await loadHypernetHandler();
+    const index = JSON.parse(await readFile(join(folder, 'cases.json'), 'utf8')) as Record<string, unknown>;
+    const cases = section<CaseSpec>(index, 'cases', 'cases.json');
+    if ('missing' in cases) {
+      yield skipped('cases', cases.missing);
+      return;
+    }
     const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-parity-model-'));
     const loaded = new Map<string, LoadedModel>();
+    // A model the folder lacks is reported once, where its first case would have been.
+    const absentModels = new Set<string>();
     try {
-      for (const spec of index.cases) {
-        if (spec.kind === 'unet-hypernet' && !hypernet) {
-          yield { name: spec.id, status: 'skip', detail: 'not yet supported: hypernetworks' };
+      for (const spec of cases.items) {
+        if (absentModels.has(spec.model)) continue;
+        const noModel = missingReason(folder, [spec.checkpoint, spec.config]);
+        if (noModel) {
+          absentModels.add(spec.model);
+          yield skipped(spec.model, noModel);
           continue;
         }
-        if (spec.kind.startsWith('grad-') && !grad) {
-          yield { name: spec.id, status: 'skip', detail: 'autodiff not available yet' };
+        const noFiles = missingReason(folder, caseFiles(spec));
+        if (noFiles) {
+          yield skipped(spec.id, noFiles);
           continue;
         }
         try {
@@ -298,7 +324,7 @@ export const suite: Suite = {
           }
           const tensors = (await readSafetensorsFile(join(folder, spec.file))).tensors;
           const ref = (name: string): Float32Tensor => f32(tensors.get(name), `${spec.file}:${name}`);
-          const ctx: CaseContext = {
+          yield await runCase({
             folder,
             spec,
             tensors,
@@ -307,35 +333,9 @@ export const suite: Suite = {
             checkpoint: m.checkpoint,
             ref,
             close: (actual, name) => elementwiseClose(toFloat32(actual).data, ref(name).data, ATOL, RTOL),
-          };
-          switch (spec.kind) {
-            case 'text':
-            case 'text-embeds':
-              yield await textCase(ctx);
-              break;
-            case 'unet':
-              yield await unetCase(ctx);
-              break;
-            case 'vae-decode':
-              yield await vaeDecodeCase(ctx);
-              break;
-            case 'vae-encode':
-              yield await vaeEncodeCase(ctx);
-              break;
-            case 'grad-hypernet':
-              yield await gradHypernetCase(ctx, grad!);
-              break;
-            case 'grad-ti':
-              yield await gradTiCase(ctx, grad!);
-              break;
-            case 'unet-hypernet':
-              yield await hypernet!(ctx);
-              break;
-            default:
-              yield { name: spec.id, status: 'skip', detail: `unknown case kind ${spec.kind}` };
-          }
+          });
         } catch (e) {
-          yield { name: spec.id, status: 'fail', detail: e instanceof Error ? e.message : String(e) };
+          yield { name: spec.id, status: 'fail', detail: errorText(e) };
         }
       }
     } finally {
