@@ -7,10 +7,12 @@
  * final latent and decoded image within 5e-5 * max|ref|; the 8-bit image within 1 everywhere with at least
  * 99.9% identical; the infotext identical (and the PNG's `parameters` chunk equal to it).
  *
- * The CLIP vocabulary comes from the sibling text oracle (`../text/vocab`); embeddings from the folder's
- * `embeddings/`, hypernetworks from the model folder named in cases.json (`hypernetwork_dir`).
+ * The CLIP vocabulary comes from a `vocab/` beside the folder's cases or in a sibling oracle folder (the text
+ * oracle's `../text/vocab`); embeddings from the files cases.json lists, hypernetworks from the folder it names
+ * (`hypernetwork_dir`). Without the model or the vocabulary the suite is one skipped line; a case whose own
+ * files (tensors, embeddings, hypernetworks) are absent is skipped with the reason, and the others still run.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readSafetensorsFile } from '../src/formats/safetensors.js';
 import { readPngText } from '../src/formats/png.js';
@@ -27,6 +29,7 @@ import type { MultiCond, ScheduledCond } from '../src/pipeline/cfg-denoiser.js';
 import type { PipelineTrace } from '../src/pipeline/trace.js';
 import type { JobNetworks, PipelineModel } from '../src/pipeline/types.js';
 import type { Txt2ImgParams } from '../src/pipeline/params.js';
+import { errorText, missingReason, section, skipped } from './groups.js';
 import { repoRoot } from './oracle.js';
 import { combine, elementwiseClose, scaledClose, type CaseResult, type Closeness } from './report.js';
 import type { Suite } from './suites.js';
@@ -50,8 +53,7 @@ interface OracleCase {
 
 interface OracleIndex {
   model: { checkpoint: string; config: string; hypernetwork_dir: string };
-  embeddings: Array<{ file: string; name: string }>;
-  cases: OracleCase[];
+  embeddings?: Array<{ file: string; name: string }>;
 }
 
 /** What the trace collects from one run. */
@@ -121,19 +123,35 @@ function uint8Close(actual: Uint8Array, ref: Uint8Array): Closeness {
   return { maxAbs, maxRel: differing / ref.length, failing: ok ? 0 : differing, ok };
 }
 
-async function networksFor(folder: string, index: OracleIndex, c: OracleCase, model: PipelineModel): Promise<JobNetworks> {
-  const needsTi = c.text_encoder_calls.some((t) => t.texts.some((text) => index.embeddings.some((e) => text.includes(e.name))));
+/** The embeddings a case's prompts name, and the hypernetworks A1111 loaded for it (paths relative to the folder). */
+function caseNetworks(index: OracleIndex, c: OracleCase): { embeddings: string[]; hypernetworks: Map<string, string> } {
+  const listed = index.embeddings ?? [];
+  const needsTi = c.text_encoder_calls.some((t) => t.texts.some((text) => listed.some((e) => text.includes(e.name))));
   const names = [...new Set(c.processing.hypernetworks_loaded.flatMap((h) => h.names))];
-  const hypernetworks = names.length
-    ? hypernetworkProvider(new Map(names.map((n) => [n, resolve(folder, index.model.hypernetwork_dir, `${n}.pt`)])))
+  return {
+    embeddings: needsTi ? listed.map((e) => e.file) : [],
+    hypernetworks: new Map(names.map((n) => [n, join(index.model.hypernetwork_dir, `${n}.pt`)])),
+  };
+}
+
+async function networksFor(folder: string, index: OracleIndex, c: OracleCase, model: PipelineModel): Promise<JobNetworks> {
+  const wanted = caseNetworks(index, c);
+  const hypernetworks = wanted.hypernetworks.size
+    ? hypernetworkProvider(new Map([...wanted.hypernetworks].map(([n, p]) => [n, resolve(folder, p)])))
     : undefined;
   let embeddings: JobNetworks['embeddings'];
-  if (needsTi) {
+  if (wanted.embeddings.length) {
     const db = new EmbeddingDatabase(model.tokenizer, model.textEncoder.width);
-    for (const e of index.embeddings) db.add(await loadEmbeddingFile(join(folder, e.file)));
+    for (const file of wanted.embeddings) db.add(await loadEmbeddingFile(join(folder, file)));
     embeddings = chunkLookup(db);
   }
   return { ...(embeddings ? { embeddings } : {}), ...(hypernetworks ? { hypernetworks } : {}) };
+}
+
+/** Every file of the folder a case reads: its tensors and the networks it applies. */
+function caseFiles(index: OracleIndex, c: OracleCase): string[] {
+  const n = caseNetworks(index, c);
+  return [c.file, ...n.embeddings, ...n.hypernetworks.values()];
 }
 
 async function runCase(folder: string, index: OracleIndex, c: OracleCase, model: PipelineModel): Promise<CaseResult> {
@@ -211,11 +229,19 @@ async function runCase(folder: string, index: OracleIndex, c: OracleCase, model:
   return combine(c.id, checks, worst.join(', '));
 }
 
+/** A CLIP vocabulary folder (vocab.json + merges.txt) beside the folder or in a sibling oracle folder. */
+function findVocabulary(folder: string): string | undefined {
+  const root = resolve(folder, '..');
+  const siblings = existsSync(root) ? readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory()) : [];
+  const candidates = [join(folder, 'vocab'), join(root, 'text', 'vocab'), ...siblings.map((d) => join(root, d.name, 'vocab'))];
+  return candidates.find((c) => existsSync(join(c, 'vocab.json')) && existsSync(join(c, 'merges.txt')));
+}
+
 async function loadOracleModel(folder: string, index: OracleIndex): Promise<{ sd: StableDiffusionModel; model: PipelineModel } | { missing: string }> {
   const checkpoint = resolve(folder, index.model.checkpoint);
   if (!existsSync(checkpoint)) return { missing: `checkpoint ${checkpoint} not found` };
-  const vocab = resolve(folder, '../text/vocab');
-  if (!existsSync(vocab)) return { missing: `CLIP vocabulary not found at ${vocab}` };
+  const vocab = findVocabulary(folder);
+  if (!vocab) return { missing: `no CLIP vocabulary (vocab/vocab.json, vocab/merges.txt) beside ${folder} or in a sibling folder` };
   const config = resolve(folder, index.model.config);
   const sd = await loadModel({
     checkpoint,
@@ -231,18 +257,33 @@ export const suite: Suite = {
   under: 'pipeline',
   marker: 'cases.json',
   async *run(folder: string) {
-    const index = JSON.parse(readFileSync(join(folder, 'cases.json'), 'utf8')) as OracleIndex;
+    const json = JSON.parse(readFileSync(join(folder, 'cases.json'), 'utf8')) as Record<string, unknown>;
+    const cases = section<OracleCase>(json, 'cases', 'cases.json');
+    if ('missing' in cases) {
+      yield skipped('cases', cases.missing);
+      return;
+    }
+    if (typeof json.model !== 'object' || json.model === null) {
+      yield skipped('model', 'cases.json has no "model" section');
+      return;
+    }
+    const index = json as unknown as OracleIndex;
     const loaded = await loadOracleModel(folder, index);
     if ('missing' in loaded) {
-      for (const c of index.cases) yield { name: c.id, status: 'skip', detail: loaded.missing };
+      yield skipped('model', loaded.missing);
       return;
     }
     try {
-      for (const c of index.cases) {
+      for (const c of cases.items) {
+        const absent = missingReason(folder, caseFiles(index, c));
+        if (absent) {
+          yield skipped(c.id, absent);
+          continue;
+        }
         try {
           yield await runCase(folder, index, c, loaded.model);
         } catch (e) {
-          yield { name: c.id, status: 'fail', detail: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
+          yield { name: c.id, status: 'fail', detail: e instanceof Error ? `${e.name}: ${errorText(e)}` : String(e) };
         }
       }
     } finally {
