@@ -33,7 +33,7 @@ export interface ReplayModel {
  * The schedule of the folder's sigma table. Without the table the README's model (SD v1's scaled-linear
  * schedule, the engine's own) stands in: the table is a check of that schedule, not a second model.
  */
-async function folderSchedule(samplersFolder: string): Promise<DiscreteSchedule> {
+export async function samplersSchedule(samplersFolder: string): Promise<DiscreteSchedule> {
   const file = join(samplersFolder, 'sigma_table.safetensors');
   if (!existsSync(file)) return sdDiscreteSchedule();
   const acp = (await readSafetensorsFile(file)).tensors.get('alphas_cumprod_f32');
@@ -53,7 +53,7 @@ function recordedDefaults(index: Readonly<Record<string, unknown>>): RecordedDef
 /** The replay model from a parsed trajectories.json (its `coeffs`, `options_defaults`) and the folder's sigma table. */
 export async function replayModelFrom(samplersFolder: string, index: Readonly<Record<string, unknown>>): Promise<ReplayModel> {
   const coeffs = coeffsFromJson(index.coeffs, join(samplersFolder, 'trajectories.json'));
-  const schedule = await folderSchedule(samplersFolder);
+  const schedule = await samplersSchedule(samplersFolder);
   return {
     coeffs,
     defaults: recordedDefaults(index),

@@ -6,9 +6,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DarkroomError } from '../src/errors.js';
 import { readSafetensorsFile } from '../src/formats/safetensors.js';
-import { alphasCumprodF32, sdDiscreteSchedule } from '../src/sampling/schedules/discrete.js';
-import { betaV1101, discreteSigmaModel } from '../src/sampling/schedules/schedulers.js';
+import { alphasCumprodF32, DiscreteSchedule } from '../src/sampling/schedules/discrete.js';
+import { lcmAlphasCumprod } from '../src/sampling/schedules/lcm.js';
+import { betaV1101, discreteSigmaModel, lcmSigmaModel, type SigmaModel } from '../src/sampling/schedules/schedulers.js';
 import {
   compVisTimesteps,
   discardPenultimate,
@@ -19,6 +21,7 @@ import {
 } from '../src/sampling/schedules/sampler-schedules.js';
 import { samplerNameFromAlias } from '../src/sampling/schedules/sampler-names.js';
 import { elementwiseClose, fmt, type CaseResult, type Closeness } from './report.js';
+import { samplersSchedule } from './sampling-model.js';
 
 /** Schedules must match A1111 to 1e-6 relative (the samplers README: rtol 1e-6 on sigmas). */
 const SIGMA_RTOL = 1e-6;
@@ -28,7 +31,18 @@ const T_ATOL = 1e-3;
 interface SigmaList {
   sigmas: number[];
 }
+/** The A1111 options the schedules were recorded with (schedules.json `options`; 0 = the scheduler's default). */
+interface RecordedOptions {
+  sigma_min?: number;
+  sigma_max?: number;
+  rho?: number;
+  beta_dist_alpha?: number;
+  beta_dist_beta?: number;
+  use_old_karras_scheduler_sigmas?: boolean;
+}
+
 interface SchedulesJson {
+  options?: RecordedOptions;
   schedulers?: Record<string, { by_steps: Record<string, { plain: SigmaList; discard_penultimate: SigmaList }> }>;
   samplers?: Record<
     string,
@@ -50,20 +64,46 @@ function relClose(actual: ArrayLike<number>, ref: ArrayLike<number>): Closeness 
   return elementwiseClose(actual, ref, 0, SIGMA_RTOL);
 }
 
+/** The folder's model (its sigma table) and recorded options, as the schedule functions take them. */
+interface Recording {
+  readonly options: ScheduleOptions;
+  readonly schedule: DiscreteSchedule;
+  /** The model a sampler's schedule is computed on: LCM's own table for LCM, the discrete schedule otherwise. */
+  modelFor(family: string): SigmaModel;
+}
+
+async function recording(folder: string, json: SchedulesJson): Promise<Recording> {
+  const o = json.options ?? {};
+  const options: ScheduleOptions = {
+    ...(o.sigma_min ? { sigmaMin: o.sigma_min } : {}),
+    ...(o.sigma_max ? { sigmaMax: o.sigma_max } : {}),
+    ...(o.rho ? { rho: o.rho } : {}),
+    ...(typeof o.beta_dist_alpha === 'number' ? { betaAlpha: o.beta_dist_alpha } : {}),
+    ...(typeof o.beta_dist_beta === 'number' ? { betaBeta: o.beta_dist_beta } : {}),
+    ...(o.use_old_karras_scheduler_sigmas ? { useOldKarrasSchedulerSigmas: true } : {}),
+  };
+  const schedule = await samplersSchedule(folder);
+  const discrete = discreteSigmaModel(schedule);
+  const lcm = lcmSigmaModel(new DiscreteSchedule(lcmAlphasCumprod(schedule.alphasCumprod)));
+  return { options, schedule, modelFor: (family) => (family === 'lcm' ? lcm : discrete) };
+}
+
 /** One scheduler's sigmas as the oracle's "Euler with p.scheduler = name" recorded them. */
-function schedulerSigmas(name: string, steps: number, discard: boolean): Float32Array {
-  const opts: ScheduleOptions = { alwaysDiscardNextToLastSigma: discard };
-  if (name === 'align_your_steps_sdxl') return samplerSigmas('Euler', 'align_your_steps', steps, { ...opts, sdxl: true }).sigmas;
+function schedulerSigmas(rec: Recording, name: string, steps: number, discard: boolean): Float32Array {
+  const opts: ScheduleOptions = { ...rec.options, alwaysDiscardNextToLastSigma: discard };
+  const model = rec.modelFor('kdiffusion');
+  if (name === 'align_your_steps_sdxl') return samplerSigmas('Euler', 'align_your_steps', steps, { ...opts, sdxl: true }, model).sigmas;
   if (name === 'beta_v1_10_1') {
-    const table = sdDiscreteSchedule();
     const s = betaV1101(steps + (discard ? 1 : 0), {
-      sigmaMin: table.sigmaMin,
-      sigmaMax: table.sigmaMax,
-      model: discreteSigmaModel(table),
+      sigmaMin: rec.schedule.sigmaMin,
+      sigmaMax: rec.schedule.sigmaMax,
+      model,
+      ...(opts.betaAlpha !== undefined ? { betaAlpha: opts.betaAlpha } : {}),
+      ...(opts.betaBeta !== undefined ? { betaBeta: opts.betaBeta } : {}),
     });
     return discard ? discardPenultimate(s) : s;
   }
-  return samplerSigmas('Euler', name, steps, opts).sigmas;
+  return samplerSigmas('Euler', name, steps, opts, model).sigmas;
 }
 
 function itemised(name: string, failures: string[], checks: Closeness[], extra?: string): CaseResult {
@@ -89,6 +129,7 @@ function worstElementRel(actual: ArrayLike<number>, ref: ArrayLike<number>): num
 /** `folder` is the samplers folder; one line per scheduler, per sampler, and one for the names. */
 export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult> {
   const json = JSON.parse(await readFile(join(folder, 'schedules.json'), 'utf8')) as SchedulesJson;
+  const rec = await recording(folder, json);
 
   if (!json.schedulers) yield absent('schedulers');
   for (const [name, entry] of Object.entries(json.schedulers ?? {})) {
@@ -99,7 +140,7 @@ export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult>
       for (const kind of ['plain', 'discard_penultimate'] as const) {
         let got: Float32Array;
         try {
-          got = schedulerSigmas(name, Number(steps), kind !== 'plain');
+          got = schedulerSigmas(rec, name, Number(steps), kind !== 'plain');
         } catch (e) {
           failures.push(`${steps}/${kind}: ${e instanceof Error ? e.message : String(e)}`);
           continue;
@@ -120,7 +161,7 @@ export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult>
     const checks: Closeness[] = [];
     const family = samplerScheduleConfig(sampler).family;
     for (const [steps, list] of Object.entries(entry.automatic ?? {})) {
-      const got = samplerSigmas(sampler, 'Automatic', Number(steps)).sigmas;
+      const got = samplerSigmas(sampler, 'Automatic', Number(steps), rec.options, rec.modelFor(family)).sigmas;
       const c = relClose(got, list.sigmas);
       checks.push(c);
       if (!c.ok) failures.push(`automatic ${steps}: ${c.failing} off (len ${got.length}/${list.sigmas.length})`);
@@ -133,7 +174,7 @@ export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult>
     }
     for (const [scheduler, bySteps] of Object.entries(entry.by_scheduler ?? {})) {
       for (const [steps, list] of Object.entries(bySteps)) {
-        const got = samplerSigmas(sampler, scheduler, Number(steps)).sigmas;
+        const got = samplerSigmas(sampler, scheduler, Number(steps), rec.options, rec.modelFor(family)).sigmas;
         const c = relClose(got, list.sigmas);
         checks.push(c);
         if (!c.ok) failures.push(`${scheduler} ${steps}: ${c.failing} off (len ${got.length}/${list.sigmas.length})`);
@@ -174,15 +215,27 @@ interface ConversionsJson {
   sigma_max_f32: number;
 }
 
-/** The engine's schedule against `sigma_table.safetensors` of the samplers folder. */
+/**
+ * The engine's schedule arithmetic against `sigma_table.safetensors` of the samplers folder: alphas_cumprod from
+ * the folder's betas (SD's scaled-linear ones where the table has none), sigmas and log sigmas from its
+ * alphas_cumprod.
+ */
 export async function sigmaTableCase(folder: string): Promise<CaseResult> {
   const { tensors } = await readSafetensorsFile(join(folder, 'sigma_table.safetensors'));
-  const table = sdDiscreteSchedule();
-  const acp = tensors.get('alphas_cumprod_f32')!.data as Float32Array;
+  const tensor = (key: string): Float32Array | Float64Array => {
+    const t = tensors.get(key);
+    if (!t || !(t.data instanceof Float32Array || t.data instanceof Float64Array)) {
+      throw new DarkroomError('PARITY_MISSING_TENSOR', `sigma_table.safetensors has no float tensor ${key}`, { tensor: key });
+    }
+    return t.data;
+  };
+  const acp = Float32Array.from(tensor('alphas_cumprod_f32'));
+  const betas = tensors.has('betas_f64') ? Float64Array.from(tensor('betas_f64')) : undefined;
+  const table = new DiscreteSchedule(acp);
   const checks: Array<readonly [string, Closeness]> = [
-    ['alphas_cumprod_f32', elementwiseClose(alphasCumprodF32(), acp, 0, 0)],
-    ['sigmas_f32', elementwiseClose(table.sigmas, tensors.get('sigmas_f32')!.data as Float32Array, 0, 0)],
-    ['log_sigmas_f32', elementwiseClose(table.logSigmas, tensors.get('log_sigmas_f32')!.data as Float32Array, 0, SIGMA_RTOL)],
+    ['alphas_cumprod_f32', elementwiseClose(alphasCumprodF32(betas), acp, 0, 0)],
+    ['sigmas_f32', elementwiseClose(table.sigmas, tensor('sigmas_f32'), 0, 0)],
+    ['log_sigmas_f32', elementwiseClose(table.logSigmas, tensor('log_sigmas_f32'), 0, SIGMA_RTOL)],
   ];
   const failed = checks.filter(([, c]) => !c.ok).map(([l, c]) => `${l}: ${c.failing} off`);
   return {
@@ -194,9 +247,9 @@ export async function sigmaTableCase(folder: string): Promise<CaseResult> {
   };
 }
 
-/** The engine's sigma <-> t conversions against `sigma_t_conversions.json` of the samplers folder. */
+/** The engine's sigma <-> t conversions on the folder's schedule against its `sigma_t_conversions.json`. */
 export async function conversionCase(folder: string): Promise<CaseResult> {
-  const table = sdDiscreteSchedule();
+  const table = await samplersSchedule(folder);
   const conv = JSON.parse(await readFile(join(folder, 'sigma_t_conversions.json'), 'utf8')) as ConversionsJson;
   const s2t = conv.sigma_in_f32.map((s) => table.sigmaToT(s));
   const s2tq = conv.sigma_in_f32.map((s) => table.sigmaToT(s, true));
