@@ -15,7 +15,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readSafetensorsFile } from '../src/formats/safetensors.js';
-import { readPngText } from '../src/formats/png.js';
+import { decodePng, readPngText } from '../src/formats/png.js';
 import { loadModel, type StableDiffusionModel } from '../src/models/load.js';
 import { EmbeddingDatabase } from '../src/networks/embeddings/database.js';
 import { loadEmbeddingFile } from '../src/networks/embeddings/load.js';
@@ -216,7 +216,6 @@ async function runCase(folder: string, index: OracleIndex, c: OracleCase, model:
   // the 8-bit images, read back from our PNGs, and the infotexts
   const refU8 = tensors.get('image.uint8')!.data as Uint8Array;
   const per = refU8.length / c.png.length;
-  const { decodePng } = await import('../src/formats/png.js');
   result.images.forEach((png, i) => {
     const img = decodePng(png);
     checks.push([`image.uint8[${i}]`, uint8Close(img.data, refU8.subarray(i * per, (i + 1) * per))]);
