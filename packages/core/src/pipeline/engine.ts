@@ -198,6 +198,22 @@ export class Engine {
 
   /** The loaded model for a checkpoint (loading it, within the memory budget, on first use). */
   async acquire(checkpoint?: string): Promise<{ model: PipelineModel; release: () => void }> {
+    const { model, release } = await this.acquireLoaded(checkpoint);
+    return { model, release };
+  }
+
+  /**
+   * Training needs the checkpoint's weights (`sd`) beside the pipeline that encodes and renders previews: both
+   * from the same cache entry, held until `release`, under the name the job gives the checkpoint.
+   */
+  async acquireForTraining(checkpoint?: string | NamedFile): Promise<{ sd: StableDiffusionModel; model: PipelineModel; release: () => void }> {
+    const path = checkpoint === undefined ? undefined : pathOf(checkpoint);
+    const { sd, model, release } = await this.acquireLoaded(path);
+    const name = typeof checkpoint === 'object' ? checkpoint.name : undefined;
+    return name === undefined ? { sd, model, release } : { sd: { ...sd, name }, model: { ...model, name }, release };
+  }
+
+  private async acquireLoaded(checkpoint?: string): Promise<{ sd: StableDiffusionModel; model: PipelineModel; release: () => void }> {
     const key = this.checkpointFor(checkpoint);
     let entry = this.loaded.get(key);
     if (!entry) {
@@ -220,6 +236,7 @@ export class Engine {
     const held = entry;
     let released = false;
     return {
+      sd: held.sd,
       model: held.model,
       release: () => {
         if (!released) held.inUse--;

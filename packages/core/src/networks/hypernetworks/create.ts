@@ -30,6 +30,11 @@ export interface CreateHypernetworkOptions {
   readonly useDropout?: boolean;
   /** A list or the UI string "0, 0.3, 0"; ignored unless useDropout (then zeros, as A1111). */
   readonly dropoutStructure?: readonly number[] | string | null;
+  /**
+   * Activation after the last Linear too. A1111's create UI always writes false; its Hypernetwork class takes the
+   * flag, and files made elsewhere carry true, so a farm that creates networks by API can offer it.
+   */
+  readonly activateOutput?: boolean;
   readonly random: RandomSource;
 }
 
@@ -77,8 +82,7 @@ export function createHypernetwork(opts: CreateHypernetworkOptions): Hypernetwor
   }
   const weightInit = opts.weightInit ?? 'Normal';
   const activationFunc = opts.activationFunc ?? null;
-  // A1111 creates networks with activate_output False.
-  const arch = { layerStructure, activationFunc, addLayerNorm: opts.addLayerNorm ?? false, activateOutput: false, dropoutStructure };
+  const arch = { layerStructure, activationFunc, addLayerNorm: opts.addLayerNorm ?? false, activateOutput: opts.activateOutput ?? false, dropoutStructure };
   const layers = new Map<number, readonly [HypernetworkModule, HypernetworkModule]>();
   for (const width of opts.sizes) {
     const seq = moduleLayers(width, arch, opts.name);
