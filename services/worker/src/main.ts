@@ -2,16 +2,13 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker, type Job } from 'bullmq';
 import {
-  AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, isCancelledReason, loadConfig, openQueues, openStorage,
-  outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, splitFailedReason, webhookMasterSecret, webhookWorkerOptions,
-  type GenerateJobData, type GenerateJobResult, type WebhookJobData,
+  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, isCancelledReason, loadConfig, openQueues, openStorage,
+  outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, splitFailedReason, startHealthServer, webhookMasterSecret, webhookProcessor,
+  webhookWorkerOptions, type GenerateJobData, type GenerateJobResult, type WebhookJobData,
 } from '@darkroom/farm';
-import { AssetCache } from './asset-cache.js';
-import { startHealthServer } from './health.js';
 import { createWorkerMetrics } from './metrics.js';
 import { generateProcessor, type ProcessorContext } from './processor.js';
 import { RenderHost } from './render-host.js';
-import { webhookProcessor } from './webhook-delivery.js';
 
 /**
  * A generation worker: one BullMQ worker on `generate` (concurrency 1, one per GPU), the engine in a render
@@ -84,7 +81,7 @@ async function main(): Promise<void> {
   let webhooks: Worker<WebhookJobData> | null = null;
   if (cfg.webhookDelivery) {
     const masterSecret = await webhookMasterSecret(cfg, redis, keys);
-    webhooks = new Worker<WebhookJobData>(QUEUE_NAMES.webhooks, webhookProcessor({ cfg, redis, keys, masterSecret, metrics, log }), {
+    webhooks = new Worker<WebhookJobData>(QUEUE_NAMES.webhooks, webhookProcessor({ cfg, redis, keys, masterSecret, deliveries: metrics.webhooks, log }), {
       ...webhookWorkerOptions(cfg, bullConnection), name: `${workerName}-webhooks`,
     });
     webhooks.on('error', (e: Error) => log.error({ err: e.message }, 'webhook worker error'));

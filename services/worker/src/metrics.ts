@@ -1,14 +1,11 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { eventLoopDelayGauge } from '@darkroom/farm';
 
 export function createWorkerMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'darkroom_worker_' });
-  const loop = monitorEventLoopDelay({ resolution: 10 });
-  loop.enable();
   return {
     registry,
-    loop,
     jobs: new Counter({ name: 'darkroom_worker_jobs_total', help: 'generate jobs finished by this worker, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     jobDuration: new Histogram({
       name: 'darkroom_worker_job_duration_seconds', help: 'time from job start to outputs written', labelNames: ['kind'] as const,
@@ -20,18 +17,7 @@ export function createWorkerMetrics() {
     }),
     cache: new Counter({ name: 'darkroom_worker_cache_requests_total', help: 'asset cache lookups', labelNames: ['cache', 'result'] as const, registers: [registry] }),
     webhooks: new Counter({ name: 'darkroom_webhook_deliveries_total', help: 'webhook delivery attempts, by result', labelNames: ['result'] as const, registers: [registry] }),
-    // Lock renewal, cancel messages and health checks run on this thread: its delay must stay far below
-    // BullMQ's renewal interval (lockDuration / 2). Measured since the previous scrape, then reset.
-    eventLoop: new Gauge({
-      name: 'darkroom_worker_event_loop_delay_seconds', help: 'main-thread event-loop delay since the previous scrape',
-      labelNames: ['stat'] as const, registers: [registry],
-      collect() {
-        this.set({ stat: 'p50' }, loop.percentile(50) / 1e9);
-        this.set({ stat: 'p99' }, loop.percentile(99) / 1e9);
-        this.set({ stat: 'max' }, loop.max / 1e9);
-        loop.reset();
-      },
-    }),
+    eventLoop: eventLoopDelayGauge(registry, 'darkroom_worker_event_loop_delay_seconds'),
   };
 }
 export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;

@@ -1,11 +1,10 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, BUILTIN_MODEL, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, leftWaiting, listModelsDir, outputKey, previewKey, previewUrl,
-  publishJobEvent, sha256Hex, type CancelListener, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData,
+  AssetRegistry, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, leftWaiting, outputKey, previewKey, previewUrl,
+  publishJobEvent, resolveCheckpoint, type AssetCache, type CancelListener, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData,
   type GenerateJobResult, type JobProgress, type Logger, type Storage,
 } from '@darkroom/farm';
-import type { AssetCache } from './asset-cache.js';
 import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
 import type { RenderRequest } from './render-protocol.js';
@@ -32,22 +31,6 @@ export interface ProcessorContext {
 
 const PROGRESS_INTERVAL_MS = 100;
 const CANCEL_POLL_MS = 1000;
-
-async function resolveCheckpoint(ctx: ProcessorContext, data: GenerateJobData, held: Set<string>): Promise<RenderRequest['checkpoint']> {
-  const name = data.request.model;
-  if (name === null || name === BUILTIN_MODEL) return null;
-  const uploaded = await ctx.registry.get(data.tenant, 'models', name);
-  if (uploaded) {
-    const path = await ctx.modelCache.fetch('models', uploaded.sha256, uploaded.filename, held);
-    return { path, name: uploaded.name, sha256: uploaded.sha256, size: uploaded.size };
-  }
-  const local = (await listModelsDir(ctx.cfg.modelsDir)).find((m) => m.modelName === name || m.relativePath === name);
-  if (local) {
-    // Local checkpoints are identified by path and size for the engine LRU; A1111's hash is the engine's to compute.
-    return { path: local.path, name: local.modelName, sha256: sha256Hex(`${local.path}\0${local.size}`), size: local.size };
-  }
-  throw new FarmError('MODEL_NOT_FOUND', 404, `model "${name}" is neither uploaded nor in MODELS_DIR`, 'model');
-}
 
 async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData, held: Set<string>): Promise<RenderRequest['networks']> {
   const req = data.request;
@@ -111,7 +94,7 @@ export function generateProcessor(ctx: ProcessorContext) {
     const held = new Set<string>();
     try {
       const [checkpoint, networks, inputs] = await Promise.all([
-        resolveCheckpoint(ctx, data, held), resolveNetworks(ctx, data, held), loadInputs(ctx, data),
+        resolveCheckpoint({ registry: ctx.registry, modelCache: ctx.modelCache, modelsDir: ctx.cfg.modelsDir }, data.tenant, data.request.model, held), resolveNetworks(ctx, data, held), loadInputs(ctx, data),
       ]);
       const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
       request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks };

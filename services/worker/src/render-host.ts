@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startTsThread } from '@darkroom/farm';
 import { CANCEL_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 export interface StepInfo {
@@ -45,13 +46,7 @@ export class RenderHost {
   onUnexpectedExit: ((code: number) => void) | null = null;
 
   constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number }) {
-    // Node 20 does not run `--import` preloads (tsx's loader) in worker threads, so the thread registers the
-    // TypeScript loader itself before importing render.ts.
-    const tsxApi = import.meta.resolve('tsx/esm/api');
-    const entry = new URL('./render.ts', import.meta.url).href;
-    const bootstrap = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`
-      + '.catch((e) => { console.error(e); process.exit(1); });';
-    this.worker = new Worker(bootstrap, { eval: true, workerData });
+    this.worker = startTsThread(new URL('./render.ts', import.meta.url), workerData);
     this.readyPromise = new Promise((resolve, reject) => {
       this.worker.once('error', reject);
       const onReady = (m: ThreadMessage) => {

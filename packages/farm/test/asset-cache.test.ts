@@ -5,14 +5,16 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Counter, Registry } from 'prom-client';
-import { assetStorageKey, openStorage, sha256Hex } from '@darkroom/farm';
 import { AssetCache } from '../src/asset-cache.js';
+import { assetStorageKey } from '../src/assets.js';
+import { sha256Hex } from '../src/ids.js';
+import { openStorage } from '../src/storage/index.js';
 
 async function setup(budget: number) {
   const dir = await mkdtemp(join(tmpdir(), 'darkroom-cache-test-'));
   const storage = openStorage(pathToFileURL(join(dir, 'storage')).href);
-  const counter = new Counter({ name: 'cache_requests', help: 'x', labelNames: ['cache', 'result'] as const, registers: [new Registry()] });
+  const results = new Map<string, number>();
+  const counter = { inc: (labels: { cache: string; result: string }) => void results.set(labels.result, (results.get(labels.result) ?? 0) + 1) };
   const cache = new AssetCache(storage, join(dir, 'cache'), budget, counter);
   const put = async (text: string) => {
     const bytes = new TextEncoder().encode(text);
@@ -20,7 +22,7 @@ async function setup(budget: number) {
     await storage.put(assetStorageKey('embeddings', sha), bytes);
     return sha;
   };
-  const count = async (result: string) => (await counter.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+  const count = async (result: string) => results.get(result) ?? 0;
   return { dir, cache, put, count };
 }
 

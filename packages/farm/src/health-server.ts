@@ -1,11 +1,16 @@
 import http from 'node:http';
-import type { Registry } from 'prom-client';
 
-/** `/healthz` (200 while the render thread and Redis are up, else 503) and `/metrics` on the worker's own port. */
+/** What `/metrics` serves (a prom-client Registry fits). */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+/** `/healthz` (200 while the engine thread and Redis are up, else 503) and `/metrics` on a worker's own port. */
 export function startHealthServer(opts: {
   host: string;
   port: number;
-  registry: Registry;
+  registry: MetricsSource;
   status: () => Promise<{ ok: boolean } & Record<string, unknown>>;
 }): Promise<http.Server> {
   const server = http.createServer((req, res) => {

@@ -1,9 +1,12 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import {
-  deliverWebhook, DeliveryError, SsrfError, tenantWebhookSecret, type FarmConfig, type FarmKeys, type Logger, type WebhookJobData,
-} from '@darkroom/farm';
-import type { WorkerMetrics } from './metrics.js';
+import type { FarmConfig } from '../config.js';
+import type { WebhookJobData } from '../jobs.js';
+import type { FarmKeys } from '../keys.js';
+import type { Logger } from '../logger.js';
+import { deliverWebhook, DeliveryError } from './deliver.js';
+import { tenantWebhookSecret } from './signing.js';
+import { SsrfError } from './ssrf.js';
 
 export interface DeliveryLogEntry {
   message_id: string;
@@ -18,13 +21,21 @@ export interface DeliveryLogEntry {
 
 const LOG_MAX = 200;
 
-/** The `webhooks` queue's processor: one signed POST per attempt, every attempt recorded in the job's delivery log. */
+/** The metrics counter of delivery attempts by result (a prom-client Counter fits). */
+export interface DeliveryCounter {
+  inc(labels: { result: string }): void;
+}
+
+/**
+ * The `webhooks` queue's processor: one signed POST per attempt, every attempt recorded in the job's delivery log.
+ * Generation workers and trainers both run it (WEBHOOK_DELIVERY).
+ */
 export function webhookProcessor(ctx: {
   cfg: FarmConfig;
   redis: Redis;
   keys: FarmKeys;
   masterSecret: string;
-  metrics: WorkerMetrics;
+  deliveries: DeliveryCounter;
   log: Logger;
 }) {
   return async (job: Job<WebhookJobData>): Promise<{ status: number }> => {
@@ -45,17 +56,17 @@ export function webhookProcessor(ctx: {
         allowlist: ctx.cfg.webhookAllowlist, timeoutMs: ctx.cfg.webhookTimeoutMs,
       });
       await record({ ok: true, status: res.status, error: null });
-      ctx.metrics.webhooks.inc({ result: 'delivered' });
+      ctx.deliveries.inc({ result: 'delivered' });
       return { status: res.status };
     } catch (e) {
       const status = e instanceof DeliveryError ? e.status : null;
       await record({ ok: false, status, error: (e as Error).message });
       ctx.log.warn({ jobId: d.jobId, messageId: d.messageId, attempt: job.attemptsMade + 1, err: (e as Error).message }, 'webhook delivery failed');
       if (e instanceof SsrfError) {
-        ctx.metrics.webhooks.inc({ result: 'forbidden' });
+        ctx.deliveries.inc({ result: 'forbidden' });
         throw new UnrecoverableError(`${e.code}: ${e.message}`);
       }
-      ctx.metrics.webhooks.inc({ result: 'retry' });
+      ctx.deliveries.inc({ result: 'retry' });
       throw e;
     }
   };

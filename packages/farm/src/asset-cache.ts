@@ -1,7 +1,14 @@
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assetStorageKey, FarmError, type AssetKind, type Storage } from '@darkroom/farm';
-import type { Counter } from 'prom-client';
+import { assetStorageKey } from './assets.js';
+import { FarmError } from './errors.js';
+import type { AssetKind } from './schemas.js';
+import type { Storage } from './storage/types.js';
+
+/** The one call the cache makes on its metrics counter (a prom-client Counter fits). */
+export interface CacheRequestCounter {
+  inc(labels: { cache: string; result: string }): void;
+}
 
 interface Entry {
   path: string;
@@ -10,7 +17,8 @@ interface Entry {
 
 /**
  * Files fetched from storage by content hash into a local folder, least recently used evicted beyond a byte
- * budget. The hash is the identity, so a cached file is never stale and a renamed upload is still a hit.
+ * budget. The hash is the identity, so a cached file is never stale and a renamed upload is still a hit. The
+ * generation worker and the trainer both fetch checkpoints and networks through it.
  */
 export class AssetCache {
   private readonly entries = new Map<string, Entry>();
@@ -22,7 +30,7 @@ export class AssetCache {
     private readonly storage: Storage,
     private readonly dir: string,
     private readonly budgetBytes: number,
-    private readonly requests: Counter<'cache' | 'result'>,
+    private readonly requests: CacheRequestCounter,
   ) {}
 
   /**
