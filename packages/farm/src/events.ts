@@ -2,7 +2,8 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FarmKeys } from './keys.js';
 import type { JobEvent, WebhookJobData } from './jobs.js';
-import type { WebhookEvent, WebhookSpec } from './schemas.js';
+import type { WebhookEvent } from './schemas.js';
+import type { TrainingEvent } from './training-schemas.js';
 
 /**
  * Each job has an event log, a Redis stream: its entry ids are the SSE event ids, so a client that reconnects
@@ -16,22 +17,27 @@ export interface EventContext {
   retentionS: number;
 }
 
+/** Generation jobs and trainings share the event log and webhook machinery; trainings add their own events. */
+export type EventType = WebhookEvent | TrainingEvent;
+
 export interface EventJob {
   id: string;
   tenant: string;
-  webhook: WebhookSpec | null;
+  webhook: { url: string; events: readonly EventType[] } | null;
   attempt?: number;
+  /** The webhook payload's type prefix: `job.completed`, `training.completed`. Default `job`. */
+  family?: 'job' | 'training';
 }
 
 const PROGRESS_WEBHOOK_INTERVAL_MS = 500;
 const STREAM_MAX_LEN = 5000;
 
-export const TERMINAL_EVENTS: ReadonlySet<WebhookEvent> = new Set(['completed', 'failed', 'cancelled']);
+export const TERMINAL_EVENTS: ReadonlySet<EventType> = new Set<EventType>(['completed', 'failed', 'cancelled']);
 
 export async function publishJobEvent(
   ctx: EventContext,
   job: EventJob,
-  type: WebhookEvent,
+  type: EventType,
   data: Record<string, unknown> = {},
 ): Promise<string> {
   const at = new Date().toISOString();
@@ -55,7 +61,7 @@ export async function publishJobEvent(
       url: job.webhook.url,
       messageId,
       event: type,
-      payload: { type: `job.${type}`, timestamp: at, data: { job_id: job.id, ...data } },
+      payload: { type: `${job.family ?? 'job'}.${type}`, timestamp: at, data: { job_id: job.id, ...data } },
     };
     await ctx.webhooks.add(type, payload, { jobId: messageId });
   }
@@ -77,7 +83,7 @@ function decode(jobId: string, [id, fields]: StreamEntry): StoredEvent {
   } catch {
     /* a malformed entry still yields its type */
   }
-  return { id, jobId, type: f.type as WebhookEvent, at: f.at ?? '', data };
+  return { id, jobId, type: f.type as EventType, at: f.at ?? '', data };
 }
 
 /** Events after `afterId` ('0' = from the start). With `blockMs`, waits that long for new ones (needs its own connection). */

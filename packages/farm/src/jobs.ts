@@ -1,4 +1,5 @@
-import type { GenerateKind, GenerateRequest, JobState, Progress, WebhookEvent, WebhookSpec } from './schemas.js';
+import type { EventType } from './events.js';
+import type { GenerateKind, GenerateRequest, JobState, Progress, WebhookSpec } from './schemas.js';
 
 /** What the API puts on the `generate` queue. Seeds are resolved before queueing so a retry redoes the same images. */
 export interface GenerateJobData {
@@ -35,7 +36,7 @@ export interface GenerateJobResult {
 export type JobProgress = Progress;
 
 export interface JobEvent {
-  type: WebhookEvent;
+  type: EventType;
   jobId: string;
   at: string;
   data: Record<string, unknown>;
@@ -86,6 +87,6 @@ export interface WebhookJobData {
   url: string;
   /** Standard Webhooks `webhook-id`: stable across retries so receivers can deduplicate. */
   messageId: string;
-  event: WebhookEvent;
+  event: EventType;
   payload: Record<string, unknown>;
 }

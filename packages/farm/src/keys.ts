@@ -9,6 +9,11 @@ export function farmKeys(prefix: string) {
     cancel: (jobId: string) => `${base}:cancel:${jobId}`,
     cancelChannel: `${base}:cancel`,
     tombstone: (jobId: string) => `${base}:cancelled:${jobId}`,
+    trainingTombstone: (jobId: string) => `${base}:training-cancelled:${jobId}`,
+    /** The checkpoints a training stored, oldest first (JSON per entry). */
+    trainingSaves: (jobId: string) => `${base}:training-saves:${jobId}`,
+    /** The files a training stored, `files/<name>` or `images/<name>` -> the step they belong to. */
+    trainingFiles: (jobId: string) => `${base}:training-files:${jobId}`,
     deliveries: (jobId: string) => `${base}:deliveries:${jobId}`,
     rateLimit: (tenant: string, window: number) => `${base}:rl:${tenant}:${window}`,
     assets: (tenant: string, kind: string) => `${base}:assets:${tenant}:${kind}`,

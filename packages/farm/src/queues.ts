@@ -1,7 +1,7 @@
 import { Queue, type ConnectionOptions, type DefaultJobOptions, type WorkerOptions } from 'bullmq';
 import type { FarmConfig } from './config.js';
 
-export const QUEUE_NAMES = { generate: 'generate', webhooks: 'webhooks' } as const;
+export const QUEUE_NAMES = { generate: 'generate', train: 'train', webhooks: 'webhooks' } as const;
 
 export function generateJobOptions(cfg: FarmConfig): DefaultJobOptions {
   return {
@@ -25,6 +25,22 @@ export function generateWorkerOptions(cfg: FarmConfig, connection: ConnectionOpt
     stalledInterval: cfg.stalledIntervalMs,
     maxStalledCount: cfg.maxStalledCount,
   };
+}
+
+/**
+ * Trainings keep the generation jobs' attempts and retention. An attempt that ends early (a crash, a stall, a
+ * lost device) costs no work beyond the last checkpoint: the next attempt resumes from it.
+ */
+export function trainJobOptions(cfg: FarmConfig): DefaultJobOptions {
+  return generateJobOptions(cfg);
+}
+
+/**
+ * One training per process (one process per GPU). Its lock is renewed by the main thread while the training
+ * thread computes; a trainer that dies stops renewing, and the stalled check hands the job to another trainer.
+ */
+export function trainWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
+  return generateWorkerOptions(cfg, connection);
 }
 
 export const WEBHOOK_BACKOFF = 'capped-exponential';
@@ -68,18 +84,21 @@ export function webhookWorkerOptions(cfg: FarmConfig, connection: ConnectionOpti
 
 export interface FarmQueues {
   generate: Queue;
+  train: Queue;
   webhooks: Queue;
   close(): Promise<void>;
 }
 
 export function openQueues(cfg: FarmConfig, connection: ConnectionOptions): FarmQueues {
   const generate = new Queue(QUEUE_NAMES.generate, { connection, prefix: cfg.queuePrefix, defaultJobOptions: generateJobOptions(cfg) });
+  const train = new Queue(QUEUE_NAMES.train, { connection, prefix: cfg.queuePrefix, defaultJobOptions: trainJobOptions(cfg) });
   const webhooks = new Queue(QUEUE_NAMES.webhooks, { connection, prefix: cfg.queuePrefix, defaultJobOptions: webhookJobOptions(cfg) });
   return {
     generate,
+    train,
     webhooks,
     async close() {
-      await Promise.all([generate.close(), webhooks.close()]);
+      await Promise.all([generate.close(), train.close(), webhooks.close()]);
     },
   };
 }

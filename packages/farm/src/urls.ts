@@ -9,3 +9,10 @@ export async function outputUrl(storage: Storage, cfg: FarmConfig, jobId: string
 export async function previewUrl(storage: Storage, cfg: FarmConfig, jobId: string, key: string, step: number): Promise<string> {
   return (await storage.presignedUrl(key, cfg.outputUrlTtlS)) ?? `${cfg.publicUrl}/v1/jobs/${jobId}/preview.png?step=${step}`;
 }
+
+/** A training's file (`files/`) or preview (`images/`): presigned on S3, else through the API, which checks the tenant. */
+export async function trainingFileUrl(
+  storage: Storage, cfg: FarmConfig, jobId: string, key: string, area: 'files' | 'images', name: string,
+): Promise<string> {
+  return (await storage.presignedUrl(key, cfg.outputUrlTtlS)) ?? `${cfg.publicUrl}/v1/trainings/${jobId}/${area}/${encodeURIComponent(name)}`;
+}
