@@ -14,6 +14,7 @@ COPY packages/farm/package.json packages/farm/
 COPY packages/cli/package.json packages/cli/
 COPY services/api/package.json services/api/
 COPY services/worker/package.json services/worker/
+COPY services/trainer/package.json services/trainer/
 # tsx (a dev dependency) runs the TypeScript sources: there is no build step.
 RUN npm ci --include=dev --no-audit --no-fund --onnxruntime-node-install=skip && npm cache clean --force
 

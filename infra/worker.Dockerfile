@@ -1,5 +1,7 @@
-# A GPU generation worker. onnxruntime-node 1.30's CUDA provider is built for CUDA 12 and cuDNN 9, which this
-# base image carries; the provider's libraries are downloaded at build time (they are not in the npm package).
+# The GPU image: the generation worker by default, the trainer with the command
+# `node --import tsx services/trainer/src/main.ts` (compose and Kubernetes run both from this image).
+# onnxruntime-node 1.30's CUDA provider is built for CUDA 12 and cuDNN 9, which this base image carries; the
+# provider's libraries are downloaded at build time (they are not in the npm package).
 #   docker build -f infra/worker.Dockerfile -t darkroom-worker .
 FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04
 
@@ -20,6 +22,7 @@ COPY packages/farm/package.json packages/farm/
 COPY packages/cli/package.json packages/cli/
 COPY services/api/package.json services/api/
 COPY services/worker/package.json services/worker/
+COPY services/trainer/package.json services/trainer/
 # The flag overrides the repository's .npmrc (which skips the download on machines without a GPU).
 RUN npm ci --include=dev --no-audit --no-fund --onnxruntime-node-install=cuda12 \
  && ls node_modules/onnxruntime-node/bin/napi-v6/linux/x64/ | grep -q providers_cuda \
@@ -35,5 +38,6 @@ USER 1000
 EXPOSE 9464
 HEALTHCHECK --interval=15s --timeout=5s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.WORKER_PORT||9464)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# SIGTERM lets the current job finish: give the container as long as a job may take (stop_grace_period).
+# Worker: SIGTERM lets the current job finish, so give the container as long as a job may take (stop_grace_period).
+# Trainer: SIGTERM stores a checkpoint after the current step and hands the training back to the queue.
 CMD ["node", "--import", "tsx", "services/worker/src/main.ts"]

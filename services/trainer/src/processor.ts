@@ -1,0 +1,193 @@
+import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  assetKindOf, CANCELLED_REASON, FarmError, isCancelRequested, previewFileName, publishJobEvent, storeAsset, trainingFileKey, trainingFileUrl,
+  type AssetCache, type AssetRegistry, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type Logger,
+  type Storage, type TrainingProgress, type TrainJobData, type TrainJobResult,
+} from '@darkroom/farm';
+import type { CheckpointStore } from './checkpoint-store.js';
+import { loadTrainingInputs } from './inputs.js';
+import type { TrainerMetrics } from './metrics.js';
+import { TrainingFailed, type TrainHost } from './train-host.js';
+import type { CheckpointMessage, StepMessage } from './train-protocol.js';
+
+export interface TrainerContext {
+  cfg: FarmConfig;
+  redis: Redis;
+  keys: FarmKeys;
+  storage: Storage;
+  registry: AssetRegistry;
+  modelCache: AssetCache;
+  checkpoints: CheckpointStore;
+  host: TrainHost;
+  cancels: CancelListener;
+  events: EventContext;
+  metrics: TrainerMetrics;
+  log: Logger;
+  workerName: string;
+  /** What the `failed` handler reports for a cancelled training. */
+  cancelDetails: Map<string, { step_at_cancel: number; checkpoint_step: number | null }>;
+  /** Stop functions of the running trainings, called on SIGTERM. */
+  running: Set<() => void>;
+  /** True once SIGTERM arrived: a training that starts now stops at once. */
+  isStopping: () => boolean;
+}
+
+const PROGRESS_INTERVAL_MS = 250;
+const CANCEL_POLL_MS = 1000;
+
+/**
+ * The BullMQ processor of the `train` queue: fetch the inputs, train off-thread, store every checkpoint as it
+ * comes, and at the end register the result as the tenant's asset. A cancel ends the job `cancelled` after a
+ * final checkpoint; SIGTERM stores one and hands the job back to the queue, where the next trainer resumes it.
+ */
+export function trainProcessor(ctx: TrainerContext) {
+  return async (job: Job<TrainJobData, TrainJobResult>, token?: string): Promise<TrainJobResult> => {
+    const data = job.data;
+    const req = data.request;
+    const jobId = job.id!;
+    const log = ctx.log.child({ jobId, tenant: data.tenant, attempt: job.attemptsMade + 1 });
+    const evJob: EventJob = { id: jobId, tenant: data.tenant, webhook: req.webhook, family: 'training' };
+    ctx.cancelDetails.delete(jobId);
+    if (await isCancelRequested(ctx.redis, ctx.keys, jobId)) {
+      ctx.cancelDetails.set(jobId, { step_at_cancel: 0, checkpoint_step: null });
+      throw new UnrecoverableError(CANCELLED_REASON);
+    }
+    const started = performance.now();
+    const held = new Set<string>();
+    let inputs;
+    try {
+      inputs = await loadTrainingInputs({ ...ctx, modelsDir: ctx.cfg.modelsDir }, jobId, data, held);
+    } catch (e) {
+      ctx.modelCache.release(held);
+      if (e instanceof FarmError) throw new UnrecoverableError(`${e.code}: ${e.message}`);
+      throw e;
+    }
+    await publishJobEvent(ctx.events, evJob, 'started', {
+      attempt: job.attemptsMade + 1, worker: ctx.workerName, resuming: inputs.ownCheckpoint !== null,
+    });
+    log.info({ files: inputs.files.length, resuming: inputs.ownCheckpoint !== null }, 'training started');
+
+    let chain: Promise<void> = Promise.resolve();
+    const enqueue = (what: string, f: () => Promise<void>): void => {
+      chain = chain.then(f).catch((e: Error) => log.warn({ err: e.message }, `${what} report failed`));
+    };
+    let lastReportAt = 0;
+    let firstStep: { at: number; step: number } | null = null;
+    let lastStepAt = 0;
+    let last: StepMessage | null = null;
+    let rollbacks = 0;
+    let lastCheckpointStep: number | null = null;
+    let finalFiles: CheckpointMessage['files'] = [];
+
+    const onStep = (s: StepMessage): void => {
+      const now = performance.now();
+      if (lastStepAt) ctx.metrics.stepDuration.observe((now - lastStepAt) / 1000);
+      lastStepAt = now;
+      firstStep ??= { at: now, step: s.step - 1 };
+      last = s;
+      if (s.step < s.steps && now - lastReportAt < PROGRESS_INTERVAL_MS) return;
+      lastReportAt = now;
+      const done = s.step - firstStep.step;
+      const progress: TrainingProgress = {
+        step: s.step, steps: s.steps, loss: s.loss, learn_rate: s.learnRate, epoch: s.epoch, epoch_step: s.epochStep, rollbacks,
+        eta: done > 0 ? ((now - firstStep.at) / 1000 / done) * (s.steps - s.step) : 0,
+      };
+      enqueue('progress', async () => {
+        await job.updateProgress(progress);
+        await publishJobEvent(ctx.events, evJob, 'progress', { ...progress });
+      });
+    };
+
+    const run = ctx.host.train(inputs, {
+      onStep,
+      onRollback: (r) => {
+        rollbacks = r.rollbacks;
+        ctx.metrics.rollbacks.inc();
+        log.warn({ atStep: r.atStep, toStep: r.toStep, lrScale: r.lrScale, reason: r.reason }, 'non-finite loss: rolled back');
+        enqueue('rollback', () => publishJobEvent(ctx.events, evJob, 'rollback', {
+          at_step: r.atStep, to_step: r.toStep, reason: r.reason, lr_scale: r.lrScale, rollbacks: r.rollbacks,
+        }).then(() => undefined));
+      },
+      onPreview: (step, png, infotext) => {
+        enqueue('preview', async () => {
+          const key = await ctx.checkpoints.storePreview(data.tenant, jobId, req.name, step, png);
+          const url = await trainingFileUrl(ctx.storage, ctx.cfg, jobId, key, 'images', previewFileName(req.name, step));
+          await publishJobEvent(ctx.events, evJob, 'preview', { step, url, infotext });
+        });
+      },
+      // Stored in order with the other reports, and awaited by the run: it continues only once this is in storage.
+      onCheckpoint: (m) => {
+        const stored = chain.then(async () => {
+          const record = await ctx.checkpoints.store(data.tenant, jobId, m);
+          lastCheckpointStep = m.step;
+          if (m.reason === 'final') finalFiles = m.files;
+          ctx.metrics.checkpoints.inc({ reason: m.reason });
+          const files = await Promise.all(record.files.map(async (name) => ({
+            name, url: await trainingFileUrl(ctx.storage, ctx.cfg, jobId, trainingFileKey(data.tenant, jobId, name), 'files', name),
+          })));
+          await publishJobEvent(ctx.events, evJob, 'checkpoint', { step: m.step, reason: m.reason, files });
+        });
+        chain = stored.catch(() => undefined);
+        return stored;
+      },
+    });
+    let cancelled = false;
+    let shuttingDown = false;
+    /** The last step this thread had heard of when the cancel arrived. */
+    let stepAtCancel = 0;
+    const cancel = (): void => {
+      if (!cancelled) stepAtCancel = (last as StepMessage | null)?.step ?? 0;
+      cancelled = true;
+      run.cancel();
+    };
+    const shutdown = (): void => {
+      shuttingDown = true;
+      run.shutdown();
+    };
+    const unwatch = ctx.cancels.watch(jobId, cancel);
+    ctx.running.add(shutdown);
+    if (ctx.isStopping()) shutdown();
+    // Pub/sub can miss a message while the subscriber reconnects; the key is the durable signal.
+    const poll = setInterval(() => {
+      void isCancelRequested(ctx.redis, ctx.keys, jobId).then((c) => c && cancel(), () => undefined);
+    }, CANCEL_POLL_MS);
+    try {
+      const outcome = await run.result;
+      await chain;
+      if (outcome.status === 'stopped') {
+        if (cancelled || !shuttingDown) {
+          ctx.cancelDetails.set(jobId, { step_at_cancel: stepAtCancel, checkpoint_step: lastCheckpointStep });
+          log.info({ step: outcome.step }, 'training cancelled after a checkpoint');
+          throw new UnrecoverableError(CANCELLED_REASON);
+        }
+        log.info({ step: outcome.step }, 'trainer stopping: checkpoint stored, training back in the queue');
+        ctx.metrics.trainings.inc({ outcome: 'requeued' });
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      const asset = finalFiles.find((f) => f.fileName === `${req.name}.pt`);
+      if (!asset) throw new Error('the final save wrote no .pt file');
+      const rec = await storeAsset(ctx.storage, ctx.registry, data.tenant, assetKindOf(req.kind), asset.fileName, asset.bytes);
+      const trainMs = Math.round(performance.now() - started);
+      log.info({ trainMs, step: outcome.step, asset: rec.name, sha256: rec.sha256 }, 'training completed; result registered');
+      return {
+        asset: { kind: assetKindOf(req.kind), name: rec.name, filename: rec.filename, sha256: rec.sha256 },
+        step: outcome.step, worker: ctx.workerName, attempt: job.attemptsMade + 1, trainMs,
+      };
+    } catch (e) {
+      if (e instanceof TrainingFailed) {
+        log.warn({ code: e.code, err: e.message }, 'training failed');
+        if (!e.retryable) throw new UnrecoverableError(`${e.code}: ${e.message}`);
+        throw new Error(`${e.code}: ${e.message}`);
+      }
+      throw e;
+    } finally {
+      clearInterval(poll);
+      unwatch();
+      ctx.running.delete(shutdown);
+      ctx.modelCache.release(held);
+      await chain;
+    }
+  };
+}
