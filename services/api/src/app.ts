@@ -12,6 +12,7 @@ import { assetRoutes } from './routes/assets.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { jobRoutes } from './routes/jobs.js';
 import { sdapiRoutes } from './routes/sdapi.js';
+import { trainingRoutes } from './routes/trainings.js';
 
 function timing(ctx: ApiContext): RequestHandler {
   return (req, res, next) => {
@@ -45,15 +46,20 @@ export function createApp(ctx: ApiContext): Express {
     res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
   app.get('/v1/queue', requireAdmin(ctx.cfg), async (_req, res) => {
-    const c = await ctx.queues.generate.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
-    res.json({ generate: { backlog: await queueBacklog(ctx.queues.generate), ...c } });
+    // `load` counts running jobs too: an autoscaler must not scale in a process that holds one (see keda.yaml).
+    const counts = async (q: typeof ctx.queues.generate) => {
+      const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+      const backlog = await queueBacklog(q);
+      return { backlog, load: backlog + (c.active ?? 0), ...c };
+    };
+    res.json({ generate: await counts(ctx.queues.generate), train: await counts(ctx.queues.train) });
   });
 
   if (ctx.cfg.adminKey) {
     const board = new ExpressAdapter();
     board.setBasePath('/admin/queues');
     createBullBoard({
-      queues: [new BullMQAdapter(ctx.queues.generate), new BullMQAdapter(ctx.queues.webhooks)],
+      queues: [new BullMQAdapter(ctx.queues.generate), new BullMQAdapter(ctx.queues.train), new BullMQAdapter(ctx.queues.webhooks)],
       // @bull-board/express and @bull-board/api are published separately; their adapter types differ by a patch version.
       serverAdapter: board as unknown as Parameters<typeof createBullBoard>[0]['serverAdapter'] });
     app.use('/admin/queues', requireAdmin(ctx.cfg), board.getRouter() as RequestHandler);
@@ -64,7 +70,7 @@ export function createApp(ctx: ApiContext): Express {
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), limit);
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), limit);
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
-  app.use(json, sdapiRoutes(ctx), jobRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
+  app.use(json, sdapiRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.log));

@@ -17,7 +17,7 @@ export function createApiMetrics(queues: () => FarmQueues | undefined) {
       async collect() {
         const q = queues();
         if (!q) return;
-        for (const queue of [q.generate, q.webhooks]) {
+        for (const queue of [q.generate, q.train, q.webhooks]) {
           const c = await queue.getJobCounts(...states);
           for (const s of states) this.set({ queue: queue.name, state: s }, c[s] ?? 0);
         }
@@ -29,7 +29,7 @@ export function createApiMetrics(queues: () => FarmQueues | undefined) {
       async collect() {
         const q = queues();
         if (!q) return;
-        for (const queue of [q.generate, q.webhooks]) {
+        for (const queue of [q.generate, q.train, q.webhooks]) {
           const c = await queue.getJobCounts('waiting', 'prioritized', 'delayed');
           this.set({ queue: queue.name }, (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0));
         }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   AssetView, DatasetSummary, DatasetView, ErrorResponse, Img2ImgRequest, JobAccepted, JobView, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, Txt2ImgRequest,
+  TrainingAccepted, TrainingRequest, TrainingResumeRequest, TrainingView,
 } from '@darkroom/farm';
 
 function schema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
@@ -54,6 +55,10 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         AssetView: schema(AssetView, 'output'),
         DatasetSummary: schema(DatasetSummary, 'output'),
         DatasetView: schema(DatasetView, 'output'),
+        TrainingRequest: schema(TrainingRequest, 'input'),
+        TrainingResumeRequest: schema(TrainingResumeRequest, 'input'),
+        TrainingAccepted: schema(TrainingAccepted, 'output'),
+        TrainingView: schema(TrainingView, 'output'),
         Error: schema(ErrorResponse, 'output'),
       },
     },
@@ -102,6 +107,27 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         get: { summary: 'a dataset and its files (image sizes, captions, hashes)', parameters: idParam, responses: { 200: { description: 'the dataset', content: json('DatasetView') }, ...errors } },
         delete: { summary: 'delete a dataset and its files', parameters: idParam, responses: { 204: { description: 'deleted' }, ...errors } },
       },
+      '/v1/trainings': { post: {
+        summary: 'queue a textual-inversion or hypernetwork training on a dataset (A1111\'s Train tab fields)',
+        description: 'The learn-rate and clip schedules are parsed and batch_size is checked against the dataset before anything is queued: a refusal is a 400 naming the field.',
+        parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 } }],
+        requestBody: { required: true, content: json('TrainingRequest') },
+        responses: { 202: { description: 'queued', content: json('TrainingAccepted') }, 422: { description: 'Idempotency-Key reused with another body', content: json('Error') }, ...errors },
+      } },
+      '/v1/trainings/{id}': { get: { summary: 'state, step, loss, learn rate, ETA, checkpoints, file and preview URLs', parameters: idParam, responses: { 200: { description: 'the training', content: json('TrainingView') }, ...errors } } },
+      '/v1/trainings/{id}/cancel': { post: { summary: 'cancel: a running training stores a checkpoint after its current step and ends cancelled', parameters: idParam, responses: { 200: { description: 'finished or cancelled', content: json('TrainingView') }, 202: { description: 'cancel sent to the trainer', content: json('TrainingView') }, ...errors } } },
+      '/v1/trainings/{id}/resume': { post: {
+        summary: 'continue a completed or cancelled training from its stored checkpoint, to more steps (a new training)',
+        parameters: idParam, requestBody: { required: true, content: json('TrainingResumeRequest') },
+        responses: { 202: { description: 'queued', content: json('TrainingAccepted') }, 409: { description: 'not completed or cancelled, or nothing stored', content: json('Error') }, ...errors },
+      } },
+      '/v1/trainings/{id}/events': { get: {
+        summary: 'Server-Sent Events: queued, started, progress, checkpoint, preview, rollback, completed, failed, cancelled; ids replay with Last-Event-ID',
+        parameters: [...idParam, { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string' } }],
+        responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors },
+      } },
+      '/v1/trainings/{id}/files/{file}': { get: { summary: 'download one of A1111\'s files of the training (folder storage; S3 uses presigned URLs)', parameters: [...idParam, { name: 'file', in: 'path', required: true, schema: { type: 'string' } }], responses: { 200: { description: 'the file' }, ...errors } } },
+      '/v1/trainings/{id}/images/{file}': { get: { summary: 'download a preview (folder storage; S3 uses presigned URLs)', parameters: [...idParam, { name: 'file', in: 'path', required: true, schema: { type: 'string' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/sdapi/v1/txt2img': sync('SdapiTxt2ImgRequest', 'A1111 txt2img (waits for the job)'),
       '/sdapi/v1/img2img': sync('SdapiImg2ImgRequest', 'A1111 img2img (waits for the job)'),
       '/sdapi/v1/progress': { get: { summary: 'A1111 progress of this tenant\'s latest /sdapi job', responses: { 200: { description: 'progress' } } } },
