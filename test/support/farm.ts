@@ -69,8 +69,11 @@ export interface Farm {
   env: Record<string, string>;
   api: ServiceProcess;
   workers: ServiceProcess[];
+  trainers: ServiceProcess[];
   redis: Redis;
   startWorker(name?: string): Promise<ServiceProcess>;
+  /** A trainer process (services/trainer) against the same Redis and storage. */
+  startTrainer(name?: string): Promise<ServiceProcess>;
   request(method: string, path: string, opts?: { key?: string; body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; json: unknown; headers: Headers }>;
   stop(): Promise<void>;
 }
@@ -91,16 +94,24 @@ export async function startFarm(opts: { storageUrl?: string; workers: number; en
   };
   const api = startService('api', 'services/api/src/main.ts', env, apiPort);
   const workers: ServiceProcess[] = [];
+  const trainers: ServiceProcess[] = [];
   const redis = new Redis(REDIS_URL);
   const farm: Farm = {
     url: `http://127.0.0.1:${apiPort}`,
-    prefix, env, api, workers, redis,
+    prefix, env, api, workers, trainers, redis,
     async startWorker(name = `w${workers.length + 1}`) {
       const port = await freePort();
       const w = startService(name, 'services/worker/src/main.ts', { ...env, WORKER_PORT: String(port), WORKER_HOST: '127.0.0.1', WORKER_NAME: name }, port);
       workers.push(w);
       await healthy(w);
       return w;
+    },
+    async startTrainer(name = `t${trainers.length + 1}`) {
+      const port = await freePort();
+      const t = startService(name, 'services/trainer/src/main.ts', { ...env, WORKER_PORT: String(port), WORKER_HOST: '127.0.0.1', WORKER_NAME: name }, port);
+      trainers.push(t);
+      await healthy(t);
+      return t;
     },
     async request(method, path, o = {}) {
       const headers: Record<string, string> = { ...(o.headers ?? {}) };
@@ -119,7 +130,7 @@ export async function startFarm(opts: { storageUrl?: string; workers: number; en
       return { status: res.status, json, headers: res.headers };
     },
     async stop() {
-      const all = [api, ...workers].filter((p) => p.child.exitCode === null && p.child.signalCode === null);
+      const all = [api, ...workers, ...trainers].filter((p) => p.child.exitCode === null && p.child.signalCode === null);
       for (const p of all) p.child.kill('SIGTERM');
       await Promise.all(all.map(async (p) => {
         const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
