@@ -2,7 +2,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodePng } from '@darkroom/core/formats/png.js';
 import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
@@ -149,7 +148,8 @@ describe('training as queued jobs (real HTTP, Redis, s3rver, trainer processes)'
 
   /** The loss over the fixed evaluation set, computed here with the engine's objective, for the start and the given parameters. */
   async function evaluationLosses(body: Record<string, unknown>, trained: () => Float32Array[]): Promise<{ before: number; after: number }> {
-    const engine = new Engine({ cacheDir: join(tmpdir(), `${farm.prefix}-eval-cache`) });
+    // Under the farm's cache folder, which stopping the farm removes.
+    const engine = new Engine({ cacheDir: join(farm.env.CACHE_DIR!, 'eval-graphs') });
     const held = await engine.acquireForTraining();
     try {
       const req = TrainingRequest.parse({ ...body, dataset: datasets.alice });
