@@ -24,6 +24,7 @@ export * from './asset-cache.js';
 export * from './checkpoints.js';
 export * from './health-server.js';
 export * from './ts-thread.js';
+export * from './engine-thread.js';
 export * from './webhooks/processor.js';
 export * from './loop-delay.js';
 export * from './training-templates.js';
