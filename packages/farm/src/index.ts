@@ -33,3 +33,8 @@ export * from './training-options.js';
 export * from './training-checks.js';
 export * from './trainings.js';
 export * from './asset-store.js';
+export * from './training-log.js';
+export * from './dataset-ref.js';
+export * from './hypernetwork-sizes.js';
+export * from './sdapi-training-schemas.js';
+export * from './sdapi-training-map.js';

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { HYPERNETWORK_ACTIVATIONS } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
 import { LATENT_SAMPLING_METHODS } from '@darkroom/core/training/dataset.js';
 import { JOB_STATES } from './schemas.js';
+import { LogDirectory } from './training-log.js';
 import { TRAINING_TEMPLATE_NAMES } from './training-templates.js';
 
 /**
@@ -32,7 +33,7 @@ export type TrainingWebhookSpec = z.infer<typeof TrainingWebhookSpec>;
  * The name the result is registered under and its files are named after. Narrower than A1111's (letters,
  * digits, `._-`): it becomes a storage key and a word in prompts.
  */
-const TRAINING_NAME = z.string().min(1).max(100).regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/, 'letters, digits and _.- (not starting with .)');
+export const TRAINING_NAME = z.string().min(1).max(100).regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/, 'letters, digits and _.- (not starting with .)');
 const ASSET_NAME = z.string().min(1).max(200).regex(/^[^/\\\0]+$/, 'a name, not a path');
 const ULID = z.string().regex(/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/, 'a dataset id (ULID)');
 const SIDE = int().min(64).max(2048).multipleOf(8);
@@ -91,6 +92,8 @@ const trainFields = {
   preview_seed: int().min(-1).max(Number.MAX_SAFE_INTEGER).default(-1).describe('-1 = drawn when the training is accepted'),
   preview_width: SIDE.default(512),
   preview_height: SIDE.default(512),
+  log_directory: LogDirectory.nullable().default(null)
+    .describe('A1111\'s log folder, as a storage prefix: A1111\'s layout of the files is also written under logs/<tenant>/<log_directory>/<date>/<name>/; null = only the training\'s own files'),
   seed: int().min(-1).max(4294967295).default(-1)
     .describe('fixes the batch order, timesteps, noise and a new hypernetwork\'s weights; -1 = drawn when the training is accepted'),
   webhook: TrainingWebhookSpec.nullable().default(null),
