@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import {
-  previewFileName, trainingCheckpointKey, trainingFileKey, trainingImageKey, type FarmKeys, type Storage, type TrainingSaveRecord,
+  previewFileName, trainingCheckpointKey, trainingFileKey, trainingImageKey, trainingLogKey, type FarmKeys, type Storage, type TrainingKind,
+  type TrainingSaveRecord,
 } from '@darkroom/farm';
 import type { CheckpointMessage } from './train-protocol.js';
 
@@ -8,6 +9,13 @@ const CONTENT_TYPES: Record<string, string> = { png: 'image/png', csv: 'text/csv
 
 function contentType(fileName: string): string {
   return CONTENT_TYPES[fileName.slice(fileName.lastIndexOf('.') + 1)] ?? 'application/octet-stream';
+}
+
+/** A training's A1111-style log folder (its `log_directory`): the kind and name place each file in it. */
+export interface TrainingLog {
+  prefix: string;
+  kind: TrainingKind;
+  name: string;
 }
 
 /**
@@ -29,8 +37,12 @@ export class CheckpointStore {
     return this.storage.get(trainingCheckpointKey(tenant, jobId));
   }
 
-  async store(tenant: string, jobId: string, m: CheckpointMessage): Promise<TrainingSaveRecord> {
+  async store(tenant: string, jobId: string, m: CheckpointMessage, log: TrainingLog | null = null): Promise<TrainingSaveRecord> {
     for (const f of m.files) await this.storage.put(trainingFileKey(tenant, jobId, f.fileName), f.bytes, contentType(f.fileName));
+    // Before the checkpoint too: a checkpoint in storage means every copy of its files is there.
+    if (log) {
+      for (const f of m.files) await this.storage.put(trainingLogKey(log.prefix, log.kind, log.name, f.fileName, 'files'), f.bytes, contentType(f.fileName));
+    }
     await this.storage.put(trainingCheckpointKey(tenant, jobId), m.checkpoint, 'application/octet-stream');
     const record: TrainingSaveRecord = { step: m.step, reason: m.reason, at: new Date().toISOString(), files: m.files.map((f) => f.fileName) };
     const saves = this.keys.trainingSaves(jobId);
@@ -41,10 +53,11 @@ export class CheckpointStore {
     return record;
   }
 
-  async storePreview(tenant: string, jobId: string, name: string, step: number, png: Uint8Array): Promise<string> {
+  async storePreview(tenant: string, jobId: string, name: string, step: number, png: Uint8Array, log: TrainingLog | null = null): Promise<string> {
     const fileName = previewFileName(name, step);
     const key = trainingImageKey(tenant, jobId, fileName);
     await this.storage.put(key, png, 'image/png');
+    if (log) await this.storage.put(trainingLogKey(log.prefix, log.kind, log.name, fileName, 'images'), png, 'image/png');
     const index = this.keys.trainingFiles(jobId);
     await this.redis.multi().hset(index, `images/${fileName}`, String(step)).expire(index, this.retentionS).exec();
     return key;

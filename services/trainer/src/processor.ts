@@ -2,10 +2,11 @@ import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   assetKindOf, CANCELLED_REASON, FarmError, isCancelRequested, previewFileName, publishJobEvent, storeAsset, trainingFileKey, trainingFileUrl,
+  trainingLogPrefix,
   type AssetCache, type AssetRegistry, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type Logger,
   type Storage, type TrainingProgress, type TrainJobData, type TrainJobResult,
 } from '@darkroom/farm';
-import type { CheckpointStore } from './checkpoint-store.js';
+import type { CheckpointStore, TrainingLog } from './checkpoint-store.js';
 import { loadTrainingInputs } from './inputs.js';
 import type { TrainerMetrics } from './metrics.js';
 import { TrainingFailed, type TrainHost } from './train-host.js';
@@ -48,6 +49,9 @@ export function trainProcessor(ctx: TrainerContext) {
     const jobId = job.id!;
     const log = ctx.log.child({ jobId, tenant: data.tenant, attempt: job.attemptsMade + 1 });
     const evJob: EventJob = { id: jobId, tenant: data.tenant, webhook: req.webhook, family: 'training' };
+    const trainingLog: TrainingLog | null = req.log_directory
+      ? { prefix: trainingLogPrefix(data.tenant, req.log_directory, data.submittedAt, req.name), kind: req.kind, name: req.name }
+      : null;
     ctx.cancelDetails.delete(jobId);
     if (await isCancelRequested(ctx.redis, ctx.keys, jobId)) {
       ctx.cancelDetails.set(jobId, { step_at_cancel: 0, checkpoint_step: null });
@@ -111,7 +115,7 @@ export function trainProcessor(ctx: TrainerContext) {
       },
       onPreview: (step, png, infotext) => {
         enqueue('preview', async () => {
-          const key = await ctx.checkpoints.storePreview(data.tenant, jobId, req.name, step, png);
+          const key = await ctx.checkpoints.storePreview(data.tenant, jobId, req.name, step, png, trainingLog);
           const url = await trainingFileUrl(ctx.storage, ctx.cfg, jobId, key, 'images', previewFileName(req.name, step));
           await publishJobEvent(ctx.events, evJob, 'preview', { step, url, infotext });
         });
@@ -119,7 +123,7 @@ export function trainProcessor(ctx: TrainerContext) {
       // Stored in order with the other reports, and awaited by the run: it continues only once this is in storage.
       onCheckpoint: (m) => {
         const stored = chain.then(async () => {
-          const record = await ctx.checkpoints.store(data.tenant, jobId, m);
+          const record = await ctx.checkpoints.store(data.tenant, jobId, m, trainingLog);
           lastCheckpointStep = m.step;
           if (m.reason === 'final') finalFiles = m.files;
           ctx.metrics.checkpoints.inc({ reason: m.reason });

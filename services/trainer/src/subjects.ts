@@ -4,7 +4,6 @@
  * same subject carrying that training's checkpoint.
  */
 import { DarkroomError } from '@darkroom/core/errors.js';
-import type { ModelConfig } from '@darkroom/core/models/config.js';
 import type { StableDiffusionModel } from '@darkroom/core/models/load.js';
 import { createEmbedding } from '@darkroom/core/networks/embeddings/create.js';
 import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
@@ -16,17 +15,8 @@ import { hypernetworkParams, withParamValues } from '@darkroom/core/training/hyp
 import { KeyedStream } from '@darkroom/core/training/keyed-random.js';
 import type { TrainingSubject } from '@darkroom/core/training/train-job.js';
 import type { TrainingCheckpoint } from '@darkroom/core/training/trainer.js';
+import { attentionWidths } from '@darkroom/farm/hypernetwork-sizes.js';
 import { EmbeddingCreate, HypernetworkCreate, type TrainingRequest } from '@darkroom/farm/training-schemas.js';
-
-/** The widths A1111's hypernetwork hook sees on this model: the text context and every attention level's channels. */
-export function attentionWidths(config: ModelConfig): number[] {
-  const u = config.unet;
-  const widths = new Set<number>([u.contextDim]);
-  u.channelMult.forEach((m, level) => {
-    if (u.attentionResolutions.includes(2 ** level)) widths.add(u.modelChannels * m);
-  });
-  return [...widths];
-}
 
 export function newSubject(req: TrainingRequest, sd: StableDiffusionModel, model: PipelineModel): TrainingSubject {
   if (req.kind === 'embedding') {
