@@ -5,9 +5,10 @@ import { createHypernetwork } from '@darkroom/core/networks/hypernetworks/create
 import { samplerByAlias, samplerByName } from '@darkroom/core/sampling/samplers.js';
 import {
   assetKindOf, BUILTIN_MODEL, checkTrainingPlan, checkWebhookUrlSyntax, FarmError, idempotentJobId, isCancelledReason, newJobId, publishJobEvent,
-  readManifest, sha256Hex, type AssetPin, type TrainingRequest, type TrainingResumeRequest, type TrainingSaveRecord, type TrainJobData,
+  readManifest, sha256Hex, TrainingRequest, type AssetPin, type TrainingResumeRequest, type TrainingSaveRecord, type TrainJobData,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
+import { parseWith } from './http-errors.js';
 import { findModel, listModels } from './models.js';
 
 /** A seed drawn at acceptance, so every attempt of the training (and a resumed one) draws the same. */
@@ -121,6 +122,17 @@ export async function submitTraining(
     tenant, request, continueFrom: pin, resume: null, datasetImages: images, requestHash, submittedAt: Date.now(),
   });
   return { id, replayed: false };
+}
+
+/**
+ * A `/v1/trainings` body, checked against the schema and submitted: POST /v1/trainings sends its own body, the
+ * `/sdapi/v1/train/*` calls the body they map A1111's arguments to (with A1111's body as `rawBody`, which keys
+ * idempotency).
+ */
+export async function submitTrainingBody(
+  ctx: ApiContext, tenant: string, body: unknown, rawBody: unknown, idempotencyKey?: string,
+): Promise<{ id: string; replayed: boolean }> {
+  return submitTraining(ctx, tenant, parseWith(TrainingRequest, body), rawBody, idempotencyKey);
 }
 
 export async function loadTraining(ctx: ApiContext, tenant: string, id: string): Promise<Job<TrainJobData> | null> {

@@ -13,37 +13,11 @@ import { parseWith } from '../http-errors.js';
 import { cancelJob, waitForTerminal } from '../job-actions.js';
 import { jobView, loadJob } from '../job-view.js';
 import { findModel, listModels } from '../models.js';
+import { OPTION_DEFAULTS, tenantOptions } from '../sdapi-options.js';
 import { decodeImage, submitGenerate } from '../submit.js';
 
-/** Settings `/sdapi/v1/options` reports and accepts, with A1111's defaults; those marked apply to generation. */
-const OPTION_DEFAULTS: Record<string, unknown> = {
-  sd_model_checkpoint: BUILTIN_MODEL,
-  CLIP_stop_at_last_layers: 1,
-  eta_noise_seed_delta: 0,
-  randn_source: 'GPU',
-  eta_ancestral: 1.0,
-  eta_ddim: 0.0,
-  s_churn: 0.0,
-  s_tmin: 0.0,
-  s_tmax: 0.0,
-  s_noise: 1.0,
-  emphasis: 'Original',
-  comma_padding_backtrack: 20,
-  samples_format: 'png',
-  sd_vae: 'Automatic',
-  enable_pnginfo: true,
-  live_previews_enable: false,
-  show_progress_every_n_steps: 10,
-};
 const GENERATION_OPTIONS = new Set(Object.keys(OPTION_DEFAULTS).filter((k) => !['samples_format', 'enable_pnginfo', 'live_previews_enable', 'show_progress_every_n_steps', 'sd_vae'].includes(k)));
 const DARKROOM_FIELDS = ['model', 'embeddings', 'hypernetworks', 'webhook', 'clip_skip'] as const;
-
-async function tenantOptions(ctx: ApiContext, tenant: string): Promise<Record<string, unknown>> {
-  const stored = await ctx.redis.hgetall(ctx.keys.options(tenant));
-  const out: Record<string, unknown> = { ...OPTION_DEFAULTS };
-  for (const [k, v] of Object.entries(stored)) out[k] = JSON.parse(v) as unknown;
-  return out;
-}
 
 /**
  * Folds the tenant's saved options and the request's `override_settings` into the job, as A1111 applies them for

@@ -1,20 +1,13 @@
 import { Router, type Request, type Response } from 'express';
-import { FarmError, isJobId, trainingFileKey, trainingImageKey, TrainingRequest, TrainingResumeRequest } from '@darkroom/farm';
+import { FarmError, isJobId, trainingFileKey, trainingImageKey, TrainingResumeRequest } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { parseWith } from '../http-errors.js';
+import { jsonBody } from '../json-body.js';
 import { streamJobEvents } from '../job-actions.js';
 import { cancelTraining } from '../training-cancel.js';
-import { loadTraining, resumeTraining, submitTraining } from '../training-submit.js';
+import { loadTraining, resumeTraining, submitTrainingBody } from '../training-submit.js';
 import { trainingView } from '../training-view.js';
-
-function jsonBody(req: Request): unknown {
-  if (!req.is('application/json')) throw new FarmError('UNSUPPORTED_MEDIA_TYPE', 415, 'send the request as application/json');
-  if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) {
-    throw new FarmError('INVALID_REQUEST', 400, 'the request body must be a JSON object');
-  }
-  return req.body as unknown;
-}
 
 function idParam(req: Request): string {
   const id = String(req.params.id);
@@ -41,8 +34,7 @@ export function trainingRoutes(ctx: ApiContext): Router {
 
   r.post('/v1/trainings', async (req, res) => {
     const body = jsonBody(req);
-    const parsed = parseWith(TrainingRequest, body);
-    const { id, replayed } = await submitTraining(ctx, tenantOf(res), parsed, body, req.get('idempotency-key'));
+    const { id, replayed } = await submitTrainingBody(ctx, tenantOf(res), body, body, req.get('idempotency-key'));
     if (replayed) res.set('Idempotent-Replayed', 'true');
     accepted(res, id, (await trainingView(ctx, tenantOf(res), id))?.state ?? 'queued');
   });
