@@ -12,6 +12,7 @@ import { assetRoutes } from './routes/assets.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { jobRoutes } from './routes/jobs.js';
 import { sdapiRoutes } from './routes/sdapi.js';
+import { sdapiTrainingRoutes } from './routes/sdapi-training.js';
 import { trainingRoutes } from './routes/trainings.js';
 
 function timing(ctx: ApiContext): RequestHandler {
@@ -70,7 +71,7 @@ export function createApp(ctx: ApiContext): Express {
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), limit);
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), limit);
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
-  app.use(json, sdapiRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
+  app.use(json, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.log));

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { AssetRegistry, FarmConfig, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
+import type { AssetCache, AssetRegistry, FarmConfig, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
 import type { ApiMetrics } from './metrics.js';
 
 export interface ApiContext {
@@ -11,6 +11,8 @@ export interface ApiContext {
   queues: FarmQueues;
   storage: Storage;
   registry: AssetRegistry;
+  /** Uploaded checkpoints fetched from storage, for `/sdapi/v1/create/*`, which read the tenant's checkpoint. */
+  modelCache: AssetCache;
   log: Logger;
   masterSecret: string;
   metrics: ApiMetrics;

@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
+import { join } from 'node:path';
 import {
-  AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, openQueues, openStorage, webhookMasterSecret, type FarmQueues,
+  AssetCache, AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, openQueues, openStorage, webhookMasterSecret, type FarmQueues,
 } from '@darkroom/farm';
 import { createApp } from './app.js';
 import type { ApiContext } from './context.js';
@@ -15,10 +16,11 @@ async function main(): Promise<void> {
   let queues: FarmQueues | undefined;
   const metrics = createApiMetrics(() => queues);
   queues = openQueues(cfg, bull);
+  const storage = openStorage(cfg.storageUrl);
   const ctx: ApiContext = {
-    cfg, redis, keys, queues, log, metrics,
+    cfg, redis, keys, queues, log, metrics, storage,
     newBlockingRedis: () => connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-api-reader' }),
-    storage: openStorage(cfg.storageUrl),
+    modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cacheRequests),
     registry: new AssetRegistry(redis, keys),
     masterSecret: await webhookMasterSecret(cfg, redis, keys),
   };

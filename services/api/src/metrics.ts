@@ -12,6 +12,10 @@ export function createApiMetrics(queues: () => FarmQueues | undefined) {
       buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120], registers: [registry],
     }),
     submitted: new Counter({ name: 'darkroom_jobs_submitted_total', help: 'generate jobs accepted', labelNames: ['kind', 'source'] as const, registers: [registry] }),
+    cacheRequests: new Counter({
+      name: 'darkroom_api_cache_requests_total', help: 'checkpoint lookups in the API\'s cache (for /sdapi/v1/create/*)', labelNames: ['cache', 'result'] as const,
+      registers: [registry],
+    }),
     queueJobs: new Gauge({
       name: 'darkroom_queue_jobs', help: 'jobs per queue and BullMQ state', labelNames: ['queue', 'state'] as const, registers: [registry],
       async collect() {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import {
-  AssetView, DatasetSummary, DatasetView, ErrorResponse, Img2ImgRequest, JobAccepted, JobView, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, Txt2ImgRequest,
-  TrainingAccepted, TrainingRequest, TrainingResumeRequest, TrainingView,
+  AssetView, DatasetSummary, DatasetView, ErrorResponse, Img2ImgRequest, JobAccepted, JobView, SdapiCreateEmbedding, SdapiCreateHypernetwork,
+  SdapiImg2ImgRequest, SdapiInfoResponse, SdapiTrainEmbedding, SdapiTrainHypernetwork, SdapiTxt2ImgRequest, Txt2ImgRequest, TrainingAccepted,
+  TrainingRequest, TrainingResumeRequest, TrainingView,
 } from '@darkroom/farm';
 
 function schema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
@@ -39,6 +40,35 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       } } } }, ...errors },
     },
   });
+  const create = (schemaName: string, summary: string) => ({
+    post: {
+      summary, requestBody: { required: true, content: json(schemaName) },
+      responses: {
+        200: { description: 'A1111\'s info text: `create <kind> filename: <file>`, or `create <kind> error: file <file> already exists` without overwrite_old', content: json('SdapiInfoResponse') },
+        422: { description: 'the tenant\'s checkpoint (sd_model_checkpoint) cannot be read', content: json('Error') },
+        ...errors,
+      },
+    },
+  });
+  const train = (schemaName: string, summary: string) => ({
+    post: {
+      summary,
+      description: 'Blocks until the training ends, as A1111\'s call does; POST /v1/trainings is the asynchronous way. The training is queued like any other: '
+        + 'the status line and `X-Darkroom-Training-Id` are sent as soon as it is, and a client that disconnects leaves it running.',
+      parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 },
+        description: 'a repeated call with the same key waits for (or answers from) the same training instead of starting another' }],
+      requestBody: { required: true, content: json(schemaName) },
+      responses: {
+        200: {
+          description: 'A1111\'s info text: `train embedding complete: filename: <file> error: None` (the same words for a hypernetwork), or the error in place of None',
+          headers: { 'X-Darkroom-Training-Id': { schema: { type: 'string' }, description: 'the training, at /v1/trainings/{id}' } },
+          content: json('SdapiInfoResponse'),
+        },
+        422: { description: 'Idempotency-Key reused with another body', content: json('Error') },
+        ...errors,
+      },
+    },
+  });
   return {
     openapi: '3.1.0',
     info: { title: 'Darkroom', version: '0.1.0', description: 'Stable Diffusion render farm with an AUTOMATIC1111-compatible API' },
@@ -59,6 +89,11 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         TrainingResumeRequest: schema(TrainingResumeRequest, 'input'),
         TrainingAccepted: schema(TrainingAccepted, 'output'),
         TrainingView: schema(TrainingView, 'output'),
+        SdapiCreateEmbedding: schema(SdapiCreateEmbedding, 'input'),
+        SdapiCreateHypernetwork: schema(SdapiCreateHypernetwork, 'input'),
+        SdapiTrainEmbedding: schema(SdapiTrainEmbedding, 'input'),
+        SdapiTrainHypernetwork: schema(SdapiTrainHypernetwork, 'input'),
+        SdapiInfoResponse: schema(SdapiInfoResponse, 'output'),
         Error: schema(ErrorResponse, 'output'),
       },
     },
@@ -130,6 +165,10 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/v1/trainings/{id}/images/{file}': { get: { summary: 'download a preview (folder storage; S3 uses presigned URLs)', parameters: [...idParam, { name: 'file', in: 'path', required: true, schema: { type: 'string' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/sdapi/v1/txt2img': sync('SdapiTxt2ImgRequest', 'A1111 txt2img (waits for the job)'),
       '/sdapi/v1/img2img': sync('SdapiImg2ImgRequest', 'A1111 img2img (waits for the job)'),
+      '/sdapi/v1/create/embedding': create('SdapiCreateEmbedding', 'A1111 create_embedding on the tenant\'s checkpoint; stored as the tenant\'s embedding <name>.pt'),
+      '/sdapi/v1/create/hypernetwork': create('SdapiCreateHypernetwork', 'A1111 create_hypernetwork; stored as the tenant\'s hypernetwork <name>.pt'),
+      '/sdapi/v1/train/embedding': train('SdapiTrainEmbedding', 'A1111 train_embedding: trains the tenant\'s embedding on an uploaded dataset (waits for the training)'),
+      '/sdapi/v1/train/hypernetwork': train('SdapiTrainHypernetwork', 'A1111 train_hypernetwork: trains the tenant\'s hypernetwork on an uploaded dataset (waits for the training)'),
       '/sdapi/v1/progress': { get: { summary: 'A1111 progress of this tenant\'s latest /sdapi job', responses: { 200: { description: 'progress' } } } },
       '/sdapi/v1/interrupt': { post: { summary: 'cancel this tenant\'s latest /sdapi job', responses: { 200: { description: '{}' } } } },
       '/sdapi/v1/samplers': { get: { summary: 'A1111 sampler list', responses: { 200: { description: 'samplers' } } } },
