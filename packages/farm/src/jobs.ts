@@ -1,3 +1,4 @@
+import { UnrecoverableError } from 'bullmq';
 import type { EventType } from './events.js';
 import type { GenerateKind, GenerateRequest, JobState, Progress, WebhookSpec } from './schemas.js';
 
@@ -47,6 +48,15 @@ export const CANCELLED_REASON = 'CANCELLED: the job was cancelled';
 
 export function isCancelledReason(reason: string | undefined): boolean {
   return reason !== undefined && reason.startsWith('CANCELLED:');
+}
+
+/**
+ * The error a processor throws for a typed failure: `<code>: <message>` (what splitFailedReason reads back), and
+ * unrecoverable, so BullMQ spends no retry on it, unless the failure is retryable.
+ */
+export function jobFailure(e: { readonly code: string; readonly message: string; readonly retryable?: boolean }): Error {
+  const reason = `${e.code}: ${e.message}`;
+  return e.retryable ? new Error(reason) : new UnrecoverableError(reason);
 }
 
 /** `<code>: <message>` in failedReason keeps a stable code through BullMQ, which stores only a string. */

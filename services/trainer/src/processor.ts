@@ -1,7 +1,7 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  assetKindOf, CANCELLED_REASON, FarmError, isCancelRequested, previewFileName, publishJobEvent, storeAsset, trainingFileKey, trainingFileUrl,
+  assetKindOf, CANCELLED_REASON, FarmError, jobFailure, isCancelRequested, previewFileName, publishJobEvent, storeAsset, trainingFileKey, trainingFileUrl,
   trainingLogPrefix,
   type AssetCache, type AssetRegistry, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type Logger,
   type Storage, type TrainingProgress, type TrainJobData, type TrainJobResult,
@@ -64,7 +64,7 @@ export function trainProcessor(ctx: TrainerContext) {
       inputs = await loadTrainingInputs({ ...ctx, modelsDir: ctx.cfg.modelsDir }, jobId, data, held);
     } catch (e) {
       ctx.modelCache.release(held);
-      if (e instanceof FarmError) throw new UnrecoverableError(`${e.code}: ${e.message}`);
+      if (e instanceof FarmError) throw jobFailure(e);
       throw e;
     }
     await publishJobEvent(ctx.events, evJob, 'started', {
@@ -182,8 +182,7 @@ export function trainProcessor(ctx: TrainerContext) {
     } catch (e) {
       if (e instanceof TrainingFailed) {
         log.warn({ code: e.code, err: e.message }, 'training failed');
-        if (!e.retryable) throw new UnrecoverableError(`${e.code}: ${e.message}`);
-        throw new Error(`${e.code}: ${e.message}`);
+        throw jobFailure(e);
       }
       throw e;
     } finally {

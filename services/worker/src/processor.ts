@@ -1,7 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, CANCELLED_REASON, FarmError, hypernetTags, isCancelRequested, leftWaiting, outputKey, previewKey, previewUrl,
+  AssetRegistry, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelRequested, leftWaiting, outputKey, previewKey, previewUrl,
   publishJobEvent, resolveCheckpoint, type AssetCache, type CancelListener, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData,
   type GenerateJobResult, type JobProgress, type Logger, type Storage,
 } from '@darkroom/farm';
@@ -101,7 +101,7 @@ export function generateProcessor(ctx: ProcessorContext) {
     } catch (e) {
       ctx.cache.release(held);
       ctx.modelCache.release(held);
-      if (e instanceof FarmError) throw new UnrecoverableError(`${e.code}: ${e.message}`);
+      if (e instanceof FarmError) throw jobFailure(e);
       throw e;
     }
 
@@ -163,8 +163,7 @@ export function generateProcessor(ctx: ProcessorContext) {
       }
       if (e instanceof RenderFailed) {
         log.warn({ code: e.code, err: e.message }, 'render failed');
-        if (!e.retryable) throw new UnrecoverableError(`${e.code}: ${e.message}`);
-        throw new Error(`${e.code}: ${e.message}`);
+        throw jobFailure(e);
       }
       throw e;
     } finally {

@@ -1,7 +1,7 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FarmConfig } from '../config.js';
-import type { WebhookJobData } from '../jobs.js';
+import { jobFailure, type WebhookJobData } from '../jobs.js';
 import type { FarmKeys } from '../keys.js';
 import type { Logger } from '../logger.js';
 import { deliverWebhook, DeliveryError } from './deliver.js';
@@ -64,7 +64,7 @@ export function webhookProcessor(ctx: {
       ctx.log.warn({ jobId: d.jobId, messageId: d.messageId, attempt: job.attemptsMade + 1, err: (e as Error).message }, 'webhook delivery failed');
       if (e instanceof SsrfError) {
         ctx.deliveries.inc({ result: 'forbidden' });
-        throw new UnrecoverableError(`${e.code}: ${e.message}`);
+        throw jobFailure(e);
       }
       ctx.deliveries.inc({ result: 'retry' });
       throw e;
