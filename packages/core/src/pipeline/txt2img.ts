@@ -28,6 +28,7 @@ import {
 } from './job.js';
 import { decodedToRgb8, interpolateLatent, resizeImage, resizeNearest, rgbToVaeInput, type LatentInterpolation } from './image.js';
 import { encodeToLatent } from './img2img.js';
+import { hiresSize } from './hires-size.js';
 import type { PipelineModel } from './types.js';
 import { resolveSamplerAndScheduler } from '../sampling/samplers.js';
 
@@ -43,6 +44,11 @@ const IMAGE_UPSCALERS = new Set(['None', 'Lanczos', 'Nearest']);
 
 /** The hires-fix upscaler names this build implements (A1111's /sdapi/v1/upscalers and latent modes). */
 export const HIRES_UPSCALERS: readonly string[] = [...Object.keys(LATENT_MODES), ...IMAGE_UPSCALERS];
+
+/** Latent upscalers resize the first pass's latents; the others decode it, resize the image and encode it again. */
+export function isLatentUpscaler(name: string): boolean {
+  return Object.hasOwn(LATENT_MODES, name);
+}
 
 interface HiresPlan {
   readonly width: number;
@@ -73,34 +79,9 @@ function planHires(p: ResolvedTxt2Img, job: JobState): HiresPlan {
       available: [...Object.keys(LATENT_MODES), ...IMAGE_UPSCALERS],
     });
   }
-  let width: number;
-  let height: number;
-  let truncateX = 0;
-  let truncateY = 0;
-  if (p.hr_resize_x === 0 && p.hr_resize_y === 0) {
-    extra.set('Hires upscale', pyFloat(p.hr_scale));
-    width = Math.trunc(p.width * p.hr_scale);
-    height = Math.trunc(p.height * p.hr_scale);
-  } else {
-    extra.set('Hires resize', `${p.hr_resize_x}x${p.hr_resize_y}`);
-    if (p.hr_resize_y === 0) {
-      width = p.hr_resize_x;
-      height = Math.floor((p.hr_resize_x * p.height) / p.width);
-    } else if (p.hr_resize_x === 0) {
-      width = Math.floor((p.hr_resize_y * p.width) / p.height);
-      height = p.hr_resize_y;
-    } else {
-      if (p.width / p.height < p.hr_resize_x / p.hr_resize_y) {
-        width = p.hr_resize_x;
-        height = Math.floor((p.hr_resize_x * p.height) / p.width);
-      } else {
-        width = Math.floor((p.hr_resize_y * p.width) / p.height);
-        height = p.hr_resize_y;
-      }
-      truncateX = Math.floor((width - p.hr_resize_x) / 8);
-      truncateY = Math.floor((height - p.hr_resize_y) / 8);
-    }
-  }
+  if (p.hr_resize_x === 0 && p.hr_resize_y === 0) extra.set('Hires upscale', pyFloat(p.hr_scale));
+  else extra.set('Hires resize', `${p.hr_resize_x}x${p.hr_resize_y}`);
+  const { width, height, truncateX, truncateY } = hiresSize(p);
   if (p.hr_second_pass_steps) extra.set('Hires steps', p.hr_second_pass_steps);
   if (p.hr_upscaler !== undefined) extra.set('Hires upscaler', p.hr_upscaler);
   const samplerName = resolveSamplerAndScheduler(hrSampler ?? job.samplerName, p.hr_scheduler ?? job.scheduler, false);
