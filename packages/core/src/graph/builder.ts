@@ -2,7 +2,8 @@
  * A typed ONNX graph builder with static shapes. Every method appends nodes in topological order and returns
  * values whose shape and dtype are known at build time. The plain forms (MatMul/Softmax attention, Erf GELU,
  * InstanceNormalization group norm) are the reference used on CPU and in parity tests; `mha` is the fused
- * com.microsoft form that runs on CPU and CUDA.
+ * com.microsoft form that runs on CPU and CUDA; `splitAttention` and `subQuadAttention` compute the plain
+ * form's values in chunks, for sequences whose score matrix would not fit in memory.
  */
 import type { DType, HostTensor } from '../tensor.js';
 import { floatToHalf, numel, toFloat32 } from '../tensor.js';
@@ -10,6 +11,7 @@ import { DarkroomError } from '../errors.js';
 import type { Attr, BuiltModel, Initializer, Node, Value } from './ir.js';
 import { serializeModel, onnxElemType } from './onnx-writer.js';
 import { SHAPE_RULES, normAxis, type OutputInfo } from './shapes.js';
+import { splitAttention, subQuadraticAttention, type ChunkedAttentionOptions } from './attention-chunked.js';
 
 export type { Attr, BuiltModel, Value, Node } from './ir.js';
 
@@ -467,6 +469,10 @@ export class GraphBuilder {
   reduceSum(x: Value, axes: readonly number[], keepdims = true): Value {
     return this.op1('ReduceSum', [x, this.ints(axes.map((a) => normAxis('ReduceSum', a, x.shape.length)))], { keepdims: { i: keepdims ? 1 : 0 } });
   }
+  /** keepdims defaults to true (the ONNX default, not torch's). */
+  reduceMax(x: Value, axes: readonly number[], keepdims = true): Value {
+    return this.op1('ReduceMax', [x], { axes: { ints: axes.map((a) => normAxis('ReduceMax', a, x.shape.length)) }, keepdims: { i: keepdims ? 1 : 0 } });
+  }
   /** mean((a - b)^2) over every element, as a rank-0 value: the training losses' MSE. */
   meanSquaredError(a: Value, b: Value): Value {
     const d = this.sub(a, b);
@@ -565,6 +571,29 @@ export class GraphBuilder {
     if (bias) scores = this.add(scores, bias);
     const out = this.matmul(this.softmax(scores, -1), vh);
     return this.reshape(this.transpose(out, [0, 2, 1, 3]), [b, s, heads * dv]);
+  }
+
+  /**
+   * Split attention (A1111's --opt-split-attention): the plain form over query slices of `querySizes` tokens
+   * (see `planSplit`), so only one slice's scores exist at a time. Scores and softmax in float32.
+   */
+  splitAttention(q: Value, k: Value, v: Value, heads: number, querySizes: readonly number[], opts: ChunkedAttentionOptions = {}): Value {
+    return splitAttention(this, q, k, v, heads, querySizes, opts);
+  }
+
+  /**
+   * Sub-quadratic attention (A1111's --opt-sub-quad-attention): query chunks x key chunks combined by the
+   * online softmax (see `planSubQuad`), so only one block's scores exist at a time. Scores in float32.
+   */
+  subQuadAttention(
+    q: Value,
+    k: Value,
+    v: Value,
+    heads: number,
+    chunks: { readonly queries: readonly number[]; readonly keys: readonly number[] },
+    opts: ChunkedAttentionOptions = {},
+  ): Value {
+    return subQuadraticAttention(this, q, k, v, heads, chunks.queries, chunks.keys, opts);
   }
 
   /**

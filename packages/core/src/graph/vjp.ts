@@ -116,6 +116,25 @@ function reduceVjp(ctx: VjpContext, axesOf: (ctx: VjpContext) => number[] | unde
   return [b.expand(g, x.shape)];
 }
 
+/** As torch.amax: the cotangent goes to the positions that hold the maximum, shared evenly between ties. */
+function reduceMaxVjp(ctx: VjpContext): Array<Value | undefined> {
+  const { b } = ctx;
+  const x = input(ctx, 0);
+  const rank = x.shape.length;
+  const listed = attrInts(ctx.node.attrs, 'axes');
+  const axes = listed && listed.length > 0 ? listed.map((a) => normAxis('ReduceMax', a, rank)) : x.shape.map((_, i) => i);
+  const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  let y = ctx.node.outputs[0]!;
+  let g = dy0(ctx);
+  if (attrInt(ctx.node.attrs, 'keepdims', 1) === 0) {
+    y = b.reshape(y, kept);
+    g = b.reshape(g, kept);
+  }
+  const hit = b.op('Equal', [x, y])[0]!;
+  const ties = b.reduceSum(b.cast(hit, x.dtype), axes, true);
+  return [b.where(hit, b.expand(b.div(g, ties), x.shape), 0)];
+}
+
 /** Cotangent of normalizing x over `axes` (mean/variance per remaining index): the LayerNorm/InstanceNorm core. */
 function normalizeVjp(b: GraphBuilder, x: Value, dxhat: Value, axes: number[], eps: number): { dx: Value; xhat: Value } {
   const mean = b.reduceMean(x, axes);
@@ -425,6 +444,7 @@ export const VJP_RULES: Record<string, VjpRule> = {
     reduceVjp(ctx, (c) => (c.node.inputs[1] ? constInts('ReduceSum', { constantOf: (v) => c.b.constantOf(v) }, c.node.inputs[1], 'axes') : undefined), false)[0],
     undefined,
   ],
+  ReduceMax: reduceMaxVjp,
   Softmax: (ctx) => {
     const { b } = ctx;
     const y = ctx.node.outputs[0]!;
