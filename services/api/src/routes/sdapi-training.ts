@@ -41,6 +41,8 @@ export function sdapiTrainingRoutes(ctx: ApiContext): Router {
     res.on('close', () => {
       if (!res.writableEnded) gone.abort();
     });
+    // A client that left while the training was being queued closed the connection before there was a listener.
+    if (req.socket.destroyed) gone.abort();
     let info: string;
     try {
       // No timeout: A1111's call blocks for as long as the training takes.
