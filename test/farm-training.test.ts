@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { encodePng } from '@darkroom/core/formats/png.js';
 import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
 import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
 import { loadHypernetwork } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
@@ -14,32 +13,13 @@ import { farmKeys, readJobEvents, trainingJobOptions, TrainingRequest, verifyWeb
 import { newSubject } from '../services/trainer/src/subjects.js';
 import { freePort, HookReceiver, readEvents, startFarm, waitFor, type Farm, type ServiceProcess } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
+import { STRIPES_DATASET, uploadDataset } from './support/training-data.js';
 
 const KEY_A = 'alice-key-0123456789';
 const KEY_B = 'bob-key-0123456789';
 const ADMIN = 'admin-key-0123456789';
 
-/**
- * Four 64x64 images of different stripes (the demo model's VAE makes 8x8 latents of them) and one caption.
- * Small on purpose: an optimizer step on the demo model takes tens of milliseconds.
- */
-function stripes(seed: number): Uint8Array {
-  const w = 64;
-  const data = new Uint8Array(w * w * 3);
-  for (let y = 0; y < w; y++) {
-    for (let x = 0; x < w; x++) {
-      const i = (y * w + x) * 3;
-      data[i] = (x * 4 + seed * 40) & 255;
-      data[i + 1] = (y * 4) & 255;
-      data[i + 2] = ((x + y) * 2 * seed) & 255;
-    }
-  }
-  return encodePng({ width: w, height: w, channels: 3, data });
-}
-const DATASET = [
-  ...[1, 2, 3, 4].map((s) => ({ name: `img${s}.png`, bytes: stripes(s) })),
-  { name: 'img1.txt', bytes: new TextEncoder().encode('red stripes') },
-];
+const DATASET = STRIPES_DATASET;
 
 /** An embedding run: a few hundred steps on the demo model with a checkpoint every 25. */
 const EMBEDDING = {
@@ -96,14 +76,7 @@ describe('training as queued jobs (real HTTP, Redis, s3rver, trainer processes)'
     });
     hooks = new HookReceiver(await freePort());
     await hooks.start();
-    for (const [tenant, key] of [['alice', KEY_A], ['bob', KEY_B]] as const) {
-      const form = new FormData();
-      form.append('name', 'stripes');
-      for (const f of DATASET) form.append('files', new Blob([f.bytes]), f.name);
-      const res = await fetch(`${farm.url}/v1/datasets`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: form });
-      assert.equal(res.status, 201, await res.clone().text());
-      datasets[tenant] = ((await res.json()) as { id: string }).id;
-    }
+    for (const [tenant, key] of [['alice', KEY_A], ['bob', KEY_B]] as const) datasets[tenant] = await uploadDataset(farm, key, 'stripes');
   });
 
   after(async () => {
