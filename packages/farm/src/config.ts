@@ -31,7 +31,12 @@ export interface FarmConfig {
   jobBackoffMs: number;
   lockDurationMs: number;
   stalledIntervalMs: number;
+  /** Worker losses (stalls) a generation job may cause; at this many it is quarantined instead of retried. */
   maxStalledCount: number;
+  /** Peak memory a worker takes jobs up to (WORKER_MEMORY_BUDGET); null = the machine's memory less a margin. */
+  workerMemoryBudget: number | null;
+  /** Workers and trainers refresh their heartbeat this often; it expires after three intervals without one. */
+  heartbeatIntervalMs: number;
   retainCompletedS: number;
   retainFailedS: number;
   syncTimeoutMs: number;
@@ -145,7 +150,9 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     jobBackoffMs: int(env, 'JOB_BACKOFF_MS', 2_000),
     lockDurationMs: int(env, 'LOCK_DURATION_MS', 30_000, 1000),
     stalledIntervalMs: int(env, 'STALLED_INTERVAL_MS', 30_000, 500),
-    maxStalledCount: int(env, 'MAX_STALLED_COUNT', 2),
+    maxStalledCount: int(env, 'MAX_STALLED_COUNT', 2, 1),
+    workerMemoryBudget: env.WORKER_MEMORY_BUDGET ? int(env, 'WORKER_MEMORY_BUDGET', 0, 64 * 1024 ** 2) : null,
+    heartbeatIntervalMs: int(env, 'HEARTBEAT_INTERVAL_MS', 5_000, 100),
     retainCompletedS: int(env, 'RETAIN_COMPLETED_S', 7 * 86400),
     retainFailedS: int(env, 'RETAIN_FAILED_S', 30 * 86400),
     syncTimeoutMs: int(env, 'SYNC_TIMEOUT_MS', 10 * 60_000, 1),

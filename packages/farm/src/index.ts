@@ -38,3 +38,7 @@ export * from './dataset-ref.js';
 export * from './hypernetwork-sizes.js';
 export * from './sdapi-training-schemas.js';
 export * from './sdapi-training-map.js';
+export * from './machine-memory.js';
+export * from './heartbeats.js';
+export * from './admission.js';
+export * from './worker-loss.js';

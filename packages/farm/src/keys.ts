@@ -22,6 +22,10 @@ export function farmKeys(prefix: string) {
     tenantWaiting: (tenant: string) => `${base}:tenant-waiting:${tenant}`,
     idempotencyClaim: (jobId: string) => `${base}:idem-claim:${jobId}`,
     webhookMaster: `${base}:webhook-master-secret`,
+    /** A worker's or trainer's advert, alive while its TTL lasts. */
+    heartbeat: (queue: string, name: string) => `${base}:heartbeat:${queue}:${name}`,
+    /** Names that have sent a heartbeat on a queue (the heartbeat keys say which are still alive). */
+    heartbeats: (queue: string) => `${base}:heartbeats:${queue}`,
   };
 }
 export type FarmKeys = ReturnType<typeof farmKeys>;

@@ -10,7 +10,7 @@ const int = () => z.number().int();
 const nullableString = () => z.string().nullable().default(null);
 const nullableNumber = () => z.number().nullable().default(null);
 
-export const WEBHOOK_EVENTS = ['queued', 'started', 'progress', 'completed', 'failed', 'cancelled'] as const;
+export const WEBHOOK_EVENTS = ['queued', 'started', 'progress', 'worker_lost', 'completed', 'failed', 'cancelled'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 export const DEFAULT_WEBHOOK_EVENTS: WebhookEvent[] = ['completed', 'failed', 'cancelled'];
 
