@@ -7,6 +7,7 @@ import { DarkroomError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import type { BuiltModel } from '../graph/ir.js';
 import type { Float32Tensor } from '../tensor.js';
+import type { AttentionBuild } from './attention.js';
 import type { TextEncoderConfig, UNetConfig, VaeConfig } from './config.js';
 import { buildTextEncoder, hiddenOutputName, textOutputName } from './clip.js';
 import type { ComputeDType } from './layers.js';
@@ -46,6 +47,8 @@ export interface UNetGraphOptions extends SerializeOptions {
   readonly contextLength: number;
   readonly dtype?: ComputeDType;
   readonly fusedAttention?: boolean;
+  /** Plain, split, sub-quadratic or fused attention by layer size; overrides `fusedAttention`. */
+  readonly attention?: AttentionBuild;
   readonly exposeEmbeddings?: boolean;
   readonly attentionContext?: AttentionContextHook;
 }
@@ -82,6 +85,8 @@ export interface VaeGraphOptions extends SerializeOptions {
   readonly scaleFactor: number;
   readonly dtype?: ComputeDType;
   readonly fusedAttention?: boolean;
+  /** Plain, split, sub-quadratic or fused attention by layer size; overrides `fusedAttention`. */
+  readonly attention?: AttentionBuild;
   readonly expose?: boolean;
 }
 

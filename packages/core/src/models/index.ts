@@ -24,6 +24,11 @@
  * - Graphs have static shapes: each new (batch, size, context length, variant) compiles once, is cached on
  *   disk under `cacheDir` keyed by the checkpoint sha256, and reused by later loads.
  * - `fp16` / `fusedAttention` make GPU-oriented graphs; the default float32 plain graph is the reference.
+ * - `attention` (auto | plain | split | subquad | fused, or A1111's flag names) picks how the UNet and VAE
+ *   attentions are built: split and sub-quadratic chunks never hold a whole score matrix, `auto` keeps the plain
+ *   reference wherever its scores fit `attentionChunkBytes` (CPU) and uses the fused kernel above that (and on
+ *   GPUs). Same pixels within float rounding; part of the compile-cache key.
+ * - `vaeTiling`: decode/encode large images in overlapping blended tiles (auto above 1024x1024 pixels).
  * - Config: inferred from tensor shapes; an explicit `config` (JSON or ldm yaml) or a `<checkpoint>.yaml` beside
  *   the checkpoint adds what shapes cannot say (non-standard head layouts, v parameterization).
  * - Errors: MODEL_UNSUPPORTED (SDXL and other families, unknown files), MODEL_CONFIG_REQUIRED (non-standard
@@ -62,6 +67,16 @@ export { buildTextEncoder, textOutputName, type TextBuildOptions, type TextGraph
 export { buildVaeDecoder, buildVaeEncoder, type VaeBuildOptions } from './vae.js';
 export { textEncoderModel, unetBuilder, unetModel, vaeDecoderModel, vaeEncoderModel, type Weights } from './graphs.js';
 export type { ComputeDType } from './layers.js';
+export {
+  ATTENTION_MODES,
+  DEFAULT_ATTENTION_CHUNK_BYTES,
+  attentionBuild,
+  parseAttentionMode,
+  type AttentionBuild,
+  type AttentionForm,
+  type AttentionMode,
+} from './attention.js';
+export { DEFAULT_VAE_TILING, vaeTiling, type VaeTiling, type VaeTilingMode, type VaeTilingOption } from './vae-tiles.js';
 
 import type { Float32Tensor } from '../tensor.js';
 

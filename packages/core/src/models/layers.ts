@@ -1,7 +1,7 @@
 /**
  * Building blocks shared by the CLIP, UNet and VAE graphs: checkpoint weights as graph initializers in the
  * compute dtype, Linear / Conv2d / norms with torch semantics, and multi-head attention in its plain form
- * (the reference) or the fused com.microsoft form.
+ * (the reference), in split or sub-quadratic chunks, or in the fused com.microsoft form.
  *
  * Precision: the reference graph is float32 end to end. The float16 form stores weights and computes in
  * half, but keeps GroupNorm statistics, LayerNorm and the attention softmax in float32 as A1111 does
@@ -10,6 +10,7 @@
 import { DarkroomError } from '../errors.js';
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { floatToHalf, type Float32Tensor, type HostTensor } from '../tensor.js';
+import { layerAttention, PLAIN_ATTENTION, type AttentionBuild } from './attention.js';
 
 export type ComputeDType = 'float32' | 'float16';
 
@@ -116,8 +117,10 @@ export interface AttentionOptions {
   readonly scaleAt?: 'scores' | 'query';
   /** Added to the scores before the softmax, broadcast over batch and heads: (S, L). */
   readonly mask?: Value;
-  /** Use com.microsoft MultiHeadAttention (no mask support). */
+  /** Use com.microsoft MultiHeadAttention (no mask support); shorthand for `attention` with the fused form. */
   readonly fused?: boolean;
+  /** The form by the layer's size: plain, split, sub-quadratic or fused (default plain). */
+  readonly attention?: AttentionBuild;
 }
 
 /** Multi-head attention over q (B,S,D), k (B,L,D), v (B,L,D) -> (B,S,D), softmax in float32. */
@@ -126,9 +129,16 @@ export function multiHeadAttention(b: GraphBuilder, q: Value, k: Value, v: Value
   const l = k.shape[1]!;
   const dh = d / heads;
   const scale = 1 / Math.sqrt(dh);
-  if (opts.fused && !opts.mask) {
+  const build = opts.attention ?? (opts.fused ? { form: 'fused' as const, chunkBytes: PLAIN_ATTENTION.chunkBytes, plainWhenFits: false } : PLAIN_ATTENTION);
+  const layer = layerAttention(build, { batch, heads, queries: s, keys: l });
+  if (layer.form === 'fused' && !opts.mask) {
     const out = b.mha(b.cast(q, 'float32'), b.cast(k, 'float32'), b.cast(v, 'float32'), heads, scale);
     return b.cast(out, q.dtype);
+  }
+  if (layer.form === 'split' || layer.form === 'subquad') {
+    const qs = opts.scaleAt === 'query' ? b.mul(q, scale) : q;
+    const chunked = { scale: opts.scaleAt === 'query' ? 1 : scale, ...(opts.mask ? { bias: opts.mask } : {}) };
+    return layer.form === 'split' ? b.splitAttention(qs, k, v, heads, layer.queries, chunked) : b.subQuadAttention(qs, k, v, heads, layer, chunked);
   }
   const qs = opts.scaleAt === 'query' ? b.mul(q, scale) : q;
   const qh = b.transpose(b.reshape(qs, [batch, s, heads, dh]), [0, 2, 1, 3]);

@@ -11,6 +11,7 @@ import { DarkroomError } from '../errors.js';
 import type { BuiltModel } from '../graph/ir.js';
 import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../tensor.js';
+import { attentionBuild, attentionKey, parseAttentionMode } from './attention.js';
 import { CompileCache, DEFAULT_CACHE_DIR, cachedFact, cachedFileHash, type GraphKey } from './cache.js';
 import { openCheckpoint, readComponent, readFloat32, sha256File, withVae, type CheckpointSource } from './checkpoint.js';
 import { textOutputName, tokenEmbeddingKey } from './clip.js';
@@ -28,6 +29,7 @@ import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from '.
 import type { ComputeDType } from './layers.js';
 import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
 import type { AttentionContextHook } from './unet.js';
+import { runTiled, tilesNeeded, vaeTiling, type VaeTilingOption } from './vae-tiles.js';
 import { parseYaml } from './yaml.js';
 
 /**
@@ -108,8 +110,21 @@ export interface LoadModelOptions {
   readonly threads?: number;
   /** Half-precision weights and compute (GPU); the float32 graph stays the reference. */
   readonly fp16?: boolean;
-  /** com.microsoft MultiHeadAttention in the UNet and VAE. */
+  /** com.microsoft MultiHeadAttention in the UNet and VAE (the same as `attention: 'fused'`). */
   readonly fusedAttention?: boolean;
+  /**
+   * How the UNet and VAE attentions are built: `auto` (default), `plain`, `split`, `subquad`, `fused`, or A1111's
+   * flag names (`opt-split-attention`, `opt-sub-quad-attention`, `xformers`). Memory and speed change, the
+   * image only by float rounding; see models/attention.ts.
+   */
+  readonly attention?: string;
+  /** Memory target of one attention chunk, in bytes (default 256 MiB); decides the chunk sizes. */
+  readonly attentionChunkBytes?: number;
+  /**
+   * VAE decode/encode in overlapping blended tiles: `auto` (default: images above 1024x1024 pixels), `always`,
+   * `never`, or the tile size, overlap (latent pixels) and threshold; see models/vae-tiles.ts.
+   */
+  readonly vaeTiling?: VaeTilingOption;
   /** Sessions kept open per component (each holds a copy of the weights); least recently used go first. */
   readonly maxSessionsPerComponent?: number;
   /**
@@ -264,7 +279,12 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const dtype: ComputeDType = opts.fp16 ? 'float16' : 'float32';
   // Weights leave the .onnx so the cache can share them between the graphs of different input shapes.
   const externalDataAboveBytes = 64 * 1024;
-  const fused = opts.fusedAttention ?? false;
+  const attention = attentionBuild(
+    opts.attention !== undefined ? parseAttentionMode(opts.attention) : opts.fusedAttention ? 'fused' : 'auto',
+    opts.provider ?? 'cpu',
+    opts.attentionChunkBytes,
+  );
+  const attentionFacts = attentionKey(attention);
   const pool = new SessionPool(opts.maxSessionsPerComponent ?? 2, (path) =>
     createSession(path, {
       ...(opts.provider ? { provider: opts.provider } : {}),
@@ -318,7 +338,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         }
       }
       if (t.length !== batch) throw new DarkroomError('MODEL_BAD_INPUT', `t has ${t.length} values for a batch of ${batch}`);
-      const options = { batch, height, width, contextLength: l, fused, variant: variant?.key ?? null };
+      const options = { batch, height, width, contextLength: l, attention: attentionFacts, variant: variant?.key ?? null };
       const path = await graph('unet', UNET_PREFIX, options, (w) =>
         unetModel(w, config.unet, {
           batch,
@@ -326,7 +346,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
           width,
           contextLength: l,
           dtype,
-          fusedAttention: fused,
+          attention,
           externalDataAboveBytes,
           ...(variant ? { attentionContext: variant.attentionContext } : {}),
         }),
@@ -342,25 +362,40 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     },
   };
 
+  const decodeWhole = async (latent: Float32Tensor): Promise<Float32Tensor> => {
+    const [batch, , height, width] = latent.shape as [number, number, number, number];
+    const path = await graph('vae_decoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts }, (w) =>
+      vaeDecoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes }),
+    );
+    return output(await pool.run('vae_decoder', path, { latent }), 'image');
+  };
+  const encodeWhole = async (image: Float32Tensor): Promise<{ mean: Float32Tensor; std: Float32Tensor }> => {
+    const [batch, , height, width] = image.shape as [number, number, number, number];
+    const path = await graph('vae_encoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts }, (w) =>
+      vaeEncoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes }),
+    );
+    const r = await pool.run('vae_encoder', path, { image });
+    return { mean: output(r, 'mean'), std: output(r, 'std') };
+  };
+  const tiling = vaeTiling(opts.vaeTiling);
+  const factor = 2 ** (config.vae.chMult.length - 1);
+
   const vae: Vae = {
     async decode(latent) {
-      const [batch, height, width] = check4d('latent', latent, config.vae.embedDim);
-      const path = await graph('vae_decoder', VAE_PREFIX, { batch, height, width, fused }, (w) =>
-        vaeDecoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused, externalDataAboveBytes }),
-      );
-      return output(await pool.run('vae_decoder', path, { latent }), 'image');
+      const [, height, width] = check4d('latent', latent, config.vae.embedDim);
+      if (!tilesNeeded(tiling, height, width, factor)) return decodeWhole(latent);
+      const plan = { tile: tiling.tile, overlap: tiling.overlap, inUnit: 1, outUnit: factor };
+      return (await runTiled(latent, plan, async (t) => ({ image: await decodeWhole(t) }))).image!;
     },
     async encode(image) {
-      const [batch, height, width] = check4d('image', image, config.vae.inChannels);
-      const factor = 2 ** (config.vae.chMult.length - 1);
+      const [, height, width] = check4d('image', image, config.vae.inChannels);
       if (height % factor || width % factor) {
         throw new DarkroomError('MODEL_BAD_INPUT', `image size ${width}x${height} must be a multiple of ${factor}`);
       }
-      const path = await graph('vae_encoder', VAE_PREFIX, { batch, height, width, fused }, (w) =>
-        vaeEncoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, fusedAttention: fused, externalDataAboveBytes }),
-      );
-      const r = await pool.run('vae_encoder', path, { image });
-      return { mean: output(r, 'mean'), std: output(r, 'std') };
+      if (!tilesNeeded(tiling, height / factor, width / factor, factor)) return encodeWhole(image);
+      const plan = { tile: tiling.tile, overlap: tiling.overlap, inUnit: factor, outUnit: 1 };
+      const r = await runTiled(image, plan, async (t) => encodeWhole(t));
+      return { mean: r.mean!, std: r.std! };
     },
   };
 

@@ -12,6 +12,7 @@
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { hostTensor } from '../graph/builder.js';
 import type { Float32Tensor } from '../tensor.js';
+import type { AttentionBuild } from './attention.js';
 import { attentionHeads, type UNetConfig } from './config.js';
 import {
   conv2d,
@@ -54,6 +55,8 @@ export interface UNetBuildOptions {
   readonly dtype?: ComputeDType;
   /** com.microsoft MultiHeadAttention instead of the plain MatMul/Softmax form. */
   readonly fusedAttention?: boolean;
+  /** The attention form by layer size (plain, split, sub-quadratic, fused); overrides `fusedAttention`. */
+  readonly attention?: AttentionBuild;
   readonly attentionContext?: AttentionContextHook;
   /** Adds `t_emb` and `emb` outputs (parity checks). */
   readonly exposeEmbeddings?: boolean;
@@ -132,7 +135,11 @@ class UNetBuilder {
     const q = linear(w, x, `${name}.to_q`, false);
     const k = linear(w, sources.k, `${name}.to_k`, false);
     const v = linear(w, sources.v, `${name}.to_v`, false);
-    const out = multiHeadAttention(b, q, k, v, heads, { scaleAt: 'scores', fused: this.opts.fusedAttention ?? false });
+    const out = multiHeadAttention(b, q, k, v, heads, {
+      scaleAt: 'scores',
+      fused: this.opts.fusedAttention ?? false,
+      ...(this.opts.attention ? { attention: this.opts.attention } : {}),
+    });
     return linear(w, out, `${name}.to_out.0`);
   }
 

@@ -15,7 +15,8 @@
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import type { Float32Tensor } from '../tensor.js';
 import type { VaeConfig } from './config.js';
-import { conv2d, groupNorm, ModuleWeights, multiHeadAttention, type ComputeDType } from './layers.js';
+import type { AttentionBuild } from './attention.js';
+import { conv2d, groupNorm, ModuleWeights, multiHeadAttention, type AttentionOptions, type ComputeDType } from './layers.js';
 
 const EPS = 1e-6;
 
@@ -28,6 +29,13 @@ export interface VaeBuildOptions {
   readonly dtype?: ComputeDType;
   /** com.microsoft MultiHeadAttention for the mid-block attention. */
   readonly fusedAttention?: boolean;
+  /** The attention form by layer size (plain, split, sub-quadratic, fused); overrides `fusedAttention`. */
+  readonly attention?: AttentionBuild;
+}
+
+/** The attention options of a VAE build: A1111 applies its attention optimizations to the VAE's AttnBlock too. */
+function attentionOf(opts: VaeBuildOptions): AttentionOptions {
+  return { scaleAt: 'scores', fused: opts.fusedAttention ?? false, ...(opts.attention ? { attention: opts.attention } : {}) };
 }
 
 function resnetBlock(w: ModuleWeights, x: Value, name: string): Value {
@@ -38,7 +46,7 @@ function resnetBlock(w: ModuleWeights, x: Value, name: string): Value {
   return b.add(skip, h);
 }
 
-function attnBlock(w: ModuleWeights, x: Value, name: string, fused: boolean): Value {
+function attnBlock(w: ModuleWeights, x: Value, name: string, attention: AttentionOptions): Value {
   const b = w.b;
   const [n, c, hh, ww] = x.shape as [number, number, number, number];
   const h = groupNorm(w, x, `${name}.norm`, EPS);
@@ -46,14 +54,14 @@ function attnBlock(w: ModuleWeights, x: Value, name: string, fused: boolean): Va
   const q = tokens(conv2d(w, h, `${name}.q`));
   const k = tokens(conv2d(w, h, `${name}.k`));
   const v = tokens(conv2d(w, h, `${name}.v`));
-  const out = multiHeadAttention(b, q, k, v, 1, { scaleAt: 'scores', fused });
+  const out = multiHeadAttention(b, q, k, v, 1, attention);
   const back = b.reshape(b.transpose(out, [0, 2, 1]), [n, c, hh, ww]);
   return b.add(x, conv2d(w, back, `${name}.proj_out`));
 }
 
-function midBlock(w: ModuleWeights, h: Value, prefix: string, fused: boolean): Value {
+function midBlock(w: ModuleWeights, h: Value, prefix: string, attention: AttentionOptions): Value {
   h = resnetBlock(w, h, `${prefix}.mid.block_1`);
-  h = attnBlock(w, h, `${prefix}.mid.attn_1`, fused);
+  h = attnBlock(w, h, `${prefix}.mid.attn_1`, attention);
   return resnetBlock(w, h, `${prefix}.mid.block_2`);
 }
 
@@ -69,11 +77,11 @@ export function buildVaeDecoder(
   const z = b.mul(latent, Math.fround(1 / opts.scaleFactor));
   let h = conv2d(w, b.cast(z, dtype), 'post_quant_conv');
   h = conv2d(w, h, 'decoder.conv_in', { pad: 1 });
-  h = midBlock(w, h, 'decoder', opts.fusedAttention ?? false);
+  h = midBlock(w, h, 'decoder', attentionOf(opts));
   for (let level = cfg.chMult.length - 1; level >= 0; level--) {
     for (let i = 0; i <= cfg.numResBlocks; i++) {
       h = resnetBlock(w, h, `decoder.up.${level}.block.${i}`);
-      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `decoder.up.${level}.attn.${i}`, opts.fusedAttention ?? false);
+      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `decoder.up.${level}.attn.${i}`, attentionOf(opts));
     }
     if (level !== 0) h = conv2d(w, b.resizeNearest(h, 2), `decoder.up.${level}.upsample.conv`, { pad: 1 });
   }
@@ -94,13 +102,13 @@ export function buildVaeEncoder(
   for (let level = 0; level < cfg.chMult.length; level++) {
     for (let i = 0; i < cfg.numResBlocks; i++) {
       h = resnetBlock(w, h, `encoder.down.${level}.block.${i}`);
-      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `encoder.down.${level}.attn.${i}`, opts.fusedAttention ?? false);
+      if (cfg.attnLevels.includes(level)) h = attnBlock(w, h, `encoder.down.${level}.attn.${i}`, attentionOf(opts));
     }
     if (level !== cfg.chMult.length - 1) {
       h = conv2d(w, b.pad(h, [0, 0, 0, 0, 0, 0, 1, 1]), `encoder.down.${level}.downsample.conv`, { stride: 2 });
     }
   }
-  h = midBlock(w, h, 'encoder', opts.fusedAttention ?? false);
+  h = midBlock(w, h, 'encoder', attentionOf(opts));
   h = conv2d(w, b.silu(groupNorm(w, h, 'encoder.norm_out', EPS)), 'encoder.conv_out', { pad: 1 });
   const moments = b.cast(conv2d(w, h, 'quant_conv'), 'float32');
   const e = cfg.embedDim;

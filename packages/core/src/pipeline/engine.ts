@@ -12,6 +12,8 @@ import { parseGenerationParameters, type ParsedInfotextValue } from '../formats/
 import { readPngChunks, decodeTextChunk } from '../formats/png.js';
 import { loadModel, type StableDiffusionModel } from '../models/load.js';
 import { DEFAULT_CACHE_DIR } from '../models/cache.js';
+import { parseAttentionMode } from '../models/attention.js';
+import { vaeTiling, type VaeTilingOption } from '../models/vae-tiles.js';
 import type { Provider } from '../runtime/session.js';
 import { EmbeddingDatabase } from '../networks/embeddings/database.js';
 import { loadEmbeddingFile } from '../networks/embeddings/load.js';
@@ -48,6 +50,15 @@ export interface EngineOptions {
   readonly vocabulary?: string;
   /** The infotext's Version (default v1.10.1). */
   readonly version?: string;
+  /**
+   * Attention form for every model this engine loads: auto (default), plain, split, subquad, fused, or A1111's
+   * flags (opt-split-attention, opt-sub-quad-attention, xformers). Never written into infotexts.
+   */
+  readonly attention?: string;
+  /** Memory target of one attention chunk in bytes (split and sub-quadratic chunk sizes). */
+  readonly attentionChunkBytes?: number;
+  /** VAE tiling for large images: auto (default: above 1024x1024), always, never, or tile settings. */
+  readonly vaeTiling?: VaeTilingOption;
 }
 
 /** A file and the name it goes by in prompts and infotexts. */
@@ -141,7 +152,11 @@ export class Engine {
   private readonly hypernetworkFiles = new Map<string, Promise<Hypernetwork>>();
   private clock = 0;
 
-  constructor(readonly options: EngineOptions = {}) {}
+  constructor(readonly options: EngineOptions = {}) {
+    // A mistyped mode fails when the engine is made, not at the first job.
+    if (options.attention !== undefined) parseAttentionMode(options.attention);
+    if (options.vaeTiling !== undefined) vaeTiling(options.vaeTiling);
+  }
 
   private get root(): string {
     return resolve(this.options.root ?? process.cwd());
@@ -178,6 +193,9 @@ export class Engine {
       ...(this.options.provider ? { provider: this.options.provider } : {}),
       ...(this.options.fallbackToCpu !== undefined ? { fallbackToCpu: this.options.fallbackToCpu } : {}),
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
+      ...(this.options.attention !== undefined ? { attention: this.options.attention } : {}),
+      ...(this.options.attentionChunkBytes !== undefined ? { attentionChunkBytes: this.options.attentionChunkBytes } : {}),
+      ...(this.options.vaeTiling !== undefined ? { vaeTiling: this.options.vaeTiling } : {}),
     });
     // weights are held by the host copy and by each session: about three times the file
     const bytes = statSync(path).size * 3;

@@ -1,0 +1,87 @@
+/**
+ * How the UNet and VAE attentions are built: the plain MatMul/Softmax form (the reference), split or
+ * sub-quadratic chunks that never hold a whole score matrix, or onnxruntime's fused MultiHeadAttention.
+ * A worker or engine picks one mode; it changes memory and speed, not the image beyond float rounding, so it
+ * is part of the compile-cache key and never of the infotext.
+ */
+import { DarkroomError } from '../errors.js';
+import { planSplit, planSubQuad, scoresFit, type ScoreShape } from '../graph/attention-plan.js';
+import type { Provider } from '../runtime/session.js';
+
+export type AttentionForm = 'plain' | 'split' | 'subquad' | 'fused';
+export type AttentionMode = 'auto' | AttentionForm;
+
+export const ATTENTION_MODES: readonly AttentionMode[] = ['auto', 'plain', 'split', 'subquad', 'fused'];
+
+/** Score blocks of one chunk stay within this by default: a few of them beside a UNet's own activations. */
+export const DEFAULT_ATTENTION_CHUNK_BYTES = 256 * 1024 ** 2;
+
+/** A1111's command-line names for the same choices (with or without the leading dashes). */
+const ALIASES: Readonly<Record<string, AttentionMode>> = {
+  'opt-split-attention': 'split',
+  'opt-split-attention-v1': 'split',
+  'opt-sub-quad-attention': 'subquad',
+  'sub-quad': 'subquad',
+  xformers: 'fused',
+  'opt-sdp-attention': 'fused',
+  'opt-sdp-no-mem-attention': 'fused',
+  'disable-opt-split-attention': 'plain',
+};
+
+/** An attention mode from configuration text: a mode name or one of A1111's flag names. */
+export function parseAttentionMode(raw: string): AttentionMode {
+  const name = raw.trim().toLowerCase().replace(/^-+/, '');
+  const mode = (ATTENTION_MODES as readonly string[]).includes(name) ? (name as AttentionMode) : ALIASES[name];
+  if (!mode) {
+    throw new DarkroomError(
+      'ATTENTION_MODE_UNKNOWN',
+      `unknown attention mode "${raw}"; use ${ATTENTION_MODES.join(', ')} or one of A1111's flags (${Object.keys(ALIASES).join(', ')})`,
+      { mode: raw },
+    );
+  }
+  return mode;
+}
+
+/** What the graph builders are given: the form for large attentions and the memory target of one chunk. */
+export interface AttentionBuild {
+  readonly form: AttentionForm;
+  /** Bytes the float32 score blocks of one chunk (and what is derived from them) may take. */
+  readonly chunkBytes: number;
+  /** Attentions whose whole score matrix fits `chunkBytes` use the plain form (the reference) whatever `form` is. */
+  readonly plainWhenFits: boolean;
+}
+
+export const PLAIN_ATTENTION: AttentionBuild = { form: 'plain', chunkBytes: DEFAULT_ATTENTION_CHUNK_BYTES, plainWhenFits: true };
+
+/**
+ * The build for a mode on a provider. `auto`: the fused kernels on GPU providers (memory-efficient there);
+ * on the CPU the plain reference wherever its score matrix fits the target, and the fused kernel above it
+ * (onnxruntime's CPU MultiHeadAttention works in blocks and is the fastest of the lean forms there).
+ */
+export function attentionBuild(mode: AttentionMode, provider: Provider = 'cpu', chunkBytes = DEFAULT_ATTENTION_CHUNK_BYTES): AttentionBuild {
+  if (!Number.isFinite(chunkBytes) || chunkBytes <= 0) {
+    throw new DarkroomError('ATTENTION_CHUNK_BYTES', `the attention chunk target must be a positive number of bytes, got ${chunkBytes}`);
+  }
+  if (mode === 'auto') return provider === 'cpu' ? { form: 'fused', chunkBytes, plainWhenFits: true } : { form: 'fused', chunkBytes, plainWhenFits: false };
+  return { form: mode, chunkBytes, plainWhenFits: mode !== 'fused' };
+}
+
+/** The cache-key facts of a build: what changes the graph, nothing else. */
+export function attentionKey(a: AttentionBuild): Readonly<Record<string, unknown>> {
+  if (a.form === 'plain') return { form: 'plain' };
+  return { form: a.form, chunkBytes: a.chunkBytes, plainWhenFits: a.plainWhenFits };
+}
+
+/** How one attention layer of the given score shape is built. */
+export type LayerAttention =
+  | { readonly form: 'plain' }
+  | { readonly form: 'fused' }
+  | { readonly form: 'split'; readonly queries: readonly number[] }
+  | { readonly form: 'subquad'; readonly queries: readonly number[]; readonly keys: readonly number[] };
+
+export function layerAttention(a: AttentionBuild, shape: ScoreShape): LayerAttention {
+  if (a.form === 'plain' || (a.plainWhenFits && scoresFit(shape, a.chunkBytes))) return { form: 'plain' };
+  if (a.form === 'fused') return { form: 'fused' };
+  if (a.form === 'split') return { form: 'split', queries: planSplit(shape, a.chunkBytes) };
+  return { form: 'subquad', ...planSubQuad(shape, a.chunkBytes) };
+}
