@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseAttentionMode, type AttentionMode } from '@darkroom/core/models/attention.js';
 import { FarmError } from './errors.js';
 import { sha256Hex } from './ids.js';
 
@@ -47,6 +48,8 @@ export interface FarmConfig {
   executionProvider: 'cpu' | 'cuda';
   /** With EXECUTION_PROVIDER=cuda: run on CPU when the CUDA provider cannot load, instead of failing. */
   fallbackToCpu: boolean;
+  /** How the worker's engine builds attention (ATTENTION: auto, plain, split, subquad, fused, or A1111's flag names). */
+  attention: AttentionMode;
   modelCacheBytes: number;
   /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
   previewEveryNSteps: number;
@@ -123,6 +126,12 @@ export function loadConfig(env: Env = process.env): FarmConfig {
   if (provider !== 'cpu' && provider !== 'cuda') {
     throw new FarmError('CONFIG_INVALID', 500, `EXECUTION_PROVIDER must be cpu or cuda, got "${provider}"`, 'EXECUTION_PROVIDER');
   }
+  let attention: AttentionMode;
+  try {
+    attention = parseAttentionMode(env.ATTENTION || 'auto');
+  } catch (e) {
+    throw new FarmError('CONFIG_INVALID', 500, `ATTENTION: ${(e as Error).message}`, 'ATTENTION');
+  }
   const prefix = env.QUEUE_PREFIX || 'bull';
   if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) {
     throw new FarmError('CONFIG_INVALID', 500, 'QUEUE_PREFIX must match [A-Za-z0-9_.-]+', 'QUEUE_PREFIX');
@@ -161,6 +170,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     workerHost: env.WORKER_HOST || '0.0.0.0',
     webhookDelivery: bool(env, 'WEBHOOK_DELIVERY', true),
     executionProvider: provider,
+    attention,
     fallbackToCpu: bool(env, 'FALLBACK_TO_CPU', false),
     modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
     previewEveryNSteps: int(env, 'PREVIEW_EVERY_N_STEPS', 0),

@@ -26,6 +26,14 @@ test('without API keys the API only listens on loopback', () => {
   assert.throws(() => loadConfig({ PORT: 'abc' }), (e) => e instanceof FarmError && e.field === 'PORT');
 });
 
+test('ATTENTION picks the engine attention, by name or A1111 flag; anything else names the variable', () => {
+  assert.equal(loadConfig({}).attention, 'auto');
+  assert.equal(loadConfig({ ATTENTION: 'subquad' }).attention, 'subquad');
+  assert.equal(loadConfig({ ATTENTION: '--opt-split-attention' }).attention, 'split');
+  assert.equal(loadConfig({ ATTENTION: 'xformers' }).attention, 'fused');
+  assert.throws(() => loadConfig({ ATTENTION: 'flash' }), (e) => e instanceof FarmError && e.field === 'ATTENTION');
+});
+
 test('webhook retries back off exponentially, capped at an hour, for about a day', () => {
   assert.equal(webhookBackoffDelay(1, 5000), 5000);
   assert.equal(webhookBackoffDelay(3, 5000), 20_000);

@@ -10,7 +10,7 @@ import { cheapPreviewPng } from './preview.js';
 import { CANCEL_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
-const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number };
+const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string };
 
 function post(m: ThreadMessage): void {
   port.postMessage(m);
@@ -25,6 +25,7 @@ const engine = new Engine({
   provider: config.provider,
   fallbackToCpu: config.fallbackToCpu,
   memoryBudgetBytes: config.modelCacheBytes,
+  attention: config.attention,
 });
 
 /** A1111 request fields as the engine takes them: nulls mean "the default", so they are left out. */
