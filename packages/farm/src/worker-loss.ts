@@ -55,12 +55,22 @@ export function isQuarantined(counters: AttemptCounters, maxLosses: number): boo
   return counters.stalledCounter >= maxLosses;
 }
 
-/** The reason a quarantined job fails with, naming the workers it was rendering on when they died. */
-export async function quarantineReason(redis: Redis, keys: FarmKeys, jobId: string, lost: number): Promise<string> {
-  const losses = (await readJobEvents(redis, keys, jobId, '0'))
-    .filter((e) => e.type === 'worker_lost')
-    .map((e) => `${String(e.data.worker)} (attempt ${String(e.data.attempt)})`);
-  const which = losses.length > 0 ? `: ${losses.join(', ')}` : '';
-  return `the job was quarantined after ${lost} workers died while rendering it${which}. It is not retried, so it cannot ` +
-    'take down more workers; check its size and parameters (a job too large for a worker\'s memory is the usual cause) and submit it again.';
+/**
+ * The reason a quarantined job fails with, naming the workers it was rendering on when they died. The stall that
+ * made it quarantined may not be in the log yet (the worker that found it publishes it while the job is already
+ * handed out again), so the last lost attempt is read from its `started` event when missing.
+ */
+export async function quarantineReason(redis: Redis, keys: FarmKeys, jobId: string, counters: AttemptCounters): Promise<string> {
+  const events = await readJobEvents(redis, keys, jobId, '0');
+  const losses = new Map<number, string>();
+  for (const e of events) if (e.type === 'worker_lost') losses.set(Number(e.data.attempt), String(e.data.worker));
+  const lastLost = attemptNumber(counters) - 1;
+  if (!losses.has(lastLost)) {
+    const started = events.filter((e) => e.type === 'started' && e.data.attempt === lastLost).at(-1);
+    if (started) losses.set(lastLost, String(started.data.worker));
+  }
+  const which = [...losses].sort(([a], [b]) => a - b).map(([attempt, worker]) => `${worker} (attempt ${attempt})`);
+  return `the job was quarantined after ${counters.stalledCounter} workers died while rendering it${which.length ? `: ${which.join(', ')}` : ''}. ` +
+    'It is not retried, so it cannot take down more workers; check its size and parameters (a job too large for a worker\'s memory ' +
+    'is the usual cause) and submit it again.';
 }

@@ -2,9 +2,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker, type Job } from 'bullmq';
 import {
-  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, isCancelledReason, loadConfig, openQueues, openStorage,
+  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
   publishJobEvent, QUEUE_NAMES, splitFailedReason, startHealthServer, trainWorkerOptions, webhookMasterSecret, webhookProcessor,
-  webhookWorkerOptions, type EventJob, type TrainJobData, type TrainJobResult, type WebhookJobData,
+  webhookWorkerOptions, workerMemoryBudget, type EventJob, type TrainJobData, type TrainJobResult, type WebhookJobData,
 } from '@darkroom/farm';
 import { CheckpointStore } from './checkpoint-store.js';
 import { createTrainerMetrics } from './metrics.js';
@@ -85,6 +85,13 @@ async function main(): Promise<void> {
     webhooks.on('error', (e: Error) => log.error({ err: e.message }, 'webhook worker error'));
   }
 
+  // The API lists live trainers by these heartbeats (GET /healthz); the budget is advertised for the operators.
+  const heartbeat = new Heartbeat(redis, keys, {
+    name: workerName, queue: QUEUE_NAMES.train, budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: { kind: 'plain' },
+    host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), job: null,
+  }, cfg.heartbeatIntervalMs, (e) => log.warn({ err: e.message }, 'heartbeat failed'));
+  await heartbeat.start();
+
   const health = await startHealthServer({
     host: cfg.workerHost, port: cfg.workerPort, registry: metrics.registry,
     status: async () => {
@@ -104,6 +111,7 @@ async function main(): Promise<void> {
     health.close();
     for (const stop of ctx.running) stop();
     await train.close();
+    await heartbeat.stop().catch(() => undefined);
     await webhooks?.close();
     await host.close();
     await cancels.close();

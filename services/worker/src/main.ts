@@ -1,11 +1,12 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Worker, type Job } from 'bullmq';
+import { Job, Worker } from 'bullmq';
 import {
-  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, isCancelledReason, loadConfig, openQueues, openStorage,
-  outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, splitFailedReason, startHealthServer, webhookMasterSecret, webhookProcessor,
-  webhookWorkerOptions, type GenerateJobData, type GenerateJobResult, type WebhookJobData,
+  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
+  outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, reportWorkerLost, splitFailedReason, startHealthServer, webhookMasterSecret,
+  webhookProcessor, webhookWorkerOptions, workerMemoryBudget, type GenerateJobData, type GenerateJobResult, type MemoryBudget, type WebhookJobData,
 } from '@darkroom/farm';
+import { PLAIN_ATTENTION_MEMORY } from '@darkroom/core/pipeline/memory-estimate.js';
 import { createWorkerMetrics } from './metrics.js';
 import { generateProcessor, type ProcessorContext } from './processor.js';
 import { RenderHost } from './render-host.js';
@@ -37,11 +38,17 @@ async function main(): Promise<void> {
   };
   const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-cancel' }), keys);
   const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
+  // The render thread builds the plain attention graphs, whose scores grow with the square of the tokens.
+  const budget: MemoryBudget = { budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: PLAIN_ATTENTION_MEMORY };
+  const heartbeat = new Heartbeat(redis, keys, {
+    name: workerName, queue: QUEUE_NAMES.generate, budgetBytes: budget.budgetBytes, attention: budget.attention,
+    host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), job: null,
+  }, cfg.heartbeatIntervalMs, (e) => log.warn({ err: e.message }, 'heartbeat failed'));
   const ctx: ProcessorContext = {
     cfg, redis, keys, storage, registry: new AssetRegistry(redis, keys),
     cache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.networkCacheBytes, metrics.cache),
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cache),
-    host, cancels, events, metrics, log, workerName, cancelDetails: new Map(),
+    host, cancels, events, metrics, log, workerName, budget, heartbeat, cancelDetails: new Map(),
   };
 
   const generate = new Worker<GenerateJobData, GenerateJobResult>(QUEUE_NAMES.generate, generateProcessor(ctx), {
@@ -75,7 +82,17 @@ async function main(): Promise<void> {
       await publishJobEvent(events, evJob, cancelled ? 'cancelled' : 'failed', data);
     })().catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish failure'));
   });
-  generate.on('stalled', (jobId: string) => log.warn({ jobId }, 'job stalled: its worker stopped renewing the lock; it is re-queued'));
+  // BullMQ's stalled check found a job whose worker stopped renewing its lock (died, or was killed for memory):
+  // it is back in the queue with the loss counted, and its event log says so.
+  generate.on('stalled', (jobId: string) => {
+    metrics.workersLost.inc();
+    void (async () => {
+      const job = await Job.fromId<GenerateJobData>(queues.generate, jobId);
+      if (!job) return;
+      const lost = await reportWorkerLost(events, { id: jobId, tenant: job.data.tenant, webhook: job.data.webhook }, job, workerName, cfg.maxStalledCount);
+      log.warn({ jobId, lostWorker: lost.worker, attempt: lost.attempt, lostWorkers: job.stalledCounter }, 'job stalled: its worker died; it is re-queued');
+    })().catch((e: Error) => log.error({ jobId, err: e.message }, 'could not report a lost worker'));
+  });
   generate.on('error', (e: Error) => log.error({ err: e.message }, 'generate worker error'));
 
   let webhooks: Worker<WebhookJobData> | null = null;
@@ -87,14 +104,19 @@ async function main(): Promise<void> {
     webhooks.on('error', (e: Error) => log.error({ err: e.message }, 'webhook worker error'));
   }
 
+  await heartbeat.start();
+
   const health = await startHealthServer({
     host: cfg.workerHost, port: cfg.workerPort, registry: metrics.registry,
     status: async () => {
       const redisOk = (await redis.ping().catch(() => null)) === 'PONG';
-      return { ok: redisOk && host.alive && generate.isRunning(), redis: redisOk, render_thread: host.alive, engine, worker: workerName };
+      return {
+        ok: redisOk && host.alive && generate.isRunning(), redis: redisOk, render_thread: host.alive, engine, worker: workerName,
+        memory_budget_bytes: budget.budgetBytes,
+      };
     },
   });
-  log.info({ worker: workerName, port: cfg.workerPort, engine, storage: storage.driver }, 'worker ready');
+  log.info({ worker: workerName, port: cfg.workerPort, engine, storage: storage.driver, memoryBudgetBytes: budget.budgetBytes }, 'worker ready');
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {
@@ -106,6 +128,8 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down: finishing the current job first');
     health.close();
     await generate.close();
+    // Gone from the API's view at once, rather than when the heartbeat expires.
+    await heartbeat.stop().catch(() => undefined);
     await webhooks?.close();
     await host.close();
     await cancels.close();

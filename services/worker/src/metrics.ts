@@ -6,6 +6,8 @@ export function createWorkerMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'darkroom_worker_' });
   return {
     registry,
+    handedBack: new Counter({ name: 'darkroom_worker_jobs_handed_back_total', help: 'jobs this worker handed back because its memory budget could not hold them', registers: [registry] }),
+    workersLost: new Counter({ name: 'darkroom_worker_lost_total', help: 'jobs this worker found stalled: the worker that held each stopped renewing its lock', registers: [registry] }),
     jobs: new Counter({ name: 'darkroom_worker_jobs_total', help: 'generate jobs finished by this worker, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     jobDuration: new Histogram({
       name: 'darkroom_worker_job_duration_seconds', help: 'time from job start to outputs written', labelNames: ['kind'] as const,

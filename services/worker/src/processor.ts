@@ -1,10 +1,12 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelRequested, leftWaiting, outputKey, previewKey, previewUrl,
-  publishJobEvent, resolveCheckpoint, type AssetCache, type CancelListener, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData,
-  type GenerateJobResult, type JobProgress, type Logger, type Storage,
+  AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelRequested, isQuarantined, leftWaiting, outputKey,
+  previewKey, previewUrl, publishJobEvent, quarantineReason, resolveCheckpoint, type AssetCache, type CancelListener, type EventContext,
+  type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget,
+  type Storage,
 } from '@darkroom/farm';
+import { admitOrHandBack } from './admit.js';
 import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
 import type { RenderRequest } from './render-protocol.js';
@@ -25,6 +27,10 @@ export interface ProcessorContext {
   metrics: WorkerMetrics;
   log: Logger;
   workerName: string;
+  /** What this worker takes jobs up to; larger ones are handed back for a bigger worker. */
+  budget: MemoryBudget;
+  /** Carries the job in hand to the API with every heartbeat. */
+  heartbeat: Heartbeat;
   /** Why the last attempt of a job was cancelled, read by the `failed` handler that publishes the event. */
   cancelDetails: Map<string, { step_at_cancel: number; last_step: number }>;
 }
@@ -72,10 +78,11 @@ async function loadInputs(ctx: ProcessorContext, data: GenerateJobData): Promise
 
 /** The BullMQ processor of the `generate` queue: resolve assets, render off-thread, write outputs, then complete. */
 export function generateProcessor(ctx: ProcessorContext) {
-  return async (job: Job<GenerateJobData, GenerateJobResult>): Promise<GenerateJobResult> => {
+  return async (job: Job<GenerateJobData, GenerateJobResult>, token?: string): Promise<GenerateJobResult> => {
     const data = job.data;
     const jobId = job.id!;
-    const log = ctx.log.child({ jobId, tenant: data.tenant, attempt: job.attemptsMade + 1 });
+    const attempt = attemptNumber(job);
+    const log = ctx.log.child({ jobId, tenant: data.tenant, attempt });
     const evJob = { id: jobId, tenant: data.tenant, webhook: data.webhook };
     ctx.cancelDetails.delete(jobId);
     // The first start takes the job out of its tenant's waiting count (a retry was counted out already).
@@ -85,8 +92,18 @@ export function generateProcessor(ctx: ProcessorContext) {
       ctx.cancelDetails.set(jobId, { step_at_cancel: 0, last_step: 0 });
       throw new UnrecoverableError(CANCELLED_REASON);
     }
+    // BullMQ counted each worker that died holding this job; at the limit it is failed here, before it renders.
+    if (isQuarantined(job, ctx.cfg.maxStalledCount)) {
+      const reason = await quarantineReason(ctx.redis, ctx.keys, jobId, job);
+      log.error({ lostWorkers: job.stalledCounter }, 'job quarantined');
+      throw jobFailure({ code: 'JOB_QUARANTINED', message: reason });
+    }
+    await admitOrHandBack({
+      redis: ctx.redis, keys: ctx.keys, budget: ctx.budget, workerName: ctx.workerName, log, onHandBack: () => ctx.metrics.handedBack.inc(),
+    }, job, token);
     const started = performance.now();
-    await publishJobEvent(ctx.events, evJob, 'started', { attempt: job.attemptsMade + 1, worker: ctx.workerName });
+    ctx.heartbeat.setJob(jobId);
+    await publishJobEvent(ctx.events, evJob, 'started', { attempt, worker: ctx.workerName });
     log.info('job started');
 
     let request: RenderRequest;
@@ -154,7 +171,7 @@ export function generateProcessor(ctx: ProcessorContext) {
       const renderMs = Math.round(performance.now() - started);
       ctx.metrics.jobDuration.observe({ kind: data.kind }, renderMs / 1000);
       log.info({ renderMs, images: outputs.length }, 'job rendered');
-      return { outputs, worker: ctx.workerName, attempt: job.attemptsMade + 1, renderMs };
+      return { outputs, worker: ctx.workerName, attempt, renderMs };
     } catch (e) {
       if (e instanceof RenderCancelled) {
         ctx.cancelDetails.set(jobId, { step_at_cancel: e.stepAtCancel, last_step: e.lastStep });
@@ -167,6 +184,7 @@ export function generateProcessor(ctx: ProcessorContext) {
       }
       throw e;
     } finally {
+      ctx.heartbeat.setJob(null);
       clearInterval(poll);
       unwatch();
       ctx.cache.release(held);
