@@ -5,6 +5,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import { queueBacklog } from '@darkroom/farm';
 import { requireAdmin, requireTenant } from './auth.js';
 import type { ApiContext } from './context.js';
+import { fleetHealth } from './fleet-health.js';
 import { errorHandler, notFound } from './http-errors.js';
 import { openApiDocument } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
@@ -37,7 +38,7 @@ export function createApp(ctx: ApiContext): Express {
 
   app.get('/healthz', async (_req, res) => {
     const redisOk = (await ctx.redis.ping().catch(() => null)) === 'PONG';
-    res.status(redisOk ? 200 : 503).json({ ok: redisOk, redis: redisOk, storage: ctx.storage.driver });
+    res.status(redisOk ? 200 : 503).json({ ok: redisOk, redis: redisOk, storage: ctx.storage.driver, ...(redisOk ? await fleetHealth(ctx) : {}) });
   });
   app.get('/openapi.json', (_req, res) => {
     res.json(openApiDocument(ctx.cfg.publicUrl));

@@ -44,18 +44,34 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
 }
 
 /** Blocks until the job's terminal event (or the timeout); returns the events seen. */
-export async function waitForTerminal(ctx: ApiContext, jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<StoredEvent | null> {
+/** How often a waiting call asks `giveUp` whether to stop waiting. */
+const GIVE_UP_CHECK_MS = 2_000;
+
+/**
+ * Waits for the job's terminal event. `giveUp`, asked every few seconds while nothing ends the job, may return an
+ * error to throw instead of waiting on (a synchronous call whose workers all died).
+ */
+export async function waitForTerminal(
+  ctx: ApiContext, jobId: string, timeoutMs: number, signal?: AbortSignal, giveUp?: () => Promise<FarmError | null>,
+): Promise<StoredEvent | null> {
   const redis = ctx.newBlockingRedis();
   const onAbort = () => redis.disconnect();
   signal?.addEventListener('abort', onAbort);
   try {
     let after = '0';
     const deadline = Date.now() + timeoutMs;
+    let nextCheck = Date.now() + GIVE_UP_CHECK_MS;
     while (Date.now() < deadline && !signal?.aborted) {
-      const events = await readJobEvents(redis, ctx.keys, jobId, after, Math.min(5000, Math.max(1, deadline - Date.now())));
+      const blockMs = Math.min(giveUp ? GIVE_UP_CHECK_MS : 5000, Math.max(1, deadline - Date.now()));
+      const events = await readJobEvents(redis, ctx.keys, jobId, after, blockMs);
       for (const e of events) {
         after = e.id;
         if (TERMINAL_EVENTS.has(e.type)) return e;
+      }
+      if (giveUp && Date.now() >= nextCheck) {
+        nextCheck = Date.now() + GIVE_UP_CHECK_MS;
+        const error = await giveUp();
+        if (error) throw error;
       }
     }
     return null;

@@ -1,14 +1,15 @@
 import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
-  BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputKey, newJobId, publishJobEvent,
-  sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
+  BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputKey, memoryRefusal, newJobId, publishJobEvent,
+  QUEUE_NAMES, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
 import { findScheduler, SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
 import { DEFAULT_SETTINGS, resolveSettings, type OverrideSettings } from '@darkroom/core/pipeline/params.js';
 import { isDarkroomError } from '@darkroom/core/errors.js';
 import type { ApiContext } from './context.js';
+import { admissionBudgets, liveOn, noWorkerError } from './fleet.js';
 import { findModel, listModels } from './models.js';
 
 export interface Submitted {
@@ -181,6 +182,12 @@ async function createJob(
   }
   checkOverrides(request, source);
   await checkNames(ctx, tenant, request);
+  // Admission by need: refused now, naming the field, when no worker's memory budget can hold the job. A
+  // synchronous /sdapi call with no worker alive is refused too, rather than left waiting for one.
+  const live = await liveOn(ctx, QUEUE_NAMES.generate);
+  if (source === 'sdapi' && live.length === 0) throw noWorkerError();
+  const refusal = memoryRefusal(kind, request, admissionBudgets(ctx, live));
+  if (refusal) throw refusal;
   const resolved: GenerateRequest = { ...request, seed: resolveSeed(request.seed), subseed: resolveSeed(request.subseed) };
   const inputKeys: GenerateJobData['inputKeys'] = { initImages: [], mask: null };
   if ('init_images' in resolved) {

@@ -4,11 +4,12 @@ import { readPngText } from '@darkroom/core/formats/png.js';
 import { SAMPLERS } from '@darkroom/core/sampling/samplers.js';
 import { SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
 import {
-  BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
+  BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, QUEUE_NAMES, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
   type GenerateRequest, type JobView,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { liveOn, noWorkerError } from '../fleet.js';
 import { parseWith } from '../http-errors.js';
 import { cancelJob, waitForTerminal } from '../job-actions.js';
 import { jobView, loadJob } from '../job-view.js';
@@ -111,7 +112,9 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     res.on('close', () => {
       if (!res.writableEnded) aborted.abort();
     });
-    const terminal = await waitForTerminal(ctx, id, ctx.cfg.syncTimeoutMs, aborted.signal);
+    // Workers that all die mid-render leave the job queued; the caller hears it now, not at SYNC_TIMEOUT_MS.
+    const unserved = async () => ((await liveOn(ctx, QUEUE_NAMES.generate)).length === 0 ? noWorkerError(id) : null);
+    const terminal = await waitForTerminal(ctx, id, ctx.cfg.syncTimeoutMs, aborted.signal, unserved);
     if (aborted.signal.aborted) return;
     if (!terminal) throw new FarmError('TIMEOUT', 504, `job ${id} did not finish within SYNC_TIMEOUT_MS; follow it at /v1/jobs/${id}`);
     const view = (await jobView(ctx, tenant, id))!;
