@@ -71,7 +71,8 @@ export interface Farm {
   workers: ServiceProcess[];
   trainers: ServiceProcess[];
   redis: Redis;
-  startWorker(name?: string): Promise<ServiceProcess>;
+  /** A worker process; `env` adds to (or overrides) the farm's environment for this worker alone. */
+  startWorker(name?: string, env?: Record<string, string>): Promise<ServiceProcess>;
   /** A trainer process (services/trainer) against the same Redis and storage. */
   startTrainer(name?: string): Promise<ServiceProcess>;
   request(method: string, path: string, opts?: { key?: string; body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; json: unknown; headers: Headers }>;
@@ -99,9 +100,9 @@ export async function startFarm(opts: { storageUrl?: string; workers: number; en
   const farm: Farm = {
     url: `http://127.0.0.1:${apiPort}`,
     prefix, env, api, workers, trainers, redis,
-    async startWorker(name = `w${workers.length + 1}`) {
+    async startWorker(name = `w${workers.length + 1}`, own = {}) {
       const port = await freePort();
-      const w = startService(name, 'services/worker/src/main.ts', { ...env, WORKER_PORT: String(port), WORKER_HOST: '127.0.0.1', WORKER_NAME: name }, port);
+      const w = startService(name, 'services/worker/src/main.ts', { ...env, ...own, WORKER_PORT: String(port), WORKER_HOST: '127.0.0.1', WORKER_NAME: name }, port);
       workers.push(w);
       await healthy(w);
       return w;
