@@ -36,3 +36,23 @@ test('submission-time check refuses literal private hosts and credentials', () =
   assert.equal(checkWebhookUrlSyntax('https://example.com/hook', []), null);
   assert.equal(checkWebhookUrlSyntax('http://127.0.0.1:8080/hook', ['127.0.0.1']), null);
 });
+
+test('every IPv6 form that embeds an IPv4 address is judged by the IPv4 inside', () => {
+  const refused = [
+    '::ffff:127.0.0.1', '::ffff:7f00:1', '0:0:0:0:0:FFFF:7F00:0001', '::ffff:0:7f00:1', '::ffff:0:127.0.0.1', '::ffff:0:a00:1',
+    '::127.0.0.1', '::a9fe:a9fe',
+    '64:ff9b::127.0.0.1', '64:ff9b::a00:1',
+    '64:ff9b:1::7f00:1', '64:ff9b:1::10.0.0.1', '64:ff9b:1:7f00:0:100::', '64:ff9b:1:ab:7f:0:100::',
+    '2002:7f00:1::', '2002:a00:1::1', '2002:c0a8:101:1::1', '2002:a9fe:a9fe::',
+    // Teredo: client 127.0.0.1 stored inverted (80ff:fffe), and one whose server is private.
+    '2001:0:4136:e378:8000:63bf:80ff:fffe', '2001:0:a00:1:0:0:f7f7:f7f7',
+  ];
+  for (const ip of refused) assert.equal(isPrivateAddress(ip), true, ip);
+  for (const ip of ['::ffff:0:808:808', '64:ff9b::8.8.8.8', '64:ff9b:1::808:808', '2002:808:808::1', '::ffff:8.8.8.8']) {
+    assert.equal(isPrivateAddress(ip), false, ip);
+  }
+  // What a URL makes of the spelling does not matter either.
+  for (const raw of ['http://[::ffff:0:7f00:1]/x', 'http://[64:ff9b:1::a00:1]/x', 'http://[2002:7f00:1::]/x']) {
+    assert.match(checkWebhookUrlSyntax(raw, [])!, /private/, raw);
+  }
+});

@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { embeddedIPv4 } from './embedded-v4.js';
 
 /**
  * Webhooks are delivered only to public addresses, so a job cannot make the farm POST into its own network
@@ -61,10 +62,10 @@ export function isPrivateAddress(ip: string): boolean {
   const g = v6Groups(ip);
   if (g.every((x) => x === 0)) return true; // ::
   if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return true; // ::1
-  // IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible and NAT64 (64:ff9b::/96) carry an IPv4 address: judge that.
-  if (inV6Prefix(g, '::ffff:0:0', 96) || inV6Prefix(g, '64:ff9b::', 96) || inV6Prefix(g, '::', 96)) {
-    return isPrivateAddress(`${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`);
-  }
+  // An address that embeds an IPv4 address reaches it: the IPv4 inside decides (any private one refuses).
+  const inner = embeddedIPv4(g);
+  if (inner.some((v4) => isPrivateAddress(v4))) return true;
+  // Teredo (2001::/32) sits inside 2001::/23, which stays refused whatever it embeds.
   return [['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8], ['2001:db8::', 32], ['100::', 64], ['2001::', 23]]
     .some(([p, b]) => inV6Prefix(g, p as string, b as number));
 }
