@@ -6,6 +6,7 @@ import { queueBacklog } from '@darkroom/farm';
 import { requireAdmin, requireTenant } from './auth.js';
 import type { ApiContext } from './context.js';
 import { fleetHealth } from './fleet-health.js';
+import { jsonDepthLimit } from './json-depth.js';
 import { errorHandler, notFound } from './http-errors.js';
 import { openApiDocument } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
@@ -72,7 +73,7 @@ export function createApp(ctx: ApiContext): Express {
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), limit);
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), limit);
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
-  app.use(json, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
+  app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 
   app.use(notFound);
   app.use(errorHandler(ctx.log));
