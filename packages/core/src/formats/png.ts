@@ -84,16 +84,31 @@ export function readPngChunks(bytes: Uint8Array): PngChunk[] {
 const latin1 = new TextDecoder('latin1');
 const utf8 = new TextDecoder('utf-8');
 
-function inflateText(data: Uint8Array, type: string): Uint8Array {
+/**
+ * Compressed text is inflated with a ceiling, so a small chunk cannot expand to gigabytes: each chunk to at most
+ * Pillow's MAX_TEXT_CHUNK (what A1111 reads), and all compressed chunks of one PNG together to a few of those.
+ * Uncompressed text needs no ceiling: it is no larger than the file the caller already holds.
+ */
+export const PNG_TEXT_CHUNK_MAX_BYTES = 1024 * 1024;
+export const PNG_TEXT_TOTAL_MAX_BYTES = 8 * 1024 * 1024;
+
+function inflateText(data: Uint8Array, type: string, maxBytes: number): Uint8Array {
   try {
-    return new Uint8Array(inflateSync(data));
+    // zlib stops as soon as the output passes the ceiling, so a bomb costs at most maxBytes.
+    return new Uint8Array(inflateSync(data, { maxOutputLength: Math.max(1, maxBytes) }));
   } catch (e) {
+    if ((e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new DarkroomError('PNG_TEXT_TOO_LARGE', `compressed ${type} text inflates past ${maxBytes} bytes`, { type, limit: maxBytes });
+    }
     throw new DarkroomError('PNG_BAD_TEXT', `compressed ${type} chunk does not inflate: ${(e as Error).message}`);
   }
 }
 
-/** One text chunk as [keyword, text], or undefined when the chunk is not a text chunk. */
-export function decodeTextChunk(chunk: PngChunk): [string, string] | undefined {
+/**
+ * One text chunk as [keyword, text], or undefined when the chunk is not a text chunk. A compressed chunk may
+ * inflate to `maxInflated` bytes at most (PNG_TEXT_TOO_LARGE beyond).
+ */
+export function decodeTextChunk(chunk: PngChunk, maxInflated = PNG_TEXT_CHUNK_MAX_BYTES): [string, string] | undefined {
   const d = chunk.data;
   const nul = d.indexOf(0);
   if (chunk.type !== 'tEXt' && chunk.type !== 'zTXt' && chunk.type !== 'iTXt') return undefined;
@@ -102,7 +117,7 @@ export function decodeTextChunk(chunk: PngChunk): [string, string] | undefined {
   if (chunk.type === 'tEXt') return [key, latin1.decode(d.subarray(nul + 1))];
   if (chunk.type === 'zTXt') {
     if (d[nul + 1] !== 0) throw new DarkroomError('PNG_BAD_TEXT', `zTXt chunk ${key} uses an unknown compression method`);
-    return [key, latin1.decode(inflateText(d.subarray(nul + 2), 'zTXt'))];
+    return [key, latin1.decode(inflateText(d.subarray(nul + 2), 'zTXt', maxInflated))];
   }
   // iTXt: keyword \0 flag method language \0 translated keyword \0 text
   const compressed = d[nul + 1] === 1;
@@ -110,15 +125,31 @@ export function decodeTextChunk(chunk: PngChunk): [string, string] | undefined {
   const transEnd = langEnd < 0 ? -1 : d.indexOf(0, langEnd + 1);
   if (transEnd < 0) throw new DarkroomError('PNG_BAD_TEXT', `iTXt chunk ${key} is malformed`);
   const body = d.subarray(transEnd + 1);
-  return [key, utf8.decode(compressed ? inflateText(body, 'iTXt') : body)];
+  return [key, utf8.decode(compressed ? inflateText(body, 'iTXt', maxInflated) : body)];
 }
 
-/** All text chunks of a PNG as keyword -> text (a later chunk with the same keyword wins, as in PIL). */
+function isCompressedText(chunk: PngChunk): boolean {
+  if (chunk.type === 'zTXt') return true;
+  return chunk.type === 'iTXt' && chunk.data[chunk.data.indexOf(0) + 1] === 1;
+}
+
+/**
+ * All text chunks of a PNG as keyword -> text (a later chunk with the same keyword wins, as in PIL). Compressed
+ * chunks share one inflation budget of PNG_TEXT_TOTAL_MAX_BYTES.
+ */
 export function readPngText(bytes: Uint8Array): Record<string, string> {
   const out: Record<string, string> = {};
+  let budget = PNG_TEXT_TOTAL_MAX_BYTES;
   for (const chunk of readPngChunks(bytes)) {
-    const kv = decodeTextChunk(chunk);
-    if (kv) out[kv[0]] = kv[1];
+    const compressed = isCompressedText(chunk);
+    if (compressed && budget <= 0) {
+      throw new DarkroomError('PNG_TEXT_TOO_LARGE', `compressed text chunks inflate past ${PNG_TEXT_TOTAL_MAX_BYTES} bytes together`, { limit: PNG_TEXT_TOTAL_MAX_BYTES });
+    }
+    const kv = decodeTextChunk(chunk, Math.min(PNG_TEXT_CHUNK_MAX_BYTES, budget));
+    if (!kv) continue;
+    // The decoded text re-encoded is the inflated size (within replacement characters for bad UTF-8).
+    if (compressed) budget -= Math.max(1, Buffer.byteLength(kv[1], chunk.type === 'zTXt' ? 'latin1' : 'utf8'));
+    out[kv[0]] = kv[1];
   }
   return out;
 }

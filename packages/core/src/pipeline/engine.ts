@@ -8,8 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { DarkroomError } from '../errors.js';
-import { parseGenerationParameters, type ParsedInfotextValue } from '../formats/infotext.js';
-import { readPngChunks, decodeTextChunk } from '../formats/png.js';
+import { pngInfo, type PngInfo } from '../formats/png-info.js';
 import { loadModel, type StableDiffusionModel } from '../models/load.js';
 import { DEFAULT_CACHE_DIR } from '../models/cache.js';
 import { parseAttentionMode } from '../models/attention.js';
@@ -27,6 +26,8 @@ import type { GenerateOptions, GenerationResult } from './job.js';
 import { pipelineModel, tokenizerFor } from './model.js';
 import type { Img2ImgParams, Txt2ImgParams } from './params.js';
 import { txt2img } from './txt2img.js';
+
+export { pngInfo, type PngInfo };
 import type { HypernetworkProvider, JobNetworks, PipelineModel } from './types.js';
 
 export interface EngineOptions {
@@ -91,16 +92,6 @@ export interface EngineJobOptions extends Omit<GenerateOptions, 'networks'> {
   readonly hypernetworks?: ReadonlyArray<string | NamedFile>;
 }
 
-/** A1111's `/sdapi/v1/png-info` answer. */
-export interface PngInfo {
-  /** The `parameters` infotext, or '' when the PNG has none. */
-  readonly info: string;
-  /** Every other text chunk. */
-  readonly items: Record<string, string>;
-  /** parse_generation_parameters of `info`. */
-  readonly parameters: Record<string, ParsedInfotextValue>;
-}
-
 interface Loaded {
   readonly key: string;
   readonly sd: StableDiffusionModel;
@@ -111,20 +102,6 @@ interface Loaded {
 }
 
 const GIB = 1024 ** 3;
-
-/** Reads the infotext and other text chunks of a PNG, as A1111's png-info endpoint reports them. */
-export function pngInfo(bytes: Uint8Array): PngInfo {
-  const items: Record<string, string> = {};
-  let info = '';
-  for (const chunk of readPngChunks(bytes)) {
-    const kv = decodeTextChunk(chunk);
-    if (!kv) continue;
-    if (kv[0] === 'parameters') info = kv[1];
-    else items[kv[0]] = kv[1];
-  }
-  const parameters = info ? Object.fromEntries(parseGenerationParameters(info)) : {};
-  return { info, items, parameters };
-}
 
 function findVocabulary(checkpoint: string, explicit: string | undefined): string {
   const stem = basename(checkpoint, extname(checkpoint));
