@@ -1,6 +1,5 @@
 import { Router, type Request, type Response } from 'express';
 import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
-import { readPngText } from '@darkroom/core/formats/png.js';
 import { SAMPLERS } from '@darkroom/core/sampling/samplers.js';
 import { SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
 import {
@@ -11,6 +10,7 @@ import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { liveOn, noWorkerError } from '../fleet.js';
 import { parseWith } from '../http-errors.js';
+import { readPngInfo } from '../png-info.js';
 import { cancelJob, waitForTerminal } from '../job-actions.js';
 import { jobView, loadJob } from '../job-view.js';
 import { findModel, listModels } from '../models.js';
@@ -203,11 +203,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
 
   r.post('/sdapi/v1/png-info', (req, res) => {
     const { image } = parseWith(PngInfoRequest, req.body);
-    const text = readPngText(decodeImage(image, 'image'));
-    const info = text.parameters ?? '';
-    const items: Record<string, string> = {};
-    for (const [k, v] of Object.entries(text)) if (k !== 'parameters') items[k] = v;
-    res.json({ info, items, parameters: info ? Object.fromEntries(parseGenerationParameters(info)) : {} });
+    res.json(readPngInfo(decodeImage(image, 'image')));
   });
 
   r.get('/sdapi/v1/options', async (_req, res) => {
