@@ -213,7 +213,7 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
       ['POST', '/sdapi/v1/txt2img', { steps: -1 }, 400, 'steps'],
       ['POST', '/sdapi/v1/txt2img', { override_settings: { sd_model_checkpoint: 'nope' } }, 400, 'override_settings.sd_model_checkpoint'],
       ['POST', '/sdapi/v1/options', { sd_model_checkpoint: 'nope' }, 400, 'sd_model_checkpoint'],
-      ['POST', '/sdapi/v1/options', { not_an_option: 1 }, 400, 'not_an_option'],
+      ['POST', '/sdapi/v1/options', { eta_noise_seed_delta: 1e308 }, 400, 'eta_noise_seed_delta'],
       ['POST', '/sdapi/v1/png-info', {}, 400, 'image'],
       ['POST', '/sdapi/v1/png-info', { image: Buffer.from('hello').toString('base64') }, 400, 'image'],
       ['GET', '/v1/nowhere', undefined, 404, undefined],

@@ -14,6 +14,7 @@ import { readPngInfo } from '../png-info.js';
 import { cancelJob, waitForTerminal } from '../job-actions.js';
 import { jobView, loadJob } from '../job-view.js';
 import { findModel, listModels } from '../models.js';
+import { checkOptionsUpdate } from '../options-update.js';
 import { OPTION_DEFAULTS, tenantOptions } from '../sdapi-options.js';
 import { decodeImage, submitGenerate } from '../submit.js';
 
@@ -213,10 +214,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   r.post('/sdapi/v1/options', async (req, res) => {
     const tenant = tenantOf(res);
     const update = parseWith(OptionsUpdate, req.body);
-    for (const [k, v] of Object.entries(update)) {
-      if (!(k in OPTION_DEFAULTS)) throw new FarmError('UNKNOWN_OPTION', 400, `option "${k}" is not supported`, k);
-      if (typeof v !== typeof OPTION_DEFAULTS[k]) throw new FarmError('INVALID_REQUEST', 400, `${k} must be a ${typeof OPTION_DEFAULTS[k]}`, k);
-    }
+    checkOptionsUpdate(update);
     if (typeof update.sd_model_checkpoint === 'string') {
       const m = findModel(await listModels(ctx.registry, ctx.cfg.modelsDir, tenant), update.sd_model_checkpoint);
       if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${update.sd_model_checkpoint}" not found`, 'sd_model_checkpoint');
