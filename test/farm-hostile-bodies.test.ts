@@ -1,0 +1,91 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { crc32, deflateSync } from 'node:zlib';
+import { encodePng } from '@darkroom/core/formats/png.js';
+import { startFarm, type Farm } from './support/farm.js';
+
+const KEY = 'carol-key-0123456789';
+
+interface ErrorJson { error: { code: string; message: string; field?: string } }
+
+/** `{"a":{"a":...}}` nested `depth` objects deep, as raw JSON text (JSON.stringify itself would overflow). */
+function nested(depth: number): string {
+  return '{"a":'.repeat(depth - 1) + '{}' + '}'.repeat(depth - 1);
+}
+
+function chunk(type: string, data: Uint8Array): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+describe('hostile request bodies (API process only)', () => {
+  let farm: Farm;
+
+  before(async () => {
+    farm = await startFarm({ workers: 0, env: { API_KEYS: `carol:${KEY}`, RATE_LIMIT_PER_MINUTE: '0' } });
+  });
+
+  after(async () => {
+    await farm?.stop();
+  });
+
+  const post = (path: string, body: unknown) => farm.request('POST', path, { key: KEY, body });
+
+  test('JSON nested 4500 deep is a 400 JSON_TOO_DEEP naming the field on /v1 and /sdapi/v1', async () => {
+    const deep = nested(4500);
+    for (const [path, field] of [
+      ['/v1/txt2img', 'comments'], ['/sdapi/v1/txt2img', 'override_settings'], ['/sdapi/v1/txt2img', 'comments'],
+      ['/sdapi/v1/options', 'samples_save'], ['/sdapi/v1/img2img', 'alwayson_scripts'],
+    ] as const) {
+      const r = await post(path, `{"prompt":"x","${field}":${deep}}`);
+      assert.equal(r.status, 400, `${path} ${field}: ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
+      assert.deepEqual([(r.json as ErrorJson).error.code, (r.json as ErrorJson).error.field], ['JSON_TOO_DEEP', field], path);
+    }
+    // A body nested within the limit is not refused for its depth.
+    const shallow = await post('/v1/txt2img', `{"prompt":"x","comments":${nested(60)}}`);
+    assert.notEqual((shallow.json as Partial<ErrorJson>).error?.code, 'JSON_TOO_DEEP', JSON.stringify(shallow.json));
+  });
+
+  test('png-info of a truncated PNG, a bad CRC, a JPEG or random bytes is a 400 naming image; a text bomb a 413', async () => {
+    const png = Buffer.from(encodePng({ width: 2, height: 2, channels: 3, data: new Uint8Array(12) }, [['parameters', 'a cat']]));
+    const badCrc = Buffer.from(png);
+    badCrc[png.length - 20] ^= 0xff;
+    const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
+    const random = Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 97 + 13) & 255));
+    for (const [what, bytes] of [['truncated', png.subarray(0, png.length - 30)], ['bad CRC', badCrc], ['JPEG', jpeg], ['random', random]] as const) {
+      const r = await post('/sdapi/v1/png-info', { image: bytes.toString('base64') });
+      assert.equal(r.status, 400, `${what}: ${r.status} ${JSON.stringify(r.json)}`);
+      assert.equal((r.json as ErrorJson).error.field, 'image', what);
+    }
+    const zbomb = chunk('zTXt', Buffer.concat([Buffer.from('parameters\0\0', 'latin1'), deflateSync(Buffer.alloc(64 * 1024 * 1024))]));
+    const bomb = Buffer.concat([png.subarray(0, png.length - 12), zbomb, png.subarray(png.length - 12)]);
+    const r = await post('/sdapi/v1/png-info', { image: bomb.toString('base64') });
+    assert.equal(r.status, 413, JSON.stringify(r.json));
+    assert.deepEqual([(r.json as ErrorJson).error.code, (r.json as ErrorJson).error.field], ['PNG_TEXT_TOO_LARGE', 'image']);
+    const ok = await post('/sdapi/v1/png-info', { image: png.toString('base64') });
+    assert.equal(ok.status, 200);
+    assert.equal((ok.json as { info: string }).info, 'a cat');
+  });
+
+  test('/sdapi/v1/options refuses out-of-range values naming the option and stores unknown A1111 options', async () => {
+    for (const [option, value] of [
+      ['eta_noise_seed_delta', 1e308], ['CLIP_stop_at_last_layers', 1.5], ['CLIP_stop_at_last_layers', 0], ['comma_padding_backtrack', -1],
+      ['show_progress_every_n_steps', -5], ['eta_ancestral', 1e9], ['s_noise', -1], ['randn_source', 'GPUX'], ['enable_pnginfo', 'yes'],
+    ] as const) {
+      const r = await post('/sdapi/v1/options', { [option]: value });
+      assert.equal(r.status, 400, `${option}=${value}: ${r.status} ${JSON.stringify(r.json)}`);
+      assert.deepEqual([(r.json as ErrorJson).error.code, (r.json as ErrorJson).error.field], ['INVALID_OPTION', option], `${option}=${value}`);
+    }
+    const stored = await post('/sdapi/v1/options', { samples_save: false, outdir_samples: '/tmp/x', eta_noise_seed_delta: 31337, CLIP_stop_at_last_layers: 2 });
+    assert.equal(stored.status, 200, JSON.stringify(stored.json));
+    const opts = (await farm.request('GET', '/sdapi/v1/options', { key: KEY })).json as Record<string, unknown>;
+    assert.deepEqual(
+      [opts.samples_save, opts.outdir_samples, opts.eta_noise_seed_delta, opts.CLIP_stop_at_last_layers, opts.comma_padding_backtrack],
+      [false, '/tmp/x', 31337, 2, 20],
+    );
+  });
+});
