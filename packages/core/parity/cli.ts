@@ -1,10 +1,13 @@
 /**
  * npm run parity:<suite> -- <folder>   checks one folder in that suite's format;
  * npm run parity -- <root>             runs every suite found under a root shaped like ../shared/oracle.
+ * DARKROOM_ATTENTION=<mode>            builds the model and pipeline suites' graphs with that attention variant
+ *                                      (auto, plain, split, subquad, fused); see attention-variant.ts.
  * One line per case; exit status 1 when any case fails.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { attentionFromEnv, describeAttention } from './attention-variant.js';
 import { oracleRoot } from './oracle.js';
 import { formatCase, type CaseResult } from './report.js';
 import { suiteLoaders, type Suite } from './suites.js';
@@ -32,6 +35,9 @@ async function main(): Promise<number> {
     return 2;
   }
   const names = which === 'all' ? Object.keys(suiteLoaders) : [which];
+  const attention = attentionFromEnv();
+  // The model and pipeline suites build their graphs with this variant.
+  if (attention) console.log(`# ${describeAttention(attention)}`);
   const total = { pass: 0, fail: 0, skip: 0 };
   for (const name of names) {
     const load = suiteLoaders[name];

@@ -11,6 +11,9 @@
  *
  * A model whose checkpoint or config the folder lacks is one skipped line (its cases are not run), and a case
  * whose files are absent is skipped with the reason; the other models and cases are still checked.
+ *
+ * `DARKROOM_ATTENTION` builds every graph with that attention variant, the gradient cases included (their
+ * backward graphs then go through the chunked forms); see attention-variant.ts.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +32,7 @@ import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from '.
 import { loadModel, type StableDiffusionModel } from '../src/models/load.js';
 import { buildUNet } from '../src/models/unet.js';
 import { errorText, missingReason, section, skipped } from './groups.js';
+import { attentionFromEnv, type ParityAttention } from './attention-variant.js';
 import { runHypernetCase } from './model-hypernet.js';
 import { combine, elementwiseClose, scaledClose, type CaseResult, type Closeness } from './report.js';
 import type { Suite } from './suites.js';
@@ -62,6 +66,8 @@ export interface CaseContext {
   ref(name: string): Float32Tensor;
   /** Elementwise forward tolerance. */
   close(actual: HostTensor, name: string): Closeness;
+  /** The attention variant under test, when not the default graphs. */
+  readonly attention?: ParityAttention;
 }
 
 export type ModelCaseHandler = (ctx: CaseContext) => Promise<CaseResult>;
@@ -180,7 +186,13 @@ async function gradHypernetCase(ctx: CaseContext): Promise<CaseResult> {
   const contextK = ctx.ref('context_k');
   const weights = await readComponent(ctx.checkpoint, UNET_PREFIX);
   const b = new GraphBuilder('unet_grad_context');
-  const g = buildUNet(b, weights, config.unet, { batch, height, width, contextLength: contextK.shape[1]! });
+  const g = buildUNet(b, weights, config.unet, {
+    batch,
+    height,
+    width,
+    contextLength: contextK.shape[1]!,
+    ...(ctx.attention ? { attention: ctx.attention.build } : {}),
+  });
   const target = b.input('target', 'float32', g.out.shape);
   const loss = mseLoss(b, g.out, target);
   const [gk, gv] = grad(b, loss, [g.contextK, g.contextV]) as [Value, Value];
@@ -229,6 +241,7 @@ async function gradTiCase(ctx: CaseContext): Promise<CaseResult> {
     width,
     contextLength: context.shape[1]!,
     context: { k: context, v: context },
+    ...(ctx.attention ? { attention: ctx.attention.build } : {}),
   });
   const targetIn = b.input('target', 'float32', g.out.shape);
   const loss = mseLoss(b, g.out, targetIn);
@@ -286,64 +299,85 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
   }
 }
 
+export interface ModelRunOptions {
+  /** Build every graph with this attention variant (default: the default graphs). */
+  readonly attention?: ParityAttention;
+  /** Only the cases this accepts (default: all). */
+  readonly only?: (spec: CaseSpec) => boolean;
+}
+
+/** Every case of a model oracle folder (or those `only` accepts), under the given attention variant. */
+export async function* runModelCases(folder: string, opts: ModelRunOptions = {}): AsyncGenerator<CaseResult> {
+  const index = JSON.parse(await readFile(join(folder, 'cases.json'), 'utf8')) as Record<string, unknown>;
+  const found = section<CaseSpec>(index, 'cases', 'cases.json');
+  if ('missing' in found) {
+    yield skipped('cases', found.missing);
+    return;
+  }
+  const cases = found.items.filter((c) => !opts.only || opts.only(c));
+  const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-parity-model-'));
+  const loaded = new Map<string, LoadedModel>();
+  // A model the folder lacks is reported once, where its first case would have been.
+  const absentModels = new Set<string>();
+  try {
+    for (const spec of cases) {
+      if (absentModels.has(spec.model)) continue;
+      const noModel = missingReason(folder, [spec.checkpoint, spec.config]);
+      if (noModel) {
+        absentModels.add(spec.model);
+        yield skipped(spec.model, noModel);
+        continue;
+      }
+      const noFiles = missingReason(folder, caseFiles(spec));
+      if (noFiles) {
+        yield skipped(spec.id, noFiles);
+        continue;
+      }
+      try {
+        let m = loaded.get(spec.model);
+        if (!m) {
+          const model = await loadModel({
+            checkpoint: join(folder, spec.checkpoint),
+            config: join(folder, spec.config),
+            cacheDir,
+            threads: 1,
+            ...(opts.attention?.loadOptions ?? {}),
+          });
+          m = { model, checkpoint: await openCheckpoint(join(folder, spec.checkpoint)) };
+          loaded.set(spec.model, m);
+        }
+        const tensors = (await readSafetensorsFile(join(folder, spec.file))).tensors;
+        const ref = (name: string): Float32Tensor => f32(tensors.get(name), `${spec.file}:${name}`);
+        yield await runCase({
+          folder,
+          spec,
+          tensors,
+          model: m.model,
+          config: m.model.config,
+          checkpoint: m.checkpoint,
+          ref,
+          close: (actual, name) => elementwiseClose(toFloat32(actual).data, ref(name).data, ATOL, RTOL),
+          ...(opts.attention ? { attention: opts.attention } : {}),
+        });
+      } catch (e) {
+        yield { name: spec.id, status: 'fail', detail: errorText(e) };
+      }
+    }
+  } finally {
+    for (const m of loaded.values()) {
+      await m.model.release();
+      await m.checkpoint.close();
+    }
+    await rm(cacheDir, { recursive: true, force: true });
+  }
+}
+
 export const suite: Suite = {
   name: 'model',
   under: 'model',
   marker: 'cases.json',
-  async *run(folder: string) {
-    const index = JSON.parse(await readFile(join(folder, 'cases.json'), 'utf8')) as Record<string, unknown>;
-    const cases = section<CaseSpec>(index, 'cases', 'cases.json');
-    if ('missing' in cases) {
-      yield skipped('cases', cases.missing);
-      return;
-    }
-    const cacheDir = await mkdtemp(join(tmpdir(), 'darkroom-parity-model-'));
-    const loaded = new Map<string, LoadedModel>();
-    // A model the folder lacks is reported once, where its first case would have been.
-    const absentModels = new Set<string>();
-    try {
-      for (const spec of cases.items) {
-        if (absentModels.has(spec.model)) continue;
-        const noModel = missingReason(folder, [spec.checkpoint, spec.config]);
-        if (noModel) {
-          absentModels.add(spec.model);
-          yield skipped(spec.model, noModel);
-          continue;
-        }
-        const noFiles = missingReason(folder, caseFiles(spec));
-        if (noFiles) {
-          yield skipped(spec.id, noFiles);
-          continue;
-        }
-        try {
-          let m = loaded.get(spec.model);
-          if (!m) {
-            const model = await loadModel({ checkpoint: join(folder, spec.checkpoint), config: join(folder, spec.config), cacheDir, threads: 1 });
-            m = { model, checkpoint: await openCheckpoint(join(folder, spec.checkpoint)) };
-            loaded.set(spec.model, m);
-          }
-          const tensors = (await readSafetensorsFile(join(folder, spec.file))).tensors;
-          const ref = (name: string): Float32Tensor => f32(tensors.get(name), `${spec.file}:${name}`);
-          yield await runCase({
-            folder,
-            spec,
-            tensors,
-            model: m.model,
-            config: m.model.config,
-            checkpoint: m.checkpoint,
-            ref,
-            close: (actual, name) => elementwiseClose(toFloat32(actual).data, ref(name).data, ATOL, RTOL),
-          });
-        } catch (e) {
-          yield { name: spec.id, status: 'fail', detail: errorText(e) };
-        }
-      }
-    } finally {
-      for (const m of loaded.values()) {
-        await m.model.release();
-        await m.checkpoint.close();
-      }
-      await rm(cacheDir, { recursive: true, force: true });
-    }
+  run(folder: string) {
+    const attention = attentionFromEnv();
+    return runModelCases(folder, attention ? { attention } : {});
   },
 };

@@ -11,6 +11,7 @@
  * oracle's `../text/vocab`); embeddings from the files cases.json lists, hypernetworks from the folder it names
  * (`hypernetwork_dir`). Without the model or the vocabulary the suite is one skipped line; a case whose own
  * files (tensors, embeddings, hypernetworks) are absent is skipped with the reason, and the others still run.
+ * `DARKROOM_ATTENTION` renders with that attention variant (see attention-variant.ts).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -29,6 +30,7 @@ import type { MultiCond, ScheduledCond } from '../src/pipeline/cfg-denoiser.js';
 import type { PipelineTrace } from '../src/pipeline/trace.js';
 import type { JobNetworks, PipelineModel } from '../src/pipeline/types.js';
 import type { Txt2ImgParams } from '../src/pipeline/params.js';
+import { attentionFromEnv } from './attention-variant.js';
 import { errorText, missingReason, section, skipped } from './groups.js';
 import { repoRoot } from './oracle.js';
 import { combine, elementwiseClose, scaledClose, type CaseResult, type Closeness } from './report.js';
@@ -247,6 +249,7 @@ async function loadOracleModel(folder: string, index: OracleIndex): Promise<{ sd
     ...(existsSync(config) ? { config } : {}),
     cacheDir: join(repoRoot, '.darkroom', 'cache'),
     threads: 1,
+    ...(attentionFromEnv()?.loadOptions ?? {}),
   });
   return { sd, model: pipelineModel(sd, ClipTokenizer.fromDirectory(vocab)) };
 }
