@@ -25,6 +25,7 @@ import { GraphBuilder, type Value } from '../src/graph/builder.js';
 import { createSession } from '../src/runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../src/tensor.js';
 import { toFloat32 } from '../src/tensor.js';
+import { feedForwardChunkBytes, type AttentionBuild } from '../src/models/attention.js';
 import { openCheckpoint, readComponent, readFloat32, type CheckpointSource } from '../src/models/checkpoint.js';
 import { buildTextEncoder } from '../src/models/clip.js';
 import { UNET_PREFIX, VAE_PREFIX, type ModelConfig } from '../src/models/config.js';
@@ -165,6 +166,12 @@ async function vaeEncodeCase(ctx: CaseContext): Promise<CaseResult> {
   return combine(spec.id, checks);
 }
 
+/** The UNet build options of an attention variant: its attention form and, outside plain, chunked feed-forwards. */
+function unetAttentionOptions(a: ParityAttention): { attention: AttentionBuild; feedForwardChunkBytes?: number } {
+  const ff = feedForwardChunkBytes(a.build);
+  return { attention: a.build, ...(ff !== undefined ? { feedForwardChunkBytes: ff } : {}) };
+}
+
 function mseLoss(b: GraphBuilder, out: Value, target: Value): Value {
   const d = b.sub(out, target);
   return b.reduceMean(b.mul(d, d), out.shape.map((_, i) => i), false);
@@ -191,7 +198,7 @@ async function gradHypernetCase(ctx: CaseContext): Promise<CaseResult> {
     height,
     width,
     contextLength: contextK.shape[1]!,
-    ...(ctx.attention ? { attention: ctx.attention.build } : {}),
+    ...(ctx.attention ? unetAttentionOptions(ctx.attention) : {}),
   });
   const target = b.input('target', 'float32', g.out.shape);
   const loss = mseLoss(b, g.out, target);
@@ -241,7 +248,7 @@ async function gradTiCase(ctx: CaseContext): Promise<CaseResult> {
     width,
     contextLength: context.shape[1]!,
     context: { k: context, v: context },
-    ...(ctx.attention ? { attention: ctx.attention.build } : {}),
+    ...(ctx.attention ? unetAttentionOptions(ctx.attention) : {}),
   });
   const targetIn = b.input('target', 'float32', g.out.shape);
   const loss = mseLoss(b, g.out, targetIn);

@@ -66,6 +66,15 @@ export function attentionBuild(mode: AttentionMode, provider: Provider = 'cpu', 
   return { form: mode, chunkBytes, plainWhenFits: mode !== 'fused' };
 }
 
+/**
+ * The memory-lean modes also run the UNet's feed-forwards in token chunks within the same target: once attention
+ * no longer holds whole score matrices, the GEGLU activations (eight times the width) are the largest tensors
+ * left at 1024x1024. Same values, so the plain reference graph is left as it is.
+ */
+export function feedForwardChunkBytes(a: AttentionBuild): number | undefined {
+  return a.form === 'plain' ? undefined : a.chunkBytes;
+}
+
 /** The cache-key facts of a build: what changes the graph, nothing else. */
 export function attentionKey(a: AttentionBuild): Readonly<Record<string, unknown>> {
   if (a.form === 'plain') return { form: 'plain' };

@@ -49,6 +49,8 @@ export interface UNetGraphOptions extends SerializeOptions {
   readonly fusedAttention?: boolean;
   /** Plain, split, sub-quadratic or fused attention by layer size; overrides `fusedAttention`. */
   readonly attention?: AttentionBuild;
+  /** Feed-forwards run in token chunks whose hidden activations stay within this (same values). */
+  readonly feedForwardChunkBytes?: number;
   readonly exposeEmbeddings?: boolean;
   readonly attentionContext?: AttentionContextHook;
 }

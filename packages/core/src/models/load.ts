@@ -11,7 +11,7 @@ import { DarkroomError } from '../errors.js';
 import type { BuiltModel } from '../graph/ir.js';
 import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../tensor.js';
-import { attentionBuild, attentionKey, parseAttentionMode } from './attention.js';
+import { attentionBuild, attentionKey, feedForwardChunkBytes, parseAttentionMode } from './attention.js';
 import { CompileCache, DEFAULT_CACHE_DIR, cachedFact, cachedFileHash, type GraphKey } from './cache.js';
 import { openCheckpoint, readComponent, readFloat32, sha256File, withVae, type CheckpointSource } from './checkpoint.js';
 import { textOutputName, tokenEmbeddingKey } from './clip.js';
@@ -118,7 +118,10 @@ export interface LoadModelOptions {
    * image only by float rounding; see models/attention.ts.
    */
   readonly attention?: string;
-  /** Memory target of one attention chunk, in bytes (default 256 MiB); decides the chunk sizes. */
+  /**
+   * Memory target of one attention chunk, in bytes (default 256 MiB); decides the chunk sizes. Outside `plain`
+   * it also bounds the UNet feed-forwards' hidden activations (token chunks, same values).
+   */
   readonly attentionChunkBytes?: number;
   /**
    * VAE decode/encode in overlapping blended tiles: `auto` (default: images above 1024x1024 pixels), `always`,
@@ -285,6 +288,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     opts.attentionChunkBytes,
   );
   const attentionFacts = attentionKey(attention);
+  const ffChunkBytes = feedForwardChunkBytes(attention);
   const pool = new SessionPool(opts.maxSessionsPerComponent ?? 2, (path) =>
     createSession(path, {
       ...(opts.provider ? { provider: opts.provider } : {}),
@@ -347,6 +351,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
           contextLength: l,
           dtype,
           attention,
+          ...(ffChunkBytes !== undefined ? { feedForwardChunkBytes: ffChunkBytes } : {}),
           externalDataAboveBytes,
           ...(variant ? { attentionContext: variant.attentionContext } : {}),
         }),

@@ -11,6 +11,7 @@
  */
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { hostTensor } from '../graph/builder.js';
+import { evenChunks } from '../graph/attention-plan.js';
 import type { Float32Tensor } from '../tensor.js';
 import type { AttentionBuild } from './attention.js';
 import { attentionHeads, type UNetConfig } from './config.js';
@@ -57,6 +58,11 @@ export interface UNetBuildOptions {
   readonly fusedAttention?: boolean;
   /** The attention form by layer size (plain, split, sub-quadratic, fused); overrides `fusedAttention`. */
   readonly attention?: AttentionBuild;
+  /**
+   * Bytes the feed-forward's hidden activations may take at once: above it the tokens go through the
+   * feed-forward in chunks (same values). Default: no chunking.
+   */
+  readonly feedForwardChunkBytes?: number;
   readonly attentionContext?: AttentionContextHook;
   /** Adds `t_emb` and `emb` outputs (parity checks). */
   readonly exposeEmbeddings?: boolean;
@@ -103,6 +109,19 @@ function timestepEmbedding(b: GraphBuilder, t: Value, channels: number): Value {
   return emb;
 }
 
+const DTYPE_BYTES: Record<ComputeDType, number> = { float32: 4, float16: 2 };
+
+/**
+ * Token chunks for a feed-forward of `hidden` projected features over x (B, T, C): as few as keep the projection
+ * and its two GEGLU halves (twice the projection) within `chunkBytes`.
+ */
+function feedForwardChunks(x: Value, hidden: number, chunkBytes: number | undefined): number[] {
+  const [batch, tokens] = x.shape as [number, number];
+  if (chunkBytes === undefined) return [tokens];
+  const live = 2 * batch * tokens * hidden * DTYPE_BYTES[x.dtype === 'float16' ? 'float16' : 'float32'];
+  return evenChunks(tokens, Math.ceil(live / chunkBytes));
+}
+
 class UNetBuilder {
   private readonly b: GraphBuilder;
 
@@ -145,10 +164,25 @@ class UNetBuilder {
 
   private feedForward(x: Value, name: string): Value {
     const { b, w } = this;
-    const proj = linear(w, x, `${name}.net.0.proj`);
-    const inner = proj.shape[2]! / 2;
-    const [a, gate] = b.split(proj, [inner, inner], 2) as [Value, Value];
-    return linear(w, b.mul(a, b.gelu(gate)), `${name}.net.2`);
+    const hidden = w.raw(`${name}.net.0.proj.weight`).shape[0]!;
+    const chunks = feedForwardChunks(x, hidden, this.opts.feedForwardChunkBytes);
+    if (chunks.length === 1) {
+      const proj = linear(w, x, `${name}.net.0.proj`);
+      const inner = proj.shape[2]! / 2;
+      const [a, gate] = b.split(proj, [inner, inner], 2) as [Value, Value];
+      return linear(w, b.mul(a, b.gelu(gate)), `${name}.net.2`);
+    }
+    // GEGLU works token by token: token chunks give the same values while only one chunk's hidden activations
+    // (eight times the width) exist at a time.
+    const w1 = w.param(`${name}.net.0.proj.weight`, transpose2d);
+    const b1 = w.param(`${name}.net.0.proj.bias`);
+    const w2 = w.param(`${name}.net.2.weight`, transpose2d);
+    const b2 = w.param(`${name}.net.2.bias`);
+    const outs = b.split(x, chunks, 1).map((xc) => {
+      const [a, gate] = b.split(b.add(b.matmul(xc, w1), b1), [hidden / 2, hidden / 2], 2) as [Value, Value];
+      return b.add(b.matmul(b.mul(a, b.gelu(gate)), w2), b2);
+    });
+    return b.concat(outs, 1);
   }
 
   spatialTransformer(x: Value, name: string): Value {
