@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PLAIN_ATTENTION_MEMORY } from '@darkroom/core/pipeline/memory-estimate.js';
+import { attentionMemory, PLAIN_ATTENTION_MEMORY } from '@darkroom/core/pipeline/memory-estimate.js';
 import { defaultMemoryBudget, fitsBudget, jobMemoryBytes, memoryRefusal, Txt2ImgRequest, Img2ImgRequest, workerMemoryBudget } from '../src/index.js';
 
 const GiB = 1024 ** 3;
@@ -39,7 +39,7 @@ test('any budget that holds the job admits it; a named checkpoint is estimated a
 
 test('bounded attention admits what plain attention cannot', () => {
   const big = txt({ width: 1024, height: 1024 });
-  assert.equal(memoryRefusal('txt2img', big, [{ budgetBytes: 6 * GiB, attention: { kind: 'bounded', scoreBytes: 256 * 1024 ** 2 } }]), null);
+  assert.equal(memoryRefusal('txt2img', big, [{ budgetBytes: 6 * GiB, attention: attentionMemory('subquad', 'cpu') }]), null);
 });
 
 test('WORKER_MEMORY_BUDGET: configured, else the machine less a tenth (at least 1 GiB)', () => {
