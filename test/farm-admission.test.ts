@@ -10,7 +10,7 @@ import { readEvents, startFarm, waitFor, type Farm, type ServiceProcess } from '
  */
 const MiB = 1024 ** 2;
 const SMALL_BUDGET = 768 * MiB;
-const BIG_BUDGET = 2048 * MiB;
+const BIG_BUDGET = 1536 * MiB;
 /** Sampler steps that keep a 64x64 demo job running while the test kills its worker. */
 const LONG_STEPS = Number(process.env.LONG_JOB_STEPS ?? 150);
 
@@ -73,7 +73,7 @@ describe('admission by need and worker deaths (worker processes, short locks and
     assert.equal((sync.json as ErrorJson).error.code, 'NO_WORKERS');
     assert.ok(Date.now() - t0 < 3000, `answered in ${Date.now() - t0} ms`);
 
-    // Nothing registered: the configured default budget decides (2 GiB holds 64x64, not 1024x1024).
+    // Nothing registered: the configured default budget decides (1.5 GiB holds 64x64, not 1024x1024).
     const queued = await submit({ prompt: 'waits for a worker', width: 64, height: 64, steps: 2 });
     assert.equal(queued.status, 202);
     const tooLarge = await submit({ prompt: 'too large anywhere', width: 1024, height: 1024 });
@@ -95,7 +95,7 @@ describe('admission by need and worker deaths (worker processes, short locks and
     const cases: [Record<string, unknown>, string][] = [
       [{ width: 1024, height: 1024 }, 'width'],
       [{ width: 512, height: 1024 }, 'height'],
-      [{ width: 256, height: 256, batch_size: 16 }, 'batch_size'],
+      [{ width: 512, height: 512, batch_size: 8 }, 'batch_size'],
       [{ width: 256, height: 256, enable_hr: true, hr_scale: 4 }, 'hr_scale'],
     ];
     for (const [fields, field] of cases) {
@@ -118,7 +118,7 @@ describe('admission by need and worker deaths (worker processes, short locks and
       const by = await Promise.all(busy.map(async (b) => (await startedBy(b))[0]?.worker));
       return by.every(Boolean) ? new Map(by.map((w, i) => [w!, busy[i]!])) : null;
     }, 30_000, 50);
-    // 384x384 on the demo model needs about 1.2 GiB: more than the small worker's 768 MiB, less than 2 GiB.
+    // 384x384 on the demo model needs about 0.9 GiB: more than the small worker's 768 MiB, less than 1.5 GiB.
     const { id } = (await submit({ prompt: 'needs the big worker', width: 384, height: 384, steps: 2, seed: 4 })).json as { id: string };
     await farm.request('DELETE', `/v1/jobs/${holders.get('w-small')!}`);
     const handedBack = async () => {

@@ -1,7 +1,7 @@
 import {
   FarmError, liveWorkers, QUEUE_NAMES, workerMemoryBudget, type MemoryBudget, type WorkerAdvert,
 } from '@darkroom/farm';
-import { PLAIN_ATTENTION_MEMORY } from '@darkroom/core/pipeline/memory-estimate.js';
+import { attentionMemory } from '@darkroom/core/pipeline/memory-estimate.js';
 import type { ApiContext } from './context.js';
 
 /** The queues a process serves, each of which needs at least one live one for its jobs to run. */
@@ -13,11 +13,12 @@ export async function liveOn(ctx: ApiContext, queue: string): Promise<WorkerAdve
 
 /**
  * The budgets a generation job is admitted against: every live worker's, or, when none is alive (none started
- * yet, or scaled to zero), the configured default, so a farm that starts its workers later still takes jobs.
+ * yet, or scaled to zero), the configured default budget and attention (WORKER_MEMORY_BUDGET, ATTENTION), so a
+ * farm that starts its workers later still takes jobs.
  */
 export function admissionBudgets(ctx: ApiContext, live: readonly WorkerAdvert[]): MemoryBudget[] {
   if (live.length > 0) return [...live];
-  return [{ budgetBytes: workerMemoryBudget(ctx.cfg.workerMemoryBudget), attention: PLAIN_ATTENTION_MEMORY }];
+  return [{ budgetBytes: workerMemoryBudget(ctx.cfg.workerMemoryBudget), attention: attentionMemory(ctx.cfg.attention, ctx.cfg.executionProvider) }];
 }
 
 /** A synchronous call with nobody to render it fails now instead of waiting out SYNC_TIMEOUT_MS. */

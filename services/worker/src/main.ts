@@ -6,7 +6,7 @@ import {
   outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, reportWorkerLost, splitFailedReason, startHealthServer, webhookMasterSecret,
   webhookProcessor, webhookWorkerOptions, workerMemoryBudget, type GenerateJobData, type GenerateJobResult, type MemoryBudget, type WebhookJobData,
 } from '@darkroom/farm';
-import { PLAIN_ATTENTION_MEMORY } from '@darkroom/core/pipeline/memory-estimate.js';
+import { attentionMemory } from '@darkroom/core/pipeline/memory-estimate.js';
 import { createWorkerMetrics } from './metrics.js';
 import { generateProcessor, type ProcessorContext } from './processor.js';
 import { RenderHost } from './render-host.js';
@@ -38,8 +38,8 @@ async function main(): Promise<void> {
   };
   const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-cancel' }), keys);
   const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
-  // The render thread builds the plain attention graphs, whose scores grow with the square of the tokens.
-  const budget: MemoryBudget = { budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: PLAIN_ATTENTION_MEMORY };
+  // What a job needs here depends on how the render thread builds attention (ATTENTION), so that goes out too.
+  const budget: MemoryBudget = { budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: attentionMemory(cfg.attention, cfg.executionProvider) };
   const heartbeat = new Heartbeat(redis, keys, {
     name: workerName, queue: QUEUE_NAMES.generate, budgetBytes: budget.budgetBytes, attention: budget.attention,
     host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), job: null,
