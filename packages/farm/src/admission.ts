@@ -43,11 +43,19 @@ function hiresOf(kind: GenerateKind, request: GenerateRequest): MemoryEstimateRe
   return { width: size.width, height: size.height, latentUpscale: isLatentUpscaler(upscaler) };
 }
 
+/** A generation job as admission sees it: the request and the size of the checkpoint it names, when known. */
+export interface JobToAdmit {
+  readonly kind: GenerateKind;
+  readonly request: GenerateRequest;
+  readonly checkpointBytes?: number | null;
+}
+
 /** The estimate's inputs for a job as submitted; `shape` narrows it to find which field makes it too large. */
 function estimateRequests(
-  kind: GenerateKind, request: GenerateRequest, attention: AttentionMemory,
+  job: JobToAdmit, attention: AttentionMemory,
   shape: { batch: boolean; conds: boolean; hires: boolean } = { batch: true, conds: true, hires: true },
 ): MemoryEstimateRequest[] {
+  const { kind, request } = job;
   const hires = shape.hires ? hiresOf(kind, request) : undefined;
   const hrPrompt = 'hr_prompt' in request ? request.hr_prompt : '';
   return configsFor(request).map((config) => ({
@@ -56,6 +64,7 @@ function estimateRequests(
     condsPerImage: shape.conds ? Math.max(andParts(request.prompt), andParts(hrPrompt)) : 1,
     encodesInput: kind === 'img2img',
     ...(hires ? { hires } : {}),
+    ...(job.checkpointBytes ? { checkpointBytes: job.checkpointBytes } : {}),
   }));
 }
 
@@ -64,12 +73,12 @@ function peakOf(requests: readonly MemoryEstimateRequest[]): number {
 }
 
 /** The job's estimated peak on a worker whose attention is `attention`. */
-export function jobMemoryBytes(kind: GenerateKind, request: GenerateRequest, attention: AttentionMemory): number {
-  return peakOf(estimateRequests(kind, request, attention));
+export function jobMemoryBytes(job: JobToAdmit, attention: AttentionMemory): number {
+  return peakOf(estimateRequests(job, attention));
 }
 
-export function fitsBudget(kind: GenerateKind, request: GenerateRequest, budget: MemoryBudget): boolean {
-  return jobMemoryBytes(kind, request, budget.attention) <= budget.budgetBytes;
+export function fitsBudget(job: JobToAdmit, budget: MemoryBudget): boolean {
+  return jobMemoryBytes(job, budget.attention) <= budget.budgetBytes;
 }
 
 const gib = (bytes: number): string => `${(bytes / GiB).toFixed(1)} GiB`;
@@ -88,13 +97,14 @@ function largest<T>(candidates: readonly T[], fits: (v: T) => boolean): T | null
  * Null when some budget holds the job; else a 422 naming the field that makes it too large: the size when even
  * one image without hires does not fit, else the batch, the AND parts, then the hires pass, with what would fit.
  */
-export function memoryRefusal(kind: GenerateKind, request: GenerateRequest, budgets: readonly MemoryBudget[]): FarmError | null {
+export function memoryRefusal(job: JobToAdmit, budgets: readonly MemoryBudget[]): FarmError | null {
+  const { request } = job;
   const fitsSome = (req: GenerateRequest, shape?: { batch: boolean; conds: boolean; hires: boolean }): boolean =>
-    budgets.some((b) => peakOf(estimateRequests(kind, req, b.attention, shape)) <= b.budgetBytes);
+    budgets.some((b) => peakOf(estimateRequests({ ...job, request: req }, b.attention, shape)) <= b.budgetBytes);
   if (fitsSome(request)) return null;
   const best = Math.max(...budgets.map((b) => b.budgetBytes));
-  const need = Math.min(...budgets.map((b) => jobMemoryBytes(kind, request, b.attention)));
-  const model = configsFor(request).length === 1 ? 'the demo model' : 'a full-size checkpoint';
+  const need = Math.min(...budgets.map((b) => jobMemoryBytes(job, b.attention)));
+  const model = configsFor(request).length === 1 ? 'the demo model' : 'its checkpoint (estimated as a full-size SD model)';
   const prefix = `this job needs about ${gib(need)} of memory at its peak on ${model}; the largest worker budget is ${gib(best)} (WORKER_MEMORY_BUDGET)`;
   const refuse = (field: string, hint: string): FarmError => new FarmError('JOB_TOO_LARGE', 422, `${field}: ${prefix}. ${hint}`, field);
 

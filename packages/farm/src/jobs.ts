@@ -15,6 +15,8 @@ export interface GenerateJobData {
   requestHash: string;
   source: 'v1' | 'sdapi';
   submittedAt: number;
+  /** Size of the checkpoint file the job names (null: the demo model), which bounds its weights in memory estimates. */
+  checkpointBytes?: number | null;
 }
 
 export interface OutputRecord {

@@ -4,42 +4,44 @@ import { attentionMemory, PLAIN_ATTENTION_MEMORY } from '@darkroom/core/pipeline
 import { defaultMemoryBudget, fitsBudget, jobMemoryBytes, memoryRefusal, Txt2ImgRequest, Img2ImgRequest, workerMemoryBudget } from '../src/index.js';
 
 const GiB = 1024 ** 3;
-const txt = (fields: Record<string, unknown>) => Txt2ImgRequest.parse({ prompt: 'a harbour', ...fields });
+const txt = (fields: Record<string, unknown>) => ({ kind: 'txt2img' as const, request: Txt2ImgRequest.parse({ prompt: 'a harbour', ...fields }) });
 const budget = (gib: number) => ({ budgetBytes: gib * GiB, attention: PLAIN_ATTENTION_MEMORY });
 
 test('the demo model at 512x512 fits a 3 GiB budget; 1024x1024 is refused naming width, with the size that fits', () => {
-  assert.ok(fitsBudget('txt2img', txt({ width: 512, height: 512 }), budget(3)));
-  const refusal = memoryRefusal('txt2img', txt({ width: 1024, height: 1024 }), [budget(3)]);
+  assert.ok(fitsBudget(txt({ width: 512, height: 512 }), budget(3)));
+  const refusal = memoryRefusal(txt({ width: 1024, height: 1024 }), [budget(3)]);
   assert.equal(refusal?.code, 'JOB_TOO_LARGE');
   assert.equal(refusal?.status, 422);
   assert.equal(refusal?.field, 'width');
   assert.match(refusal!.message, /at most about \d+x\d+ fits/i);
-  assert.equal(memoryRefusal('txt2img', txt({ width: 512, height: 1024 }), [budget(3)])?.field, 'height');
+  assert.equal(memoryRefusal(txt({ width: 512, height: 1024 }), [budget(3)])?.field, 'height');
 });
 
 test('the field at fault: batch_size, the AND parts, then the hires pass', () => {
   const one = budget(3);
-  assert.equal(memoryRefusal('txt2img', txt({ width: 512, height: 512, batch_size: 4 }), [one])?.field, 'batch_size');
-  assert.equal(memoryRefusal('txt2img', txt({ width: 512, height: 512, prompt: 'a AND b AND c AND d' }), [one])?.field, 'prompt');
-  const hires = memoryRefusal('txt2img', txt({ width: 256, height: 256, enable_hr: true, hr_scale: 4 }), [one]);
+  assert.equal(memoryRefusal(txt({ width: 512, height: 512, batch_size: 4 }), [one])?.field, 'batch_size');
+  assert.equal(memoryRefusal(txt({ width: 512, height: 512, prompt: 'a AND b AND c AND d' }), [one])?.field, 'prompt');
+  const hires = memoryRefusal(txt({ width: 256, height: 256, enable_hr: true, hr_scale: 4 }), [one]);
   assert.equal(hires?.field, 'hr_scale');
   assert.match(hires!.message, /hr_scale up to [12](\.\d+)? fits/);
-  assert.equal(memoryRefusal('txt2img', txt({ width: 256, height: 256, enable_hr: true, hr_resize_x: 1024 }), [one])?.field, 'hr_resize_x');
+  assert.equal(memoryRefusal(txt({ width: 256, height: 256, enable_hr: true, hr_resize_x: 1024 }), [one])?.field, 'hr_resize_x');
 });
 
-test('any budget that holds the job admits it; a named checkpoint is estimated as a full-size model', () => {
-  const big = txt({ width: 1024, height: 1024 });
-  assert.equal(memoryRefusal('txt2img', big, [budget(3), budget(64)]), null);
+test('any budget that holds the job admits it; a named checkpoint is estimated as a full-size model, bounded by its file', () => {
+  assert.equal(memoryRefusal(txt({ width: 1024, height: 1024 }), [budget(3), budget(64)]), null);
   const named = txt({ width: 512, height: 512, model: 'v1-5-pruned-emaonly' });
-  assert.ok(jobMemoryBytes('txt2img', named, PLAIN_ATTENTION_MEMORY) > 8 * GiB);
-  assert.equal(memoryRefusal('txt2img', named, [budget(4)])?.field, 'width');
-  const i2i = Img2ImgRequest.parse({ init_images: ['iVBORw0KGgo='], width: 512, height: 512 });
-  assert.ok(jobMemoryBytes('img2img', i2i, PLAIN_ATTENTION_MEMORY) > jobMemoryBytes('txt2img', txt({ width: 512, height: 512 }), PLAIN_ATTENTION_MEMORY));
+  assert.ok(jobMemoryBytes(named, PLAIN_ATTENTION_MEMORY) > 8 * GiB);
+  assert.equal(memoryRefusal(named, [budget(4)])?.field, 'width');
+  const small = { ...txt({ width: 64, height: 64, model: 'tiny-custom' }), checkpointBytes: 5 * 1024 ** 2 };
+  assert.ok(jobMemoryBytes(small, PLAIN_ATTENTION_MEMORY) < 2 * GiB, 'a 5 MB file cannot hold a full-size model');
+  const i2i = { kind: 'img2img' as const, request: Img2ImgRequest.parse({ init_images: ['iVBORw0KGgo='], width: 512, height: 512 }) };
+  assert.ok(jobMemoryBytes(i2i, PLAIN_ATTENTION_MEMORY) > jobMemoryBytes(txt({ width: 512, height: 512 }), PLAIN_ATTENTION_MEMORY));
 });
 
-test('bounded attention admits what plain attention cannot', () => {
+test('lean attention admits what plain attention cannot', () => {
   const big = txt({ width: 1024, height: 1024 });
-  assert.equal(memoryRefusal('txt2img', big, [{ budgetBytes: 6 * GiB, attention: attentionMemory('subquad', 'cpu') }]), null);
+  assert.notEqual(memoryRefusal(big, [budget(6)]), null);
+  assert.equal(memoryRefusal(big, [{ budgetBytes: 6 * GiB, attention: attentionMemory('subquad', 'cpu') }]), null);
 });
 
 test('WORKER_MEMORY_BUDGET: configured, else the machine less a tenth (at least 1 GiB)', () => {

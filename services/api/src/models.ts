@@ -9,17 +9,19 @@ export interface ModelEntry {
   filename: string;
   config: string | null;
   source: 'builtin' | 'models_dir' | 'upload';
+  /** File size in bytes (null for the built-in model): bounds what a memory estimate counts for its weights. */
+  size: number | null;
 }
 
 /** Checkpoints a tenant can name: the built-in demo model, MODELS_DIR and the tenant's uploads. */
 export async function listModels(registry: AssetRegistry, modelsDir: string, tenant: string): Promise<ModelEntry[]> {
-  const out: ModelEntry[] = [{ title: BUILTIN_MODEL, model_name: BUILTIN_MODEL, hash: null, sha256: null, filename: BUILTIN_MODEL, config: null, source: 'builtin' }];
+  const out: ModelEntry[] = [{ title: BUILTIN_MODEL, model_name: BUILTIN_MODEL, hash: null, sha256: null, filename: BUILTIN_MODEL, config: null, source: 'builtin', size: null }];
   for (const m of await listModelsDir(modelsDir)) {
-    out.push({ title: m.relativePath, model_name: m.modelName, hash: null, sha256: null, filename: m.path, config: null, source: 'models_dir' });
+    out.push({ title: m.relativePath, model_name: m.modelName, hash: null, sha256: null, filename: m.path, config: null, source: 'models_dir', size: m.size });
   }
   for (const r of await registry.list(tenant, 'models')) {
     const hash = r.sha256.slice(0, 10);
-    out.push({ title: `${r.filename} [${hash}]`, model_name: r.name, hash, sha256: r.sha256, filename: r.filename, config: null, source: 'upload' });
+    out.push({ title: `${r.filename} [${hash}]`, model_name: r.name, hash, sha256: r.sha256, filename: r.filename, config: null, source: 'upload', size: r.size });
   }
   return out;
 }

@@ -96,11 +96,14 @@ function checkSupported(req: GenerateRequest): void {
   }
 }
 
-async function checkNames(ctx: ApiContext, tenant: string, req: GenerateRequest): Promise<void> {
+/** Checks every name the job uses; returns the size of the checkpoint file it names (null: the demo model). */
+async function checkNames(ctx: ApiContext, tenant: string, req: GenerateRequest): Promise<number | null> {
+  let checkpointBytes: number | null = null;
   if (req.model !== null && req.model !== BUILTIN_MODEL) {
     const m = findModel(await listModels(ctx.registry, ctx.cfg.modelsDir, tenant), req.model);
     if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${req.model}" is not uploaded, not in MODELS_DIR and not "${BUILTIN_MODEL}"`, 'model');
     req.model = m.source === 'builtin' ? null : m.model_name;
+    checkpointBytes = m.size;
   }
   for (const [i, n] of (req.embeddings ?? []).entries()) {
     if (!(await ctx.registry.get(tenant, 'embeddings', n))) throw new FarmError('UNKNOWN_EMBEDDING', 400, `embedding "${n}" is not uploaded`, `embeddings.${i}`);
@@ -117,6 +120,7 @@ async function checkNames(ctx: ApiContext, tenant: string, req: GenerateRequest)
     const problem = checkWebhookUrlSyntax(req.webhook.url, ctx.cfg.webhookAllowlist);
     if (problem) throw new FarmError('WEBHOOK_URL_REFUSED', 400, `webhook.url: ${problem}`, 'webhook.url');
   }
+  return checkpointBytes;
 }
 
 /** Validates names, stores img2img inputs, and queues the job once (per Idempotency-Key). */
@@ -181,12 +185,12 @@ async function createJob(
     checkSupported(request);
   }
   checkOverrides(request, source);
-  await checkNames(ctx, tenant, request);
+  const checkpointBytes = await checkNames(ctx, tenant, request);
   // Admission by need: refused now, naming the field, when no worker's memory budget can hold the job. A
   // synchronous /sdapi call with no worker alive is refused too, rather than left waiting for one.
   const live = await liveOn(ctx, QUEUE_NAMES.generate);
   if (source === 'sdapi' && live.length === 0) throw noWorkerError();
-  const refusal = memoryRefusal(kind, request, admissionBudgets(ctx, live));
+  const refusal = memoryRefusal({ kind, request, checkpointBytes }, admissionBudgets(ctx, live));
   if (refusal) throw refusal;
   const resolved: GenerateRequest = { ...request, seed: resolveSeed(request.seed), subseed: resolveSeed(request.subseed) };
   const inputKeys: GenerateJobData['inputKeys'] = { initImages: [], mask: null };
@@ -207,7 +211,7 @@ async function createJob(
     resolved.mask = null;
   }
   const data: GenerateJobData = {
-    tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(),
+    tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(), checkpointBytes,
   };
   const job = await ctx.queues.generate.add(kind, data, { jobId: id, priority: await fairPriority(ctx.redis, ctx.keys, tenant) });
   if (job.data.requestHash !== requestHash) {

@@ -23,11 +23,10 @@ export interface AdmitContext {
  * any more (the fleet changed since the API admitted it), it fails now with JOB_TOO_LARGE instead of circling.
  */
 export async function admitOrHandBack(ctx: AdmitContext, job: Job<GenerateJobData>, token: string | undefined): Promise<void> {
-  const { kind, request } = job.data;
-  const need = jobMemoryBytes(kind, request, ctx.budget.attention);
+  const need = jobMemoryBytes(job.data, ctx.budget.attention);
   if (need <= ctx.budget.budgetBytes) return;
   const others = (await liveWorkers(ctx.redis, ctx.keys, QUEUE_NAMES.generate)).filter((w) => w.name !== ctx.workerName);
-  const refusal = memoryRefusal(kind, request, [ctx.budget, ...others]);
+  const refusal = memoryRefusal(job.data, [ctx.budget, ...others]);
   if (refusal) throw jobFailure(refusal);
   ctx.log.info({ needBytes: need, budgetBytes: ctx.budget.budgetBytes }, 'job too large for this worker; handed back for a bigger one');
   ctx.onHandBack();

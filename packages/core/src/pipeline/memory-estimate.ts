@@ -89,6 +89,11 @@ export interface MemoryEstimateRequest {
   readonly bytesPerWeight?: number;
   /** The process without sessions; default the worker's (WORKER_RUNTIME_BYTES). */
   readonly runtimeBytes?: number;
+  /**
+   * The checkpoint file's size, when known: a file stores every parameter in at least two bytes, so a smaller file
+   * than the config's parameters need holds a smaller model, and the weights are scaled down to what it can hold.
+   */
+  readonly checkpointBytes?: number;
 }
 
 export interface MemoryEstimate {
@@ -128,6 +133,8 @@ const FLOAT = 4;
  * (7.5 GB with its session), so one and a half copies beside the session's own.
  */
 const BUILD_COPIES = 1.5;
+/** float16 checkpoints: the most compact storage the loaders read. */
+const MIN_BYTES_PER_STORED_PARAMETER = 2;
 /** The latent is 1/8 of the image on every SD model (the VAE's three downsamplings). */
 const LATENT_FACTOR = 8;
 /**
@@ -202,7 +209,10 @@ function vaeSessionBytes(config: ModelConfig, size: PassSize, attention: Attenti
 export function estimateJobMemory(req: MemoryEstimateRequest): MemoryEstimate {
   const { config, attention } = req;
   const bytesPerWeight = req.bytesPerWeight ?? FLOAT;
-  const counts = parameterCounts(config);
+  const full = parameterCounts(config);
+  const total = full.unet + full.text + full.vaeDecoder + full.vaeEncoder;
+  const scale = req.checkpointBytes === undefined ? 1 : Math.min(1, req.checkpointBytes / MIN_BYTES_PER_STORED_PARAMETER / total);
+  const counts = { unet: full.unet * scale, text: full.text * scale, vaeDecoder: full.vaeDecoder * scale, vaeEncoder: full.vaeEncoder * scale };
   const rows = req.batchSize * ((req.condsPerImage ?? 1) + 1);
   const first: PassSize = { width: req.width, height: req.height };
   const passes: PassSize[] = req.hires ? [first, req.hires] : [first];
@@ -221,7 +231,7 @@ export function estimateJobMemory(req: MemoryEstimateRequest): MemoryEstimate {
   const sessionWeights = counts.text + unet.length * counts.unet
     + vaeSizes.reduce((sum, s) => sum + (s.encoder ? counts.vaeEncoder : counts.vaeDecoder), 0);
   const buildCopy = BUILD_COPIES * Math.max(counts.unet, counts.text, counts.vaeDecoder);
-  const tokenTable = config.text.vocabSize * config.text.width;
+  const tokenTable = config.text.vocabSize * config.text.width * scale;
   const weights = (sessionWeights + buildCopy) * bytesPerWeight + tokenTable * FLOAT;
 
   const pixels = final.width * final.height;

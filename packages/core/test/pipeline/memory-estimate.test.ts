@@ -75,3 +75,12 @@ test('full-size models: weights from the parameter counts dominate small images'
   const sd2 = estimateJobMemory({ config: SD2_CONFIG, width: 256, height: 256, batchSize: 1, attention: PLAIN_ATTENTION_MEMORY });
   assert.ok(sd2.parts.weights > sd1.parts.weights, 'OpenCLIP ViT-H is larger than CLIP ViT-L');
 });
+
+test('a checkpoint file smaller than the config\'s parameters holds a smaller model: its weights are scaled down', () => {
+  const base = { config: SD1_CONFIG, width: 64, height: 64, batchSize: 1, attention: PLAIN_ATTENTION_MEMORY } as const;
+  const full = estimateJobMemory(base);
+  assert.equal(estimateJobMemory({ ...base, checkpointBytes: 2.2e9 }).parts.weights, full.parts.weights, 'an F16 SD 1.5 file is the whole model');
+  const tiny = estimateJobMemory({ ...base, checkpointBytes: 10 * MiB });
+  assert.ok(tiny.parts.weights < 64 * MiB);
+  assert.deepEqual(tiny.parts.unet, full.parts.unet, 'activations still as large as the config allows');
+});
