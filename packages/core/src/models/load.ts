@@ -27,6 +27,7 @@ import {
 } from './config.js';
 import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from './graphs.js';
 import type { ComputeDType } from './layers.js';
+import { oneComponentResident, type MemoryMode } from './memory-mode.js';
 import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
 import type { AttentionContextHook } from './unet.js';
 import { runTiled, tilesNeeded, vaeTiling, type VaeTilingOption } from './vae-tiles.js';
@@ -92,6 +93,8 @@ export interface StableDiffusionModel {
   readonly vae: Vae;
   /** Graphs built (cache misses) by this model so far. */
   readonly buildCount: number;
+  /** Sessions open now, per component (text, unet, vae_decoder, vae_encoder). */
+  openSessions(): Record<string, number>;
   release(): Promise<void>;
 }
 
@@ -123,6 +126,11 @@ export interface LoadModelOptions {
    * it also bounds the UNet feed-forwards' hidden activations (token chunks, same values).
    */
   readonly attentionChunkBytes?: number;
+  /**
+   * A1111's memory modes: `normal` (default) keeps every component's sessions open; `medvram` keeps one of
+   * text encoder, UNet and VAE resident at a time (see models/memory-mode.ts).
+   */
+  readonly memoryMode?: MemoryMode;
   /**
    * VAE decode/encode in overlapping blended tiles: `auto` (default: images above 1024x1024 pixels), `always`,
    * `never`, or the tile size, overlap (latent pixels) and threshold; see models/vae-tiles.ts.
@@ -185,7 +193,11 @@ interface SessionEntry {
   busy: number;
 }
 
-/** Open sessions by graph path, at most `limit` per component, least recently used released first. */
+/**
+ * Open sessions by graph path, at most `limit` per component, least recently used released first. With
+ * `oneComponent` (medvram) a component's session is opened only after every idle session of the other
+ * components has been released, so one component's weights and arena are resident at a time.
+ */
 class SessionPool {
   private readonly entries = new Map<string, { component: string; entry: SessionEntry }>();
   private clock = 0;
@@ -193,10 +205,15 @@ class SessionPool {
   constructor(
     private readonly limit: number,
     private readonly open: (path: string) => Promise<EngineSession>,
+    private readonly oneComponent = false,
   ) {}
 
   async run(component: string, path: string, feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
     let found = this.entries.get(path);
+    if (!found) {
+      if (this.oneComponent) await this.releaseOthers(component);
+      found = this.entries.get(path);
+    }
     if (!found) {
       const session = this.open(path);
       // A session that fails to open is forgotten, so the next call tries again instead of failing forever.
@@ -226,6 +243,19 @@ class SessionPool {
       this.entries.delete(p);
       await (await v.entry.session.catch(() => undefined))?.release();
     }
+  }
+
+  private async releaseOthers(component: string): Promise<void> {
+    const others = [...this.entries].filter(([, v]) => v.component !== component && v.entry.busy === 0);
+    for (const [p] of others) this.entries.delete(p);
+    for (const [, v] of others) await (await v.entry.session.catch(() => undefined))?.release();
+  }
+
+  /** How many sessions are open (or opening), per component. */
+  openSessions(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const v of this.entries.values()) counts[v.component] = (counts[v.component] ?? 0) + 1;
+    return counts;
   }
 
   async releaseAll(): Promise<void> {
@@ -289,12 +319,16 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   );
   const attentionFacts = attentionKey(attention);
   const ffChunkBytes = feedForwardChunkBytes(attention);
-  const pool = new SessionPool(opts.maxSessionsPerComponent ?? 2, (path) =>
-    createSession(path, {
-      ...(opts.provider ? { provider: opts.provider } : {}),
-      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-      ...(opts.fallbackToCpu !== undefined ? { fallbackToCpu: opts.fallbackToCpu } : {}),
-    }),
+  const oneComponent = oneComponentResident(opts.memoryMode ?? 'normal');
+  const pool = new SessionPool(
+    oneComponent ? 1 : (opts.maxSessionsPerComponent ?? 2),
+    (path) =>
+      createSession(path, {
+        ...(opts.provider ? { provider: opts.provider } : {}),
+        ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+        ...(opts.fallbackToCpu !== undefined ? { fallbackToCpu: opts.fallbackToCpu } : {}),
+      }),
+    oneComponent,
   );
   let released = false;
 
@@ -430,6 +464,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     textEncoder,
     unet,
     vae,
+    openSessions: () => pool.openSessions(),
     get buildCount() {
       return cache.builds;
     },

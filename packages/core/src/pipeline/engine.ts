@@ -13,6 +13,7 @@ import { loadModel, type StableDiffusionModel } from '../models/load.js';
 import { DEFAULT_CACHE_DIR } from '../models/cache.js';
 import { parseAttentionMode } from '../models/attention.js';
 import { vaeTiling, type VaeTilingOption } from '../models/vae-tiles.js';
+import type { MemoryMode } from '../models/memory-mode.js';
 import type { Provider } from '../runtime/session.js';
 import { EmbeddingDatabase } from '../networks/embeddings/database.js';
 import { loadEmbeddingFile } from '../networks/embeddings/load.js';
@@ -60,6 +61,8 @@ export interface EngineOptions {
   readonly attentionChunkBytes?: number;
   /** VAE tiling for large images: auto (default: above 1024x1024), always, never, or tile settings. */
   readonly vaeTiling?: VaeTilingOption;
+  /** A1111's memory mode for every model this engine loads: normal (default) or medvram (models/memory-mode.ts). */
+  readonly memoryMode?: MemoryMode;
 }
 
 /** A file and the name it goes by in prompts and infotexts. */
@@ -173,6 +176,7 @@ export class Engine {
       ...(this.options.attention !== undefined ? { attention: this.options.attention } : {}),
       ...(this.options.attentionChunkBytes !== undefined ? { attentionChunkBytes: this.options.attentionChunkBytes } : {}),
       ...(this.options.vaeTiling !== undefined ? { vaeTiling: this.options.vaeTiling } : {}),
+      ...(this.options.memoryMode !== undefined ? { memoryMode: this.options.memoryMode } : {}),
     });
     // weights are held by the host copy and by each session: about three times the file
     const bytes = statSync(path).size * 3;

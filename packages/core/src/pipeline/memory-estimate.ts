@@ -94,6 +94,11 @@ export interface MemoryEstimateRequest {
    * than the config's parameters need holds a smaller model, and the weights are scaled down to what it can hold.
    */
   readonly checkpointBytes?: number;
+  /**
+   * medvram: one session is open at a time (each component's sessions are released before another opens), so
+   * the peak holds the largest session's weights and arena, not their sum.
+   */
+  readonly oneSessionResident?: boolean;
 }
 
 export interface MemoryEstimate {
@@ -228,15 +233,27 @@ export function estimateJobMemory(req: MemoryEstimateRequest): MemoryEstimate {
 
   // Every session holds its own copy of its component's weights; a graph built for a new size holds the largest
   // component again while it is written and handed over; the token embeddings stay in JavaScript for prompts.
-  const sessionWeights = counts.text + unet.length * counts.unet
-    + vaeSizes.reduce((sum, s) => sum + (s.encoder ? counts.vaeEncoder : counts.vaeDecoder), 0);
+  const sessions: { kind: 'text' | 'unet' | 'vae'; weights: number; arena: number }[] = [
+    { kind: 'text', weights: counts.text, arena: TEXT_SESSION_BYTES },
+    ...unet.map((arena) => ({ kind: 'unet' as const, weights: counts.unet, arena })),
+    ...vaeSizes.map((s, i) => ({ kind: 'vae' as const, weights: s.encoder ? counts.vaeEncoder : counts.vaeDecoder, arena: vae[i]! })),
+  ];
   const buildCopy = BUILD_COPIES * Math.max(counts.unet, counts.text, counts.vaeDecoder);
   const tokenTable = config.text.vocabSize * config.text.width * scale;
-  const weights = (sessionWeights + buildCopy) * bytesPerWeight + tokenTable * FLOAT;
-
   const pixels = final.width * final.height;
   const images = req.batchSize * pixels * 3 * (IMAGE_FLOAT_COPIES * FLOAT + 1);
   const runtime = req.runtimeBytes ?? WORKER_RUNTIME_BYTES;
-  const bytes = runtime + weights + TEXT_SESSION_BYTES + unet.reduce((a, b) => a + b, 0) + vae.reduce((a, b) => a + b, 0) + images;
+  const fixed = runtime + (buildCopy * bytesPerWeight + tokenTable * FLOAT) + images;
+
+  if (req.oneSessionResident) {
+    const largest = sessions.reduce((a, s) => (s.weights * bytesPerWeight + s.arena > a.weights * bytesPerWeight + a.arena ? s : a));
+    const weights = (largest.weights + buildCopy) * bytesPerWeight + tokenTable * FLOAT;
+    const bytes = fixed + largest.weights * bytesPerWeight + largest.arena;
+    const only = (kind: 'text' | 'unet' | 'vae'): number[] => (largest.kind === kind ? [largest.arena] : []);
+    return { bytes, parts: { runtime, weights, text: only('text')[0] ?? 0, unet: only('unet'), vae: only('vae'), images } };
+  }
+  const sessionWeights = sessions.reduce((sum, s) => sum + s.weights, 0);
+  const weights = (sessionWeights + buildCopy) * bytesPerWeight + tokenTable * FLOAT;
+  const bytes = fixed + sessionWeights * bytesPerWeight + sessions.reduce((sum, s) => sum + s.arena, 0);
   return { bytes, parts: { runtime, weights, text: TEXT_SESSION_BYTES, unet, vae, images } };
 }
