@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { Img2ImgParams, OverrideSettings, RandnSource, Txt2ImgParams } from '@darkroom/core/pipeline/params.js';
+import { resolveSamplerAndScheduler, SAMPLERS } from '@darkroom/core/sampling/samplers.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -160,6 +161,10 @@ export function parseCli(argv: readonly string[]): CliRequest {
     eta_noise_seed_delta: int('ensd', v.ensd),
     pad_cond_uncond: v['pad-conds'] ? true : undefined,
   });
+  // A1111 renders an unknown sampler name with DPM++ 2M; on the command line that is a typo to report.
+  if (v.sampler !== undefined && resolveSamplerAndScheduler(v.sampler, v.scheduler, false).fallback) {
+    throw new UsageError(`--sampler: no sampler "${v.sampler}"; valid names: ${SAMPLERS.map((s) => s.name).join(', ')} (optionally followed by a scheduler, e.g. "DPM++ 2M Karras")`);
+  }
   const demo = v.model === undefined;
   const common = defined({
     prompt: v.prompt ?? '',

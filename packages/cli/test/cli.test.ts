@@ -46,6 +46,11 @@ test('bad flags are usage errors that name the flag', () => {
   bad(['img2img', '--prompt', 'x'], /needs --init-image/);
   bad(['txt2img', '--init-image', 'x.png'], /img2img option/);
   bad(['paint'], /unknown command "paint"/);
+  // An unknown sampler is a typo here (A1111's API would render it with DPM++ 2M): the message lists the valid names.
+  bad(['txt2img', '--sampler', 'Euler ancestral'], /--sampler: no sampler "Euler ancestral"; valid names: DPM\+\+ 2M, .*Euler a, Euler, /);
+  bad(['txt2img', '--sampler', 'k_euler_a'], /no sampler "k_euler_a"/);
+  // A scheduler suffix is part of a valid name, as in A1111.
+  assert.equal(parseCli(['txt2img', '--sampler', 'DPM++ 2M Karras']).txt2img?.sampler_name, 'DPM++ 2M Karras');
 });
 
 test('output names: one file as given, several numbered', () => {

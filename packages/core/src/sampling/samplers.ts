@@ -260,6 +260,8 @@ export interface ResolvedSampler {
   readonly sampler: SamplerInfo;
   /** Scheduler label ("Automatic", "Karras", ...). */
   readonly scheduler: string;
+  /** True when the name (after any scheduler suffix) was no sampler's display name and the default took its place. */
+  readonly fallback: boolean;
 }
 
 /**
@@ -287,9 +289,10 @@ export function resolveSamplerAndScheduler(
       }
     }
   }
-  const sampler = BY_NAME.get(name) ?? DEFAULT_SAMPLER;
+  const named = BY_NAME.get(name);
+  const sampler = named ?? DEFAULT_SAMPLER;
   if (convertAutomatic && sampler.defaultScheduler === scheduler.name) scheduler = SCHEDULERS[0]!;
-  return { sampler, scheduler: scheduler.label };
+  return { sampler, scheduler: scheduler.label, fallback: named === undefined };
 }
 
 /** The scheduler name a (sampler, scheduler label) pair runs: "Automatic" becomes the sampler's default. */
