@@ -6,7 +6,7 @@
  * as its runtime, so both sides count the same process.
  *
  *   npx tsx bench/memory-estimate.ts [--steps 3] [--cases 128,256,384,512,256b2,384b2,512x256,256hr1.5,256hr2,256i2i]
- *                                    [--attention plain|auto|split|subquad|fused]
+ *                                    [--attention plain|auto|split|subquad|fused] [--memory-mode normal|medvram]
  *
  * Keep within the host's free memory: 512x512 on the demo model peaks near 1 GiB, plain attention grows with
  * the fourth power of the side.
@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { DEMO_MODEL_CONFIG } from '../packages/core/src/models/reference-configs.js';
 import { Engine } from '../packages/core/src/pipeline/engine.js';
 import { parseAttentionMode } from '../packages/core/src/models/attention.js';
+import { parseMemoryMode, type MemoryMode } from '../packages/core/src/models/memory-mode.js';
 import { attentionMemory, estimateJobMemory, type AttentionMemory } from '../packages/core/src/pipeline/memory-estimate.js';
 import { hiresSize } from '../packages/core/src/pipeline/hires-size.js';
 import { listArg, numberArg, stringArg } from './support/args.js';
@@ -49,9 +50,9 @@ function statusMiB(field: string): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
 }
 
-async function child(c: Case, steps: number, cacheDir: string, attention: string): Promise<void> {
+async function child(c: Case, steps: number, cacheDir: string, attention: string, memoryMode: MemoryMode): Promise<void> {
   const baseline = statusMiB('VmRSS');
-  const engine = new Engine({ root: ROOT, cacheDir, attention });
+  const engine = new Engine({ root: ROOT, cacheDir, attention, memoryMode });
   const common = { prompt: 'a lighthouse at dusk', steps, width: c.width, height: c.height, batch_size: c.batch, n_iter: 2, seed: 7 };
   if (c.img2img) {
     const grey = { width: c.width, height: c.height, channels: 3 as const, data: new Uint8Array(c.width * c.height * 3).fill(128) };
@@ -66,13 +67,13 @@ async function child(c: Case, steps: number, cacheDir: string, attention: string
 }
 
 /** How the engine's attention mode holds scores, as the workers advertise it (see workerAttentionMemory). */
-function estimateMiB(c: Case, baselineMiB: number, attention: AttentionMemory): number {
+function estimateMiB(c: Case, baselineMiB: number, attention: AttentionMemory, memoryMode: MemoryMode): number {
   const hires = c.hrScale > 1
     ? { ...hiresSize({ width: c.width, height: c.height, hr_scale: c.hrScale, hr_resize_x: 0, hr_resize_y: 0 }), latentUpscale: true }
     : undefined;
   return estimateJobMemory({
     config: DEMO_MODEL_CONFIG, width: c.width, height: c.height, batchSize: c.batch, encodesInput: c.img2img,
-    ...(hires ? { hires } : {}), attention, runtimeBytes: baselineMiB * MiB,
+    ...(hires ? { hires } : {}), attention, runtimeBytes: baselineMiB * MiB, oneSessionResident: memoryMode === 'medvram',
   }).bytes / MiB;
 }
 
@@ -80,8 +81,9 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const steps = numberArg(argv, 'steps', 3);
   const attention = stringArg(argv, 'attention', 'plain');
+  const memoryMode = parseMemoryMode(stringArg(argv, 'memory-mode', 'normal'));
   if (argv[0] === '--child') {
-    await child(parseCase(argv[1]!), steps, argv[2]!, attention);
+    await child(parseCase(argv[1]!), steps, argv[2]!, attention, memoryMode);
     return;
   }
   const memory = attentionMemory(parseAttentionMode(attention), 'cpu');
@@ -90,13 +92,13 @@ async function main(): Promise<void> {
   for (const c of cases) {
     const cacheDir = mkdtempSync(join(tmpdir(), 'darkroom-memory-'));
     try {
-      const run = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', c.name, cacheDir, '--steps', String(steps), '--attention', attention], {
+      const run = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', c.name, cacheDir, '--steps', String(steps), '--attention', attention, '--memory-mode', memoryMode], {
         cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
       });
       const line = run.stdout.trim().split('\n').at(-1) ?? '';
       if (run.status !== 0 || !line.startsWith('{')) throw new Error(`case ${c.name} failed (status ${run.status}): ${run.stdout}`);
       const { baseline, peak } = JSON.parse(line) as { baseline: number; peak: number };
-      const estimate = estimateMiB(c, baseline, memory);
+      const estimate = estimateMiB(c, baseline, memory, memoryMode);
       rows.push({
         case: c.name, baseline_mib: baseline, peak_mib: peak, above_mib: peak - baseline,
         estimate_above_mib: estimate - baseline, error_pct: (100 * (estimate - peak)) / (peak - baseline),
@@ -110,8 +112,11 @@ async function main(): Promise<void> {
     { key: 'above_mib', label: 'measured above baseline' }, { key: 'estimate_above_mib', label: 'estimated above baseline' },
     { key: 'error_pct', label: 'estimate error %' },
   ];
-  printTable(`memory estimate vs peak RSS, demo model, ${attention} attention, ${steps} steps x 2 iterations`, columns, rows);
-  writeResult({ bench: 'memory-estimate', date: new Date().toISOString(), machine: machineInfo('cpu'), parameters: { steps, attention, cases: cases.map((c) => c.name) }, rows });
+  printTable(`memory estimate vs peak RSS, demo model, ${attention} attention, ${memoryMode}, ${steps} steps x 2 iterations`, columns, rows);
+  writeResult({
+    bench: memoryMode === 'normal' ? 'memory-estimate' : `memory-estimate-${memoryMode}`, date: new Date().toISOString(), machine: machineInfo('cpu'),
+    parameters: { steps, attention, memoryMode, cases: cases.map((c) => c.name) }, rows,
+  });
 }
 
 main().catch((e: unknown) => {

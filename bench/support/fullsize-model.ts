@@ -11,6 +11,7 @@ import { DarkroomError } from '../../packages/core/src/errors.js';
 import type { BuiltModel } from '../../packages/core/src/graph/ir.js';
 import { inferModelConfig, overridesFromJson, UNET_PREFIX, type TensorIndex, type UNetConfig } from '../../packages/core/src/models/config.js';
 import { unetBuilder } from '../../packages/core/src/models/graphs.js';
+import type { AttentionBuild } from '../../packages/core/src/models/attention.js';
 import type { ComputeDType } from '../../packages/core/src/models/layers.js';
 import type { Float32Tensor } from '../../packages/core/src/tensor.js';
 import { nowMs } from './stats.js';
@@ -170,12 +171,14 @@ export interface BuiltUNet {
 export function buildFullsizeUNet(
   spec: FullsizeSpec,
   shape: UNetShape,
-  opts: { fusedAttention: boolean; dtype?: ComputeDType; seed?: number },
+  opts: { fusedAttention: boolean; attention?: AttentionBuild; feedForwardChunkBytes?: number; dtype?: ComputeDType; seed?: number },
 ): BuiltUNet {
   const t0 = nowMs();
   const builder = unetBuilder(new RandomWeights(spec.tensors, opts.seed ?? 1), spec.unet, {
     ...shape,
     fusedAttention: opts.fusedAttention,
+    ...(opts.attention ? { attention: opts.attention } : {}),
+    ...(opts.feedForwardChunkBytes !== undefined ? { feedForwardChunkBytes: opts.feedForwardChunkBytes } : {}),
     ...(opts.dtype ? { dtype: opts.dtype } : {}),
   });
   const t1 = nowMs();
