@@ -13,7 +13,9 @@ import { bytesPerElement, numel, type DType, type HostTensor, type TypedArrayFor
 import { unpickle, STORAGE_DTYPES, type PendingView } from './pickle/unpickler.js';
 import { PyGlobal, PyTuple, TorchStorage, TorchTensor, type PyValue } from './pickle/values.js';
 import { pickle } from './pickle/pickler.js';
-import { isZip, memorySource, readZipDirectory, readZipEntry, writeZip, type ByteSource, type ZipEntry } from './zip.js';
+import {
+  checkZipLimits, isZip, memorySource, readZipDirectory, readZipEntry, writeZip, type ByteSource, type ZipEntry, type ZipLimits,
+} from './zip.js';
 
 export * from './pickle/values.js';
 
@@ -35,13 +37,15 @@ const MEMBER_RE =
   /^([^/]+)\/((data\/\d+)|version|byteorder|\.data\/serialization_id|\.data\/version|\.format_version|\.storage_alignment|(data\.pkl))$/;
 
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+/** torch writes one member per storage plus a handful; SD checkpoints have about 1200. */
+const MAX_ZIP_MEMBERS = 100_000;
 
 function badFormat(source: string, reason: string): never {
   throw new DarkroomError('TORCH_BAD_FORMAT', `${source}: not a torch file (${reason})`, { file: source });
 }
 
 /** Reads a torch file from disk. Zip files are read member by member, so large checkpoints need not fit twice. */
-export async function readTorchFile(path: string): Promise<TorchFile> {
+export async function readTorchFile(path: string, opts: ReadTorchOptions = {}): Promise<TorchFile> {
   const handle = await open(path, 'r');
   try {
     const { size } = await handle.stat();
@@ -58,7 +62,7 @@ export async function readTorchFile(path: string): Promise<TorchFile> {
         return done === length ? out : out.subarray(0, done);
       },
     };
-    return await readTorchSource(src, path);
+    return await readTorchSource(src, path, opts);
   } finally {
     await handle.close();
   }
@@ -68,7 +72,20 @@ export async function readTorchFile(path: string): Promise<TorchFile> {
 export interface ReadTorchOptions {
   /** Python floats come back as PyFloat (see UnpickleOptions.keepFloats). */
   readonly keepFloats?: boolean;
+  /**
+   * Bounds on inflating the zip container's members, checked on their declared sizes before anything is inflated
+   * (default DEFAULT_TORCH_ZIP_LIMITS: a deflated member over 1 MiB may not claim more than 100x its bytes).
+   */
+  readonly zipLimits?: ZipLimits;
+  /**
+   * `skip`: read the object graph and check each storage's member is there and large enough, but leave the
+   * tensors' data empty (shapes and dtypes only): a multi-GB checkpoint checked in kilobytes of memory.
+   */
+  readonly storages?: 'read' | 'skip';
 }
+
+/** torch.save stores members uncompressed; a deflated member claiming more than 100x its bytes is a zip bomb. */
+export const DEFAULT_TORCH_ZIP_LIMITS: ZipLimits = { maxRatio: 100, ratioFloorBytes: 1 << 20 };
 
 /** Reads a torch file already in memory. */
 export function readTorch(bytes: Uint8Array, source = 'torch data', opts: ReadTorchOptions = {}): Promise<TorchFile> {
@@ -86,7 +103,8 @@ async function readTorchSource(src: ByteSource, source: string, opts: ReadTorchO
 }
 
 async function readZipContainer(src: ByteSource, source: string, opts: ReadTorchOptions): Promise<TorchFile> {
-  const entries = await readZipDirectory(src, source);
+  const entries = await readZipDirectory(src, source, { maxEntries: MAX_ZIP_MEMBERS });
+  const limits = opts.zipLimits ?? DEFAULT_TORCH_ZIP_LIMITS;
   for (const e of entries) {
     if (!MEMBER_RE.test(e.name)) {
       throw new DarkroomError('TORCH_BAD_ZIP_MEMBER', `${source}: unexpected member "${e.name}" inside the torch zip`, {
@@ -95,16 +113,17 @@ async function readZipContainer(src: ByteSource, source: string, opts: ReadTorch
       });
     }
   }
+  checkZipLimits(entries, limits, source);
   const pkl = entries.filter((e) => e.name.endsWith('/data.pkl'));
   if (pkl.length !== 1) badFormat(source, `expected one data.pkl, found ${pkl.length}`);
   const root = pkl[0]!.name.slice(0, -'/data.pkl'.length);
   const byName = new Map(entries.map((e) => [e.name, e]));
   const byteorderEntry = byName.get(`${root}/byteorder`);
   const bigEndian =
-    byteorderEntry !== undefined && new TextDecoder().decode(await readZipEntry(src, byteorderEntry, source)) === 'big';
+    byteorderEntry !== undefined && new TextDecoder().decode(await readZipEntry(src, byteorderEntry, source, limits)) === 'big';
 
   const storages = new Map<string, TorchStorage>();
-  const result = unpickle(await readZipEntry(src, pkl[0]!, source), {
+  const result = unpickle(await readZipEntry(src, pkl[0]!, source, limits), {
     source,
     keepFloats: opts.keepFloats,
     persistentLoad: (pid) => {
@@ -121,7 +140,13 @@ async function readZipContainer(src: ByteSource, source: string, opts: ReadTorch
   for (const [storage, views] of viewsOf) {
     const entry: ZipEntry | undefined = byName.get(`${root}/data/${storage.key}`);
     if (!entry) badFormat(source, `storage data/${storage.key} is missing`);
-    storage.bytes = await readZipEntry(src, entry, source);
+    if (opts.storages === 'skip') {
+      if (entry.size < storage.numel * bytesPerElement(storage.dtype)) {
+        throw new DarkroomError('TORCH_TRUNCATED', `${source}: storage ${storage.key} is shorter than declared`, { file: source });
+      }
+      continue;
+    }
+    storage.bytes = await readZipEntry(src, entry, source, limits);
     for (const v of views) materialize(v, bigEndian, source);
     storage.bytes = undefined;
   }

@@ -137,8 +137,64 @@ export async function readZipDirectory(src: ByteSource, source: string, opts: { 
   return entries;
 }
 
-/** The uncompressed bytes of one member, CRC-checked. */
-export async function readZipEntry(src: ByteSource, entry: ZipEntry, source: string): Promise<Uint8Array> {
+/**
+ * Bounds on what inflating an untrusted archive may cost, all checked on the sizes the archive declares before a
+ * byte is inflated (inflation then stops at the declared size, so a member that lies about it cannot go further).
+ */
+export interface ZipLimits {
+  /** Largest uncompressed member. */
+  readonly maxMemberBytes?: number;
+  /** Largest sum of uncompressed members (checked by `checkZipLimits` over the whole directory). */
+  readonly maxTotalBytes?: number;
+  /**
+   * Largest uncompressed/compressed ratio of a deflated member above `ratioFloorBytes`. torch.save stores
+   * members uncompressed (ratio 1); a re-zipped checkpoint deflates weights by well under 10x, so a member that
+   * claims 100x is a bomb, not a model.
+   */
+  readonly maxRatio?: number;
+  /** Members up to this size are exempt from the ratio (a small zero-filled buffer compresses enormously). */
+  readonly ratioFloorBytes?: number;
+}
+
+function tooLarge(source: string, code: string, reason: string, details: Record<string, unknown>): never {
+  throw new DarkroomError(code, `${source}: ${reason}`, { file: source, ...details });
+}
+
+/** One member against `limits`, on its declared sizes: ZIP_MEMBER_TOO_LARGE or ZIP_RATIO_TOO_HIGH. */
+export function checkZipMember(entry: ZipEntry, limits: ZipLimits, source: string): void {
+  if (limits.maxMemberBytes !== undefined && entry.size > limits.maxMemberBytes) {
+    tooLarge(source, 'ZIP_MEMBER_TOO_LARGE', `zip member ${entry.name} declares ${entry.size} bytes, more than ${limits.maxMemberBytes}`, {
+      member: entry.name, size: entry.size, limit: limits.maxMemberBytes,
+    });
+  }
+  const floor = limits.ratioFloorBytes ?? 0;
+  if (limits.maxRatio !== undefined && entry.method !== 0 && entry.size > floor && entry.size > Math.max(1, entry.compressedSize) * limits.maxRatio) {
+    tooLarge(source, 'ZIP_RATIO_TOO_HIGH', `zip member ${entry.name} would inflate ${entry.compressedSize} bytes to ${entry.size} (more than ${limits.maxRatio}x)`, {
+      member: entry.name, size: entry.size, compressedSize: entry.compressedSize, limit: limits.maxRatio,
+    });
+  }
+}
+
+/** Every member against `limits`, and their sum against `maxTotalBytes` (ZIP_TOTAL_TOO_LARGE). */
+export function checkZipLimits(entries: readonly ZipEntry[], limits: ZipLimits, source: string): void {
+  let total = 0;
+  for (const e of entries) {
+    checkZipMember(e, limits, source);
+    total += e.size;
+  }
+  if (limits.maxTotalBytes !== undefined && total > limits.maxTotalBytes) {
+    tooLarge(source, 'ZIP_TOTAL_TOO_LARGE', `zip members declare ${total} bytes in all, more than ${limits.maxTotalBytes}`, {
+      size: total, limit: limits.maxTotalBytes,
+    });
+  }
+}
+
+/**
+ * The uncompressed bytes of one member, CRC-checked. With `limits`, the member's declared sizes are checked first
+ * and nothing is read or inflated when they are over.
+ */
+export async function readZipEntry(src: ByteSource, entry: ZipEntry, source: string, limits?: ZipLimits): Promise<Uint8Array> {
+  if (limits) checkZipMember(entry, limits, source);
   if (entry.localHeaderOffset + 30 > src.size) truncated(source, `local header of ${entry.name}`);
   const lh = view(await src.read(entry.localHeaderOffset, 30));
   if (lh.getUint32(0, true) !== SIG_LOCAL) truncated(source, `bad local header for ${entry.name}`);

@@ -157,6 +157,28 @@ export async function openCheckpoint(path: string): Promise<CheckpointSource> {
   });
 }
 
+/**
+ * The tensor index of a checkpoint file (names, dtypes, shapes, keys normalised as A1111 does) without reading
+ * its weights: a safetensors header, or a torch pickle with each storage checked present and large enough.
+ * Memory stays at the header's or pickle's size whatever the file's, so uploads are checked before acceptance.
+ */
+export async function readCheckpointIndex(path: string): Promise<TensorIndex> {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.safetensors') {
+    const f = await SafetensorsFile.open(path);
+    try {
+      const index = new Map(f.keys().map((k) => [k, { dtype: f.entry(k).dtype, shape: f.entry(k).shape }] as const));
+      return normalizeKeys({ path, index, read: (k) => f.read(k), close: async () => {} }).index;
+    } finally {
+      await f.close();
+    }
+  }
+  if (ext === '.ckpt' || ext === '.pt' || ext === '.pth') {
+    return normalizeKeys(fromMap(path, stateDictFromTorch(path, (await readTorchFile(path, { storages: 'skip' })).value))).index;
+  }
+  throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: unknown checkpoint type "${ext}" (.safetensors or .ckpt)`, { file: path });
+}
+
 /** sha256 of a file, streamed (full hash, as A1111's `sha256` of a checkpoint). */
 export async function sha256File(path: string): Promise<string> {
   await stat(path);

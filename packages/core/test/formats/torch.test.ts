@@ -212,7 +212,10 @@ test('resource bombs are refused before allocating: a deflated member lying abou
   const dv = new DataView(zip.buffer);
   dv.setUint16(central + 10, 8, true); // deflate
   dv.setUint32(central + 24, 2_000_000_000, true); // 2 GB out of a few bytes
-  await assert.rejects(readTorch(zip), (e: unknown) => isDarkroomError(e, 'TORCH_TRUNCATED') && /impossible size/.test(e.message));
+  // Refused on its declared sizes, before anything is read or inflated: the default ratio cap, then (without
+  // it) the size deflate could never reach.
+  await assert.rejects(readTorch(zip), (e: unknown) => isDarkroomError(e, 'ZIP_RATIO_TOO_HIGH'));
+  await assert.rejects(readTorch(zip, 'x', { zipLimits: {} }), (e: unknown) => isDarkroomError(e, 'TORCH_TRUNCATED') && /impossible size/.test(e.message));
 
   const giant = writeZip([
     { name: 'f/data.pkl', data: tensorPickle('FloatStorage', 1, 0, [200, 200, 200], [0, 0, 0]) },
@@ -238,4 +241,23 @@ test('numpy scalars (allowed by A1111) become numbers', async () => {
     ...P.stop,
   ]);
   assert.equal((await readTorch(writeZip([{ name: 'g/data.pkl', data: pkl }]))).value, 0.125);
+});
+
+test('zip bombs are refused on declared sizes: a member, the whole archive, and the ratio of a deflated member', async () => {
+  const { deflateRawSync, crc32 } = await import('node:zlib');
+  const { readZipDirectory, memorySource, checkZipLimits } = await import('../../src/formats/zip.js');
+  // 8 MiB of zeros deflates to a few KB: a 1000x member, as the 522 KB / 512 MB .pt bomb was.
+  const zeros = new Uint8Array(8 << 20);
+  const packed = deflateRawSync(zeros);
+  const file = writeTorchFile(new PyDict([['t', torchTensor(float32([2 << 20], new Float32Array(2 << 20)))]]));
+  const dir = await readZipDirectory(memorySource(file), 'x');
+  const data = dir.find((e) => e.name.endsWith('/data/0'))!;
+  const bomb = { ...data, method: 8, compressedSize: packed.length, size: zeros.length, crc: crc32(zeros) >>> 0 };
+  assert.throws(() => checkZipLimits([bomb], { maxRatio: 100, ratioFloorBytes: 1 << 20 }, 'b.pt'), (e: unknown) => isDarkroomError(e, 'ZIP_RATIO_TOO_HIGH') && /b\.pt/.test(e.message));
+  assert.throws(() => checkZipLimits([bomb], { maxMemberBytes: 1 << 20 }, 'b.pt'), (e: unknown) => isDarkroomError(e, 'ZIP_MEMBER_TOO_LARGE'));
+  assert.throws(() => checkZipLimits([bomb, bomb], { maxTotalBytes: 12 << 20 }, 'b.pt'), (e: unknown) => isDarkroomError(e, 'ZIP_TOTAL_TOO_LARGE'));
+  // A small member is exempt from the ratio (a zero bias compresses as well as a bomb); a stored one always is.
+  checkZipLimits([{ ...bomb, size: 1 << 19 }, data], { maxRatio: 100, ratioFloorBytes: 1 << 20 }, 'b.pt');
+  // torch.save's own layout (stored members) passes the default limits.
+  assert.equal((await readTorch(file)).container, 'zip');
 });
