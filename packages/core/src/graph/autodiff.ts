@@ -45,7 +45,7 @@ export function backprop(b: GraphBuilder, from: readonly Value[], seeds: readonl
     if (!rule) {
       throw new DarkroomError('VJP_MISSING', `no gradient rule for ${node.domain ? `${node.domain}:` : ''}${node.opType}`, { opType: node.opType });
     }
-    const dx = rule({ b, node, dy, needs });
+    const dx = rule({ b, node, dy, needs, backprop });
     node.inputs.forEach((inp, i) => {
       const g = dx[i];
       if (inp && needs[i] && g) accumulate(inp, g);

@@ -9,7 +9,6 @@ import { numel, type DType } from '../tensor.js';
 import type { GraphBuilder } from './builder.js';
 import { attrFloat, attrInt, attrInts, attrString, type Node, type Value } from './ir.js';
 import { constFloats, constInts, normAxis, sliceLength } from './shapes.js';
-import { backprop } from './autodiff.js';
 
 export interface VjpContext {
   readonly b: GraphBuilder;
@@ -18,7 +17,14 @@ export interface VjpContext {
   readonly dy: ReadonlyArray<Value | undefined>;
   /** Per input: whether a gradient must be produced. */
   readonly needs: readonly boolean[];
+  /**
+   * Reverse mode over the graph as it stands, for rules of fused ops that recompute their plain form and
+   * differentiate through it. Handed in by the caller so this table does not import the differentiator.
+   */
+  readonly backprop: Backprop;
 }
+
+export type Backprop = (b: GraphBuilder, from: readonly Value[], seeds: readonly Value[], wrt: readonly Value[]) => Array<Value | undefined>;
 
 export type VjpRule = (ctx: VjpContext) => ReadonlyArray<Value | undefined>;
 
@@ -295,7 +301,7 @@ function mhaVjp(ctx: VjpContext): Array<Value | undefined> {
   // Differentiate the plain form it fuses: recompute it in the backward graph and back-propagate through it.
   const plain = b.attention(q, k, v, heads, scaleAttr && 'f' in scaleAttr ? scaleAttr.f : undefined, node.inputs[5]);
   const wrt = [q, k, v].filter((_, i) => ctx.needs[i]);
-  const gs = backprop(b, [plain], [dy0(ctx)], wrt);
+  const gs = ctx.backprop(b, [plain], [dy0(ctx)], wrt);
   let j = 0;
   return [0, 1, 2].map((i) => (ctx.needs[i] ? gs[j++] : undefined));
 }
@@ -494,7 +500,7 @@ export const VJP_RULES: Record<string, VjpRule> = {
     if (attrInt(node.attrs, 'activation', 0) === 1) plain = b.silu(plain);
     const nhwc = b.transpose(plain, [0, 2, 3, 1]);
     const wrt = [x, gamma, beta].filter((_, i) => ctx.needs[i]);
-    const gs = backprop(b, [nhwc], [dy0(ctx)], wrt);
+    const gs = ctx.backprop(b, [nhwc], [dy0(ctx)], wrt);
     let j = 0;
     return [0, 1, 2].map((i) => (ctx.needs[i] ? gs[j++] : undefined));
   },
