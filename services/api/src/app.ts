@@ -16,6 +16,7 @@ import { jobRoutes } from './routes/jobs.js';
 import { sdapiRoutes } from './routes/sdapi.js';
 import { sdapiTrainingRoutes } from './routes/sdapi-training.js';
 import { trainingRoutes } from './routes/trainings.js';
+import { webRoutes } from './web.js';
 
 function timing(ctx: ApiContext): RequestHandler {
   return (req, res, next) => {
@@ -72,6 +73,7 @@ export function createApp(ctx: ApiContext): Express {
   const limit = rateLimit(ctx.redis, ctx.keys, ctx.cfg.rateLimitPerMinute);
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), limit);
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), limit);
+  app.use(webRoutes(ctx)); // the page at `/` and `/v1/gallery`, before `/v1/:kind` could claim it
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
   app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 

@@ -1,0 +1,109 @@
+// The Generate form: reading it into a /v1 request, and loading parameters (png-info's) back into it.
+import { blobToBase64 } from './api.js';
+
+const $ = (id) => document.getElementById(id);
+const num = (id) => Number($(id).value);
+
+export const form = {
+  initImage: null, // { blob, url } of the img2img init image
+  lastSeed: null,
+};
+
+/** The /v1 request the form describes, and which endpoint takes it. */
+export async function readForm() {
+  const body = {
+    prompt: $('prompt').value,
+    negative_prompt: $('negative_prompt').value,
+    sampler_name: $('sampler_name').value || null,
+    scheduler: $('scheduler').value || null,
+    steps: num('steps'),
+    cfg_scale: num('cfg_scale'),
+    width: num('width'),
+    height: num('height'),
+    batch_size: num('batch_size'),
+    n_iter: num('n_iter'),
+    seed: Math.trunc(num('seed')),
+  };
+  const ckpt = $('checkpoint').value;
+  if (ckpt) body.override_settings = { sd_model_checkpoint: ckpt };
+  if (form.initImage) {
+    body.init_images = [await blobToBase64(form.initImage.blob)];
+    body.denoising_strength = num('denoising_strength');
+    return { kind: 'img2img', body };
+  }
+  if ($('enable_hr').checked) {
+    Object.assign(body, {
+      enable_hr: true, hr_upscaler: $('hr_upscaler').value, hr_scale: num('hr_scale'),
+      hr_second_pass_steps: num('hr_second_pass_steps'), denoising_strength: num('hr_denoise'),
+    });
+  }
+  return { kind: 'txt2img', body };
+}
+
+function setSelect(id, value) {
+  const sel = $(id);
+  if (value === undefined || value === null) return;
+  const v = String(value);
+  const opt = [...sel.options].find((o) => o.value === v || o.textContent === v || o.value.startsWith(`${v} [`) || o.value.split(' [')[0] === v);
+  if (opt) sel.value = opt.value;
+}
+
+function setNumber(id, value) {
+  if (value === undefined || value === null || value === '') return;
+  const n = Number(value);
+  if (Number.isFinite(n)) $(id).value = String(n);
+}
+
+/** Loads A1111 infotext parameters (png-info's `parameters`) into the form; fires input so prompts repaint. */
+export function applyParameters(p) {
+  if (typeof p.Prompt === 'string') $('prompt').value = p.Prompt;
+  if (typeof p['Negative prompt'] === 'string') $('negative_prompt').value = p['Negative prompt'];
+  setNumber('steps', p.Steps);
+  setNumber('cfg_scale', p['CFG scale']);
+  setNumber('seed', p.Seed);
+  setNumber('width', p['Size-1']);
+  setNumber('height', p['Size-2']);
+  setSelect('sampler_name', p.Sampler);
+  if (p['Schedule type'] && p['Schedule type'] !== 'Automatic') setSelect('scheduler', p['Schedule type']);
+  else $('scheduler').value = '';
+  if (p.Model) setSelect('checkpoint', p.Model);
+  const hires = p['Hires upscale'] !== undefined || p['Hires resize-1'] !== undefined;
+  $('enable_hr').checked = Boolean(hires && p['Hires upscale']);
+  if (hires) {
+    setNumber('hr_scale', p['Hires upscale']);
+    setNumber('hr_second_pass_steps', p['Hires steps']);
+    setNumber('hr_denoise', p['Denoising strength']);
+    setSelect('hr_upscaler', p['Hires upscaler']);
+    $('hires').open = true;
+  } else if (p['Denoising strength'] !== undefined) setNumber('denoising_strength', p['Denoising strength']);
+  for (const id of ['prompt', 'negative_prompt']) $(id).dispatchEvent(new Event('input'));
+}
+
+export function setInitImage(blob) {
+  if (form.initImage) URL.revokeObjectURL(form.initImage.url);
+  form.initImage = blob ? { blob, url: URL.createObjectURL(blob) } : null;
+  const img = $('init-preview');
+  img.hidden = !blob;
+  img.src = blob ? form.initImage.url : '';
+  img.alt = blob ? 'Init image' : '';
+  $('init-hint').hidden = Boolean(blob);
+  if (blob) $('img2img').open = true;
+}
+
+/** Fills the selects from the API's listings (each may be missing on an older API: the form still works). */
+export async function loadChoices(getJson) {
+  const opt = (value, label = value) => { const o = document.createElement('option'); o.value = value; o.textContent = label; return o; };
+  const [samplers, schedulers, models, upscalers] = await Promise.all([
+    getJson('/sdapi/v1/samplers').catch(() => []),
+    getJson('/sdapi/v1/schedulers').catch(() => []),
+    getJson('/sdapi/v1/sd-models').catch(() => []),
+    getJson('/sdapi/v1/upscalers').catch(() => []),
+  ]);
+  const s = $('sampler_name');
+  s.replaceChildren(...(samplers.length ? samplers.map((x) => opt(x.name)) : [opt('Euler')]));
+  s.value = [...s.options].some((o) => o.value === 'DPM++ 2M') ? 'DPM++ 2M' : s.options[0].value;
+  $('scheduler').replaceChildren(opt('', 'Automatic'), ...schedulers.map((x) => opt(x.name, x.label ?? x.name)));
+  $('checkpoint').replaceChildren(opt('', 'Default'), ...models.map((m) => opt(m.title, m.model_name)));
+  const ups = ['Latent', ...upscalers.map((u) => u.name).filter((n) => n && n !== 'None' && n !== 'Latent')];
+  $('hr_upscaler').replaceChildren(...ups.map((n) => opt(n)));
+}
