@@ -31,7 +31,7 @@ async function runSuite(suite: Suite, folder: string): Promise<{ pass: number; f
 async function main(): Promise<number> {
   const [which, folderArg] = process.argv.slice(2);
   if (!which) {
-    console.error('usage: parity <model|text|sampling|networks|pipeline|training|all> [folder]');
+    console.error('usage: parity <model|text|sampling|networks|pipeline|training|lora|all> [folder]');
     return 2;
   }
   const names = which === 'all' ? Object.keys(suiteLoaders) : [which];

@@ -18,4 +18,5 @@ export const suiteLoaders: Record<string, () => Promise<Suite>> = {
   networks: async () => (await import('./networks.js')).suite,
   pipeline: async () => (await import('./pipeline.js')).suite,
   training: async () => (await import('./training.js')).suite,
+  lora: async () => (await import('./lora.js')).suite,
 };

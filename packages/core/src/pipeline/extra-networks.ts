@@ -1,3 +1,6 @@
+import { isDarkroomError } from '../errors.js';
+import { parsePyFloat, parsePyInt } from '../text/python-compat.js';
+
 /**
  * Extra-network tags in prompts (`<hypernet:name:0.8>`, `<lora:name:1>`, any `<kind:args>`), removed from the
  * text that is encoded and returned as data, as A1111's extra_networks.parse_prompt does. The infotext keeps
@@ -55,4 +58,69 @@ export function parseBatchExtraNetworks(prompts: readonly string[]): { texts: st
     calls ??= r.calls;
   }
   return { texts, calls: calls ?? [] };
+}
+
+/** A1111's ExtraNetworkParams: an item with exactly one `=` is named, every other item positional. */
+export interface ExtraNetworkParams {
+  readonly positional: readonly string[];
+  readonly named: Readonly<Record<string, string>>;
+}
+
+export function extraNetworkParams(call: ExtraNetworkCall): ExtraNetworkParams {
+  const positional: string[] = [];
+  const named: Record<string, string> = {};
+  for (const item of call.items) {
+    // Python's item.split('=', 2) has two parts only for exactly one '='.
+    const parts = item.split('=');
+    if (parts.length === 2) named[parts[0]!] = parts[1]!;
+    else positional.push(item);
+  }
+  return { positional, named };
+}
+
+/** Tag kinds that name LoRA / LyCORIS networks (`lyco` is A1111's alias of `lora`). */
+export const LORA_TAG_KINDS: readonly string[] = ['lora', 'lyco'];
+
+/** One network of a prompt, with the multipliers `ExtraNetworkLora.activate` derives. */
+export interface LoraUse {
+  readonly name: string;
+  readonly te: number;
+  readonly unet: number;
+  /** `dyn=`: how many rank components of LoRA modules to use; null for all. */
+  readonly dyn: number | null;
+}
+
+/**
+ * `ExtraNetworkLora.activate` on a prompt's tags: `lora` and `lyco` tags grouped as A1111's
+ * lookup_extra_networks does (kinds in first-appearance order, tags in order within a kind). te is the
+ * second item or `te=` (default 1), unet the third or `unet=` (default: te), dyn the fourth or `dyn=`. A value
+ * Python's float()/int() refuses makes A1111 drop every LoRA of the generation: `uses` is empty and `error`
+ * carries Python's message.
+ */
+export function loraUses(calls: readonly ExtraNetworkCall[]): { uses: LoraUse[]; error?: string } {
+  const byKind = new Map<string, ExtraNetworkCall[]>();
+  for (const c of calls) {
+    if (!LORA_TAG_KINDS.includes(c.kind)) continue;
+    if (!byKind.has(c.kind)) byKind.set(c.kind, []);
+    byKind.get(c.kind)!.push(c);
+  }
+  const uses: LoraUse[] = [];
+  try {
+    for (const c of [...byKind.values()].flat()) {
+      const { positional, named } = extraNetworkParams(c);
+      const name = positional[0];
+      if (name === undefined) throw new Error('IndexError: list index out of range');
+      let te = positional.length > 1 ? parsePyFloat(positional[1]!) : 1.0;
+      if ('te' in named) te = parsePyFloat(named.te!);
+      let unet = positional.length > 2 ? parsePyFloat(positional[2]!) : te;
+      if ('unet' in named) unet = parsePyFloat(named.unet!);
+      let dyn = positional.length > 3 ? parsePyInt(positional[3]!) : null;
+      if ('dyn' in named) dyn = parsePyInt(named.dyn!);
+      uses.push({ name, te, unet, dyn });
+    }
+  } catch (e) {
+    const message = isDarkroomError(e) ? `${String(e.details.pythonType ?? 'ValueError')}: ${e.message}` : e instanceof Error ? e.message : String(e);
+    return { uses: [], error: message };
+  }
+  return { uses };
 }
