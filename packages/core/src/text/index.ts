@@ -5,7 +5,6 @@ export * from './text-cleanup.js';
 export * from './prompt-parser.js';
 export * from './chunking.js';
 export * from './emphasis.js';
-export * from './extra-networks.js';
 export * from './conditioning-plan.js';
 export { pyFloatRepr } from './python-compat.js';
 export { torchSumF32, torchMeanF32 } from './torch-sum.js';

@@ -15,7 +15,7 @@ import {
   type ChunkingOptions,
 } from '../../src/text/chunking.js';
 import { planConditioning, scheduleIndexAt } from '../../src/text/conditioning-plan.js';
-import { parseExtraNetworks } from '../../src/text/extra-networks.js';
+import { parseExtraNetworks } from '../../src/pipeline/extra-networks.js';
 import { ClipTokenizer } from '../../src/text/tokenizer.js';
 
 const demo = new ClipTokenizer(buildDemoVocabulary());
@@ -126,7 +126,7 @@ test('conditioning plan reproduces the text-encoder calls A1111 made in the pipe
   const index = new EmbeddingIndex<{ name: string; vectors: number }>();
   for (const e of data.embeddings) index.register(tok.encode(e.name), { name: e.name, vectors: e.vectors });
   for (const c of data.cases) {
-    const prompts = c.processing.all_prompts.map((p) => parseExtraNetworks(p).prompt);
+    const prompts = c.processing.all_prompts.map((p) => parseExtraNetworks(p).text);
     const plan = planConditioning({
       prompts,
       negativePrompts: c.processing.all_negative_prompts,

@@ -7,7 +7,7 @@ import {
   parsePromptAttention,
   splitAndParts,
 } from '../../src/text/prompt-parser.js';
-import { parseExtraNetworks } from '../../src/text/extra-networks.js';
+import { parseExtraNetworks } from '../../src/pipeline/extra-networks.js';
 import { parsePyFloat, pyFloatRepr } from '../../src/text/python-compat.js';
 
 test('attention: nesting multiplies in upstream order, unmatched closers are text', () => {
@@ -64,9 +64,8 @@ test('AND: weights, shared flat indexes, leading whitespace kept', () => {
 
 test('extra-network tags are cut from the encoded text', () => {
   const r = parseExtraNetworks('a castle <hypernet:hn_relu_ln:0.8> and <lora:x:0.5:0.2>');
-  assert.equal(r.prompt, 'a castle  and ');
-  assert.deepEqual(r.networks.get('hypernet'), [['hn_relu_ln', '0.8']]);
-  assert.deepEqual(r.networks.get('lora'), [['x', '0.5', '0.2']]);
+  assert.equal(r.text, 'a castle  and ');
+  assert.deepEqual(r.calls, [{ kind: 'hypernet', items: ['hn_relu_ln', '0.8'] }, { kind: 'lora', items: ['x', '0.5', '0.2'] }]);
 });
 
 test('Python float parsing and repr', () => {
