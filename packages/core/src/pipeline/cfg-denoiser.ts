@@ -8,6 +8,7 @@
 import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
 import type { Denoiser, GuidanceOptions } from '../sampling/types.js';
+import { blendLatent, type LatentBlend } from './inpaint.js';
 
 /** One entry of a prompt schedule: conditioning (tokens, width) used while denoiser step <= endAtStep. */
 export interface ScheduledCond {
@@ -20,8 +21,11 @@ export interface MultiCond {
   readonly parts: ReadonlyArray<{ readonly weight: number; readonly schedule: readonly ScheduledCond[] }>;
 }
 
-/** The inner denoiser on a set of rows: x (R,C,H,W), sigma (R), context (R,T,D) -> denoised (R,C,H,W). */
-export type ConditionedDenoiser = (x: Float32Tensor, sigma: Float32Array, context: Float32Tensor) => Promise<Float32Tensor>;
+/**
+ * The inner denoiser on a set of rows: x (R,C,H,W), sigma (R), context (R,T,D) -> denoised (R,C,H,W). `imageCond`
+ * (R,5,H,W) is the inpainting checkpoints' c_concat, row for row with x.
+ */
+export type ConditionedDenoiser = (x: Float32Tensor, sigma: Float32Array, context: Float32Tensor, imageCond?: Float32Tensor) => Promise<Float32Tensor>;
 
 export interface CfgTrace {
   /** After each CFG call: the sampler's x and sigma, the combined denoised result, and the step counter. */
@@ -45,6 +49,13 @@ export interface CfgOptions {
   readonly emptyCond?: Float32Tensor;
   /** A1111's batch_cond_uncond (default on): cond rows go through in chunks of 2 x batch size. */
   readonly batchCondUncond?: boolean;
+  /** Image conditioning per batch item (B,C,H,W), laid out over the rows like x (inpainting checkpoints). */
+  readonly imageCond?: Float32Tensor;
+  /**
+   * Inpainting's latent blend: init * mask + x * nmask on the denoised result (k-diffusion), or on the sampler's x
+   * before the model (A1111's timestep samplers set mask_before_denoising).
+   */
+  readonly inpaint?: { readonly initLatent: Float32Tensor; readonly blend: LatentBlend; readonly beforeDenoising: boolean };
   readonly trace?: CfgTrace;
 }
 
@@ -136,7 +147,8 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
     throw new DarkroomError('CFG_BATCH_MISMATCH', `${batch} conds but ${opts.unconds.length} unconds`);
   }
   const state: { step: number; padded: boolean; lastUncond: Float32Tensor | undefined } = { step: 0, padded: false, lastUncond: undefined };
-  const guided = async (x: Float32Tensor, sigma: Float32Array, guidance: GuidanceOptions = {}): Promise<GuidedPrediction> => {
+  const guided = async (xSampler: Float32Tensor, sigma: Float32Array, guidance: GuidanceOptions = {}): Promise<GuidedPrediction> => {
+    const x = opts.inpaint?.beforeDenoising ? blendLatent(xSampler, opts.inpaint.initLatent, opts.inpaint.blend) : xSampler;
     if (x.shape[0] !== batch) {
       throw new DarkroomError('CFG_BATCH_MISMATCH', `latent batch ${x.shape[0]} but ${batch} conditionings`);
     }
@@ -170,16 +182,22 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
     const rowsTotal = condRows.length + batch;
     const xIn = new Float32Array(rowsTotal * per);
     const sigmaIn = new Float32Array(rowsTotal);
+    const ic = opts.imageCond;
+    const icPer = ic ? ic.data.length / batch : 0;
+    const icIn = new Float32Array(rowsTotal * icPer);
     let r = 0;
     condsList.forEach((list, i) => {
       for (let k = 0; k < list.length; k++, r++) {
         xIn.set(x.data.subarray(i * per, (i + 1) * per), r * per);
         sigmaIn[r] = sigma[i]!;
+        if (ic) icIn.set(ic.data.subarray(i * icPer, (i + 1) * icPer), r * icPer);
       }
     });
     xIn.set(x.data, r * per);
     sigmaIn.set(sigma, r);
+    if (ic) icIn.set(ic.data, r * icPer);
     const xInT = float32([rowsTotal, ...x.shape.slice(1)], xIn);
+    const icInT = ic ? float32([rowsTotal, ...ic.shape.slice(1)], icIn) : undefined;
 
     if (opts.padCondUncond && tokensOf(tensor) !== tokensOf(uncond)) {
       if (!opts.emptyCond) throw new DarkroomError('CFG_NO_EMPTY_COND', 'pad_cond_uncond needs the empty-prompt conditioning');
@@ -198,7 +216,7 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
     const xOut = new Float32Array(rowsTotal * per);
     const run = async (from: number, to: number, context: Float32Tensor, sources: readonly RowSource[]): Promise<void> => {
       opts.trace?.onRows?.({ step, rows: sources, contextTokens: tokensOf(context) });
-      const out = await inner(sliceRows(xInT, from, to), sigmaIn.slice(from, to), context);
+      const out = await inner(sliceRows(xInT, from, to), sigmaIn.slice(from, to), context, icInT ? sliceRows(icInT, from, to) : undefined);
       xOut.set(out.data, from * per);
     };
     if (tokensOf(tensor) === tokensOf(uncond)) {
@@ -229,7 +247,8 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
         }
       }
     });
-    const denoised = float32(x.shape, out);
+    const combined = float32(x.shape, out);
+    const denoised = opts.inpaint && !opts.inpaint.beforeDenoising ? blendLatent(combined, opts.inpaint.initLatent, opts.inpaint.blend) : combined;
     // the sampler owns x and overwrites it later: a trace gets its own copies
     opts.trace?.onCfgCall?.({ step, x: float32(x.shape, Float32Array.from(x.data)), sigma: Float32Array.from(sigma), denoised });
     state.step++;

@@ -5,7 +5,7 @@
  */
 import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
-import { encodePng } from '../formats/png.js';
+import { encodePng, type RasterImage } from '../formats/png.js';
 import { createInfotext, pyFloat, type InfotextValue } from '../formats/infotext.js';
 import { ImageRNG, noiseSourceFromA1111, type NoiseSource } from '../sampling/rng/image-rng.js';
 import { resolveSamplerAndScheduler } from '../sampling/samplers.js';
@@ -87,6 +87,8 @@ export interface JobState {
   condCache: Map<string, MultiCond[] | ScheduledCond[][]>;
   stepsDone: number;
   readonly stepsTotal: number;
+  /** The UNet gets inpainting image conditioning (the infotext then has `Conditional mask weight`). */
+  usesInpaintingConditioning: boolean;
 }
 
 export function startJob(model: PipelineModel, params: ResolvedCommon, opts: GenerateOptions, stepsPerIteration: number): JobState {
@@ -120,6 +122,7 @@ export function startJob(model: PipelineModel, params: ResolvedCommon, opts: Gen
     condCache: new Map(),
     stepsDone: 0,
     stepsTotal: stepsPerIteration * params.n_iter,
+    usesInpaintingConditioning: false,
   };
 }
 
@@ -246,6 +249,8 @@ export function infotextFor(job: JobState, index: number, extra: ReadonlyArray<r
     variationSeed: p.subseed_strength !== 0 ? job.seeds.allSubseeds[index]! : null,
     variationSeedStrength: p.subseed_strength !== 0 ? pyFloat(p.subseed_strength) : null,
     seedResizeFrom: p.seed_resize_from_w > 0 && p.seed_resize_from_h > 0 ? [p.seed_resize_from_w, p.seed_resize_from_h] : null,
+    conditionalMaskWeight: job.usesInpaintingConditioning ? pyFloat(s.inpainting_mask_weight) : null,
+    tiling: p.tiling,
     clipSkip: s.CLIP_stop_at_last_layers,
     ensd: usesEnsd ? s.eta_noise_seed_delta : null,
     rng: s.randn_source,
@@ -254,17 +259,22 @@ export function infotextFor(job: JobState, index: number, extra: ReadonlyArray<r
   });
 }
 
-/** Decoded images to PNGs with their infotexts. */
+/**
+ * Decoded images to PNGs with their infotexts. `finish` changes each 8-bit image before it is written (the
+ * inpainting overlay); it gets the image's index within the batch.
+ */
 export function writeImages(
   job: JobState,
   decoded: readonly Float32Tensor[],
   firstIndex: number,
   extra: ReadonlyArray<readonly [string, InfotextValue]>,
   out: { images: Uint8Array[]; infotexts: string[] },
+  finish?: (rgb: RasterImage, batchIndex: number) => RasterImage,
 ): void {
   decoded.forEach((image, i) => {
     const [, , h, w] = image.shape as [number, number, number, number];
-    const rgb = decodedToRgb8(image.data, h, w);
+    const raw = decodedToRgb8(image.data, h, w);
+    const rgb = finish ? finish(raw, (firstIndex + i) % job.params.batch_size) : raw;
     const infotext = infotextFor(job, firstIndex + i, extra);
     out.images.push(encodePng(rgb, [['parameters', infotext]]));
     out.infotexts.push(infotext);
@@ -281,6 +291,13 @@ export function requestRecord(job: JobState, params: { override_settings?: Overr
     scheduler: job.scheduler,
     ...(ignored.length ? { ignored_settings: ignored } : {}),
   };
+}
+
+/** The model a job runs on: with `tiling`, its circular-padding form. */
+export function modelForJob(model: PipelineModel, tiling: boolean): PipelineModel {
+  if (!tiling) return model;
+  if (!model.withCircularPadding) throw new DarkroomError('TILING_UNSUPPORTED', 'this model cannot render with tiling (circular padding)', { field: 'tiling' });
+  return model.withCircularPadding();
 }
 
 export function splitLatents(latents: Float32Tensor): Float32Tensor[] {

@@ -32,6 +32,10 @@ export interface OverrideSettings {
   always_discard_next_to_last_sigma?: boolean;
   img2img_fix_steps?: boolean;
   initial_noise_multiplier?: number;
+  /** Inpainting checkpoints: how much of the masked image the conditioning keeps out (1 = all of it). */
+  inpainting_mask_weight?: number;
+  /** Circular padding in every convolution when the request's `tiling` is null. */
+  tiling?: boolean;
   /** Latent upscale mode used when `hr_upscaler` is not given. */
   latent_upscale_default_mode?: string;
   add_model_hash_to_info?: boolean;
@@ -62,6 +66,8 @@ export interface CommonParams {
   clip_skip?: number;
   eta?: number;
   disable_extra_networks?: boolean;
+  /** Seamless tiles: circular padding in the UNet and VAE convolutions (null = the `tiling` setting). */
+  tiling?: boolean | null;
   override_settings?: OverrideSettings;
 }
 
@@ -89,6 +95,22 @@ export interface Img2ImgParams extends CommonParams {
   resize_mode?: number;
   denoising_strength?: number;
   initial_noise_multiplier?: number;
+  /** Inpainting mask: white (or opaque) is repainted. */
+  mask?: InitImage | null;
+  /** Sets mask_blur_x and mask_blur_y when given. */
+  mask_blur?: number | null;
+  mask_blur_x?: number;
+  mask_blur_y?: number;
+  mask_round?: boolean;
+  /** Masked content: 0 fill, 1 original, 2 latent noise, 3 latent nothing. */
+  inpainting_fill?: number;
+  /** "Only masked": crop to the mask (plus padding), render at width x height, paste back. */
+  inpaint_full_res?: boolean;
+  inpaint_full_res_padding?: number;
+  /** 1: repaint what is not masked. */
+  inpainting_mask_invert?: number;
+  /** A mask for the fill and the latent blend instead of the processed `mask`. */
+  latent_mask?: InitImage | null;
 }
 
 /** Every setting the pipeline reads, complete. */
@@ -111,6 +133,8 @@ export interface Settings {
   always_discard_next_to_last_sigma: boolean;
   img2img_fix_steps: boolean;
   initial_noise_multiplier: number;
+  inpainting_mask_weight: number;
+  tiling: boolean;
   latent_upscale_default_mode: string;
   add_model_hash_to_info: boolean;
   add_model_name_to_info: boolean;
@@ -137,6 +161,8 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = {
   always_discard_next_to_last_sigma: false,
   img2img_fix_steps: false,
   initial_noise_multiplier: 1,
+  inpainting_mask_weight: 1,
+  tiling: false,
   latent_upscale_default_mode: 'Latent',
   add_model_hash_to_info: true,
   add_model_name_to_info: true,
@@ -161,6 +187,7 @@ export interface ResolvedCommon {
   n_iter: number;
   eta: number | undefined;
   disable_extra_networks: boolean;
+  tiling: boolean;
   settings: Settings;
 }
 
@@ -183,6 +210,20 @@ export interface ResolvedImg2Img extends ResolvedCommon {
   resize_mode: number;
   denoising_strength: number;
   initial_noise_multiplier: number;
+  /** Present when the request has a mask. */
+  inpaint: ResolvedInpaint | undefined;
+}
+
+export interface ResolvedInpaint {
+  mask: InitImage;
+  latent_mask: InitImage | undefined;
+  mask_blur_x: number;
+  mask_blur_y: number;
+  mask_round: boolean;
+  inpainting_fill: number;
+  inpaint_full_res: boolean;
+  inpaint_full_res_padding: number;
+  inpainting_mask_invert: boolean;
 }
 
 function bad(field: string, message: string, value: unknown): never {
@@ -261,6 +302,8 @@ export function resolveSettings(overrides: OverrideSettings | undefined, clipSki
     always_discard_next_to_last_sigma: bool('override_settings.always_discard_next_to_last_sigma', o.always_discard_next_to_last_sigma, d.always_discard_next_to_last_sigma),
     img2img_fix_steps: bool('override_settings.img2img_fix_steps', o.img2img_fix_steps, d.img2img_fix_steps),
     initial_noise_multiplier: num('override_settings.initial_noise_multiplier', o.initial_noise_multiplier, d.initial_noise_multiplier, 0, 10),
+    inpainting_mask_weight: num('override_settings.inpainting_mask_weight', o.inpainting_mask_weight, d.inpainting_mask_weight, 0, 1),
+    tiling: bool('override_settings.tiling', o.tiling, d.tiling),
     latent_upscale_default_mode: str('override_settings.latent_upscale_default_mode', o.latent_upscale_default_mode, d.latent_upscale_default_mode),
     add_model_hash_to_info: bool('override_settings.add_model_hash_to_info', o.add_model_hash_to_info, d.add_model_hash_to_info),
     add_model_name_to_info: bool('override_settings.add_model_name_to_info', o.add_model_name_to_info, d.add_model_name_to_info),
@@ -269,6 +312,7 @@ export function resolveSettings(overrides: OverrideSettings | undefined, clipSki
 }
 
 function resolveCommon(p: CommonParams): ResolvedCommon {
+  const settings = resolveSettings(p.override_settings, p.clip_skip === undefined || p.clip_skip === null ? undefined : p.clip_skip);
   const width = int('width', p.width, 512, 8, 8192);
   const height = int('height', p.height, 512, 8, 8192);
   if (width % 8 || height % 8) bad('width/height', 'must be multiples of 8', `${width}x${height}`);
@@ -291,7 +335,8 @@ function resolveCommon(p: CommonParams): ResolvedCommon {
     n_iter: int('n_iter', p.n_iter, 1, 1, 1000),
     eta: p.eta === undefined || p.eta === null ? undefined : num('eta', p.eta, 1, 0, 10),
     disable_extra_networks: bool('disable_extra_networks', p.disable_extra_networks, false),
-    settings: resolveSettings(p.override_settings, p.clip_skip === undefined || p.clip_skip === null ? undefined : p.clip_skip),
+    tiling: bool('tiling', p.tiling, settings.tiling),
+    settings,
   };
 }
 
@@ -324,5 +369,27 @@ export function resolveImg2Img(p: Img2ImgParams): ResolvedImg2Img {
     resize_mode: int('resize_mode', p.resize_mode, 0, 0, 3),
     denoising_strength: num('denoising_strength', p.denoising_strength, 0.75, 0, 1),
     initial_noise_multiplier: num('initial_noise_multiplier', p.initial_noise_multiplier, c.settings.initial_noise_multiplier, 0, 10),
+    inpaint: resolveInpaint(p),
   };
+}
+
+/** A1111's img2img mask fields with the API's defaults; undefined without a mask. */
+function resolveInpaint(p: Img2ImgParams): ResolvedInpaint | undefined {
+  const blur = p.mask_blur === undefined || p.mask_blur === null ? undefined : int('mask_blur', p.mask_blur, 4, 0, 64);
+  const resolved: ResolvedInpaint | undefined =
+    p.mask === undefined || p.mask === null
+      ? undefined
+      : {
+          mask: p.mask,
+          latent_mask: p.latent_mask ?? undefined,
+          mask_blur_x: blur ?? int('mask_blur_x', p.mask_blur_x, 4, 0, 64),
+          mask_blur_y: blur ?? int('mask_blur_y', p.mask_blur_y, 4, 0, 64),
+          mask_round: bool('mask_round', p.mask_round, true),
+          inpainting_fill: int('inpainting_fill', p.inpainting_fill, 0, 0, 3),
+          inpaint_full_res: bool('inpaint_full_res', p.inpaint_full_res, true),
+          inpaint_full_res_padding: int('inpaint_full_res_padding', p.inpaint_full_res_padding, 0, 0, 4096),
+          inpainting_mask_invert: int('inpainting_mask_invert', p.inpainting_mask_invert, 0, 0, 1) === 1,
+        };
+  if (!resolved && p.latent_mask !== undefined && p.latent_mask !== null) bad('latent_mask', 'needs a mask', 'latent_mask');
+  return resolved;
 }

@@ -18,6 +18,7 @@ import { pyFloat } from '../formats/infotext.js';
 import type { Settings } from './params.js';
 import { createCfgDenoiser, type ConditionedDenoiser, type MultiCond, type ScheduledCond } from './cfg-denoiser.js';
 import type { PipelineTrace } from './trace.js';
+import type { LatentBlend } from './inpaint.js';
 import type { PipelineModel, UNetVariant } from './types.js';
 
 const f = Math.fround;
@@ -43,13 +44,15 @@ export function conditionedDenoiser(
   family: SamplerInfo['family'] = 'kdiffusion',
 ): ConditionedDenoiser {
   const schedule = new DiscreteSchedule(model.alphasCumprod);
-  const unetWith = (context: Float32Tensor) => async (xIn: Float32Tensor, t: Float32Array): Promise<Float32Tensor> => {
-    const out = await model.unet.run(xIn, t, context, undefined, variant);
+  const unetWith = (context: Float32Tensor, imageCond: Float32Tensor | undefined) => async (xIn: Float32Tensor, t: Float32Array): Promise<Float32Tensor> => {
+    // ldm's hybrid conditioning: c_concat joins the already c_in-scaled x along channels
+    const x = imageCond ? concatChannels(xIn, imageCond) : xIn;
+    const out = await model.unet.run(x, t, context, undefined, variant);
     trace?.onUnetCall?.({ x: xIn, t: Float32Array.from(t), context, out });
     return out;
   };
-  return async (x, sigma, context) => {
-    const unet = unetWith(context);
+  return async (x, sigma, context, imageCond) => {
+    const unet = unetWith(context, imageCond);
     let out: Float32Tensor;
     if (family === 'timestep') out = await (model.parameterization === 'v' ? vToEpsModel(unet, model.alphasCumprod) : unet)(x, sigma);
     else if (family === 'lcm') out = await lcmDenoiser(unet)(x, sigma);
@@ -57,6 +60,22 @@ export function conditionedDenoiser(
     trace?.onDenoiserCall?.({ x: float32(x.shape, Float32Array.from(x.data)), sigma: Float32Array.from(sigma), out });
     return out;
   };
+}
+
+/** (R,A,H,W) and (R,B,H,W) -> (R,A+B,H,W). */
+function concatChannels(a: Float32Tensor, b: Float32Tensor): Float32Tensor {
+  const [r, ca, h, w] = a.shape as [number, number, number, number];
+  const cb = b.shape[1]!;
+  if (b.shape[0] !== r || b.shape[2] !== h || b.shape[3] !== w) {
+    throw new DarkroomError('IMAGE_COND_SHAPE', `image conditioning [${b.shape}] does not fit latents [${a.shape}]`);
+  }
+  const plane = h * w;
+  const out = new Float32Array(r * (ca + cb) * plane);
+  for (let i = 0; i < r; i++) {
+    out.set(a.data.subarray(i * ca * plane, (i + 1) * ca * plane), i * (ca + cb) * plane);
+    out.set(b.data.subarray(i * cb * plane, (i + 1) * cb * plane), (i * (ca + cb) + ca) * plane);
+  }
+  return float32([r, ca + cb, h, w], out);
 }
 
 export interface PassInput {
@@ -71,6 +90,10 @@ export interface PassInput {
   readonly cfgScale: number;
   readonly emptyCond?: Float32Tensor;
   readonly variant?: UNetVariant;
+  /** Inpainting checkpoints' c_concat per batch item (B,5,h,w). */
+  readonly imageCond?: Float32Tensor;
+  /** Inpainting's latent blend inside the CFG denoiser, with the init latent it keeps. */
+  readonly inpaint?: { readonly initLatent: Float32Tensor; readonly blend: LatentBlend };
   readonly rng: ImageRNG;
   readonly noiseSource: NoiseSource;
   readonly seeds: readonly number[];
@@ -157,6 +180,8 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
     cfgScale: input.cfgScale,
     padCondUncond: input.settings.pad_cond_uncond,
     ...(input.emptyCond ? { emptyCond: input.emptyCond } : {}),
+    ...(input.imageCond ? { imageCond: input.imageCond } : {}),
+    ...(input.inpaint ? { inpaint: { ...input.inpaint, beforeDenoising: info.family === 'timestep' } } : {}),
     ...(input.trace ? { trace: input.trace } : {}),
   });
   input.trace?.onSigmas?.({ pass: input.pass, iteration: input.iteration, sigmas: Float32Array.from(sigmas) });

@@ -51,6 +51,13 @@ export interface PipelineModel {
   readonly vae: PipelineVae;
   /** The CLIP tokenizer of this model's vocabulary. */
   readonly tokenizer: PipelineTokenizer;
+  /**
+   * An inpainting checkpoint (ldm's hybrid conditioning): the UNet takes 9 channels, the latent followed by the
+   * 5-channel image conditioning (mask and masked-image latent).
+   */
+  readonly inpainting?: boolean;
+  /** The same model with circular padding in every UNet and VAE convolution (A1111's `tiling`), if it has one. */
+  withCircularPadding?(): PipelineModel;
 }
 
 /** A textual-inversion embedding as conditioning uses it. */
