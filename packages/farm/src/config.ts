@@ -13,6 +13,8 @@ export interface FarmConfig {
   host: string;
   publicUrl: string;
   redisUrl: string;
+  /** Deadline of each Redis command the API issues for a request; past it the request gets 503 REDIS_UNAVAILABLE. */
+  redisTimeoutMs: number;
   queuePrefix: string;
   storageUrl: string;
   modelsDir: string;
@@ -24,7 +26,16 @@ export interface FarmConfig {
   webhookAllowlist: string[];
   webhookRetryBaseMs: number;
   webhookRetryWindowMs: number;
+  /** Total deadline of one delivery attempt (connect, send, answer), however the receiver paces its bytes. */
   webhookTimeoutMs: number;
+  /** Delivery attempts running at once per delivery process. */
+  webhookConcurrency: number;
+  /** Delivery attempts of one tenant running at once across the farm, so its slow receivers cannot take every slot. */
+  webhookTenantConcurrency: number;
+  /** Event streams (SSE) one tenant may hold open at once on one API process. */
+  sseMaxStreamsPerTenant: number;
+  /** How long a worker keeps retrying to store a finished render's outputs before the attempt fails. */
+  storageRetryWindowMs: number;
   rateLimitPerMinute: number;
   maxBodyBytes: number;
   maxUploadBytes: number;
@@ -141,6 +152,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     host,
     publicUrl: (env.PUBLIC_URL || `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`).replace(/\/+$/, ''),
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
+    redisTimeoutMs: int(env, 'REDIS_TIMEOUT_MS', 2_000, 50),
     queuePrefix: prefix,
     storageUrl,
     modelsDir: resolve(env.MODELS_DIR || 'models'),
@@ -152,6 +164,10 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     webhookRetryBaseMs: int(env, 'WEBHOOK_RETRY_BASE_MS', 5_000, 1),
     webhookRetryWindowMs: int(env, 'WEBHOOK_RETRY_WINDOW_MS', 24 * 3600_000, 1),
     webhookTimeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 1),
+    webhookConcurrency: int(env, 'WEBHOOK_CONCURRENCY', 8, 1),
+    webhookTenantConcurrency: int(env, 'WEBHOOK_TENANT_CONCURRENCY', 2, 1),
+    sseMaxStreamsPerTenant: int(env, 'SSE_MAX_STREAMS_PER_TENANT', 20, 1),
+    storageRetryWindowMs: int(env, 'STORAGE_RETRY_WINDOW_MS', 30 * 60_000, 0),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 600),
     maxBodyBytes: int(env, 'MAX_BODY_BYTES', 50 * 1024 * 1024, 1024),
     maxUploadBytes: int(env, 'MAX_UPLOAD_BYTES', 8 * 1024 * 1024 * 1024, 1024),

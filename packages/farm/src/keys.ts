@@ -6,6 +6,8 @@ export function farmKeys(prefix: string) {
   const base = `${prefix}:darkroom`;
   return {
     events: (jobId: string) => `${base}:events:${jobId}`,
+    /** Pub/sub channel carrying the id of each job whose event log just grew (the API's one subscriber fans it out). */
+    eventsChannel: `${base}:events`,
     cancel: (jobId: string) => `${base}:cancel:${jobId}`,
     cancelChannel: `${base}:cancel`,
     tombstone: (jobId: string) => `${base}:cancelled:${jobId}`,
@@ -15,6 +17,8 @@ export function farmKeys(prefix: string) {
     /** The files a training stored, `files/<name>` or `images/<name>` -> the step they belong to. */
     trainingFiles: (jobId: string) => `${base}:training-files:${jobId}`,
     deliveries: (jobId: string) => `${base}:deliveries:${jobId}`,
+    /** A tenant's webhook deliveries in flight across the farm: lease token -> lease expiry (ms). */
+    webhookSlots: (tenant: string) => `${base}:webhook-slots:${tenant}`,
     rateLimit: (tenant: string, window: number) => `${base}:rl:${tenant}:${window}`,
     assets: (tenant: string, kind: string) => `${base}:assets:${tenant}:${kind}`,
     options: (tenant: string) => `${base}:options:${tenant}`,

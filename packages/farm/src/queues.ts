@@ -77,7 +77,7 @@ export function webhookWorkerOptions(cfg: FarmConfig, connection: ConnectionOpti
   return {
     connection,
     prefix: cfg.queuePrefix,
-    concurrency: 8,
+    concurrency: cfg.webhookConcurrency,
     settings: { backoffStrategy: (attemptsMade: number) => webhookBackoffDelay(attemptsMade, cfg.webhookRetryBaseMs) },
   };
 }
