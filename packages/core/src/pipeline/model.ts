@@ -31,5 +31,7 @@ export function pipelineModel(model: StableDiffusionModel, tokenizer: PipelineTo
     unet: model.unet,
     vae: model.vae,
     tokenizer,
+    // A1111 loads a checkpoint whose UNet takes 9 input channels with the inpainting config (hybrid conditioning)
+    inpainting: model.config.unet.inChannels === 9,
   };
 }

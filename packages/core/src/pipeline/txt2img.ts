@@ -15,6 +15,7 @@ import {
   decodeBatch,
   emptyPromptCond,
   imageRng,
+  modelForJob,
   progress,
   requestRecord,
   scheduleSteps,
@@ -27,7 +28,7 @@ import {
   type JobState,
 } from './job.js';
 import { decodedToRgb8, interpolateLatent, resizeImage, resizeNearest, rgbToVaeInput, type LatentInterpolation } from './image.js';
-import { encodeToLatent } from './img2img.js';
+import { encodeToLatent, inpaintingConditioning } from './img2img.js';
 import { hiresSize } from './hires-size.js';
 import type { PipelineModel } from './types.js';
 import { resolveSamplerAndScheduler } from '../sampling/samplers.js';
@@ -152,11 +153,23 @@ function cropLatent(x: Float32Tensor, tx: number, ty: number): Float32Tensor {
   return float32([n, c, oh, ow], out);
 }
 
+/**
+ * txt2img_image_conditioning of inpainting checkpoints: the whole image masked, i.e. a mask of ones and the latent
+ * of a mid-gray image (0 in the VAE's range). The hires pass gets the same at its size, which is what A1111's
+ * img2img_image_conditioning gives there at the default inpainting_mask_weight of 1.
+ */
+async function txt2imgImageConditioning(job: JobState, width: number, height: number, seeds: readonly number[]): Promise<Float32Tensor> {
+  const gray = float32([1, 3, height, width]);
+  return inpaintingConditioning(job.model, [gray], undefined, true, 1, seeds, job.noiseSource);
+}
+
 /** txt2img on a loaded model. Params use A1111's field names; see params.ts for defaults. */
 export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts: GenerateOptions = {}): Promise<GenerationResult> {
   const p = resolveTxt2Img(request);
+  model = modelForJob(model, p.tiling);
   const hiresStepsPerIteration = p.enable_hr ? p.hr_second_pass_steps || p.steps : 0;
   const job = startJob(model, p, opts, p.steps + hiresStepsPerIteration);
+  job.usesInpaintingConditioning = model.inpainting === true;
   const plan = p.enable_hr ? planHires(p, job) : undefined;
   const allHrPrompts = new Array<string>(job.allPrompts.length).fill(p.hr_prompt || p.prompt);
   const allHrNegative = new Array<string>(job.allPrompts.length).fill(p.hr_negative_prompt || p.negative_prompt);
@@ -194,9 +207,11 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
       ...(opts.signal ? { signal: opts.signal } : {}),
       iteration: n,
     };
+    const imageCond = model.inpainting ? await txt2imgImageConditioning(job, p.width, p.height, seeds) : undefined;
     let latents = await sampleTxt2Img(
       {
         ...base,
+        ...(imageCond ? { imageCond } : {}),
         samplerName: job.samplerName,
         scheduler: job.scheduler,
         conds,
@@ -227,9 +242,11 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
         scheduleSteps(plan.samplerName, plan.steps),
       );
       opts.trace?.onConds?.({ pass: 'hires', iteration: n, conds: hr.conds, unconds: hr.unconds });
+      const hrImageCond = model.inpainting ? await txt2imgImageConditioning(job, lw * 8, lh * 8, seeds) : undefined;
       latents = await sampleImg2Img(
         {
           ...base,
+          ...(hrImageCond ? { imageCond: hrImageCond } : {}),
           samplerName: plan.samplerName,
           scheduler: plan.scheduler,
           conds: hr.conds,

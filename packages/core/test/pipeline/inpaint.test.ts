@@ -12,6 +12,12 @@ import { parseGenerationParameters } from '../../src/formats/infotext.js';
 import { cropRegion, expandCropRegion, fillMasked, planMask, type MaskPlan } from '../../src/pipeline/inpaint.js';
 import { cvGaussianBlur1d } from '../../src/pipeline/mask-pixels.js';
 import type { Img2ImgParams } from '../../src/pipeline/params.js';
+import { demoCheckpointTensors, demoModelConfig, demoTokenizer, ensureDemoModel } from '../../src/pipeline/demo-model.js';
+import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { float32 } from '../../src/tensor.js';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 let engine: Engine;
 
@@ -197,4 +203,60 @@ test('masked-content fill keeps the unmasked pixels and paints the hole from its
   // the centre of the hole is a blend of the border colours, not black
   const c = (32 * W + 32) * 3;
   assert.ok(filled.data[c]! > 40 && filled.data[c + 1]! > 40, `${filled.data[c]},${filled.data[c + 1]}`);
+});
+
+/**
+ * An inpainting-shaped tiny checkpoint: the demo model with a 9-channel first UNet convolution (random weights),
+ * its config saying in_channels 9, and the demo vocabulary beside it.
+ */
+async function writeInpaintingCheckpoint(dir: string): Promise<string> {
+  const demo = await ensureDemoModel(repoRoot);
+  const vocabSize = demoTokenizer().vocabSize;
+  const tensors = demoCheckpointTensors(vocabSize);
+  const key = 'model.diffusion_model.input_blocks.0.0.weight';
+  const conv = tensors.get(key)!;
+  const [out, , kh, kw] = conv.shape as [number, number, number, number];
+  let state = 12345;
+  const data = Float32Array.from({ length: out * 9 * kh * kw }, () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return (state / 2 ** 31 - 0.5) * 0.4;
+  });
+  tensors.set(key, float32([out, 9, kh, kw], data));
+  const config = demoModelConfig(vocabSize) as { model: { params: { unet_config: { params: { in_channels: number } } } } };
+  config.model.params.unet_config.params.in_channels = 9;
+  const checkpoint = join(dir, 'tiny-inpainting.safetensors');
+  await writeFile(checkpoint, writeSafetensors(tensors, { format: 'pt' }));
+  await writeFile(join(dir, 'tiny-inpainting.json'), JSON.stringify(config));
+  await cp(demo.checkpoint.replace(/\.safetensors$/, '.vocab'), join(dir, 'tiny-inpainting.vocab'), { recursive: true });
+  return checkpoint;
+}
+
+test('an inpainting checkpoint (9-channel UNet input) inpaints and generates with the image conditioning', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-inpainting-'));
+  try {
+    const checkpoint = await writeInpaintingCheckpoint(dir);
+    const init = initImage();
+    const mask = squareMask(20, 20, 44, 44);
+    const r = await engine.img2img({ ...base, steps: 3, init_images: [init], mask }, { checkpoint });
+    const out = decodePng(r.images[0]!);
+    const { outside, inside } = regions(planOf(mask, false));
+    assert.ok(maxDiff(out, init, outside) <= 1);
+    assert.ok(meanDiff(out, init, inside) > 10);
+    const p = parseGenerationParameters(r.infotexts[0]!);
+    assert.equal(p.get('Conditional mask weight'), '1.0');
+    assert.equal(p.get('Model'), 'tiny-inpainting');
+    // the conditioning reaches the UNet: another mask weight gives another image
+    const weaker = await engine.img2img(
+      { ...base, steps: 3, init_images: [init], mask, override_settings: { inpainting_mask_weight: 0.25 } },
+      { checkpoint },
+    );
+    assert.notDeepEqual(decodePng(weaker.images[0]!).data, out.data);
+    assert.match(weaker.infotexts[0]!, /Conditional mask weight: 0\.25/);
+
+    const t = await engine.txt2img({ prompt: 'a door', steps: 2, seed: 5, width: W, height: H }, { checkpoint });
+    assert.equal(decodePng(t.images[0]!).width, W);
+    assert.match(t.infotexts[0]!, /Conditional mask weight: 1\.0/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
