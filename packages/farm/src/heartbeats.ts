@@ -15,6 +15,8 @@ export interface WorkerAdvert {
   readonly startedAt: string;
   /** The job in hand, null when idle. */
   readonly job: string | null;
+  /** Resident memory of the process at this heartbeat (render threads included): `/sdapi/v1/memory`'s used RAM. */
+  readonly rssBytes?: number;
 }
 
 /** A heartbeat lives three intervals: one late refresh is not a death, three are. */
@@ -61,8 +63,9 @@ export class Heartbeat {
 
   private async beat(): Promise<void> {
     const { queue, name } = this.advert;
+    const advert: WorkerAdvert = { ...this.advert, rssBytes: process.memoryUsage.rss() };
     await this.redis.multi()
-      .set(this.keys.heartbeat(queue, name), JSON.stringify(this.advert), 'PX', this.intervalMs * HEARTBEAT_TTL_INTERVALS)
+      .set(this.keys.heartbeat(queue, name), JSON.stringify(advert), 'PX', this.intervalMs * HEARTBEAT_TTL_INTERVALS)
       .zadd(this.keys.heartbeats(queue), Date.now(), name)
       .exec();
   }

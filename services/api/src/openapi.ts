@@ -4,6 +4,7 @@ import {
   SdapiImg2ImgRequest, SdapiInfoResponse, SdapiTrainEmbedding, SdapiTrainHypernetwork, SdapiTxt2ImgRequest, Txt2ImgRequest, TrainingAccepted,
   TrainingRequest, TrainingResumeRequest, TrainingView,
 } from '@darkroom/farm';
+import { sdapiSurfacePaths } from './openapi-sdapi.js';
 
 function schema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -35,9 +36,16 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
   const sync = (schemaName: string, summary: string) => ({
     post: {
       summary, requestBody: { required: true, content: json(schemaName) },
-      responses: { 200: { description: 'A1111 response: base64 PNGs, echoed parameters, info as a JSON string', content: { 'application/json': { schema: {
-        type: 'object', properties: { images: { type: 'array', items: { type: 'string' } }, parameters: { type: 'object' }, info: { type: 'string' } },
-      } } } }, ...errors },
+      responses: { 200: { description: 'A1111 response: base64 PNGs, echoed parameters, info as a JSON string',
+        headers: {
+          'X-Darkroom-Job-Id': { schema: { type: 'string' }, description: 'the job, at /v1/jobs/{id}' },
+          'X-Darkroom-Sampler-Fallback': { schema: { type: 'string' }, description: 'present when sampler_name was no sampler: A1111 1.10 renders it with DPM++ 2M, and so does this API' },
+        },
+        content: { 'application/json': { schema: {
+          type: 'object', properties: { images: { type: 'array', items: { type: 'string' } }, parameters: { type: 'object' }, info: { type: 'string' } },
+        } } } },
+      422: { description: 'FastAPI validation `detail` list, or a refusal of a field this farm cannot honour (restore_faces, script_name, alwayson_scripts, styles, refiner_checkpoint, infotext) naming it' },
+      ...errors },
     },
   });
   const create = (schemaName: string, summary: string) => ({
@@ -169,7 +177,11 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/sdapi/v1/create/hypernetwork': create('SdapiCreateHypernetwork', 'A1111 create_hypernetwork; stored as the tenant\'s hypernetwork <name>.pt'),
       '/sdapi/v1/train/embedding': train('SdapiTrainEmbedding', 'A1111 train_embedding: trains the tenant\'s embedding on an uploaded dataset (waits for the training)'),
       '/sdapi/v1/train/hypernetwork': train('SdapiTrainHypernetwork', 'A1111 train_hypernetwork: trains the tenant\'s hypernetwork on an uploaded dataset (waits for the training)'),
-      '/sdapi/v1/progress': { get: { summary: 'A1111 progress of this tenant\'s latest /sdapi job', responses: { 200: { description: 'progress' } } } },
+      '/sdapi/v1/progress': { get: {
+        summary: 'A1111 progress of this tenant\'s latest /sdapi job: state.job_timestamp is the job\'s start, current_task its id',
+        parameters: [{ name: 'skip_current_image', in: 'query', required: false, schema: { type: 'boolean', default: false } }],
+        responses: { 200: { description: '{progress, eta_relative, state, current_image, textinfo, current_task}' } },
+      } },
       '/sdapi/v1/interrupt': { post: { summary: 'cancel this tenant\'s latest /sdapi job', responses: { 200: { description: '{}' } } } },
       '/sdapi/v1/samplers': { get: { summary: 'A1111 sampler list', responses: { 200: { description: 'samplers' } } } },
       '/sdapi/v1/schedulers': { get: { summary: 'A1111 scheduler list', responses: { 200: { description: 'schedulers' } } } },
@@ -181,6 +193,7 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         get: { summary: 'settings (per tenant)', responses: { 200: { description: 'options' } } },
         post: { summary: 'change settings (per tenant)', responses: { 200: { description: 'null' }, ...errors } },
       },
+      ...sdapiSurfacePaths(),
       '/healthz': { get: { summary: 'liveness and Redis reachability', security: [], responses: { 200: { description: 'ok' }, 503: { description: 'Redis unreachable' } } } },
       '/metrics': { get: { summary: 'Prometheus metrics (ADMIN_KEY when set)', responses: { 200: { description: 'text' } } } },
       '/v1/queue': { get: { summary: 'queue depth for autoscalers (ADMIN_KEY)', responses: { 200: { description: 'counts' } } } },

@@ -9,7 +9,12 @@ import {
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { liveOn, noWorkerError } from '../fleet.js';
-import { parseWith } from '../http-errors.js';
+import { parseSdapi, sdapiErrorHandler, SdapiValidationError } from '../sdapi-errors.js';
+import { embeddingListing } from '../sdapi-embeddings.js';
+import { checkSdapiSupported, samplerFallback } from '../sdapi-refusals.js';
+import { sdapiControlRoutes } from './sdapi-control.js';
+import { sdapiExtrasRoutes } from './sdapi-extras.js';
+import { sdapiListingRoutes } from './sdapi-listings.js';
 import { readPngInfo } from '../png-info.js';
 import { cancelJob, waitForTerminal } from '../job-actions.js';
 import { jobView, loadJob } from '../job-view.js';
@@ -44,11 +49,33 @@ async function applySettings(ctx: ApiContext, tenant: string, req: GenerateReque
 function echoParameters(req: GenerateRequest, raw: GenerateRequest): Record<string, unknown> {
   const p: Record<string, unknown> = { ...raw };
   for (const f of DARKROOM_FIELDS) delete p[f];
+  // A1111 echoes the init images (and mask) only when asked, and never the switch itself (excluded from its model).
   if ('init_images' in req && !('include_init_images' in raw && raw.include_init_images)) {
     p.init_images = null;
     p.mask = null;
   }
+  delete p.include_init_images;
   return p;
+}
+
+/** A1111's state.job_timestamp: the job's start, `YYYYmmddHHMMSS`. */
+function jobTimestamp(iso: string | null | undefined): string {
+  return (iso ?? new Date().toISOString()).replace(/[-:T]/g, '').slice(0, 14);
+}
+
+/**
+ * `override_settings_restore_afterwards: false`: A1111 leaves the request's settings in place after the job, so they
+ * become the tenant's options, checked as a POST to /sdapi/v1/options would be.
+ */
+async function keptOverrides(ctx: ApiContext, tenant: string, overrides: Record<string, unknown>): Promise<Record<string, string>> {
+  const update = { ...overrides };
+  checkOptionsUpdate(update);
+  if (typeof update.sd_model_checkpoint === 'string') {
+    const m = findModel(await listModels(ctx.registry, ctx.cfg.modelsDir, tenant), update.sd_model_checkpoint);
+    if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${update.sd_model_checkpoint}" not found`, 'override_settings.sd_model_checkpoint');
+    update.sd_model_checkpoint = m.title;
+  }
+  return Object.fromEntries(Object.entries(update).map(([k, v]) => [k, JSON.stringify(v)]));
 }
 
 function infoJson(req: GenerateRequest, view: JobView, jobTimestamp: string): string {
@@ -100,15 +127,19 @@ export function sdapiRoutes(ctx: ApiContext): Router {
 
   const generate = (kind: GenerateKind) => async (req: Request, res: Response) => {
     if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) {
-      throw new FarmError('INVALID_REQUEST', 400, 'the request body must be a JSON object');
+      throw new SdapiValidationError([{ loc: ['body'], msg: 'value is not a valid dict', type: 'type_error.dict' }]);
     }
     const tenant = tenantOf(res);
-    const raw: GenerateRequest = kind === 'txt2img' ? parseWith(SdapiTxt2ImgRequest, req.body) : parseWith(SdapiImg2ImgRequest, req.body);
+    const raw: GenerateRequest = kind === 'txt2img' ? parseSdapi(SdapiTxt2ImgRequest, req.body) : parseSdapi(SdapiImg2ImgRequest, req.body);
+    checkSdapiSupported(raw);
     const request: GenerateRequest = { ...raw, webhook: null, embeddings: null, hypernetworks: [], model: null, clip_skip: null };
     await applySettings(ctx, tenant, request);
-    const started = new Date();
+    const fallback = samplerFallback(raw);
+    // Checked before the job is queued, stored once it is: a refused value must not leave a job behind.
+    const kept = !raw.override_settings_restore_afterwards && raw.override_settings ? await keptOverrides(ctx, tenant, raw.override_settings) : {};
     const { id } = await submitGenerate(ctx, tenant, kind, request, req.body, { idempotencyKey: req.get('idempotency-key'), source: 'sdapi' });
     await ctx.redis.set(ctx.keys.sdapiCurrent(tenant), id, 'EX', 86400);
+    if (Object.keys(kept).length > 0) await ctx.redis.hset(ctx.keys.options(tenant), kept);
     const aborted = new AbortController();
     res.on('close', () => {
       if (!res.writableEnded) aborted.abort();
@@ -132,8 +163,12 @@ export function sdapiRoutes(ctx: ApiContext): Router {
         if (bytes) images.push(Buffer.from(bytes).toString('base64'));
       }
     }
-    const ts = started.toISOString().replace(/[-:T]/g, '').slice(0, 14);
-    res.set('X-Darkroom-Job-Id', id).json({ images, parameters: echoParameters(request, raw), info: infoJson(request, view, ts) });
+    if (!raw.save_images) {
+      // A1111 writes nothing to its outputs folder unless save_images is set: the farm keeps no copy either.
+      for (const o of job?.returnvalue?.outputs ?? []) await ctx.storage.delete(o.key);
+    }
+    if (fallback) res.set('X-Darkroom-Sampler-Fallback', fallback.replace(/[^\x20-\x7e]/g, '?'));
+    res.set('X-Darkroom-Job-Id', id).json({ images, parameters: echoParameters(request, raw), info: infoJson(request, view, jobTimestamp(view.started_at)) });
   };
   r.post('/sdapi/v1/txt2img', generate('txt2img'));
   r.post('/sdapi/v1/img2img', generate('img2img'));
@@ -142,9 +177,13 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     const tenant = tenantOf(res);
     const id = await ctx.redis.get(ctx.keys.sdapiCurrent(tenant));
     const view = id ? await jobView(ctx, tenant, id) : null;
-    const idle = { skipped: false, interrupted: false, stopping_generation: false, job: '', job_count: 0, job_timestamp: '0', job_no: 0, sampling_step: 0, sampling_steps: 0 };
+    // A1111 keeps the last job's timestamp after it ends ('0' before any job) and names the running task.
+    const idle = {
+      skipped: false, interrupted: false, stopping_generation: false, job: '', job_count: 0,
+      job_timestamp: view ? jobTimestamp(view.started_at ?? view.created_at) : '0', job_no: 0, sampling_step: 0, sampling_steps: 0,
+    };
     if (!view || (view.state !== 'running' && view.state !== 'queued')) {
-      res.json({ progress: 0, eta_relative: 0, state: { ...idle, interrupted: view?.state === 'cancelled' }, current_image: null, textinfo: null });
+      res.json({ progress: 0, eta_relative: 0, state: { ...idle, interrupted: view?.state === 'cancelled' }, current_image: null, textinfo: null, current_task: null });
       return;
     }
     const p = view.progress;
@@ -162,7 +201,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     res.json({
       progress, eta_relative: eta,
       state: { ...idle, job: `job ${view.id}`, job_count: jobCount, job_no: jobNo, sampling_step: p?.step ?? 0, sampling_steps: p?.steps ?? 0 },
-      current_image: currentImage, textinfo: null,
+      current_image: currentImage, textinfo: null, current_task: view.id,
     });
   });
 
@@ -190,12 +229,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   });
 
   r.get('/sdapi/v1/embeddings', async (_req, res) => {
-    const loaded: Record<string, unknown> = {};
-    for (const e of await ctx.registry.list(tenantOf(res), 'embeddings')) {
-      // Shape and vector count are known once a worker loads the file; uploads are not parsed by the API.
-      loaded[e.name] = { step: null, sd_checkpoint: null, sd_checkpoint_name: null, shape: null, vectors: null };
-    }
-    res.json({ loaded, skipped: {} });
+    res.json(await embeddingListing(ctx, tenantOf(res)));
   });
 
   r.get('/sdapi/v1/hypernetworks', async (_req, res) => {
@@ -203,7 +237,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   });
 
   r.post('/sdapi/v1/png-info', (req, res) => {
-    const { image } = parseWith(PngInfoRequest, req.body);
+    const { image } = parseSdapi(PngInfoRequest, req.body);
     res.json(readPngInfo(decodeImage(image, 'image')));
   });
 
@@ -213,7 +247,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
 
   r.post('/sdapi/v1/options', async (req, res) => {
     const tenant = tenantOf(res);
-    const update = parseWith(OptionsUpdate, req.body);
+    const update = parseSdapi(OptionsUpdate, req.body);
     checkOptionsUpdate(update);
     if (typeof update.sd_model_checkpoint === 'string') {
       const m = findModel(await listModels(ctx.registry, ctx.cfg.modelsDir, tenant), update.sd_model_checkpoint);
@@ -227,5 +261,9 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   });
 
   r.get('/sdapi/v1/cmd-flags', (_req, res) => res.json({ api: true, nowebui: true }));
+
+  r.use(sdapiListingRoutes(ctx), sdapiControlRoutes(ctx), sdapiExtrasRoutes());
+  // Last in this router: errors of every route above leave in A1111's shapes (422 `detail` for validation).
+  r.use('/sdapi', sdapiErrorHandler);
   return r;
 }

@@ -1,0 +1,52 @@
+import { Router } from 'express';
+import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
+import { QUEUE_NAMES } from '@darkroom/farm';
+import type { ApiContext } from '../context.js';
+import { liveOn } from '../fleet.js';
+
+/**
+ * A1111's listing routes for what a farm has beyond checkpoints and networks: each answers from what the engine
+ * and the fleet really have, in A1111's item shapes, so a client that builds its menus from them offers only what
+ * renders. Where the farm has none of a thing (face restorers, Real-ESRGAN models, styles, scripts, extensions)
+ * the list is empty rather than absent.
+ */
+export function sdapiListingRoutes(ctx: ApiContext): Router {
+  const r = Router();
+
+  // A1111 lists its image upscalers here (UpscalerItem) and the latent modes separately; built-ins have no file
+  // and A1111's UpscalerData scale of 4.
+  r.get('/sdapi/v1/upscalers', (_req, res) => {
+    res.json(HIRES_UPSCALERS.filter((n) => !isLatentUpscaler(n)).map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })));
+  });
+
+  r.get('/sdapi/v1/latent-upscale-modes', (_req, res) => {
+    res.json(HIRES_UPSCALERS.filter(isLatentUpscaler).map((name) => ({ name })));
+  });
+
+  // The engine decodes with the checkpoint's own VAE: there are no separate VAE files to choose from yet.
+  r.get('/sdapi/v1/sd-vae', (_req, res) => res.json([]));
+  r.get('/sdapi/v1/face-restorers', (_req, res) => res.json([]));
+  r.get('/sdapi/v1/realesrgan-models', (_req, res) => res.json([]));
+  r.get('/sdapi/v1/prompt-styles', (_req, res) => res.json([]));
+  r.get('/sdapi/v1/scripts', (_req, res) => res.json({ txt2img: [], img2img: [] }));
+  r.get('/sdapi/v1/script-info', (_req, res) => res.json([]));
+  r.get('/sdapi/v1/extensions', (_req, res) => res.json([]));
+
+  /**
+   * A1111 reports its one process: RAM as free/used/total and CUDA's allocator. A farm's figures are its live
+   * generation workers': total is the sum of their memory budgets, used the sum of their resident memory at their
+   * last heartbeat. The engine runs on onnxruntime, which has no CUDA allocator statistics to report, so `cuda`
+   * says so as A1111 does where torch has no CUDA.
+   */
+  r.get('/sdapi/v1/memory', async (_req, res) => {
+    const live = await liveOn(ctx, QUEUE_NAMES.generate);
+    const total = live.reduce((s, w) => s + w.budgetBytes, 0);
+    const used = live.reduce((s, w) => s + (w.rssBytes ?? 0), 0);
+    res.json({
+      ram: live.length === 0 ? { error: 'no generation worker is alive' } : { free: Math.max(0, total - used), used, total, workers: live.length },
+      cuda: { error: 'unavailable' },
+    });
+  });
+
+  return r;
+}
