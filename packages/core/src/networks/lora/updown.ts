@@ -354,7 +354,7 @@ function weightDecompose(updown: F64, W: F64, doraScale: Float32Tensor): F64 {
 
 /**
  * base + delta with torch's broadcasting, where the result must keep base's shape (an in-place add). `order`
- * says which operand torch names "tensor a" in its error message.
+ * says which operand torch names "tensor a" in its error message (A1111's `weight + updown` names the weight first).
  */
 export function addBroadcast(base: F64 | Float32Tensor, delta: F64, order: 'a' | 'b' = 'b'): Float64Array {
   const bs = base.shape;
