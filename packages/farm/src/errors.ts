@@ -16,6 +16,14 @@ export class FarmError extends Error {
   }
 }
 
+/** A 503 the client should retry: the farm is whole but a dependency is away. `retryAfterS` goes out as Retry-After. */
+export class RetryLaterError extends FarmError {
+  constructor(code: string, message: string, readonly retryAfterS: number) {
+    super(code, 503, message);
+    this.name = 'RetryLaterError';
+  }
+}
+
 export function isFarmError(e: unknown): e is FarmError {
   return e instanceof FarmError;
 }

@@ -40,32 +40,91 @@ export async function publishJobEvent(
   type: EventType,
   data: Record<string, unknown> = {},
 ): Promise<string> {
+  const appended = await appendJobEvent(ctx, job, type, data);
+  await enqueueEventWebhook(ctx, job, appended);
+  return appended.id;
+}
+
+export interface AppendedEvent {
+  id: string;
+  type: EventType;
+  at: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * Writes the event to the job's log and announces it on the events channel, in one transaction, so a listener
+ * told about a job always finds the event there. No webhook yet: see `enqueueEventWebhook`.
+ */
+export async function appendJobEvent(
+  ctx: EventContext,
+  job: EventJob,
+  type: EventType,
+  data: Record<string, unknown> = {},
+): Promise<AppendedEvent> {
   const at = new Date().toISOString();
   const key = ctx.keys.events(job.id);
-  const streamId = (await ctx.redis.xadd(key, 'MAXLEN', '~', String(STREAM_MAX_LEN), '*', 'type', type, 'at', at, 'data', JSON.stringify(data)))!;
-  await ctx.redis.expire(key, ctx.retentionS);
+  const res = await ctx.redis.multi()
+    .xadd(key, 'MAXLEN', '~', String(STREAM_MAX_LEN), '*', 'type', type, 'at', at, 'data', JSON.stringify(data))
+    .expire(key, ctx.retentionS)
+    .publish(ctx.keys.eventsChannel, job.id)
+    .exec();
+  const [xaddErr, streamId] = res?.[0] ?? [new Error('the event transaction was discarded'), null];
+  if (xaddErr) throw xaddErr;
+  return { id: String(streamId), type, at, data };
+}
 
-  if (job.webhook && job.webhook.events.includes(type)) {
-    if (type === 'progress') {
-      const gate = await ctx.redis.set(`${key}:progress-webhook`, '1', 'PX', PROGRESS_WEBHOOK_INTERVAL_MS, 'NX');
-      if (gate === null) return streamId;
-    }
-    // Terminal and queued events get one id per job, so a job that ran twice (stalled, redone) still
-    // notifies once; other events are unique per occurrence.
-    const messageId = TERMINAL_EVENTS.has(type) || type === 'queued'
-      ? `msg_${job.id}_${type}`
-      : `msg_${job.id}_${type}_${streamId.replace('-', '_')}`;
-    const payload: WebhookJobData = {
-      jobId: job.id,
-      tenant: job.tenant,
-      url: job.webhook.url,
-      messageId,
-      event: type,
-      payload: { type: `${job.family ?? 'job'}.${type}`, timestamp: at, data: { job_id: job.id, ...data } },
-    };
-    await ctx.webhooks.add(type, payload, { jobId: messageId });
+/** Queues the webhook of an appended event when the job asked for that event. */
+export async function enqueueEventWebhook(ctx: EventContext, job: EventJob, event: AppendedEvent): Promise<void> {
+  const { id: streamId, type, at, data } = event;
+  if (!job.webhook || !job.webhook.events.includes(type)) return;
+  if (type === 'progress') {
+    const gate = await ctx.redis.set(`${ctx.keys.events(job.id)}:progress-webhook`, '1', 'PX', PROGRESS_WEBHOOK_INTERVAL_MS, 'NX');
+    if (gate === null) return;
   }
-  return streamId;
+  // Terminal and queued events get one id per job, so a job that ran twice (stalled, redone) still
+  // notifies once; other events are unique per occurrence.
+  const messageId = TERMINAL_EVENTS.has(type) || type === 'queued'
+    ? `msg_${job.id}_${type}`
+    : `msg_${job.id}_${type}_${streamId.replace('-', '_')}`;
+  const payload: WebhookJobData = {
+    jobId: job.id,
+    tenant: job.tenant,
+    url: job.webhook.url,
+    messageId,
+    event: type,
+    payload: { type: `${job.family ?? 'job'}.${type}`, timestamp: at, data: { job_id: job.id, ...data } },
+  };
+  await ctx.webhooks.add(type, payload, { jobId: messageId });
+}
+
+/**
+ * Puts a job on its queue with its `queued` event written first. A worker may take a job the moment it is added,
+ * and its `started` must follow `queued` in the log; written after the add, as it used to be, a fast worker's
+ * `started` could land first. When the add fails, or finds another request's job under the same id (`isOurs`
+ * false: an Idempotency-Key race), the event is taken out again; the webhook is queued only for a job that exists.
+ */
+export async function addWithQueuedEvent<T>(
+  ctx: EventContext,
+  job: EventJob,
+  data: Record<string, unknown>,
+  add: () => Promise<T>,
+  isOurs: (added: T) => boolean,
+): Promise<T> {
+  const event = await appendJobEvent(ctx, job, 'queued', data);
+  let added: T;
+  try {
+    added = await add();
+  } catch (e) {
+    await ctx.redis.xdel(ctx.keys.events(job.id), event.id).catch(() => undefined);
+    throw e;
+  }
+  if (!isOurs(added)) {
+    await ctx.redis.xdel(ctx.keys.events(job.id), event.id);
+    return added;
+  }
+  await enqueueEventWebhook(ctx, job, event);
+  return added;
 }
 
 export interface StoredEvent extends JobEvent {
@@ -86,7 +145,10 @@ function decode(jobId: string, [id, fields]: StreamEntry): StoredEvent {
   return { id, jobId, type: f.type as EventType, at: f.at ?? '', data };
 }
 
-/** Events after `afterId` ('0' = from the start). With `blockMs`, waits that long for new ones (needs its own connection). */
+/**
+ * Events after `afterId` ('0' = from the start). With `blockMs`, waits that long for new ones (needs its own
+ * connection; the API instead listens on the events channel with one shared subscriber).
+ */
 export async function readJobEvents(
   redis: Redis,
   keys: FarmKeys,

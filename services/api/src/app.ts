@@ -10,6 +10,8 @@ import { jsonDepthLimit } from './json-depth.js';
 import { errorHandler, notFound } from './http-errors.js';
 import { openApiDocument } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
+import { requireRedis } from './redis-guard.js';
+import { exceptAssetUploads } from './raw-uploads.js';
 import { assetRoutes } from './routes/assets.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -39,7 +41,8 @@ export function createApp(ctx: ApiContext): Express {
   app.use(timing(ctx));
 
   app.get('/healthz', async (_req, res) => {
-    const redisOk = (await ctx.redis.ping().catch(() => null)) === 'PONG';
+    // Not connected: no need to wait out the command deadline to know.
+    const redisOk = ctx.redis.status === 'ready' && (await ctx.redis.ping().catch(() => null)) === 'PONG';
     res.status(redisOk ? 200 : 503).json({ ok: redisOk, redis: redisOk, storage: ctx.storage.driver, ...(redisOk ? await fleetHealth(ctx) : {}) });
   });
   app.get('/openapi.json', (_req, res) => {
@@ -69,10 +72,11 @@ export function createApp(ctx: ApiContext): Express {
     app.use('/admin/queues', requireAdmin(ctx.cfg), board.getRouter() as RequestHandler);
   }
 
-  const json = express.json({ limit: ctx.cfg.maxBodyBytes, strict: false });
+  const json = exceptAssetUploads(express.json({ limit: ctx.cfg.maxBodyBytes, strict: false }));
   const limit = rateLimit(ctx.redis, ctx.keys, ctx.cfg.rateLimitPerMinute);
-  app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), limit);
-  app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), limit);
+  const redisUp = requireRedis(ctx.redis);
+  app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), redisUp, limit);
+  app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), redisUp, limit);
   app.use(webRoutes(ctx)); // the page at `/` and `/v1/gallery`, before `/v1/:kind` could claim it
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
   app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));

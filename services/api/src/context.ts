@@ -1,12 +1,16 @@
 import type { Redis } from 'ioredis';
 import type { AssetCache, AssetRegistry, FarmConfig, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
+import type { EventHub } from './event-hub.js';
 import type { ApiMetrics } from './metrics.js';
+import type { TenantStreamLimit } from './stream-limit.js';
 
 export interface ApiContext {
   cfg: FarmConfig;
   redis: Redis;
-  /** Duplicated per blocking reader (SSE, synchronous /sdapi calls). */
-  newBlockingRedis: () => Redis;
+  /** The one subscriber to job events, shared by every SSE stream and waiting synchronous /sdapi call. */
+  events: EventHub;
+  /** Open SSE streams per tenant (SSE_MAX_STREAMS_PER_TENANT). */
+  streams: TenantStreamLimit;
   keys: FarmKeys;
   queues: FarmQueues;
   storage: Storage;

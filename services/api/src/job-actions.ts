@@ -3,6 +3,7 @@ import {
   FarmError, isStreamId, leftWaiting, publishJobEvent, readJobEvents, requestCancel, TERMINAL_EVENTS, type JobView, type StoredEvent,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
+import { JobEventReader } from './event-hub.js';
 import { jobView, loadJob, type Tombstone } from './job-view.js';
 
 /**
@@ -43,44 +44,54 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
   return { view: (await jobView(ctx, tenant, id))!, requested: true };
 }
 
-/** Blocks until the job's terminal event (or the timeout); returns the events seen. */
 /** How often a waiting call asks `giveUp` whether to stop waiting. */
 const GIVE_UP_CHECK_MS = 2_000;
 
 /**
- * Waits for the job's terminal event. `giveUp`, asked every few seconds while nothing ends the job, may return an
- * error to throw instead of waiting on (a synchronous call whose workers all died).
+ * Waits for the job's terminal event, listening through the shared event hub. `giveUp`, asked every few seconds
+ * while nothing ends the job, may return an error to throw instead of waiting on (a synchronous call whose
+ * workers all died).
  */
 export async function waitForTerminal(
   ctx: ApiContext, jobId: string, timeoutMs: number, signal?: AbortSignal, giveUp?: () => Promise<FarmError | null>,
 ): Promise<StoredEvent | null> {
-  const redis = ctx.newBlockingRedis();
-  const onAbort = () => redis.disconnect();
-  signal?.addEventListener('abort', onAbort);
+  if (signal?.aborted) return null;
+  let reader: JobEventReader | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let checker: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   try {
-    let after = '0';
-    const deadline = Date.now() + timeoutMs;
-    let nextCheck = Date.now() + GIVE_UP_CHECK_MS;
-    while (Date.now() < deadline && !signal?.aborted) {
-      const blockMs = Math.min(giveUp ? GIVE_UP_CHECK_MS : 5000, Math.max(1, deadline - Date.now()));
-      const events = await readJobEvents(redis, ctx.keys, jobId, after, blockMs);
-      for (const e of events) {
-        after = e.id;
-        if (TERMINAL_EVENTS.has(e.type)) return e;
+    return await new Promise<StoredEvent | null>((resolve, reject) => {
+      reader = new JobEventReader({
+        hub: ctx.events, redis: ctx.redis, keys: ctx.keys, jobId, after: '0', log: ctx.log,
+        onEvents: (events) => {
+          const terminal = events.find((e) => TERMINAL_EVENTS.has(e.type));
+          if (!terminal) return true;
+          resolve(terminal);
+          return false;
+        },
+      });
+      if (Number.isFinite(timeoutMs)) timer = setTimeout(() => resolve(null), timeoutMs);
+      onAbort = () => resolve(null);
+      signal?.addEventListener('abort', onAbort);
+      if (giveUp) {
+        let asking = false;
+        checker = setInterval(() => {
+          if (asking) return;
+          asking = true;
+          giveUp().then((error) => {
+            if (error) reject(error);
+          }, reject).finally(() => {
+            asking = false;
+          });
+        }, GIVE_UP_CHECK_MS);
       }
-      if (giveUp && Date.now() >= nextCheck) {
-        nextCheck = Date.now() + GIVE_UP_CHECK_MS;
-        const error = await giveUp();
-        if (error) throw error;
-      }
-    }
-    return null;
-  } catch (e) {
-    if (signal?.aborted) return null;
-    throw e;
+    });
   } finally {
-    signal?.removeEventListener('abort', onAbort);
-    redis.disconnect();
+    reader?.stop();
+    clearTimeout(timer);
+    clearInterval(checker);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }
 
@@ -90,48 +101,43 @@ function writeEvent(res: Response, e: StoredEvent): void {
 
 /**
  * Server-Sent Events from the job's event log. Event ids are stream ids; `Last-Event-ID` (or `?last_event_id=`)
- * replays what came after it. The stream ends after a terminal event.
+ * replays what came after it. The stream ends after a terminal event. A tenant holds at most
+ * SSE_MAX_STREAMS_PER_TENANT streams at once on this process (429 TOO_MANY_STREAMS past it), and the first read
+ * happens before the response starts, so a Redis outage is a 503 rather than an empty stream.
  */
-export async function streamJobEvents(ctx: ApiContext, req: Request, res: Response, jobId: string): Promise<void> {
+export async function streamJobEvents(ctx: ApiContext, req: Request, res: Response, tenant: string, jobId: string): Promise<void> {
   const header = req.get('last-event-id') ?? (typeof req.query.last_event_id === 'string' ? req.query.last_event_id : undefined);
   if (header !== undefined && !isStreamId(header)) {
     throw new FarmError('INVALID_LAST_EVENT_ID', 400, 'Last-Event-ID is not an id this API sent', 'Last-Event-ID');
   }
+  const release = ctx.streams.acquire(tenant);
+  let reader: JobEventReader | undefined;
+  res.on('close', () => {
+    reader?.stop();
+    release();
+  });
+  const replay = await readJobEvents(ctx.redis, ctx.keys, jobId, header ?? '0');
+  if (res.destroyed) return;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.write('retry: 2000\n\n');
-  let after = header ?? '0';
-  const replay = await readJobEvents(ctx.redis, ctx.keys, jobId, after);
-  for (const e of replay) {
-    writeEvent(res, e);
-    after = e.id;
-    if (TERMINAL_EVENTS.has(e.type)) {
-      res.end();
-      return;
+  const send = (events: StoredEvent[]): boolean => {
+    for (const e of events) {
+      writeEvent(res, e);
+      if (TERMINAL_EVENTS.has(e.type)) return false;
     }
-  }
-  const redis = ctx.newBlockingRedis();
-  let closed = false;
-  res.on('close', () => {
-    closed = true;
-    redis.disconnect();
-  });
-  try {
-    while (!closed) {
-      const events = await readJobEvents(redis, ctx.keys, jobId, after, 15_000);
-      if (events.length === 0) res.write(': keep-alive\n\n');
-      for (const e of events) {
-        writeEvent(res, e);
-        after = e.id;
-        if (TERMINAL_EVENTS.has(e.type)) {
-          closed = true;
-          break;
-        }
-      }
-    }
-  } catch {
-    // The client went away (disconnect interrupts the blocking read).
-  } finally {
-    redis.disconnect();
+    return true;
+  };
+  if (!send(replay)) {
     res.end();
+    return;
   }
+  reader = new JobEventReader({
+    hub: ctx.events, redis: ctx.redis, keys: ctx.keys, jobId, after: replay.at(-1)?.id ?? header ?? '0', log: ctx.log,
+    onEvents: (events) => {
+      if (send(events)) return true;
+      res.end();
+      return false;
+    },
+    onTick: () => res.write(': keep-alive\n\n'),
+  });
 }

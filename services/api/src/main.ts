@@ -1,25 +1,32 @@
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
-  AssetCache, AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, openQueues, openStorage, webhookMasterSecret, type FarmQueues,
+  AssetCache, AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, openQueues, openStorage, throttledErrorLog, webhookMasterSecret,
+  type FarmQueues,
 } from '@darkroom/farm';
 import { createApp } from './app.js';
 import type { ApiContext } from './context.js';
+import { EventHub } from './event-hub.js';
 import { createApiMetrics } from './metrics.js';
+import { TenantStreamLimit } from './stream-limit.js';
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
   const log = createLogger('api');
   const keys = farmKeys(cfg.queuePrefix);
-  const redis = connectRedis(cfg.redisUrl, { name: 'darkroom-api' });
-  const bull = connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-api-bull' });
+  // Both connections answer requests, so both have the command deadline: the API's queues only add, read and
+  // remove jobs (no blocking commands), which BullMQ allows on such a connection.
+  const redis = connectRedis(cfg.redisUrl, { role: 'request', timeoutMs: cfg.redisTimeoutMs, name: 'darkroom-api', log });
+  const bull = connectRedis(cfg.redisUrl, { role: 'request', timeoutMs: cfg.redisTimeoutMs, name: 'darkroom-api-bull', log });
   let queues: FarmQueues | undefined;
   const metrics = createApiMetrics(() => queues);
   queues = openQueues(cfg, bull);
+  for (const q of [queues.generate, queues.train, queues.webhooks]) q.on('error', throttledErrorLog(log, `queue ${q.name}: redis error`));
   const storage = openStorage(cfg.storageUrl);
   const ctx: ApiContext = {
     cfg, redis, keys, queues, log, metrics, storage,
-    newBlockingRedis: () => connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-api-reader' }),
+    events: await EventHub.open(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-api-events', log }), keys),
+    streams: new TenantStreamLimit(cfg.sseMaxStreamsPerTenant),
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cacheRequests),
     registry: new AssetRegistry(redis, keys),
     masterSecret: await webhookMasterSecret(cfg, redis, keys),
@@ -38,7 +45,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     server.close();
     server.closeAllConnections();
-    void Promise.all([queues.close(), redis.quit(), bull.quit()]).finally(() => process.exit(0));
+    void Promise.all([queues.close(), ctx.events.close(), redis.quit(), bull.quit()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

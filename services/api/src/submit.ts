@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
-  BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputKey, memoryRefusal, newJobId, publishJobEvent,
+  addWithQueuedEvent, BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputKey, memoryRefusal, newJobId,
   QUEUE_NAMES, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
@@ -213,15 +213,17 @@ async function createJob(
   const data: GenerateJobData = {
     tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(), checkpointBytes,
   };
-  const job = await ctx.queues.generate.add(kind, data, { jobId: id, priority: await fairPriority(ctx.redis, ctx.keys, tenant) });
+  const priority = await fairPriority(ctx.redis, ctx.keys, tenant);
+  const job = await addWithQueuedEvent(
+    { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+    { id, tenant, webhook: data.webhook }, { kind },
+    () => ctx.queues.generate.add(kind, data, { jobId: id, priority }),
+    (added) => added.data.requestHash === requestHash,
+  );
   if (job.data.requestHash !== requestHash) {
     // Lost a race with an identical key carrying another body.
     throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
   }
-  await publishJobEvent(
-    { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
-    { id, tenant, webhook: data.webhook }, 'queued', { kind },
-  );
   ctx.metrics.submitted.inc({ kind, source });
   ctx.log.info({ jobId: id, tenant, kind, source }, 'job queued');
   return { id, replayed: false };

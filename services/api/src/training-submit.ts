@@ -4,7 +4,7 @@ import { isDarkroomError } from '@darkroom/core/errors.js';
 import { createHypernetwork } from '@darkroom/core/networks/hypernetworks/create.js';
 import { samplerByAlias, samplerByName } from '@darkroom/core/sampling/samplers.js';
 import {
-  assetKindOf, BUILTIN_MODEL, checkTrainingPlan, checkWebhookUrlSyntax, FarmError, idempotentJobId, isCancelledReason, newJobId, publishJobEvent,
+  addWithQueuedEvent, assetKindOf, BUILTIN_MODEL, checkTrainingPlan, checkWebhookUrlSyntax, FarmError, idempotentJobId, isCancelledReason, newJobId, publishJobEvent,
   readManifest, sha256Hex, TrainingRequest, type AssetPin, type TrainingResumeRequest, type TrainingSaveRecord, type TrainJobData,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
@@ -70,15 +70,16 @@ function checkWebhook(ctx: ApiContext, webhook: TrainingRequest['webhook']): voi
 }
 
 async function enqueue(ctx: ApiContext, id: string, data: TrainJobData): Promise<void> {
-  const job = await ctx.queues.train.add(data.request.kind, data, { jobId: id });
+  const job = await addWithQueuedEvent(
+    { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+    { id, tenant: data.tenant, webhook: data.request.webhook, family: 'training' },
+    { kind: data.request.kind, name: data.request.name, ...(data.resume ? { resumed_from: data.resume.from } : {}) },
+    () => ctx.queues.train.add(data.request.kind, data, { jobId: id }),
+    (added) => added.data.requestHash === data.requestHash,
+  );
   if (job.data.requestHash !== data.requestHash) {
     throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
   }
-  await publishJobEvent(
-    { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
-    { id, tenant: data.tenant, webhook: data.request.webhook, family: 'training' }, 'queued',
-    { kind: data.request.kind, name: data.request.name, ...(data.resume ? { resumed_from: data.resume.from } : {}) },
-  );
   ctx.log.info({ jobId: id, tenant: data.tenant, kind: data.request.kind, name: data.request.name }, 'training queued');
 }
 

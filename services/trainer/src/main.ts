@@ -5,6 +5,7 @@ import {
   AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
   publishJobEvent, QUEUE_NAMES, splitFailedReason, startHealthServer, trainWorkerOptions, webhookMasterSecret, webhookProcessor,
   webhookWorkerOptions, workerMemoryBudget, type EventJob, type TrainJobData, type TrainJobResult, type WebhookJobData,
+  pingWithin, throttledErrorLog,
 } from '@darkroom/farm';
 import { CheckpointStore } from './checkpoint-store.js';
 import { createTrainerMetrics } from './metrics.js';
@@ -21,10 +22,12 @@ async function main(): Promise<void> {
   const log = createLogger('trainer');
   const workerName = process.env.WORKER_NAME || `${hostname()}-${process.pid}`;
   const keys = farmKeys(cfg.queuePrefix);
-  const redis = connectRedis(cfg.redisUrl, { name: 'darkroom-trainer' });
-  const bullConnection = connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-trainer-bull' });
+  // Commands wait for Redis rather than fail: an outage must not spend the attempts of the job in hand.
+  const redis = connectRedis(cfg.redisUrl, { role: 'worker', name: 'darkroom-trainer', log });
+  const bullConnection = connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-trainer-bull', log });
   const storage = openStorage(cfg.storageUrl);
   const queues = openQueues(cfg, bullConnection);
+  for (const q of [queues.generate, queues.train, queues.webhooks]) q.on('error', throttledErrorLog(log, `queue ${q.name}: redis error`));
   const metrics = createTrainerMetrics();
   const host = new TrainHost({
     provider: cfg.executionProvider, modelCacheBytes: cfg.modelCacheBytes, cacheDir: join(cfg.cacheDir, 'graphs'), fallbackToCpu: cfg.fallbackToCpu,
@@ -37,7 +40,7 @@ async function main(): Promise<void> {
     setTimeout(() => process.exit(1), 1000).unref();
   };
   let stopping = false;
-  const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-trainer-cancel' }), keys);
+  const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-trainer-cancel', log }), keys);
   const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
   const ctx: TrainerContext = {
     cfg, redis, keys, storage, registry: new AssetRegistry(redis, keys),
@@ -74,7 +77,8 @@ async function main(): Promise<void> {
     })().catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish failure'));
   });
   train.on('stalled', (jobId: string) => log.warn({ jobId }, 'training stalled: its trainer stopped renewing the lock; it is re-queued'));
-  train.on('error', (e: Error) => log.error({ err: e.message }, 'train worker error'));
+  // Connection errors come once per reconnection attempt while Redis is away: logged once, then counted.
+  train.on('error', throttledErrorLog(log, 'train worker error', 30_000));
 
   let webhooks: Worker<WebhookJobData> | null = null;
   if (cfg.webhookDelivery) {
@@ -82,7 +86,7 @@ async function main(): Promise<void> {
     webhooks = new Worker<WebhookJobData>(QUEUE_NAMES.webhooks, webhookProcessor({ cfg, redis, keys, masterSecret, deliveries: metrics.webhooks, log }), {
       ...webhookWorkerOptions(cfg, bullConnection), name: `${workerName}-webhooks`,
     });
-    webhooks.on('error', (e: Error) => log.error({ err: e.message }, 'webhook worker error'));
+    webhooks.on('error', throttledErrorLog(log, 'webhook worker error', 30_000));
   }
 
   // The API lists live trainers by these heartbeats (GET /healthz); the budget is advertised for the operators.
@@ -95,7 +99,7 @@ async function main(): Promise<void> {
   const health = await startHealthServer({
     host: cfg.workerHost, port: cfg.workerPort, registry: metrics.registry,
     status: async () => {
-      const redisOk = (await redis.ping().catch(() => null)) === 'PONG';
+      const redisOk = await pingWithin(redis, 1_000);
       return { ok: redisOk && host.alive && train.isRunning(), redis: redisOk, training_thread: host.alive, engine, worker: workerName };
     },
   });

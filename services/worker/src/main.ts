@@ -5,6 +5,7 @@ import {
   AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
   outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, reportWorkerLost, splitFailedReason, startHealthServer, webhookMasterSecret,
   webhookProcessor, webhookWorkerOptions, workerMemoryBudget, type GenerateJobData, type GenerateJobResult, type MemoryBudget, type WebhookJobData,
+  pingWithin, throttledErrorLog, watchAssetDeletions,
 } from '@darkroom/farm';
 import { attentionMemory } from '@darkroom/core/pipeline/memory-estimate.js';
 import { createWorkerMetrics } from './metrics.js';
@@ -20,10 +21,12 @@ async function main(): Promise<void> {
   const log = createLogger('worker');
   const workerName = process.env.WORKER_NAME || `${hostname()}-${process.pid}`;
   const keys = farmKeys(cfg.queuePrefix);
-  const redis = connectRedis(cfg.redisUrl, { name: 'darkroom-worker' });
-  const bullConnection = connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-bull' });
+  // Commands wait for Redis rather than fail: an outage must not spend the attempts of the job in hand.
+  const redis = connectRedis(cfg.redisUrl, { role: 'worker', name: 'darkroom-worker', log });
+  const bullConnection = connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-worker-bull', log });
   const storage = openStorage(cfg.storageUrl);
   const queues = openQueues(cfg, bullConnection);
+  for (const q of [queues.generate, queues.train, queues.webhooks]) q.on('error', throttledErrorLog(log, `queue ${q.name}: redis error`));
   const metrics = createWorkerMetrics();
   const host = new RenderHost({
     provider: cfg.executionProvider, modelCacheBytes: cfg.modelCacheBytes, cacheDir: join(cfg.cacheDir, 'graphs'), fallbackToCpu: cfg.fallbackToCpu,
@@ -36,7 +39,7 @@ async function main(): Promise<void> {
     log.error({ code }, 'render thread died; exiting');
     setTimeout(() => process.exit(1), 1000).unref();
   };
-  const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { blocking: true, name: 'darkroom-worker-cancel' }), keys);
+  const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-worker-cancel', log }), keys);
   const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
   // What a job needs here depends on how the render thread builds attention (ATTENTION), so that goes out too.
   const budget: MemoryBudget = { budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: attentionMemory(cfg.attention, cfg.executionProvider) };
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cache),
     host, cancels, events, metrics, log, workerName, budget, heartbeat, cancelDetails: new Map(),
   };
+  await watchAssetDeletions(redis.duplicate(), keys, [ctx.cache, ctx.modelCache], log);
 
   const generate = new Worker<GenerateJobData, GenerateJobResult>(QUEUE_NAMES.generate, generateProcessor(ctx), {
     ...generateWorkerOptions(cfg, bullConnection), name: workerName,
@@ -93,7 +97,8 @@ async function main(): Promise<void> {
       log.warn({ jobId, lostWorker: lost.worker, attempt: lost.attempt, lostWorkers: job.stalledCounter }, 'job stalled: its worker died; it is re-queued');
     })().catch((e: Error) => log.error({ jobId, err: e.message }, 'could not report a lost worker'));
   });
-  generate.on('error', (e: Error) => log.error({ err: e.message }, 'generate worker error'));
+  // Connection errors come once per reconnection attempt while Redis is away: logged once, then counted.
+  generate.on('error', throttledErrorLog(log, 'generate worker error', 30_000));
 
   let webhooks: Worker<WebhookJobData> | null = null;
   if (cfg.webhookDelivery) {
@@ -101,7 +106,7 @@ async function main(): Promise<void> {
     webhooks = new Worker<WebhookJobData>(QUEUE_NAMES.webhooks, webhookProcessor({ cfg, redis, keys, masterSecret, deliveries: metrics.webhooks, log }), {
       ...webhookWorkerOptions(cfg, bullConnection), name: `${workerName}-webhooks`,
     });
-    webhooks.on('error', (e: Error) => log.error({ err: e.message }, 'webhook worker error'));
+    webhooks.on('error', throttledErrorLog(log, 'webhook worker error', 30_000));
   }
 
   await heartbeat.start();
@@ -109,7 +114,7 @@ async function main(): Promise<void> {
   const health = await startHealthServer({
     host: cfg.workerHost, port: cfg.workerPort, registry: metrics.registry,
     status: async () => {
-      const redisOk = (await redis.ping().catch(() => null)) === 'PONG';
+      const redisOk = await pingWithin(redis, 1_000);
       return {
         ok: redisOk && host.alive && generate.isRunning(), redis: redisOk, render_thread: host.alive, engine, worker: workerName,
         memory_budget_bytes: budget.budgetBytes,

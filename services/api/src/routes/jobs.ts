@@ -57,7 +57,7 @@ export function jobRoutes(ctx: ApiContext): Router {
   r.get('/v1/jobs/:id/events', async (req, res) => {
     const id = jobIdParam(req);
     if (!(await jobView(ctx, tenantOf(res), id))) throw new FarmError('JOB_NOT_FOUND', 404, `no job ${id}`);
-    await streamJobEvents(ctx, req, res, id);
+    await streamJobEvents(ctx, req, res, tenantOf(res), id);
   });
 
   r.get('/v1/jobs/:id/outputs/:file', async (req, res) => {

@@ -60,7 +60,7 @@ export function trainingRoutes(ctx: ApiContext): Router {
   r.get('/v1/trainings/:id/events', async (req, res) => {
     const id = idParam(req);
     if (!(await trainingView(ctx, tenantOf(res), id))) throw new FarmError('TRAINING_NOT_FOUND', 404, `no training ${id}`);
-    await streamJobEvents(ctx, req, res, id);
+    await streamJobEvents(ctx, req, res, tenantOf(res), id);
   });
 
   // Folder storage hands files out here; S3 hands out presigned URLs.
