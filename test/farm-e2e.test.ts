@@ -7,7 +7,7 @@ import { writeSafetensors } from '@darkroom/core/formats/safetensors.js';
 import { float32 } from '@darkroom/core/tensor.js';
 import { createHypernetwork } from '@darkroom/core/networks/hypernetworks/create.js';
 import { saveHypernetworkPt } from '@darkroom/core/networks/hypernetworks/save.js';
-import { isJobId, openStorage, verifyWebhook } from '@darkroom/farm';
+import { AssetRegistry, assetStorageKey, farmKeys, isJobId, openStorage, sha256Hex, verifyWebhook } from '@darkroom/farm';
 import { freePort, HookReceiver, readEvents, startFarm, waitFor, type Farm } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
 
@@ -281,8 +281,8 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
   });
 
   test('uploads are stored by content hash and listed per tenant', async () => {
-    const bytes = Buffer.from('not really an embedding, but bytes to hash');
-    const up = await farm.request('PUT', '/v1/embeddings/my-style.pt', { key: KEY_A, body: new Uint8Array(bytes), headers: { 'content-type': 'application/octet-stream' } });
+    const bytes = writeSafetensors({ emb_params: float32([1, 32], new Float32Array(32).fill(0.01)) });
+    const up = await farm.request('PUT', '/v1/embeddings/my-style.safetensors', { key: KEY_A, body: new Uint8Array(bytes), headers: { 'content-type': 'application/octet-stream' } });
     assert.equal(up.status, 201);
     const view = up.json as { name: string; sha256: string; size: number };
     assert.equal(view.name, 'my-style');
@@ -372,10 +372,11 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
   });
 
   test('a job the engine refuses fails once, with the engine\'s error code, a failed event and webhook', async () => {
-    const up = await farm.request('PUT', '/v1/models/broken.safetensors', {
-      key: KEY_A, body: 'this is not a safetensors file', headers: { 'content-type': 'application/octet-stream' },
-    });
-    assert.equal(up.status, 201);
+    // Uploads are checked, so a file the engine refuses is put in place as one stored before the checks were.
+    const broken = new TextEncoder().encode('this is not a safetensors file');
+    const rec = { name: 'broken', filename: 'broken.safetensors', sha256: sha256Hex(broken), size: broken.length, uploadedAt: new Date().toISOString() };
+    await openStorage(s3.storageUrl).put(assetStorageKey('models', rec.sha256), broken);
+    await new AssetRegistry(farm.redis, farmKeys(farm.prefix)).put('alice', 'models', rec);
     const sub = await farm.request('POST', '/v1/txt2img', {
       key: KEY_A, body: { ...BASE, prompt: 'x', model: 'broken', webhook: { url: hooks.url, events: ['failed'] } },
     });

@@ -1,5 +1,9 @@
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { assetStorageKey } from './assets.js';
 import { FarmError } from './errors.js';
 import type { AssetKind } from './schemas.js';
@@ -75,17 +79,50 @@ export class AssetCache {
     const path = join(folder, filename.replace(/[^A-Za-z0-9_.-]/g, '_'));
     const existing = await stat(path).catch(() => null);
     if (!existing) {
-      const bytes = await this.storage.get(assetStorageKey(kind, sha256));
-      if (!bytes) throw new FarmError('ASSET_MISSING', 404, `${kind} ${filename} (${sha256}) is not in storage`);
+      // Streamed to disk and hashed on the way: a multi-GB checkpoint never sits in memory, and a download cut
+      // short (or bytes changed in storage) is not cached as if it were the file.
+      const body = await this.storage.getStream(assetStorageKey(kind, sha256));
+      if (!body) throw new FarmError('ASSET_MISSING', 404, `${kind} ${filename} (${sha256.slice(0, 12)}) is not in storage`);
       await mkdir(folder, { recursive: true });
-      await writeFile(`${path}.tmp`, bytes);
-      await rename(`${path}.tmp`, path);
+      const tmp = `${path}.${randomUUID()}.tmp`;
+      const hash = createHash('sha256');
+      const hashing = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      try {
+        await pipeline(body, hashing, createWriteStream(tmp));
+        const got = hash.digest('hex');
+        if (got !== sha256) {
+          throw new FarmError('ASSET_CORRUPT', 500, `${kind} ${filename}: the bytes fetched from storage hash to ${got.slice(0, 12)}, not ${sha256.slice(0, 12)}`);
+        }
+        await rename(tmp, path);
+      } catch (e) {
+        await rm(tmp, { force: true });
+        throw e;
+      }
     }
     const bytes = existing?.size ?? (await stat(path)).size;
     const id = `${kind}/${sha256}`;
     this.entries.set(id, { path, bytes });
     await this.evict(id);
     return path;
+  }
+
+  /**
+   * Drops the cached copy of bytes deleted from storage (unless a running job holds them: the LRU takes them
+   * later). Returns whether a file was removed.
+   */
+  async forget(kind: AssetKind, sha256: string): Promise<boolean> {
+    const id = `${kind}/${sha256}`;
+    if (this.held.has(id) || this.inFlight.has(id)) return false;
+    this.entries.delete(id);
+    const folder = join(this.dir, kind, sha256);
+    const there = await stat(folder).then(() => true, () => false);
+    await rm(folder, { recursive: true, force: true });
+    return there;
   }
 
   /** Drops least recently used files until the budget holds, sparing held ones and the one just fetched. */

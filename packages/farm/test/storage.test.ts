@@ -61,3 +61,38 @@ test('s3:// URLs: bucket, prefix, path style by default with a custom endpoint, 
   assert.ok(url!.startsWith('http://localhost:9000/media/farm/outputs/t/J/0.png?'), url!);
   assert.throws(() => openStorage('ftp://x'), /STORAGE_URL/);
 });
+
+test('S3 putFile sends a file over 64 MiB in parts streamed from the file, and getStream gives it back whole', async () => {
+  const { createHash, randomBytes } = await import('node:crypto');
+  const { createWriteStream } = await import('node:fs');
+  const { partSize } = await import('../src/storage/s3.js');
+  assert.equal(partSize(3 * 1024 ** 3), 64 * 1024 ** 2);
+  assert.ok(partSize(1024 ** 4) * 10_000 >= 1024 ** 4, 'a 1 TiB file still fits 10,000 parts');
+  const s3 = await startS3();
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-multipart-'));
+  try {
+    // 64 MiB + 64 MiB + 3 MiB: three parts, the last one short.
+    const path = join(dir, 'big');
+    const sent = createHash('sha256');
+    const out = createWriteStream(path);
+    for (let i = 0; i < 131; i++) {
+      const chunk = randomBytes(1024 ** 2);
+      sent.update(chunk);
+      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+    }
+    await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+    const storage = openStorage(s3.storageUrl);
+    await storage.putFile('assets/models/big', path);
+    const got = createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of (await storage.getStream('assets/models/big'))!) {
+      got.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+    assert.equal(bytes, 131 * 1024 ** 2);
+    assert.equal(got.digest('hex'), sent.digest('hex'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await s3.close();
+  }
+});

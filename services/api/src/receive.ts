@@ -8,6 +8,9 @@ import { pipeline } from 'node:stream/promises';
 import type { Request } from 'express';
 import { FarmError } from '@darkroom/farm';
 
+/** How far past its limit a body is still read (and dropped) so its sender gets the 413. */
+const DRAIN_AFTER_LIMIT_BYTES = 16 * 1024 ** 2;
+
 export interface ReceivedBody {
   path: string;
   sha256: string;
@@ -24,15 +27,22 @@ export async function receiveBody(req: Request, maxBytes: number, limitName: str
   const path = join(dir, randomUUID());
   const hash = createHash('sha256');
   let size = 0;
+  let over: FarmError | null = null;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       size += chunk.length;
       if (size > maxBytes) {
-        cb(new FarmError('UPLOAD_TOO_LARGE', 413, `upload exceeds ${limitName} (${maxBytes})`));
+        over ??= new FarmError('UPLOAD_TOO_LARGE', 413, `upload exceeds ${limitName} (${maxBytes})`);
+        // A body a little over is read to its end (and dropped) so that the client, still sending, receives
+        // the 413 instead of a reset connection; one far over is cut off.
+        cb(size - maxBytes > DRAIN_AFTER_LIMIT_BYTES ? over : null);
         return;
       }
       hash.update(chunk);
       cb(null, chunk);
+    },
+    flush(cb) {
+      cb(over);
     },
   });
   try {

@@ -161,9 +161,10 @@ export async function openCheckpoint(path: string): Promise<CheckpointSource> {
  * The tensor index of a checkpoint file (names, dtypes, shapes, keys normalised as A1111 does) without reading
  * its weights: a safetensors header, or a torch pickle with each storage checked present and large enough.
  * Memory stays at the header's or pickle's size whatever the file's, so uploads are checked before acceptance.
+ * `format` is the extension that says how to read it (a received upload's temp file has none of its own).
  */
-export async function readCheckpointIndex(path: string): Promise<TensorIndex> {
-  const ext = extname(path).toLowerCase();
+export async function readCheckpointIndex(path: string, format: string = extname(path)): Promise<TensorIndex> {
+  const ext = format.toLowerCase();
   if (ext === '.safetensors') {
     const f = await SafetensorsFile.open(path);
     try {

@@ -2,7 +2,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
-  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand,
+  HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { assertKey, type Storage } from './types.js';
@@ -39,6 +40,18 @@ export function parseS3Url(url: string): S3Location {
     // MinIO and s3rver want path-style addressing; default to it whenever a custom endpoint is given.
     forcePathStyle: fps === null ? endpoint !== undefined : fps === 'true',
   };
+}
+
+/** Files up to this size go in one PUT; larger ones in parts (a single PUT stops at 5 GiB). */
+const MULTIPART_ABOVE_BYTES = 64 * 1024 ** 2;
+/** S3's limits: parts of 5 MiB to 5 GiB, at most 10,000 of them. */
+const MIN_PART_BYTES = 64 * 1024 ** 2;
+const MAX_PARTS = 10_000;
+
+/** Part size for a file of `size` bytes: 64 MiB, grown (in MiB steps) only when 10,000 parts would not hold it. */
+export function partSize(size: number): number {
+  const needed = Math.ceil(size / MAX_PARTS / 1024 ** 2) * 1024 ** 2;
+  return Math.max(MIN_PART_BYTES, needed);
 }
 
 function isNotFound(e: unknown): boolean {
@@ -79,9 +92,40 @@ export class S3Storage implements Storage {
 
   async putFile(key: string, path: string, contentType = 'application/octet-stream'): Promise<void> {
     const { size } = await stat(path);
+    if (size > MULTIPART_ABOVE_BYTES) {
+      await this.putFileInParts(key, path, size, contentType);
+      return;
+    }
     await this.client.send(new PutObjectCommand({
       Bucket: this.location.bucket, Key: this.key(key), Body: createReadStream(path), ContentLength: size, ContentType: contentType,
     }));
+  }
+
+  /**
+   * A multipart upload, each part streamed from its range of the file (memory: one stream buffer, whatever the
+   * size). The object appears only when every part is in; a failure aborts the upload so no parts are left billed.
+   */
+  private async putFileInParts(key: string, path: string, size: number, contentType: string): Promise<void> {
+    const Bucket = this.location.bucket;
+    const Key = this.key(key);
+    const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ContentType: contentType }));
+    if (!UploadId) throw new Error(`S3 gave no upload id for ${key}`);
+    try {
+      const step = partSize(size);
+      const parts: { ETag: string; PartNumber: number }[] = [];
+      for (let start = 0, n = 1; start < size; start += step, n++) {
+        const end = Math.min(size, start + step);
+        const r = await this.client.send(new UploadPartCommand({
+          Bucket, Key, UploadId, PartNumber: n, Body: createReadStream(path, { start, end: end - 1 }), ContentLength: end - start,
+        }));
+        if (!r.ETag) throw new Error(`S3 gave no ETag for part ${n} of ${key}`);
+        parts.push({ ETag: r.ETag, PartNumber: n });
+      }
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (e) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+      throw e;
+    }
   }
 
   async get(key: string): Promise<Uint8Array | null> {

@@ -2,12 +2,39 @@ import { rm } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Router, type Request } from 'express';
 import {
-  ASSET_EXTENSIONS, ASSET_KINDS, assetName, assetStorageKey, assetView, FarmError, type AssetKind, type AssetView,
+  ASSET_EXTENSIONS, ASSET_KINDS, AssetChecker, assetName, assetView, deleteAsset, FarmError, isFarmError, MAX_NETWORK_UPLOAD_BYTES,
+  storeAssetContent, type AssetKind, type AssetView,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { listModels } from '../models.js';
-import { receiveBody } from '../receive.js';
+import { receiveBody, type ReceivedBody } from '../receive.js';
+
+/** Uploads are checked off the event loop, one at a time, by one checker thread per API process. */
+const checker = new AssetChecker();
+
+/** Zip members over their limits are a payload too large once inflated; every other refusal is the file's content. */
+function problemStatus(code: string): number {
+  return code.startsWith('ZIP_') || code === 'UPLOAD_TOO_LARGE' ? 413 : 422;
+}
+
+/**
+ * Bytes the tenant may still upload under `name` (a name being replaced gives its own size back); Infinity
+ * without TENANT_QUOTA_BYTES. Counted from the registry: every name the tenant holds, every kind.
+ */
+async function quotaRoom(ctx: ApiContext, tenant: string, kind: AssetKind, name: string): Promise<number> {
+  const quota = ctx.cfg.tenantQuotaBytes;
+  if (quota === null) return Infinity;
+  const used = await ctx.registry.usage(tenant, ASSET_KINDS);
+  const replaced = (await ctx.registry.get(tenant, kind, name))?.size ?? 0;
+  return Math.max(0, quota - used + replaced);
+}
+
+function quotaExceeded(ctx: ApiContext, size: number | null, room: number): FarmError {
+  const quota = ctx.cfg.tenantQuotaBytes ?? 0;
+  const what = size === null ? 'the upload' : `the upload's ${size} bytes`;
+  return new FarmError('TENANT_QUOTA_EXCEEDED', 413, `${what} exceed the ${room} bytes left of this tenant's TENANT_QUOTA_BYTES (${quota}); delete assets to make room`, 'body');
+}
 
 function kindParam(req: Request): AssetKind {
   const k = String(req.params.kind);
@@ -37,6 +64,7 @@ export function assetRoutes(ctx: ApiContext): Router {
 
   r.put('/v1/:kind/:filename', async (req, res) => {
     const kind = kindParam(req);
+    const tenant = tenantOf(res);
     const filename = String(req.params.filename);
     const ext = extname(filename).toLowerCase();
     if (!/^[A-Za-z0-9_. ()+-]{1,200}$/.test(filename) || filename.startsWith('.')) {
@@ -45,16 +73,32 @@ export function assetRoutes(ctx: ApiContext): Router {
     if (!ASSET_EXTENSIONS[kind].includes(ext)) {
       throw new FarmError('INVALID_FILENAME', 400, `${kind} must end in ${ASSET_EXTENSIONS[kind].join(', ')}`, 'filename');
     }
+    const kindMax = kind === 'models' ? ctx.cfg.maxUploadBytes : Math.min(ctx.cfg.maxUploadBytes, MAX_NETWORK_UPLOAD_BYTES);
+    const kindLimit = kind === 'models' || kindMax === ctx.cfg.maxUploadBytes ? 'MAX_UPLOAD_BYTES' : `the ${kind} limit`;
+    const room = await quotaRoom(ctx, tenant, kind, assetName(filename));
     const declared = Number(req.get('content-length') ?? '0');
-    if (declared > ctx.cfg.maxUploadBytes) throw new FarmError('UPLOAD_TOO_LARGE', 413, `upload exceeds MAX_UPLOAD_BYTES (${ctx.cfg.maxUploadBytes})`);
-    const file = await receiveBody(req, ctx.cfg.maxUploadBytes, 'MAX_UPLOAD_BYTES');
+    if (declared > kindMax || declared > room) {
+      // Refused on the declared length alone; the connection closes after the answer (the body is not read).
+      res.set('connection', 'close');
+      throw declared > kindMax ? new FarmError('UPLOAD_TOO_LARGE', 413, `upload exceeds ${kindLimit} (${kindMax})`, 'body') : quotaExceeded(ctx, declared, room);
+    }
+    let file: ReceivedBody;
+    try {
+      // Streamed to a temp file, hashed on the way, refused the moment it passes the smaller limit.
+      file = await receiveBody(req, Math.min(kindMax, room), room < kindMax ? 'TENANT_QUOTA_BYTES' : kindLimit);
+    } catch (e) {
+      if (isFarmError(e) && e.code === 'UPLOAD_TOO_LARGE' && room < kindMax) throw quotaExceeded(ctx, null, room);
+      throw e;
+    }
     try {
       if (file.size === 0) throw new FarmError('EMPTY_UPLOAD', 400, 'the upload is empty', 'body');
-      const key = assetStorageKey(kind, file.sha256);
-      if (!(await ctx.storage.exists(key))) await ctx.storage.putFile(key, file.path);
-      const rec = { name: assetName(filename), filename, sha256: file.sha256, size: file.size, uploadedAt: new Date().toISOString() };
-      await ctx.registry.put(tenantOf(res), kind, rec);
-      ctx.log.info({ tenant: tenantOf(res), kind, name: rec.name, sha256: rec.sha256, size: rec.size }, 'asset uploaded');
+      const problem = await checker.check(kind, file.path, filename);
+      if (problem) throw new FarmError(problem.code, problemStatus(problem.code), problem.message, 'body');
+      // Checked again now the size is known for sure: another upload of the tenant's may have landed meanwhile.
+      const roomNow = await quotaRoom(ctx, tenant, kind, assetName(filename));
+      if (file.size > roomNow) throw quotaExceeded(ctx, file.size, roomNow);
+      const rec = await storeAssetContent(ctx.storage, ctx.registry, tenant, kind, filename, file);
+      ctx.log.info({ tenant, kind, name: rec.name, sha256: rec.sha256, size: rec.size }, 'asset uploaded');
       res.status(201).json(assetView(rec));
     } finally {
       await rm(file.path, { force: true });
@@ -63,10 +107,14 @@ export function assetRoutes(ctx: ApiContext): Router {
 
   r.delete('/v1/:kind/:name', async (req, res) => {
     const kind = kindParam(req);
-    // Bytes stay in storage: they are shared by content hash with whoever else uploaded the same file.
-    if (!(await ctx.registry.remove(tenantOf(res), kind, String(req.params.name)))) {
-      throw new FarmError('NOT_FOUND', 404, `no ${kind} named "${String(req.params.name)}"`);
-    }
+    const tenant = tenantOf(res);
+    const name = String(req.params.name);
+    // The bytes are shared by content hash with every other name (any tenant's) for the same file: they go
+    // with the last name that refers to them, and workers drop their cached copy.
+    const gone = await deleteAsset(ctx.storage, ctx.registry, tenant, kind, name);
+    if (!gone) throw new FarmError('NOT_FOUND', 404, `no ${kind} named "${name}"`);
+    if (gone.bytesDeleted) await ctx.redis.publish(ctx.keys.assetDeletedChannel, `${kind}/${gone.record.sha256}`);
+    ctx.log.info({ tenant, kind, name, sha256: gone.record.sha256, bytesDeleted: gone.bytesDeleted }, 'asset deleted');
     res.status(204).end();
   });
 

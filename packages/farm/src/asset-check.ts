@@ -1,0 +1,57 @@
+import { readFile, stat } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { isDarkroomError } from '@darkroom/core/errors.js';
+import { readCheckpointIndex } from '@darkroom/core/models/checkpoint.js';
+import { inferModelConfig } from '@darkroom/core/models/config.js';
+import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
+import { loadHypernetwork } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
+import type { AssetKind } from './schemas.js';
+
+/**
+ * Embeddings and hypernetworks are parsed whole (as the engine parses them), so their size bounds the check's
+ * memory; real ones are kilobytes (embeddings) to a few hundred MB (hypernetworks with wide layer structures).
+ */
+export const MAX_NETWORK_UPLOAD_BYTES = 512 * 1024 ** 2;
+
+/** Why a file will not load: the loader's stable code and its reason, naming the upload's file name only. */
+export interface AssetProblem {
+  readonly code: string;
+  readonly message: string;
+}
+
+/** `text` with every mention of `path` (where the server keeps the file) replaced by the client's `filename`. */
+export function withoutPath(text: string, path: string, filename: string): string {
+  return text.split(path).join(filename);
+}
+
+/**
+ * Loads an uploaded file as the worker would, in as little memory as the format allows: a checkpoint's tensor
+ * index only (header or pickle; no weights) and the config inferred from it, so a file that lies about its
+ * tensors or is not a model A1111 would load is refused; an embedding or hypernetwork through its loader (the
+ * restricted unpickler, zip members checked on their declared sizes before inflating). Returns null when the
+ * file loads. Embedding widths are not checked: which model a job pairs one with is not known yet (A1111 skips
+ * an embedding that does not fit the job's model).
+ */
+export async function checkAssetFile(kind: AssetKind, path: string, filename: string): Promise<AssetProblem | null> {
+  try {
+    if (kind === 'models') {
+      inferModelConfig(await readCheckpointIndex(path, extname(filename)));
+      return null;
+    }
+    const { size } = await stat(path);
+    if (size > MAX_NETWORK_UPLOAD_BYTES) {
+      return { code: 'UPLOAD_TOO_LARGE', message: `${filename}: ${kind} are at most ${MAX_NETWORK_UPLOAD_BYTES} bytes` };
+    }
+    const bytes = new Uint8Array(await readFile(path));
+    if (kind === 'embeddings') await loadEmbedding(bytes, filename);
+    else await loadHypernetwork(bytes, filename);
+    return null;
+  } catch (e) {
+    if (isDarkroomError(e)) {
+      const message = withoutPath(e.message, path, filename);
+      return { code: e.code, message: message.includes(filename) ? message : `${filename}: ${message}` };
+    }
+    // A loader tripping over a malformed file (a RangeError deep in a parser) is still the file's fault.
+    return { code: 'ASSET_UNREADABLE', message: `${filename}: the file cannot be read as ${kind} (${withoutPath(String((e as Error).message ?? e), path, filename)})` };
+  }
+}
