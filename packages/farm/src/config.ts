@@ -39,6 +39,8 @@ export interface FarmConfig {
   rateLimitPerMinute: number;
   maxBodyBytes: number;
   maxUploadBytes: number;
+  /** Bytes of uploads a tenant's names may account for, every kind summed (TENANT_QUOTA_BYTES); null = no quota. */
+  tenantQuotaBytes: number | null;
   jobAttempts: number;
   jobBackoffMs: number;
   lockDurationMs: number;
@@ -171,6 +173,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 600),
     maxBodyBytes: int(env, 'MAX_BODY_BYTES', 50 * 1024 * 1024, 1024),
     maxUploadBytes: int(env, 'MAX_UPLOAD_BYTES', 8 * 1024 * 1024 * 1024, 1024),
+    tenantQuotaBytes: env.TENANT_QUOTA_BYTES ? int(env, 'TENANT_QUOTA_BYTES', 0, 0) : null,
     jobAttempts: int(env, 'JOB_ATTEMPTS', 3, 1),
     jobBackoffMs: int(env, 'JOB_BACKOFF_MS', 2_000),
     lockDurationMs: int(env, 'LOCK_DURATION_MS', 30_000, 1000),

@@ -21,6 +21,16 @@ export function farmKeys(prefix: string) {
     webhookSlots: (tenant: string) => `${base}:webhook-slots:${tenant}`,
     rateLimit: (tenant: string, window: number) => `${base}:rl:${tenant}:${window}`,
     assets: (tenant: string, kind: string) => `${base}:assets:${tenant}:${kind}`,
+    /** Who names the stored bytes of an asset (`<tenant>\n<name>` members): the bytes go when nobody does. */
+    assetRefs: (kind: string, sha256: string) => `${base}:asset-refs:${kind}:${sha256}`,
+    /** Held while deciding whether stored asset bytes are still needed, and while deleting them. */
+    assetLock: (kind: string, sha256: string) => `${base}:asset-lock:${kind}:${sha256}`,
+    /** Set once every tenant's existing asset names have been counted into assetRefs. */
+    assetRefsReady: `${base}:asset-refs-ready`,
+    /** Pattern of every tenant's asset hashes (for counting references kept before assetRefs existed). */
+    assetsPattern: `${base}:assets:*`,
+    /** Workers drop the cached copy of deleted asset bytes (`<kind>/<sha256>`). */
+    assetDeletedChannel: `${base}:asset-deleted`,
     options: (tenant: string) => `${base}:options:${tenant}`,
     sdapiCurrent: (tenant: string) => `${base}:sdapi-current:${tenant}`,
     tenantWaiting: (tenant: string) => `${base}:tenant-waiting:${tenant}`,

@@ -11,6 +11,7 @@ import { errorHandler, notFound } from './http-errors.js';
 import { openApiDocument } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
 import { requireRedis } from './redis-guard.js';
+import { exceptAssetUploads } from './raw-uploads.js';
 import { assetRoutes } from './routes/assets.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -71,7 +72,7 @@ export function createApp(ctx: ApiContext): Express {
     app.use('/admin/queues', requireAdmin(ctx.cfg), board.getRouter() as RequestHandler);
   }
 
-  const json = express.json({ limit: ctx.cfg.maxBodyBytes, strict: false });
+  const json = exceptAssetUploads(express.json({ limit: ctx.cfg.maxBodyBytes, strict: false }));
   const limit = rateLimit(ctx.redis, ctx.keys, ctx.cfg.rateLimitPerMinute);
   const redisUp = requireRedis(ctx.redis);
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), redisUp, limit);
