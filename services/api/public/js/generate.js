@@ -25,7 +25,7 @@ export async function readForm() {
     seed: Math.trunc(num('seed')),
   };
   const ckpt = $('checkpoint').value;
-  if (ckpt) body.override_settings = { sd_model_checkpoint: ckpt };
+  if (ckpt) body.model = ckpt;
   if (form.initImage) {
     body.init_images = [await blobToBase64(form.initImage.blob)];
     body.denoising_strength = num('denoising_strength');
@@ -67,8 +67,9 @@ export function applyParameters(p) {
   if (p['Schedule type'] && p['Schedule type'] !== 'Automatic') setSelect('scheduler', p['Schedule type']);
   else $('scheduler').value = '';
   if (p.Model) setSelect('checkpoint', p.Model);
-  const hires = p['Hires upscale'] !== undefined || p['Hires resize-1'] !== undefined;
-  $('enable_hr').checked = Boolean(hires && p['Hires upscale']);
+  // The parser fills `Hires resize-1` in for every infotext; only an upscale or upscaler says hires fix ran.
+  const hires = p['Hires upscale'] !== undefined || p['Hires upscaler'] !== undefined;
+  $('enable_hr').checked = hires;
   if (hires) {
     setNumber('hr_scale', p['Hires upscale']);
     setNumber('hr_second_pass_steps', p['Hires steps']);

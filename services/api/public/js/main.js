@@ -19,10 +19,13 @@ function toast(text) {
   toast.timer = setTimeout(() => t.classList.remove('show'), 4000);
 }
 
-/** A key is good when an authenticated call answers; a 401 means this key is not one of the farm's. */
+/**
+ * A key is good when an authenticated call answers; a 401 means this key is not one of the farm's. Asked on
+ * /v1, which never answers with a Basic challenge (the browser would show its own password dialog).
+ */
 async function checkKey(key) {
   try {
-    await api('/sdapi/v1/cmd-flags', { key });
+    await api('/v1/embeddings', { key });
     return null;
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return 'That API key was not accepted. Check it and try again.';
@@ -82,7 +85,7 @@ async function submit(ev) {
     const res = await (await api(`/v1/${kind}`, { body })).json();
     watchJob(res.id, body.prompt);
   } catch (e) {
-    $('gen-error').textContent = e.field ? `${e.field}: ${e.message}` : e.message;
+    $('gen-error').textContent = e.field && !e.message.startsWith(e.field) ? `${e.field}: ${e.message}` : e.message;
   } finally {
     btn.disabled = false;
   }
@@ -157,6 +160,7 @@ async function start() {
   });
   $('prompt').focus();
   document.body.dataset.ready = 'true';
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
   await Promise.all([loadChoices(getJson), loadNames()]);
   document.body.dataset.loaded = 'true';
 }
@@ -177,11 +181,12 @@ $('signin-form').addEventListener('submit', async (e) => {
 });
 
 if (session.key) {
+  // A key this tab already signed in with: show the form at once and check the key alongside; a key
+  // revoked since then sends the page back to the sign-in, with nothing of the tenant's left on it.
+  void start();
   checkKey(session.key).then((problem) => {
-    if (problem) {
-      session.key = null;
-      $('signin-error').textContent = problem;
-      $('signin-key').focus();
-    } else void start();
+    if (!problem) return;
+    session.key = null;
+    location.reload();
   });
 } else $('signin-key').focus();
