@@ -53,6 +53,8 @@ export interface UNetGraphOptions extends SerializeOptions {
   readonly feedForwardChunkBytes?: number;
   readonly exposeEmbeddings?: boolean;
   readonly attentionContext?: AttentionContextHook;
+  /** Circular padding in every padded convolution (A1111's `tiling`). */
+  readonly circularPadding?: boolean;
 }
 
 /** Inputs `x`, `t`, `context_k`, `context_v` (+ whatever the hook adds); output `out` (+ `t_emb`, `emb`). */
@@ -90,6 +92,8 @@ export interface VaeGraphOptions extends SerializeOptions {
   /** Plain, split, sub-quadratic or fused attention by layer size; overrides `fusedAttention`. */
   readonly attention?: AttentionBuild;
   readonly expose?: boolean;
+  /** Circular padding in every padded convolution (A1111's `tiling`). */
+  readonly circularPadding?: boolean;
 }
 
 /** Input `latent` (sampler space); output `image` (+ `z`). */

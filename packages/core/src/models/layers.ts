@@ -14,6 +14,9 @@ import { layerAttention, PLAIN_ATTENTION, type AttentionBuild } from './attentio
 
 export type ComputeDType = 'float32' | 'float16';
 
+/** How a padded convolution pads: with zeros (torch's default) or by wrapping around (padding_mode='circular'). */
+export type PaddingMode = 'zeros' | 'circular';
+
 /** A component's float32 weights (names relative to the component prefix) and what they become in the graph. */
 export class ModuleWeights {
   private readonly used = new Set<string>();
@@ -24,6 +27,8 @@ export class ModuleWeights {
     /** Prefix that graph initializer names get (keeps names unique and readable). */
     private readonly graphPrefix: string,
     readonly dtype: ComputeDType,
+    /** The padding of every padded Conv2d built from these weights (A1111's `tiling` makes them all circular). */
+    readonly padding: PaddingMode = 'zeros',
   ) {}
 
   has(name: string): boolean {
@@ -93,11 +98,27 @@ export function linearFrom(w: ModuleWeights, x: Value, weight: Float32Tensor, bi
   return y;
 }
 
-/** torch.nn.Conv2d with symmetric padding. */
+/** torch.nn.Conv2d with symmetric padding, in the weights' padding mode. */
 export function conv2d(w: ModuleWeights, x: Value, name: string, opts: { stride?: number; pad?: number } = {}): Value {
   const s = opts.stride ?? 1;
   const p = opts.pad ?? 0;
+  if (p > 0 && w.padding === 'circular') {
+    return w.b.conv(circularPad(w.b, x, p), w.param(`${name}.weight`), w.param(`${name}.bias`), { strides: [s, s], pads: [0, 0, 0, 0] });
+  }
   return w.b.conv(x, w.param(`${name}.weight`), w.param(`${name}.bias`), { strides: [s, s], pads: [p, p, p, p] });
+}
+
+/** F.pad(x, (p, p, p, p), mode='circular') of NCHW: each spatial axis wrapped around by p. */
+export function circularPad(b: GraphBuilder, x: Value, p: number): Value {
+  let out = x;
+  for (const axis of [2, 3]) {
+    const n = out.shape[axis]!;
+    if (p > n) throw new DarkroomError('GRAPH_BAD_PAD', `circular padding of ${p} needs at least ${p} pixels, the axis has ${n}`);
+    const head = b.slice(out, [n - p], [n], [axis]);
+    const tail = b.slice(out, [0], [p], [axis]);
+    out = b.concat([head, out, tail], axis);
+  }
+  return out;
 }
 
 export function groupNorm(w: ModuleWeights, x: Value, name: string, eps: number, groups = 32): Value {

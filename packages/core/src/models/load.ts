@@ -91,6 +91,11 @@ export interface StableDiffusionModel {
   readonly textEncoder: TextEncoder;
   readonly unet: UNet;
   readonly vae: Vae;
+  /**
+   * The UNet and VAE with circular padding in every padded convolution (A1111's `tiling`: seamless tiles). Their
+   * graphs are built on first use and cached under their own keys, beside the zero-padded ones.
+   */
+  readonly circular: { readonly unet: UNet; readonly vae: Vae };
   /** Graphs built (cache misses) by this model so far. */
   readonly buildCount: number;
   /** Sessions open now, per component (text, unet, vae_decoder, vae_encoder). */
@@ -365,7 +370,9 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     },
   };
 
-  const unet: UNet = {
+  // `circular`: A1111's tiling, circular padding in every padded convolution; its own graphs under its own keys
+  const circularKey = (circular: boolean) => (circular ? { padding: 'circular' } : {});
+  const makeUNet = (circular: boolean): UNet => ({
     async run(x, t, contextK, contextV, variant) {
       const [batch, height, width] = check4d('x', x, config.unet.inChannels);
       const ctxV = contextV ?? contextK;
@@ -376,7 +383,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         }
       }
       if (t.length !== batch) throw new DarkroomError('MODEL_BAD_INPUT', `t has ${t.length} values for a batch of ${batch}`);
-      const options = { batch, height, width, contextLength: l, attention: attentionFacts, variant: variant?.key ?? null };
+      const options = { batch, height, width, contextLength: l, attention: attentionFacts, variant: variant?.key ?? null, ...circularKey(circular) };
       const path = await graph('unet', UNET_PREFIX, options, (w) =>
         unetModel(w, config.unet, {
           batch,
@@ -388,6 +395,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
           ...(ffChunkBytes !== undefined ? { feedForwardChunkBytes: ffChunkBytes } : {}),
           externalDataAboveBytes,
           ...(variant ? { attentionContext: variant.attentionContext } : {}),
+          ...(circular ? { circularPadding: true } : {}),
         }),
       );
       const feeds: Record<string, HostTensor> = {
@@ -399,19 +407,24 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
       };
       return output(await pool.run('unet', path, feeds), 'out');
     },
-  };
+  });
+  const unet = makeUNet(false);
 
-  const decodeWhole = async (latent: Float32Tensor): Promise<Float32Tensor> => {
+  const decodeWhole = async (latent: Float32Tensor, circular: boolean): Promise<Float32Tensor> => {
     const [batch, , height, width] = latent.shape as [number, number, number, number];
-    const path = await graph('vae_decoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts }, (w) =>
-      vaeDecoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes }),
+    const path = await graph('vae_decoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts, ...circularKey(circular) }, (w) =>
+      vaeDecoderModel(w, config.vae, {
+        batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes, ...(circular ? { circularPadding: true } : {}),
+      }),
     );
     return output(await pool.run('vae_decoder', path, { latent }), 'image');
   };
-  const encodeWhole = async (image: Float32Tensor): Promise<{ mean: Float32Tensor; std: Float32Tensor }> => {
+  const encodeWhole = async (image: Float32Tensor, circular: boolean): Promise<{ mean: Float32Tensor; std: Float32Tensor }> => {
     const [batch, , height, width] = image.shape as [number, number, number, number];
-    const path = await graph('vae_encoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts }, (w) =>
-      vaeEncoderModel(w, config.vae, { batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes }),
+    const path = await graph('vae_encoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts, ...circularKey(circular) }, (w) =>
+      vaeEncoderModel(w, config.vae, {
+        batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes, ...(circular ? { circularPadding: true } : {}),
+      }),
     );
     const r = await pool.run('vae_encoder', path, { image });
     return { mean: output(r, 'mean'), std: output(r, 'std') };
@@ -419,24 +432,27 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const tiling = vaeTiling(opts.vaeTiling);
   const factor = 2 ** (config.vae.chMult.length - 1);
 
-  const vae: Vae = {
+  // Circular padding wraps the whole image around: tiles would each wrap on themselves, so that form never tiles.
+  const makeVae = (circular: boolean): Vae => ({
     async decode(latent) {
       const [, height, width] = check4d('latent', latent, config.vae.embedDim);
-      if (!tilesNeeded(tiling, height, width, factor)) return decodeWhole(latent);
+      if (circular || !tilesNeeded(tiling, height, width, factor)) return decodeWhole(latent, circular);
       const plan = { tile: tiling.tile, overlap: tiling.overlap, inUnit: 1, outUnit: factor };
-      return (await runTiled(latent, plan, async (t) => ({ image: await decodeWhole(t) }))).image!;
+      return (await runTiled(latent, plan, async (t) => ({ image: await decodeWhole(t, false) }))).image!;
     },
     async encode(image) {
       const [, height, width] = check4d('image', image, config.vae.inChannels);
       if (height % factor || width % factor) {
         throw new DarkroomError('MODEL_BAD_INPUT', `image size ${width}x${height} must be a multiple of ${factor}`);
       }
-      if (!tilesNeeded(tiling, height / factor, width / factor, factor)) return encodeWhole(image);
+      if (circular || !tilesNeeded(tiling, height / factor, width / factor, factor)) return encodeWhole(image, circular);
       const plan = { tile: tiling.tile, overlap: tiling.overlap, inUnit: factor, outUnit: 1 };
-      const r = await runTiled(image, plan, async (t) => encodeWhole(t));
+      const r = await runTiled(image, plan, async (t) => encodeWhole(t, false));
       return { mean: r.mean!, std: r.std! };
     },
-  };
+  });
+  const vae = makeVae(false);
+  const circular = { unet: makeUNet(true), vae: makeVae(true) };
 
   let finalConfig = config;
   const detect = opts.detectParameterization ?? true;
@@ -464,6 +480,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     textEncoder,
     unet,
     vae,
+    circular,
     openSessions: () => pool.openSessions(),
     get buildCount() {
       return cache.builds;

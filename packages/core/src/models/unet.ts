@@ -49,6 +49,8 @@ export type AttentionContextHook = (
 
 export interface UNetBuildOptions {
   readonly batch: number;
+  /** Circular padding in every padded convolution (A1111's `tiling`). */
+  readonly circularPadding?: boolean;
   readonly height: number;
   readonly width: number;
   /** Tokens of the conditioning (77 per prompt chunk). */
@@ -260,7 +262,7 @@ class UNetBuilder {
 /** Declares the UNet inputs on `b` and builds the network; the caller names the outputs it wants. */
 export function buildUNet(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>, cfg: UNetConfig, opts: UNetBuildOptions): UNetGraph {
   const dtype = opts.dtype ?? 'float32';
-  const w = new ModuleWeights(b, weights, 'unet.', dtype);
+  const w = new ModuleWeights(b, weights, 'unet.', dtype, opts.circularPadding ? 'circular' : 'zeros');
   const x = b.input('x', 'float32', [opts.batch, cfg.inChannels, opts.height, opts.width]);
   const t = b.input('t', 'float32', [opts.batch]);
   const contextK = opts.context?.k ?? b.input('context_k', 'float32', [opts.batch, opts.contextLength, cfg.contextDim]);

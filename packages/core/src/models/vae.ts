@@ -31,6 +31,11 @@ export interface VaeBuildOptions {
   readonly fusedAttention?: boolean;
   /** The attention form by layer size (plain, split, sub-quadratic, fused); overrides `fusedAttention`. */
   readonly attention?: AttentionBuild;
+  /**
+   * Circular padding in every padded convolution (A1111's `tiling`). The encoder's downsampling pads (0,1,0,1)
+   * with zeros itself and convolves unpadded, so it stays as it is, as in A1111.
+   */
+  readonly circularPadding?: boolean;
 }
 
 /** The attention options of a VAE build: A1111 applies its attention optimizations to the VAE's AttnBlock too. */
@@ -72,7 +77,7 @@ export function buildVaeDecoder(
   opts: VaeBuildOptions,
 ): { latent: Value; z: Value; image: Value; unusedWeights: readonly string[] } {
   const dtype = opts.dtype ?? 'float32';
-  const w = new ModuleWeights(b, weights, 'vae.', dtype);
+  const w = new ModuleWeights(b, weights, 'vae.', dtype, opts.circularPadding ? 'circular' : 'zeros');
   const latent = b.input('latent', 'float32', [opts.batch, cfg.embedDim, opts.height, opts.width]);
   const z = b.mul(latent, Math.fround(1 / opts.scaleFactor));
   let h = conv2d(w, b.cast(z, dtype), 'post_quant_conv');
@@ -96,7 +101,7 @@ export function buildVaeEncoder(
   opts: VaeBuildOptions,
 ): { image: Value; moments: Value; mean: Value; logvar: Value; std: Value; unusedWeights: readonly string[] } {
   const dtype = opts.dtype ?? 'float32';
-  const w = new ModuleWeights(b, weights, 'vae.', dtype);
+  const w = new ModuleWeights(b, weights, 'vae.', dtype, opts.circularPadding ? 'circular' : 'zeros');
   const image = b.input('image', 'float32', [opts.batch, cfg.inChannels, opts.height, opts.width]);
   let h = conv2d(w, b.cast(image, dtype), 'encoder.conv_in', { pad: 1 });
   for (let level = 0; level < cfg.chMult.length; level++) {

@@ -20,7 +20,7 @@ export function tokenizerFor(kind: StableDiffusionModel['kind'], tokenizer: Clip
 }
 
 export function pipelineModel(model: StableDiffusionModel, tokenizer: PipelineTokenizer): PipelineModel {
-  return {
+  const plain: PipelineModel = {
     kind: model.kind,
     name: model.name,
     sha256: model.sha256,
@@ -33,5 +33,8 @@ export function pipelineModel(model: StableDiffusionModel, tokenizer: PipelineTo
     tokenizer,
     // A1111 loads a checkpoint whose UNet takes 9 input channels with the inpainting config (hybrid conditioning)
     inpainting: model.config.unet.inChannels === 9,
+    withCircularPadding: () => circular,
   };
+  const circular: PipelineModel = { ...plain, unet: model.circular.unet, vae: model.circular.vae, withCircularPadding: () => circular };
+  return plain;
 }
