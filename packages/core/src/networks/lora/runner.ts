@@ -1,0 +1,188 @@
+/**
+ * LoRA per job without a graph per LoRA: the text encoder and the UNet are compiled once more per input shape
+ * in a form whose weights are graph inputs instead of initializers, and a job with networks feeds them the
+ * merged weights (mergeLoras). Any network of any type (LoRA, LoHa, LoKr, IA3, OFT, DoRA, full, norm) and any
+ * number of them run through the same graph, so switching networks between jobs compiles nothing; a job
+ * without networks keeps the model's plain graphs and does not touch this module.
+ *
+ * The feeds are exactly the tensors the plain graph would have baked in: the graph builder runs once more over
+ * the merged checkpoint weights with every `weight()` recorded instead of stored, so the layouts the builders
+ * derive on the host (transposed linears, sliced in_proj blocks) are the same by construction.
+ */
+import { createHash } from 'node:crypto';
+import { DarkroomError } from '../../errors.js';
+import { GraphBuilder, type Value } from '../../graph/builder.js';
+import { CompileCache, DEFAULT_CACHE_DIR } from '../../models/cache.js';
+import { buildTextEncoder, textOutputName } from '../../models/clip.js';
+import { UNET_PREFIX, type ModelConfig, type TensorIndex } from '../../models/config.js';
+import type { StableDiffusionModel } from '../../models/load.js';
+import { buildUNet } from '../../models/unet.js';
+import { createSession, type EngineSession } from '../../runtime/session.js';
+import type { Float32Tensor, HostTensor } from '../../tensor.js';
+import { loraModuleTable, type LoraModuleTable } from './mapping.js';
+import { mergeLoras, type LoraApplication, type LoraMergeResult } from './merge.js';
+
+/** A builder whose weights become graph inputs of the same name; `captured` holds what it was given. */
+class WeightInputBuilder extends GraphBuilder {
+  readonly captured = new Map<string, HostTensor>();
+
+  override weight(name: string, t: HostTensor): Value {
+    this.captured.set(name, t);
+    return this.input(name, t.dtype, t.shape);
+  }
+}
+
+type Component = 'text' | 'unet';
+
+function buildText(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>, config: ModelConfig, batch: number): void {
+  const g = buildTextEncoder(b, weights, config.text, { batch });
+  g.skips.forEach((v, i) => b.output(v, textOutputName(i + 1)));
+}
+
+function buildUnet(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>, config: ModelConfig, shape: UNetShape): void {
+  const g = buildUNet(b, weights, config.unet, { ...shape });
+  b.output(g.out, 'out');
+}
+
+interface UNetShape {
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+  readonly contextLength: number;
+}
+
+/** The weights of a set of applied networks, as feeds of the weight-input graphs. */
+export interface LoraWeights {
+  readonly merge: LoraMergeResult;
+  readonly text: ReadonlyMap<string, HostTensor>;
+  readonly unet: ReadonlyMap<string, HostTensor>;
+}
+
+export interface LoraRunnerOptions {
+  readonly cacheDir?: string;
+  readonly threads?: number;
+}
+
+/**
+ * Runs a model's text encoder and UNet with merged network weights. One per loaded model; the sessions and
+ * the model's original weights stay in memory while it lives.
+ */
+export class LoraRunner {
+  private readonly cache: CompileCache;
+  private readonly sessions = new Map<string, Promise<EngineSession>>();
+  private original?: Promise<{ table: LoraModuleTable; weights: Map<string, Float32Tensor> }>;
+
+  constructor(
+    private readonly model: StableDiffusionModel,
+    private readonly opts: LoraRunnerOptions = {},
+  ) {
+    this.cache = new CompileCache(opts.cacheDir ?? DEFAULT_CACHE_DIR);
+  }
+
+  /** Graphs this runner compiled (cache misses): one per component and input shape, whatever the networks. */
+  get buildCount(): number {
+    return this.cache.builds;
+  }
+
+  /** The model's module table and original text/UNet weights under checkpoint keys (read once). */
+  async base(): Promise<{ table: LoraModuleTable; weights: ReadonlyMap<string, Float32Tensor> }> {
+    this.original ??= (async () => {
+      const weights = new Map<string, Float32Tensor>();
+      const prefixes: Array<[Component, string]> = [
+        ['text', this.model.config.text.prefix],
+        ['unet', UNET_PREFIX],
+      ];
+      for (const [component, prefix] of prefixes) {
+        for (const [k, t] of await this.model.readWeights(component)) weights.set(`${prefix}${k}`, t);
+      }
+      const index: TensorIndex = new Map([...weights].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }]));
+      return { table: loraModuleTable(index, this.model.kind), weights };
+    })();
+    return this.original;
+  }
+
+  /** Merges the networks and derives the graph feeds. Throws LORA_* errors; layer failures are in `merge.errors`. */
+  async weightsFor(applications: readonly LoraApplication[]): Promise<LoraWeights> {
+    const { table, weights } = await this.base();
+    const merge = mergeLoras(weights, table, applications);
+    const relative = (prefix: string): Map<string, Float32Tensor> => {
+      const out = new Map<string, Float32Tensor>();
+      for (const [k, t] of weights) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), merge.weights.get(k) ?? t);
+      return out;
+    };
+    const cfg = this.model.config;
+    const text = new WeightInputBuilder('text_encoder_lora');
+    buildText(text, relative(cfg.text.prefix), cfg, 1);
+    const unet = new WeightInputBuilder('unet_lora');
+    buildUnet(unet, relative(UNET_PREFIX), cfg, { batch: 1, height: 8, width: 8, contextLength: cfg.text.maxPositions });
+    return { merge, text: text.captured, unet: unet.captured };
+  }
+
+  private async session(component: Component, options: Record<string, unknown>): Promise<EngineSession> {
+    const key = `${component}:${JSON.stringify(options)}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = (async () => {
+        const cfg = this.model.config;
+        const entry = await this.cache.getOrBuild(
+          { weights: `${this.model.sha256}:lora-inputs`, component: `${component}_lora`, options: { ...options, config: component === 'text' ? cfg.text : cfg.unet } },
+          async () => {
+            const { weights } = await this.base();
+            const prefix = component === 'text' ? cfg.text.prefix : UNET_PREFIX;
+            const rel = new Map<string, Float32Tensor>();
+            for (const [k, t] of weights) if (k.startsWith(prefix)) rel.set(k.slice(prefix.length), t);
+            const b = new WeightInputBuilder(`${component}_lora`);
+            if (component === 'text') buildText(b, rel, cfg, options.batch as number);
+            else buildUnet(b, rel, cfg, options as unknown as UNetShape);
+            return b.toModel({ externalDataAboveBytes: 64 * 1024 });
+          },
+        );
+        return createSession(entry.path, { ...(this.opts.threads !== undefined ? { threads: this.opts.threads } : {}) });
+      })();
+      s.catch(() => this.sessions.delete(key));
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /** final_layer_norm(hidden_states[-clipSkip]) with the networks' text-encoder weights. */
+  async encode(w: LoraWeights, inputsEmbeds: Float32Tensor, clipSkip: number): Promise<Float32Tensor> {
+    const s = await this.session('text', { batch: inputsEmbeds.shape[0]! });
+    const r = await s.run({ ...Object.fromEntries(w.text), inputs_embeds: inputsEmbeds });
+    return output(r, textOutputName(clipSkip));
+  }
+
+  /** The UNet with the networks' weights. */
+  async run(w: LoraWeights, x: Float32Tensor, t: Float32Array, contextK: Float32Tensor, contextV?: Float32Tensor): Promise<Float32Tensor> {
+    const [batch, , height, width] = x.shape as [number, number, number, number];
+    const ctxV = contextV ?? contextK;
+    const s = await this.session('unet', { batch, height, width, contextLength: contextK.shape[1]! });
+    const r = await s.run({
+      ...Object.fromEntries(w.unet),
+      x,
+      t: { dtype: 'float32', shape: [batch], data: t },
+      context_k: contextK,
+      context_v: ctxV,
+    });
+    return output(r, 'out');
+  }
+
+  async release(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await (await s.catch(() => undefined))?.release();
+  }
+}
+
+function output(r: Record<string, HostTensor>, name: string): Float32Tensor {
+  const t = r[name];
+  if (!t || t.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `graph gave no float32 output "${name}"`);
+  return t as Float32Tensor;
+}
+
+/** A stable identity of a set of applications (names, file contents, multipliers, dyn), for caching merges. */
+export function applicationsKey(applications: readonly LoraApplication[], fileHashes: readonly string[]): string {
+  return createHash('sha256')
+    .update(JSON.stringify(applications.map((a, i) => [a.name, fileHashes[i], a.te, a.unet, a.dyn])))
+    .digest('hex');
+}
