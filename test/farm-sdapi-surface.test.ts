@@ -274,25 +274,45 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
     await call('POST', '/sdapi/v1/options', { CLIP_stop_at_last_layers: 1 });
   });
 
-  test('progress names the running task and its start; skip is refused while it runs; interrupt ends it', async () => {
-    const render = call('POST', '/sdapi/v1/txt2img', { ...BASE, steps: 400, prompt: 'a long render' });
+  /** Starts a long /sdapi render and waits until progress shows it sampling in its first iteration. */
+  async function renderInProgress(body: Record<string, unknown>) {
+    const render = call('POST', '/sdapi/v1/txt2img', body);
     const running = await waitFor('a running job in progress', async () => {
-      const p = (await call('GET', '/sdapi/v1/progress')).json as { current_task: string | null; state: { job_timestamp: string; sampling_step: number } };
+      const p = (await call('GET', '/sdapi/v1/progress')).json as { current_task: string | null; state: { job_timestamp: string; job_no: number; sampling_step: number } };
       return p.current_task && p.state.sampling_step > 0 ? p : null;
-    }, 60_000, 20);
+    }, 60_000, 10);
+    return { render, running };
+  }
+
+  test('progress names the running task and its start; skip ends the current iteration and keeps the rest', async () => {
+    const body = { ...BASE, steps: 150, n_iter: 2, seed: 11, prompt: 'a long render' };
+    const { render, running } = await renderInProgress(body);
     assertShape(running, ProgressResponse, 'progress while running');
-    assert.match(running.state.job_timestamp, /^\d{14}$/);
+    assert.equal(running.state.job_no, 0, 'caught in the first iteration');
     const job = (await call('GET', `/v1/jobs/${running.current_task}`)).json as { state: string; started_at: string };
     assert.equal(job.state, 'running');
     assert.equal(running.state.job_timestamp, job.started_at.replace(/[-:T]/g, '').slice(0, 14));
     const skip = await call('POST', '/sdapi/v1/skip');
-    assert.equal(skip.status, 422, JSON.stringify(skip.json));
-    assert.equal((skip.json as { error: { field: string } }).error.field, 'skip');
+    assert.deepEqual([skip.status, skip.json], [200, null]);
+    const skipped = (await render).json as { images: string[]; info: string };
+    assert.equal(skipped.images.length, 2, 'the skipped iteration keeps its image and the next one runs');
+    const full = (await call('POST', '/sdapi/v1/txt2img', body)).json as { images: string[] };
+    assert.notEqual(skipped.images[0], full.images[0], 'the first image stopped early');
+    assert.equal(skipped.images[1], full.images[1], 'the second rendered in full');
+  });
+
+  test('interrupt returns the image reached and runs no further iteration, as A1111', async () => {
+    const { render, running } = await renderInProgress({ ...BASE, steps: 150, n_iter: 2, seed: 12, prompt: 'a long render' });
     assert.deepEqual((await call('POST', '/sdapi/v1/interrupt')).json, {});
     const done = await render;
     assert.equal(done.status, 200, JSON.stringify(done.json).slice(0, 300));
+    const r = done.json as { images: string[]; info: string };
+    assert.equal(r.images.length, 1, 'the interrupted iteration\'s image, and no second iteration');
+    assert.equal((JSON.parse(r.info) as { infotexts: string[] }).infotexts.length, 1);
     const after = (await call('GET', '/sdapi/v1/progress')).json as { current_task: unknown; state: { interrupted: boolean } };
     assert.equal(after.current_task, null);
     assert.equal(after.state.interrupted, true);
+    const job = (await call('GET', `/v1/jobs/${running.current_task}`)).json as { state: string };
+    assert.equal(job.state, 'completed');
   });
 });

@@ -11,6 +11,18 @@ export async function requestCancel(redis: Redis, keys: FarmKeys, jobId: string,
   await redis.publish(keys.cancelChannel, jobId);
 }
 
+/** A1111's interrupt and skip: the running render ends its sampling early and keeps what it reached. */
+export type StopKind = 'interrupt' | 'skip';
+
+/**
+ * Tells the worker rendering `jobId` to interrupt it (keep the images reached, run no further iteration) or to skip
+ * its current iteration. Only a running render hears it: unlike a cancel nothing is kept for a later start, as
+ * A1111's flags reach only the job in progress. Sent on the cancel channel as `<kind>:<jobId>`.
+ */
+export async function requestStop(redis: Redis, keys: FarmKeys, jobId: string, kind: StopKind): Promise<void> {
+  await redis.publish(keys.cancelChannel, `${kind}:${jobId}`);
+}
+
 export async function isCancelRequested(redis: Redis, keys: FarmKeys, jobId: string): Promise<boolean> {
   return (await redis.exists(keys.cancel(jobId))) === 1;
 }
@@ -18,25 +30,33 @@ export async function isCancelRequested(redis: Redis, keys: FarmKeys, jobId: str
 /** One subscriber connection per worker process; handlers are registered per running job. */
 export class CancelListener {
   private readonly handlers = new Map<string, () => void>();
+  private readonly stops = new Map<string, (kind: StopKind) => void>();
 
   private constructor(private readonly sub: Redis) {}
 
   static async open(subscriber: Redis, keys: FarmKeys): Promise<CancelListener> {
     const listener = new CancelListener(subscriber);
-    subscriber.on('message', (_channel: string, jobId: string) => listener.handlers.get(jobId)?.());
+    subscriber.on('message', (_channel: string, message: string) => {
+      const stop = /^(interrupt|skip):(.+)$/.exec(message);
+      if (stop) listener.stops.get(stop[2]!)?.(stop[1] as StopKind);
+      else listener.handlers.get(message)?.();
+    });
     await subscriber.subscribe(keys.cancelChannel);
     return listener;
   }
 
-  watch(jobId: string, onCancel: () => void): () => void {
+  watch(jobId: string, onCancel: () => void, onStop?: (kind: StopKind) => void): () => void {
     this.handlers.set(jobId, onCancel);
+    if (onStop) this.stops.set(jobId, onStop);
     return () => {
       if (this.handlers.get(jobId) === onCancel) this.handlers.delete(jobId);
+      if (onStop && this.stops.get(jobId) === onStop) this.stops.delete(jobId);
     };
   }
 
   async close(): Promise<void> {
     this.handlers.clear();
+    this.stops.clear();
     await this.sub.quit().catch(() => undefined);
   }
 }

@@ -57,7 +57,7 @@ export function sdapiSurfacePaths(): Record<string, unknown> {
     '/sdapi/v1/refresh-vae': post('rescan VAEs (a no-op, as above)', ok('null')),
     '/sdapi/v1/unload-checkpoint': post('accepted no-op: workers load each job\'s checkpoint into their own caches (header X-Darkroom-No-Op)', ok('{}')),
     '/sdapi/v1/reload-checkpoint': post('accepted no-op, as unload-checkpoint', ok('{}')),
-    '/sdapi/v1/skip': post('A1111 skip: null with nothing running; refused (422) while a job runs, as the engine cannot end one iteration early yet', { ...ok('null'), ...validation }),
+    '/sdapi/v1/skip': post('A1111 skip: the running job\'s current iteration stops sampling, keeps its image, and the job goes on with the next', ok('null')),
     '/sdapi/v1/server-kill': post('refused: A1111 serves it only with --api-server-stop; not a tenant\'s to call', { 404: { description: '{"detail": "Not Found"}' } }),
     '/sdapi/v1/server-restart': post('refused, as server-kill', { 404: { description: '{"detail": "Not Found"}' } }),
     '/sdapi/v1/server-stop': post('refused, as server-kill', { 404: { description: '{"detail": "Not Found"}' } }),

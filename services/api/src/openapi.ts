@@ -182,7 +182,7 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         parameters: [{ name: 'skip_current_image', in: 'query', required: false, schema: { type: 'boolean', default: false } }],
         responses: { 200: { description: '{progress, eta_relative, state, current_image, textinfo, current_task}' } },
       } },
-      '/sdapi/v1/interrupt': { post: { summary: 'cancel this tenant\'s latest /sdapi job', responses: { 200: { description: '{}' } } } },
+      '/sdapi/v1/interrupt': { post: { summary: 'A1111 interrupt: the running /sdapi job stops sampling and returns the images it reached; one not started is cancelled', responses: { 200: { description: '{}' } } } },
       '/sdapi/v1/samplers': { get: { summary: 'A1111 sampler list', responses: { 200: { description: 'samplers' } } } },
       '/sdapi/v1/schedulers': { get: { summary: 'A1111 scheduler list', responses: { 200: { description: 'schedulers' } } } },
       '/sdapi/v1/sd-models': { get: { summary: 'checkpoints', responses: { 200: { description: 'models' } } } },

@@ -155,7 +155,7 @@ export function generateProcessor(ctx: ProcessorContext) {
     };
 
     const run = ctx.host.render(request, onStep);
-    const unwatch = ctx.cancels.watch(jobId, run.cancel);
+    const unwatch = ctx.cancels.watch(jobId, run.cancel, run.stop);
     // Pub/sub can miss a message while the subscriber reconnects; the key is the durable signal.
     const poll = setInterval(() => {
       void isCancelRequested(ctx.redis, ctx.keys, jobId).then((c) => c && run.cancel(), () => undefined);

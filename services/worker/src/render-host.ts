@@ -1,5 +1,7 @@
 import { EngineThreadHost } from '@darkroom/farm';
-import { CANCEL_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
+import {
+  CANCEL_REQUESTED, CANCEL_RUN, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage,
+} from './render-protocol.js';
 
 export interface StepInfo {
   step: number;
@@ -57,13 +59,26 @@ export class RenderHost extends EngineThreadHost<HostMessage, ThreadMessage, Pen
     }
   }
 
-  /** Runs one render; `cancel()` on the returned handle raises the shared flag the thread checks every step. */
-  render(request: RenderRequest, onStep: (s: StepInfo) => void): { result: Promise<RenderOutput>; cancel: () => void } {
+  /**
+   * Runs one render; `cancel()` on the returned handle raises the shared flag the thread checks every step, and
+   * `stop()` asks for A1111's interrupt or skip through the same flag (a cancel already raised wins).
+   */
+  render(request: RenderRequest, onStep: (s: StepInfo) => void): { result: Promise<RenderOutput>; cancel: () => void; stop: (kind: 'interrupt' | 'skip') => void } {
     const flagBuf = new SharedArrayBuffer(4);
     const flag = new Int32Array(flagBuf);
     const result = new Promise<RenderOutput>((resolve, reject) => {
       this.start({ resolve, reject, onStep }, (id) => ({ type: 'render', id, request, cancelFlag: flagBuf }));
     });
-    return { result, cancel: () => Atomics.store(flag, 0, CANCEL_REQUESTED) };
+    return {
+      result,
+      cancel: () => Atomics.store(flag, 0, CANCEL_REQUESTED),
+      stop: (kind) => {
+        const want = kind === 'interrupt' ? INTERRUPT_REQUESTED : SKIP_REQUESTED;
+        // Interrupt may replace a pending skip; neither replaces a cancel.
+        if (Atomics.compareExchange(flag, 0, CANCEL_RUN, want) === SKIP_REQUESTED && want === INTERRUPT_REQUESTED) {
+          Atomics.compareExchange(flag, 0, SKIP_REQUESTED, INTERRUPT_REQUESTED);
+        }
+      },
+    };
   }
 }

@@ -41,3 +41,7 @@ export type ThreadMessage =
 /** Index 0 of the shared flag: 0 = run, 1 = cancel requested. Atomics let the thread see it between steps without an event-loop turn. */
 export const CANCEL_RUN = 0;
 export const CANCEL_REQUESTED = 1;
+/** A1111's interrupt: end sampling now, keep the images reached, run no further iteration. */
+export const INTERRUPT_REQUESTED = 2;
+/** A1111's skip: end the current iteration's sampling now, keep its images, go on; the thread resets it to 0. */
+export const SKIP_REQUESTED = 3;

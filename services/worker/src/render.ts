@@ -6,8 +6,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, type Txt2ImgParams } from '@darkroom/core/pipeline/index.js';
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
+import type { StopControl } from '@darkroom/core/pipeline/job.js';
 import { cheapPreviewPng } from './preview.js';
-import { CANCEL_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
+import { CANCEL_REQUESTED, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
 const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string };
@@ -62,9 +63,18 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
   };
   try {
     if (Atomics.load(flag, 0) === CANCEL_REQUESTED) controller.abort();
+    // A1111's interrupt and skip, raised on the same flag: the engine keeps what sampling reached.
+    const stop: StopControl = {
+      requested: () => {
+        const v = Atomics.load(flag, 0);
+        return v === INTERRUPT_REQUESTED ? 'interrupt' : v === SKIP_REQUESTED ? 'skip' : null;
+      },
+      skipped: () => void Atomics.compareExchange(flag, 0, SKIP_REQUESTED, 0),
+    };
     const job: EngineJobOptions = {
       onStep,
       signal: controller.signal,
+      stop,
       ...(trace ? { trace } : {}),
       // Files sit in the cache under their content hash; the names are the ones the tenant uploaded them as.
       ...(req.checkpoint ? { checkpoint: { path: req.checkpoint.path, name: req.checkpoint.name } } : {}),

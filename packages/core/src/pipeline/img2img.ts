@@ -38,6 +38,7 @@ import {
   scheduleSteps,
   splitLatents,
   startJob,
+  stopAfterIteration,
   throwIfAborted,
   writeImages,
   type GenerateOptions,
@@ -261,6 +262,7 @@ export async function img2img(model: PipelineModel, request: Img2ImgParams, opts
         isHrPass: false,
         ...(opts.trace ? { trace: opts.trace } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.stop ? { stop: opts.stop } : {}),
         onStep: progress(job, n, 'first'),
         pass: 'first',
         iteration: n,
@@ -278,6 +280,7 @@ export async function img2img(model: PipelineModel, request: Img2ImgParams, opts
     const extra: [string, InfotextValue][] = [...job.extra];
     writeImages(job, decoded, n * bs, extra, result, plan.maskForOverlay ? finish : undefined);
     result.latents.push(...splitLatents(latents));
+    if (stopAfterIteration(opts.stop)) break;
   }
 
   const { init_images: _images, mask: _mask, latent_mask: _latentMask, ...rest } = request;

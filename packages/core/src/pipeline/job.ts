@@ -48,6 +48,29 @@ export interface GenerateOptions {
   readonly version?: string;
   /** Use torch's portable CPU normal kernel instead of the x86 AVX2 one for randn_source CPU. */
   readonly portableCpuNoise?: boolean;
+  /** A1111's interrupt and skip, which end sampling early and keep what it reached (`signal` discards the job). */
+  readonly stop?: StopControl;
+}
+
+/**
+ * A1111's `state.interrupted` / `state.skipped`, asked after every sampler step. Either stops the sampler and takes
+ * its latest denoised estimate (A1111's `last_latent`) as the iteration's result, without a hires pass; the
+ * iteration's images are decoded and written as usual. After `interrupt` no further iteration runs; after `skip`
+ * the next one does, and `skipped()` says the skip was used up.
+ */
+export interface StopControl {
+  requested(): 'interrupt' | 'skip' | null;
+  skipped(): void;
+}
+
+/**
+ * The end of an iteration under a StopControl: true when the job must stop here (interrupt), after clearing a
+ * skip that was honoured (A1111 clears `state.skipped` when the next iteration starts).
+ */
+export function stopAfterIteration(stop: StopControl | undefined): boolean {
+  const r = stop?.requested() ?? null;
+  if (r === 'skip') stop!.skipped();
+  return r === 'interrupt';
 }
 
 export interface GenerationResult {

@@ -17,6 +17,7 @@ import type { InfotextValue } from '../formats/infotext.js';
 import { pyFloat } from '../formats/infotext.js';
 import type { Settings } from './params.js';
 import { createCfgDenoiser, type ConditionedDenoiser, type MultiCond, type ScheduledCond } from './cfg-denoiser.js';
+import type { StopControl } from './job.js';
 import type { PipelineTrace } from './trace.js';
 import type { LatentBlend } from './inpaint.js';
 import type { PipelineModel, UNetVariant } from './types.js';
@@ -101,6 +102,8 @@ export interface PassInput {
   readonly isHrPass: boolean;
   readonly trace?: PipelineTrace;
   readonly signal?: AbortSignal;
+  /** A1111's interrupt / skip: ends the sampler early with its latest denoised estimate (see StopControl). */
+  readonly stop?: StopControl;
   readonly onStep?: (step: number, steps: number, denoised: Float32Tensor | undefined) => void;
   readonly pass: 'first' | 'hires';
   readonly iteration: number;
@@ -186,7 +189,12 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
   });
   input.trace?.onSigmas?.({ pass: input.pass, iteration: input.iteration, sigmas: Float32Array.from(sigmas) });
   const source = input.noiseSource;
-  const out = await info.sampler(start, {
+  // An interrupt or skip stops the sampler through its own abort check, as a cancel does, but the job goes on
+  // with the latest denoised estimate (A1111's last_latent: the start latent before any step).
+  const halt = input.stop ? new AbortController() : undefined;
+  const signal = halt ? (input.signal ? AbortSignal.any([input.signal, halt.signal]) : halt.signal) : input.signal;
+  let latest: Float32Tensor | undefined;
+  const run = info.sampler(start, {
     denoise: cfg.denoise,
     ...(info.family === 'timestep'
       ? {
@@ -201,10 +209,21 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
     noise: () => input.rng.next(),
     seeds: input.seeds,
     randnLocal: (seed, shape) => randnLocal(source, seed, shape),
-    ...(input.signal ? { signal: input.signal } : {}),
-    onStep: (s) => input.onStep?.(s.step + 1, s.steps, s.denoised),
+    ...(signal ? { signal } : {}),
+    onStep: (s) => {
+      if (halt && s.denoised) latest = float32(s.denoised.shape, Float32Array.from(s.denoised.data));
+      input.onStep?.(s.step + 1, s.steps, s.denoised);
+      if (halt && !halt.signal.aborted && input.stop!.requested() !== null) halt.abort(new Error('stopped early'));
+    },
     options,
   });
+  let out: Float32Tensor;
+  try {
+    out = await run;
+  } catch (e) {
+    if (!halt?.signal.aborted || input.signal?.aborted) throw e;
+    out = latest ?? start;
+  }
   if (cfg.paddedCondUncond) input.extra.set('Pad conds', true);
   input.trace?.onLatent?.({ pass: input.pass, iteration: input.iteration, latent: float32(out.shape, Float32Array.from(out.data)) });
   return out;

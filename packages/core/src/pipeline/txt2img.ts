@@ -21,6 +21,7 @@ import {
   scheduleSteps,
   splitLatents,
   startJob,
+  stopAfterIteration,
   throwIfAborted,
   writeImages,
   type GenerateOptions,
@@ -205,6 +206,7 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
       ...(emptyCond ? { emptyCond } : {}),
       ...(opts.trace ? { trace: opts.trace } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.stop ? { stop: opts.stop } : {}),
       iteration: n,
     };
     const imageCond = model.inpainting ? await txt2imgImageConditioning(job, p.width, p.height, seeds) : undefined;
@@ -227,7 +229,8 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
     );
     job.stepsDone += p.steps;
 
-    if (plan) {
+    // An interrupted or skipped first pass is kept as it is: no hires pass (A1111's sample_hr_pass returns early).
+    if (plan && !opts.stop?.requested()) {
       throwIfAborted(opts.signal);
       const start = await upscaleForHires(job, plan, latents, seeds, n);
       const [, , lh, lw] = start.shape as [number, number, number, number];
@@ -280,6 +283,7 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
       writeImages(job, [decoded[i]!], n * bs + i, withHrPrompts(n * bs + i), result);
     }
     result.latents.push(...splitLatents(latents));
+    if (stopAfterIteration(opts.stop)) break;
   }
 
   return {

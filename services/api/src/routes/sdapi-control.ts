@@ -1,6 +1,6 @@
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { errorBody } from '@darkroom/farm';
+import { errorBody, requestStop } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { jobView } from '../job-view.js';
@@ -37,17 +37,14 @@ export function sdapiControlRoutes(ctx: ApiContext): Router {
   r.post('/sdapi/v1/reload-checkpoint', modelNoOp);
 
   /**
-   * A1111's skip ends the batch iteration in progress and goes on with the next. The engine can stop a job but not
-   * one iteration of it yet, so with a job running this is refused rather than answered as if it had skipped;
-   * with nothing running there is nothing to skip, and A1111 answers that with null too.
+   * A1111's skip: the running job's current batch iteration stops sampling, keeps the image it reached, and the job
+   * goes on with the next iteration. Like A1111's flag it reaches only a job in progress; with none it does nothing.
    */
   r.post('/sdapi/v1/skip', async (_req, res) => {
     const tenant = tenantOf(res);
     const id = await ctx.redis.get(ctx.keys.sdapiCurrent(tenant));
     const view = id ? await jobView(ctx, tenant, id) : null;
-    if (view && (view.state === 'running' || view.state === 'queued')) {
-      throw unsupported('skip', `ending one iteration of job ${view.id} early is not supported; POST /sdapi/v1/interrupt stops the whole job`);
-    }
+    if (view && view.state === 'running') await requestStop(ctx.redis, ctx.keys, view.id, 'skip');
     res.json(null);
   });
 

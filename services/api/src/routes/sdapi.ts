@@ -3,7 +3,7 @@ import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
 import { SAMPLERS } from '@darkroom/core/sampling/samplers.js';
 import { SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
 import {
-  BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, QUEUE_NAMES, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
+  BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, QUEUE_NAMES, requestStop, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
   type GenerateRequest, type JobView,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
@@ -183,7 +183,8 @@ export function sdapiRoutes(ctx: ApiContext): Router {
       job_timestamp: view ? jobTimestamp(view.started_at ?? view.created_at) : '0', job_no: 0, sampling_step: 0, sampling_steps: 0,
     };
     if (!view || (view.state !== 'running' && view.state !== 'queued')) {
-      res.json({ progress: 0, eta_relative: 0, state: { ...idle, interrupted: view?.state === 'cancelled' }, current_image: null, textinfo: null, current_task: null });
+      const interrupted = view?.state === 'cancelled' || (view !== null && (await ctx.redis.get(ctx.keys.sdapiInterrupted(tenant))) === view.id);
+      res.json({ progress: 0, eta_relative: 0, state: { ...idle, interrupted }, current_image: null, textinfo: null, current_task: null });
       return;
     }
     const p = view.progress;
@@ -205,10 +206,22 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     });
   });
 
+  /**
+   * A1111's interrupt: the running job stops sampling, decodes what it reached and returns those images (the
+   * waiting txt2img/img2img call gets them); a job not started yet is cancelled, as it would never have started.
+   */
   r.post('/sdapi/v1/interrupt', async (_req, res) => {
     const tenant = tenantOf(res);
     const id = await ctx.redis.get(ctx.keys.sdapiCurrent(tenant));
-    if (id && (await loadJob(ctx, tenant, id))) await cancelJob(ctx, tenant, id);
+    const job = id ? await loadJob(ctx, tenant, id) : null;
+    if (id && job) {
+      if ((await job.getState()) === 'active') {
+        await ctx.redis.set(ctx.keys.sdapiInterrupted(tenant), id, 'EX', 86400);
+        await requestStop(ctx.redis, ctx.keys, id, 'interrupt');
+      } else {
+        await cancelJob(ctx, tenant, id);
+      }
+    }
     res.json({});
   });
 
