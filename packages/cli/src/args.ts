@@ -36,6 +36,7 @@ generation options (A1111 defaults in brackets):
       --rng GPU|CPU|NV         noise source [GPU]
       --ensd N                 eta noise seed delta [0]
       --pad-conds              pad cond/uncond to the same length (A1111 pad_cond_uncond)
+      --tiling                 seamless tiles: circular padding in the UNet and VAE convolutions
   hires fix (txt2img):
       --hires                  enable the second pass
       --hr-scale X             upscale factor [2]
@@ -45,6 +46,13 @@ generation options (A1111 defaults in brackets):
   img2img:
       --init-image FILE        init image (PNG)
       --resize-mode N          0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale [0]
+  inpainting (img2img):
+      --mask FILE              mask (PNG): white, or opaque where an alpha channel is used, is repainted
+      --mask-blur N            Gaussian blur of the mask edge, in pixels [4]
+      --mask-invert            repaint what is not masked
+      --inpainting-fill N      masked content: 0 fill, 1 original, 2 latent noise, 3 latent nothing [0]
+      --inpaint-area AREA      masked (crop to the mask, render at full size, paste back) or whole [masked]
+      --inpaint-padding N      pixels of context around the mask with --inpaint-area masked [0]
   models and networks:
       --model FILE             checkpoint (.safetensors/.ckpt); default: the built-in tiny demo model
       --vocab DIR              CLIP vocabulary folder for --model (vocab.json + merges.txt)
@@ -82,6 +90,13 @@ const OPTIONS = {
   'denoising-strength': { type: 'string' },
   'init-image': { type: 'string' },
   'resize-mode': { type: 'string' },
+  tiling: { type: 'boolean' },
+  mask: { type: 'string' },
+  'mask-blur': { type: 'string' },
+  'mask-invert': { type: 'boolean' },
+  'inpainting-fill': { type: 'string' },
+  'inpaint-area': { type: 'string' },
+  'inpaint-padding': { type: 'string' },
   model: { type: 'string' },
   vocab: { type: 'string' },
   embedding: { type: 'string', multiple: true },
@@ -101,6 +116,8 @@ export interface CliRequest {
   /** img2img parameters without the init image, which main reads from `initImage`. */
   readonly img2img?: Omit<Img2ImgParams, 'init_images'>;
   readonly initImage?: string;
+  /** Mask file for inpainting, read by main like the init image. */
+  readonly mask?: string;
   readonly file?: string;
   readonly model?: string;
   readonly vocab?: string;
@@ -182,10 +199,11 @@ export function parseCli(argv: readonly string[]): CliRequest {
     batch_size: int('batch-size', v['batch-size']),
     n_iter: int('batch-count', v['batch-count']),
     clip_skip: int('clip-skip', v['clip-skip']),
+    tiling: v.tiling,
     override_settings: Object.keys(overrides).length ? overrides : undefined,
   });
   if (command === 'txt2img') {
-    for (const flag of ['init-image', 'resize-mode'] as const) {
+    for (const flag of ['init-image', 'resize-mode', 'mask', 'mask-blur', 'mask-invert', 'inpainting-fill', 'inpaint-area', 'inpaint-padding'] as const) {
       if (v[flag] !== undefined) throw new UsageError(`--${flag} is an img2img option`);
     }
     return {
@@ -207,14 +225,27 @@ export function parseCli(argv: readonly string[]): CliRequest {
     if (v[flag] !== undefined) throw new UsageError(`--${flag} is a txt2img (hires fix) option`);
   }
   if (!v['init-image']) throw new UsageError('img2img needs --init-image FILE');
+  if (v.mask === undefined) {
+    for (const flag of ['mask-blur', 'mask-invert', 'inpainting-fill', 'inpaint-area', 'inpaint-padding'] as const) {
+      if (v[flag] !== undefined) throw new UsageError(`--${flag} needs --mask FILE`);
+    }
+  }
+  const area = v['inpaint-area'];
+  if (area !== undefined && area !== 'masked' && area !== 'whole') throw new UsageError(`--inpaint-area must be masked or whole, got "${area}"`);
   return {
     command,
     initImage: v['init-image'],
+    ...defined({ mask: v.mask }),
     img2img: {
       ...common,
       ...defined({
         denoising_strength: num('denoising-strength', v['denoising-strength']),
         resize_mode: int('resize-mode', v['resize-mode']),
+        mask_blur: int('mask-blur', v['mask-blur']),
+        inpainting_mask_invert: v['mask-invert'] ? 1 : undefined,
+        inpainting_fill: int('inpainting-fill', v['inpainting-fill']),
+        inpaint_full_res: area === undefined ? undefined : area === 'masked',
+        inpaint_full_res_padding: int('inpaint-padding', v['inpaint-padding']),
       }),
     },
     ...base,

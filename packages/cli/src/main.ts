@@ -50,7 +50,8 @@ async function generate(req: CliRequest): Promise<number> {
       result = await engine.txt2img(req.txt2img!, job);
     } else {
       const init = new Uint8Array(await readFile(req.initImage!));
-      result = await engine.img2img({ ...req.img2img!, init_images: [init] }, job);
+      const mask = req.mask === undefined ? undefined : new Uint8Array(await readFile(req.mask));
+      result = await engine.img2img({ ...req.img2img!, init_images: [init], ...(mask ? { mask } : {}) }, job);
     }
     bar?.done();
     const files = outputPaths(req.output, result.seeds);

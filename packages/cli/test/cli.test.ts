@@ -53,6 +53,24 @@ test('bad flags are usage errors that name the flag', () => {
   assert.equal(parseCli(['txt2img', '--sampler', 'DPM++ 2M Karras']).txt2img?.sampler_name, 'DPM++ 2M Karras');
 });
 
+test('inpainting and tiling flags become A1111 request fields; mask options need a mask', () => {
+  const r = parseCli([
+    'img2img', '--init-image', 'in.png', '--mask', 'm.png', '--mask-blur', '8', '--mask-invert', '--inpainting-fill', '1',
+    '--inpaint-area', 'whole', '--inpaint-padding', '16', '--tiling',
+  ]);
+  assert.equal(r.mask, 'm.png');
+  assert.equal(r.img2img?.mask_blur, 8);
+  assert.equal(r.img2img?.inpainting_mask_invert, 1);
+  assert.equal(r.img2img?.inpainting_fill, 1);
+  assert.equal(r.img2img?.inpaint_full_res, false);
+  assert.equal(r.img2img?.inpaint_full_res_padding, 16);
+  assert.equal(r.img2img?.tiling, true);
+  assert.equal(parseCli(['txt2img', '--tiling']).txt2img?.tiling, true);
+  assert.throws(() => parseCli(['img2img', '--init-image', 'in.png', '--mask-blur', '2']), /--mask-blur needs --mask FILE/);
+  assert.throws(() => parseCli(['img2img', '--init-image', 'in.png', '--mask', 'm.png', '--inpaint-area', 'all']), /--inpaint-area must be masked or whole/);
+  assert.throws(() => parseCli(['txt2img', '--mask', 'm.png']), /--mask is an img2img option/);
+});
+
 test('output names: one file as given, several numbered', () => {
   assert.deepEqual(outputPaths('out.png', [5]), ['out.png']);
   assert.deepEqual(outputPaths('out.png', [5, 6]), ['out-0.png', 'out-1.png']);
