@@ -1,0 +1,4 @@
+export * from './scene.js';
+export * from './render.js';
+export * from './captions.js';
+export * from './detect.js';
