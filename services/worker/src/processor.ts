@@ -10,6 +10,7 @@ import { admitOrHandBack } from './admit.js';
 import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
 import type { RenderRequest } from './render-protocol.js';
+import { OutputsAbandoned, storeOutputs } from './store-outputs.js';
 
 export interface ProcessorContext {
   cfg: FarmConfig;
@@ -127,7 +128,9 @@ export function generateProcessor(ctx: ProcessorContext) {
     let progressChain: Promise<void> = Promise.resolve();
     let firstStepAt = 0;
     let lastStepAt = 0;
+    let lastStep = 0;
     const onStep = (s: StepInfo): void => {
+      lastStep = s.step;
       const now = performance.now();
       if (firstStepAt === 0) firstStepAt = now;
       if (lastStepAt !== 0) ctx.metrics.stepDuration.observe((now - lastStepAt) / 1000);
@@ -162,17 +165,24 @@ export function generateProcessor(ctx: ProcessorContext) {
     }, CANCEL_POLL_MS);
     try {
       const output = await run.result;
-      const outputs = [];
-      for (let i = 0; i < output.images.length; i++) {
-        const key = outputKey(data.tenant, jobId, i);
-        await ctx.storage.put(key, output.images[i]!, 'image/png');
-        outputs.push({ index: i, key, seed: output.seeds[i] ?? 0, subseed: output.subseeds[i] ?? 0, infotext: output.infotexts[i] ?? '' });
-      }
+      const outputs = output.images.map((_, i) => ({
+        index: i, key: outputKey(data.tenant, jobId, i), seed: output.seeds[i] ?? 0, subseed: output.subseeds[i] ?? 0, infotext: output.infotexts[i] ?? '',
+      }));
+      await storeOutputs({
+        storage: ctx.storage, writes: outputs.map((o) => ({ key: o.key, bytes: output.images[o.index]! })), windowMs: ctx.cfg.storageRetryWindowMs, log,
+        cancelled: () => isCancelRequested(ctx.redis, ctx.keys, jobId),
+      });
       const renderMs = Math.round(performance.now() - started);
       ctx.metrics.jobDuration.observe({ kind: data.kind }, renderMs / 1000);
       log.info({ renderMs, images: outputs.length }, 'job rendered');
       return { outputs, worker: ctx.workerName, attempt, renderMs };
     } catch (e) {
+      if (e instanceof OutputsAbandoned) {
+        // The render had finished: the cancel came at its last step.
+        ctx.cancelDetails.set(jobId, { step_at_cancel: lastStep, last_step: lastStep });
+        log.info('job cancelled while its outputs waited for storage');
+        throw new UnrecoverableError(CANCELLED_REASON);
+      }
       if (e instanceof RenderCancelled) {
         ctx.cancelDetails.set(jobId, { step_at_cancel: e.stepAtCancel, last_step: e.lastStep });
         log.info({ stepAtCancel: e.stepAtCancel, lastStep: e.lastStep }, 'job cancelled');
