@@ -17,6 +17,7 @@ import type { MemoryMode } from '../models/memory-mode.js';
 import type { Provider } from '../runtime/session.js';
 import { EmbeddingDatabase } from '../networks/embeddings/database.js';
 import { loadEmbeddingFile } from '../networks/embeddings/load.js';
+import { mentionsEmbedding, promptTokenRuns } from '../networks/embeddings/mentions.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
 import type { Hypernetwork } from '../networks/hypernetworks/hypernetwork.js';
 import { ensureDemoModel } from './demo-model.js';
@@ -93,6 +94,17 @@ export interface EngineJobOptions extends Omit<GenerateOptions, 'networks'> {
   readonly embeddings?: ReadonlyArray<string | NamedFile>;
   /** Hypernetwork files this job may name in `<hypernet:name:m>` (name = file stem, or `name` where given). */
   readonly hypernetworks?: ReadonlyArray<string | NamedFile>;
+  /**
+   * Called for each embedding file the prompts name that cannot be used (it does not load, or its width does not
+   * fit the model): A1111 skips such an embedding and renders without it, and so does the engine.
+   */
+  readonly onEmbeddingSkipped?: (name: string, reason: { code: string; message: string }) => void;
+}
+
+/** The prompt texts of a job's parameters (the hires ones too), where embeddings are looked for. */
+function promptsOf(params: object): string[] {
+  const p = params as Record<string, unknown>;
+  return [p.prompt, p.negative_prompt, p.hr_prompt, p.hr_negative_prompt].filter((x): x is string => typeof x === 'string' && x !== '');
 }
 
 interface Loaded {
@@ -244,31 +256,53 @@ export class Engine {
     };
   }
 
-  private async embeddingsFor(model: PipelineModel, items: ReadonlyArray<string | NamedFile>): Promise<JobNetworks['embeddings']> {
+  /**
+   * The embeddings a job's prompts use, as A1111 finds them: a file is read only when its name occurs in a prompt
+   * by token (see networks/embeddings/mentions.ts); one that does not load or does not fit the model is skipped
+   * (reported through `onSkipped`) and the prompt keeps its plain tokens, instead of failing the job.
+   */
+  private async embeddingsFor(
+    model: PipelineModel, items: ReadonlyArray<string | NamedFile>, prompts: readonly string[], onSkipped?: EngineJobOptions['onEmbeddingSkipped'],
+  ): Promise<JobNetworks['embeddings']> {
     if (items.length === 0) return undefined;
     const db = new EmbeddingDatabase(model.tokenizer, model.textEncoder.width);
+    const runs = promptTokenRuns(model.tokenizer, prompts);
+    const skip = (name: string, e: DarkroomError): void => onSkipped?.(name, { code: e.code, message: e.message });
     for (const item of items) {
       const p = pathOf(item);
       if (!existsSync(p)) throw new DarkroomError('EMBEDDING_NOT_FOUND', `embedding ${p} does not exist`, { path: p });
       if (statSync(p).isDirectory()) {
-        const failures = await db.loadDirectory(p);
-        if (failures.length > 0) throw failures[0]!.error;
+        for (const f of await db.loadDirectory(p)) skip(basename(f.file, extname(f.file)), f.error);
         continue;
       }
+      const name = nameOf(item);
+      // An image embedding without a given name goes by the name in its payload, known only once it is read.
+      const namedByPayload = (typeof item === 'string' || item.name === undefined) && /\.(png|webp|jpe?g|avif)$/i.test(p);
+      if (!namedByPayload && !mentionsEmbedding(model.tokenizer, runs, name)) continue;
       let e = this.embeddingFiles.get(p);
       if (!e) {
         e = loadEmbeddingFile(p);
         this.embeddingFiles.set(p, e);
         e.catch(() => this.embeddingFiles.delete(p));
       }
-      const embedding = await e;
-      db.add(typeof item === 'string' || item.name === undefined ? embedding : { ...embedding, name: item.name });
+      let embedding;
+      try {
+        embedding = await e;
+      } catch (err) {
+        if (!(err instanceof DarkroomError)) throw err;
+        skip(name, err);
+        continue;
+      }
+      const named = typeof item === 'string' || item.name === undefined ? embedding : { ...embedding, name: item.name };
+      if (!db.add(named, { onMismatch: 'skip' })) {
+        skip(name, new DarkroomError('EMBEDDING_WIDTH_MISMATCH', `embedding "${name}" has vectors of width ${named.width}, but this model's text encoder uses ${db.expectedWidth}`));
+      }
     }
-    return chunkLookup(db);
+    return db.list().length > 0 ? chunkLookup(db) : undefined;
   }
 
-  private async networksFor(model: PipelineModel, job: EngineJobOptions): Promise<JobNetworks> {
-    const embeddings = await this.embeddingsFor(model, job.embeddings ?? []);
+  private async networksFor(model: PipelineModel, job: EngineJobOptions, prompts: readonly string[]): Promise<JobNetworks> {
+    const embeddings = await this.embeddingsFor(model, job.embeddings ?? [], prompts, job.onEmbeddingSkipped);
     let hypernetworks: HypernetworkProvider | undefined;
     if (job.hypernetworks && job.hypernetworks.length > 0) {
       const files = new Map(job.hypernetworks.map((f) => [nameOf(f), pathOf(f)]));
@@ -278,7 +312,7 @@ export class Engine {
   }
 
   private generateOptions(job: EngineJobOptions, networks: JobNetworks): GenerateOptions {
-    const { checkpoint: _c, embeddings: _e, hypernetworks: _h, ...rest } = job;
+    const { checkpoint: _c, embeddings: _e, hypernetworks: _h, onEmbeddingSkipped: _s, ...rest } = job;
     return { ...rest, networks, ...(this.options.version && !rest.version ? { version: this.options.version } : {}) };
   }
 
@@ -322,7 +356,7 @@ export class Engine {
   async txt2img(params: Txt2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
     const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
     try {
-      return await txt2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job)));
+      return await txt2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job, promptsOf(params))));
     } finally {
       release();
     }
@@ -331,7 +365,7 @@ export class Engine {
   async img2img(params: Img2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
     const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
     try {
-      return await img2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job)));
+      return await img2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job, promptsOf(params))));
     } finally {
       release();
     }
