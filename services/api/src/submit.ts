@@ -82,14 +82,11 @@ function checkOverrides(req: GenerateRequest, source: 'v1' | 'sdapi'): void {
 function checkSupported(req: GenerateRequest): void {
   const unsupported: [string, boolean][] = [
     ['restore_faces', req.restore_faces === true],
-    ['tiling', req.tiling === true],
     ['styles', (req.styles ?? []).length > 0],
     ['script_name', req.script_name !== null],
     ['alwayson_scripts', Object.keys(req.alwayson_scripts).length > 0],
     ['refiner_checkpoint', req.refiner_checkpoint !== null],
     ['infotext', req.infotext !== null],
-    ['mask', 'mask' in req && req.mask !== null],
-    ['latent_mask', 'latent_mask' in req && req.latent_mask !== null],
   ];
   for (const [field, used] of unsupported) {
     if (used) throw new FarmError('UNSUPPORTED', 400, `${field} is not supported by this farm`, field);
@@ -197,6 +194,11 @@ async function createJob(
   if ('init_images' in resolved) {
     const images = resolved.init_images.map((b64, i) => decodeImage(b64, `init_images.${i}`));
     const mask = resolved.mask === null ? null : decodeImage(resolved.mask, 'mask');
+    // checked here, carried in the request (a mask for the latent blend is rare and small)
+    if (resolved.latent_mask !== null) {
+      if (mask === null) throw new FarmError('INVALID_REQUEST', 400, 'latent_mask: needs a mask', 'latent_mask');
+      decodeImage(resolved.latent_mask, 'latent_mask');
+    }
     for (const [i, img] of images.entries()) {
       const key = inputKey(tenant, id, `init-${i}`);
       await ctx.storage.put(key, img);

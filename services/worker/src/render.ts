@@ -8,6 +8,7 @@ import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, 
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
 import type { StopControl } from '@darkroom/core/pipeline/job.js';
 import { cheapPreviewPng } from './preview.js';
+import { withoutRequestPaths } from './request-paths.js';
 import { CANCEL_REQUESTED, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
@@ -39,6 +40,11 @@ function engineParams(params: Record<string, unknown>): Record<string, unknown> 
   return out;
 }
 
+/** A1111's base64 image field (optionally a data: URI) to bytes. */
+function base64Image(b64: string): Uint8Array {
+  return new Uint8Array(Buffer.from(b64.replace(/^data:image\/[a-z+.-]+;base64,/, ''), 'base64'));
+}
+
 function isAbort(e: unknown): boolean {
   return e instanceof Error && (e.name === 'AbortError' || (e as { code?: string }).code === 'ABORT_ERR' || (e as { code?: string }).code === 'CANCELLED');
 }
@@ -49,6 +55,7 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
   const iterations = Number(req.params.n_iter ?? 1);
   let lastStep = 0;
   let stepAtCancel = -1;
+  const skipped: Record<string, string> = {};
   // The latest denoised prediction, kept only when previews are on (the trace hands over a copy per call).
   let denoised: Float32Tensor | null = null;
   const trace = config.previewEvery > 0 ? { onDenoiserCall: (c: { out: Float32Tensor }) => void (denoised = c.out) } : undefined;
@@ -80,16 +87,22 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
       ...(req.checkpoint ? { checkpoint: { path: req.checkpoint.path, name: req.checkpoint.name } } : {}),
       embeddings: req.networks.embeddings.map((e) => ({ path: e.path, name: e.name })),
       hypernetworks: req.networks.hypernetworks.map((h) => ({ path: h.path, name: h.name })),
+      onEmbeddingSkipped: (name, why) => void (skipped[name] = `${why.code}: ${withoutRequestPaths(why.message, req)}`),
     };
     const params = engineParams(req.params);
+    // The mask comes from storage; a latent_mask (rare) travels in the request as A1111's base64.
+    if (typeof params.latent_mask === 'string') params.latent_mask = base64Image(params.latent_mask);
     const result = req.kind === 'txt2img'
       ? await engine.txt2img(params as Txt2ImgParams, job)
-      : await engine.img2img({ ...params, init_images: req.initImages } as Img2ImgParams, job);
+      : await engine.img2img({ ...params, init_images: req.initImages, ...(req.mask ? { mask: req.mask } : {}) } as Img2ImgParams, job);
     if (controller.signal.aborted) {
       post({ type: 'cancelled', id, stepAtCancel, lastStep });
       return;
     }
-    const output: RenderOutput = { images: result.images, infotexts: result.infotexts, seeds: result.seeds, subseeds: result.subseeds };
+    const output: RenderOutput = {
+      images: result.images, infotexts: result.infotexts, seeds: result.seeds, subseeds: result.subseeds,
+      ...(Object.keys(skipped).length > 0 ? { skippedEmbeddings: skipped } : {}),
+    };
     post({ type: 'done', id, output });
   } catch (e) {
     if (controller.signal.aborted || isAbort(e)) {
@@ -101,7 +114,7 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
     // retrying would refuse again. Anything else may be transient (out of memory, a lost device): retry.
     const deliberate = err.name === 'DarkroomError' && typeof err.code === 'string';
     const code = deliberate ? String(err.code) : 'RENDER_FAILED';
-    post({ type: 'error', id, code, message: String(err.message ?? e), retryable: !deliberate });
+    post({ type: 'error', id, code, message: withoutRequestPaths(String(err.message ?? e), req), retryable: !deliberate });
   }
 }
 
