@@ -204,6 +204,13 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
     // Every problem is listed, as pydantic lists them.
     const two = await call('POST', '/sdapi/v1/txt2img', { steps: 0, cfg_scale: 'high' });
     assert.deepEqual((two.json as { detail: { loc: unknown[] }[] }).detail.map((d) => d.loc).sort(), [['body', 'cfg_scale'], ['body', 'steps']]);
+    // A body that is not JSON, as FastAPI reports it; a route A1111 does not have, as FastAPI's 404.
+    const broken = await call('POST', '/sdapi/v1/txt2img', '{"prompt": "x",');
+    assert.equal(broken.status, 422);
+    assertShape(broken.json, ValidationBody, 'broken JSON');
+    assert.equal((broken.json as { detail: { type: string }[] }).detail[0]!.type, 'value_error.jsondecode');
+    const nowhere = await call('GET', '/sdapi/v1/no-such-route');
+    assert.deepEqual([nowhere.status, (nowhere.json as { detail: string }).detail], [404, 'Not Found']);
     const v1 = await call('POST', '/v1/txt2img', { steps: 'many' });
     assert.equal(v1.status, 400);
     assert.equal((v1.json as { error: { field: string } }).error.field, 'steps');

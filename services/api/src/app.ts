@@ -8,6 +8,7 @@ import type { ApiContext } from './context.js';
 import { fleetHealth } from './fleet-health.js';
 import { jsonDepthLimit } from './json-depth.js';
 import { errorHandler, notFound } from './http-errors.js';
+import { sdapiErrorHandler, sdapiNotFound } from './sdapi-errors.js';
 import { openApiDocument } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
 import { requireRedis } from './redis-guard.js';
@@ -81,6 +82,8 @@ export function createApp(ctx: ApiContext): Express {
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
   app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 
+  // /sdapi/v1 answers in A1111's (FastAPI's) shapes: `detail` on every refusal, 422 lists for bad bodies.
+  app.use('/sdapi', sdapiNotFound, sdapiErrorHandler);
   app.use(notFound);
   app.use(errorHandler(ctx.log));
   return app;

@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler } from 'express';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { z } from 'zod';
 import { errorBody, FarmError, isFarmError } from '@darkroom/farm';
 
@@ -100,6 +100,11 @@ export function unsupported(field: string, message: string): FarmError {
 export function unsupportedRoute(route: string, message: string): FarmError {
   return new FarmError('UNSUPPORTED', 422, `${route}: ${message}`);
 }
+
+/** No such route: FastAPI's `{"detail": "Not Found"}`, with Darkroom's error object beside it. */
+export const sdapiNotFound: RequestHandler = (req, res) => {
+  res.status(404).json({ detail: 'Not Found', ...errorBody('NOT_FOUND', `no route ${req.method} ${req.baseUrl}${req.path}`) });
+};
 
 /**
  * Errors on `/sdapi/v1` in A1111's words: validation problems as FastAPI's `{detail: [...]}` (a body that is not

@@ -9,7 +9,7 @@ import {
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { liveOn, noWorkerError } from '../fleet.js';
-import { parseSdapi, sdapiErrorHandler, SdapiValidationError } from '../sdapi-errors.js';
+import { parseSdapi, SdapiValidationError } from '../sdapi-errors.js';
 import { embeddingListing } from '../sdapi-embeddings.js';
 import { checkSdapiSupported, samplerFallback } from '../sdapi-refusals.js';
 import { sdapiControlRoutes } from './sdapi-control.js';
@@ -276,7 +276,5 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   r.get('/sdapi/v1/cmd-flags', (_req, res) => res.json({ api: true, nowebui: true }));
 
   r.use(sdapiListingRoutes(ctx), sdapiControlRoutes(ctx), sdapiExtrasRoutes());
-  // Last in this router: errors of every route above leave in A1111's shapes (422 `detail` for validation).
-  r.use('/sdapi', sdapiErrorHandler);
   return r;
 }
