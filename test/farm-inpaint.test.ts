@@ -1,8 +1,8 @@
 /**
  * Inpainting and tiling through the farm (real HTTP, Redis, storage and a worker process): A1111's img2img body
  * with a mask on /sdapi/v1/img2img keeps the init image outside the blurred mask and repaints inside, with the
- * mask's infotext entries; `tiling` and `mask` are accepted on /v1 too, and a latent_mask without a mask is
- * refused naming the field.
+ * mask's infotext entries; `tiling` and `mask` are accepted on /v1 too, the `tiling` option applies where a request
+ * leaves it out, and a latent_mask without a mask is refused naming the field.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,6 +103,13 @@ describe('inpainting and tiling through the farm', () => {
     }, 60_000);
     assert.equal(done.state, 'completed', JSON.stringify(done.error));
     assert.match(done.outputs[0]!.infotext, /Inpaint area: Only masked, Masked area padding: 4/);
+
+    // the tiling option applies to requests that leave `tiling` out, as in A1111
+    assert.equal((await farm.request('POST', '/sdapi/v1/options', { key: KEY, body: { tiling: true } })).status, 200);
+    const bySetting = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY, body: { prompt: 'tiles', steps: 2, width: W, height: H } });
+    assert.equal(bySetting.status, 200, JSON.stringify(bySetting.json));
+    assert.match((JSON.parse((bySetting.json as { info: string }).info) as { infotexts: string[] }).infotexts[0]!, /Tiling: True/);
+    assert.equal((await farm.request('POST', '/sdapi/v1/options', { key: KEY, body: { tiling: false } })).status, 200);
 
     const refused = await farm.request('POST', '/v1/img2img', { key: KEY, body: { prompt: 'x', init_images: [b64(pattern())], latent_mask: b64(square()) } });
     assert.equal(refused.status, 400);

@@ -16,6 +16,10 @@ export const OPTION_DEFAULTS: Record<string, unknown> = {
   s_noise: 1.0,
   emphasis: 'Original',
   comma_padding_backtrack: 20,
+  // A1111 reads these when a request leaves them out (tiling: null, initial_noise_multiplier: null)
+  tiling: false,
+  initial_noise_multiplier: 1.0,
+  inpainting_mask_weight: 1.0,
   samples_format: 'png',
   sd_vae: 'Automatic',
   enable_pnginfo: true,
