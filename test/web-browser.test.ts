@@ -91,25 +91,34 @@ describe('the web page in headless Chromium (real API, worker process, Redis)', 
   });
 
   test('a long job is cancelled from the page while it renders', opts, async () => {
-    await page.locator('#prompt').fill('a very long render');
+    await page.locator('#prompt').fill('a (very long:1.2) render of [a lighthouse:a castle:0.4] at dusk, BREAK <lora:film:0.6>');
     await page.locator('#steps').fill('1000');
     await page.locator('#width').fill('256');
     await page.locator('#height').fill('256');
     await page.locator('#generate').click();
-    await page.locator('#job-view[data-state=running] #job-cancel').waitFor({ timeout: 60_000 }).catch(async (e: unknown) => {
+    // Cancelled once a live preview of this job is on screen.
+    await page.locator('#job-view[data-state=running]:not([data-previews="0"]) #job-cancel').waitFor({ timeout: 60_000 }).catch(async (e: unknown) => {
       await shot(page, 'fail-cancel');
       throw e;
     });
-    await shot(page, '04-running');
+    await page.locator('#job-preview').waitFor();
+    await shot(page, '04-running-with-preview');
+    // The README's picture: a small window on a job rendering, its live preview and the highlighted prompt.
+    await page.setViewportSize({ width: 1000, height: 640 });
+    await page.screenshot({ path: await artifactPath('readme.png') });
+    await page.setViewportSize({ width: 1280, height: 900 });
     await page.locator('#job-cancel').click();
     await page.locator('#job-view[data-state=cancelled]').waitFor({ timeout: 30_000 });
     assert.equal(await page.locator('#queue .chip').count(), 2, 'both jobs stay in the queue strip');
+    assert.equal(await page.locator('#job-view img.result-img').count(), 0);
     await shot(page, '05-cancelled');
   });
 
-  test('after a reload the signed-in page finds the image in the gallery', opts, async () => {
+  test('after a reload the signed-in page shows its jobs again and finds the image in the gallery', opts, async () => {
     await page.reload();
     await page.locator('body[data-ready=true]').waitFor();
+    await page.locator('#job-view[data-state=cancelled]').waitFor();
+    assert.equal(await page.locator('#queue .chip').count(), 2, 'the queue strip is restored');
     await page.locator('#tab-gallery').focus();
     await page.keyboard.press('ArrowRight');
     await page.keyboard.press('ArrowLeft');
@@ -119,6 +128,23 @@ describe('the web page in headless Chromium (real API, worker process, Redis)', 
     await page.locator('#viewer-info').filter({ hasText: 'Seed: 4321' }).waitFor();
     await shot(page, '06-gallery-viewer');
     await page.keyboard.press('Escape');
+  });
+
+  test('a result sent to img2img renders as an img2img job from that init image', opts, async () => {
+    await page.locator('#tab-generate').click();
+    await page.locator('#queue .chip', { hasText: 'a red fox in the snow' }).click();
+    await page.locator('#job-view[data-state=completed] img.result-img[src^="blob:"]').waitFor();
+    await page.getByRole('button', { name: 'Send to img2img' }).click();
+    await page.locator('#init-preview[src^="blob:"]').waitFor();
+    await page.locator('#prompt').fill('a red fox, oil painting');
+    await page.locator('#steps').fill('4');
+    await page.locator('#width').fill('64');
+    await page.locator('#height').fill('64');
+    await page.locator('#denoising_strength').fill('0.5');
+    await page.locator('#generate').click();
+    await page.locator('#job-view[data-state=completed] .infotext').filter({ hasText: 'Denoising strength: 0.5' }).waitFor({ timeout: 60_000 });
+    await page.locator('#init-clear').click();
+    assert.equal(await page.locator('#init-preview').isVisible(), false);
   });
 
   test('dropping a PNG anywhere on the page loads its parameters', opts, async () => {
@@ -212,7 +238,10 @@ describe('the web page in headless Chromium (real API, worker process, Redis)', 
     await p.locator('#gallery-count', { hasText: '500 images' }).waitFor();
     await p.waitForLoadState('networkidle');
     const gallery = await p.locator('#gallery li').count();
-    console.log(`# first load, 500 images in the gallery: ${(bytes / 1024).toFixed(1)} KiB before thumbnails (${thumbs} thumbnails fetched after), form shown ${readyMs} ms after navigation start by the page's clock (${formMs} ms measured from the test), ${gallery} tiles in the first page`);
+    // Scrolling to the end of the list brings the next page.
+    await p.locator('#gallery-end').scrollIntoViewIfNeeded();
+    await p.waitForFunction(`document.querySelectorAll('#gallery li').length > ${gallery}`);
+    console.log(`# first load, 500 images in the gallery: ${(bytes / 1024).toFixed(1)} KiB before thumbnails (${thumbs} thumbnails fetched after), form shown ${readyMs} ms after navigation start by the page's clock (${formMs} ms measured from the test), ${gallery} tiles listed once the list filled the window`);
     assert.equal(await p.locator('#gallery li').count() > 0, true);
     await shot(p, '12-gallery-500');
     await c.close();

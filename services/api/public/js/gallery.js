@@ -49,6 +49,14 @@ async function loadPage() {
   } finally {
     loading = false;
   }
+  // The end marker may still be in view after a page (a tall screen): the observer will not fire again for
+  // it, so ask for the next page here.
+  if (!done && gen === generation && nearEnd()) void loadPage();
+}
+
+function nearEnd() {
+  const end = $('gallery-end');
+  return end.offsetParent !== null && end.getBoundingClientRect().top < window.innerHeight + 400;
 }
 
 export function resetGallery() {

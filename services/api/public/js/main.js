@@ -4,7 +4,7 @@ import { initAssets, listAssets } from './assets.js';
 import { applyParameters, form, loadChoices, readForm, setInitImage } from './generate.js';
 import { initGallery, resetGallery } from './gallery.js';
 import { attachPrompt } from './prompt.js';
-import { initWatch, onJobActions, watchJob } from './watch.js';
+import { forgetJobs, initWatch, onJobActions, restoreJobs, watchJob } from './watch.js';
 
 const $ = (id) => document.getElementById(id);
 const names = { embeddings: new Set(), loras: [], hypernetworks: [] };
@@ -153,8 +153,10 @@ async function start() {
   initGallery((p) => { applyParameters(p); selectTab($('tab-generate')); toast('Settings loaded.'); });
   initAssets((kind) => { if (kind !== 'models') void loadNames(); else void loadChoices(getJson); });
   initDrops();
+  restoreJobs();
   $('signout').addEventListener('click', () => {
     session.key = null;
+    forgetJobs();
     // A full reload drops every image, job and listing of this tenant from the page.
     location.reload();
   });
@@ -187,6 +189,7 @@ if (session.key) {
   checkKey(session.key).then((problem) => {
     if (!problem) return;
     session.key = null;
+    forgetJobs();
     location.reload();
   });
 } else $('signin-key').focus();

@@ -12,6 +12,23 @@ let hooks = { reuse: () => {}, toImg2img: () => {}, seed: () => {}, done: () => 
 
 export function onJobActions(h) { hooks = { ...hooks, ...h }; }
 
+// The jobs this tab watches, kept with the key in sessionStorage so a reload shows them again.
+const WATCHED = 'darkroom.jobs';
+function remember() {
+  sessionStorage.setItem(WATCHED, JSON.stringify([...jobs.values()].slice(-20).map((j) => ({ id: j.id, prompt: j.prompt }))));
+}
+
+/** Watches again the jobs this tab had before a reload (finished ones just show their results). */
+export function restoreJobs() {
+  let saved = [];
+  try {
+    saved = JSON.parse(sessionStorage.getItem(WATCHED) ?? '[]');
+  } catch { /* nothing usable saved */ }
+  for (const s of saved) if (typeof s?.id === 'string' && /^[0-9A-HJKMNP-TV-Z]{26}$/.test(s.id)) watchJob(s.id, String(s.prompt ?? ''));
+}
+
+export function forgetJobs() { sessionStorage.removeItem(WATCHED); }
+
 function fmtEta(s) {
   if (!Number.isFinite(s)) return '';
   return s >= 60 ? `${Math.floor(s / 60)}m ${Math.round(s % 60)}s` : `${s.toFixed(1)}s`;
@@ -82,6 +99,7 @@ export function watchJob(id, prompt) {
   const j = { id, prompt, state: 'queued', progress: null, previews: 0, previewSrc: null, outputs: [], error: null, abort: new AbortController() };
   jobs.set(id, j);
   selected = id;
+  remember();
   update(j);
   let previewBusy = false;
   streamEvents(`/v1/jobs/${id}/events`, (ev) => {
