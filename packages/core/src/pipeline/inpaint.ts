@@ -363,12 +363,15 @@ export function maskedConditioningImage(image: Float32Tensor, mask: Mask | undef
     }
   }
   const out = new Float32Array(3 * plane);
+  // torch.lerp with a scalar weight, in float32: start + w * (end - start) below 0.5, else end - (end - start) * (1 - w)
+  const w32 = f(weight);
+  const rest = f(1 - w32);
   for (let c = 0; c < 3; c++) {
     for (let i = 0; i < plane; i++) {
       const s = image.data[c * plane + i]!;
       const end = f(s * f(1 - m[i]!));
       const diff = f(end - s);
-      out[c * plane + i] = weight < 0.5 ? f(s + f(weight * diff)) : f(end - f(diff * f(1 - weight)));
+      out[c * plane + i] = w32 < 0.5 ? f(s + f(w32 * diff)) : f(end - f(diff * rest));
     }
   }
   return { image: float32([1, 3, h, w], out), mask: m };
