@@ -39,6 +39,8 @@ describe('web page and /v1/gallery (real API process, Redis, folder storage)', (
       assert.equal((await fetch(`${farm.url}${path}`)).status, 200, path);
     }
     assert.equal((await fetch(`${farm.url}/web/js/nothing.js`)).status, 404);
+    const doc = (await farm.request('GET', '/openapi.json')).json as { paths: Record<string, unknown> };
+    for (const path of ['/v1/gallery', '/v1/gallery/{id}/{n}/thumb.png', '/v1/gallery/{id}/{n}/image.png']) assert.ok(doc.paths[path], path);
     assert.equal((await fetch(`${farm.url}/web/../src/web.ts`)).status, 404);
   });
 

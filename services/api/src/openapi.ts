@@ -123,6 +123,20 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/v1/jobs/{id}/webhooks': { get: { summary: 'webhook delivery log of a job', parameters: idParam, responses: { 200: { description: 'deliveries' }, ...errors } } },
       '/v1/jobs/{id}/webhooks/{messageId}/redeliver': { post: { summary: 'send a past webhook message again (same webhook-id)', parameters: [...idParam, { name: 'messageId', in: 'path', required: true, schema: { type: 'string' } }], responses: { 202: { description: 'queued' }, ...errors } } },
       '/v1/webhook-secret': { get: { summary: 'this tenant\'s whsec_ secret for verifying webhooks', responses: { 200: { description: 'secret' } } } },
+      '/v1/gallery': { get: {
+        summary: 'the tenant\'s stored outputs, newest first, by cursor; filtered by prompt text, model and date',
+        parameters: [
+          { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200, default: 50 } },
+          { name: 'cursor', in: 'query', required: false, schema: { type: 'string' }, description: 'next_cursor of the page before' },
+          { name: 'q', in: 'query', required: false, schema: { type: 'string' }, description: 'the prompt contains this (any case)' },
+          { name: 'model', in: 'query', required: false, schema: { type: 'string' } },
+          { name: 'since', in: 'query', required: false, schema: { type: 'string', format: 'date-time' } },
+          { name: 'until', in: 'query', required: false, schema: { type: 'string', format: 'date-time' } },
+        ],
+        responses: { 200: { description: '{items[{id, index, created_at, prompt, model, seed, infotext, cursor, thumb_url, image_url}], next_cursor, total}' }, ...errors },
+      } },
+      '/v1/gallery/{id}/{n}/thumb.png': { get: { summary: 'a thumbnail (at most 160 px), made once and kept', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
+      '/v1/gallery/{id}/{n}/image.png': { get: { summary: 'a stored output, also after its job has expired', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/{kind}': { get: { summary: 'list models, embeddings or hypernetworks', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks'] } }], responses: { 200: { description: 'items', content: { 'application/json': { schema: { type: 'object', properties: { items: { type: 'array', items: ref('AssetView') } } } } } } } } },
       '/v1/{kind}/{filename}': {
         put: { summary: 'upload a file (raw body); stored by SHA-256', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks'] } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, responses: { 201: { description: 'stored', content: json('AssetView') }, ...errors } },
