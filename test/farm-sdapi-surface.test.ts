@@ -245,6 +245,10 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
     const known = await call('POST', '/sdapi/v1/txt2img', { ...BASE, prompt: 'x', seed: 3, sampler_name: 'DPM++ 2M Karras' });
     assert.equal(known.status, 200);
     assert.equal(known.headers.get('x-darkroom-sampler-fallback'), null);
+    // `sampler_name or sampler_index`: an empty name is the API's legacy default, Euler.
+    const empty = await call('POST', '/sdapi/v1/txt2img', { ...BASE, prompt: 'x', seed: 3, sampler_name: '' });
+    assert.equal((JSON.parse((empty.json as { info: string }).info) as { sampler_name: string }).sampler_name, 'Euler');
+    assert.equal(empty.headers.get('x-darkroom-sampler-fallback'), null);
   });
 
   test('send_images, save_images, include_init_images and override_settings_restore_afterwards do what A1111 does', async () => {

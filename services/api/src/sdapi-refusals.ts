@@ -27,7 +27,7 @@ export function checkSdapiSupported(req: GenerateRequest): void {
  * is one the engine runs as asked.
  */
 export function samplerFallback(req: GenerateRequest): string | null {
-  const requested = req.sampler_name ?? req.sampler_index;
+  const requested = req.sampler_name || req.sampler_index;
   const r = resolveSamplerAndScheduler(requested, req.scheduler, false);
   return r.fallback ? `${JSON.stringify(requested)} is not a sampler; rendered with ${r.sampler.name}` : null;
 }

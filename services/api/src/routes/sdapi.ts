@@ -133,6 +133,8 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     const raw: GenerateRequest = kind === 'txt2img' ? parseSdapi(SdapiTxt2ImgRequest, req.body) : parseSdapi(SdapiImg2ImgRequest, req.body);
     checkSdapiSupported(raw);
     const request: GenerateRequest = { ...raw, webhook: null, embeddings: null, hypernetworks: [], model: null, clip_skip: null };
+    // A1111 runs `sampler_name or sampler_index`: an empty name means sampler_index (Euler by default).
+    if (request.sampler_name === '') request.sampler_name = null;
     await applySettings(ctx, tenant, request);
     const fallback = samplerFallback(raw);
     // Checked before the job is queued, stored once it is: a refused value must not leave a job behind.
