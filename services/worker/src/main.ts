@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cache),
     host, cancels, events, metrics, log, workerName, budget, heartbeat, cancelDetails: new Map(),
   };
-  await watchAssetDeletions(redis.duplicate(), keys, [ctx.cache, ctx.modelCache], log);
+  await watchAssetDeletions(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-worker-assets', log }), keys, [ctx.cache, ctx.modelCache], log);
 
   const generate = new Worker<GenerateJobData, GenerateJobResult>(QUEUE_NAMES.generate, generateProcessor(ctx), {
     ...generateWorkerOptions(cfg, bullConnection), name: workerName,
