@@ -20,6 +20,10 @@ import { loadEmbeddingFile } from '../networks/embeddings/load.js';
 import { mentionsEmbedding, promptTokenRuns } from '../networks/embeddings/mentions.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
 import type { Hypernetwork } from '../networks/hypernetworks/hypernetwork.js';
+import { LoraLibrary } from '../networks/lora/activate.js';
+import { loadLoraFilePath, type LoraFile } from '../networks/lora/file.js';
+import { LoraRunner } from '../networks/lora/runner.js';
+import { prepareLoraJob } from './loras.js';
 import { ensureDemoModel } from './demo-model.js';
 import { hypernetworkProvider } from './hypernetworks.js';
 import { chunkLookup } from './embedding-adapter.js';
@@ -95,6 +99,11 @@ export interface EngineJobOptions extends Omit<GenerateOptions, 'networks'> {
   /** Hypernetwork files this job may name in `<hypernet:name:m>` (name = file stem, or `name` where given). */
   readonly hypernetworks?: ReadonlyArray<string | NamedFile>;
   /**
+   * LoRA / LyCORIS files this job may name in `<lora:name:te:unet>` / `<lyco:...>` (name = file stem, or `name`
+   * where given, or the alias in the file's `ss_output_name`). A job whose prompt names none runs the plain graphs.
+   */
+  readonly loras?: ReadonlyArray<string | NamedFile>;
+  /**
    * Called for each embedding file the prompts name that cannot be used (it does not load, or its width does not
    * fit the model): A1111 skips such an embedding and renders without it, and so does the engine.
    */
@@ -142,6 +151,9 @@ export class Engine {
   private readonly loading = new Map<string, Promise<Loaded>>();
   private readonly embeddingFiles = new Map<string, Promise<import('../networks/embeddings/embedding.js').Embedding>>();
   private readonly hypernetworkFiles = new Map<string, Promise<Hypernetwork>>();
+  private readonly loraFiles = new Map<string, Promise<LoraFile>>();
+  /** The LoRA graphs of each loaded model, released with it. */
+  private readonly loraRunners = new Map<StableDiffusionModel, LoraRunner>();
   private clock = 0;
 
   constructor(readonly options: EngineOptions = {}) {
@@ -203,6 +215,7 @@ export class Engine {
       if (used + incoming <= budget) break;
       this.loaded.delete(l.key);
       used -= l.bytes;
+      await this.releaseLoraRunner(l.sd);
       await l.sd.release();
     }
   }
@@ -312,7 +325,7 @@ export class Engine {
   }
 
   private generateOptions(job: EngineJobOptions, networks: JobNetworks): GenerateOptions {
-    const { checkpoint: _c, embeddings: _e, hypernetworks: _h, onEmbeddingSkipped: _s, ...rest } = job;
+    const { checkpoint: _c, embeddings: _e, hypernetworks: _h, loras: _l, onEmbeddingSkipped: _s, ...rest } = job;
     return { ...rest, networks, ...(this.options.version && !rest.version ? { version: this.options.version } : {}) };
   }
 
@@ -354,18 +367,24 @@ export class Engine {
   }
 
   async txt2img(params: Txt2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
-    const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
+    const held = await this.acquireLoaded(await this.checkpointForJob(params, job));
+    const { release } = held;
     try {
-      return await txt2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job, promptsOf(params))));
+      const { model, extraGenerationParams } = await this.withLoras(held, params, job);
+      const opts = { ...this.generateOptions(job, await this.networksFor(model, job, promptsOf(params))), ...(extraGenerationParams.length ? { extraGenerationParams } : {}) };
+      return await txt2img(this.asNamed(model, job), params, opts);
     } finally {
       release();
     }
   }
 
   async img2img(params: Img2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
-    const { model, release } = await this.acquire(await this.checkpointForJob(params, job));
+    const held = await this.acquireLoaded(await this.checkpointForJob(params, job));
+    const { release } = held;
     try {
-      return await img2img(this.asNamed(model, job), params, this.generateOptions(job, await this.networksFor(model, job, promptsOf(params))));
+      const { model, extraGenerationParams } = await this.withLoras(held, params, job);
+      const opts = { ...this.generateOptions(job, await this.networksFor(model, job, promptsOf(params))), ...(extraGenerationParams.length ? { extraGenerationParams } : {}) };
+      return await img2img(this.asNamed(model, job), params, opts);
     } finally {
       release();
     }
@@ -384,6 +403,47 @@ export class Engine {
   async close(): Promise<void> {
     const all = [...this.loaded.values()];
     this.loaded.clear();
-    for (const l of all) await l.sd.release();
+    for (const l of all) {
+      await this.releaseLoraRunner(l.sd);
+      await l.sd.release();
+    }
+  }
+
+  private async releaseLoraRunner(sd: StableDiffusionModel): Promise<void> {
+    const r = this.loraRunners.get(sd);
+    this.loraRunners.delete(sd);
+    await r?.release();
+  }
+
+  /**
+   * The model a job runs with and the infotext fields its LoRAs add: the first prompt's `<lora:...>` tags
+   * activated against the job's files (pipeline/loras.ts), or the loaded model as it is.
+   */
+  private async withLoras(
+    held: { sd: StableDiffusionModel; model: PipelineModel },
+    params: { prompt?: string },
+    job: EngineJobOptions,
+  ): Promise<{ model: PipelineModel; extraGenerationParams: Array<[string, string]> }> {
+    if (!job.loras || job.loras.length === 0) return { model: held.model, extraGenerationParams: [] };
+    const files: LoraFile[] = [];
+    for (const item of job.loras) {
+      const p = pathOf(item);
+      let f = this.loraFiles.get(p);
+      if (!f) {
+        f = loadLoraFilePath(p);
+        this.loraFiles.set(p, f);
+        f.catch(() => this.loraFiles.delete(p));
+      }
+      const file = await f;
+      const name = typeof item === 'object' ? item.name : undefined;
+      files.push(name === undefined ? file : { ...file, name, alias: file.alias === file.name ? name : file.alias });
+    }
+    let runner = this.loraRunners.get(held.sd);
+    if (!runner) {
+      runner = new LoraRunner(held.sd, { cacheDir: this.cacheDir, ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}) });
+      this.loraRunners.set(held.sd, runner);
+    }
+    const lj = await prepareLoraJob(held.model, [params.prompt ?? ''], new LoraLibrary(files), runner);
+    return { model: lj.model, extraGenerationParams: [...lj.generationParams] };
   }
 }

@@ -50,6 +50,11 @@ export interface GenerateOptions {
   readonly portableCpuNoise?: boolean;
   /** A1111's interrupt and skip, which end sampling early and keep what it reached (`signal` discards the job). */
   readonly stop?: StopControl;
+  /**
+   * Infotext fields that extra networks activated before the job add (`Lora hashes`): recorded where A1111's
+   * activation does, after the fields the job's setup writes and before those of the conditioning.
+   */
+  readonly extraGenerationParams?: ReadonlyArray<readonly [string, string]>;
 }
 
 /**
@@ -196,6 +201,7 @@ export async function batchConditioning(
     conds = await multicondLearnedConditioning(texts, steps, job.text, schedule);
     job.condCache.set(ckey, conds);
   }
+  for (const [k, v] of job.opts.extraGenerationParams ?? []) job.extra.set(k, v);
   for (const [k, v] of job.text.generationParams) job.extra.set(k, v);
   return { conds, unconds, variant };
 }

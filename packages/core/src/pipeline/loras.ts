@@ -9,7 +9,7 @@
 import { DarkroomError } from '../errors.js';
 import { activateLoras, loraComments, type LoraLibrary } from '../networks/lora/activate.js';
 import { LORA_HASHES_KEY } from '../networks/lora/hashes.js';
-import type { LoraRunner, LoraWeights } from '../networks/lora/runner.js';
+import { applicationsKey, type LoraRunner, type LoraWeights } from '../networks/lora/runner.js';
 import { loraUses, parseBatchExtraNetworks } from './extra-networks.js';
 import type { PipelineModel } from './types.js';
 
@@ -60,7 +60,7 @@ export async function prepareLoraJob(base: PipelineModel, prompts: readonly stri
   const generationParams = new Map<string, string>();
   if (act.hashes) generationParams.set(LORA_HASHES_KEY, act.hashes);
   if (act.applications.length === 0) return { model: base, generationParams, comments: loraComments(act.notFound, new Map()) };
-  const weights = await runner.weightsFor(act.applications);
+  const weights = await runner.weightsFor(act.applications, applicationsKey(act.applications, act.files.map((f) => f.sha256)));
   return {
     model: loraPipelineModel(base, runner, weights),
     generationParams,

@@ -144,3 +144,26 @@ test('switching LoRA between two renders compiles no graph', async () => {
   assert.equal(sd.buildCount, modelBuilds, 'no plain graph compiled either');
   assert.ok(maxPixelDiff(b, c) > 0 && maxPixelDiff(b, bc) > 0 && maxPixelDiff(c, bc) > 0, 'each job ran its own networks');
 });
+
+test('the engine renders a job\'s LoRA files by name, writes Lora hashes in the infotext, and leaves jobs without tags alone', async () => {
+  const { Engine } = await import('../../src/pipeline/engine.js');
+  const engine = new Engine({ root: repoRoot, cacheDir: `${scratch.dir}/engine-cache`, threads: 1 });
+  try {
+    const file = await kohyaFile('le', 17);
+    const path = await scratch.write('le-stored-by-hash.safetensors', writeSafetensors(file.tensors, { ss_output_name: 'le' }));
+    const prompt = 'a castle <lora:le:0.7>';
+    const viaEngine = await engine.txt2img({ ...base, prompt }, { loras: [{ path, name: 'le' }] });
+    const stored = await loadLoraFile(await (await import('node:fs/promises')).readFile(path), 'le.safetensors');
+    assert.match(viaEngine.infotexts[0]!, new RegExp(`, Lora hashes: "le: ${stored.shorthash}", `));
+    const direct = await prepareLoraJob(model, [prompt], new LoraLibrary([stored]), runner);
+    const directRender = await txt2img(direct.model, { ...base, prompt });
+    assert.ok(maxPixelDiff(pixels(viaEngine.images[0]!), pixels(directRender.images[0]!)) <= 1);
+    // Files offered but not named: the plain model, and the infotext says nothing of LoRA.
+    const plain = await engine.txt2img({ ...base }, { loras: [{ path, name: 'le' }] });
+    const plainDirect = await txt2img(model, { ...base });
+    assert.deepEqual(pixels(plain.images[0]!), pixels(plainDirect.images[0]!));
+    assert.doesNotMatch(plain.infotexts[0]!, /Lora hashes/);
+  } finally {
+    await engine.close();
+  }
+});

@@ -14,7 +14,7 @@ import { DarkroomError } from '../../errors.js';
 import { GraphBuilder, type Value } from '../../graph/builder.js';
 import { CompileCache, DEFAULT_CACHE_DIR } from '../../models/cache.js';
 import { buildTextEncoder, textOutputName } from '../../models/clip.js';
-import { UNET_PREFIX, type ModelConfig, type TensorIndex } from '../../models/config.js';
+import { UNET_PREFIX, type ModelConfig, type TensorIndex, type UNetConfig } from '../../models/config.js';
 import type { StableDiffusionModel } from '../../models/load.js';
 import { buildUNet } from '../../models/unet.js';
 import { createSession, type EngineSession } from '../../runtime/session.js';
@@ -23,7 +23,7 @@ import { loraModuleTable, type LoraModuleTable } from './mapping.js';
 import { mergeLoras, type LoraApplication, type LoraMergeResult } from './merge.js';
 
 /** A builder whose weights become graph inputs of the same name; `captured` holds what it was given. */
-class WeightInputBuilder extends GraphBuilder {
+export class WeightInputBuilder extends GraphBuilder {
   readonly captured = new Map<string, HostTensor>();
 
   override weight(name: string, t: HostTensor): Value {
@@ -39,12 +39,13 @@ function buildText(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>,
   g.skips.forEach((v, i) => b.output(v, textOutputName(i + 1)));
 }
 
-function buildUnet(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>, config: ModelConfig, shape: UNetShape): void {
-  const g = buildUNet(b, weights, config.unet, { ...shape });
+/** The UNet graph (output `out`) on any builder: the plain graph's layers, whatever the builder does with weights. */
+export function buildUnet(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>, config: UNetConfig, shape: UNetShape): void {
+  const g = buildUNet(b, weights, config, { ...shape });
   b.output(g.out, 'out');
 }
 
-interface UNetShape {
+export interface UNetShape {
   readonly batch: number;
   readonly height: number;
   readonly width: number;
@@ -71,6 +72,7 @@ export class LoraRunner {
   private readonly cache: CompileCache;
   private readonly sessions = new Map<string, Promise<EngineSession>>();
   private original?: Promise<{ table: LoraModuleTable; weights: Map<string, Float32Tensor> }>;
+  private last?: { key: string; weights: LoraWeights };
 
   constructor(
     private readonly model: StableDiffusionModel,
@@ -101,8 +103,18 @@ export class LoraRunner {
     return this.original;
   }
 
-  /** Merges the networks and derives the graph feeds. Throws LORA_* errors; layer failures are in `merge.errors`. */
-  async weightsFor(applications: readonly LoraApplication[]): Promise<LoraWeights> {
+  /**
+   * Merges the networks and derives the graph feeds; layer failures are in `merge.errors`. With `key` (see
+   * applicationsKey) the last result is reused while consecutive jobs use the same networks and multipliers.
+   */
+  async weightsFor(applications: readonly LoraApplication[], key?: string): Promise<LoraWeights> {
+    if (key !== undefined && this.last?.key === key) return this.last.weights;
+    const weights = await this.computeWeights(applications);
+    if (key !== undefined) this.last = { key, weights };
+    return weights;
+  }
+
+  private async computeWeights(applications: readonly LoraApplication[]): Promise<LoraWeights> {
     const { table, weights } = await this.base();
     const merge = mergeLoras(weights, table, applications);
     const relative = (prefix: string): Map<string, Float32Tensor> => {
@@ -114,7 +126,7 @@ export class LoraRunner {
     const text = new WeightInputBuilder('text_encoder_lora');
     buildText(text, relative(cfg.text.prefix), cfg, 1);
     const unet = new WeightInputBuilder('unet_lora');
-    buildUnet(unet, relative(UNET_PREFIX), cfg, { batch: 1, height: 8, width: 8, contextLength: cfg.text.maxPositions });
+    buildUnet(unet, relative(UNET_PREFIX), cfg.unet, { batch: 1, height: 8, width: 8, contextLength: cfg.text.maxPositions });
     return { merge, text: text.captured, unet: unet.captured };
   }
 
@@ -133,7 +145,7 @@ export class LoraRunner {
             for (const [k, t] of weights) if (k.startsWith(prefix)) rel.set(k.slice(prefix.length), t);
             const b = new WeightInputBuilder(`${component}_lora`);
             if (component === 'text') buildText(b, rel, cfg, options.batch as number);
-            else buildUnet(b, rel, cfg, options as unknown as UNetShape);
+            else buildUnet(b, rel, cfg.unet, options as unknown as UNetShape);
             return b.toModel({ externalDataAboveBytes: 64 * 1024 });
           },
         );
@@ -168,6 +180,7 @@ export class LoraRunner {
   }
 
   async release(): Promise<void> {
+    this.last = undefined;
     const all = [...this.sessions.values()];
     this.sessions.clear();
     for (const s of all) await (await s.catch(() => undefined))?.release();
