@@ -19,7 +19,9 @@ const errors = {
   404: { description: 'no such job (or another tenant\'s)', content: json('Error') },
   413: { description: 'body over MAX_BODY_BYTES', content: json('Error') },
   429: { description: 'per-tenant rate limit; see Retry-After', content: json('Error') },
+  503: { description: 'REDIS_UNAVAILABLE: the job store cannot be reached (answered within REDIS_TIMEOUT_MS); see Retry-After', content: json('Error') },
 };
+const streamLimit = { description: 'per-tenant rate limit, or TOO_MANY_STREAMS: SSE_MAX_STREAMS_PER_TENANT streams already open', content: json('Error') };
 
 /** OpenAPI 3.1, generated from the same zod schemas that validate requests. */
 export function openApiDocument(serverUrl: string): Record<string, unknown> {
@@ -116,7 +118,7 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/v1/jobs/{id}/events': { get: {
         summary: 'Server-Sent Events: queued, started, progress, completed, failed, cancelled; ids replay with Last-Event-ID',
         parameters: [...idParam, { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string' } }],
-        responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors },
+        responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors, 429: streamLimit },
       } },
       '/v1/jobs/{id}/outputs/{n}.png': { get: { summary: 'download an output (folder storage; S3 outputs use presigned URLs)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/jobs/{id}/preview.png': { get: { summary: 'latest live preview (PREVIEW_EVERY_N_STEPS)', parameters: idParam, responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
@@ -181,7 +183,7 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/v1/trainings/{id}/events': { get: {
         summary: 'Server-Sent Events: queued, started, progress, checkpoint, preview, rollback, completed, failed, cancelled; ids replay with Last-Event-ID',
         parameters: [...idParam, { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string' } }],
-        responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors },
+        responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors, 429: streamLimit },
       } },
       '/v1/trainings/{id}/files/{file}': { get: { summary: 'download one of A1111\'s files of the training (folder storage; S3 uses presigned URLs)', parameters: [...idParam, { name: 'file', in: 'path', required: true, schema: { type: 'string' } }], responses: { 200: { description: 'the file' }, ...errors } } },
       '/v1/trainings/{id}/images/{file}': { get: { summary: 'download a preview (folder storage; S3 uses presigned URLs)', parameters: [...idParam, { name: 'file', in: 'path', required: true, schema: { type: 'string' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
