@@ -33,6 +33,8 @@ export interface GenerateJobResult {
   worker: string;
   attempt: number;
   renderMs: number;
+  /** Embeddings the prompts named that could not be used (name -> code: reason); the job rendered without them. */
+  skipped_embeddings?: Record<string, string>;
 }
 
 /** BullMQ progress payload: the public Progress plus nothing else, so the API passes it through. */

@@ -164,6 +164,8 @@ export const JobView = z.object({
   outputs: z.array(OutputView),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
   webhook: WebhookSpec.nullable(),
+  skipped_embeddings: z.record(z.string(), z.string()).optional()
+    .describe('embeddings the prompts named that could not be used (name -> code: reason), skipped as A1111 skips them'),
 });
 export type JobView = z.infer<typeof JobView>;
 

@@ -66,5 +66,6 @@ export async function jobView(ctx: ApiContext, tenant: string, id: string): Prom
     outputs,
     error: state === 'failed' ? splitFailedReason(job.failedReason) : null,
     webhook: job.data.webhook,
+    ...(result?.skipped_embeddings ? { skipped_embeddings: result.skipped_embeddings } : {}),
   };
 }

@@ -174,8 +174,8 @@ export function generateProcessor(ctx: ProcessorContext) {
       });
       const renderMs = Math.round(performance.now() - started);
       ctx.metrics.jobDuration.observe({ kind: data.kind }, renderMs / 1000);
-      log.info({ renderMs, images: outputs.length }, 'job rendered');
-      return { outputs, worker: ctx.workerName, attempt, renderMs };
+      log.info({ renderMs, images: outputs.length, ...(output.skippedEmbeddings ? { skippedEmbeddings: output.skippedEmbeddings } : {}) }, 'job rendered');
+      return { outputs, worker: ctx.workerName, attempt, renderMs, ...(output.skippedEmbeddings ? { skipped_embeddings: output.skippedEmbeddings } : {}) };
     } catch (e) {
       if (e instanceof OutputsAbandoned) {
         // The render had finished: the cancel came at its last step.

@@ -24,6 +24,8 @@ export interface RenderOutput {
   infotexts: string[];
   seeds: number[];
   subseeds: number[];
+  /** Embeddings the prompts named that could not be used (name -> why), rendered without as A1111 does. */
+  skippedEmbeddings?: Record<string, string>;
 }
 
 export type HostMessage =
