@@ -313,7 +313,8 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
   });
 
   test('interrupt returns the image reached and runs no further iteration, as A1111', async () => {
-    const { render, running } = await renderInProgress({ ...BASE, steps: 150, n_iter: 2, seed: 12, prompt: 'a long render' });
+    const { render, running } = await renderInProgress({ ...BASE, steps: 150, n_iter: 2, seed: 12, prompt: 'a long render', force_task_id: 'task(dora-1)' });
+    assert.equal(running.current_task, 'task(dora-1)', 'A1111 names the task by the force_task_id the request sent');
     assert.deepEqual((await call('POST', '/sdapi/v1/interrupt')).json, {});
     const done = await render;
     assert.equal(done.status, 200, JSON.stringify(done.json).slice(0, 300));
@@ -323,7 +324,7 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
     const after = (await call('GET', '/sdapi/v1/progress')).json as { current_task: unknown; state: { interrupted: boolean } };
     assert.equal(after.current_task, null);
     assert.equal(after.state.interrupted, true);
-    const job = (await call('GET', `/v1/jobs/${running.current_task}`)).json as { state: string };
+    const job = (await call('GET', `/v1/jobs/${done.headers.get('x-darkroom-job-id')}`)).json as { state: string };
     assert.equal(job.state, 'completed');
   });
 });

@@ -204,7 +204,8 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     res.json({
       progress, eta_relative: eta,
       state: { ...idle, job: `job ${view.id}`, job_count: jobCount, job_no: jobNo, sampling_step: p?.step ?? 0, sampling_steps: p?.steps ?? 0 },
-      current_image: currentImage, textinfo: null, current_task: view.id,
+      // A1111's task id is the request's force_task_id when it sent one; here the job id otherwise.
+      current_image: currentImage, textinfo: null, current_task: (await loadJob(ctx, tenant, view.id))?.data.request.force_task_id ?? view.id,
     });
   });
 
