@@ -99,6 +99,9 @@ export class GraphBuilder {
   private readonly inputList: Value[] = [];
   private readonly outputList: { value: Value; name: string }[] = [];
   private readonly names = new Set<string>();
+  /** Initializers made by `weight` (not constants): the ones `promoteWeights` may turn into inputs. */
+  private readonly weightIds = new Set<number>();
+  private readonly bindings = new Map<string, Value>();
 
   private readonly storeWeightsAs: 'float16' | undefined;
 
@@ -165,9 +168,44 @@ export class GraphBuilder {
   // ---- sources and sinks ----
 
   input(name: string, dtype: DType, shape: readonly number[]): Value {
+    const bound = this.bindings.get(name);
+    if (bound) {
+      this.bindings.delete(name);
+      if (bound.dtype !== dtype || bound.shape.length !== shape.length || bound.shape.some((d, i) => d !== shape[i])) {
+        throw new DarkroomError('GRAPH_SHAPE_ERROR', `input ${name} is ${dtype}[${shape}], the value bound to it ${bound.dtype}[${bound.shape}]`);
+      }
+      return bound;
+    }
     const v = this.newValue(this.claimName(name), dtype, shape);
     this.inputList.push(v);
     return v;
+  }
+
+  /**
+   * The next `input(name, ...)` returns `value` instead of declaring a graph input: a network built for its own
+   * graph (a VAE decoder that declares `latent`) is fed from a value computed earlier in this one.
+   */
+  bindInput(name: string, value: Value): void {
+    this.own(value);
+    this.bindings.set(name, value);
+  }
+
+  /**
+   * Turns the weights whose names pass `filter` into graph inputs (trained weights fed on every run), returning
+   * each with the tensor it was built from. Call it before differentiating: `grad` then reaches them.
+   */
+  promoteWeights(filter: (name: string) => boolean): Array<{ value: Value; tensor: HostTensor }> {
+    const out: Array<{ value: Value; tensor: HostTensor }> = [];
+    for (let i = this.initList.length - 1; i >= 0; i--) {
+      const init = this.initList[i]!;
+      if (!this.weightIds.has(init.value.id) || !filter(init.value.name)) continue;
+      this.initList.splice(i, 1);
+      this.constants.delete(init.value.id);
+      this.weightIds.delete(init.value.id);
+      this.inputList.push(init.value);
+      out.push({ value: init.value, tensor: init.tensor });
+    }
+    return out.reverse();
   }
 
   /**
@@ -181,6 +219,7 @@ export class GraphBuilder {
 
   private rawWeight(name: string, t: HostTensor): Value {
     const v = this.newValue(this.claimName(name), t.dtype, t.shape);
+    this.weightIds.add(v.id);
     this.initList.push({ value: v, tensor: t });
     this.constants.set(v.id, t);
     return v;

@@ -19,20 +19,50 @@ import { ClipTokenizer } from '../text/tokenizer.js';
 export const DEMO_MODEL_NAME = 'darkroom-tiny-sd1';
 export const DEMO_MODEL_DIR = '.darkroom/models';
 
-const UNET = { inChannels: 4, outChannels: 4, channels: 32, mult: [1, 2], resBlocks: 2, attention: [1, 2], heads: 4, context: 32 };
-const VAE = { ch: 32, mult: [1, 2, 2, 2], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 };
-const TEXT = { width: 32, layers: 3, heads: 4, intermediate: 64, positions: 77 };
+/**
+ * The shape of a small SD1-style model: the demo model's numbers, or another size for a model trained from
+ * scratch (training/scenes). Channel counts are multiples of 32 (GroupNorm(32)).
+ */
+export interface TinyArchitecture {
+  readonly unet: {
+    readonly inChannels: number;
+    readonly outChannels: number;
+    readonly channels: number;
+    readonly mult: readonly number[];
+    readonly resBlocks: number;
+    readonly attention: readonly number[];
+    readonly heads: number;
+    readonly context: number;
+  };
+  readonly vae: {
+    readonly ch: number;
+    readonly mult: readonly number[];
+    readonly resBlocks: number;
+    readonly z: number;
+    readonly embed: number;
+    readonly inChannels: number;
+    readonly outChannels: number;
+  };
+  readonly text: { readonly width: number; readonly layers: number; readonly heads: number; readonly intermediate: number; readonly positions: number };
+}
+
+const UNET: TinyArchitecture['unet'] = { inChannels: 4, outChannels: 4, channels: 32, mult: [1, 2], resBlocks: 2, attention: [1, 2], heads: 4, context: 32 };
+const VAE: TinyArchitecture['vae'] = { ch: 32, mult: [1, 2, 2, 2], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 };
+const TEXT: TinyArchitecture['text'] = { width: 32, layers: 3, heads: 4, intermediate: 64, positions: 77 };
 const SEEDS = { unet: 1101, vae: 1102, text: 1103 };
 
+export const DEMO_ARCHITECTURE: TinyArchitecture = { unet: UNET, vae: VAE, text: TEXT };
+
 /** The config loadModel needs beside the weights (heads are not visible in tensor shapes). */
-export function demoModelConfig(vocabSize: number): object {
+export function demoModelConfig(vocabSize: number, arch: TinyArchitecture = DEMO_ARCHITECTURE, scaleFactor = 0.18215): object {
+  const { unet: UNET, vae: VAE, text: TEXT } = arch;
   return {
     model: {
       params: {
         linear_start: 0.00085,
         linear_end: 0.012,
         timesteps: 1000,
-        scale_factor: 0.18215,
+        scale_factor: scaleFactor,
         parameterization: 'eps',
         unet_config: {
           params: {
@@ -125,7 +155,7 @@ function spatialTransformer(out: Spec[], p: string, ch: number, context: number)
   layer(out, `${p}.proj_out`, [ch, ch, 1, 1]);
 }
 
-export function unetSpecs(): Spec[] {
+export function unetSpecs(UNET: TinyArchitecture['unet'] = DEMO_ARCHITECTURE.unet): Spec[] {
   const out: Spec[] = [];
   const p = 'model.diffusion_model';
   const c = UNET.channels;
@@ -188,7 +218,7 @@ function vaeMid(out: Spec[], p: string, ch: number): void {
   vaeResBlock(out, `${p}.mid.block_2`, ch, ch);
 }
 
-export function vaeSpecs(): Spec[] {
+export function vaeSpecs(VAE: TinyArchitecture['vae'] = DEMO_ARCHITECTURE.vae): Spec[] {
   const out: Spec[] = [];
   const e = 'first_stage_model.encoder';
   const d = 'first_stage_model.decoder';
@@ -226,7 +256,7 @@ export function vaeSpecs(): Spec[] {
   return out;
 }
 
-export function textSpecs(vocabSize: number): Spec[] {
+export function textSpecs(vocabSize: number, TEXT: TinyArchitecture['text'] = DEMO_ARCHITECTURE.text): Spec[] {
   const out: Spec[] = [];
   const p = 'cond_stage_model.transformer.text_model';
   const { width: w, intermediate } = TEXT;
@@ -307,13 +337,26 @@ function alphasCumprod(): Float32Tensor {
 
 /** All tensors of the demo checkpoint, in a fixed order. */
 export function demoCheckpointTensors(vocabSize: number): Map<string, HostTensor> {
+  return initialCheckpointTensors(vocabSize, DEMO_ARCHITECTURE, SEEDS);
+}
+
+/**
+ * A checkpoint of `arch` with small random weights from the seeds (the starting point of training from scratch):
+ * every tensor a loaded checkpoint has, in the demo checkpoint's order.
+ */
+export function initialCheckpointTensors(
+  vocabSize: number,
+  arch: TinyArchitecture,
+  seeds: { readonly unet: number; readonly vae: number; readonly text: number },
+): Map<string, HostTensor> {
+  const TEXT = arch.text;
   const tensors = new Map<string, HostTensor>([['alphas_cumprod', alphasCumprod()]]);
-  for (const [k, v] of generate(textSpecs(vocabSize), SEEDS.text)) tensors.set(k, v);
+  for (const [k, v] of generate(textSpecs(vocabSize, arch.text), seeds.text)) tensors.set(k, v);
   const ids = new BigInt64Array(TEXT.positions);
   for (let i = 0; i < TEXT.positions; i++) ids[i] = BigInt(i);
   tensors.set('cond_stage_model.transformer.text_model.embeddings.position_ids', { dtype: 'int64', shape: [1, TEXT.positions], data: ids });
-  for (const [k, v] of generate(unetSpecs(), SEEDS.unet)) tensors.set(k, v);
-  for (const [k, v] of generate(vaeSpecs(), SEEDS.vae)) tensors.set(k, v);
+  for (const [k, v] of generate(unetSpecs(arch.unet), seeds.unet)) tensors.set(k, v);
+  for (const [k, v] of generate(vaeSpecs(arch.vae), seeds.vae)) tensors.set(k, v);
   return tensors;
 }
 

@@ -137,12 +137,14 @@ export function applyMerges(symbols: readonly string[], ranks: ReadonlyMap<strin
  * demo word becomes one token, and the two special tokens. Merges are added word by word: while the word
  * still splits, merge its first two pieces. A merge added later never changes how an earlier word splits
  * (each step of that word had a lower-ranked merge available), so every demo word stays one token.
- * Deterministic: the same call always gives the same ids. Size well under 1000.
+ * Deterministic: the same call always gives the same ids. Size well under 1000. `extraWords` (lower case, no
+ * spaces) become single tokens too: the vocabulary of a model trained from scratch on known captions.
  */
-export function buildDemoVocabulary(): BpeVocabulary {
+export function buildDemoVocabulary(extraWords: readonly string[] = []): BpeVocabulary {
   const merges: (readonly [string, string])[] = [];
   const ranks = new Map<string, number>();
-  for (const word of DEMO_WORDS) {
+  // Extra words come after the demo words, so the demo words' merges (and ids) are the same with or without them.
+  for (const word of [...DEMO_WORDS, ...extraWords]) {
     const chars = Array.from(word);
     const symbols = [...chars.slice(0, -1), chars[chars.length - 1]! + '</w>'];
     for (let pieces = applyMerges(symbols, ranks); pieces.length > 1; pieces = applyMerges(symbols, ranks)) {

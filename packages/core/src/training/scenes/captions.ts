@@ -5,7 +5,7 @@
  * evaluation checks only what the caption says.
  */
 import { KeyedStream } from '../keyed-random.js';
-import type { Background, Position, Scene, SceneObject } from './scene.js';
+import { COLOURS, SHAPES, SIZES, type Background, type Position, type Scene, type SceneObject } from './scene.js';
 
 export interface Caption {
   readonly text: string;
@@ -57,4 +57,12 @@ export function captionScene(scene: Scene, seed: number, index: number, full = f
   const objects = phrases.join(' and ');
   const template = full ? TEMPLATES[0]! : pick(r, TEMPLATES);
   return { text: template(objects, backgroundWords(scene.background)), statesSize, statesPosition };
+}
+
+/** Every word a caption can contain (lower case), for a vocabulary in which each is one token. */
+export function captionWords(): string[] {
+  const words = new Set<string>(['a', 'on', 'the', 'at', 'near', 'in', 'and', 'with', 'background']);
+  for (const list of [COLOURS, SHAPES, SIZES]) for (const w of list) words.add(w);
+  for (const phrases of Object.values(WHERE)) for (const p of phrases) for (const w of p.split(' ')) words.add(w);
+  return [...words].sort();
 }

@@ -1,0 +1,87 @@
+/**
+ * A small SD1-shaped model to be trained from scratch on the procedural scenes: its architecture, random initial
+ * weights (the demo model's initialisation), the config and vocabulary files the Engine loads beside a
+ * checkpoint, and the checkpoint writer.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeSafetensors } from '../formats/safetensors.js';
+import { inferModelConfig, overridesFromJson, type ModelConfig } from '../models/config.js';
+import { demoModelConfig, initialCheckpointTensors, type TinyArchitecture } from '../pipeline/demo-model.js';
+import { buildDemoVocabulary, type BpeVocabulary } from '../text/bpe-vocab.js';
+import { ClipTokenizer } from '../text/tokenizer.js';
+import type { HostTensor } from '../tensor.js';
+import { captionWords } from './scenes/captions.js';
+
+/**
+ * The smallest model the graphs allow: unit tests on 16x16 images. GroupNorm(32) needs 32 channels, and the UNet's
+ * res blocks need 64: with one channel per group the norm right after the timestep embedding is added removes it
+ * (a per-channel constant), so the model could not know the timestep (ldm needs channel_mult[0] = 1).
+ */
+export const MICRO_ARCHITECTURE: TinyArchitecture = {
+  unet: { inChannels: 4, outChannels: 4, channels: 64, mult: [1], resBlocks: 1, attention: [1], heads: 2, context: 32 },
+  vae: { ch: 32, mult: [1, 1], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 },
+  text: { width: 32, layers: 1, heads: 2, intermediate: 64, positions: 77 },
+};
+
+/**
+ * The scene model: 64x64 images to 16x16x4 latents (two VAE downsamplings), a two-level UNet with attention at
+ * both, a two-layer text encoder. Sized so that its training fits about an hour on two CPU cores.
+ */
+export const SCENE_ARCHITECTURE: TinyArchitecture = {
+  unet: { inChannels: 4, outChannels: 4, channels: 32, mult: [1, 2], resBlocks: 1, attention: [1, 2], heads: 4, context: 32 },
+  vae: { ch: 32, mult: [1, 1, 2], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 },
+  text: { width: 32, layers: 2, heads: 4, intermediate: 64, positions: 77 },
+};
+
+/** The demo vocabulary with every caption word a single token. */
+export function sceneVocabulary(): BpeVocabulary {
+  return buildDemoVocabulary(captionWords());
+}
+
+export interface ScratchModel {
+  readonly tensors: Map<string, HostTensor>;
+  /** The JSON written beside the checkpoint. */
+  readonly configJson: object;
+  readonly config: ModelConfig;
+  readonly vocabulary: BpeVocabulary;
+  readonly tokenizer: ClipTokenizer;
+}
+
+/** The config of `arch` with `scaleFactor`, read back the way the Engine reads a checkpoint and its JSON. */
+export function scratchConfig(tensors: ReadonlyMap<string, HostTensor>, arch: TinyArchitecture, vocabSize: number, scaleFactor: number): { json: object; config: ModelConfig } {
+  const json = demoModelConfig(vocabSize, arch, scaleFactor);
+  const index = new Map([...tensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }]));
+  return { json, config: inferModelConfig(index, overridesFromJson(json)) };
+}
+
+/** A randomly initialised model of `arch` (deterministic from `seed`) with the scene vocabulary. */
+export function newScratchModel(arch: TinyArchitecture, seed: number, scaleFactor = 1): ScratchModel {
+  const vocabulary = sceneVocabulary();
+  const tokenizer = new ClipTokenizer(vocabulary);
+  const tensors = initialCheckpointTensors(tokenizer.vocabSize, arch, { text: seed, unet: seed + 1, vae: seed + 2 });
+  const { json, config } = scratchConfig(tensors, arch, tokenizer.vocabSize, scaleFactor);
+  return { tensors, configJson: json, config, vocabulary, tokenizer };
+}
+
+/**
+ * `<dir>/<name>.safetensors` (A1111 layout), `<name>.json` and `<name>.vocab/`: what the Engine loads as
+ * `--model <dir>/<name>.safetensors`. Returns the checkpoint's path.
+ */
+export async function writeScratchCheckpoint(
+  dir: string,
+  name: string,
+  tensors: ReadonlyMap<string, HostTensor>,
+  configJson: object,
+  vocabulary: BpeVocabulary,
+  metadata: Record<string, string> = {},
+): Promise<string> {
+  const vocabDir = join(dir, `${name}.vocab`);
+  await mkdir(vocabDir, { recursive: true });
+  const checkpoint = join(dir, `${name}.safetensors`);
+  await writeFile(checkpoint, writeSafetensors(tensors, { format: 'pt', ...metadata }));
+  await writeFile(join(dir, `${name}.json`), `${JSON.stringify(configJson, null, 1)}\n`);
+  await writeFile(join(vocabDir, 'vocab.json'), JSON.stringify(Object.fromEntries(vocabulary.encoder)));
+  await writeFile(join(vocabDir, 'merges.txt'), `#version: 0.2\n${vocabulary.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`);
+  return checkpoint;
+}
