@@ -76,14 +76,19 @@ export function cvGaussianBlur1d(mask: Mask, ksize: number, sigma: number, axis:
   const r = (ksize - 1) >> 1;
   const { width: w, height: h, data } = mask;
   const out = new Uint8Array(w * h);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
+  // source offsets of every tap position along the axis, borders reflected once up front
+  const len = axis === 'x' ? w : h;
+  const stride = axis === 'x' ? 1 : w;
+  const offsets = new Int32Array(len + 2 * r);
+  for (let i = 0; i < offsets.length; i++) offsets[i] = reflect101(i - r, len) * stride;
+  const lines = axis === 'x' ? h : w;
+  const lineStride = axis === 'x' ? w : 1;
+  for (let line = 0; line < lines; line++) {
+    const base = line * lineStride;
+    for (let i = 0; i < len; i++) {
       let acc = 128;
-      for (let j = 0; j < ksize; j++) {
-        const v = axis === 'x' ? data[y * w + reflect101(x + j - r, w)]! : data[reflect101(y + j - r, h) * w + x]!;
-        acc += v * k[j]!;
-      }
-      out[y * w + x] = Math.min(255, acc >> 8);
+      for (let j = 0; j < ksize; j++) acc += data[base + offsets[i + j]!]! * k[j]!;
+      out[base + i * stride] = Math.min(255, acc >> 8);
     }
   }
   return { width: w, height: h, data: out };
@@ -188,32 +193,29 @@ function horizontalBoxBlur(data: Uint8Array, len: number, rows: number, floatRad
   const edgeA = Math.min(radius + 1, len);
   const edgeB = Math.max(len - radius - 1, 0);
   const lastx = len - 1;
+  // per output x: the pixel leaving the window, the one entering it, and the two partly covered ends.
+  // ImagingLineBoxBlur's three loops, in either edge order, come down to: below edgeA the leaving pixel is
+  // the first one, from edgeB on the entering one is the last.
+  const sub = new Int32Array(len);
+  const add = new Int32Array(len);
+  const right = new Int32Array(len);
+  for (let x = 0; x < len; x++) {
+    sub[x] = x < edgeA ? 0 : x - radius - 1;
+    add[x] = x >= edgeB ? lastx : x + radius;
+    right[x] = x >= edgeB ? lastx : x + radius + 1;
+  }
   const line = new Uint8Array(len * 4);
-  const acc = [0, 0, 0, 0];
   for (let y = 0; y < rows; y++) {
     const base = y * len * 4;
-    const px = (x: number, c: number): number => data[base + x * 4 + c]!;
     for (let c = 0; c < 4; c++) {
-      let a = px(0, c) * (radius + 1);
-      for (let x = 0; x < edgeA - 1; x++) a += px(x, c);
-      a += px(lastx, c) * (radius - edgeA + 1);
-      acc[c] = a;
-    }
-    const step = (x: number, sub: number, add: number, left: number, right: number): void => {
-      for (let c = 0; c < 4; c++) {
-        acc[c] = acc[c]! + px(add, c) - px(sub, c);
-        const bulk = acc[c]! * ww + (px(left, c) + px(right, c)) * fw;
+      let acc = data[base + c]! * (radius + 1);
+      for (let x = 0; x < edgeA - 1; x++) acc += data[base + x * 4 + c]!;
+      acc += data[base + lastx * 4 + c]! * (radius - edgeA + 1);
+      for (let x = 0; x < len; x++) {
+        acc += data[base + add[x]! * 4 + c]! - data[base + sub[x]! * 4 + c]!;
+        const bulk = acc * ww + (data[base + sub[x]! * 4 + c]! + data[base + right[x]! * 4 + c]!) * fw;
         line[x * 4 + c] = Math.floor((bulk + 8388608) / 16777216) & 0xff;
       }
-    };
-    if (edgeA <= edgeB) {
-      for (let x = 0; x < edgeA; x++) step(x, 0, x + radius, 0, x + radius + 1);
-      for (let x = edgeA; x < edgeB; x++) step(x, x - radius - 1, x + radius, x - radius - 1, x + radius + 1);
-      for (let x = edgeB; x <= lastx; x++) step(x, x - radius - 1, lastx, x - radius - 1, lastx);
-    } else {
-      for (let x = 0; x < edgeB; x++) step(x, 0, x + radius, 0, x + radius + 1);
-      for (let x = edgeB; x < edgeA; x++) step(x, 0, lastx, 0, lastx);
-      for (let x = edgeA; x <= lastx; x++) step(x, x - radius - 1, lastx, x - radius - 1, lastx);
     }
     data.set(line, base);
   }
@@ -221,7 +223,10 @@ function horizontalBoxBlur(data: Uint8Array, len: number, rows: number, floatRad
 
 function transpose4(data: Uint8Array, w: number, h: number): Uint8Array {
   const out = new Uint8Array(data.length);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out.set(data.subarray((y * w + x) * 4, (y * w + x) * 4 + 4), (x * h + y) * 4);
+  // whole 4-byte pixels at a time (both buffers are our own, so aligned)
+  const src = new Uint32Array(data.buffer, data.byteOffset, w * h);
+  const dst = new Uint32Array(out.buffer, 0, w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) dst[x * h + y] = src[y * w + x]!;
   return out;
 }
 
