@@ -17,6 +17,8 @@ import type { GenerateKind, GenerateRequest } from './schemas.js';
 export interface MemoryBudget {
   readonly budgetBytes: number;
   readonly attention: AttentionMemory;
+  /** MEMORY_MODE=medvram: one of text encoder, UNet and VAE open at a time, so the peak is the largest. */
+  readonly oneSessionResident?: boolean;
 }
 
 const GiB = 1024 ** 3;
@@ -52,14 +54,15 @@ export interface JobToAdmit {
 
 /** The estimate's inputs for a job as submitted; `shape` narrows it to find which field makes it too large. */
 function estimateRequests(
-  job: JobToAdmit, attention: AttentionMemory,
+  job: JobToAdmit, budget: Pick<MemoryBudget, 'attention' | 'oneSessionResident'>,
   shape: { batch: boolean; conds: boolean; hires: boolean } = { batch: true, conds: true, hires: true },
 ): MemoryEstimateRequest[] {
   const { kind, request } = job;
   const hires = shape.hires ? hiresOf(kind, request) : undefined;
   const hrPrompt = 'hr_prompt' in request ? request.hr_prompt : '';
   return configsFor(request).map((config) => ({
-    config, width: request.width, height: request.height, attention,
+    config, width: request.width, height: request.height, attention: budget.attention,
+    ...(budget.oneSessionResident ? { oneSessionResident: true } : {}),
     batchSize: shape.batch ? request.batch_size : 1,
     condsPerImage: shape.conds ? Math.max(andParts(request.prompt), andParts(hrPrompt)) : 1,
     encodesInput: kind === 'img2img',
@@ -73,12 +76,12 @@ function peakOf(requests: readonly MemoryEstimateRequest[]): number {
 }
 
 /** The job's estimated peak on a worker whose attention is `attention`. */
-export function jobMemoryBytes(job: JobToAdmit, attention: AttentionMemory): number {
-  return peakOf(estimateRequests(job, attention));
+export function jobMemoryBytes(job: JobToAdmit, attention: AttentionMemory, oneSessionResident = false): number {
+  return peakOf(estimateRequests(job, { attention, oneSessionResident }));
 }
 
 export function fitsBudget(job: JobToAdmit, budget: MemoryBudget): boolean {
-  return jobMemoryBytes(job, budget.attention) <= budget.budgetBytes;
+  return jobMemoryBytes(job, budget.attention, budget.oneSessionResident) <= budget.budgetBytes;
 }
 
 const gib = (bytes: number): string => `${(bytes / GiB).toFixed(1)} GiB`;
@@ -100,10 +103,10 @@ function largest<T>(candidates: readonly T[], fits: (v: T) => boolean): T | null
 export function memoryRefusal(job: JobToAdmit, budgets: readonly MemoryBudget[]): FarmError | null {
   const { request } = job;
   const fitsSome = (req: GenerateRequest, shape?: { batch: boolean; conds: boolean; hires: boolean }): boolean =>
-    budgets.some((b) => peakOf(estimateRequests({ ...job, request: req }, b.attention, shape)) <= b.budgetBytes);
+    budgets.some((b) => peakOf(estimateRequests({ ...job, request: req }, b, shape)) <= b.budgetBytes);
   if (fitsSome(request)) return null;
   const best = Math.max(...budgets.map((b) => b.budgetBytes));
-  const need = Math.min(...budgets.map((b) => jobMemoryBytes(job, b.attention)));
+  const need = Math.min(...budgets.map((b) => jobMemoryBytes(job, b.attention, b.oneSessionResident)));
   const model = configsFor(request).length === 1 ? 'the demo model' : 'its checkpoint (estimated as a full-size SD model)';
   const prefix = `this job needs about ${gib(need)} of memory at its peak on ${model}; the largest worker budget is ${gib(best)} (WORKER_MEMORY_BUDGET)`;
   const refuse = (field: string, hint: string): FarmError => new FarmError('JOB_TOO_LARGE', 422, `${field}: ${prefix}. ${hint}`, field);

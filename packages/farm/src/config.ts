@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseAttentionMode, type AttentionMode } from '@darkroom/core/models/attention.js';
+import { parseMemoryMode, type MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import { FarmError } from './errors.js';
 import { sha256Hex } from './ids.js';
 
@@ -63,6 +64,11 @@ export interface FarmConfig {
   fallbackToCpu: boolean;
   /** How the worker's engine builds attention (ATTENTION: auto, plain, split, subquad, fused, or A1111's flag names). */
   attention: AttentionMode;
+  /**
+   * A1111's memory modes for the worker's engine (MEMORY_MODE: normal, or medvram / --medvram: one of text encoder,
+   * UNet and VAE resident at a time). lowvram is refused at start-up: it is not offered.
+   */
+  memoryMode: MemoryMode;
   modelCacheBytes: number;
   /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
   previewEveryNSteps: number;
@@ -145,6 +151,12 @@ export function loadConfig(env: Env = process.env): FarmConfig {
   } catch (e) {
     throw new FarmError('CONFIG_INVALID', 500, `ATTENTION: ${(e as Error).message}`, 'ATTENTION');
   }
+  let memoryMode: MemoryMode;
+  try {
+    memoryMode = parseMemoryMode(env.MEMORY_MODE || 'normal');
+  } catch (e) {
+    throw new FarmError('CONFIG_INVALID', 500, `MEMORY_MODE: ${(e as Error).message}`, 'MEMORY_MODE');
+  }
   const prefix = env.QUEUE_PREFIX || 'bull';
   if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) {
     throw new FarmError('CONFIG_INVALID', 500, 'QUEUE_PREFIX must match [A-Za-z0-9_.-]+', 'QUEUE_PREFIX');
@@ -190,6 +202,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     webhookDelivery: bool(env, 'WEBHOOK_DELIVERY', true),
     executionProvider: provider,
     attention,
+    memoryMode,
     fallbackToCpu: bool(env, 'FALLBACK_TO_CPU', false),
     modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
     previewEveryNSteps: int(env, 'PREVIEW_EVERY_N_STEPS', 0),

@@ -10,6 +10,8 @@ export interface WorkerAdvert {
   readonly budgetBytes: number;
   /** How its attention holds scores, which decides what a job of a given size needs on it. */
   readonly attention: AttentionMemory;
+  /** MEMORY_MODE=medvram: one component's sessions resident at a time (absent in adverts of older workers). */
+  readonly oneSessionResident?: boolean;
   readonly host: string;
   readonly pid: number;
   readonly startedAt: string;

@@ -49,3 +49,22 @@ test('WORKER_MEMORY_BUDGET: configured, else the machine less a tenth (at least 
   assert.equal(workerMemoryBudget(null, 64 * GiB), Math.floor(64 * GiB * 0.9));
   assert.equal(defaultMemoryBudget(4 * GiB), 3 * GiB);
 });
+
+test('MEMORY_MODE=medvram: a worker holding one component at a time admits a job a normal worker of the same budget refuses', () => {
+  const job = { ...txt({ width: 512, height: 512 }), request: { ...txt({ width: 512, height: 512 }).request, model: 'sd15' }, checkpointBytes: 2.1e9 };
+  const normal = jobMemoryBytes(job, PLAIN_ATTENTION_MEMORY);
+  const medvram = jobMemoryBytes(job, PLAIN_ATTENTION_MEMORY, true);
+  assert.ok(medvram < normal, `${medvram} < ${normal}`);
+  const between = { budgetBytes: (normal + medvram) / 2, attention: PLAIN_ATTENTION_MEMORY };
+  assert.equal(fitsBudget(job, between), false);
+  assert.equal(fitsBudget(job, { ...between, oneSessionResident: true }), true);
+  assert.equal(memoryRefusal(job, [between, { ...between, oneSessionResident: true }]), null);
+});
+
+test('MEMORY_MODE: medvram and its A1111 flag are read; lowvram is refused at start-up, by name', async () => {
+  const { loadConfig } = await import('../src/config.js');
+  assert.equal(loadConfig({}).memoryMode, 'normal');
+  assert.equal(loadConfig({ MEMORY_MODE: '--medvram' }).memoryMode, 'medvram');
+  assert.throws(() => loadConfig({ MEMORY_MODE: 'lowvram' }), (e: { code?: string; field?: string; message?: string }) =>
+    e.code === 'CONFIG_INVALID' && e.field === 'MEMORY_MODE' && /not supported/.test(e.message ?? ''));
+});

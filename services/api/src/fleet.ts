@@ -18,7 +18,10 @@ export async function liveOn(ctx: ApiContext, queue: string): Promise<WorkerAdve
  */
 export function admissionBudgets(ctx: ApiContext, live: readonly WorkerAdvert[]): MemoryBudget[] {
   if (live.length > 0) return [...live];
-  return [{ budgetBytes: workerMemoryBudget(ctx.cfg.workerMemoryBudget), attention: attentionMemory(ctx.cfg.attention, ctx.cfg.executionProvider) }];
+  return [{
+    budgetBytes: workerMemoryBudget(ctx.cfg.workerMemoryBudget), attention: attentionMemory(ctx.cfg.attention, ctx.cfg.executionProvider),
+    oneSessionResident: ctx.cfg.memoryMode === 'medvram',
+  }];
 }
 
 /** A synchronous call with nobody to render it fails now instead of waiting out SYNC_TIMEOUT_MS. */

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   const metrics = createWorkerMetrics();
   const host = new RenderHost({
     provider: cfg.executionProvider, modelCacheBytes: cfg.modelCacheBytes, cacheDir: join(cfg.cacheDir, 'graphs'), fallbackToCpu: cfg.fallbackToCpu,
-    previewEvery: cfg.previewEveryNSteps, attention: cfg.attention,
+    previewEvery: cfg.previewEveryNSteps, attention: cfg.attention, memoryMode: cfg.memoryMode,
   });
   const engine = await host.ready();
   // Without its render thread a worker would fail every job it takes: exit, so the job in hand is retried
@@ -42,9 +42,12 @@ async function main(): Promise<void> {
   const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-worker-cancel', log }), keys);
   const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
   // What a job needs here depends on how the render thread builds attention (ATTENTION), so that goes out too.
-  const budget: MemoryBudget = { budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: attentionMemory(cfg.attention, cfg.executionProvider) };
+  const budget: MemoryBudget = {
+    budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: attentionMemory(cfg.attention, cfg.executionProvider),
+    oneSessionResident: cfg.memoryMode === 'medvram',
+  };
   const heartbeat = new Heartbeat(redis, keys, {
-    name: workerName, queue: QUEUE_NAMES.generate, budgetBytes: budget.budgetBytes, attention: budget.attention,
+    name: workerName, queue: QUEUE_NAMES.generate, budgetBytes: budget.budgetBytes, attention: budget.attention, oneSessionResident: cfg.memoryMode === 'medvram',
     host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), job: null,
   }, cfg.heartbeatIntervalMs, (e) => log.warn({ err: e.message }, 'heartbeat failed'));
   const ctx: ProcessorContext = {

@@ -1,3 +1,4 @@
+import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import { EngineThreadHost } from '@darkroom/farm';
 import {
   CANCEL_REQUESTED, CANCEL_RUN, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage,
@@ -33,7 +34,7 @@ interface Pending {
 
 /** The main thread's handle on the render thread (render.ts). */
 export class RenderHost extends EngineThreadHost<HostMessage, ThreadMessage, Pending> {
-  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string }) {
+  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode }) {
     super(
       new URL('./render.ts', import.meta.url),
       workerData,

@@ -6,13 +6,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, type Txt2ImgParams } from '@darkroom/core/pipeline/index.js';
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
+import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import type { StopControl } from '@darkroom/core/pipeline/job.js';
 import { cheapPreviewPng } from './preview.js';
 import { withoutRequestPaths } from './request-paths.js';
 import { CANCEL_REQUESTED, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
-const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string };
+const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode };
 
 function post(m: ThreadMessage): void {
   port.postMessage(m);
@@ -28,6 +29,7 @@ const engine = new Engine({
   fallbackToCpu: config.fallbackToCpu,
   memoryBudgetBytes: config.modelCacheBytes,
   attention: config.attention,
+  memoryMode: config.memoryMode,
 });
 
 /** A1111 request fields as the engine takes them: nulls mean "the default", so they are left out. */
