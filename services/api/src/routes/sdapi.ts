@@ -116,7 +116,8 @@ function infoJson(req: GenerateRequest, view: JobView, jobTimestamp: string): st
     styles: req.styles ?? [],
     job_timestamp: jobTimestamp,
     clip_skip: Number(parsed.get('Clip skip') ?? 1),
-    is_using_inpainting_conditioning: false,
+    // A1111 writes "Conditional mask weight" exactly when the job ran with inpainting conditioning
+    is_using_inpainting_conditioning: parsed.has('Conditional mask weight'),
     version: str('Version'),
   });
 }
