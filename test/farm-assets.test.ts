@@ -7,7 +7,7 @@ import { PyDict, torchTensor, writeTorchFile } from '@darkroom/core/formats/torc
 import { writeZip } from '@darkroom/core/formats/zip.js';
 import { ensureDemoModel } from '@darkroom/core/pipeline/demo-model.js';
 import { float32 } from '@darkroom/core/tensor.js';
-import { openStorage, type Storage } from '@darkroom/farm';
+import { AssetRegistry, assetStorageKey, farmKeys, openStorage, sha256Hex, type Storage } from '@darkroom/farm';
 import { startFarm, waitFor, type Farm } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
 import { deflatedZip } from './support/zips.js';
@@ -36,8 +36,8 @@ function largeEmbedding(seed: number): Uint8Array {
   return writeSafetensors({ emb_params: float32([50_000, 32], Float32Array.from({ length: 50_000 * 32 }, (_, i) => Math.sin(i * seed) * 0.02)) });
 }
 
-function embeddingSafetensors(seed: number): Uint8Array {
-  return writeSafetensors({ emb_params: float32([2, 32], Float32Array.from({ length: 64 }, (_, i) => Math.cos(i * seed) * 0.02)) });
+function embeddingSafetensors(seed: number, width = 32): Uint8Array {
+  return writeSafetensors({ emb_params: float32([2, width], Float32Array.from({ length: 2 * width }, (_, i) => Math.cos(i * seed) * 0.02)) });
 }
 
 describe('assets: checked at upload, deleted for real, counted against a quota (real HTTP, Redis, s3rver, worker)', () => {
@@ -187,5 +187,39 @@ describe('assets: checked at upload, deleted for real, counted against a quota (
     assert.equal((await put('/v1/embeddings/second.safetensors', demo, KEY_Q)).status, 201);
     assert.equal((await farm.request('DELETE', '/v1/embeddings/second', { key: KEY_Q })).status, 204);
     assert.equal((await farm.request('DELETE', '/v1/embeddings/bobs', { key: KEY_B })).status, 204);
+  });
+
+  test('embeddings are matched in prompts by token; one that cannot be used is skipped and reported, the job renders', async () => {
+    assert.equal((await put('/v1/embeddings/x.safetensors', embeddingSafetensors(8))).status, 201);
+    // SD2's width: a valid file, unusable with the demo model's 32-wide text encoder.
+    assert.equal((await put('/v1/embeddings/wide.safetensors', embeddingSafetensors(9, 64))).status, 201);
+    // A file stored before uploads were checked, which does not load.
+    const broken = new TextEncoder().encode('not a torch file');
+    const rec = { name: 'broken', filename: 'broken.pt', sha256: sha256Hex(broken), size: broken.length, uploadedAt: new Date().toISOString() };
+    await storage.put(assetStorageKey('embeddings', rec.sha256), broken);
+    await new AssetRegistry(farm.redis, farmKeys(farm.prefix)).put('alice', 'embeddings', rec);
+    const render = async (prompt: string) => {
+      const sub = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { prompt, width: 64, height: 64, steps: 1, seed: 9 } });
+      assert.equal(sub.status, 202, JSON.stringify(sub.json));
+      return waitFor('job finished', async () => {
+        const j = (await farm.request('GET', `/v1/jobs/${(sub.json as { id: string }).id}`, { key: KEY_A })).json as {
+          state: string; error: unknown; outputs: { infotext: string }[]; skipped_embeddings?: Record<string, string>;
+        };
+        return j.state === 'completed' || j.state === 'failed' ? j : null;
+      }, 60_000);
+    };
+    // "x" inside "xylophone" and "boxes" is not the token x: nothing is used or skipped.
+    const plain = await render('a xylophone');
+    assert.equal(plain.state, 'completed', JSON.stringify(plain.error));
+    assert.doesNotMatch(plain.outputs[0]!.infotext, /TI hashes/);
+    assert.equal(plain.skipped_embeddings, undefined);
+    const mixed = await render('a x-wing, wide, broken');
+    assert.equal(mixed.state, 'completed', JSON.stringify(mixed.error));
+    assert.match(mixed.outputs[0]!.infotext, /TI hashes: "x: [0-9a-f]{12}"/);
+    assert.doesNotMatch(mixed.outputs[0]!.infotext, /wide:|broken:/);
+    assert.match(mixed.skipped_embeddings?.wide ?? '', /^EMBEDDING_WIDTH_MISMATCH: /);
+    assert.match(mixed.skipped_embeddings?.broken ?? '', /^TORCH_[A-Z_]+: broken/);
+    for (const why of Object.values(mixed.skipped_embeddings ?? {})) assert.doesNotMatch(why, /\/tmp\/|\/assets\//, `no server path: ${why}`);
+    for (const name of ['x', 'wide', 'broken']) assert.equal((await farm.request('DELETE', `/v1/embeddings/${name}`, { key: KEY_A })).status, 204);
   });
 });
