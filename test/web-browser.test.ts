@@ -6,6 +6,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { artifactPath, findChromium } from './support/browser.js';
 import { startFarm, type Farm } from './support/farm.js';
 import { infotextPng, seedOutputs } from './support/gallery-seed.js';
+import { STRIPES_DATASET } from './support/training-data.js';
 
 const KEY_A = 'alice-key-0123456789';
 const KEY_B = 'bob-key-0123456789';
@@ -187,6 +188,42 @@ describe('the web page in headless Chromium (real API, worker process, Redis)', 
     await page.locator('#job-view[data-state=completed] .infotext').filter({ hasText: 'TI hashes: "fox-style: ' }).waitFor({ timeout: 60_000 });
   });
 
+  test('a dataset is uploaded and an embedding trained with a live loss curve and previews, then resumed', opts, async () => {
+    await farm.startTrainer();
+    await page.locator('#tab-train').click();
+    await page.locator('#dataset-name').fill('stripes');
+    await page.locator('#dataset-files').setInputFiles(STRIPES_DATASET.map((f) => ({
+      name: f.name, mimeType: f.name.endsWith('.png') ? 'image/png' : 'text/plain', buffer: Buffer.from(f.bytes),
+    })));
+    await page.getByRole('button', { name: 'Upload dataset' }).click();
+    await page.locator('#dataset-status', { hasText: '4 images, 1 captions' }).waitFor();
+    await page.locator('#train-name').fill('pageemb');
+    await page.locator('#train-steps').fill('60');
+    await page.locator('#train-lr').fill('0.02');
+    await page.locator('#train-width').fill('64');
+    await page.locator('#train-height').fill('64');
+    await page.locator('#train-template').fill('subject_filewords.txt');
+    await page.locator('#train-save').fill('20');
+    await page.locator('#train-preview').fill('20');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    const view = page.locator('#training-view');
+    await page.locator('#training-view[data-state=completed]').waitFor({ timeout: 120_000 }).catch(async (e: unknown) => {
+      await shot(page, 'fail-train');
+      throw e;
+    });
+    await page.locator('#training-view .train-previews img[src^="blob:"]').first().waitFor();
+    assert.ok(Number(await view.locator('svg.loss').getAttribute('data-points')) >= 1, 'the loss curve has points');
+    assert.ok(Number(await view.getAttribute('data-previews')) >= 3, 'previews at steps 20, 40 and 60');
+    await view.getByText('Registered as embedding').waitFor();
+    await view.locator('a[data-name="pageemb.png"], a[data-name$=".png"]').first().waitFor();
+    await shot(page, '12-training');
+    const first = await view.getAttribute('data-training');
+    await page.locator('#resume-steps').fill('70');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.waitForFunction(`(() => { const v = document.getElementById('training-view'); return v.dataset.training !== ${JSON.stringify(first)} && v.dataset.state === 'completed'; })()`, undefined, { timeout: 120_000 });
+    assert.match((await view.textContent()) ?? '', /step 70\/70/);
+  });
+
   test('works at phone width without sideways scrolling', opts, async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.locator('#tab-generate').click();
@@ -243,7 +280,7 @@ describe('the web page in headless Chromium (real API, worker process, Redis)', 
     await p.waitForFunction(`document.querySelectorAll('#gallery li').length > ${gallery}`);
     console.log(`# first load, 500 images in the gallery: ${(bytes / 1024).toFixed(1)} KiB before thumbnails (${thumbs} thumbnails fetched after), form shown ${readyMs} ms after navigation start by the page's clock (${formMs} ms measured from the test), ${gallery} tiles listed once the list filled the window`);
     assert.equal(await p.locator('#gallery li').count() > 0, true);
-    await shot(p, '12-gallery-500');
+    await shot(p, '13-gallery-500');
     await c.close();
     assert.deepEqual(errors, [], 'no script errors on the page');
   });

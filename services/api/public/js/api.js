@@ -21,7 +21,7 @@ export async function api(path, opts = {}) {
   const key = opts.key ?? session.key;
   if (key) headers.set('authorization', `Bearer ${key}`);
   let body = opts.body;
-  if (body !== undefined && !(body instanceof Blob) && !(body instanceof ArrayBuffer) && typeof body !== 'string') {
+  if (body !== undefined && !(body instanceof Blob) && !(body instanceof ArrayBuffer) && !(body instanceof FormData) && typeof body !== 'string') {
     headers.set('content-type', 'application/json');
     body = JSON.stringify(body);
   }

@@ -4,6 +4,7 @@ import { initAssets, listAssets } from './assets.js';
 import { applyParameters, form, loadChoices, readForm, setInitImage } from './generate.js';
 import { initGallery, resetGallery } from './gallery.js';
 import { attachPrompt } from './prompt.js';
+import { forgetTraining, initTrain, listDatasets } from './train.js';
 import { forgetJobs, initWatch, onJobActions, restoreJobs, watchJob } from './watch.js';
 
 const $ = (id) => document.getElementById(id);
@@ -57,6 +58,7 @@ function selectTab(tab) {
     void resetGallery();
   }
   if (tab.id === 'tab-assets') void listAssets();
+  if (tab.id === 'tab-train') void listDatasets();
 }
 
 function initTabs() {
@@ -154,9 +156,11 @@ async function start() {
   initAssets((kind) => { if (kind !== 'models') void loadNames(); else void loadChoices(getJson); });
   initDrops();
   restoreJobs();
+  initTrain(() => getJson('/sdapi/v1/sd-models'));
   $('signout').addEventListener('click', () => {
     session.key = null;
     forgetJobs();
+    forgetTraining();
     // A full reload drops every image, job and listing of this tenant from the page.
     location.reload();
   });
@@ -190,6 +194,7 @@ if (session.key) {
     if (!problem) return;
     session.key = null;
     forgetJobs();
+    forgetTraining();
     location.reload();
   });
 } else $('signin-key').focus();
