@@ -180,6 +180,14 @@ test('mask arithmetic: OpenCV-style blur keeps a constant image and spreads an e
   const b = cvGaussianBlur1d(edge, 21, 4, 'x').data;
   for (let i = 0; i < 15; i++) assert.equal(b[15 - i], b[15 + i]);
   assert.ok(b[15]! < 40 && b[15]! > 15 && b[5]! > 0 && b[4] === 0, `${[...b]}`);
+  // getGaussianKernel(3, 0.8) = [0.2390, 0.5220, 0.2390] is [61, 134, 61] / 256 in OpenCV's 8-bit fixed point:
+  // (255 * 134 + 128) >> 8 = 133 and (255 * 61 + 128) >> 8 = 61; the column axis blurs the same way
+  const impulse = { width: 5, height: 1, data: Uint8Array.of(0, 0, 255, 0, 0) };
+  assert.deepEqual([...cvGaussianBlur1d(impulse, 3, 0.8, 'x').data], [0, 61, 133, 61, 0]);
+  assert.deepEqual([...cvGaussianBlur1d({ width: 1, height: 5, data: impulse.data }, 3, 0.8, 'y').data], [0, 61, 133, 61, 0]);
+  // reflect-101 borders: outside the first pixel lies the second, so an edge pixel sees the 255 twice
+  // ((255 * 122 + 128) >> 8 = 122; a replicated border would give 61)
+  assert.deepEqual([...cvGaussianBlur1d({ width: 3, height: 1, data: Uint8Array.of(0, 255, 0) }, 3, 0.8, 'x').data], [122, 133, 122]);
 });
 
 test('crop region: bounding box plus padding, grown to the processing aspect ratio within the image', () => {
