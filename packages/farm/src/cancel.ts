@@ -15,12 +15,23 @@ export async function requestCancel(redis: Redis, keys: FarmKeys, jobId: string,
 export type StopKind = 'interrupt' | 'skip';
 
 /**
- * Tells the worker rendering `jobId` to interrupt it (keep the images reached, run no further iteration) or to skip
- * its current iteration. Only a running render hears it: unlike a cancel nothing is kept for a later start, as
- * A1111's flags reach only the job in progress. Sent on the cancel channel as `<kind>:<jobId>`.
+ * Tells the worker running `jobId` to interrupt it (keep the images reached, run no further iteration) or to skip
+ * its current iteration. The request is a key the worker takes exactly once (a skip must not skip two iterations),
+ * so one sent while the worker is still loading the checkpoint, or lost by pub/sub, is applied when its render
+ * starts or at the next poll; the message on the cancel channel (`<kind>:<jobId>`) makes it prompt. An interrupt
+ * replaces a pending skip, never the other way round.
  */
-export async function requestStop(redis: Redis, keys: FarmKeys, jobId: string, kind: StopKind): Promise<void> {
+export async function requestStop(redis: Redis, keys: FarmKeys, jobId: string, kind: StopKind, ttlS = 3600): Promise<void> {
+  if (kind === 'interrupt') await redis.set(keys.stop(jobId), kind, 'EX', ttlS);
+  else await redis.set(keys.stop(jobId), kind, 'EX', ttlS, 'NX');
   await redis.publish(keys.cancelChannel, `${kind}:${jobId}`);
+}
+
+/** The pending interrupt or skip of a job, taken (deleted) so it is applied once; null when there is none. */
+export async function takeStop(redis: Redis, keys: FarmKeys, jobId: string): Promise<StopKind | null> {
+  const replies = await redis.multi().get(keys.stop(jobId)).del(keys.stop(jobId)).exec();
+  const value = replies?.[0]?.[1];
+  return value === 'interrupt' || value === 'skip' ? value : null;
 }
 
 export async function isCancelRequested(redis: Redis, keys: FarmKeys, jobId: string): Promise<boolean> {

@@ -33,6 +33,8 @@ export function farmKeys(prefix: string) {
     assetDeletedChannel: `${base}:asset-deleted`,
     options: (tenant: string) => `${base}:options:${tenant}`,
     sdapiCurrent: (tenant: string) => `${base}:sdapi-current:${tenant}`,
+    /** A pending A1111 interrupt or skip of a running job, taken once by its worker. */
+    stop: (jobId: string) => `${base}:stop:${jobId}`,
     /** The tenant's /sdapi job that `interrupt` stopped (A1111's state.interrupted for /sdapi/v1/progress). */
     sdapiInterrupted: (tenant: string) => `${base}:sdapi-interrupted:${tenant}`,
     tenantWaiting: (tenant: string) => `${base}:tenant-waiting:${tenant}`,

@@ -1,7 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelRequested, isQuarantined, leftWaiting, outputKey,
+  AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelRequested, isQuarantined, leftWaiting, outputKey, takeStop,
   previewKey, previewUrl, publishJobEvent, quarantineReason, resolveCheckpoint, type AssetCache, type CancelListener, type EventContext,
   type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget,
   type Storage,
@@ -158,10 +158,15 @@ export function generateProcessor(ctx: ProcessorContext) {
     };
 
     const run = ctx.host.render(request, onStep);
-    const unwatch = ctx.cancels.watch(jobId, run.cancel, run.stop);
+    // Interrupt and skip are keys taken once: at the message, at the start (one sent while the checkpoint loaded)
+    // and at every poll (one whose message pub/sub lost).
+    const applyStop = (): void => void takeStop(ctx.redis, ctx.keys, jobId).then((k) => k && run.stop(k), () => undefined);
+    const unwatch = ctx.cancels.watch(jobId, run.cancel, applyStop);
+    applyStop();
     // Pub/sub can miss a message while the subscriber reconnects; the key is the durable signal.
     const poll = setInterval(() => {
       void isCancelRequested(ctx.redis, ctx.keys, jobId).then((c) => c && run.cancel(), () => undefined);
+      applyStop();
     }, CANCEL_POLL_MS);
     try {
       const output = await run.result;
