@@ -35,9 +35,12 @@ describe('web page and /v1/gallery (real API process, Redis, folder storage)', (
     assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'self'.*connect-src 'self'/);
     const html = await res.text();
     assert.match(html, /<script type="module" src="\/web\/js\/main.js">/);
-    for (const path of ['/web/js/main.js', '/web/js/api.js', '/web/app.css']) {
-      assert.equal((await fetch(`${farm.url}${path}`)).status, 200, path);
-    }
+    // Every file the page names is there, and every module the entry imports is preloaded with it.
+    const named = [...html.matchAll(/(?:href|src)="(\/web\/[^"]+)"/g)].map((m) => m[1]!);
+    assert.ok(named.includes('/web/app.css') && named.includes('/web/js/main.js'));
+    for (const path of named) assert.equal((await fetch(`${farm.url}${path}`)).status, 200, path);
+    const main = await (await fetch(`${farm.url}/web/js/main.js`)).text();
+    for (const [, mod] of main.matchAll(/from '\.\/([\w-]+\.js)'/g)) assert.ok(named.includes(`/web/js/${mod}`), `${mod} is preloaded`);
     assert.equal((await fetch(`${farm.url}/web/js/nothing.js`)).status, 404);
     const doc = (await farm.request('GET', '/openapi.json')).json as { paths: Record<string, unknown> };
     for (const path of ['/v1/gallery', '/v1/gallery/{id}/{n}/thumb.png', '/v1/gallery/{id}/{n}/image.png']) assert.ok(doc.paths[path], path);
