@@ -1,13 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openStorage } from '@darkroom/farm';
+import { encodePng } from '@darkroom/core/formats/png.js';
 import { readEvents, startFarm, waitFor, type Farm } from './support/farm.js';
 import { startRestartableS3, type RestartableS3 } from './support/s3-restartable.js';
 
 /**
  * Storage (s3rver) stops answering for 30 s while jobs render. Workers keep the finished images, retry the writes
  * without giving up the job, and complete every job once storage is back: each rendered once, in its first
- * attempt, with exactly one set of outputs.
+ * attempt, with exactly one set of outputs. The API answers what needs storage meanwhile with 503.
  */
 const OUTAGE_MS = 30_000;
 const JOBS = 3;
@@ -30,6 +31,12 @@ describe('storage outage during renders', () => {
   test('every job completes once storage is back, rendered once, one set of outputs each', async () => {
     await s3.stop();
     const stoppedAt = Date.now();
+    // The API cannot store an img2img input now: a 503 to retry, not a 500.
+    const init = Buffer.from(encodePng({ width: 64, height: 64, channels: 3, data: new Uint8Array(64 * 64 * 3).fill(128) })).toString('base64');
+    const refused = await farm.request('POST', '/v1/img2img', { body: { width: 64, height: 64, steps: 2, prompt: 'no storage', init_images: [init] } });
+    assert.equal(refused.status, 503, JSON.stringify(refused.json));
+    assert.equal((refused.json as { error: { code: string } }).error.code, 'STORAGE_UNAVAILABLE');
+    assert.ok(Number(refused.headers.get('retry-after')) > 0);
     const ids: string[] = [];
     for (let i = 0; i < JOBS; i++) {
       const r = await farm.request('POST', '/v1/txt2img', { body: { width: 64, height: 64, steps: 2, batch_size: BATCH, prompt: `kept ${i}`, seed: i } });

@@ -1,6 +1,8 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { z } from 'zod';
-import { errorBody, FarmError, isFarmError, isRedisUnavailable, redisUnavailableError, RetryLaterError } from '@darkroom/farm';
+import {
+  errorBody, FarmError, isFarmError, isRedisUnavailable, isStorageUnavailable, redisUnavailableError, RetryLaterError, storageUnavailableError,
+} from '@darkroom/farm';
 
 /** The first zod issue becomes one 400 naming the field (dotted path, array indexes included). */
 export function validationError(error: z.ZodError): FarmError {
@@ -25,9 +27,9 @@ export const notFound: RequestHandler = (req, res) => {
 };
 
 /**
- * Every error leaves as `{error: {code, message, field?}}`. Body-parser failures are the client's (4xx); Redis out
- * of reach is a 503 with Retry-After (whichever command of the request found it gone); only a fault of ours is a
- * 500, and its message is not leaked.
+ * Every error leaves as `{error: {code, message, field?}}`. Body-parser failures are the client's (4xx); Redis or
+ * storage out of reach is a 503 with Retry-After (whichever call of the request found it gone); only a fault of
+ * ours is a 500, and its message is not leaked.
  */
 export function errorHandler(log: { error: (o: object, m: string) => void }): ErrorRequestHandler {
   return (caught: unknown, req, res, _next) => {
@@ -35,7 +37,7 @@ export function errorHandler(log: { error: (o: object, m: string) => void }): Er
       res.end();
       return;
     }
-    const err = isRedisUnavailable(caught) ? redisUnavailableError() : caught;
+    const err = isRedisUnavailable(caught) ? redisUnavailableError() : isStorageUnavailable(caught) ? storageUnavailableError() : caught;
     if (err instanceof RetryLaterError) res.set('Retry-After', String(err.retryAfterS));
     if (isFarmError(err)) {
       res.status(err.status).json(errorBody(err.code, err.message, err.field, err.file));

@@ -7,6 +7,7 @@ export type { Storage } from './types.js';
 export { assertKey } from './types.js';
 export { FolderStorage } from './folder.js';
 export { S3Storage, parseS3Url } from './s3.js';
+export { isStorageUnavailable, storageUnavailableError, STORAGE_RETRY_AFTER_S } from './unavailable.js';
 
 /** `file:///abs/path` -> folder driver; `s3://bucket?...` -> S3 driver. */
 export function openStorage(url: string): Storage {
