@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { isDarkroomError } from '@darkroom/core/errors.js';
 import { readCheckpointIndex } from '@darkroom/core/models/checkpoint.js';
@@ -12,6 +12,26 @@ import type { AssetKind } from './schemas.js';
  * memory; real ones are kilobytes (embeddings) to a few hundred MB (hypernetworks with wide layer structures).
  */
 export const MAX_NETWORK_UPLOAD_BYTES = 512 * 1024 ** 2;
+
+/**
+ * torch's pre-1.6 (legacy) container is one pickle stream with the storages after it, readable only whole; a large
+ * one is accepted unchecked rather than read into the API's memory (the worker's restricted unpickler still refuses
+ * a hostile one, as it would at upload). torch.save has written zip files since 2020, so these are rare.
+ */
+const LEGACY_CHECK_MAX_BYTES = 512 * 1024 ** 2;
+
+async function isLargeLegacyTorch(path: string): Promise<boolean> {
+  const { size } = await stat(path);
+  if (size <= LEGACY_CHECK_MAX_BYTES) return false;
+  const handle = await open(path, 'r');
+  try {
+    const head = new Uint8Array(4);
+    await handle.read(head, 0, 4, 0);
+    return head[0] === 0x80; // a pickle, not a zip ("PK") nor safetensors (a length)
+  } finally {
+    await handle.close();
+  }
+}
 
 /** Why a file will not load: the loader's stable code and its reason, naming the upload's file name only. */
 export interface AssetProblem {
@@ -35,6 +55,7 @@ export function withoutPath(text: string, path: string, filename: string): strin
 export async function checkAssetFile(kind: AssetKind, path: string, filename: string): Promise<AssetProblem | null> {
   try {
     if (kind === 'models') {
+      if (extname(filename).toLowerCase() !== '.safetensors' && (await isLargeLegacyTorch(path))) return null;
       inferModelConfig(await readCheckpointIndex(path, extname(filename)));
       return null;
     }
