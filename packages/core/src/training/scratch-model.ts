@@ -16,21 +16,23 @@ import { captionWords } from './scenes/captions.js';
 /**
  * The smallest model the graphs allow: unit tests on 16x16 images. GroupNorm(32) needs 32 channels, and the UNet's
  * res blocks need 64: with one channel per group the norm right after the timestep embedding is added removes it
- * (a per-channel constant), so the model could not know the timestep (ldm needs channel_mult[0] = 1).
+ * (a per-channel constant), so the model could not know the timestep (ldm needs channel_mult[0] = 1). The VAE has
+ * four levels (three downsamplings) because the pipeline, as A1111, takes latents to be an eighth of the image.
  */
 export const MICRO_ARCHITECTURE: TinyArchitecture = {
   unet: { inChannels: 4, outChannels: 4, channels: 64, mult: [1], resBlocks: 1, attention: [1], heads: 2, context: 32 },
-  vae: { ch: 32, mult: [1, 1], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 },
+  vae: { ch: 32, mult: [1, 1, 1, 1], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 },
   text: { width: 32, layers: 1, heads: 2, intermediate: 64, positions: 77 },
 };
 
 /**
- * The scene model: 64x64 images to 16x16x4 latents (two VAE downsamplings), a two-level UNet with attention at
- * both, a two-layer text encoder. Sized so that its training fits about an hour on two CPU cores.
+ * The scene model: 64x64 images to 8x8x4 latents (the demo model's VAE shape), a two-level UNet of 64 and 128
+ * channels with attention at both, a two-layer text encoder. Sized so that its training fits about an hour on two
+ * CPU cores.
  */
 export const SCENE_ARCHITECTURE: TinyArchitecture = {
-  unet: { inChannels: 4, outChannels: 4, channels: 32, mult: [1, 2], resBlocks: 1, attention: [1, 2], heads: 4, context: 32 },
-  vae: { ch: 32, mult: [1, 1, 2], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 },
+  unet: { inChannels: 4, outChannels: 4, channels: 64, mult: [1, 2], resBlocks: 1, attention: [1, 2], heads: 4, context: 32 },
+  vae: { ch: 32, mult: [1, 2, 2, 2], resBlocks: 1, z: 4, embed: 4, inChannels: 3, outChannels: 3 },
   text: { width: 32, layers: 2, heads: 4, intermediate: 64, positions: 77 },
 };
 

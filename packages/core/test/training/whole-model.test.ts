@@ -14,7 +14,9 @@ import { float32, type Float32Tensor } from '../../src/tensor.js';
 
 const B = 2;
 const R = 16;
+/** Latent side of the UNet test (any size), and of the VAE's own 16x16 images (an eighth). */
 const L = 8;
+const VL = R / 8;
 
 function images(seed: number): Float32Tensor {
   const data = new Float32Array(B * 3 * R * R);
@@ -40,8 +42,9 @@ async function checkAgainstFiniteDifferences(p: FlatParameters, grad: Float32Arr
   for (const key of keys) {
     const i = strongest(p, grad, key);
     const g = grad[i]!;
-    assert.ok(Math.abs(g) > 1e-4, `${key}: gradient ${g}`);
-    const h = Math.max(1e-3, Math.min(0.02, 0.02 / Math.abs(g)));
+    assert.ok(Math.abs(g) > 1e-3, `${key}: gradient ${g}`);
+    // Small steps: the L1 loss and the deep nets are only piecewise smooth.
+    const h = 1e-3;
     const w = p.data[i]!;
     p.data[i] = w + h;
     const up = await loss();
@@ -59,7 +62,7 @@ test('VAE: gradients of encoder and decoder weights match finite differences, an
   const vae = await VaeObjective.create(p, m.config, { batch: B, height: R, width: R, threads: 1, klWeight: 1e-3 });
   try {
     const x = images(1);
-    const noise = normals(B * 4 * L * L, 1, [B, 4, L, L]);
+    const noise = normals(B * 4 * VL * VL, 1, [B, 4, VL, VL]);
     const first = await vae.evaluate(x, noise);
     assert.equal(first.reconstruction.shape.join(','), `${B},3,${R},${R}`);
     // Nothing outside the VAE is touched.
@@ -72,7 +75,7 @@ test('VAE: gradients of encoder and decoder weights match finite differences, an
         'first_stage_model.encoder.conv_in.weight',
         'first_stage_model.encoder.mid.attn_1.q.weight',
         'first_stage_model.quant_conv.bias',
-        'first_stage_model.decoder.up.1.block.0.norm1.weight',
+        'first_stage_model.decoder.up.3.block.0.norm1.weight',
         'first_stage_model.decoder.conv_out.bias',
       ],
       async () => (await vae.evaluate(x, noise)).loss,

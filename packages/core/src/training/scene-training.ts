@@ -1,0 +1,193 @@
+/**
+ * Training a scene model from scratch: the VAE as an autoencoder on rendered scenes, then the UNet (and
+ * optionally the text encoder) on the latents of a pool of scenes with varied captions, classifier-free-guidance
+ * caption dropout, AdamW and EMA weights. Every random draw is keyed by (seed, purpose, step), so a run is
+ * reproducible. The result is a checkpoint's tensors (EMA weights), its config JSON with the measured latent
+ * scale factor, and the vocabulary.
+ */
+import { vaeEncoderModel } from '../models/graphs.js';
+import type { TinyArchitecture } from '../pipeline/demo-model.js';
+import { createSession } from '../runtime/session.js';
+import { float32, type Float32Tensor, type HostTensor } from '../tensor.js';
+import { FlatParameters } from './flat-parameters.js';
+import { KeyedStream } from './keyed-random.js';
+import { captionScene } from './scenes/captions.js';
+import { imageToChw, renderScene } from './scenes/render.js';
+import { trainingScene } from './scenes/scene.js';
+import { newScratchModel, scratchConfig, type ScratchModel } from './scratch-model.js';
+import { captionTokenIds, COMPONENTS, DiffusionObjective, VaeObjective, WholeModelOptimizer } from './whole-model.js';
+
+export interface SceneTrainingOptions {
+  readonly arch: TinyArchitecture;
+  readonly resolution: number;
+  readonly seed: number;
+  readonly vaeSteps: number;
+  readonly unetSteps: number;
+  readonly vaeBatch?: number;
+  readonly unetBatch?: number;
+  readonly vaeLr?: number;
+  readonly unetLr?: number;
+  /** Scenes whose latents the UNet trains on (default 2048). */
+  readonly poolSize?: number;
+  /** Chance that a caption is replaced by the empty prompt (default 0.1). */
+  readonly captionDropout?: number;
+  readonly trainText?: boolean;
+  readonly emaDecay?: number;
+  readonly threads?: number;
+}
+
+export interface TrainingProgress {
+  readonly phase: 'vae' | 'latents' | 'unet';
+  readonly step: number;
+  readonly steps: number;
+  readonly loss?: number;
+  readonly seconds: number;
+}
+
+export interface SceneTrainingResult {
+  readonly tensors: Map<string, HostTensor>;
+  readonly configJson: object;
+  readonly model: ScratchModel;
+  readonly scaleFactor: number;
+  /** Mean loss of the first and last tenth of each phase's steps. */
+  readonly losses: { readonly vae: readonly [number, number]; readonly unet: readonly [number, number] };
+  /** Seconds per step of each phase (after the graph is built). */
+  readonly secondsPerStep: { readonly vae: number; readonly unet: number };
+}
+
+/** A linear warm-up over the first 5% of the steps, then a cosine decay to a tenth. */
+export function learningRate(base: number, step: number, steps: number): number {
+  const warm = Math.max(1, Math.floor(steps * 0.05));
+  if (step < warm) return (base * (step + 1)) / warm;
+  const f = (step - warm) / Math.max(1, steps - warm);
+  return base * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * f)));
+}
+
+function sceneImages(seed: number, first: number, count: number, res: number): Float32Tensor {
+  const data = new Float32Array(count * 3 * res * res);
+  for (let i = 0; i < count; i++) data.set(imageToChw(renderScene(trainingScene(seed, first + i), res, res)), i * 3 * res * res);
+  return float32([count, 3, res, res], data);
+}
+
+function normals(r: KeyedStream, shape: readonly number[]): Float32Tensor {
+  const n = shape.reduce((a, d) => a * d, 1);
+  return float32(shape, Float32Array.from({ length: n }, () => r.normal()));
+}
+
+function ends(losses: readonly number[]): [number, number] {
+  const k = Math.max(1, Math.floor(losses.length / 10));
+  const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  return [mean(losses.slice(0, k)), mean(losses.slice(-k))];
+}
+
+export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p: TrainingProgress) => void = () => {}): Promise<SceneTrainingResult> {
+  const res = opts.resolution;
+  const threads = opts.threads ?? 2;
+  const model = newScratchModel(opts.arch, opts.seed);
+  const params = new FlatParameters(model.tensors);
+  const down = 2 ** (model.config.vae.chMult.length - 1);
+  const lat = res / down;
+  const vaeBatch = opts.vaeBatch ?? 8;
+  const unetBatch = opts.unetBatch ?? 16;
+
+  // Phase 1: the autoencoder.
+  const vaeRange = params.range(COMPONENTS.vae.checkpoint);
+  const vae = await VaeObjective.create(params, model.config, { batch: vaeBatch, height: res, width: res, threads });
+  const vaeOpt = new WholeModelOptimizer(params, [vaeRange], { lr: opts.vaeLr ?? 2e-3, emaDecay: opts.emaDecay ?? 0.995 });
+  const vaeLosses: number[] = [];
+  let started = Date.now();
+  try {
+    for (let s = 0; s < opts.vaeSteps; s++) {
+      const r = await vae.evaluate(sceneImages(opts.seed, s * vaeBatch, vaeBatch, res), normals(new KeyedStream(opts.seed, 'vae-noise', s), [vaeBatch, model.config.vae.embedDim, lat, lat]));
+      vaeOpt.lr = learningRate(opts.vaeLr ?? 2e-3, s, opts.vaeSteps);
+      vaeOpt.step(r.grad);
+      vaeLosses.push(r.loss);
+      onProgress({ phase: 'vae', step: s + 1, steps: opts.vaeSteps, loss: r.loss, seconds: (Date.now() - started) / 1000 });
+    }
+  } finally {
+    await vae.release();
+  }
+  const vaeSeconds = (Date.now() - started) / 1000 / Math.max(1, opts.vaeSteps);
+  // The UNet learns the EMA autoencoder's latents, the one that is saved.
+  params.data.set(vaeOpt.ema.subarray(...vaeRange), vaeRange[0]);
+
+  // The latent pool: mean and std of each scene's posterior; the scale factor makes the latents unit variance.
+  const pool = opts.poolSize ?? 2048;
+  const encBatch = 16;
+  const encoder = await createSession(
+    vaeEncoderModel(params.component(COMPONENTS.vae.checkpoint), model.config.vae, { batch: encBatch, height: res, width: res, scaleFactor: 1 }),
+    { threads },
+  );
+  const per = model.config.vae.embedDim * lat * lat;
+  const means = new Float32Array(pool * per);
+  const stds = new Float32Array(pool * per);
+  try {
+    for (let first = 0; first < pool; first += encBatch) {
+      const r = await encoder.run({ image: sceneImages(opts.seed + 1, first, encBatch, res) });
+      const count = Math.min(encBatch, pool - first);
+      means.set((r.mean!.data as Float32Array).subarray(0, count * per), first * per);
+      stds.set((r.std!.data as Float32Array).subarray(0, count * per), first * per);
+      onProgress({ phase: 'latents', step: Math.min(pool, first + encBatch), steps: pool, seconds: 0 });
+    }
+  } finally {
+    await encoder.release();
+  }
+  let sq = 0;
+  let sum = 0;
+  for (const v of means) {
+    sum += v;
+    sq += v * v;
+  }
+  const variance = sq / means.length - (sum / means.length) ** 2;
+  const scaleFactor = Math.fround(1 / Math.sqrt(Math.max(variance, 1e-8)));
+
+  // Phase 2: the UNet (and the text encoder when trained) on scaled latent samples.
+  const unetObjective = await DiffusionObjective.create(params, model.config, {
+    batch: unetBatch,
+    latentHeight: lat,
+    latentWidth: lat,
+    threads,
+    trainText: opts.trainText ?? false,
+  });
+  const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
+  const unetOpt = new WholeModelOptimizer(params, ranges, { lr: opts.unetLr ?? 1e-3, emaDecay: opts.emaDecay ?? 0.995 });
+  const dropout = opts.captionDropout ?? 0.1;
+  const unetLosses: number[] = [];
+  started = Date.now();
+  try {
+    for (let s = 0; s < opts.unetSteps; s++) {
+      const r = new KeyedStream(opts.seed, 'unet-batch', s);
+      const latents = new Float32Array(unetBatch * per);
+      const ids: number[][] = [];
+      for (let i = 0; i < unetBatch; i++) {
+        const k = r.below(pool);
+        for (let j = 0; j < per; j++) latents[i * per + j] = scaleFactor * (means[k * per + j]! + stds[k * per + j]! * r.normal());
+        const caption = r.random() < dropout ? '' : captionScene(trainingScene(opts.seed + 1, k), opts.seed, s * unetBatch + i).text;
+        ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
+      }
+      const t = Array.from({ length: unetBatch }, () => r.below(model.config.schedule.timesteps));
+      const shape = [unetBatch, model.config.unet.inChannels, lat, lat];
+      const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise: normals(r, shape) });
+      unetOpt.lr = learningRate(opts.unetLr ?? 1e-3, s, opts.unetSteps);
+      unetOpt.step(out.grad);
+      unetLosses.push(out.loss);
+      onProgress({ phase: 'unet', step: s + 1, steps: opts.unetSteps, loss: out.loss, seconds: (Date.now() - started) / 1000 });
+    }
+  } finally {
+    await unetObjective.release();
+  }
+  const unetSeconds = (Date.now() - started) / 1000 / Math.max(1, opts.unetSteps);
+  for (const [a, b] of ranges) params.data.set(unetOpt.ema.subarray(a, b), a);
+
+  const tensors = new Map<string, HostTensor>(model.tensors);
+  for (const [k, t] of params.tensors()) tensors.set(k, t);
+  const { json } = scratchConfig(tensors, opts.arch, model.tokenizer.vocabSize, scaleFactor);
+  return {
+    tensors,
+    configJson: json,
+    model,
+    scaleFactor,
+    losses: { vae: ends(vaeLosses), unet: ends(unetLosses) },
+    secondsPerStep: { vae: vaeSeconds, unet: unetSeconds },
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * How often a model draws what held-out captions say: each held-out scene's full caption is rendered by the
+ * Engine at the model's resolution, and the detector checks colour, background, position and shape.
+ */
+import { decodePng } from '../../formats/png.js';
+import type { Engine } from '../../pipeline/engine.js';
+import { captionScene } from './captions.js';
+import { evaluateScene, type SceneMatch } from './detect.js';
+import type { RgbImage } from './render.js';
+import { heldOutScenes, type Scene } from './scene.js';
+
+export interface HeldOutOptions {
+  readonly checkpoint: string;
+  readonly resolution: number;
+  /** Evaluate the first `limit` held-out scenes (default all). */
+  readonly limit?: number;
+  readonly steps?: number;
+  readonly sampler?: string;
+  readonly cfgScale?: number;
+  readonly seed?: number;
+}
+
+export interface HeldOutCase {
+  readonly scene: Scene;
+  readonly prompt: string;
+  readonly image: RgbImage;
+  readonly match: SceneMatch;
+}
+
+export interface HeldOutReport {
+  readonly cases: readonly HeldOutCase[];
+  /** Fraction of cases right, per fact. */
+  readonly rates: Readonly<Record<keyof SceneMatch, number>>;
+}
+
+export async function evaluateHeldOut(engine: Engine, opts: HeldOutOptions, onCase: (c: HeldOutCase, i: number, n: number) => void = () => {}): Promise<HeldOutReport> {
+  const scenes = heldOutScenes(opts.seed ?? 1).slice(0, opts.limit);
+  const cases: HeldOutCase[] = [];
+  for (const [i, scene] of scenes.entries()) {
+    const prompt = captionScene(scene, opts.seed ?? 1, i, true).text;
+    const r = await engine.txt2img(
+      {
+        prompt,
+        negative_prompt: '',
+        steps: opts.steps ?? 20,
+        sampler_name: opts.sampler ?? 'DPM++ 2M',
+        cfg_scale: opts.cfgScale ?? 5,
+        seed: (opts.seed ?? 1) * 1000 + i,
+        width: opts.resolution,
+        height: opts.resolution,
+      },
+      { checkpoint: opts.checkpoint },
+    );
+    const png = decodePng(r.images[0]!);
+    const rgb = new Uint8Array(png.width * png.height * 3);
+    for (let p = 0; p < png.width * png.height; p++) for (let c = 0; c < 3; c++) rgb[p * 3 + c] = png.data[p * png.channels + c]!;
+    const image: RgbImage = { width: png.width, height: png.height, data: rgb };
+    const c: HeldOutCase = { scene, prompt, image, match: evaluateScene(image, scene) };
+    cases.push(c);
+    onCase(c, i, scenes.length);
+  }
+  const rate = (k: keyof SceneMatch): number => cases.filter((c) => c.match[k]).length / Math.max(1, cases.length);
+  return { cases, rates: { colour: rate('colour'), background: rate('background'), position: rate('position'), shape: rate('shape') } };
+}
