@@ -11,7 +11,7 @@ import { DarkroomError } from '../errors.js';
 import { pngInfo, type PngInfo } from '../formats/png-info.js';
 import { loadModel, type StableDiffusionModel } from '../models/load.js';
 import { DEFAULT_CACHE_DIR } from '../models/cache.js';
-import { parseAttentionMode } from '../models/attention.js';
+import { attentionBuild, parseAttentionMode } from '../models/attention.js';
 import { vaeTiling, type VaeTilingOption } from '../models/vae-tiles.js';
 import type { MemoryMode } from '../models/memory-mode.js';
 import type { Provider } from '../runtime/session.js';
@@ -440,7 +440,14 @@ export class Engine {
     }
     let runner = this.loraRunners.get(held.sd);
     if (!runner) {
-      runner = new LoraRunner(held.sd, { cacheDir: this.cacheDir, ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}) });
+      // The LoRA graphs take the attention form the model's own graphs take, so large images fit alike.
+      const provider = this.options.provider ?? 'cpu';
+      runner = new LoraRunner(held.sd, {
+        cacheDir: this.cacheDir,
+        provider,
+        attention: attentionBuild(parseAttentionMode(this.options.attention ?? 'auto'), provider, this.options.attentionChunkBytes),
+        ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
+      });
       this.loraRunners.set(held.sd, runner);
     }
     const lj = await prepareLoraJob(held.model, [params.prompt ?? ''], new LoraLibrary(files), runner);

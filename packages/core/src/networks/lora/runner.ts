@@ -7,17 +7,20 @@
  *
  * The feeds are exactly the tensors the plain graph would have baked in: the graph builder runs once more over
  * the merged checkpoint weights with every `weight()` recorded instead of stored, so the layouts the builders
- * derive on the host (transposed linears, sliced in_proj blocks) are the same by construction.
+ * derive on the host (transposed linears, sliced in_proj blocks) are the same by construction. They are recorded
+ * per graph (component and input shape) the first time a set of networks runs it, so a switch costs the merge
+ * plus one host-side build per shape; the UNet graph takes the attention form the model's own graphs take.
  */
 import { createHash } from 'node:crypto';
 import { DarkroomError } from '../../errors.js';
 import { GraphBuilder, type Value } from '../../graph/builder.js';
+import { attentionKey, feedForwardChunkBytes, type AttentionBuild } from '../../models/attention.js';
 import { CompileCache, DEFAULT_CACHE_DIR } from '../../models/cache.js';
 import { buildTextEncoder, textOutputName } from '../../models/clip.js';
 import { UNET_PREFIX, type ModelConfig, type TensorIndex, type UNetConfig } from '../../models/config.js';
 import type { StableDiffusionModel } from '../../models/load.js';
 import { buildUNet } from '../../models/unet.js';
-import { createSession, type EngineSession } from '../../runtime/session.js';
+import { createSession, type EngineSession, type Provider } from '../../runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../../tensor.js';
 import { loraModuleTable, type LoraModuleTable } from './mapping.js';
 import { mergeLoras, type LoraApplication, type LoraMergeResult } from './merge.js';
@@ -40,8 +43,15 @@ function buildText(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>,
 }
 
 /** The UNet graph (output `out`) on any builder: the plain graph's layers, whatever the builder does with weights. */
-export function buildUnet(b: GraphBuilder, weights: ReadonlyMap<string, Float32Tensor>, config: UNetConfig, shape: UNetShape): void {
-  const g = buildUNet(b, weights, config, { ...shape });
+export function buildUnet(
+  b: GraphBuilder,
+  weights: ReadonlyMap<string, Float32Tensor>,
+  config: UNetConfig,
+  shape: UNetShape,
+  attention?: AttentionBuild,
+): void {
+  const ff = attention ? feedForwardChunkBytes(attention) : undefined;
+  const g = buildUNet(b, weights, config, { ...shape, ...(attention ? { attention } : {}), ...(ff !== undefined ? { feedForwardChunkBytes: ff } : {}) });
   b.output(g.out, 'out');
 }
 
@@ -52,16 +62,25 @@ export interface UNetShape {
   readonly contextLength: number;
 }
 
-/** The weights of a set of applied networks, as feeds of the weight-input graphs. */
+/** The merged weights of a set of applied networks, and the graph feeds derived from them per graph. */
 export interface LoraWeights {
   readonly merge: LoraMergeResult;
-  readonly text: ReadonlyMap<string, HostTensor>;
-  readonly unet: ReadonlyMap<string, HostTensor>;
+  /** Merged text-encoder and UNet weights, by the keys the builders take. */
+  readonly text: ReadonlyMap<string, Float32Tensor>;
+  readonly unet: ReadonlyMap<string, Float32Tensor>;
+  /**
+   * Feeds by graph (component and shape), recorded on first use: the attention form a layer gets may depend on
+   * the input shape, and with it the weights the graph takes.
+   */
+  readonly feeds: Map<string, ReadonlyMap<string, HostTensor>>;
 }
 
 export interface LoraRunnerOptions {
   readonly cacheDir?: string;
   readonly threads?: number;
+  readonly provider?: Provider;
+  /** The UNet attention form the model's own graphs use (see models/attention.ts); default plain. */
+  readonly attention?: AttentionBuild;
 }
 
 /**
@@ -122,22 +141,41 @@ export class LoraRunner {
       for (const [k, t] of weights) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), merge.weights.get(k) ?? t);
       return out;
     };
-    const cfg = this.model.config;
-    const text = new WeightInputBuilder('text_encoder_lora');
-    buildText(text, relative(cfg.text.prefix), cfg, 1);
-    const unet = new WeightInputBuilder('unet_lora');
-    buildUnet(unet, relative(UNET_PREFIX), cfg.unet, { batch: 1, height: 8, width: 8, contextLength: cfg.text.maxPositions });
-    return { merge, text: text.captured, unet: unet.captured };
+    return { merge, text: relative(this.model.config.text.prefix), unet: relative(UNET_PREFIX), feeds: new Map() };
+  }
+
+  /** The graph key of a component at a shape: its session and its recorded feeds go by it. */
+  private static key(component: Component, options: Record<string, unknown>): string {
+    return `${component}:${JSON.stringify(options)}`;
+  }
+
+  /** The builder run over the merged weights with every weight() recorded: exactly what the graph takes. */
+  private feedsFor(w: LoraWeights, component: Component, options: Record<string, unknown>): ReadonlyMap<string, HostTensor> {
+    const key = LoraRunner.key(component, options);
+    let f = w.feeds.get(key);
+    if (!f) {
+      const cfg = this.model.config;
+      const b = new WeightInputBuilder(`${component}_lora`);
+      if (component === 'text') buildText(b, w.text, cfg, options.batch as number);
+      else buildUnet(b, w.unet, cfg.unet, options as unknown as UNetShape, this.opts.attention);
+      f = b.captured;
+      w.feeds.set(key, f);
+    }
+    return f;
   }
 
   private async session(component: Component, options: Record<string, unknown>): Promise<EngineSession> {
-    const key = `${component}:${JSON.stringify(options)}`;
+    const key = LoraRunner.key(component, options);
     let s = this.sessions.get(key);
     if (!s) {
       s = (async () => {
         const cfg = this.model.config;
         const entry = await this.cache.getOrBuild(
-          { weights: `${this.model.sha256}:lora-inputs`, component: `${component}_lora`, options: { ...options, config: component === 'text' ? cfg.text : cfg.unet } },
+          {
+            weights: `${this.model.sha256}:lora-inputs`,
+            component: `${component}_lora`,
+            options: { ...options, config: component === 'text' ? cfg.text : cfg.unet, ...(component === 'unet' && this.opts.attention ? { attention: attentionKey(this.opts.attention) } : {}) },
+          },
           async () => {
             const { weights } = await this.base();
             const prefix = component === 'text' ? cfg.text.prefix : UNET_PREFIX;
@@ -145,11 +183,14 @@ export class LoraRunner {
             for (const [k, t] of weights) if (k.startsWith(prefix)) rel.set(k.slice(prefix.length), t);
             const b = new WeightInputBuilder(`${component}_lora`);
             if (component === 'text') buildText(b, rel, cfg, options.batch as number);
-            else buildUnet(b, rel, cfg.unet, options as unknown as UNetShape);
+            else buildUnet(b, rel, cfg.unet, options as unknown as UNetShape, this.opts.attention);
             return b.toModel({ externalDataAboveBytes: 64 * 1024 });
           },
         );
-        return createSession(entry.path, { ...(this.opts.threads !== undefined ? { threads: this.opts.threads } : {}) });
+        return createSession(entry.path, {
+          ...(this.opts.threads !== undefined ? { threads: this.opts.threads } : {}),
+          ...(this.opts.provider ? { provider: this.opts.provider } : {}),
+        });
       })();
       s.catch(() => this.sessions.delete(key));
       this.sessions.set(key, s);
@@ -159,8 +200,9 @@ export class LoraRunner {
 
   /** final_layer_norm(hidden_states[-clipSkip]) with the networks' text-encoder weights. */
   async encode(w: LoraWeights, inputsEmbeds: Float32Tensor, clipSkip: number): Promise<Float32Tensor> {
-    const s = await this.session('text', { batch: inputsEmbeds.shape[0]! });
-    const r = await s.run({ ...Object.fromEntries(w.text), inputs_embeds: inputsEmbeds });
+    const options = { batch: inputsEmbeds.shape[0]! };
+    const s = await this.session('text', options);
+    const r = await s.run({ ...Object.fromEntries(this.feedsFor(w, 'text', options)), inputs_embeds: inputsEmbeds });
     return output(r, textOutputName(clipSkip));
   }
 
@@ -168,9 +210,10 @@ export class LoraRunner {
   async run(w: LoraWeights, x: Float32Tensor, t: Float32Array, contextK: Float32Tensor, contextV?: Float32Tensor): Promise<Float32Tensor> {
     const [batch, , height, width] = x.shape as [number, number, number, number];
     const ctxV = contextV ?? contextK;
-    const s = await this.session('unet', { batch, height, width, contextLength: contextK.shape[1]! });
+    const options = { batch, height, width, contextLength: contextK.shape[1]! };
+    const s = await this.session('unet', options);
     const r = await s.run({
-      ...Object.fromEntries(w.unet),
+      ...Object.fromEntries(this.feedsFor(w, 'unet', options)),
       x,
       t: { dtype: 'float32', shape: [batch], data: t },
       context_k: contextK,
