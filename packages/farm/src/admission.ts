@@ -63,6 +63,7 @@ function estimateRequests(
   return configsFor(request).map((config) => ({
     config, width: request.width, height: request.height, attention: budget.attention,
     ...(budget.oneSessionResident ? { oneSessionResident: true } : {}),
+    ...(request.override_settings?.batch_cond_uncond === false ? { sequentialCondUncond: true } : {}),
     batchSize: shape.batch ? request.batch_size : 1,
     condsPerImage: shape.conds ? Math.max(andParts(request.prompt), andParts(hrPrompt)) : 1,
     encodesInput: kind === 'img2img',

@@ -68,3 +68,9 @@ test('MEMORY_MODE: medvram and its A1111 flag are read; lowvram is refused at st
   assert.throws(() => loadConfig({ MEMORY_MODE: 'lowvram' }), (e: { code?: string; field?: string; message?: string }) =>
     e.code === 'CONFIG_INVALID' && e.field === 'MEMORY_MODE' && /not supported/.test(e.message ?? ''));
 });
+
+test('batch_cond_uncond false halves the UNet rows the estimate counts, so a job refused batched may fit apart', () => {
+  const batched = txt({ width: 512, height: 512, batch_size: 2 });
+  const apart = { ...batched, request: { ...batched.request, override_settings: { batch_cond_uncond: false } } };
+  assert.ok(jobMemoryBytes(apart, PLAIN_ATTENTION_MEMORY) < jobMemoryBytes(batched, PLAIN_ATTENTION_MEMORY));
+});

@@ -16,6 +16,8 @@ export const OPTION_DEFAULTS: Record<string, unknown> = {
   s_noise: 1.0,
   emphasis: 'Original',
   comma_padding_backtrack: 20,
+  pad_cond_uncond: false,
+  batch_cond_uncond: true,
   // A1111 reads these when a request leaves them out (tiling: null, initial_noise_multiplier: null)
   tiling: false,
   initial_noise_multiplier: 1.0,

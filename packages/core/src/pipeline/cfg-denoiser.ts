@@ -47,7 +47,10 @@ export interface CfgOptions {
   readonly padCondUncond?: boolean;
   /** get_learned_conditioning([""]) of the model: (77, D) or (1, 77, D). Needed with padCondUncond. */
   readonly emptyCond?: Float32Tensor;
-  /** A1111's batch_cond_uncond (default on): cond rows go through in chunks of 2 x batch size. */
+  /**
+   * A1111's batch_cond_uncond (default on): when cond and uncond differ in length, cond rows go through in
+   * chunks of 2 x batch size. Off: chunks of batch size, and uncond apart even when the lengths agree.
+   */
   readonly batchCondUncond?: boolean;
   /** Image conditioning per batch item (B,C,H,W), laid out over the rows like x (inpainting checkpoints). */
   readonly imageCond?: Float32Tensor;
@@ -219,7 +222,7 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
       const out = await inner(sliceRows(xInT, from, to), sigmaIn.slice(from, to), context, icInT ? sliceRows(icInT, from, to) : undefined);
       xOut.set(out.data, from * per);
     };
-    if (tokensOf(tensor) === tokensOf(uncond)) {
+    if (tokensOf(tensor) === tokensOf(uncond) && opts.batchCondUncond !== false) {
       await run(0, rowsTotal, concatRows([tensor, uncond]), [...condSources, ...uncondSources]);
     } else {
       const chunk = opts.batchCondUncond === false ? batch : batch * 2;

@@ -99,6 +99,8 @@ export interface MemoryEstimateRequest {
    * the peak holds the largest session's weights and arena, not their sum.
    */
   readonly oneSessionResident?: boolean;
+  /** batch_cond_uncond false: the UNet takes the cond rows and the uncond rows in separate calls. */
+  readonly sequentialCondUncond?: boolean;
 }
 
 export interface MemoryEstimate {
@@ -218,7 +220,8 @@ export function estimateJobMemory(req: MemoryEstimateRequest): MemoryEstimate {
   const total = full.unet + full.text + full.vaeDecoder + full.vaeEncoder;
   const scale = req.checkpointBytes === undefined ? 1 : Math.min(1, req.checkpointBytes / MIN_BYTES_PER_STORED_PARAMETER / total);
   const counts = { unet: full.unet * scale, text: full.text * scale, vaeDecoder: full.vaeDecoder * scale, vaeEncoder: full.vaeEncoder * scale };
-  const rows = req.batchSize * ((req.condsPerImage ?? 1) + 1);
+  // apart, every UNet call takes at most batch_size rows (cond chunks of batch_size, then the uncond rows)
+  const rows = req.sequentialCondUncond ? req.batchSize : req.batchSize * ((req.condsPerImage ?? 1) + 1);
   const first: PassSize = { width: req.width, height: req.height };
   const passes: PassSize[] = req.hires ? [first, req.hires] : [first];
   const unet = passes.map((p) => unetSessionBytes(config, latentOf(p), rows, attention));

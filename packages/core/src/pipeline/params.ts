@@ -17,6 +17,13 @@ export interface OverrideSettings {
   /** Clip skip (1 = last layer). */
   CLIP_stop_at_last_layers?: number;
   pad_cond_uncond?: boolean;
+  /**
+   * A1111's batch_cond_uncond (default true). False runs the cond rows and the uncond rows through the UNet in
+   * separate calls of `batch_size` rows, which halves the UNet's activations; A1111 only separates them when
+   * their token counts differ, Darkroom always does under false (per-row results are the same up to float
+   * rounding), as a memory option.
+   */
+  batch_cond_uncond?: boolean;
   emphasis?: EmphasisMode;
   /** Comma backtracking window of the 75-token chunker (0 = off). */
   comma_padding_backtrack?: number;
@@ -119,6 +126,7 @@ export interface Settings {
   eta_noise_seed_delta: number;
   CLIP_stop_at_last_layers: number;
   pad_cond_uncond: boolean;
+  batch_cond_uncond: boolean;
   emphasis: EmphasisMode;
   comma_padding_backtrack: number;
   eta_ancestral: number;
@@ -147,6 +155,7 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = {
   eta_noise_seed_delta: 0,
   CLIP_stop_at_last_layers: 1,
   pad_cond_uncond: false,
+  batch_cond_uncond: true,
   emphasis: 'Original',
   comma_padding_backtrack: 20,
   eta_ancestral: 1,
@@ -288,6 +297,7 @@ export function resolveSettings(overrides: OverrideSettings | undefined, clipSki
     eta_noise_seed_delta: int('override_settings.eta_noise_seed_delta', o.eta_noise_seed_delta, d.eta_noise_seed_delta, -SEED_MAX, SEED_MAX),
     CLIP_stop_at_last_layers: int('clip_skip', clip, d.CLIP_stop_at_last_layers, 1, 12),
     pad_cond_uncond: bool('override_settings.pad_cond_uncond', o.pad_cond_uncond, d.pad_cond_uncond),
+    batch_cond_uncond: bool('override_settings.batch_cond_uncond', o.batch_cond_uncond, d.batch_cond_uncond),
     emphasis: emphasis as EmphasisMode,
     comma_padding_backtrack: int('override_settings.comma_padding_backtrack', o.comma_padding_backtrack, d.comma_padding_backtrack, 0, 74),
     eta_ancestral: num('override_settings.eta_ancestral', o.eta_ancestral, d.eta_ancestral, 0, 10),

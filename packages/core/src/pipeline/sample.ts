@@ -182,6 +182,7 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
     unconds: input.unconds,
     cfgScale: input.cfgScale,
     padCondUncond: input.settings.pad_cond_uncond,
+    batchCondUncond: input.settings.batch_cond_uncond,
     ...(input.emptyCond ? { emptyCond: input.emptyCond } : {}),
     ...(input.imageCond ? { imageCond: input.imageCond } : {}),
     ...(input.inpaint ? { inpaint: { ...input.inpaint, beforeDenoising: info.family === 'timestep' } } : {}),
