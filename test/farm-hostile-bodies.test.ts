@@ -6,11 +6,45 @@ import { startFarm, type Farm } from './support/farm.js';
 
 const KEY = 'carol-key-0123456789';
 
+const b64png = (w: number, h: number): string => Buffer.from(encodePng({ width: w, height: h, channels: 3, data: new Uint8Array(w * h * 3) })).toString('base64');
+
 interface ErrorJson { error: { code: string; message: string; field?: string } }
 
 /** `{"a":{"a":...}}` nested `depth` objects deep, as raw JSON text (JSON.stringify itself would overflow). */
 function nested(depth: number): string {
   return '{"a":'.repeat(depth - 1) + '{}' + '}'.repeat(depth - 1);
+}
+
+/** A real PNG of `width`x`height` black pixels: the zeros deflate to a small file that inflates to gigabytes. */
+function blackPng(width: number, height: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 0, 0, 0, 0], 8); // 8-bit gray
+  const rows = Buffer.alloc((width + 1) * height);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows, { level: 9 })), chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** A baseline JPEG's markers up to its frame header, declaring `width`x`height` (no scan data: never decoded). */
+function jpegHeader(width: number, height: number): Buffer {
+  const sof = Buffer.from([0xff, 0xc0, 0, 11, 8, height >> 8, height & 255, width >> 8, width & 255, 1, 1, 0x11, 0]);
+  return Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0]), sof, Buffer.from([0xff, 0xd9])]);
+}
+
+/** A WebP whose VP8X chunk declares a `width`x`height` canvas. */
+function webpHeader(width: number, height: number): Buffer {
+  const vp8x = Buffer.alloc(18);
+  vp8x.write('VP8X', 0, 'latin1');
+  vp8x.writeUInt32LE(10, 4);
+  vp8x.writeUIntLE(width - 1, 12, 3);
+  vp8x.writeUIntLE(height - 1, 15, 3);
+  const riff = Buffer.alloc(12);
+  riff.write('RIFF', 0, 'latin1');
+  riff.writeUInt32LE(4 + vp8x.length, 4);
+  riff.write('WEBP', 8, 'latin1');
+  return Buffer.concat([riff, vp8x]);
 }
 
 function chunk(type: string, data: Uint8Array): Buffer {
@@ -87,5 +121,38 @@ describe('hostile request bodies (API process only)', () => {
       [opts.samples_save, opts.outdir_samples, opts.eta_noise_seed_delta, opts.CLIP_stop_at_last_layers, opts.comma_padding_backtrack],
       [false, '/tmp/x', 31337, 2, 20],
     );
+  });
+
+  test('init images and masks declaring more than MAX_INPUT_PIXELS are a 413 naming the field, before any decoding', async () => {
+    const huge = blackPng(8000, 8000);
+    assert.ok(huge.length < 256 * 1024, `${huge.length} bytes`);
+    const small = b64png(8, 8);
+    for (const [path, body, field] of [
+      ['/v1/img2img', { prompt: 'x', init_images: [huge.toString('base64')] }, 'init_images.0'],
+      ['/sdapi/v1/img2img', { prompt: 'x', init_images: [small, huge.toString('base64')] }, 'init_images.1'],
+      ['/v1/img2img', { prompt: 'x', init_images: [small], mask: huge.toString('base64') }, 'mask'],
+      ['/v1/img2img', { prompt: 'x', init_images: [jpegHeader(9000, 9000).toString('base64')] }, 'init_images.0'],
+      ['/v1/img2img', { prompt: 'x', init_images: [`data:image/webp;base64,${webpHeader(5000, 5000).toString('base64')}`] }, 'init_images.0'],
+    ] as const) {
+      const r = await post(path, body);
+      assert.equal(r.status, 413, `${path} ${field}: ${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
+      assert.deepEqual([(r.json as ErrorJson).error.code, (r.json as ErrorJson).error.field], ['IMAGE_TOO_LARGE', field], `${path} ${field}`);
+    }
+  });
+
+  test('damaged init images (truncated, bad IHDR CRC, JPEG without a frame header) are a 400 naming the field', async () => {
+    const png = Buffer.from(encodePng({ width: 8, height: 8, channels: 3, data: new Uint8Array(192) }));
+    const badIhdr = Buffer.from(png);
+    badIhdr[20] ^= 0x01; // a height byte: IHDR's CRC no longer matches
+    const noFrame = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0xff, 0xd9]);
+    for (const [what, bytes, field] of [
+      ['truncated PNG', png.subarray(0, png.length - 20), 'init_images.0'], ['PNG cut inside IHDR', png.subarray(0, 20), 'init_images.0'],
+      ['bad IHDR CRC', badIhdr, 'mask'], ['JPEG without SOF', noFrame, 'init_images.0'], ['truncated WebP', webpHeader(64, 64).subarray(0, 24), 'init_images.0'],
+    ] as const) {
+      const body = field === 'mask' ? { init_images: [png.toString('base64')], mask: bytes.toString('base64') } : { init_images: [bytes.toString('base64')] };
+      const r = await post('/v1/img2img', { prompt: 'x', ...body });
+      assert.equal(r.status, 400, `${what}: ${r.status} ${JSON.stringify(r.json)}`);
+      assert.deepEqual([(r.json as ErrorJson).error.code, (r.json as ErrorJson).error.field], ['INVALID_IMAGE', field], what);
+    }
   });
 });

@@ -85,6 +85,8 @@ export interface FarmConfig {
   /** Checked from image headers, before any pixel is decoded. */
   datasetMaxImageSide: number;
   datasetMaxImagePixels: number;
+  /** Declared pixels (width x height) of an init image or mask, checked from its header before decoding. */
+  maxInputPixels: number;
 }
 
 export const DEFAULT_TENANT = 'default';
@@ -214,5 +216,6 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     datasetMaxFileBytes: int(env, 'DATASET_MAX_FILE_BYTES', 64 * 1024 ** 2, 1024),
     datasetMaxImageSide: int(env, 'DATASET_MAX_IMAGE_SIDE', 8192, 1),
     datasetMaxImagePixels: int(env, 'DATASET_MAX_IMAGE_PIXELS', 8192 * 8192, 1),
+    maxInputPixels: int(env, 'MAX_INPUT_PIXELS', 4096 * 4096, 1),
   };
 }

@@ -45,3 +45,4 @@ export * from './machine-memory.js';
 export * from './heartbeats.js';
 export * from './admission.js';
 export * from './worker-loss.js';
+export * from './image-size.js';

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
-  addWithQueuedEvent, BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputKey, memoryRefusal, newJobId,
+  addWithQueuedEvent, BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputImageProblem, inputKey, memoryRefusal, newJobId,
   QUEUE_NAMES, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
@@ -23,15 +23,15 @@ function resolveSeed(seed: number): number {
   return seed === -1 ? randomInt(0, 4294967294) : seed;
 }
 
-const IMAGE_MAGIC: [string, number[]][] = [
-  ['png', [0x89, 0x50, 0x4e, 0x47]], ['jpeg', [0xff, 0xd8, 0xff]], ['webp', [0x52, 0x49, 0x46, 0x46]],
-];
-
-export function decodeImage(b64: string, field: string): Uint8Array {
+/**
+ * A1111's base64 image field (optionally a data: URI) to bytes, refused now when the worker could not decode it:
+ * a damaged header, a format no decoder reads, or more declared pixels than MAX_INPUT_PIXELS (read from the
+ * header, so a small file claiming a huge size costs nothing).
+ */
+export function decodeImage(b64: string, field: string, maxPixels: number): Uint8Array {
   const bytes = new Uint8Array(Buffer.from(b64.replace(/^data:image\/[a-z+.-]+;base64,/, ''), 'base64'));
-  if (!IMAGE_MAGIC.some(([, m]) => m.every((b, i) => bytes[i] === b))) {
-    throw new FarmError('INVALID_IMAGE', 400, `${field}: not a PNG, JPEG or WebP image`, field);
-  }
+  const problem = inputImageProblem(bytes, maxPixels);
+  if (problem) throw new FarmError(problem.code, problem.code === 'IMAGE_TOO_LARGE' ? 413 : 400, `${field}: ${problem.message}`, field);
   return bytes;
 }
 
@@ -177,6 +177,15 @@ export async function submitGenerate(
 async function createJob(
   ctx: ApiContext, tenant: string, kind: GenerateKind, request: GenerateRequest, id: string, requestHash: string, source: 'v1' | 'sdapi',
 ): Promise<Submitted> {
+  // Images first: checking their headers costs microseconds, whatever they claim to hold.
+  const max = ctx.cfg.maxInputPixels;
+  const images = 'init_images' in request ? request.init_images.map((b64, i) => decodeImage(b64, `init_images.${i}`, max)) : [];
+  const mask = 'init_images' in request && request.mask !== null ? decodeImage(request.mask, 'mask', max) : null;
+  if ('init_images' in request && request.latent_mask !== null) {
+    // checked here, carried in the request (a mask for the latent blend is rare and small)
+    if (mask === null) throw new FarmError('INVALID_REQUEST', 400, 'latent_mask: needs a mask', 'latent_mask');
+    decodeImage(request.latent_mask, 'latent_mask', max);
+  }
   if (source === 'v1') {
     checkSampler(request);
     checkSupported(request);
@@ -192,13 +201,6 @@ async function createJob(
   const resolved: GenerateRequest = { ...request, seed: resolveSeed(request.seed), subseed: resolveSeed(request.subseed) };
   const inputKeys: GenerateJobData['inputKeys'] = { initImages: [], mask: null };
   if ('init_images' in resolved) {
-    const images = resolved.init_images.map((b64, i) => decodeImage(b64, `init_images.${i}`));
-    const mask = resolved.mask === null ? null : decodeImage(resolved.mask, 'mask');
-    // checked here, carried in the request (a mask for the latent blend is rare and small)
-    if (resolved.latent_mask !== null) {
-      if (mask === null) throw new FarmError('INVALID_REQUEST', 400, 'latent_mask: needs a mask', 'latent_mask');
-      decodeImage(resolved.latent_mask, 'latent_mask');
-    }
     for (const [i, img] of images.entries()) {
       const key = inputKey(tenant, id, `init-${i}`);
       await ctx.storage.put(key, img);

@@ -255,7 +255,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
 
   r.post('/sdapi/v1/png-info', (req, res) => {
     const { image } = parseSdapi(PngInfoRequest, req.body);
-    res.json(readPngInfo(decodeImage(image, 'image')));
+    res.json(readPngInfo(decodeImage(image, 'image', Number.POSITIVE_INFINITY)));
   });
 
   r.get('/sdapi/v1/options', async (_req, res) => {
