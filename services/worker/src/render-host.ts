@@ -34,7 +34,7 @@ interface Pending {
 
 /** The main thread's handle on the render thread (render.ts). */
 export class RenderHost extends EngineThreadHost<HostMessage, ThreadMessage, Pending> {
-  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode }) {
+  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; maxInputPixels: number }) {
     super(
       new URL('./render.ts', import.meta.url),
       workerData,

@@ -8,12 +8,13 @@ import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, 
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
 import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import type { StopControl } from '@darkroom/core/pipeline/job.js';
+import { decodeInputImage } from './input-images.js';
 import { cheapPreviewPng } from './preview.js';
 import { withoutRequestPaths } from './request-paths.js';
 import { CANCEL_REQUESTED, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
-const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode };
+const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; maxInputPixels: number };
 
 function post(m: ThreadMessage): void {
   port.postMessage(m);
@@ -93,10 +94,16 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
     };
     const params = engineParams(req.params);
     // The mask comes from storage; a latent_mask (rare) travels in the request as A1111's base64.
-    if (typeof params.latent_mask === 'string') params.latent_mask = base64Image(params.latent_mask);
+    // Images are decoded here, off the worker's event loop, each checked against MAX_INPUT_PIXELS first.
+    const max = config.maxInputPixels;
+    if (typeof params.latent_mask === 'string') params.latent_mask = await decodeInputImage(base64Image(params.latent_mask), 'latent_mask', max);
     const result = req.kind === 'txt2img'
       ? await engine.txt2img(params as Txt2ImgParams, job)
-      : await engine.img2img({ ...params, init_images: req.initImages, ...(req.mask ? { mask: req.mask } : {}) } as Img2ImgParams, job);
+      : await engine.img2img({
+        ...params,
+        init_images: await Promise.all(req.initImages.map((img, i) => decodeInputImage(img, `init_images.${i}`, max))),
+        ...(req.mask ? { mask: await decodeInputImage(req.mask, 'mask', max) } : {}),
+      } as Img2ImgParams, job);
     if (controller.signal.aborted) {
       post({ type: 'cancelled', id, stepAtCancel, lastStep });
       return;
