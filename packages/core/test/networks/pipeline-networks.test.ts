@@ -186,20 +186,20 @@ test('two jobs with different hypernetworks of one architecture share a compiled
   }
 });
 
-test('an embedding of the wrong width is a typed error naming the file, and nothing is sampled', async () => {
+test('an embedding of the wrong width is skipped as A1111 skips it, reported with a typed reason naming the file; the prompt renders as text', async () => {
   const wide = randomEmbedding('widezqx', 2, 768, 99);
   assert.notEqual(wide.width, model.textEncoder.width);
   const path = await scratch.write('widezqx.pt', saveEmbeddingPt(wide));
-  let steps = 0;
-  await assert.rejects(
-    engine.txt2img({ ...base, prompt: 'a widezqx castle' }, { embeddings: [path], onStep: () => void steps++ }),
-    (e: unknown) => {
-      assert.ok(isDarkroomError(e, 'EMBEDDING_WIDTH_MISMATCH'), `expected EMBEDDING_WIDTH_MISMATCH, got ${String(e)}`);
-      assert.match(e.message, /widezqx\.pt/);
-      assert.match(e.message, /768/);
-      assert.match(e.message, new RegExp(String(model.textEncoder.width)));
-      return true;
-    },
-  );
-  assert.equal(steps, 0);
+  const skipped: Array<{ name: string; code: string; message: string }> = [];
+  const request = { ...base, prompt: 'a widezqx castle' };
+  const withFile = await engine.txt2img(request, { embeddings: [path], onEmbeddingSkipped: (name, r) => void skipped.push({ name, ...r }) });
+  assert.equal(skipped.length, 1);
+  assert.equal(skipped[0]!.name, 'widezqx');
+  assert.equal(skipped[0]!.code, 'EMBEDDING_WIDTH_MISMATCH');
+  assert.match(skipped[0]!.message, /widezqx/);
+  assert.match(skipped[0]!.message, /768/);
+  assert.match(skipped[0]!.message, new RegExp(String(model.textEncoder.width)));
+  const without = await engine.txt2img(request);
+  assert.deepEqual(Buffer.from(withFile.images[0]!), Buffer.from(without.images[0]!), 'the word is encoded as plain text');
+  assert.doesNotMatch(withFile.infotexts[0]!, /TI hashes/);
 });
