@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { repoRoot } from '../../parity/oracle.js';
-import { isDarkroomError } from '../../src/errors.js';
 import { decodePng } from '../../src/formats/png.js';
 import { loadModel, type StableDiffusionModel } from '../../src/models/load.js';
 import { createEmbedding } from '../../src/networks/embeddings/create.js';
