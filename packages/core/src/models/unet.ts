@@ -124,6 +124,34 @@ function feedForwardChunks(x: Value, hidden: number, chunkBytes: number | undefi
   return evenChunks(tokens, Math.ceil(live / chunkBytes));
 }
 
+/**
+ * torch's F.interpolate(x, size, mode='nearest') over one axis: source index floor(i * in/out), the scale in
+ * float32 as torch computes it, clamped to the last index.
+ */
+function nearestIndices(from: number, to: number): number[] {
+  const scale = Math.fround(from / to);
+  return Array.from({ length: to }, (_, i) => Math.min(Math.floor(Math.fround(i * scale)), from - 1));
+}
+
+/**
+ * A1111's cat hijack (sd_hijack_unet.TorchHijackForUnet): where an output block's input and its skip connection
+ * differ in size (an odd size halved by the stride-2 downsampling, then doubled by the upsampling), the input is
+ * resized to the skip's size by nearest interpolation before the concatenation. That is what lets sizes that are
+ * multiples of 8 but not of the UNet's downsampling factor render. Equal sizes add no node, so every other size
+ * builds the same graph as before.
+ */
+function matchSkipSize(b: GraphBuilder, h: Value, skip: Value): Value {
+  for (const axis of [2, 3]) {
+    const from = h.shape[axis]!;
+    const to = skip.shape[axis]!;
+    if (from === to) continue;
+    const idx = nearestIndices(from, to);
+    // Doubling an odd size gives one extra row or column, and nearest keeps the first ones: a slice.
+    h = idx.every((v, i) => v === i) ? b.slice(h, [0], [to], [axis]) : b.gather(h, b.ints(idx), axis);
+  }
+  return h;
+}
+
 class UNetBuilder {
   private readonly b: GraphBuilder;
 
@@ -244,7 +272,7 @@ class UNetBuilder {
       for (let r = 0; r <= cfg.numResBlocks; r++) {
         const skip = skips.pop()!;
         const name = `output_blocks.${block}`;
-        h = this.resBlock(b.concat([h, skip], 1), emb, `${name}.0`);
+        h = this.resBlock(b.concat([matchSkipSize(b, h, skip), skip], 1), emb, `${name}.0`);
         let sub = 1;
         if (cfg.attentionResolutions.includes(ds)) h = this.spatialTransformer(h, `${name}.${sub++}`);
         if (level !== 0 && r === cfg.numResBlocks) {
