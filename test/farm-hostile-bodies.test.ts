@@ -155,4 +155,28 @@ describe('hostile request bodies (API process only)', () => {
       assert.deepEqual([(r.json as ErrorJson).error.code, (r.json as ErrorJson).error.field], ['INVALID_IMAGE', field], what);
     }
   });
+
+  test('values the engine would refuse are a 400 naming the field at submission, not a failed job', async () => {
+    const init = b64png(8, 8);
+    for (const [path, body, field] of [
+      ['/v1/txt2img', { prompt: 'x', eta: 100 }, 'eta'],
+      ['/sdapi/v1/txt2img', { prompt: 'x', eta: 100 }, 'eta'],
+      ['/sdapi/v1/txt2img', { prompt: 'x', enable_hr: true, hr_scale: 20 }, 'hr_scale'],
+      ['/sdapi/v1/txt2img', { prompt: 'x', cfg_scale: 500 }, 'cfg_scale'],
+      ['/v1/txt2img', { prompt: 'x', subseed_strength: 3 }, 'subseed_strength'],
+      ['/v1/img2img', { prompt: 'x', init_images: [init], denoising_strength: 1.5 }, 'denoising_strength'],
+      ['/v1/img2img', { prompt: 'x', init_images: [init], mask: init, mask_blur: 1000 }, 'mask_blur'],
+      ['/sdapi/v1/img2img', { prompt: 'x', init_images: [init], resize_mode: 7 }, 'resize_mode'],
+    ] as const) {
+      const r = await post(path, body);
+      // /sdapi/v1's schema answers its own range checks as A1111's FastAPI does (422, detail.loc); the engine's are 400.
+      assert.ok(r.status === 400 || (r.status === 422 && path.startsWith('/sdapi')), `${path} ${field}: ${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
+      const json = r.json as Partial<ErrorJson> & { detail?: { loc: string[] }[] | string };
+      const named = json.error?.field ?? (Array.isArray(json.detail) ? json.detail[0]?.loc.at(-1) : undefined);
+      assert.equal(named, field, `${path}: ${JSON.stringify(json).slice(0, 300)}`);
+    }
+    // In range: accepted (queued for a worker).
+    const ok = await post('/v1/txt2img', { prompt: 'x', eta: 0.5 });
+    assert.ok(ok.status < 300, JSON.stringify(ok.json));
+  });
 });

@@ -46,3 +46,4 @@ export * from './heartbeats.js';
 export * from './admission.js';
 export * from './worker-loss.js';
 export * from './image-size.js';
+export * from './engine-params.js';

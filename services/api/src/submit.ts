@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
-  addWithQueuedEvent, BUILTIN_MODEL, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputImageProblem, inputKey, memoryRefusal, newJobId,
+  addWithQueuedEvent, BUILTIN_MODEL, checkEngineParams, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputImageProblem, inputKey, memoryRefusal, newJobId,
   QUEUE_NAMES, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
@@ -191,6 +191,7 @@ async function createJob(
     checkSupported(request);
   }
   checkOverrides(request, source);
+  checkEngineParams(kind, request as unknown as Record<string, unknown>);
   const checkpointBytes = await checkNames(ctx, tenant, request);
   // Admission by need: refused now, naming the field, when no worker's memory budget can hold the job. A
   // synchronous /sdapi call with no worker alive is refused too, rather than left waiting for one.

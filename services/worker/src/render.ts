@@ -8,6 +8,7 @@ import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, 
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
 import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import type { StopControl } from '@darkroom/core/pipeline/job.js';
+import { engineParams } from '@darkroom/farm/engine-params.js';
 import { decodeInputImage } from './input-images.js';
 import { cheapPreviewPng } from './preview.js';
 import { withoutRequestPaths } from './request-paths.js';
@@ -32,16 +33,6 @@ const engine = new Engine({
   attention: config.attention,
   memoryMode: config.memoryMode,
 });
-
-/** A1111 request fields as the engine takes them: nulls mean "the default", so they are left out. */
-function engineParams(params: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) out[k] = v;
-  // A1111's API runs `sampler_name or sampler_index`.
-  if (out.sampler_name === undefined && typeof params.sampler_index === 'string') out.sampler_name = params.sampler_index;
-  delete out.sampler_index;
-  return out;
-}
 
 /** A1111's base64 image field (optionally a data: URI) to bytes. */
 function base64Image(b64: string): Uint8Array {
@@ -90,6 +81,7 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
       ...(req.checkpoint ? { checkpoint: { path: req.checkpoint.path, name: req.checkpoint.name } } : {}),
       embeddings: req.networks.embeddings.map((e) => ({ path: e.path, name: e.name })),
       hypernetworks: req.networks.hypernetworks.map((h) => ({ path: h.path, name: h.name })),
+      loras: req.networks.loras.map((l) => ({ path: l.path, name: l.name })),
       onEmbeddingSkipped: (name, why) => void (skipped[name] = `${why.code}: ${withoutRequestPaths(why.message, req)}`),
     };
     const params = engineParams(req.params);
