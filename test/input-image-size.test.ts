@@ -51,4 +51,8 @@ test('the worker decodes a JPEG to RGB and a WebP with alpha to RGBA, unrotated,
   // A PNG the engine decodes itself goes through as bytes.
   const png = await sharp(rgb, { raw: { width: 16, height: 8, channels: 3 } }).png().toBuffer();
   assert.ok((await decodeInputImage(png, 'init_images.0', 1000)) === png);
+  // An interlaced PNG, which the engine's decoder does not read, is decoded here to the same pixels.
+  const interlaced = await sharp(rgb, { raw: { width: 16, height: 8, channels: 3 } }).png({ progressive: true }).toBuffer();
+  const px = await decodeInputImage(interlaced, 'init_images.0', 1000);
+  assert.ok(!(px instanceof Uint8Array) && px.channels === 3 && Buffer.from(px.data).equals(rgb));
 });
