@@ -150,6 +150,9 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
       { method: 'POST', path: '/sdapi/v1/refresh-embeddings', status: 200, shape: 'null' },
       { method: 'POST', path: '/sdapi/v1/refresh-checkpoints', status: 200, shape: 'null', check: (_j, h) => assert.ok(h.get('x-darkroom-no-op')) },
       { method: 'POST', path: '/sdapi/v1/refresh-vae', status: 200, shape: 'null' },
+      // The built-in Lora extension's two routes (lora_script.py api_networks).
+      { method: 'GET', path: '/sdapi/v1/loras', status: 200, shape: list(obj({ name: 'string', alias: 'string', path: 'string', metadata: dict('any') })) },
+      { method: 'POST', path: '/sdapi/v1/refresh-loras', status: 200, shape: 'null', check: (_j, h) => assert.ok(h.get('x-darkroom-no-op')) },
       // The training calls' success shape ({info}) is driven with a real training in farm-sdapi-training.test.ts.
       { method: 'POST', path: '/sdapi/v1/train/embedding', body: () => ({ ...TRAIN, embedding_name: 'surface-emb' }), status: '4xx', shape: 'any', check: dataRootNamed },
       { method: 'POST', path: '/sdapi/v1/train/hypernetwork', body: () => ({ ...TRAIN, hypernetwork_name: 'surface-hn', learn_rate: '0.00001' }), status: '4xx', shape: 'any', check: dataRootNamed },
@@ -178,8 +181,8 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
       row.check?.(r.json, r.headers);
       assert.ok(doc.paths[row.path]?.[row.method.toLowerCase()], `${label} is in /openapi.json`);
     }
-    // 39 routes of api.py (options twice) with the server commands; the Lora extension's two are not this table's.
-    assert.equal(new Set(rows.map((r) => `${r.method} ${r.path}`)).size, 39);
+    // 39 routes of api.py (options twice) with the server commands, and the Lora extension's two.
+    assert.equal(new Set(rows.map((r) => `${r.method} ${r.path}`)).size, 41);
   });
 
   test('validation errors are FastAPI\'s 422 detail lists on /sdapi/v1 and stay Darkroom\'s 400 on /v1', async () => {

@@ -5,10 +5,11 @@ import { readCheckpointIndex } from '@darkroom/core/models/checkpoint.js';
 import { inferModelConfig } from '@darkroom/core/models/config.js';
 import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
 import { loadHypernetwork } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
+import { loadLoraFile } from '@darkroom/core/networks/lora/file.js';
 import type { AssetKind } from './schemas.js';
 
 /**
- * Embeddings and hypernetworks are parsed whole (as the engine parses them), so their size bounds the check's
+ * Embeddings, hypernetworks and LoRAs are parsed whole (as the engine parses them), so their size bounds the check's
  * memory; real ones are kilobytes (embeddings) to a few hundred MB (hypernetworks with wide layer structures).
  */
 export const MAX_NETWORK_UPLOAD_BYTES = 512 * 1024 ** 2;
@@ -47,7 +48,7 @@ export function withoutPath(text: string, path: string, filename: string): strin
 /**
  * Loads an uploaded file as the worker would, in as little memory as the format allows: a checkpoint's tensor
  * index only (header or pickle; no weights) and the config inferred from it, so a file that lies about its
- * tensors or is not a model A1111 would load is refused; an embedding or hypernetwork through its loader (the
+ * tensors or is not a model A1111 would load is refused; an embedding, hypernetwork or LoRA through its loader (the
  * restricted unpickler, zip members checked on their declared sizes before inflating). Returns null when the
  * file loads. Embedding widths are not checked: which model a job pairs one with is not known yet (A1111 skips
  * an embedding that does not fit the job's model).
@@ -65,6 +66,7 @@ export async function checkAssetFile(kind: AssetKind, path: string, filename: st
     }
     const bytes = new Uint8Array(await readFile(path));
     if (kind === 'embeddings') await loadEmbedding(bytes, filename);
+    else if (kind === 'loras') await loadLoraFile(bytes, filename);
     else await loadHypernetwork(bytes, filename);
     return null;
   } catch (e) {

@@ -10,9 +10,11 @@ export type AssetContent = { bytes: Uint8Array } | { path: string; sha256: strin
  * Names `filename` in the tenant's registry after making sure its bytes are in storage (once by content hash).
  * The name claims the bytes before it looks for them, under the hash's lock, so a delete of the last other name
  * cannot remove them between the look and the claim; the bytes a replaced name referred to are released.
+ * `described` is what the file says of itself that listings show (a LoRA's alias and metadata).
  */
 export async function storeAssetContent(
   storage: Storage, registry: AssetRegistry, tenant: string, kind: AssetKind, filename: string, content: AssetContent,
+  described: Pick<AssetRecord, 'alias' | 'metadata'> = {},
 ): Promise<AssetRecord> {
   const sha256 = 'bytes' in content ? sha256Hex(content.bytes) : content.sha256;
   const size = 'bytes' in content ? content.bytes.length : content.size;
@@ -27,7 +29,7 @@ export async function storeAssetContent(
     await registry.unclaim(kind, sha256, tenant, name);
     throw e;
   }
-  const rec: AssetRecord = { name, filename, sha256, size, uploadedAt: new Date().toISOString() };
+  const rec: AssetRecord = { name, filename, sha256, size, uploadedAt: new Date().toISOString(), ...described };
   const old = await registry.put(tenant, kind, rec);
   if (old && old.sha256 !== sha256) await releaseBytes(storage, registry, tenant, kind, old);
   return rec;

@@ -8,7 +8,7 @@ import type { AssetKind, AssetView } from './schemas.js';
 import { DEMO_MODEL_NAME } from '@darkroom/core/pipeline/demo-model.js';
 
 /**
- * Uploaded models, embeddings and hypernetworks are stored once by content (`assets/<kind>/<sha256>`) and
+ * Uploaded models, embeddings, hypernetworks and LoRAs are stored once by content (`assets/<kind>/<sha256>`) and
  * named per tenant in a Redis hash, so two tenants uploading the same file share the bytes, workers cache by
  * hash, and renaming never moves data.
  */
@@ -16,6 +16,8 @@ export const ASSET_EXTENSIONS: Record<AssetKind, readonly string[]> = {
   models: ['.safetensors', '.ckpt'],
   embeddings: ['.pt', '.bin', '.safetensors', '.png', '.webp'],
   hypernetworks: ['.pt'],
+  // A1111's Lora folder lists these three (networks/lora/file.ts reads them).
+  loras: ['.safetensors', '.pt', '.ckpt'],
 };
 
 /** The tiny demo model every worker serves when a job names no checkpoint (its name in infotexts). */
@@ -35,6 +37,9 @@ export interface AssetRecord {
   sha256: string;
   size: number;
   uploadedAt: string;
+  /** LoRA files: the alias prompts may name them by (`ss_output_name`) and their metadata, read at upload. */
+  alias?: string;
+  metadata?: Record<string, unknown>;
 }
 
 const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;

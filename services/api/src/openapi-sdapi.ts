@@ -47,6 +47,11 @@ export function sdapiSurfacePaths(): Record<string, unknown> {
     '/sdapi/v1/scripts': get('selectable and always-on scripts (none)', 'ScriptsList', obj({ txt2img: arr(str), img2img: arr(str) })),
     '/sdapi/v1/script-info': get('script arguments (none)', 'ScriptInfo list', arr({ type: 'object' })),
     '/sdapi/v1/extensions': get('installed extensions (none)', 'ExtensionItem list', arr({ type: 'object' })),
+    '/sdapi/v1/loras': get(
+      'the tenant\'s LoRA / LyCORIS uploads (the Lora extension\'s route): path is the uploaded file name, alias and metadata as read from the file',
+      'LoRA list', arr(obj({ name: str, alias: str, path: str, metadata: { type: 'object' } })),
+    ),
+    '/sdapi/v1/refresh-loras': post('rescan LoRAs (a no-op: listings and jobs read the uploads afresh; header X-Darkroom-No-Op)', ok('null')),
     '/sdapi/v1/memory': get(
       'the fleet\'s memory: total = live generation workers\' budgets, used = their resident memory at the last heartbeat; cuda unavailable (onnxruntime)',
       'MemoryResponse', obj({ ram: { type: 'object' }, cuda: { type: 'object' } }),

@@ -6,6 +6,7 @@ import {
   type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget,
   type Storage,
 } from '@darkroom/farm';
+import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
 import { admitOrHandBack } from './admit.js';
 import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
@@ -18,7 +19,7 @@ export interface ProcessorContext {
   keys: FarmKeys;
   storage: Storage;
   registry: AssetRegistry;
-  /** Embeddings and hypernetworks fetched from storage. */
+  /** Embeddings, hypernetworks and LoRAs fetched from storage. */
   cache: AssetCache;
   /** Uploaded checkpoints fetched from storage (a budget of their own: they are gigabytes). */
   modelCache: AssetCache;
@@ -59,7 +60,12 @@ async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData, hel
     if (!r) throw new FarmError('HYPERNETWORK_NOT_FOUND', 404, `hypernetwork "${n}" is not uploaded`, 'hypernetworks');
     return r;
   }));
+  // A LoRA the tenant does not have is not an error: A1111 renders without it (`Lora not found`), and the
+  // engine does the same with the files it is handed. Only the first prompt's tags activate networks.
+  const loraNames = req.disable_extra_networks ? [] : loraTagNames(req.prompt);
+  const loraRecords = loraNames.length === 0 ? [] : lorasNamed(await ctx.registry.list(data.tenant, 'loras'), loraNames);
   return {
+    loras: await Promise.all(loraRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('loras', r.sha256, r.filename, held) }))),
     embeddings: await Promise.all(embRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('embeddings', r.sha256, r.filename, held) }))),
     hypernetworks: await Promise.all(hnRecords.map(async (r) => ({ name: r.name, path: await ctx.cache.fetch('hypernetworks', r.sha256, r.filename, held) }))),
   };

@@ -5,6 +5,8 @@
 export interface RenderNetworks {
   embeddings: { name: string; path: string }[];
   hypernetworks: { name: string; path: string }[];
+  /** The tenant's LoRA files whose name or alias the prompt's `<lora:...>` / `<lyco:...>` tags use. */
+  loras: { name: string; path: string }[];
 }
 
 export interface RenderRequest {

@@ -5,6 +5,7 @@ import {
   ASSET_EXTENSIONS, ASSET_KINDS, AssetChecker, assetName, assetView, deleteAsset, FarmError, isFarmError, MAX_NETWORK_UPLOAD_BYTES,
   storeAssetContent, type AssetKind, type AssetView,
 } from '@darkroom/farm';
+import { readLoraDescription } from '@darkroom/farm/lora-assets.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { listModels } from '../models.js';
@@ -42,7 +43,7 @@ function kindParam(req: Request): AssetKind {
   return k as AssetKind;
 }
 
-/** Uploads and listings of checkpoints, embeddings and hypernetworks, stored by content hash. */
+/** Uploads and listings of checkpoints, embeddings, hypernetworks and LoRAs, stored by content hash. */
 export function assetRoutes(ctx: ApiContext): Router {
   const r = Router();
 
@@ -97,7 +98,9 @@ export function assetRoutes(ctx: ApiContext): Router {
       // Checked again now the size is known for sure: another upload of the tenant's may have landed meanwhile.
       const roomNow = await quotaRoom(ctx, tenant, kind, assetName(filename));
       if (file.size > roomNow) throw quotaExceeded(ctx, file.size, roomNow);
-      const rec = await storeAssetContent(ctx.storage, ctx.registry, tenant, kind, filename, file);
+      // A LoRA's alias and metadata go into its record: prompts name it by either, /sdapi/v1/loras shows both.
+      const described = kind === 'loras' ? await readLoraDescription(file.path, filename) : {};
+      const rec = await storeAssetContent(ctx.storage, ctx.registry, tenant, kind, filename, file, described);
       ctx.log.info({ tenant, kind, name: rec.name, sha256: rec.sha256, size: rec.size }, 'asset uploaded');
       res.status(201).json(assetView(rec));
     } finally {

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
 import { QUEUE_NAMES } from '@darkroom/farm';
+import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { liveOn } from '../fleet.js';
 
@@ -31,6 +32,18 @@ export function sdapiListingRoutes(ctx: ApiContext): Router {
   r.get('/sdapi/v1/scripts', (_req, res) => res.json({ txt2img: [], img2img: [] }));
   r.get('/sdapi/v1/script-info', (_req, res) => res.json([]));
   r.get('/sdapi/v1/extensions', (_req, res) => res.json([]));
+
+  // The built-in Lora extension's two routes. A1111's `path` is where its server keeps the file; a farm's files
+  // live in storage by content hash, so the tenant's file name stands in (no server path is ever shown). Alias
+  // and metadata were read from the file at upload.
+  r.get('/sdapi/v1/loras', async (_req, res) => {
+    const items = await ctx.registry.list(tenantOf(res), 'loras');
+    res.json(items.map((l) => ({ name: l.name, alias: l.alias ?? l.name, path: l.filename, metadata: l.metadata ?? {} })));
+  });
+  // Every listing and every job reads the tenant's LoRAs afresh: nothing is left to rescan. A1111 answers null.
+  r.post('/sdapi/v1/refresh-loras', (_req, res) => {
+    res.set('X-Darkroom-No-Op', 'listings and jobs read the tenant\'s LoRA uploads on every call').json(null);
+  });
 
   /**
    * A1111 reports its one process: RAM as free/used/total and CUDA's allocator. A farm's figures are its live

@@ -44,7 +44,7 @@ export function isLoraFileName(filename: string): boolean {
 }
 
 /** A1111 parses metadata values that look like JSON objects (`ss_network_args`, `ss_tag_frequency`, ...). */
-function parseMetadata(raw: Readonly<Record<string, string>>): Record<string, unknown> {
+export function parseLoraMetadata(raw: Readonly<Record<string, string>>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     if (v.length > 0 && v[0] === '{') {
@@ -95,7 +95,7 @@ export async function loadLoraFile(bytes: Uint8Array, filename: string): Promise
     const st = parseSafetensors(bytes, filename);
     const keys = [...st.tensors.keys()].sort(pythonOrder);
     tensors = new Map(keys.map((k) => [k, st.tensors.get(k)!]));
-    metadata = parseMetadata(st.metadata);
+    metadata = parseLoraMetadata(st.metadata);
     hash = addnetHash(bytes);
   } else if (TORCH_EXTS.has(ext)) {
     const { value } = await readTorch(bytes, filename);
@@ -114,8 +114,13 @@ export async function loadLoraFile(bytes: Uint8Array, filename: string): Promise
   }
   const sshs = metadata.sshs_model_hash;
   if (typeof sshs === 'string' && sshs) hash = sshs;
-  const alias = typeof metadata.ss_output_name === 'string' && metadata.ss_output_name ? metadata.ss_output_name : name;
+  const alias = loraAlias(metadata, name);
   return { name, alias, filename: file, tensors, metadata, sdVersion: detectVersion(metadata), hash, shorthash: hash.slice(0, 12), sha256 };
+}
+
+/** `NetworkOnDisk.alias`: the metadata's `ss_output_name` when it has one, else the file's name. */
+export function loraAlias(metadata: Readonly<Record<string, unknown>>, name: string): string {
+  return typeof metadata.ss_output_name === 'string' && metadata.ss_output_name ? metadata.ss_output_name : name;
 }
 
 export async function loadLoraFilePath(path: string): Promise<LoraFile> {
