@@ -26,6 +26,7 @@ import { LoraRunner } from '../networks/lora/runner.js';
 import { prepareLoraJob } from './loras.js';
 import { ensureDemoModel } from './demo-model.js';
 import { hypernetworkProvider } from './hypernetworks.js';
+import { RecentFiles } from './recent-files.js';
 import { chunkLookup } from './embedding-adapter.js';
 import { img2img } from './img2img.js';
 import type { GenerateOptions, GenerationResult } from './job.js';
@@ -149,9 +150,10 @@ function findVocabulary(checkpoint: string, explicit: string | undefined): strin
 export class Engine {
   private readonly loaded = new Map<string, Loaded>();
   private readonly loading = new Map<string, Promise<Loaded>>();
-  private readonly embeddingFiles = new Map<string, Promise<import('../networks/embeddings/embedding.js').Embedding>>();
-  private readonly hypernetworkFiles = new Map<string, Promise<Hypernetwork>>();
-  private readonly loraFiles = new Map<string, Promise<LoraFile>>();
+  // Parsed files kept for later jobs, bounded (a LoRA holds its tensors; a worker meets many over its life).
+  private readonly embeddingFiles = new RecentFiles<Promise<import('../networks/embeddings/embedding.js').Embedding>>(256);
+  private readonly hypernetworkFiles = new RecentFiles<Promise<Hypernetwork>>(16);
+  private readonly loraFiles = new RecentFiles<Promise<LoraFile>>(32);
   /** The LoRA graphs of each loaded model, released with it. */
   private readonly loraRunners = new Map<StableDiffusionModel, LoraRunner>();
   private clock = 0;
