@@ -3,13 +3,13 @@
  * conditioned on the text encoder, and writes an A1111-layout checkpoint with its config and vocabulary that the
  * Engine (and `--model`) loads.
  *
- *   npx tsx scripts/train-demo-model.ts [--vae-steps 500] [--unet-steps 2400] [--resolution 64] [--threads 2]
+ *   npx tsx scripts/train-demo-model.ts [--vae-steps 400] [--unet-steps 1800] [--resolution 64] [--threads 2]
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--unet-batch 16]
  *     [--out .darkroom/models] [--name darkroom-scenes]
  *
  * Prints each phase's loss at the start and end, seconds per step, the latent scale factor and the files written.
- * Measured on two shared CPU cores with the scene architecture at 64x64: about 2.4 s per VAE step (batch 8) and
- * 0.95 s per UNet step (batch 16, text encoder trained), so the defaults take about an hour.
+ * Measured on two shared (busy) CPU cores with the scene architecture at 64x64: about 4.7 s per VAE step (batch 8)
+ * and 0.93 s per UNet step (batch 16, text encoder trained), so the defaults take about an hour.
  */
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,8 +29,8 @@ async function main(argv: readonly string[]): Promise<void> {
     arch: archName === 'scene' ? SCENE_ARCHITECTURE : MICRO_ARCHITECTURE,
     resolution: numberArg(argv, 'resolution', archName === 'scene' ? 64 : 16),
     seed: numberArg(argv, 'seed', 17),
-    vaeSteps: numberArg(argv, 'vae-steps', 500),
-    unetSteps: numberArg(argv, 'unet-steps', 2400),
+    vaeSteps: numberArg(argv, 'vae-steps', 400),
+    unetSteps: numberArg(argv, 'unet-steps', 1800),
     vaeBatch: numberArg(argv, 'vae-batch', 8),
     unetBatch: numberArg(argv, 'unet-batch', 16),
     poolSize: numberArg(argv, 'pool', 2048),
