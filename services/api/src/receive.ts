@@ -53,3 +53,18 @@ export async function receiveBody(req: Request, maxBytes: number, limitName: str
   }
   return { path, sha256: hash.digest('hex'), size };
 }
+
+/**
+ * Before refusing a body on its declared length: one a little over the limit is read and dropped first, so a
+ * client still sending gets the 413 rather than a broken pipe; one far over is left unread and its connection
+ * closed after the answer. Resolves true when the body was drained.
+ */
+export async function drainWhenNear(req: Request, declared: number, limit: number): Promise<boolean> {
+  if (declared - limit > DRAIN_AFTER_LIMIT_BYTES) return false;
+  let read = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    read += chunk.length;
+    if (read - limit > DRAIN_AFTER_LIMIT_BYTES) return false;
+  }
+  return true;
+}

@@ -9,7 +9,7 @@ import { readLoraDescription } from '@darkroom/farm/lora-assets.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { listModels } from '../models.js';
-import { receiveBody, type ReceivedBody } from '../receive.js';
+import { drainWhenNear, receiveBody, type ReceivedBody } from '../receive.js';
 
 /** Uploads are checked off the event loop, one at a time, by one checker thread per API process. */
 const checker = new AssetChecker();
@@ -79,8 +79,9 @@ export function assetRoutes(ctx: ApiContext): Router {
     const room = await quotaRoom(ctx, tenant, kind, assetName(filename));
     const declared = Number(req.get('content-length') ?? '0');
     if (declared > kindMax || declared > room) {
-      // Refused on the declared length alone; the connection closes after the answer (the body is not read).
-      res.set('connection', 'close');
+      // Refused on the declared length: a body near the limit is drained first so the client reads the 413,
+      // a larger one is not read and the connection closes after the answer.
+      if (!(await drainWhenNear(req, declared, Math.min(kindMax, room)))) res.set('connection', 'close');
       throw declared > kindMax ? new FarmError('UPLOAD_TOO_LARGE', 413, `upload exceeds ${kindLimit} (${kindMax})`, 'body') : quotaExceeded(ctx, declared, room);
     }
     let file: ReceivedBody;
