@@ -75,6 +75,8 @@ export interface StableDiffusionModel {
   readonly name: string;
   /** sha256 of the checkpoint file (hex). */
   readonly sha256: string;
+  /** sha256 of the separate VAE file in use (hex), if one was given. */
+  readonly vaeSha256?: string;
   readonly parameterization: Parameterization;
   /** 1000 values, float32 as stored in the checkpoint (or computed as ldm does when absent). */
   readonly alphasCumprod: Float32Array;
@@ -468,6 +470,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     config: finalConfig,
     name: basename(opts.checkpoint, extname(opts.checkpoint)),
     sha256,
+    ...(vaeSha256 !== undefined ? { vaeSha256 } : {}),
     parameterization: finalConfig.parameterization,
     alphasCumprod,
     sqrtAlphasCumprod,

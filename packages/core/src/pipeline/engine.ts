@@ -30,7 +30,8 @@ import { RecentFiles } from './recent-files.js';
 import { chunkLookup } from './embedding-adapter.js';
 import { img2img } from './img2img.js';
 import type { GenerateOptions, GenerationResult } from './job.js';
-import { pipelineModel, tokenizerFor } from './model.js';
+import { pipelineModel, tokenizerFor, withModelFacts } from './model.js';
+import { vaeByName, vaeNearCheckpoint } from './vae-files.js';
 import type { Img2ImgParams, Txt2ImgParams } from './params.js';
 import { txt2img } from './txt2img.js';
 
@@ -42,6 +43,8 @@ export interface EngineOptions {
   readonly checkpoint?: string;
   /** Folder of checkpoints that `override_settings.sd_model_checkpoint` names are looked up in (A1111's models/Stable-diffusion). */
   readonly modelsDir?: string;
+  /** Folder of VAE files that `override_settings.sd_vae` names are looked up in (A1111's models/VAE). */
+  readonly vaeDir?: string;
   /** Where `.darkroom/` (demo model, compile cache) lives; default the working directory. */
   readonly root?: string;
   /** Compiled graphs, keyed by checkpoint hash; default `<root>/.darkroom/cache`. */
@@ -93,6 +96,12 @@ export interface EngineJobOptions extends Omit<GenerateOptions, 'networks'> {
    */
   readonly checkpoint?: string | NamedFile;
   /**
+   * A VAE file (`.safetensors`, `.pt`, `.ckpt`) in place of the checkpoint's own VAE; `name` is the infotext's
+   * `VAE` (default the file name). `null` keeps the checkpoint's own (A1111's "None"). Absent: the request's
+   * `override_settings.sd_vae` decides ("Automatic", "None" or a name in `vaeDir`).
+   */
+  readonly vae?: string | NamedFile | null;
+  /**
    * Embedding files or folders (A1111's embeddings directory) this job may use. A prompt names an embedding by
    * its file stem, or by `name` where one is given.
    */
@@ -118,6 +127,8 @@ function promptsOf(params: object): string[] {
 }
 
 interface Loaded {
+  /** Map key: the checkpoint, with the VAE file after a NUL when one replaces its own. */
+  readonly id: string;
   readonly key: string;
   readonly sd: StableDiffusionModel;
   readonly model: PipelineModel;
@@ -177,7 +188,7 @@ export class Engine {
     return job ?? this.options.checkpoint ?? '';
   }
 
-  private async load(checkpoint: string): Promise<Loaded> {
+  private async load(checkpoint: string, vae: string | undefined): Promise<Loaded> {
     let config: object | string | undefined;
     let tokenizer: ClipTokenizer;
     let path = checkpoint;
@@ -194,6 +205,7 @@ export class Engine {
     }
     const sd = await loadModel({
       checkpoint: path,
+      ...(vae !== undefined ? { vae } : {}),
       ...(config !== undefined ? { config } : {}),
       cacheDir: this.cacheDir,
       ...(this.options.provider ? { provider: this.options.provider } : {}),
@@ -206,7 +218,7 @@ export class Engine {
     });
     // weights are held by the host copy and by each session: about three times the file
     const bytes = statSync(path).size * 3;
-    return { key: checkpoint, sd, model: pipelineModel(sd, tokenizerFor(sd.kind, tokenizer)), bytes, lastUsed: 0, inUse: 0 };
+    return { id: loadedId(checkpoint, vae), key: checkpoint, sd, model: pipelineModel(sd, tokenizerFor(sd.kind, tokenizer)), bytes, lastUsed: 0, inUse: 0 };
   }
 
   private async evictFor(incoming: number): Promise<void> {
@@ -215,7 +227,7 @@ export class Engine {
     const idle = [...this.loaded.values()].filter((l) => l.inUse === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const l of idle) {
       if (used + incoming <= budget) break;
-      this.loaded.delete(l.key);
+      this.loaded.delete(l.id);
       used -= l.bytes;
       await this.releaseLoraRunner(l.sd);
       await l.sd.release();
@@ -239,21 +251,26 @@ export class Engine {
     return name === undefined ? { sd, model, release } : { sd: { ...sd, name }, model: { ...model, name }, release };
   }
 
-  private async acquireLoaded(checkpoint?: string): Promise<{ sd: StableDiffusionModel; model: PipelineModel; release: () => void }> {
+  /**
+   * A checkpoint with a separate VAE is its own entry (its own VAE graphs and sessions), so switching between
+   * VAEs keeps the checkpoint's plain entry loaded; the UNet and text graphs are shared through the compile cache.
+   */
+  private async acquireLoaded(checkpoint?: string, vae?: string): Promise<{ sd: StableDiffusionModel; model: PipelineModel; release: () => void }> {
     const key = this.checkpointFor(checkpoint);
-    let entry = this.loaded.get(key);
+    const id = loadedId(key, vae);
+    let entry = this.loaded.get(id);
     if (!entry) {
-      let pending = this.loading.get(key);
+      let pending = this.loading.get(id);
       if (!pending) {
         pending = (async () => {
           const estimate = key === '' || !existsSync(key) ? 0 : statSync(key).size * 3;
           await this.evictFor(estimate);
-          const l = await this.load(key);
-          this.loaded.set(key, l);
+          const l = await this.load(key, vae);
+          this.loaded.set(id, l);
           return l;
         })();
-        this.loading.set(key, pending);
-        pending.finally(() => this.loading.delete(key)).catch(() => undefined);
+        this.loading.set(id, pending);
+        pending.finally(() => this.loading.delete(id)).catch(() => undefined);
       }
       entry = await pending;
     }
@@ -327,7 +344,7 @@ export class Engine {
   }
 
   private generateOptions(job: EngineJobOptions, networks: JobNetworks): GenerateOptions {
-    const { checkpoint: _c, embeddings: _e, hypernetworks: _h, loras: _l, onEmbeddingSkipped: _s, ...rest } = job;
+    const { checkpoint: _c, vae: _v, embeddings: _e, hypernetworks: _h, loras: _l, onEmbeddingSkipped: _s, ...rest } = job;
     return { ...rest, networks, ...(this.options.version && !rest.version ? { version: this.options.version } : {}) };
   }
 
@@ -362,14 +379,54 @@ export class Engine {
     return named ? this.checkpointByName(named) : undefined;
   }
 
+  /**
+   * The VAE file a job uses instead of its checkpoint's, as A1111's resolve_vae picks it: the job's own file,
+   * else `override_settings.sd_vae` — a name wins over a file beside the checkpoint, "Automatic" takes a
+   * `<checkpoint stem>.vae.*` file beside it, "None" (and "Automatic" without such a file) the checkpoint's own.
+   */
+  private async vaeForJob(
+    params: { override_settings?: { sd_vae?: string } },
+    job: EngineJobOptions,
+    checkpoint: string | undefined,
+  ): Promise<{ path: string; name: string } | undefined> {
+    if (job.vae === null) return undefined;
+    if (job.vae !== undefined) {
+      const path = pathOf(job.vae);
+      return { path, name: typeof job.vae === 'object' && job.vae.name !== undefined ? job.vae.name : basename(path) };
+    }
+    const setting = params.override_settings?.sd_vae ?? 'Automatic';
+    if (typeof setting !== 'string') {
+      throw new DarkroomError('BAD_PARAMS', 'override_settings.sd_vae must be a string', { field: 'override_settings.sd_vae' });
+    }
+    if (setting === 'None') return undefined;
+    if (setting === 'Automatic') {
+      const ck = this.checkpointFor(checkpoint);
+      const near = ck === '' ? undefined : vaeNearCheckpoint(ck);
+      return near === undefined ? undefined : { path: near, name: basename(near) };
+    }
+    const path = await vaeByName(this.options.vaeDir, setting);
+    return { path, name: basename(path) };
+  }
+
+  /** The loaded model for a job: its checkpoint with the VAE it asks for, under the names the job gives them. */
+  private async acquireForJob(
+    params: { override_settings?: { sd_model_checkpoint?: string; sd_vae?: string } },
+    job: EngineJobOptions,
+  ): Promise<{ sd: StableDiffusionModel; model: PipelineModel; release: () => void }> {
+    const checkpoint = await this.checkpointForJob(params, job);
+    const vae = await this.vaeForJob(params, job, checkpoint);
+    const held = await this.acquireLoaded(checkpoint, vae?.path);
+    return vae && held.sd.vaeSha256 ? { ...held, model: withModelFacts(held.model, { vaeFile: { name: vae.name, sha256: held.sd.vaeSha256 } }) } : held;
+  }
+
   /** The model as this job sees it: under the name the job gives its checkpoint, if any. */
   private asNamed(model: PipelineModel, job: EngineJobOptions): PipelineModel {
     const c = job.checkpoint;
-    return typeof c === 'object' && c.name !== undefined ? { ...model, name: c.name } : model;
+    return typeof c === 'object' && c.name !== undefined ? withModelFacts(model, { name: c.name }) : model;
   }
 
   async txt2img(params: Txt2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
-    const held = await this.acquireLoaded(await this.checkpointForJob(params, job));
+    const held = await this.acquireForJob(params, job);
     const { release } = held;
     try {
       const { model, extraGenerationParams } = await this.withLoras(held, params, job);
@@ -381,7 +438,7 @@ export class Engine {
   }
 
   async img2img(params: Img2ImgParams, job: EngineJobOptions = {}): Promise<GenerationResult> {
-    const held = await this.acquireLoaded(await this.checkpointForJob(params, job));
+    const held = await this.acquireForJob(params, job);
     const { release } = held;
     try {
       const { model, extraGenerationParams } = await this.withLoras(held, params, job);
@@ -394,7 +451,7 @@ export class Engine {
 
   /** Checkpoints currently loaded ('' is the demo model), least recently used first. */
   loadedCheckpoints(): string[] {
-    return [...this.loaded.values()].sort((a, b) => a.lastUsed - b.lastUsed).map((l) => l.key);
+    return [...new Set([...this.loaded.values()].sort((a, b) => a.lastUsed - b.lastUsed).map((l) => l.key))];
   }
 
   pngInfo(bytes: Uint8Array): PngInfo {
@@ -455,4 +512,8 @@ export class Engine {
     const lj = await prepareLoraJob(held.model, [params.prompt ?? ''], new LoraLibrary(files), runner);
     return { model: lj.model, extraGenerationParams: [...lj.generationParams] };
   }
+}
+
+function loadedId(checkpoint: string, vae: string | undefined): string {
+  return vae === undefined ? checkpoint : `${checkpoint}\u0000${vae}`;
 }

@@ -275,6 +275,8 @@ export function infotextFor(job: JobState, index: number, extra: ReadonlyArray<r
     height: p.height,
     modelHash: s.add_model_hash_to_info ? job.model.sha256.slice(0, 10) : null,
     model: s.add_model_name_to_info ? job.model.name : null,
+    vaeHash: s.add_vae_hash_to_info && job.model.vaeFile ? job.model.vaeFile.sha256.slice(0, 10) : null,
+    vae: s.add_vae_name_to_info && job.model.vaeFile ? job.model.vaeFile.name : null,
     variationSeed: p.subseed_strength !== 0 ? job.seeds.allSubseeds[index]! : null,
     variationSeedStrength: p.subseed_strength !== 0 ? pyFloat(p.subseed_strength) : null,
     seedResizeFrom: p.seed_resize_from_w > 0 && p.seed_resize_from_h > 0 ? [p.seed_resize_from_w, p.seed_resize_from_h] : null,

@@ -38,3 +38,12 @@ export function pipelineModel(model: StableDiffusionModel, tokenizer: PipelineTo
   const circular: PipelineModel = { ...plain, unet: model.circular.unet, vae: model.circular.vae, withCircularPadding: () => circular };
   return plain;
 }
+
+/**
+ * The model with some of its descriptive fields replaced for one job (the names a job gives its checkpoint and
+ * VAE files), kept on the circular-padding form too.
+ */
+export function withModelFacts(model: PipelineModel, facts: Partial<Pick<PipelineModel, 'name' | 'vaeFile'>>): PipelineModel {
+  const circular = model.withCircularPadding;
+  return { ...model, ...facts, ...(circular ? { withCircularPadding: () => ({ ...circular(), ...facts }) } : {}) };
+}

@@ -50,6 +50,13 @@ export interface OverrideSettings {
   add_version_to_infotext?: boolean;
   /** Checkpoint for this request by name (resolved by the Engine against its models folder). */
   sd_model_checkpoint?: string;
+  /**
+   * A1111's sd_vae: "Automatic" (default: a `<checkpoint stem>.vae.*` file beside the checkpoint, else the
+   * checkpoint's own VAE), "None" (the checkpoint's own) or a VAE file's name; resolved by the Engine.
+   */
+  sd_vae?: string;
+  add_vae_hash_to_info?: boolean;
+  add_vae_name_to_info?: boolean;
 }
 
 /** Fields shared by txt2img and img2img. */
@@ -147,6 +154,8 @@ export interface Settings {
   add_model_hash_to_info: boolean;
   add_model_name_to_info: boolean;
   add_version_to_infotext: boolean;
+  add_vae_hash_to_info: boolean;
+  add_vae_name_to_info: boolean;
 }
 
 /** A1111 v1.10.1's option defaults (modules/shared_options.py). */
@@ -176,6 +185,8 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = {
   add_model_hash_to_info: true,
   add_model_name_to_info: true,
   add_version_to_infotext: true,
+  add_vae_hash_to_info: true,
+  add_vae_name_to_info: true,
 };
 
 export interface ResolvedCommon {
@@ -279,7 +290,7 @@ const SETTING_KEYS = new Set(Object.keys(DEFAULT_SETTINGS));
  * what it knows and logs the rest, and so do we: unknown keys are reported here and otherwise ignored.
  */
 export function unknownSettings(overrides: OverrideSettings | undefined): string[] {
-  return Object.keys(overrides ?? {}).filter((k) => !SETTING_KEYS.has(k) && k !== 'sd_model_checkpoint');
+  return Object.keys(overrides ?? {}).filter((k) => !SETTING_KEYS.has(k) && k !== 'sd_model_checkpoint' && k !== 'sd_vae');
 }
 
 export function resolveSettings(overrides: OverrideSettings | undefined, clipSkip?: number): Settings {
@@ -318,6 +329,8 @@ export function resolveSettings(overrides: OverrideSettings | undefined, clipSki
     add_model_hash_to_info: bool('override_settings.add_model_hash_to_info', o.add_model_hash_to_info, d.add_model_hash_to_info),
     add_model_name_to_info: bool('override_settings.add_model_name_to_info', o.add_model_name_to_info, d.add_model_name_to_info),
     add_version_to_infotext: bool('override_settings.add_version_to_infotext', o.add_version_to_infotext, d.add_version_to_infotext),
+    add_vae_hash_to_info: bool('override_settings.add_vae_hash_to_info', o.add_vae_hash_to_info, d.add_vae_hash_to_info),
+    add_vae_name_to_info: bool('override_settings.add_vae_name_to_info', o.add_vae_name_to_info, d.add_vae_name_to_info),
   };
 }
 

@@ -42,6 +42,8 @@ export interface PipelineModel {
   readonly name: string;
   /** sha256 of the checkpoint file: `Model hash` is its first 10 hex. */
   readonly sha256: string;
+  /** A separate VAE file in place of the checkpoint's: `VAE` (its file name) and `VAE hash` (10 hex). */
+  readonly vaeFile?: { readonly name: string; readonly sha256: string };
   readonly parameterization: 'eps' | 'v';
   readonly alphasCumprod: Float32Array;
   /** 0.18215 for SD1/SD2. */

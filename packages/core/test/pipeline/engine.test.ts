@@ -69,10 +69,10 @@ test('override_settings.sd_model_checkpoint picks a checkpoint from the models f
       steps: 1,
       width: 64,
       height: 64,
-      override_settings: { sd_model_checkpoint: 'tiny-sd1', ...({ sd_vae: 'Automatic' } as object) },
+      override_settings: { sd_model_checkpoint: 'tiny-sd1', sd_vae: 'Automatic', ...({ samples_format: 'png' } as object) },
     });
     assert.match(r.infotexts[0]!, /Model: tiny-sd1,/);
-    assert.deepEqual(r.parameters.ignored_settings, ['sd_vae']);
+    assert.deepEqual(r.parameters.ignored_settings, ['samples_format']);
   } finally {
     await engine.close();
   }
