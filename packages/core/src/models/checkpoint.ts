@@ -12,7 +12,7 @@ import { DarkroomError } from '../errors.js';
 import { SafetensorsFile } from '../formats/safetensors.js';
 import { dictGet, isDict, isTensor, readTorchFile, type PyValue } from '../formats/torch.js';
 import { toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
-import type { TensorIndex } from './config.js';
+import { inferVae, type TensorIndex } from './config.js';
 
 export interface CheckpointSource {
   readonly path: string;
@@ -117,15 +117,7 @@ export function normalizeKeys(source: CheckpointSource): CheckpointSource {
  * keys relative to first_stage_model; `loss.*` and EMA counters ignored as `load_vae_dict` does).
  */
 export function withVae(base: CheckpointSource, vae: CheckpointSource, vaePrefix = 'first_stage_model.'): CheckpointSource {
-  const ignored = (k: string): boolean => k.startsWith('loss') || k === 'model_ema.decay' || k === 'model_ema.num_updates';
-  const vaeKeys = new Map<string, string>();
-  for (const k of vae.index.keys()) {
-    if (ignored(k)) continue;
-    vaeKeys.set(k.startsWith(vaePrefix) ? k : `${vaePrefix}${k}`, k);
-  }
-  if (![...vaeKeys.keys()].some((k) => k.startsWith(`${vaePrefix}decoder.`))) {
-    throw new DarkroomError('MODEL_UNSUPPORTED', `${vae.path}: not a VAE (no decoder.* tensors)`, { file: vae.path });
-  }
+  const vaeKeys = vaeKeyMap(vae.path, vae.index, vaePrefix);
   const index = new Map([...base.index].filter(([k]) => !k.startsWith(vaePrefix)));
   for (const [k, original] of vaeKeys) index.set(k, vae.index.get(original)!);
   return {
@@ -140,6 +132,40 @@ export function withVae(base: CheckpointSource, vae: CheckpointSource, vaePrefix
       await base.close();
     },
   };
+}
+
+/**
+ * A VAE file's keys as the checkpoint names them (`first_stage_model.` + key; A1111's VAE files hold them without
+ * the prefix) -> the file's own key, without the `loss.*` weights and EMA counters `load_vae_dict` drops. A file
+ * with no decoder tensors is not a VAE.
+ */
+export function vaeKeyMap(path: string, index: TensorIndex, vaePrefix = 'first_stage_model.'): Map<string, string> {
+  const ignored = (k: string): boolean => k.startsWith('loss') || k === 'model_ema.decay' || k === 'model_ema.num_updates';
+  const vaeKeys = new Map<string, string>();
+  for (const k of index.keys()) {
+    if (ignored(k)) continue;
+    vaeKeys.set(k.startsWith(vaePrefix) ? k : `${vaePrefix}${k}`, k);
+  }
+  if (![...vaeKeys.keys()].some((k) => k.startsWith(`${vaePrefix}decoder.`))) {
+    throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: not a VAE (no decoder.* tensors)`, { file: path });
+  }
+  return vaeKeys;
+}
+
+/**
+ * Checks a VAE file as `withVae` will take it, from its tensor index only (no weights read): a VAE's keys, and an
+ * autoencoder whose shape the loader can infer (encoder, decoder, quant convolutions).
+ */
+export async function checkVaeFile(path: string, format: string = extname(path)): Promise<void> {
+  const index = await readCheckpointIndex(path, format);
+  const keys = vaeKeyMap(path, index);
+  const prefixed = new Map([...keys].map(([k, original]) => [k, index.get(original)!] as const));
+  try {
+    inferVae(prefixed);
+  } catch (e) {
+    if (e instanceof DarkroomError) throw new DarkroomError('MODEL_UNSUPPORTED', `${path}: not a complete VAE (${e.message})`, { file: path });
+    throw e;
+  }
 }
 
 export async function openCheckpoint(path: string): Promise<CheckpointSource> {
