@@ -1,7 +1,7 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import { readCheckpointIndex } from '@darkroom/core/models/checkpoint.js';
+import { checkVaeFile, readCheckpointIndex } from '@darkroom/core/models/checkpoint.js';
 import { inferModelConfig } from '@darkroom/core/models/config.js';
 import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
 import { loadHypernetwork } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
@@ -58,6 +58,12 @@ export async function checkAssetFile(kind: AssetKind, path: string, filename: st
     if (kind === 'models') {
       if (extname(filename).toLowerCase() !== '.safetensors' && (await isLargeLegacyTorch(path))) return null;
       inferModelConfig(await readCheckpointIndex(path, extname(filename)));
+      return null;
+    }
+    if (kind === 'vaes') {
+      // Read as the engine's VAE loader takes it, from the tensor index only (VAE files are hundreds of MB).
+      if (extname(filename).toLowerCase() !== '.safetensors' && (await isLargeLegacyTorch(path))) return null;
+      await checkVaeFile(path, extname(filename));
       return null;
     }
     const { size } = await stat(path);

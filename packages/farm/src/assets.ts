@@ -18,6 +18,8 @@ export const ASSET_EXTENSIONS: Record<AssetKind, readonly string[]> = {
   hypernetworks: ['.pt'],
   // A1111's Lora folder lists these three (networks/lora/file.ts reads them).
   loras: ['.safetensors', '.pt', '.ckpt'],
+  // A1111's VAE folder lists these three (sd_vae.refresh_vae_list).
+  vaes: ['.safetensors', '.pt', '.ckpt'],
 };
 
 /** The tiny demo model every worker serves when a job names no checkpoint (its name in infotexts). */

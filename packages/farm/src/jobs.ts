@@ -17,6 +17,8 @@ export interface GenerateJobData {
   submittedAt: number;
   /** Size of the checkpoint file the job names (null: the demo model), which bounds its weights in memory estimates. */
   checkpointBytes?: number | null;
+  /** The tenant's VAE upload `override_settings.sd_vae` names, resolved at submission: the worker fetches it by hash. */
+  vae?: { sha256: string; filename: string };
 }
 
 export interface OutputRecord {

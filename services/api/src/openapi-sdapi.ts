@@ -40,7 +40,7 @@ export function sdapiSurfacePaths(): Record<string, unknown> {
   return {
     '/sdapi/v1/upscalers': get('image upscalers the engine runs (hires fix hr_upscaler)', 'UpscalerItem list', arr(upscaler)),
     '/sdapi/v1/latent-upscale-modes': get('latent upscale modes the engine runs', 'LatentUpscalerModeItem list', arr(named)),
-    '/sdapi/v1/sd-vae': get('VAE files (none: checkpoints decode with their own VAE)', 'SDVaeItem list', arr(obj({ model_name: str, filename: str }))),
+    '/sdapi/v1/sd-vae': get('the tenant\'s VAE uploads (PUT /v1/vaes/{filename}): model_name is the name sd_vae takes, filename the uploaded file name', 'SDVaeItem list', arr(obj({ model_name: str, filename: str }))),
     '/sdapi/v1/face-restorers': get('face restorers (none on this farm)', 'FaceRestorerItem list', arr(obj({ name: str, cmd_dir: nstr }))),
     '/sdapi/v1/realesrgan-models': get('Real-ESRGAN models (none on this farm)', 'RealesrganItem list', arr(obj({ name: str, path: nstr, scale: { type: ['integer', 'null'] } }))),
     '/sdapi/v1/prompt-styles': get('saved prompt styles (none yet)', 'PromptStyleItem list', arr(obj({ name: str, prompt: nstr, negative_prompt: nstr }))),

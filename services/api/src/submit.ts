@@ -11,6 +11,7 @@ import { isDarkroomError } from '@darkroom/core/errors.js';
 import type { ApiContext } from './context.js';
 import { admissionBudgets, liveOn, noWorkerError } from './fleet.js';
 import { findModel, listModels } from './models.js';
+import { resolveJobVae } from './vae-setting.js';
 
 export interface Submitted {
   id: string;
@@ -64,7 +65,8 @@ const ENGINE_SETTINGS = new Set(Object.keys(DEFAULT_SETTINGS));
 function checkOverrides(req: GenerateRequest, source: 'v1' | 'sdapi'): void {
   if (!req.override_settings) req.override_settings = null;
   for (const k of Object.keys(req.override_settings ?? {})) {
-    if (ENGINE_SETTINGS.has(k)) continue;
+    // sd_vae is resolved against the tenant's VAE uploads at submission (vae-setting.ts)
+    if (ENGINE_SETTINGS.has(k) || k === 'sd_vae') continue;
     if (source === 'v1') throw new FarmError('UNKNOWN_SETTING', 400, `override_settings.${k} is not a setting Darkroom applies`, `override_settings.${k}`);
     delete req.override_settings![k];
   }
@@ -193,6 +195,7 @@ async function createJob(
   checkOverrides(request, source);
   checkEngineParams(kind, request as unknown as Record<string, unknown>);
   const checkpointBytes = await checkNames(ctx, tenant, request);
+  const vae = await resolveJobVae(ctx.registry, tenant, request);
   // Admission by need: refused now, naming the field, when no worker's memory budget can hold the job. A
   // synchronous /sdapi call with no worker alive is refused too, rather than left waiting for one.
   const live = await liveOn(ctx, QUEUE_NAMES.generate);
@@ -217,6 +220,7 @@ async function createJob(
   }
   const data: GenerateJobData = {
     tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(), checkpointBytes,
+    ...(vae ? { vae } : {}),
   };
   const priority = await fairPriority(ctx.redis, ctx.keys, tenant);
   const job = await addWithQueuedEvent(

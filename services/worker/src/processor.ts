@@ -117,11 +117,13 @@ export function generateProcessor(ctx: ProcessorContext) {
     // Cached files this job uses: held until the render is over.
     const held = new Set<string>();
     try {
-      const [checkpoint, networks, inputs] = await Promise.all([
+      const [checkpoint, networks, inputs, vae] = await Promise.all([
         resolveCheckpoint({ registry: ctx.registry, modelCache: ctx.modelCache, modelsDir: ctx.cfg.modelsDir }, data.tenant, data.request.model, held), resolveNetworks(ctx, data, held), loadInputs(ctx, data),
+        // The VAE the API resolved sd_vae to, by content hash: a later upload under the same name does not change this job.
+        data.vae ? ctx.cache.fetch('vaes', data.vae.sha256, data.vae.filename, held).then((path) => ({ path, name: data.vae!.filename })) : undefined,
       ]);
       const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
-      request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks };
+      request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks, ...(vae ? { vae } : {}) };
     } catch (e) {
       ctx.cache.release(held);
       ctx.modelCache.release(held);

@@ -19,6 +19,8 @@ export interface RenderRequest {
   /** Checkpoint file; null = the tiny demo model. */
   checkpoint: { path: string; name: string; sha256: string; size: number } | null;
   networks: RenderNetworks;
+  /** The VAE upload `sd_vae` named, in place of the checkpoint's own; `name` is its uploaded file name. */
+  vae?: { path: string; name: string };
 }
 
 export interface RenderOutput {

@@ -11,6 +11,8 @@ export function withoutRequestPaths(message: string, req: RenderRequest): string
     ...(req.checkpoint ? [req.checkpoint] : []),
     ...req.networks.embeddings,
     ...req.networks.hypernetworks,
+    ...req.networks.loras,
+    ...(req.vae ? [req.vae] : []),
   ];
   let out = message;
   for (const f of files) out = out.split(f.path).join(f.name);

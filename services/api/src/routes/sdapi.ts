@@ -22,8 +22,9 @@ import { findModel, listModels } from '../models.js';
 import { checkOptionsUpdate } from '../options-update.js';
 import { OPTION_DEFAULTS, tenantOptions } from '../sdapi-options.js';
 import { decodeImage, submitGenerate } from '../submit.js';
+import { resolveVaeName } from '../vae-setting.js';
 
-const GENERATION_OPTIONS = new Set(Object.keys(OPTION_DEFAULTS).filter((k) => !['samples_format', 'enable_pnginfo', 'live_previews_enable', 'show_progress_every_n_steps', 'sd_vae'].includes(k)));
+const GENERATION_OPTIONS = new Set(Object.keys(OPTION_DEFAULTS).filter((k) => !['samples_format', 'enable_pnginfo', 'live_previews_enable', 'show_progress_every_n_steps'].includes(k)));
 const DARKROOM_FIELDS = ['model', 'embeddings', 'hypernetworks', 'webhook', 'clip_skip'] as const;
 
 /**
@@ -75,6 +76,7 @@ async function keptOverrides(ctx: ApiContext, tenant: string, overrides: Record<
     if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${update.sd_model_checkpoint}" not found`, 'override_settings.sd_model_checkpoint');
     update.sd_model_checkpoint = m.title;
   }
+  if ('sd_vae' in update) await resolveVaeName(ctx.registry, tenant, update.sd_vae, 'override_settings.sd_vae');
   return Object.fromEntries(Object.entries(update).map(([k, v]) => [k, JSON.stringify(v)]));
 }
 
@@ -271,6 +273,8 @@ export function sdapiRoutes(ctx: ApiContext): Router {
       if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${update.sd_model_checkpoint}" not found`, 'sd_model_checkpoint');
       update.sd_model_checkpoint = m.title;
     }
+    // A VAE name every later job would fail on is refused now (the stored value is the name as sent).
+    if ('sd_vae' in update) await resolveVaeName(ctx.registry, tenant, update.sd_vae, 'sd_vae');
     if (Object.keys(update).length > 0) {
       await ctx.redis.hset(ctx.keys.options(tenant), Object.fromEntries(Object.entries(update).map(([k, v]) => [k, JSON.stringify(v)])));
     }
