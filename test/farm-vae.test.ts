@@ -141,4 +141,33 @@ describe('VAEs on the farm (real HTTP, Redis, s3rver, worker process)', () => {
     const diff = maxPixelDiff(withVae.pixels, byHand.pixels);
     assert.ok(diff <= 1, `the worker's render with the VAE upload and the hand-merged checkpoint differ by ${diff}/255`);
   });
+
+  test('MODELS_DIR/VAE files are listed and chosen by name; "Automatic" takes a <stem>.vae.* beside a MODELS_DIR checkpoint', async () => {
+    const dir = farm.env.MODELS_DIR!;
+    await mkdir(join(dir, 'VAE'), { recursive: true });
+    await writeFile(join(dir, 'VAE', 'shared.safetensors'), vaeBytes);
+    // A checkpoint with a VAE file named after it, as A1111 finds one ("Automatic").
+    await writeFile(join(dir, 'auto.safetensors'), await readFile(demo.checkpoint));
+    await writeFile(join(dir, 'auto.json'), JSON.stringify(demo.config));
+    await cp(join(dirname(demo.checkpoint), `${DEMO_MODEL_NAME}.vocab`), join(dir, 'auto.vocab'), { recursive: true });
+    await writeFile(join(dir, 'auto.vae.safetensors'), vaeBytes);
+
+    const listed = (await farm.request('GET', '/sdapi/v1/sd-vae', { key: KEY_B })).json as { model_name: string; filename: string }[];
+    assert.deepEqual(listed, [{ model_name: 'shared.safetensors', filename: 'VAE/shared.safetensors' }]);
+    const models = (await farm.request('GET', '/sdapi/v1/sd-models', { key: KEY_B })).json as { model_name: string }[];
+    assert.ok(!models.some((m) => m.model_name.endsWith('.vae') || m.model_name.startsWith('VAE_')), `VAE files are not checkpoints: ${models.map((m) => m.model_name)}`);
+
+    const plain = await txt2img({});
+    const withUpload = await txt2img({ override_settings: { sd_vae: 'castle.vae.safetensors' } });
+    const shared = await txt2img({ override_settings: { sd_vae: 'shared.safetensors' } });
+    assert.equal(maxPixelDiff(shared.pixels, withUpload.pixels), 0);
+    assert.equal(parseGenerationParameters(shared.infotext).get('VAE'), 'shared.safetensors');
+
+    const automatic = await txt2img({ override_settings: { sd_model_checkpoint: 'auto' } });
+    assert.equal(maxPixelDiff(automatic.pixels, withUpload.pixels), 0);
+    assert.equal(parseGenerationParameters(automatic.infotext).get('VAE'), 'auto.vae.safetensors');
+    const none = await txt2img({ override_settings: { sd_model_checkpoint: 'auto', sd_vae: 'None' } });
+    assert.equal(maxPixelDiff(none.pixels, plain.pixels), 0);
+    assert.equal(parseGenerationParameters(none.infotext).get('VAE'), undefined);
+  });
 });

@@ -185,8 +185,10 @@ export async function listModelsDir(dir: string): Promise<LocalModel[]> {
     }
     for (const e of entries) {
       const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (ASSET_EXTENSIONS.models.includes(extname(e.name).toLowerCase())) {
+      // MODELS_DIR/VAE is A1111's models/VAE; `.vae.*` files beside checkpoints are VAEs (A1111's ext_blacklist)
+      if (e.isDirectory()) {
+        if (!(d === dir && e.name === 'VAE')) await walk(p);
+      } else if (ASSET_EXTENSIONS.models.includes(extname(e.name).toLowerCase()) && !/\.vae\.(ckpt|safetensors)$/i.test(e.name)) {
         const rel = relative(dir, p);
         const modelName = rel.slice(0, -extname(rel).length).split(sep).join('_');
         out.push({ modelName, relativePath: rel, path: p, size: (await stat(p)).size });

@@ -1,6 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { EventType } from './events.js';
 import type { GenerateKind, GenerateRequest, JobState, Progress, WebhookSpec } from './schemas.js';
+import type { JobVae } from './vae-assets.js';
 
 /** What the API puts on the `generate` queue. Seeds are resolved before queueing so a retry redoes the same images. */
 export interface GenerateJobData {
@@ -17,8 +18,11 @@ export interface GenerateJobData {
   submittedAt: number;
   /** Size of the checkpoint file the job names (null: the demo model), which bounds its weights in memory estimates. */
   checkpointBytes?: number | null;
-  /** The tenant's VAE upload `override_settings.sd_vae` names, resolved at submission: the worker fetches it by hash. */
-  vae?: { sha256: string; filename: string };
+  /**
+   * The VAE `override_settings.sd_vae` names, resolved at submission: an upload the worker fetches by hash, or a
+   * file of MODELS_DIR/VAE.
+   */
+  vae?: JobVae;
 }
 
 export interface OutputRecord {

@@ -195,7 +195,7 @@ async function createJob(
   checkOverrides(request, source);
   checkEngineParams(kind, request as unknown as Record<string, unknown>);
   const checkpointBytes = await checkNames(ctx, tenant, request);
-  const vae = await resolveJobVae(ctx.registry, tenant, request);
+  const vae = await resolveJobVae(ctx.registry, ctx.cfg.modelsDir, tenant, request);
   // Admission by need: refused now, naming the field, when no worker's memory budget can hold the job. A
   // synchronous /sdapi call with no worker alive is refused too, rather than left waiting for one.
   const live = await liveOn(ctx, QUEUE_NAMES.generate);

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
@@ -7,6 +9,7 @@ import {
   type Storage,
 } from '@darkroom/farm';
 import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
+import { VAE_DIR } from '@darkroom/farm/vae-assets.js';
 import { admitOrHandBack } from './admit.js';
 import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
@@ -71,6 +74,16 @@ async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData, hel
   };
 }
 
+/** The VAE file the API resolved sd_vae to: an upload fetched by content hash, or a file of MODELS_DIR/VAE. */
+async function jobVaeFile(ctx: ProcessorContext, data: GenerateJobData, held: Set<string>): Promise<{ path: string; name: string } | undefined> {
+  const v = data.vae;
+  if (!v) return undefined;
+  if ('sha256' in v) return { path: await ctx.cache.fetch('vaes', v.sha256, v.filename, held), name: v.filename };
+  const path = join(ctx.cfg.modelsDir, VAE_DIR, v.modelsDirPath);
+  if (!existsSync(path)) throw new FarmError('VAE_NOT_FOUND', 404, `VAE "${v.filename}" is gone from MODELS_DIR/${VAE_DIR}`, 'override_settings.sd_vae');
+  return { path, name: v.filename };
+}
+
 async function loadInputs(ctx: ProcessorContext, data: GenerateJobData): Promise<{ initImages: Uint8Array[]; mask: Uint8Array | null }> {
   const get = async (key: string): Promise<Uint8Array> => {
     const b = await ctx.storage.get(key);
@@ -120,7 +133,7 @@ export function generateProcessor(ctx: ProcessorContext) {
       const [checkpoint, networks, inputs, vae] = await Promise.all([
         resolveCheckpoint({ registry: ctx.registry, modelCache: ctx.modelCache, modelsDir: ctx.cfg.modelsDir }, data.tenant, data.request.model, held), resolveNetworks(ctx, data, held), loadInputs(ctx, data),
         // The VAE the API resolved sd_vae to, by content hash: a later upload under the same name does not change this job.
-        data.vae ? ctx.cache.fetch('vaes', data.vae.sha256, data.vae.filename, held).then((path) => ({ path, name: data.vae!.filename })) : undefined,
+        jobVaeFile(ctx, data, held),
       ]);
       const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
       request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks, ...(vae ? { vae } : {}) };

@@ -360,7 +360,8 @@ export class Engine {
     const wanted = name.replace(/\s*\[[0-9a-fA-F]{8,64}\]\s*$/, '').replaceAll('\\', '/');
     const files = (await readdir(dir, { recursive: true }))
       .map((f) => f.replaceAll('\\', '/'))
-      .filter((f) => /\.(safetensors|ckpt)$/i.test(f))
+      // `.vae.*` files beside checkpoints are VAEs, not checkpoints (A1111's ext_blacklist)
+      .filter((f) => /\.(safetensors|ckpt)$/i.test(f) && !/\.vae\.(safetensors|ckpt)$/i.test(f))
       .sort();
     const strip = (f: string): string => f.slice(0, f.length - extname(f).length);
     const found =

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
 import { QUEUE_NAMES } from '@darkroom/farm';
-import { sdVaeItems } from '@darkroom/farm/vae-assets.js';
+import { listVaeDir, sdVaeItems } from '@darkroom/farm/vae-assets.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { liveOn } from '../fleet.js';
@@ -25,9 +25,9 @@ export function sdapiListingRoutes(ctx: ApiContext): Router {
     res.json(HIRES_UPSCALERS.filter(isLatentUpscaler).map((name) => ({ name })));
   });
 
-  // The tenant's VAE uploads, as `sd_vae` names them (farm/vae-assets.ts).
+  // The tenant's VAE uploads and MODELS_DIR/VAE, as `sd_vae` names them (farm/vae-assets.ts).
   r.get('/sdapi/v1/sd-vae', async (_req, res) => {
-    res.json(sdVaeItems(await ctx.registry.list(tenantOf(res), 'vaes')));
+    res.json(sdVaeItems(await ctx.registry.list(tenantOf(res), 'vaes'), await listVaeDir(ctx.cfg.modelsDir)));
   });
   r.get('/sdapi/v1/face-restorers', (_req, res) => res.json([]));
   r.get('/sdapi/v1/realesrgan-models', (_req, res) => res.json([]));

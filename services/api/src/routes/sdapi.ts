@@ -76,7 +76,7 @@ async function keptOverrides(ctx: ApiContext, tenant: string, overrides: Record<
     if (!m) throw new FarmError('UNKNOWN_MODEL', 400, `model "${update.sd_model_checkpoint}" not found`, 'override_settings.sd_model_checkpoint');
     update.sd_model_checkpoint = m.title;
   }
-  if ('sd_vae' in update) await resolveVaeName(ctx.registry, tenant, update.sd_vae, 'override_settings.sd_vae');
+  if ('sd_vae' in update) await resolveVaeName(ctx.registry, ctx.cfg.modelsDir, tenant, update.sd_vae, 'override_settings.sd_vae');
   return Object.fromEntries(Object.entries(update).map(([k, v]) => [k, JSON.stringify(v)]));
 }
 
@@ -274,7 +274,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
       update.sd_model_checkpoint = m.title;
     }
     // A VAE name every later job would fail on is refused now (the stored value is the name as sent).
-    if ('sd_vae' in update) await resolveVaeName(ctx.registry, tenant, update.sd_vae, 'sd_vae');
+    if ('sd_vae' in update) await resolveVaeName(ctx.registry, ctx.cfg.modelsDir, tenant, update.sd_vae, 'sd_vae');
     if (Object.keys(update).length > 0) {
       await ctx.redis.hset(ctx.keys.options(tenant), Object.fromEntries(Object.entries(update).map(([k, v]) => [k, JSON.stringify(v)])));
     }
