@@ -108,6 +108,7 @@ describe('VAEs on the farm (real HTTP, Redis, s3rver, worker process)', () => {
     // "None" and "Automatic" keep the checkpoint's own (an upload has no VAE file beside it).
     assert.equal(maxPixelDiff((await txt2img({ override_settings: { sd_vae: 'None' } })).pixels, plain.pixels), 0);
     assert.equal(maxPixelDiff((await txt2img({ override_settings: { sd_vae: 'Automatic' } })).pixels, plain.pixels), 0);
+    assert.equal(maxPixelDiff((await txt2img({ override_settings: { sd_vae: 'auto' } })).pixels, plain.pixels), 0);
 
     // An unknown name is refused at submission, naming the setting.
     const unknown = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { ...BASE, override_settings: { sd_vae: 'nope.safetensors' } } });

@@ -12,7 +12,8 @@ export const SD_VAE_NONE = 'None';
 
 /** Whether an `sd_vae` value names a file (rather than choosing the checkpoint's own VAE or one beside it). */
 export function namesVaeFile(value: string): boolean {
-  return value !== SD_VAE_AUTOMATIC && value !== SD_VAE_NONE;
+  // A1111 takes "auto" as "Automatic" too (sd_vae.is_automatic)
+  return value !== SD_VAE_AUTOMATIC && value !== 'auto' && value !== SD_VAE_NONE;
 }
 
 /** The tenant's VAE an `sd_vae` value names: by uploaded file name (A1111's), else by upload name (stem). */

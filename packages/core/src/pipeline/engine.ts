@@ -400,7 +400,8 @@ export class Engine {
       throw new DarkroomError('BAD_PARAMS', 'override_settings.sd_vae must be a string', { field: 'override_settings.sd_vae' });
     }
     if (setting === 'None') return undefined;
-    if (setting === 'Automatic') {
+    // A1111 takes "auto" as "Automatic" too (sd_vae.is_automatic)
+    if (setting === 'Automatic' || setting === 'auto') {
       const ck = this.checkpointFor(checkpoint);
       const near = ck === '' ? undefined : vaeNearCheckpoint(ck);
       return near === undefined ? undefined : { path: near, name: basename(near) };
