@@ -255,9 +255,9 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     res.json((await ctx.registry.list(tenantOf(res), 'hypernetworks')).map((h) => ({ name: h.name, path: h.filename })));
   });
 
-  r.post('/sdapi/v1/png-info', (req, res) => {
+  r.post('/sdapi/v1/png-info', async (req, res) => {
     const { image } = parseSdapi(PngInfoRequest, req.body);
-    res.json(readPngInfo(decodeImage(image, 'image', Number.POSITIVE_INFINITY)));
+    res.json(await readPngInfo(decodeImage(image, 'image', Number.POSITIVE_INFINITY)));
   });
 
   r.get('/sdapi/v1/options', async (_req, res) => {
