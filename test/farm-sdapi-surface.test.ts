@@ -224,7 +224,6 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
       [{ restore_faces: true }, 'restore_faces'],
       [{ script_name: 'X/Y/Z plot', script_args: [] }, 'script_name'],
       [{ alwayson_scripts: { ControlNet: { args: [] } } }, 'alwayson_scripts.ControlNet'],
-      [{ styles: ['cinematic'] }, 'styles'],
       [{ refiner_checkpoint: 'sdxl-refiner', refiner_switch_at: 0.8 }, 'refiner_checkpoint'],
       [{ infotext: 'a cat\nSteps: 3' }, 'infotext'],
     ];
@@ -238,6 +237,35 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
     // The values that ask for nothing are accepted as A1111 accepts them.
     const plain = await call('POST', '/sdapi/v1/txt2img', { ...BASE, prompt: 'x', restore_faces: false, script_name: '', styles: [], alwayson_scripts: {} });
     assert.equal(plain.status, 200, JSON.stringify(plain.json).slice(0, 300));
+  });
+
+  test('prompt styles: A1111\'s styles CSV per tenant, listed by /sdapi/v1/prompt-styles, applied to the prompts as A1111 applies them', async () => {
+    const csvText = 'name,prompt,negative_prompt\n"Film","{prompt}, film grain","blurry"\nSepia,sepia toned,\n';
+    const put = await farm.request('PUT', '/v1/styles', { key: KEY, body: csvText, headers: { 'content-type': 'text/csv' } });
+    assert.equal(put.status, 200, JSON.stringify(put.json));
+    const listed = await call('GET', '/sdapi/v1/prompt-styles');
+    assertShape(listed.json, list(obj({ name: 'string', prompt: n('string'), negative_prompt: n('string') })), 'prompt-styles');
+    assert.deepEqual(listed.json, [
+      { name: 'Film', prompt: '{prompt}, film grain', negative_prompt: 'blurry' },
+      { name: 'Sepia', prompt: 'sepia toned', negative_prompt: '' },
+    ]);
+    const styled = await call('POST', '/sdapi/v1/txt2img', { ...BASE, prompt: 'a harbour', negative_prompt: 'fog', seed: 4, styles: ['Film', 'Sepia'] });
+    assert.equal(styled.status, 200, JSON.stringify(styled.json).slice(0, 300));
+    const info = JSON.parse((styled.json as { info: string }).info) as { prompt: string; negative_prompt: string; styles: string[]; infotexts: string[] };
+    assert.equal(info.prompt, 'a harbour, film grain, sepia toned');
+    assert.equal(info.negative_prompt, 'fog, blurry');
+    assert.deepEqual(info.styles, ['Film', 'Sepia']);
+    assert.match(info.infotexts[0]!, /^a harbour, film grain, sepia toned\nNegative prompt: fog, blurry\n/);
+    // the same image as the styled text written out by hand
+    const byHand = await call('POST', '/sdapi/v1/txt2img', { ...BASE, prompt: 'a harbour, film grain, sepia toned', negative_prompt: 'fog, blurry', seed: 4 });
+    assert.deepEqual((byHand.json as { images: string[] }).images, (styled.json as { images: string[] }).images);
+    const unknown = await call('POST', '/sdapi/v1/txt2img', { ...BASE, prompt: 'x', styles: ['Film', 'Noir'] });
+    assert.ok(unknown.status >= 400 && unknown.status < 500, String(unknown.status));
+    assert.equal((unknown.json as { error: { field: string } }).error.field, 'styles.1');
+    const bad = await farm.request('PUT', '/v1/styles', { key: KEY, body: 'prompt\nx\n', headers: { 'content-type': 'text/csv' } });
+    assert.deepEqual([bad.status, (bad.json as { error: { code: string } }).error.code], [400, 'STYLES_BAD_CSV']);
+    assert.equal((await farm.request('PUT', '/v1/styles', { key: KEY, body: 'name,prompt\n', headers: { 'content-type': 'text/csv' } })).status, 200);
+    assert.deepEqual((await call('GET', '/sdapi/v1/prompt-styles')).json, []);
   });
 
   test('an unknown sampler renders with A1111\'s fallback and says so in X-Darkroom-Sampler-Fallback', async () => {

@@ -32,6 +32,8 @@ export function farmKeys(prefix: string) {
     /** Workers drop the cached copy of deleted asset bytes (`<kind>/<sha256>`). */
     assetDeletedChannel: `${base}:asset-deleted`,
     options: (tenant: string) => `${base}:options:${tenant}`,
+    /** A tenant's saved prompt styles (A1111's styles.csv), as one JSON list in file order. */
+    styles: (tenant: string) => `${base}:styles:${tenant}`,
     sdapiCurrent: (tenant: string) => `${base}:sdapi-current:${tenant}`,
     /** A pending A1111 interrupt or skip of a running job, taken once by its worker. */
     stop: (jobId: string) => `${base}:stop:${jobId}`,

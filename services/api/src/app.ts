@@ -16,6 +16,7 @@ import { exceptAssetUploads } from './raw-uploads.js';
 import { assetRoutes } from './routes/assets.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { jobRoutes } from './routes/jobs.js';
+import { styleRoutes } from './routes/styles.js';
 import { sdapiRoutes } from './routes/sdapi.js';
 import { sdapiTrainingRoutes } from './routes/sdapi-training.js';
 import { trainingRoutes } from './routes/trainings.js';
@@ -80,7 +81,7 @@ export function createApp(ctx: ApiContext): Express {
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), redisUp, limit);
   app.use(webRoutes(ctx)); // the page at `/` and `/v1/gallery`, before `/v1/:kind` could claim it
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
-  app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
+  app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), styleRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 
   // /sdapi/v1 answers in A1111's (FastAPI's) shapes: `detail` on every refusal, 422 lists for bad bodies.
   app.use('/sdapi', sdapiNotFound, sdapiErrorHandler);

@@ -43,7 +43,7 @@ export function sdapiSurfacePaths(): Record<string, unknown> {
     '/sdapi/v1/sd-vae': get('the tenant\'s VAE uploads (PUT /v1/vaes/{filename}): model_name is the name sd_vae takes, filename the uploaded file name', 'SDVaeItem list', arr(obj({ model_name: str, filename: str }))),
     '/sdapi/v1/face-restorers': get('face restorers (none on this farm)', 'FaceRestorerItem list', arr(obj({ name: str, cmd_dir: nstr }))),
     '/sdapi/v1/realesrgan-models': get('Real-ESRGAN models (none on this farm)', 'RealesrganItem list', arr(obj({ name: str, path: nstr, scale: { type: ['integer', 'null'] } }))),
-    '/sdapi/v1/prompt-styles': get('saved prompt styles (none yet)', 'PromptStyleItem list', arr(obj({ name: str, prompt: nstr, negative_prompt: nstr }))),
+    '/sdapi/v1/prompt-styles': get('the tenant\'s saved prompt styles (PUT /v1/styles)', 'PromptStyleItem list', arr(obj({ name: str, prompt: nstr, negative_prompt: nstr }))),
     '/sdapi/v1/scripts': get('selectable and always-on scripts (none)', 'ScriptsList', obj({ txt2img: arr(str), img2img: arr(str) })),
     '/sdapi/v1/script-info': get('script arguments (none)', 'ScriptInfo list', arr({ type: 'object' })),
     '/sdapi/v1/extensions': get('installed extensions (none)', 'ExtensionItem list', arr({ type: 'object' })),

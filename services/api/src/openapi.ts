@@ -125,6 +125,13 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/v1/jobs/{id}/webhooks': { get: { summary: 'webhook delivery log of a job', parameters: idParam, responses: { 200: { description: 'deliveries' }, ...errors } } },
       '/v1/jobs/{id}/webhooks/{messageId}/redeliver': { post: { summary: 'send a past webhook message again (same webhook-id)', parameters: [...idParam, { name: 'messageId', in: 'path', required: true, schema: { type: 'string' } }], responses: { 202: { description: 'queued' }, ...errors } } },
       '/v1/webhook-secret': { get: { summary: 'this tenant\'s whsec_ secret for verifying webhooks', responses: { 200: { description: 'secret' } } } },
+      '/v1/styles': {
+        get: { summary: 'this tenant\'s saved prompt styles', responses: { 200: { description: '{items: [{name, prompt, negative_prompt}]}' } } },
+        put: {
+          summary: 'replace the tenant\'s prompt styles with A1111\'s styles.csv (text/csv: name,prompt,negative_prompt)',
+          responses: { 200: { description: 'the styles read' }, 400: { description: 'STYLES_BAD_CSV' }, 413: { description: 'too many styles, or over 1 MiB' }, 415: { description: 'not text' } },
+        },
+      },
       '/v1/gallery': { get: {
         summary: 'the tenant\'s stored outputs, newest first, by cursor; filtered by prompt text, model and date',
         parameters: [

@@ -14,7 +14,6 @@ export function checkSdapiSupported(req: GenerateRequest): void {
   }
   const alwayson = Object.keys(req.alwayson_scripts);
   if (alwayson.length > 0) throw unsupported(`alwayson_scripts.${alwayson[0]}`, `always on script ${alwayson[0]} not found (GET /sdapi/v1/scripts lists none)`);
-  if ((req.styles ?? []).length > 0) throw unsupported('styles', 'prompt styles are not supported yet (GET /sdapi/v1/prompt-styles is empty); put the style text in the prompt');
   if (req.refiner_checkpoint !== null && req.refiner_checkpoint !== '' && req.refiner_checkpoint !== 'None') {
     throw unsupported('refiner_checkpoint', 'a refiner checkpoint is not supported by this farm');
   }

@@ -1,3 +1,4 @@
+import { applyNamedStyles, StyleStore } from '@darkroom/farm/styles.js';
 import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
@@ -80,11 +81,24 @@ function checkOverrides(req: GenerateRequest, source: 'v1' | 'sdapi'): void {
   }
 }
 
+/**
+ * The tenant's saved styles named in `styles`, applied to the prompts as A1111's processing applies them; the
+ * job carries the styled prompts (what the infotext shows) and the names (what `info.styles` echoes).
+ */
+async function applyStyles(ctx: ApiContext, tenant: string, req: GenerateRequest): Promise<void> {
+  const names = req.styles ?? [];
+  if (names.length === 0) return;
+  const styled = applyNamedStyles(await new StyleStore(ctx.redis, ctx.keys).list(tenant), names, {
+    prompt: req.prompt, negative_prompt: req.negative_prompt,
+    ...('hr_prompt' in req ? { hr_prompt: req.hr_prompt, hr_negative_prompt: req.hr_negative_prompt } : {}),
+  });
+  Object.assign(req, styled);
+}
+
 /** A1111 features `/v1` accepts by name but cannot honour are refused rather than silently ignored. */
 function checkSupported(req: GenerateRequest): void {
   const unsupported: [string, boolean][] = [
     ['restore_faces', req.restore_faces === true],
-    ['styles', (req.styles ?? []).length > 0],
     ['script_name', req.script_name !== null],
     ['alwayson_scripts', Object.keys(req.alwayson_scripts).length > 0],
     ['refiner_checkpoint', req.refiner_checkpoint !== null],
@@ -193,6 +207,7 @@ async function createJob(
     checkSupported(request);
   }
   checkOverrides(request, source);
+  await applyStyles(ctx, tenant, request);
   checkEngineParams(kind, request as unknown as Record<string, unknown>);
   const checkpointBytes = await checkNames(ctx, tenant, request);
   const vae = await resolveJobVae(ctx.registry, ctx.cfg.modelsDir, tenant, request);

@@ -9,7 +9,7 @@ import { liveOn } from '../fleet.js';
 /**
  * A1111's listing routes for what a farm has beyond checkpoints and networks: each answers from what the engine
  * and the fleet really have, in A1111's item shapes, so a client that builds its menus from them offers only what
- * renders. Where the farm has none of a thing (face restorers, Real-ESRGAN models, styles, scripts, extensions)
+ * renders. Where the farm has none of a thing (face restorers, Real-ESRGAN models, scripts, extensions)
  * the list is empty rather than absent.
  */
 export function sdapiListingRoutes(ctx: ApiContext): Router {
@@ -31,7 +31,6 @@ export function sdapiListingRoutes(ctx: ApiContext): Router {
   });
   r.get('/sdapi/v1/face-restorers', (_req, res) => res.json([]));
   r.get('/sdapi/v1/realesrgan-models', (_req, res) => res.json([]));
-  r.get('/sdapi/v1/prompt-styles', (_req, res) => res.json([]));
   r.get('/sdapi/v1/scripts', (_req, res) => res.json({ txt2img: [], img2img: [] }));
   r.get('/sdapi/v1/script-info', (_req, res) => res.json([]));
   r.get('/sdapi/v1/extensions', (_req, res) => res.json([]));
