@@ -6,7 +6,7 @@
  * as its runtime, so both sides count the same process.
  *
  *   npx tsx bench/memory-estimate.ts [--steps 3] [--cases 128,256,384,512,256b2,384b2,512x256,256hr1.5,256hr2,256i2i]
- *                                    [--attention plain|auto|split|subquad|fused] [--memory-mode normal|medvram]
+ *                                    [--attention plain|auto|split|subquad|fused] [--memory-mode normal|medvram|lowvram]
  *
  * Keep within the host's free memory: 512x512 on the demo model peaks near 1 GiB, plain attention grows with
  * the fourth power of the side.
@@ -73,7 +73,7 @@ function estimateMiB(c: Case, baselineMiB: number, attention: AttentionMemory, m
     : undefined;
   return estimateJobMemory({
     config: DEMO_MODEL_CONFIG, width: c.width, height: c.height, batchSize: c.batch, encodesInput: c.img2img,
-    ...(hires ? { hires } : {}), attention, runtimeBytes: baselineMiB * MiB, oneSessionResident: memoryMode === 'medvram',
+    ...(hires ? { hires } : {}), attention, runtimeBytes: baselineMiB * MiB, oneSessionResident: memoryMode !== 'normal',
   }).bytes / MiB;
 }
 

@@ -17,7 +17,7 @@ import type { GenerateKind, GenerateRequest } from './schemas.js';
 export interface MemoryBudget {
   readonly budgetBytes: number;
   readonly attention: AttentionMemory;
-  /** MEMORY_MODE=medvram: one of text encoder, UNet and VAE open at a time, so the peak is the largest. */
+  /** MEMORY_MODE medvram or lowvram: one of text encoder, UNet and VAE open at a time, so the peak is the largest. */
   readonly oneSessionResident?: boolean;
 }
 

@@ -65,8 +65,8 @@ export interface FarmConfig {
   /** How the worker's engine builds attention (ATTENTION: auto, plain, split, subquad, fused, or A1111's flag names). */
   attention: AttentionMode;
   /**
-   * A1111's memory modes for the worker's engine (MEMORY_MODE: normal, or medvram / --medvram: one of text encoder,
-   * UNet and VAE resident at a time). lowvram is refused at start-up: it is not offered.
+   * A1111's memory modes for the worker's engine (MEMORY_MODE: normal; medvram / --medvram: one of text encoder,
+   * UNet and VAE resident at a time; lowvram / --lowvram: that, and the UNet run in slices opened in turn).
    */
   memoryMode: MemoryMode;
   modelCacheBytes: number;

@@ -10,7 +10,7 @@ export interface WorkerAdvert {
   readonly budgetBytes: number;
   /** How its attention holds scores, which decides what a job of a given size needs on it. */
   readonly attention: AttentionMemory;
-  /** MEMORY_MODE=medvram: one component's sessions resident at a time (absent in adverts of older workers). */
+  /** MEMORY_MODE medvram or lowvram: one component's sessions resident at a time (absent in adverts of older workers). */
   readonly oneSessionResident?: boolean;
   readonly host: string;
   readonly pid: number;

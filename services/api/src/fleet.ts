@@ -20,7 +20,7 @@ export function admissionBudgets(ctx: ApiContext, live: readonly WorkerAdvert[])
   if (live.length > 0) return [...live];
   return [{
     budgetBytes: workerMemoryBudget(ctx.cfg.workerMemoryBudget), attention: attentionMemory(ctx.cfg.attention, ctx.cfg.executionProvider),
-    oneSessionResident: ctx.cfg.memoryMode === 'medvram',
+    oneSessionResident: ctx.cfg.memoryMode !== 'normal',
   }];
 }
 

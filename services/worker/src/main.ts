@@ -44,10 +44,10 @@ async function main(): Promise<void> {
   // What a job needs here depends on how the render thread builds attention (ATTENTION), so that goes out too.
   const budget: MemoryBudget = {
     budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: attentionMemory(cfg.attention, cfg.executionProvider),
-    oneSessionResident: cfg.memoryMode === 'medvram',
+    oneSessionResident: cfg.memoryMode !== 'normal',
   };
   const heartbeat = new Heartbeat(redis, keys, {
-    name: workerName, queue: QUEUE_NAMES.generate, budgetBytes: budget.budgetBytes, attention: budget.attention, oneSessionResident: cfg.memoryMode === 'medvram',
+    name: workerName, queue: QUEUE_NAMES.generate, budgetBytes: budget.budgetBytes, attention: budget.attention, oneSessionResident: cfg.memoryMode !== 'normal',
     host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), job: null,
   }, cfg.heartbeatIntervalMs, (e) => log.warn({ err: e.message }, 'heartbeat failed'));
   const ctx: ProcessorContext = {

@@ -663,6 +663,76 @@ export class GraphBuilder {
   }
 
   /**
+   * The live graph cut into `count` consecutive parts of about equal weight bytes, each a model of its own: a
+   * part takes the graph inputs and earlier parts' values it uses as inputs (by their value names) and gives
+   * what later parts or the graph's outputs use. Run in order, feeding each part what the earlier ones gave,
+   * they compute the whole graph; only one part's weights need be resident at a time (A1111's lowvram).
+   */
+  toModelParts(count: number, opts: ToModelOptions = {}): BuiltModel[] {
+    if (this.outputList.length === 0) throw new DarkroomError('GRAPH_NO_OUTPUTS', `graph ${this.name} has no outputs`);
+    if (!Number.isInteger(count) || count < 1) throw new DarkroomError('GRAPH_BAD_PARTS', `parts must be a whole number >= 1, got ${count}`);
+    const opset = opts.opset ?? DEFAULT_OPSET;
+    const live = new Set<number>(this.outputList.map((o) => o.value.id));
+    const keep: Node[] = [];
+    for (let i = this.nodeList.length - 1; i >= 0; i--) {
+      const n = this.nodeList[i]!;
+      if (!n.outputs.some((o) => live.has(o.id))) continue;
+      keep.push(n);
+      for (const inp of n.inputs) if (inp) live.add(inp.id);
+    }
+    keep.reverse();
+    const nodes = opset >= 18 ? keep.map((n) => this.axesAsInput(n, live)) : keep;
+    const inits = new Map(this.initList.map((i) => [i.value.id, i]));
+    const graphInputs = new Set(this.inputList.map((v) => v.id));
+    // cut where the running total of weight bytes passes each part's share
+    const nodeBytes = nodes.map((n) => n.inputs.reduce((sum, v) => sum + (v && inits.has(v.id) ? inits.get(v.id)!.tensor.data.byteLength : 0), 0));
+    const total = nodeBytes.reduce((a, b) => a + b, 0);
+    const partOf: number[] = [];
+    let running = 0;
+    for (const bytes of nodeBytes) {
+      partOf.push(Math.min(count - 1, Math.floor((running * count) / Math.max(total, 1))));
+      running += bytes;
+    }
+    const producer = new Map<number, number>();
+    nodes.forEach((n, i) => n.outputs.forEach((o) => producer.set(o.id, partOf[i]!)));
+    const lastUse = new Map<number, number>();
+    nodes.forEach((n, i) => n.inputs.forEach((v) => v && lastUse.set(v.id, Math.max(lastUse.get(v.id) ?? -1, partOf[i]!))));
+    const finals = new Map(this.outputList.map((o) => [o.value.id, o.name]));
+    const models: BuiltModel[] = [];
+    for (let p = 0; p < count; p++) {
+      const own = nodes.filter((_, i) => partOf[i] === p);
+      if (own.length === 0) throw new DarkroomError('GRAPH_BAD_PARTS', `graph ${this.name} has too few weighted nodes for ${count} parts`);
+      const inputs = new Map<number, Value>();
+      const initializers = new Map<number, Initializer>();
+      for (const n of own) {
+        for (const v of n.inputs) {
+          if (!v) continue;
+          if (inits.has(v.id)) initializers.set(v.id, inits.get(v.id)!);
+          else if (graphInputs.has(v.id) || (producer.get(v.id) ?? p) < p) inputs.set(v.id, v);
+        }
+      }
+      const outputs: { value: Value; name: string }[] = [];
+      for (const n of own) {
+        for (const o of n.outputs) {
+          const final = finals.get(o.id);
+          if (final !== undefined) outputs.push({ value: o, name: final });
+          else if ((lastUse.get(o.id) ?? -1) > p) outputs.push({ value: o, name: o.name });
+        }
+      }
+      models.push(serializeModel({
+        name: `${this.name}_part${p}`,
+        nodes: own,
+        initializers: [...initializers.values()],
+        inputs: [...inputs.values()],
+        outputs,
+        opset,
+        ...(opts.externalDataAboveBytes !== undefined ? { externalDataAboveBytes: opts.externalDataAboveBytes } : {}),
+      }));
+    }
+    return models;
+  }
+
+  /**
    * Serializes the part of the graph the outputs depend on (dead nodes and unused constants are dropped).
    * Equal graphs give byte-identical models.
    */

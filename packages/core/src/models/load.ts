@@ -25,9 +25,9 @@ import {
   type ModelKind,
   type Parameterization,
 } from './config.js';
-import { textEncoderModel, unetModel, vaeDecoderModel, vaeEncoderModel } from './graphs.js';
+import { textEncoderModel, unetBuilder, unetModel, vaeDecoderModel, vaeEncoderModel } from './graphs.js';
 import type { ComputeDType } from './layers.js';
-import { oneComponentResident, type MemoryMode } from './memory-mode.js';
+import { oneComponentResident, unetParts, type MemoryMode } from './memory-mode.js';
 import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
 import type { AttentionContextHook } from './unet.js';
 import { runTiled, tilesNeeded, vaeTiling, type VaeTilingOption } from './vae-tiles.js';
@@ -327,6 +327,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const attentionFacts = attentionKey(attention);
   const ffChunkBytes = feedForwardChunkBytes(attention);
   const oneComponent = oneComponentResident(opts.memoryMode ?? 'normal');
+  const parts = unetParts(opts.memoryMode ?? 'normal');
   const pool = new SessionPool(
     oneComponent ? 1 : (opts.maxSessionsPerComponent ?? 2),
     (path) =>
@@ -386,20 +387,18 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
       }
       if (t.length !== batch) throw new DarkroomError('MODEL_BAD_INPUT', `t has ${t.length} values for a batch of ${batch}`);
       const options = { batch, height, width, contextLength: l, attention: attentionFacts, variant: variant?.key ?? null, ...circularKey(circular) };
-      const path = await graph('unet', UNET_PREFIX, options, (w) =>
-        unetModel(w, config.unet, {
-          batch,
-          height,
-          width,
-          contextLength: l,
-          dtype,
-          attention,
-          ...(ffChunkBytes !== undefined ? { feedForwardChunkBytes: ffChunkBytes } : {}),
-          externalDataAboveBytes,
-          ...(variant ? { attentionContext: variant.attentionContext } : {}),
-          ...(circular ? { circularPadding: true } : {}),
-        }),
-      );
+      const graphOptions = {
+        batch,
+        height,
+        width,
+        contextLength: l,
+        dtype,
+        attention,
+        ...(ffChunkBytes !== undefined ? { feedForwardChunkBytes: ffChunkBytes } : {}),
+        externalDataAboveBytes,
+        ...(variant ? { attentionContext: variant.attentionContext } : {}),
+        ...(circular ? { circularPadding: true } : {}),
+      };
       const feeds: Record<string, HostTensor> = {
         ...(variant?.feeds ?? {}),
         x,
@@ -407,7 +406,18 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         context_k: contextK,
         context_v: ctxV,
       };
-      return output(await pool.run('unet', path, feeds), 'out');
+      if (parts === 1) {
+        const path = await graph('unet', UNET_PREFIX, options, (w) => unetModel(w, config.unet, graphOptions));
+        return output(await pool.run('unet', path, feeds), 'out');
+      }
+      // lowvram: consecutive slices of the graph, each its own session (one resident at a time), each fed what
+      // the graph's inputs and the earlier slices gave
+      for (let part = 0; part < parts; part++) {
+        const path = await graph('unet', UNET_PREFIX, { ...options, part, parts }, (w) =>
+          unetBuilder(w, config.unet, graphOptions).toModelParts(parts, { externalDataAboveBytes })[part]!);
+        Object.assign(feeds, await pool.run(`unet_part${part}`, path, feeds));
+      }
+      return output(feeds, 'out');
     },
   });
   const unet = makeUNet(false);

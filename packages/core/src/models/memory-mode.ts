@@ -3,33 +3,32 @@
  * side (fastest: nothing is reopened between jobs). `medvram` is A1111's `--medvram`: only one of them is
  * resident at a time; opening one releases the others' idle sessions, so the peak is the largest component and
  * its arena instead of their sum, at the cost of reopening each component (from the compile cache) per job.
- *
- * A1111's `--lowvram` (the UNet itself moved to the device block by block) is not offered: it needs the UNet built
- * as separately loadable parts, and a request for it is refused rather than quietly run as another mode.
+ * `lowvram` is A1111's `--lowvram`: as medvram, and the UNet itself runs in parts (consecutive slices of its
+ * graph, each a session of its own opened in turn), so only a part of the UNet's weights is resident at a time;
+ * every UNet call reopens its parts, which is slow, as A1111's lowvram is.
  */
 import { DarkroomError } from '../errors.js';
 
-export type MemoryMode = 'normal' | 'medvram';
+export type MemoryMode = 'normal' | 'medvram' | 'lowvram';
 
-export const MEMORY_MODES: readonly MemoryMode[] = ['normal', 'medvram'];
+export const MEMORY_MODES: readonly MemoryMode[] = ['normal', 'medvram', 'lowvram'];
 
 /** A1111's flag spellings for the same choices (with or without the leading dashes). */
 const ALIASES: Readonly<Record<string, MemoryMode>> = {
   'med-vram': 'medvram',
+  'low-vram': 'lowvram',
+  'always-low-vram': 'lowvram',
+  'always-no-vram': 'lowvram',
   'medvram-sdxl': 'medvram',
   'always-high-vram': 'normal',
   'always-normal-vram': 'normal',
   highvram: 'normal',
 };
 
-const NOT_OFFERED = new Set(['lowvram', 'low-vram', 'always-low-vram', 'always-no-vram']);
 
 /** A memory mode from configuration text: a mode name or one of A1111's flag names. */
 export function parseMemoryMode(raw: string): MemoryMode {
   const name = raw.trim().toLowerCase().replace(/^-+/, '');
-  if (NOT_OFFERED.has(name)) {
-    throw new DarkroomError('MEMORY_MODE_UNSUPPORTED', `memory mode "${raw}" is not supported; use ${MEMORY_MODES.join(' or ')}`, { mode: raw });
-  }
   const mode = (MEMORY_MODES as readonly string[]).includes(name) ? (name as MemoryMode) : ALIASES[name];
   if (!mode) {
     throw new DarkroomError(
@@ -43,5 +42,10 @@ export function parseMemoryMode(raw: string): MemoryMode {
 
 /** Whether opening a session of one component releases the idle sessions of the others. */
 export function oneComponentResident(mode: MemoryMode): boolean {
-  return mode === 'medvram';
+  return mode === 'medvram' || mode === 'lowvram';
+}
+
+/** How many parts the UNet runs in: lowvram's three, else the whole graph at once. */
+export function unetParts(mode: MemoryMode): number {
+  return mode === 'lowvram' ? 3 : 1;
 }

@@ -9,14 +9,44 @@ import { parseMemoryMode } from '../../src/models/memory-mode.js';
 import { SD1_CONFIG } from '../../src/models/reference-configs.js';
 import { attentionMemory, estimateJobMemory } from '../../src/pipeline/memory-estimate.js';
 import { Engine } from '../../src/pipeline/engine.js';
+import { decodePng } from '../../src/formats/png.js';
 
-test('memory modes: names and A1111 flags; lowvram is refused, not run as another mode', () => {
+test('memory modes: names and A1111 flags', () => {
   assert.equal(parseMemoryMode('normal'), 'normal');
   assert.equal(parseMemoryMode('--medvram'), 'medvram');
   assert.equal(parseMemoryMode('MedVRAM'), 'medvram');
   assert.equal(parseMemoryMode('medvram-sdxl'), 'medvram');
-  assert.throws(() => parseMemoryMode('--lowvram'), (e: unknown) => isDarkroomError(e, 'MEMORY_MODE_UNSUPPORTED'));
+  assert.equal(parseMemoryMode('--lowvram'), 'lowvram');
   assert.throws(() => parseMemoryMode('tiny'), (e: unknown) => isDarkroomError(e, 'MEMORY_MODE_UNKNOWN'));
+});
+
+test('lowvram runs the UNet in three slices, one session resident at a time, and renders the same image', async () => {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'darkroom-lowvram-'));
+  const request = { prompt: 'a lighthouse', negative_prompt: 'fog', steps: 2, seed: 11, width: 64, height: 64, sampler_name: 'Euler a' };
+  const normal = new Engine({ root: repoRoot, cacheDir, threads: 1 });
+  const lowvram = new Engine({ root: repoRoot, cacheDir, threads: 1, memoryMode: 'lowvram' });
+  try {
+    const a = await normal.txt2img(request);
+    const unetCalls: number[] = [];
+    const b = await lowvram.txt2img(request, { trace: { onUnetCall: (c: { x: { shape: readonly number[] } }) => void unetCalls.push(c.x.shape[0]!) } });
+    assert.ok(unetCalls.length >= 2);
+    const pa = decodePng(a.images[0]!).data;
+    const pb = decodePng(b.images[0]!).data;
+    let worst = 0;
+    for (let i = 0; i < pa.length; i++) worst = Math.max(worst, Math.abs(pa[i]! - pb[i]!));
+    assert.ok(worst <= 1, `max difference ${worst} of 255`);
+    assert.equal(b.infotexts[0], a.infotexts[0]);
+    const { sd, release } = await lowvram.acquireForTraining();
+    try {
+      assert.deepEqual(sd.openSessions(), { vae_decoder: 1 }, 'the UNet slices were released as the decoder opened');
+    } finally {
+      release();
+    }
+  } finally {
+    await normal.close();
+    await lowvram.close();
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
 });
 
 test('medvram keeps one component resident and renders the same pixels as normal', async () => {
