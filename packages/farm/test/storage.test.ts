@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -37,6 +37,25 @@ test('folder storage', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'darkroom-folder-'));
   try {
     await exercise(openStorage(pathToFileURL(dir).href), false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('folder storage: temp files stay out of key folders; a killed writer\'s stale temp is removed by the next process', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-folder-'));
+  try {
+    // What a writer SIGKILLed mid-write leaves behind: one temp an hour and more old, one just started by another process.
+    await mkdir(join(dir, '.tmp'));
+    await writeFile(join(dir, '.tmp', 'stale.tmp'), 'half a png');
+    const old = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await utimes(join(dir, '.tmp', 'stale.tmp'), old, old);
+    await writeFile(join(dir, '.tmp', 'fresh.tmp'), 'in flight');
+    const storage = openStorage(pathToFileURL(dir).href);
+    await storage.put('outputs/t1/J1/0.png', new Uint8Array([1]), 'image/png');
+    assert.deepEqual(await readdir(join(dir, 'outputs', 't1', 'J1')), ['0.png']);
+    assert.deepEqual(await readdir(join(dir, '.tmp')), ['fresh.tmp']);
+    assert.deepEqual(await storage.list(''), ['outputs/t1/J1/0.png']);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

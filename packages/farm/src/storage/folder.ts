@@ -5,10 +5,32 @@ import type { Readable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { assertKey, type Storage } from './types.js';
 
-/** A local folder: the single-host default. Writes go to a temp file then rename, so a killed worker never leaves half a PNG. */
+/** Temp files older than this are a writer's that was killed mid-write; the first write of a process removes them. */
+const STALE_TMP_MS = 60 * 60 * 1000;
+
+/**
+ * A local folder: the single-host default. Writes go to a temp file then rename, so a killed worker never leaves
+ * half a PNG. Temp files live in `<root>/.tmp/` (the same file system, so the rename stays atomic), not next to
+ * their key: a worker SIGKILLed mid-write used to leave `0.png.<uuid>.tmp` in the job's output folder for ever.
+ */
 export class FolderStorage implements Storage {
   readonly driver = 'folder' as const;
+  private swept = false;
   constructor(readonly root: string) {}
+
+  private get tmpDir(): string {
+    return join(this.root, '.tmp');
+  }
+
+  private async sweepStaleTemps(): Promise<void> {
+    this.swept = true;
+    const now = Date.now();
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const p = join(this.tmpDir, name);
+      const s = await stat(p).catch(() => null);
+      if (s && now - s.mtimeMs > STALE_TMP_MS) await rm(p, { force: true }).catch(() => undefined);
+    }
+  }
 
   private path(key: string): string {
     assertKey(key);
@@ -18,7 +40,9 @@ export class FolderStorage implements Storage {
   private async atomically(key: string, write: (tmp: string) => Promise<void>): Promise<void> {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
-    const tmp = `${target}.${randomUUID()}.tmp`;
+    await mkdir(this.tmpDir, { recursive: true });
+    if (!this.swept) await this.sweepStaleTemps();
+    const tmp = join(this.tmpDir, `${randomUUID()}.tmp`);
     try {
       await write(tmp);
       await rename(tmp, target);
