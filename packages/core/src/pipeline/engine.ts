@@ -26,6 +26,7 @@ import { LoraRunner } from '../networks/lora/runner.js';
 import { prepareLoraJob } from './loras.js';
 import { ensureDemoModel } from './demo-model.js';
 import { hypernetworkProvider } from './hypernetworks.js';
+import { loadModelUpscaler } from './upscalers.js';
 import { RecentFiles } from './recent-files.js';
 import { chunkLookup } from './embedding-adapter.js';
 import { img2img } from './img2img.js';
@@ -36,7 +37,7 @@ import type { Img2ImgParams, Txt2ImgParams } from './params.js';
 import { txt2img } from './txt2img.js';
 
 export { pngInfo, type PngInfo };
-import type { HypernetworkProvider, JobNetworks, PipelineModel } from './types.js';
+import type { HypernetworkProvider, JobNetworks, PipelineModel, UpscalerLookup } from './types.js';
 
 export interface EngineOptions {
   /** Checkpoint used when a job names none; absent = the tiny demo model. */
@@ -108,6 +109,8 @@ export interface EngineJobOptions extends Omit<GenerateOptions, 'networks'> {
   readonly embeddings?: ReadonlyArray<string | NamedFile>;
   /** Hypernetwork files this job may name in `<hypernet:name:m>` (name = file stem, or `name` where given). */
   readonly hypernetworks?: ReadonlyArray<string | NamedFile>;
+  /** Upscaler model files (ESRGAN / Real-ESRGAN `.pth`, `.safetensors`) that `hr_upscaler` may name by file stem (or `name`). */
+  readonly upscalers?: ReadonlyArray<string | NamedFile>;
   /**
    * LoRA / LyCORIS files this job may name in `<lora:name:te:unet>` / `<lyco:...>` (name = file stem, or `name`
    * where given, or the alias in the file's `ss_output_name`). A job whose prompt names none runs the plain graphs.
@@ -340,11 +343,20 @@ export class Engine {
       const files = new Map(job.hypernetworks.map((f) => [nameOf(f), pathOf(f)]));
       hypernetworks = hypernetworkProvider(files, this.hypernetworkFiles);
     }
-    return { ...(embeddings ? { embeddings } : {}), ...(hypernetworks ? { hypernetworks } : {}) };
+    let upscalers: UpscalerLookup | undefined;
+    if (job.upscalers && job.upscalers.length > 0) {
+      const files = new Map(job.upscalers.map((f) => [nameOf(f), pathOf(f)]));
+      const session = this.options.provider ? { provider: this.options.provider } : {};
+      upscalers = (name) => {
+        const path = files.get(name);
+        return path === undefined ? undefined : loadModelUpscaler(path, session);
+      };
+    }
+    return { ...(embeddings ? { embeddings } : {}), ...(hypernetworks ? { hypernetworks } : {}), ...(upscalers ? { upscalers } : {}) };
   }
 
   private generateOptions(job: EngineJobOptions, networks: JobNetworks): GenerateOptions {
-    const { checkpoint: _c, vae: _v, embeddings: _e, hypernetworks: _h, loras: _l, onEmbeddingSkipped: _s, ...rest } = job;
+    const { checkpoint: _c, vae: _v, embeddings: _e, hypernetworks: _h, upscalers: _u, loras: _l, onEmbeddingSkipped: _s, ...rest } = job;
     return { ...rest, networks, ...(this.options.version && !rest.version ? { version: this.options.version } : {}) };
   }
 

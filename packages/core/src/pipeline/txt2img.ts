@@ -28,6 +28,7 @@ import {
   type GenerationResult,
   type JobState,
 } from './job.js';
+import { resizeWithUpscaler, type ModelUpscaler } from './upscalers.js';
 import { decodedToRgb8, interpolateLatent, resizeImage, resizeNearest, rgbToVaeInput, type LatentInterpolation } from './image.js';
 import { encodeToLatent, inpaintingConditioning } from './img2img.js';
 import { hiresSize } from './hires-size.js';
@@ -62,6 +63,8 @@ interface HiresPlan {
   readonly scheduler: string;
   readonly latentMode: LatentInterpolation | undefined;
   readonly upscaler: string;
+  /** The upscaler model `upscaler` names, when it is not a built-in. */
+  readonly model?: Promise<ModelUpscaler>;
 }
 
 /** StableDiffusionProcessingTxt2Img.init / calculate_target_resolution for hires fix. */
@@ -75,7 +78,9 @@ function planHires(p: ResolvedTxt2Img, job: JobState): HiresPlan {
   extra.set('Hires schedule type', null);
   const upscaler = p.hr_upscaler ?? p.settings.latent_upscale_default_mode;
   const latentMode = LATENT_MODES[upscaler];
-  if (!latentMode && !IMAGE_UPSCALERS.has(upscaler)) {
+  // A built-in name wins over a model file of the same stem, as A1111 lists the built-ins first.
+  const model = latentMode || IMAGE_UPSCALERS.has(upscaler) ? undefined : job.opts.networks?.upscalers?.(upscaler);
+  if (!latentMode && !IMAGE_UPSCALERS.has(upscaler) && !model) {
     throw new DarkroomError('UPSCALER_NOT_FOUND', `could not find upscaler named ${upscaler}`, {
       upscaler,
       available: [...Object.keys(LATENT_MODES), ...IMAGE_UPSCALERS],
@@ -97,6 +102,7 @@ function planHires(p: ResolvedTxt2Img, job: JobState): HiresPlan {
     scheduler: p.hr_scheduler ?? job.scheduler,
     latentMode,
     upscaler,
+    ...(model ? { model } : {}),
   };
 }
 
@@ -120,7 +126,11 @@ async function upscaleForHires(
       const img = decoded[i]!;
       const [, , h, w] = img.shape as [number, number, number, number];
       const rgb = decodedToRgb8(img.data, h, w);
-      const up = plan.upscaler === 'Nearest' ? resizeNearest(rgb, plan.width, plan.height) : resizeImage(rgb, plan.width, plan.height);
+      const up = plan.model
+        ? await resizeWithUpscaler(await plan.model, rgb, plan.width, plan.height)
+        : plan.upscaler === 'Nearest'
+          ? resizeNearest(rgb, plan.width, plan.height)
+          : resizeImage(rgb, plan.width, plan.height);
       parts.push(await encodeToLatent(job.model, rgbToVaeInput(up), seeds[i]!, job.noiseSource));
     }
     out = stack(parts);

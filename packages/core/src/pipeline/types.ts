@@ -2,6 +2,7 @@
  * What the pipeline needs of a loaded model and of the networks a job brings, as plain structural types: the
  * models and networks modules provide objects of these shapes; tests and the parity suite can too.
  */
+import type { ModelUpscaler } from './upscalers.js';
 import type { Float32Tensor } from '../tensor.js';
 import type { ChunkEmbedding, EmbeddingLookup } from '../text/chunking.js';
 import type { FragmentTokenizer } from '../text/chunking.js';
@@ -86,8 +87,12 @@ export interface HypernetworkProvider {
   resolve(uses: ReadonlyArray<{ name: string; multiplier: number }>): Promise<UNetVariant | undefined>;
 }
 
-/** What a job brings besides the model: embeddings and hypernetworks. */
+/** A model upscaler by its name (file stem), or undefined when the job has none of that name. */
+export type UpscalerLookup = (name: string) => Promise<ModelUpscaler> | undefined;
+
+/** What a job brings besides the model: embeddings, hypernetworks and upscaler models. */
 export interface JobNetworks {
   readonly embeddings?: EmbeddingLookup<ConditioningEmbedding>;
   readonly hypernetworks?: HypernetworkProvider;
+  readonly upscalers?: UpscalerLookup;
 }
