@@ -25,6 +25,18 @@ export {
 } from './params.js';
 export { pipelineModel } from './model.js';
 export { ensureDemoModel, DEMO_MODEL_NAME } from './demo-model.js';
-export type { PipelineModel, JobNetworks, HypernetworkProvider, ConditioningEmbedding } from './types.js';
+export type { PipelineModel, JobNetworks, HypernetworkProvider, ConditioningEmbedding, UpscalerLookup } from './types.js';
+export {
+  DEFAULT_UPSCALE_TILING,
+  ModelUpscaler,
+  loadModelUpscaler,
+  readUpscalerStateDict,
+  resizeWithUpscaler,
+  rrdbWeightsFrom,
+  upscaleBy,
+  upscaleWithModel,
+  type UpscaleTiling,
+} from './upscalers.js';
+export { inferRrdb, type RrdbConfig, type RrdbLayout } from '../models/rrdbnet.js';
 export type { PipelineTrace } from './trace.js';
 export { latentPreview, latentPreviewPng } from './preview.js';
