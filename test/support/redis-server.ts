@@ -18,6 +18,8 @@ export interface PrivateRedis {
   client: Redis;
   /** SIGTERM: Redis writes its AOF and exits; clients see the connection close. */
   stop(): Promise<void>;
+  /** SIGKILL: Redis dies at once, as in a host crash; only what the AOF already holds survives `start()`. */
+  crash(): Promise<void>;
   start(): Promise<void>;
   /** SIGSTOP / SIGCONT: Redis hangs with its connections open, as a stuck or partitioned server does. */
   pause(): void;
@@ -53,6 +55,13 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     c.kill('SIGTERM');
     await once(c, 'exit');
   };
+  const crash = async (): Promise<void> => {
+    const c = child;
+    child = null;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.kill('SIGKILL');
+    await once(c, 'exit');
+  };
   await start();
   const client = new Redis({ port, host: '127.0.0.1' });
   client.on('error', () => undefined);
@@ -61,6 +70,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     port,
     client,
     stop,
+    crash,
     start,
     pause: () => void child?.kill('SIGSTOP'),
     resume: () => void child?.kill('SIGCONT'),
