@@ -40,7 +40,8 @@ generation options (A1111 defaults in brackets):
   hires fix (txt2img):
       --hires                  enable the second pass
       --hr-scale X             upscale factor [2]
-      --hr-upscaler NAME       Latent, "Latent (nearest)", "Latent (nearest-exact)", Lanczos, Nearest, None [Latent]
+      --hr-upscaler NAME       Latent, "Latent (nearest)", "Latent (nearest-exact)", Lanczos, Nearest, None,
+                               or the file stem of an --upscaler-model [Latent]
       --hr-steps N             second-pass steps, 0 = same as --steps [0]
       --denoising-strength X   second-pass strength [0.7]; img2img strength [0.75]
   img2img:
@@ -58,6 +59,7 @@ generation options (A1111 defaults in brackets):
       --vocab DIR              CLIP vocabulary folder for --model (vocab.json + merges.txt)
       --embedding FILE|DIR     textual-inversion embedding(s), repeatable
       --hypernetwork FILE      hypernetwork file(s), repeatable; use with <hypernet:name:m> in the prompt
+      --upscaler-model FILE    ESRGAN / Real-ESRGAN file(s) (.pth, .safetensors), repeatable; --hr-upscaler STEM
       --threads N              CPU threads for onnxruntime
   output:
   -o, --output FILE            output PNG; with several images FILE-0.png, FILE-1.png, ... [darkroom-<seed>.png]
@@ -101,6 +103,7 @@ const OPTIONS = {
   vocab: { type: 'string' },
   embedding: { type: 'string', multiple: true },
   hypernetwork: { type: 'string', multiple: true },
+  'upscaler-model': { type: 'string', multiple: true },
   threads: { type: 'string' },
   output: { type: 'string', short: 'o' },
   json: { type: 'boolean' },
@@ -123,6 +126,7 @@ export interface CliRequest {
   readonly vocab?: string;
   readonly embeddings: string[];
   readonly hypernetworks: string[];
+  readonly upscalers: string[];
   readonly threads?: number;
   readonly output?: string;
   readonly json: boolean;
@@ -159,6 +163,7 @@ export function parseCli(argv: readonly string[]): CliRequest {
   const base = {
     embeddings: v.embedding ?? [],
     hypernetworks: v.hypernetwork ?? [],
+    upscalers: v['upscaler-model'] ?? [],
     json: v.json ?? false,
     quiet: v.quiet ?? false,
     ...defined({ model: v.model, vocab: v.vocab, output: v.output, threads: int('threads', v.threads) }),

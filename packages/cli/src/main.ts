@@ -42,6 +42,7 @@ async function generate(req: CliRequest): Promise<number> {
     const job = {
       embeddings: req.embeddings.map((p) => resolve(p)),
       hypernetworks: req.hypernetworks.map((p) => resolve(p)),
+      upscalers: req.upscalers.map((p) => resolve(p)),
       signal: controller.signal,
       ...(bar ? { onStep: (e: { step: number; steps: number; pass: string }) => bar.update(e.step, e.steps, e.pass === 'hires' ? 'hires' : '') } : {}),
     };

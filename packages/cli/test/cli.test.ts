@@ -102,3 +102,10 @@ test('darkroom txt2img renders on the demo model and png-info reads the infotext
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--upscaler-model files are the job upscalers --hr-upscaler names by stem', () => {
+  const r = parseCli(['txt2img', '--hires', '--hr-upscaler', '4x_Tiny', '--upscaler-model', 'm/4x_Tiny.pth', '--upscaler-model', 'm/b.safetensors']);
+  assert.deepEqual(r.upscalers, ['m/4x_Tiny.pth', 'm/b.safetensors']);
+  assert.equal(r.txt2img?.hr_upscaler, '4x_Tiny');
+  assert.deepEqual(parseCli(['txt2img']).upscalers, []);
+});
