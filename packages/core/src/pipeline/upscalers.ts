@@ -24,9 +24,12 @@ export const DEFAULT_UPSCALE_TILING: UpscaleTiling = { tile: 192, overlap: 8 };
 
 const f = Math.fround;
 
-/** A state dict's tensors from a `.pth`/`.pt`/`.ckpt` (restricted unpickler) or `.safetensors` file. */
-export async function readUpscalerStateDict(path: string): Promise<Map<string, HostTensor>> {
-  const ext = extname(path).toLowerCase();
+/**
+ * A state dict's tensors from a `.pth`/`.pt`/`.ckpt` (restricted unpickler) or `.safetensors` file. `format` is
+ * the extension that says how to read it (an upload's temporary file has none of its own).
+ */
+export async function readUpscalerStateDict(path: string, format: string = extname(path)): Promise<Map<string, HostTensor>> {
+  const ext = format.toLowerCase();
   if (ext === '.safetensors') {
     const file = await SafetensorsFile.open(path);
     try {

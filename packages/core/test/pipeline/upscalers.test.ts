@@ -10,7 +10,7 @@ import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { torchTensor, writeTorchFile } from '../../src/formats/torch.js';
 import { inferRrdb } from '../../src/models/rrdbnet.js';
 import { combineGrid, splitGrid } from '../../src/pipeline/image-grid.js';
-import { loadModelUpscaler, resizeWithUpscaler, upscaleWithModel, type ModelUpscaler } from '../../src/pipeline/upscalers.js';
+import { loadModelUpscaler, readUpscalerStateDict, resizeWithUpscaler, rrdbWeightsFrom, upscaleWithModel, type ModelUpscaler } from '../../src/pipeline/upscalers.js';
 import { float32, type HostTensor } from '../../src/tensor.js';
 import { ARCH, esrganStateDict, randomImage, renamed, toRealEsrgan, writeModel } from '../support/rrdbnet.js';
 
@@ -132,6 +132,12 @@ test('an RRDBNet in ESRGAN layout upscales 4x; tiled (192/8) and untiled agree a
       assert.deepEqual((await upscaleWithModel(m, small, { tile: 0, overlap: 0 })).data, ref, p);
       await m.release();
     }
+
+    // An upload's temporary file has no extension: the format is given.
+    const bare = join(dir, 'upload-tmp');
+    await writeFile(bare, writeSafetensors(esrganStateDict(ARCH)));
+    assert.deepEqual(rrdbWeightsFrom(await readUpscalerStateDict(bare, '.safetensors'), bare).config, model.config);
+    await assert.rejects(readUpscalerStateDict(bare), (e: unknown) => isDarkroomError(e, 'UPSCALER_UNSUPPORTED'));
 
     // Hires-fix sizing: 4x model output resized (Lanczos) to the requested size.
     const resized = await resizeWithUpscaler(model, small, 60, 48);
