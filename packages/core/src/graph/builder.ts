@@ -663,15 +663,13 @@ export class GraphBuilder {
   }
 
   /**
-   * The live graph cut into `count` consecutive parts of about equal weight bytes, each a model of its own: a
-   * part takes the graph inputs and earlier parts' values it uses as inputs (by their value names) and gives
-   * what later parts or the graph's outputs use. Run in order, feeding each part what the earlier ones gave,
-   * they compute the whole graph; only one part's weights need be resident at a time (A1111's lowvram).
+   * The nodes the outputs depend on, in order, written for `opset` (opset 18 takes reduction axes as inputs), and
+   * the ids of every value they use: what a serialized model holds.
    */
-  toModelParts(count: number, opts: ToModelOptions = {}): BuiltModel[] {
-    if (this.outputList.length === 0) throw new DarkroomError('GRAPH_NO_OUTPUTS', `graph ${this.name} has no outputs`);
-    if (!Number.isInteger(count) || count < 1) throw new DarkroomError('GRAPH_BAD_PARTS', `parts must be a whole number >= 1, got ${count}`);
-    const opset = opts.opset ?? DEFAULT_OPSET;
+  private liveNodes(opset: number): { nodes: Node[]; live: Set<number> } {
+    if (this.outputList.length === 0) {
+      throw new DarkroomError('GRAPH_NO_OUTPUTS', `graph ${this.name} has no outputs`);
+    }
     const live = new Set<number>(this.outputList.map((o) => o.value.id));
     const keep: Node[] = [];
     for (let i = this.nodeList.length - 1; i >= 0; i--) {
@@ -681,7 +679,22 @@ export class GraphBuilder {
       for (const inp of n.inputs) if (inp) live.add(inp.id);
     }
     keep.reverse();
-    const nodes = opset >= 18 ? keep.map((n) => this.axesAsInput(n, live)) : keep;
+    if (!Number.isInteger(opset) || opset < DEFAULT_OPSET || opset > MAX_OPSET) {
+      throw new DarkroomError('GRAPH_OPSET_UNSUPPORTED', `opset ${opset} is not supported; use ${DEFAULT_OPSET} to ${MAX_OPSET}`, { opset });
+    }
+    return { nodes: opset >= 18 ? keep.map((n) => this.axesAsInput(n, live)) : keep, live };
+  }
+
+  /**
+   * The live graph cut into `count` consecutive parts of about equal weight bytes, each a model of its own: a
+   * part takes the graph inputs and earlier parts' values it uses as inputs (by their value names) and gives
+   * what later parts or the graph's outputs use. Run in order, feeding each part what the earlier ones gave,
+   * they compute the whole graph; only one part's weights need be resident at a time (A1111's lowvram).
+   */
+  toModelParts(count: number, opts: ToModelOptions = {}): BuiltModel[] {
+    if (!Number.isInteger(count) || count < 1) throw new DarkroomError('GRAPH_BAD_PARTS', `parts must be a whole number >= 1, got ${count}`);
+    const opset = opts.opset ?? DEFAULT_OPSET;
+    const { nodes } = this.liveNodes(opset);
     const inits = new Map(this.initList.map((i) => [i.value.id, i]));
     const graphInputs = new Set(this.inputList.map((v) => v.id));
     // cut where the running total of weight bytes passes each part's share
@@ -737,23 +750,8 @@ export class GraphBuilder {
    * Equal graphs give byte-identical models.
    */
   toModel(opts: ToModelOptions = {}): BuiltModel {
-    if (this.outputList.length === 0) {
-      throw new DarkroomError('GRAPH_NO_OUTPUTS', `graph ${this.name} has no outputs`);
-    }
-    const live = new Set<number>(this.outputList.map((o) => o.value.id));
-    const keep: Node[] = [];
-    for (let i = this.nodeList.length - 1; i >= 0; i--) {
-      const n = this.nodeList[i]!;
-      if (!n.outputs.some((o) => live.has(o.id))) continue;
-      keep.push(n);
-      for (const inp of n.inputs) if (inp) live.add(inp.id);
-    }
-    keep.reverse();
     const opset = opts.opset ?? DEFAULT_OPSET;
-    if (!Number.isInteger(opset) || opset < DEFAULT_OPSET || opset > MAX_OPSET) {
-      throw new DarkroomError('GRAPH_OPSET_UNSUPPORTED', `opset ${opset} is not supported; use ${DEFAULT_OPSET} to ${MAX_OPSET}`, { opset });
-    }
-    const nodes = opset >= 18 ? keep.map((n) => this.axesAsInput(n, live)) : keep;
+    const { nodes, live } = this.liveNodes(opset);
     return serializeModel({
       name: this.name,
       nodes,
