@@ -3,13 +3,13 @@
  * otherwise stall every request the API serves. One check at a time (the host sends them in turn).
  */
 import { parentPort } from 'node:worker_threads';
-import { checkAssetFile } from './asset-check.js';
+import { checkAndDescribeAssetFile } from './asset-check.js';
 import type { CheckReply, CheckRequest } from './asset-checker.js';
 
 const port = parentPort!;
 port.on('message', (m: CheckRequest) => {
-  void checkAssetFile(m.kind, m.path, m.filename).then(
-    (problem) => port.postMessage({ id: m.id, problem } satisfies CheckReply),
+  void checkAndDescribeAssetFile(m.kind, m.path, m.filename).then(
+    (check) => port.postMessage({ id: m.id, ...check } satisfies CheckReply),
     (e: unknown) => port.postMessage({ id: m.id, problem: { code: 'ASSET_UNREADABLE', message: `${m.filename}: ${String((e as Error).message ?? e)}` } } satisfies CheckReply),
   );
 });

@@ -6,6 +6,8 @@ import { inferModelConfig } from '@darkroom/core/models/config.js';
 import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
 import { loadHypernetwork } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
 import { loadLoraFile } from '@darkroom/core/networks/lora/file.js';
+import { inferRrdb } from '@darkroom/core/models/rrdbnet.js';
+import { readUpscalerStateDict } from '@darkroom/core/pipeline/upscalers.js';
 import type { AssetKind } from './schemas.js';
 
 /**
@@ -66,6 +68,7 @@ export async function checkAssetFile(kind: AssetKind, path: string, filename: st
       await checkVaeFile(path, extname(filename));
       return null;
     }
+    if (kind === 'upscalers') return (await checkAndDescribeAssetFile(kind, path, filename)).problem;
     const { size } = await stat(path);
     if (size > MAX_NETWORK_UPLOAD_BYTES) {
       return { code: 'UPLOAD_TOO_LARGE', message: `${filename}: ${kind} are at most ${MAX_NETWORK_UPLOAD_BYTES} bytes` };
@@ -76,11 +79,42 @@ export async function checkAssetFile(kind: AssetKind, path: string, filename: st
     else await loadHypernetwork(bytes, filename);
     return null;
   } catch (e) {
-    if (isDarkroomError(e)) {
-      const message = withoutPath(e.message, path, filename);
-      return { code: e.code, message: message.includes(filename) ? message : `${filename}: ${message}` };
+    return problemOf(e, kind, path, filename);
+  }
+}
+
+/** A loader's error as the upload's problem, naming the client's file name, never the server's path. */
+function problemOf(e: unknown, kind: AssetKind, path: string, filename: string): AssetProblem {
+  if (isDarkroomError(e)) {
+    const message = withoutPath(e.message, path, filename);
+    return { code: e.code, message: message.includes(filename) ? message : `${filename}: ${message}` };
+  }
+  // A loader tripping over a malformed file (a RangeError deep in a parser) is still the file's fault.
+  return { code: 'ASSET_UNREADABLE', message: `${filename}: the file cannot be read as ${kind} (${withoutPath(String((e as Error).message ?? e), path, filename)})` };
+}
+
+/** An upload's check, with what the file says of itself that its record keeps (an upscaler's layout and scale). */
+export interface AssetCheck {
+  readonly problem: AssetProblem | null;
+  readonly metadata?: Record<string, unknown>;
+}
+
+/**
+ * checkAssetFile, and for an upscaler model what listings show of it, read in the same pass: the state dict through
+ * the engine's reader (the restricted unpickler for .pth/.pt) and the RRDBNet it describes, so a file the engine
+ * would refuse (UPSCALER_UNSUPPORTED naming the key) is refused at upload with that code.
+ */
+export async function checkAndDescribeAssetFile(kind: AssetKind, path: string, filename: string): Promise<AssetCheck> {
+  if (kind !== 'upscalers') return { problem: await checkAssetFile(kind, path, filename) };
+  try {
+    const { size } = await stat(path);
+    if (size > MAX_NETWORK_UPLOAD_BYTES) {
+      return { problem: { code: 'UPLOAD_TOO_LARGE', message: `${filename}: ${kind} are at most ${MAX_NETWORK_UPLOAD_BYTES} bytes` } };
     }
-    // A loader tripping over a malformed file (a RangeError deep in a parser) is still the file's fault.
-    return { code: 'ASSET_UNREADABLE', message: `${filename}: the file cannot be read as ${kind} (${withoutPath(String((e as Error).message ?? e), path, filename)})` };
+    const stateDict = await readUpscalerStateDict(path, extname(filename));
+    const { config } = inferRrdb(new Map([...stateDict].map(([k, t]) => [k, t.shape] as const)), filename);
+    return { problem: null, metadata: { layout: config.layout, scale: config.scale } };
+  } catch (e) {
+    return { problem: problemOf(e, kind, path, filename) };
   }
 }

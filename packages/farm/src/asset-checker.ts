@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import type { AssetProblem } from './asset-check.js';
+import type { AssetCheck, AssetProblem } from './asset-check.js';
 import type { AssetKind } from './schemas.js';
 import { startTsThread } from './ts-thread.js';
 
@@ -10,9 +10,8 @@ export interface CheckRequest {
   readonly filename: string;
 }
 
-export interface CheckReply {
+export interface CheckReply extends AssetCheck {
   readonly id: number;
-  readonly problem: AssetProblem | null;
 }
 
 /** The checker thread's JavaScript heap (a pickle's object graph); file bytes live outside it. */
@@ -26,10 +25,15 @@ const CHECK_HEAP_MB = 1024;
 export class AssetChecker {
   private worker: Worker | null = null;
   private nextId = 1;
-  private readonly pending = new Map<number, (p: AssetProblem | null) => void>();
+  private readonly pending = new Map<number, (c: AssetCheck) => void>();
   private queue: Promise<unknown> = Promise.resolve();
 
-  check(kind: AssetKind, path: string, filename: string): Promise<AssetProblem | null> {
+  async check(kind: AssetKind, path: string, filename: string): Promise<AssetProblem | null> {
+    return (await this.checkAndDescribe(kind, path, filename)).problem;
+  }
+
+  /** The check and what the file says of itself that its record keeps (see checkAndDescribeAssetFile). */
+  checkAndDescribe(kind: AssetKind, path: string, filename: string): Promise<AssetCheck> {
     const run = this.queue.then(() => this.send(kind, path, filename));
     this.queue = run.catch(() => undefined);
     return run;
@@ -41,13 +45,13 @@ export class AssetChecker {
     w.unref();
     w.on('message', (m: CheckReply | { type: 'ready' }) => {
       if ('id' in m) {
-        this.pending.get(m.id)?.(m.problem);
+        this.pending.get(m.id)?.(m.metadata ? { problem: m.problem, metadata: m.metadata } : { problem: m.problem });
         this.pending.delete(m.id);
       }
     });
     const lost = (why: string): void => {
       if (this.worker === w) this.worker = null;
-      for (const resolve of this.pending.values()) resolve({ code: 'ASSET_UNREADABLE', message: `the file could not be checked (${why})` });
+      for (const resolve of this.pending.values()) resolve({ problem: { code: 'ASSET_UNREADABLE', message: `the file could not be checked (${why})` } });
       this.pending.clear();
     };
     w.on('error', (e) => lost(e.message));
@@ -56,7 +60,7 @@ export class AssetChecker {
     return w;
   }
 
-  private send(kind: AssetKind, path: string, filename: string): Promise<AssetProblem | null> {
+  private send(kind: AssetKind, path: string, filename: string): Promise<AssetCheck> {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);

@@ -20,6 +20,8 @@ export const ASSET_EXTENSIONS: Record<AssetKind, readonly string[]> = {
   loras: ['.safetensors', '.pt', '.ckpt'],
   // A1111's VAE folder lists these three (sd_vae.refresh_vae_list).
   vaes: ['.safetensors', '.pt', '.ckpt'],
+  // ESRGAN-family files: A1111's ESRGAN folder takes .pth and .pt; the engine reads .safetensors too.
+  upscalers: ['.pth', '.pt', '.safetensors'],
 };
 
 /** The tiny demo model every worker serves when a job names no checkpoint (its name in infotexts). */

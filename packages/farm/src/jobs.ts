@@ -1,6 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { EventType } from './events.js';
 import type { GenerateKind, GenerateRequest, JobState, Progress, WebhookSpec } from './schemas.js';
+import type { JobUpscaler } from './upscaler-assets.js';
 import type { JobVae } from './vae-assets.js';
 
 /** What the API puts on the `generate` queue. Seeds are resolved before queueing so a retry redoes the same images. */
@@ -23,6 +24,8 @@ export interface GenerateJobData {
    * file of MODELS_DIR/VAE.
    */
   vae?: JobVae;
+  /** Upscaler model files the request names (hires fix's `hr_upscaler`), resolved at submission; built-ins need none. */
+  upscalers?: JobUpscaler[];
 }
 
 export interface OutputRecord {

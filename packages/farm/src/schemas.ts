@@ -178,7 +178,7 @@ export const ErrorResponse = z.object({
   }),
 });
 
-export const ASSET_KINDS = ['models', 'embeddings', 'hypernetworks', 'loras', 'vaes'] as const;
+export const ASSET_KINDS = ['models', 'embeddings', 'hypernetworks', 'loras', 'vaes', 'upscalers'] as const;
 export type AssetKind = (typeof ASSET_KINDS)[number];
 
 export const AssetView = z.object({

@@ -12,6 +12,7 @@ import { isDarkroomError } from '@darkroom/core/errors.js';
 import type { ApiContext } from './context.js';
 import { admissionBudgets, liveOn, noWorkerError } from './fleet.js';
 import { findModel, listModels } from './models.js';
+import { resolveHiresUpscaler } from './upscaler-setting.js';
 import { resolveJobVae } from './vae-setting.js';
 
 export interface Submitted {
@@ -211,6 +212,7 @@ async function createJob(
   checkEngineParams(kind, request as unknown as Record<string, unknown>);
   const checkpointBytes = await checkNames(ctx, tenant, request);
   const vae = await resolveJobVae(ctx.registry, ctx.cfg.modelsDir, tenant, request);
+  const hiresUpscaler = await resolveHiresUpscaler(ctx.registry, ctx.cfg.modelsDir, tenant, request);
   // Admission by need: refused now, naming the field, when no worker's memory budget can hold the job. A
   // synchronous /sdapi call with no worker alive is refused too, rather than left waiting for one.
   const live = await liveOn(ctx, QUEUE_NAMES.generate);
@@ -236,6 +238,7 @@ async function createJob(
   const data: GenerateJobData = {
     tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(), checkpointBytes,
     ...(vae ? { vae } : {}),
+    ...(hiresUpscaler ? { upscalers: [hiresUpscaler] } : {}),
   };
   const priority = await fairPriority(ctx.redis, ctx.keys, tenant);
   const job = await addWithQueuedEvent(

@@ -11,6 +11,7 @@ import {
 import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
 import { VAE_DIR } from '@darkroom/farm/vae-assets.js';
 import { admitOrHandBack } from './admit.js';
+import { jobUpscalerFiles } from './upscaler-files.js';
 import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
 import type { RenderRequest } from './render-protocol.js';
@@ -130,13 +131,16 @@ export function generateProcessor(ctx: ProcessorContext) {
     // Cached files this job uses: held until the render is over.
     const held = new Set<string>();
     try {
-      const [checkpoint, networks, inputs, vae] = await Promise.all([
+      const [checkpoint, networks, inputs, vae, upscalers] = await Promise.all([
         resolveCheckpoint({ registry: ctx.registry, modelCache: ctx.modelCache, modelsDir: ctx.cfg.modelsDir }, data.tenant, data.request.model, held), resolveNetworks(ctx, data, held), loadInputs(ctx, data),
         // The VAE the API resolved sd_vae to, by content hash: a later upload under the same name does not change this job.
         jobVaeFile(ctx, data, held),
+        jobUpscalerFiles(ctx, data.upscalers ?? [], held),
       ]);
       const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
-      request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks, ...(vae ? { vae } : {}) };
+      request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks, ...(vae ? { vae } : {}),
+        ...(upscalers.length > 0 ? { upscalers } : {}),
+      };
     } catch (e) {
       ctx.cache.release(held);
       ctx.modelCache.release(held);

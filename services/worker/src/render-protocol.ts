@@ -21,6 +21,8 @@ export interface RenderRequest {
   networks: RenderNetworks;
   /** The VAE upload `sd_vae` named, in place of the checkpoint's own; `name` is its uploaded file name. */
   vae?: { path: string; name: string };
+  /** Upscaler model files the request names (hires fix's hr_upscaler), each under the name the request uses. */
+  upscalers?: { path: string; name: string }[];
 }
 
 export interface RenderOutput {

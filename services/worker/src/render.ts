@@ -83,6 +83,7 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
       hypernetworks: req.networks.hypernetworks.map((h) => ({ path: h.path, name: h.name })),
       loras: req.networks.loras.map((l) => ({ path: l.path, name: l.name })),
       ...(req.vae ? { vae: { path: req.vae.path, name: req.vae.name } } : {}),
+      ...(req.upscalers ? { upscalers: req.upscalers.map((u) => ({ path: u.path, name: u.name })) } : {}),
       onEmbeddingSkipped: (name, why) => void (skipped[name] = `${why.code}: ${withoutRequestPaths(why.message, req)}`),
     };
     const params = engineParams(req.params);

@@ -13,6 +13,7 @@ export function withoutRequestPaths(message: string, req: RenderRequest): string
     ...req.networks.hypernetworks,
     ...req.networks.loras,
     ...(req.vae ? [req.vae] : []),
+    ...(req.upscalers ?? []),
   ];
   let out = message;
   for (const f of files) out = out.split(f.path).join(f.name);

@@ -43,7 +43,7 @@ function kindParam(req: Request): AssetKind {
   return k as AssetKind;
 }
 
-/** Uploads and listings of checkpoints, embeddings, hypernetworks and LoRAs, stored by content hash. */
+/** Uploads and listings of checkpoints, embeddings, hypernetworks, LoRAs, VAEs and upscalers, stored by content hash. */
 export function assetRoutes(ctx: ApiContext): Router {
   const r = Router();
 
@@ -94,13 +94,14 @@ export function assetRoutes(ctx: ApiContext): Router {
     }
     try {
       if (file.size === 0) throw new FarmError('EMPTY_UPLOAD', 400, 'the upload is empty', 'body');
-      const problem = await checker.check(kind, file.path, filename);
+      const { problem, metadata } = await checker.checkAndDescribe(kind, file.path, filename);
       if (problem) throw new FarmError(problem.code, problemStatus(problem.code), problem.message, 'body');
       // Checked again now the size is known for sure: another upload of the tenant's may have landed meanwhile.
       const roomNow = await quotaRoom(ctx, tenant, kind, assetName(filename));
       if (file.size > roomNow) throw quotaExceeded(ctx, file.size, roomNow);
       // A LoRA's alias and metadata go into its record: prompts name it by either, /sdapi/v1/loras shows both.
-      const described = kind === 'loras' ? await readLoraDescription(file.path, filename) : {};
+      // An upscaler's layout and scale, read by the check, go into its record for /sdapi/v1/upscalers.
+      const described = kind === 'loras' ? await readLoraDescription(file.path, filename) : metadata ? { metadata } : {};
       const rec = await storeAssetContent(ctx.storage, ctx.registry, tenant, kind, filename, file, described);
       ctx.log.info({ tenant, kind, name: rec.name, sha256: rec.sha256, size: rec.size }, 'asset uploaded');
       res.status(201).json(assetView(rec));

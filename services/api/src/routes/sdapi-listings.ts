@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
 import { QUEUE_NAMES } from '@darkroom/farm';
+import { listUpscalerDirs, realesrganItems, upscalerItems } from '@darkroom/farm/upscaler-assets.js';
 import { listVaeDir, sdVaeItems } from '@darkroom/farm/vae-assets.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
@@ -9,16 +10,16 @@ import { liveOn } from '../fleet.js';
 /**
  * A1111's listing routes for what a farm has beyond checkpoints and networks: each answers from what the engine
  * and the fleet really have, in A1111's item shapes, so a client that builds its menus from them offers only what
- * renders. Where the farm has none of a thing (face restorers, Real-ESRGAN models, scripts, extensions)
+ * renders. Where the farm has none of a thing (face restorers, scripts, extensions)
  * the list is empty rather than absent.
  */
 export function sdapiListingRoutes(ctx: ApiContext): Router {
   const r = Router();
 
-  // A1111 lists its image upscalers here (UpscalerItem) and the latent modes separately; built-ins have no file
-  // and A1111's UpscalerData scale of 4.
-  r.get('/sdapi/v1/upscalers', (_req, res) => {
-    res.json(HIRES_UPSCALERS.filter((n) => !isLatentUpscaler(n)).map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })));
+  // A1111 lists its image upscalers here (UpscalerItem) and the latent modes separately: the built-ins, then the
+  // tenant's upscaler uploads and MODELS_DIR's ESRGAN / RealESRGAN files (farm/upscaler-assets.ts).
+  r.get('/sdapi/v1/upscalers', async (_req, res) => {
+    res.json(upscalerItems(await ctx.registry.list(tenantOf(res), 'upscalers'), await listUpscalerDirs(ctx.cfg.modelsDir)));
   });
 
   r.get('/sdapi/v1/latent-upscale-modes', (_req, res) => {
@@ -30,7 +31,10 @@ export function sdapiListingRoutes(ctx: ApiContext): Router {
     res.json(sdVaeItems(await ctx.registry.list(tenantOf(res), 'vaes'), await listVaeDir(ctx.cfg.modelsDir)));
   });
   r.get('/sdapi/v1/face-restorers', (_req, res) => res.json([]));
-  r.get('/sdapi/v1/realesrgan-models', (_req, res) => res.json([]));
+  // A1111 lists the Real-ESRGAN models it can download; a farm downloads nothing, so it lists those it has.
+  r.get('/sdapi/v1/realesrgan-models', async (_req, res) => {
+    res.json(realesrganItems(await ctx.registry.list(tenantOf(res), 'upscalers'), await listUpscalerDirs(ctx.cfg.modelsDir)));
+  });
   r.get('/sdapi/v1/scripts', (_req, res) => res.json({ txt2img: [], img2img: [] }));
   r.get('/sdapi/v1/script-info', (_req, res) => res.json([]));
   r.get('/sdapi/v1/extensions', (_req, res) => res.json([]));

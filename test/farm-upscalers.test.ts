@@ -1,0 +1,166 @@
+/**
+ * Upscaler models on the farm: uploads checked by the engine's RRDBNet reader, listed per tenant on `/v1/upscalers`,
+ * A1111's `/sdapi/v1/upscalers` and `/sdapi/v1/realesrgan-models` (with MODELS_DIR/ESRGAN and MODELS_DIR/RealESRGAN),
+ * named by `hr_upscaler` in `/sdapi/v1/txt2img` renders that a worker process fetches by content hash and hands to
+ * the engine (compared with the engine run here on the same file), and A1111's extras routes run on a worker.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodePng } from '@darkroom/core/formats/png.js';
+import { writeSafetensors } from '@darkroom/core/formats/safetensors.js';
+import { Engine } from '@darkroom/core/pipeline/engine.js';
+import { ARCH, esrganStateDict, renamed, toRealEsrgan, writeModel } from '../packages/core/test/support/rrdbnet.js';
+import { startFarm, type Farm } from './support/farm.js';
+import { startS3, type TestS3 } from './support/s3.js';
+
+const KEY_A = 'alice-key-0123456789';
+const KEY_B = 'bob-key-0123456789';
+const OCTETS = { 'content-type': 'application/octet-stream' };
+const HIRES = {
+  prompt: 'a castle', width: 64, height: 64, steps: 2, seed: 4242, sampler_name: 'Euler', cfg_scale: 7,
+  enable_hr: true, hr_scale: 2, denoising_strength: 0.5,
+};
+
+function maxPixelDiff(a: Uint8Array, b: Uint8Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+interface UpscalerItem {
+  name: string;
+  model_name: string | null;
+  model_path: string | null;
+  model_url: string | null;
+  scale: number;
+}
+
+describe('upscalers on the farm (real HTTP, Redis, s3rver, worker process)', () => {
+  let s3: TestS3;
+  let farm: Farm;
+  let dir: string;
+  /** The tiny ESRGAN file (old key layout, x4) as a .pth, and the same weights under Real-ESRGAN's names. */
+  let esrganPath: string;
+  let esrganBytes: Uint8Array;
+  let realBytes: Uint8Array;
+
+  before(async () => {
+    s3 = await startS3();
+    farm = await startFarm({ storageUrl: s3.storageUrl, workers: 1, env: { ...s3.env, API_KEYS: `alice:${KEY_A},bob:${KEY_B}` } });
+    dir = await mkdtemp(join(tmpdir(), 'darkroom-farm-upscalers-'));
+    const sd = esrganStateDict(ARCH, 11);
+    esrganPath = await writeModel(dir, '4x_Tiny.pth', sd);
+    esrganBytes = new Uint8Array(await readFile(esrganPath));
+    realBytes = writeSafetensors(renamed(sd, toRealEsrgan));
+  });
+
+  after(async () => {
+    await farm?.stop();
+    await s3?.close();
+  });
+
+  const put = (path: string, body: Uint8Array, key = KEY_A) => farm.request('PUT', path, { key, body, headers: OCTETS });
+  const txt2img = async (body: Record<string, unknown>, key = KEY_A): Promise<{ pixels: Uint8Array; width: number; infotext: string }> => {
+    const r = await farm.request('POST', '/sdapi/v1/txt2img', { key, body });
+    assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 400));
+    const j = r.json as { images: string[]; info: string };
+    const info = JSON.parse(j.info) as { infotexts: string[] };
+    assert.equal(j.images.length, 1, JSON.stringify(r.json).slice(0, 600));
+    const img = decodePng(new Uint8Array(Buffer.from(j.images[0]!, 'base64')));
+    return { pixels: img.data, width: img.width, infotext: info.infotexts[0]! };
+  };
+
+  test('uploads are read as RRDBNets: a file the engine would refuse is refused with its code; listed per tenant in A1111\'s shapes', async () => {
+    const up = await put('/v1/upscalers/4x_Tiny.pth', esrganBytes);
+    assert.equal(up.status, 201, JSON.stringify(up.json));
+    assert.equal((await put('/v1/upscalers/Real_Tiny.safetensors', realBytes)).status, 201);
+    // A state dict missing one of its convs, and bytes that are no model at all.
+    const sd = esrganStateDict(ARCH, 11);
+    sd.delete('model.1.sub.0.RDB2.conv3.0.weight');
+    const broken = await put('/v1/upscalers/broken.safetensors', writeSafetensors(sd));
+    assert.equal(broken.status, 422, JSON.stringify(broken.json));
+    const err = (broken.json as { error: { code: string; message: string } }).error;
+    assert.equal(err.code, 'UPSCALER_UNSUPPORTED');
+    assert.match(err.message, /broken\.safetensors/);
+    assert.doesNotMatch(JSON.stringify(broken.json), /\/tmp\//, 'no server paths in the refusal');
+    assert.equal((await put('/v1/upscalers/junk.pth', new Uint8Array([1, 2, 3, 4, 5]))).status, 422);
+    assert.equal((await put('/v1/upscalers/4x_Tiny.bin', esrganBytes)).status, 400, 'only .pth, .pt and .safetensors');
+
+    const list = (await farm.request('GET', '/v1/upscalers', { key: KEY_A })).json as { items: { name: string }[] };
+    assert.deepEqual(list.items.map((i) => i.name), ['4x_Tiny', 'Real_Tiny']);
+    const ups = (await farm.request('GET', '/sdapi/v1/upscalers', { key: KEY_A })).json as UpscalerItem[];
+    assert.deepEqual(ups.map((u) => u.name), ['None', 'Lanczos', 'Nearest', '4x_Tiny', 'Real_Tiny']);
+    assert.deepEqual(ups[3], { name: '4x_Tiny', model_name: 'ESRGAN_4x', model_path: '4x_Tiny.pth', model_url: null, scale: 4 });
+    assert.deepEqual(ups[0], { name: 'None', model_name: null, model_path: null, model_url: null, scale: 4 });
+    const real = (await farm.request('GET', '/sdapi/v1/realesrgan-models', { key: KEY_A })).json;
+    assert.deepEqual(real, [{ name: 'Real_Tiny', path: 'Real_Tiny.safetensors', scale: 4 }]);
+    const bob = (await farm.request('GET', '/sdapi/v1/upscalers', { key: KEY_B })).json as UpscalerItem[];
+    assert.deepEqual(bob.map((u) => u.name), ['None', 'Lanczos', 'Nearest'], 'another tenant\'s uploads are not listed');
+  });
+
+  test('hr_upscaler naming an upload renders on a worker as the engine does with that file; unknown names are refused by name', async () => {
+    assert.equal((await put('/v1/upscalers/4x_Tiny.pth', esrganBytes)).status, 201);
+    const farmed = await txt2img({ ...HIRES, hr_upscaler: '4x_Tiny' });
+    assert.equal(farmed.width, 128);
+    assert.match(farmed.infotext, /Hires upscaler: 4x_Tiny/);
+    const engine = new Engine({ cacheDir: join(farm.env.CACHE_DIR!, 'direct-graphs') });
+    try {
+      const direct = await engine.txt2img({ ...HIRES, hr_upscaler: '4x_Tiny' }, { upscalers: [esrganPath] });
+      const pixels = decodePng(direct.images[0]!).data;
+      const diff = maxPixelDiff(farmed.pixels, pixels);
+      assert.ok(diff <= 1, `the worker's hires render and the engine's with the same file differ by ${diff}/255`);
+      const lanczos = decodePng((await engine.txt2img({ ...HIRES, hr_upscaler: 'Lanczos' })).images[0]!).data;
+      assert.ok(maxPixelDiff(lanczos, pixels) > 4, 'the model, not Lanczos, upscaled the first pass');
+    } finally {
+      await engine.close();
+    }
+
+    // A1111 fails a job whose hr_upscaler nothing has; the farm refuses it at submission, naming the field.
+    const unknown = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { ...HIRES, hr_upscaler: '4x_Nothing' } });
+    assert.equal(unknown.status, 400, JSON.stringify(unknown.json));
+    assert.equal((unknown.json as { error: { field: string } }).error.field, 'hr_upscaler');
+    assert.match((unknown.json as { detail: string }).detail, /could not find upscaler named 4x_Nothing/);
+    const bob = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_B, body: { ...HIRES, hr_upscaler: '4x_Tiny' } });
+    assert.equal(bob.status, 400, 'another tenant cannot name alice\'s upload');
+    // Hires fix off: A1111 never looks at the name.
+    const off = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_B, body: { ...HIRES, enable_hr: false, hr_upscaler: '4x_Nothing' } });
+    assert.equal(off.status, 200, JSON.stringify(off.json).slice(0, 300));
+
+    // Deleted, the name is gone from the listing and refused again.
+    assert.equal((await farm.request('DELETE', '/v1/upscalers/4x_Tiny', { key: KEY_A })).status, 204);
+    const ups = (await farm.request('GET', '/sdapi/v1/upscalers', { key: KEY_A })).json as UpscalerItem[];
+    assert.ok(!ups.some((u) => u.name === '4x_Tiny'));
+    assert.equal((await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { ...HIRES, hr_upscaler: '4x_Tiny' } })).status, 400);
+    assert.equal((await put('/v1/upscalers/4x_Tiny.pth', esrganBytes)).status, 201);
+  });
+
+  test('MODELS_DIR/ESRGAN files and the RealESRGAN folder\'s known files are every tenant\'s, under A1111\'s names', async () => {
+    const models = farm.env.MODELS_DIR!;
+    await mkdir(join(models, 'ESRGAN'), { recursive: true });
+    await mkdir(join(models, 'RealESRGAN'), { recursive: true });
+    await writeFile(join(models, 'ESRGAN', 'Shared_4x.pth'), esrganBytes);
+    await writeModel(join(models, 'RealESRGAN'), 'RealESRGAN_x4plus.pth', renamed(esrganStateDict(ARCH, 11), toRealEsrgan));
+    // A1111 lists a RealESRGAN folder file only under a name it knows.
+    await writeFile(join(models, 'RealESRGAN', 'something_else.pth'), esrganBytes);
+
+    const ups = (await farm.request('GET', '/sdapi/v1/upscalers', { key: KEY_B })).json as UpscalerItem[];
+    assert.deepEqual(ups.slice(3), [
+      { name: 'Shared_4x', model_name: 'ESRGAN_4x', model_path: 'ESRGAN/Shared_4x.pth', model_url: null, scale: 4 },
+      { name: 'R-ESRGAN 4x+', model_name: null, model_path: 'RealESRGAN/RealESRGAN_x4plus.pth', model_url: null, scale: 4 },
+    ]);
+    assert.deepEqual((await farm.request('GET', '/sdapi/v1/realesrgan-models', { key: KEY_B })).json, [
+      { name: 'R-ESRGAN 4x+', path: 'RealESRGAN/RealESRGAN_x4plus.pth', scale: 4 },
+    ]);
+    // The same weights under three names and two layouts: the same image.
+    const shared = await txt2img({ ...HIRES, hr_upscaler: 'Shared_4x' }, KEY_B);
+    const real = await txt2img({ ...HIRES, hr_upscaler: 'R-ESRGAN 4x+' }, KEY_B);
+    const upload = await txt2img({ ...HIRES, hr_upscaler: '4x_Tiny' });
+    assert.equal(maxPixelDiff(shared.pixels, upload.pixels), 0);
+    assert.equal(maxPixelDiff(real.pixels, upload.pixels), 0);
+    assert.match(real.infotext, /Hires upscaler: R-ESRGAN 4x\+/);
+  });
+});
