@@ -131,3 +131,37 @@ export function combineGrid(grid: Grid): RasterImage {
   }
   return out;
 }
+
+/**
+ * A1111's default row count for a grid of `count` images (images.image_grid with n_rows -1): the rounded square
+ * root, at most `count`.
+ */
+export function defaultGridRows(count: number): number {
+  return Math.max(1, Math.min(count, Math.round(Math.sqrt(count))));
+}
+
+/**
+ * images.image_grid: `rows` rows of ceil(n / rows) cells, each cell the size of the largest image, images pasted
+ * in order left to right, top to bottom, a smaller one centred in its cell, on the background colour (A1111's
+ * grid_background_color, white by default). `cols` may widen the grid beyond what the images fill.
+ */
+export function imageGrid(
+  images: readonly RasterImage[], rows = defaultGridRows(images.length), cols = Math.ceil(images.length / rows),
+  background: readonly [number, number, number] = [255, 255, 255],
+): RasterImage {
+  if (images.length === 0) throw new DarkroomError('IMAGE_GRID_INVALID', 'a grid needs at least one image');
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1 || rows * cols < images.length) {
+    throw new DarkroomError('IMAGE_GRID_INVALID', `a ${rows}x${cols} grid cannot hold ${images.length} images`);
+  }
+  const w = Math.max(...images.map((i) => i.width));
+  const h = Math.max(...images.map((i) => i.height));
+  const out: RasterImage = { width: cols * w, height: rows * h, channels: 3, data: new Uint8Array(cols * w * rows * h * 3) };
+  for (let p = 0; p < out.data.length; p += 3) out.data.set(background, p);
+  for (const [i, img] of images.entries()) {
+    if (img.channels !== 3) throw new DarkroomError('IMAGE_GRID_INVALID', 'grid images must be RGB');
+    const dx = img.width === w ? 0 : Math.floor((w - img.width) / 2);
+    const dy = img.height === h ? 0 : Math.floor((h - img.height) / 2);
+    paste(out, img, (i % cols) * w + dx, Math.floor(i / cols) * h + dy);
+  }
+  return out;
+}
