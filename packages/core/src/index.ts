@@ -3,3 +3,4 @@ export * from './errors.js';
 export * from './text/index.js';
 export * from './formats/infotext.js';
 export * from './pipeline/index.js';
+export * from './scripts/index.js';

@@ -1,0 +1,21 @@
+/** planScript: one entry point over the scripts, for the farm's fan-out and the A1111 facade. */
+import { planPromptMatrix } from './prompt-matrix.js';
+import { planPromptsFromFile } from './prompts-from-file.js';
+import type { ScriptName } from './names.js';
+import type { ScriptOptionsByName } from './script-args.js';
+import type { GenerationParams, PlanContext, ScriptPlan } from './types.js';
+import { planXyzPlot } from './xyz-plot.js';
+
+/**
+ * The cells and grids of a script run over `base` (the request the script was given). Pure: randomness (a -1
+ * seed to fix) comes from ctx.randomSeed. Throws DarkroomError SCRIPT_ARGS_INVALID / SCRIPT_AXIS_INVALID naming
+ * the script argument, SCRIPT_SEED_UNRESOLVED, SCRIPT_TOO_MANY_CELLS or SCRIPT_GRID_TOO_LARGE.
+ */
+export function planScript<N extends ScriptName, P extends GenerationParams>(name: N, args: ScriptOptionsByName[N], base: P, ctx: PlanContext = {}): ScriptPlan<P> {
+  const byName: { [K in ScriptName]: (o: ScriptOptionsByName[K]) => ScriptPlan<P> } = {
+    'prompt matrix': (o) => planPromptMatrix(o, base, ctx),
+    'x/y/z plot': (o) => planXyzPlot(o, base, ctx),
+    'prompts from file or textbox': (o) => planPromptsFromFile(o, base, ctx),
+  };
+  return (byName[name] as (o: ScriptOptionsByName[N]) => ScriptPlan<P>)(args);
+}
