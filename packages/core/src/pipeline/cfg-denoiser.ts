@@ -122,6 +122,43 @@ function concatRows(parts: readonly Float32Tensor[]): Float32Tensor {
   return float32([n, ...parts[0]!.shape.slice(1)], out);
 }
 
+/** The model contexts of one combination of schedule entries, padded as pad_cond_uncond asks. */
+interface Contexts {
+  readonly key: string;
+  readonly cond: Float32Tensor;
+  readonly uncond: Float32Tensor;
+  /** cond then uncond rows, for the single call; undefined when their token counts differ. */
+  readonly joined: Float32Tensor | undefined;
+  /** Empty-prompt repeats appended to the cond rows / the uncond rows. */
+  readonly condPad: number;
+  readonly uncondPad: number;
+  /** Whether pad_cond_uncond padded either side (the infotext's `Pad conds`). */
+  readonly padded: boolean;
+}
+
+function buildContexts(key: string, condRows: readonly Float32Tensor[], uncondRows: readonly Float32Tensor[], opts: CfgOptions): Contexts {
+  let cond = stackRepeatLast(condRows);
+  let uncond = stackRepeatLast(uncondRows);
+  let condPad = 0;
+  let uncondPad = 0;
+  let padded = false;
+  if (opts.padCondUncond && tokensOf(cond) !== tokensOf(uncond)) {
+    if (!opts.emptyCond) throw new DarkroomError('CFG_NO_EMPTY_COND', 'pad_cond_uncond needs the empty-prompt conditioning');
+    const emptyTokens = tokensOf(opts.emptyCond);
+    const repeats = Math.floor((tokensOf(cond) - tokensOf(uncond)) / emptyTokens);
+    if (repeats !== 0) padded = true;
+    if (repeats < 0) {
+      cond = padWithEmpty(cond, opts.emptyCond, -repeats);
+      condPad = -repeats;
+    } else if (repeats > 0) {
+      uncond = padWithEmpty(uncond, opts.emptyCond, repeats);
+      uncondPad = repeats;
+    }
+  }
+  const joined = tokensOf(cond) === tokensOf(uncond) ? concatRows([cond, uncond]) : undefined;
+  return { key, cond, uncond, joined, condPad, uncondPad, padded };
+}
+
 /** One CFG call's answer: the combined prediction and the uncond rows it was combined from. */
 export interface GuidedPrediction {
   readonly denoised: Float32Tensor;
@@ -149,7 +186,12 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
   if (opts.unconds.length !== batch) {
     throw new DarkroomError('CFG_BATCH_MISMATCH', `${batch} conds but ${opts.unconds.length} unconds`);
   }
-  const state: { step: number; padded: boolean; lastUncond: Float32Tensor | undefined } = { step: 0, padded: false, lastUncond: undefined };
+  const state: { step: number; padded: boolean; lastUncond: Float32Tensor | undefined; contexts: Contexts | undefined } = {
+    step: 0,
+    padded: false,
+    lastUncond: undefined,
+    contexts: undefined,
+  };
   const guided = async (xSampler: Float32Tensor, sigma: Float32Array, guidance: GuidanceOptions = {}): Promise<GuidedPrediction> => {
     const x = opts.inpaint?.beforeDenoising ? blendLatent(xSampler, opts.inpaint.initLatent, opts.inpaint.blend) : xSampler;
     if (x.shape[0] !== batch) {
@@ -178,8 +220,15 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
       uncondSources.push({ kind: 'uncond', item, entry, padEmpty: 0 });
       return schedule[entry]!.cond;
     });
-    let tensor = stackRepeatLast(condRows);
-    let uncond = stackRepeatLast(uncondRows);
+    // The stacked (and padded, and joined) contexts only change with a prompt-schedule entry: built once per
+    // combination of entries, not per call (about 0.35 MB of copies per call at 77x768 otherwise).
+    const key = `${condSources.map((s) => s.kind === 'cond' && s.entry).join(',')}|${uncondSources.map((s) => s.entry).join(',')}`;
+    const contexts = state.contexts?.key === key ? state.contexts : (state.contexts = buildContexts(key, condRows, uncondRows, opts));
+    if (contexts.padded) state.padded = true;
+    if (contexts.condPad !== 0) condSources.forEach((s, i) => (condSources[i] = { ...s, padEmpty: contexts.condPad }));
+    if (contexts.uncondPad !== 0) uncondSources.forEach((s, i) => (uncondSources[i] = { ...s, padEmpty: contexts.uncondPad }));
+    const tensor = contexts.cond;
+    const uncond = contexts.uncond;
 
     // the sampler state repeated per AND part, then once more for the uncond rows
     const rowsTotal = condRows.length + batch;
@@ -202,29 +251,19 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
     const xInT = float32([rowsTotal, ...x.shape.slice(1)], xIn);
     const icInT = ic ? float32([rowsTotal, ...ic.shape.slice(1)], icIn) : undefined;
 
-    if (opts.padCondUncond && tokensOf(tensor) !== tokensOf(uncond)) {
-      if (!opts.emptyCond) throw new DarkroomError('CFG_NO_EMPTY_COND', 'pad_cond_uncond needs the empty-prompt conditioning');
-      const emptyTokens = tokensOf(opts.emptyCond);
-      const repeats = Math.floor((tokensOf(tensor) - tokensOf(uncond)) / emptyTokens);
-      if (repeats !== 0) state.padded = true;
-      if (repeats < 0) {
-        tensor = padWithEmpty(tensor, opts.emptyCond, -repeats);
-        condSources.forEach((s, i) => (condSources[i] = { ...s, padEmpty: -repeats }));
-      } else if (repeats > 0) {
-        uncond = padWithEmpty(uncond, opts.emptyCond, repeats);
-        uncondSources.forEach((s, i) => (uncondSources[i] = { ...s, padEmpty: repeats }));
-      }
-    }
-
-    const xOut = new Float32Array(rowsTotal * per);
+    let xOut: Float32Array;
     const run = async (from: number, to: number, context: Float32Tensor, sources: readonly RowSource[]): Promise<void> => {
       opts.trace?.onRows?.({ step, rows: sources, contextTokens: tokensOf(context) });
       const out = await inner(sliceRows(xInT, from, to), sigmaIn.slice(from, to), context, icInT ? sliceRows(icInT, from, to) : undefined);
       xOut.set(out.data, from * per);
     };
     if (tokensOf(tensor) === tokensOf(uncond) && opts.batchCondUncond !== false) {
-      await run(0, rowsTotal, concatRows([tensor, uncond]), [...condSources, ...uncondSources]);
+      // every row in one call: the model's answer is the row block itself (only read below, never kept)
+      const sources = [...condSources, ...uncondSources];
+      opts.trace?.onRows?.({ step, rows: sources, contextTokens: tokensOf(contexts.joined!) });
+      xOut = (await inner(xInT, sigmaIn, contexts.joined!, icInT)).data;
     } else {
+      xOut = new Float32Array(rowsTotal * per);
       const chunk = opts.batchCondUncond === false ? batch : batch * 2;
       for (let a = 0; a < condRows.length; a += chunk) {
         const b = Math.min(a + chunk, condRows.length);
