@@ -8,6 +8,7 @@ import { float32, type Float32Tensor } from '../tensor.js';
 import { compVisDenoiser, compVisVDenoiser, lcmDenoiser, vToEpsModel } from '../sampling/denoisers.js';
 import { compVisImg2ImgStart } from '../sampling/compvis/index.js';
 import { randnLocal, type ImageRNG, type NoiseSource } from '../sampling/rng/image-rng.js';
+import { prefetchNoise } from '../sampling/prefetch/noise-prefetch.js';
 import { samplerByName, samplerOptions, type SamplerInfo } from '../sampling/samplers.js';
 import type { GuidanceOptions } from '../sampling/types.js';
 import { DiscreteSchedule } from '../sampling/schedules/discrete.js';
@@ -195,6 +196,17 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
   const halt = input.stop ? new AbortController() : undefined;
   const signal = halt ? (input.signal ? AbortSignal.any([input.signal, halt.signal]) : halt.signal) : input.signal;
   let latest: Float32Tensor | undefined;
+  const sampleRandnLocal = (seed: number, shape: readonly number[]): Float32Tensor => randnLocal(source, seed, shape);
+  // the run's draws and Brownian increments computed on noise threads while the model runs (same bits)
+  const prefetched = await prefetchNoise({
+    sampler: info.sampler,
+    sigmas,
+    options,
+    seeds: input.seeds,
+    rng: input.rng,
+    source,
+    randnLocal: sampleRandnLocal,
+  });
   const run = info.sampler(start, {
     denoise: cfg.denoise,
     ...(info.family === 'timestep'
@@ -207,9 +219,12 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
         }
       : {}),
     sigmas,
-    noise: () => input.rng.next(),
+    noise: prefetched?.noise ?? (() => input.rng.next()),
+    // a draw the step never uses only advances the generators (Euler, Heun, DPM2 with s_churn 0)
+    skipNoise: prefetched?.skipNoise ?? (() => input.rng.skip()),
+    ...(prefetched?.brownian ? { brownian: prefetched.brownian } : {}),
     seeds: input.seeds,
-    randnLocal: (seed, shape) => randnLocal(source, seed, shape),
+    randnLocal: sampleRandnLocal,
     ...(signal ? { signal } : {}),
     onStep: (s) => {
       if (halt && s.denoised) latest = float32(s.denoised.shape, Float32Array.from(s.denoised.data));
@@ -224,6 +239,8 @@ async function runSampler(info: SamplerInfo, input: PassInput, start: Float32Ten
   } catch (e) {
     if (!halt?.signal.aborted || input.signal?.aborted) throw e;
     out = latest ?? start;
+  } finally {
+    prefetched?.finish();
   }
   if (cfg.paddedCondUncond) input.extra.set('Pad conds', true);
   input.trace?.onLatent?.({ pass: input.pass, iteration: input.iteration, latent: float32(out.shape, Float32Array.from(out.data)) });

@@ -128,6 +128,10 @@ export interface ImageRngOptions {
 export class ImageRNG {
   private generators: NoiseGenerator[];
   private isFirst = true;
+  /** Calls of next() and skip() so far; another ImageRNG of the same options replays them (see replayState). */
+  private draws = 0;
+  /** first() called on its own leaves the generators where no count of next() calls puts them. */
+  private firstCalledDirectly = false;
 
   constructor(readonly opts: ImageRngOptions) {
     this.generators = opts.seeds.map((s) => createGenerator(opts.source, s));
@@ -138,6 +142,19 @@ export class ImageRNG {
   }
 
   first(): Float32Tensor {
+    this.firstCalledDirectly = true;
+    return this.firstDraw();
+  }
+
+  /**
+   * What rebuilds this generator state elsewhere (another thread): the options and the number of next() /
+   * skip() calls made, replayed as skips on a new ImageRNG. Undefined after a direct first() call.
+   */
+  replayState(): { readonly opts: ImageRngOptions; readonly draws: number } | undefined {
+    return this.firstCalledDirectly ? undefined : { opts: this.opts, draws: this.draws };
+  }
+
+  private firstDraw(): Float32Tensor {
     const { shape, seeds, subseeds, source } = this.opts;
     const strength = this.opts.subseedStrength ?? 0;
     const rh = this.opts.seedResizeFromH ?? 0;
@@ -164,9 +181,10 @@ export class ImageRNG {
   }
 
   next(): Float32Tensor {
+    this.draws++;
     if (this.isFirst) {
       this.isFirst = false;
-      return this.first();
+      return this.firstDraw();
     }
     const per = numel(this.opts.shape);
     // one image: its draw is the batch, no copy
@@ -185,6 +203,7 @@ export class ImageRNG {
       this.next();
       return;
     }
+    this.draws++;
     const per = numel(this.opts.shape);
     for (const g of this.generators) g.skip(per);
   }
