@@ -19,3 +19,5 @@ export { PROMPT_MATRIX_DEFAULTS, type PromptMatrixOptions } from './prompt-matri
 export { XYZ_PLOT_DEFAULTS, XYZ_AXIS_NOTHING, type XyzAxisOptions, type XyzPlotOptions } from './xyz-options.js';
 export { XYZ_AXES, xyzAxesFor, type XyzAxis } from './xyz-axes.js';
 export { PROMPTS_FROM_FILE_DEFAULTS, type PromptsFromFileOptions } from './prompts-from-file-options.js';
+export { composeScriptGrids, scriptGridInfotexts, withExtraParams } from './compose.js';
+export { drawGridAnnotations } from './grid-annotations.js';

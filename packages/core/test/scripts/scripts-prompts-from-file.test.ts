@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDarkroomError } from '../../src/errors.js';
+import type { Txt2ImgParams } from '../../src/pipeline/params.js';
 import { planScript, scriptArgsFromA1111 } from '../../src/index.js';
 import { shlexSplit } from '../../src/scripts/python-shlex.js';
 
-const base = { prompt: 'oil painting', negative_prompt: 'blurry', seed: 10, steps: 5, width: 64, height: 64, batch_size: 2, n_iter: 3, sampler_name: 'Euler' };
+const base: Txt2ImgParams = { prompt: 'oil painting', negative_prompt: 'blurry', seed: 10, steps: 5, width: 64, height: 64, batch_size: 2, n_iter: 3, sampler_name: 'Euler' };
 
 test('shlex.split as Python splits (expected words from Python 3 shlex)', () => {
   assert.deepEqual(shlexSplit('--prompt "a cat" --steps 12'), ['--prompt', 'a cat', '--steps', '12']);

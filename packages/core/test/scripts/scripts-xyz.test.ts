@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDarkroomError } from '../../src/errors.js';
+import type { Txt2ImgParams } from '../../src/pipeline/params.js';
 import { planScript, scriptArgsFromA1111, type XyzPlotOptions } from '../../src/index.js';
 import { XYZ_AXES, xyzAxesFor } from '../../src/scripts/xyz-axes.js';
 import { axisLabel, iterationOrder } from '../../src/scripts/xyz-plot.js';
 import { axisValues, csvLine, csvValues, npArange, round8 } from '../../src/scripts/xyz-values.js';
 
-const base = { prompt: 'a cat in a hat', negative_prompt: 'cat food', seed: 1234, subseed: 55, steps: 10, cfg_scale: 7, width: 64, height: 64, sampler_name: 'Euler' };
+const base: Txt2ImgParams = { prompt: 'a cat in a hat', negative_prompt: 'cat food', seed: 1234, subseed: 55, steps: 10, cfg_scale: 7, width: 64, height: 64, sampler_name: 'Euler' };
 const axis = (label: string) => XYZ_AXES.find((a) => a.label === label)!;
 const values = (label: string, text: string) => axisValues(axis(label), csvValues(text), 'script_args[1]', 4096);
 
