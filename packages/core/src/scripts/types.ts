@@ -81,6 +81,11 @@ export interface ScriptPlan<P extends GenerationParams = GenerationParams> {
 /** What a plan needs from outside to stay a pure function. */
 export interface PlanContext {
   /**
+   * The tab the request comes from (X/Y/Z axes shown on one tab only); by default img2img when the base request
+   * has init_images.
+   */
+  readonly mode?: 'txt2img' | 'img2img';
+  /**
    * A random seed as A1111's get_fixed_seed draws one (an integer in [0, 4294967294)), called wherever a script
    * fixes a -1 seed. Required only when a plan has such a seed to fix.
    */

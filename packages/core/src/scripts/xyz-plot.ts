@@ -4,6 +4,9 @@
  * axes applied in x, y, z order to a copy of the base request, cells ordered as A1111 iterates them (the
  * costliest axis outermost), an X/Y grid per Z value with the X labels on top and the Y labels on the left,
  * and the main grid of those grids side by side under the Z labels.
+ *
+ * A cell keeps the base request's batch_size and n_iter; its grid image is its first image. (A1111 with
+ * batch_size > 1 puts the cell's own batch grid there, an accident of process_images returning it first.)
  */
 import { DarkroomError } from '../errors.js';
 import type { InfotextValue } from '../formats/infotext.js';
@@ -109,7 +112,7 @@ export interface XyzCellPosition {
 
 export function planXyzPlot<P extends GenerationParams>(o: XyzPlotOptions, base: P, ctx: PlanContext = {}): ScriptPlan<P> & { positions: XyzCellPosition[] } {
   if (!Number.isInteger(o.marginSize) || o.marginSize < 0 || o.marginSize > 500) scriptArgError('script_args[16]', 'grid margins must be an integer from 0 to 500', o.marginSize);
-  const mode = 'init_images' in base ? 'img2img' : 'txt2img';
+  const mode = ctx.mode ?? ('init_images' in base ? 'img2img' : 'txt2img');
   const warnings: string[] = [];
   const applyCtx: AxisApplyContext = { checkpoints: ctx.checkpoints, vaes: ctx.vaes, warn: (m) => warnings.push(m) };
 

@@ -183,3 +183,14 @@ test('limits: cell count and A1111 grid megapixels', () => {
   assert.throws(() => planScript('x/y/z plot', args([1, '1-60'], [4, '1-60']), { ...base, width: 512, height: 512 }), (e) => isDarkroomError(e, 'SCRIPT_GRID_TOO_LARGE'));
   assert.throws(() => planScript('x/y/z plot', args([1, '1-100000000']), base), (e) => isDarkroomError(e, 'SCRIPT_AXIS_INVALID'));
 });
+
+test('img2img axes: the tab comes from the context or the request; img2img-only axes apply there only', () => {
+  const i2i = xyzAxesFor('img2img').map((a) => a.label);
+  const maskWeight = scriptArgsFromA1111('x/y/z plot', [i2i.indexOf('Cond. Image Mask Weight'), '0.5, 1'], { mode: 'img2img' });
+  const img2imgBase = { ...base, init_images: [{ width: 8, height: 8, channels: 3 as const, data: new Uint8Array(192) }] };
+  assert.deepEqual(planScript('x/y/z plot', maskWeight, img2imgBase).cells.map((c) => c.params.override_settings?.inpainting_mask_weight), [0.5, 1]);
+  assert.equal(planScript('x/y/z plot', maskWeight, base, { mode: 'img2img' }).cells.length, 2);
+  assert.throws(() => planScript('x/y/z plot', maskWeight, base), (e) => isDarkroomError(e, 'SCRIPT_ARGS_INVALID') && e.details.field === 'script_args[0]');
+  const imageCfg = scriptArgsFromA1111('x/y/z plot', [i2i.indexOf('Image CFG Scale'), '1'], { mode: 'img2img' });
+  assert.throws(() => planScript('x/y/z plot', imageCfg, img2imgBase), (e) => isDarkroomError(e, 'SCRIPT_ARGS_INVALID') && /not supported by Darkroom/.test(e.message));
+});
