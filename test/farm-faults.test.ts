@@ -4,7 +4,8 @@ import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { verifyWebhook } from '@darkroom/farm';
+import { Queue } from 'bullmq';
+import { farmKeys, readTerminalRecord, recordTerminalEvent, verifyWebhook, type GenerateJobResult } from '@darkroom/farm';
 import { freePort, HookReceiver, readEvents, startFarm, waitFor, type Farm } from './support/farm.js';
 
 /**
@@ -67,6 +68,40 @@ describe('farm under faults (two worker processes, short locks)', () => {
     assert.notEqual(starts[0], starts[1]);
     assert.equal(all.filter((e) => e.event === 'completed').length, 1);
     await farm.startWorker('w3');
+  });
+
+  test('a run that died after writing its outcome: the next run hands that outcome to the queue without rendering or a second event', async () => {
+    // A finished job's record is what a run leaves when it dies between writing its outcome and BullMQ's completion.
+    const keys = farmKeys(farm.prefix);
+    const first = (await farm.request('POST', '/v1/txt2img', { body: { ...SMALL, prompt: 'outcome written once', steps: 3, seed: 7 } })).json as { id: string };
+    await waitFor('first job completed', async () => (await job(first.id)).state === 'completed', 30_000, 50);
+    const written = await readTerminalRecord<GenerateJobResult>(farm.redis, keys, first.id);
+    assert.equal(written?.type, 'completed');
+    assert.equal(written.result?.outputs.length, 1);
+
+    const queue = new Queue('generate', { connection: farm.redis.duplicate(), prefix: farm.prefix });
+    try {
+      await queue.pause();
+      const { id, events_url: eventsUrl } = (await farm.request('POST', '/v1/txt2img', { body: { ...SMALL, prompt: 'outcome written once', steps: 3, seed: 7 } })).json as { id: string; events_url: string };
+      const events = { redis: farm.redis, keys, webhooks: queue, retentionS: 600 };
+      const evJob = { id, tenant: 'default', webhook: null };
+      const dead = await recordTerminalEvent(events, evJob, { type: 'completed', data: written.data, result: written.result });
+      assert.equal(dead.written, true);
+      const again = await recordTerminalEvent(events, evJob, { type: 'failed', data: {}, reason: 'X: not written' });
+      assert.equal(again.written, false, 'a second outcome is not written');
+      assert.equal(again.record.type, 'completed');
+      await queue.resume();
+
+      await waitFor('job handed to the queue as completed', async () => (await job(id)).state === 'completed', 30_000, 50);
+      const bull = await queue.getJob(id);
+      assert.deepEqual(bull?.returnvalue, written.result, 'the recorded result, not a new render');
+      const all = await readEvents(eventsUrl);
+      assert.deepEqual(all.map((e) => e.event), ['queued', 'completed'], 'no started, no second completed');
+      assert.deepEqual(await outputsOf(id), [], 'nothing rendered for it');
+    } finally {
+      await queue.resume().catch(() => undefined);
+      await queue.close();
+    }
   });
 
   test('cancel mid-job: the job ends cancelled within one sampler step, with no outputs', async () => {

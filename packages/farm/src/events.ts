@@ -30,7 +30,7 @@ export interface EventJob {
 }
 
 const PROGRESS_WEBHOOK_INTERVAL_MS = 500;
-const STREAM_MAX_LEN = 5000;
+export const STREAM_MAX_LEN = 5000;
 
 export const TERMINAL_EVENTS: ReadonlySet<EventType> = new Set<EventType>(['completed', 'failed', 'cancelled']);
 

@@ -8,6 +8,7 @@ export * from './jobs.js';
 export * from './queues.js';
 export * from './cancel.js';
 export * from './events.js';
+export * from './terminal-events.js';
 export * from './assets.js';
 export * from './secrets.js';
 export * from './logger.js';

@@ -8,6 +8,8 @@ export function farmKeys(prefix: string) {
     events: (jobId: string) => `${base}:events:${jobId}`,
     /** Pub/sub channel carrying the id of each job whose event log just grew (the API's one subscriber fans it out). */
     eventsChannel: `${base}:events`,
+    /** A job's terminal event and outcome, written once by whichever run finished it (see terminal-events.ts). */
+    terminal: (jobId: string) => `${base}:terminal:${jobId}`,
     cancel: (jobId: string) => `${base}:cancel:${jobId}`,
     cancelChannel: `${base}:cancel`,
     tombstone: (jobId: string) => `${base}:cancelled:${jobId}`,

@@ -1,6 +1,6 @@
 import type { Request, Response } from 'express';
 import {
-  FarmError, isStreamId, leftWaiting, publishJobEvent, readJobEvents, requestCancel, TERMINAL_EVENTS, type JobView, type StoredEvent,
+  CANCELLED_REASON, FarmError, isStreamId, leftWaiting, readJobEvents, recordTerminalEvent, requestCancel, TERMINAL_EVENTS, type JobView, type StoredEvent,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
 import { JobEventReader } from './event-hub.js';
@@ -32,9 +32,9 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
         webhook: job.data.webhook, requestHash: job.data.requestHash,
       };
       await ctx.redis.set(ctx.keys.tombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
-      await publishJobEvent(
+      await recordTerminalEvent(
         { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
-        { id, tenant, webhook: job.data.webhook }, 'cancelled', { before_start: true },
+        { id, tenant, webhook: job.data.webhook }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
       );
     } catch {
       // A worker took it in the meantime: the cancel key and message reach that worker instead.

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Job, Worker } from 'bullmq';
 import {
   AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
-  outputUrl, publishJobEvent, QUEUE_NAMES, generateWorkerOptions, reportWorkerLost, splitFailedReason, startHealthServer, webhookMasterSecret,
+  QUEUE_NAMES, recordTerminalEvent, generateWorkerOptions, reportWorkerLost, splitFailedReason, startHealthServer, webhookMasterSecret,
   webhookProcessor, webhookWorkerOptions, workerMemoryBudget, type GenerateJobData, type GenerateJobResult, type MemoryBudget, type WebhookJobData,
   pingWithin, throttledErrorLog, watchAssetDeletions,
 } from '@darkroom/farm';
@@ -61,15 +61,8 @@ async function main(): Promise<void> {
   const generate = new Worker<GenerateJobData, GenerateJobResult>(QUEUE_NAMES.generate, generateProcessor(ctx), {
     ...generateWorkerOptions(cfg, bullConnection), name: workerName,
   });
-  generate.on('completed', (job: Job<GenerateJobData, GenerateJobResult>, result: GenerateJobResult) => {
-    metrics.jobs.inc({ outcome: 'completed' });
-    void (async () => {
-      const outputs = await Promise.all(result.outputs.map(async (o) => ({
-        index: o.index, url: await outputUrl(storage, cfg, job.id!, o.index, o.key), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
-      })));
-      await publishJobEvent(events, { id: job.id!, tenant: job.data.tenant, webhook: job.data.webhook }, 'completed', { outputs });
-    })().catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish completion'));
-  });
+  // The completed event was written by the processor before BullMQ heard of the result (terminal-events.ts).
+  generate.on('completed', () => metrics.jobs.inc({ outcome: 'completed' }));
   generate.on('failed', (job: Job<GenerateJobData> | undefined, err: Error) => {
     if (!job) return;
     void (async () => {
@@ -86,7 +79,9 @@ async function main(): Promise<void> {
       const data = cancelled ? { ...(ctx.cancelDetails.get(job.id!) ?? {}) } : { error: splitFailedReason(err.message) };
       ctx.cancelDetails.delete(job.id!);
       if (!cancelled) log.error({ jobId: job.id, err: err.message }, 'job failed');
-      await publishJobEvent(events, evJob, cancelled ? 'cancelled' : 'failed', data);
+      // Unrecoverable failures were recorded by the processor already (this writes nothing then); a retryable
+      // failure on its last attempt, or a job failed by BullMQ itself, is recorded here.
+      await recordTerminalEvent(events, evJob, { type: cancelled ? 'cancelled' : 'failed', data, reason: err.message });
     })().catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish failure'));
   });
   // BullMQ's stalled check found a job whose worker stopped renewing its lock (died, or was killed for memory):

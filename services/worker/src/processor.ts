@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelRequested, isQuarantined, leftWaiting, outputKey, takeStop,
-  previewKey, previewUrl, publishJobEvent, quarantineReason, resolveCheckpoint, type AssetCache, type CancelListener, type EventContext,
-  type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget,
-  type Storage,
+  AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelledReason, isCancelRequested, isQuarantined, leftWaiting,
+  outputKey, outputUrl, takeStop, previewKey, previewUrl, publishJobEvent, quarantineReason, readTerminalRecord, recordTerminalEvent, resolveCheckpoint,
+  splitFailedReason, type AssetCache, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type GenerateJobData,
+  type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget, type Storage, type TerminalRecord,
 } from '@darkroom/farm';
 import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
 import { VAE_DIR } from '@darkroom/farm/vae-assets.js';
@@ -97,8 +97,53 @@ async function loadInputs(ctx: ProcessorContext, data: GenerateJobData): Promise
   };
 }
 
-/** The BullMQ processor of the `generate` queue: resolve assets, render off-thread, write outputs, then complete. */
+/**
+ * The BullMQ processor of the `generate` queue. Its terminal event is written here, before BullMQ hears of the
+ * outcome (see terminal-events.ts): a job whose last run already wrote one returns that run's result, or fails with
+ * its reason, without rendering again.
+ */
 export function generateProcessor(ctx: ProcessorContext) {
+  const render = renderJob(ctx);
+  return async (job: Job<GenerateJobData, GenerateJobResult>, token?: string): Promise<GenerateJobResult> => {
+    const evJob: EventJob = { id: job.id!, tenant: job.data.tenant, webhook: job.data.webhook };
+    const prior = await readTerminalRecord<GenerateJobResult>(ctx.redis, ctx.keys, evJob.id);
+    if (prior) {
+      ctx.log.info({ jobId: evJob.id, outcome: prior.type }, 'job already finished by an earlier run: its outcome is handed to the queue again');
+      return replayTerminal(ctx, evJob, prior);
+    }
+    let result: GenerateJobResult;
+    try {
+      // Progress reports are flushed when this returns, so every progress event precedes the terminal one.
+      result = await render(job, token);
+    } catch (e) {
+      // Unrecoverable failures are final: recorded here, so the event survives this process. A retryable failure
+      // on the last attempt is recorded by the worker's `failed` handler once BullMQ has failed the job.
+      if (e instanceof UnrecoverableError) {
+        const cancelled = isCancelledReason(e.message);
+        const data = cancelled ? { ...(ctx.cancelDetails.get(evJob.id) ?? {}) } : { error: splitFailedReason(e.message) };
+        const { record } = await recordTerminalEvent(ctx.events, evJob, { type: cancelled ? 'cancelled' : 'failed', data, reason: e.message });
+        if (record.type === 'completed' && record.result) return record.result as GenerateJobResult;
+      }
+      throw e;
+    }
+    const outputs = await Promise.all(result.outputs.map(async (o) => ({
+      index: o.index, url: await outputUrl(ctx.storage, ctx.cfg, evJob.id, o.index, o.key), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
+    })));
+    const { record } = await recordTerminalEvent(ctx.events, evJob, { type: 'completed', data: { outputs }, result });
+    // A cancel that was recorded first stands (it can only be the API's, for a job it found queued).
+    if (record.type !== 'completed' || !record.result) throw new UnrecoverableError(record.reason ?? CANCELLED_REASON);
+    return record.result as GenerateJobResult;
+  };
+}
+
+async function replayTerminal(ctx: ProcessorContext, evJob: EventJob, prior: TerminalRecord<GenerateJobResult>): Promise<GenerateJobResult> {
+  // The run that wrote the record may have died before queueing the webhook; queueing it again sends nothing twice.
+  await recordTerminalEvent(ctx.events, evJob, prior);
+  if (prior.type === 'completed' && prior.result) return prior.result;
+  throw new UnrecoverableError(prior.reason ?? CANCELLED_REASON);
+}
+
+function renderJob(ctx: ProcessorContext) {
   return async (job: Job<GenerateJobData, GenerateJobResult>, token?: string): Promise<GenerateJobResult> => {
     const data = job.data;
     const jobId = job.id!;
