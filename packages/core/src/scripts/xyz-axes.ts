@@ -77,6 +77,16 @@ function applyOrder(p: CellDraft, x: AxisValue): undefined {
   return undefined;
 }
 
+/**
+ * A sampler value by its display name: confirm_samplers accepts aliases and any casing, but A1111 then creates
+ * the sampler by exact display name and the cell fails ("bad sampler name"), while Darkroom's engine would
+ * quietly take its default; so an accepted value is written as the sampler's display name.
+ */
+const samplerField = (name: string) => (p: CellDraft, x: AxisValue): undefined => {
+  p[name] = samplerByAlias(String(x))?.name ?? x;
+  return undefined;
+};
+
 function confirmSamplers(values: readonly AxisValue[]): string | undefined {
   const bad = values.find((v) => !samplerByAlias(String(v)));
   return bad === undefined ? undefined : `Unknown sampler: ${String(bad)}`;
@@ -159,9 +169,9 @@ export const XYZ_AXES: readonly XyzAxis[] = [
   axis('Image CFG Scale', 'float', { only: 'img2img' }),
   axis('Prompt S/R', 'str', { format: 'value', apply: applyPrompt }),
   axis('Prompt order', 'permutations', { format: 'join', apply: applyOrder }),
-  axis('Sampler', 'str', { only: 'txt2img', format: 'value', hasChoices: true, confirm: confirmSamplers, apply: field('sampler_name') }),
-  axis('Hires sampler', 'str', { only: 'txt2img', hasChoices: true, confirm: confirmSamplers, apply: field('hr_sampler_name') }),
-  axis('Sampler', 'str', { only: 'img2img', format: 'value', hasChoices: true, confirm: confirmSamplers, apply: field('sampler_name') }),
+  axis('Sampler', 'str', { only: 'txt2img', format: 'value', hasChoices: true, confirm: confirmSamplers, apply: samplerField('sampler_name') }),
+  axis('Hires sampler', 'str', { only: 'txt2img', hasChoices: true, confirm: confirmSamplers, apply: samplerField('hr_sampler_name') }),
+  axis('Sampler', 'str', { only: 'img2img', format: 'value', hasChoices: true, confirm: confirmSamplers, apply: samplerField('sampler_name') }),
   axis('Checkpoint name', 'str', { format: 'basename', cost: 1, hasChoices: true, confirm: confirmCheckpoints, apply: applyCheckpoint }),
   axis('Negative Guidance minimum sigma', 'float'),
   // The engine reads the sigma settings from override_settings (A1111's k-diffusion samplers read the options).

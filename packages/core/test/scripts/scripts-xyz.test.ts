@@ -163,7 +163,9 @@ test('dropdown axes read the dropdown unless csv mode; VAE, Size, Clip skip and 
   assert.deepEqual(dropdown.cells.map((c) => c.params.sampler_name), ['Euler a', 'DPM++ 2M']);
   assert.deepEqual(dropdown.layout.grids[1]!.infotext.extra[2], ['X Values', 'Euler a,DPM++ 2M']);
   const csv = planScript('x/y/z plot', args([9, 'k_euler, DDIM', ['Euler a']], [0, ''], [0, ''], [true, false, false, false, false, false, false, 0, true]), base);
-  assert.deepEqual(csv.cells.map((c) => c.params.sampler_name), ['k_euler', 'DDIM']);
+  // Aliases pass A1111's check; the cell gets the display name the engine knows.
+  assert.deepEqual(csv.cells.map((c) => c.params.sampler_name), ['Euler', 'DDIM']);
+  assert.equal(csv.cells[0]!.label, 'k_euler');
   const t2i = xyzAxesFor('txt2img').map((a) => a.label);
   const at = (label: string) => t2i.indexOf(label);
   const vae = planScript('x/y/z plot', args([at('VAE'), '', ['auto', 'none', 'My.VAE.pt', 'other']]), base, { vaes: ['my.vae.pt'] });
