@@ -8,6 +8,7 @@
 import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
 import type { Denoiser, GuidanceOptions } from '../sampling/types.js';
+import { epsScalings } from '../sampling/denoisers.js';
 import { blendLatent, type LatentBlend } from './inpaint.js';
 
 /** One entry of a prompt schedule: conditioning (tokens, width) used while denoiser step <= endAtStep. */
@@ -25,7 +26,23 @@ export interface MultiCond {
  * The inner denoiser on a set of rows: x (R,C,H,W), sigma (R), context (R,T,D) -> denoised (R,C,H,W). `imageCond`
  * (R,5,H,W) is the inpainting checkpoints' c_concat, row for row with x.
  */
-export type ConditionedDenoiser = (x: Float32Tensor, sigma: Float32Array, context: Float32Tensor, imageCond?: Float32Tensor) => Promise<Float32Tensor>;
+export type ConditionedDenoiser = ((x: Float32Tensor, sigma: Float32Array, context: Float32Tensor, imageCond?: Float32Tensor) => Promise<Float32Tensor>) & {
+  /** Present when the denoiser is k-diffusion's CompVisDenoiser around an eps UNet (see EpsDenoiserParts). */
+  readonly epsParts?: EpsDenoiserParts;
+};
+
+/**
+ * The parts of k-diffusion's CompVisDenoiser, D = x + eps(x * c_in, t(sigma)) * c_out. With them a CFG call that
+ * runs every row at once fuses the c_in scaling (once per batch item, copied to its other rows), the eps ->
+ * denoised step and the combine into two passes over the latent instead of six, with the same float32
+ * operations in the same order, so the same bits.
+ */
+export interface EpsDenoiserParts {
+  /** k-diffusion's sigma_to_t. */
+  timestep(sigma: number): number;
+  /** The UNet on c_in-scaled rows at timesteps `t` (the image conditioning joined on, when given). */
+  unet(xScaled: Float32Tensor, t: Float32Array, context: Float32Tensor, imageCond?: Float32Tensor): Promise<Float32Tensor>;
+}
 
 export interface CfgTrace {
   /** After each CFG call: the sampler's x and sigma, the combined denoised result, and the step counter. */
@@ -159,6 +176,86 @@ function buildContexts(key: string, condRows: readonly Float32Tensor[], uncondRo
   return { key, cond, uncond, joined, condPad, uncondPad, padded };
 }
 
+/**
+ * One model call over every row with the CompVisDenoiser's steps fused into the CFG combine. Row layout as
+ * the unfused path: each item's AND parts in item order, then one uncond row per item. Per value the float32
+ * operations are those of scaleInput, compVisDenoiser and combine_denoised, in their order.
+ */
+async function fusedEpsCall(
+  parts: EpsDenoiserParts,
+  x: Float32Tensor,
+  sigma: Float32Array,
+  condsList: ReadonlyArray<ReadonlyArray<readonly [number, number]>>,
+  rowsTotal: number,
+  context: Float32Tensor,
+  cfgScale: number,
+  imageCond: Float32Tensor | undefined,
+): Promise<{ denoised: Float32Tensor; uncondOut: Float32Tensor }> {
+  const batch = condsList.length;
+  const per = x.data.length / batch;
+  const u0 = rowsTotal - batch;
+  const xd = x.data;
+  const xs = new Float32Array(rowsTotal * per);
+  const t = new Float32Array(rowsTotal);
+  const ic = imageCond;
+  const icPer = ic ? ic.data.length / batch : 0;
+  const icIn = ic ? new Float32Array(rowsTotal * icPer) : undefined;
+  for (let i = 0; i < batch; i++) {
+    // the item's scaled latent into its uncond row, then copied to each of its cond rows
+    const cIn = epsScalings(sigma[i]!).cIn;
+    const ti = parts.timestep(sigma[i]!);
+    const base = (u0 + i) * per;
+    for (let k = 0; k < per; k++) xs[base + k] = xd[i * per + k]! * cIn;
+    const scaled = xs.subarray(base, base + per);
+    t[u0 + i] = ti;
+    for (const [row] of condsList[i]!) {
+      xs.set(scaled, row * per);
+      t[row] = ti;
+    }
+    if (ic && icIn) {
+      const src = ic.data.subarray(i * icPer, (i + 1) * icPer);
+      icIn.set(src, (u0 + i) * icPer);
+      for (const [row] of condsList[i]!) icIn.set(src, row * icPer);
+    }
+  }
+  const shape = [rowsTotal, ...x.shape.slice(1)];
+  const eps = (await parts.unet(float32(shape, xs), t, context, ic && icIn ? float32([rowsTotal, ...ic.shape.slice(1)], icIn) : undefined)).data;
+  const uncondOut = new Float32Array(batch * per);
+  const out = new Float32Array(batch * per);
+  for (let i = 0; i < batch; i++) {
+    const cOut = epsScalings(sigma[i]!).cOut;
+    const list = condsList[i]!;
+    const o = i * per;
+    const eu = (u0 + i) * per;
+    if (list.length === 1) {
+      const ec = list[0]![0] * per;
+      const scale = f(list[0]![1] * cfgScale);
+      for (let k = 0; k < per; k++) {
+        const xk = xd[o + k]!;
+        const un = f(xk + f(eps[eu + k]! * cOut));
+        const dc = f(xk + f(eps[ec + k]! * cOut));
+        uncondOut[o + k] = un;
+        out[o + k] = f(un + f(f(dc - un) * scale));
+      }
+      continue;
+    }
+    for (let k = 0; k < per; k++) {
+      const un = f(xd[o + k]! + f(eps[eu + k]! * cOut));
+      uncondOut[o + k] = un;
+      out[o + k] = un;
+    }
+    for (const [row, weight] of list) {
+      const scale = f(weight * cfgScale);
+      const ec = row * per;
+      for (let k = 0; k < per; k++) {
+        const dc = f(xd[o + k]! + f(eps[ec + k]! * cOut));
+        out[o + k] = f(out[o + k]! + f(f(dc - uncondOut[o + k]!) * scale));
+      }
+    }
+  }
+  return { denoised: float32(x.shape, out), uncondOut: float32(x.shape, uncondOut) };
+}
+
 /** One CFG call's answer: the combined prediction and the uncond rows it was combined from. */
 export interface GuidedPrediction {
   readonly denoised: Float32Tensor;
@@ -230,8 +327,16 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
     const tensor = contexts.cond;
     const uncond = contexts.uncond;
 
-    // the sampler state repeated per AND part, then once more for the uncond rows
     const rowsTotal = condRows.length + batch;
+    const cfgScale = opts.cfgScale * (guidance.cfgScaleMultiplier ?? 1);
+    const oneCall = tokensOf(tensor) === tokensOf(uncond) && opts.batchCondUncond !== false;
+    if (oneCall && inner.epsParts) {
+      opts.trace?.onRows?.({ step, rows: [...condSources, ...uncondSources], contextTokens: tokensOf(contexts.joined!) });
+      const { denoised: combined, uncondOut } = await fusedEpsCall(inner.epsParts, x, sigma, condsList, rowsTotal, contexts.joined!, cfgScale, opts.imageCond);
+      return finish(step, x, sigma, combined, uncondOut);
+    }
+
+    // the sampler state repeated per AND part, then once more for the uncond rows
     const xIn = new Float32Array(rowsTotal * per);
     const sigmaIn = new Float32Array(rowsTotal);
     const ic = opts.imageCond;
@@ -257,7 +362,7 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
       const out = await inner(sliceRows(xInT, from, to), sigmaIn.slice(from, to), context, icInT ? sliceRows(icInT, from, to) : undefined);
       xOut.set(out.data, from * per);
     };
-    if (tokensOf(tensor) === tokensOf(uncond) && opts.batchCondUncond !== false) {
+    if (oneCall) {
       // every row in one call: the model's answer is the row block itself (only read below, never kept)
       const sources = [...condSources, ...uncondSources];
       opts.trace?.onRows?.({ step, rows: sources, contextTokens: tokensOf(contexts.joined!) });
@@ -274,10 +379,8 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
 
     // combine_denoised: uncond + sum_j (cond_j - uncond) * (w_j * cfg_scale), in float32, AND order, where
     // cfg_scale is already times the sampler's multiplier (a Python float product, so float64 here)
-    const cfgScale = opts.cfgScale * (guidance.cfgScaleMultiplier ?? 1);
     const u0 = condRows.length * per;
     const uncondOut = float32(x.shape, xOut.slice(u0, u0 + batch * per));
-    state.lastUncond = uncondOut;
     const out = new Float32Array(batch * per);
     out.set(xOut.subarray(u0, u0 + batch * per));
     condsList.forEach((list, i) => {
@@ -289,7 +392,10 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
         }
       }
     });
-    const combined = float32(x.shape, out);
+    return finish(step, x, sigma, float32(x.shape, out), uncondOut);
+  };
+  const finish = (step: number, x: Float32Tensor, sigma: Float32Array, combined: Float32Tensor, uncondOut: Float32Tensor): GuidedPrediction => {
+    state.lastUncond = uncondOut;
     const denoised = opts.inpaint && !opts.inpaint.beforeDenoising ? blendLatent(combined, opts.inpaint.initLatent, opts.inpaint.blend) : combined;
     // the sampler owns x and overwrites it later: a trace gets its own copies
     opts.trace?.onCfgCall?.({ step, x: float32(x.shape, Float32Array.from(x.data)), sigma: Float32Array.from(sigma), denoised });
