@@ -10,7 +10,7 @@
  * CPU free, as a GPU run does. TS ms/step = (pass wall time - time blocked in the stand-in) / steps.
  *
  * `--baseline-ref <git ref>` measures the same bench against the production modules of that commit (a
- * `git worktree` under bench/results/, reused between runs) and then against this tree, one child process each,
+ * `git worktree` under .darkroom/bench-baselines/, reused between runs) and then against this tree, one child process each,
  * in the same run, and prints both with the ratio and the goal line.
  *
  *   npx tsx bench/sampler-step.ts [--steps 20] [--repeats 3] [--model-ms 11.5] [--rng nv|cpu]
@@ -23,7 +23,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { listArg, numberArg, stringArg } from './support/args.js';
 import { machineInfo } from './support/machine.js';
-import { printTable, RESULTS_DIR, writeResult, type Column, type Row } from './support/report.js';
+import { printTable, writeResult, type Column, type Row } from './support/report.js';
 import { median, nowMs } from './support/stats.js';
 import type { PipelineModel, PipelineUNet } from '../packages/core/src/pipeline/types.js';
 import type { Float32Tensor } from '../packages/core/src/tensor.js';
@@ -75,6 +75,8 @@ interface Measured {
   readonly callsPerStep: number;
   readonly tsMsPerStep: number;
   readonly minTsMsPerStep: number;
+  /** Main-thread CPU ms per step (median), or null where the platform does not tell. */
+  readonly cpuMsPerStep: number | null;
   /** FNV-1a of the final latent's bytes: the same in every pass, and the same before and after a change. */
   readonly outputHash: string;
 }
@@ -87,6 +89,18 @@ function fnv1a(data: Float32Array): string {
 }
 
 const importFrom = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(root, rel)).href)) as T;
+
+/**
+ * CPU time this process's main thread has run, in ms (Linux schedstat, nanoseconds); undefined elsewhere. On a
+ * loaded host wall time also counts the waits for a core, this counts only what the thread itself ran.
+ */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Blocks this thread for `ms` without using the CPU (Atomics.wait on a private word that nobody notifies). */
 const blocker = new Int32Array(new SharedArrayBuffer(4));
@@ -153,11 +167,12 @@ async function measure(): Promise<Measured[]> {
   const out: Measured[] = [];
   for (const name of samplerNames) {
     if (!samplers.samplerByName(name)) throw new RangeError(`unknown sampler "${name}"`);
-    const pass = async (): Promise<{ tsMs: number; calls: number; hash: string }> => {
+    const pass = async (): Promise<{ tsMs: number; cpuMs: number | undefined; calls: number; hash: string }> => {
       const rng = new rngModule.ImageRNG({ shape: [4, 64, 64], seeds: [SEED], source: rngArg });
       const noise = rng.next();
       unet.blockedMs = 0;
       unet.calls = 0;
+      const cpu0 = mainThreadCpuMs();
       const t0 = nowMs();
       const latent = await sample.sampleTxt2Img(
         {
@@ -181,10 +196,11 @@ async function measure(): Promise<Measured[]> {
         noise,
       );
       const tsMs = nowMs() - t0 - unet.blockedMs;
-      return { tsMs, calls: unet.calls, hash: fnv1a(latent.data) };
+      const cpu1 = mainThreadCpuMs();
+      return { tsMs, cpuMs: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined, calls: unet.calls, hash: fnv1a(latent.data) };
     };
     await pass(); // warm-up: JIT, lazily built tables, threads started on first use
-    const runs: Array<{ tsMs: number; calls: number; hash: string }> = [];
+    const runs: Array<{ tsMs: number; cpuMs: number | undefined; calls: number; hash: string }> = [];
     for (let r = 0; r < repeats; r++) runs.push(await pass());
     const hashes = new Set(runs.map((r) => r.hash));
     out.push({
@@ -193,6 +209,7 @@ async function measure(): Promise<Measured[]> {
       callsPerStep: runs[0]!.calls / steps,
       tsMsPerStep: median(runs.map((r) => r.tsMs)) / steps,
       minTsMsPerStep: Math.min(...runs.map((r) => r.tsMs)) / steps,
+      cpuMsPerStep: runs.every((r) => r.cpuMs !== undefined) ? median(runs.map((r) => r.cpuMs!)) / steps : null,
       outputHash: hashes.size === 1 ? runs[0]!.hash : `differs between passes: ${[...hashes].join(' ')}`,
     });
     process.stderr.write(`${name}: ${out[out.length - 1]!.tsMsPerStep.toFixed(3)} ms/step (${root === REPO ? 'this tree' : root})\n`);
@@ -200,10 +217,13 @@ async function measure(): Promise<Measured[]> {
   return out;
 }
 
-/** A worktree of `ref` under bench/results (git-ignored), created once per commit. */
+/**
+ * A worktree of `ref` under .darkroom/bench-baselines (git-ignored, outside what tsc checks; its imports of
+ * packages resolve to this checkout's node_modules), created once per commit.
+ */
 function baselineTree(ref: string): { dir: string; commit: string } {
   const commit = execFileSync('git', ['rev-parse', '--verify', `${ref}^{commit}`], { cwd: REPO, encoding: 'utf8' }).trim();
-  const dir = join(RESULTS_DIR, `baseline-${commit.slice(0, 12)}`);
+  const dir = join(REPO, '.darkroom', 'bench-baselines', commit.slice(0, 12));
   if (!existsSync(join(dir, 'packages'))) {
     execFileSync('git', ['worktree', 'add', '--detach', dir, commit], { cwd: REPO, stdio: 'ignore' });
   }
@@ -242,6 +262,7 @@ async function main(): Promise<void> {
       { key: 'callsPerStep', label: 'calls/step', digits: 2 },
       { key: 'tsMsPerStep', label: 'TS ms/step', digits: 3 },
       { key: 'minTsMsPerStep', label: 'min', digits: 3 },
+      { key: 'cpuMsPerStep', label: 'main CPU ms/step', digits: 3 },
       { key: 'vsGoal', label: 'x goal 0.1ms', digits: 2 },
       { key: 'meetsGoal', label: '<0.1ms' },
       { key: 'outputHash', label: 'output hash' },
@@ -260,6 +281,11 @@ async function main(): Promise<void> {
       callsPerStep: a.callsPerStep,
       beforeMs: b.tsMsPerStep,
       afterMs: a.tsMsPerStep,
+      beforeMinMs: b.minTsMsPerStep,
+      afterMinMs: a.minTsMsPerStep,
+      beforeCpuMs: b.cpuMsPerStep,
+      afterCpuMs: a.cpuMsPerStep,
+      cpuRatio: a.cpuMsPerStep !== null && b.cpuMsPerStep !== null ? a.cpuMsPerStep / b.cpuMsPerStep : null,
       ratio: a.tsMsPerStep / b.tsMsPerStep,
       speedup: b.tsMsPerStep / a.tsMsPerStep,
       vsGoal: a.tsMsPerStep / GOAL_MS,
@@ -274,6 +300,11 @@ async function main(): Promise<void> {
     { key: 'afterMs', label: 'after ms', digits: 3 },
     { key: 'ratio', label: 'after/before', digits: 3 },
     { key: 'speedup', label: 'speed-up', digits: 1 },
+    { key: 'beforeMinMs', label: 'before min', digits: 3 },
+    { key: 'afterMinMs', label: 'after min', digits: 3 },
+    { key: 'beforeCpuMs', label: 'before CPU', digits: 3 },
+    { key: 'afterCpuMs', label: 'after CPU', digits: 3 },
+    { key: 'cpuRatio', label: 'CPU after/before', digits: 3 },
     { key: 'vsGoal', label: 'after x goal', digits: 2 },
     { key: 'meetsGoal', label: '<0.1ms' },
     { key: 'sameOutput', label: 'same bits' },
