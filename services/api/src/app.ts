@@ -15,6 +15,7 @@ import { requireRedis } from './redis-guard.js';
 import { exceptAssetUploads } from './raw-uploads.js';
 import { assetRoutes } from './routes/assets.js';
 import { datasetRoutes } from './routes/datasets.js';
+import { flowRoutes } from './routes/flows.js';
 import { jobRoutes } from './routes/jobs.js';
 import { styleRoutes } from './routes/styles.js';
 import { sdapiRoutes } from './routes/sdapi.js';
@@ -81,7 +82,7 @@ export function createApp(ctx: ApiContext): Express {
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), redisUp, limit);
   app.use(webRoutes(ctx)); // the page at `/` and `/v1/gallery`, before `/v1/:kind` could claim it
   // Datasets before assets: `/v1/:kind` would otherwise claim `/v1/datasets`.
-  app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), styleRoutes(ctx), jobRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
+  app.use(json, jsonDepthLimit, sdapiRoutes(ctx), sdapiTrainingRoutes(ctx), styleRoutes(ctx), jobRoutes(ctx), flowRoutes(ctx), trainingRoutes(ctx), datasetRoutes(ctx), assetRoutes(ctx));
 
   // /sdapi/v1 answers in A1111's (FastAPI's) shapes: `detail` on every refusal, 422 lists for bad bodies.
   app.use('/sdapi', sdapiNotFound, sdapiErrorHandler);

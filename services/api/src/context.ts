@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { AssetCache, AssetRegistry, FarmConfig, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
+import type { FlowQueues } from '@darkroom/farm/flows.js';
 import type { EventHub } from './event-hub.js';
 import type { ApiMetrics } from './metrics.js';
 import type { TenantStreamLimit } from './stream-limit.js';
@@ -13,6 +14,8 @@ export interface ApiContext {
   streams: TenantStreamLimit;
   keys: FarmKeys;
   queues: FarmQueues;
+  /** The flows' parent queue and the producer that adds a parent with its children. */
+  flows: FlowQueues;
   storage: Storage;
   registry: AssetRegistry;
   /** Uploaded checkpoints fetched from storage, for `/sdapi/v1/create/*`, which read the tenant's checkpoint. */

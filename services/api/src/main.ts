@@ -4,6 +4,7 @@ import {
   AssetCache, AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, openQueues, openStorage, throttledErrorLog, webhookMasterSecret,
   type FarmQueues,
 } from '@darkroom/farm';
+import { openFlowQueues } from '@darkroom/farm/flows.js';
 import { createApp } from './app.js';
 import type { ApiContext } from './context.js';
 import { EventHub } from './event-hub.js';
@@ -23,8 +24,10 @@ async function main(): Promise<void> {
   queues = openQueues(cfg, bull);
   for (const q of [queues.generate, queues.train, queues.webhooks]) q.on('error', throttledErrorLog(log, `queue ${q.name}: redis error`));
   const storage = openStorage(cfg.storageUrl);
+  const flows = openFlowQueues(cfg, bull);
+  flows.flows.on('error', throttledErrorLog(log, 'queue flows: redis error'));
   const ctx: ApiContext = {
-    cfg, redis, keys, queues, log, metrics, storage,
+    cfg, redis, keys, queues, flows, log, metrics, storage,
     events: await EventHub.open(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-api-events', log }), keys),
     streams: new TenantStreamLimit(cfg.sseMaxStreamsPerTenant),
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cacheRequests),
@@ -45,7 +48,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     server.close();
     server.closeAllConnections();
-    void Promise.all([queues.close(), ctx.events.close(), redis.quit(), bull.quit()]).finally(() => process.exit(0));
+    void Promise.all([queues.close(), flows.close(), ctx.events.close(), redis.quit(), bull.quit()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

@@ -4,6 +4,7 @@ import {
   SdapiImg2ImgRequest, SdapiInfoResponse, SdapiTrainEmbedding, SdapiTrainHypernetwork, SdapiTxt2ImgRequest, Txt2ImgRequest, TrainingAccepted,
   TrainingRequest, TrainingResumeRequest, TrainingView,
 } from '@darkroom/farm';
+import { FlowRequest, FlowView } from '@darkroom/farm/flows.js';
 import { sdapiSurfacePaths } from './openapi-sdapi.js';
 
 function schema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
@@ -104,6 +105,8 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         SdapiTrainEmbedding: schema(SdapiTrainEmbedding, 'input'),
         SdapiTrainHypernetwork: schema(SdapiTrainHypernetwork, 'input'),
         SdapiInfoResponse: schema(SdapiInfoResponse, 'output'),
+        FlowRequest: schema(FlowRequest, 'input'),
+        FlowView: schema(FlowView, 'output'),
         Error: schema(ErrorResponse, 'output'),
       },
     },
@@ -124,6 +127,28 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       '/v1/jobs/{id}/preview.png': { get: { summary: 'latest live preview (PREVIEW_EVERY_N_STEPS)', parameters: idParam, responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/jobs/{id}/webhooks': { get: { summary: 'webhook delivery log of a job', parameters: idParam, responses: { 200: { description: 'deliveries' }, ...errors } } },
       '/v1/jobs/{id}/webhooks/{messageId}/redeliver': { post: { summary: 'send a past webhook message again (same webhook-id)', parameters: [...idParam, { name: 'messageId', in: 'path', required: true, schema: { type: 'string' } }], responses: { 202: { description: 'queued' }, ...errors } } },
+      '/v1/flows': { post: {
+        summary: 'queue a flow: child generation jobs spread over every worker, their images composed into a grid when the last one completes',
+        description: 'Each child is a /v1/txt2img body, or a /v1/img2img body when it has init_images, validated as those routes validate it '
+          + '(a bad field is named `children[3].steps`). Children are retried alone; one that fails for good fails the flow with its error code. '
+          + 'Or `script: {name, args}` with `base`: an A1111 script (prompt matrix, X/Y/Z plot, prompts from file or textbox; args in A1111\'s script_args order) '
+          + 'whose cells become the children and whose labelled grids the parent composes (a bad argument is named `script.args[3]`). '
+          + 'Webhooks: `flow.queued`, `flow.progress` (a child completed), `flow.completed`, `flow.failed`, `flow.cancelled`, each terminal one sent once.',
+        parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 },
+          description: 'a retried POST with the same key returns the same flow instead of creating another' }],
+        requestBody: { required: true, content: json('FlowRequest') },
+        responses: { 202: { description: 'queued: {id, state, url, events_url, children: [child job ids]}' }, 422: { description: 'Idempotency-Key reused with another body', content: json('Error') }, ...errors },
+      } },
+      '/v1/flows/{id}': {
+        get: { summary: 'flow state, per-child state and progress, outputs (the grid first, then the children\'s images; partial while it runs)', parameters: idParam, responses: { 200: { description: 'the flow', content: json('FlowView') }, ...errors } },
+        delete: { summary: 'cancel the flow and every child: queued children are removed, running ones stop after their current step', parameters: idParam, responses: { 200: { description: 'finished or cancelled', content: json('FlowView') }, 202: { description: 'cancel sent to the children', content: json('FlowView') }, ...errors } },
+      },
+      '/v1/flows/{id}/events': { get: {
+        summary: 'Server-Sent Events of the flow: queued, progress (one per completed child), completed, failed, cancelled; ids replay with Last-Event-ID',
+        parameters: [...idParam, { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string' } }],
+        responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors, 429: streamLimit },
+      } },
+      '/v1/flows/{id}/outputs/{n}.png': { get: { summary: 'download a flow\'s grid (folder storage; S3 grids use presigned URLs; children\'s images are at their jobs)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/webhook-secret': { get: { summary: 'this tenant\'s whsec_ secret for verifying webhooks', responses: { 200: { description: 'secret' } } } },
       '/v1/styles': {
         get: { summary: 'this tenant\'s saved prompt styles', responses: { 200: { description: '{items: [{name, prompt, negative_prompt}]}' } } },

@@ -191,9 +191,13 @@ export async function submitGenerate(
   }
 }
 
-async function createJob(
+/**
+ * Everything a generation job goes through before it is queued: its images checked and stored under `id`, its
+ * names, settings and styles resolved, its admission checked and its seeds drawn. Flows prepare each child with it.
+ */
+export async function prepareGenerateJob(
   ctx: ApiContext, tenant: string, kind: GenerateKind, request: GenerateRequest, id: string, requestHash: string, source: 'v1' | 'sdapi',
-): Promise<Submitted> {
+): Promise<GenerateJobData> {
   // Images first: checking their headers costs microseconds, whatever they claim to hold.
   const max = ctx.cfg.maxInputPixels;
   const images = 'init_images' in request ? request.init_images.map((b64, i) => decodeImage(b64, `init_images.${i}`, max)) : [];
@@ -240,6 +244,13 @@ async function createJob(
     ...(vae ? { vae } : {}),
     ...(hiresUpscaler ? { upscalers: [hiresUpscaler] } : {}),
   };
+  return data;
+}
+
+async function createJob(
+  ctx: ApiContext, tenant: string, kind: GenerateKind, request: GenerateRequest, id: string, requestHash: string, source: 'v1' | 'sdapi',
+): Promise<Submitted> {
+  const data = await prepareGenerateJob(ctx, tenant, kind, request, id, requestHash, source);
   const priority = await fairPriority(ctx.redis, ctx.keys, tenant);
   const job = await addWithQueuedEvent(
     { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },

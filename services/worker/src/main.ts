@@ -9,6 +9,7 @@ import {
 } from '@darkroom/farm';
 import { attentionMemory } from '@darkroom/core/pipeline/memory-estimate.js';
 import { createWorkerMetrics } from './metrics.js';
+import { startFlowWorker } from './flow-processor.js';
 import { generateProcessor, type ProcessorContext } from './processor.js';
 import { RenderHost } from './render-host.js';
 
@@ -95,6 +96,8 @@ async function main(): Promise<void> {
       log.warn({ jobId, lostWorker: lost.worker, attempt: lost.attempt, lostWorkers: job.stalledCounter }, 'job stalled: its worker died; it is re-queued');
     })().catch((e: Error) => log.error({ jobId, err: e.message }, 'could not report a lost worker'));
   });
+  // Flow parents (compose a grid, record the flow's end) run beside the renders: they never render themselves.
+  const flows = startFlowWorker({ cfg, redis, keys, storage, events, generate: queues.generate, log, workerName }, generate, bullConnection);
   // Connection errors come once per reconnection attempt while Redis is away: logged once, then counted.
   generate.on('error', throttledErrorLog(log, 'generate worker error', 30_000));
 
@@ -130,6 +133,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down: finishing the current job first');
     health.close();
+    await flows.close();
     await generate.close();
     // Gone from the API's view at once, rather than when the heartbeat expires.
     await heartbeat.stop().catch(() => undefined);

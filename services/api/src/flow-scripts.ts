@@ -1,0 +1,62 @@
+import { randomInt } from 'node:crypto';
+import { isDarkroomError } from '@darkroom/core/errors.js';
+import { planScript, scriptArgsFromA1111, scriptByName, type GenerationParams } from '@darkroom/core/scripts/index.js';
+import { FarmError, type GenerateKind, type GenerateRequest } from '@darkroom/farm';
+import { MAX_FLOW_CHILDREN, type FlowScriptPlan } from '@darkroom/farm/flows.js';
+import type { ApiContext } from './context.js';
+import { listModels } from './models.js';
+
+export interface PlannedChild {
+  kind: GenerateKind;
+  request: GenerateRequest;
+}
+
+/** `script_name` that names no script this farm runs: A1111's own words, 422 on /sdapi, 400 on /v1. */
+export function unknownScript(name: string, field: string, status: number): FarmError {
+  return new FarmError('UNKNOWN_SCRIPT', status, `Script '${name}' not found (GET /sdapi/v1/scripts lists the scripts this farm runs)`, field);
+}
+
+/**
+ * An A1111 script over `base` as a flow: the script's cells (core/scripts' plan, in A1111's run order) become the
+ * children and the plan's layout and output order go to the parent, which composes the grids. A -1 seed is fixed
+ * here as A1111's script fixes it; a checkpoint an X/Y/Z axis or a prompt line names becomes the child's `model`.
+ * Script argument errors keep core's field (`script_args[3]`), renamed by `argsField` for /v1 (`script.args[3]`).
+ */
+export async function planFlowScript(
+  ctx: ApiContext, tenant: string, name: string, args: readonly unknown[], kind: GenerateKind, base: GenerateRequest,
+  opts: { status: number; nameField: string; argsField: string },
+): Promise<{ children: PlannedChild[]; script: FlowScriptPlan }> {
+  const script = scriptByName(name);
+  if (!script) throw unknownScript(name, opts.nameField, opts.status);
+  const checkpoints = (await listModels(ctx.registry, ctx.cfg.modelsDir, tenant)).map((m) => m.title);
+  // The cells are copies of the base: they must not ask for the script again.
+  const source = { ...base, script_name: null, script_args: [] } as unknown as GenerationParams;
+  let plan;
+  try {
+    const options = scriptArgsFromA1111(script, args, { mode: kind });
+    plan = planScript(script, options, source, { randomSeed: () => randomInt(0, 4294967294), maxCells: MAX_FLOW_CHILDREN, checkpoints });
+  } catch (e) {
+    if (!isDarkroomError(e)) throw e;
+    const raw = typeof e.details.field === 'string' ? e.details.field : 'script_args';
+    const field = raw.replace(/^script_args/, opts.argsField);
+    throw new FarmError(e.code, opts.status, e.message.replace(/^script_args/, opts.argsField), field);
+  }
+  const children = plan.cells.map((cell): PlannedChild => {
+    const request = { ...(cell.params as unknown as GenerateRequest) };
+    const settings = { ...(request.override_settings ?? {}) };
+    if (typeof settings.sd_model_checkpoint === 'string') {
+      request.model = settings.sd_model_checkpoint;
+      delete settings.sd_model_checkpoint;
+    }
+    request.override_settings = Object.keys(settings).length > 0 ? settings : null;
+    return { kind, request };
+  });
+  return {
+    children,
+    script: {
+      name: script, layout: plan.layout as FlowScriptPlan['layout'], outputs: [...plan.outputs],
+      cells: plan.cells.map((c) => ({ label: c.label, width: Number(c.params.width ?? base.width), height: Number(c.params.height ?? base.height) })),
+      warnings: [...plan.warnings],
+    },
+  };
+}

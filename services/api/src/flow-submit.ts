@@ -1,0 +1,182 @@
+import { Job } from 'bullmq';
+import {
+  appendJobEvent, checkWebhookUrlSyntax, fairPriority, FarmError, generateJobOptions, idempotentJobId, Img2ImgRequest, isFarmError, newJobId, QUEUE_NAMES,
+  sha256Hex, Txt2ImgRequest, type EventContext, type GenerateJobData, type GenerateKind, type GenerateRequest,
+} from '@darkroom/farm';
+import {
+  enqueueFlowWebhook, FLOWS_QUEUE, flowJobOptions, FlowRequest, type FlowChildRef, type FlowJobData, type FlowScriptPlan, type GridCompose,
+} from '@darkroom/farm/flows.js';
+import type { ApiContext } from './context.js';
+import { planFlowScript, type PlannedChild } from './flow-scripts.js';
+import { parseWith } from './http-errors.js';
+import { prepareGenerateJob } from './submit.js';
+
+/** A child's refusal names the child: `children[3].steps`. */
+function inChild(e: unknown, i: number): unknown {
+  if (!isFarmError(e)) return e;
+  const field = e.field === undefined ? `children[${i}]` : `children[${i}].${e.field}`;
+  const message = e.field !== undefined && e.message.startsWith(`${e.field}`) ? `children[${i}].${e.message}` : `children[${i}]: ${e.message}`;
+  return new FarmError(e.code, e.status, message, field, e.file);
+}
+
+function parseChild(body: Record<string, unknown>, i: number): PlannedChild {
+  try {
+    const kind: GenerateKind = 'init_images' in body ? 'img2img' : 'txt2img';
+    const request: GenerateRequest = kind === 'img2img' ? parseWith(Img2ImgRequest, body) : parseWith(Txt2ImgRequest, body);
+    if (request.webhook !== null) throw new FarmError('INVALID_REQUEST', 400, 'webhook: a flow notifies through its own webhook, not its children\'s', 'webhook');
+    return { kind, request };
+  } catch (e) {
+    throw inChild(e, i);
+  }
+}
+
+/** Images a request makes: batch_size per iteration, n_iter iterations. */
+function imageCount(r: GenerateRequest): number {
+  return r.batch_size * r.n_iter;
+}
+
+/** The grid must hold every image the children make; a grid larger than that is allowed (cells left blank). */
+function checkCompose(compose: GridCompose | null, images: number): void {
+  if (!compose || compose.rows === null || compose.cols === null) return;
+  if (compose.rows * compose.cols < images) {
+    throw new FarmError('INVALID_REQUEST', 400, `compose: a ${compose.rows}x${compose.cols} grid cannot hold the ${images} images the children make`, 'compose.rows');
+  }
+}
+
+export interface FlowSubmitted {
+  id: string;
+  replayed: boolean;
+}
+
+/**
+ * The flow id for a request: fresh, or fixed by its Idempotency-Key (in a namespace of its own: the same key on
+ * /v1/txt2img names another job), in which case a flow already made is replayed and a concurrent retry is told to
+ * come back.
+ */
+async function withIdempotency(
+  ctx: ApiContext, tenant: string, key: string | undefined, requestHash: string, create: (id: string) => Promise<FlowSubmitted>,
+): Promise<FlowSubmitted> {
+  if (key === undefined) return create(newJobId());
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw new FarmError('INVALID_IDEMPOTENCY_KEY', 400, 'Idempotency-Key must be 1-255 printable ASCII characters', 'Idempotency-Key');
+  }
+  const id = idempotentJobId(tenant, `flows\0${key}`);
+  const existing = await Job.fromId<FlowJobData>(ctx.flows.flows, id);
+  if (existing) {
+    if (existing.data.tenant !== tenant || existing.data.requestHash !== requestHash) {
+      throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
+    }
+    return { id, replayed: true };
+  }
+  if ((await ctx.redis.set(ctx.keys.idempotencyClaim(id), requestHash, 'EX', 60, 'NX')) === null) {
+    throw new FarmError('IDEMPOTENCY_KEY_BUSY', 409, 'a request with this Idempotency-Key is still being processed; retry shortly', 'Idempotency-Key');
+  }
+  try {
+    return await create(id);
+  } catch (e) {
+    // A refused request must not block a corrected retry with the same key.
+    await ctx.redis.del(ctx.keys.idempotencyClaim(id));
+    throw e;
+  }
+}
+
+function parseBase(body: Record<string, unknown>): PlannedChild {
+  try {
+    const kind: GenerateKind = 'init_images' in body ? 'img2img' : 'txt2img';
+    const request: GenerateRequest = kind === 'img2img' ? parseWith(Img2ImgRequest, body) : parseWith(Txt2ImgRequest, body);
+    if (request.script_name !== null) throw new FarmError('INVALID_REQUEST', 400, 'script_name: name the script in `script`', 'script_name');
+    if (request.webhook !== null) throw new FarmError('INVALID_REQUEST', 400, 'webhook: a flow notifies through its own webhook', 'webhook');
+    return { kind, request };
+  } catch (e) {
+    if (!isFarmError(e)) throw e;
+    return rethrow(new FarmError(e.code, e.status, `base.${e.message}`, e.field === undefined ? 'base' : `base.${e.field}`));
+  }
+}
+
+function rethrow(e: Error): never {
+  throw e;
+}
+
+/** The children of a `/v1/flows` request: its own list, or its script's cells over its base. */
+async function flowChildren(ctx: ApiContext, tenant: string, parsed: FlowRequest): Promise<{ children: PlannedChild[]; script?: FlowScriptPlan }> {
+  if (parsed.script) {
+    if (parsed.children) throw new FarmError('INVALID_REQUEST', 400, 'children: send children or a script with its base, not both', 'children');
+    if (!parsed.base) throw new FarmError('INVALID_REQUEST', 400, 'base: a script needs the request it runs over', 'base');
+    if (parsed.compose) throw new FarmError('INVALID_REQUEST', 400, 'compose: a script composes its own grids', 'compose');
+    const base = parseBase(parsed.base);
+    return planFlowScript(ctx, tenant, parsed.script.name, parsed.script.args, base.kind, base.request, { status: 400, nameField: 'script.name', argsField: 'script.args' });
+  }
+  if (!parsed.children) throw new FarmError('INVALID_REQUEST', 400, 'children: send children, or a script with its base', 'children');
+  if (parsed.base) throw new FarmError('INVALID_REQUEST', 400, 'base: only a script takes a base', 'base');
+  // Every child is checked before any is prepared, so a bad last child stores nothing for the first ones.
+  const children = parsed.children.map((c, i) => parseChild(c, i));
+  checkCompose(parsed.compose, children.reduce((n, c) => n + imageCount(c.request), 0));
+  return { children };
+}
+
+/** `/v1/flows`. */
+export async function submitFlow(ctx: ApiContext, tenant: string, body: unknown, opts: { idempotencyKey?: string }): Promise<FlowSubmitted> {
+  const requestHash = sha256Hex(JSON.stringify(body ?? null));
+  const parsed = parseWith(FlowRequest, body);
+  return withIdempotency(ctx, tenant, opts.idempotencyKey, requestHash, async (id) => {
+    if (parsed.webhook) {
+      const problem = checkWebhookUrlSyntax(parsed.webhook.url, ctx.cfg.webhookAllowlist);
+      if (problem) throw new FarmError('WEBHOOK_URL_REFUSED', 400, `webhook.url: ${problem}`, 'webhook.url');
+    }
+    const { children, script } = await flowChildren(ctx, tenant, parsed);
+    return queueFlow(ctx, tenant, id, requestHash, 'v1', children, { compose: parsed.compose, webhook: parsed.webhook, ...(script ? { script } : {}) });
+  });
+}
+
+/** An A1111 script request on `/sdapi/v1/txt2img` or `img2img` as a flow; `request` is ready as /sdapi makes jobs. */
+export async function submitScriptFlow(
+  ctx: ApiContext, tenant: string, kind: GenerateKind, request: GenerateRequest, rawBody: unknown, opts: { idempotencyKey?: string },
+): Promise<FlowSubmitted> {
+  const requestHash = sha256Hex(JSON.stringify(rawBody ?? null));
+  return withIdempotency(ctx, tenant, opts.idempotencyKey, requestHash, async (id) => {
+    const { children, script } = await planFlowScript(ctx, tenant, request.script_name ?? '', request.script_args, kind, request, {
+      status: 422, nameField: 'script_name', argsField: 'script_args',
+    });
+    return queueFlow(ctx, tenant, id, requestHash, 'sdapi', children, { compose: null, webhook: null, script });
+  });
+}
+
+/**
+ * Prepares each child (inputs stored, seeds drawn) as a job of its own would be, and adds the parent and its
+ * children in one BullMQ transaction. The `queued` events go first, so a worker's `started` follows them.
+ */
+async function queueFlow(
+  ctx: ApiContext, tenant: string, id: string, requestHash: string, source: 'v1' | 'sdapi', children: readonly PlannedChild[],
+  spec: { compose: GridCompose | null; webhook: FlowJobData['webhook']; script?: FlowScriptPlan },
+): Promise<FlowSubmitted> {
+  const prepared: { ref: FlowChildRef; data: GenerateJobData }[] = [];
+  for (const [i, c] of children.entries()) {
+    const childId = newJobId();
+    try {
+      prepared.push({ ref: { id: childId, kind: c.kind }, data: await prepareGenerateJob(ctx, tenant, c.kind, c.request, childId, requestHash, source) });
+    } catch (e) {
+      throw inChild(e, i);
+    }
+  }
+  const data: FlowJobData = {
+    tenant, children: prepared.map((p) => p.ref), compose: spec.compose, webhook: spec.webhook, requestHash, submittedAt: Date.now(),
+    ...(spec.script ? { script: spec.script } : {}),
+  };
+  const events: EventContext = { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS };
+  const queued = await appendJobEvent(events, { id, tenant, webhook: null }, 'queued', { children: prepared.length, ...(spec.script ? { script: spec.script.name } : {}) });
+  const childOpts = generateJobOptions(ctx.cfg);
+  const nodes = [];
+  for (const [i, p] of prepared.entries()) {
+    await appendJobEvent(events, { id: p.ref.id, tenant, webhook: null }, 'queued', { kind: p.ref.kind, flow_id: id, child: i });
+    nodes.push({
+      name: p.ref.kind, queueName: QUEUE_NAMES.generate, data: p.data,
+      // A child that fails for good starts the parent at once, which fails the flow with that child's error.
+      opts: { ...childOpts, jobId: p.ref.id, priority: await fairPriority(ctx.redis, ctx.keys, tenant), continueParentOnFailure: true },
+    });
+  }
+  await ctx.flows.producer.add({ name: 'flow', queueName: FLOWS_QUEUE, data, opts: { ...flowJobOptions(ctx.cfg), jobId: id }, children: nodes });
+  await enqueueFlowWebhook(events, { id, tenant, webhook: data.webhook }, { ...queued, type: 'queued' });
+  ctx.metrics.submitted.inc({ kind: 'flow', source });
+  ctx.log.info({ flowId: id, tenant, children: prepared.length, script: spec.script?.name }, 'flow queued');
+  return { id, replayed: false };
+}

@@ -1,0 +1,262 @@
+import { Job, Queue, UnrecoverableError, WaitingChildrenError, Worker, type ConnectionOptions } from 'bullmq';
+import { decodePng, encodePng, type RasterImage } from '@darkroom/core/formats/png.js';
+import { imageGrid } from '@darkroom/core/pipeline/image-grid.js';
+import { composeScriptGrids, scriptGridInfotexts, type ScriptPlan } from '@darkroom/core/scripts/index.js';
+import {
+  appendJobEvent, attemptNumber, CANCELLED_REASON, isCancelledReason, isCancelRequested, outputUrl, readTerminalRecord, recordTerminalEvent,
+  requestCancel, splitFailedReason, throttledErrorLog, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult,
+  type Logger, type Storage, type TerminalRecord,
+} from '@darkroom/farm';
+import {
+  enqueueFlowWebhook, flowGridKey, FLOWS_QUEUE, flowWorkerOptions, type FlowEventTarget, type FlowJobData, type FlowJobResult, type FlowOutputRecord,
+} from '@darkroom/farm/flows.js';
+import type { Redis } from 'ioredis';
+
+export interface FlowProcessorContext {
+  cfg: FarmConfig;
+  redis: Redis;
+  keys: FarmKeys;
+  storage: Storage;
+  events: EventContext;
+  generate: Queue;
+  log: Logger;
+  workerName: string;
+}
+
+/** How long a failing or cancelled flow waits for its running children to stop before it records its end. */
+const SETTLE_MS = 30_000;
+const SETTLE_POLL_MS = 200;
+
+type ChildJob = Job<GenerateJobData, GenerateJobResult>;
+
+/** A flow's URL for a grid on folder storage; S3 presigns it. Children's images keep their jobs' URLs. */
+async function outputView(ctx: FlowProcessorContext, flowId: string, o: FlowOutputRecord): Promise<Record<string, unknown>> {
+  const url = o.kind === 'image' && o.job_id !== null && o.child_index !== null
+    ? await outputUrl(ctx.storage, ctx.cfg, o.job_id, o.child_index, o.key)
+    : (await ctx.storage.presignedUrl(o.key, ctx.cfg.outputUrlTtlS)) ?? `${ctx.cfg.publicUrl}/v1/flows/${flowId}/outputs/${o.index}.png`;
+  return { index: o.index, kind: o.kind, child: o.child, job_id: o.job_id, url, seed: o.seed, subseed: o.subseed, infotext: o.infotext };
+}
+
+/**
+ * Records the flow's end once (the same record the generation jobs use, so a rerun finds it), then queues its
+ * `flow.<event>` webhook, whose message id is fixed per flow. A completed record hands back its result; a failed or
+ * cancelled one is thrown again, unrecoverable, so BullMQ spends no retry on it.
+ */
+async function finish(
+  ctx: FlowProcessorContext, flow: FlowEventTarget, outcome: Omit<TerminalRecord<FlowJobResult>, 'at'>,
+): Promise<FlowJobResult> {
+  const { record } = await recordTerminalEvent<FlowJobResult>(ctx.events, { id: flow.id, tenant: flow.tenant, webhook: null }, outcome);
+  return replay(ctx, flow, record);
+}
+
+async function replay(ctx: FlowProcessorContext, flow: FlowEventTarget, record: TerminalRecord<FlowJobResult>): Promise<FlowJobResult> {
+  await enqueueFlowWebhook(ctx.events, flow, { id: '', type: record.type, at: record.at, data: record.data });
+  if (record.type === 'completed' && record.result) return record.result;
+  throw new UnrecoverableError(record.reason ?? CANCELLED_REASON);
+}
+
+/**
+ * Stops the children that have not ended: each gets the cancel key (a running one stops after its current step,
+ * a queued one fails at once when a worker takes it), and the queued ones are also removed so they wait behind
+ * nobody. Then waits, bounded, until none is running, so the flow's end is the last thing that happens to it.
+ */
+async function stopChildren(ctx: FlowProcessorContext, flow: FlowEventTarget, children: readonly (ChildJob | null)[]): Promise<void> {
+  for (const child of children) {
+    if (!child) continue;
+    const state = await child.getState();
+    if (state === 'completed' || state === 'failed' || state === 'unknown') continue;
+    await requestCancel(ctx.redis, ctx.keys, child.id!, ctx.cfg.retainFailedS);
+    if (state === 'active') continue;
+    try {
+      await child.remove();
+      await recordTerminalEvent(ctx.events, { id: child.id!, tenant: flow.tenant, webhook: null }, {
+        type: 'cancelled', data: { before_start: true, flow_id: flow.id }, reason: CANCELLED_REASON,
+      });
+    } catch {
+      // A worker took it meanwhile: the cancel key reaches it.
+    }
+  }
+  const deadline = Date.now() + SETTLE_MS;
+  while (Date.now() < deadline) {
+    const states = await Promise.all(children.map((c) => (c ? c.getState() : Promise.resolve('unknown'))));
+    if (!states.includes('active')) return;
+    await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
+  }
+  ctx.log.warn({ flowId: flow.id }, 'children still running after the flow ended; their cancel keys stop them');
+}
+
+/** The grid PNG: A1111's image_grid of every child's image in order, carrying the first image's infotext. */
+async function composeGrid(ctx: FlowProcessorContext, data: FlowJobData, images: readonly FlowOutputRecord[]): Promise<Uint8Array> {
+  const rasters: RasterImage[] = [];
+  for (const o of images) {
+    const img = await readImage(ctx, o);
+    rasters.push(img.channels === 3 ? img : toRgb(img));
+  }
+  const rows = data.compose?.rows ?? undefined;
+  const cols = data.compose?.cols ?? undefined;
+  const grid = rows !== undefined ? imageGrid(rasters, rows, cols) : cols !== undefined ? imageGrid(rasters, Math.ceil(rasters.length / cols), cols) : imageGrid(rasters);
+  const infotext = images[0]?.infotext ?? '';
+  return encodePng(grid, infotext ? [['parameters', infotext]] : []);
+}
+
+/** Renders are RGB; anything else (a future RGBA output) is flattened the way PIL's convert('RGB') drops alpha. */
+function toRgb(img: RasterImage): RasterImage {
+  const data = new Uint8Array(img.width * img.height * 3);
+  for (let p = 0; p < img.width * img.height; p++) {
+    for (let c = 0; c < 3; c++) data[p * 3 + c] = img.data[p * img.channels + (img.channels < 3 ? 0 : c)]!;
+  }
+  return { width: img.width, height: img.height, channels: 3, data };
+}
+
+async function readImage(ctx: FlowProcessorContext, o: FlowOutputRecord): Promise<RasterImage> {
+  const bytes = await ctx.storage.get(o.key);
+  if (!bytes) throw new UnrecoverableError(`OUTPUT_MISSING: ${o.key} (child ${o.child}) is gone from storage`);
+  return decodePng(bytes);
+}
+
+function gridRecord(key: string, n: number, from: FlowOutputRecord | undefined, infotext: string): FlowOutputRecord {
+  return { index: n, kind: 'grid', key, child: null, job_id: null, child_index: null, seed: from?.seed ?? 0, subseed: from?.subseed ?? 0, infotext };
+}
+
+/** `compose: grid`: one grid of every image; the outputs are the grid, then the images. */
+async function composePlain(
+  ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
+): Promise<{ grids: FlowOutputRecord[]; outputs: FlowOutputRecord[] }> {
+  const images = perChild.flat();
+  if (!data.compose || images.length === 0) return { grids: [], outputs: images };
+  const key = flowGridKey(data.tenant, flowId, 0);
+  await ctx.storage.put(key, await composeGrid(ctx, data, images), 'image/png');
+  const grid = gridRecord(key, 0, images[0], images[0]!.infotext);
+  return { grids: [grid], outputs: [grid, ...images] };
+}
+
+/**
+ * A script's grids, composed from each cell's first image with A1111's labels (core/scripts), each carrying its
+ * cell's infotext with the script's keys; the outputs in the order A1111's API returns them.
+ */
+async function composeScript(
+  ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
+): Promise<{ grids: FlowOutputRecord[]; outputs: FlowOutputRecord[] }> {
+  const s = data.script!;
+  // The plan as core's composer reads it: the parent kept the layout and each cell's size, not the cells' requests.
+  const plan = {
+    script: s.name, layout: s.layout, outputs: s.outputs, warnings: s.warnings,
+    cells: s.cells.map((c) => ({ label: c.label, params: { width: c.width, height: c.height } })),
+  } as unknown as ScriptPlan;
+  const cellImages = await Promise.all(perChild.map(async (imgs) => (imgs[0] ? readImage(ctx, imgs[0]) : null)));
+  const { grids } = composeScriptGrids(plan, cellImages);
+  const infotexts = scriptGridInfotexts(plan, perChild.map((imgs) => imgs[0]?.infotext ?? ''));
+  const records: FlowOutputRecord[] = [];
+  for (const [n, grid] of grids.entries()) {
+    const key = flowGridKey(data.tenant, flowId, n);
+    await ctx.storage.put(key, encodePng(grid, infotexts[n] ? [['parameters', infotexts[n]]] : []), 'image/png');
+    records.push(gridRecord(key, n, perChild[s.layout.grids[n]!.infotext.cell]?.[0], infotexts[n] ?? ''));
+  }
+  const outputs = s.outputs.flatMap((o) => (o.kind === 'grid' ? [records[o.grid]!] : o.kind === 'cell-first' ? perChild[o.cell]!.slice(0, 1) : perChild[o.cell]!));
+  return { grids: records, outputs };
+}
+
+/**
+ * The processor of the `flows` queue: it runs when the last child completed, or as soon as one failed for good,
+ * or once a cancelled flow's children all ended. It never renders; it composes and records the flow's end.
+ */
+export function flowProcessor(ctx: FlowProcessorContext) {
+  return async (job: Job<FlowJobData, FlowJobResult>, token?: string): Promise<FlowJobResult> => {
+    const data = job.data;
+    const flowId = job.id!;
+    const flow: FlowEventTarget = { id: flowId, tenant: data.tenant, webhook: data.webhook };
+    const log = ctx.log.child({ flowId, tenant: data.tenant });
+    // A rerun after the end was recorded (the worker died before BullMQ heard) repeats it and nothing else.
+    const prior = await readTerminalRecord<FlowJobResult>(ctx.redis, ctx.keys, flowId);
+    if (prior) return replay(ctx, flow, prior);
+
+    const children = await Promise.all(data.children.map((c) => Job.fromId<GenerateJobData, GenerateJobResult>(ctx.generate, c.id).then((j) => j ?? null)));
+    if (await isCancelRequested(ctx.redis, ctx.keys, flowId)) {
+      await stopChildren(ctx, flow, children);
+      log.info('flow cancelled');
+      return finish(ctx, flow, { type: 'cancelled', data: {}, reason: CANCELLED_REASON });
+    }
+    const states = await Promise.all(children.map((c) => (c ? c.getState() : Promise.resolve('missing'))));
+    const failed = states.findIndex((s, i) => s === 'failed' && !isCancelledReason(children[i]!.failedReason));
+    if (failed >= 0) {
+      const child = children[failed]!;
+      const error = splitFailedReason(child.failedReason);
+      await stopChildren(ctx, flow, children);
+      log.warn({ child: failed, code: error.code }, 'flow failed: a child failed for good');
+      return finish(ctx, flow, {
+        type: 'failed', data: { error: { ...error, child: failed }, child_id: child.id },
+        reason: `${error.code}: child ${failed} (${child.id}) failed: ${error.message}`,
+      });
+    }
+    // A child cancelled on its own (DELETE /v1/jobs/{id}) leaves a hole no grid can fill: the flow ends cancelled.
+    const cancelled = states.findIndex((s, i) => s === 'missing' || (s === 'failed' && isCancelledReason(children[i]!.failedReason)));
+    if (cancelled >= 0) {
+      await stopChildren(ctx, flow, children);
+      log.info({ child: cancelled }, 'flow cancelled: a child was cancelled');
+      return finish(ctx, flow, { type: 'cancelled', data: { child: cancelled }, reason: CANCELLED_REASON });
+    }
+    if (states.some((s) => s !== 'completed')) {
+      // Started early with children still to run (a retried failure that then recovered): wait for them again.
+      if (token && (await job.moveToWaitingChildren(token))) throw new WaitingChildrenError();
+      throw new Error('FLOW_CHILDREN_PENDING: children are still running');
+    }
+
+    // Each child's images, in child order.
+    const perChild: FlowOutputRecord[][] = children.map((child, i) => (child!.returnvalue?.outputs ?? []).map((o) => ({
+      index: 0, kind: 'image' as const, key: o.key, child: i, job_id: child!.id!, child_index: o.index, seed: o.seed, subseed: o.subseed, infotext: o.infotext,
+    })));
+    const { grids, outputs: ordered } = data.script ? await composeScript(ctx, data, flowId, perChild) : await composePlain(ctx, data, flowId, perChild);
+    const outputs = ordered.map((o, index) => ({ ...o, index }));
+    const result: FlowJobResult = { outputs, grids: grids.length, worker: ctx.workerName, attempt: attemptNumber(job) };
+    log.info({ grids: grids.length, outputs: outputs.length }, 'flow composed');
+    return finish(ctx, flow, {
+      type: 'completed', data: { outputs: await Promise.all(outputs.map((o) => outputView(ctx, flowId, o))) }, result,
+    });
+  };
+}
+
+/**
+ * `flow.progress`: each child that completes appends a progress event to its flow's log (and its webhook, when
+ * the flow asked for it). Best effort: the flow's own end is recorded by the parent, not here.
+ */
+export function watchFlowChildren(worker: Worker<GenerateJobData, GenerateJobResult>, ctx: FlowProcessorContext, flows: Queue): void {
+  worker.on('completed', (job: ChildJob, result: GenerateJobResult) => {
+    const parent = job.parent;
+    const flowId = parent?.id;
+    if (!parent || !flowId || !parent.queueKey.endsWith(`:${FLOWS_QUEUE}`)) return;
+    void (async () => {
+      const flowJob = await Job.fromId<FlowJobData, FlowJobResult>(flows, flowId);
+      if (!flowJob || (await readTerminalRecord(ctx.redis, ctx.keys, flowId))) return;
+      const index = flowJob.data.children.findIndex((c) => c.id === job.id);
+      const counts = await flowJob.getDependenciesCount({ processed: true, unprocessed: true });
+      const target: FlowEventTarget = { id: flowId, tenant: flowJob.data.tenant, webhook: flowJob.data.webhook };
+      const outputs = await Promise.all(result.outputs.map(async (o) => ({
+        index: o.index, url: await outputUrl(ctx.storage, ctx.cfg, job.id!, o.index, o.key), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
+      })));
+      const event = await appendJobEvent(ctx.events, { id: target.id, tenant: target.tenant, webhook: null }, 'progress', {
+        child: index, job_id: job.id, state: 'completed', completed: counts.processed ?? 0, total: flowJob.data.children.length, outputs,
+      });
+      await enqueueFlowWebhook(ctx.events, target, { ...event, type: 'progress' });
+    })().catch((e: Error) => ctx.log.warn({ jobId: job.id, flowId, err: e.message }, 'could not publish flow progress'));
+  });
+}
+
+/** The `flows` queue worker of a worker process, with its children's progress reported. */
+export function startFlowWorker(
+  ctx: FlowProcessorContext, generate: Worker<GenerateJobData, GenerateJobResult>, connection: ConnectionOptions,
+): { worker: Worker<FlowJobData, FlowJobResult>; close(): Promise<void> } {
+  const flows = new Queue(FLOWS_QUEUE, { connection, prefix: ctx.cfg.queuePrefix });
+  flows.on('error', throttledErrorLog(ctx.log, 'queue flows: redis error'));
+  watchFlowChildren(generate, ctx, flows);
+  const worker = new Worker<FlowJobData, FlowJobResult>(FLOWS_QUEUE, flowProcessor(ctx), {
+    ...flowWorkerOptions(ctx.cfg, connection), name: `${ctx.workerName}-flows`,
+  });
+  worker.on('error', throttledErrorLog(ctx.log, 'flow worker error', 30_000));
+  return {
+    worker,
+    async close() {
+      await worker.close();
+      await flows.close();
+    },
+  };
+}
