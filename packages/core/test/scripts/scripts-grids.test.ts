@@ -115,3 +115,15 @@ test('grid infotext: the cell infotext with the script keys before Version, quot
   const texts = scriptGridInfotexts(plan, ['p\nSteps: 1, Seed: 3, Version: v1', 'p\nSteps: 2, Seed: 3, Version: v1']);
   assert.deepEqual(texts, ['p\nSteps: 1, Seed: 3, Script: X/Y/Z plot, X Type: Steps, X Values: "1, 2", Version: v1', 'p\nSteps: 1, Seed: 3, Script: X/Y/Z plot, X Type: Steps, X Values: "1, 2", Version: v1']);
 });
+
+test('image_grid fills its background colour everywhere no image lands and copies images row by row', async () => {
+  const { imageGrid } = await import('../../src/pipeline/image-grid.js');
+  const grid = imageGrid([solid(5, 3, [1, 2, 3]), solid(3, 1, [4, 5, 6]), solid(5, 3, [7, 8, 9])], 2, 2, [10, 20, 30]);
+  assert.deepEqual([grid.width, grid.height], [10, 6]);
+  assert.ok(filled(grid, 0, 0, 5, 3, [1, 2, 3]));
+  // The 3x1 image is centred in its 5x3 cell: offset (1, 1).
+  assert.ok(filled(grid, 6, 1, 3, 1, [4, 5, 6]));
+  assert.ok(filled(grid, 5, 0, 5, 1, [10, 20, 30]) && filled(grid, 5, 2, 5, 1, [10, 20, 30]) && filled(grid, 5, 1, 1, 1, [10, 20, 30]) && filled(grid, 9, 1, 1, 1, [10, 20, 30]));
+  assert.ok(filled(grid, 0, 3, 5, 3, [7, 8, 9]));
+  assert.ok(filled(grid, 5, 3, 5, 3, [10, 20, 30]));
+});
