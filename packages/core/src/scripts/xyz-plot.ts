@@ -6,7 +6,8 @@
  * and the main grid of those grids side by side under the Z labels.
  *
  * A cell keeps the base request's batch_size and n_iter; its grid image is its first image. (A1111 with
- * batch_size > 1 puts the cell's own batch grid there, an accident of process_images returning it first.)
+ * batch_size > 1 and grids saved, save_images on the API, puts the cell's own batch grid there, an accident of
+ * process_images returning it first.)
  */
 import { DarkroomError } from '../errors.js';
 import type { InfotextValue } from '../formats/infotext.js';
