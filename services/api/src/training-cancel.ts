@@ -1,4 +1,4 @@
-import { FarmError, publishJobEvent, requestCancel, type TrainingView } from '@darkroom/farm';
+import { CANCELLED_REASON, FarmError, recordTerminalEvent, requestCancel, type TrainingView } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
 import { loadTraining } from './training-submit.js';
 import { trainingView, type TrainingTombstone } from './training-view.js';
@@ -28,9 +28,9 @@ export async function cancelTraining(ctx: ApiContext, tenant: string, id: string
         requestHash: job.data.requestHash, resumed_from: job.data.resume?.from ?? null,
       };
       await ctx.redis.set(ctx.keys.trainingTombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
-      await publishJobEvent(
+      await recordTerminalEvent(
         { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
-        { id, tenant, webhook: req.webhook, family: 'training' }, 'cancelled', { before_start: true },
+        { id, tenant, webhook: req.webhook, family: 'training' }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
       );
     } catch {
       // A trainer took it in the meantime: the cancel key and message reach that trainer instead.

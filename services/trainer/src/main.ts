@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Worker, type Job } from 'bullmq';
 import {
   AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
-  publishJobEvent, QUEUE_NAMES, splitFailedReason, startHealthServer, trainWorkerOptions, webhookMasterSecret, webhookProcessor,
+  recordTerminalEvent, QUEUE_NAMES, splitFailedReason, startHealthServer, trainWorkerOptions, webhookMasterSecret, webhookProcessor,
   webhookWorkerOptions, workerMemoryBudget, type EventJob, type TrainJobData, type TrainJobResult, type WebhookJobData,
   pingWithin, throttledErrorLog,
 } from '@darkroom/farm';
@@ -53,11 +53,8 @@ async function main(): Promise<void> {
   const train = new Worker<TrainJobData, TrainJobResult>(QUEUE_NAMES.train, trainProcessor(ctx), {
     ...trainWorkerOptions(cfg, bullConnection), name: workerName,
   });
-  train.on('completed', (job: Job<TrainJobData, TrainJobResult>, result: TrainJobResult) => {
-    metrics.trainings.inc({ outcome: 'completed' });
-    void publishJobEvent(events, evJob(job), 'completed', { asset: result.asset, step: result.step })
-      .catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish completion'));
-  });
+  // The completed event was written by the processor before BullMQ heard of the result (terminal-events.ts).
+  train.on('completed', () => metrics.trainings.inc({ outcome: 'completed' }));
   train.on('failed', (job: Job<TrainJobData> | undefined, err: Error) => {
     if (!job) return;
     void (async () => {
@@ -73,7 +70,9 @@ async function main(): Promise<void> {
       const data = cancelled ? { ...(ctx.cancelDetails.get(job.id!) ?? {}) } : { error: splitFailedReason(err.message) };
       ctx.cancelDetails.delete(job.id!);
       if (!cancelled) log.error({ jobId: job.id, err: err.message }, 'training failed');
-      await publishJobEvent(events, evJob(job), cancelled ? 'cancelled' : 'failed', data);
+      // Unrecoverable failures were recorded by the processor (nothing is written again); a retryable failure on
+      // its last attempt, or a training failed by BullMQ itself, is recorded here.
+      await recordTerminalEvent(events, evJob(job), { type: cancelled ? 'cancelled' : 'failed', data, reason: err.message });
     })().catch((e: Error) => log.error({ jobId: job.id, err: e.message }, 'could not publish failure'));
   });
   train.on('stalled', (jobId: string) => log.warn({ jobId }, 'training stalled: its trainer stopped renewing the lock; it is re-queued'));

@@ -1,8 +1,8 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  assetKindOf, CANCELLED_REASON, FarmError, jobFailure, isCancelRequested, previewFileName, publishJobEvent, storeAsset, trainingFileKey, trainingFileUrl,
-  trainingLogPrefix,
+  assetKindOf, CANCELLED_REASON, FarmError, jobFailure, isCancelledReason, isCancelRequested, previewFileName, publishJobEvent, readTerminalRecord,
+  recordTerminalEvent, splitFailedReason, storeAsset, trainingFileKey, trainingFileUrl, trainingLogPrefix,
   type AssetCache, type AssetRegistry, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type Logger,
   type Storage, type TrainingProgress, type TrainJobData, type TrainJobResult,
 } from '@darkroom/farm';
@@ -43,6 +43,36 @@ const CANCEL_POLL_MS = 1000;
  * final checkpoint; SIGTERM stores one and hands the job back to the queue, where the next trainer resumes it.
  */
 export function trainProcessor(ctx: TrainerContext) {
+  const train = trainJob(ctx);
+  return async (job: Job<TrainJobData, TrainJobResult>, token?: string): Promise<TrainJobResult> => {
+    // The terminal event is written here, once, before BullMQ hears of the outcome (terminal-events.ts): a
+    // training whose trainer died after writing it returns the recorded result when it runs again.
+    const evJob: EventJob = { id: job.id!, tenant: job.data.tenant, webhook: job.data.request.webhook, family: 'training' };
+    const prior = await readTerminalRecord<TrainJobResult>(ctx.redis, ctx.keys, evJob.id);
+    if (prior) {
+      await recordTerminalEvent(ctx.events, evJob, prior);
+      if (prior.type === 'completed' && prior.result) return prior.result;
+      throw new UnrecoverableError(prior.reason ?? CANCELLED_REASON);
+    }
+    let result: TrainJobResult;
+    try {
+      result = await train(job, token);
+    } catch (e) {
+      if (e instanceof UnrecoverableError) {
+        const cancelled = isCancelledReason(e.message);
+        const data = cancelled ? { ...(ctx.cancelDetails.get(evJob.id) ?? {}) } : { error: splitFailedReason(e.message) };
+        const { record } = await recordTerminalEvent(ctx.events, evJob, { type: cancelled ? 'cancelled' : 'failed', data, reason: e.message });
+        if (record.type === 'completed' && record.result) return record.result as TrainJobResult;
+      }
+      throw e;
+    }
+    const { record } = await recordTerminalEvent(ctx.events, evJob, { type: 'completed', data: { asset: result.asset, step: result.step }, result });
+    if (record.type !== 'completed' || !record.result) throw new UnrecoverableError(record.reason ?? CANCELLED_REASON);
+    return record.result as TrainJobResult;
+  };
+}
+
+function trainJob(ctx: TrainerContext) {
   return async (job: Job<TrainJobData, TrainJobResult>, token?: string): Promise<TrainJobResult> => {
     const data = job.data;
     const req = data.request;
