@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodePng } from '@darkroom/core/formats/png.js';
+import { decodePng, encodePng, readPngText } from '@darkroom/core/formats/png.js';
+import { postprocessUpscale, type PostprocessUpscaleParams } from '@darkroom/core/pipeline/postprocess.js';
+import { loadModelUpscaler } from '@darkroom/core/pipeline/upscalers.js';
 import { writeSafetensors } from '@darkroom/core/formats/safetensors.js';
 import { Engine } from '@darkroom/core/pipeline/engine.js';
 import { ARCH, esrganStateDict, renamed, toRealEsrgan, writeModel } from '../packages/core/test/support/rrdbnet.js';
@@ -162,5 +164,90 @@ describe('upscalers on the farm (real HTTP, Redis, s3rver, worker process)', () 
     assert.equal(maxPixelDiff(shared.pixels, upload.pixels), 0);
     assert.equal(maxPixelDiff(real.pixels, upload.pixels), 0);
     assert.match(real.infotext, /Hires upscaler: R-ESRGAN 4x\+/);
+  });
+  const EXTRAS_DEFAULTS: PostprocessUpscaleParams = {
+    resize_mode: 0, upscaling_resize: 2, upscaling_resize_w: 512, upscaling_resize_h: 512, upscaling_crop: true,
+    upscaler_1: 'None', upscaler_2: 'None', extras_upscaler_2_visibility: 0,
+  };
+  /** What the engine makes of `png` with these fields, run here (4x_Tiny from its file). */
+  const expected = async (png: Uint8Array, fields: Partial<PostprocessUpscaleParams>) => {
+    const tiny = loadModelUpscaler(esrganPath);
+    return (await postprocessUpscale(decodePng(png), { ...EXTRAS_DEFAULTS, ...fields }, (n) => (n === '4x_Tiny' ? tiny : undefined))).image;
+  };
+
+  test('extra-single-image and extra-batch-images upscale on a worker as the engine does, with A1111\'s html_info and postprocessing text', async () => {
+    assert.equal((await put('/v1/upscalers/4x_Tiny.pth', esrganBytes)).status, 201);
+    const gen = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { prompt: 'a castle', width: 64, height: 48, steps: 2, seed: 9, sampler_name: 'Euler' } });
+    assert.equal(gen.status, 200);
+    const source = (gen.json as { images: string[] }).images[0]!;
+    const sourcePng = new Uint8Array(Buffer.from(source, 'base64'));
+    const sourceParameters = readPngText(sourcePng).parameters!;
+    assert.ok(sourceParameters.startsWith('a castle'));
+
+    const one = await farm.request('POST', '/sdapi/v1/extra-single-image', { key: KEY_A, body: { image: source, upscaler_1: '4x_Tiny', upscaling_resize: 2 } });
+    assert.equal(one.status, 200, JSON.stringify(one.json).slice(0, 400));
+    const j = one.json as { image: string; html_info: string };
+    assert.deepEqual(Object.keys(j).sort(), ['html_info', 'image']);
+    assert.equal(j.html_info, '<p>Postprocess upscale by: 2.0, Postprocess upscaler: 4x_Tiny</p>');
+    const out = new Uint8Array(Buffer.from(j.image, 'base64'));
+    const img = decodePng(out);
+    assert.deepEqual([img.width, img.height], [128, 96]);
+    const want = await expected(sourcePng, { upscaler_1: '4x_Tiny', upscaling_resize: 2 });
+    const diff = maxPixelDiff(img.data, want.data);
+    assert.ok(diff <= 1, `the worker's extras upscale and the engine's differ by ${diff}/255`);
+    // The source's infotext is carried over; the upscale is recorded beside it, as png-info shows it.
+    const text = readPngText(out);
+    assert.equal(text.parameters, sourceParameters);
+    assert.equal(text.postprocessing, 'Postprocess upscale by: 2.0, Postprocess upscaler: 4x_Tiny');
+    const info = (await farm.request('POST', '/sdapi/v1/png-info', { key: KEY_A, body: { image: j.image } })).json as { info: string; items: Record<string, string> };
+    assert.equal(info.info, sourceParameters);
+    assert.equal(info.items.postprocessing, 'Postprocess upscale by: 2.0, Postprocess upscaler: 4x_Tiny');
+
+    // To a size, cropped, with a second upscaler blended in.
+    const fields = { resize_mode: 1 as const, upscaling_resize_w: 100, upscaling_resize_h: 60, upscaling_crop: true, upscaler_1: 'Lanczos', upscaler_2: '4x_Tiny', extras_upscaler_2_visibility: 0.3 };
+    const batch = await farm.request('POST', '/sdapi/v1/extra-batch-images', {
+      key: KEY_A, body: { ...fields, imageList: [{ data: source, name: 'a.png' }, { data: `data:image/png;base64,${source}`, name: 'b.png' }] },
+    });
+    assert.equal(batch.status, 200, JSON.stringify(batch.json).slice(0, 400));
+    const b = batch.json as { images: string[]; html_info: string };
+    assert.equal(b.images.length, 2);
+    assert.equal(b.html_info, '<p>Postprocess upscale to: 100x60, Postprocess crop to: 100x60, Postprocess upscaler: Lanczos, Postprocess upscaler 2: 4x_Tiny</p>');
+    const wantBlend = await expected(sourcePng, fields);
+    for (const png of b.images) {
+      const got = decodePng(new Uint8Array(Buffer.from(png, 'base64')));
+      assert.deepEqual([got.width, got.height], [100, 60]);
+      assert.ok(maxPixelDiff(got.data, wantBlend.data) <= 1);
+    }
+
+    // upscaler_1 None: the image as it was, nothing recorded.
+    const none = await farm.request('POST', '/sdapi/v1/extra-single-image', { key: KEY_A, body: { image: source } });
+    assert.equal(none.status, 200);
+    assert.equal((none.json as { html_info: string }).html_info, '<p></p>');
+    assert.equal(maxPixelDiff(decodePng(new Uint8Array(Buffer.from((none.json as { image: string }).image, 'base64'))).data, decodePng(sourcePng).data), 0);
+  });
+
+  test('extras refusals name the field: face restorers, latent modes, unknown upscalers, sizes past MAX_INPUT_PIXELS, A1111\'s validation', async () => {
+    const img = Buffer.from(encodePng({ width: 16, height: 16, channels: 3, data: new Uint8Array(16 * 16 * 3).fill(100) })).toString('base64');
+    const call = (body: Record<string, unknown>, key = KEY_A) => farm.request('POST', '/sdapi/v1/extra-single-image', { key, body: { image: img, ...body } });
+    const field = (r: { json: unknown }) => (r.json as { error?: { field?: string } }).error?.field;
+    const gfpgan = await call({ gfpgan_visibility: 0.5, upscaler_1: 'Lanczos' });
+    assert.equal(gfpgan.status, 422);
+    assert.equal(field(gfpgan), 'gfpgan_visibility');
+    assert.equal(field(await call({ codeformer_visibility: 1 })), 'codeformer_visibility');
+    const latent = await call({ upscaler_1: 'Latent' });
+    assert.equal(latent.status, 400);
+    assert.equal(field(latent), 'upscaler_1');
+    assert.match((latent.json as { detail: string }).detail, /could not find upscaler named Latent/);
+    assert.equal(field(await call({ upscaler_1: 'Lanczos', upscaler_2: 'nope' })), 'upscaler_2');
+    assert.equal(field(await call({ upscaler_1: '4x_Tiny' }, KEY_B)), 'upscaler_1', 'another tenant\'s upload is not bob\'s');
+    const huge = await call({ upscaler_1: 'Lanczos', upscaling_resize: 1000 });
+    assert.equal(huge.status, 413);
+    assert.equal(field(huge), 'upscaling_resize');
+    const mode = await call({ resize_mode: 2 });
+    assert.equal(mode.status, 422);
+    assert.deepEqual((mode.json as { detail: Array<{ loc: unknown[] }> }).detail[0]!.loc, ['body', 'resize_mode']);
+    assert.equal((await farm.request('POST', '/sdapi/v1/extra-batch-images', { key: KEY_A, body: {} })).status, 422, 'imageList is required');
+    const empty = await farm.request('POST', '/sdapi/v1/extra-batch-images', { key: KEY_A, body: { imageList: [] } });
+    assert.deepEqual(empty.json, { html_info: '<p></p>', images: [] });
   });
 });

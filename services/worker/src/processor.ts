@@ -12,6 +12,8 @@ import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
 import { VAE_DIR } from '@darkroom/farm/vae-assets.js';
 import { admitOrHandBack } from './admit.js';
 import { jobUpscalerFiles } from './upscaler-files.js';
+import { runExtrasJob } from './extras-job.js';
+import { isExtrasJob, type ExtrasJobData } from '@darkroom/farm/extras-jobs.js';
 import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
 import type { RenderRequest } from './render-protocol.js';
@@ -145,6 +147,8 @@ async function replayTerminal(ctx: ProcessorContext, evJob: EventJob, prior: Ter
 
 function renderJob(ctx: ProcessorContext) {
   return async (job: Job<GenerateJobData, GenerateJobResult>, token?: string): Promise<GenerateJobResult> => {
+    // Extras jobs share the queue and the render thread; their data is told apart by the job's name.
+    if (isExtrasJob(job)) return runExtrasJob(ctx, job as unknown as Job<ExtrasJobData>);
     const data = job.data;
     const jobId = job.id!;
     const attempt = attemptNumber(job);

@@ -10,7 +10,8 @@ export interface RenderNetworks {
 }
 
 export interface RenderRequest {
-  kind: 'txt2img' | 'img2img';
+  /** `extras`: A1111's postprocessing upscale of `initImages` (params: its upscale fields; no checkpoint, no networks). */
+  kind: 'txt2img' | 'img2img' | 'extras';
   /** A1111 request fields (seeds already resolved). */
   params: Record<string, unknown>;
   /** Decoded init images / mask for img2img, as the bytes the client sent. */

@@ -9,6 +9,7 @@ import type { Float32Tensor } from '@darkroom/core/tensor.js';
 import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import type { StopControl } from '@darkroom/core/pipeline/job.js';
 import { engineParams } from '@darkroom/farm/engine-params.js';
+import { renderExtras } from './extras-render.js';
 import { decodeInputImage } from './input-images.js';
 import { cheapPreviewPng } from './preview.js';
 import { withoutRequestPaths } from './request-paths.js';
@@ -86,6 +87,15 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
       ...(req.upscalers ? { upscalers: req.upscalers.map((u) => ({ path: u.path, name: u.name })) } : {}),
       onEmbeddingSkipped: (name, why) => void (skipped[name] = `${why.code}: ${withoutRequestPaths(why.message, req)}`),
     };
+    if (req.kind === 'extras') {
+      const stopped = (): 'cancel' | 'interrupt' | null => {
+        const v = Atomics.load(flag, 0);
+        return v === CANCEL_REQUESTED ? 'cancel' : v === INTERRUPT_REQUESTED ? 'interrupt' : null;
+      };
+      const output = await renderExtras(req, config, stopped);
+      post(output ? { type: 'done', id, output } : { type: 'cancelled', id, stepAtCancel: 0, lastStep: 0 });
+      return;
+    }
     const params = engineParams(req.params);
     // The mask comes from storage; a latent_mask (rare) travels in the request as A1111's base64.
     // Images are decoded here, off the worker's event loop, each checked against MAX_INPUT_PIXELS first.

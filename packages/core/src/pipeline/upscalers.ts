@@ -168,13 +168,21 @@ export async function upscaleWithModel(model: ModelUpscaler, img: RasterImage, t
  * (int(side * scale) // 8 * 8), then a Lanczos resize to exactly that size when it differs.
  */
 export async function upscaleBy(model: ModelUpscaler, img: RasterImage, scale: number, tiling: UpscaleTiling = DEFAULT_UPSCALE_TILING): Promise<RasterImage> {
+  return upscaleSteps((cur) => upscaleWithModel(model, cur, tiling), img, scale);
+}
+
+/**
+ * Upscaler.upscale around any upscaler's do_upscale (`step`): applied up to three times until the image reaches
+ * int(side * scale) // 8 * 8 (at least once when the scale is 1), then Lanczos to exactly that size when it differs.
+ */
+export async function upscaleSteps(step: (img: RasterImage) => Promise<RasterImage> | RasterImage, img: RasterImage, scale: number): Promise<RasterImage> {
   const destW = Math.floor((img.width * scale) / 8) * 8;
   const destH = Math.floor((img.height * scale) / 8) * 8;
   let cur = img;
   for (let i = 0; i < 3; i++) {
     if (cur.width >= destW && cur.height >= destH && (i > 0 || scale !== 1)) break;
     const before = [cur.width, cur.height];
-    cur = await upscaleWithModel(model, cur, tiling);
+    cur = await step(cur);
     if (cur.width === before[0] && cur.height === before[1]) break;
   }
   return cur.width !== destW || cur.height !== destH ? resizeImage(cur, destW, destH) : cur;

@@ -1,6 +1,18 @@
-import { Router } from 'express';
+import { Job } from 'bullmq';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import { parseSdapi, unsupportedRoute } from '../sdapi-errors.js';
+import {
+  fairPriority, FarmError, inputKey, newJobId, QUEUE_NAMES, readImageSize, sha256Hex, splitFailedReason, type GenerateJobData, type GenerateJobResult,
+} from '@darkroom/farm';
+import { EXTRAS_JOB_NAME, extrasOutputSize, type ExtrasJobData } from '@darkroom/farm/extras-jobs.js';
+import type { JobUpscaler } from '@darkroom/farm/upscaler-assets.js';
+import type { PostprocessUpscaleParams } from '@darkroom/core/pipeline/postprocess.js';
+import { tenantOf } from '../auth.js';
+import type { ApiContext } from '../context.js';
+import { liveOn, noWorkerError } from '../fleet.js';
+import { parseSdapi, unsupported } from '../sdapi-errors.js';
+import { decodeImage } from '../submit.js';
+import { upscalerResolver } from '../upscaler-setting.js';
 
 /** A1111's ExtrasBaseRequest fields and bounds (modules/api/models.py). */
 const extrasBase = {
@@ -20,23 +32,146 @@ const extrasBase = {
 };
 export const ExtrasSingleImageRequest = z.object({ ...extrasBase, image: z.string().default('') });
 export const ExtrasBatchImagesRequest = z.object({ ...extrasBase, imageList: z.array(z.object({ data: z.string(), name: z.string() })) });
+type ExtrasBase = z.infer<typeof ExtrasSingleImageRequest>;
+
+/** How often a waiting call looks at its job (extras jobs take milliseconds to seconds). */
+const POLL_MS = 100;
+
+/** ui_common.plaintext_to_html: each line HTML-escaped (Python's html.escape), joined by `<br>`, in one `<p>`. */
+export function plaintextToHtml(text: string): string {
+  const escape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#x27;');
+  return `<p>${text.split('\n').map(escape).join('<br>\n')}</p>`;
+}
 
 /**
- * A1111's Extras tab over the API (upscaling and face restoration of finished images). The farm has no
- * postprocessing pipeline yet: a well-formed call is refused by name (422) instead of answering with the image
- * unchanged. Malformed calls hear A1111's validation errors first.
+ * The request's upscaler names resolved for the tenant (built-ins, uploads, MODELS_DIR) and the face restorers
+ * refused: the farm has none, and a restorer asked for must not be skipped silently. A1111 fails the call on a name
+ * it cannot find; the farm refuses it before queueing, naming the field.
  */
-export function sdapiExtrasRoutes(): Router {
-  const r = Router();
-  const refusal = 'postprocessing (extras: upscaling and face restoration of finished images) is not supported by this farm yet; '
-    + 'hires fix (enable_hr with hr_upscaler) upscales during txt2img';
-  r.post('/sdapi/v1/extra-single-image', (req) => {
-    parseSdapi(ExtrasSingleImageRequest, req.body);
-    throw unsupportedRoute('/sdapi/v1/extra-single-image', refusal);
+async function checkedParams(ctx: ApiContext, tenant: string, body: ExtrasBase): Promise<{ params: PostprocessUpscaleParams; upscalers: JobUpscaler[] }> {
+  if (body.gfpgan_visibility > 0) throw unsupported('gfpgan_visibility', 'this farm has no face restorer (GET /sdapi/v1/face-restorers lists none)');
+  if (body.codeformer_visibility > 0) throw unsupported('codeformer_visibility', 'this farm has no face restorer (GET /sdapi/v1/face-restorers lists none)');
+  const resolve = await upscalerResolver(ctx.registry, ctx.cfg.modelsDir, tenant);
+  const upscalers: JobUpscaler[] = [];
+  // upscaler_2 is looked up only when upscaler_1 runs (ScriptPostprocessingUpscale.process returns before it)
+  const names = body.upscaler_1 === 'None' ? [['upscaler_1', 'None']] : [['upscaler_1', body.upscaler_1], ['upscaler_2', body.upscaler_2]];
+  for (const [field, name] of names) {
+    if (name === 'None') continue;
+    const found = resolve(name!, field!);
+    if ('model' in found && !upscalers.some((u) => u.name === found.model.name)) upscalers.push(found.model);
+  }
+  const params: PostprocessUpscaleParams = {
+    resize_mode: body.resize_mode, upscaling_resize: body.upscaling_resize, upscaling_resize_w: body.upscaling_resize_w,
+    upscaling_resize_h: body.upscaling_resize_h, upscaling_crop: body.upscaling_crop, upscaler_1: body.upscaler_1,
+    upscaler_2: body.upscaler_2, extras_upscaler_2_visibility: body.extras_upscaler_2_visibility,
+  };
+  return { params, upscalers };
+}
+
+/**
+ * The images checked (headers only) and their results' sizes bounded: an upscale is refused, naming the field,
+ * when what it would make exceeds MAX_INPUT_PIXELS, the most the farm lets into or out of a worker.
+ */
+function checkedImages(ctx: ApiContext, images: ReadonlyArray<{ b64: string; field: string }>, params: PostprocessUpscaleParams): Uint8Array[] {
+  const max = ctx.cfg.maxInputPixels;
+  return images.map(({ b64, field }) => {
+    const bytes = decodeImage(b64, field, max);
+    const size = readImageSize(bytes);
+    if (size.ok) {
+      const out = extrasOutputSize(params, size.width, size.height);
+      if (out.width < 1 || out.height < 1 || out.width * out.height > max) {
+        const by = params.resize_mode === 1 ? 'upscaling_resize_w' : 'upscaling_resize';
+        throw new FarmError(out.width < 1 || out.height < 1 ? 'INVALID_REQUEST' : 'IMAGE_TOO_LARGE', out.width < 1 || out.height < 1 ? 400 : 413,
+          `${by}: ${field} (${size.width}x${size.height}) would become ${out.width}x${out.height}, ${out.width < 1 || out.height < 1 ? 'an empty image' : `more than MAX_INPUT_PIXELS (${max})`}`, by);
+      }
+    }
+    return bytes;
   });
-  r.post('/sdapi/v1/extra-batch-images', (req) => {
-    parseSdapi(ExtrasBatchImagesRequest, req.body);
-    throw unsupportedRoute('/sdapi/v1/extra-batch-images', refusal);
+}
+
+/** Waits for the job to finish (polling its state); its result, or its failure as the error the call answers with. */
+async function waitForExtras(ctx: ApiContext, id: string, signal: AbortSignal): Promise<GenerateJobResult | null> {
+  const deadline = Date.now() + ctx.cfg.syncTimeoutMs;
+  let lastLiveCheck = Date.now();
+  while (!signal.aborted) {
+    const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+    if (!job) throw new FarmError('NOT_FOUND', 404, `extras job ${id} is gone`);
+    const state = await job.getState();
+    if (state === 'completed') return job.returnvalue;
+    if (state === 'failed') {
+      const { code, message } = splitFailedReason(job.failedReason);
+      throw new FarmError(code, code === 'RENDER_FAILED' ? 500 : code.endsWith('NOT_FOUND') ? 404 : 422, message);
+    }
+    if (Date.now() > deadline) throw new FarmError('TIMEOUT', 504, `extras job ${id} did not finish within SYNC_TIMEOUT_MS`);
+    if (Date.now() - lastLiveCheck > 2000) {
+      lastLiveCheck = Date.now();
+      if ((await liveOn(ctx, QUEUE_NAMES.generate)).length === 0) throw noWorkerError();
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  return null;
+}
+
+/**
+ * A1111's Extras tab over the API: the images upscaled on a worker (an extras job on the `generate` queue), the
+ * call answering as A1111's does with the PNGs and `html_info`. A1111 saves nothing for these calls: the farm
+ * removes the job's inputs and outputs once it has answered.
+ */
+async function runExtras(ctx: ApiContext, req: Request, res: Response, body: ExtrasBase, images: ReadonlyArray<{ b64: string; field: string }>): Promise<{ pngs: string[]; html: string } | null> {
+  const tenant = tenantOf(res);
+  const { params, upscalers } = await checkedParams(ctx, tenant, body);
+  const bytes = checkedImages(ctx, images, params);
+  // No images, nothing to run: A1111 answers with none and an empty info
+  if (bytes.length === 0) return { pngs: [], html: plaintextToHtml('') };
+  if ((await liveOn(ctx, QUEUE_NAMES.generate)).length === 0) throw noWorkerError();
+  const id = newJobId();
+  const inputKeys: string[] = [];
+  for (const [i, b] of bytes.entries()) {
+    const key = inputKey(tenant, id, `extras-${i}`);
+    await ctx.storage.put(key, b);
+    inputKeys.push(key);
+  }
+  const data: ExtrasJobData = {
+    tenant, kind: EXTRAS_JOB_NAME, params, inputKeys, upscalers, webhook: null, requestHash: sha256Hex(JSON.stringify(req.body ?? null)), source: 'sdapi', submittedAt: Date.now(),
+  };
+  // The queue is typed for renders; workers tell this job apart by its name (farm/extras-jobs.ts).
+  await ctx.queues.generate.add(EXTRAS_JOB_NAME, data as unknown as GenerateJobData, { jobId: id, priority: await fairPriority(ctx.redis, ctx.keys, tenant) });
+  const aborted = new AbortController();
+  res.on('close', () => {
+    if (!res.writableEnded) aborted.abort();
+  });
+  try {
+    const result = await waitForExtras(ctx, id, aborted.signal);
+    if (!result) return null;
+    const pngs: string[] = [];
+    for (const o of result.outputs) {
+      const png = await ctx.storage.get(o.key);
+      if (png) pngs.push(Buffer.from(png).toString('base64'));
+    }
+    // run_postprocessing's html_info is the infotext of the last image it processed
+    return { pngs, html: plaintextToHtml(result.outputs.at(-1)?.infotext ?? '') };
+  } finally {
+    const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+    const state = job ? await job.getState() : 'gone';
+    if (state === 'completed' || state === 'failed' || state === 'gone') {
+      for (const key of [...inputKeys, ...(job?.returnvalue?.outputs ?? []).map((o) => o.key)]) await ctx.storage.delete(key).catch(() => undefined);
+    }
+  }
+}
+
+export function sdapiExtrasRoutes(ctx: ApiContext): Router {
+  const r = Router();
+  r.post('/sdapi/v1/extra-single-image', async (req, res) => {
+    const body = parseSdapi(ExtrasSingleImageRequest, req.body);
+    // A1111's run_extras asserts an image was given
+    if (body.image === '') throw new FarmError('INVALID_REQUEST', 400, 'image: image not selected', 'image');
+    const out = await runExtras(ctx, req, res, body, [{ b64: body.image, field: 'image' }]);
+    if (out) res.json({ html_info: out.html, image: out.pngs[0] ?? null });
+  });
+  r.post('/sdapi/v1/extra-batch-images', async (req, res) => {
+    const body = parseSdapi(ExtrasBatchImagesRequest, req.body);
+    const out = await runExtras(ctx, req, res, { ...body, image: '' }, body.imageList.map((f, i) => ({ b64: f.data, field: `imageList.${i}.data` })));
+    if (out) res.json({ html_info: out.html, images: out.pngs });
   });
   return r;
 }

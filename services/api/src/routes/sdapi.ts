@@ -283,6 +283,6 @@ export function sdapiRoutes(ctx: ApiContext): Router {
 
   r.get('/sdapi/v1/cmd-flags', (_req, res) => res.json({ api: true, nowebui: true }));
 
-  r.use(sdapiListingRoutes(ctx), sdapiControlRoutes(ctx), sdapiExtrasRoutes());
+  r.use(sdapiListingRoutes(ctx), sdapiControlRoutes(ctx), sdapiExtrasRoutes(ctx));
   return r;
 }
