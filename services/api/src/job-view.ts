@@ -1,7 +1,7 @@
 import { isExtrasJob } from '@darkroom/farm/extras-jobs.js';
 import { Job } from 'bullmq';
 import {
-  outputUrl, readTerminalRecord, settledOutcome, splitFailedReason, type GenerateJobData, type GenerateJobResult, type GenerateKind, type JobProgress,
+  mapBullState, outputUrl, splitFailedReason, type GenerateJobData, type GenerateJobResult, type GenerateKind, type JobProgress,
   type JobView, type WebhookSpec,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
@@ -45,12 +45,12 @@ export async function jobView(ctx: ApiContext, tenant: string, id: string): Prom
       progress: null, outputs: [], error: null, webhook: t.webhook,
     };
   }
-  const [bullState, record] = await Promise.all([job.getState(), readTerminalRecord<GenerateJobResult>(ctx.redis, ctx.keys, id)]);
+  const bullState = await job.getState();
   // The job may have finished between reading its data and its state: read the data again so a finished
   // state never comes with the running job's (empty) result.
   if ((bullState === 'completed' || bullState === 'failed') && !job.finishedOn) job = (await loadJob(ctx, tenant, id)) ?? job;
-  // The terminal record is written before BullMQ finishes the job: it settles the state in between.
-  const { state, result, failedReason, finishedOn } = settledOutcome(bullState, job, record);
+  const state = mapBullState(bullState, job.failedReason);
+  const result = state === 'completed' ? job.returnvalue : null;
   const outputs = result
     ? await Promise.all(result.outputs.map(async (o) => ({
       index: o.index, url: await outputUrl(ctx.storage, ctx.cfg, id, o.index, o.key), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
@@ -62,11 +62,11 @@ export async function jobView(ctx: ApiContext, tenant: string, id: string): Prom
     state,
     created_at: new Date(job.timestamp).toISOString(),
     started_at: iso(job.processedOn),
-    finished_at: finishedOn === null ? null : iso(finishedOn),
+    finished_at: state === 'completed' || state === 'failed' || state === 'cancelled' ? iso(job.finishedOn) : null,
     attempts: job.attemptsStarted ?? job.attemptsMade,
     progress: isProgress(job.progress) ? job.progress : null,
     outputs,
-    error: state === 'failed' ? splitFailedReason(failedReason) : null,
+    error: state === 'failed' ? splitFailedReason(job.failedReason) : null,
     webhook: job.data.webhook,
     ...(result?.skipped_embeddings ? { skipped_embeddings: result.skipped_embeddings } : {}),
   };
