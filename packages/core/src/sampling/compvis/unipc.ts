@@ -94,19 +94,6 @@ function solve(a: number[][], b: number[]): number[] {
   return x;
 }
 
-/** Sum over k of rhos[k] * D[k], accumulated in order in float32. */
-function combine(rhos: number[], ds: Float32Tensor[], like: Float32Tensor): Float32Tensor {
-  // one pass per term over a float32 accumulator: the same roundings as summing each element's terms in order
-  const out = new Float32Array(like.data.length);
-  for (let k = 0; k < ds.length; k++) {
-    const r = rhos[k]!;
-    const d = ds[k]!.data;
-    if (k === 0) for (let i = 0; i < out.length; i++) out[i] = f(r * d[i]!);
-    else for (let i = 0; i < out.length; i++) out[i] = f(out[i]! + f(r * d[i]!));
-  }
-  return float32(like.shape, out);
-}
-
 /**
  * UniPC as A1111 runs it for `steps` (= the number of A1111 timesteps, compVisTimesteps(n).length): `steps` model
  * calls at t = 1, 1 - 0.999/steps, ... (the model sees (t - 1/1000) * 1000). x is the unscaled initial noise.
@@ -160,18 +147,13 @@ export async function sampleUnipc(
     const alphaT = f(Math.exp(ns.marginalLogMeanCoeff(t)));
     const h = f(lambdaT - lambdaPrev0);
     const rks: number[] = [];
-    const d1s: Float32Tensor[] = [];
+    const mis: Float32Array[] = [];
     for (let i = 1; i < stepOrder; i++) {
       const tPrevI = tPrev[tPrev.length - 1 - i]!;
-      const modelI = modelPrev[modelPrev.length - 1 - i]!;
-      const rk = f(f(ns.marginalLambda(tPrevI) - lambdaPrev0) / h);
-      rks.push(rk);
-      const mi = modelI.data;
-      const m0 = model0.data;
-      const d1 = new Float32Array(mi.length);
-      for (let k = 0; k < d1.length; k++) d1[k] = f(f(mi[k]! - m0[k]!) / rk);
-      d1s.push(float32(modelI.shape, d1));
+      rks.push(f(f(ns.marginalLambda(tPrevI) - lambdaPrev0) / h));
+      mis.push(modelPrev[modelPrev.length - 1 - i]!.data);
     }
+    const nd = mis.length;
     rks.push(1);
     const hh = f(-h);
     const hPhi1 = f(Math.expm1(hh));
@@ -187,7 +169,7 @@ export async function sampleUnipc(
       hPhiK = f(f(hPhiK / hh) - f(1 / factorial));
     }
     let rhosP: number[] | undefined;
-    if (d1s.length > 0) {
+    if (nd > 0) {
       rhosP =
         stepOrder === 2
           ? [0.5]
@@ -202,27 +184,43 @@ export async function sampleUnipc(
     const aB = f(alphaT * bH);
     const xs = xc.data;
     const m0 = model0.data;
-    const base = new Float32Array(xs.length);
-    for (let k = 0; k < base.length; k++) base[k] = f(f(sRatio * xs[k]!) - f(aPhi * m0[k]!));
-    const xBase = float32(xc.shape, base);
-    let xT = xBase;
-    if (rhosP) {
-      const pred = combine(rhosP, d1s, xc).data;
-      const predicted = new Float32Array(xs.length);
-      for (let k = 0; k < predicted.length; k++) predicted[k] = f(base[k]! - f(aB * pred[k]!));
-      xT = float32(xc.shape, predicted);
+    const n = xs.length;
+    // One pass for what the predictor needs, each value with the operations of the separate passes in their
+    // order: D1_i = (m_i - m0) / r_i (kept for the corrector), base = sRatio x - aPhi m0, and
+    // x_t = base - aB * sum_i rhosP_i D1_i (the sum accumulated in float32 in order of i).
+    const d1s: Float32Array[] = mis.map(() => new Float32Array(n));
+    const base = new Float32Array(n);
+    const predicted = rhosP ? new Float32Array(n) : undefined;
+    for (let k = 0; k < n; k++) {
+      const m0k = m0[k]!;
+      let acc = 0;
+      for (let i = 0; i < nd; i++) {
+        const d = f(f(mis[i]![k]! - m0k) / rks[i]!);
+        d1s[i]![k] = d;
+        if (rhosP) acc = i === 0 ? f(rhosP[0]! * d) : f(acc + f(rhosP[i]! * d));
+      }
+      const bk = f(f(sRatio * xs[k]!) - f(aPhi * m0k));
+      base[k] = bk;
+      if (predicted) predicted[k] = f(bk - f(aB * acc));
     }
+    const xT = float32(xc.shape, predicted ?? base);
     if (!useCorrector) return [xT, undefined];
     const modelT = await dataPrediction(xT, t);
-    const corr = d1s.length > 0 ? combine(rhosC.slice(0, -1), d1s, xc) : undefined;
     const rLast = rhosC[rhosC.length - 1]!;
     const mT = modelT.data;
-    const corrected = new Float32Array(xs.length);
-    if (corr) {
-      const c = corr.data;
-      for (let k = 0; k < corrected.length; k++) corrected[k] = f(base[k]! - f(aB * f(c[k]! + f(rLast * f(mT[k]! - m0[k]!)))));
-    } else {
-      for (let k = 0; k < corrected.length; k++) corrected[k] = f(base[k]! - f(aB * f(rLast * f(mT[k]! - m0[k]!))));
+    const corrected = new Float32Array(n);
+    // x = base - aB * (sum_i rhosC_i D1_i + rLast (m_t - m0)), the sum in float32 in order of i, in one pass
+    for (let k = 0; k < n; k++) {
+      const last = f(rLast * f(mT[k]! - m0[k]!));
+      let v: number;
+      if (nd > 0) {
+        let c = f(rhosC[0]! * d1s[0]![k]!);
+        for (let i = 1; i < nd; i++) c = f(c + f(rhosC[i]! * d1s[i]![k]!));
+        v = f(c + last);
+      } else {
+        v = last;
+      }
+      corrected[k] = f(base[k]! - f(aB * v));
     }
     return [float32(xc.shape, corrected), modelT];
   };
