@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import { enqueueEventWebhook, STREAM_MAX_LEN, type EventContext, type EventJob } from './events.js';
+import { mapBullState } from './jobs.js';
 import type { FarmKeys } from './keys.js';
+import type { JobState } from './schemas.js';
 
 /**
  * A job's terminal event (completed, failed, cancelled) is written exactly once, however often the job runs.
@@ -78,4 +80,31 @@ function parseRecord<R>(raw: string): TerminalRecord<R> | null {
   } catch {
     return null;
   }
+}
+
+export interface SettledOutcome<R> {
+  state: JobState;
+  result: R | null;
+  failedReason: string | undefined;
+  /** When the job ended (ms since the epoch), or null while it has not. */
+  finishedOn: number | null;
+}
+
+/**
+ * A job's state as its terminal record and BullMQ tell it together. The record is written before BullMQ finishes
+ * the job, so in between — for a moment, or for as long as a dead worker's job waits to be handed its recorded
+ * outcome — the record is the truth, and a client told of the terminal event finds the job finished.
+ */
+export function settledOutcome<R>(
+  bullState: string,
+  job: { readonly failedReason?: string; readonly returnvalue: R | null | undefined; readonly finishedOn?: number },
+  record: TerminalRecord<R> | null,
+): SettledOutcome<R> {
+  if (record) {
+    const state: JobState = record.type === 'completed' ? 'completed' : record.type;
+    return { state, result: record.result ?? job.returnvalue ?? null, failedReason: record.reason ?? job.failedReason, finishedOn: job.finishedOn ?? Date.parse(record.at) };
+  }
+  const state = mapBullState(bullState, job.failedReason);
+  const finished = state === 'completed' || state === 'failed' || state === 'cancelled';
+  return { state, result: state === 'completed' ? job.returnvalue ?? null : null, failedReason: job.failedReason, finishedOn: finished ? job.finishedOn ?? null : null };
 }

@@ -1,7 +1,6 @@
-import { isExtrasJob } from '@darkroom/farm/extras-jobs.js';
 import { Job } from 'bullmq';
 import {
-  mapBullState, outputUrl, splitFailedReason, type GenerateJobData, type GenerateJobResult, type GenerateKind, type JobProgress,
+  outputUrl, readTerminalRecord, settledOutcome, splitFailedReason, type GenerateJobData, type GenerateJobResult, type GenerateKind, type JobProgress,
   type JobView, type WebhookSpec,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
@@ -17,9 +16,8 @@ export interface Tombstone {
 
 export async function loadJob(ctx: ApiContext, tenant: string, id: string): Promise<Job<GenerateJobData, GenerateJobResult> | null> {
   const job = await Job.fromId<GenerateJobData, GenerateJobResult>(ctx.queues.generate, id);
-  // Another tenant's job answers exactly like a missing one: no way to probe ids. Extras jobs share the queue but
-  // are no renders: their call answers for them.
-  return job && job.data.tenant === tenant && !isExtrasJob(job) ? job : null;
+  // Another tenant's job answers exactly like a missing one: no way to probe ids.
+  return job && job.data.tenant === tenant ? job : null;
 }
 
 export async function loadTombstone(ctx: ApiContext, tenant: string, id: string): Promise<Tombstone | null> {
@@ -30,6 +28,11 @@ export async function loadTombstone(ctx: ApiContext, tenant: string, id: string)
 }
 
 const iso = (ms: number | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+
+/** A job's result: BullMQ's, or its terminal record's while BullMQ has not yet finished the job. */
+export async function jobResult(ctx: ApiContext, job: Job<GenerateJobData, GenerateJobResult>): Promise<GenerateJobResult | null> {
+  return job.returnvalue ?? (await readTerminalRecord<GenerateJobResult>(ctx.redis, ctx.keys, job.id!))?.result ?? null;
+}
 
 function isProgress(p: unknown): p is JobProgress {
   return typeof p === 'object' && p !== null && 'step' in p && 'steps' in p;
@@ -45,12 +48,12 @@ export async function jobView(ctx: ApiContext, tenant: string, id: string): Prom
       progress: null, outputs: [], error: null, webhook: t.webhook,
     };
   }
-  const bullState = await job.getState();
+  const [bullState, record] = await Promise.all([job.getState(), readTerminalRecord<GenerateJobResult>(ctx.redis, ctx.keys, id)]);
   // The job may have finished between reading its data and its state: read the data again so a finished
   // state never comes with the running job's (empty) result.
   if ((bullState === 'completed' || bullState === 'failed') && !job.finishedOn) job = (await loadJob(ctx, tenant, id)) ?? job;
-  const state = mapBullState(bullState, job.failedReason);
-  const result = state === 'completed' ? job.returnvalue : null;
+  // The terminal record is written before BullMQ finishes the job: it settles the state in between.
+  const { state, result, failedReason, finishedOn } = settledOutcome(bullState, job, record);
   const outputs = result
     ? await Promise.all(result.outputs.map(async (o) => ({
       index: o.index, url: await outputUrl(ctx.storage, ctx.cfg, id, o.index, o.key), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
@@ -62,11 +65,11 @@ export async function jobView(ctx: ApiContext, tenant: string, id: string): Prom
     state,
     created_at: new Date(job.timestamp).toISOString(),
     started_at: iso(job.processedOn),
-    finished_at: state === 'completed' || state === 'failed' || state === 'cancelled' ? iso(job.finishedOn) : null,
+    finished_at: finishedOn === null ? null : iso(finishedOn),
     attempts: job.attemptsStarted ?? job.attemptsMade,
     progress: isProgress(job.progress) ? job.progress : null,
     outputs,
-    error: state === 'failed' ? splitFailedReason(job.failedReason) : null,
+    error: state === 'failed' ? splitFailedReason(failedReason) : null,
     webhook: job.data.webhook,
     ...(result?.skipped_embeddings ? { skipped_embeddings: result.skipped_embeddings } : {}),
   };

@@ -1,5 +1,5 @@
 import {
-  mapBullState, splitFailedReason, trainingFileKey, trainingFileUrl, trainingImageKey, type TrainingKind, type TrainingProgress, type TrainingView,
+  readTerminalRecord, settledOutcome, splitFailedReason, trainingFileKey, trainingFileUrl, trainingImageKey, type TrainingKind, type TrainingProgress, type TrainingView,
   type TrainingWebhookSpec, type TrainJobResult,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
@@ -57,13 +57,13 @@ export async function trainingView(ctx: ApiContext, tenant: string, id: string):
       progress: null, checkpoints: [], files: [], previews: [], asset: null, error: null, webhook: t.webhook,
     };
   }
-  const bullState = await job.getState();
+  const [bullState, record] = await Promise.all([job.getState(), readTerminalRecord<TrainJobResult>(ctx.redis, ctx.keys, id)]);
   // Finished between reading the data and the state: read again, so a finished state comes with its result.
   if ((bullState === 'completed' || bullState === 'failed') && !job.finishedOn) job = (await loadTraining(ctx, tenant, id)) ?? job;
-  const state = mapBullState(bullState, job.failedReason);
+  // The terminal record is written before BullMQ finishes the training: it settles the state in between.
+  const { state, result, failedReason, finishedOn } = settledOutcome(bullState, job as { failedReason?: string; returnvalue: TrainJobResult | null; finishedOn?: number }, record);
   const req = job.data.request;
   const progress = isProgress(job.progress) ? job.progress : null;
-  const result = state === 'completed' ? (job.returnvalue as TrainJobResult | null) : null;
   const saves = await trainingSaves(ctx, id);
   const { files, images } = await storedFiles(ctx, id);
   const finished = state === 'completed' || state === 'failed' || state === 'cancelled';
@@ -76,7 +76,7 @@ export async function trainingView(ctx: ApiContext, tenant: string, id: string):
     model: req.model,
     created_at: new Date(job.timestamp).toISOString(),
     started_at: iso(job.processedOn),
-    finished_at: finished ? iso(job.finishedOn) : null,
+    finished_at: finishedOn === null ? null : iso(finishedOn),
     attempts: job.attemptsStarted ?? job.attemptsMade,
     resumed_from: job.data.resume?.from ?? null,
     step: result?.step ?? progress?.step ?? saves.at(-1)?.step ?? job.data.resume?.step ?? null,
@@ -93,7 +93,7 @@ export async function trainingView(ctx: ApiContext, tenant: string, id: string):
       name: f.name, step: f.step, url: await trainingFileUrl(ctx.storage, ctx.cfg, id, trainingImageKey(tenant, id, f.name), 'images', f.name),
     }))),
     asset: result?.asset ?? null,
-    error: state === 'failed' ? splitFailedReason(job.failedReason) : null,
+    error: state === 'failed' ? splitFailedReason(failedReason) : null,
     webhook: req.webhook,
   };
 }

@@ -7,7 +7,7 @@ import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { parseWith } from '../http-errors.js';
 import { cancelJob, streamJobEvents } from '../job-actions.js';
-import { jobView, loadJob } from '../job-view.js';
+import { jobResult, jobView, loadJob } from '../job-view.js';
 import { submitGenerate } from '../submit.js';
 
 function jsonBody(req: Request): unknown {
@@ -65,7 +65,7 @@ export function jobRoutes(ctx: ApiContext): Router {
     const job = await loadJob(ctx, tenantOf(res), id);
     if (!job) throw new FarmError('JOB_NOT_FOUND', 404, `no job ${id}`);
     const m = /^(\d{1,4})\.png$/.exec(String(req.params.file));
-    const out = m && job.returnvalue?.outputs.find((o) => o.index === Number(m[1]));
+    const out = m && (await jobResult(ctx, job))?.outputs.find((o) => o.index === Number(m[1]));
     if (!out) throw new FarmError('OUTPUT_NOT_FOUND', 404, `no output ${String(req.params.file)} for job ${id}`);
     const stream = await ctx.storage.getStream(out.key);
     if (!stream) throw new FarmError('OUTPUT_NOT_FOUND', 404, `output ${out.key} is gone from storage`);

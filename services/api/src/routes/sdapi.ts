@@ -17,7 +17,7 @@ import { sdapiExtrasRoutes } from './sdapi-extras.js';
 import { sdapiListingRoutes } from './sdapi-listings.js';
 import { readPngInfo } from '../png-info.js';
 import { cancelJob, waitForTerminal } from '../job-actions.js';
-import { jobView, loadJob } from '../job-view.js';
+import { jobResult, jobView, loadJob } from '../job-view.js';
 import { findModel, listModels } from '../models.js';
 import { checkOptionsUpdate } from '../options-update.js';
 import { OPTION_DEFAULTS, tenantOptions } from '../sdapi-options.js';
@@ -161,16 +161,17 @@ export function sdapiRoutes(ctx: ApiContext): Router {
       throw new FarmError(code, code === 'RENDER_FAILED' ? 500 : code.endsWith('NOT_FOUND') ? 404 : 422, view.error?.message ?? 'render failed');
     }
     const job = await loadJob(ctx, tenant, id);
+    const outputs = (job ? await jobResult(ctx, job) : null)?.outputs ?? [];
     const images: string[] = [];
     if (raw.send_images) {
-      for (const o of job?.returnvalue?.outputs ?? []) {
+      for (const o of outputs) {
         const bytes = await ctx.storage.get(o.key);
         if (bytes) images.push(Buffer.from(bytes).toString('base64'));
       }
     }
     if (!raw.save_images) {
       // A1111 writes nothing to its outputs folder unless save_images is set: the farm keeps no copy either.
-      for (const o of job?.returnvalue?.outputs ?? []) await ctx.storage.delete(o.key);
+      for (const o of outputs) await ctx.storage.delete(o.key);
     }
     if (fallback) res.set('X-Darkroom-Sampler-Fallback', fallback.replace(/[^\x20-\x7e]/g, '?'));
     res.set('X-Darkroom-Job-Id', id).json({ images, parameters: echoParameters(request, raw), info: infoJson(request, view, jobTimestamp(view.started_at)) });
