@@ -111,8 +111,8 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
           assert.deepEqual(Object.keys(JSON.parse(r.info) as object).sort(), [...InfoKeys].sort());
         } },
       { method: 'POST', path: '/sdapi/v1/img2img', body: () => ({ ...BASE, prompt: 'a lantern at night', init_images: [image], denoising_strength: 0.5 }), status: 200, shape: GenerationResponse },
-      { method: 'POST', path: '/sdapi/v1/extra-single-image', body: () => ({ image, upscaler_1: 'Lanczos', upscaling_resize: 2 }), status: 422, shape: Refusal },
-      { method: 'POST', path: '/sdapi/v1/extra-batch-images', body: () => ({ imageList: [{ data: image, name: 'a.png' }], upscaler_1: 'Lanczos' }), status: 422, shape: Refusal },
+      { method: 'POST', path: '/sdapi/v1/extra-single-image', body: () => ({ image, upscaler_1: 'Lanczos', upscaling_resize: 2 }), status: 200, shape: obj({ image: n('string'), html_info: 'string' }) },
+      { method: 'POST', path: '/sdapi/v1/extra-batch-images', body: () => ({ imageList: [{ data: image, name: 'a.png' }], upscaler_1: 'Lanczos' }), status: 200, shape: obj({ images: list('string'), html_info: 'string' }) },
       { method: 'POST', path: '/sdapi/v1/png-info', body: () => ({ image }), status: 200, shape: obj({ info: 'string', items: dict('any'), parameters: dict('any') }) },
       { method: 'GET', path: '/sdapi/v1/progress', status: 200, shape: ProgressResponse,
         check: (j) => {

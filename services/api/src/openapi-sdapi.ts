@@ -38,11 +38,14 @@ export function sdapiSurfacePaths(): Record<string, unknown> {
   const upscaler = obj({ name: str, model_name: nstr, model_path: nstr, model_url: nstr, scale: { type: ['number', 'null'] } });
   const named = obj({ name: str });
   return {
-    '/sdapi/v1/upscalers': get('image upscalers the engine runs (hires fix hr_upscaler)', 'UpscalerItem list', arr(upscaler)),
+    '/sdapi/v1/upscalers': get(
+      'image upscalers for hr_upscaler and the extras routes: None, Lanczos, Nearest, the tenant\'s upscaler uploads (PUT /v1/upscalers/{filename}), MODELS_DIR/ESRGAN files and the RealESRGAN folder\'s known files',
+      'UpscalerItem list', arr(upscaler),
+    ),
     '/sdapi/v1/latent-upscale-modes': get('latent upscale modes the engine runs', 'LatentUpscalerModeItem list', arr(named)),
     '/sdapi/v1/sd-vae': get('the tenant\'s VAE uploads (PUT /v1/vaes/{filename}): model_name is the name sd_vae takes, filename the uploaded file name', 'SDVaeItem list', arr(obj({ model_name: str, filename: str }))),
     '/sdapi/v1/face-restorers': get('face restorers (none on this farm)', 'FaceRestorerItem list', arr(obj({ name: str, cmd_dir: nstr }))),
-    '/sdapi/v1/realesrgan-models': get('Real-ESRGAN models (none on this farm)', 'RealesrganItem list', arr(obj({ name: str, path: nstr, scale: { type: ['integer', 'null'] } }))),
+    '/sdapi/v1/realesrgan-models': get('Real-ESRGAN models the farm has: uploads in Real-ESRGAN\'s key layout and MODELS_DIR/RealESRGAN\'s known files', 'RealesrganItem list', arr(obj({ name: str, path: nstr, scale: { type: ['integer', 'null'] } }))),
     '/sdapi/v1/prompt-styles': get('the tenant\'s saved prompt styles (PUT /v1/styles)', 'PromptStyleItem list', arr(obj({ name: str, prompt: nstr, negative_prompt: nstr }))),
     '/sdapi/v1/scripts': get('selectable and always-on scripts (none)', 'ScriptsList', obj({ txt2img: arr(str), img2img: arr(str) })),
     '/sdapi/v1/script-info': get('script arguments (none)', 'ScriptInfo list', arr({ type: 'object' })),
@@ -67,7 +70,15 @@ export function sdapiSurfacePaths(): Record<string, unknown> {
     '/sdapi/v1/server-restart': post('refused, as server-kill', { 404: { description: '{"detail": "Not Found"}' } }),
     '/sdapi/v1/server-stop': post('refused, as server-kill', { 404: { description: '{"detail": "Not Found"}' } }),
     '/sdapi/v1/interrogate': refused('CLIP / DeepDanbooru captioning', 'interrogation is not supported: 422 naming model', obj({ image: str, model: str }, [])),
-    '/sdapi/v1/extra-single-image': refused('A1111 extras on one image', 'postprocessing is not supported yet: 422', requestSchema(ExtrasSingleImageRequest)),
-    '/sdapi/v1/extra-batch-images': refused('A1111 extras on several images', 'postprocessing is not supported yet: 422', requestSchema(ExtrasBatchImagesRequest)),
+    '/sdapi/v1/extra-single-image': post(
+      'A1111 extras on one image: upscaled on a worker by upscaler_1 (and upscaler_2 blended in), by upscaling_resize or to upscaling_resize_w x _h (cropped when upscaling_crop); face restorers refused (422)',
+      { ...ok('ExtrasSingleImageResponse: the PNG (source text chunks kept, `postprocessing` added) and html_info', obj({ image: nstr, html_info: str })), ...validation },
+      requestSchema(ExtrasSingleImageRequest),
+    ),
+    '/sdapi/v1/extra-batch-images': post(
+      'A1111 extras on several images (imageList), as extra-single-image',
+      { ...ok('ExtrasBatchImagesResponse', obj({ images: arr(str), html_info: str })), ...validation },
+      requestSchema(ExtrasBatchImagesRequest),
+    ),
   };
 }
