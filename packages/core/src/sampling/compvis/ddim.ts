@@ -3,10 +3,10 @@
  * eps model, float32 like torch, with alphas_prev in float64 and the eta sigmas computed as A1111's numpy/torch mix.
  * One noise draw per step even at eta 0 (A1111 draws it and multiplies by 0), so the generators advance as there.
  */
-import type { Float32Tensor } from '../../tensor.js';
+import { float32, type Float32Tensor } from '../../tensor.js';
 import type { EpsModel, GuidedEps, GuidedEpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
-import { checkAbort, f, mapTensor, perItem, type CompVisRunOptions } from './common.js';
+import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
 
 export type { GuidedEpsModel } from '../types.js';
 
@@ -65,13 +65,21 @@ async function ddimLoop(
     const sqrtAT = f(Math.sqrt(aT));
     const sqrtAPrev = f(Math.sqrt(aPrev));
     const dirScale = f(Math.sqrt(f(f(1 - aPrev) - f(sigmaT * sigmaT))));
-    const n = noise();
-    const cur = x;
-    const predX0 = mapTensor(cur, (k) => f(f(cur.data[k]! - f(s1m * eps.data[k]!)) / sqrtAT));
-    x = mapTensor(cur, (k) => {
-      const dir = f(dirScale * uncondEps.data[k]!);
-      return f(f(f(sqrtAPrev * predX0.data[k]!) + dir) + f(sigmaT * n.data[k]!));
-    });
+    const nd = noise().data;
+    const cd = x.data;
+    const ed = eps.data;
+    const ud = uncondEps.data;
+    // pred_x0 and the next x in one pass (plain loop: a per-element callback costs several times more)
+    const p0 = new Float32Array(cd.length);
+    const next = new Float32Array(cd.length);
+    for (let k = 0; k < cd.length; k++) {
+      const p = f(f(cd[k]! - f(s1m * ed[k]!)) / sqrtAT);
+      p0[k] = p;
+      const dir = f(dirScale * ud[k]!);
+      next[k] = f(f(f(sqrtAPrev * p) + dir) + f(sigmaT * nd[k]!));
+    }
+    const predX0 = float32(x.shape, p0);
+    x = float32(x.shape, next);
     opts.onStep?.({ step: i, steps, x, denoised: predX0 });
   }
   return x;
