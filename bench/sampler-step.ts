@@ -46,25 +46,8 @@ const rngArg: 'nv' | 'cpu' = rngRaw;
 const root = resolve(stringArg(argv, 'root', REPO));
 const jsonOut = stringArg(argv, 'json-out', '');
 const baselineRef = stringArg(argv, 'baseline-ref', '');
-const ALL_SAMPLERS = [
-  'Euler a',
-  'Euler',
-  'LMS',
-  'Heun',
-  'DPM2',
-  'DPM2 a',
-  'DPM++ 2S a',
-  'DPM++ 2M',
-  'DPM++ SDE',
-  'DPM++ 2M SDE',
-  'DPM++ 2M SDE Heun',
-  'DPM++ 3M SDE',
-  'Restart',
-  'DDIM',
-  'PLMS',
-  'UniPC',
-];
-const samplerNames = listArg(argv, 'samplers', ALL_SAMPLERS);
+/** Default: every sampler of the registry (A1111's list), read from the tree measured. */
+const samplerArg = listArg(argv, 'samplers', []);
 const GOAL_MS = 0.1;
 const SEED = 4077357776;
 
@@ -165,7 +148,8 @@ async function measure(): Promise<Measured[]> {
   const cond = conditioning(1);
   const uncond = conditioning(2);
   const out: Measured[] = [];
-  for (const name of samplerNames) {
+  const names = samplerArg.length > 0 ? samplerArg : samplers.SAMPLERS.map((s) => s.name);
+  for (const name of names) {
     if (!samplers.samplerByName(name)) throw new RangeError(`unknown sampler "${name}"`);
     const pass = async (): Promise<{ tsMs: number; cpuMs: number | undefined; calls: number; hash: string }> => {
       const rng = new rngModule.ImageRNG({ shape: [4, 64, 64], seeds: [SEED], source: rngArg });
@@ -234,7 +218,7 @@ function baselineTree(ref: string): { dir: string; commit: string } {
 function runChild(treeRoot: string): Measured[] {
   const tmp = mkdtempSync(join(tmpdir(), 'sampler-step-'));
   const file = join(tmp, 'rows.json');
-  const passOn = ['--steps', String(steps), '--repeats', String(repeats), '--model-ms', String(modelMs), '--rng', rngArg, '--samplers', samplerNames.join(',')];
+  const passOn = ['--steps', String(steps), '--repeats', String(repeats), '--model-ms', String(modelMs), '--rng', rngArg, ...(samplerArg.length > 0 ? ['--samplers', samplerArg.join(',')] : [])];
   const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...passOn, '--root', treeRoot, '--json-out', file], {
     cwd: REPO,
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -274,8 +258,9 @@ async function main(): Promise<void> {
   const before = runChild(base.dir);
   const after = runChild(REPO);
   const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
-  const table: Row[] = after.map((a, i) => {
-    const b = before[i]!;
+  const table: Row[] = after.map((a) => {
+    const b = before.find((r) => r.sampler === a.sampler);
+    if (!b) throw new Error(`the baseline has no sampler "${a.sampler}": pass --samplers`);
     return {
       sampler: a.sampler,
       callsPerStep: a.callsPerStep,
