@@ -247,4 +247,54 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
     assert.equal(events.filter((e) => e.event === 'failed').length, 1);
     assert.equal((events.at(-1)!.data.error as { code: string }).code, 'INPUT_MISSING');
   });
+  test('a prompt matrix as a /v1 flow: one child per combination, the labelled grid first, each image a plain render', async () => {
+    const sub = await farm.request('POST', '/v1/flows', {
+      key: KEY, body: { script: { name: 'Prompt matrix', args: [] }, base: { ...BASE, prompt: 'a lighthouse|at night|in fog', seed: 21 } },
+    });
+    assert.equal(sub.status, 202, JSON.stringify(sub.json));
+    const { id } = sub.json as { id: string };
+    const done = await waitFlow(id, ['completed', 'failed', 'cancelled']);
+    assert.equal(done.state, 'completed', JSON.stringify(done.error));
+    assert.equal(done.children.length, 4);
+    assert.deepEqual(done.outputs.map((o) => o.kind), ['grid', 'image', 'image', 'image', 'image']);
+    const prompts = done.outputs.slice(1).map((o) => o.infotext.split('\n')[0]);
+    assert.deepEqual(prompts, ['a lighthouse', 'a lighthouse, at night', 'a lighthouse, in fog', 'a lighthouse, at night, in fog']);
+    const grid = await png(done.outputs[0]!.url);
+    assert.ok(grid.width >= 128 && grid.height > 128, `the 2x2 grid with its labels: ${grid.width}x${grid.height}`);
+    // The last combination, rendered as one plain job, is the same image.
+    const single = await farm.request('POST', '/v1/txt2img', { key: KEY, body: { ...BASE, prompt: prompts[3], seed: 21 } });
+    const jobId = (single.json as { id: string }).id;
+    const job = await waitFor('single render', async () => {
+      const j = (await farm.request('GET', `/v1/jobs/${jobId}`, { key: KEY })).json as { state: string; outputs: { url: string }[] };
+      return j.state === 'completed' ? j : null;
+    }, 60_000, 100);
+    assert.deepEqual((await png(done.outputs[4]!.url)).data, (await png(job.outputs[0]!.url)).data);
+    // A bad script argument is named.
+    const bad = await farm.request('POST', '/v1/flows', { key: KEY, body: { script: { name: 'prompt matrix', args: ['yes'] }, base: { ...BASE } } });
+    assert.equal(bad.status, 400);
+    assert.equal((bad.json as { error: { field: string } }).error.field, 'script.args[0]');
+    const unknown = await farm.request('POST', '/v1/flows', { key: KEY, body: { script: { name: 'Loopback wave' }, base: { ...BASE } } });
+    assert.equal((unknown.json as { error: { field: string } }).error.field, 'script.name');
+  });
+
+  test('/sdapi/v1/txt2img with the X/Y/Z plot script answers as A1111: the grid, then the info', async () => {
+    const scripts = (await farm.request('GET', '/sdapi/v1/scripts', { key: KEY })).json as { txt2img: string[] };
+    assert.ok(scripts.txt2img.includes('x/y/z plot'));
+    assert.ok(((await farm.request('GET', '/sdapi/v1/script-info', { key: KEY })).json as unknown[]).length > 0);
+    const r = await farm.request('POST', '/sdapi/v1/txt2img', {
+      key: KEY,
+      body: { ...BASE, prompt: 'a kite', seed: 5, cfg_scale: 7, script_name: 'X/Y/Z plot', script_args: ['Seed', '5,6', [], 'CFG Scale', '5,9', []] },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 500));
+    const body = r.json as { images: string[]; info: string };
+    const flowId = r.headers.get('x-darkroom-flow-id')!;
+    const flow = (await farm.request('GET', `/v1/flows/${flowId}`, { key: KEY })).json as FlowJson;
+    assert.equal(flow.children.length, 4);
+    const info = JSON.parse(body.info) as { index_of_first_image: number; infotexts: string[] };
+    assert.equal(body.images.length, info.infotexts.length);
+    assert.ok(info.index_of_first_image >= 1, 'the grid leads the images');
+    const grid = decodePng(new Uint8Array(Buffer.from(body.images[0]!, 'base64')));
+    assert.ok(grid.width >= 128 && grid.height >= 128, `${grid.width}x${grid.height}`);
+    assert.match(info.infotexts[0]!, /X Type: Seed/);
+  });
 });

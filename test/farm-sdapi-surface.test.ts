@@ -222,7 +222,7 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
   test('fields A1111 knows and the farm cannot honour are refused by name with 422, never ignored', async () => {
     const cases: [Record<string, unknown>, string][] = [
       [{ restore_faces: true }, 'restore_faces'],
-      [{ script_name: 'X/Y/Z plot', script_args: [] }, 'script_name'],
+      [{ script_name: 'Loopback wave', script_args: [] }, 'script_name'],
       [{ alwayson_scripts: { ControlNet: { args: [] } } }, 'alwayson_scripts.ControlNet'],
       [{ refiner_checkpoint: 'sdxl-refiner', refiner_switch_at: 0.8 }, 'refiner_checkpoint'],
       [{ infotext: 'a cat\nSteps: 3' }, 'infotext'],

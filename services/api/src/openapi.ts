@@ -42,12 +42,13 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       responses: { 200: { description: 'A1111 response: base64 PNGs, echoed parameters, info as a JSON string',
         headers: {
           'X-Darkroom-Job-Id': { schema: { type: 'string' }, description: 'the job, at /v1/jobs/{id}' },
+          'X-Darkroom-Flow-Id': { schema: { type: 'string' }, description: 'with script_name: the flow the script ran as, at /v1/flows/{id} (images: the grids first)' },
           'X-Darkroom-Sampler-Fallback': { schema: { type: 'string' }, description: 'present when sampler_name was no sampler: A1111 1.10 renders it with DPM++ 2M, and so does this API' },
         },
         content: { 'application/json': { schema: {
           type: 'object', properties: { images: { type: 'array', items: { type: 'string' } }, parameters: { type: 'object' }, info: { type: 'string' } },
         } } } },
-      422: { description: 'FastAPI validation `detail` list, or a refusal of a field this farm cannot honour (restore_faces, script_name, alwayson_scripts, styles, refiner_checkpoint, infotext) naming it' },
+      422: { description: 'FastAPI validation `detail` list, or a refusal of a field this farm cannot honour (restore_faces, a script_name it does not run, alwayson_scripts, styles, refiner_checkpoint, infotext) naming it, or a bad script argument (script_args[N])' },
       ...errors },
     },
   });
@@ -171,9 +172,9 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       } },
       '/v1/gallery/{id}/{n}/thumb.png': { get: { summary: 'a thumbnail (at most 160 px), made once and kept', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/gallery/{id}/{n}/image.png': { get: { summary: 'a stored output, also after its job has expired', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
-      '/v1/{kind}': { get: { summary: 'list models, embeddings, hypernetworks, LoRAs, VAEs or upscalers', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks', 'loras', 'vaes', 'upscalers'] } }], responses: { 200: { description: 'items', content: { 'application/json': { schema: { type: 'object', properties: { items: { type: 'array', items: ref('AssetView') } } } } } } } } },
+      '/v1/{kind}': { get: { summary: 'list models, embeddings, hypernetworks, LoRAs or VAEs', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks', 'loras', 'vaes'] } }], responses: { 200: { description: 'items', content: { 'application/json': { schema: { type: 'object', properties: { items: { type: 'array', items: ref('AssetView') } } } } } } } } },
       '/v1/{kind}/{filename}': {
-        put: { summary: 'upload a file (raw body); stored by SHA-256', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks', 'loras', 'vaes', 'upscalers'] } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, responses: { 201: { description: 'stored', content: json('AssetView') }, ...errors } },
+        put: { summary: 'upload a file (raw body); stored by SHA-256', parameters: [{ name: 'kind', in: 'path', required: true, schema: { enum: ['models', 'embeddings', 'hypernetworks', 'loras', 'vaes'] } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, responses: { 201: { description: 'stored', content: json('AssetView') }, ...errors } },
         delete: { summary: 'forget a name (bytes shared by hash stay)', parameters: [{ name: 'kind', in: 'path', required: true, schema: { type: 'string' } }, { name: 'filename', in: 'path', required: true, schema: { type: 'string' } }], responses: { 204: { description: 'removed' }, ...errors } },
       },
       '/v1/datasets': {

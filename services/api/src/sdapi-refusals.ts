@@ -1,16 +1,19 @@
 import { resolveSamplerAndScheduler } from '@darkroom/core/sampling/samplers.js';
+import { scriptByName } from '@darkroom/core/scripts/index.js';
 import type { GenerateRequest } from '@darkroom/farm';
 import { unsupported } from './sdapi-errors.js';
 
 /**
  * A1111 request fields `/sdapi/v1` cannot honour yet, refused by name (422) rather than accepted and ignored: a
  * client asking for face restoration or a script must not get an image made without it as if it had worked.
- * Scripts: A1111 answers an unknown `script_name` with 422 "Script '<name>' not found", and this farm has none.
+ * Scripts: A1111 answers an unknown `script_name` with 422 "Script '<name>' not found"; the built-in ones it
+ * knows (prompt matrix, X/Y/Z plot, prompts from file or textbox) run as flows.
  */
 export function checkSdapiSupported(req: GenerateRequest): void {
   if (req.restore_faces === true) throw unsupported('restore_faces', 'face restoration (GFPGAN, CodeFormer) is not supported by this farm; send false or leave it out');
-  if (req.script_name !== null && req.script_name !== '') {
-    throw unsupported('script_name', `Script '${req.script_name}' not found (GET /sdapi/v1/scripts lists the scripts this farm runs: none)`);
+  // The scripts core/scripts plans run as flows (sdapi-scripts.ts); any other name is A1111's "not found".
+  if (req.script_name !== null && req.script_name !== '' && !scriptByName(req.script_name)) {
+    throw unsupported('script_name', `Script '${req.script_name}' not found (GET /sdapi/v1/scripts lists the scripts this farm runs)`);
   }
   const alwayson = Object.keys(req.alwayson_scripts);
   if (alwayson.length > 0) throw unsupported(`alwayson_scripts.${alwayson[0]}`, `always on script ${alwayson[0]} not found (GET /sdapi/v1/scripts lists none)`);

@@ -4,7 +4,7 @@ import { SAMPLERS } from '@darkroom/core/sampling/samplers.js';
 import { SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
 import {
   BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, QUEUE_NAMES, requestStop, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
-  type GenerateRequest, type JobView,
+  type GenerateRequest,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
@@ -22,6 +22,8 @@ import { findModel, listModels } from '../models.js';
 import { checkOptionsUpdate } from '../options-update.js';
 import { OPTION_DEFAULTS, tenantOptions } from '../sdapi-options.js';
 import { decodeImage, submitGenerate } from '../submit.js';
+import { submitScriptFlow } from '../flow-submit.js';
+import { scriptResult } from '../sdapi-scripts.js';
 import { resolveVaeName } from '../vae-setting.js';
 
 const GENERATION_OPTIONS = new Set(Object.keys(OPTION_DEFAULTS).filter((k) => !['samples_format', 'enable_pnginfo', 'live_previews_enable', 'show_progress_every_n_steps'].includes(k)));
@@ -80,7 +82,8 @@ async function keptOverrides(ctx: ApiContext, tenant: string, overrides: Record<
   return Object.fromEntries(Object.entries(update).map(([k, v]) => [k, JSON.stringify(v)]));
 }
 
-function infoJson(req: GenerateRequest, view: JobView, jobTimestamp: string): string {
+/** A1111's info JSON; `indexOfFirstImage` is how many grids lead the images (a script's response). */
+function infoJson(req: GenerateRequest, view: { outputs: readonly { seed: number; subseed: number; infotext: string }[] }, jobTimestamp: string, indexOfFirstImage = 0): string {
   const infotexts = view.outputs.map((o) => o.infotext);
   const first = infotexts[0] ?? '';
   const parsed = parseGenerationParameters(first);
@@ -113,7 +116,7 @@ function infoJson(req: GenerateRequest, view: JobView, jobTimestamp: string): st
     seed_resize_from_h: req.seed_resize_from_h,
     denoising_strength: req.denoising_strength,
     extra_generation_params: {},
-    index_of_first_image: 0,
+    index_of_first_image: indexOfFirstImage,
     infotexts,
     styles: req.styles ?? [],
     job_timestamp: jobTimestamp,
@@ -142,7 +145,11 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     const fallback = samplerFallback(raw);
     // Checked before the job is queued, stored once it is: a refused value must not leave a job behind.
     const kept = !raw.override_settings_restore_afterwards && raw.override_settings ? await keptOverrides(ctx, tenant, raw.override_settings) : {};
-    const { id } = await submitGenerate(ctx, tenant, kind, request, req.body, { idempotencyKey: req.get('idempotency-key'), source: 'sdapi' });
+    // A script runs as a flow of jobs over the workers (sdapi-scripts.ts); the call waits for the flow's end alike.
+    const scripted = raw.script_name !== null && raw.script_name !== '';
+    const { id } = scripted
+      ? await submitScriptFlow(ctx, tenant, kind, request, req.body, { idempotencyKey: req.get('idempotency-key') })
+      : await submitGenerate(ctx, tenant, kind, request, req.body, { idempotencyKey: req.get('idempotency-key'), source: 'sdapi' });
     await ctx.redis.set(ctx.keys.sdapiCurrent(tenant), id, 'EX', 86400);
     if (Object.keys(kept).length > 0) await ctx.redis.hset(ctx.keys.options(tenant), kept);
     const aborted = new AbortController();
@@ -153,7 +160,13 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     const unserved = async () => ((await liveOn(ctx, QUEUE_NAMES.generate)).length === 0 ? noWorkerError(id) : null);
     const terminal = await waitForTerminal(ctx, id, ctx.cfg.syncTimeoutMs, aborted.signal, unserved);
     if (aborted.signal.aborted) return;
-    if (!terminal) throw new FarmError('TIMEOUT', 504, `job ${id} did not finish within SYNC_TIMEOUT_MS; follow it at /v1/jobs/${id}`);
+    if (!terminal) throw new FarmError('TIMEOUT', 504, `job ${id} did not finish within SYNC_TIMEOUT_MS; follow it at /v1/${scripted ? 'flows' : 'jobs'}/${id}`);
+    if (scripted) {
+      const out = await scriptResult(ctx, tenant, id, raw.send_images, raw.save_images);
+      if (fallback) res.set('X-Darkroom-Sampler-Fallback', fallback.replace(/[^\x20-\x7e]/g, '?'));
+      res.set('X-Darkroom-Flow-Id', id).json({ images: out.images, parameters: echoParameters(request, raw), info: infoJson(request, out, jobTimestamp(out.startedAt), out.grids) });
+      return;
+    }
     const view = (await jobView(ctx, tenant, id))!;
     if (view.state === 'failed') {
       const code = view.error?.code ?? 'RENDER_FAILED';

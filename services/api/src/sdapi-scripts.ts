@@ -1,0 +1,45 @@
+import { FarmError, readTerminalRecord } from '@darkroom/farm';
+import type { FlowJobResult } from '@darkroom/farm/flows.js';
+import type { ApiContext } from './context.js';
+import { flowView, loadFlow } from './flow-view.js';
+
+export interface ScriptResult {
+  /** base64 PNGs in A1111's order: the grids, then the images the script returns. */
+  images: string[];
+  /** Seed, subseed and infotext of each of those, for A1111's info JSON. */
+  outputs: { seed: number; subseed: number; infotext: string }[];
+  /** How many grids lead the images: A1111's index_of_first_image. */
+  grids: number;
+  startedAt: string | null;
+}
+
+/**
+ * What a synchronous `/sdapi/v1/txt2img` (or img2img) call with `script_name` answers once its flow ended: the
+ * grids first, then the images, as A1111's script returns them. A failed flow is refused with the failed child's
+ * code, as a failed job is; a cancelled one (an interrupt) answers no images. Unless
+ * `save_images`, the farm keeps none of them afterwards, as A1111 writes nothing to its outputs folder.
+ */
+export async function scriptResult(ctx: ApiContext, tenant: string, flowId: string, sendImages: boolean, saveImages: boolean): Promise<ScriptResult> {
+  const view = await flowView(ctx, tenant, flowId);
+  if (!view) throw new FarmError('FLOW_NOT_FOUND', 404, `no flow ${flowId}`);
+  if (view.state === 'failed') {
+    const code = view.error?.code ?? 'RENDER_FAILED';
+    throw new FarmError(code, code === 'RENDER_FAILED' ? 500 : code.endsWith('NOT_FOUND') ? 404 : 422, view.error?.message ?? 'render failed');
+  }
+  const result = (await readTerminalRecord<FlowJobResult>(ctx.redis, ctx.keys, flowId))?.result ?? (await loadFlow(ctx, tenant, flowId))?.returnvalue ?? null;
+  // A cancelled flow (an interrupt) has no composed result and answers no images.
+  const records = result?.outputs ?? [];
+  const keys = records.map((o) => o.key);
+  const images: string[] = [];
+  if (sendImages) {
+    for (const key of keys) {
+      const bytes = await ctx.storage.get(key);
+      if (bytes) images.push(Buffer.from(bytes).toString('base64'));
+    }
+  }
+  if (!saveImages) for (const key of keys) await ctx.storage.delete(key);
+  const started = view.children.map((c) => c.started_at).filter((s): s is string => s !== null).sort()[0] ?? null;
+  return {
+    images, outputs: records.map((o) => ({ seed: o.seed, subseed: o.subseed, infotext: o.infotext })), grids: result?.grids ?? 0, startedAt: started,
+  };
+}
