@@ -8,38 +8,36 @@
  * bits; any call that differs from the plan, and everything after it, is computed on the sampling thread from
  * the generator state the run has reached, as it would be without threads.
  */
-import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
+import { receiveMessageOnPort } from 'node:worker_threads';
 import { float32, type Float32Tensor } from '../../tensor.js';
 import { BatchedBrownianTree } from '../kdiffusion/brownian-tree.js';
 import type { ImageRNG, NoiseSource } from '../rng/image-rng.js';
 import type { BrownianNoiseFactory, NoiseSampler, Sampler } from '../types.js';
 import { planNoise } from './noise-plan.js';
 import { CTRL, CTRL_WORDS, type BrownianJob, type NoiseJob, type NoiseResult, type RngJob } from './noise-protocol.js';
-import { noiseThreads, type NoiseThreads } from './noise-threads.js';
+import { noiseThreads, type NoiseThreadHandle, type NoiseThreads } from './noise-threads.js';
 
 /** How far a thread may run ahead of the sampler (results held at once per stream). */
 const WINDOW = 4;
 /** A thread that has not answered in this long is taken for dead; the run goes on without it. */
 const TAKE_TIMEOUT_MS = 30_000;
 
+let nextStreamId = 1;
+
 /** One thread's ordered results for this run. */
 class Stream {
   private taken = 0;
   private dead = false;
+  readonly id = nextStreamId++;
   readonly ctrl: Int32Array;
-  readonly port: MessagePort;
-  private readonly remote: MessagePort;
 
-  constructor(readonly worker: Worker) {
+  constructor(readonly thread: NoiseThreadHandle) {
     this.ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL_WORDS));
-    const { port1, port2 } = new MessageChannel();
-    this.port = port1;
-    this.remote = port2;
   }
 
-  send(job: Omit<RngJob, 'port' | 'ctrl' | 'window'> | Omit<BrownianJob, 'port' | 'ctrl' | 'window'>): void {
-    const full: NoiseJob = { ...job, port: this.remote, ctrl: this.ctrl.buffer as SharedArrayBuffer, window: WINDOW };
-    this.worker.postMessage(full, [this.remote]);
+  send(job: Omit<RngJob, 'stream' | 'ctrl' | 'window'> | Omit<BrownianJob, 'stream' | 'ctrl' | 'window'>): void {
+    const full: NoiseJob = { ...job, stream: this.id, ctrl: this.ctrl.buffer as SharedArrayBuffer, window: WINDOW };
+    this.thread.worker.postMessage(full);
   }
 
   /** The next result, waiting for it; undefined once the thread failed or stopped answering. */
@@ -48,22 +46,33 @@ class Stream {
     while (Atomics.load(this.ctrl, CTRL.produced) <= this.taken) {
       if (Atomics.wait(this.ctrl, CTRL.produced, this.taken, TAKE_TIMEOUT_MS) === 'timed-out') break;
     }
-    const message = Atomics.load(this.ctrl, CTRL.failed) === 0 ? receiveMessageOnPort(this.port) : undefined;
-    if (!message) {
+    let result: NoiseResult | undefined;
+    if (Atomics.load(this.ctrl, CTRL.failed) === 0) {
+      // late results of an earlier, cancelled stream of this thread come first: drop them
+      for (;;) {
+        const m = receiveMessageOnPort(this.thread.results);
+        if (!m) break;
+        const r = m.message as NoiseResult;
+        if (r.stream === this.id) {
+          result = r;
+          break;
+        }
+      }
+    }
+    if (!result) {
       this.dead = true;
       return undefined;
     }
     this.taken++;
     Atomics.store(this.ctrl, CTRL.consumed, this.taken);
     Atomics.notify(this.ctrl, CTRL.consumed);
-    return message.message as NoiseResult;
+    return result;
   }
 
   cancel(): void {
     this.dead = true;
     Atomics.store(this.ctrl, CTRL.cancelled, 1);
     Atomics.notify(this.ctrl, CTRL.consumed);
-    this.port.close();
   }
 }
 

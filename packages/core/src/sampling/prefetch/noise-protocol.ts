@@ -3,7 +3,6 @@
  * has (an Int32Array over a SharedArrayBuffer), so either side can wait on the other without an event loop turn
  * (the sampling thread is blocked in onnxruntime's run() or in the sampler; the noise thread in its job).
  */
-import type { MessagePort } from 'node:worker_threads';
 import type { ImageRngOptions, NoiseSource } from '../rng/image-rng.js';
 import type { DrawSlot } from './noise-plan.js';
 
@@ -23,7 +22,8 @@ export const CTRL_WORDS = 4;
 /** The next draws of an ImageRNG rebuilt from its options and the draws already made. */
 export interface RngJob {
   readonly kind: 'rng';
-  readonly port: MessagePort;
+  /** Results name their stream: a thread's port outlives its streams, and a cancelled one's late results are dropped. */
+  readonly stream: number;
   readonly ctrl: SharedArrayBuffer;
   readonly window: number;
   readonly opts: ImageRngOptions;
@@ -35,7 +35,7 @@ export interface RngJob {
 /** Brownian noise for a share of a run's queries, from a tree of its own (values never depend on query order). */
 export interface BrownianJob {
   readonly kind: 'brownian';
-  readonly port: MessagePort;
+  readonly stream: number;
   readonly ctrl: SharedArrayBuffer;
   readonly window: number;
   readonly shape: readonly number[];
@@ -50,6 +50,7 @@ export type NoiseJob = RngJob | BrownianJob;
 
 /** A result: the noise values (transferred) or null for a skipped draw. */
 export interface NoiseResult {
+  readonly stream: number;
   readonly index: number;
   readonly data: Float32Array | null;
 }

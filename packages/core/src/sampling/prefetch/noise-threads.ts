@@ -4,11 +4,17 @@
  * than the cores the process may use, at least 1 and at most 4.
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { STATUS_READY } from './noise-protocol.js';
 
-interface NoiseThread {
+/** A loaded thread as a run gets it: jobs go to `worker`, results come back on `results`. */
+export interface NoiseThreadHandle {
   readonly worker: Worker;
+  /** The thread's result port for its whole life (read with receiveMessageOnPort; never listened to). */
+  readonly results: MessagePort;
+}
+
+interface NoiseThread extends NoiseThreadHandle {
   readonly status: Int32Array;
   busy: boolean;
   dead: boolean;
@@ -24,12 +30,12 @@ export function noiseThreadCount(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 /** The thread's entry, next to this module (TypeScript sources run through tsx, which a thread must register). */
-function startThread(status: SharedArrayBuffer): Worker {
+function startThread(status: SharedArrayBuffer, results: MessagePort): Worker {
   const here = import.meta.url;
   const entry = new URL(here.endsWith('.ts') ? './noise-worker.ts' : './noise-worker.js', here);
   const register = here.endsWith('.ts') ? `await (await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})).register();` : '';
   const source = `(async () => { ${register} await import(${JSON.stringify(entry.href)}); })().catch(() => process.exit(1));`;
-  return new Worker(source, { eval: true, workerData: { status } });
+  return new Worker(source, { eval: true, workerData: { status, results }, transferList: [results] });
 }
 
 export class NoiseThreads {
@@ -43,13 +49,16 @@ export class NoiseThreads {
     this.started = true;
     for (let i = 0; i < this.size; i++) {
       const status = new SharedArrayBuffer(4);
+      const { port1, port2 } = new MessageChannel();
       let worker: Worker;
       try {
-        worker = startThread(status);
+        worker = startThread(status, port2);
       } catch {
+        port1.close();
         return;
       }
-      const thread: NoiseThread = { worker, status: new Int32Array(status), busy: false, dead: false };
+      port1.unref();
+      const thread: NoiseThread = { worker, results: port1, status: new Int32Array(status), busy: false, dead: false };
       worker.on('error', () => (thread.dead = true));
       worker.on('exit', () => (thread.dead = true));
       worker.unref();
@@ -67,19 +76,19 @@ export class NoiseThreads {
   }
 
   /** Up to `n` loaded idle threads, now busy until released. */
-  acquire(n: number): Worker[] {
-    const out: Worker[] = [];
+  acquire(n: number): NoiseThreadHandle[] {
+    const out: NoiseThreadHandle[] = [];
     for (const t of this.threads) {
       if (out.length >= n) break;
       if (t.busy || t.dead || Atomics.load(t.status, STATUS_READY) === 0) continue;
       t.busy = true;
-      out.push(t.worker);
+      out.push(t);
     }
     return out;
   }
 
-  release(worker: Worker): void {
-    const t = this.threads.find((x) => x.worker === worker);
+  release(handle: NoiseThreadHandle): void {
+    const t = this.threads.find((x) => x.worker === handle.worker);
     if (t) t.busy = false;
   }
 }

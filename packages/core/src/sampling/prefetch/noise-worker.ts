@@ -3,7 +3,7 @@
  * `window` ahead of what the sampling thread has taken, and posts each (its buffer transferred) as soon as it
  * is ready. Everything is the same code the sampling thread would run, so the values are the same bits.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { BatchedBrownianTree } from '../kdiffusion/brownian-tree.js';
 import { ImageRNG, randnLocal } from '../rng/image-rng.js';
 import { CTRL, STATUS_READY, type BrownianJob, type NoiseJob, type NoiseResult, type RngJob } from './noise-protocol.js';
@@ -18,8 +18,11 @@ function waitForRoom(ctrl: Int32Array, produced: number, window: number): boolea
   }
 }
 
-function post(job: NoiseJob, ctrl: Int32Array, result: NoiseResult): void {
-  job.port.postMessage(result, result.data ? [result.data.buffer as ArrayBuffer] : []);
+const data = workerData as { status: SharedArrayBuffer; results: MessagePort };
+const results = data.results;
+
+function post(ctrl: Int32Array, result: NoiseResult): void {
+  results.postMessage(result, result.data ? [result.data.buffer as ArrayBuffer] : []);
   Atomics.add(ctrl, CTRL.produced, 1);
   Atomics.notify(ctrl, CTRL.produced);
 }
@@ -32,9 +35,9 @@ function runRng(job: RngJob): void {
     if (!waitForRoom(ctrl, i, job.window)) return;
     if (job.slots[i] === 'skip') {
       rng.skip();
-      post(job, ctrl, { index: i, data: null });
+      post(ctrl, { stream: job.stream, index: i, data: null });
     } else {
-      post(job, ctrl, { index: i, data: rng.next().data });
+      post(ctrl, { stream: job.stream, index: i, data: rng.next().data });
     }
   }
 }
@@ -45,11 +48,11 @@ function runBrownian(job: BrownianJob): void {
   for (let i = 0; i < job.queries.length; i++) {
     if (!waitForRoom(ctrl, i, job.window)) return;
     const [sigma, sigmaNext] = job.queries[i]!;
-    post(job, ctrl, { index: i, data: tree.noise(sigma, sigmaNext).data });
+    post(ctrl, { stream: job.stream, index: i, data: tree.noise(sigma, sigmaNext).data });
   }
 }
 
-const status = new Int32Array((workerData as { status: SharedArrayBuffer }).status);
+const status = new Int32Array(data.status);
 parentPort!.on('message', (job: NoiseJob) => {
   try {
     if (job.kind === 'rng') runRng(job);
@@ -60,8 +63,6 @@ parentPort!.on('message', (job: NoiseJob) => {
     Atomics.store(ctrl, CTRL.failed, 1);
     Atomics.add(ctrl, CTRL.produced, 1);
     Atomics.notify(ctrl, CTRL.produced);
-  } finally {
-    job.port.close();
   }
 });
 Atomics.store(status, STATUS_READY, 1);
