@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import {
-  attemptNumber, CANCELLED_REASON, FarmError, jobFailure, leftWaiting, outputKey, type GenerateJobResult,
+  attemptNumber, CANCELLED_REASON, FarmError, jobFailure, leftWaiting, outputKey, outputUrl, recordTerminalEvent, type GenerateJobResult,
 } from '@darkroom/farm';
 import type { ExtrasJobData } from '@darkroom/farm/extras-jobs.js';
 import type { ProcessorContext } from './processor.js';
@@ -49,7 +49,12 @@ export async function runExtrasJob(ctx: ProcessorContext, job: Job<ExtrasJobData
     });
     const renderMs = Math.round(performance.now() - started);
     log.info({ renderMs, images: outputs.length }, 'extras done');
-    return { outputs, worker: ctx.workerName, attempt, renderMs };
+    const result: GenerateJobResult = { outputs, worker: ctx.workerName, attempt, renderMs };
+    // Its terminal event, as a render's: written before BullMQ hears of the result (terminal-events.ts).
+    const eventOutputs = await Promise.all(outputs.map(async (o) => ({ index: o.index, url: await outputUrl(ctx.storage, ctx.cfg, jobId, o.index, o.key), infotext: o.infotext })));
+    const { record } = await recordTerminalEvent(ctx.events, { id: jobId, tenant: data.tenant, webhook: null }, { type: 'completed', data: { outputs: eventOutputs }, result });
+    if (record.type !== 'completed' || !record.result) throw new UnrecoverableError(record.reason ?? CANCELLED_REASON);
+    return record.result as GenerateJobResult;
   } catch (e) {
     if (e instanceof RenderCancelled || e instanceof OutputsAbandoned) throw new UnrecoverableError(CANCELLED_REASON);
     if (e instanceof RenderFailed || e instanceof FarmError) {

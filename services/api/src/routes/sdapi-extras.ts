@@ -54,10 +54,10 @@ async function checkedParams(ctx: ApiContext, tenant: string, body: ExtrasBase):
   const resolve = await upscalerResolver(ctx.registry, ctx.cfg.modelsDir, tenant);
   const upscalers: JobUpscaler[] = [];
   // upscaler_2 is looked up only when upscaler_1 runs (ScriptPostprocessingUpscale.process returns before it)
-  const names = body.upscaler_1 === 'None' ? [['upscaler_1', 'None']] : [['upscaler_1', body.upscaler_1], ['upscaler_2', body.upscaler_2]];
+  const names: Array<[field: string, name: string]> = body.upscaler_1 === 'None' ? [] : [['upscaler_1', body.upscaler_1], ['upscaler_2', body.upscaler_2]];
   for (const [field, name] of names) {
     if (name === 'None') continue;
-    const found = resolve(name!, field!);
+    const found = resolve(name, field);
     if ('model' in found && !upscalers.some((u) => u.name === found.model.name)) upscalers.push(found.model);
   }
   const params: PostprocessUpscaleParams = {
