@@ -57,13 +57,13 @@ async function measure(workers: number): Promise<Row> {
   }
 }
 
-const rows: Row[] = [];
-for (const n of WORKERS) rows.push(await measure(n));
-const base = rows.find((r) => r.workers === 1) ?? rows[0]!;
-for (const r of rows) {
-  r.speedup = Number(base.wallS) / Number(r.wallS);
-  r.efficiency = Number(r.speedup) / Number(r.workers);
-}
+const measured: Row[] = [];
+for (const n of WORKERS) measured.push(await measure(n));
+const base = measured.find((r) => r.workers === 1) ?? measured[0]!;
+const rows: Row[] = measured.map((r) => {
+  const speedup = Number(base.wallS) / Number(r.wallS);
+  return { ...r, speedup, efficiency: speedup / Number(r.workers) };
+});
 printTable(`4x4 X/Y plot as a flow (tiny model, ${STEPS} steps, ${SIZE}x${SIZE}, ${cpus().length} cores)`, [
   { key: 'workers', label: 'workers', digits: 0 },
   { key: 'cells', label: 'cells', digits: 0 },
