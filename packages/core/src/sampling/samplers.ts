@@ -353,7 +353,7 @@ export interface SamplerRun {
   /** CFG'd eps model, for DDIM / DDIM CFG++ / PLMS / UniPC. */
   readonly eps?: EpsModel;
   /** The batch's ImageRNG after its first draw (the initial noise): each `next()` is one step draw. */
-  readonly rng: { next(): Float32Tensor };
+  readonly rng: { next(): Float32Tensor; skip?(): void };
   /** p.all_seeds of this batch: they seed the Brownian trees (ENSD does not apply there). */
   readonly seeds: readonly number[];
   /** rng.randn_local for the run's noise source. */
@@ -387,6 +387,8 @@ export function samplerContext(run: SamplerRun): SamplerContext {
     ...(run.eps ? { eps: run.eps } : {}),
     sigmas: run.sigmas,
     noise: () => run.rng.next(),
+    // a draw the step never uses only advances the generators (Euler, Heun, DPM2 with s_churn 0)
+    ...(run.rng.skip ? { skipNoise: () => run.rng.skip!() } : {}),
     seeds: run.seeds,
     randnLocal: run.randnLocal,
     options,
