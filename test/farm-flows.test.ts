@@ -297,4 +297,22 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
     assert.ok(grid.width >= 128 && grid.height >= 128, `${grid.width}x${grid.height}`);
     assert.match(info.infotexts[0]!, /X Type: Seed/);
   });
+  test('/sdapi/v1/progress counts a script\'s cells as jobs, and interrupt ends the whole script', async () => {
+    const call = farm.request('POST', '/sdapi/v1/txt2img', {
+      key: KEY,
+      body: { ...BASE, steps: 60, prompt: 'a dune', seed: 7, script_name: 'x/y/z plot', script_args: ['Seed', '7,8,9', [], 'CFG Scale', '5,9', []] },
+    });
+    const progress = await waitFor('the script running', async () => {
+      const p = (await farm.request('GET', '/sdapi/v1/progress', { key: KEY })).json as { state: { job_count: number; job: string }; current_task: string | null };
+      return p.state.job_count === 6 && p.state.job.startsWith('flow ') ? p : null;
+    }, 60_000, 25);
+    assert.ok(progress.current_task);
+    assert.deepEqual((await farm.request('POST', '/sdapi/v1/interrupt', { key: KEY })).json, {});
+    const r = await call;
+    assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 300));
+    const flow = (await farm.request('GET', `/v1/flows/${progress.current_task}`, { key: KEY })).json as FlowJson;
+    assert.equal(flow.state, 'cancelled');
+    const after = (await farm.request('GET', '/sdapi/v1/progress', { key: KEY })).json as { state: { interrupted: boolean } };
+    assert.equal(after.state.interrupted, true);
+  });
 });

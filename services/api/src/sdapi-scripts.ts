@@ -1,7 +1,7 @@
-import { FarmError, readTerminalRecord } from '@darkroom/farm';
+import { FarmError, previewKey, readTerminalRecord } from '@darkroom/farm';
 import type { FlowJobResult } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
-import { flowView, loadFlow } from './flow-view.js';
+import { cancelFlow, flowView, loadFlow } from './flow-view.js';
 
 export interface ScriptResult {
   /** base64 PNGs in A1111's order: the grids, then the images the script returns. */
@@ -42,4 +42,43 @@ export async function scriptResult(ctx: ApiContext, tenant: string, flowId: stri
   return {
     images, outputs: records.map((o) => ({ seed: o.seed, subseed: o.subseed, infotext: o.infotext })), grids: result?.grids ?? 0, startedAt: started,
   };
+}
+
+/** `/sdapi/v1/progress` while the tenant's latest call is a script's flow: A1111 counts the script's cells as jobs. */
+export async function sdapiFlowProgress(ctx: ApiContext, tenant: string, flowId: string, withImage: boolean): Promise<Record<string, unknown> | null> {
+  const view = await flowView(ctx, tenant, flowId);
+  if (!view) return null;
+  const startedAt = view.children.map((c) => c.started_at).filter((s): s is string => s !== null).sort()[0] ?? null;
+  const timestamp = (startedAt ?? view.created_at).replace(/[-:T]/g, '').slice(0, 14);
+  const jobCount = view.children.length;
+  const jobNo = view.progress.completed;
+  const current = view.children.find((c) => c.state === 'running');
+  const interrupted = view.state === 'cancelled';
+  const state = {
+    skipped: false, interrupted, stopping_generation: false, job: '', job_count: 0, job_timestamp: timestamp, job_no: 0, sampling_step: 0, sampling_steps: 0,
+  };
+  if (view.state !== 'running' && view.state !== 'queued') {
+    return { progress: 0, eta_relative: 0, state, current_image: null, textinfo: null, current_task: null };
+  }
+  const p = current?.progress ?? null;
+  const progress = Math.min(1, 0.01 + jobNo / jobCount + (p && p.steps > 0 ? (1 / jobCount) * (p.step / p.steps) : 0));
+  const elapsed = startedAt ? (Date.now() - Date.parse(startedAt)) / 1000 : 0;
+  let currentImage: string | null = null;
+  if (withImage && current && p?.preview) {
+    const bytes = await ctx.storage.get(previewKey(tenant, current.id));
+    currentImage = bytes ? Buffer.from(bytes).toString('base64') : null;
+  }
+  return {
+    progress, eta_relative: elapsed / progress - elapsed,
+    state: { ...state, job: `flow ${flowId}`, job_count: jobCount, job_no: jobNo, sampling_step: p?.step ?? 0, sampling_steps: p?.steps ?? 0 },
+    current_image: currentImage, textinfo: null, current_task: flowId,
+  };
+}
+
+/** `/sdapi/v1/interrupt` during a script: the whole flow is cancelled, as A1111's interrupt ends the script. */
+export async function interruptFlow(ctx: ApiContext, tenant: string, flowId: string): Promise<boolean> {
+  if (!(await loadFlow(ctx, tenant, flowId))) return false;
+  await ctx.redis.set(ctx.keys.sdapiInterrupted(tenant), flowId, 'EX', 86400);
+  await cancelFlow(ctx, tenant, flowId);
+  return true;
 }

@@ -23,7 +23,7 @@ import { checkOptionsUpdate } from '../options-update.js';
 import { OPTION_DEFAULTS, tenantOptions } from '../sdapi-options.js';
 import { decodeImage, submitGenerate } from '../submit.js';
 import { submitScriptFlow } from '../flow-submit.js';
-import { scriptResult } from '../sdapi-scripts.js';
+import { interruptFlow, scriptResult, sdapiFlowProgress } from '../sdapi-scripts.js';
 import { resolveVaeName } from '../vae-setting.js';
 
 const GENERATION_OPTIONS = new Set(Object.keys(OPTION_DEFAULTS).filter((k) => !['samples_format', 'enable_pnginfo', 'live_previews_enable', 'show_progress_every_n_steps'].includes(k)));
@@ -195,6 +195,11 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   r.get('/sdapi/v1/progress', async (req, res) => {
     const tenant = tenantOf(res);
     const id = await ctx.redis.get(ctx.keys.sdapiCurrent(tenant));
+    const flow = id ? await sdapiFlowProgress(ctx, tenant, id, req.query.skip_current_image !== 'true') : null;
+    if (flow) {
+      res.json(flow);
+      return;
+    }
     const view = id ? await jobView(ctx, tenant, id) : null;
     // A1111 keeps the last job's timestamp after it ends ('0' before any job) and names the running task.
     const idle = {
@@ -241,6 +246,8 @@ export function sdapiRoutes(ctx: ApiContext): Router {
       } else {
         await cancelJob(ctx, tenant, id);
       }
+    } else if (id) {
+      await interruptFlow(ctx, tenant, id);
     }
     res.json({});
   });
