@@ -151,12 +151,31 @@ async function runExtras(ctx: ApiContext, req: Request, res: Response, body: Ext
     // run_postprocessing's html_info is the infotext of the last image it processed
     return { pngs, html: plaintextToHtml(result.outputs.at(-1)?.infotext ?? '') };
   } finally {
-    const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
-    const state = job ? await job.getState() : 'gone';
-    if (state === 'completed' || state === 'failed' || state === 'gone') {
-      for (const key of [...inputKeys, ...(job?.returnvalue?.outputs ?? []).map((o) => o.key)]) await ctx.storage.delete(key).catch(() => undefined);
-    }
+    if (!(await removeFilesIfDone(ctx, id, inputKeys))) removeFilesWhenDone(ctx, id, inputKeys);
   }
+}
+
+/** Deletes an extras job's inputs and outputs once it has finished; false while it has not. */
+async function removeFilesIfDone(ctx: ApiContext, id: string, inputKeys: readonly string[]): Promise<boolean> {
+  const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+  const state = job ? await job.getState() : 'gone';
+  if (state !== 'completed' && state !== 'failed' && state !== 'gone') return false;
+  for (const key of [...inputKeys, ...(job?.returnvalue?.outputs ?? []).map((o) => o.key)]) await ctx.storage.delete(key).catch(() => undefined);
+  return true;
+}
+
+/**
+ * A call that went away (or timed out) leaves its job running: its files are removed when it ends, looked at every
+ * few seconds for as long again as a call may wait. An API restarted meanwhile leaves them to storage retention.
+ */
+function removeFilesWhenDone(ctx: ApiContext, id: string, inputKeys: readonly string[]): void {
+  const deadline = Date.now() + ctx.cfg.syncTimeoutMs;
+  const timer = setInterval(() => {
+    void removeFilesIfDone(ctx, id, inputKeys).then((done) => {
+      if (done || Date.now() > deadline) clearInterval(timer);
+    }, () => undefined);
+  }, 5000);
+  timer.unref();
 }
 
 export function sdapiExtrasRoutes(ctx: ApiContext): Router {
