@@ -104,7 +104,7 @@ describe('upscalers on the farm (real HTTP, Redis, s3rver, worker process)', () 
     assert.deepEqual(bob.map((u) => u.name), ['None', 'Lanczos', 'Nearest'], 'another tenant\'s uploads are not listed');
   });
 
-  test('hr_upscaler naming an upload renders on a worker as the engine does with that file; unknown names are refused by name', async () => {
+  test('hr_upscaler naming an upload renders on a worker as the engine does with that file; unknown names are refused by name', async (t) => {
     assert.equal((await put('/v1/upscalers/4x_Tiny.pth', esrganBytes)).status, 201);
     const farmed = await txt2img({ ...HIRES, hr_upscaler: '4x_Tiny' });
     assert.equal(farmed.width, 128);
@@ -114,6 +114,7 @@ describe('upscalers on the farm (real HTTP, Redis, s3rver, worker process)', () 
       const direct = await engine.txt2img({ ...HIRES, hr_upscaler: '4x_Tiny' }, { upscalers: [esrganPath] });
       const pixels = decodePng(direct.images[0]!).data;
       const diff = maxPixelDiff(farmed.pixels, pixels);
+      t.diagnostic(`hires fix with 4x_Tiny: farm vs engine max pixel difference ${diff}/255`);
       assert.ok(diff <= 1, `the worker's hires render and the engine's with the same file differ by ${diff}/255`);
       const lanczos = decodePng((await engine.txt2img({ ...HIRES, hr_upscaler: 'Lanczos' })).images[0]!).data;
       assert.ok(maxPixelDiff(lanczos, pixels) > 4, 'the model, not Lanczos, upscaled the first pass');
@@ -175,7 +176,7 @@ describe('upscalers on the farm (real HTTP, Redis, s3rver, worker process)', () 
     return (await postprocessUpscale(decodePng(png), { ...EXTRAS_DEFAULTS, ...fields }, (n) => (n === '4x_Tiny' ? tiny : undefined))).image;
   };
 
-  test('extra-single-image and extra-batch-images upscale on a worker as the engine does, with A1111\'s html_info and postprocessing text', async () => {
+  test('extra-single-image and extra-batch-images upscale on a worker as the engine does, with A1111\'s html_info and postprocessing text', async (t) => {
     assert.equal((await put('/v1/upscalers/4x_Tiny.pth', esrganBytes)).status, 201);
     const gen = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { prompt: 'a castle', width: 64, height: 48, steps: 2, seed: 9, sampler_name: 'Euler' } });
     assert.equal(gen.status, 200);
@@ -194,6 +195,7 @@ describe('upscalers on the farm (real HTTP, Redis, s3rver, worker process)', () 
     assert.deepEqual([img.width, img.height], [128, 96]);
     const want = await expected(sourcePng, { upscaler_1: '4x_Tiny', upscaling_resize: 2 });
     const diff = maxPixelDiff(img.data, want.data);
+    t.diagnostic(`extras with 4x_Tiny: farm vs engine max pixel difference ${diff}/255`);
     assert.ok(diff <= 1, `the worker's extras upscale and the engine's differ by ${diff}/255`);
     // The source's infotext is carried over; the upscale is recorded beside it, as png-info shows it.
     const text = readPngText(out);
