@@ -2,7 +2,7 @@ import { Job } from 'bullmq';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import {
-  fairPriority, FarmError, inputKey, newJobId, QUEUE_NAMES, readImageSize, sha256Hex, splitFailedReason, type GenerateJobData, type GenerateJobResult,
+  fairPriority, FarmError, leftWaiting, inputKey, newJobId, QUEUE_NAMES, readImageSize, sha256Hex, splitFailedReason, type GenerateJobData, type GenerateJobResult,
 } from '@darkroom/farm';
 import { EXTRAS_JOB_NAME, extrasOutputSize, type ExtrasJobData } from '@darkroom/farm/extras-jobs.js';
 import type { JobUpscaler } from '@darkroom/farm/upscaler-assets.js';
@@ -158,7 +158,14 @@ async function runExtras(ctx: ApiContext, req: Request, res: Response, body: Ext
 /** Deletes an extras job's inputs and outputs once it has finished; false while it has not. */
 async function removeFilesIfDone(ctx: ApiContext, id: string, inputKeys: readonly string[]): Promise<boolean> {
   const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
-  const state = job ? await job.getState() : 'gone';
+  let state = job ? await job.getState() : 'gone';
+  // Nobody waits for a job not yet started any more: it is taken off the queue (a worker taking it first wins).
+  if (job && (state === 'waiting' || state === 'prioritized' || state === 'delayed')) {
+    if (await job.remove().then(() => true, () => false)) {
+      await leftWaiting(ctx.redis, ctx.keys, job.data.tenant);
+      state = 'gone';
+    }
+  }
   if (state !== 'completed' && state !== 'failed' && state !== 'gone') return false;
   for (const key of [...inputKeys, ...(job?.returnvalue?.outputs ?? []).map((o) => o.key)]) await ctx.storage.delete(key).catch(() => undefined);
   return true;
