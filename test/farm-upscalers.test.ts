@@ -15,7 +15,8 @@ import { loadModelUpscaler } from '@darkroom/core/pipeline/upscalers.js';
 import { writeSafetensors } from '@darkroom/core/formats/safetensors.js';
 import { Engine } from '@darkroom/core/pipeline/engine.js';
 import { ARCH, esrganStateDict, renamed, toRealEsrgan, writeModel } from '../packages/core/test/support/rrdbnet.js';
-import { startFarm, type Farm } from './support/farm.js';
+import { Queue } from 'bullmq';
+import { startFarm, waitFor, type Farm } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
 
 const KEY_A = 'alice-key-0123456789';
@@ -251,5 +252,30 @@ describe('upscalers on the farm (real HTTP, Redis, s3rver, worker process)', () 
     assert.equal((await farm.request('POST', '/sdapi/v1/extra-batch-images', { key: KEY_A, body: {} })).status, 422, 'imageList is required');
     const empty = await farm.request('POST', '/sdapi/v1/extra-batch-images', { key: KEY_A, body: { imageList: [] } });
     assert.deepEqual(empty.json, { html_info: '<p></p>', images: [] });
+  });
+  test('an extras call that goes away before its job starts takes the job off the queue', async () => {
+    const queue = new Queue('generate', { connection: farm.redis, prefix: farm.prefix });
+    try {
+      const extrasJobs = async () => (await queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'])).filter((j) => j?.name === 'extras');
+      const before = new Set((await extrasJobs()).map((j) => j.id));
+      // The one worker busy with a long render, so the extras job waits behind it.
+      const busy = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { prompt: 'a long one', width: 64, height: 64, steps: 150, n_iter: 3, sampler_name: 'Euler' } });
+      assert.equal(busy.status, 202, JSON.stringify(busy.json));
+      const busyId = (busy.json as { id: string }).id;
+      await waitFor('the render to start', async () => ((await farm.request('GET', `/v1/jobs/${busyId}`, { key: KEY_A })).json as { state: string }).state === 'running');
+      const image = Buffer.from(encodePng({ width: 16, height: 16, channels: 3, data: new Uint8Array(16 * 16 * 3).fill(7) })).toString('base64');
+      const ctrl = new AbortController();
+      const call = fetch(`${farm.url}/sdapi/v1/extra-single-image`, {
+        method: 'POST', headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' }, body: JSON.stringify({ image, upscaler_1: 'Lanczos' }), signal: ctrl.signal,
+      }).catch(() => null);
+      const queued = await waitFor('the extras job to be queued', async () => (await extrasJobs()).find((j) => !before.has(j.id)));
+      assert.equal(await queued.getState(), 'prioritized');
+      ctrl.abort();
+      await call;
+      await waitFor('the abandoned job to leave the queue', async () => !(await extrasJobs()).some((j) => j.id === queued.id), 15_000);
+      assert.equal((await farm.request('DELETE', `/v1/jobs/${busyId}`, { key: KEY_A })).status < 300, true, 'the long render is cancelled');
+    } finally {
+      await queue.close();
+    }
   });
 });
