@@ -7,7 +7,7 @@ import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
 import { loadHypernetwork } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
 import { loadLoraFile } from '@darkroom/core/networks/lora/file.js';
 import { inferRrdb } from '@darkroom/core/models/rrdbnet.js';
-import { readUpscalerStateDict } from '@darkroom/core/pipeline/upscalers.js';
+import { readUpscalerStateDict } from '@darkroom/core/models/upscaler-file.js';
 import type { AssetKind } from './schemas.js';
 
 /**

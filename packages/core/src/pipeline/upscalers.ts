@@ -6,12 +6,11 @@
 import { stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import { DarkroomError } from '../errors.js';
-import { SafetensorsFile } from '../formats/safetensors.js';
-import { dictGet, isDict, isTensor, readTorchFile, type PyValue } from '../formats/torch.js';
 import type { RasterImage } from '../formats/png.js';
-import { buildRrdbGraph, inferRrdb, type RrdbConfig, type RrdbWeights } from '../models/rrdbnet.js';
+import { buildRrdbGraph, type RrdbConfig, type RrdbWeights } from '../models/rrdbnet.js';
+import { readUpscalerStateDict, rrdbWeightsFrom } from '../models/upscaler-file.js';
 import { createSession, type EngineSession, type SessionOptions } from '../runtime/session.js';
-import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
+import { float32 } from '../tensor.js';
 import { combineGrid, splitGrid } from './image-grid.js';
 import { resizeImage } from './image.js';
 
@@ -24,45 +23,9 @@ export const DEFAULT_UPSCALE_TILING: UpscaleTiling = { tile: 192, overlap: 8 };
 
 const f = Math.fround;
 
-/**
- * A state dict's tensors from a `.pth`/`.pt`/`.ckpt` (restricted unpickler) or `.safetensors` file. `format` is
- * the extension that says how to read it (an upload's temporary file has none of its own).
- */
-export async function readUpscalerStateDict(path: string, format: string = extname(path)): Promise<Map<string, HostTensor>> {
-  const ext = format.toLowerCase();
-  if (ext === '.safetensors') {
-    const file = await SafetensorsFile.open(path);
-    try {
-      return await file.readAll();
-    } finally {
-      await file.close();
-    }
-  }
-  if (ext !== '.pth' && ext !== '.pt' && ext !== '.ckpt') {
-    throw new DarkroomError('UPSCALER_UNSUPPORTED', `${path}: unknown upscaler file type "${ext}" (.pth, .pt or .safetensors)`, { file: path });
-  }
-  let value: PyValue = (await readTorchFile(path)).value;
-  // Real-ESRGAN's training saves wrap the weights as {params_ema: ...} or {params: ...}; others as state_dict.
-  for (const wrapper of ['params_ema', 'params', 'state_dict']) {
-    const inner = isDict(value) ? dictGet(value, wrapper) : undefined;
-    if (inner !== undefined && isDict(inner)) {
-      value = inner;
-      break;
-    }
-  }
-  if (!isDict(value)) throw new DarkroomError('UPSCALER_UNSUPPORTED', `${path}: the file is not a dict of tensors`, { file: path });
-  const out = new Map<string, HostTensor>();
-  for (const [k, v] of value) if (typeof k === 'string' && isTensor(v)) out.set(k, v);
-  return out;
-}
-
-/** The RRDBNet weights of a state dict, under Real-ESRGAN's names (throws UPSCALER_UNSUPPORTED otherwise). */
-export function rrdbWeightsFrom(stateDict: ReadonlyMap<string, HostTensor>, file = 'upscaler'): RrdbWeights {
-  const { config, names } = inferRrdb(new Map([...stateDict].map(([k, t]) => [k, t.shape] as const)), file);
-  const tensors = new Map<string, Float32Tensor>();
-  for (const [canon, key] of names) tensors.set(canon, toFloat32(stateDict.get(key)!));
-  return { config, tensors };
-}
+// The file reader lives apart from the sessions, so a process that only checks files (the API's upload checker)
+// never loads onnxruntime.
+export { readUpscalerStateDict, rrdbWeightsFrom };
 
 /** One loaded upscaler model: its graph compiled once per input size, sessions kept for reuse. */
 export class ModelUpscaler {
