@@ -9,6 +9,7 @@ import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
 import type { Denoiser, GuidanceOptions } from '../sampling/types.js';
 import { epsScalings } from '../sampling/denoisers.js';
+import { cfgCombineSimd, scaleSimd } from './cfg-simd.js';
 import { blendLatent, type LatentBlend } from './inpaint.js';
 
 /** One entry of a prompt schedule: conditioning (tokens, width) used while denoiser step <= endAtStep. */
@@ -205,8 +206,8 @@ async function fusedEpsCall(
     const cIn = epsScalings(sigma[i]!).cIn;
     const ti = parts.timestep(sigma[i]!);
     const base = (u0 + i) * per;
-    for (let k = 0; k < per; k++) xs[base + k] = xd[i * per + k]! * cIn;
     const scaled = xs.subarray(base, base + per);
+    if (!scaleSimd(xd.subarray(i * per, (i + 1) * per), cIn, scaled)) for (let k = 0; k < per; k++) xs[base + k] = xd[i * per + k]! * cIn;
     t[u0 + i] = ti;
     for (const [row] of condsList[i]!) {
       xs.set(scaled, row * per);
@@ -230,6 +231,16 @@ async function fusedEpsCall(
     if (list.length === 1) {
       const ec = list[0]![0] * per;
       const scale = f(list[0]![1] * cfgScale);
+      const done = cfgCombineSimd(
+        xd.subarray(o, o + per),
+        eps.subarray(ec, ec + per),
+        eps.subarray(eu, eu + per),
+        cOut,
+        scale,
+        uncondOut.subarray(o, o + per),
+        out.subarray(o, o + per),
+      );
+      if (done) continue;
       for (let k = 0; k < per; k++) {
         const xk = xd[o + k]!;
         const un = f(xk + f(eps[eu + k]! * cOut));

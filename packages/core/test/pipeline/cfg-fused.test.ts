@@ -1,13 +1,15 @@
 /**
  * The CFG call with the CompVisDenoiser fused in (an untraced eps model) gives the same bits as the unfused path
  * (the same denoiser with a trace attached): one prompt, batch 2 with AND parts and weights, image conditioning,
- * an inpainting blend, the CFG++ multiplier, a prompt schedule that changes entry mid-run.
+ * an inpainting blend, the CFG++ multiplier, a prompt schedule that changes entry mid-run; and its WebAssembly
+ * SIMD loops against the float32 JavaScript loops (DARKROOM_NO_SIMD=1 runs the fused call without them).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { float32, type Float32Tensor } from '../../src/tensor.js';
 import { createCfgDenoiser, type CfgOptions, type MultiCond, type ScheduledCond } from '../../src/pipeline/cfg-denoiser.js';
 import { conditionedDenoiser } from '../../src/pipeline/sample.js';
+import { cfgCombineSimd, scaleSimd } from '../../src/pipeline/cfg-simd.js';
 import type { PipelineModel, PipelineUNet } from '../../src/pipeline/types.js';
 import { sdDiscreteSchedule } from '../../src/sampling/schedules/discrete.js';
 
@@ -98,4 +100,42 @@ test('fused CFG: image conditioning and an inpainting blend', async () => {
     },
     2,
   );
+});
+
+test('SIMD combine and scaling: the same bits as the float32 loops, zeros, subnormals, infinities and extremes included', (t) => {
+  const f = Math.fround;
+  const n = 4096;
+  let seed = 12345;
+  const rnd = (): number => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const special = [0, -0, 1e-40, -1e-40, 3.4e38, -3.4e38, 1e-45, Infinity, -Infinity];
+  const values = (): Float32Array => Float32Array.from({ length: n }, (_, i) => (i % 37 === 0 ? special[i % special.length]! : (rnd() - 0.5) * 10 ** Math.floor(rnd() * 8 - 4)));
+  const bits = (a: Float32Array): number[] => Array.from(a, (v) => (Number.isNaN(v) ? -1 : new Uint32Array(Float32Array.of(v).buffer)[0]!));
+  for (let trial = 0; trial < 8; trial++) {
+    const x = values();
+    const ec = values();
+    const eu = values();
+    const cOut = f(-rnd() * 15);
+    const scale = f(rnd() * 12);
+    const un = new Float32Array(n);
+    const out = new Float32Array(n);
+    if (!cfgCombineSimd(x, ec, eu, cOut, scale, un, out)) {
+      t.skip('WebAssembly SIMD is not available here');
+      return;
+    }
+    const un2 = new Float32Array(n);
+    const out2 = new Float32Array(n);
+    for (let k = 0; k < n; k++) {
+      const u = f(x[k]! + f(eu[k]! * cOut));
+      un2[k] = u;
+      out2[k] = f(u + f(f(f(x[k]! + f(ec[k]! * cOut)) - u) * scale));
+    }
+    assert.deepEqual(bits(un), bits(un2));
+    assert.deepEqual(bits(out), bits(out2));
+    const scaled = new Float32Array(n);
+    assert.ok(scaleSimd(x, cOut, scaled));
+    assert.deepEqual(bits(scaled), bits(Float32Array.from(x, (v) => v * cOut)));
+  }
 });
