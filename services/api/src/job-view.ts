@@ -1,3 +1,4 @@
+import { isExtrasJob } from '@darkroom/farm/extras-jobs.js';
 import { Job } from 'bullmq';
 import {
   outputUrl, readTerminalRecord, settledOutcome, splitFailedReason, type GenerateJobData, type GenerateJobResult, type GenerateKind, type JobProgress,
@@ -16,8 +17,9 @@ export interface Tombstone {
 
 export async function loadJob(ctx: ApiContext, tenant: string, id: string): Promise<Job<GenerateJobData, GenerateJobResult> | null> {
   const job = await Job.fromId<GenerateJobData, GenerateJobResult>(ctx.queues.generate, id);
-  // Another tenant's job answers exactly like a missing one: no way to probe ids.
-  return job && job.data.tenant === tenant ? job : null;
+  // Another tenant's job answers exactly like a missing one: no way to probe ids. Extras jobs share the queue but
+  // are no renders: their call answers for them.
+  return job && job.data.tenant === tenant && !isExtrasJob(job) ? job : null;
 }
 
 export async function loadTombstone(ctx: ApiContext, tenant: string, id: string): Promise<Tombstone | null> {
