@@ -6,11 +6,12 @@
  *
  * The UNet is a stand-in that blocks the JavaScript thread for `--model-ms` per call (default 11.5, about what
  * onnxruntime's CUDA provider takes per SD 1.5 step on an H100) and answers a fixed eps. onnxruntime-node's
- * `run()` is a synchronous native call on the calling thread, so it blocks the same way; the wait leaves the
- * CPU free, as a GPU run does. TS ms/step = (pass wall time - time blocked in the stand-in) / steps.
+ * `run()` is a synchronous native call on the calling thread, so it blocks the same way (`--model-wait`: spinning
+ * on its core by default, as CUDA's synchronisation does, or asleep). The other cores are free for noise threads.
+ * TS ms/step = (pass wall time - time blocked in the stand-in) / steps.
  *
- * Main CPU ms/step is the main thread's own CPU time (Linux schedstat), which a loaded host inflates less than
- * wall time; noise threads are not in it (waiting for them is in the wall figure). The output hash (FNV-1a of the
+ * Main CPU ms/step is the main thread's own CPU time (Linux schedstat; less the stand-in's spinning), which a
+ * loaded host inflates less than wall time; noise threads are not in it (waiting for them is in the wall figure). The output hash (FNV-1a of the
  * final latent) must be the same in every pass.
  *
  * `--baseline-ref <git ref>` measures the same bench against the production modules of that commit (a
@@ -18,7 +19,7 @@
  * process each, alternating `--rounds` times, and prints both with the ratios, the goal line and whether the
  * final latents are the same bits. DARKROOM_NOISE_THREADS=0 measures this tree without noise threads.
  *
- *   npx tsx bench/sampler-step.ts [--steps 20] [--repeats 3] [--model-ms 11.5] [--rng nv|cpu]
+ *   npx tsx bench/sampler-step.ts [--steps 20] [--repeats 3] [--model-ms 11.5] [--model-wait spin|sleep] [--rng nv|cpu]
  *                                 [--samplers "Euler a,DPM++ 2M SDE"] [--baseline-ref HEAD~3 [--rounds 2]]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -45,6 +46,9 @@ const argv = process.argv.slice(2);
 const steps = numberArg(argv, 'steps', 20);
 const repeats = numberArg(argv, 'repeats', 3);
 const modelMs = numberArg(argv, 'model-ms', 11.5);
+const waitRaw = stringArg(argv, 'model-wait', 'spin');
+if (waitRaw !== 'spin' && waitRaw !== 'sleep') throw new RangeError(`--model-wait must be spin or sleep, got ${waitRaw}`);
+const modelWait: 'spin' | 'sleep' = waitRaw;
 const rngRaw = stringArg(argv, 'rng', 'nv');
 if (rngRaw !== 'nv' && rngRaw !== 'cpu') throw new RangeError(`--rng must be nv or cpu, got ${rngRaw}`);
 const rngArg: 'nv' | 'cpu' = rngRaw;
@@ -91,10 +95,23 @@ function mainThreadCpuMs(): number | undefined {
   }
 }
 
-/** Blocks this thread for `ms` without using the CPU (Atomics.wait on a private word that nobody notifies). */
+/**
+ * Blocks this thread for `ms`: `spin` keeps it on its core (CUDA's default synchronisation spins while the GPU
+ * works), `sleep` gives the core up (Atomics.wait on a private word that nobody notifies; a blocking sync, or the
+ * CPU provider's thread pool). A thread woken from sleep starts on cold caches, and on a virtual machine after a
+ * descheduled vCPU: several tenths of a millisecond per model call on the hosts these figures come from.
+ */
 const blocker = new Int32Array(new SharedArrayBuffer(4));
 function blockFor(ms: number): void {
-  if (ms > 0) Atomics.wait(blocker, 0, 0, ms);
+  if (ms <= 0) return;
+  if (modelWait === 'sleep') {
+    Atomics.wait(blocker, 0, 0, ms);
+    return;
+  }
+  const end = nowMs() + ms;
+  while (nowMs() < end) {
+    // spinning, as a CUDA stream synchronisation does by default
+  }
 }
 
 /** The stand-in UNet: blocks for the model time, answers a fixed eps of the input's shape, times the block. */
@@ -155,9 +172,8 @@ async function measure(): Promise<Measured[]> {
   const uncond = conditioning(2);
   const out: Measured[] = [];
   const names = samplerArg.length > 0 ? samplerArg : samplers.SAMPLERS.map((s) => s.name);
-  for (const name of names) {
-    if (!samplers.samplerByName(name)) throw new RangeError(`unknown sampler "${name}"`);
-    const pass = async (): Promise<{ tsMs: number; cpuMs: number | undefined; calls: number; hash: string }> => {
+  for (const name of names) if (!samplers.samplerByName(name)) throw new RangeError(`unknown sampler "${name}"`);
+  const passOf = (name: string) => async (): Promise<{ tsMs: number; cpuMs: number | undefined; calls: number; hash: string }> => {
       const rng = new rngModule.ImageRNG({ shape: [4, 64, 64], seeds: [SEED], source: rngArg });
       const noise = rng.next();
       unet.blockedMs = 0;
@@ -187,8 +203,12 @@ async function measure(): Promise<Measured[]> {
       );
       const tsMs = nowMs() - t0 - unet.blockedMs;
       const cpu1 = mainThreadCpuMs();
-      return { tsMs, cpuMs: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined, calls: unet.calls, hash: fnv1a(latent.data) };
+      return { tsMs, cpuMs: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 - (modelWait === 'spin' ? unet.blockedMs : 0) : undefined, calls: unet.calls, hash: fnv1a(latent.data) };
     };
+  // one pass of every sampler first, so the code they share is compiled before the first one is measured
+  for (const name of names) await passOf(name)();
+  for (const name of names) {
+    const pass = passOf(name);
     await pass(); // warm-up: JIT, lazily built tables, threads started on first use
     const runs: Array<{ tsMs: number; cpuMs: number | undefined; calls: number; hash: string }> = [];
     for (let r = 0; r < repeats; r++) runs.push(await pass());
@@ -240,7 +260,7 @@ function bestOf(rounds: Measured[][]): Measured[] {
 function runChild(treeRoot: string): Measured[] {
   const tmp = mkdtempSync(join(tmpdir(), 'sampler-step-'));
   const file = join(tmp, 'rows.json');
-  const passOn = ['--steps', String(steps), '--repeats', String(repeats), '--model-ms', String(modelMs), '--rng', rngArg, ...(samplerArg.length > 0 ? ['--samplers', samplerArg.join(',')] : [])];
+  const passOn = ['--steps', String(steps), '--repeats', String(repeats), '--model-ms', String(modelMs), '--model-wait', modelWait, '--rng', rngArg, ...(samplerArg.length > 0 ? ['--samplers', samplerArg.join(',')] : [])];
   const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...passOn, '--root', treeRoot, '--json-out', file], {
     cwd: REPO,
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -259,7 +279,7 @@ async function main(): Promise<void> {
     process.exit(0); // threads the production code keeps warm do not hold the child open
   }
   const machine = machineInfo('cpu');
-  const title = `TS time per sampler step (not the model), 1x4x64x64 latent, CFG batch 2x4x64x64, ${steps} steps, ${rngArg} noise, model stand-in ${modelMs} ms/call, median of ${repeats} (${machine.cpuModel}, ${machine.cores} cores, load ${machine.loadAverage1m})`;
+  const title = `TS time per sampler step (not the model), 1x4x64x64 latent, CFG batch 2x4x64x64, ${steps} steps, ${rngArg} noise, model stand-in ${modelMs} ms/call (${modelWait}), median of ${repeats} (${machine.cpuModel}, ${machine.cores} cores, load ${machine.loadAverage1m})`;
   if (!baselineRef) {
     const rows = await measure();
     const table: Row[] = rows.map((r) => ({ ...r, vsGoal: r.tsMsPerStep / GOAL_MS, meetsGoal: r.tsMsPerStep < GOAL_MS ? 'yes' : 'no' }));
@@ -273,7 +293,7 @@ async function main(): Promise<void> {
       { key: 'meetsGoal', label: '<0.1ms' },
       { key: 'outputHash', label: 'output hash' },
     ], table);
-    console.log(`written ${writeResult({ bench: 'sampler-step', date: new Date().toISOString(), machine, parameters: { steps, repeats, modelMs, rng: rngArg, goalMs: GOAL_MS }, rows: table })}`);
+    console.log(`written ${writeResult({ bench: 'sampler-step', date: new Date().toISOString(), machine, parameters: { steps, repeats, modelMs, modelWait, rng: rngArg, goalMs: GOAL_MS }, rows: table })}`);
     process.exit(0);
   }
   const base = baselineTree(baselineRef);
@@ -324,7 +344,7 @@ async function main(): Promise<void> {
     { key: 'sameOutput', label: 'same bits' },
   ];
   printTable(`${title}; best of ${rounds} alternating round(s); before = ${baselineRef} (${base.commit.slice(0, 12)}), after = this tree (HEAD ${head} + working changes); goal line 0.1 ms`, columns, table);
-  console.log(`written ${writeResult({ bench: 'sampler-step', date: new Date().toISOString(), machine, parameters: { steps, repeats, rounds, modelMs, rng: rngArg, goalMs: GOAL_MS, noiseThreads: process.env.DARKROOM_NOISE_THREADS ?? 'default', baselineRef, baselineCommit: base.commit, head }, rows: table })}`);
+  console.log(`written ${writeResult({ bench: 'sampler-step', date: new Date().toISOString(), machine, parameters: { steps, repeats, rounds, modelMs, modelWait, rng: rngArg, goalMs: GOAL_MS, noiseThreads: process.env.DARKROOM_NOISE_THREADS ?? 'default', baselineRef, baselineCommit: base.commit, head }, rows: table })}`);
 }
 
 await main();
