@@ -5,7 +5,7 @@
  * com.microsoft form that runs on CPU and CUDA; `splitAttention` and `subQuadAttention` compute the plain
  * form's values in chunks, for sequences whose score matrix would not fit in memory.
  */
-import type { DType, HostTensor } from '../tensor.js';
+import type { DType, Float32Tensor, HostTensor } from '../tensor.js';
 import { floatToHalf, numel, toFloat32 } from '../tensor.js';
 import { DarkroomError } from '../errors.js';
 import type { Attr, BuiltModel, Initializer, Node, Value } from './ir.js';
@@ -14,6 +14,15 @@ import { SHAPE_RULES, normAxis, type OutputInfo } from './shapes.js';
 import { splitAttention, subQuadraticAttention, type ChunkedAttentionOptions } from './attention-chunked.js';
 
 export type { Attr, BuiltModel, Value, Node } from './ir.js';
+
+/**
+ * Where a weight came from: the name of the source tensor in the weights the model builder was given, and the
+ * host-side function (transpose, row slice, halving) that turned that tensor into the weight.
+ */
+export interface WeightOrigin {
+  readonly source: string;
+  readonly derive: (source: Float32Tensor) => HostTensor;
+}
 
 export interface ConvOptions {
   readonly strides?: readonly number[];
@@ -211,8 +220,10 @@ export class GraphBuilder {
   /**
    * A frozen weight stored in the model. float16 tensors stay float16 (cast them where the math needs fp32),
    * unless the builder stores weights as float16, in which case float32 weights are halved and cast back.
+   * `origin` says which source tensor `t` was derived from and how; this builder ignores it, builders that take
+   * weights as graph inputs record it to derive the inputs again from changed source tensors.
    */
-  weight(name: string, t: HostTensor): Value {
+  weight(name: string, t: HostTensor, _origin?: WeightOrigin): Value {
     if (this.storeWeightsAs === 'float16' && t.dtype === 'float32') return this.weightAsFloat16(name, t);
     return this.rawWeight(name, t);
   }

@@ -12,7 +12,7 @@ import type { GraphBuilder, Value } from '../graph/builder.js';
 import { hostTensor } from '../graph/builder.js';
 import type { Float32Tensor } from '../tensor.js';
 import type { TextEncoderConfig } from './config.js';
-import { layerNorm, linear, linearFrom, ModuleWeights, multiHeadAttention, rows, type ComputeDType } from './layers.js';
+import { layerNorm, linear, linearFromRows, ModuleWeights, multiHeadAttention, type ComputeDType } from './layers.js';
 
 export interface TextBuildOptions {
   readonly batch: number;
@@ -54,11 +54,9 @@ function qkv(w: ModuleWeights, x: Value, cfg: TextEncoderConfig, i: number): [Va
     return [linear(w, x, `${p}.q_proj`), linear(w, x, `${p}.k_proj`), linear(w, x, `${p}.v_proj`)];
   }
   const p = `transformer.resblocks.${i}.attn`;
-  const weight = w.raw(`${p}.in_proj_weight`);
-  const bias = w.raw(`${p}.in_proj_bias`);
   const d = cfg.width;
   return (['q', 'k', 'v'] as const).map((n, j) =>
-    linearFrom(w, x, rows(weight, j * d, (j + 1) * d), rows(bias, j * d, (j + 1) * d), `text.${p}.${n}_proj`),
+    linearFromRows(w, x, `${p}.in_proj_weight`, `${p}.in_proj_bias`, j * d, (j + 1) * d, `text.${p}.${n}_proj`),
   ) as [Value, Value, Value];
 }
 

@@ -44,8 +44,14 @@ export class ModuleWeights {
 
   /** The tensor as an initializer in the compute dtype; `transform` reshapes/transposes it first. */
   param(name: string, transform?: (t: Float32Tensor) => Float32Tensor, suffix = ''): Value {
-    const t = transform ? transform(this.raw(name)) : this.raw(name);
-    return this.b.weight(`${this.graphPrefix}${name}${suffix}`, this.dtype === 'float16' ? toHalf(t) : t);
+    return this.derived(name, `${this.graphPrefix}${name}${suffix}`, transform ?? ((t) => t));
+  }
+
+  /** A weight made from the source tensor `name` by `transform`, in the compute dtype, with its origin noted. */
+  derived(name: string, graphName: string, transform: (t: Float32Tensor) => Float32Tensor): Value {
+    const half = this.dtype === 'float16';
+    const derive = (src: Float32Tensor): HostTensor => (half ? toHalf(transform(src)) : transform(src));
+    return this.b.weight(graphName, derive(this.raw(name)), { source: name, derive });
   }
 
   /** Weights never read while building: a sign that the config and the checkpoint disagree. */
@@ -89,12 +95,10 @@ export function linear(w: ModuleWeights, x: Value, name: string, bias = true): V
   return bias ? w.b.add(y, w.param(`${name}.bias`)) : y;
 }
 
-/** Linear from an already-sliced weight (packed in_proj blocks). */
-export function linearFrom(w: ModuleWeights, x: Value, weight: Float32Tensor, bias: Float32Tensor | undefined, name: string): Value {
-  const b = w.b;
-  const wt = transpose2d(weight);
-  let y = b.matmul(x, b.weight(`${name}.weight`, w.dtype === 'float16' ? toHalf(wt) : wt));
-  if (bias) y = b.add(y, b.weight(`${name}.bias`, w.dtype === 'float16' ? toHalf(bias) : bias));
+/** Linear from rows [start, end) of a packed weight and bias (the q/k/v blocks of an in_proj). */
+export function linearFromRows(w: ModuleWeights, x: Value, weight: string, bias: string | undefined, start: number, end: number, name: string): Value {
+  let y = w.b.matmul(x, w.derived(weight, `${name}.weight`, (t) => transpose2d(rows(t, start, end))));
+  if (bias) y = w.b.add(y, w.derived(bias, `${name}.bias`, (t) => rows(t, start, end)));
   return y;
 }
 

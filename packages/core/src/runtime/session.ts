@@ -142,7 +142,15 @@ class OrtEngineSession implements EngineSession {
   }
 }
 
+let created = 0;
+
+/** Sessions this process has created: what a check that some work opens no session counts. */
+export function sessionsCreated(): number {
+  return created;
+}
+
 export async function createSession(model: BuiltModel | string, opts: SessionOptions = {}): Promise<EngineSession> {
+  created++;
   const provider = opts.provider ?? 'cpu';
   const external = typeof model === 'string' ? undefined : model.externalData;
   try {

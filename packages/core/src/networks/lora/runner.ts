@@ -5,15 +5,17 @@
  * number of them run through the same graph, so switching networks between jobs compiles nothing; a job
  * without networks keeps the model's plain graphs and does not touch this module.
  *
- * The feeds are exactly the tensors the plain graph would have baked in: the graph builder runs once more over
- * the merged checkpoint weights with every `weight()` recorded instead of stored, so the layouts the builders
- * derive on the host (transposed linears, sliced in_proj blocks) are the same by construction. They are recorded
- * per graph (component and input shape) the first time a set of networks runs it, so a switch costs the merge
- * plus one host-side build per shape; the UNet graph takes the attention form the model's own graphs take.
+ * The feeds are exactly the tensors the plain graph would have baked in. Once per graph (component and input
+ * shape) the graph builder runs over the checkpoint's own weights with every `weight()` recorded as an input
+ * together with its origin: the source tensor and the host-side function (transpose, in_proj row slice) that
+ * made the input from it. That gives the base feeds and, per checkpoint tensor, the inputs derived from it. A
+ * job's feeds are then the base feeds with only the inputs of the tensors its networks changed derived again
+ * from the merged tensors, so a switch costs the merge of the targeted layers, never a builder run over the
+ * whole model, and the untouched inputs are the base tensors themselves, not copies.
  */
 import { createHash } from 'node:crypto';
 import { DarkroomError } from '../../errors.js';
-import { GraphBuilder, type Value } from '../../graph/builder.js';
+import { GraphBuilder, type Value, type WeightOrigin } from '../../graph/builder.js';
 import { attentionKey, feedForwardChunkBytes, type AttentionBuild } from '../../models/attention.js';
 import { CompileCache, DEFAULT_CACHE_DIR } from '../../models/cache.js';
 import { buildTextEncoder, textOutputName } from '../../models/clip.js';
@@ -28,11 +30,47 @@ import { mergeLoras, type LoraApplication, type LoraMergeResult } from './merge.
 /** A builder whose weights become graph inputs of the same name; `captured` holds what it was given. */
 export class WeightInputBuilder extends GraphBuilder {
   readonly captured = new Map<string, HostTensor>();
+  /** Each input's origin, where the model builder gave one. */
+  readonly origins = new Map<string, WeightOrigin>();
 
-  override weight(name: string, t: HostTensor): Value {
+  override weight(name: string, t: HostTensor, origin?: WeightOrigin): Value {
     this.captured.set(name, t);
+    if (origin) this.origins.set(name, origin);
     return this.input(name, t.dtype, t.shape);
   }
+}
+
+/**
+ * How a graph's weight inputs are fed: the base feeds (the checkpoint's own weights in the graph's layouts) and,
+ * per checkpoint key, the inputs derived from that tensor and how.
+ */
+export interface FeedPlan {
+  readonly base: ReadonlyMap<string, HostTensor>;
+  readonly bySource: ReadonlyMap<string, ReadonlyArray<{ readonly input: string; readonly derive: WeightOrigin['derive'] }>>;
+}
+
+/**
+ * The plan of a recording builder run over a component's weights (keys relative to `prefix`). Every input must
+ * have an origin: an input made some other way could not be derived again from merged tensors.
+ */
+export function feedPlan(b: WeightInputBuilder, prefix: string): FeedPlan {
+  const bySource = new Map<string, Array<{ input: string; derive: WeightOrigin['derive'] }>>();
+  for (const input of b.captured.keys()) {
+    const origin = b.origins.get(input);
+    if (!origin) throw new DarkroomError('LORA_FEED_ORIGIN', `the graph input "${input}" was given without the tensor it comes from`, { input });
+    const key = prefix + origin.source;
+    let list = bySource.get(key);
+    if (!list) bySource.set(key, (list = []));
+    list.push({ input, derive: origin.derive });
+  }
+  return { base: b.captured, bySource };
+}
+
+/** The feeds for weights where `changed` (checkpoint keys) replaces some tensors: only their inputs derived again. */
+export function planFeeds(plan: FeedPlan, changed: ReadonlyMap<string, Float32Tensor>): Map<string, HostTensor> {
+  const feeds = new Map(plan.base);
+  for (const [key, t] of changed) for (const { input, derive } of plan.bySource.get(key) ?? []) feeds.set(input, derive(t));
+  return feeds;
 }
 
 type Component = 'text' | 'unet';
@@ -65,11 +103,8 @@ export interface UNetShape {
 /** The merged weights of a set of applied networks, and the graph feeds derived from them per graph. */
 export interface LoraWeights {
   readonly merge: LoraMergeResult;
-  /** Merged text-encoder and UNet weights, by the keys the builders take. */
-  readonly text: ReadonlyMap<string, Float32Tensor>;
-  readonly unet: ReadonlyMap<string, Float32Tensor>;
   /**
-   * Feeds by graph (component and shape), recorded on first use: the attention form a layer gets may depend on
+   * Feeds by graph (component and shape), derived on first use: the attention form a layer gets may depend on
    * the input shape, and with it the weights the graph takes.
    */
   readonly feeds: Map<string, ReadonlyMap<string, HostTensor>>;
@@ -90,6 +125,7 @@ export interface LoraRunnerOptions {
 export class LoraRunner {
   private readonly cache: CompileCache;
   private readonly sessions = new Map<string, Promise<EngineSession>>();
+  private readonly plans = new Map<string, Promise<FeedPlan>>();
   private original?: Promise<{ table: LoraModuleTable; weights: Map<string, Float32Tensor> }>;
   private last?: { key: string; weights: LoraWeights };
 
@@ -135,30 +171,50 @@ export class LoraRunner {
 
   private async computeWeights(applications: readonly LoraApplication[]): Promise<LoraWeights> {
     const { table, weights } = await this.base();
-    const merge = mergeLoras(weights, table, applications);
-    const relative = (prefix: string): Map<string, Float32Tensor> => {
-      const out = new Map<string, Float32Tensor>();
-      for (const [k, t] of weights) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), merge.weights.get(k) ?? t);
-      return out;
-    };
-    return { merge, text: relative(this.model.config.text.prefix), unet: relative(UNET_PREFIX), feeds: new Map() };
+    return { merge: mergeLoras(weights, table, applications), feeds: new Map() };
   }
 
-  /** The graph key of a component at a shape: its session and its recorded feeds go by it. */
+  /** The graph key of a component at a shape: its session and its feed plan go by it. */
   private static key(component: Component, options: Record<string, unknown>): string {
     return `${component}:${JSON.stringify(options)}`;
   }
 
-  /** The builder run over the merged weights with every weight() recorded: exactly what the graph takes. */
-  private feedsFor(w: LoraWeights, component: Component, options: Record<string, unknown>): ReadonlyMap<string, HostTensor> {
+  /** The component's weights relative to its prefix, as the builders take them (no tensor copied). */
+  private async componentWeights(component: Component): Promise<{ prefix: string; weights: Map<string, Float32Tensor> }> {
+    const { weights } = await this.base();
+    const prefix = component === 'text' ? this.model.config.text.prefix : UNET_PREFIX;
+    const rel = new Map<string, Float32Tensor>();
+    for (const [k, t] of weights) if (k.startsWith(prefix)) rel.set(k.slice(prefix.length), t);
+    return { prefix, weights: rel };
+  }
+
+  /** A recording builder run over the component's own weights: the graph with weights as inputs, and who feeds them. */
+  private async record(component: Component, options: Record<string, unknown>): Promise<{ builder: WeightInputBuilder; plan: FeedPlan }> {
+    const { prefix, weights } = await this.componentWeights(component);
+    const b = new WeightInputBuilder(`${component}_lora`);
+    if (component === 'text') buildText(b, weights, this.model.config, options.batch as number);
+    else buildUnet(b, weights, this.model.config.unet, options as unknown as UNetShape, this.opts.attention);
+    return { builder: b, plan: feedPlan(b, prefix) };
+  }
+
+  /** The feed plan of a graph, recorded once per runner. */
+  private plan(component: Component, options: Record<string, unknown>): Promise<FeedPlan> {
+    const key = LoraRunner.key(component, options);
+    let p = this.plans.get(key);
+    if (!p) {
+      p = this.record(component, options).then((r) => r.plan);
+      p.catch(() => this.plans.delete(key));
+      this.plans.set(key, p);
+    }
+    return p;
+  }
+
+  /** A job's feeds for a graph: the base feeds with the inputs of the tensors its networks changed derived again. */
+  private async feedsFor(w: LoraWeights, component: Component, options: Record<string, unknown>): Promise<ReadonlyMap<string, HostTensor>> {
     const key = LoraRunner.key(component, options);
     let f = w.feeds.get(key);
     if (!f) {
-      const cfg = this.model.config;
-      const b = new WeightInputBuilder(`${component}_lora`);
-      if (component === 'text') buildText(b, w.text, cfg, options.batch as number);
-      else buildUnet(b, w.unet, cfg.unet, options as unknown as UNetShape, this.opts.attention);
-      f = b.captured;
+      f = planFeeds(await this.plan(component, options), w.merge.weights);
       w.feeds.set(key, f);
     }
     return f;
@@ -177,14 +233,10 @@ export class LoraRunner {
             options: { ...options, config: component === 'text' ? cfg.text : cfg.unet, ...(component === 'unet' && this.opts.attention ? { attention: attentionKey(this.opts.attention) } : {}) },
           },
           async () => {
-            const { weights } = await this.base();
-            const prefix = component === 'text' ? cfg.text.prefix : UNET_PREFIX;
-            const rel = new Map<string, Float32Tensor>();
-            for (const [k, t] of weights) if (k.startsWith(prefix)) rel.set(k.slice(prefix.length), t);
-            const b = new WeightInputBuilder(`${component}_lora`);
-            if (component === 'text') buildText(b, rel, cfg, options.batch as number);
-            else buildUnet(b, rel, cfg.unet, options as unknown as UNetShape, this.opts.attention);
-            return b.toModel({ externalDataAboveBytes: 64 * 1024 });
+            // The same recording run gives the plan, so a graph compiled here is not recorded again.
+            const { builder, plan } = await this.record(component, options);
+            if (!this.plans.has(key)) this.plans.set(key, Promise.resolve(plan));
+            return builder.toModel({ externalDataAboveBytes: 64 * 1024 });
           },
         );
         return createSession(entry.path, {
@@ -202,7 +254,7 @@ export class LoraRunner {
   async encode(w: LoraWeights, inputsEmbeds: Float32Tensor, clipSkip: number): Promise<Float32Tensor> {
     const options = { batch: inputsEmbeds.shape[0]! };
     const s = await this.session('text', options);
-    const r = await s.run({ ...Object.fromEntries(this.feedsFor(w, 'text', options)), inputs_embeds: inputsEmbeds });
+    const r = await s.run({ ...Object.fromEntries(await this.feedsFor(w, 'text', options)), inputs_embeds: inputsEmbeds });
     return output(r, textOutputName(clipSkip));
   }
 
@@ -213,7 +265,7 @@ export class LoraRunner {
     const options = { batch, height, width, contextLength: contextK.shape[1]! };
     const s = await this.session('unet', options);
     const r = await s.run({
-      ...Object.fromEntries(this.feedsFor(w, 'unet', options)),
+      ...Object.fromEntries(await this.feedsFor(w, 'unet', options)),
       x,
       t: { dtype: 'float32', shape: [batch], data: t },
       context_k: contextK,
@@ -224,6 +276,7 @@ export class LoraRunner {
 
   async release(): Promise<void> {
     this.last = undefined;
+    this.plans.clear();
     const all = [...this.sessions.values()];
     this.sessions.clear();
     for (const s of all) await (await s.catch(() => undefined))?.release();
