@@ -1,7 +1,4 @@
 import { Job, Queue, UnrecoverableError, WaitingChildrenError, Worker, type ConnectionOptions } from 'bullmq';
-import { decodePng, encodePng, type RasterImage } from '@darkroom/core/formats/png.js';
-import { imageGrid } from '@darkroom/core/pipeline/image-grid.js';
-import { composeScriptGrids, scriptGridInfotexts, type ScriptPlan } from '@darkroom/core/scripts/index.js';
 import {
   appendJobEvent, attemptNumber, CANCELLED_REASON, isCancelledReason, isCancelRequested, outputUrl, readTerminalRecord, recordTerminalEvent,
   requestCancel, splitFailedReason, throttledErrorLog, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult,
@@ -11,6 +8,8 @@ import {
   enqueueFlowWebhook, flowGridKey, FLOWS_QUEUE, flowWorkerOptions, type FlowEventTarget, type FlowJobData, type FlowJobResult, type FlowOutputRecord,
 } from '@darkroom/farm/flows.js';
 import type { Redis } from 'ioredis';
+import type { ComposedGrid, ComposeRequest } from './flow-compose.js';
+import { ComposeFailed, ComposeHost } from './flow-compose-host.js';
 
 export interface FlowProcessorContext {
   cfg: FarmConfig;
@@ -21,6 +20,8 @@ export interface FlowProcessorContext {
   generate: Queue;
   log: Logger;
   workerName: string;
+  /** The thread that decodes the cells and encodes the grids. */
+  composer: ComposeHost;
 }
 
 /** How long a failing or cancelled flow waits for its running children to stop before it records its end. */
@@ -85,48 +86,39 @@ async function stopChildren(ctx: FlowProcessorContext, flow: FlowEventTarget, ch
   ctx.log.warn({ flowId: flow.id }, 'children still running after the flow ended; their cancel keys stop them');
 }
 
-/** The grid PNG: A1111's image_grid of every child's image in order, carrying the first image's infotext. */
-async function composeGrid(ctx: FlowProcessorContext, data: FlowJobData, images: readonly FlowOutputRecord[]): Promise<Uint8Array> {
-  const rasters: RasterImage[] = [];
-  for (const o of images) {
-    const img = await readImage(ctx, o);
-    rasters.push(img.channels === 3 ? img : toRgb(img));
-  }
-  const rows = data.compose?.rows ?? undefined;
-  const cols = data.compose?.cols ?? undefined;
-  const grid = rows !== undefined ? imageGrid(rasters, rows, cols) : cols !== undefined ? imageGrid(rasters, Math.ceil(rasters.length / cols), cols) : imageGrid(rasters);
-  const infotext = images[0]?.infotext ?? '';
-  return encodePng(grid, infotext ? [['parameters', infotext]] : []);
-}
-
-/** Renders are RGB; anything else (a future RGBA output) is flattened the way PIL's convert('RGB') drops alpha. */
-function toRgb(img: RasterImage): RasterImage {
-  const data = new Uint8Array(img.width * img.height * 3);
-  for (let p = 0; p < img.width * img.height; p++) {
-    for (let c = 0; c < 3; c++) data[p * 3 + c] = img.data[p * img.channels + (img.channels < 3 ? 0 : c)]!;
-  }
-  return { width: img.width, height: img.height, channels: 3, data };
-}
-
-async function readImage(ctx: FlowProcessorContext, o: FlowOutputRecord): Promise<RasterImage> {
+async function readBytes(ctx: FlowProcessorContext, o: FlowOutputRecord): Promise<Uint8Array> {
   const bytes = await ctx.storage.get(o.key);
   if (!bytes) throw new UnrecoverableError(`OUTPUT_MISSING: ${o.key} (child ${o.child}) is gone from storage`);
-  return decodePng(bytes);
+  return bytes;
 }
 
 function gridRecord(key: string, n: number, from: FlowOutputRecord | undefined, infotext: string): FlowOutputRecord {
   return { index: n, kind: 'grid', key, child: null, job_id: null, child_index: null, seed: from?.seed ?? 0, subseed: from?.subseed ?? 0, infotext };
 }
 
-/** `compose: grid`: one grid of every image; the outputs are the grid, then the images. */
+/** Composes on the compose thread; a composition the inputs cannot make (a grid too small) fails the flow. */
+async function compose(ctx: FlowProcessorContext, request: ComposeRequest): Promise<ComposedGrid[]> {
+  try {
+    return await ctx.composer.compose(request);
+  } catch (e) {
+    if (e instanceof ComposeFailed) {
+      throw e.code === 'COMPOSE_FAILED' ? new Error(`COMPOSE_FAILED: ${e.message}`) : new UnrecoverableError(`${e.code}: ${e.message}`);
+    }
+    throw e;
+  }
+}
+
+/** `compose: grid`: one grid of every image (A1111's image_grid); the outputs are the grid, then the images. */
 async function composePlain(
   ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
 ): Promise<{ grids: FlowOutputRecord[]; outputs: FlowOutputRecord[] }> {
   const images = perChild.flat();
   if (!data.compose || images.length === 0) return { grids: [], outputs: images };
+  const bytes = await Promise.all(images.map((o) => readBytes(ctx, o)));
+  const [composed] = await compose(ctx, { kind: 'grid', compose: data.compose, images: bytes, infotext: images[0]!.infotext });
   const key = flowGridKey(data.tenant, flowId, 0);
-  await ctx.storage.put(key, await composeGrid(ctx, data, images), 'image/png');
-  const grid = gridRecord(key, 0, images[0], images[0]!.infotext);
+  await ctx.storage.put(key, composed!.png, 'image/png');
+  const grid = gridRecord(key, 0, images[0], composed!.infotext);
   return { grids: [grid], outputs: [grid, ...images] };
 }
 
@@ -138,19 +130,13 @@ async function composeScript(
   ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
 ): Promise<{ grids: FlowOutputRecord[]; outputs: FlowOutputRecord[] }> {
   const s = data.script!;
-  // The plan as core's composer reads it: the parent kept the layout and each cell's size, not the cells' requests.
-  const plan = {
-    script: s.name, layout: s.layout, outputs: s.outputs, warnings: s.warnings,
-    cells: s.cells.map((c) => ({ label: c.label, params: { width: c.width, height: c.height } })),
-  } as unknown as ScriptPlan;
-  const cellImages = await Promise.all(perChild.map(async (imgs) => (imgs[0] ? readImage(ctx, imgs[0]) : null)));
-  const { grids } = composeScriptGrids(plan, cellImages);
-  const infotexts = scriptGridInfotexts(plan, perChild.map((imgs) => imgs[0]?.infotext ?? ''));
+  const cells = await Promise.all(perChild.map(async (imgs) => (imgs[0] ? readBytes(ctx, imgs[0]) : null)));
+  const composed = await compose(ctx, { kind: 'script', script: s, cells, infotexts: perChild.map((imgs) => imgs[0]?.infotext ?? '') });
   const records: FlowOutputRecord[] = [];
-  for (const [n, grid] of grids.entries()) {
+  for (const [n, g] of composed.entries()) {
     const key = flowGridKey(data.tenant, flowId, n);
-    await ctx.storage.put(key, encodePng(grid, infotexts[n] ? [['parameters', infotexts[n]]] : []), 'image/png');
-    records.push(gridRecord(key, n, perChild[s.layout.grids[n]!.infotext.cell]?.[0], infotexts[n] ?? ''));
+    await ctx.storage.put(key, g.png, 'image/png');
+    records.push(gridRecord(key, n, perChild[s.layout.grids[n]!.infotext.cell]?.[0], g.infotext));
   }
   const outputs = s.outputs.flatMap((o) => (o.kind === 'grid' ? [records[o.grid]!] : o.kind === 'cell-first' ? perChild[o.cell]!.slice(0, 1) : perChild[o.cell]!));
   return { grids: records, outputs };
@@ -241,10 +227,11 @@ export function watchFlowChildren(worker: Worker<GenerateJobData, GenerateJobRes
   });
 }
 
-/** The `flows` queue worker of a worker process, with its children's progress reported. */
+/** The `flows` queue worker of a worker process, with its children's progress reported and its compose thread. */
 export function startFlowWorker(
-  ctx: FlowProcessorContext, generate: Worker<GenerateJobData, GenerateJobResult>, connection: ConnectionOptions,
+  base: Omit<FlowProcessorContext, 'composer'>, generate: Worker<GenerateJobData, GenerateJobResult>, connection: ConnectionOptions,
 ): { worker: Worker<FlowJobData, FlowJobResult>; close(): Promise<void> } {
+  const ctx: FlowProcessorContext = { ...base, composer: new ComposeHost() };
   const flows = new Queue(FLOWS_QUEUE, { connection, prefix: ctx.cfg.queuePrefix });
   flows.on('error', throttledErrorLog(ctx.log, 'queue flows: redis error'));
   watchFlowChildren(generate, ctx, flows);
@@ -257,6 +244,7 @@ export function startFlowWorker(
     async close() {
       await worker.close();
       await flows.close();
+      await ctx.composer.close();
     },
   };
 }
