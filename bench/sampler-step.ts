@@ -117,13 +117,18 @@ function blockFor(ms: number): void {
 /** The stand-in UNet: blocks for the model time, answers a fixed eps of the input's shape, times the block. */
 class BlockingUNet implements PipelineUNet {
   blockedMs = 0;
+  /** CPU time of this thread inside the stand-in (spinning), kept out of the CPU column. */
+  blockedCpuMs = 0;
   calls = 0;
   private readonly outputs = new Map<string, Float32Tensor>();
 
   async run(x: Float32Tensor): Promise<Float32Tensor> {
+    const c0 = mainThreadCpuMs();
     const t0 = nowMs();
     blockFor(modelMs);
     this.blockedMs += nowMs() - t0;
+    const c1 = mainThreadCpuMs();
+    if (c0 !== undefined && c1 !== undefined) this.blockedCpuMs += c1 - c0;
     this.calls++;
     const key = x.shape.join('x');
     let out = this.outputs.get(key);
@@ -177,6 +182,7 @@ async function measure(): Promise<Measured[]> {
       const rng = new rngModule.ImageRNG({ shape: [4, 64, 64], seeds: [SEED], source: rngArg });
       const noise = rng.next();
       unet.blockedMs = 0;
+      unet.blockedCpuMs = 0;
       unet.calls = 0;
       const cpu0 = mainThreadCpuMs();
       const t0 = nowMs();
@@ -203,7 +209,7 @@ async function measure(): Promise<Measured[]> {
       );
       const tsMs = nowMs() - t0 - unet.blockedMs;
       const cpu1 = mainThreadCpuMs();
-      return { tsMs, cpuMs: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 - (modelWait === 'spin' ? unet.blockedMs : 0) : undefined, calls: unet.calls, hash: fnv1a(latent.data) };
+      return { tsMs, cpuMs: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 - unet.blockedCpuMs : undefined, calls: unet.calls, hash: fnv1a(latent.data) };
     };
   // one pass of every sampler first, so the code they share is compiled before the first one is measured
   for (const name of names) await passOf(name)();
