@@ -8,7 +8,7 @@
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { BoundLora, LoraModule } from './bind.js';
 import type { LoraModuleTable, LoraTarget } from './mapping.js';
-import { addBroadcast, LoraLayerError, moduleUpdown, type F64 } from './updown.js';
+import { addToFloat32, LoraLayerError, moduleUpdown, type F64 } from './updown.js';
 
 export interface LoraApplication {
   /** The name the prompt used (A1111's `net.name`): errors and hashes are reported under it. */
@@ -52,10 +52,6 @@ function modulesFor(t: LoraTarget, n: BoundLora): LoraModule[] {
   if (t.kind !== 'mha') return direct ? [direct] : [];
   const parts = ['q_proj', 'k_proj', 'v_proj', 'out_proj'].map((p) => n.modules.get(`${t.key}_${p}`)).filter((m): m is LoraModule => !!m);
   return direct ? [direct, ...parts] : parts;
-}
-
-function f32From(shape: readonly number[], data: Float64Array): Float32Tensor {
-  return float32(shape, Float32Array.from(data));
 }
 
 function rows(t: Float32Tensor, start: number, end: number): Float32Tensor {
@@ -103,12 +99,12 @@ export function mergeLoras(weights: ReadonlyMap<string, Float32Tensor>, table: L
         try {
           const W = get(t.weightKey);
           const { updown, exBias } = moduleUpdown(direct, W, moduleMultiplier(direct, app), app.dyn);
-          const newW = f32From(W.shape, addBroadcast(W, updown));
+          const newW = float32(W.shape, addToFloat32(W, updown));
           let newB: Float32Tensor | undefined;
           if (exBias) {
             if (!t.biasKey) throw new LoraLayerError('the layer has no bias for the network to change');
             const b = get(t.biasKey);
-            newB = f32From(b.shape, addBroadcast(b, exBias));
+            newB = float32(b.shape, addToFloat32(b, exBias));
           }
           out.set(t.weightKey, newW);
           if (newB) out.set(t.biasKey!, newB);
@@ -127,13 +123,13 @@ export function mergeLoras(weights: ReadonlyMap<string, Float32Tensor>, table: L
           const qkv = vstack(ups);
           const outW = get(t.outWeightKey!);
           const ou = moduleUpdown(o, outW, moduleMultiplier(o, app), app.dyn);
-          const newIn = f32From(inW.shape, addBroadcast(inW, qkv));
-          const newOut = f32From(outW.shape, addBroadcast(outW, ou.updown));
+          const newIn = float32(inW.shape, addToFloat32(inW, qkv));
+          const newOut = float32(outW.shape, addToFloat32(outW, ou.updown));
           let newB: Float32Tensor | undefined;
           if (ou.exBias) {
             if (!t.biasKey) throw new LoraLayerError('the out projection has no bias for the network to change');
             const b = get(t.biasKey);
-            newB = f32From(b.shape, addBroadcast(b, ou.exBias));
+            newB = float32(b.shape, addToFloat32(b, ou.exBias));
           }
           out.set(t.weightKey, newIn);
           out.set(t.outWeightKey!, newOut);

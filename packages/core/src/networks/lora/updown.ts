@@ -36,15 +36,39 @@ function reshape(t: F64, shape: readonly number[]): F64 {
   return { shape: [...shape], data: t.data };
 }
 
-/** (m,k) @ (k,n). */
+/**
+ * (m,k) @ (k,n). Each output element is summed over k in order, one rounding per product and per addition (as a
+ * plain i-p-j loop would); four products are added per load and store of the output element, which is what
+ * makes the up @ down product of a full-size layer affordable.
+ */
 function mm(a: Float64Array, m: number, k: number, b: Float64Array, k2: number, n: number): Float64Array {
   if (k !== k2) throw new LoraLayerError(`mat1 and mat2 shapes cannot be multiplied (${m}x${k} and ${k2}x${n})`);
   const out = new Float64Array(m * n);
+  const k4 = k - (k % 4);
   for (let i = 0; i < m; i++) {
     const row = i * n;
-    for (let p = 0; p < k; p++) {
-      const av = a[i * k + p]!;
-      if (av === 0) continue;
+    const ar = i * k;
+    let p = 0;
+    for (; p < k4; p += 4) {
+      const a0 = a[ar + p]!;
+      const a1 = a[ar + p + 1]!;
+      const a2 = a[ar + p + 2]!;
+      const a3 = a[ar + p + 3]!;
+      const b0 = p * n;
+      const b1 = b0 + n;
+      const b2 = b1 + n;
+      const b3 = b2 + n;
+      for (let j = 0; j < n; j++) {
+        let t = out[row + j]!;
+        t += a0 * b[b0 + j]!;
+        t += a1 * b[b1 + j]!;
+        t += a2 * b[b2 + j]!;
+        t += a3 * b[b3 + j]!;
+        out[row + j] = t;
+      }
+    }
+    for (; p < k; p++) {
+      const av = a[ar + p]!;
       const brow = p * n;
       for (let j = 0; j < n; j++) out[row + j] += av * b[brow + j]!;
     }
@@ -195,8 +219,9 @@ function oftUpdown(mod: LoraModule, W: F64): F64 {
     }
   }
   // new block k = R_k^T @ W_k over the k-th group of n rows.
-  const inner = W.data.length / outDim;
-  const out = new Float64Array(W.data.length);
+  const Wd = W.data;
+  const inner = Wd.length / outDim;
+  const out = new Float64Array(Wd.length);
   for (let b = 0; b < k; b++)
     for (let m = 0; m < n; m++) {
       const orow = (b * n + m) * inner;
@@ -204,10 +229,10 @@ function oftUpdown(mod: LoraModule, W: F64): F64 {
         const r = R[(b * n + i) * n + m]!;
         if (r === 0) continue;
         const wrow = (b * n + i) * inner;
-        for (let x = 0; x < inner; x++) out[orow + x] += r * W.data[wrow + x]!;
+        for (let x = 0; x < inner; x++) out[orow + x] += r * Wd[wrow + x]!;
       }
     }
-  for (let i = 0; i < out.length; i++) out[i] -= W.data[i]!;
+  for (let i = 0; i < out.length; i++) out[i] -= Wd[i]!;
   return { shape: W.shape, data: out };
 }
 
@@ -287,7 +312,8 @@ function rawUpdown(mod: LoraModule, W: F64, dyn: number | null): { updown: F64; 
         throw new LoraLayerError(`The size of tensor a (${onInput ? i : o}) must match the size of tensor b (${v.data.length}) at non-singleton dimension ${onInput ? 1 : 0}`);
       }
       const data = new Float64Array(o * i);
-      for (let a = 0; a < o; a++) for (let b = 0; b < i; b++) data[a * i + b] = W.data[a * i + b]! * v.data[onInput ? b : a]!;
+      const Wd = W.data;
+      for (let a = 0; a < o; a++) for (let b = 0; b < i; b++) data[a * i + b] = Wd[a * i + b]! * v.data[onInput ? b : a]!;
       return { updown: { shape: [o, i], data }, shape: onInput ? [i, o] : [o, i] };
     }
     case 'full': {
@@ -321,35 +347,64 @@ function rawUpdown(mod: LoraModule, W: F64, dyn: number | null): { updown: F64; 
  * networks): the tensor to add, in `current`'s shape when the element counts agree, and the bias change.
  */
 export function moduleUpdown(mod: LoraModule, current: Float32Tensor, multiplier: number, dyn: number | null): { updown: F64; exBias?: F64 } {
-  const W: F64 = { shape: current.shape, data: Float64Array.from(current.data) };
+  const W = float64View(current);
   const raw = rawUpdown(mod, W, dyn);
   let updown = raw.updown;
   if (raw.shape.length === 4) updown = reshape(updown, raw.shape);
-  if (updown.data.length === W.data.length) updown = { shape: W.shape, data: updown.data };
-  const exBias = raw.exBias ? scaleInPlace({ shape: raw.exBias.shape, data: Float64Array.from(raw.exBias.data) }, multiplier) : undefined;
-  updown = scaleInPlace({ shape: updown.shape, data: Float64Array.from(updown.data) }, mod.scale);
+  if (updown.data.length === current.data.length) updown = { shape: W.shape, data: updown.data };
+  // rawUpdown's tensors are its own (every module tensor is read through a fresh float64 copy): scaled in place.
+  const exBias = raw.exBias ? scaleInPlace(raw.exBias, multiplier) : undefined;
+  updown = scaleInPlace(updown, mod.scale);
   if (mod.doraScale) updown = weightDecompose(updown, W, mod.doraScale);
   return { updown: scaleInPlace(updown, multiplier), ...(exBias ? { exBias } : {}) };
+}
+
+/** A float32 weight as F64, its float64 copy made only when a module type reads the values (LoRA never does). */
+function float64View(t: Float32Tensor): F64 {
+  let data: Float64Array | undefined;
+  return {
+    shape: t.shape,
+    get data(): Float64Array {
+      data ??= Float64Array.from(t.data);
+      return data;
+    },
+  };
 }
 
 /** DoRA (`apply_weight_decompose`): M = W + updown rescaled per input column to dora_scale; returns M' - W. */
 function weightDecompose(updown: F64, W: F64, doraScale: Float32Tensor): F64 {
   const merged = addBroadcast(W, updown, 'a');
   const [o, i] = [W.shape[0]!, W.shape[1]!];
-  const inner = W.data.length / (o * i);
+  const Wd = W.data;
+  const inner = Wd.length / (o * i);
   const norms = new Float64Array(i);
   for (let a = 0; a < o; a++) for (let b = 0; b < i; b++) for (let x = 0; x < inner; x++) norms[b] += merged[(a * i + b) * inner + x]! ** 2;
   if (doraScale.data.length !== i) throw new LoraLayerError(`The size of tensor a (${i}) must match the size of tensor b (${doraScale.data.length}) at non-singleton dimension 1`);
-  const out = new Float64Array(W.data.length);
+  const out = new Float64Array(Wd.length);
   for (let a = 0; a < o; a++)
     for (let b = 0; b < i; b++) {
       const f = doraScale.data[b]! / Math.sqrt(norms[b]!);
       for (let x = 0; x < inner; x++) {
         const idx = (a * i + b) * inner + x;
-        out[idx] = merged[idx]! * f - W.data[idx]!;
+        out[idx] = merged[idx]! * f - Wd[idx]!;
       }
     }
   return { shape: W.shape, data: out };
+}
+
+/**
+ * base + delta rounded to float32 (one rounding, as the float64 sum then its float32 copy), written straight
+ * into the result when the shapes agree; otherwise through addBroadcast.
+ */
+export function addToFloat32(base: Float32Tensor, delta: F64, order: 'a' | 'b' = 'b'): Float32Array {
+  const bs = base.shape;
+  const ds = delta.shape;
+  if (!(bs.length === ds.length && bs.every((d, k) => d === ds[k]))) return Float32Array.from(addBroadcast(base, delta, order));
+  const out = new Float32Array(base.data.length);
+  const b = base.data;
+  const d = delta.data;
+  for (let k = 0; k < out.length; k++) out[k] = b[k]! + d[k]!;
+  return out;
 }
 
 /**
