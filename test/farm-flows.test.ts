@@ -91,6 +91,24 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
     });
     assert.equal(small.status, 400);
     assert.equal((small.json as { error: { field: string } }).error.field, 'compose.rows');
+    const both = await farm.request('POST', '/v1/flows', { key: KEY, body: { children: [{ ...BASE }], script: { name: 'prompt matrix' }, base: { ...BASE } } });
+    assert.equal((both.json as { error: { field: string } }).error.field, 'children');
+    const badBase = await farm.request('POST', '/v1/flows', { key: KEY, body: { script: { name: 'prompt matrix' }, base: { ...BASE, cfg_scale: 'high' } } });
+    assert.equal((badBase.json as { error: { field: string } }).error.field, 'base.cfg_scale');
+  });
+
+  test('an Idempotency-Key makes one flow however often the POST is sent', async () => {
+    const body = { children: [{ ...BASE, steps: 1, seed: 1 }, { ...BASE, steps: 1, seed: 2 }] };
+    const headers = { 'idempotency-key': 'flow-once-1' };
+    const first = await farm.request('POST', '/v1/flows', { key: KEY, body, headers });
+    const again = await farm.request('POST', '/v1/flows', { key: KEY, body, headers });
+    assert.equal(first.status, 202);
+    assert.equal(again.status, 202);
+    assert.equal((again.json as { id: string }).id, (first.json as { id: string }).id);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    const other = await farm.request('POST', '/v1/flows', { key: KEY, body: { ...body, compose: { kind: 'grid', rows: 1, cols: 2 } }, headers });
+    assert.equal(other.status, 422);
+    await waitFlow((first.json as { id: string }).id, ['completed']);
   });
 
   test('a 2x2 grid: cells equal single renders, partial results while it runs, one completion, one webhook', async () => {

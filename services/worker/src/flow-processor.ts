@@ -1,6 +1,6 @@
 import { Job, Queue, UnrecoverableError, WaitingChildrenError, Worker, type ConnectionOptions } from 'bullmq';
 import {
-  appendJobEvent, attemptNumber, CANCELLED_REASON, isCancelledReason, isCancelRequested, outputUrl, readTerminalRecord, recordTerminalEvent,
+  appendJobEvent, attemptNumber, CANCELLED_REASON, isCancelledReason, isCancelRequested, leftWaiting, outputUrl, readTerminalRecord, recordTerminalEvent,
   requestCancel, splitFailedReason, throttledErrorLog, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult,
   type Logger, type Storage, type TerminalRecord,
 } from '@darkroom/farm';
@@ -70,6 +70,8 @@ async function stopChildren(ctx: FlowProcessorContext, flow: FlowEventTarget, ch
     if (state === 'active') continue;
     try {
       await child.remove();
+      // A child that never started still counted as waiting for its tenant (fair share).
+      if (child.attemptsStarted === 0) await leftWaiting(ctx.redis, ctx.keys, flow.tenant);
       await recordTerminalEvent(ctx.events, { id: child.id!, tenant: flow.tenant, webhook: null }, {
         type: 'cancelled', data: { before_start: true, flow_id: flow.id }, reason: CANCELLED_REASON,
       });
