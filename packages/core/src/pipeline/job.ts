@@ -228,6 +228,7 @@ export function imageRng(job: JobState, shape: readonly [number, number, number]
     seedResizeFromW: p.seed_resize_from_w,
     source: job.noiseSource,
     ensd: p.settings.eta_noise_seed_delta,
+    ...(p.seed_blend ? { seedBlend: p.seed_blend } : {}),
   });
 }
 

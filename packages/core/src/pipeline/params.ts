@@ -4,6 +4,7 @@
  * complete data.
  */
 import { DarkroomError } from '../errors.js';
+import { checkSeedBlend, type SeedBlendEntry } from '../sampling/rng/seed-blend.js';
 
 export type RandnSource = 'GPU' | 'CPU' | 'NV';
 export type EmphasisMode = 'Original' | 'No norm' | 'Ignore' | 'None';
@@ -83,6 +84,11 @@ export interface CommonParams {
   /** Seamless tiles: circular padding in the UNet and VAE convolutions (null = the `tiling` setting). */
   tiling?: boolean | null;
   override_settings?: OverrideSettings;
+  /**
+   * "Advanced Seed Blending": the initial noise blended from these weighted seeds (sampling/rng/seed-blend.ts)
+   * instead of the seed's; null or absent = off.
+   */
+  seed_blend?: readonly SeedBlendEntry[] | null;
 }
 
 export interface Txt2ImgParams extends CommonParams {
@@ -209,6 +215,8 @@ export interface ResolvedCommon {
   disable_extra_networks: boolean;
   tiling: boolean;
   settings: Settings;
+  /** Present when the request blends seeds. */
+  seed_blend?: readonly SeedBlendEntry[];
 }
 
 export interface ResolvedTxt2Img extends ResolvedCommon {
@@ -360,7 +368,18 @@ function resolveCommon(p: CommonParams): ResolvedCommon {
     disable_extra_networks: bool('disable_extra_networks', p.disable_extra_networks, false),
     tiling: bool('tiling', p.tiling, settings.tiling),
     settings,
+    ...resolveBlends(p),
   };
+}
+
+function resolveBlends(p: CommonParams): Pick<ResolvedCommon, 'seed_blend'> {
+  const out: { seed_blend?: SeedBlendEntry[] } = {};
+  if (p.seed_blend !== undefined && p.seed_blend !== null) {
+    if (!Array.isArray(p.seed_blend) || p.seed_blend.some((e) => typeof e !== 'object' || e === null)) bad('seed_blend', 'must be a list of {seed, weight}', p.seed_blend);
+    checkSeedBlend(p.seed_blend);
+    out.seed_blend = p.seed_blend.map((e) => ({ seed: e.seed, weight: e.weight }));
+  }
+  return out;
 }
 
 export function resolveTxt2Img(p: Txt2ImgParams): ResolvedTxt2Img {

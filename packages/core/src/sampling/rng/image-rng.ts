@@ -6,6 +6,7 @@ import { float32, numel, type Float32Tensor } from '../../tensor.js';
 import { DarkroomError } from '../../errors.js';
 import { PhiloxGenerator } from './philox.js';
 import { TorchCpuGenerator } from './torch-cpu.js';
+import type { SeedBlendEntry } from './seed-blend.js';
 
 /**
  * Where noise comes from. 'cpu' = torch's CPU generator with the x86 AVX2 kernel (A1111 "CPU" on a PC);
@@ -105,6 +106,19 @@ export function slerp(val: number, low: Float32Tensor, high: Float32Tensor): Flo
   return float32(low.shape, out);
 }
 
+/**
+ * "Advanced Seed Blending"'s initial noise of one image (C, H, W), see seed-blend.ts: while more than one noise is
+ * left, the first is slerped into each of the others at w / (w + w_first), which then weigh w * w_first.
+ */
+export function blendSeedNoise(source: NoiseSource, entries: readonly SeedBlendEntry[], shape: readonly number[]): Float32Tensor {
+  let noises = entries.map((e) => ({ noise: randn(source, e.seed, shape), weight: e.weight }));
+  while (noises.length > 1) {
+    const first = noises[0]!;
+    noises = noises.slice(1).map((r) => ({ noise: slerp(r.weight / (r.weight + first.weight), first.noise, r.noise), weight: r.weight * first.weight }));
+  }
+  return noises[0]!.noise;
+}
+
 export interface ImageRngOptions {
   /** Latent shape (C, H, W) of one image. */
   readonly shape: readonly [number, number, number];
@@ -119,6 +133,12 @@ export interface ImageRngOptions {
   readonly source: NoiseSource;
   /** opts.eta_noise_seed_delta: after the initial noise the generators are re-created from seed + ENSD. */
   readonly ensd?: number;
+  /**
+   * "Advanced Seed Blending": every item's initial noise is this blend instead of its seed's (variation seeds
+   * and seed resize take no part, as the script replaces the whole noise maker); each item's generator still
+   * advances past its first draw, so later draws are those of a plain render of its seed.
+   */
+  readonly seedBlend?: readonly SeedBlendEntry[];
 }
 
 /**
@@ -164,8 +184,15 @@ export class ImageRNG {
     const sameShape = noiseShape[1] === shape[1] && noiseShape[2] === shape[2];
     const per = numel(shape);
     const out = new Float32Array(seeds.length * per);
+    const blend = this.opts.seedBlend;
+    const blended = blend && blend.length > 0 ? blendSeedNoise(source, blend, shape) : undefined;
     seeds.forEach((seed, i) => {
       const generator = this.generators[i]!;
+      if (blended) {
+        generator.skip(per);
+        out.set(blended.data, i * per);
+        return;
+      }
       let subnoise: Float32Tensor | undefined;
       if (subseeds !== undefined && strength !== 0) subnoise = randn(source, subseeds[i] ?? 0, noiseShape);
       let noise = sameShape ? float32(noiseShape, generator.randn(per)) : randn(source, seed, noiseShape);

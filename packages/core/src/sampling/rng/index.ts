@@ -1,5 +1,6 @@
 /** Seeded noise as A1111 makes it: torch CPU (AVX2 / portable kernels), NV Philox, ImageRNG and its helpers. */
 export {
+  blendSeedNoise,
   createGenerator,
   ImageRNG,
   noiseSourceFromA1111,
@@ -12,3 +13,4 @@ export {
 } from './image-rng.js';
 export { TorchCpuGenerator, type TorchCpuKernel } from './torch-cpu.js';
 export { PhiloxGenerator } from './philox.js';
+export { checkSeedBlend, parseSeedBlend, type SeedBlendEntry } from './seed-blend.js';
