@@ -18,6 +18,7 @@ import {
   type PromptChunk,
 } from '../text/chunking.js';
 import { applyEmphasis } from '../text/emphasis.js';
+import { blendedPrompts, blendWeightSyntax } from '../text/prompt-blend.js';
 import { getMulticondPromptList } from '../text/prompt-parser.js';
 import { getLearnedConditioningPromptSchedules, type ScheduleOptions } from '../text/prompt-schedule.js';
 import type { MultiCond, ScheduledCond } from './cfg-denoiser.js';
@@ -49,6 +50,8 @@ export interface TextContext {
    */
   readonly generationParams: Map<string, string>;
   readonly onTextCall?: (trace: TextCallTrace) => void;
+  /** "Prompt Blending": `{a|b}` groups are weighted averages of their alternatives' conditioning. */
+  readonly promptBlending?: boolean;
 }
 
 function chunkingOptions(ctx: TextContext): ChunkingOptions {
@@ -161,6 +164,34 @@ function concatTokens(parts: readonly Float32Tensor[]): Float32Tensor {
   return float32([n, total, d], out);
 }
 
+/**
+ * The prompt-blending script's get_learned_conditioning(texts): when some text blends alternatives, every
+ * alternative of every text is encoded in one batch (so they share its chunk count, as in one A1111 call) and
+ * each text's conditioning is the weighted sum of its alternatives' rows (torch.add(c, cond, alpha=weight) from
+ * zeros); otherwise the texts are encoded as they are.
+ */
+export async function encodeBlendedTexts(texts: readonly string[], ctx: TextContext): Promise<Float32Tensor> {
+  if (!ctx.promptBlending) return encodeTexts(texts, ctx);
+  const blends = texts.map((t) => blendedPrompts(t));
+  const all = blends.flatMap((b) => b.map(([t]) => t));
+  if (all.length <= texts.length) return encodeTexts(texts, ctx);
+  const conds = await encodeTexts(all, ctx);
+  const [, tokens, d] = conds.shape as [number, number, number];
+  const per = tokens * d;
+  const out = new Float32Array(texts.length * per);
+  let at = 0;
+  blends.forEach((blend, i) => {
+    const c = out.subarray(i * per, (i + 1) * per);
+    for (const [, weight] of blend) {
+      const w = Math.fround(weight);
+      const src = conds.data.subarray(at * per, (at + 1) * per);
+      for (let k = 0; k < per; k++) c[k] = c[k]! + Math.fround(w * src[k]!);
+      at++;
+    }
+  });
+  return float32([texts.length, tokens, d], out);
+}
+
 function row(t: Float32Tensor, i: number): Float32Tensor {
   const [, tokens, d] = t.shape as [number, number, number];
   return float32([tokens, d], t.data.slice(i * tokens * d, (i + 1) * tokens * d));
@@ -173,7 +204,8 @@ export async function learnedConditioning(
   ctx: TextContext,
   schedule: ScheduleOptions = {},
 ): Promise<ScheduledCond[][]> {
-  const schedules = getLearnedConditioningPromptSchedules(prompts, steps, schedule);
+  // prompt blending reads `{a:2|b}` weights before A1111's parser could take the `:` for prompt editing
+  const schedules = getLearnedConditioningPromptSchedules(ctx.promptBlending ? prompts.map(blendWeightSyntax) : prompts, steps, schedule);
   const cache = new Map<string, ScheduledCond[]>();
   const res: ScheduledCond[][] = [];
   for (let i = 0; i < prompts.length; i++) {
@@ -184,7 +216,7 @@ export async function learnedConditioning(
       continue;
     }
     const entries = schedules[i]!;
-    const conds = await encodeTexts(entries.map(([, text]) => text), ctx);
+    const conds = await encodeBlendedTexts(entries.map(([, text]) => text), ctx);
     const scheduled = entries.map(([endAtStep], k) => ({ endAtStep, cond: row(conds, k) }));
     cache.set(prompt, scheduled);
     res.push(scheduled);

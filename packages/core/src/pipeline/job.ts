@@ -132,6 +132,7 @@ export function startJob(model: PipelineModel, params: ResolvedCommon, opts: Gen
     emphasis: params.settings.emphasis,
     commaPaddingBacktrack: params.settings.comma_padding_backtrack,
     generationParams: new Map(),
+    ...(params.prompt_blending ? { promptBlending: true } : {}),
     ...(opts.trace?.onTextCall ? { onTextCall: (t) => opts.trace!.onTextCall!(t) } : {}),
   };
   return {

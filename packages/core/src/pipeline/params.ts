@@ -89,6 +89,11 @@ export interface CommonParams {
    * instead of the seed's; null or absent = off.
    */
   seed_blend?: readonly SeedBlendEntry[] | null;
+  /**
+   * "Prompt Blending": `{a|b:2}` in a prompt is the weighted average of the conditioning of its alternatives
+   * (text/prompt-blend.ts). Off by default: without the extension A1111 reads braces as plain text.
+   */
+  prompt_blending?: boolean | null;
 }
 
 export interface Txt2ImgParams extends CommonParams {
@@ -217,6 +222,7 @@ export interface ResolvedCommon {
   settings: Settings;
   /** Present when the request blends seeds. */
   seed_blend?: readonly SeedBlendEntry[];
+  prompt_blending?: boolean;
 }
 
 export interface ResolvedTxt2Img extends ResolvedCommon {
@@ -372,13 +378,14 @@ function resolveCommon(p: CommonParams): ResolvedCommon {
   };
 }
 
-function resolveBlends(p: CommonParams): Pick<ResolvedCommon, 'seed_blend'> {
-  const out: { seed_blend?: SeedBlendEntry[] } = {};
+function resolveBlends(p: CommonParams): Pick<ResolvedCommon, 'seed_blend' | 'prompt_blending'> {
+  const out: { seed_blend?: SeedBlendEntry[]; prompt_blending?: boolean } = {};
   if (p.seed_blend !== undefined && p.seed_blend !== null) {
     if (!Array.isArray(p.seed_blend) || p.seed_blend.some((e) => typeof e !== 'object' || e === null)) bad('seed_blend', 'must be a list of {seed, weight}', p.seed_blend);
     checkSeedBlend(p.seed_blend);
     out.seed_blend = p.seed_blend.map((e) => ({ seed: e.seed, weight: e.weight }));
   }
+  if (bool('prompt_blending', p.prompt_blending, false)) out.prompt_blending = true;
   return out;
 }
 

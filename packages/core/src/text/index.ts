@@ -6,5 +6,6 @@ export * from './prompt-parser.js';
 export * from './chunking.js';
 export * from './emphasis.js';
 export * from './conditioning-plan.js';
+export { blendedPrompts, blendWeightSyntax, type WeightedText } from './prompt-blend.js';
 export { pyFloatRepr } from './python-compat.js';
 export { torchSumF32, torchMeanF32 } from './torch-sum.js';
