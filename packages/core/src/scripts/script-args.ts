@@ -8,13 +8,19 @@ import { PROMPT_MATRIX_DEFAULTS, type PromptMatrixOptions } from './prompt-matri
 import { PROMPTS_FROM_FILE_DEFAULTS, type PromptsFromFileOptions } from './prompts-from-file-options.js';
 import { scriptArgError } from './script-errors.js';
 import type { ScriptName } from './names.js';
+import { SEED_BLENDING_DEFAULTS, type SeedBlendingOptions } from './seed-blending.js';
+import { SEED_TRAVEL_DEFAULTS, SEED_TRAVEL_RATES, type SeedTravelOptions } from './seed-travel-options.js';
+import { TXT2IMG2IMG_DEFAULTS, type Txt2Img2ImgOptions } from './txt2img2img.js';
 import { xyzAxesFor } from './xyz-axes.js';
 import { XYZ_PLOT_DEFAULTS, type XyzAxisOptions, type XyzPlotOptions } from './xyz-options.js';
 
 export interface ScriptOptionsByName {
+  'advanced seed blending': SeedBlendingOptions;
   'prompt matrix': PromptMatrixOptions;
   'x/y/z plot': XyzPlotOptions;
   'prompts from file or textbox': PromptsFromFileOptions;
+  'seed travel': SeedTravelOptions;
+  txt2img2img: Txt2Img2ImgOptions;
 }
 
 export type ScriptOptions = ScriptOptionsByName[ScriptName];
@@ -50,6 +56,13 @@ class Args {
     const v = this.at(i);
     if (v === undefined || v === null) return fallback;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) scriptArgError(`script_args[${i}]`, `must be an integer from ${min} to ${max}`, v);
+    return v;
+  }
+  /** A gr.Number or gr.Slider: any finite number in the range. */
+  num(i: number, fallback: number, min: number, max: number): number {
+    const v = this.at(i);
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) scriptArgError(`script_args[${i}]`, `must be a number from ${min} to ${max}`, v);
     return v;
   }
   strings(i: number): string[] {
@@ -125,10 +138,62 @@ export function promptsFromFileArgs(scriptArgs: readonly unknown[]): PromptsFrom
   };
 }
 
+export function seedBlendingArgs(scriptArgs: readonly unknown[]): SeedBlendingOptions {
+  tooMany(scriptArgs, 1);
+  return { seeds: new Args(scriptArgs).str(0, SEED_BLENDING_DEFAULTS.seeds) };
+}
+
+/** Seed travel's run() arguments in its newest order (22, the RIFE and SSIM ones last). */
+export function seedTravelArgs(scriptArgs: readonly unknown[]): SeedTravelOptions {
+  tooMany(scriptArgs, 22);
+  const a = new Args(scriptArgs);
+  const d = SEED_TRAVEL_DEFAULTS;
+  return {
+    randomSeeds: a.bool(0, d.randomSeeds),
+    seedCount: a.int(1, d.seedCount, 0, 4096),
+    destinationSeeds: a.str(2, d.destinationSeeds),
+    steps: a.int(3, d.steps, 1, 4096),
+    rate: a.choice(4, d.rate, [...SEED_TRAVEL_RATES]),
+    rateStrength: a.num(5, d.rateStrength, 0, 10),
+    loopBack: a.bool(6, d.loopBack),
+    fps: a.num(7, d.fps, 0, 240),
+    showImages: a.bool(8, d.showImages),
+    comparePaths: a.bool(9, d.comparePaths),
+    allowEulerA: a.bool(10, d.allowEulerA),
+    bumpSeed: a.num(11, d.bumpSeed, 0, 0.5),
+    leadInOut: a.int(12, d.leadInOut, 0, 4096),
+    upscaler: a.str(13, d.upscaler),
+    upscaleRatio: a.num(14, d.upscaleRatio, 0, 8),
+    useCache: a.bool(15, d.useCache),
+    ssimThreshold: a.num(16, d.ssimThreshold, 0, 1),
+    ssimCenterCrop: a.num(17, d.ssimCenterCrop, 0, 100),
+    ssimMinSubstep: a.num(18, d.ssimMinSubstep, 0, 1),
+    ssimMinPercent: a.num(19, d.ssimMinPercent, 0, 100),
+    rifePasses: a.int(20, d.rifePasses, 0, 16),
+    rifeDropOriginal: a.bool(21, d.rifeDropOriginal),
+  };
+}
+
+export function txt2img2imgArgs(scriptArgs: readonly unknown[]): Txt2Img2ImgOptions {
+  tooMany(scriptArgs, 5);
+  const a = new Args(scriptArgs);
+  const d = TXT2IMG2IMG_DEFAULTS;
+  return {
+    prompt: a.str(0, d.prompt),
+    negativePrompt: a.str(1, d.negativePrompt),
+    denoisingStrength: a.num(2, d.denoisingStrength, 0, 1),
+    steps: a.int(3, d.steps, 0, 1000),
+    cfgScale: a.num(4, d.cfgScale, 0, 100),
+  };
+}
+
 /** The typed options of a script from A1111's positional script_args. */
 export function scriptArgsFromA1111<N extends ScriptName>(name: N, scriptArgs: readonly unknown[], ctx: ScriptArgsContext = {}): ScriptOptionsByName[N] {
   if (!Array.isArray(scriptArgs)) scriptArgError('script_args', 'must be a list', scriptArgs);
   const byName: { [K in ScriptName]: () => ScriptOptionsByName[K] } = {
+    'advanced seed blending': () => seedBlendingArgs(scriptArgs),
+    'seed travel': () => seedTravelArgs(scriptArgs),
+    txt2img2img: () => txt2img2imgArgs(scriptArgs),
     'prompt matrix': () => promptMatrixArgs(scriptArgs),
     'x/y/z plot': () => xyzPlotArgs(scriptArgs, ctx.mode ?? 'txt2img'),
     'prompts from file or textbox': () => promptsFromFileArgs(scriptArgs),

@@ -68,6 +68,18 @@ export interface ScriptCell<P extends GenerationParams = GenerationParams> {
   readonly label: string;
 }
 
+/**
+ * An animated image (WebP, GIF) a script makes of its cells' images: seed travel's video. Frames are cell indices
+ * in frame order; a cell may come back (lead-in and lead-out frames, frames with the same noise).
+ */
+export interface AnimationSpec {
+  readonly frames: readonly number[];
+  /** Frames per second (the script's video frame rate). */
+  readonly fps: number;
+  /** What the animation shows (the seeds it travels through), for display. */
+  readonly label: string;
+}
+
 export interface ScriptPlan<P extends GenerationParams = GenerationParams> {
   readonly script: ScriptName;
   /** In the order A1111 generates them. */
@@ -76,6 +88,8 @@ export interface ScriptPlan<P extends GenerationParams = GenerationParams> {
   readonly outputs: readonly ScriptOutput[];
   /** Things A1111 logs and carries on from (a prompt line read as plain text, an unknown VAE), for the job's log. */
   readonly warnings: readonly string[];
+  /** Animations to assemble once the cells are rendered (seed travel); absent or empty for the others. */
+  readonly animations?: readonly AnimationSpec[];
 }
 
 /** What a plan needs from outside to stay a pure function. */

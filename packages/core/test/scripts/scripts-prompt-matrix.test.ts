@@ -6,7 +6,7 @@ import { planScript, scriptArgsFromA1111, scriptByName, scriptInfos, SCRIPT_NAME
 const base = { prompt: 'a house|red|at night|in snow', negative_prompt: 'blurry', seed: 100, subseed: 7, steps: 4, width: 64, height: 64, batch_size: 2, n_iter: 3 };
 
 test('script_name is matched case-insensitively against the titles; the listing is the lower-cased titles', () => {
-  assert.deepEqual(SCRIPT_NAMES, ['prompt matrix', 'prompts from file or textbox', 'x/y/z plot']);
+  assert.deepEqual(SCRIPT_NAMES, ['advanced seed blending', 'prompt matrix', 'prompts from file or textbox', 'x/y/z plot', 'seed travel', 'txt2img2img']);
   assert.equal(scriptByName('Prompt Matrix'), 'prompt matrix');
   assert.equal(scriptByName('X/Y/Z PLOT'), 'x/y/z plot');
   assert.equal(scriptByName('xyz plot'), undefined);
@@ -80,7 +80,7 @@ test('prompt matrix script_args: wrong types are refused naming the index', () =
 
 test('script-info: A1111 ScriptInfo shape with each control in run() order', () => {
   const infos = scriptInfos();
-  assert.equal(infos.length, 6);
+  assert.equal(infos.length, 11); // six scripts on txt2img, all but txt2img2img on img2img
   const pm = infos.find((i) => i.name === 'prompt matrix' && !i.is_img2img)!;
   assert.equal(pm.is_alwayson, false);
   assert.deepEqual(pm.args[4], { label: 'Grid margins (px)', value: 0, minimum: 0, maximum: 500, step: 2, choices: null });
