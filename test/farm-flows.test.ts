@@ -333,4 +333,24 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
     const after = (await farm.request('GET', '/sdapi/v1/progress', { key: KEY })).json as { state: { interrupted: boolean } };
     assert.equal(after.state.interrupted, true);
   });
+  test('seed blending runs as a one-cell flow; txt2img2img, a dependent stage, is refused by name', async () => {
+    // A blend of one seed is that seed's plain render.
+    const r = await farm.request('POST', '/sdapi/v1/txt2img', {
+      key: KEY, body: { ...BASE, prompt: 'a harbour', seed: 99, script_name: 'Advanced Seed Blending', script_args: ['31'] },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 300));
+    const blended = (r.json as { images: string[] }).images;
+    assert.equal(blended.length, 1);
+    const plain = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY, body: { ...BASE, prompt: 'a harbour', seed: 31 } });
+    assert.deepEqual(
+      decodePng(new Uint8Array(Buffer.from(blended[0]!, 'base64'))).data,
+      decodePng(new Uint8Array(Buffer.from((plain.json as { images: string[] }).images[0]!, 'base64'))).data,
+    );
+    const staged = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY, body: { ...BASE, prompt: 'x', script_name: 'txt2img2img', script_args: [] } });
+    assert.equal(staged.status, 422);
+    assert.equal((staged.json as { error: { field: string } }).error.field, 'script_name');
+    const listed = (await farm.request('GET', '/sdapi/v1/scripts', { key: KEY })).json as { txt2img: string[] };
+    assert.ok(!listed.txt2img.includes('txt2img2img'));
+    assert.ok(listed.txt2img.includes('seed travel'));
+  });
 });

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import { planScript, scriptArgsFromA1111, scriptByName, type GenerationParams } from '@darkroom/core/scripts/index.js';
+import { planScript, scriptArgsFromA1111, scriptByName, scriptInfos, scriptNamesFor, type GenerationParams, type ScriptInfo, type ScriptName } from '@darkroom/core/scripts/index.js';
 import { FarmError, type GenerateKind, type GenerateRequest } from '@darkroom/farm';
 import { MAX_FLOW_CHILDREN, type FlowScriptPlan } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
@@ -9,6 +9,28 @@ import { listModels } from './models.js';
 export interface PlannedChild {
   kind: GenerateKind;
   request: GenerateRequest;
+}
+
+/**
+ * Scripts core plans but flows cannot run yet: txt2img2img's second stage is an img2img of the first stage's image,
+ * a dependency a flow of independent children does not express. Refused by name rather than half run.
+ */
+const NOT_AS_FLOWS: ReadonlySet<ScriptName> = new Set<ScriptName>(['txt2img2img']);
+
+/** The scripts a tab runs as flows, in A1111's listing order (`/sdapi/v1/scripts`). */
+export function flowScriptNames(mode: GenerateKind): ScriptName[] {
+  return scriptNamesFor(mode).filter((n) => !NOT_AS_FLOWS.has(n));
+}
+
+/** A1111's ScriptInfo of the scripts flows run (`/sdapi/v1/script-info`). */
+export function flowScriptInfos(): ScriptInfo[] {
+  return scriptInfos().filter((i) => !NOT_AS_FLOWS.has(i.name as ScriptName));
+}
+
+/** The script `script_name` selects on that tab, if flows run it. */
+export function flowScriptByName(name: string, mode: GenerateKind): ScriptName | undefined {
+  const script = scriptByName(name, mode);
+  return script && !NOT_AS_FLOWS.has(script) ? script : undefined;
 }
 
 /** `script_name` that names no script this farm runs: A1111's own words, 422 on /sdapi, 400 on /v1. */
@@ -26,7 +48,7 @@ export async function planFlowScript(
   ctx: ApiContext, tenant: string, name: string, args: readonly unknown[], kind: GenerateKind, base: GenerateRequest,
   opts: { status: number; nameField: string; argsField: string },
 ): Promise<{ children: PlannedChild[]; script: FlowScriptPlan }> {
-  const script = scriptByName(name);
+  const script = flowScriptByName(name, kind);
   if (!script) throw unknownScript(name, opts.nameField, opts.status);
   const checkpoints = (await listModels(ctx.registry, ctx.cfg.modelsDir, tenant)).map((m) => m.title);
   // The cells are copies of the base: they must not ask for the script again.

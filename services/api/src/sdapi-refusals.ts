@@ -1,18 +1,19 @@
 import { resolveSamplerAndScheduler } from '@darkroom/core/sampling/samplers.js';
-import { scriptByName } from '@darkroom/core/scripts/index.js';
 import type { GenerateRequest } from '@darkroom/farm';
+import { flowScriptByName } from './flow-scripts.js';
 import { unsupported } from './sdapi-errors.js';
 
 /**
  * A1111 request fields `/sdapi/v1` cannot honour yet, refused by name (422) rather than accepted and ignored: a
  * client asking for face restoration or a script must not get an image made without it as if it had worked.
  * Scripts: A1111 answers an unknown `script_name` with 422 "Script '<name>' not found"; the built-in ones it
- * knows (prompt matrix, X/Y/Z plot, prompts from file or textbox) run as flows.
+ * knows (flow-scripts.ts) run as flows.
  */
 export function checkSdapiSupported(req: GenerateRequest): void {
+  const mode = 'init_images' in req ? 'img2img' : 'txt2img';
   if (req.restore_faces === true) throw unsupported('restore_faces', 'face restoration (GFPGAN, CodeFormer) is not supported by this farm; send false or leave it out');
   // The scripts core/scripts plans run as flows (sdapi-scripts.ts); any other name is A1111's "not found".
-  if (req.script_name !== null && req.script_name !== '' && !scriptByName(req.script_name)) {
+  if (req.script_name !== null && req.script_name !== '' && !flowScriptByName(req.script_name, mode)) {
     throw unsupported('script_name', `Script '${req.script_name}' not found (GET /sdapi/v1/scripts lists the scripts this farm runs)`);
   }
   const alwayson = Object.keys(req.alwayson_scripts);

@@ -1,11 +1,11 @@
 import { Router } from 'express';
 import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
-import { SCRIPT_NAMES, scriptInfos } from '@darkroom/core/scripts/index.js';
 import { QUEUE_NAMES } from '@darkroom/farm';
 import { listUpscalerDirs, realesrganItems, upscalerItems } from '@darkroom/farm/upscaler-assets.js';
 import { listVaeDir, sdVaeItems } from '@darkroom/farm/vae-assets.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { flowScriptInfos, flowScriptNames } from '../flow-scripts.js';
 import { liveOn } from '../fleet.js';
 
 /**
@@ -37,8 +37,8 @@ export function sdapiListingRoutes(ctx: ApiContext): Router {
     res.json(realesrganItems(await ctx.registry.list(tenantOf(res), 'upscalers'), await listUpscalerDirs(ctx.cfg.modelsDir)));
   });
   // The built-in scripts that run as flows, by A1111's names (lower-cased titles) and with their ui() arguments.
-  r.get('/sdapi/v1/scripts', (_req, res) => res.json({ txt2img: [...SCRIPT_NAMES], img2img: [...SCRIPT_NAMES] }));
-  r.get('/sdapi/v1/script-info', (_req, res) => res.json(scriptInfos()));
+  r.get('/sdapi/v1/scripts', (_req, res) => res.json({ txt2img: flowScriptNames('txt2img'), img2img: flowScriptNames('img2img') }));
+  r.get('/sdapi/v1/script-info', (_req, res) => res.json(flowScriptInfos()));
   r.get('/sdapi/v1/extensions', (_req, res) => res.json([]));
 
   // The built-in Lora extension's two routes. A1111's `path` is where its server keeps the file; a farm's files
