@@ -9,7 +9,7 @@ import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
 import type { Denoiser, GuidanceOptions } from '../sampling/types.js';
 import { epsScalings } from '../sampling/denoisers.js';
-import { cfgCombineSimd, scaleSimd } from './cfg-simd.js';
+import { cfgCombineSimd, combineSimd, scaleSimd } from './cfg-simd.js';
 import { blendLatent, type LatentBlend } from './inpaint.js';
 
 /** One entry of a prompt schedule: conditioning (tokens, width) used while denoiser step <= endAtStep. */
@@ -395,6 +395,12 @@ export function createCfgDenoiser(inner: ConditionedDenoiser, opts: CfgOptions):
     const out = new Float32Array(batch * per);
     out.set(xOut.subarray(u0, u0 + batch * per));
     condsList.forEach((list, i) => {
+      // one AND part: uncond + (cond - uncond) * scale in one SIMD pass (the same float32 operations)
+      if (list.length === 1) {
+        const [row, weight] = list[0]!;
+        const o = i * per;
+        if (combineSimd(xOut.subarray(row * per, (row + 1) * per), xOut.subarray(u0 + o, u0 + o + per), f(weight * cfgScale), out.subarray(o, o + per))) return;
+      }
       for (const [row, weight] of list) {
         const scale = f(weight * cfgScale);
         for (let k = 0; k < per; k++) {

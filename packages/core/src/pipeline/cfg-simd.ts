@@ -89,18 +89,42 @@ const scaleBody = [
   END,
 ];
 
+// combine: params 0 cond, 1 uncond, 2 out (byte addresses), 3 bytes (a multiple of 16), 4 scale; locals 5 p,
+// 6 scale x4, 7 uncond (v128)
+const [CC, CU, COUTP, CBYTES, CSCALE, CP, CSV, CUV] = [0, 1, 2, 3, 4, 5, 6, 7];
+// prettier-ignore
+const combineBody = [
+  0x02, 0x01, 0x7f, 0x02, 0x7b,                                     // 1 i32 local, 2 v128 locals
+  ...get(CSCALE), ...F32X4_SPLAT, ...set(CSV),
+  ...BLOCK,
+  ...get(CBYTES), I32_EQZ, ...BR_IF_0,
+  ...LOOP,
+  ...get(COUTP), ...get(CP), I32_ADD,                               //   out[p] =
+  ...get(CC), ...get(CP), I32_ADD, ...V128_LOAD,                    //     (cond[p]
+  ...get(CU), ...get(CP), I32_ADD, ...V128_LOAD, ...tee(CUV),       //      - uncond[p])
+  ...F32X4_SUB, ...get(CSV), ...F32X4_MUL,                          //     * scale
+  ...get(CUV), ...F32X4_ADD, ...V128_STORE,                         //     + uncond[p]
+  ...get(CP), 0x41, 0x10, I32_ADD, ...tee(CP), ...get(CBYTES), I32_LT_U, ...BR_IF_0,
+  END,
+  END,
+  END,
+];
+
 // prettier-ignore
 const moduleBytes = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,                   // \0asm, version 1
   ...section(1, [
-    0x02,
+    0x03,
     0x60, 0x08, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0x00, // type 0: (6 x i32, 2 x f32) -> ()
     0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7d, 0x00,                       // type 1: (3 x i32, f32) -> ()
+    0x60, 0x05, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x00,                 // type 2: (4 x i32, f32) -> ()
   ]),
-  ...section(3, [0x02, 0x00, 0x01]),                                // cfg: type 0, scale: type 1
+  ...section(3, [0x03, 0x00, 0x01, 0x02]),                          // cfg: type 0, scale: type 1, combine: type 2
   ...section(5, [0x01, 0x00, 0x05]),                                // memory: 5 pages, growable
-  ...section(7, [0x03, ...name('mem'), 0x02, 0x00, ...name('cfg'), 0x00, 0x00, ...name('scale'), 0x00, 0x01]),
-  ...section(10, [0x02, ...uleb(body.length), ...body, ...uleb(scaleBody.length), ...scaleBody]),
+  ...section(7, [
+    0x04, ...name('mem'), 0x02, 0x00, ...name('cfg'), 0x00, 0x00, ...name('scale'), 0x00, 0x01, ...name('combine'), 0x00, 0x02,
+  ]),
+  ...section(10, [0x03, ...uleb(body.length), ...body, ...uleb(scaleBody.length), ...scaleBody, ...uleb(combineBody.length), ...combineBody]),
 ]);
 
 interface WasmMemory {
@@ -115,6 +139,7 @@ interface Kernel {
   readonly memory: WasmMemory;
   readonly cfg: (x: number, ec: number, eu: number, un: number, out: number, bytes: number, cOut: number, scale: number) => void;
   readonly scale: (src: number, dst: number, bytes: number, c: number) => void;
+  readonly combine: (cond: number, uncond: number, out: number, bytes: number, scale: number) => void;
 }
 
 let kernel: Kernel | null | undefined;
@@ -126,7 +151,7 @@ function loadKernel(): Kernel | null {
   if (!wasm || process.env.DARKROOM_NO_SIMD === '1') return kernel;
   try {
     const { exports } = new wasm.Instance(new wasm.Module(moduleBytes));
-    kernel = { memory: exports.mem as WasmMemory, cfg: exports.cfg as Kernel['cfg'], scale: exports.scale as Kernel['scale'] };
+    kernel = { memory: exports.mem as WasmMemory, cfg: exports.cfg as Kernel['cfg'], scale: exports.scale as Kernel['scale'], combine: exports.combine as Kernel['combine'] };
   } catch {
     kernel = null;
   }
@@ -177,5 +202,21 @@ export function scaleSimd(src: Float32Array, c: number, dst: Float32Array): bool
   mem.set(src, 0);
   k.scale(0, n * 4, n * 4, c);
   dst.set(mem.subarray(n, 2 * n));
+  return true;
+}
+
+/**
+ * out[k] = uncond[k] + (cond[k] - uncond[k]) * scale in float32 (A1111's combine_denoised for one AND part; scale
+ * a float32 value). False (nothing written) where WebAssembly SIMD is unavailable.
+ */
+export function combineSimd(cond: Float32Array, uncond: Float32Array, scale: number, out: Float32Array): boolean {
+  const k = loadKernel();
+  const n = cond.length;
+  if (!k || n % 4 !== 0) return false;
+  const mem = memoryFor(k, 3 * n);
+  mem.set(cond, 0);
+  mem.set(uncond, n);
+  k.combine(0, n * 4, 2 * n * 4, n * 4, scale);
+  out.set(mem.subarray(2 * n, 3 * n));
   return true;
 }
