@@ -333,24 +333,32 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
     const after = (await farm.request('GET', '/sdapi/v1/progress', { key: KEY })).json as { state: { interrupted: boolean } };
     assert.equal(after.state.interrupted, true);
   });
-  test('seed blending runs as a one-cell flow; txt2img2img, a dependent stage, is refused by name', async () => {
+  test('seed blending runs as a one-cell flow; txt2img2img runs its img2img stage on the txt2img\'s image', async () => {
+    const image = (r: { json: unknown }) => decodePng(new Uint8Array(Buffer.from((r.json as { images: string[] }).images[0]!, 'base64')));
     // A blend of one seed is that seed's plain render.
     const r = await farm.request('POST', '/sdapi/v1/txt2img', {
       key: KEY, body: { ...BASE, prompt: 'a harbour', seed: 99, script_name: 'Advanced Seed Blending', script_args: ['31'] },
     });
     assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 300));
-    const blended = (r.json as { images: string[] }).images;
-    assert.equal(blended.length, 1);
+    assert.equal((r.json as { images: string[] }).images.length, 1);
     const plain = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY, body: { ...BASE, prompt: 'a harbour', seed: 31 } });
-    assert.deepEqual(
-      decodePng(new Uint8Array(Buffer.from(blended[0]!, 'base64'))).data,
-      decodePng(new Uint8Array(Buffer.from((plain.json as { images: string[] }).images[0]!, 'base64'))).data,
-    );
-    const staged = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY, body: { ...BASE, prompt: 'x', script_name: 'txt2img2img', script_args: [] } });
-    assert.equal(staged.status, 422);
-    assert.equal((staged.json as { error: { field: string } }).error.field, 'script_name');
-    const listed = (await farm.request('GET', '/sdapi/v1/scripts', { key: KEY })).json as { txt2img: string[] };
-    assert.ok(!listed.txt2img.includes('txt2img2img'));
-    assert.ok(listed.txt2img.includes('seed travel'));
+    assert.deepEqual(image(r).data, image(plain).data);
+
+    // txt2img2img: the stage waits for the txt2img's image and equals the img2img of it written by hand.
+    const staged = await farm.request('POST', '/sdapi/v1/txt2img', {
+      key: KEY, body: { ...BASE, prompt: 'a harbour', seed: 44, script_name: 'txt2img2img', script_args: ['a harbour at dusk', '', 0.6, 0, 0] },
+    });
+    assert.equal(staged.status, 200, JSON.stringify(staged.json).slice(0, 300));
+    assert.equal((staged.json as { images: string[] }).images.length, 1);
+    const flow = (await farm.request('GET', `/v1/flows/${staged.headers.get('x-darkroom-flow-id')}`, { key: KEY })).json as FlowJson;
+    assert.deepEqual(flow.children.map((c) => c.state), ['completed', 'completed']);
+    const first = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY, body: { ...BASE, prompt: 'a harbour', seed: 44 } });
+    const byHand = await farm.request('POST', '/sdapi/v1/img2img', {
+      key: KEY, body: { ...BASE, prompt: 'a harbour at dusk', seed: 44, denoising_strength: 0.6, init_images: [(first.json as { images: string[] }).images[0]] },
+    });
+    assert.equal(byHand.status, 200, JSON.stringify(byHand.json).slice(0, 300));
+    assert.deepEqual(image(staged).data, image(byHand).data);
+    const listed = (await farm.request('GET', '/sdapi/v1/scripts', { key: KEY })).json as { txt2img: string[]; img2img: string[] };
+    assert.ok(listed.txt2img.includes('txt2img2img') && !listed.img2img.includes('txt2img2img'));
   });
 });

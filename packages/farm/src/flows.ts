@@ -65,11 +65,15 @@ export interface FlowScriptPlan {
   outputs: ScriptOutput[];
   cells: { label: string; width: number; height: number }[];
   warnings: string[];
+  /** A staged script (txt2img2img): the children whose images are the script's, in place of `outputs`. */
+  imagesFrom?: number[];
 }
 
 export interface FlowChildRef {
   id: string;
   kind: GenerateKind;
+  /** A dependent stage: an img2img of an image of the child at this index, run (as its BullMQ parent) after it. */
+  from?: number;
 }
 
 /** What the API puts on the `flows` queue; the children carry GenerateJobData on `generate`. */

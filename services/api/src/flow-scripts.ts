@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { isDarkroomError } from '@darkroom/core/errors.js';
 import { planScript, scriptArgsFromA1111, scriptByName, scriptInfos, scriptNamesFor, type GenerationParams, type ScriptInfo, type ScriptName } from '@darkroom/core/scripts/index.js';
-import { FarmError, type GenerateKind, type GenerateRequest } from '@darkroom/farm';
+import { FarmError, SdapiImg2ImgRequest, type GenerateKind, type GenerateRequest } from '@darkroom/farm';
 import { MAX_FLOW_CHILDREN, type FlowScriptPlan } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
 import { listModels } from './models.js';
@@ -9,13 +9,12 @@ import { listModels } from './models.js';
 export interface PlannedChild {
   kind: GenerateKind;
   request: GenerateRequest;
+  /** A dependent stage: an img2img of image `image` of child `child`, run once that child completed. */
+  from?: { child: number; image: number };
 }
 
-/**
- * Scripts core plans but flows cannot run yet: txt2img2img's second stage is an img2img of the first stage's image,
- * a dependency a flow of independent children does not express. Refused by name rather than half run.
- */
-const NOT_AS_FLOWS: ReadonlySet<ScriptName> = new Set<ScriptName>(['txt2img2img']);
+/** Scripts core plans that flows cannot run yet, refused by name rather than half run (none at present). */
+const NOT_AS_FLOWS: ReadonlySet<ScriptName> = new Set<ScriptName>();
 
 /** The scripts a tab runs as flows, in A1111's listing order (`/sdapi/v1/scripts`). */
 export function flowScriptNames(mode: GenerateKind): ScriptName[] {
@@ -31,6 +30,16 @@ export function flowScriptInfos(): ScriptInfo[] {
 export function flowScriptByName(name: string, mode: GenerateKind): ScriptName | undefined {
   const script = scriptByName(name, mode);
   return script && !NOT_AS_FLOWS.has(script) ? script : undefined;
+}
+
+/**
+ * An img2img stage's request: the plan's params with A1111's img2img defaults for what a txt2img base lacks. The
+ * init image is no upload but the earlier stage's output, which the job's input keys name (flow-submit.ts).
+ */
+function stageRequest(params: Record<string, unknown>, base: GenerateRequest): GenerateRequest {
+  const parsed = SdapiImg2ImgRequest.safeParse({ ...params, init_images: ['AA=='], mask: null });
+  if (!parsed.success) throw new FarmError('SCRIPT_ARGS_INVALID', 400, `the img2img stage's request is not valid: ${parsed.error.issues[0]?.message ?? ''}`, 'script_args');
+  return { ...parsed.data, init_images: [], webhook: null, model: base.model, embeddings: base.embeddings, hypernetworks: base.hypernetworks, clip_skip: base.clip_skip };
 }
 
 /** `script_name` that names no script this farm runs: A1111's own words, 422 on /sdapi, 400 on /v1. */
@@ -73,9 +82,29 @@ export async function planFlowScript(
     request.override_settings = Object.keys(settings).length > 0 ? settings : null;
     return { kind, request };
   });
+  // txt2img2img's later stages: each an img2img child of the image it starts from. The script's images are the
+  // last stage's.
+  let imagesFrom: number[] | undefined;
+  if ('stages' in plan && plan.stages.length > 1) {
+    const childOf = new Map<string, number>();
+    for (const [si, stage] of plan.stages.entries()) {
+      if (stage.kind === 'cells') {
+        for (const c of stage.cells) childOf.set(`${si}:${c}`, c);
+        continue;
+      }
+      const from = childOf.get(`${stage.from.stage}:${stage.from.cell}`);
+      if (from === undefined) throw new FarmError('SCRIPT_ARGS_INVALID', opts.status, `stage ${si} starts from a stage the flow has not planned`, opts.nameField);
+      const request = stageRequest(stage.params as unknown as Record<string, unknown>, base);
+      childOf.set(`${si}:0`, children.length);
+      children.push({ kind: 'img2img', request, from: { child: from, image: stage.from.image } });
+    }
+    const last = plan.stages.length - 1;
+    imagesFrom = [...childOf.entries()].filter(([k]) => k.startsWith(`${last}:`)).map(([, v]) => v);
+  }
   return {
     children,
     script: {
+      ...(imagesFrom ? { imagesFrom } : {}),
       name: script, layout: plan.layout as FlowScriptPlan['layout'], outputs: [...plan.outputs],
       cells: plan.cells.map((c) => ({ label: c.label, width: Number(c.params.width ?? base.width), height: Number(c.params.height ?? base.height) })),
       warnings: [...plan.warnings],

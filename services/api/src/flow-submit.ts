@@ -1,6 +1,6 @@
-import { Job } from 'bullmq';
+import { Job, type JobsOptions } from 'bullmq';
 import {
-  appendJobEvent, checkWebhookUrlSyntax, fairPriority, FarmError, generateJobOptions, idempotentJobId, Img2ImgRequest, isFarmError, newJobId, QUEUE_NAMES,
+  appendJobEvent, checkWebhookUrlSyntax, fairPriority, FarmError, generateJobOptions, idempotentJobId, Img2ImgRequest, isFarmError, newJobId, outputKey, QUEUE_NAMES,
   sha256Hex, Txt2ImgRequest, type EventContext, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import {
@@ -141,6 +141,38 @@ export async function submitScriptFlow(
   });
 }
 
+interface FlowChildNode {
+  name: string;
+  queueName: string;
+  data: GenerateJobData;
+  opts: JobsOptions;
+  children?: FlowChildNode[];
+}
+
+/**
+ * The BullMQ tree of a flow's children: a dependent stage is the BullMQ parent of the child it starts from, so it
+ * waits in `waiting-children` until that image exists; a child that fails fails its stage (and so the flow) at once.
+ * Independent children hang straight under the flow's parent.
+ */
+function flowTree(refs: readonly FlowChildRef[], nodes: readonly FlowChildNode[]): FlowChildNode[] {
+  const dependents = new Map<number, number>();
+  for (const [i, r] of refs.entries()) {
+    if (r.from === undefined) continue;
+    if (dependents.has(r.from)) throw new FarmError('INVALID_REQUEST', 400, `child ${r.from} feeds two stages; a flow runs one stage per image`);
+    dependents.set(r.from, i);
+  }
+  const build = (i: number): FlowChildNode => {
+    const r = refs[i]!;
+    const node = { ...nodes[i]! };
+    if (r.from !== undefined) {
+      const inner = build(r.from);
+      node.children = [{ ...inner, opts: { ...inner.opts, continueParentOnFailure: false, failParentOnFailure: true } }];
+    }
+    return node;
+  };
+  return refs.map((_, i) => i).filter((i) => !dependents.has(i)).map(build);
+}
+
 /**
  * Prepares each child (inputs stored, seeds drawn) as a job of its own would be, and adds the parent and its
  * children in one BullMQ transaction. The `queued` events go first, so a worker's `started` follows them.
@@ -153,7 +185,16 @@ async function queueFlow(
   for (const [i, c] of children.entries()) {
     const childId = newJobId();
     try {
-      prepared.push({ ref: { id: childId, kind: c.kind }, data: await prepareGenerateJob(ctx, tenant, c.kind, c.request, childId, requestHash, source) });
+      const jobData = await prepareGenerateJob(ctx, tenant, c.kind, c.request, childId, requestHash, source);
+      const ref: FlowChildRef = { id: childId, kind: c.kind };
+      if (c.from) {
+        // A dependent stage reads its init image where the earlier child writes it.
+        const from = prepared[c.from.child];
+        if (!from) throw new FarmError('INVALID_REQUEST', 400, `child ${i} starts from child ${c.from.child}, which comes after it`);
+        jobData.inputKeys = { initImages: [outputKey(tenant, from.ref.id, c.from.image)], mask: null };
+        ref.from = c.from.child;
+      }
+      prepared.push({ ref, data: jobData });
     } catch (e) {
       throw inChild(e, i);
     }
@@ -165,7 +206,7 @@ async function queueFlow(
   const events: EventContext = { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS };
   const queued = await appendJobEvent(events, { id, tenant, webhook: null }, 'queued', { children: prepared.length, ...(spec.script ? { script: spec.script.name } : {}) });
   const childOpts = generateJobOptions(ctx.cfg);
-  const nodes = [];
+  const nodes: FlowChildNode[] = [];
   for (const [i, p] of prepared.entries()) {
     await appendJobEvent(events, { id: p.ref.id, tenant, webhook: null }, 'queued', { kind: p.ref.kind, flow_id: id, child: i });
     nodes.push({
@@ -174,7 +215,7 @@ async function queueFlow(
       opts: { ...childOpts, jobId: p.ref.id, priority: await fairPriority(ctx.redis, ctx.keys, tenant), continueParentOnFailure: true },
     });
   }
-  await ctx.flows.producer.add({ name: 'flow', queueName: FLOWS_QUEUE, data, opts: { ...flowJobOptions(ctx.cfg), jobId: id }, children: nodes });
+  await ctx.flows.producer.add({ name: 'flow', queueName: FLOWS_QUEUE, data, opts: { ...flowJobOptions(ctx.cfg), jobId: id }, children: flowTree(prepared.map((p) => p.ref), nodes) });
   await enqueueFlowWebhook(events, { id, tenant, webhook: data.webhook }, { ...queued, type: 'queued' });
   ctx.metrics.submitted.inc({ kind: 'flow', source });
   ctx.log.info({ flowId: id, tenant, children: prepared.length, script: spec.script?.name }, 'flow queued');

@@ -68,7 +68,8 @@ export async function cancelFlow(ctx: ApiContext, tenant: string, id: string): P
     return { view: (await flowView(ctx, tenant, id))!, requested: false };
   }
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
-  for (const c of job.data.children) {
+  // Later stages first: removing a stage's source would otherwise release the stage to a worker.
+  for (const c of [...job.data.children].reverse()) {
     await cancelJob(ctx, tenant, c.id).catch((e: unknown) => {
       if (!(e instanceof FarmError && e.code === 'JOB_NOT_FOUND')) throw e;
     });

@@ -62,7 +62,8 @@ async function replay(ctx: FlowProcessorContext, flow: FlowEventTarget, record: 
  * nobody. Then waits, bounded, until none is running, so the flow's end is the last thing that happens to it.
  */
 async function stopChildren(ctx: FlowProcessorContext, flow: FlowEventTarget, children: readonly (ChildJob | null)[]): Promise<void> {
-  for (const child of children) {
+  // Later stages first: removing a stage's source would otherwise release the stage to a worker.
+  for (const child of [...children].reverse()) {
     if (!child) continue;
     const state = await child.getState();
     if (state === 'completed' || state === 'failed' || state === 'unknown') continue;
@@ -132,6 +133,8 @@ async function composeScript(
   ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
 ): Promise<{ grids: FlowOutputRecord[]; outputs: FlowOutputRecord[] }> {
   const s = data.script!;
+  // A staged script (txt2img2img) composes nothing: its images are its last stage's.
+  if (s.imagesFrom) return { grids: [], outputs: s.imagesFrom.flatMap((i) => perChild[i] ?? []) };
   const cells = await Promise.all(perChild.map(async (imgs) => (imgs[0] ? readBytes(ctx, imgs[0]) : null)));
   const composed = await compose(ctx, { kind: 'script', script: s, cells, infotexts: perChild.map((imgs) => imgs[0]?.infotext ?? '') });
   const records: FlowOutputRecord[] = [];
