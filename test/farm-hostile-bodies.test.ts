@@ -1,8 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { crc32, deflateSync } from 'node:zlib';
 import { encodePng } from '@darkroom/core/formats/png.js';
-import { startFarm, type Farm } from './support/farm.js';
+import { writeZip } from '@darkroom/core/formats/zip.js';
+import { startFarm, waitFor, type Farm } from './support/farm.js';
+import { deflatedZip } from './support/zips.js';
 
 const KEY = 'carol-key-0123456789';
 
@@ -56,11 +59,26 @@ function chunk(type: string, data: Uint8Array): Buffer {
   return Buffer.concat([head, data, crc]);
 }
 
-describe('hostile request bodies (API process only)', () => {
+/**
+ * Peak resident memory the corpus may cost. The API's bound is its idle size (about 170 MiB) plus room for one
+ * request's buffers: a body is capped at its route's limit and nothing is inflated past its declared size. The
+ * worker's bound is what it takes to render the small accepted jobs on the tiny model (about 600 MiB measured)
+ * with room to spare; a bomb reaching the worker (a 8000x8000 init image decoded, a 512 MB zip inflated) would
+ * cost gigabytes and fail it.
+ */
+const API_PEAK_BOUND_MIB = 450;
+const WORKER_PEAK_BOUND_MIB = 1200;
+
+function peakMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+describe('hostile request corpus (API and one worker)', () => {
   let farm: Farm;
 
   before(async () => {
-    farm = await startFarm({ workers: 0, env: { API_KEYS: `carol:${KEY}`, RATE_LIMIT_PER_MINUTE: '0' } });
+    farm = await startFarm({ workers: 1, env: { API_KEYS: `carol:${KEY}`, RATE_LIMIT_PER_MINUTE: '0' } });
   });
 
   after(async () => {
@@ -176,7 +194,55 @@ describe('hostile request bodies (API process only)', () => {
       assert.equal(named, field, `${path}: ${JSON.stringify(json).slice(0, 300)}`);
     }
     // In range: accepted (queued for a worker).
-    const ok = await post('/v1/txt2img', { prompt: 'x', eta: 0.5 });
+    const ok = await post('/v1/txt2img', { prompt: 'x', eta: 0.5, width: 64, height: 64, steps: 2 });
     assert.ok(ok.status < 300, JSON.stringify(ok.json));
+  });
+
+  test('uploads that would cost the worker (zip bombs, code-running pickles) are refused at upload with their codes', async () => {
+    const put = (path: string, body: Uint8Array) =>
+      farm.request('PUT', path, { key: KEY, body, headers: { 'content-type': 'application/octet-stream' } });
+    const bomb = deflatedZip([{ name: 'e/data.pkl', data: Buffer.from('\x80\x02}.', 'latin1') }, { name: 'e/data/0', data: new Uint8Array(64 * 1024 ** 2) }]);
+    const evil = writeZip([{ name: 'e/data.pkl', data: Buffer.from('\x80\x02cposix\nsystem\nX\x02\x00\x00\x00ls\x85R.', 'latin1') }]);
+    for (const [path, body, status, code] of [
+      ['/v1/embeddings/bomb.pt', bomb, 413, 'ZIP_RATIO_TOO_HIGH'],
+      ['/v1/hypernetworks/bomb.pt', bomb, 413, 'ZIP_RATIO_TOO_HIGH'],
+      ['/v1/embeddings/evil.pt', evil, 422, 'TORCH_FORBIDDEN_GLOBAL'],
+    ] as const) {
+      const r = await put(path, body);
+      assert.equal(r.status, status, `${path}: ${JSON.stringify(r.json)}`);
+      assert.equal((r.json as ErrorJson).error.code, code, path);
+    }
+  });
+
+  test('webhook URLs whose IPv6 address embeds a private IPv4 one are refused at submission naming webhook.url', async () => {
+    for (const host of ['[::ffff:0:7f00:1]', '[64:ff9b:1::7f00:1]', '[2002:7f00:1::]', '[::ffff:10.0.0.1]', '127.0.0.1', 'localhost']) {
+      const r = await post('/v1/txt2img', { prompt: 'x', webhook: { url: `http://${host}/hook` } });
+      assert.equal(r.status, 400, `${host}: ${JSON.stringify(r.json)}`);
+      assert.deepEqual([(r.json as ErrorJson).error.code, (r.json as ErrorJson).error.field], ['WEBHOOK_URL_REFUSED', 'webhook.url'], host);
+    }
+  });
+
+  test('widths the UNet cannot halve evenly (8, 24, 40, 56, 72) render, as in A1111, instead of failing in the worker', async () => {
+    const ids: string[] = [];
+    for (const width of [8, 24, 40, 56, 72]) {
+      const r = await post('/v1/txt2img', { prompt: 'odd size', width, height: 16, steps: 2, seed: width });
+      assert.equal(r.status, 202, `width ${width}: ${JSON.stringify(r.json)}`);
+      ids.push((r.json as { id: string }).id);
+    }
+    await waitFor('odd widths rendered', async () => {
+      const states = await Promise.all(ids.map(async (id) => ((await farm.request('GET', `/v1/jobs/${id}`, { key: KEY })).json as { state: string }).state));
+      assert.ok(!states.some((st) => st === 'failed' || st === 'cancelled'), states.join(','));
+      return states.every((st) => st === 'completed');
+    }, 120_000, 200);
+  });
+
+  test(`peak memory over the whole corpus: API under ${API_PEAK_BOUND_MIB} MiB, worker under ${WORKER_PEAK_BOUND_MIB} MiB, both alive`, async (t) => {
+    const api = peakMiB(farm.api.child.pid!);
+    const worker = peakMiB(farm.workers[0]!.child.pid!);
+    t.diagnostic(`peak RSS: API ${api.toFixed(0)} MiB, worker ${worker.toFixed(0)} MiB`);
+    assert.ok(api < API_PEAK_BOUND_MIB, `API peaked at ${api.toFixed(0)} MiB`);
+    assert.ok(worker < WORKER_PEAK_BOUND_MIB, `worker peaked at ${worker.toFixed(0)} MiB`);
+    assert.equal(farm.api.child.exitCode, null);
+    assert.equal(farm.workers[0]!.child.exitCode, null);
   });
 });
