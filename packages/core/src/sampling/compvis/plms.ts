@@ -47,28 +47,34 @@ export async function samplePlms(
     const tNext = ts[Math.max(index - 1, 0)]!;
     const eT = await eps(x, perItem(ts[index]!, batch));
     const et = eT.data;
-    const ep = new Float32Array(et.length);
-    if (oldEps.length === 0) {
-      const [xPrev] = xPrevAndPredX0(x, eT, index);
-      const eNext = (await eps(xPrev, perItem(tNext, batch))).data;
-      for (let k = 0; k < ep.length; k++) ep[k] = f(f(et[k]! + eNext[k]!) / 2);
-    } else if (oldEps.length === 1) {
-      const e1 = oldEps[oldEps.length - 1]!.data;
-      for (let k = 0; k < ep.length; k++) ep[k] = f(f(f(3 * et[k]!) - e1[k]!) / 2);
-    } else if (oldEps.length === 2) {
-      const e2 = oldEps[oldEps.length - 2]!.data;
-      const e1 = oldEps[oldEps.length - 1]!.data;
-      for (let k = 0; k < ep.length; k++) ep[k] = f(f(f(f(23 * et[k]!) - f(16 * e1[k]!)) + f(5 * e2[k]!)) / 12);
-    } else {
-      const e3 = oldEps[oldEps.length - 3]!.data;
-      const e2 = oldEps[oldEps.length - 2]!.data;
-      const e1 = oldEps[oldEps.length - 1]!.data;
-      for (let k = 0; k < ep.length; k++) {
-        ep[k] = f(f(f(f(f(55 * et[k]!) - f(59 * e1[k]!)) + f(37 * e2[k]!)) - f(9 * e3[k]!)) / 24);
-      }
+    const order = Math.min(oldEps.length, 3);
+    // order 0 (the first step) asks the model once more, at the x the plain DDIM update would give
+    const eNext = order === 0 ? (await eps(xPrevAndPredX0(x, eT, index)[0], perItem(tNext, batch))).data : et;
+    const e1 = order >= 1 ? oldEps[oldEps.length - 1]!.data : et;
+    const e2 = order >= 2 ? oldEps[oldEps.length - 2]!.data : et;
+    const e3 = order >= 3 ? oldEps[oldEps.length - 3]!.data : et;
+    const sqrtAT = f(Math.sqrt(f(alphas[index]!)));
+    const aPrev = f(alphasPrev[index]!);
+    const s1m = f(sqrtOneMinusAlphas[index]!);
+    const dirScale = f(Math.sqrt(f(1 - aPrev)));
+    const sqrtAPrev = f(Math.sqrt(aPrev));
+    const xs = x.data;
+    const p0 = new Float32Array(xs.length);
+    const next = new Float32Array(xs.length);
+    // e' (the linear multistep combination of this and the earlier eps) and the DDIM update in one pass, each
+    // value with the float32 operations of the separate passes in their order
+    for (let k = 0; k < xs.length; k++) {
+      let e: number;
+      if (order === 0) e = f(f(et[k]! + eNext[k]!) / 2);
+      else if (order === 1) e = f(f(f(3 * et[k]!) - e1[k]!) / 2);
+      else if (order === 2) e = f(f(f(f(23 * et[k]!) - f(16 * e1[k]!)) + f(5 * e2[k]!)) / 12);
+      else e = f(f(f(f(f(55 * et[k]!) - f(59 * e1[k]!)) + f(37 * e2[k]!)) - f(9 * e3[k]!)) / 24);
+      const p = f(f(xs[k]! - f(s1m * e)) / sqrtAT);
+      p0[k] = p;
+      next[k] = f(f(sqrtAPrev * p) + f(dirScale * e));
     }
-    const ePrime = float32(eT.shape, ep);
-    const [xPrev, predX0] = xPrevAndPredX0(x, ePrime, index);
+    const xPrev = float32(x.shape, next);
+    const predX0 = float32(x.shape, p0);
     oldEps.push(eT);
     if (oldEps.length >= 4) oldEps.shift();
     x = xPrev;
