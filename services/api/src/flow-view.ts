@@ -1,5 +1,5 @@
 import { Job } from 'bullmq';
-import { FarmError, outputUrl, readTerminalRecord, requestCancel, type JobView } from '@darkroom/farm';
+import { FarmError, outputUrl, readTerminalRecord, requestCancel, splitFailedReason, type JobView } from '@darkroom/farm';
 import { flowState, type FlowJobData, type FlowJobResult, type FlowOutputRecord, type FlowView } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
 import { cancelJob } from './job-actions.js';
@@ -44,7 +44,9 @@ export async function flowView(ctx: ApiContext, tenant: string, id: string): Pro
     outputs = children.flatMap((c) => c.outputs.map((o) => ({ ...o, kind: 'image' as const, child: c.index, job_id: c.id })))
       .map((o, index) => ({ ...o, index }));
   }
-  const error = terminal?.type === 'failed' ? (terminal.data.error as FlowView['error']) ?? { code: 'FLOW_FAILED', message: terminal.reason ?? 'failed' } : null;
+  // BullMQ fails a parent on its own only when its workers kept dying (stalled too often): no record then.
+  const error = terminal?.type === 'failed' ? (terminal.data.error as FlowView['error']) ?? { code: 'FLOW_FAILED', message: terminal.reason ?? 'failed' }
+    : state === 'failed' ? splitFailedReason(job.failedReason) : null;
   return {
     id, state, created_at: createdAt,
     finished_at: terminal ? terminal.at : job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
