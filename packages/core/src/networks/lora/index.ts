@@ -11,7 +11,7 @@
 export { loadLoraFile, loadLoraFilePath, isLoraFileName, addnetHash, type LoraFile, type LoraSdVersion } from './file.js';
 export { loraModuleTable, convertDiffusersName, matchModule, type LoraModuleTable, type LoraTarget, type LoraTargetKind } from './mapping.js';
 export { bindLora, MODULE_CLASS, type BoundLora, type LoraModule, type LoraModuleType } from './bind.js';
-export { moduleUpdown, LoraLayerError } from './updown.js';
+export { moduleUpdown, LoraLayerError, F64Scratch } from './updown.js';
 export { mergeLoras, moduleMultiplier, targetedKeys, type LoraApplication, type LoraMergeResult } from './merge.js';
 export { activateLoras, loraComments, LoraLibrary, type LoraActivation, type LoraUseRequest } from './activate.js';
 export { LORA_HASHES_KEY, loraHashesValue, parseLoraHashes, relinkLoraPrompt } from './hashes.js';

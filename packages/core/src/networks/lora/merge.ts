@@ -8,7 +8,7 @@
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { BoundLora, LoraModule } from './bind.js';
 import type { LoraModuleTable, LoraTarget } from './mapping.js';
-import { addToFloat32, LoraLayerError, moduleUpdown, type F64 } from './updown.js';
+import { addToFloat32, F64Scratch, LoraLayerError, moduleUpdown, type F64 } from './updown.js';
 
 export interface LoraApplication {
   /** The name the prompt used (A1111's `net.name`): errors and hashes are reported under it. */
@@ -73,9 +73,15 @@ function vstack(parts: readonly F64[]): F64 {
 
 /**
  * Applies `apps` in order to the weights of `table`'s patched layers. `weights` holds the original float32
- * tensors under their checkpoint keys (at least those of the targeted layers).
+ * tensors under their checkpoint keys (at least those of the targeted layers). `scratch` is working memory
+ * only (a caller that merges often keeps one); the result never refers to it.
  */
-export function mergeLoras(weights: ReadonlyMap<string, Float32Tensor>, table: LoraModuleTable, apps: readonly LoraApplication[]): LoraMergeResult {
+export function mergeLoras(
+  weights: ReadonlyMap<string, Float32Tensor>,
+  table: LoraModuleTable,
+  apps: readonly LoraApplication[],
+  scratch: F64Scratch = new F64Scratch(),
+): LoraMergeResult {
   const out = new Map<string, Float32Tensor>();
   const errors = new Map<string, number>();
   const layerErrors: string[] = [];
@@ -98,7 +104,7 @@ export function mergeLoras(weights: ReadonlyMap<string, Float32Tensor>, table: L
         if (!direct) continue;
         try {
           const W = get(t.weightKey);
-          const { updown, exBias } = moduleUpdown(direct, W, moduleMultiplier(direct, app), app.dyn);
+          const { updown, exBias } = moduleUpdown(direct, W, moduleMultiplier(direct, app), app.dyn, scratch);
           const newW = float32(W.shape, addToFloat32(W, updown));
           let newB: Float32Tensor | undefined;
           if (exBias) {

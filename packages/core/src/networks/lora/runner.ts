@@ -26,6 +26,7 @@ import { createSession, type EngineSession, type Provider } from '../../runtime/
 import type { Float32Tensor, HostTensor } from '../../tensor.js';
 import { loraModuleTable, type LoraModuleTable } from './mapping.js';
 import { mergeLoras, type LoraApplication, type LoraMergeResult } from './merge.js';
+import { F64Scratch } from './updown.js';
 
 /** A builder whose weights become graph inputs of the same name; `captured` holds what it was given. */
 export class WeightInputBuilder extends GraphBuilder {
@@ -126,6 +127,8 @@ export class LoraRunner {
   private readonly cache: CompileCache;
   private readonly sessions = new Map<string, Promise<EngineSession>>();
   private readonly plans = new Map<string, Promise<FeedPlan>>();
+  /** The merge's float64 working memory, kept from one switch to the next. */
+  private readonly scratch = new F64Scratch();
   private original?: Promise<{ table: LoraModuleTable; weights: Map<string, Float32Tensor> }>;
   private last?: { key: string; weights: LoraWeights };
 
@@ -171,7 +174,7 @@ export class LoraRunner {
 
   private async computeWeights(applications: readonly LoraApplication[]): Promise<LoraWeights> {
     const { table, weights } = await this.base();
-    return { merge: mergeLoras(weights, table, applications), feeds: new Map() };
+    return { merge: mergeLoras(weights, table, applications, this.scratch), feeds: new Map() };
   }
 
   /** The graph key of a component at a shape: its session and its feed plan go by it. */

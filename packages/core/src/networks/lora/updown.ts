@@ -37,13 +37,29 @@ function reshape(t: F64, shape: readonly number[]): F64 {
 }
 
 /**
+ * Working memory reused from one layer's update to the next (and, held by a runner, from one merge to the
+ * next): a fresh full-size array costs more in zeroed pages than the arithmetic done in it.
+ */
+export class F64Scratch {
+  private buf = new Float64Array(0);
+
+  /** `n` zeros, valid until the next take. */
+  take(n: number): Float64Array {
+    if (this.buf.length < n) this.buf = new Float64Array(n);
+    const v = this.buf.subarray(0, n);
+    v.fill(0);
+    return v;
+  }
+}
+
+/**
  * (m,k) @ (k,n). Each output element is summed over k in order, one rounding per product and per addition (as a
  * plain i-p-j loop would); four products are added per load and store of the output element, which is what
  * makes the up @ down product of a full-size layer affordable.
  */
-function mm(a: Float64Array, m: number, k: number, b: Float64Array, k2: number, n: number): Float64Array {
+function mm(a: Float64Array, m: number, k: number, b: Float64Array, k2: number, n: number, scratch?: F64Scratch): Float64Array {
   if (k !== k2) throw new LoraLayerError(`mat1 and mat2 shapes cannot be multiplied (${m}x${k} and ${k2}x${n})`);
-  const out = new Float64Array(m * n);
+  const out = scratch ? scratch.take(m * n) : new Float64Array(m * n);
   const k4 = k - (k % 4);
   for (let i = 0; i < m; i++) {
     const row = i * n;
@@ -88,7 +104,7 @@ function sliceEnd(n: number, len: number): number {
 }
 
 /** `lyco_helpers.rebuild_conventional` (with `dyn_dim`): (up @ down).reshape(shape). */
-function rebuildConventional(up: F64, down: F64, shape: readonly number[], dyn: number | null): F64 {
+function rebuildConventional(up: F64, down: F64, shape: readonly number[], dyn: number | null, scratch?: F64Scratch): F64 {
   let [o, r] = as2d(up);
   let [r2, i] = as2d(down);
   let u = up.data;
@@ -103,7 +119,7 @@ function rebuildConventional(up: F64, down: F64, shape: readonly number[], dyn: 
     d = d.slice(0, rd * i);
     r2 = rd;
   }
-  return reshape({ shape: [o, i], data: mm(u, o, r, d, r2, i) }, shape);
+  return reshape({ shape: [o, i], data: mm(u, o, r, d, r2, i, scratch) }, shape);
 }
 
 /** `lyco_helpers.make_weight_cp`: einsum('i j k l, j r -> i r k l', t, wb) then ('i j k l, i r -> r j k l', ., wa). */
@@ -237,7 +253,7 @@ function oftUpdown(mod: LoraModule, W: F64): F64 {
 }
 
 /** The raw update of one module and the output shape A1111 declares for it, before finalize_updown. */
-function rawUpdown(mod: LoraModule, W: F64, dyn: number | null): { updown: F64; shape: readonly number[]; exBias?: F64 } {
+function rawUpdown(mod: LoraModule, W: F64, dyn: number | null, scratch?: F64Scratch): { updown: F64; shape: readonly number[]; exBias?: F64 } {
   const w = (k: string): F64 => f64(mod.w.get(k)!);
   const has = (k: string): boolean => mod.w.has(k);
   const conv = mod.target.kind === 'conv';
@@ -269,7 +285,7 @@ function rawUpdown(mod: LoraModule, W: F64, dyn: number | null): { updown: F64; 
         return { updown: { shape: [I, J, K, L], data: out }, shape: [...shape, K, L] };
       }
       const full = conv && down.shape.length === 4 ? [...shape, down.shape[2]!, down.shape[3]!] : shape;
-      return { updown: rebuildConventional(up, down, full, dyn), shape: full };
+      return { updown: rebuildConventional(up, down, full, dyn, scratch), shape: full };
     }
     case 'hada': {
       const w1a = w('hada_w1_a');
@@ -345,10 +361,17 @@ function rawUpdown(mod: LoraModule, W: F64, dyn: number | null): { updown: F64; 
 /**
  * `calc_updown` then `finalize_updown` for the weight `current` (the layer as already patched by earlier
  * networks): the tensor to add, in `current`'s shape when the element counts agree, and the bias change.
+ * With `scratch` the update may live in it: use it before the next take from the same scratch.
  */
-export function moduleUpdown(mod: LoraModule, current: Float32Tensor, multiplier: number, dyn: number | null): { updown: F64; exBias?: F64 } {
+export function moduleUpdown(
+  mod: LoraModule,
+  current: Float32Tensor,
+  multiplier: number,
+  dyn: number | null,
+  scratch?: F64Scratch,
+): { updown: F64; exBias?: F64 } {
   const W = float64View(current);
-  const raw = rawUpdown(mod, W, dyn);
+  const raw = rawUpdown(mod, W, dyn, scratch);
   let updown = raw.updown;
   if (raw.shape.length === 4) updown = reshape(updown, raw.shape);
   if (updown.data.length === current.data.length) updown = { shape: W.shape, data: updown.data };
