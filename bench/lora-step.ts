@@ -5,20 +5,24 @@
  * Rows, per model: the plain graph (weights as initializers, what a job without LoRA runs), and the weight-input
  * graph that LoRA jobs run (networks/lora/runner.ts) fed the merged weights of one and of three rank-32 kohya
  * LoRAs on every attention, feed-forward and projection linear. `switch s` is what a job pays when its
- * networks differ from the previous job's: the merge (mergeLoras) plus the recording build that derives the
- * feeds. Step times are medians of `--runs`, the graphs run in turn within each round (the host is shared), and
- * ratios against the plain graph of the same run. Both sessions are open at once: the full-size run holds about
- * three copies of the 3.4 GB of weights (plain session, LoRA feeds, builder), so it needs some 12 GB free.
+ * networks differ from the previous job's, as the runner does it: the merge of the targeted layers
+ * (mergeLoras) plus the feeds of the changed tensors derived through the feed plan recorded once per graph;
+ * `merge s` and `feeds s` split it, and `rebuild s` is what deriving the feeds by a recording builder run over
+ * the merged weights (the earlier way) costs in the same run, for the ratio. Step times are medians of `--runs`,
+ * the graphs run in turn within each round (the host is shared), and ratios against the plain graph of the same
+ * run. `--switch-only` measures the switch alone (no sessions, no steps). The full-size run holds the weights,
+ * the plan's transposed copies, the merged layers and, without `--switch-only`, the plain session's copy: some
+ * 12 GB.
  *
- *   npx tsx bench/lora-step.ts [--models sd15,demo] [--runs 3] [--threads N]
+ *   npx tsx bench/lora-step.ts [--models sd15,demo] [--runs 3] [--threads N] [--switch-only]
  */
 import { repoRoot } from '../packages/core/parity/oracle.js';
 import { UNET_PREFIX, type TensorIndex, type UNetConfig } from '../packages/core/src/models/config.js';
 import { readComponent, openCheckpoint } from '../packages/core/src/models/checkpoint.js';
 import { inferModelConfig, overridesFromJson } from '../packages/core/src/models/config.js';
 import { unetBuilder } from '../packages/core/src/models/graphs.js';
-import { bindLora, loadLoraFile, loraModuleTable, mergeLoras, type LoraApplication, type LoraModuleTable } from '../packages/core/src/networks/lora/index.js';
-import { buildUnet, WeightInputBuilder } from '../packages/core/src/networks/lora/runner.js';
+import { bindLora, F64Scratch, loadLoraFile, loraModuleTable, mergeLoras, type LoraApplication, type LoraModuleTable } from '../packages/core/src/networks/lora/index.js';
+import { buildUnet, feedPlan, planFeeds, WeightInputBuilder } from '../packages/core/src/networks/lora/runner.js';
 import { writeSafetensors } from '../packages/core/src/formats/safetensors.js';
 import { ensureDemoModel } from '../packages/core/src/pipeline/demo-model.js';
 import { createSession, type EngineSession } from '../packages/core/src/runtime/session.js';
@@ -33,57 +37,29 @@ const argv = process.argv.slice(2);
 const models = listArg(argv, 'models', ['sd15', 'demo']);
 const runs = numberArg(argv, 'runs', 3);
 const threads = numberArg(argv, 'threads', 0);
+const switchOnly = argv.includes('--switch-only');
 
 interface Subject {
   readonly name: string;
   readonly unet: UNetConfig;
   /** UNet tensor names (checkpoint keys) and shapes. */
   readonly index: TensorIndex;
-  /** A UNet weight by its name relative to the UNet prefix (generated on demand for the full-size model). */
-  readonly weight: (relative: string) => Float32Tensor | undefined;
+  /** The UNet weights by checkpoint key (held, as a LoRA runner holds them). */
+  readonly weights: ReadonlyMap<string, Float32Tensor>;
   readonly shape: { batch: number; height: number; width: number; contextLength: number };
   readonly contextDim: number;
 }
 
-/**
- * A read-only map over a subject's weights, by checkpoint key (`prefix` = UNET_PREFIX) or by the relative key
- * the builders take (`prefix` = ''), with `patched` tensors (checkpoint keys) in place of the originals.
- */
-class WeightView implements ReadonlyMap<string, Float32Tensor> {
-  constructor(
-    private readonly sub: Subject,
-    private readonly prefix: string,
-    private readonly patched: ReadonlyMap<string, Float32Tensor> = new Map(),
-  ) {}
-  private full(k: string): string {
-    return this.prefix ? k : UNET_PREFIX + k;
-  }
-  get size(): number {
-    return this.sub.index.size;
-  }
-  has(k: string): boolean {
-    return this.sub.index.has(this.full(k));
-  }
-  get(k: string): Float32Tensor | undefined {
-    const key = this.full(k);
-    if (!this.sub.index.has(key)) return undefined;
-    return this.patched.get(key) ?? this.sub.weight(key.slice(UNET_PREFIX.length));
-  }
-  *keys(): MapIterator<string> {
-    for (const k of this.sub.index.keys()) yield this.prefix ? k : k.slice(UNET_PREFIX.length);
-  }
-  *entries(): MapIterator<[string, Float32Tensor]> {
-    for (const k of this.keys()) yield [k, this.get(k)!];
-  }
-  *values(): MapIterator<Float32Tensor> {
-    for (const k of this.keys()) yield this.get(k)!;
-  }
-  [Symbol.iterator](): MapIterator<[string, Float32Tensor]> {
-    return this.entries();
-  }
-  forEach(fn: (v: Float32Tensor, k: string, m: ReadonlyMap<string, Float32Tensor>) => void): void {
-    for (const [k, v] of this.entries()) fn(v, k, this);
-  }
+/** The weights by the relative keys the builders take, with `patched` tensors (checkpoint keys) in place. */
+function relative(weights: ReadonlyMap<string, Float32Tensor>, patched: ReadonlyMap<string, Float32Tensor> = new Map()): Map<string, Float32Tensor> {
+  const out = new Map<string, Float32Tensor>();
+  for (const [k, t] of weights) out.set(k.slice(UNET_PREFIX.length), patched.get(k) ?? t);
+  return out;
+}
+
+/** Checkpoint keys to the relative keys the plan goes by (it was recorded with the builder's names). */
+function relativeKeys(m: ReadonlyMap<string, Float32Tensor>): Map<string, Float32Tensor> {
+  return new Map([...m].map(([k, t]) => [k.slice(UNET_PREFIX.length), t]));
 }
 
 /** A rank-`rank` kohya LoRA on every attention, feed-forward and projection linear of the UNet. */
@@ -134,7 +110,8 @@ async function subjects(): Promise<Subject[]> {
       const spec = fullsizeSpec('sd15');
       const rw = new RandomWeights(spec.tensors, 1);
       const index: TensorIndex = new Map(spec.tensors.map(([k, sh]) => [UNET_PREFIX + k, { dtype: 'float32' as const, shape: sh }]));
-      out.push({ name: 'SD 1.5 (full size)', unet: spec.unet, index, weight: (k) => rw.get(k), shape, contextDim: spec.unet.contextDim });
+      const weights = new Map(spec.tensors.map(([k]) => [UNET_PREFIX + k, rw.get(k)!]));
+      out.push({ name: 'SD 1.5 (full size)', unet: spec.unet, index, weights, shape, contextDim: spec.unet.contextDim });
     } else if (m === 'demo') {
       const demo = await ensureDemoModel(repoRoot);
       const src = await openCheckpoint(demo.checkpoint);
@@ -142,7 +119,8 @@ async function subjects(): Promise<Subject[]> {
         const config = inferModelConfig(src.index, overridesFromJson(demo.config));
         const weights = await readComponent(src, UNET_PREFIX);
         const index: TensorIndex = new Map([...weights].map(([k, t]) => [UNET_PREFIX + k, { dtype: 'float32' as const, shape: t.shape }]));
-        out.push({ name: 'demo', unet: config.unet, index, weight: (k) => weights.get(k), shape, contextDim: config.unet.contextDim });
+        const full = new Map([...weights].map(([k, t]) => [UNET_PREFIX + k, t]));
+        out.push({ name: 'demo', unet: config.unet, index, weights: full, shape, contextDim: config.unet.contextDim });
       } finally {
         await src.close();
       }
@@ -162,35 +140,51 @@ for (const sub of await subjects()) {
   };
   inputs.context_v = inputs.context_k!;
 
-  const plain = await openSession(unetBuilder(new WeightView(sub, ''), sub.unet, { ...sub.shape }).toModel({ externalDataAboveBytes: 64 * 1024 }));
   const lora1 = await kohyaLora(table, 32, 1);
   const sets = [[lora1], [lora1, await kohyaLora(table, 32, 2), await kohyaLora(table, 32, 3)]];
-  let graph: ReturnType<WeightInputBuilder['toModel']> | undefined;
-  const feeds: Array<{ count: number; switchS: number; feeds: Record<string, HostTensor> }> = [];
+  // Once per graph: the recording run over the checkpoint's own weights gives the graph and its feed plan.
+  let t0 = nowMs();
+  const recorder = new WeightInputBuilder('unet_lora');
+  buildUnet(recorder, relative(sub.weights), sub.unet, sub.shape);
+  const plan = feedPlan(recorder, '');
+  const planS = (nowMs() - t0) / 1000;
+  const feeds: Array<{ count: number; mergeS: number; feedsS: number; rebuildS: number; feeds: Record<string, HostTensor> }> = [];
+  const scratch = new F64Scratch(); // kept from one switch to the next, as the runner keeps it
   for (const apps of sets) {
-    const t0 = nowMs();
-    const merged = mergeLoras(new WeightView(sub, UNET_PREFIX), table, apps);
-    const b = new WeightInputBuilder('unet_lora');
-    buildUnet(b, new WeightView(sub, '', merged.weights), sub.unet, sub.shape);
-    const switchS = (nowMs() - t0) / 1000;
-    graph ??= b.toModel({ externalDataAboveBytes: 64 * 1024 });
-    feeds.push({ count: apps.length, switchS, feeds: { ...Object.fromEntries(b.captured), ...inputs } });
+    t0 = nowMs();
+    const merged = mergeLoras(sub.weights, table, apps, scratch);
+    const mergeS = (nowMs() - t0) / 1000;
+    t0 = nowMs();
+    const derived = planFeeds(plan, relativeKeys(merged.weights));
+    const feedsS = (nowMs() - t0) / 1000;
+    // The earlier way, for the ratio: a builder run over the whole merged model.
+    t0 = nowMs();
+    const rebuilt = new WeightInputBuilder('unet_lora');
+    buildUnet(rebuilt, relative(sub.weights, merged.weights), sub.unet, sub.shape);
+    const rebuildS = (nowMs() - t0) / 1000;
+    feeds.push({ count: apps.length, mergeS, feedsS, rebuildS, feeds: { ...Object.fromEntries(derived), ...inputs } });
   }
-  const lora = await openSession(graph!);
+  const switchRow = (f: (typeof feeds)[number]): Row => ({
+    model: sub.name,
+    graph: 'weight inputs (LoRA)',
+    networks: f.count,
+    'plan s': planS,
+    'merge s': f.mergeS,
+    'feeds s': f.feedsS,
+    'switch s': f.mergeS + f.feedsS,
+    'rebuild s': f.rebuildS,
+    'switch vs before': (f.mergeS + f.feedsS) / (f.mergeS + f.rebuildS),
+  });
+  if (switchOnly) {
+    for (const f of feeds) rows.push(switchRow(f));
+    continue;
+  }
+  const plain = await openSession(unetBuilder(relative(sub.weights), sub.unet, { ...sub.shape }).toModel({ externalDataAboveBytes: 64 * 1024 }));
+  const lora = await openSession(recorder.toModel({ externalDataAboveBytes: 64 * 1024 }));
   try {
     const [plainMs, ...loraMs] = await interleavedMs([[plain.session, inputs], ...feeds.map((f) => [lora.session, f.feeds] as const)]);
-    rows.push({ model: sub.name, graph: 'plain (no LoRA)', networks: 0, 'switch s': null, 'session s': plain.sessionS, 'step ms': plainMs!, 'vs plain': 1 });
-    feeds.forEach((f, i) =>
-      rows.push({
-        model: sub.name,
-        graph: 'weight inputs (LoRA)',
-        networks: f.count,
-        'switch s': f.switchS,
-        'session s': lora.sessionS,
-        'step ms': loraMs[i]!,
-        'vs plain': loraMs[i]! / plainMs!,
-      }),
-    );
+    rows.push({ model: sub.name, graph: 'plain (no LoRA)', networks: 0, 'session s': plain.sessionS, 'step ms': plainMs!, 'vs plain': 1 });
+    feeds.forEach((f, i) => rows.push({ ...switchRow(f), 'session s': lora.sessionS, 'step ms': loraMs[i]!, 'vs plain': loraMs[i]! / plainMs! }));
   } finally {
     await plain.session.release();
     await lora.session.release();
@@ -201,10 +195,15 @@ const columns = [
   { key: 'model', label: 'model' },
   { key: 'graph', label: 'graph' },
   { key: 'networks', label: 'rank-32 LoRAs', digits: 0 },
+  { key: 'plan s', label: 'plan s (once)', digits: 2 },
+  { key: 'merge s', label: 'merge s', digits: 2 },
+  { key: 'feeds s', label: 'feeds s', digits: 2 },
   { key: 'switch s', label: 'switch s', digits: 2 },
+  { key: 'rebuild s', label: 'rebuild s (before)', digits: 2 },
+  { key: 'switch vs before', label: 'switch vs before', digits: 3 },
   { key: 'session s', label: 'session s', digits: 2 },
   { key: 'step ms', label: 'step ms', digits: 1 },
   { key: 'vs plain', label: 'vs plain', digits: 3 },
 ];
 printTable('LoRA: UNet step and switch cost', columns, rows);
-writeResult({ bench: 'lora-step', date: new Date().toISOString(), machine: machineInfo('cpu'), parameters: { models, runs, threads }, rows });
+writeResult({ bench: 'lora-step', date: new Date().toISOString(), machine: machineInfo('cpu'), parameters: { models, runs, threads, switchOnly }, rows });
