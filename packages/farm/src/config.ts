@@ -2,6 +2,8 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseAttentionMode, type AttentionMode } from '@darkroom/core/models/attention.js';
 import { parseMemoryMode, type MemoryMode } from '@darkroom/core/models/memory-mode.js';
+import type { ComputeDType } from '@darkroom/core/models/layers.js';
+import { checkWeightsDtype, parseWeightsDtype } from '@darkroom/core/models/weights-dtype.js';
 import { FarmError } from './errors.js';
 import { sha256Hex } from './ids.js';
 
@@ -69,6 +71,11 @@ export interface FarmConfig {
    * UNet and VAE resident at a time; lowvram / --lowvram: that, and the UNet run in slices opened in turn).
    */
   memoryMode: MemoryMode;
+  /**
+   * WEIGHTS_DTYPE float32 (default) or float16 (fp16, half): half-precision weights and compute for a GPU provider;
+   * refused with EXECUTION_PROVIDER=cpu, whose kernels cast float16 back to float32 (models/weights-dtype.ts).
+   */
+  weightsDtype: ComputeDType;
   modelCacheBytes: number;
   /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
   previewEveryNSteps: number;
@@ -159,6 +166,13 @@ export function loadConfig(env: Env = process.env): FarmConfig {
   } catch (e) {
     throw new FarmError('CONFIG_INVALID', 500, `MEMORY_MODE: ${(e as Error).message}`, 'MEMORY_MODE');
   }
+  let weightsDtype: ComputeDType;
+  try {
+    weightsDtype = parseWeightsDtype(env.WEIGHTS_DTYPE || 'float32');
+    checkWeightsDtype(weightsDtype, provider === 'cuda' ? 'cuda' : 'cpu');
+  } catch (e) {
+    throw new FarmError('CONFIG_INVALID', 500, `WEIGHTS_DTYPE: ${(e as Error).message}`, 'WEIGHTS_DTYPE');
+  }
   const prefix = env.QUEUE_PREFIX || 'bull';
   if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) {
     throw new FarmError('CONFIG_INVALID', 500, 'QUEUE_PREFIX must match [A-Za-z0-9_.-]+', 'QUEUE_PREFIX');
@@ -205,6 +219,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     executionProvider: provider,
     attention,
     memoryMode,
+    weightsDtype,
     fallbackToCpu: bool(env, 'FALLBACK_TO_CPU', false),
     modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
     previewEveryNSteps: int(env, 'PREVIEW_EVERY_N_STEPS', 0),

@@ -70,6 +70,15 @@ test('MEMORY_MODE: medvram, lowvram and their A1111 flags are read; anything els
     e.code === 'CONFIG_INVALID' && e.field === 'MEMORY_MODE');
 });
 
+test('WEIGHTS_DTYPE: float16 is read for the cuda provider and refused for the cpu provider, by name', async () => {
+  const { loadConfig } = await import('../src/config.js');
+  assert.equal(loadConfig({}).weightsDtype, 'float32');
+  assert.equal(loadConfig({ EXECUTION_PROVIDER: 'cuda', WEIGHTS_DTYPE: 'fp16' }).weightsDtype, 'float16');
+  for (const env of [{ WEIGHTS_DTYPE: 'float16' }, { EXECUTION_PROVIDER: 'cuda', WEIGHTS_DTYPE: 'int4' }]) {
+    assert.throws(() => loadConfig(env), (e: { code?: string; field?: string }) => e.code === 'CONFIG_INVALID' && e.field === 'WEIGHTS_DTYPE');
+  }
+});
+
 test('batch_cond_uncond false halves the UNet rows the estimate counts, so a job refused batched may fit apart', () => {
   const batched = txt({ width: 512, height: 512, batch_size: 2 });
   const apart = { ...batched, request: { ...batched.request, override_settings: { batch_cond_uncond: false } } };

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const metrics = createWorkerMetrics();
   const host = new RenderHost({
     provider: cfg.executionProvider, modelCacheBytes: cfg.modelCacheBytes, cacheDir: join(cfg.cacheDir, 'graphs'), fallbackToCpu: cfg.fallbackToCpu,
-    previewEvery: cfg.previewEveryNSteps, attention: cfg.attention, memoryMode: cfg.memoryMode, maxInputPixels: cfg.maxInputPixels,
+    previewEvery: cfg.previewEveryNSteps, attention: cfg.attention, memoryMode: cfg.memoryMode, weightsDtype: cfg.weightsDtype, maxInputPixels: cfg.maxInputPixels,
   });
   const engine = await host.ready();
   // Without its render thread a worker would fail every job it takes: exit, so the job in hand is retried

@@ -1,3 +1,4 @@
+import type { ComputeDType } from '@darkroom/core/models/layers.js';
 import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import { EngineThreadHost } from '@darkroom/farm';
 import {
@@ -34,7 +35,7 @@ interface Pending {
 
 /** The main thread's handle on the render thread (render.ts). */
 export class RenderHost extends EngineThreadHost<HostMessage, ThreadMessage, Pending> {
-  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; maxInputPixels: number }) {
+  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; weightsDtype: ComputeDType; maxInputPixels: number }) {
     super(
       new URL('./render.ts', import.meta.url),
       workerData,

@@ -3,6 +3,7 @@
  * worker_threads thread started by render-host.ts, and checks the shared cancel flag after every sampler step
  * (the engine then stops before the next one).
  */
+import type { ComputeDType } from '@darkroom/core/models/layers.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, type Txt2ImgParams } from '@darkroom/core/pipeline/index.js';
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
@@ -16,7 +17,7 @@ import { withoutRequestPaths } from './request-paths.js';
 import { CANCEL_REQUESTED, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
-const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; maxInputPixels: number };
+const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; weightsDtype: ComputeDType; maxInputPixels: number };
 
 function post(m: ThreadMessage): void {
   port.postMessage(m);
@@ -33,6 +34,7 @@ const engine = new Engine({
   memoryBudgetBytes: config.modelCacheBytes,
   attention: config.attention,
   memoryMode: config.memoryMode,
+  weightsDtype: config.weightsDtype,
 });
 
 /** A1111's base64 image field (optionally a data: URI) to bytes. */

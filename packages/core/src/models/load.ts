@@ -27,7 +27,7 @@ import {
 } from './config.js';
 import { textEncoderModel, unetBuilder, unetModel, vaeDecoderModel, vaeEncoderModel } from './graphs.js';
 import type { ComputeDType } from './layers.js';
-import { oneComponentResident, unetParts, type MemoryMode } from './memory-mode.js';
+import { oneComponentResident, sessionArena, unetParts, type MemoryMode } from './memory-mode.js';
 import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
 import type { AttentionContextHook } from './unet.js';
 import { runTiled, tilesNeeded, vaeTiling, type VaeTilingOption } from './vae-tiles.js';
@@ -138,6 +138,11 @@ export interface LoadModelOptions {
    * text encoder, UNet and VAE resident at a time (see models/memory-mode.ts).
    */
   readonly memoryMode?: MemoryMode;
+  /**
+   * onnxruntime's CPU arena and memory pattern for every session (default: on in normal mode, off in medvram and
+   * lowvram, whose point is the lower peak; see sessionArena in models/memory-mode.ts). Same values either way.
+   */
+  readonly cpuMemArena?: boolean;
   /**
    * VAE decode/encode in overlapping blended tiles: `auto` (default: images above 1024x1024 pixels), `always`,
    * `never`, or the tile size, overlap (latent pixels) and threshold; see models/vae-tiles.ts.
@@ -335,6 +340,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         ...(opts.provider ? { provider: opts.provider } : {}),
         ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
         ...(opts.fallbackToCpu !== undefined ? { fallbackToCpu: opts.fallbackToCpu } : {}),
+        cpuMemArena: opts.cpuMemArena ?? sessionArena(opts.memoryMode ?? 'normal'),
       }),
     oneComponent,
   );

@@ -49,3 +49,12 @@ export function oneComponentResident(mode: MemoryMode): boolean {
 export function unetParts(mode: MemoryMode): number {
   return mode === 'lowvram' ? 3 : 1;
 }
+
+/**
+ * Whether sessions keep onnxruntime's CPU arena and memory pattern by default: in normal mode, for speed; not in
+ * medvram and lowvram, where the arena would keep each run's largest intermediates after the run (a tiled VAE
+ * decode's blocks beside the UNet's), which is what those modes exist to avoid.
+ */
+export function sessionArena(mode: MemoryMode): boolean {
+  return mode === 'normal';
+}

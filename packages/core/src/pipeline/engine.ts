@@ -13,6 +13,8 @@ import { loadModel, type StableDiffusionModel } from '../models/load.js';
 import { DEFAULT_CACHE_DIR } from '../models/cache.js';
 import { attentionBuild, parseAttentionMode } from '../models/attention.js';
 import { vaeTiling, type VaeTilingOption } from '../models/vae-tiles.js';
+import type { ComputeDType } from '../models/layers.js';
+import { checkWeightsDtype } from '../models/weights-dtype.js';
 import type { MemoryMode } from '../models/memory-mode.js';
 import type { Provider } from '../runtime/session.js';
 import { EmbeddingDatabase } from '../networks/embeddings/database.js';
@@ -73,6 +75,13 @@ export interface EngineOptions {
   readonly vaeTiling?: VaeTilingOption;
   /** A1111's memory mode for every model this engine loads: normal (default) or medvram (models/memory-mode.ts). */
   readonly memoryMode?: MemoryMode;
+  /** onnxruntime's CPU arena and memory pattern (default: on in normal mode, off in medvram and lowvram). */
+  readonly cpuMemArena?: boolean;
+  /**
+   * Weights and compute in float16 (float32 inputs and outputs): GPU providers only, refused on the CPU provider
+   * with WEIGHTS_DTYPE_UNSUPPORTED (models/weights-dtype.ts). Default float32.
+   */
+  readonly weightsDtype?: ComputeDType;
 }
 
 /** A file and the name it goes by in prompts and infotexts. */
@@ -176,6 +185,7 @@ export class Engine {
     // A mistyped mode fails when the engine is made, not at the first job.
     if (options.attention !== undefined) parseAttentionMode(options.attention);
     if (options.vaeTiling !== undefined) vaeTiling(options.vaeTiling);
+    if (options.weightsDtype !== undefined) checkWeightsDtype(options.weightsDtype, options.provider ?? 'cpu');
   }
 
   private get root(): string {
@@ -218,6 +228,8 @@ export class Engine {
       ...(this.options.attentionChunkBytes !== undefined ? { attentionChunkBytes: this.options.attentionChunkBytes } : {}),
       ...(this.options.vaeTiling !== undefined ? { vaeTiling: this.options.vaeTiling } : {}),
       ...(this.options.memoryMode !== undefined ? { memoryMode: this.options.memoryMode } : {}),
+      ...(this.options.cpuMemArena !== undefined ? { cpuMemArena: this.options.cpuMemArena } : {}),
+      ...(this.options.weightsDtype === 'float16' ? { fp16: true } : {}),
     });
     // weights are held by the host copy and by each session: about three times the file
     const bytes = statSync(path).size * 3;

@@ -17,6 +17,12 @@ export interface SessionOptions {
   readonly threads?: number;
   readonly fallbackToCpu?: boolean;
   readonly optimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * onnxruntime's CPU arena and memory pattern (default both on: fastest). Off, each run allocates and frees its
+   * intermediates instead of keeping the largest blocks it ever needed (and, from the second run of a shape, a
+   * planned pattern beside them), so an idle session holds little beyond its weights. The values are the same.
+   */
+  readonly cpuMemArena?: boolean;
 }
 
 export interface EngineSession {
@@ -76,6 +82,10 @@ function sessionOptions(
     graphOptimizationLevel: opts.optimizationLevel ?? 'all',
   };
   if (opts.threads !== undefined) o.intraOpNumThreads = opts.threads;
+  if (opts.cpuMemArena === false) {
+    o.enableCpuMemArena = false;
+    o.enableMemPattern = false;
+  }
   if (external && external.length > 0) o.externalData = external.map((e) => ({ path: e.path, data: e.data }));
   return o;
 }
