@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { FlowProducer, Queue, type ConnectionOptions, type DefaultJobOptions, type WorkerOptions } from 'bullmq';
 import type { GridLayout, ScriptName, ScriptOutput } from '@darkroom/core/scripts/index.js';
+import type { AnimationFormat } from './animation.js';
 import type { FarmConfig } from './config.js';
 import type { EventContext } from './events.js';
 import { JOB_STATES, JobView, OutputView, type GenerateKind, type JobState } from './schemas.js';
@@ -43,6 +44,16 @@ export const FlowScript = z.strictObject({
   args: z.array(z.unknown()).max(64).default([]).describe('the script\'s arguments in A1111\'s script_args order'),
 }).describe('an A1111 script run over `base`: its cells become the children, its grids the parent\'s outputs');
 
+export const ANIMATION_FORMATS = ['webp', 'gif'] as const satisfies readonly AnimationFormat[];
+
+export const FlowAnimationSettings = z.strictObject({
+  formats: z.array(z.enum(ANIMATION_FORMATS)).min(1).max(ANIMATION_FORMATS.length).default(['webp'])
+    .refine((f) => new Set(f).size === f.length, 'each format once')
+    .describe('the files written for each of the script\'s animations, in this order'),
+  lossless: z.boolean().default(true).describe('WebP frames lossless (the default) or lossy at quality 90; GIF is always palette-quantised'),
+}).describe('the animated images a script writes (seed travel\'s video)');
+export type FlowAnimationSettings = z.infer<typeof FlowAnimationSettings>;
+
 /**
  * `/v1/flows`: explicit children, each a `/v1/txt2img` or `/v1/img2img` body (img2img when it has
  * `init_images`), or an A1111 script over a base request. Children are checked one by one with the job schemas,
@@ -54,9 +65,23 @@ export const FlowRequest = z.strictObject({
   script: FlowScript.optional(),
   base: z.record(z.string(), z.unknown()).optional().describe('with `script`: the /v1/txt2img or /v1/img2img body the script runs over'),
   compose: GridCompose.nullable().default(null).describe('with `children`: what the parent makes of their images once all completed'),
+  animation: FlowAnimationSettings.nullable().default(null)
+    .describe('with a script that makes animations (seed travel): which files to write; null = one lossless animated WebP each'),
   webhook: FlowWebhookSpec.nullable().default(null),
 }).describe('a flow of generation jobs spread over the workers: `children`, or `script` with `base`');
 export type FlowRequest = z.infer<typeof FlowRequest>;
+
+/**
+ * One animated image the parent assembles from the cells' first images (core's AnimationSpec, in one format):
+ * `frames` are cell indices in frame order, a cell coming back as often as the animation shows it.
+ */
+export interface FlowAnimation {
+  frames: number[];
+  fps: number;
+  label: string;
+  format: AnimationFormat;
+  lossless: boolean;
+}
 
 /** What the parent keeps of a script's plan to compose its grids: the layout, the output order, each cell's size. */
 export interface FlowScriptPlan {
@@ -67,6 +92,8 @@ export interface FlowScriptPlan {
   warnings: string[];
   /** A staged script (txt2img2img): the children whose images are the script's, in place of `outputs`. */
   imagesFrom?: number[];
+  /** Animations (seed travel's video), each in every format asked for; their outputs follow the images. */
+  animations?: FlowAnimation[];
 }
 
 export interface FlowChildRef {
@@ -89,14 +116,18 @@ export interface FlowJobData {
   submittedAt: number;
 }
 
+export const FLOW_OUTPUT_KINDS = ['grid', 'image', 'animation'] as const;
+
 export interface FlowOutputRecord {
   index: number;
-  /** A grid the parent made, or one child's image. */
-  kind: 'grid' | 'image';
+  /** A grid or an animation the parent made, or one child's image. */
+  kind: (typeof FLOW_OUTPUT_KINDS)[number];
   key: string;
-  /** The child (index in `children`) an image came from; null for grids. */
+  /** `image/png` when absent (records written before animations existed). */
+  content_type?: string;
+  /** The child (index in `children`) an image came from; null for what the parent made. */
   child: number | null;
-  /** The child job holding the image; null for grids. */
+  /** The child job holding the image; null for what the parent made. */
   job_id: string | null;
   /** The image's index within its child job. */
   child_index: number | null;
@@ -105,7 +136,10 @@ export interface FlowOutputRecord {
   infotext: string;
 }
 
-/** The parent's result: grids first, then every child's images in child order, as A1111's script responses are. */
+/**
+ * The parent's result: grids first, then every child's images in child order, as A1111's script responses are, then
+ * the animations.
+ */
 export interface FlowJobResult {
   outputs: FlowOutputRecord[];
   grids: number;
@@ -115,6 +149,26 @@ export interface FlowJobResult {
 
 export function flowGridKey(tenant: string, flowId: string, n: number): string {
   return `outputs/${tenant}/${flowId}/grid-${n}.png`;
+}
+
+export function flowAnimationKey(tenant: string, flowId: string, n: number, format: AnimationFormat): string {
+  return `outputs/${tenant}/${flowId}/animation-${n}.${format}`;
+}
+
+const ANIMATION_TYPES: Record<AnimationFormat, string> = { webp: 'image/webp', gif: 'image/gif' };
+
+export function animationContentType(format: AnimationFormat): string {
+  return ANIMATION_TYPES[format];
+}
+
+export function flowOutputContentType(o: Pick<FlowOutputRecord, 'content_type'>): string {
+  return o.content_type ?? 'image/png';
+}
+
+/** The file name an output of the parent is served under on folder storage: `/v1/flows/:id/outputs/<name>`. */
+export function flowOutputFileName(o: Pick<FlowOutputRecord, 'index' | 'content_type'>): string {
+  const ext = Object.entries(ANIMATION_TYPES).find(([, t]) => t === o.content_type)?.[0] ?? 'png';
+  return `${o.index}.${ext}`;
 }
 
 /** The parent: a few attempts for composing (a lost worker, storage away), and its record kept as long as jobs'. */
@@ -198,9 +252,10 @@ export function openFlowQueues(cfg: FarmConfig, connection: ConnectionOptions): 
 }
 
 export const FlowOutputView = OutputView.extend({
-  kind: z.enum(['grid', 'image']),
-  child: z.number().int().nullable().describe('the child an image came from; null for a grid'),
-  job_id: z.string().nullable().describe('the child job holding the image (GET /v1/jobs/{id}); null for a grid'),
+  kind: z.enum(FLOW_OUTPUT_KINDS),
+  content_type: z.string().describe('image/png, or image/webp / image/gif for an animation'),
+  child: z.number().int().nullable().describe('the child an image came from; null for a grid or an animation'),
+  job_id: z.string().nullable().describe('the child job holding the image (GET /v1/jobs/{id}); null for a grid or an animation'),
 });
 
 export const FlowView = z.object({
@@ -215,7 +270,7 @@ export const FlowView = z.object({
   }),
   children: z.array(JobView.extend({ index: z.number().int() })).describe('each child job as GET /v1/jobs/{id} shows it'),
   outputs: z.array(FlowOutputView)
-    .describe('completed: the grids first, then every child\'s images; before that, the images of the children done so far'),
+    .describe('completed: the grids first, then every child\'s images, then the animations; before that, the images of the children done so far'),
   compose: GridCompose.nullable(),
   script: z.object({ name: z.string(), cells: z.array(z.string()).describe('each child\'s label in the script\'s terms'), warnings: z.array(z.string()) }).nullable(),
   error: z.object({ code: z.string(), message: z.string(), child: z.number().int().optional() }).nullable(),

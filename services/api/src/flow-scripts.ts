@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { isDarkroomError } from '@darkroom/core/errors.js';
 import { planScript, scriptArgsFromA1111, scriptByName, scriptInfos, scriptNamesFor, type GenerationParams, type ScriptInfo, type ScriptName } from '@darkroom/core/scripts/index.js';
 import { FarmError, SdapiImg2ImgRequest, type GenerateKind, type GenerateRequest } from '@darkroom/farm';
-import { MAX_FLOW_CHILDREN, type FlowScriptPlan } from '@darkroom/farm/flows.js';
+import { MAX_FLOW_CHILDREN, type FlowAnimation, type FlowAnimationSettings, type FlowScriptPlan } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
 import { listModels } from './models.js';
 
@@ -55,7 +55,7 @@ export function unknownScript(name: string, field: string, status: number): Farm
  */
 export async function planFlowScript(
   ctx: ApiContext, tenant: string, name: string, args: readonly unknown[], kind: GenerateKind, base: GenerateRequest,
-  opts: { status: number; nameField: string; argsField: string },
+  opts: { status: number; nameField: string; argsField: string; animation?: FlowAnimationSettings | null },
 ): Promise<{ children: PlannedChild[]; script: FlowScriptPlan }> {
   const script = flowScriptByName(name, kind);
   if (!script) throw unknownScript(name, opts.nameField, opts.status);
@@ -101,10 +101,16 @@ export async function planFlowScript(
     const last = plan.stages.length - 1;
     imagesFrom = [...childOf.entries()].filter(([k]) => k.startsWith(`${last}:`)).map(([, v]) => v);
   }
+  // Each animation of the plan (seed travel's video) in every format asked for, in that order.
+  const settings = opts.animation ?? { formats: ['webp' as const], lossless: true };
+  const animations: FlowAnimation[] = (plan.animations ?? []).flatMap((a) => settings.formats.map((format) => ({
+    frames: [...a.frames], fps: a.fps, label: a.label, format, lossless: settings.lossless,
+  })));
   return {
     children,
     script: {
       ...(imagesFrom ? { imagesFrom } : {}),
+      ...(animations.length > 0 ? { animations } : {}),
       name: script, layout: plan.layout as FlowScriptPlan['layout'], outputs: [...plan.outputs],
       cells: plan.cells.map((c) => ({ label: c.label, width: Number(c.params.width ?? base.width), height: Number(c.params.height ?? base.height) })),
       warnings: [...plan.warnings],

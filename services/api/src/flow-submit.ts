@@ -104,10 +104,17 @@ async function flowChildren(ctx: ApiContext, tenant: string, parsed: FlowRequest
     if (!parsed.base) throw new FarmError('INVALID_REQUEST', 400, 'base: a script needs the request it runs over', 'base');
     if (parsed.compose) throw new FarmError('INVALID_REQUEST', 400, 'compose: a script composes its own grids', 'compose');
     const base = parseBase(parsed.base);
-    return planFlowScript(ctx, tenant, parsed.script.name, parsed.script.args, base.kind, base.request, { status: 400, nameField: 'script.name', argsField: 'script.args' });
+    const planned = await planFlowScript(ctx, tenant, parsed.script.name, parsed.script.args, base.kind, base.request, {
+      status: 400, nameField: 'script.name', argsField: 'script.args', animation: parsed.animation,
+    });
+    if (parsed.animation && !planned.script.animations) {
+      throw new FarmError('INVALID_REQUEST', 400, `animation: ${planned.script.name} makes no animation with these arguments`, 'animation');
+    }
+    return planned;
   }
   if (!parsed.children) throw new FarmError('INVALID_REQUEST', 400, 'children: send children, or a script with its base', 'children');
   if (parsed.base) throw new FarmError('INVALID_REQUEST', 400, 'base: only a script takes a base', 'base');
+  if (parsed.animation) throw new FarmError('INVALID_REQUEST', 400, 'animation: only a script makes animations', 'animation');
   // Every child is checked before any is prepared, so a bad last child stores nothing for the first ones.
   const children = parsed.children.map((c, i) => parseChild(c, i));
   checkCompose(parsed.compose, children.reduce((n, c) => n + imageCount(c.request), 0));

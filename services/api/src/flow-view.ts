@@ -1,6 +1,8 @@
 import { Job } from 'bullmq';
 import { FarmError, outputUrl, readTerminalRecord, requestCancel, splitFailedReason, type JobView } from '@darkroom/farm';
-import { flowState, type FlowJobData, type FlowJobResult, type FlowOutputRecord, type FlowView } from '@darkroom/farm/flows.js';
+import {
+  flowOutputContentType, flowOutputFileName, flowState, type FlowJobData, type FlowJobResult, type FlowOutputRecord, type FlowView,
+} from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
 import { cancelJob } from './job-actions.js';
 import { jobView } from './job-view.js';
@@ -11,10 +13,10 @@ export async function loadFlow(ctx: ApiContext, tenant: string, id: string): Pro
   return job && job.data.tenant === tenant ? job : null;
 }
 
-/** Folder storage hands grids out through the API; S3 presigns them. */
+/** Folder storage hands grids and animations out through the API; S3 presigns them. */
 export async function flowOutputUrl(ctx: ApiContext, flowId: string, o: FlowOutputRecord): Promise<string> {
   if (o.kind === 'image' && o.job_id !== null && o.child_index !== null) return outputUrl(ctx.storage, ctx.cfg, o.job_id, o.child_index, o.key);
-  return (await ctx.storage.presignedUrl(o.key, ctx.cfg.outputUrlTtlS)) ?? `${ctx.cfg.publicUrl}/v1/flows/${flowId}/outputs/${o.index}.png`;
+  return (await ctx.storage.presignedUrl(o.key, ctx.cfg.outputUrlTtlS)) ?? `${ctx.cfg.publicUrl}/v1/flows/${flowId}/outputs/${flowOutputFileName(o)}`;
 }
 
 /** A child cancelled before it started is gone from the queue; its tombstone, or nothing, stands for it. */
@@ -37,11 +39,12 @@ export async function flowView(ctx: ApiContext, tenant: string, id: string): Pro
   let outputs: FlowView['outputs'];
   if (result) {
     outputs = await Promise.all(result.outputs.map(async (o) => ({
-      index: o.index, kind: o.kind, child: o.child, job_id: o.job_id, url: await flowOutputUrl(ctx, id, o), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
+      index: o.index, kind: o.kind, content_type: flowOutputContentType(o), child: o.child, job_id: o.job_id, url: await flowOutputUrl(ctx, id, o),
+      seed: o.seed, subseed: o.subseed, infotext: o.infotext,
     })));
   } else {
     // Partial results: what the children done so far made, in child order.
-    outputs = children.flatMap((c) => c.outputs.map((o) => ({ ...o, kind: 'image' as const, child: c.index, job_id: c.id })))
+    outputs = children.flatMap((c) => c.outputs.map((o) => ({ ...o, kind: 'image' as const, content_type: 'image/png', child: c.index, job_id: c.id })))
       .map((o, index) => ({ ...o, index }));
   }
   // BullMQ fails a parent on its own only when its workers kept dying (stalled too often): no record then.

@@ -150,6 +150,8 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors, 429: streamLimit },
       } },
       '/v1/flows/{id}/outputs/{n}.png': { get: { summary: 'download a flow\'s grid (folder storage; S3 grids use presigned URLs; children\'s images are at their jobs)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'PNG', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
+      '/v1/flows/{id}/outputs/{n}.webp': { get: { summary: 'download a flow\'s animated WebP (seed travel; folder storage, S3 presigns)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'animated WebP', content: { 'image/webp': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
+      '/v1/flows/{id}/outputs/{n}.gif': { get: { summary: 'download a flow\'s animated GIF (seed travel with `animation.formats` naming gif)', parameters: [...idParam, { name: 'n', in: 'path', required: true, schema: { type: 'integer' } }], responses: { 200: { description: 'animated GIF', content: { 'image/gif': { schema: { type: 'string', format: 'binary' } } } }, ...errors } } },
       '/v1/webhook-secret': { get: { summary: 'this tenant\'s whsec_ secret for verifying webhooks', responses: { 200: { description: 'secret' } } } },
       '/v1/styles': {
         get: { summary: 'this tenant\'s saved prompt styles', responses: { 200: { description: '{items: [{name, prompt, negative_prompt}]}' } } },

@@ -1,5 +1,5 @@
 import { FarmError, previewKey, readTerminalRecord } from '@darkroom/farm';
-import type { FlowJobResult } from '@darkroom/farm/flows.js';
+import { flowOutputContentType, type FlowJobResult } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
 import { cancelFlow, flowView, loadFlow } from './flow-view.js';
 
@@ -10,7 +10,22 @@ export interface ScriptResult {
   outputs: { seed: number; subseed: number; infotext: string }[];
   /** How many grids lead the images: A1111's index_of_first_image. */
   grids: number;
+  /** The script's animations (seed travel's video), which A1111 writes to its outputs folder and returns nowhere. */
+  animations: SdapiAnimation[];
   startedAt: string | null;
+}
+
+/**
+ * An animation in the info JSON: base64 with `send_images` (as the images are), its URL with `save_images` (it is
+ * kept only then), its frame count and rate.
+ */
+export interface SdapiAnimation {
+  label: string;
+  content_type: string;
+  frames: number;
+  fps: number;
+  data: string | null;
+  url: string | null;
 }
 
 /**
@@ -28,19 +43,28 @@ export async function scriptResult(ctx: ApiContext, tenant: string, flowId: stri
   }
   const result = (await readTerminalRecord<FlowJobResult>(ctx.redis, ctx.keys, flowId))?.result ?? (await loadFlow(ctx, tenant, flowId))?.returnvalue ?? null;
   // A cancelled flow (an interrupt) has no composed result and answers no images.
-  const records = result?.outputs ?? [];
-  const keys = records.map((o) => o.key);
+  const all = result?.outputs ?? [];
+  const records = all.filter((o) => o.kind !== 'animation');
   const images: string[] = [];
   if (sendImages) {
-    for (const key of keys) {
-      const bytes = await ctx.storage.get(key);
+    for (const o of records) {
+      const bytes = await ctx.storage.get(o.key);
       if (bytes) images.push(Buffer.from(bytes).toString('base64'));
     }
   }
-  if (!saveImages) for (const key of keys) await ctx.storage.delete(key);
+  const specs = (await loadFlow(ctx, tenant, flowId))?.data.script?.animations ?? [];
+  const outputUrls = new Map(view.outputs.map((o) => [o.index, o.url]));
+  const animations = await Promise.all(all.filter((o) => o.kind === 'animation').map(async (o, n): Promise<SdapiAnimation> => {
+    const bytes = sendImages ? await ctx.storage.get(o.key) : null;
+    return {
+      label: specs[n]?.label ?? '', content_type: flowOutputContentType(o), frames: specs[n]?.frames.length ?? 0, fps: specs[n]?.fps ?? 0,
+      data: bytes ? Buffer.from(bytes).toString('base64') : null, url: saveImages ? outputUrls.get(o.index) ?? null : null,
+    };
+  }));
+  if (!saveImages) for (const o of all) await ctx.storage.delete(o.key);
   const started = view.children.map((c) => c.started_at).filter((s): s is string => s !== null).sort()[0] ?? null;
   return {
-    images, outputs: records.map((o) => ({ seed: o.seed, subseed: o.subseed, infotext: o.infotext })), grids: result?.grids ?? 0, startedAt: started,
+    images, outputs: records.map((o) => ({ seed: o.seed, subseed: o.subseed, infotext: o.infotext })), grids: result?.grids ?? 0, animations, startedAt: started,
   };
 }
 

@@ -1,9 +1,11 @@
 import type { Worker } from 'node:worker_threads';
 import { startTsThread } from '@darkroom/farm';
-import type { ComposedGrid, ComposeRequest } from './flow-compose.js';
+import type { AnimationRequest, ComposedGrid, ComposeRequest } from './flow-compose.js';
+import type { ComposeMessage } from './flow-compose-thread.js';
 
 export type ComposeReply =
   | { readonly id: number; readonly grids: ComposedGrid[] }
+  | { readonly id: number; readonly animation: Uint8Array }
   | { readonly id: number; readonly error: { readonly code: string; readonly message: string } };
 
 /** A composition that failed: its code (a core DarkroomError's, or COMPOSE_FAILED) and message. */
@@ -43,14 +45,26 @@ export class ComposeHost {
     return w;
   }
 
-  async compose(request: ComposeRequest): Promise<ComposedGrid[]> {
-    const id = this.nextId++;
+  private async call(message: ComposeMessage): Promise<ComposeReply> {
     const reply = await new Promise<ComposeReply>((resolve) => {
-      this.pending.set(id, resolve);
-      this.start().postMessage({ id, request });
+      this.pending.set(message.id, resolve);
+      this.start().postMessage(message);
     });
     if ('error' in reply) throw new ComposeFailed(reply.error.code, reply.error.message);
+    return reply;
+  }
+
+  async compose(request: ComposeRequest): Promise<ComposedGrid[]> {
+    const reply = await this.call({ id: this.nextId++, request });
+    if (!('grids' in reply)) throw new ComposeFailed('COMPOSE_FAILED', 'the compose thread answered a grid request with something else');
     return reply.grids;
+  }
+
+  /** An animated WebP or GIF of the frames. */
+  async animate(animation: AnimationRequest): Promise<Uint8Array> {
+    const reply = await this.call({ id: this.nextId++, animation });
+    if (!('animation' in reply)) throw new ComposeFailed('COMPOSE_FAILED', 'the compose thread answered an animation request with something else');
+    return reply.animation;
   }
 
   async close(): Promise<void> {

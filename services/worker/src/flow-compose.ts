@@ -5,13 +5,24 @@
 import { decodePng, encodePng, type RasterImage } from '@darkroom/core/formats/png.js';
 import { imageGrid } from '@darkroom/core/pipeline/image-grid.js';
 import { composeScriptGrids, scriptGridInfotexts, type ScriptPlan } from '@darkroom/core/scripts/index.js';
-import type { FlowScriptPlan, GridCompose } from '@darkroom/farm/flows.js';
+import { encodeAnimation, type RgbFrame } from '@darkroom/farm/animation.js';
+import type { FlowAnimation, FlowScriptPlan, GridCompose } from '@darkroom/farm/flows.js';
 
 export type ComposeRequest =
   /** `compose: grid`: every image in order, the grid carrying the first image's infotext. */
   | { readonly kind: 'grid'; readonly compose: GridCompose; readonly images: readonly Uint8Array[]; readonly infotext: string }
   /** A script: each cell's first image (null: the cell made none), and each cell's first infotext. */
   | { readonly kind: 'script'; readonly script: FlowScriptPlan; readonly cells: readonly (Uint8Array | null)[]; readonly infotexts: readonly string[] };
+
+/**
+ * One animation: the PNG of each cell it shows, once per cell, and the frames as indices into them (a cell comes
+ * back for lead in/out and for frames with the same noise).
+ */
+export interface AnimationRequest {
+  readonly animation: FlowAnimation;
+  readonly images: readonly Uint8Array[];
+  readonly frames: readonly number[];
+}
 
 export interface ComposedGrid {
   readonly png: Uint8Array;
@@ -56,4 +67,15 @@ function composeScript(script: FlowScriptPlan, cells: readonly (Uint8Array | nul
 
 export function composeFlow(req: ComposeRequest): ComposedGrid[] {
   return req.kind === 'grid' ? composePlainGrid(req.compose, req.images, req.infotext) : composeScript(req.script, req.cells, req.infotexts);
+}
+
+/** The animation's bytes (sharp encodes on libvips' threads; the PNGs are decoded here, once per cell). */
+export async function composeAnimation(req: AnimationRequest): Promise<Uint8Array> {
+  const rasters = req.images.map((b): RgbFrame => {
+    const rgb = toRgb(decodePng(b));
+    return { width: rgb.width, height: rgb.height, channels: 3, data: rgb.data };
+  });
+  const frames = req.frames.map((i) => rasters[i]!);
+  const { format, fps, lossless } = req.animation;
+  return encodeAnimation(frames, { format, fps, lossless });
 }

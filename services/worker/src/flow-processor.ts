@@ -5,10 +5,11 @@ import {
   type Logger, type Storage, type TerminalRecord,
 } from '@darkroom/farm';
 import {
-  enqueueFlowWebhook, flowGridKey, FLOWS_QUEUE, flowWorkerOptions, type FlowEventTarget, type FlowJobData, type FlowJobResult, type FlowOutputRecord,
+  animationContentType, enqueueFlowWebhook, flowAnimationKey, flowGridKey, flowOutputContentType, flowOutputFileName, FLOWS_QUEUE, flowWorkerOptions,
+  type FlowEventTarget, type FlowJobData, type FlowJobResult, type FlowOutputRecord,
 } from '@darkroom/farm/flows.js';
 import type { Redis } from 'ioredis';
-import type { ComposedGrid, ComposeRequest } from './flow-compose.js';
+import type { AnimationRequest, ComposedGrid, ComposeRequest } from './flow-compose.js';
 import { ComposeFailed, ComposeHost } from './flow-compose-host.js';
 
 export interface FlowProcessorContext {
@@ -30,12 +31,14 @@ const SETTLE_POLL_MS = 200;
 
 type ChildJob = Job<GenerateJobData, GenerateJobResult>;
 
-/** A flow's URL for a grid on folder storage; S3 presigns it. Children's images keep their jobs' URLs. */
+/** A flow's URL for a grid or animation on folder storage; S3 presigns it. Children's images keep their jobs' URLs. */
 async function outputView(ctx: FlowProcessorContext, flowId: string, o: FlowOutputRecord): Promise<Record<string, unknown>> {
   const url = o.kind === 'image' && o.job_id !== null && o.child_index !== null
     ? await outputUrl(ctx.storage, ctx.cfg, o.job_id, o.child_index, o.key)
-    : (await ctx.storage.presignedUrl(o.key, ctx.cfg.outputUrlTtlS)) ?? `${ctx.cfg.publicUrl}/v1/flows/${flowId}/outputs/${o.index}.png`;
-  return { index: o.index, kind: o.kind, child: o.child, job_id: o.job_id, url, seed: o.seed, subseed: o.subseed, infotext: o.infotext };
+    : (await ctx.storage.presignedUrl(o.key, ctx.cfg.outputUrlTtlS)) ?? `${ctx.cfg.publicUrl}/v1/flows/${flowId}/outputs/${flowOutputFileName(o)}`;
+  return {
+    index: o.index, kind: o.kind, content_type: flowOutputContentType(o), child: o.child, job_id: o.job_id, url, seed: o.seed, subseed: o.subseed, infotext: o.infotext,
+  };
 }
 
 /**
@@ -99,10 +102,13 @@ function gridRecord(key: string, n: number, from: FlowOutputRecord | undefined, 
   return { index: n, kind: 'grid', key, child: null, job_id: null, child_index: null, seed: from?.seed ?? 0, subseed: from?.subseed ?? 0, infotext };
 }
 
-/** Composes on the compose thread; a composition the inputs cannot make (a grid too small) fails the flow. */
-async function compose(ctx: FlowProcessorContext, request: ComposeRequest): Promise<ComposedGrid[]> {
+/**
+ * Composes on the compose thread; a composition the inputs cannot make (a grid too small, frames of different
+ * sizes) fails the flow, a thread that died is retried.
+ */
+async function onComposer<T>(run: () => Promise<T>): Promise<T> {
   try {
-    return await ctx.composer.compose(request);
+    return await run();
   } catch (e) {
     if (e instanceof ComposeFailed) {
       throw e.code === 'COMPOSE_FAILED' ? new Error(`COMPOSE_FAILED: ${e.message}`) : new UnrecoverableError(`${e.code}: ${e.message}`);
@@ -116,9 +122,10 @@ async function composePlain(
   ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
 ): Promise<{ grids: FlowOutputRecord[]; outputs: FlowOutputRecord[] }> {
   const images = perChild.flat();
-  if (!data.compose || images.length === 0) return { grids: [], outputs: images };
+  const spec = data.compose;
+  if (!spec || images.length === 0) return { grids: [], outputs: images };
   const bytes = await Promise.all(images.map((o) => readBytes(ctx, o)));
-  const [composed] = await compose(ctx, { kind: 'grid', compose: data.compose, images: bytes, infotext: images[0]!.infotext });
+  const [composed] = await onComposer(() => ctx.composer.compose({ kind: 'grid', compose: spec, images: bytes, infotext: images[0]!.infotext }));
   const key = flowGridKey(data.tenant, flowId, 0);
   await ctx.storage.put(key, composed!.png, 'image/png');
   const grid = gridRecord(key, 0, images[0], composed!.infotext);
@@ -136,7 +143,8 @@ async function composeScript(
   // A staged script (txt2img2img) composes nothing: its images are its last stage's.
   if (s.imagesFrom) return { grids: [], outputs: s.imagesFrom.flatMap((i) => perChild[i] ?? []) };
   const cells = await Promise.all(perChild.map(async (imgs) => (imgs[0] ? readBytes(ctx, imgs[0]) : null)));
-  const composed = await compose(ctx, { kind: 'script', script: s, cells, infotexts: perChild.map((imgs) => imgs[0]?.infotext ?? '') });
+  const request: ComposeRequest = { kind: 'script', script: s, cells, infotexts: perChild.map((imgs) => imgs[0]?.infotext ?? '') };
+  const composed: ComposedGrid[] = await onComposer(() => ctx.composer.compose(request));
   const records: FlowOutputRecord[] = [];
   for (const [n, g] of composed.entries()) {
     const key = flowGridKey(data.tenant, flowId, n);
@@ -144,7 +152,40 @@ async function composeScript(
     records.push(gridRecord(key, n, perChild[s.layout.grids[n]!.infotext.cell]?.[0], g.infotext));
   }
   const outputs = s.outputs.flatMap((o) => (o.kind === 'grid' ? [records[o.grid]!] : o.kind === 'cell-first' ? perChild[o.cell]!.slice(0, 1) : perChild[o.cell]!));
-  return { grids: records, outputs };
+  const animations = await composeAnimations(ctx, data, flowId, perChild);
+  return { grids: records, outputs: [...outputs, ...animations] };
+}
+
+/**
+ * The script's animations (seed travel's video), each assembled from its cells' first images on the compose
+ * thread and stored beside the grids; each record carries its first frame's seeds and infotext.
+ */
+async function composeAnimations(
+  ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
+): Promise<FlowOutputRecord[]> {
+  const records: FlowOutputRecord[] = [];
+  for (const [n, animation] of (data.script?.animations ?? []).entries()) {
+    // Each cell's PNG is read and sent once however many frames show it.
+    const cells = [...new Set(animation.frames)];
+    const slot = new Map(cells.map((c, i) => [c, i]));
+    const firsts = cells.map((c) => {
+      const first = perChild[c]?.[0];
+      if (!first) throw new UnrecoverableError(`COMPOSE_FAILED: cell ${c} of animation ${n} made no image`);
+      return first;
+    });
+    const request: AnimationRequest = {
+      animation, images: await Promise.all(firsts.map((o) => readBytes(ctx, o))), frames: animation.frames.map((c) => slot.get(c)!),
+    };
+    const bytes = await onComposer(() => ctx.composer.animate(request));
+    const key = flowAnimationKey(data.tenant, flowId, n, animation.format);
+    const contentType = animationContentType(animation.format);
+    await ctx.storage.put(key, bytes, contentType);
+    const from = perChild[animation.frames[0]!]![0]!;
+    records.push({
+      index: 0, kind: 'animation', key, content_type: contentType, child: null, job_id: null, child_index: null, seed: from.seed, subseed: from.subseed, infotext: from.infotext,
+    });
+  }
+  return records;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import { FarmError, isJobId } from '@darkroom/farm';
+import { flowOutputContentType, flowOutputFileName } from '@darkroom/farm/flows.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { submitFlow } from '../flow-submit.js';
@@ -49,17 +50,18 @@ export function flowRoutes(ctx: ApiContext): Router {
     await streamJobEvents(ctx, req, res, tenantOf(res), id);
   });
 
-  // Grids on folder storage (S3 grids are presigned); a child's images are served at its own job.
+  // Grids and animations on folder storage (S3 presigns them); a child's images are served at its own job.
   r.get('/v1/flows/:id/outputs/:file', async (req, res) => {
     const id = flowIdParam(req);
     const job = await loadFlow(ctx, tenantOf(res), id);
     if (!job) throw new FarmError('FLOW_NOT_FOUND', 404, `no flow ${id}`);
-    const m = /^(\d{1,4})\.png$/.exec(String(req.params.file));
-    const out = m && job.returnvalue?.outputs.find((o) => o.index === Number(m[1]));
-    if (!out) throw new FarmError('OUTPUT_NOT_FOUND', 404, `no output ${String(req.params.file)} for flow ${id}`);
+    const file = String(req.params.file);
+    const m = /^(\d{1,4})\.(png|webp|gif)$/.exec(file);
+    const out = m && job.returnvalue?.outputs.find((o) => o.index === Number(m[1]) && flowOutputFileName(o) === file);
+    if (!out) throw new FarmError('OUTPUT_NOT_FOUND', 404, `no output ${file} for flow ${id}`);
     const stream = await ctx.storage.getStream(out.key);
     if (!stream) throw new FarmError('OUTPUT_NOT_FOUND', 404, `output ${out.key} is gone from storage`);
-    res.type('image/png');
+    res.type(flowOutputContentType(out));
     stream.pipe(res);
   });
 

@@ -83,7 +83,10 @@ async function keptOverrides(ctx: ApiContext, tenant: string, overrides: Record<
 }
 
 /** A1111's info JSON; `indexOfFirstImage` is how many grids lead the images (a script's response). */
-function infoJson(req: GenerateRequest, view: { outputs: readonly { seed: number; subseed: number; infotext: string }[] }, jobTimestamp: string, indexOfFirstImage = 0): string {
+function infoJson(
+  req: GenerateRequest, view: { outputs: readonly { seed: number; subseed: number; infotext: string }[] }, jobTimestamp: string, indexOfFirstImage = 0,
+  extra: Record<string, unknown> = {},
+): string {
   const infotexts = view.outputs.map((o) => o.infotext);
   const first = infotexts[0] ?? '';
   const parsed = parseGenerationParameters(first);
@@ -124,6 +127,7 @@ function infoJson(req: GenerateRequest, view: { outputs: readonly { seed: number
     // A1111 writes "Conditional mask weight" exactly when the job ran with inpainting conditioning
     is_using_inpainting_conditioning: parsed.has('Conditional mask weight'),
     version: str('Version'),
+    ...extra,
   });
 }
 
@@ -164,7 +168,10 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     if (scripted) {
       const out = await scriptResult(ctx, tenant, id, raw.send_images, raw.save_images);
       if (fallback) res.set('X-Darkroom-Sampler-Fallback', fallback.replace(/[^\x20-\x7e]/g, '?'));
-      res.set('X-Darkroom-Flow-Id', id).json({ images: out.images, parameters: echoParameters(request, raw), info: infoJson(request, out, jobTimestamp(out.startedAt), out.grids) });
+      // Darkroom's addition to the info: A1111's seed travel writes its video to disk and answers only the frames.
+      const extra = out.animations.length > 0 ? { animations: out.animations } : {};
+      const info = infoJson(request, out, jobTimestamp(out.startedAt), out.grids, extra);
+      res.set('X-Darkroom-Flow-Id', id).json({ images: out.images, parameters: echoParameters(request, raw), info });
       return;
     }
     const view = (await jobView(ctx, tenant, id))!;
