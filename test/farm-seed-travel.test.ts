@@ -7,7 +7,8 @@ import { startFarm, waitFor, type Farm } from './support/farm.js';
 /**
  * Seed travel as a flow: its frames fan out as generation jobs, and the parent assembles the travel's animation
  * (animated WebP, GIF when asked) from them. Real HTTP, Redis, a worker process and folder storage (so the
- * animation is served by the API's own route); the tiny demo model at 64x64.
+ * animation is served by the API's own route); the tiny demo model at 64x64. Also the scripts' listing and
+ * selection per tab, which seed travel and txt2img2img are the examples of.
  */
 const KEY = 'travel-tenant-key-0123456789';
 const BASE = { width: 64, height: 64, steps: 3, sampler_name: 'Euler', prompt: 'a lighthouse', seed: 1 };
@@ -105,6 +106,22 @@ describe('seed travel as a flow: frames over the workers, the animation assemble
     const w = await pages(new Uint8Array(Buffer.from(anim.data!, 'base64')));
     assert.equal(w.count, FRAMES);
     body.images.forEach((b64, i) => assert.deepEqual(w.frames[i], decodePng(new Uint8Array(Buffer.from(b64, 'base64'))).data, `page ${i} is image ${i}`));
+  });
+
+  test('scripts are listed and selected per tab, as A1111 lists them: txt2img2img on txt2img only', async () => {
+    const listed = (await farm.request('GET', '/sdapi/v1/scripts', { key: KEY })).json as { txt2img: string[]; img2img: string[] };
+    assert.ok(listed.txt2img.includes('txt2img2img') && listed.txt2img.includes('seed travel'));
+    assert.ok(!listed.img2img.includes('txt2img2img') && listed.img2img.includes('seed travel'));
+    const infos = (await farm.request('GET', '/sdapi/v1/script-info', { key: KEY })).json as { name: string; is_img2img: boolean }[];
+    assert.deepEqual(infos.filter((i) => i.name === 'txt2img2img').map((i) => i.is_img2img), [false]);
+    assert.deepEqual(infos.filter((i) => i.name === 'seed travel').map((i) => i.is_img2img), [false, true]);
+    const init = Buffer.from(await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).png().toBuffer()).toString('base64');
+    const img2img = await farm.request('POST', '/sdapi/v1/img2img', { key: KEY, body: { ...BASE, init_images: [init], script_name: 'txt2img2img', script_args: [] } });
+    assert.equal(img2img.status, 422);
+    assert.equal((img2img.json as { error: { field: string } }).error.field, 'script_name');
+    const flow = await farm.request('POST', '/v1/flows', { key: KEY, body: { script: { name: 'txt2img2img' }, base: { ...BASE, init_images: [init] } } });
+    assert.equal(flow.status, 400);
+    assert.equal((flow.json as { error: { field: string } }).error.field, 'script.name');
   });
 
   test('an animation asked of a flow that makes none is refused naming the field', async () => {
