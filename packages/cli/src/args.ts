@@ -17,6 +17,8 @@ export const USAGE = `usage:
   darkroom txt2img --prompt TEXT [options] [-o out.png]
   darkroom img2img --init-image in.png --prompt TEXT [--denoising-strength 0.75] [options] [-o out.png]
   darkroom png-info FILE.png [--json]
+  darkroom xyz --x-type TYPE --x-values VALUES [--y-type ...] [options] [-o DIR]   (darkroom xyz --help)
+  darkroom seed-travel --seed N --dest-seeds "N, ..." [options] [-o DIR]   (darkroom seed-travel --help)
   darkroom train --kind embedding|hypernetwork --name NAME --data DIR [options]   (darkroom train --help)
 
 generation options (A1111 defaults in brackets):

@@ -3,20 +3,17 @@
  * Exit status: 0 done, 1 the job failed (the error's code is printed), 2 bad usage.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { dirname, extname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { extname } from 'node:path';
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import { Engine, pngInfo } from '@darkroom/core/pipeline/engine.js';
+import { pngInfo } from '@darkroom/core/pipeline/engine.js';
 import type { GenerationResult } from '@darkroom/core/pipeline/job.js';
 import { parseCli, USAGE, UsageError, type CliRequest } from './args.js';
+import { darkroomHome, jobOptions, openEngine } from './engine-setup.js';
 import { progressBar } from './progress.js';
+import { SCRIPT_COMMANDS, type ScriptCommand } from './script-flags.js';
+import { runScriptCommand } from './script-run.js';
 import { train } from './train.js';
 import { parseTrainArgs, TRAIN_USAGE } from './train-args.js';
-
-/** Where `.darkroom/` (demo model, compiled graphs) lives: $DARKROOM_HOME, else the checkout. */
-function darkroomHome(): string {
-  return process.env.DARKROOM_HOME ? resolve(process.env.DARKROOM_HOME) : resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-}
 
 /** out.png for one image; out-0.png, out-1.png, ... for several. */
 export function outputPaths(output: string | undefined, seeds: readonly number[]): string[] {
@@ -28,24 +25,13 @@ export function outputPaths(output: string | undefined, seeds: readonly number[]
 }
 
 async function generate(req: CliRequest): Promise<number> {
-  const engine = new Engine({
-    root: darkroomHome(),
-    ...(req.model ? { checkpoint: resolve(req.model) } : {}),
-    ...(req.vocab ? { vocabulary: resolve(req.vocab) } : {}),
-    ...(req.threads !== undefined ? { threads: req.threads } : {}),
-  });
+  const engine = openEngine(req);
   const bar = req.quiet ? undefined : progressBar();
   const controller = new AbortController();
   const onSignal = (): void => controller.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);
   try {
-    const job = {
-      embeddings: req.embeddings.map((p) => resolve(p)),
-      hypernetworks: req.hypernetworks.map((p) => resolve(p)),
-      upscalers: req.upscalers.map((p) => resolve(p)),
-      signal: controller.signal,
-      ...(bar ? { onStep: (e: { step: number; steps: number; pass: string }) => bar.update(e.step, e.steps, e.pass === 'hires' ? 'hires' : '') } : {}),
-    };
+    const job = jobOptions(req, controller.signal, bar);
     let result: GenerationResult;
     if (req.command === 'txt2img') {
       result = await engine.txt2img(req.txt2img!, job);
@@ -101,6 +87,7 @@ async function runTrain(argv: readonly string[]): Promise<number> {
 
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'train') return runTrain(argv.slice(1));
+  if (argv[0] !== undefined && argv[0] in SCRIPT_COMMANDS) return runScriptCommand(argv[0] as ScriptCommand, argv.slice(1));
   let req: CliRequest;
   try {
     req = parseCli(argv);
