@@ -11,23 +11,8 @@
  * aside). Assembled here from its instructions (text format beside each line); where WebAssembly SIMD is not
  * available, `cfgCombineSimd` returns false and the caller runs its JavaScript loop.
  */
+import { get, name, section, set, tee, uleb } from '../runtime/wasm-encoding.js';
 
-function uleb(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  do {
-    const byte = v & 0x7f;
-    v >>>= 7;
-    out.push(v === 0 ? byte : byte | 0x80);
-  } while (v !== 0);
-  return out;
-}
-const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
-const name = (s: string): number[] => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
-
-const get = (l: number): number[] => [0x20, l];
-const set = (l: number): number[] => [0x21, l];
-const tee = (l: number): number[] => [0x22, l];
 const simd = (op: number): number[] => [0xfd, ...uleb(op)];
 const V128_LOAD = [...simd(0x00), 0x04, 0x00]; // align 2^4, offset 0
 const V128_STORE = [...simd(0x0b), 0x04, 0x00];

@@ -6,6 +6,8 @@
  * no binary blob and no build step. Where WebAssembly is unavailable, `philoxWords` returns undefined and the
  * caller uses the JavaScript rounds.
  */
+import { get, name, section, set, tee, uleb } from '../../runtime/wasm-encoding.js';
+
 const M0 = 0xd2511f53;
 const M1 = 0xcd9e8d57;
 const W0 = 0x9e3779b9;
@@ -26,9 +28,6 @@ function sleb(value: bigint): number[] {
 
 const i32Const = (v: number): number[] => [0x41, ...sleb(BigInt(v | 0))];
 const i64Const = (v: number): number[] => [0x42, ...sleb(BigInt(v))];
-const get = (l: number): number[] => [0x20, l];
-const set = (l: number): number[] => [0x21, l];
-const tee = (l: number): number[] => [0x22, l];
 const I32_ADD = 0x6a;
 const I32_SUB = 0x6b;
 const I32_XOR = 0x73;
@@ -74,19 +73,6 @@ const body = [
   END,                                                              // end
   END,
 ];
-
-const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
-function uleb(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  do {
-    const byte = v & 0x7f;
-    v >>>= 7;
-    out.push(v === 0 ? byte : byte | 0x80);
-  } while (v !== 0);
-  return out;
-}
-const name = (s: string): number[] => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
 
 // prettier-ignore
 const moduleBytes = new Uint8Array([
