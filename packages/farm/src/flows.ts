@@ -6,6 +6,7 @@ import type { FarmConfig } from './config.js';
 import type { EventContext } from './events.js';
 import { JOB_STATES, JobView, OutputView, type GenerateKind, type JobState } from './schemas.js';
 import type { WebhookJobData } from './jobs.js';
+import { generateJobOptions, generateWorkerOptions } from './queues.js';
 
 /**
  * A flow: one parent job on the `flows` queue whose children are ordinary generation jobs on `generate`, so
@@ -173,12 +174,7 @@ export function flowOutputFileName(o: Pick<FlowOutputRecord, 'index' | 'content_
 
 /** The parent: a few attempts for composing (a lost worker, storage away), and its record kept as long as jobs'. */
 export function flowJobOptions(cfg: FarmConfig): DefaultJobOptions {
-  return {
-    attempts: cfg.jobAttempts,
-    backoff: { type: 'exponential', delay: cfg.jobBackoffMs },
-    removeOnComplete: { age: cfg.retainCompletedS },
-    removeOnFail: { age: cfg.retainFailedS },
-  };
+  return generateJobOptions(cfg);
 }
 
 /**
@@ -186,14 +182,7 @@ export function flowJobOptions(cfg: FarmConfig): DefaultJobOptions {
  * settings are the generation worker's, so a parent whose worker died is redone as a child would be.
  */
 export function flowWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
-  return {
-    connection,
-    prefix: cfg.queuePrefix,
-    concurrency: 4,
-    lockDuration: cfg.lockDurationMs,
-    stalledInterval: cfg.stalledIntervalMs,
-    maxStalledCount: cfg.maxStalledCount,
-  };
+  return { ...generateWorkerOptions(cfg, connection), concurrency: 4 };
 }
 
 export interface FlowEventTarget {
