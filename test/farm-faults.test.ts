@@ -79,7 +79,8 @@ describe('farm under faults (two worker processes, short locks)', () => {
     assert.equal(written?.type, 'completed');
     assert.equal(written.result?.outputs.length, 1);
 
-    const queue = new Queue('generate', { connection: farm.redis.duplicate(), prefix: farm.prefix });
+    const connection = farm.redis.duplicate();
+    const queue = new Queue('generate', { connection, prefix: farm.prefix });
     try {
       await queue.pause();
       const { id, events_url: eventsUrl } = (await farm.request('POST', '/v1/txt2img', { body: { ...SMALL, prompt: 'outcome written once', steps: 3, seed: 7 } })).json as { id: string; events_url: string };
@@ -103,6 +104,8 @@ describe('farm under faults (two worker processes, short locks)', () => {
     } finally {
       await queue.resume().catch(() => undefined);
       await queue.close();
+      // BullMQ leaves a connection it was handed open; an open one would keep this test process alive.
+      await connection.quit();
     }
   });
 
