@@ -3,15 +3,13 @@
  * model: a blend of one seed is that seed's render, two seeds at equal weight are A1111's variation seed at 0.5,
  * `{a:1|b:0}` is the prompt `a`.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { repoRoot } from '../../parity/oracle.js';
 import { isDarkroomError } from '../../src/errors.js';
-import { decodePng, type RasterImage } from '../../src/formats/png.js';
-import { Engine } from '../../src/pipeline/engine.js';
-import type { Txt2ImgParams } from '../../src/pipeline/params.js';
 import { blendSeedNoise, parseSeedBlend, randn, slerp } from '../../src/sampling/rng/index.js';
 import { blendedPrompts, blendWeightSyntax, planScript, scriptArgsFromA1111 } from '../../src/index.js';
+import type { Txt2ImgParams } from '../../src/pipeline/params.js';
+import { DEMO_BASE, demoRenderer } from './demo-engine.js';
 
 const round = (list: readonly (readonly [string, number])[]) => list.map(([t, w]) => [t, Number(w.toFixed(6))]);
 
@@ -59,19 +57,9 @@ test('seed blending: the script\'s text, its successive slerps, refusals', () =>
   );
 });
 
-let engine: Engine;
-before(() => {
-  engine = new Engine({ root: repoRoot, threads: 1 });
-});
-after(async () => {
-  await engine.close();
-});
-
-const base: Txt2ImgParams = { prompt: 'a red castle', negative_prompt: 'fog', steps: 3, sampler_name: 'Euler', cfg_scale: 6, seed: 77, width: 64, height: 64 };
-
-async function render(p: Txt2ImgParams): Promise<RasterImage> {
-  return decodePng((await engine.txt2img(p)).images[0]!);
-}
+const demo = demoRenderer();
+const base = DEMO_BASE;
+const render = demo.render;
 
 test('seed blending on the demo model: one seed is its own render; two at equal weight are the variation seed at 0.5', async () => {
   const plain = await render({ ...base, seed: 123 });
@@ -83,7 +71,7 @@ test('seed blending on the demo model: one seed is its own render; two at equal 
   const blended = await render({ ...base, seed: 123, seed_blend: [{ seed: 123, weight: 1 }, { seed: 456, weight: 1 }] });
   assert.deepEqual(blended.data, half.data);
   assert.notDeepEqual(blended.data, plain.data);
-  await assert.rejects(engine.txt2img({ ...base, seed_blend: [{ seed: 1, weight: -1 }] }), (e) => isDarkroomError(e, 'SEED_BLEND_INVALID') && e.details.field === 'seed_blend');
+  await assert.rejects(demo.engine().txt2img({ ...base, seed_blend: [{ seed: 1, weight: -1 }] }), (e) => isDarkroomError(e, 'SEED_BLEND_INVALID') && e.details.field === 'seed_blend');
 });
 
 test('prompt blending on the demo model: {a:1|b:0} is the prompt a, {a|b} neither; off, braces are text', async () => {

@@ -2,27 +2,15 @@
  * Seed travel on the demo model: the planned frames render as plain requests, the first and last frames are plain
  * renders of the two seeds, and consecutive frames differ less than the two ends do (the smoothness figure).
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { repoRoot } from '../../parity/oracle.js';
-import { decodePng, type RasterImage } from '../../src/formats/png.js';
-import { Engine } from '../../src/pipeline/engine.js';
-import type { Txt2ImgParams } from '../../src/pipeline/params.js';
 import { planScript, SEED_TRAVEL_DEFAULTS } from '../../src/index.js';
+import type { RasterImage } from '../../src/formats/png.js';
+import { DEMO_BASE, demoRenderer } from './demo-engine.js';
 
-let engine: Engine;
-before(() => {
-  engine = new Engine({ root: repoRoot, threads: 1 });
-});
-after(async () => {
-  await engine.close();
-});
-
-const base: Txt2ImgParams = { prompt: 'a red castle', negative_prompt: 'fog', steps: 3, sampler_name: 'Euler', cfg_scale: 6, seed: 77, width: 64, height: 64 };
-
-async function render(p: Txt2ImgParams): Promise<RasterImage> {
-  return decodePng((await engine.txt2img(p)).images[0]!);
-}
+const demo = demoRenderer();
+const base = DEMO_BASE;
+const render = demo.render;
 
 function meanAbsDiff(a: RasterImage, b: RasterImage): number {
   let s = 0;
