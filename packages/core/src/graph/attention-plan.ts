@@ -17,7 +17,7 @@ export interface ScoreShape {
 /** Scores are float32 whatever the compute dtype (the softmax runs in float32). */
 const SCORE_BYTES = 4;
 /** Split: the scores and their softmax. */
-const SPLIT_LIVE_COPIES = 2;
+export const SPLIT_LIVE_COPIES = 2;
 /** Sub-quadratic: the scores, scores minus their max, and the exponentials. */
 const SUBQUAD_LIVE_COPIES = 3;
 /** A1111's default query chunk for sub-quadratic attention: large enough to keep the matmuls efficient. */

@@ -5,7 +5,7 @@
  * is part of the compile-cache key and never of the infotext.
  */
 import { DarkroomError } from '../errors.js';
-import { planSplit, planSubQuad, scoresFit, type ScoreShape } from '../graph/attention-plan.js';
+import { planSplit, planSubQuad, scoreBlockBytes, SPLIT_LIVE_COPIES, type ScoreShape } from '../graph/attention-plan.js';
 import type { Provider } from '../runtime/session.js';
 
 export type AttentionForm = 'plain' | 'split' | 'subquad' | 'fused';
@@ -42,28 +42,48 @@ export function parseAttentionMode(raw: string): AttentionMode {
   return mode;
 }
 
+/**
+ * `auto` on the CPU keeps the plain reference only for attentions whose whole float32 score tensor (every batch row
+ * and head) is at most this: the tiny models' and the lowest UNet levels', where the scores cost nothing beside the
+ * convolutions. Anything larger goes to the fused kernel, which measured both leaner and faster on the CPU provider
+ * at every size tried (bench/README.md, attention-memory): with the earlier bound (half a chunk target, 128 MiB),
+ * the plain attentions kept at SD 1.5's lower levels at 1024x1024 cost 0.3 GiB and put the step above 6 GB.
+ */
+export const AUTO_CPU_PLAIN_SCORE_BYTES = 16 * 1024 ** 2;
+
 /** What the graph builders are given: the form for large attentions and the memory target of one chunk. */
 export interface AttentionBuild {
   readonly form: AttentionForm;
   /** Bytes the float32 score blocks of one chunk (and what is derived from them) may take. */
   readonly chunkBytes: number;
-  /** Attentions whose whole score matrix fits `chunkBytes` use the plain form (the reference) whatever `form` is. */
-  readonly plainWhenFits: boolean;
+  /**
+   * Attentions whose whole float32 score tensor (batch x heads x queries x keys) is at most this many bytes use the
+   * plain form (the reference) whatever `form` is; 0 for none. The memory estimate reads the same number.
+   */
+  readonly plainUpToBytes: number;
 }
 
-export const PLAIN_ATTENTION: AttentionBuild = { form: 'plain', chunkBytes: DEFAULT_ATTENTION_CHUNK_BYTES, plainWhenFits: true };
+/** The chunked forms keep an attention plain when its scores and their softmax fit one chunk target. */
+function chunkedPlainUpTo(chunkBytes: number): number {
+  return chunkBytes / SPLIT_LIVE_COPIES;
+}
+
+export const PLAIN_ATTENTION: AttentionBuild = {
+  form: 'plain', chunkBytes: DEFAULT_ATTENTION_CHUNK_BYTES, plainUpToBytes: Number.POSITIVE_INFINITY,
+};
 
 /**
  * The build for a mode on a provider. `auto`: the fused kernels on GPU providers (memory-efficient there);
- * on the CPU the plain reference wherever its score matrix fits the target, and the fused kernel above it
- * (onnxruntime's CPU MultiHeadAttention works in blocks and is the fastest of the lean forms there).
+ * on the CPU the plain reference for the small attentions (AUTO_CPU_PLAIN_SCORE_BYTES) and the fused kernel for
+ * the rest (onnxruntime's CPU MultiHeadAttention works in blocks and is the fastest of the lean forms there).
  */
 export function attentionBuild(mode: AttentionMode, provider: Provider = 'cpu', chunkBytes = DEFAULT_ATTENTION_CHUNK_BYTES): AttentionBuild {
   if (!Number.isFinite(chunkBytes) || chunkBytes <= 0) {
     throw new DarkroomError('ATTENTION_CHUNK_BYTES', `the attention chunk target must be a positive number of bytes, got ${chunkBytes}`);
   }
-  if (mode === 'auto') return provider === 'cpu' ? { form: 'fused', chunkBytes, plainWhenFits: true } : { form: 'fused', chunkBytes, plainWhenFits: false };
-  return { form: mode, chunkBytes, plainWhenFits: mode !== 'fused' };
+  if (mode === 'auto') return { form: 'fused', chunkBytes, plainUpToBytes: provider === 'cpu' ? AUTO_CPU_PLAIN_SCORE_BYTES : 0 };
+  if (mode === 'plain') return { form: 'plain', chunkBytes, plainUpToBytes: Number.POSITIVE_INFINITY };
+  return { form: mode, chunkBytes, plainUpToBytes: mode === 'fused' ? 0 : chunkedPlainUpTo(chunkBytes) };
 }
 
 /**
@@ -78,7 +98,7 @@ export function feedForwardChunkBytes(a: AttentionBuild): number | undefined {
 /** The cache-key facts of a build: what changes the graph, nothing else. */
 export function attentionKey(a: AttentionBuild): Readonly<Record<string, unknown>> {
   if (a.form === 'plain') return { form: 'plain' };
-  return { form: a.form, chunkBytes: a.chunkBytes, plainWhenFits: a.plainWhenFits };
+  return { form: a.form, chunkBytes: a.chunkBytes, plainUpToBytes: a.plainUpToBytes };
 }
 
 /** How one attention layer of the given score shape is built. */
@@ -89,7 +109,7 @@ export type LayerAttention =
   | { readonly form: 'subquad'; readonly queries: readonly number[]; readonly keys: readonly number[] };
 
 export function layerAttention(a: AttentionBuild, shape: ScoreShape): LayerAttention {
-  if (a.form === 'plain' || (a.plainWhenFits && scoresFit(shape, a.chunkBytes))) return { form: 'plain' };
+  if (a.form === 'plain' || scoreBlockBytes(shape, shape.queries, shape.keys) <= a.plainUpToBytes) return { form: 'plain' };
   if (a.form === 'fused') return { form: 'fused' };
   if (a.form === 'split') return { form: 'split', queries: planSplit(shape, a.chunkBytes) };
   return { form: 'subquad', ...planSubQuad(shape, a.chunkBytes) };

@@ -154,7 +154,7 @@ export function multiHeadAttention(b: GraphBuilder, q: Value, k: Value, v: Value
   const l = k.shape[1]!;
   const dh = d / heads;
   const scale = 1 / Math.sqrt(dh);
-  const build = opts.attention ?? (opts.fused ? { form: 'fused' as const, chunkBytes: PLAIN_ATTENTION.chunkBytes, plainWhenFits: false } : PLAIN_ATTENTION);
+  const build = opts.attention ?? (opts.fused ? { form: 'fused' as const, chunkBytes: PLAIN_ATTENTION.chunkBytes, plainUpToBytes: 0 } : PLAIN_ATTENTION);
   const layer = layerAttention(build, { batch, heads, queries: s, keys: l });
   if (layer.form === 'fused' && !opts.mask) {
     const out = b.mha(b.cast(q, 'float32'), b.cast(k, 'float32'), b.cast(v, 'float32'), heads, scale);

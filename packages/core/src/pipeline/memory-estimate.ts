@@ -59,8 +59,8 @@ const FUSED_FLOOR_BYTES = 128 * MiB;
 export function attentionMemory(mode: AttentionMode, provider: Provider, chunkBytes?: number): AttentionMemory {
   const build = attentionBuild(mode, provider, chunkBytes);
   if (build.form === 'plain') return PLAIN_ATTENTION_MEMORY;
-  // the builders keep an attention plain when its scores and their softmax fit one chunk
-  const plainUpToBytes = build.plainWhenFits ? build.chunkBytes / 2 : 0;
+  // the builders keep the small attentions plain (models/attention.ts says which)
+  const { plainUpToBytes } = build;
   return build.form === 'fused'
     ? { kind: 'lean', floorBytes: FUSED_FLOOR_BYTES, bytesPerHeadToken: FUSED_BYTES_PER_HEAD_TOKEN, plainUpToBytes }
     : { kind: 'lean', floorBytes: 2 * build.chunkBytes, bytesPerHeadToken: CHUNKED_BYTES_PER_HEAD_TOKEN, plainUpToBytes };

@@ -25,14 +25,23 @@ test('attention modes: names, A1111 flag aliases with or without dashes, unknown
   assert.throws(() => parseAttentionMode('flash'), (e: unknown) => isDarkroomError(e, 'ATTENTION_MODE_UNKNOWN'));
 });
 
-test('auto: the plain reference where the scores fit, the fused kernel above on CPU and everywhere on GPUs', () => {
+test('auto: the plain reference for small attentions, the fused kernel above on CPU and everywhere on GPUs', () => {
+  const tiny = { batch: 2, heads: 8, queries: 64, keys: 64 };
   const small = { batch: 2, heads: 8, queries: 1024, keys: 1024 };
   const large = { batch: 2, heads: 8, queries: 16384, keys: 16384 };
   const cross = { batch: 2, heads: 8, queries: 16384, keys: 77 };
+  const lowCross = { batch: 2, heads: 8, queries: 1024, keys: 77 };
+  // the bound does not follow the chunk target: a large target must not keep SD 1.5's 1024-token scores plain
   const cpu = attentionBuild('auto', 'cpu', 1024 ** 3);
-  assert.equal(layerAttention(cpu, small).form, 'plain');
-  assert.equal(layerAttention(cpu, cross).form, 'plain');
+  assert.equal(layerAttention(cpu, tiny).form, 'plain');
+  assert.equal(layerAttention(cpu, lowCross).form, 'plain');
+  // SD 1.5 at 1024x1024: 64 MiB of scores at the third level, 80 MiB in the first level's cross-attention
+  assert.equal(layerAttention(cpu, small).form, 'fused');
+  assert.equal(layerAttention(cpu, cross).form, 'fused');
   assert.equal(layerAttention(cpu, large).form, 'fused');
+  assert.ok(attentionBuild('auto', 'cpu').plainUpToBytes <= 16 * 1024 ** 2);
+  // the chunked forms keep an attention plain when its scores and their softmax fit one chunk
+  assert.equal(layerAttention(attentionBuild('split', 'cpu', 1024 ** 3), small).form, 'plain');
   assert.equal(layerAttention(attentionBuild('auto', 'cuda'), small).form, 'fused');
   assert.equal(layerAttention(attentionBuild('fused'), small).form, 'fused');
   assert.equal(layerAttention(attentionBuild('plain'), large).form, 'plain');
