@@ -5,6 +5,11 @@
  * from the untiled ones. A step is one UNet call with cond and uncond in one batch of 2 and a 77-token context,
  * on a graph opened from disk as a worker opens its compile cache.
  *
+ * Memory modes (A1111's --medvram and --lowvram, models/memory-mode.ts) change how one UNet step runs: medvram opens
+ * its sessions without onnxruntime's CPU arena, lowvram runs the UNet in three parts opened one at a time. Each
+ * memory mode other than normal is measured with the attention modes in --memory-mode-attentions (default auto,
+ * the worker's default), every attention mode with normal.
+ *
  * Every configuration runs in a child process of its own (bench/support/attention-step.ts): one to build the
  * graph into `.darkroom/bench-attention` (kept between runs; weights shared on disk), one to open it and run the
  * step, so the peak is that of a worker holding just this session. A configuration whose estimated need is above
@@ -13,6 +18,7 @@
  *
  *   npm run bench -- attention-memory
  *   npx tsx bench/attention-memory.ts [--models demo,sd15] [--modes plain,split,subquad,fused,auto]
+ *                                     [--memory-modes normal,medvram,lowvram] [--memory-mode-attentions auto]
  *                                     [--demo-sizes 512,1024,2048] [--sd15-sizes 512,1024] [--runs 1]
  *                                     [--chunk-mib 256] [--threads N] [--vae-size 2048] [--seam-sizes 1024,2048]
  *                                     [--floor-gib 1.5] [--no-vae] [--tag name]
@@ -21,6 +27,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DarkroomError } from '../packages/core/src/errors.js';
 import { ATTENTION_MODES, parseAttentionMode } from '../packages/core/src/models/attention.js';
+import { parseMemoryMode, type MemoryMode } from '../packages/core/src/models/memory-mode.js';
 import { listArg, numberArg, stringArg } from './support/args.js';
 import type { BenchModel, StepJob, VaeJob } from './support/attention-step.js';
 import { machineInfo } from './support/machine.js';
@@ -31,6 +38,8 @@ import { printTable, writeResult, type Column, type Row } from './support/report
 const argv = process.argv.slice(2);
 const models = listArg(argv, 'models', ['demo', 'sd15']) as BenchModel[];
 const modes = listArg(argv, 'modes', [...ATTENTION_MODES.filter((m) => m !== 'auto'), 'auto']);
+const memoryModes = listArg(argv, 'memory-modes', ['normal']).map(parseMemoryMode);
+const memoryModeAttentions = listArg(argv, 'memory-mode-attentions', ['auto']);
 const sizes: Record<BenchModel, number[]> = {
   demo: listArg(argv, 'demo-sizes', ['512', '1024', '2048']).map(Number),
   sd15: listArg(argv, 'sd15-sizes', ['512', '1024']).map(Number),
@@ -119,24 +128,25 @@ function num(r: Record<string, unknown> | undefined, key: string): number {
   return typeof v === 'number' ? v : Number.NaN;
 }
 
-function stepRowBase(model: BenchModel, size: number, mode: string): Record<string, string | number | null> {
-  return { model: FACTS[model].label, size: `${size}x${size}`, attention: mode };
+function stepRowBase(model: BenchModel, size: number, mode: string, memoryMode: MemoryMode): Record<string, string | number | null> {
+  return { model: FACTS[model].label, size: `${size}x${size}`, attention: mode, memory: memoryMode };
 }
 
-async function stepRow(model: BenchModel, size: number, mode: string): Promise<Row> {
-  const base = stepRowBase(model, size, mode);
+async function stepRow(model: BenchModel, size: number, mode: string, memoryMode: MemoryMode): Promise<Row> {
+  const base = stepRowBase(model, size, mode, memoryMode);
+  const label = `${model} ${size} ${mode} ${memoryMode}`;
   const need = estimate(model, size, mode);
   const available = availableBytes();
   if (need.bytes > available - floorBytes) {
     const reason = `needs about ${gib(need.bytes)} GiB (${need.why}); ${gib(available)} GiB available, ${gib(floorBytes)} GiB kept free`;
-    console.log(`${model} ${size} ${mode}: skipped, ${reason}`);
+    console.log(`${label}: skipped, ${reason}`);
     return { ...base, status: 'skipped', note: reason };
   }
-  const job: StepJob = { model, size, mode, chunkBytes, provider, runs, floorBytes, ...(threads ? { threads } : {}) };
-  console.log(`${model} ${size} ${mode}: building (estimated need ${gib(need.bytes)} GiB)`);
+  const job: StepJob = { model, size, mode, memoryMode, chunkBytes, provider, runs, floorBytes, ...(threads ? { threads } : {}) };
+  console.log(`${label}: building (estimated need ${gib(need.bytes)} GiB)`);
   const prepared = await runChild('prepare', job);
   if (prepared.code !== 0 || !prepared.result) return { ...base, status: 'failed', note: `graph build exited with ${prepared.code}` };
-  console.log(`${model} ${size} ${mode}: ${prepared.result.built ? `built in ${prepared.seconds.toFixed(0)} s` : 'graph cached'}; running`);
+  console.log(`${label}: ${prepared.result.built ? `built in ${prepared.seconds.toFixed(0)} s` : 'graph cached'}; running`);
   const ran = await runChild('step', job);
   if (ran.code !== 0 || !ran.result) {
     const why = ran.code === 143 ? 'stopped: the host ran low on memory' : `exited with ${ran.code}`;
@@ -156,14 +166,14 @@ async function stepRow(model: BenchModel, size: number, mode: string): Promise<R
     finite: r.finite === true ? 'yes' : 'NO',
     note: '',
   };
-  console.log(`${model} ${size} ${mode}: peak ${row.peakGiB.toFixed(2)} GiB, step ${row.stepS.toFixed(1)} s`);
+  console.log(`${label}: peak ${row.peakGiB.toFixed(2)} GiB, step ${row.stepS.toFixed(1)} s`);
   return row;
 }
 
-/** Ratios against the plain graph of the same model and size, measured in this run. */
+/** Ratios against the plain graph of the same model and size in the normal memory mode, measured in this run. */
 function withRatios(rows: Row[]): Row[] {
   return rows.map((r) => {
-    const plain = rows.find((p) => p.model === r.model && p.size === r.size && p.attention === 'plain' && p.status === 'ok');
+    const plain = rows.find((p) => p.model === r.model && p.size === r.size && p.attention === 'plain' && p.memory === 'normal' && p.status === 'ok');
     if (!plain || r.status !== 'ok') return { ...r, peakVsPlain: null, stepVsPlain: null };
     return { ...r, peakVsPlain: (r.peakGiB as number) / (plain.peakGiB as number), stepVsPlain: (r.stepS as number) / (plain.stepS as number) };
   });
@@ -238,6 +248,7 @@ const STEP_COLUMNS: Column[] = [
   { key: 'model', label: 'model' },
   { key: 'size', label: 'size' },
   { key: 'attention', label: 'attention' },
+  { key: 'memory', label: 'memory mode' },
   { key: 'status', label: 'status' },
   { key: 'peakGiB', label: 'peak GiB', digits: 2 },
   { key: 'sessionGiB', label: 'session GiB', digits: 2 },
@@ -266,7 +277,16 @@ async function main(): Promise<void> {
   const machine = machineInfo(provider);
   console.log(`attention-memory: ${machine.cpuModel}, ${machine.cores} cores, ${gib(availableBytes())} GiB available, chunk target ${chunkBytes / 1024 ** 2} MiB`);
   const stepRows: Row[] = [];
-  for (const model of models) for (const size of sizes[model]) for (const mode of modes) stepRows.push(await stepRow(model, size, mode));
+  for (const model of models) {
+    for (const size of sizes[model]) {
+      for (const mode of modes) {
+        for (const memoryMode of memoryModes) {
+          if (memoryMode !== 'normal' && !memoryModeAttentions.includes(mode)) continue;
+          stepRows.push(await stepRow(model, size, mode, memoryMode));
+        }
+      }
+    }
+  }
   const vaeRows: Row[] = [];
   const seams: SeamResult[] = [];
   if (withVae) {
@@ -274,20 +294,27 @@ async function main(): Promise<void> {
     for (const s of seamSizes) seams.push(await seamRow(s));
   }
   const rows = withRatios(stepRows);
-  const goals = GOALS.filter((g) => models.includes(g.model) && sizes[g.model].includes(g.size)).map((g) => {
+  // each goal for the best configuration measured and for the worker's default (auto attention, normal memory)
+  const goals = GOALS.filter((g) => models.includes(g.model) && sizes[g.model].includes(g.size)).flatMap((g) => {
     const measured = rows.filter((r) => r.model === FACTS[g.model].label && r.size === `${g.size}x${g.size}` && r.status === 'ok');
     const best = measured.reduce<Row | undefined>((a, r) => (!a || (r.peakGiB as number) < (a.peakGiB as number) ? r : a), undefined);
-    const peakBytes = best ? (best.peakGiB as number) * GiB : Number.NaN;
-    return { goal: g.label, met: best ? peakBytes <= g.bytes : false, bestAttention: best?.attention ?? null, peakGB: peakBytes / 1e9, peakGiB: peakBytes / GiB };
+    const byDefault = measured.find((r) => r.attention === 'auto' && r.memory === 'normal');
+    return [['best', best], ['default', byDefault]].flatMap(([which, row]) => {
+      if (!row || typeof row === 'string') return [];
+      const peakBytes = (row.peakGiB as number) * GiB;
+      return [{ goal: g.label, which, met: peakBytes <= g.bytes, attention: row.attention, memory: row.memory, peakGB: peakBytes / 1e9, peakGiB: peakBytes / GiB }];
+    });
   });
   printTable(`One UNet step (batch 2, 77 tokens, ${provider}, float32, chunk target ${chunkBytes / 1024 ** 2} MiB; peak RSS of a process holding only this session)`, STEP_COLUMNS, [...rows, ...vaeRows]);
   if (seams.length) printTable('Tiled VAE against the untiled pass (demo model; tiles of 64 latent pixels, overlap 16)', SEAM_COLUMNS, seamRows(seams));
-  for (const g of goals) console.log(`goal ${g.goal}: ${g.met ? 'met' : 'NOT met'} (best ${g.bestAttention ?? '-'}: ${g.peakGB.toFixed(2)} GB = ${g.peakGiB.toFixed(2)} GiB)`);
+  for (const g of goals) {
+    console.log(`goal ${g.goal}, ${g.which}: ${g.met ? 'met' : 'NOT met'} (${g.attention} ${g.memory}: ${g.peakGB.toFixed(2)} GB = ${g.peakGiB.toFixed(2)} GiB)`);
+  }
   const file = writeResult({
     bench: tag ? `attention-memory-${tag}` : 'attention-memory',
     date: new Date().toISOString(),
     machine,
-    parameters: { models, modes, sizes, runs, chunkBytes, threads: threads ?? null, vaeSize, seamSizes, floorBytes },
+    parameters: { models, modes, memoryModes, memoryModeAttentions, sizes, runs, chunkBytes, threads: threads ?? null, vaeSize, seamSizes, floorBytes },
     rows: [...rows, ...vaeRows],
     seams: seamRows(seams),
     goals,

@@ -4,7 +4,10 @@
  *   prepare <json>   build one UNet graph (demo or full-size SD 1.5 with seeded random weights) with an attention
  *                    mode and store it in the bench's compile cache (weights shared between entries on disk)
  *   step <json>      open that graph as a worker would (from disk) and run one UNet call (cond and uncond in one
- *                    batch of 2, a 77-token context); report the process's peak RSS and the times
+ *                    batch of 2, a 77-token context) the way the job's memory mode runs it: normal (onnxruntime's
+ *                    CPU arena on), medvram (arena off, as the engine opens medvram's sessions), lowvram (the UNet
+ *                    in three consecutive parts opened one at a time, arena off); report the process's peak RSS
+ *                    and the times
  *   vae <json>       decode (or encode) one demo-model image at a size, tiled or not, through loadModel
  *   seams <json>     decode and encode the same demo-model inputs tiled and untiled and report the differences
  *
@@ -18,12 +21,14 @@ import { attentionBuild, attentionKey, feedForwardChunkBytes, parseAttentionMode
 import { CompileCache, type GraphKey } from '../../packages/core/src/models/cache.js';
 import { openCheckpoint, readComponent, sha256File } from '../../packages/core/src/models/checkpoint.js';
 import { inferModelConfig, overridesFromJson, UNET_PREFIX } from '../../packages/core/src/models/config.js';
-import { unetModel } from '../../packages/core/src/models/graphs.js';
+import { unetBuilder, unetModel } from '../../packages/core/src/models/graphs.js';
+import { sessionArena, unetParts, type MemoryMode } from '../../packages/core/src/models/memory-mode.js';
+import type { BuiltModel } from '../../packages/core/src/graph/builder.js';
 import { loadModel } from '../../packages/core/src/models/load.js';
 import { ensureDemoModel } from '../../packages/core/src/pipeline/demo-model.js';
 import { createSession, type Provider } from '../../packages/core/src/runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../../packages/core/src/tensor.js';
-import { buildFullsizeUNet, fullsizeSpec } from './fullsize-model.js';
+import { buildFullsizeUNet, buildFullsizeUNetParts, fullsizeSpec } from './fullsize-model.js';
 import { GiB, MemoryWatchdog } from './memory.js';
 import { nowMs } from './stats.js';
 
@@ -39,6 +44,8 @@ export interface StepJob {
   /** Image side in pixels (the latent is an eighth). */
   readonly size: number;
   readonly mode: string;
+  /** How the engine would run the UNet under A1111's memory modes (default normal). */
+  readonly memoryMode?: MemoryMode;
   readonly chunkBytes: number;
   readonly provider: Provider;
   readonly threads?: number;
@@ -91,55 +98,114 @@ async function demoUNet(): Promise<{ weights: Map<string, Float32Tensor>; config
   }
 }
 
-async function graphKey(job: StepJob): Promise<GraphKey> {
+const EXTERNAL_DATA_ABOVE_BYTES = 64 * 1024;
+
+/** The cache key of the whole graph, or of one of lowvram's parts. */
+async function graphKey(job: StepJob, part?: { part: number; parts: number }): Promise<GraphKey> {
   const latent = job.size / 8;
   const attention = attentionBuild(parseAttentionMode(job.mode), job.provider, job.chunkBytes);
   return {
     weights: job.model === 'demo' ? await sha256File((await ensureDemoModel(ROOT)).checkpoint) : 'random-sd15-seed1',
     component: 'unet',
-    options: { batch: BATCH, height: latent, width: latent, contextLength: TOKENS, attention: attentionKey(attention) },
+    options: { batch: BATCH, height: latent, width: latent, contextLength: TOKENS, attention: attentionKey(attention), ...(part ?? {}) },
   };
 }
 
-/** Builds the job's graph into the bench cache (nothing when it is there already). */
+/** Builds the job's graph (or lowvram's parts of it) into the bench cache (nothing when it is there already). */
 async function prepare(job: StepJob): Promise<Record<string, unknown>> {
   const latent = job.size / 8;
   const attention = attentionBuild(parseAttentionMode(job.mode), job.provider, job.chunkBytes);
   const ff = feedForwardChunkBytes(attention);
   const shape = { batch: BATCH, height: latent, width: latent, contextLength: TOKENS };
+  const graphOptions = { attention, ...(ff !== undefined ? { feedForwardChunkBytes: ff } : {}) };
+  const parts = unetParts(job.memoryMode ?? 'normal');
+  const cache = new CompileCache(BENCH_CACHE);
   const t0 = nowMs();
-  const entry = await new CompileCache(BENCH_CACHE).getOrBuild(await graphKey(job), async () => {
-    if (job.model === 'sd15') {
-      return buildFullsizeUNet(fullsizeSpec('sd15'), shape, { fusedAttention: false, attention, ...(ff !== undefined ? { feedForwardChunkBytes: ff } : {}) }).model;
-    }
-    const { weights, config } = await demoUNet();
-    return unetModel(weights, config.unet, { ...shape, attention, ...(ff !== undefined ? { feedForwardChunkBytes: ff } : {}), externalDataAboveBytes: 64 * 1024 });
-  });
-  return { path: entry.path, built: entry.built, buildMs: nowMs() - t0, peakRssBytes: status('VmHWM') };
+  if (parts === 1) {
+    const entry = await cache.getOrBuild(await graphKey(job), async () => {
+      if (job.model === 'sd15') return buildFullsizeUNet(fullsizeSpec('sd15'), shape, { fusedAttention: false, ...graphOptions }).model;
+      const { weights, config } = await demoUNet();
+      return unetModel(weights, config.unet, { ...shape, ...graphOptions, externalDataAboveBytes: EXTERNAL_DATA_ABOVE_BYTES });
+    });
+    return { path: entry.path, built: entry.built, buildMs: nowMs() - t0, peakRssBytes: status('VmHWM') };
+  }
+  // one build gives every part; the cache asks for them one at a time
+  let built: Promise<BuiltModel[]> | undefined;
+  const allParts = (): Promise<BuiltModel[]> =>
+    (built ??= (async () => {
+      if (job.model === 'sd15') return buildFullsizeUNetParts(fullsizeSpec('sd15'), shape, { fusedAttention: false, ...graphOptions }, parts, EXTERNAL_DATA_ABOVE_BYTES);
+      const { weights, config } = await demoUNet();
+      return unetBuilder(weights, config.unet, { ...shape, ...graphOptions }).toModelParts(parts, { externalDataAboveBytes: EXTERNAL_DATA_ABOVE_BYTES });
+    })());
+  let anyBuilt = false;
+  for (let part = 0; part < parts; part++) {
+    const entry = await cache.getOrBuild(await graphKey(job, { part, parts }), async () => (await allParts())[part]!);
+    anyBuilt ||= entry.built;
+  }
+  return { built: anyBuilt, buildMs: nowMs() - t0, peakRssBytes: status('VmHWM') };
 }
 
 function contextDim(model: BenchModel): number {
   return model === 'sd15' ? 768 : 32;
 }
 
-/** One UNet call on the graph stored by `prepare`, in a process that holds nothing else. */
-async function step(job: StepJob): Promise<Record<string, unknown>> {
-  const baseline = status('VmRSS');
-  const path = new CompileCache(BENCH_CACHE).pathFor(await graphKey(job));
-  const t0 = nowMs();
-  const session = await createSession(path, { provider: job.provider, ...(job.threads ? { threads: job.threads } : {}) });
-  const sessionMs = nowMs() - t0;
-  const afterSession = status('VmRSS');
+function stepFeeds(job: StepJob): Record<string, HostTensor> {
   const latent = job.size / 8;
-  const x = benchLatent([BATCH, 4, latent, latent], 11);
   const dim = contextDim(job.model);
   const context: Float32Tensor = { dtype: 'float32', shape: [BATCH, TOKENS, dim], data: Float32Array.from({ length: BATCH * TOKENS * dim }, (_, i) => Math.sin(i * 0.7)) };
-  const feeds: Record<string, HostTensor> = {
-    x,
+  return {
+    x: benchLatent([BATCH, 4, latent, latent], 11),
     t: { dtype: 'float32', shape: [BATCH], data: Float32Array.of(999, 999) },
     context_k: context,
     context_v: context,
   };
+}
+
+/**
+ * lowvram: each call opens the parts in turn, one resident at a time, each fed the graph's inputs and what the
+ * earlier parts gave, as the engine does (models/load.ts). The "session" figures are those of the first part.
+ */
+async function stepInParts(job: StepJob, memoryMode: MemoryMode): Promise<Record<string, unknown>> {
+  const baseline = status('VmRSS');
+  const parts = unetParts(memoryMode);
+  const cache = new CompileCache(BENCH_CACHE);
+  const paths: string[] = [];
+  for (let part = 0; part < parts; part++) paths.push(cache.pathFor(await graphKey(job, { part, parts })));
+  const runMs: number[] = [];
+  let sessionMs = 0;
+  let afterSession = Number.NaN;
+  let finite = true;
+  for (let i = 0; i < job.runs; i++) {
+    const feeds = stepFeeds(job);
+    const t1 = nowMs();
+    for (const path of paths) {
+      const t0 = nowMs();
+      const session = await createSession(path, { provider: job.provider, cpuMemArena: sessionArena(memoryMode), ...(job.threads ? { threads: job.threads } : {}) });
+      sessionMs += nowMs() - t0;
+      if (Number.isNaN(afterSession)) afterSession = status('VmRSS');
+      try {
+        Object.assign(feeds, await session.run(feeds));
+      } finally {
+        await session.release();
+      }
+    }
+    runMs.push(nowMs() - t1);
+    finite &&= (feeds.out as Float32Tensor).data.every(Number.isFinite);
+  }
+  return { baselineRssBytes: baseline, sessionRssBytes: afterSession, peakRssBytes: status('VmHWM'), sessionMs: sessionMs / job.runs, runMs, finite };
+}
+
+/** One UNet call on the graph stored by `prepare`, in a process that holds nothing else. */
+async function step(job: StepJob): Promise<Record<string, unknown>> {
+  const memoryMode = job.memoryMode ?? 'normal';
+  if (unetParts(memoryMode) > 1) return stepInParts(job, memoryMode);
+  const baseline = status('VmRSS');
+  const path = new CompileCache(BENCH_CACHE).pathFor(await graphKey(job));
+  const t0 = nowMs();
+  const session = await createSession(path, { provider: job.provider, cpuMemArena: sessionArena(memoryMode), ...(job.threads ? { threads: job.threads } : {}) });
+  const sessionMs = nowMs() - t0;
+  const afterSession = status('VmRSS');
+  const feeds = stepFeeds(job);
   const runMs: number[] = [];
   let finite = true;
   try {

@@ -168,19 +168,32 @@ export interface BuiltUNet {
   readonly weightBytes: number;
 }
 
-export function buildFullsizeUNet(
-  spec: FullsizeSpec,
-  shape: UNetShape,
-  opts: { fusedAttention: boolean; attention?: AttentionBuild; feedForwardChunkBytes?: number; dtype?: ComputeDType; seed?: number },
-): BuiltUNet {
-  const t0 = nowMs();
-  const builder = unetBuilder(new RandomWeights(spec.tensors, opts.seed ?? 1), spec.unet, {
+export interface FullsizeUNetOptions {
+  readonly fusedAttention: boolean;
+  readonly attention?: AttentionBuild;
+  readonly feedForwardChunkBytes?: number;
+  readonly dtype?: ComputeDType;
+  readonly seed?: number;
+}
+
+function fullsizeUNetBuilder(spec: FullsizeSpec, shape: UNetShape, opts: FullsizeUNetOptions): ReturnType<typeof unetBuilder> {
+  return unetBuilder(new RandomWeights(spec.tensors, opts.seed ?? 1), spec.unet, {
     ...shape,
     fusedAttention: opts.fusedAttention,
     ...(opts.attention ? { attention: opts.attention } : {}),
     ...(opts.feedForwardChunkBytes !== undefined ? { feedForwardChunkBytes: opts.feedForwardChunkBytes } : {}),
     ...(opts.dtype ? { dtype: opts.dtype } : {}),
   });
+}
+
+/** The UNet cut into `parts` consecutive models, as lowvram runs it (GraphBuilder.toModelParts). */
+export function buildFullsizeUNetParts(spec: FullsizeSpec, shape: UNetShape, opts: FullsizeUNetOptions, parts: number, externalDataAboveBytes: number): BuiltModel[] {
+  return fullsizeUNetBuilder(spec, shape, opts).toModelParts(parts, { externalDataAboveBytes });
+}
+
+export function buildFullsizeUNet(spec: FullsizeSpec, shape: UNetShape, opts: FullsizeUNetOptions): BuiltUNet {
+  const t0 = nowMs();
+  const builder = fullsizeUNetBuilder(spec, shape, opts);
   const t1 = nowMs();
   const model = builder.toModel();
   const t2 = nowMs();
