@@ -22,6 +22,7 @@
  *                                     [--demo-sizes 512,1024,2048] [--sd15-sizes 512,1024] [--runs 1]
  *                                     [--chunk-mib 256] [--threads N] [--vae-size 2048] [--seam-sizes 1024,2048]
  *                                     [--floor-gib 1.5] [--no-vae] [--tag name]
+ *                                     [--skip model:size:attention[:memory],...]   (listed as skipped, for time)
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,8 @@ const models = listArg(argv, 'models', ['demo', 'sd15']) as BenchModel[];
 const modes = listArg(argv, 'modes', [...ATTENTION_MODES.filter((m) => m !== 'auto'), 'auto']);
 const memoryModes = listArg(argv, 'memory-modes', ['normal']).map(parseMemoryMode);
 const memoryModeAttentions = listArg(argv, 'memory-mode-attentions', ['auto']);
+/** Configurations left out of a run on purpose (each still gets a row saying so). */
+const skipped = new Set(listArg(argv, 'skip', []));
 const sizes: Record<BenchModel, number[]> = {
   demo: listArg(argv, 'demo-sizes', ['512', '1024', '2048']).map(Number),
   sd15: listArg(argv, 'sd15-sizes', ['512', '1024']).map(Number),
@@ -135,6 +138,10 @@ function stepRowBase(model: BenchModel, size: number, mode: string, memoryMode: 
 async function stepRow(model: BenchModel, size: number, mode: string, memoryMode: MemoryMode): Promise<Row> {
   const base = stepRowBase(model, size, mode, memoryMode);
   const label = `${model} ${size} ${mode} ${memoryMode}`;
+  if (skipped.has(`${model}:${size}:${mode}`) || skipped.has(`${model}:${size}:${mode}:${memoryMode}`)) {
+    console.log(`${label}: skipped (--skip)`);
+    return { ...base, status: 'skipped', note: 'not run in this invocation (--skip), for time' };
+  }
   const need = estimate(model, size, mode);
   const available = availableBytes();
   if (need.bytes > available - floorBytes) {
