@@ -154,7 +154,7 @@ describe('a 3 GB checkpoint through the API (DARKROOM_LARGE_TESTS=1)', { skip },
     // The model's own needs: the farm's estimate of this job (what admission holds a worker's budget against).
     const needs = jobMemoryBytes(
       { kind: 'txt2img', request: Txt2ImgRequest.parse(request), checkpointBytes: size },
-      attentionMemory('auto', 'cpu'),
+      { attention: attentionMemory('auto', 'cpu') },
     );
     const bound = size + needs;
     const gib = (n: number) => `${(n / GiB).toFixed(2)} GiB`;

@@ -1,9 +1,11 @@
 import type { ModelConfig } from '@darkroom/core/models/config.js';
 import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '@darkroom/core/models/reference-configs.js';
 import { hiresSize } from '@darkroom/core/pipeline/hires-size.js';
-import { estimateJobMemory, type AttentionMemory, type MemoryEstimateRequest } from '@darkroom/core/pipeline/memory-estimate.js';
+import { attentionMemory, estimateJobMemory, type AttentionMemory, type MemoryEstimateRequest } from '@darkroom/core/pipeline/memory-estimate.js';
 import { isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
 import { BUILTIN_MODEL } from './assets.js';
+import type { FarmConfig } from './config.js';
+import { workerMemoryBudget } from './machine-memory.js';
 import { FarmError } from './errors.js';
 import type { GenerateKind, GenerateRequest } from './schemas.js';
 
@@ -19,6 +21,23 @@ export interface MemoryBudget {
   readonly attention: AttentionMemory;
   /** MEMORY_MODE medvram or lowvram: one of text encoder, UNet and VAE open at a time, so the peak is the largest. */
   readonly oneSessionResident?: boolean;
+  /** Bytes each weight takes in the worker's sessions: 2 with WEIGHTS_DTYPE=float16, else (and when absent) 4. */
+  readonly bytesPerWeight?: number;
+}
+
+/** How a job's need is computed on a worker: everything in its budget but the budget itself. */
+export type MemoryShape = Pick<MemoryBudget, 'attention' | 'oneSessionResident' | 'bytesPerWeight'>;
+
+/** The budget a worker configured with `cfg` advertises (the API assumes the same when no worker is alive). */
+export function memoryBudgetFromConfig(
+  cfg: Pick<FarmConfig, 'workerMemoryBudget' | 'attention' | 'executionProvider' | 'memoryMode' | 'weightsDtype'>,
+): MemoryBudget {
+  return {
+    budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget),
+    attention: attentionMemory(cfg.attention, cfg.executionProvider),
+    oneSessionResident: cfg.memoryMode !== 'normal',
+    bytesPerWeight: cfg.weightsDtype === 'float16' ? 2 : 4,
+  };
 }
 
 const GiB = 1024 ** 3;
@@ -54,7 +73,7 @@ export interface JobToAdmit {
 
 /** The estimate's inputs for a job as submitted; `shape` narrows it to find which field makes it too large. */
 function estimateRequests(
-  job: JobToAdmit, budget: Pick<MemoryBudget, 'attention' | 'oneSessionResident'>,
+  job: JobToAdmit, budget: MemoryShape,
   shape: { batch: boolean; conds: boolean; hires: boolean } = { batch: true, conds: true, hires: true },
 ): MemoryEstimateRequest[] {
   const { kind, request } = job;
@@ -63,6 +82,7 @@ function estimateRequests(
   return configsFor(request).map((config) => ({
     config, width: request.width, height: request.height, attention: budget.attention,
     ...(budget.oneSessionResident ? { oneSessionResident: true } : {}),
+    ...(budget.bytesPerWeight ? { bytesPerWeight: budget.bytesPerWeight } : {}),
     ...(request.override_settings?.batch_cond_uncond === false ? { sequentialCondUncond: true } : {}),
     batchSize: shape.batch ? request.batch_size : 1,
     condsPerImage: shape.conds ? Math.max(andParts(request.prompt), andParts(hrPrompt)) : 1,
@@ -76,13 +96,13 @@ function peakOf(requests: readonly MemoryEstimateRequest[]): number {
   return Math.max(...requests.map((r) => estimateJobMemory(r).bytes));
 }
 
-/** The job's estimated peak on a worker whose attention is `attention`. */
-export function jobMemoryBytes(job: JobToAdmit, attention: AttentionMemory, oneSessionResident = false): number {
-  return peakOf(estimateRequests(job, { attention, oneSessionResident }));
+/** The job's estimated peak on a worker of the given attention, memory mode and weight type. */
+export function jobMemoryBytes(job: JobToAdmit, shape: MemoryShape): number {
+  return peakOf(estimateRequests(job, shape));
 }
 
 export function fitsBudget(job: JobToAdmit, budget: MemoryBudget): boolean {
-  return jobMemoryBytes(job, budget.attention, budget.oneSessionResident) <= budget.budgetBytes;
+  return jobMemoryBytes(job, budget) <= budget.budgetBytes;
 }
 
 const gib = (bytes: number): string => `${(bytes / GiB).toFixed(1)} GiB`;
@@ -107,7 +127,7 @@ export function memoryRefusal(job: JobToAdmit, budgets: readonly MemoryBudget[])
     budgets.some((b) => peakOf(estimateRequests({ ...job, request: req }, b, shape)) <= b.budgetBytes);
   if (fitsSome(request)) return null;
   const best = Math.max(...budgets.map((b) => b.budgetBytes));
-  const need = Math.min(...budgets.map((b) => jobMemoryBytes(job, b.attention, b.oneSessionResident)));
+  const need = Math.min(...budgets.map((b) => jobMemoryBytes(job, b)));
   const model = configsFor(request).length === 1 ? 'the demo model' : 'its checkpoint (estimated as a full-size SD model)';
   const prefix = `this job needs about ${gib(need)} of memory at its peak on ${model}; the largest worker budget is ${gib(best)} (WORKER_MEMORY_BUDGET)`;
   const refuse = (field: string, hint: string): FarmError => new FarmError('JOB_TOO_LARGE', 422, `${field}: ${prefix}. ${hint}`, field);

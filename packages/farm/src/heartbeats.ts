@@ -12,6 +12,8 @@ export interface WorkerAdvert {
   readonly attention: AttentionMemory;
   /** MEMORY_MODE medvram or lowvram: one component's sessions resident at a time (absent in adverts of older workers). */
   readonly oneSessionResident?: boolean;
+  /** 2 for WEIGHTS_DTYPE=float16 (absent: 4, float32). */
+  readonly bytesPerWeight?: number;
   readonly host: string;
   readonly pid: number;
   readonly startedAt: string;

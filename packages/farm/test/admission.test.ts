@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attentionMemory, PLAIN_ATTENTION_MEMORY } from '@darkroom/core/pipeline/memory-estimate.js';
-import { defaultMemoryBudget, fitsBudget, jobMemoryBytes, memoryRefusal, Txt2ImgRequest, Img2ImgRequest, workerMemoryBudget } from '../src/index.js';
+import { defaultMemoryBudget, fitsBudget, jobMemoryBytes, memoryBudgetFromConfig, memoryRefusal, Txt2ImgRequest, Img2ImgRequest, workerMemoryBudget } from '../src/index.js';
 
 const GiB = 1024 ** 3;
 const txt = (fields: Record<string, unknown>) => ({ kind: 'txt2img' as const, request: Txt2ImgRequest.parse({ prompt: 'a harbour', ...fields }) });
@@ -30,12 +30,12 @@ test('the field at fault: batch_size, the AND parts, then the hires pass', () =>
 test('any budget that holds the job admits it; a named checkpoint is estimated as a full-size model, bounded by its file', () => {
   assert.equal(memoryRefusal(txt({ width: 1024, height: 1024 }), [budget(3), budget(64)]), null);
   const named = txt({ width: 512, height: 512, model: 'v1-5-pruned-emaonly' });
-  assert.ok(jobMemoryBytes(named, PLAIN_ATTENTION_MEMORY) > 8 * GiB);
+  assert.ok(jobMemoryBytes(named, { attention: PLAIN_ATTENTION_MEMORY }) > 8 * GiB);
   assert.equal(memoryRefusal(named, [budget(4)])?.field, 'width');
   const small = { ...txt({ width: 64, height: 64, model: 'tiny-custom' }), checkpointBytes: 5 * 1024 ** 2 };
-  assert.ok(jobMemoryBytes(small, PLAIN_ATTENTION_MEMORY) < 2 * GiB, 'a 5 MB file cannot hold a full-size model');
+  assert.ok(jobMemoryBytes(small, { attention: PLAIN_ATTENTION_MEMORY }) < 2 * GiB, 'a 5 MB file cannot hold a full-size model');
   const i2i = { kind: 'img2img' as const, request: Img2ImgRequest.parse({ init_images: ['iVBORw0KGgo='], width: 512, height: 512 }) };
-  assert.ok(jobMemoryBytes(i2i, PLAIN_ATTENTION_MEMORY) > jobMemoryBytes(txt({ width: 512, height: 512 }), PLAIN_ATTENTION_MEMORY));
+  assert.ok(jobMemoryBytes(i2i, { attention: PLAIN_ATTENTION_MEMORY }) > jobMemoryBytes(txt({ width: 512, height: 512 }), { attention: PLAIN_ATTENTION_MEMORY }));
 });
 
 test('lean attention admits what plain attention cannot', () => {
@@ -52,8 +52,8 @@ test('WORKER_MEMORY_BUDGET: configured, else the machine less a tenth (at least 
 
 test('MEMORY_MODE=medvram: a worker holding one component at a time admits a job a normal worker of the same budget refuses', () => {
   const job = { ...txt({ width: 512, height: 512 }), request: { ...txt({ width: 512, height: 512 }).request, model: 'sd15' }, checkpointBytes: 2.1e9 };
-  const normal = jobMemoryBytes(job, PLAIN_ATTENTION_MEMORY);
-  const medvram = jobMemoryBytes(job, PLAIN_ATTENTION_MEMORY, true);
+  const normal = jobMemoryBytes(job, { attention: PLAIN_ATTENTION_MEMORY });
+  const medvram = jobMemoryBytes(job, { attention: PLAIN_ATTENTION_MEMORY, oneSessionResident: true });
   assert.ok(medvram < normal, `${medvram} < ${normal}`);
   const between = { budgetBytes: (normal + medvram) / 2, attention: PLAIN_ATTENTION_MEMORY };
   assert.equal(fitsBudget(job, between), false);
@@ -82,5 +82,17 @@ test('WEIGHTS_DTYPE: float16 is read for the cuda provider and refused for the c
 test('batch_cond_uncond false halves the UNet rows the estimate counts, so a job refused batched may fit apart', () => {
   const batched = txt({ width: 512, height: 512, batch_size: 2 });
   const apart = { ...batched, request: { ...batched.request, override_settings: { batch_cond_uncond: false } } };
-  assert.ok(jobMemoryBytes(apart, PLAIN_ATTENTION_MEMORY) < jobMemoryBytes(batched, PLAIN_ATTENTION_MEMORY));
+  assert.ok(jobMemoryBytes(apart, { attention: PLAIN_ATTENTION_MEMORY }) < jobMemoryBytes(batched, { attention: PLAIN_ATTENTION_MEMORY }));
+});
+
+test('a float16 worker needs less for a named checkpoint than a float32 one, and says so in its budget', () => {
+  const job = txt({ model: 'big', width: 512, height: 512 });
+  const f32 = jobMemoryBytes(job, { attention: PLAIN_ATTENTION_MEMORY });
+  const f16 = jobMemoryBytes(job, { attention: PLAIN_ATTENTION_MEMORY, bytesPerWeight: 2 });
+  // SD 1.x/2.x weights are about a billion parameters: two bytes fewer each is gigabytes
+  assert.ok(f32 - f16 > 1.5 * GiB, `float16 saves ${(f32 - f16) / GiB} GiB`);
+  const base = { workerMemoryBudget: 8 * GiB, attention: 'auto' as const, executionProvider: 'cuda' as const, memoryMode: 'normal' as const };
+  assert.equal(memoryBudgetFromConfig({ ...base, weightsDtype: 'float16' }).bytesPerWeight, 2);
+  assert.equal(memoryBudgetFromConfig({ ...base, weightsDtype: 'float32' }).bytesPerWeight, 4);
+  assert.equal(memoryBudgetFromConfig({ ...base, memoryMode: 'medvram', weightsDtype: 'float32' }).oneSessionResident, true);
 });

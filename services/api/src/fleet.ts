@@ -1,7 +1,6 @@
 import {
-  FarmError, liveWorkers, QUEUE_NAMES, workerMemoryBudget, type MemoryBudget, type WorkerAdvert,
+  FarmError, liveWorkers, memoryBudgetFromConfig, QUEUE_NAMES, type MemoryBudget, type WorkerAdvert,
 } from '@darkroom/farm';
-import { attentionMemory } from '@darkroom/core/pipeline/memory-estimate.js';
 import type { ApiContext } from './context.js';
 
 /** The queues a process serves, each of which needs at least one live one for its jobs to run. */
@@ -18,10 +17,7 @@ export async function liveOn(ctx: ApiContext, queue: string): Promise<WorkerAdve
  */
 export function admissionBudgets(ctx: ApiContext, live: readonly WorkerAdvert[]): MemoryBudget[] {
   if (live.length > 0) return [...live];
-  return [{
-    budgetBytes: workerMemoryBudget(ctx.cfg.workerMemoryBudget), attention: attentionMemory(ctx.cfg.attention, ctx.cfg.executionProvider),
-    oneSessionResident: ctx.cfg.memoryMode !== 'normal',
-  }];
+  return [memoryBudgetFromConfig(ctx.cfg)];
 }
 
 /** A synchronous call with nobody to render it fails now instead of waiting out SYNC_TIMEOUT_MS. */

@@ -23,7 +23,7 @@ export interface AdmitContext {
  * any more (the fleet changed since the API admitted it), it fails now with JOB_TOO_LARGE instead of circling.
  */
 export async function admitOrHandBack(ctx: AdmitContext, job: Job<GenerateJobData>, token: string | undefined): Promise<void> {
-  const need = jobMemoryBytes(job.data, ctx.budget.attention, ctx.budget.oneSessionResident);
+  const need = jobMemoryBytes(job.data, ctx.budget);
   if (need <= ctx.budget.budgetBytes) return;
   const others = (await liveWorkers(ctx.redis, ctx.keys, QUEUE_NAMES.generate)).filter((w) => w.name !== ctx.workerName);
   const refusal = memoryRefusal(job.data, [ctx.budget, ...others]);

@@ -4,10 +4,9 @@ import { Job, Worker } from 'bullmq';
 import {
   AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
   QUEUE_NAMES, recordTerminalEvent, generateWorkerOptions, reportWorkerLost, splitFailedReason, startHealthServer, webhookMasterSecret,
-  webhookProcessor, webhookWorkerOptions, workerMemoryBudget, type GenerateJobData, type GenerateJobResult, type MemoryBudget, type WebhookJobData,
+  webhookProcessor, webhookWorkerOptions, memoryBudgetFromConfig, type GenerateJobData, type GenerateJobResult, type MemoryBudget, type WebhookJobData,
   pingWithin, throttledErrorLog, watchAssetDeletions,
 } from '@darkroom/farm';
-import { attentionMemory } from '@darkroom/core/pipeline/memory-estimate.js';
 import { createWorkerMetrics } from './metrics.js';
 import { startFlowWorker } from './flow-processor.js';
 import { generateProcessor, type ProcessorContext } from './processor.js';
@@ -43,12 +42,9 @@ async function main(): Promise<void> {
   const cancels = await CancelListener.open(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-worker-cancel', log }), keys);
   const events = { redis, keys, webhooks: queues.webhooks, retentionS: cfg.retainFailedS };
   // What a job needs here depends on how the render thread builds attention (ATTENTION), so that goes out too.
-  const budget: MemoryBudget = {
-    budgetBytes: workerMemoryBudget(cfg.workerMemoryBudget), attention: attentionMemory(cfg.attention, cfg.executionProvider),
-    oneSessionResident: cfg.memoryMode !== 'normal',
-  };
+  const budget: MemoryBudget = memoryBudgetFromConfig(cfg);
   const heartbeat = new Heartbeat(redis, keys, {
-    name: workerName, queue: QUEUE_NAMES.generate, budgetBytes: budget.budgetBytes, attention: budget.attention, oneSessionResident: cfg.memoryMode !== 'normal',
+    name: workerName, queue: QUEUE_NAMES.generate, ...budget,
     host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), job: null,
   }, cfg.heartbeatIntervalMs, (e) => log.warn({ err: e.message }, 'heartbeat failed'));
   const ctx: ProcessorContext = {

@@ -246,17 +246,18 @@ export function estimateJobMemory(req: MemoryEstimateRequest): MemoryEstimate {
   const pixels = final.width * final.height;
   const images = req.batchSize * pixels * 3 * (IMAGE_FLOAT_COPIES * FLOAT + 1);
   const runtime = req.runtimeBytes ?? WORKER_RUNTIME_BYTES;
-  const fixed = runtime + (buildCopy * bytesPerWeight + tokenTable * FLOAT) + images;
+  // the build reads weights into float32 arrays whatever the sessions then hold
+  const fixed = runtime + (buildCopy + tokenTable) * FLOAT + images;
 
   if (req.oneSessionResident) {
     const largest = sessions.reduce((a, s) => (s.weights * bytesPerWeight + s.arena > a.weights * bytesPerWeight + a.arena ? s : a));
-    const weights = (largest.weights + buildCopy) * bytesPerWeight + tokenTable * FLOAT;
+    const weights = largest.weights * bytesPerWeight + (buildCopy + tokenTable) * FLOAT;
     const bytes = fixed + largest.weights * bytesPerWeight + largest.arena;
     const only = (kind: 'text' | 'unet' | 'vae'): number[] => (largest.kind === kind ? [largest.arena] : []);
     return { bytes, parts: { runtime, weights, text: only('text')[0] ?? 0, unet: only('unet'), vae: only('vae'), images } };
   }
   const sessionWeights = sessions.reduce((sum, s) => sum + s.weights, 0);
-  const weights = (sessionWeights + buildCopy) * bytesPerWeight + tokenTable * FLOAT;
+  const weights = sessionWeights * bytesPerWeight + (buildCopy + tokenTable) * FLOAT;
   const bytes = fixed + sessionWeights * bytesPerWeight + sessions.reduce((sum, s) => sum + s.arena, 0);
   return { bytes, parts: { runtime, weights, text: TEXT_SESSION_BYTES, unet, vae, images } };
 }
