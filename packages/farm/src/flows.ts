@@ -198,7 +198,7 @@ export interface FlowEventTarget {
 export async function enqueueFlowWebhook(
   ctx: EventContext, flow: FlowEventTarget, event: { id: string; type: FlowWebhookEvent; at: string; data: Record<string, unknown> },
 ): Promise<void> {
-  if (!flow.webhook || !flow.webhook.events.includes(event.type)) return;
+  if (!flow.webhook?.events.includes(event.type)) return;
   const once = event.type !== 'progress';
   const messageId = once ? `msg_${flow.id}_${event.type}` : `msg_${flow.id}_${event.type}_${event.id.replace('-', '_')}`;
   const payload: WebhookJobData = {

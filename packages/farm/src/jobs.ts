@@ -60,7 +60,7 @@ export interface JobEvent {
 export const CANCELLED_REASON = 'CANCELLED: the job was cancelled';
 
 export function isCancelledReason(reason: string | undefined): boolean {
-  return reason !== undefined && reason.startsWith('CANCELLED:');
+  return reason?.startsWith('CANCELLED:') === true;
 }
 
 /**

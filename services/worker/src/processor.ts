@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelledReason, isCancelRequested, isQuarantined, leftWaiting,
+  type AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelledReason, isCancelRequested, isQuarantined, leftWaiting,
   outputKey, outputUrl, takeStop, previewKey, previewUrl, publishJobEvent, quarantineReason, readTerminalRecord, recordTerminalEvent, resolveCheckpoint,
   splitFailedReason, type AssetCache, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type GenerateJobData,
   type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget, type Storage, type TerminalRecord,

@@ -119,7 +119,7 @@ function initDrops() {
     e.stopPropagation();
     zone.classList.remove('over');
     const f = e.dataTransfer.files[0];
-    if (f && f.type.startsWith('image/')) setInitImage(f);
+    if (f?.type.startsWith('image/')) setInitImage(f);
   });
   zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('init-file').click(); } });
   zone.addEventListener('click', () => $('init-file').click());
@@ -190,7 +190,7 @@ if (session.key) {
   // A key this tab already signed in with: show the form at once and check the key alongside; a key
   // revoked since then sends the page back to the sign-in, with nothing of the tenant's left on it.
   void start();
-  checkKey(session.key).then((problem) => {
+  void checkKey(session.key).then((problem) => {
     if (!problem) return;
     session.key = null;
     forgetJobs();
