@@ -27,6 +27,7 @@ export { parseDestinationSeeds, seedTravelStrength, travelKeys, type TravelKey }
 export { SEED_BLENDING_DEFAULTS, type SeedBlendingOptions } from './seed-blending.js';
 export {
   TXT2IMG2IMG_DEFAULTS,
+  img2imgStageBase,
   img2imgStageParams,
   type CellsStage,
   type Img2ImgStage,
@@ -34,3 +35,8 @@ export {
   type StagedScriptPlan,
   type Txt2Img2ImgOptions,
 } from './txt2img2img.js';
+export { FLOW_SCRIPT_NAMES, flowScriptName, type FlowScriptName } from './names.js';
+export { IMG2IMG_VIDEO_DEFAULTS, planImg2ImgVideo, VIDEO_SEED_MODES, type Img2ImgVideoOptions, type VideoSeedMode } from './img2img-video.js';
+export {
+  ANIMATOR_DEFAULTS, animatorMove, parsePromptKeyframes, parseSchedule, planAnimator, promptAt, scheduleAt, type AnimatorOptions, type Keyframe, type Schedule,
+} from './animator.js';

@@ -42,3 +42,17 @@ export function scriptByName(scriptName: string, mode?: 'txt2img' | 'img2img'): 
   const key = scriptName.toLowerCase();
   return (mode ? scriptNamesFor(mode) : SCRIPT_NAMES).find((n) => n === key);
 }
+
+/**
+ * Scripts the farm runs as flows that A1111's API has no script_name for (its wiki lists extensions of these
+ * kinds, each with arguments of its own): they take named options on `/v1/flows`, are not listed by
+ * `/sdapi/v1/scripts`, and are planned by their own functions (img2img-video.ts, animator.ts).
+ */
+export const FLOW_SCRIPT_NAMES = ['img2img video', 'animator'] as const;
+export type FlowScriptName = (typeof FLOW_SCRIPT_NAMES)[number];
+
+/** `name` (any case) to the flow-only script it names, if any. */
+export function flowScriptName(name: string): FlowScriptName | undefined {
+  const key = name.toLowerCase();
+  return FLOW_SCRIPT_NAMES.find((n) => n === key);
+}

@@ -8,6 +8,7 @@
  * depends on stage 1's (BullMQ flow: stage 1 a child of stage 2), building its request with img2imgStageParams
  * once the image is there. The script's images are the last stage's. Both stages use the same fixed seed.
  */
+import type { AffineMove } from '../pipeline/affine-transform.js';
 import type { Img2ImgParams, InitImage, Txt2ImgParams } from '../pipeline/params.js';
 import { fixSeed, scriptArgError } from './script-errors.js';
 import type { GenerationParams, PlanContext, ScriptPlan } from './types.js';
@@ -40,6 +41,8 @@ export interface Img2ImgStage {
   /** The image it starts from: image `image` of cell `cell` of stage `stage`. */
   readonly from: { readonly stage: number; readonly cell: number; readonly image: number };
   readonly label: string;
+  /** A move applied to the source image before the img2img (the animator's zoom, rotate, translate); absent: none. */
+  readonly transform?: AffineMove;
 }
 
 export type ScriptStage = CellsStage | Img2ImgStage;
@@ -51,6 +54,11 @@ export type ScriptStage = CellsStage | Img2ImgStage;
  */
 export interface StagedScriptPlan<P extends GenerationParams = GenerationParams> extends ScriptPlan<P> {
   readonly stages: readonly ScriptStage[];
+  /**
+   * The stages whose images are the script's, in order (the animator: every frame); absent: the last stage's.
+   * In a staged plan an animation's `frames` are stage indices, each showing its stage's first image.
+   */
+  readonly imageStages?: readonly number[];
 }
 
 /** The request of an img2img stage once its source image is known. */
@@ -67,6 +75,13 @@ export function validateTxt2Img2ImgOptions(o: Txt2Img2ImgOptions): void {
 /** The txt2img-only fields a txt2img request carries that an img2img request does not take. */
 const TXT2IMG_ONLY = ['enable_hr', 'hr_scale', 'hr_upscaler', 'hr_second_pass_steps', 'hr_resize_x', 'hr_resize_y', 'hr_sampler_name', 'hr_scheduler', 'hr_prompt', 'hr_negative_prompt'] as const;
 
+/** A request as an img2img stage's: the txt2img-only fields and any init images of its own left out. */
+export function img2imgStageBase(params: GenerationParams): Omit<Img2ImgParams, 'init_images'> {
+  const rest: Record<string, unknown> = { ...(params as Txt2ImgParams) };
+  for (const key of [...TXT2IMG_ONLY, 'init_images']) delete rest[key];
+  return rest as Omit<Img2ImgParams, 'init_images'>;
+}
+
 export function planTxt2Img2Img<P extends GenerationParams>(o: Txt2Img2ImgOptions, base: P, ctx: PlanContext = {}): StagedScriptPlan<P> {
   validateTxt2Img2ImgOptions(o);
   if ('init_images' in base && Array.isArray(base.init_images) && base.init_images.length > 0) {
@@ -75,10 +90,8 @@ export function planTxt2Img2Img<P extends GenerationParams>(o: Txt2Img2ImgOption
   const seed = fixSeed(base.seed, ctx, 'seed');
   const subseed = (base.subseed_strength ?? 0) !== 0 ? fixSeed(base.subseed, ctx, 'subseed') : (base.subseed ?? -1);
   const first = { ...base, seed, subseed, batch_size: 1, n_iter: 1 };
-  const rest: Record<string, unknown> = { ...(first as Txt2ImgParams) };
-  for (const key of TXT2IMG_ONLY) delete rest[key];
   const second: Omit<Img2ImgParams, 'init_images'> = {
-    ...(rest as Omit<Img2ImgParams, 'init_images'>),
+    ...img2imgStageBase(first),
     prompt: o.prompt !== '' ? o.prompt : (base.prompt ?? ''),
     negative_prompt: o.negativePrompt !== '' ? o.negativePrompt : (base.negative_prompt ?? ''),
     denoising_strength: o.denoisingStrength,

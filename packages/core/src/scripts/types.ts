@@ -6,7 +6,7 @@
 import type { InfotextValue } from '../formats/infotext.js';
 import type { RasterImage } from '../formats/png.js';
 import type { Img2ImgParams, Txt2ImgParams } from '../pipeline/params.js';
-import type { ScriptName } from './names.js';
+import type { FlowScriptName, ScriptName } from './names.js';
 
 /** The engine's request types: a script plans cells of the same kind as its base request. */
 export type GenerationParams = Txt2ImgParams | Img2ImgParams;
@@ -78,10 +78,15 @@ export interface AnimationSpec {
   readonly fps: number;
   /** What the animation shows (the seeds it travels through), for display. */
   readonly label: string;
+  /**
+   * Milliseconds each frame shows, one per entry of `frames`, in place of 1000 / fps (img2img video keeps its
+   * input's timing); absent: every frame shows for 1000 / fps.
+   */
+  readonly delaysMs?: readonly number[];
 }
 
 export interface ScriptPlan<P extends GenerationParams = GenerationParams> {
-  readonly script: ScriptName;
+  readonly script: ScriptName | FlowScriptName;
   /** In the order A1111 generates them. */
   readonly cells: readonly ScriptCell<P>[];
   readonly layout: GridLayout;
