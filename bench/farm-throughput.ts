@@ -39,7 +39,7 @@ async function submit(farm: Farm, body: object): Promise<string> {
 async function finished(queue: Queue, ids: readonly string[]): Promise<{ timestamp: number; processedOn: number; finishedOn: number }[]> {
   return waitFor('jobs finished', async () => {
     const jobs = await Promise.all(ids.map((id) => queue.getJob(id)));
-    if (jobs.some((j) => !j || !j.finishedOn)) return null;
+    if (jobs.some((j) => !j?.finishedOn)) return null;
     if (jobs.some((j) => j!.failedReason)) throw new Error(`a job failed: ${jobs.find((j) => j!.failedReason)!.failedReason}`);
     return jobs.map((j) => ({ timestamp: j!.timestamp, processedOn: j!.processedOn!, finishedOn: j!.finishedOn! }));
   }, 600_000, 25);

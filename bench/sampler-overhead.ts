@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { float32, type Float32Tensor } from '../packages/core/src/tensor.js';
+import { float32 } from '../packages/core/src/tensor.js';
 import { ImageRNG, randnLocal, type NoiseSource } from '../packages/core/src/sampling/rng/image-rng.js';
 import { cfgCombine } from '../packages/core/src/sampling/tensor-math.js';
 import { samplerByName } from '../packages/core/src/sampling/samplers.js';

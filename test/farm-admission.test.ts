@@ -34,7 +34,6 @@ interface HealthJson {
 describe('admission by need and worker deaths (worker processes, short locks and heartbeats)', () => {
   let farm: Farm;
   let small: ServiceProcess;
-  let big: ServiceProcess;
 
   before(async () => {
     farm = await startFarm({
@@ -84,7 +83,7 @@ describe('admission by need and worker deaths (worker processes, short locks and
 
   test('a job larger than every worker budget is refused at submission, naming the field and what fits', async () => {
     small = await farm.startWorker('w-small', { WORKER_MEMORY_BUDGET: String(SMALL_BUDGET) });
-    big = await farm.startWorker('w-big');
+    await farm.startWorker('w-big');
     const h = await waitFor('both workers in /healthz', async () => {
       const x = await health();
       return x.workers.generate?.alive === 2 ? x : null;

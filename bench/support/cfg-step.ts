@@ -28,7 +28,7 @@ export class SessionUNet implements PipelineUNet {
     });
     this.runMs.push(nowMs() - t0);
     const y = out.out;
-    if (!y || y.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', 'UNet session gave no float32 "out"');
+    if (y?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', 'UNet session gave no float32 "out"');
     return y as Float32Tensor;
   }
 }

@@ -115,7 +115,7 @@ async function runCase(folder: string, c: TrajectoryCase, info: SamplerInfo, sam
   const get = (k: string): Float32Tensor => toFloat32(tensors.get(k) as HostTensor);
   const has = (k: string): boolean => tensors.has(k);
   const source = noiseSourceOf(c);
-  const [batch, ...itemShape] = c.shape as [number, number, number, number];
+  const [, ...itemShape] = c.shape as [number, number, number, number];
   const per = itemShape.reduce((a, b) => a * b, 1);
   const adaptive = info.upstream === 'sample_dpm_adaptive';
   const atol = adaptive ? ADAPTIVE_ATOL : LATENT_ATOL;

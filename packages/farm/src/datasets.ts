@@ -151,7 +151,7 @@ export async function readDataset(storage: Storage, tenant: string, id: string):
     read,
     async caption(imageName) {
       const f = byName.get(imageName);
-      if (!f || f.kind !== 'image') throw new FarmError('NOT_FOUND', 404, `dataset ${id} has no image "${imageName}"`);
+      if (f?.kind !== 'image') throw new FarmError('NOT_FOUND', 404, `dataset ${id} has no image "${imageName}"`);
       if (f.caption === null) return null;
       return new TextDecoder().decode(await read(f.caption)).replace(/^\uFEFF/, '').trimEnd();
     },

@@ -77,7 +77,7 @@ export async function appendJobEvent(
 /** Queues the webhook of an appended event when the job asked for that event. */
 export async function enqueueEventWebhook(ctx: EventContext, job: EventJob, event: AppendedEvent): Promise<void> {
   const { id: streamId, type, at, data } = event;
-  if (!job.webhook || !job.webhook.events.includes(type)) return;
+  if (!job.webhook?.events.includes(type)) return;
   if (type === 'progress') {
     const gate = await ctx.redis.set(`${ctx.keys.events(job.id)}:progress-webhook`, '1', 'PX', PROGRESS_WEBHOOK_INTERVAL_MS, 'NX');
     if (gate === null) return;

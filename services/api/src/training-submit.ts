@@ -4,7 +4,7 @@ import { isDarkroomError } from '@darkroom/core/errors.js';
 import { createHypernetwork } from '@darkroom/core/networks/hypernetworks/create.js';
 import { samplerByAlias, samplerByName } from '@darkroom/core/sampling/samplers.js';
 import {
-  addWithQueuedEvent, assetKindOf, BUILTIN_MODEL, checkTrainingPlan, checkWebhookUrlSyntax, FarmError, idempotentJobId, isCancelledReason, newJobId, publishJobEvent,
+  addWithQueuedEvent, assetKindOf, BUILTIN_MODEL, checkTrainingPlan, checkWebhookUrlSyntax, FarmError, idempotentJobId, isCancelledReason, newJobId,
   readManifest, sha256Hex, TrainingRequest, type AssetPin, type TrainingResumeRequest, type TrainingSaveRecord, type TrainJobData,
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';

@@ -163,7 +163,7 @@ interface Header {
 }
 
 function readHeader(chunk: PngChunk | undefined): Header {
-  if (!chunk || chunk.type !== 'IHDR' || chunk.data.length !== 13) {
+  if (chunk?.type !== 'IHDR' || chunk.data.length !== 13) {
     throw new DarkroomError('PNG_BAD_HEADER', 'PNG does not start with a valid IHDR chunk');
   }
   const d = chunk.data;

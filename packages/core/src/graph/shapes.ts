@@ -87,7 +87,7 @@ const boolUnary: ShapeRule = (inputs) => {
 
 function broadcasting(op: string): ShapeRule {
   return (inputs) => {
-    const vs = inputs.map((v, i) => need(op, inputs, i));
+    const vs = inputs.map((_, i) => need(op, inputs, i));
     const dt = vs[0]!.dtype;
     if (op !== 'Pow') {
       for (const v of vs) {

@@ -372,7 +372,9 @@ export const VJP_RULES: Record<string, VjpRule> = {
   Elu: elementwiseUnary(({ b, node }, g, x, y) => b.where(b.greater(x, 0), g, b.mul(g, b.add(y, attrFloat(node.attrs, 'alpha', 1))))),
   Celu: elementwiseUnary(({ b, node }, g, x) => b.where(b.greater(x, 0), g, b.mul(g, b.exp(b.div(x, attrFloat(node.attrs, 'alpha', 1)))))),
   Selu: elementwiseUnary(({ b, node }, g, x) => {
+    // biome-ignore lint/correctness/noPrecisionLoss: ONNX's Selu default, the float32 value written out in full
     const alpha = attrFloat(node.attrs, 'alpha', 1.67326319217681884765625);
+    // biome-ignore lint/correctness/noPrecisionLoss: ONNX's Selu default, the float32 value written out in full
     const gamma = attrFloat(node.attrs, 'gamma', 1.05070102214813232421875);
     return b.mul(b.where(b.greater(x, 0), g, b.mul(g, b.mul(b.exp(x), alpha))), gamma);
   }),

@@ -286,7 +286,7 @@ function check4d(what: string, t: Float32Tensor, channels: number): [number, num
 
 function output(r: Record<string, HostTensor>, name: string): Float32Tensor {
   const t = r[name];
-  if (!t || t.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `graph gave no float32 output "${name}"`);
+  if (t?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `graph gave no float32 output "${name}"`);
   return t as Float32Tensor;
 }
 

@@ -135,7 +135,7 @@ class Parser {
       const kv = splitKey(line.text);
       if (!kv) invalid(line, `expected "key: value", got "${line.text}"`);
       const [key, rest] = kv;
-      if (Object.prototype.hasOwnProperty.call(out, key)) invalid(line, `duplicate key "${key}"`);
+      if (Object.hasOwn(out, key)) invalid(line, `duplicate key "${key}"`);
       this.pos++;
       out[key] = rest === '' ? this.nestedOrNull(indent) : yamlScalar(rest, line);
     }

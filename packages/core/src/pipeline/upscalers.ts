@@ -64,7 +64,7 @@ export class ModelUpscaler {
     const x = new Float32Array(3 * plane);
     for (let i = 0; i < plane; i++) for (let c = 0; c < 3; c++) x[c * plane + i] = f(img.data[i * 3 + (2 - c)]! / 255);
     const session = await this.session(height, width);
-    const out = (await session.run({ image: float32([1, 3, height, width], x) }))['upscaled']!;
+    const out = (await session.run({ image: float32([1, 3, height, width], x) })).upscaled!;
     const [, , oh, ow] = out.shape as [number, number, number, number];
     const y = out.data as Float32Array;
     const op = oh * ow;

@@ -5,7 +5,7 @@
  */
 import { float32, type Float32Tensor } from '../tensor.js';
 import type { Denoiser, EpsModel } from './types.js';
-import { DiscreteSchedule, nearestLogIndex, sdDiscreteSchedule } from './schedules/discrete.js';
+import { type DiscreteSchedule, nearestLogIndex, sdDiscreteSchedule } from './schedules/discrete.js';
 import { lcmSchedule, LCM_SKIP_STEPS } from './schedules/lcm.js';
 
 const f = Math.fround;

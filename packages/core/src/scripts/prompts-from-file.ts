@@ -94,6 +94,7 @@ export function promptLineOptions(line: string, checkpoints?: readonly string[])
 
 export function planPromptsFromFile<P extends GenerationParams>(o: PromptsFromFileOptions, base: P, ctx: PlanContext = {}): ScriptPlan<P> {
   if (o.promptPosition !== 'start' && o.promptPosition !== 'end') scriptArgError('script_args[2]', 'must be "start" or "end"', o.promptPosition);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: Python's str.splitlines() boundaries
   const lines = o.text.split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/).map((l) => l.trim()).filter((l) => l.length > 0);
   checkCellCount(lines.length, ctx, 'the prompt list');
   const warnings: string[] = [];

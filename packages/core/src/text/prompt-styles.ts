@@ -101,7 +101,7 @@ export function readCsvRows(text: string): string[][] {
 export function parseStylesCsv(text: string): PromptStyle[] {
   const rows = readCsvRows(text.replace(/^\uFEFF/, ''));
   const header = rows.shift();
-  if (!header || !header.includes('name')) {
+  if (!header?.includes('name')) {
     throw new DarkroomError('STYLES_BAD_CSV', 'the first row must name the columns: name,prompt,negative_prompt');
   }
   const column = (row: readonly string[], name: string): string | undefined => {

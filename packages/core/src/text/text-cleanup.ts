@@ -42,8 +42,8 @@ for (const [suffix, mark] of [['acute', '\u0301'], ['grave', '\u0300'], ['circ',
     if (composed.length === 1 && /\p{L}/u.test(composed)) NAMED_ENTITIES[base + suffix] = composed;
   }
 }
-NAMED_ENTITIES['Oslash'] = 'Ø';
-NAMED_ENTITIES['oslash'] = 'ø';
+NAMED_ENTITIES.Oslash = 'Ø';
+NAMED_ENTITIES.oslash = 'ø';
 
 const HTML_ENTITY_RE = /&#?[0-9A-Za-z]{1,24};/g;
 
@@ -152,10 +152,12 @@ function fixCharacterWidth(text: string): string {
   return text.replace(/[\uff01-\uffef\u3000]/g, (c) => (c === '\u3000' ? ' ' : c.normalize('NFKC')));
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ftfy's list of control characters to remove
 const CONTROL_CHARS_RE = /[\x00-\x08\x0b\x0e-\x1f\x7f\u206a-\u206f\ufeff\ufff9-\ufffc]/g;
 
-function fixSegmentOnce(text: string, unescape: boolean): string {
-  let t = unescape ? unescapeHtml(text) : text;
+function fixSegmentOnce(text: string, unescapeEntities: boolean): string {
+  let t = unescapeEntities ? unescapeHtml(text) : text;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: any character outside ASCII
   if (/[^\x00-\x7f]/.test(t)) t = fixMojibake(t);
   t = fixC1Controls(t);
   t = t.replace(LIGATURE_RE, (c) => LIGATURES[c]!);
@@ -163,6 +165,7 @@ function fixSegmentOnce(text: string, unescape: boolean): string {
   t = t.replace(/[\u02bc\u2018-\u201b]/g, "'").replace(/[\u201c-\u201f]/g, '"');
   t = t.replace(/\r\n/g, '\n').replace(/[\r\u2028\u2029\u0085]/g, '\n');
   t = t.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences, as ftfy removes them
   t = t.replace(/\x1b\[((?:\d|;)*)([a-zA-Z])/g, '');
   t = t.replace(CONTROL_CHARS_RE, '');
   return t.normalize('NFC');
@@ -173,16 +176,16 @@ function fixSegmentOnce(text: string, unescape: boolean): string {
  * changing; HTML entities are left alone from the first line containing `<` on.
  */
 export function fixText(text: string): string {
-  let unescape = true;
+  let unescapeEntities = true;
   let out = '';
   let pos = 0;
   while (pos < text.length) {
     const nl = text.indexOf('\n', pos);
     const end = nl === -1 ? text.length : nl + 1;
     let segment = text.slice(pos, end);
-    if (segment.includes('<')) unescape = false;
+    if (segment.includes('<')) unescapeEntities = false;
     for (let i = 0; i < 16; i++) {
-      const next = fixSegmentOnce(segment, unescape);
+      const next = fixSegmentOnce(segment, unescapeEntities);
       if (next === segment) break;
       segment = next;
     }

@@ -71,7 +71,7 @@ export function decodeCheckpoint(bytes: Uint8Array): { checkpoint: TrainingCheck
   if (!Number.isInteger(meta.step) || meta.step < 0 || !Number.isInteger(meta.tensors) || meta.tensors < 1) throw bad('bad step or tensor count');
   const vec = (name: string): Float32Array => {
     const t = file.tensors.get(name);
-    if (!t || t.dtype !== 'float32') throw bad(`tensor ${name} is missing`);
+    if (t?.dtype !== 'float32') throw bad(`tensor ${name} is missing`);
     return (t.data as Float32Array).slice();
   };
   const params: Float32Array[] = [];

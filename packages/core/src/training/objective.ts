@@ -116,13 +116,13 @@ function feedsOf(xt: Float32Tensor, t: readonly number[], target: Float32Tensor,
 }
 
 function scalar(t: HostTensor | undefined): number {
-  if (!t || t.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', 'the training graph returned no loss');
+  if (t?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', 'the training graph returned no loss');
   return (t.data as Float32Array)[0]!;
 }
 
 function tensorOut(r: Record<string, HostTensor>, name: string): Float32Tensor {
   const t = r[name];
-  if (!t || t.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
+  if (t?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
   return t as Float32Tensor;
 }
 

@@ -23,7 +23,7 @@ import { buildVaeDecoder, buildVaeEncoder } from '../models/vae.js';
 import { createSession, type EngineSession } from '../runtime/session.js';
 import { float32, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { adamwStep, newAdamWState, type AdamWState } from './adamw.js';
-import { FlatParameters, gatherWeights, graphLayout, scatterGradient, type GraphWeightLayout } from './flat-parameters.js';
+import { type FlatParameters, gatherWeights, graphLayout, scatterGradient, type GraphWeightLayout } from './flat-parameters.js';
 import { diffusionTargets, type DiffusionBatch, type RuntimeOptions, type TrainableModel } from './objective.js';
 
 /** Where each component's weights sit in the checkpoint and which graph-name prefix the builders give them. */
@@ -42,13 +42,13 @@ export interface ObjectiveResult {
 
 function scalarOut(r: Record<string, HostTensor>, name: string): number {
   const t = r[name];
-  if (!t || t.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
+  if (t?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
   return (t.data as Float32Array)[0]!;
 }
 
 function tensorOut(r: Record<string, HostTensor>, name: string): Float32Tensor {
   const t = r[name];
-  if (!t || t.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
+  if (t?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
   return t as Float32Tensor;
 }
 

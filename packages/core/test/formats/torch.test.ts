@@ -15,7 +15,6 @@ import {
   readTorchFile,
   torchTensor,
   writeTorchFile,
-  type PyValue,
 } from '../../src/formats/torch.js';
 import { float32, toFloat32 } from '../../src/tensor.js';
 

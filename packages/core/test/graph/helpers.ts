@@ -1,5 +1,5 @@
 /** Shared helpers for graph tests: deterministic data, running a builder graph on the CPU provider. */
-import { GraphBuilder } from '../../src/graph/builder.js';
+import type { GraphBuilder } from '../../src/graph/builder.js';
 import { createSession } from '../../src/runtime/session.js';
 import { float32, type HostTensor } from '../../src/tensor.js';
 

@@ -61,7 +61,7 @@ test('grid margins put white gaps between cells', () => {
 test('X/Y/Z grids: each Z value an X/Y grid, the main grid those side by side under the Z labels; smaller cells centred', () => {
   const o = scriptArgsFromA1111('x/y/z plot', [4, '1, 2', [], 6, '5, 6', [], 5, '1, 2', [], true, true, true]);
   const plan = planScript('x/y/z plot', o, { prompt: 'p', seed: 3, subseed: 4, width: 64, height: 64 });
-  const cells = plan.cells.map((c, i) => solid(48, 48, COLOURS[i]!));
+  const cells = plan.cells.map((_, i) => solid(48, 48, COLOURS[i]!));
   cells[1] = solid(40, 40, COLOURS[1]!);
   const { grids } = composeScriptGrids(plan, cells);
   assert.equal(grids.length, 3);

@@ -30,8 +30,8 @@ export async function api(path, opts = {}) {
     let err = { code: 'HTTP_' + res.status, message: res.statusText };
     try {
       const j = await res.json();
-      if (j && j.error) err = j.error;
-      else if (j && j.detail) err = { code: 'HTTP_' + res.status, message: String(j.detail) };
+      if (j?.error) err = j.error;
+      else if (j?.detail) err = { code: 'HTTP_' + res.status, message: String(j.detail) };
     } catch { /* not JSON */ }
     throw new ApiError(res.status, err.code, err.message, err.field);
   }

@@ -100,7 +100,7 @@ export function attachPrompt(textarea, list, names) {
   textarea.addEventListener('input', () => {
     paint();
     const c = completionsAt(textarea.value, textarea.selectionStart, names);
-    if (c && c.items.length) {
+    if (c?.items.length) {
       open = { ...c, active: 0 };
       render();
     } else close();

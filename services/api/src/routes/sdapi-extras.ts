@@ -39,8 +39,8 @@ const POLL_MS = 100;
 
 /** ui_common.plaintext_to_html: each line HTML-escaped (Python's html.escape), joined by `<br>`, in one `<p>`. */
 export function plaintextToHtml(text: string): string {
-  const escape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#x27;');
-  return `<p>${text.split('\n').map(escape).join('<br>\n')}</p>`;
+  const escapeHtml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#x27;');
+  return `<p>${text.split('\n').map(escapeHtml).join('<br>\n')}</p>`;
 }
 
 /**

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/correctness/noPrecisionLoss: SELU's constants as PyTorch writes them
 /**
  * The torch.nn activations a hypernetwork can use, elementwise in float64 for the reference forward.
  * Softmax-like activations with torch's implicit dim act on axis 0 of the 3-D context (the batch axis),

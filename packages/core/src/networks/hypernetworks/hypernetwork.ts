@@ -167,7 +167,7 @@ export function hypernetworkFromData(data: PyValue, meta: { filename: string; ha
     throw new DarkroomError('HYPERNETWORK_BAD_STRUCTURE', `${source}: layer_structure must start and end with 1`, { file: source });
   }
   const stored = numList(data.get('dropout_structure'), source, 'dropout_structure');
-  const useDropout = stored !== undefined && stored.some((x) => x !== 0) ? true : data.get('use_dropout') === true;
+  const useDropout = stored?.some((x) => x !== 0) ? true : data.get('use_dropout') === true;
   const lastLayerDropout = data.get('last_layer_dropout') === true;
   const dropoutStructure = stored ?? parseDropoutStructure(layerStructure, useDropout, lastLayerDropout);
   const activationFunc = str(data.get('activation_func'));

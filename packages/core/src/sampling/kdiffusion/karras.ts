@@ -39,6 +39,6 @@ export function karrasSigmas(n: number, sigmaMin: number, sigmaMax: number, rho 
   const fMax = f(maxInv);
   const fRho = f(rho);
   const out = new Float32Array(n + 1);
-  for (let i = 0; i < n; i++) out[i] = f(Math.pow(f(fMax + f(ramp[i]! * span)), fRho));
+  for (let i = 0; i < n; i++) out[i] = f(f(fMax + f(ramp[i]! * span)) ** fRho);
   return out;
 }

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/correctness/noPrecisionLoss: the constants are written as in PyTorch's and SLEEF's sources, so each can be checked against them
 /**
  * torch's float32 exp, log and expm1 on x86 CPUs: ATen's AVX2 kernels run them through SLEEF's _u10 functions
  * (even for a 0-dim tensor, as a partial vector), which are not correctly rounded. The samplers' scalar sigma
@@ -7,6 +8,7 @@
  * double-float arithmetic with fused multiply-adds for log and expm1).
  */
 const f = Math.fround;
+// biome-ignore lint/suspicious/noApproximativeNumericConstant: SLEEF's literal, rounded to float32 like the rest
 const R_LN2 = f(1.442695040888963407359924681001892137426645954152985934135449406931);
 const L2U = f(0.693145751953125);
 const L2L = f(1.428606765330187045e-6);

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/correctness/noPrecisionLoss: the constants are written as in avx_mathfun.h, so each can be checked against it
 /**
  * Float32 ports of avx_mathfun's `log256_ps` and `sincos256_ps` (cephes polynomials), the functions torch's AVX2
  * normal kernel uses. Every float32 operation is rounded with Math.fround so the results match the vector code

@@ -3,7 +3,7 @@
  * float32 sigma list, computed with torch's float32 arithmetic where A1111 uses tensors and float64 where it uses
  * Python/numpy, so the lists match A1111 to the last bit or two.
  */
-import { DiscreteSchedule } from './discrete.js';
+import type { DiscreteSchedule } from './discrete.js';
 import { lcmGetSigmas, lcmSchedule, lcmTToSigma, LCM_SKIP_STEPS } from './lcm.js';
 import { linspaceF32, numpyLinspace } from './linspace.js';
 import { betaPpf } from './beta-ppf.js';
