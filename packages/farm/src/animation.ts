@@ -21,6 +21,8 @@ export interface AnimationOptions {
   readonly format: AnimationFormat;
   /** Frames per second; each frame shows round(1000 / fps) ms (GIF stores hundredths, so it rounds to 10 ms). */
   readonly fps: number;
+  /** Milliseconds each frame shows, one per frame, in place of 1000 / fps (a video's own timing). */
+  readonly delays?: readonly number[];
   /** Times to play; 0 (the default) loops for ever. */
   readonly loop?: number;
   /** WebP only: lossless frames (the default) or lossy at `quality`. */
@@ -52,7 +54,10 @@ export async function encodeAnimation(frames: readonly RgbFrame[], opts: Animati
   const stacked = Buffer.allocUnsafe(width * height * 3 * frames.length);
   frames.forEach((f, i) => stacked.set(f.data, i * width * height * 3));
   const image = sharp(stacked, { raw: { width, height: height * frames.length, channels: 3, pageHeight: height } });
-  const delay = new Array<number>(frames.length).fill(frameDelayMs(opts.fps));
+  if (opts.delays && (opts.delays.length !== frames.length || opts.delays.some((d) => !Number.isInteger(d) || d < 1 || d > 65535))) {
+    throw new FarmError('ANIMATION_INVALID', 400, `delays must be ${frames.length} whole milliseconds from 1 to 65535, one per frame`, 'delays');
+  }
+  const delay = opts.delays ? [...opts.delays] : new Array<number>(frames.length).fill(frameDelayMs(opts.fps));
   const loop = opts.loop ?? 0;
   const out =
     opts.format === 'webp'

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { FlowProducer, Queue, type ConnectionOptions, type DefaultJobOptions, type WorkerOptions } from 'bullmq';
-import type { GridLayout, ScriptName, ScriptOutput } from '@darkroom/core/scripts/index.js';
+import type { FlowScriptName, GridLayout, ScriptName, ScriptOutput } from '@darkroom/core/scripts/index.js';
 import type { AnimationFormat } from './animation.js';
 import type { FarmConfig } from './config.js';
 import type { EventContext } from './events.js';
@@ -41,9 +41,12 @@ export const GridCompose = z.strictObject({
 export type GridCompose = z.infer<typeof GridCompose>;
 
 export const FlowScript = z.strictObject({
-  name: z.string().min(1).max(100).describe('an A1111 script title, any case: "prompt matrix", "x/y/z plot", "prompts from file or textbox"'),
-  args: z.array(z.unknown()).max(64).default([]).describe('the script\'s arguments in A1111\'s script_args order'),
-}).describe('an A1111 script run over `base`: its cells become the children, its grids the parent\'s outputs');
+  name: z.string().min(1).max(100)
+    .describe('an A1111 script title, any case ("prompt matrix", "x/y/z plot", "seed travel", ...), or a flow-only script: "img2img video", "animator"'),
+  args: z.array(z.unknown()).max(64).default([]).describe('an A1111 script\'s arguments in A1111\'s script_args order'),
+  options: z.record(z.string(), z.unknown()).optional()
+    .describe('a flow-only script\'s options by name (img2img video: input, seed, fps; animator: frames, prompts, zoom, ...); see docs/farm.md'),
+}).describe('a script run over `base`: its cells become the children, its grids and animations the parent\'s outputs');
 
 export const ANIMATION_FORMATS = ['webp', 'gif'] as const satisfies readonly AnimationFormat[];
 
@@ -79,6 +82,8 @@ export type FlowRequest = z.infer<typeof FlowRequest>;
 export interface FlowAnimation {
   frames: number[];
   fps: number;
+  /** Milliseconds each frame shows, one per frame, in place of 1000 / fps (img2img video keeps its input's timing). */
+  delays?: number[];
   label: string;
   format: AnimationFormat;
   lossless: boolean;
@@ -86,12 +91,12 @@ export interface FlowAnimation {
 
 /** What the parent keeps of a script's plan to compose its grids: the layout, the output order, each cell's size. */
 export interface FlowScriptPlan {
-  name: ScriptName;
+  name: ScriptName | FlowScriptName;
   layout: GridLayout;
   outputs: ScriptOutput[];
   cells: { label: string; width: number; height: number }[];
   warnings: string[];
-  /** A staged script (txt2img2img): the children whose images are the script's, in place of `outputs`. */
+  /** A staged script (txt2img2img, the animator): the children whose images are the script's, in place of `outputs`. */
   imagesFrom?: number[];
   /** Animations (seed travel's video), each in every format asked for; their outputs follow the images. */
   animations?: FlowAnimation[];

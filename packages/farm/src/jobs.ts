@@ -1,4 +1,5 @@
 import { UnrecoverableError } from 'bullmq';
+import type { AffineMove } from '@darkroom/core/pipeline/affine-transform.js';
 import type { EventType } from './events.js';
 import type { GenerateKind, GenerateRequest, JobState, Progress, WebhookSpec } from './schemas.js';
 import type { JobUpscaler } from './upscaler-assets.js';
@@ -26,6 +27,11 @@ export interface GenerateJobData {
   vae?: JobVae;
   /** Upscaler model files the request names (hires fix's `hr_upscaler`), resolved at submission; built-ins need none. */
   upscalers?: JobUpscaler[];
+  /**
+   * A move the worker applies to the init image before the img2img (an animator frame: the previous frame zoomed,
+   * rotated, shifted). Set by a flow for its chained stages only; no request field reaches it.
+   */
+  initTransform?: AffineMove;
 }
 
 export interface OutputRecord {

@@ -1,6 +1,10 @@
 import { randomInt } from 'node:crypto';
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import { planScript, scriptArgsFromA1111, scriptByName, scriptInfos, scriptNamesFor, type GenerationParams, type ScriptInfo, type ScriptName } from '@darkroom/core/scripts/index.js';
+import {
+  planScript, scriptArgsFromA1111, scriptByName, scriptInfos, scriptNamesFor, type FlowScriptName, type GenerationParams, type ScriptInfo, type ScriptName, type ScriptPlan,
+  type StagedScriptPlan,
+} from '@darkroom/core/scripts/index.js';
+import type { AffineMove } from '@darkroom/core/pipeline/affine-transform.js';
 import { FarmError, SdapiImg2ImgRequest, type GenerateKind, type GenerateRequest } from '@darkroom/farm';
 import { MAX_FLOW_CHILDREN, type FlowAnimation, type FlowAnimationSettings, type FlowScriptPlan } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
@@ -9,8 +13,11 @@ import { listModels } from './models.js';
 export interface PlannedChild {
   kind: GenerateKind;
   request: GenerateRequest;
-  /** A dependent stage: an img2img of image `image` of child `child`, run once that child completed. */
-  from?: { child: number; image: number };
+  /**
+   * A dependent stage: an img2img of image `image` of child `child`, run once that child completed, that image
+   * first moved by `transform` when there is one (an animator frame).
+   */
+  from?: { child: number; image: number; transform?: AffineMove };
 }
 
 /** Scripts core plans that flows cannot run yet, refused by name rather than half run (none at present). */
@@ -72,6 +79,20 @@ export async function planFlowScript(
     const field = raw.replace(/^script_args/, opts.argsField);
     throw new FarmError(e.code, opts.status, e.message.replace(/^script_args/, opts.argsField), field);
   }
+  return childrenOfPlan(script, plan, kind, base, opts);
+}
+
+/**
+ * A plan's cells and stages as the flow's children, and what the parent keeps to compose: the cells first (a
+ * checkpoint named in their settings becomes the child's `model`), then each later stage as an img2img child of the
+ * image it starts from (with the stage's move, if any, for the worker to apply to that image first). A staged
+ * plan's images are those of its image stages (by default the last), and its animations' frames, stage indices in
+ * the plan, become child indices.
+ */
+export function childrenOfPlan(
+  script: ScriptName | FlowScriptName, plan: ScriptPlan | StagedScriptPlan, kind: GenerateKind, base: GenerateRequest,
+  opts: { status: number; nameField: string; animation?: FlowAnimationSettings | null },
+): { children: PlannedChild[]; script: FlowScriptPlan } {
   const children = plan.cells.map((cell): PlannedChild => {
     const request = { ...(cell.params as unknown as GenerateRequest) };
     const settings = { ...(request.override_settings ?? {}) };
@@ -82,9 +103,8 @@ export async function planFlowScript(
     request.override_settings = Object.keys(settings).length > 0 ? settings : null;
     return { kind, request };
   });
-  // txt2img2img's later stages: each an img2img child of the image it starts from. The script's images are the
-  // last stage's.
   let imagesFrom: number[] | undefined;
+  let stageChild: ((stage: number) => number) | undefined;
   if ('stages' in plan && plan.stages.length > 1) {
     const childOf = new Map<string, number>();
     for (const [si, stage] of plan.stages.entries()) {
@@ -96,15 +116,23 @@ export async function planFlowScript(
       if (from === undefined) throw new FarmError('SCRIPT_ARGS_INVALID', opts.status, `stage ${si} starts from a stage the flow has not planned`, opts.nameField);
       const request = stageRequest(stage.params as unknown as Record<string, unknown>, base);
       childOf.set(`${si}:0`, children.length);
-      children.push({ kind: 'img2img', request, from: { child: from, image: stage.from.image } });
+      children.push({ kind: 'img2img', request, from: { child: from, image: stage.from.image, ...(stage.transform ? { transform: stage.transform } : {}) } });
     }
-    const last = plan.stages.length - 1;
-    imagesFrom = [...childOf.entries()].filter(([k]) => k.startsWith(`${last}:`)).map(([, v]) => v);
+    // Each stage's first child: an img2img stage's only one, a cells stage's first cell.
+    stageChild = (si: number) => {
+      const stage = plan.stages[si];
+      const child = stage === undefined ? undefined : childOf.get(`${si}:${stage.kind === 'cells' ? stage.cells[0] : 0}`);
+      if (child === undefined) throw new FarmError('SCRIPT_ARGS_INVALID', opts.status, `the plan names stage ${si}, which it does not have`, opts.nameField);
+      return child;
+    };
+    const stagesOfImages = plan.imageStages ?? [plan.stages.length - 1];
+    imagesFrom = stagesOfImages.flatMap((si) => [...childOf.entries()].filter(([k]) => k.startsWith(`${si}:`)).map(([, v]) => v));
   }
   // Each animation of the plan (seed travel's video) in every format asked for, in that order.
   const settings = opts.animation ?? { formats: ['webp' as const], lossless: true };
   const animations: FlowAnimation[] = (plan.animations ?? []).flatMap((a) => settings.formats.map((format) => ({
-    frames: [...a.frames], fps: a.fps, label: a.label, format, lossless: settings.lossless,
+    frames: stageChild ? a.frames.map(stageChild) : [...a.frames], fps: a.fps, label: a.label, format, lossless: settings.lossless,
+    ...(a.delaysMs ? { delays: [...a.delaysMs] } : {}),
   })));
   return {
     children,

@@ -7,6 +7,8 @@ import {
   enqueueFlowWebhook, FLOWS_QUEUE, flowJobOptions, FlowRequest, type FlowChildRef, type FlowJobData, type FlowScriptPlan, type GridCompose,
 } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
+import { flowScriptName } from '@darkroom/core/scripts/index.js';
+import { planFarmFlowScript } from './flow-farm-scripts.js';
 import { planFlowScript, type PlannedChild } from './flow-scripts.js';
 import { parseWith } from './http-errors.js';
 import { prepareGenerateJob } from './submit.js';
@@ -103,6 +105,11 @@ async function flowChildren(ctx: ApiContext, tenant: string, parsed: FlowRequest
     if (parsed.children) throw new FarmError('INVALID_REQUEST', 400, 'children: send children or a script with its base, not both', 'children');
     if (!parsed.base) throw new FarmError('INVALID_REQUEST', 400, 'base: a script needs the request it runs over', 'base');
     if (parsed.compose) throw new FarmError('INVALID_REQUEST', 400, 'compose: a script composes its own grids', 'compose');
+    const flowOnly = flowScriptName(parsed.script.name);
+    if (flowOnly) return planFarmFlowScript(ctx, flowOnly, parsed.script.args, parsed.script.options, parsed.base, parsed.animation);
+    if (parsed.script.options !== undefined) {
+      throw new FarmError('INVALID_REQUEST', 400, 'script.options: an A1111 script takes script.args; only img2img video and animator take options', 'script.options');
+    }
     const base = parseBase(parsed.base);
     const planned = await planFlowScript(ctx, tenant, parsed.script.name, parsed.script.args, base.kind, base.request, {
       status: 400, nameField: 'script.name', argsField: 'script.args', animation: parsed.animation,
@@ -199,6 +206,7 @@ async function queueFlow(
         const from = prepared[c.from.child];
         if (!from) throw new FarmError('INVALID_REQUEST', 400, `child ${i} starts from child ${c.from.child}, which comes after it`);
         jobData.inputKeys = { initImages: [outputKey(tenant, from.ref.id, c.from.image)], mask: null };
+        if (c.from.transform) jobData.initTransform = c.from.transform;
         ref.from = c.from.child;
       }
       prepared.push({ ref, data: jobData });

@@ -76,6 +76,6 @@ export async function composeAnimation(req: AnimationRequest): Promise<Uint8Arra
     return { width: rgb.width, height: rgb.height, channels: 3, data: rgb.data };
   });
   const frames = req.frames.map((i) => rasters[i]!);
-  const { format, fps, lossless } = req.animation;
-  return encodeAnimation(frames, { format, fps, lossless });
+  const { format, fps, lossless, delays } = req.animation;
+  return encodeAnimation(frames, { format, fps, lossless, ...(delays ? { delays } : {}) });
 }

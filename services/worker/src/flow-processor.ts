@@ -140,8 +140,12 @@ async function composeScript(
   ctx: FlowProcessorContext, data: FlowJobData, flowId: string, perChild: readonly FlowOutputRecord[][],
 ): Promise<{ grids: FlowOutputRecord[]; outputs: FlowOutputRecord[] }> {
   const s = data.script!;
-  // A staged script (txt2img2img) composes nothing: its images are its last stage's.
-  if (s.imagesFrom) return { grids: [], outputs: s.imagesFrom.flatMap((i) => perChild[i] ?? []) };
+  // A staged script composes no grid: its images are those of the stages it names (txt2img2img's last, the
+  // animator's every frame), then its animations.
+  if (s.imagesFrom) {
+    const images = s.imagesFrom.flatMap((i) => perChild[i] ?? []);
+    return { grids: [], outputs: [...images, ...(await composeAnimations(ctx, data, flowId, perChild))] };
+  }
   const cells = await Promise.all(perChild.map(async (imgs) => (imgs[0] ? readBytes(ctx, imgs[0]) : null)));
   const request: ComposeRequest = { kind: 'script', script: s, cells, infotexts: perChild.map((imgs) => imgs[0]?.infotext ?? '') };
   const composed: ComposedGrid[] = await onComposer(() => ctx.composer.compose(request));

@@ -189,6 +189,7 @@ function renderJob(ctx: ProcessorContext) {
       const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
       request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks, ...(vae ? { vae } : {}),
         ...(upscalers.length > 0 ? { upscalers } : {}),
+        ...(data.initTransform ? { initTransform: data.initTransform } : {}),
       };
     } catch (e) {
       ctx.cache.release(held);

@@ -2,6 +2,8 @@
  * Messages between the worker's main thread and the render thread (render.ts). Plain data only: they cross
  * a worker_threads boundary by structured clone.
  */
+import type { AffineMove } from '@darkroom/core/pipeline/affine-transform.js';
+
 export interface RenderNetworks {
   embeddings: { name: string; path: string }[];
   hypernetworks: { name: string; path: string }[];
@@ -24,6 +26,8 @@ export interface RenderRequest {
   vae?: { path: string; name: string };
   /** Upscaler model files the request names (hires fix's hr_upscaler), each under the name the request uses. */
   upscalers?: { path: string; name: string }[];
+  /** A move applied to each init image before the img2img (an animator frame's zoom, rotate, translate). */
+  initTransform?: AffineMove;
 }
 
 export interface RenderOutput {

@@ -10,6 +10,10 @@ import type { Float32Tensor } from '@darkroom/core/tensor.js';
 import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import type { StopControl } from '@darkroom/core/pipeline/job.js';
 import { engineParams } from '@darkroom/farm/engine-params.js';
+import { affineTransform } from '@darkroom/core/pipeline/affine-transform.js';
+import { decodePng, type RasterImage } from '@darkroom/core/formats/png.js';
+import type { InitImage } from '@darkroom/core/pipeline/params.js';
+import { DarkroomError } from '@darkroom/core/errors.js';
 import { renderExtras } from './extras-render.js';
 import { decodeInputImage } from './input-images.js';
 import { cheapPreviewPng } from './preview.js';
@@ -40,6 +44,16 @@ const engine = new Engine({
 /** A1111's base64 image field (optionally a data: URI) to bytes. */
 function base64Image(b64: string): Uint8Array {
   return new Uint8Array(Buffer.from(b64.replace(/^data:image\/[a-z+.-]+;base64,/, ''), 'base64'));
+}
+
+/** An init image as pixels, for a move before the img2img (decodeInputImage hands plain PNGs on as bytes). */
+function initRaster(img: InitImage, i: number): RasterImage {
+  if (!(img instanceof Uint8Array)) return img;
+  try {
+    return decodePng(img);
+  } catch (e) {
+    throw new DarkroomError('INVALID_IMAGE', `init_images.${i}: the image cannot be decoded: ${(e as Error).message}`, { field: `init_images.${i}` });
+  }
 }
 
 function isAbort(e: unknown): boolean {
@@ -107,7 +121,10 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
       ? await engine.txt2img(params as Txt2ImgParams, job)
       : await engine.img2img({
         ...params,
-        init_images: await Promise.all(req.initImages.map((img, i) => decodeInputImage(img, `init_images.${i}`, max))),
+        init_images: await Promise.all(req.initImages.map(async (img, i) => {
+          const decoded = await decodeInputImage(img, `init_images.${i}`, max);
+          return req.initTransform ? affineTransform(initRaster(decoded, i), req.initTransform) : decoded;
+        })),
         ...(req.mask ? { mask: await decodeInputImage(req.mask, 'mask', max) } : {}),
       } as Img2ImgParams, job);
     if (controller.signal.aborted) {
