@@ -19,7 +19,7 @@ import {
   samplerSigmas,
   type ScheduleOptions,
 } from '../src/sampling/schedules/sampler-schedules.js';
-import { samplerNameFromAlias } from '../src/sampling/schedules/sampler-names.js';
+import { samplerByAlias } from '../src/sampling/samplers.js';
 import { elementwiseClose, fmt, type CaseResult, type Closeness } from './report.js';
 import { samplersSchedule } from './sampling-model.js';
 
@@ -196,7 +196,7 @@ export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult>
       }
     }
     for (const [alias, want] of Object.entries(aliases ?? {})) {
-      const got = samplerNameFromAlias(alias);
+      const got = samplerByAlias(alias)?.name;
       if (got !== want) failures.push(`alias "${alias}" -> ${got ?? 'none'}`);
     }
     const partial = !names ? 'no display-name section' : !aliases ? 'no alias section' : undefined;

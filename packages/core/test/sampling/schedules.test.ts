@@ -10,7 +10,7 @@ import {
   resolveSamplerAndScheduler,
   samplerSigmas,
 } from '../../src/sampling/schedules/sampler-schedules.js';
-import { samplerNameFromAlias } from '../../src/sampling/schedules/sampler-names.js';
+import { samplerByAlias } from '../../src/sampling/samplers.js';
 import { isDarkroomError } from '../../src/errors.js';
 
 const SIGMA_MIN = 0.029167532920837402;
@@ -106,8 +106,8 @@ test('legacy display names split off their scheduler; unknown names become DPM++
   assert.deepEqual(resolveSamplerAndScheduler('DPM++ 2M Karras', undefined), { sampler: 'DPM++ 2M', scheduler: 'Automatic' });
   assert.deepEqual(resolveSamplerAndScheduler('DPM++ 2M SDE Karras', undefined), { sampler: 'DPM++ 2M SDE', scheduler: 'Karras' });
   assert.deepEqual(resolveSamplerAndScheduler('Euler SGM Uniform', undefined), { sampler: 'DPM++ 2M', scheduler: 'Uniform' });
-  assert.equal(samplerNameFromAlias('k_euler_a'), 'Euler a');
-  assert.equal(samplerNameFromAlias('nope'), undefined);
+  assert.equal(samplerByAlias('k_euler_a')?.name, 'Euler a');
+  assert.equal(samplerByAlias('nope'), undefined);
 });
 
 test('Beta quantile: symmetric, exact ends', () => {

@@ -21,4 +21,3 @@ export {
   type SamplerSchedule,
   type ScheduleOptions,
 } from './sampler-schedules.js';
-export { samplerNameFromAlias } from './sampler-names.js';
