@@ -1,27 +1,33 @@
+import { DEFAULT_SETTINGS, type Settings } from '@darkroom/core/pipeline/params.js';
 import { BUILTIN_MODEL, FarmError } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
 import { findModel, listModels } from './models.js';
 
-/** Settings `/sdapi/v1/options` reports and accepts, with A1111's defaults; those marked apply to generation. */
+/** The engine settings `/sdapi/v1/options` reports and accepts; their defaults are core's DEFAULT_SETTINGS. */
+const ENGINE_OPTIONS = [
+  'CLIP_stop_at_last_layers',
+  'eta_noise_seed_delta',
+  'randn_source',
+  'eta_ancestral',
+  'eta_ddim',
+  's_churn',
+  's_tmin',
+  's_tmax',
+  's_noise',
+  'emphasis',
+  'comma_padding_backtrack',
+  'pad_cond_uncond',
+  'batch_cond_uncond',
+  // A1111 reads these when a request leaves them out (tiling: null, initial_noise_multiplier: null)
+  'tiling',
+  'initial_noise_multiplier',
+  'inpainting_mask_weight',
+] as const satisfies readonly (keyof Settings)[];
+
+/** Settings `/sdapi/v1/options` reports and accepts, with A1111's defaults: the engine's, then the farm's own. */
 export const OPTION_DEFAULTS: Record<string, unknown> = {
   sd_model_checkpoint: BUILTIN_MODEL,
-  CLIP_stop_at_last_layers: 1,
-  eta_noise_seed_delta: 0,
-  randn_source: 'GPU',
-  eta_ancestral: 1.0,
-  eta_ddim: 0.0,
-  s_churn: 0.0,
-  s_tmin: 0.0,
-  s_tmax: 0.0,
-  s_noise: 1.0,
-  emphasis: 'Original',
-  comma_padding_backtrack: 20,
-  pad_cond_uncond: false,
-  batch_cond_uncond: true,
-  // A1111 reads these when a request leaves them out (tiling: null, initial_noise_multiplier: null)
-  tiling: false,
-  initial_noise_multiplier: 1.0,
-  inpainting_mask_weight: 1.0,
+  ...Object.fromEntries(ENGINE_OPTIONS.map((k) => [k, DEFAULT_SETTINGS[k]])),
   samples_format: 'png',
   sd_vae: 'Automatic',
   enable_pnginfo: true,
