@@ -166,7 +166,10 @@ interface FlowChildNode {
 /**
  * The BullMQ tree of a flow's children: a dependent stage is the BullMQ parent of the child it starts from, so it
  * waits in `waiting-children` until that image exists; a child that fails fails its stage (and so the flow) at once.
- * Independent children hang straight under the flow's parent.
+ * Independent children hang straight under the flow's parent. An animator's frames nest this way into a chain (the
+ * last frame at the top): BullMQ releases each frame the moment the one before completes, on any free worker, and
+ * a worker lost mid-frame redoes only that frame, where a flow parent adding one frame at a time would need a run
+ * (and a lock, and a retry story) of its own per frame.
  */
 function flowTree(refs: readonly FlowChildRef[], nodes: readonly FlowChildNode[]): FlowChildNode[] {
   const dependents = new Map<number, number>();
