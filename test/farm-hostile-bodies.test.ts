@@ -1,8 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { crc32, deflateSync } from 'node:zlib';
-import { encodePng } from '@darkroom/core/formats/png.js';
+import { deflateSync } from 'node:zlib';
+import { chunkBytes, encodePng } from '@darkroom/core/formats/png.js';
 import { writeZip } from '@darkroom/core/formats/zip.js';
 import { startFarm, waitFor, type Farm } from './support/farm.js';
 import { deflatedZip } from './support/zips.js';
@@ -26,7 +26,7 @@ function blackPng(width: number, height: number): Buffer {
   ihdr.set([8, 0, 0, 0, 0], 8); // 8-bit gray
   const rows = Buffer.alloc((width + 1) * height);
   return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows, { level: 9 })), chunk('IEND', Buffer.alloc(0)),
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunkBytes('IHDR', ihdr), chunkBytes('IDAT', deflateSync(rows, { level: 9 })), chunkBytes('IEND', Buffer.alloc(0)),
   ]);
 }
 
@@ -48,15 +48,6 @@ function webpHeader(width: number, height: number): Buffer {
   riff.writeUInt32LE(4 + vp8x.length, 4);
   riff.write('WEBP', 8, 'latin1');
   return Buffer.concat([riff, vp8x]);
-}
-
-function chunk(type: string, data: Uint8Array): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
 }
 
 /**
@@ -113,7 +104,7 @@ describe('hostile request corpus (API and one worker)', () => {
       assert.equal(r.status, 400, `${what}: ${r.status} ${JSON.stringify(r.json)}`);
       assert.equal((r.json as ErrorJson).error.field, 'image', what);
     }
-    const zbomb = chunk('zTXt', Buffer.concat([Buffer.from('parameters\0\0', 'latin1'), deflateSync(Buffer.alloc(64 * 1024 * 1024))]));
+    const zbomb = chunkBytes('zTXt', Buffer.concat([Buffer.from('parameters\0\0', 'latin1'), deflateSync(Buffer.alloc(64 * 1024 * 1024))]));
     const bomb = Buffer.concat([png.subarray(0, png.length - 12), zbomb, png.subarray(png.length - 12)]);
     const r = await post('/sdapi/v1/png-info', { image: bomb.toString('base64') });
     assert.equal(r.status, 413, JSON.stringify(r.json));

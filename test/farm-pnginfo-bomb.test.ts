@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { crc32, deflateSync } from 'node:zlib';
-import { encodePng } from '@darkroom/core/formats/png.js';
+import { deflateSync } from 'node:zlib';
+import { chunkBytes, encodePng } from '@darkroom/core/formats/png.js';
 import { startFarm, type Farm } from './support/farm.js';
 
 const KEY = 'dora-key-0123456789';
@@ -15,15 +15,6 @@ const API_GROWTH_BOUND_MIB = 256;
  */
 const HEALTHZ_MEDIAN_BOUND_MS = 100;
 const HEALTHZ_WORST_BOUND_MS = 1000;
-
-function chunk(type: string, data: Uint8Array): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
 
 function statusMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -43,7 +34,7 @@ after(async () => {
 test('png-info text bombs: each refused 413, the API stays responsive (/healthz) and within a memory bound', async (t) => {
   const png = Buffer.from(encodePng({ width: 2, height: 2, channels: 3, data: new Uint8Array(12) }, [['parameters', 'a cat']]));
   // 256 MiB of zeros deflate to about 256 KB: the request is ~350 KB, as in the report that found the bomb
-  const zbomb = chunk('zTXt', Buffer.concat([Buffer.from('parameters\0\0', 'latin1'), deflateSync(Buffer.alloc(256 * 1024 * 1024), { level: 9 })]));
+  const zbomb = chunkBytes('zTXt', Buffer.concat([Buffer.from('parameters\0\0', 'latin1'), deflateSync(Buffer.alloc(256 * 1024 * 1024), { level: 9 })]));
   const bomb = Buffer.concat([png.subarray(0, png.length - 12), zbomb, png.subarray(png.length - 12)]);
   const body = JSON.stringify({ image: bomb.toString('base64') });
   const pid = farm.api.child.pid!;

@@ -283,7 +283,8 @@ export function decodePng(bytes: Uint8Array): RasterImage {
   return { width: h.width, height: h.height, channels, data };
 }
 
-function chunkBytes(type: string, data: Uint8Array): Uint8Array {
+/** One chunk's bytes: length, type, data and the CRC over type and data. */
+export function chunkBytes(type: string, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length);
   const view = new DataView(out.buffer);
   view.setUint32(0, data.length);

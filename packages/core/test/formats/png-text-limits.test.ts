@@ -1,18 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import { isDarkroomError } from '../../src/errors.js';
-import { encodePng, PNG_TEXT_CHUNK_MAX_BYTES, PNG_TEXT_TOTAL_MAX_BYTES, readPngText } from '../../src/formats/png.js';
+import { chunkBytes, encodePng, PNG_TEXT_CHUNK_MAX_BYTES, PNG_TEXT_TOTAL_MAX_BYTES, readPngText } from '../../src/formats/png.js';
 import { pngInfo } from '../../src/formats/png-info.js';
-
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
 
 /** A 1x1 PNG with extra chunks placed before IEND. */
 function pngWith(...extra: Uint8Array[]): Uint8Array {
@@ -21,11 +12,11 @@ function pngWith(...extra: Uint8Array[]): Uint8Array {
 }
 
 function zTXt(key: string, text: Uint8Array): Uint8Array {
-  return chunk('zTXt', Buffer.concat([Buffer.from(`${key}\0\0`, 'latin1'), deflateSync(text)]));
+  return chunkBytes('zTXt', Buffer.concat([Buffer.from(`${key}\0\0`, 'latin1'), deflateSync(text)]));
 }
 
 function iTXtCompressed(key: string, text: Uint8Array): Uint8Array {
-  return chunk('iTXt', Buffer.concat([Buffer.from(`${key}\0\x01\0\0\0`, 'latin1'), deflateSync(text)]));
+  return chunkBytes('iTXt', Buffer.concat([Buffer.from(`${key}\0\x01\0\0\0`, 'latin1'), deflateSync(text)]));
 }
 
 const tooLarge = (e: unknown) => isDarkroomError(e, 'PNG_TEXT_TOO_LARGE');
