@@ -54,6 +54,15 @@ export interface FarmConfig {
   workerMemoryBudget: number | null;
   /** Workers and trainers refresh their heartbeat this often; it expires after three intervals without one. */
   heartbeatIntervalMs: number;
+  /**
+   * WARM_ROUTING (default on): a worker hands back a job naming a checkpoint another live worker holds loaded, for
+   * that worker to take (warm-routing.ts); off, every worker takes jobs in queue order (FIFO by fair share).
+   */
+  warmRouting: boolean;
+  /** The longest a job is handed back for a warm worker, from its first hand-back; past it any worker takes it. */
+  warmRoutingWaitMs: number;
+  /** While the warm workers are busy, a job handed back for them is out of sight of other workers this long. */
+  warmRoutingRetryMs: number;
   retainCompletedS: number;
   retainFailedS: number;
   syncTimeoutMs: number;
@@ -76,6 +85,12 @@ export interface FarmConfig {
    * refused with EXECUTION_PROVIDER=cpu, whose kernels cast float16 back to float32 (models/weights-dtype.ts).
    */
   weightsDtype: ComputeDType;
+  /**
+   * ORT_INTRA_OP_THREADS: threads each onnxruntime session of the worker's engine uses within an op; unset (null),
+   * onnxruntime's default of one per physical core. On a CPU host running N workers, 1 (or cores / N) keeps them
+   * from contending for the same cores, so each worker stands for one device of its own.
+   */
+  ortIntraOpThreads: number | null;
   modelCacheBytes: number;
   /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
   previewEveryNSteps: number;
@@ -209,6 +224,9 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     maxStalledCount: int(env, 'MAX_STALLED_COUNT', 2, 1),
     workerMemoryBudget: env.WORKER_MEMORY_BUDGET ? int(env, 'WORKER_MEMORY_BUDGET', 0, 64 * 1024 ** 2) : null,
     heartbeatIntervalMs: int(env, 'HEARTBEAT_INTERVAL_MS', 5_000, 100),
+    warmRouting: bool(env, 'WARM_ROUTING', true),
+    warmRoutingWaitMs: int(env, 'WARM_ROUTING_WAIT_MS', 5_000, 0),
+    warmRoutingRetryMs: int(env, 'WARM_ROUTING_RETRY_MS', 250, 10),
     retainCompletedS: int(env, 'RETAIN_COMPLETED_S', 7 * 86400),
     retainFailedS: int(env, 'RETAIN_FAILED_S', 30 * 86400),
     syncTimeoutMs: int(env, 'SYNC_TIMEOUT_MS', 10 * 60_000, 1),
@@ -220,6 +238,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     attention,
     memoryMode,
     weightsDtype,
+    ortIntraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : null,
     fallbackToCpu: bool(env, 'FALLBACK_TO_CPU', false),
     modelCacheBytes: int(env, 'MODEL_CACHE_BYTES', 8 * 1024 ** 3),
     previewEveryNSteps: int(env, 'PREVIEW_EVERY_N_STEPS', 0),

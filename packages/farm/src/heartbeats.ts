@@ -19,6 +19,11 @@ export interface WorkerAdvert {
   readonly startedAt: string;
   /** The job in hand, null when idle. */
   readonly job: string | null;
+  /**
+   * Routing keys (warm-routing.ts) of the checkpoints its engine holds loaded, most recently used first: jobs naming
+   * one of them are preferred here. Absent in adverts of trainers and older workers (nothing held).
+   */
+  readonly models?: readonly string[];
   /** Resident memory of the process at this heartbeat (render threads included): `/sdapi/v1/memory`'s used RAM. */
   readonly rssBytes?: number;
 }
@@ -53,9 +58,18 @@ export class Heartbeat {
     this.timer.unref();
   }
 
-  /** The job in hand goes out with the next heartbeat. */
+  /**
+   * The job in hand goes out at once (not at the next interval): other workers read it to route jobs to idle
+   * warm workers, and a start or an end seconds stale would route jobs to a busy one.
+   */
   setJob(job: string | null): void {
-    this.advert = { ...this.advert, job };
+    this.update({ job });
+  }
+
+  /** Changes the advert and sends it now; a failure is reported and the next interval sends it again. */
+  update(change: Partial<Pick<WorkerAdvert, 'job' | 'models'>>): void {
+    this.advert = { ...this.advert, ...change };
+    if (this.timer) void this.beat().catch(this.onError);
   }
 
   async stop(): Promise<void> {

@@ -48,3 +48,4 @@ export * from './admission.js';
 export * from './worker-loss.js';
 export * from './image-size.js';
 export * from './engine-params.js';
+export * from './warm-routing.js';

@@ -46,6 +46,8 @@ export function farmKeys(prefix: string) {
     webhookMaster: `${base}:webhook-master-secret`,
     /** A worker's or trainer's advert, alive while its TTL lasts. */
     heartbeat: (queue: string, name: string) => `${base}:heartbeat:${queue}:${name}`,
+    /** When a job was first handed back for a warm worker (warm-routing.ts): its wait for one is bounded from then. */
+    routing: (jobId: string) => `${base}:routing:${jobId}`,
     /** Names that have sent a heartbeat on a queue (the heartbeat keys say which are still alive). */
     heartbeats: (queue: string) => `${base}:heartbeats:${queue}`,
   };

@@ -11,6 +11,7 @@ import { createWorkerMetrics } from './metrics.js';
 import { startFlowWorker } from './flow-processor.js';
 import { generateProcessor, type ProcessorContext } from './processor.js';
 import { RenderHost } from './render-host.js';
+import { WarmModels } from './route.js';
 
 /**
  * A generation worker: one BullMQ worker on `generate` (concurrency 1, one per GPU), the engine in a render
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   const host = new RenderHost({
     provider: cfg.executionProvider, modelCacheBytes: cfg.modelCacheBytes, cacheDir: join(cfg.cacheDir, 'graphs'), fallbackToCpu: cfg.fallbackToCpu,
     previewEvery: cfg.previewEveryNSteps, attention: cfg.attention, memoryMode: cfg.memoryMode, weightsDtype: cfg.weightsDtype, maxInputPixels: cfg.maxInputPixels,
+    intraOpThreads: cfg.ortIntraOpThreads,
   });
   const engine = await host.ready();
   // Without its render thread a worker would fail every job it takes: exit, so the job in hand is retried
@@ -51,8 +53,10 @@ async function main(): Promise<void> {
     cfg, redis, keys, storage, registry: new AssetRegistry(redis, keys),
     cache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.networkCacheBytes, metrics.cache),
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cache),
-    host, cancels, events, metrics, log, workerName, budget, heartbeat, cancelDetails: new Map(),
+    host, cancels, events, metrics, log, workerName, budget, heartbeat, cancelDetails: new Map(), warm: new WarmModels(heartbeat),
   };
+  // What the engine holds after each render goes out in the heartbeat, for warm routing.
+  host.onModels = (paths) => ctx.warm.engineHolds(paths);
   await watchAssetDeletions(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-worker-assets', log }), keys, [ctx.cache, ctx.modelCache], log);
 
   const generate = new Worker<GenerateJobData, GenerateJobResult>(QUEUE_NAMES.generate, generateProcessor(ctx), {

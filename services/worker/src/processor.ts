@@ -11,6 +11,7 @@ import {
 import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
 import { VAE_DIR } from '@darkroom/farm/vae-assets.js';
 import { admitOrHandBack } from './admit.js';
+import { routeOrHandBack, type WarmModels } from './route.js';
 import { jobUpscalerFiles } from './upscaler-files.js';
 import { runExtrasJob } from './extras-job.js';
 import { isExtrasJob, type ExtrasJobData } from '@darkroom/farm/extras-jobs.js';
@@ -41,6 +42,8 @@ export interface ProcessorContext {
   heartbeat: Heartbeat;
   /** Why the last attempt of a job was cancelled, read by the `failed` handler that publishes the event. */
   cancelDetails: Map<string, { step_at_cancel: number; last_step: number }>;
+  /** The checkpoints this worker's engine holds, for warm routing (route.ts). */
+  warm: WarmModels;
 }
 
 const PROGRESS_INTERVAL_MS = 100;
@@ -171,6 +174,10 @@ function renderJob(ctx: ProcessorContext) {
     await admitOrHandBack({
       redis: ctx.redis, keys: ctx.keys, budget: ctx.budget, workerName: ctx.workerName, log, onHandBack: () => ctx.metrics.handedBack.inc(),
     }, job, token);
+    await routeOrHandBack({
+      redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, registry: ctx.registry, workerName: ctx.workerName, warm: ctx.warm, log,
+      onHandBack: (to) => ctx.metrics.routedAway.inc({ to }),
+    }, job, token);
     const started = performance.now();
     ctx.heartbeat.setJob(jobId);
     await publishJobEvent(ctx.events, evJob, 'started', { attempt, worker: ctx.workerName });
@@ -186,6 +193,11 @@ function renderJob(ctx: ProcessorContext) {
         jobVaeFile(ctx, data, held),
         jobUpscalerFiles(ctx, data.upscalers ?? [], held),
       ]);
+      if (checkpoint) {
+        // Counted before the render: whether the engine holds it now is what decides a load.
+        if (!ctx.warm.held.includes(checkpoint.sha256)) ctx.metrics.modelLoads.inc();
+        ctx.warm.resolved(checkpoint);
+      }
       const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
       request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks, ...(vae ? { vae } : {}),
         ...(upscalers.length > 0 ? { upscalers } : {}),

@@ -35,7 +35,10 @@ interface Pending {
 
 /** The main thread's handle on the render thread (render.ts). */
 export class RenderHost extends EngineThreadHost<HostMessage, ThreadMessage, Pending> {
-  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; weightsDtype: ComputeDType; maxInputPixels: number }) {
+  /** Called after every render with the checkpoint paths the engine holds loaded ('' = the demo model), most recent first. */
+  onModels: ((checkpoints: string[]) => void) | null = null;
+
+  constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; weightsDtype: ComputeDType; maxInputPixels: number; intraOpThreads: number | null }) {
     super(
       new URL('./render.ts', import.meta.url),
       workerData,
@@ -46,6 +49,9 @@ export class RenderHost extends EngineThreadHost<HostMessage, ThreadMessage, Pen
 
   protected onMessage(m: Exclude<ThreadMessage, { type: 'ready' }>): void {
     switch (m.type) {
+      case 'models':
+        this.onModels?.(m.checkpoints);
+        return;
       case 'step':
         this.pending.get(m.id)?.onStep(m);
         return;

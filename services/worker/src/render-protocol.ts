@@ -49,7 +49,9 @@ export type ThreadMessage =
   | { type: 'step'; id: number; step: number; steps: number; iteration: number; iterations: number; preview?: Uint8Array }
   | { type: 'done'; id: number; output: RenderOutput }
   | { type: 'cancelled'; id: number; stepAtCancel: number; lastStep: number }
-  | { type: 'error'; id: number; code: string; message: string; retryable: boolean };
+  | { type: 'error'; id: number; code: string; message: string; retryable: boolean }
+  /** After every render: the checkpoint paths the engine holds loaded ('' = the demo model), most recent first. */
+  | { type: 'models'; checkpoints: string[] };
 
 /** Index 0 of the shared flag: 0 = run, 1 = cancel requested. Atomics let the thread see it between steps without an event-loop turn. */
 export const CANCEL_RUN = 0;

@@ -21,7 +21,7 @@ import { withoutRequestPaths } from './request-paths.js';
 import { CANCEL_REQUESTED, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
 const port = parentPort!;
-const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; weightsDtype: ComputeDType; maxInputPixels: number };
+const config = workerData as { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; weightsDtype: ComputeDType; maxInputPixels: number; intraOpThreads: number | null };
 
 function post(m: ThreadMessage): void {
   port.postMessage(m);
@@ -39,6 +39,8 @@ const engine = new Engine({
   attention: config.attention,
   memoryMode: config.memoryMode,
   weightsDtype: config.weightsDtype,
+  // ORT_INTRA_OP_THREADS; onnxruntime's own default (one thread per physical core) when unset.
+  ...(config.intraOpThreads !== null ? { threads: config.intraOpThreads } : {}),
 });
 
 /** A1111's base64 image field (optionally a data: URI) to bytes. */
@@ -156,7 +158,8 @@ port.on('message', (m: HostMessage) => {
     void queue.then(() => engine.close()).finally(() => process.exit(0));
     return;
   }
-  queue = queue.then(() => render(m.id, m.request, m.cancelFlag));
+  // What stays loaded after each render goes to the main thread, which advertises it for warm routing.
+  queue = queue.then(() => render(m.id, m.request, m.cancelFlag)).finally(() => post({ type: 'models', checkpoints: engine.loadedCheckpoints().reverse() }));
 });
 
 post({ type: 'ready', engine: `packages/core (${config.provider})` });

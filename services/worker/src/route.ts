@@ -1,0 +1,90 @@
+import { DelayedError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  checkpointIdentity, fitsBudget, heldKeys, liveWorkers, QUEUE_NAMES, routeJob, type AssetRegistry, type CheckpointFile, type FarmConfig,
+  type FarmKeys, type GenerateJobData, type Heartbeat, type Logger,
+} from '@darkroom/farm';
+
+/**
+ * After handing a job to an idle warm worker, the claimer waits this long before asking for work again, so the
+ * idle worker (already blocked waiting for a job, woken by this one) is the one that takes it.
+ */
+export const HANDOFF_PAUSE_MS = 150;
+
+/**
+ * What this worker's engine holds loaded, as routing keys: the render thread reports its loaded checkpoint paths
+ * after every render, and the paths map to keys through the checkpoints this worker resolved. A change goes out
+ * in the heartbeat at once.
+ */
+export class WarmModels {
+  private readonly keyOfPath = new Map<string, string>();
+  private loadedPaths: string[] = [];
+  private keys: string[] = [];
+
+  constructor(private readonly heartbeat: Pick<Heartbeat, 'update'>) {}
+
+  /** The keys of the checkpoints loaded now, most recently used first. */
+  get held(): readonly string[] {
+    return this.keys;
+  }
+
+  /** A job's checkpoint was resolved to this file (its path is what the engine reports). */
+  resolved(file: CheckpointFile): void {
+    this.keyOfPath.set(file.path, file.sha256);
+  }
+
+  /** The render thread's report after a render. */
+  engineHolds(paths: readonly string[]): void {
+    this.loadedPaths = [...paths];
+    this.refresh();
+  }
+
+  private refresh(): void {
+    const next = heldKeys(this.loadedPaths, this.keyOfPath);
+    if (next.length === this.keys.length && next.every((k, i) => k === this.keys[i])) return;
+    this.keys = next;
+    this.heartbeat.update({ models: next });
+  }
+}
+
+export interface RouteContext {
+  redis: Redis;
+  keys: FarmKeys;
+  cfg: Pick<FarmConfig, 'warmRouting' | 'warmRoutingWaitMs' | 'warmRoutingRetryMs' | 'modelsDir'>;
+  registry: AssetRegistry;
+  workerName: string;
+  warm: WarmModels;
+  log: Logger;
+  onHandBack: (to: 'idle' | 'busy') => void;
+}
+
+/**
+ * Warm routing at claim time (packages/farm/src/warm-routing.ts): returns when this worker should render the job;
+ * otherwise hands it back (BullMQ's DelayedError path, no attempt used up) for a worker that holds its checkpoint.
+ */
+export async function routeOrHandBack(ctx: RouteContext, job: Job<GenerateJobData>, token: string | undefined): Promise<void> {
+  if (!ctx.cfg.warmRouting) return;
+  const data = job.data;
+  // A name that no longer resolves is the render's to report (MODEL_NOT_FOUND), not routing's.
+  const key = await checkpointIdentity({ registry: ctx.registry, modelsDir: ctx.cfg.modelsDir }, data.tenant, data.request.model).catch(() => null);
+  if (key === null || ctx.warm.held.includes(key)) return;
+  const routingKey = ctx.keys.routing(job.id!);
+  const [first, live] = await Promise.all([ctx.redis.get(routingKey), liveWorkers(ctx.redis, ctx.keys, QUEUE_NAMES.generate)]);
+  const now = Date.now();
+  const decision = routeJob({
+    key, self: ctx.workerName, held: ctx.warm.held, live, fits: (w) => fitsBudget(data, w),
+    firstHandBackAt: first === null ? null : Number(first), now,
+    policy: { waitMs: ctx.cfg.warmRoutingWaitMs, retryMs: ctx.cfg.warmRoutingRetryMs },
+  });
+  if (decision.action === 'take') {
+    if (decision.reason === 'waited-enough') ctx.log.info({ waitedMs: now - Number(first) }, 'no warm worker took the job in time; rendering it here');
+    return;
+  }
+  // The first hand-back starts the bound; the key outlives it so a late claim still sees the wait is over.
+  await ctx.redis.set(routingKey, String(now), 'PX', ctx.cfg.warmRoutingWaitMs + 3600_000, 'NX');
+  ctx.log.debug({ to: decision.to, workers: decision.workers }, 'job handed back for a worker that holds its checkpoint');
+  ctx.onHandBack(decision.to);
+  await job.moveToDelayed(now + decision.delayMs, token);
+  if (decision.to === 'idle') await new Promise((r) => setTimeout(r, HANDOFF_PAUSE_MS));
+  throw new DelayedError();
+}
