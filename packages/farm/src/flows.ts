@@ -266,7 +266,15 @@ export const FlowView = z.object({
   outputs: z.array(FlowOutputView)
     .describe('completed: the grids first, then every child\'s images, then the animations; before that, the images of the children done so far'),
   compose: GridCompose.nullable(),
-  script: z.object({ name: z.string(), cells: z.array(z.string()).describe('each child\'s label in the script\'s terms'), warnings: z.array(z.string()) }).nullable(),
+  script: z.object({
+    name: z.string(),
+    cells: z.array(z.string()).describe('each child\'s label in the script\'s terms'),
+    grids: z.array(z.object({
+      cells: z.array(z.number().int()).describe('indices into `cells` (and `children`), left to right, top to bottom'),
+      rows: z.number().int(),
+    })).describe('the grids drawn straight from cells (an X/Y/Z plot\'s X/Y grid per Z value), so a client can lay the cells out as they complete'),
+    warnings: z.array(z.string()),
+  }).nullable(),
   error: z.object({ code: z.string(), message: z.string(), child: z.number().int().optional() }).nullable(),
   webhook: FlowWebhookSpec.nullable(),
 });

@@ -1,7 +1,8 @@
 import { Job } from 'bullmq';
 import { FarmError, outputUrl, readTerminalRecord, requestCancel, splitFailedReason, type JobView } from '@darkroom/farm';
 import {
-  flowOutputContentType, flowOutputFileName, flowState, type FlowJobData, type FlowJobResult, type FlowOutputRecord, type FlowView,
+  flowOutputContentType, flowOutputFileName, flowState, type FlowJobData, type FlowJobResult, type FlowOutputRecord, type FlowScriptPlan,
+  type FlowView,
 } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
 import { cancelJob } from './job-actions.js';
@@ -22,6 +23,11 @@ export async function flowOutputUrl(ctx: ApiContext, flowId: string, o: FlowOutp
 /** A child cancelled before it started is gone from the queue; its tombstone, or nothing, stands for it. */
 function missingChild(id: string, kind: JobView['kind'], createdAt: string): JobView {
   return { id, kind, state: 'cancelled', created_at: createdAt, started_at: null, finished_at: null, attempts: 0, progress: null, outputs: [], error: null, webhook: null };
+}
+
+/** The plan's grids made of cells (a grid of grids is left out: its parts are listed), each cell by its index. */
+function cellGrids(plan: FlowScriptPlan): { cells: number[]; rows: number }[] {
+  return plan.layout.grids.flatMap((g) => (g.source.kind === 'cells' ? [{ cells: [...g.source.cells], rows: g.rows }] : []));
 }
 
 export async function flowView(ctx: ApiContext, tenant: string, id: string): Promise<FlowView | null> {
@@ -55,7 +61,9 @@ export async function flowView(ctx: ApiContext, tenant: string, id: string): Pro
     finished_at: terminal ? terminal.at : job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     progress: { completed, total: children.length, fraction },
     children, outputs, compose: job.data.compose,
-    script: job.data.script ? { name: job.data.script.name, cells: job.data.script.cells.map((c) => c.label), warnings: job.data.script.warnings } : null,
+    script: job.data.script ? {
+      name: job.data.script.name, cells: job.data.script.cells.map((c) => c.label), grids: cellGrids(job.data.script), warnings: job.data.script.warnings,
+    } : null,
     error, webhook: job.data.webhook,
   };
 }

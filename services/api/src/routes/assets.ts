@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Router, type Request } from 'express';
 import {
-  ASSET_EXTENSIONS, ASSET_KINDS, AssetChecker, assetName, assetView, deleteAsset, FarmError, isFarmError, MAX_NETWORK_UPLOAD_BYTES,
+  ASSET_EXTENSIONS, ASSET_KINDS, AssetChecker, assetName, assetStorageKey, assetView, deleteAsset, FarmError, isFarmError, MAX_NETWORK_UPLOAD_BYTES,
   storeAssetContent, type AssetKind, type AssetView,
 } from '@darkroom/farm';
 import { readLoraDescription } from '@darkroom/farm/lora-assets.js';
@@ -61,6 +61,19 @@ export function assetRoutes(ctx: ApiContext): Router {
       items = (await ctx.registry.list(tenant, kind)).map(assetView);
     }
     res.json({ items });
+  });
+
+  // An embedding uploaded as a PNG or WebP is its own preview (A1111 shows the card's picture): the page lists it
+  // with the image. Other files have no picture to show.
+  r.get('/v1/embeddings/:name/image', async (req, res) => {
+    const name = String(req.params.name);
+    const rec = await ctx.registry.get(tenantOf(res), 'embeddings', name);
+    const ext = rec ? extname(rec.filename).toLowerCase() : '';
+    if (!rec || (ext !== '.png' && ext !== '.webp')) throw new FarmError('NOT_FOUND', 404, `no embedding image named "${name}"`);
+    const stream = await ctx.storage.getStream(assetStorageKey('embeddings', rec.sha256));
+    if (!stream) throw new FarmError('NOT_FOUND', 404, `embedding "${name}" is gone from storage`);
+    res.type(ext === '.png' ? 'image/png' : 'image/webp').set('cache-control', 'private, no-cache');
+    stream.pipe(res);
   });
 
   r.put('/v1/:kind/:filename', async (req, res) => {
