@@ -62,3 +62,13 @@ test('bad frames are refused naming the frame', async () => {
   await assert.rejects(encodeAnimation([frame(0), frame(1, 32, 32)], { format: 'gif', fps: 10 }), (e) => e instanceof FarmError && e.field === 'frames[1]');
   await assert.rejects(encodeAnimation([frame(0)], { format: 'gif', fps: 0 }), (e) => e instanceof FarmError && e.field === 'fps');
 });
+
+test('per-frame delays (a video\'s own timing) replace 1000 / fps, and must be one per frame', async () => {
+  const frames = [frame(0), frame(1), frame(2)];
+  const webp = await decodeAnimation(await encodeAnimation(frames, { format: 'webp', fps: 10, delays: [40, 120, 40] }));
+  assert.deepEqual(webp.delay, [40, 120, 40]);
+  const gif = await decodeAnimation(await encodeAnimation(frames, { format: 'gif', fps: 10, delays: [40, 120, 40] }));
+  assert.deepEqual(gif.delay, [40, 120, 40]);
+  await assert.rejects(encodeAnimation(frames, { format: 'webp', fps: 10, delays: [40, 120] }), (e) => e instanceof FarmError && e.field === 'delays');
+  await assert.rejects(encodeAnimation(frames, { format: 'webp', fps: 10, delays: [40, 0, 40] }), (e) => e instanceof FarmError && e.field === 'delays');
+});

@@ -34,6 +34,12 @@ test('ATTENTION picks the engine attention, by name or A1111 flag; anything else
   assert.throws(() => loadConfig({ ATTENTION: 'flash' }), (e) => e instanceof FarmError && e.field === 'ATTENTION');
 });
 
+test('ORT_INTRA_OP_THREADS sets each session\'s intra-op threads; unset leaves onnxruntime\'s default', () => {
+  assert.equal(loadConfig({}).ortIntraOpThreads, null);
+  assert.equal(loadConfig({ ORT_INTRA_OP_THREADS: '1' }).ortIntraOpThreads, 1);
+  assert.throws(() => loadConfig({ ORT_INTRA_OP_THREADS: '0' }), (e) => e instanceof FarmError && e.field === 'ORT_INTRA_OP_THREADS');
+});
+
 test('webhook retries back off exponentially, capped at an hour, for about a day', () => {
   assert.equal(webhookBackoffDelay(1, 5000), 5000);
   assert.equal(webhookBackoffDelay(3, 5000), 20_000);
