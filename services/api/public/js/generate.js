@@ -1,5 +1,6 @@
 // The Generate form: reading it into a /v1 request, and loading parameters (png-info's) back into it.
 import { blobToBase64 } from './api.js';
+import { maskFields, maskForImage, readMask } from './mask.js';
 
 const $ = (id) => document.getElementById(id);
 const num = (id) => Number($(id).value);
@@ -26,9 +27,13 @@ export async function readForm() {
   };
   const ckpt = $('checkpoint').value;
   if (ckpt) body.model = ckpt;
+  // Automatic leaves the farm's choice (the tenant's sd_vae option) in force.
+  if ($('sd_vae').value) body.override_settings = { sd_vae: $('sd_vae').value };
   if (form.initImage) {
     body.init_images = [await blobToBase64(form.initImage.blob)];
     body.denoising_strength = num('denoising_strength');
+    const mask = await readMask();
+    if (mask) Object.assign(body, { mask }, maskFields());
     return { kind: 'img2img', body };
   }
   if ($('enable_hr').checked) {
@@ -67,6 +72,9 @@ export function applyParameters(p) {
   if (p['Schedule type'] && p['Schedule type'] !== 'Automatic') setSelect('scheduler', p['Schedule type']);
   else $('scheduler').value = '';
   if (p.Model) setSelect('checkpoint', p.Model);
+  // The infotext names a VAE by its file stem; none named is the checkpoint's own.
+  const vae = typeof p.VAE === 'string' ? [...$('sd_vae').options].find((o) => o.value && (o.value === p.VAE || o.value.replace(/\.[^.]+$/, '') === p.VAE)) : null;
+  $('sd_vae').value = vae ? vae.value : '';
   // The parser fills `Hires resize-1` in for every infotext; only an upscale or upscaler says hires fix ran.
   const hires = p['Hires upscale'] !== undefined || p['Hires upscaler'] !== undefined;
   $('enable_hr').checked = hires;
@@ -84,27 +92,34 @@ export function setInitImage(blob) {
   if (form.initImage) URL.revokeObjectURL(form.initImage.url);
   form.initImage = blob ? { blob, url: URL.createObjectURL(blob) } : null;
   const img = $('init-preview');
-  img.hidden = !blob;
   img.src = blob ? form.initImage.url : '';
   img.alt = blob ? 'Init image' : '';
-  $('init-hint').hidden = Boolean(blob);
+  $('init-hint').textContent = blob ? 'Drop another image here, or press Enter to choose one' : 'Drop an init image here, or press Enter to choose one';
+  maskForImage(blob ? img : null);
   if (blob) $('img2img').open = true;
 }
 
 /** Fills the selects from the API's listings (each may be missing on an older API: the form still works). */
 export async function loadChoices(getJson) {
   const opt = (value, label = value) => { const o = document.createElement('option'); o.value = value; o.textContent = label; return o; };
-  const [samplers, schedulers, models, upscalers] = await Promise.all([
+  const [samplers, schedulers, models, upscalers, vaes] = await Promise.all([
     getJson('/sdapi/v1/samplers').catch(() => []),
     getJson('/sdapi/v1/schedulers').catch(() => []),
     getJson('/sdapi/v1/sd-models').catch(() => []),
     getJson('/sdapi/v1/upscalers').catch(() => []),
+    getJson('/sdapi/v1/sd-vae').catch(() => []),
   ]);
   const s = $('sampler_name');
   s.replaceChildren(...(samplers.length ? samplers.map((x) => opt(x.name)) : [opt('Euler')]));
   s.value = [...s.options].some((o) => o.value === 'DPM++ 2M') ? 'DPM++ 2M' : s.options[0].value;
   $('scheduler').replaceChildren(opt('', 'Automatic'), ...schedulers.map((x) => opt(x.name, x.label ?? x.name)));
+  const keep = (id) => { const v = $(id).value; return () => { if ([...$(id).options].some((o) => o.value === v)) $(id).value = v; }; };
+  const restoreCkpt = keep('checkpoint');
+  const restoreVae = keep('sd_vae');
   $('checkpoint').replaceChildren(opt('', 'Default'), ...models.map((m) => opt(m.title, m.model_name)));
+  $('sd_vae').replaceChildren(opt('', 'Automatic'), opt('None'), ...vaes.map((v) => opt(v.model_name)));
+  restoreCkpt();
+  restoreVae();
   const ups = ['Latent', ...upscalers.map((u) => u.name).filter((n) => n && n !== 'None' && n !== 'Latent')];
   $('hr_upscaler').replaceChildren(...ups.map((n) => opt(n)));
 }

@@ -3,9 +3,11 @@ import { api, ApiError, getJson, pngInfo, session } from './api.js';
 import { initAssets, listAssets } from './assets.js';
 import { applyParameters, form, loadChoices, readForm, setInitImage } from './generate.js';
 import { initGallery, resetGallery } from './gallery.js';
+import { initMask } from './mask.js';
 import { attachPrompt } from './prompt.js';
 import { forgetTraining, initTrain, listDatasets } from './train.js';
 import { forgetJobs, initWatch, onJobActions, restoreJobs, watchJob } from './watch.js';
+import { initXyz } from './xyz.js';
 
 const $ = (id) => document.getElementById(id);
 const names = { embeddings: new Set(), loras: [], hypernetworks: [] };
@@ -153,10 +155,12 @@ async function start() {
     done: (o) => { form.lastSeed = o.seed; },
   });
   initGallery((p) => { applyParameters(p); selectTab($('tab-generate')); toast('Settings loaded.'); });
-  initAssets((kind) => { if (kind !== 'models') void loadNames(); else void loadChoices(getJson); });
+  initAssets((kind) => { if (kind === 'models' || kind === 'vaes') void loadChoices(getJson); else void loadNames(); });
   initDrops();
+  initMask();
   restoreJobs();
   initTrain(() => getJson('/sdapi/v1/sd-models'));
+  initXyz(readForm);
   $('signout').addEventListener('click', () => {
     session.key = null;
     forgetJobs();
