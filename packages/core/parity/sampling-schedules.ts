@@ -14,12 +14,11 @@ import { betaV1101, discreteSigmaModel, lcmSigmaModel, type SigmaModel } from '.
 import {
   compVisTimesteps,
   discardPenultimate,
-  resolveSamplerAndScheduler,
   samplerScheduleConfig,
   samplerSigmas,
   type ScheduleOptions,
 } from '../src/sampling/schedules/sampler-schedules.js';
-import { samplerByAlias } from '../src/sampling/samplers.js';
+import { resolveSamplerEntry, samplerEntryByAlias } from '../src/catalog/samplers.js';
 import { elementwiseClose, fmt, type CaseResult, type Closeness } from './report.js';
 import { samplersSchedule } from './sampling-model.js';
 
@@ -189,14 +188,14 @@ export async function* scheduleCases(folder: string): AsyncGenerator<CaseResult>
   else {
     const failures: string[] = [];
     for (const [name, want] of Object.entries(names ?? {})) {
-      const raw = resolveSamplerAndScheduler(name, undefined, { convertAutomatic: false });
-      const conv = resolveSamplerAndScheduler(name, undefined, { convertAutomatic: true });
-      if (raw.sampler !== want.sampler || raw.scheduler !== want.scheduler || conv.scheduler !== want.scheduler_after_convert_automatic) {
-        failures.push(`"${name}" -> ${raw.sampler}/${raw.scheduler}/${conv.scheduler}`);
+      const raw = resolveSamplerEntry(name, undefined, false);
+      const conv = resolveSamplerEntry(name, undefined, true);
+      if (raw.sampler.name !== want.sampler || raw.scheduler !== want.scheduler || conv.scheduler !== want.scheduler_after_convert_automatic) {
+        failures.push(`"${name}" -> ${raw.sampler.name}/${raw.scheduler}/${conv.scheduler}`);
       }
     }
     for (const [alias, want] of Object.entries(aliases ?? {})) {
-      const got = samplerByAlias(alias)?.name;
+      const got = samplerEntryByAlias(alias)?.name;
       if (got !== want) failures.push(`alias "${alias}" -> ${got ?? 'none'}`);
     }
     const partial = !names ? 'no display-name section' : !aliases ? 'no alias section' : undefined;

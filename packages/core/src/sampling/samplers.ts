@@ -1,7 +1,6 @@
 /**
- * A1111's sampler table: display names, aliases, the k-diffusion function each runs and the options A1111
- * attaches to it (default scheduler, second order, ENSD, Brownian noise, discard-penultimate), plus A1111's
- * name resolution (`get_sampler_and_scheduler`, legacy "DPM++ 2M Karras" style names included).
+ * A1111's samplers with their implementations: each entry of the catalog's sampler table (names, aliases,
+ * options, name resolution: catalog/samplers.ts) with the function that runs it.
  */
 import {
   sampleDpm2,
@@ -20,222 +19,47 @@ import {
   sampleRestart,
 } from './kdiffusion/index.js';
 import { compVisSamplers } from './compvis/index.js';
-import { SCHEDULERS } from './schedules/schedulers.js';
+import { resolveSamplerEntry, SAMPLER_CATALOG, type SamplerEntry } from '../catalog/samplers.js';
 import type { Float32Tensor } from '../tensor.js';
 import type { Denoiser, EpsModel, Sampler, SamplerContext, StepCallback } from './types.js';
 
-/** Which model interface a sampler drives. */
-export type SamplerFamily =
-  /** k-diffusion: calls the denoiser D(x, sigma) and starts from noise * sigmas[0]. */
-  | 'kdiffusion'
-  /** A1111's timestep samplers (DDIM, DDIM CFG++, PLMS, UniPC): call the eps model on the VP latent. */
-  | 'timestep'
-  /** LCM: k-diffusion-style loop over LCM's own denoiser (see compvis/). */
-  | 'lcm';
+export { effectiveScheduler, type SamplerFamily } from '../catalog/samplers.js';
 
-export interface SamplerInfo {
-  /** Display name, as A1111 lists it and writes it to the infotext. */
-  readonly name: string;
-  readonly aliases: readonly string[];
-  readonly family: SamplerFamily;
-  /** The upstream function (k-diffusion `sample_*`, or A1111's module function). */
-  readonly upstream: string;
+export interface SamplerInfo extends SamplerEntry {
   /**
    * The implementation. k-diffusion samplers take x = noise * sigmas[0] and call ctx.denoise; timestep
    * samplers (compvis/) take the unscaled noise and call ctx.eps with options.steps; LCM calls ctx.denoise,
    * which must be the LCM denoiser.
    */
   readonly sampler: Sampler;
-  /** Scheduler name "Automatic" resolves to; undefined = the model's discrete schedule (uniform). */
-  readonly defaultScheduler?: string;
-  readonly discardPenultimate: boolean;
-  /** Two model calls per step: A1111 builds prompt-editing schedules over steps * 2. */
-  readonly secondOrder: boolean;
-  /** Only decides whether ENSD goes into the infotext; the reseed itself always happens. */
-  readonly usesEnsd: boolean;
-  /** Noise from per-image Brownian trees (seeded from the image seeds, ignoring ENSD). */
-  readonly brownianNoise: boolean;
-  /** The function takes `eta` (A1111 passes `eta_ancestral`, default 1; "Eta" in the infotext when != 1). */
-  readonly takesEta: boolean;
-  /** A1111's `sampler_extra_params`: option names copied from the settings. */
-  readonly extraParams: readonly string[];
-  /** Fixed keyword arguments A1111 adds (solver_type 'heun'). */
-  readonly fixedOptions: Readonly<Record<string, string>>;
-  /** DPM fast / adaptive: given the model's sigma range (and n = steps) instead of the schedule. */
-  readonly usesModelSigmaRange: boolean;
 }
 
-const CHURN = ['s_churn', 's_tmin', 's_tmax', 's_noise'] as const;
-const S_NOISE = ['s_noise'] as const;
+/** The k-diffusion functions by display name; the timestep samplers and LCM are compvis/'s. */
+const KDIFFUSION: Readonly<Partial<Record<string, Sampler>>> = {
+  'DPM++ 2M': sampleDpmpp2m,
+  'DPM++ SDE': sampleDpmppSde,
+  'DPM++ 2M SDE': sampleDpmpp2mSde,
+  'DPM++ 2M SDE Heun': sampleDpmpp2mSde,
+  'DPM++ 2S a': sampleDpmpp2sAncestral,
+  'DPM++ 3M SDE': sampleDpmpp3mSde,
+  'Euler a': sampleEulerAncestral,
+  Euler: sampleEuler,
+  LMS: sampleLms,
+  Heun: sampleHeun,
+  DPM2: sampleDpm2,
+  'DPM2 a': sampleDpm2Ancestral,
+  'DPM fast': sampleDpmFast,
+  'DPM adaptive': sampleDpmAdaptive,
+  Restart: sampleRestart,
+};
 
-interface Row {
-  name: string;
-  upstream: string;
-  aliases: string[];
-  sampler?: Sampler;
-  family?: SamplerFamily;
-  scheduler?: string;
-  discard?: boolean;
-  secondOrder?: boolean;
-  usesEnsd?: boolean;
-  brownian?: boolean;
-  eta?: boolean;
-  extra?: readonly string[];
-  fixed?: Record<string, string>;
-  modelRange?: boolean;
-}
-
-// Order matters: the first entry is A1111's default sampler.
-const ROWS: Row[] = [
-  { name: 'DPM++ 2M', upstream: 'sample_dpmpp_2m', aliases: ['k_dpmpp_2m'], sampler: sampleDpmpp2m, scheduler: 'karras' },
-  {
-    name: 'DPM++ SDE',
-    upstream: 'sample_dpmpp_sde',
-    aliases: ['k_dpmpp_sde'],
-    sampler: sampleDpmppSde,
-    scheduler: 'karras',
-    secondOrder: true,
-    brownian: true,
-    eta: true,
-    extra: S_NOISE,
-  },
-  {
-    name: 'DPM++ 2M SDE',
-    upstream: 'sample_dpmpp_2m_sde',
-    aliases: ['k_dpmpp_2m_sde'],
-    sampler: sampleDpmpp2mSde,
-    scheduler: 'exponential',
-    brownian: true,
-    eta: true,
-    extra: S_NOISE,
-  },
-  {
-    name: 'DPM++ 2M SDE Heun',
-    upstream: 'sample_dpmpp_2m_sde',
-    aliases: ['k_dpmpp_2m_sde_heun'],
-    sampler: sampleDpmpp2mSde,
-    scheduler: 'exponential',
-    brownian: true,
-    eta: true,
-    extra: S_NOISE,
-    fixed: { solver_type: 'heun' },
-  },
-  {
-    name: 'DPM++ 2S a',
-    upstream: 'sample_dpmpp_2s_ancestral',
-    aliases: ['k_dpmpp_2s_a'],
-    sampler: sampleDpmpp2sAncestral,
-    scheduler: 'karras',
-    usesEnsd: true,
-    secondOrder: true,
-    eta: true,
-    extra: S_NOISE,
-  },
-  {
-    name: 'DPM++ 3M SDE',
-    upstream: 'sample_dpmpp_3m_sde',
-    aliases: ['k_dpmpp_3m_sde'],
-    sampler: sampleDpmpp3mSde,
-    scheduler: 'exponential',
-    discard: true,
-    brownian: true,
-    eta: true,
-    extra: S_NOISE,
-  },
-  {
-    name: 'Euler a',
-    upstream: 'sample_euler_ancestral',
-    aliases: ['k_euler_a', 'k_euler_ancestral'],
-    sampler: sampleEulerAncestral,
-    usesEnsd: true,
-    eta: true,
-  },
-  { name: 'Euler', upstream: 'sample_euler', aliases: ['k_euler'], sampler: sampleEuler, extra: CHURN },
-  { name: 'LMS', upstream: 'sample_lms', aliases: ['k_lms'], sampler: sampleLms },
-  { name: 'Heun', upstream: 'sample_heun', aliases: ['k_heun'], sampler: sampleHeun, secondOrder: true, extra: CHURN },
-  {
-    name: 'DPM2',
-    upstream: 'sample_dpm_2',
-    aliases: ['k_dpm_2'],
-    sampler: sampleDpm2,
-    scheduler: 'karras',
-    discard: true,
-    secondOrder: true,
-    extra: CHURN,
-  },
-  {
-    name: 'DPM2 a',
-    upstream: 'sample_dpm_2_ancestral',
-    aliases: ['k_dpm_2_a'],
-    sampler: sampleDpm2Ancestral,
-    scheduler: 'karras',
-    discard: true,
-    usesEnsd: true,
-    secondOrder: true,
-    eta: true,
-    extra: S_NOISE,
-  },
-  {
-    name: 'DPM fast',
-    upstream: 'sample_dpm_fast',
-    aliases: ['k_dpm_fast'],
-    sampler: sampleDpmFast,
-    usesEnsd: true,
-    eta: true,
-    extra: S_NOISE,
-    modelRange: true,
-  },
-  {
-    name: 'DPM adaptive',
-    upstream: 'sample_dpm_adaptive',
-    aliases: ['k_dpm_ad'],
-    sampler: sampleDpmAdaptive,
-    usesEnsd: true,
-    eta: true,
-    modelRange: true,
-  },
-  {
-    name: 'Restart',
-    upstream: 'modules.sd_samplers_extra.restart_sampler',
-    aliases: ['restart'],
-    sampler: sampleRestart,
-    scheduler: 'karras',
-    secondOrder: true,
-  },
-  { name: 'DDIM', upstream: 'modules.sd_samplers_timesteps_impl.ddim', aliases: ['ddim'], family: 'timestep' },
-  {
-    name: 'DDIM CFG++',
-    upstream: 'modules.sd_samplers_timesteps_impl.ddim_cfgpp',
-    aliases: ['ddim_cfgpp'],
-    family: 'timestep',
-  },
-  { name: 'PLMS', upstream: 'modules.sd_samplers_timesteps_impl.plms', aliases: ['plms'], family: 'timestep' },
-  { name: 'UniPC', upstream: 'modules.sd_samplers_timesteps_impl.unipc', aliases: ['unipc'], family: 'timestep' },
-  { name: 'LCM', upstream: 'modules.sd_samplers_lcm.sample_lcm', aliases: ['k_lcm'], family: 'lcm' },
-];
-
-function compVisSampler(name: string): Sampler {
-  const s = compVisSamplers[name];
-  if (!s) throw new Error(`no CompVis implementation for sampler ${name}`);
+function implementation(entry: SamplerEntry): Sampler {
+  const s = entry.family === 'kdiffusion' ? KDIFFUSION[entry.name] : compVisSamplers[entry.name];
+  if (!s) throw new Error(`no implementation for sampler ${entry.name}`);
   return s;
 }
 
-export const SAMPLERS: readonly SamplerInfo[] = ROWS.map((r) => ({
-  name: r.name,
-  aliases: r.aliases,
-  family: r.family ?? 'kdiffusion',
-  upstream: r.upstream,
-  sampler: r.sampler ?? compVisSampler(r.name),
-  ...(r.scheduler ? { defaultScheduler: r.scheduler } : {}),
-  discardPenultimate: r.discard ?? false,
-  secondOrder: r.secondOrder ?? false,
-  usesEnsd: r.usesEnsd ?? false,
-  brownianNoise: r.brownian ?? false,
-  takesEta: r.eta ?? false,
-  extraParams: r.extra ?? [],
-  fixedOptions: r.fixed ?? {},
-  usesModelSigmaRange: r.modelRange ?? false,
-}));
+export const SAMPLERS: readonly SamplerInfo[] = SAMPLER_CATALOG.map((e) => ({ ...e, sampler: implementation(e) }));
 
 export const DEFAULT_SAMPLER: SamplerInfo = SAMPLERS[0]!;
 
@@ -264,42 +88,14 @@ export interface ResolvedSampler {
   readonly fallback: boolean;
 }
 
-/**
- * A1111 `get_sampler_and_scheduler(sampler_name, scheduler_name)`: a trailing " <scheduler label|name|alias>"
- * is split off the sampler name (every scheduler is tried in order, so "Euler SGM Uniform" loses " Uniform"
- * and then is no sampler at all); unknown sampler names become the default sampler (DPM++ 2M); with
- * `convertAutomatic` a scheduler equal to the sampler's own default is reported as Automatic.
- */
+/** The catalog's `get_sampler_and_scheduler` (resolveSamplerEntry), with the resolved sampler's implementation. */
 export function resolveSamplerAndScheduler(
   samplerName: string | undefined | null,
   schedulerName?: string | null,
   convertAutomatic = true,
 ): ResolvedSampler {
-  // A1111's schedulers_map: names and labels (not aliases).
-  const byKey = (key: string | undefined | null) =>
-    key == null ? undefined : SCHEDULERS.find((s) => s.name === key || s.label === key);
-  let scheduler = byKey(schedulerName) ?? SCHEDULERS[0]!;
-  let name = samplerName || DEFAULT_SAMPLER.name;
-  for (const s of SCHEDULERS) {
-    for (const option of [s.label, s.name, ...s.aliases]) {
-      if (name.endsWith(' ' + option)) {
-        scheduler = s;
-        name = name.slice(0, -(option.length + 1));
-        break;
-      }
-    }
-  }
-  const named = BY_NAME.get(name);
-  const sampler = named ?? DEFAULT_SAMPLER;
-  if (convertAutomatic && sampler.defaultScheduler === scheduler.name) scheduler = SCHEDULERS[0]!;
-  return { sampler, scheduler: scheduler.label, fallback: named === undefined };
-}
-
-/** The scheduler name a (sampler, scheduler label) pair runs: "Automatic" becomes the sampler's default. */
-export function effectiveScheduler(sampler: SamplerInfo, schedulerLabel: string): string {
-  const s = SCHEDULERS.find((x) => x.label === schedulerLabel || x.name === schedulerLabel);
-  if (!s || s.name === 'automatic') return sampler.defaultScheduler ?? 'uniform';
-  return s.name;
+  const r = resolveSamplerEntry(samplerName, schedulerName, convertAutomatic);
+  return { sampler: BY_NAME.get(r.sampler.name)!, scheduler: r.scheduler, fallback: r.fallback };
 }
 
 /** The generation settings A1111 reads when it builds a k-diffusion sampler's keyword arguments. */

@@ -7,10 +7,9 @@ import { lcmSchedule } from '../../src/sampling/schedules/lcm.js';
 import {
   compVisTimesteps,
   discardPenultimate,
-  resolveSamplerAndScheduler,
   samplerSigmas,
 } from '../../src/sampling/schedules/sampler-schedules.js';
-import { samplerByAlias } from '../../src/sampling/samplers.js';
+import { resolveSamplerEntry, samplerEntryByAlias } from '../../src/catalog/samplers.js';
 import { isDarkroomError } from '../../src/errors.js';
 
 const SIGMA_MIN = 0.029167532920837402;
@@ -99,15 +98,16 @@ test('timestep samplers: clip(arange(0, 1000, 1000 // n) + 1), which can be long
 });
 
 test('legacy display names split off their scheduler; unknown names become DPM++ 2M', () => {
-  assert.deepEqual(resolveSamplerAndScheduler('DPM++ 2M Karras', undefined, { convertAutomatic: false }), {
-    sampler: 'DPM++ 2M',
-    scheduler: 'Karras',
-  });
-  assert.deepEqual(resolveSamplerAndScheduler('DPM++ 2M Karras', undefined), { sampler: 'DPM++ 2M', scheduler: 'Automatic' });
-  assert.deepEqual(resolveSamplerAndScheduler('DPM++ 2M SDE Karras', undefined), { sampler: 'DPM++ 2M SDE', scheduler: 'Karras' });
-  assert.deepEqual(resolveSamplerAndScheduler('Euler SGM Uniform', undefined), { sampler: 'DPM++ 2M', scheduler: 'Uniform' });
-  assert.equal(samplerByAlias('k_euler_a')?.name, 'Euler a');
-  assert.equal(samplerByAlias('nope'), undefined);
+  const resolved = (name: string, convertAutomatic = true) => {
+    const r = resolveSamplerEntry(name, undefined, convertAutomatic);
+    return { sampler: r.sampler.name, scheduler: r.scheduler, fallback: r.fallback };
+  };
+  assert.deepEqual(resolved('DPM++ 2M Karras', false), { sampler: 'DPM++ 2M', scheduler: 'Karras', fallback: false });
+  assert.deepEqual(resolved('DPM++ 2M Karras'), { sampler: 'DPM++ 2M', scheduler: 'Automatic', fallback: false });
+  assert.deepEqual(resolved('DPM++ 2M SDE Karras'), { sampler: 'DPM++ 2M SDE', scheduler: 'Karras', fallback: false });
+  assert.deepEqual(resolved('Euler SGM Uniform'), { sampler: 'DPM++ 2M', scheduler: 'Uniform', fallback: true });
+  assert.equal(samplerEntryByAlias('k_euler_a')?.name, 'Euler a');
+  assert.equal(samplerEntryByAlias('nope'), undefined);
 });
 
 test('Beta quantile: symmetric, exact ends', () => {

@@ -12,10 +12,8 @@ export {
   type SigmaModel,
 } from './schedulers.js';
 export {
-  SAMPLER_SCHEDULES,
   compVisTimesteps,
   discardPenultimate,
-  resolveSamplerAndScheduler,
   samplerScheduleConfig,
   samplerSigmas,
   type SamplerSchedule,

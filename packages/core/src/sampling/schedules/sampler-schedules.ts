@@ -1,13 +1,12 @@
 /**
  * How A1111 picks the schedule for a sampler: KDiffusionSampler.get_sigmas (the sampler's default scheduler for
  * "Automatic", discard-next-to-last-sigma, option overrides of sigma_min/max/rho), CompVisSampler.get_timesteps
- * for the timestep samplers, and get_sampler_and_scheduler for display names with a scheduler suffix.
+ * for the timestep samplers. Sampler names and their resolution are the catalog's (catalog/samplers.ts).
  */
 import { DarkroomError } from '../../errors.js';
 import { sdDiscreteSchedule } from './discrete.js';
-import { discreteSigmaModel, findScheduler, lcmSigmaModel, SCHEDULERS, type SigmaModel } from './schedulers.js';
-
-export type SamplerFamily = 'kdiffusion' | 'timesteps' | 'lcm';
+import { samplerEntryByName, type SamplerFamily } from '../../catalog/samplers.js';
+import { discreteSigmaModel, findScheduler, lcmSigmaModel, type SigmaModel } from './schedulers.js';
 
 export interface SamplerScheduleConfig {
   readonly family: SamplerFamily;
@@ -16,60 +15,15 @@ export interface SamplerScheduleConfig {
   readonly discardNextToLastSigma?: boolean;
 }
 
-/** A1111's samplers in its list order (the first is the default), with what their schedules depend on. */
-export const SAMPLER_SCHEDULES: ReadonlyArray<readonly [string, SamplerScheduleConfig]> = [
-  ['DPM++ 2M', { family: 'kdiffusion', scheduler: 'karras' }],
-  ['DPM++ SDE', { family: 'kdiffusion', scheduler: 'karras' }],
-  ['DPM++ 2M SDE', { family: 'kdiffusion', scheduler: 'exponential' }],
-  ['DPM++ 2M SDE Heun', { family: 'kdiffusion', scheduler: 'exponential' }],
-  ['DPM++ 2S a', { family: 'kdiffusion', scheduler: 'karras' }],
-  ['DPM++ 3M SDE', { family: 'kdiffusion', scheduler: 'exponential', discardNextToLastSigma: true }],
-  ['Euler a', { family: 'kdiffusion' }],
-  ['Euler', { family: 'kdiffusion' }],
-  ['LMS', { family: 'kdiffusion' }],
-  ['Heun', { family: 'kdiffusion' }],
-  ['DPM2', { family: 'kdiffusion', scheduler: 'karras', discardNextToLastSigma: true }],
-  ['DPM2 a', { family: 'kdiffusion', scheduler: 'karras', discardNextToLastSigma: true }],
-  ['DPM fast', { family: 'kdiffusion' }],
-  ['DPM adaptive', { family: 'kdiffusion' }],
-  ['Restart', { family: 'kdiffusion', scheduler: 'karras' }],
-  ['DDIM', { family: 'timesteps' }],
-  ['DDIM CFG++', { family: 'timesteps' }],
-  ['PLMS', { family: 'timesteps' }],
-  ['UniPC', { family: 'timesteps' }],
-  ['LCM', { family: 'lcm' }],
-];
-
+/** What a sampler's schedule depends on, from the catalog's sampler table. */
 export function samplerScheduleConfig(sampler: string): SamplerScheduleConfig {
-  const found = SAMPLER_SCHEDULES.find(([name]) => name === sampler);
-  if (!found) throw new DarkroomError('SAMPLER_UNKNOWN', `unknown sampler "${sampler}"`, { sampler });
-  return found[1];
-}
-
-/**
- * get_sampler_and_scheduler(name, scheduler): a trailing scheduler label/name/alias is split off the sampler name
- * (every scheduler is tried in order), an unknown sampler becomes the default (DPM++ 2M), and with
- * `convertAutomatic` a scheduler equal to the sampler's own default is reported as Automatic.
- */
-export function resolveSamplerAndScheduler(
-  samplerName: string | undefined,
-  schedulerName: string | undefined,
-  opts: { convertAutomatic?: boolean } = {},
-): { sampler: string; scheduler: string } {
-  let scheduler = (schedulerName !== undefined ? findScheduler(schedulerName) : undefined) ?? SCHEDULERS[0]!;
-  let name = samplerName || SAMPLER_SCHEDULES[0]![0];
-  for (const s of SCHEDULERS) {
-    for (const option of [s.label, s.name, ...s.aliases]) {
-      if (name.endsWith(' ' + option)) {
-        scheduler = s;
-        name = name.slice(0, -(option.length + 1));
-        break;
-      }
-    }
-  }
-  const entry = SAMPLER_SCHEDULES.find(([n]) => n === name) ?? SAMPLER_SCHEDULES[0]!;
-  if ((opts.convertAutomatic ?? true) && entry[1].scheduler === scheduler.name) scheduler = SCHEDULERS[0]!;
-  return { sampler: entry[0], scheduler: scheduler.label };
+  const entry = samplerEntryByName(sampler);
+  if (!entry) throw new DarkroomError('SAMPLER_UNKNOWN', `unknown sampler "${sampler}"`, { sampler });
+  return {
+    family: entry.family,
+    ...(entry.defaultScheduler !== undefined ? { scheduler: entry.defaultScheduler } : {}),
+    discardNextToLastSigma: entry.discardPenultimate,
+  };
 }
 
 /** A1111 options that change schedules (defaults: all off / 0, beta 0.6 / 0.6). */
@@ -105,7 +59,7 @@ export function samplerSigmas(
   model?: SigmaModel,
 ): SamplerSchedule {
   const config = samplerScheduleConfig(sampler);
-  if (config.family === 'timesteps') {
+  if (config.family === 'timestep') {
     throw new DarkroomError('SAMPLER_USES_TIMESTEPS', `${sampler} uses timesteps, not sigmas (see compVisTimesteps)`, {
       sampler,
     });

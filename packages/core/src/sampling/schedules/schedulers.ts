@@ -3,6 +3,7 @@
  * float32 sigma list, computed with torch's float32 arithmetic where A1111 uses tensors and float64 where it uses
  * Python/numpy, so the lists match A1111 to the last bit or two.
  */
+import { SCHEDULER_CATALOG, type SchedulerEntry } from '../../catalog/schedulers.js';
 import type { DiscreteSchedule } from './discrete.js';
 import { lcmGetSigmas, lcmSchedule, lcmTToSigma, LCM_SKIP_STEPS } from './lcm.js';
 import { linspaceF32, numpyLinspace } from './linspace.js';
@@ -179,32 +180,31 @@ export const betaV1101: SchedulerFn = (n, { sigmaMin, sigmaMax, betaAlpha = 0.6,
   return withZero(ts.map((x) => sigmaMin + x * (sigmaMax - sigmaMin)));
 };
 
-export interface SchedulerInfo {
-  readonly name: string;
-  readonly label: string;
-  readonly aliases: readonly string[];
-  /** -1 where the scheduler has no rho. */
-  readonly defaultRho: number;
-  readonly needInnerModel: boolean;
+export interface SchedulerInfo extends SchedulerEntry {
   /** undefined for 'automatic' (the sampler's own default decides). */
   readonly fn?: SchedulerFn;
 }
 
-/** A1111's scheduler list, in its order (the order matters for suffix resolution of legacy sampler names). */
-export const SCHEDULERS: readonly SchedulerInfo[] = [
-  { name: 'automatic', label: 'Automatic', aliases: [], defaultRho: -1, needInnerModel: false },
-  { name: 'uniform', label: 'Uniform', aliases: [], defaultRho: -1, needInnerModel: true, fn: uniform },
-  { name: 'karras', label: 'Karras', aliases: [], defaultRho: 7, needInnerModel: false, fn: karras },
-  { name: 'exponential', label: 'Exponential', aliases: [], defaultRho: -1, needInnerModel: false, fn: exponential },
-  { name: 'polyexponential', label: 'Polyexponential', aliases: [], defaultRho: 1, needInnerModel: false, fn: polyexponential },
-  { name: 'sgm_uniform', label: 'SGM Uniform', aliases: ['SGMUniform'], defaultRho: -1, needInnerModel: true, fn: sgmUniform },
-  { name: 'kl_optimal', label: 'KL Optimal', aliases: [], defaultRho: -1, needInnerModel: false, fn: klOptimal },
-  { name: 'align_your_steps', label: 'Align Your Steps', aliases: [], defaultRho: -1, needInnerModel: false, fn: alignYourSteps },
-  { name: 'simple', label: 'Simple', aliases: [], defaultRho: -1, needInnerModel: true, fn: simple },
-  { name: 'normal', label: 'Normal', aliases: [], defaultRho: -1, needInnerModel: true, fn: normal },
-  { name: 'ddim', label: 'DDIM', aliases: [], defaultRho: -1, needInnerModel: true, fn: ddimUniform },
-  { name: 'beta', label: 'Beta', aliases: [], defaultRho: -1, needInnerModel: true, fn: beta },
-];
+/** The sigma function of each scheduler name; 'automatic' has none. */
+const FUNCTIONS: Readonly<Partial<Record<string, SchedulerFn>>> = {
+  uniform,
+  karras,
+  exponential,
+  polyexponential,
+  sgm_uniform: sgmUniform,
+  kl_optimal: klOptimal,
+  align_your_steps: alignYourSteps,
+  simple,
+  normal,
+  ddim: ddimUniform,
+  beta,
+};
+
+/** The catalog's scheduler list (A1111's order) with each scheduler's sigma function. */
+export const SCHEDULERS: readonly SchedulerInfo[] = SCHEDULER_CATALOG.map((s) => {
+  const fn = FUNCTIONS[s.name];
+  return fn ? { ...s, fn } : s;
+});
 
 /** schedulers_map: by name, label or alias (exact, case-sensitive as A1111). */
 export function findScheduler(nameOrLabel: string): SchedulerInfo | undefined {
