@@ -31,17 +31,11 @@ const KNOWN_ENGINE_ENTRIES: Record<string, readonly string[]> = {
   'packages/core/src/pipeline/sample.ts': ['sampling/compvis/index.ts', 'sampling/denoisers.ts', 'sampling/prefetch/noise-prefetch.ts', 'sampling/rng/image-rng.ts', 'sampling/samplers.ts', 'sampling/schedules/discrete.ts', 'sampling/schedules/sampler-schedules.ts', 'sampling/schedules/schedulers.ts'],
   'packages/core/src/pipeline/txt2img.ts': ['sampling/samplers.ts'],
   'packages/core/src/pipeline/upscalers.ts': ['models/rrdbnet.ts', 'models/upscaler-file.ts', 'runtime/session.ts'],
-  'packages/core/src/scripts/prompts-from-file.ts': ['sampling/samplers.ts'],
   'packages/core/src/scripts/seed-blending.ts': ['sampling/rng/seed-blend.ts'],
-  'packages/core/src/scripts/xyz-axes.ts': ['sampling/samplers.ts'],
   'packages/core/src/training/keyed-random.ts': ['sampling/rng/mt19937.ts', 'sampling/rng/torch-cpu.ts'],
   'packages/farm/src/admission.ts': ['models/reference-configs.ts'],
   'packages/farm/src/asset-check.ts': ['models/checkpoint.ts', 'models/config.ts', 'models/rrdbnet.ts', 'models/upscaler-file.ts'],
   'packages/farm/src/config.ts': ['models/attention.ts', 'models/memory-mode.ts', 'models/weights-dtype.ts'],
-  'services/api/src/routes/sdapi.ts': ['sampling/samplers.ts', 'sampling/schedules/schedulers.ts'],
-  'services/api/src/sdapi-refusals.ts': ['sampling/samplers.ts'],
-  'services/api/src/submit.ts': ['sampling/samplers.ts', 'sampling/schedules/schedulers.ts'],
-  'services/api/src/training-submit.ts': ['sampling/samplers.ts'],
 };
 
 function tsFiles(dir: string, out: string[] = []): string[] {

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { Img2ImgParams, OverrideSettings, RandnSource, Txt2ImgParams } from '@darkroom/core/pipeline/params.js';
-import { resolveSamplerAndScheduler, SAMPLERS } from '@darkroom/core/sampling/samplers.js';
+import { resolveSamplerEntry, SAMPLER_CATALOG } from '@darkroom/core/catalog/samplers.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -186,8 +186,8 @@ export function parseCli(argv: readonly string[]): CliRequest {
     pad_cond_uncond: v['pad-conds'] ? true : undefined,
   });
   // A1111 renders an unknown sampler name with DPM++ 2M; on the command line that is a typo to report.
-  if (v.sampler !== undefined && resolveSamplerAndScheduler(v.sampler, v.scheduler, false).fallback) {
-    throw new UsageError(`--sampler: no sampler "${v.sampler}"; valid names: ${SAMPLERS.map((s) => s.name).join(', ')} (optionally followed by a scheduler, e.g. "DPM++ 2M Karras")`);
+  if (v.sampler !== undefined && resolveSamplerEntry(v.sampler, v.scheduler, false).fallback) {
+    throw new UsageError(`--sampler: no sampler "${v.sampler}"; valid names: ${SAMPLER_CATALOG.map((s) => s.name).join(', ')} (optionally followed by a scheduler, e.g. "DPM++ 2M Karras")`);
   }
   const demo = v.model === undefined;
   const common = defined({

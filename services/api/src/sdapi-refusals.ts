@@ -1,4 +1,4 @@
-import { resolveSamplerAndScheduler } from '@darkroom/core/sampling/samplers.js';
+import { resolveSamplerEntry } from '@darkroom/core/catalog/samplers.js';
 import type { GenerateRequest } from '@darkroom/farm';
 import { flowScriptByName } from './flow-scripts.js';
 import { unsupported } from './sdapi-errors.js';
@@ -31,6 +31,6 @@ export function checkSdapiSupported(req: GenerateRequest): void {
  */
 export function samplerFallback(req: GenerateRequest): string | null {
   const requested = req.sampler_name || req.sampler_index;
-  const r = resolveSamplerAndScheduler(requested, req.scheduler, false);
+  const r = resolveSamplerEntry(requested, req.scheduler, false);
   return r.fallback ? `${JSON.stringify(requested)} is not a sampler; rendered with ${r.sampler.name}` : null;
 }

@@ -5,8 +5,8 @@ import {
   addWithQueuedEvent, BUILTIN_MODEL, checkEngineParams, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputImageProblem, inputKey, memoryRefusal, newJobId,
   QUEUE_NAMES, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
-import { resolveSamplerAndScheduler, samplerByAlias } from '@darkroom/core/sampling/samplers.js';
-import { findScheduler, SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
+import { resolveSamplerEntry, samplerEntryByAlias } from '@darkroom/core/catalog/samplers.js';
+import { findSchedulerEntry, SCHEDULER_CATALOG } from '@darkroom/core/catalog/schedulers.js';
 import { DEFAULT_SETTINGS, resolveSettings, type OverrideSettings } from '@darkroom/core/pipeline/params.js';
 import { isDarkroomError } from '@darkroom/core/errors.js';
 import type { ApiContext } from './context.js';
@@ -45,15 +45,15 @@ export function decodeImage(b64: string, field: string, maxPixels: number): Uint
 function checkSampler(req: GenerateRequest): void {
   const name = req.sampler_name ?? req.sampler_index;
   const field = req.sampler_name !== null ? 'sampler_name' : 'sampler_index';
-  const resolved = resolveSamplerAndScheduler(name, req.scheduler, false);
+  const resolved = resolveSamplerEntry(name, req.scheduler, false);
   const recognised = name === resolved.sampler.name
-    || SCHEDULERS.some((x) => [x.label, x.name, ...x.aliases].some((o) => name === `${resolved.sampler.name} ${o}`));
+    || SCHEDULER_CATALOG.some((x) => [x.label, x.name, ...x.aliases].some((o) => name === `${resolved.sampler.name} ${o}`));
   if (!recognised) {
-    const alias = samplerByAlias(name);
+    const alias = samplerEntryByAlias(name);
     if (!alias) throw new FarmError('UNKNOWN_SAMPLER', 400, `${field}: no sampler "${name}" (GET /sdapi/v1/samplers lists them)`, field);
     req.sampler_name = alias.name;
   }
-  if (req.scheduler !== null && !findScheduler(req.scheduler)) {
+  if (req.scheduler !== null && !findSchedulerEntry(req.scheduler)) {
     throw new FarmError('UNKNOWN_SCHEDULER', 400, `scheduler: no scheduler "${req.scheduler}" (GET /sdapi/v1/schedulers lists them)`, 'scheduler');
   }
 }

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import { isDarkroomError } from '@darkroom/core/errors.js';
 import { createHypernetwork } from '@darkroom/core/networks/hypernetworks/create.js';
-import { samplerByAlias, samplerByName } from '@darkroom/core/sampling/samplers.js';
+import { samplerEntryByAlias, samplerEntryByName } from '@darkroom/core/catalog/samplers.js';
 import {
   addWithQueuedEvent, assetKindOf, BUILTIN_MODEL, checkTrainingPlan, checkWebhookUrlSyntax, FarmError, idempotentJobId, isCancelledReason, newJobId,
   readManifest, sha256Hex, TrainingRequest, type AssetPin, type TrainingResumeRequest, type TrainingSaveRecord, type TrainJobData,
@@ -58,7 +58,7 @@ async function resolveNames(ctx: ApiContext, tenant: string, req: TrainingReques
 }
 
 function checkPreview(req: TrainingRequest): void {
-  if (!samplerByName(req.preview_sampler_name) && !samplerByAlias(req.preview_sampler_name)) {
+  if (!samplerEntryByName(req.preview_sampler_name) && !samplerEntryByAlias(req.preview_sampler_name)) {
     throw refuse('UNKNOWN_SAMPLER', 'preview_sampler_name', `no sampler "${req.preview_sampler_name}" (GET /sdapi/v1/samplers lists them)`);
   }
 }

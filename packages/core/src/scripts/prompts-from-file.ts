@@ -7,7 +7,7 @@
  * seed every line" moves it on by batch_size x n_iter after each line.
  */
 import { DarkroomError, isDarkroomError } from '../errors.js';
-import { samplerByAlias } from '../sampling/samplers.js';
+import { samplerEntryByAlias } from '../catalog/samplers.js';
 import { parsePyFloat, parsePyInt } from '../text/python-compat.js';
 import { shlexSplit } from './python-shlex.js';
 import { checkCellCount, fixSeed, scriptArgError } from './script-errors.js';
@@ -76,7 +76,7 @@ export function promptLineOptions(line: string, checkpoints?: readonly string[])
     if (!parse) fail(`unknown commandline option: ${arg}`);
     let value = args[pos + 1]!;
     if (tag === 'sampler_name') {
-      const sampler = samplerByAlias(value);
+      const sampler = samplerEntryByAlias(value);
       // A1111 sets None here, and the job then fails on "bad sampler name".
       if (!sampler) throw new DarkroomError('SCRIPT_ARGS_INVALID', `unknown sampler ${value}`, { value });
       value = sampler.name;

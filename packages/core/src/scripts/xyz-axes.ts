@@ -6,7 +6,7 @@
  * engine does not have carry no `apply` and are refused by name.
  */
 import type { OverrideSettings } from '../pipeline/params.js';
-import { samplerByAlias } from '../sampling/samplers.js';
+import { samplerEntryByAlias } from '../catalog/samplers.js';
 
 export type AxisValue = number | string | readonly string[];
 
@@ -83,12 +83,12 @@ function applyOrder(p: CellDraft, x: AxisValue): undefined {
  * quietly take its default; so an accepted value is written as the sampler's display name.
  */
 const samplerField = (name: string) => (p: CellDraft, x: AxisValue): undefined => {
-  p[name] = samplerByAlias(String(x))?.name ?? x;
+  p[name] = samplerEntryByAlias(String(x))?.name ?? x;
   return undefined;
 };
 
 function confirmSamplers(values: readonly AxisValue[]): string | undefined {
-  const bad = values.find((v) => !samplerByAlias(String(v)));
+  const bad = values.find((v) => !samplerEntryByAlias(String(v)));
   return bad === undefined ? undefined : `Unknown sampler: ${String(bad)}`;
 }
 

@@ -1,7 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
-import { SAMPLERS } from '@darkroom/core/sampling/samplers.js';
-import { SCHEDULERS } from '@darkroom/core/sampling/schedules/schedulers.js';
+import { SAMPLER_CATALOG } from '@darkroom/core/catalog/samplers.js';
+import { SCHEDULER_CATALOG } from '@darkroom/core/catalog/schedulers.js';
 import {
   BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, QUEUE_NAMES, requestStop, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
   type GenerateRequest,
@@ -260,14 +260,14 @@ export function sdapiRoutes(ctx: ApiContext): Router {
   });
 
   r.get('/sdapi/v1/samplers', (_req, res) => {
-    res.json(SAMPLERS.map((s) => ({
+    res.json(SAMPLER_CATALOG.map((s) => ({
       name: s.name, aliases: s.aliases,
       options: { ...(s.defaultScheduler ? { scheduler: s.defaultScheduler } : {}), ...(s.secondOrder ? { second_order: 'True' } : {}), ...(s.usesEnsd ? { uses_ensd: 'True' } : {}), ...(s.brownianNoise ? { brownian_noise: 'True' } : {}), ...(s.discardPenultimate ? { discard_next_to_last_sigma: 'True' } : {}) },
     })));
   });
 
   r.get('/sdapi/v1/schedulers', (_req, res) => {
-    res.json(SCHEDULERS.map((s) => ({ name: s.name, label: s.label, aliases: s.aliases.length ? s.aliases : null, default_rho: s.defaultRho, need_inner_model: s.needInnerModel })));
+    res.json(SCHEDULER_CATALOG.map((s) => ({ name: s.name, label: s.label, aliases: s.aliases.length ? s.aliases : null, default_rho: s.defaultRho, need_inner_model: s.needInnerModel })));
   });
 
   r.get('/sdapi/v1/sd-models', async (_req, res) => {
