@@ -215,7 +215,9 @@ describe('the web page in headless Chromium (real API, worker process, Redis)', 
     assert.ok(Number(await view.locator('svg.loss').getAttribute('data-points')) >= 1, 'the loss curve has points');
     assert.ok(Number(await view.getAttribute('data-previews')) >= 3, 'previews at steps 20, 40 and 60');
     await view.getByText('Registered as embedding').waitFor();
-    await view.locator('a[data-name="pageemb.png"], a[data-name$=".png"]').first().waitFor();
+    await view.locator('a[data-name="pageemb.png"]').waitFor();
+    // The trained embedding's PNG (the embedding inside its last preview) is shown, decoded from its bytes.
+    await page.waitForFunction('(document.querySelector(\'#training-view img[alt="Embedding image pageemb.png"]\')?.naturalWidth ?? 0) > 0');
     await shot(page, '12-training');
     const first = await view.getAttribute('data-training');
     await page.locator('#resume-steps').fill('70');

@@ -30,6 +30,12 @@ function lossSvg(points) {
     <polyline points="${pts}"/><text x="4" y="12">${y1.toFixed(4)}</text><text x="4" y="${H - 4}">${y0.toFixed(4)}</text></svg>`;
 }
 
+/** A trained embedding's PNGs (the embedding inside its last preview, as A1111 saves it), shown as pictures. */
+function embeddingPngs(t) {
+  const pngs = (t.view?.files ?? []).filter((f) => f.name.endsWith('.png') && t.fileSrc.get(f.name));
+  return pngs.length ? `<div class="train-previews embedding-pngs">${pngs.map((f) => `<figure><img src="${t.fileSrc.get(f.name)}" alt="Embedding image ${esc(f.name)}"><figcaption>${esc(f.name)}</figcaption></figure>`).join('')}</div>` : '';
+}
+
 function render() {
   const t = current;
   if (!t) return;
@@ -55,6 +61,7 @@ function render() {
     <div class="train-previews">${t.previews.map((x) => `<figure><img src="${x.src}" alt="Preview at step ${x.step}"><figcaption>step ${x.step}</figcaption></figure>`).join('')}</div>
     ${v.checkpoints?.length ? `<p class="muted">Checkpoints: ${v.checkpoints.map((c) => `${c.step} (${c.reason})`).join(', ')}</p>` : ''}
     ${v.asset ? `<p>Registered as ${esc(v.asset.kind.replace(/s$/, ''))} <strong>${esc(v.asset.name)}</strong>: use it in a prompt.</p>` : ''}
+    ${embeddingPngs(t)}
     ${v.files?.length ? `<ul class="files">${v.files.map((f) => `<li><a href="#" data-file="${esc(f.url)}" data-name="${esc(f.name)}">${esc(f.name)}</a></li>`).join('')}</ul>` : ''}
     ${!running && v.checkpoints?.length ? `<form id="resume-form" class="row wrap"><label>Train on to step <input id="resume-steps" type="number" min="${(v.step ?? 0) + 1}" value="${(v.step ?? 0) + 100}"></label><button type="submit">Resume</button></form>` : ''}`;
 }
@@ -71,12 +78,17 @@ async function refresh() {
     t.previews.push({ step: pv.step, src: await imageUrl(pv.url).catch(() => '') });
   }
   t.previews.sort((a, b) => a.step - b.step);
+  for (const f of t.view?.files ?? []) {
+    if (!f.name.endsWith('.png') || t.fileSrc.has(f.name)) continue;
+    t.fileSrc.set(f.name, '');
+    t.fileSrc.set(f.name, await imageUrl(f.url).catch(() => ''));
+  }
   render();
 }
 
 export function watchTraining(id) {
   current?.abort.abort();
-  const t = { id, view: null, losses: [], previews: [], seen: new Set(), abort: new AbortController() };
+  const t = { id, view: null, losses: [], previews: [], seen: new Set(), fileSrc: new Map(), abort: new AbortController() };
   current = t;
   sessionStorage.setItem(SAVED, id);
   void refresh();
