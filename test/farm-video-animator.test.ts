@@ -140,6 +140,13 @@ describe('img2img video and the animator as flows', () => {
     const webp = await decodeAnimation(await fetchBytes(done.outputs[3]!.url));
     assert.equal(webp.frames.length, 3);
     assert.deepEqual(webp.delay, [250, 250, 250]);
+    // Every frame reports flow progress, the nested ones too, counting the frames done by then.
+    const progress = await waitFor('a progress event per frame', async () => {
+      const log = await farm.redis.xrange(`${farm.prefix}:darkroom:events:${done.id}`, '-', '+');
+      const events = log.filter(([, f]) => f[1] === 'progress').map(([, f]) => JSON.parse(f[f.indexOf('data') + 1]!) as { child: number; completed: number });
+      return events.length === 3 ? events : null;
+    }, 30_000);
+    assert.deepEqual(progress.map((e) => [e.child, e.completed]).sort(), [[0, 1], [1, 2], [2, 3]]);
   });
 
   test('hostile or wrong inputs are refused with 4xx naming the field', async () => {

@@ -251,26 +251,56 @@ export function flowProcessor(ctx: FlowProcessorContext) {
   };
 }
 
+/** Most parents walked up from a child to its flow: the longest chain a flow can hold. */
+const MAX_CHAIN = 256;
+
+/**
+ * The flow a child belongs to: its BullMQ parent, or for a dependent stage (txt2img2img's img2img, an animator
+ * frame) the parent of the stage that waits on it, and so on up to the flow.
+ */
+async function flowOf(ctx: FlowProcessorContext, job: ChildJob): Promise<string | null> {
+  let parent = job.parent;
+  for (let depth = 0; parent && depth <= MAX_CHAIN; depth++) {
+    if (!parent.id) return null;
+    if (parent.queueKey.endsWith(`:${FLOWS_QUEUE}`)) return parent.id;
+    const stage = await Job.fromId<GenerateJobData, GenerateJobResult>(ctx.generate, parent.id);
+    parent = stage?.parent;
+  }
+  return null;
+}
+
+async function countCompleted(ctx: FlowProcessorContext, ids: readonly string[]): Promise<number> {
+  const states = await Promise.all(ids.map((id) => ctx.generate.getJobState(id)));
+  return states.filter((s) => s === 'completed').length;
+}
+
 /**
  * `flow.progress`: each child that completes appends a progress event to its flow's log (and its webhook, when
- * the flow asked for it). Best effort: the flow's own end is recorded by the parent, not here.
+ * the flow asked for it), a dependent stage's too. Best effort: the flow's own end is recorded by the parent, not
+ * here.
  */
 export function watchFlowChildren(worker: Worker<GenerateJobData, GenerateJobResult>, ctx: FlowProcessorContext, flows: Queue): void {
   worker.on('completed', (job: ChildJob, result: GenerateJobResult) => {
-    const parent = job.parent;
-    const flowId = parent?.id;
-    if (!parent || !flowId || !parent.queueKey.endsWith(`:${FLOWS_QUEUE}`)) return;
+    if (!job.parent) return;
+    let flowId: string | undefined;
     void (async () => {
+      flowId = (await flowOf(ctx, job)) ?? undefined;
+      if (!flowId) return;
       const flowJob = await Job.fromId<FlowJobData, FlowJobResult>(flows, flowId);
       if (!flowJob || (await readTerminalRecord(ctx.redis, ctx.keys, flowId))) return;
       const index = flowJob.data.children.findIndex((c) => c.id === job.id);
-      const counts = await flowJob.getDependenciesCount({ processed: true, unprocessed: true });
+      // Stages nested under other children are not the flow's own dependencies: a staged flow's children are
+      // counted by state (chains are short next to a grid, whose cells all hang straight under the flow).
+      const staged = flowJob.data.children.some((c) => c.from !== undefined);
+      const completed = staged
+        ? await countCompleted(ctx, flowJob.data.children.map((c) => c.id))
+        : ((await flowJob.getDependenciesCount({ processed: true })).processed ?? 0);
       const target: FlowEventTarget = { id: flowId, tenant: flowJob.data.tenant, webhook: flowJob.data.webhook };
       const outputs = await Promise.all(result.outputs.map(async (o) => ({
         index: o.index, url: await outputUrl(ctx.storage, ctx.cfg, job.id!, o.index, o.key), seed: o.seed, subseed: o.subseed, infotext: o.infotext,
       })));
       const event = await appendJobEvent(ctx.events, { id: target.id, tenant: target.tenant, webhook: null }, 'progress', {
-        child: index, job_id: job.id, state: 'completed', completed: counts.processed ?? 0, total: flowJob.data.children.length, outputs,
+        child: index, job_id: job.id, state: 'completed', completed, total: flowJob.data.children.length, outputs,
       });
       await enqueueFlowWebhook(ctx.events, target, { ...event, type: 'progress' });
     })().catch((e: Error) => ctx.log.warn({ jobId: job.id, flowId, err: e.message }, 'could not publish flow progress'));
