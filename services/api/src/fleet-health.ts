@@ -2,7 +2,10 @@ import type { WorkerAdvert } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
 import { liveOn, SERVED_QUEUES } from './fleet.js';
 
-const workerView = (w: WorkerAdvert) => ({ name: w.name, host: w.host, memory_budget_bytes: w.budgetBytes, attention: w.attention.kind, job: w.job });
+/** `models`: routing keys of the checkpoints the worker's engine holds loaded (warm-routing.ts). */
+const workerView = (w: WorkerAdvert) => ({
+  name: w.name, host: w.host, memory_budget_bytes: w.budgetBytes, attention: w.attention.kind, job: w.job, models: w.models ?? [],
+});
 
 const CONSEQUENCE: Readonly<Record<string, string>> = {
   generate: 'synchronous /sdapi/v1 txt2img and img2img answer 503 and /v1 jobs wait in the queue',
