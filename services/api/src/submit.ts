@@ -2,11 +2,12 @@ import { applyNamedStyles, StyleStore } from '@darkroom/farm/styles.js';
 import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
-  addWithQueuedEvent, BUILTIN_MODEL, checkEngineParams, checkWebhookUrlSyntax, fairPriority, FarmError, hypernetTags, idempotentJobId, inputImageProblem, inputKey, memoryRefusal, newJobId,
+  addWithQueuedEvent, BUILTIN_MODEL, checkEngineParams, checkWebhookUrlSyntax, fairPriority, FarmError, idempotentJobId, inputImageProblem, inputKey, memoryRefusal, newJobId,
   QUEUE_NAMES, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import { resolveSamplerEntry, samplerEntryByAlias } from '@darkroom/core/catalog/samplers.js';
 import { findSchedulerEntry, SCHEDULER_CATALOG } from '@darkroom/core/catalog/schedulers.js';
+import { hypernetworkMultiplierError, promptHypernetworks } from '@darkroom/core/pipeline/extra-networks.js';
 import { DEFAULT_SETTINGS, resolveSettings, type OverrideSettings } from '@darkroom/core/pipeline/params.js';
 import { isDarkroomError } from '@darkroom/core/errors.js';
 import type { ApiContext } from './context.js';
@@ -126,8 +127,13 @@ async function checkNames(ctx: ApiContext, tenant: string, req: GenerateRequest)
     if (!(await ctx.registry.get(tenant, 'hypernetworks', n))) throw new FarmError('UNKNOWN_HYPERNETWORK', 400, `hypernetwork "${n}" is not uploaded`, `hypernetworks.${i}`);
   }
   if (!req.disable_extra_networks) {
-    for (const n of hypernetTags(req.prompt, req.negative_prompt)) {
-      if (!(await ctx.registry.get(tenant, 'hypernetworks', n))) throw new FarmError('UNKNOWN_HYPERNETWORK', 400, `the prompt uses hypernetwork "${n}", which is not uploaded`, 'prompt');
+    // In the pipeline's order and with its reading of each tag, so a prompt the pipeline would refuse is refused here.
+    for (const use of promptHypernetworks(req.prompt)) {
+      if (!(await ctx.registry.get(tenant, 'hypernetworks', use.name))) {
+        throw new FarmError('UNKNOWN_HYPERNETWORK', 400, `the prompt uses hypernetwork "${use.name}", which is not uploaded`, 'prompt');
+      }
+      const bad = hypernetworkMultiplierError(use);
+      if (bad) throw new FarmError(bad.code, 400, bad.message, 'prompt');
     }
   }
   if (req.webhook) {

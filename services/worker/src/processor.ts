@@ -63,7 +63,7 @@ async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData, hel
       if (!r) throw new FarmError('EMBEDDING_NOT_FOUND', 404, `embedding "${n}" is not uploaded`, 'embeddings');
       return r;
     }));
-  const hnNames = new Set([...req.hypernetworks, ...(req.disable_extra_networks ? [] : hypernetTags(req.prompt, req.negative_prompt))]);
+  const hnNames = new Set([...req.hypernetworks, ...(req.disable_extra_networks ? [] : hypernetTags(req.prompt))]);
   const hnRecords = await Promise.all([...hnNames].map(async (n) => {
     const r = await ctx.registry.get(data.tenant, 'hypernetworks', n);
     if (!r) throw new FarmError('HYPERNETWORK_NOT_FOUND', 404, `hypernetwork "${n}" is not uploaded`, 'hypernetworks');

@@ -1,4 +1,4 @@
-import { isDarkroomError } from '../errors.js';
+import { DarkroomError, isDarkroomError } from '../errors.js';
 import { parsePyFloat, parsePyInt } from '../text/python-compat.js';
 
 /**
@@ -33,16 +33,40 @@ export interface HypernetworkUse {
 }
 
 /**
- * A1111's extra_networks_hypernet.activate: every tag in order (the same name twice loads it twice), the
- * multiplier defaults to 1.
+ * A1111's extra_networks_hypernet.activate: every tag in order (the same name twice loads it twice), the name as
+ * written (not trimmed: `<hypernet: anime>` names " anime"), the multiplier Python's `float()` of the second item
+ * (NaN where float() raises, refused by hypernetworkMultiplierError), 1 without one.
  */
 export function hypernetworkUses(calls: readonly ExtraNetworkCall[]): HypernetworkUse[] {
   const out: HypernetworkUse[] = [];
   for (const c of calls) {
     if (c.kind !== 'hypernet' || c.items.length === 0) continue;
-    out.push({ name: c.items[0]!, multiplier: c.items.length > 1 ? Number(c.items[1]) : 1 });
+    out.push({ name: c.items[0]!, multiplier: c.items.length > 1 ? pyFloatOrNaN(c.items[1]!) : 1 });
   }
   return out;
+}
+
+function pyFloatOrNaN(text: string): number {
+  try {
+    return parsePyFloat(text);
+  } catch (e) {
+    if (isDarkroomError(e, 'PY_VALUE_ERROR')) return Number.NaN;
+    throw e;
+  }
+}
+
+/**
+ * The hypernetworks one prompt activates, in order, as the pipeline applies them. The API checks a request's tags
+ * and the worker fetches their files with this, so all three read a tag the same way.
+ */
+export function promptHypernetworks(prompt: string): HypernetworkUse[] {
+  return hypernetworkUses(parseExtraNetworks(prompt).calls);
+}
+
+/** The refusal of a hypernetwork tag whose multiplier is not a finite number, or undefined. */
+export function hypernetworkMultiplierError(use: HypernetworkUse): DarkroomError | undefined {
+  if (Number.isFinite(use.multiplier)) return undefined;
+  return new DarkroomError('HYPERNETWORK_BAD_MULTIPLIER', `hypernetwork "${use.name}" has a multiplier that is not a number`, { name: use.name });
 }
 
 /**

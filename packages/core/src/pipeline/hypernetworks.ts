@@ -4,6 +4,7 @@
  * no file is an error here (A1111 skips it silently, which gives a different image than the prompt asks for).
  */
 import { DarkroomError } from '../errors.js';
+import { hypernetworkMultiplierError } from './extra-networks.js';
 import { hypernetworkVariant } from '../networks/hypernetworks/graph.js';
 import { loadHypernetworkFile, type Hypernetwork } from '../networks/hypernetworks/hypernetwork.js';
 import type { HypernetworkProvider, UNetVariant } from './types.js';
@@ -33,9 +34,8 @@ export function hypernetworkProvider(
             available: [...files.keys()],
           });
         }
-        if (!Number.isFinite(multiplier)) {
-          throw new DarkroomError('HYPERNETWORK_BAD_MULTIPLIER', `hypernetwork "${name}" has a multiplier that is not a number`, { name });
-        }
+        const bad = hypernetworkMultiplierError({ name, multiplier });
+        if (bad) throw bad;
         applications.push({ hypernetwork: await load(path), multiplier });
       }
       return hypernetworkVariant(applications);
