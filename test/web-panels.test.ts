@@ -18,6 +18,7 @@ import { artifactPath, findChromium } from './support/browser.js';
 import { startFarm, type Farm } from './support/farm.js';
 
 const KEY = 'panels-key-0123456789';
+const KEY_B = 'other-key-0123456789';
 const chromium = findChromium();
 if (!chromium) console.log('# web panels tests SKIPPED: no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)');
 const opts = { skip: chromium ? false : 'no Chromium installed (apt-get install chromium, or set CHROMIUM_PATH)' };
@@ -49,10 +50,16 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
   let page: Page;
   const errors: string[] = [];
   const shot = async (name: string) => page.screenshot({ path: await artifactPath(`${name}.png`), fullPage: true });
+  /** Waits for a render's outcome; on a timeout the page is kept as a screenshot, to see what it showed instead. */
+  const rendered = async (what: ReturnType<Page['locator']>, name: string, timeout = 120_000) => what.waitFor({ timeout }).catch(async (e: unknown) => {
+    await shot(`fail-${name}`);
+    console.log(`# worker log before the ${name} timeout:\n${farm.workers.map((w) => w.log.join('').slice(-3000)).join('\n')}`);
+    throw e;
+  });
 
   before(async () => {
     if (!chromium) return;
-    farm = await startFarm({ workers: 1, env: { API_KEYS: `panels:${KEY}` } });
+    farm = await startFarm({ workers: 1, env: { API_KEYS: `panels:${KEY},other:${KEY_B}` } });
     const { chromium: launcher } = await import('playwright-core');
     browser = await launcher.launch({ executablePath: chromium, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
@@ -113,7 +120,7 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     assert.equal(px(32, 32), 0, 'erased in the centre');
     assert.equal(px(32, 4), 0, 'untouched above the stroke');
     assert.equal(px(16, 60), 0, 'untouched below the stroke');
-    await page.locator('#job-view[data-state=completed] .infotext').filter({ hasText: 'Mask blur: 4' }).waitFor({ timeout: 60_000 });
+    await rendered(page.locator('#job-view[data-state=completed] .infotext').filter({ hasText: 'Mask blur: 4' }), 'inpaint');
     await shot('21-inpainted');
 
     // Cleared, the next img2img has no mask.
@@ -146,6 +153,7 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     // Another tenant's embedding image, or a file that has none, is not served.
     assert.equal((await farm.request('GET', '/v1/embeddings/lamp-style/image')).status, 401);
     assert.equal((await farm.request('GET', '/v1/embeddings/nothing/image', { key: KEY })).status, 404);
+    assert.equal((await farm.request('GET', '/v1/embeddings/lamp-style/image', { key: KEY_B })).status, 404);
 
     await page.locator('#tab-generate').click();
     await page.locator('#sd_vae option[value="warm.vae.safetensors"]').waitFor({ state: 'attached' });
@@ -155,7 +163,7 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     await page.locator('#seed').fill('11');
     await page.locator('#generate').click();
     const info = page.locator('#job-view[data-state=completed] .infotext');
-    await info.filter({ hasText: 'VAE: warm.vae' }).waitFor({ timeout: 60_000 });
+    await rendered(info.filter({ hasText: 'VAE: warm.vae' }), 'vae');
     assert.match((await info.first().textContent()) ?? '', /TI hashes: "lamp-style: /);
     // Its settings come back with the VAE chosen.
     await page.locator('#sd_vae').selectOption('');
@@ -185,9 +193,9 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
       }).observe(document.getElementById('xyz-cells'), { childList: true, subtree: true });
     })()`);
     await page.locator('#xyz-run').click();
-    await page.locator('#xyz-cells .xyz-cell img').first().waitFor({ timeout: 60_000 });
+    await rendered(page.locator('#xyz-cells .xyz-cell img').first(), 'xyz-cell');
     await shot('23-xyz-filling');
-    await page.locator('#xyz-view[data-state=completed] #xyz-grid-img[src^="blob:"]').waitFor({ timeout: 120_000 });
+    await rendered(page.locator('#xyz-view[data-state=completed] #xyz-grid-img[src^="blob:"]'), 'xyz-grid');
     assert.equal(await page.locator('#xyz-cells .xyz-cell').count(), 6);
     assert.equal(await page.locator('#xyz-cells .xyz-cell img').count(), 6);
     // Laid out as the farm draws it: two X values across, three CFG scales down.
@@ -198,6 +206,15 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     assert.ok(states.filter((s) => s !== 'completed').length >= 1, `cells appeared as they completed: ${states.join(',')}`);
     assert.match((await page.locator('#xyz-result .infotext').textContent()) ?? '', /X Type: Seed, X Values: "5,6", .*Y Type: CFG Scale, Y Values: 4-8 \[3\]/);
     await shot('24-xyz-grid');
+
+    // An axis of names offers the form's: picked ones are added to its values.
+    await page.locator('#xyz-z-type').selectOption('Sampler');
+    await page.locator('#xyz-z-choices').getByRole('button', { name: 'Euler', exact: true }).click();
+    await page.locator('#xyz-z-choices').getByRole('button', { name: 'DPM++ 2M', exact: true }).click();
+    assert.equal(await page.locator('#xyz-z-values').inputValue(), 'Euler, DPM++ 2M');
+    await page.locator('#xyz-z-type').selectOption('Nothing');
+    assert.equal(await page.locator('#xyz-z-choices').isVisible(), false);
+    await page.locator('#xyz-z-values').fill('');
 
     // A bad axis value is named.
     await page.locator('#xyz-y-values').fill('');

@@ -7,7 +7,7 @@ import { initMask } from './mask.js';
 import { attachPrompt } from './prompt.js';
 import { forgetTraining, initTrain, listDatasets } from './train.js';
 import { forgetJobs, initWatch, onJobActions, restoreJobs, watchJob } from './watch.js';
-import { initXyz } from './xyz.js';
+import { initXyz, refreshXyzChoices } from './xyz.js';
 
 const $ = (id) => document.getElementById(id);
 const names = { embeddings: new Set(), loras: [], hypernetworks: [] };
@@ -61,6 +61,7 @@ function selectTab(tab) {
   }
   if (tab.id === 'tab-assets') void listAssets();
   if (tab.id === 'tab-train') void listDatasets();
+  if (tab.id === 'tab-scripts') refreshXyzChoices();
 }
 
 function initTabs() {

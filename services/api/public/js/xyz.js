@@ -10,6 +10,29 @@ const AXES = ['x', 'y', 'z'];
 let current = null; // { id, view, filled: Set<child>, abort }
 let readBase = async () => ({ kind: 'txt2img', body: {} });
 
+/** Axes whose values are names the farm has: each name is offered as a button that adds it to the values. */
+const CHOICES = {
+  Sampler: () => [...$('sampler_name').options].map((o) => o.value),
+  'Hires sampler': () => [...$('sampler_name').options].map((o) => o.value),
+  'Schedule type': () => [...$('scheduler').options].filter((o) => o.value).map((o) => o.value),
+  'Checkpoint name': () => [...$('checkpoint').options].filter((o) => o.value).map((o) => o.textContent),
+  VAE: () => [...$('sd_vae').options].map((o) => o.value || 'Automatic'),
+  'Hires upscaler': () => [...$('hr_upscaler').options].map((o) => o.value),
+};
+
+/** The names on offer are the form's, which fill in (and change with uploads) after the tab is built. */
+export function refreshXyzChoices() {
+  for (const k of AXES) showChoices(k);
+}
+
+function showChoices(k) {
+  const pick = CHOICES[$(`xyz-${k}-type`).value];
+  const box = $(`xyz-${k}-choices`);
+  const names = pick ? pick() : [];
+  box.hidden = names.length === 0;
+  box.innerHTML = names.map((n) => `<button type="button" class="tag" data-value="${esc(n)}">${esc(n)}</button>`).join('');
+}
+
 /** script_args in A1111's order; text values always (csv mode), so an axis with choices reads what was typed. */
 export function xyzArgs() {
   const args = [];
@@ -27,6 +50,7 @@ async function loadAxes() {
     const keep = sel.value || (k === 'x' ? 'Seed' : 'Nothing');
     sel.replaceChildren(...choices.map((c) => new Option(c, c)));
     sel.value = choices.includes(keep) ? keep : choices[0];
+    showChoices(k);
   }
 }
 
@@ -125,5 +149,16 @@ export function initXyz(base) {
     e.target.disabled = true;
     await api(`/v1/flows/${current.id}`, { method: 'DELETE' }).catch((err) => { $('xyz-error').textContent = err.message; });
   });
+  for (const k of AXES) {
+    $(`xyz-${k}-type`).addEventListener('change', () => showChoices(k));
+    $(`xyz-${k}-choices`).addEventListener('click', (e) => {
+      const v = e.target.dataset?.value;
+      if (v === undefined) return;
+      const input = $(`xyz-${k}-values`);
+      // A1111 reads the list as CSV: a name with a comma or quote is quoted.
+      const item = /[",]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+      input.value = input.value.trim() ? `${input.value.trim().replace(/,$/, '')}, ${item}` : item;
+    });
+  }
   void loadAxes();
 }
