@@ -5,6 +5,7 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -226,4 +227,31 @@ test('model and pipeline: a model the folder lacks is one skipped line, the rest
     lines('pipeline', pipeline),
   );
   assert.match(pipeline[0]!.detail!, /checkpoint .* not found/);
+});
+
+test('the parity command on a changed copy: a renamed hostile file is refused as its entry says, absent groups are skipped lines, exit 0', { skip }, async (t) => {
+  const dst = await scratch(t);
+  const hostileRel = join('text', 'hostile');
+  const index = await readJson(join(root, hostileRel, 'expected.json'));
+  const entries = index.cases as HostileEntry[];
+  await copy(dst, join('text', 'MANIFEST.json'));
+  for (const e of entries) await copy(dst, join(hostileRel, e.file));
+  // A name no table could know, for a file whose kind only its expected.json entry gives.
+  const renamed = entries.find((e) => e.kind === 'malicious_pickle') ?? entries[0]!;
+  const newName = `upload-${Date.now()}${extname(renamed.file)}`;
+  await rename(join(dst, hostileRel, renamed.file), join(dst, hostileRel, newName));
+  await writeJson(join(dst, hostileRel, 'expected.json'), { ...index, cases: entries.map((e) => (e === renamed ? { ...e, file: newName } : e)) });
+
+  const cli = join(dirname(new URL(import.meta.url).pathname), '../../parity/cli.ts');
+  const run = spawnSync(process.execPath, ['--import', 'tsx', cli, 'networks', join(dst, 'text')], { encoding: 'utf8', timeout: 120_000 });
+  const out = `${run.stdout}\n${run.stderr}`;
+  assert.equal(run.status, 0, out);
+  const line = out.split('\n').find((l) => l.includes(`networks/hostile/${newName}`));
+  assert.ok(line?.startsWith('PASS'), `the renamed file's line: ${line}\n${out}`);
+  const codes = REFUSALS_BY_KIND[renamed.kind]!.map((x) => x.code);
+  assert.ok(codes.some((c) => line.includes(`(${c})`)), `${newName} refused with one of ${codes.join(', ')}: ${line}`);
+  assert.match(out, /^SKIP\s+networks\/ti\s+\(the folder has no ti\/loader_results\.json/m, 'the absent TI group is a skipped line with its reason');
+  assert.match(out, /^SKIP\s+networks\/hypernetworks\s+\(the folder has no hypernetworks\/hypernetwork_cases\.json/m);
+  assert.match(out, /^\d+ passed, 0 failed, \d+ skipped$/m);
+  assert.ok(Number(/^(\d+) passed/m.exec(out)![1]) >= entries.length, 'every hostile file was still checked');
 });
