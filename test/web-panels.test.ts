@@ -7,11 +7,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { decodePng, encodePng } from '@darkroom/core/formats/png.js';
 import { parseSafetensors, writeSafetensors } from '@darkroom/core/formats/safetensors.js';
 import { saveEmbeddingPng } from '@darkroom/core/networks/embeddings/save.js';
-import { ensureDemoModel } from '@darkroom/core/pipeline/demo-model.js';
+import { DEMO_MODEL_NAME, ensureDemoModel } from '@darkroom/core/pipeline/demo-model.js';
 import { float32, type HostTensor } from '@darkroom/core/tensor.js';
 import type { Browser, Page } from 'playwright-core';
 import { artifactPath, findChromium } from './support/browser.js';
@@ -60,6 +61,13 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
   before(async () => {
     if (!chromium) return;
     farm = await startFarm({ workers: 1, env: { API_KEYS: `panels:${KEY},other:${KEY_B}` } });
+    // A second checkpoint for the form's checkpoint choice: the demo model's files under another name in MODELS_DIR.
+    const demo = await ensureDemoModel();
+    const dir = farm.env.MODELS_DIR!;
+    await mkdir(dir, { recursive: true });
+    await cp(demo.checkpoint, join(dir, 'second-demo.safetensors'));
+    await writeFile(join(dir, 'second-demo.json'), JSON.stringify(demo.config));
+    await cp(join(dirname(demo.checkpoint), `${DEMO_MODEL_NAME}.vocab`), join(dir, 'second-demo.vocab'), { recursive: true });
     const { chromium: launcher } = await import('playwright-core');
     browser = await launcher.launch({ executablePath: chromium, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
@@ -130,7 +138,7 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     assert.equal(await page.locator('#mask-tools').isVisible(), false);
   });
 
-  test('a VAE and a PNG embedding uploaded on the Assets tab are listed, the embedding with its picture; the VAE chosen renders', opts, async () => {
+  test('a VAE and a PNG embedding uploaded on the Assets tab are listed, the embedding with its picture; the checkpoint and VAE chosen render', opts, async () => {
     await page.locator('#tab-assets').click();
     await page.locator('#asset-kind').selectOption('vaes');
     await page.locator('#asset-file').setInputFiles({ name: 'warm.vae.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(await demoVae()) });
@@ -158,18 +166,22 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     await page.locator('#tab-generate').click();
     await page.locator('#sd_vae option[value="warm.vae.safetensors"]').waitFor({ state: 'attached' });
     await page.locator('#sd_vae').selectOption('warm.vae.safetensors');
+    await page.locator('#checkpoint').selectOption({ label: 'second-demo' });
     await page.locator('#prompt').fill('a lamp, lamp-style');
     await small('3');
     await page.locator('#seed').fill('11');
     await page.locator('#generate').click();
     const info = page.locator('#job-view[data-state=completed] .infotext');
     await rendered(info.filter({ hasText: 'VAE: warm.vae' }), 'vae');
-    assert.match((await info.first().textContent()) ?? '', /TI hashes: "lamp-style: /);
-    // Its settings come back with the VAE chosen.
+    assert.match((await info.first().textContent()) ?? '', /Model: second-demo, .*TI hashes: "lamp-style: /);
+    // Its settings come back with the checkpoint and VAE chosen.
     await page.locator('#sd_vae').selectOption('');
+    await page.locator('#checkpoint').selectOption('');
     await page.getByRole('button', { name: 'Use these settings again' }).click();
     await page.waitForFunction('document.getElementById("sd_vae").value === "warm.vae.safetensors"');
+    assert.equal(await page.locator('#checkpoint option:checked').textContent(), 'second-demo');
     await page.locator('#sd_vae').selectOption('');
+    await page.locator('#checkpoint').selectOption('');
   });
 
   test('an X/Y/Z plot over the form: its cells fill in before the flow completes, then the grid', opts, async () => {
