@@ -27,6 +27,19 @@ test('bfloat16 is the top half of a float32', () => {
   assert.deepEqual([...t.data], [1, 3]);
 });
 
+test('toFloat32 gives halfToFloat and bfloat16ToFloat of every bit pattern (the fast paths change no value)', () => {
+  const all = Uint16Array.from({ length: 0x10000 }, (_, i) => i);
+  const half = toFloat32({ dtype: 'float16', shape: [0x10000], data: all }).data;
+  const bf16 = toFloat32({ dtype: 'bfloat16', shape: [0x10000], data: all }).data;
+  const one = new Float32Array(1);
+  for (let h = 0; h < 0x10000; h++) {
+    one[0] = halfToFloat(h);
+    assert.ok(Object.is(half[h], one[0]), `half 0x${h.toString(16)}: ${half[h]} vs ${one[0]}`);
+    one[0] = bfloat16ToFloat(h);
+    assert.ok(Object.is(bf16[h], one[0]), `bfloat16 0x${h.toString(16)}: ${bf16[h]} vs ${one[0]}`);
+  }
+});
+
 test('float32 refuses data of the wrong length', () => {
   assert.throws(() => float32([2, 3], new Float32Array(5)), /needs 6 values/);
 });
