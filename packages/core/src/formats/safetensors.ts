@@ -119,7 +119,12 @@ function readHeaderLength(first8: Uint8Array, fileSize: number, source: string):
 export function typedArrayFromBytes(dtype: DType, bytes: Uint8Array): HostTensor['data'] {
   const copy = new Uint8Array(bytes.length);
   copy.set(bytes);
-  const buf = copy.buffer;
+  return typedArrayOver(dtype, copy);
+}
+
+/** A typed array over `bytes`, which must own its whole buffer from offset 0 (so any element size is aligned). */
+function typedArrayOver(dtype: DType, bytes: Uint8Array): HostTensor['data'] {
+  const buf = bytes.buffer;
   switch (dtype) {
     case 'float32':
       return new Float32Array(buf);
@@ -136,7 +141,7 @@ export function typedArrayFromBytes(dtype: DType, bytes: Uint8Array): HostTensor
       return new Int8Array(buf);
     case 'uint8':
     case 'bool':
-      return copy;
+      return bytes;
   }
 }
 
@@ -191,7 +196,8 @@ export class SafetensorsFile {
       if (bytesRead === 0) fail('ST_TRUNCATED', this.path, `file ends inside tensor "${name}"`);
       done += bytesRead;
     }
-    return { dtype: e.dtype, shape: e.shape, data: typedArrayFromBytes(e.dtype, bytes) } as HostTensor;
+    // `bytes` is this tensor's own fresh buffer: viewed in place, not copied a second time
+    return { dtype: e.dtype, shape: e.shape, data: typedArrayOver(e.dtype, bytes) } as HostTensor;
   }
 
   async readAll(): Promise<Map<string, HostTensor>> {
