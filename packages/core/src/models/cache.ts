@@ -67,6 +67,8 @@ export interface CachedGraph {
   readonly path: string;
   /** True when this call built the graph (a cache miss). */
   readonly built: boolean;
+  /** Milliseconds spent writing the entry (a miss only): the model, its external data, the rename into place. */
+  readonly storeMs?: number;
 }
 
 export class CompileCache {
@@ -94,8 +96,9 @@ export class CompileCache {
     if (existsSync(join(dirname(path), 'complete.json'))) return { path, built: false };
     const model = await build();
     this.builds++;
+    const t0 = performance.now();
     await this.store(path, key, model);
-    return { path, built: true };
+    return { path, built: true, storeMs: performance.now() - t0 };
   }
 
   private async store(path: string, key: GraphKey, model: BuiltModel): Promise<void> {

@@ -13,6 +13,7 @@ import { SafetensorsFile } from '../formats/safetensors.js';
 import { dictGet, isDict, isTensor, readTorchFile, type PyValue } from '../formats/torch.js';
 import { toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { inferVae, type TensorIndex } from './config.js';
+import { timePhase, timePhaseAsync, type LoadPhaseListener } from './load-phases.js';
 
 export interface CheckpointSource {
   readonly path: string;
@@ -22,23 +23,35 @@ export interface CheckpointSource {
   close(): Promise<void>;
 }
 
+/** Where the time of a read goes: the file read and the conversion to float32, reported apart. */
+export interface ReadTiming {
+  readonly onPhase: LoadPhaseListener;
+  readonly component: string;
+}
+
+async function readTimed(source: CheckpointSource, key: string, timing: ReadTiming | undefined): Promise<Float32Tensor> {
+  if (!timing) return toFloat32(await source.read(key));
+  const stored = await timePhaseAsync(timing.onPhase, 'read', timing.component, () => source.read(key));
+  return timePhase(timing.onPhase, 'convert', timing.component, () => toFloat32(stored));
+}
+
 /** Reads one tensor upcast to float32 (F16/BF16/F64 weights computed in float32). */
-export async function readFloat32(source: CheckpointSource, key: string): Promise<Float32Tensor> {
+export async function readFloat32(source: CheckpointSource, key: string, timing?: ReadTiming): Promise<Float32Tensor> {
   if (!source.index.has(key)) {
     throw new DarkroomError('MODEL_MISSING_TENSOR', `${source.path}: no tensor "${key}"`, { key, file: source.path });
   }
-  return toFloat32(await source.read(key));
+  return readTimed(source, key, timing);
 }
 
 /** Reads every tensor under `prefix` as float32, keyed by the name with the prefix removed. */
-export async function readComponent(source: CheckpointSource, prefix: string): Promise<Map<string, Float32Tensor>> {
+export async function readComponent(source: CheckpointSource, prefix: string, timing?: ReadTiming): Promise<Map<string, Float32Tensor>> {
   const out = new Map<string, Float32Tensor>();
   for (const [key, info] of source.index) {
     if (!key.startsWith(prefix)) continue;
     if (info.dtype !== 'float32' && info.dtype !== 'float16' && info.dtype !== 'bfloat16' && info.dtype !== 'float64') {
       continue; // position_ids (I64) and similar buffers are not weights
     }
-    out.set(key.slice(prefix.length), toFloat32(await source.read(key)));
+    out.set(key.slice(prefix.length), await readTimed(source, key, timing));
   }
   return out;
 }

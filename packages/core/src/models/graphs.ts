@@ -33,11 +33,16 @@ export interface TextGraphOptions extends SerializeOptions {
 
 /** Input `inputs_embeds`; outputs `skip_1..skip_{layers+1}` (+ `hidden_0..hidden_L`). */
 export function textEncoderModel(weights: Weights, cfg: TextEncoderConfig, opts: TextGraphOptions): BuiltModel {
+  return serialize(textEncoderBuilder(weights, cfg, opts), opts);
+}
+
+/** The text encoder's graph before serialization (the loader times the two apart). */
+export function textEncoderBuilder(weights: Weights, cfg: TextEncoderConfig, opts: TextGraphOptions): GraphBuilder {
   const b = new GraphBuilder('text_encoder');
   const g = buildTextEncoder(b, weights, cfg, opts);
   g.skips.forEach((v, i) => b.output(v, textOutputName(i + 1)));
   if (opts.exposeHidden) g.hidden.forEach((v, i) => b.output(v, hiddenOutputName(i)));
-  return serialize(b, opts);
+  return b;
 }
 
 export interface UNetGraphOptions extends SerializeOptions {
@@ -98,15 +103,25 @@ export interface VaeGraphOptions extends SerializeOptions {
 
 /** Input `latent` (sampler space); output `image` (+ `z`). */
 export function vaeDecoderModel(weights: Weights, cfg: VaeConfig, opts: VaeGraphOptions): BuiltModel {
+  return serialize(vaeDecoderBuilder(weights, cfg, opts), opts);
+}
+
+/** The VAE decoder's graph before serialization. */
+export function vaeDecoderBuilder(weights: Weights, cfg: VaeConfig, opts: VaeGraphOptions): GraphBuilder {
   const b = new GraphBuilder('vae_decoder');
   const g = buildVaeDecoder(b, weights, cfg, opts);
   b.output(g.image, 'image');
   if (opts.expose) b.output(g.z, 'z');
-  return serialize(b, opts);
+  return b;
 }
 
 /** Input `image` in [-1,1]; outputs `mean`, `std` (+ `moments`, `logvar`). */
 export function vaeEncoderModel(weights: Weights, cfg: VaeConfig, opts: VaeGraphOptions): BuiltModel {
+  return serialize(vaeEncoderBuilder(weights, cfg, opts), opts);
+}
+
+/** The VAE encoder's graph before serialization. */
+export function vaeEncoderBuilder(weights: Weights, cfg: VaeConfig, opts: VaeGraphOptions): GraphBuilder {
   const b = new GraphBuilder('vae_encoder');
   const g = buildVaeEncoder(b, weights, cfg, opts);
   b.output(g.mean, 'mean');
@@ -115,5 +130,5 @@ export function vaeEncoderModel(weights: Weights, cfg: VaeConfig, opts: VaeGraph
     b.output(g.moments, 'moments');
     b.output(g.logvar, 'logvar');
   }
-  return serialize(b, opts);
+  return b;
 }

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { DarkroomError } from '../errors.js';
+import type { GraphBuilder } from '../graph/builder.js';
 import type { BuiltModel } from '../graph/ir.js';
 import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../tensor.js';
@@ -25,7 +26,8 @@ import {
   type ModelKind,
   type Parameterization,
 } from './config.js';
-import { textEncoderModel, unetBuilder, unetModel, vaeDecoderModel, vaeEncoderModel } from './graphs.js';
+import { textEncoderBuilder, unetBuilder, vaeDecoderBuilder, vaeEncoderBuilder } from './graphs.js';
+import { timePhase, timePhaseAsync, type LoadPhaseListener } from './load-phases.js';
 import type { ComputeDType } from './layers.js';
 import { oneComponentResident, sessionArena, unetParts, type MemoryMode } from './memory-mode.js';
 import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
@@ -155,6 +157,8 @@ export interface LoadModelOptions {
    * by running the UNet once as A1111 does (default true; the answer is cached per checkpoint hash).
    */
   readonly detectParameterization?: boolean;
+  /** Told how long each phase of the load took (and each later graph build, session opening and run). */
+  readonly onPhase?: LoadPhaseListener;
 }
 
 /**
@@ -216,8 +220,9 @@ class SessionPool {
 
   constructor(
     private readonly limit: number,
-    private readonly open: (path: string) => Promise<EngineSession>,
+    private readonly open: (path: string, component: string) => Promise<EngineSession>,
     private readonly oneComponent = false,
+    private readonly onPhase?: LoadPhaseListener,
   ) {}
 
   async run(component: string, path: string, feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
@@ -227,7 +232,7 @@ class SessionPool {
       found = this.entries.get(path);
     }
     if (!found) {
-      const session = this.open(path);
+      const session = this.open(path, component);
       // A session that fails to open is forgotten, so the next call tries again instead of failing forever.
       session.catch(() => {
         if (this.entries.get(path)?.entry.session === session) this.entries.delete(path);
@@ -240,7 +245,8 @@ class SessionPool {
     e.lastUse = ++this.clock;
     e.busy++;
     try {
-      return await (await e.session).run(feeds);
+      const session = await e.session;
+      return await timePhaseAsync(this.onPhase, 'run', component, () => session.run(feeds));
     } finally {
       e.busy--;
     }
@@ -292,10 +298,11 @@ function output(r: Record<string, HostTensor>, name: string): Float32Tensor {
 
 export async function loadModel(opts: LoadModelOptions): Promise<StableDiffusionModel> {
   const overrides = await readOverrides(opts.config, opts.checkpoint);
-  let source: CheckpointSource = await openCheckpoint(opts.checkpoint);
+  let source: CheckpointSource = await timePhaseAsync(opts.onPhase, 'open', 'checkpoint', () => openCheckpoint(opts.checkpoint));
   try {
     if (opts.vae) {
-      const vae = await openCheckpoint(opts.vae);
+      const vaePath = opts.vae;
+      const vae = await timePhaseAsync(opts.onPhase, 'open', 'vae', () => openCheckpoint(vaePath));
       try {
         source = withVae(source, vae);
       } catch (e) {
@@ -314,9 +321,11 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const config = inferModelConfig(source.index, overrides);
   const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
   const cache = new CompileCache(cacheDir);
-  const sha256 = await cachedFileHash(cacheDir, opts.checkpoint, sha256File);
-  const vaeSha256 = opts.vae ? await cachedFileHash(cacheDir, opts.vae, sha256File) : undefined;
-  const tokenEmbedding = await readFloat32(source, tokenEmbeddingKey(config.text));
+  const onPhase = opts.onPhase;
+  const sha256 = await timePhaseAsync(onPhase, 'hash', 'checkpoint', () => cachedFileHash(cacheDir, opts.checkpoint, sha256File));
+  const vaePath = opts.vae;
+  const vaeSha256 = vaePath ? await timePhaseAsync(onPhase, 'hash', 'vae', () => cachedFileHash(cacheDir, vaePath, sha256File)) : undefined;
+  const tokenEmbedding = await readFloat32(source, tokenEmbeddingKey(config.text), onPhase && { onPhase, component: 'text' });
   const alphasCumprod = source.index.has('alphas_cumprod')
     ? (await readFloat32(source, 'alphas_cumprod')).data
     : computeAlphasCumprod(config.schedule);
@@ -335,28 +344,40 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const parts = unetParts(opts.memoryMode ?? 'normal');
   const pool = new SessionPool(
     oneComponent ? 1 : (opts.maxSessionsPerComponent ?? 2),
-    (path) =>
-      createSession(path, {
-        ...(opts.provider ? { provider: opts.provider } : {}),
-        ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-        ...(opts.fallbackToCpu !== undefined ? { fallbackToCpu: opts.fallbackToCpu } : {}),
-        cpuMemArena: opts.cpuMemArena ?? sessionArena(opts.memoryMode ?? 'normal'),
-      }),
+    (path, component) =>
+      timePhaseAsync(onPhase, 'session', component, () =>
+        createSession(path, {
+          ...(opts.provider ? { provider: opts.provider } : {}),
+          ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+          ...(opts.fallbackToCpu !== undefined ? { fallbackToCpu: opts.fallbackToCpu } : {}),
+          cpuMemArena: opts.cpuMemArena ?? sessionArena(opts.memoryMode ?? 'normal'),
+        }),
+      ),
     oneComponent,
+    onPhase,
   );
   let released = false;
 
-  /** The graph for `component` with `options`, from the cache or built from freshly read weights. */
+  /**
+   * The graph for `component` with `options`, from the cache or built from freshly read weights (`build` makes the
+   * graph, `serialize` the model the cache stores: the two are timed apart).
+   */
   const graph = async (
     component: string,
     prefix: string,
     options: Record<string, unknown>,
-    build: (weights: Map<string, Float32Tensor>) => BuiltModel,
+    build: (weights: Map<string, Float32Tensor>) => GraphBuilder,
+    serialize: (b: GraphBuilder) => BuiltModel = (b) => b.toModel({ externalDataAboveBytes }),
   ): Promise<string> => {
     if (released) throw new DarkroomError('MODEL_RELEASED', 'this model has been released');
-    const weights = vaeSha256 && component.startsWith('vae') ? `${sha256}+vae:${vaeSha256}` : sha256;
-    const key: GraphKey = { weights, component, options: { ...options, dtype, config: configFacts(config, component) } };
-    const entry = await cache.getOrBuild(key, async () => build(await readComponent(source, prefix)));
+    const weightsHash = vaeSha256 && component.startsWith('vae') ? `${sha256}+vae:${vaeSha256}` : sha256;
+    const key: GraphKey = { weights: weightsHash, component, options: { ...options, dtype, config: configFacts(config, component) } };
+    const entry = await cache.getOrBuild(key, async () => {
+      const weights = await readComponent(source, prefix, onPhase && { onPhase, component });
+      const b = timePhase(onPhase, 'build', component, () => build(weights));
+      return timePhase(onPhase, 'serialize', component, () => serialize(b));
+    });
+    if (entry.storeMs !== undefined) onPhase?.({ phase: 'write', component, ms: entry.storeMs });
     return entry.path;
   };
 
@@ -374,7 +395,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         throw new DarkroomError('MODEL_BAD_INPUT', `clip skip must be an integer in 1..${config.text.layers + 1}, got ${clipSkip}`);
       }
       const batch = inputsEmbeds.shape[0]!;
-      const path = await graph('text', config.text.prefix, { batch }, (w) => textEncoderModel(w, config.text, { batch, dtype, externalDataAboveBytes }));
+      const path = await graph('text', config.text.prefix, { batch }, (w) => textEncoderBuilder(w, config.text, { batch, dtype, externalDataAboveBytes }));
       return output(await pool.run('text', path, { inputs_embeds: inputsEmbeds }), textOutputName(clipSkip));
     },
   };
@@ -413,14 +434,14 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
         context_v: ctxV,
       };
       if (parts === 1) {
-        const path = await graph('unet', UNET_PREFIX, options, (w) => unetModel(w, config.unet, graphOptions));
+        const path = await graph('unet', UNET_PREFIX, options, (w) => unetBuilder(w, config.unet, graphOptions));
         return output(await pool.run('unet', path, feeds), 'out');
       }
       // lowvram: consecutive slices of the graph, each its own session (one resident at a time), each fed what
       // the graph's inputs and the earlier slices gave
       for (let part = 0; part < parts; part++) {
-        const path = await graph('unet', UNET_PREFIX, { ...options, part, parts }, (w) =>
-          unetBuilder(w, config.unet, graphOptions).toModelParts(parts, { externalDataAboveBytes })[part]!);
+        const path = await graph('unet', UNET_PREFIX, { ...options, part, parts }, (w) => unetBuilder(w, config.unet, graphOptions), (b) =>
+          b.toModelParts(parts, { externalDataAboveBytes })[part]!);
         Object.assign(feeds, await pool.run(`unet_part${part}`, path, feeds));
       }
       return output(feeds, 'out');
@@ -431,7 +452,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const decodeWhole = async (latent: Float32Tensor, circular: boolean): Promise<Float32Tensor> => {
     const [batch, , height, width] = latent.shape as [number, number, number, number];
     const path = await graph('vae_decoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts, ...circularKey(circular) }, (w) =>
-      vaeDecoderModel(w, config.vae, {
+      vaeDecoderBuilder(w, config.vae, {
         batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes, ...(circular ? { circularPadding: true } : {}),
       }),
     );
@@ -440,7 +461,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const encodeWhole = async (image: Float32Tensor, circular: boolean): Promise<{ mean: Float32Tensor; std: Float32Tensor }> => {
     const [batch, , height, width] = image.shape as [number, number, number, number];
     const path = await graph('vae_encoder', VAE_PREFIX, { batch, height, width, attention: attentionFacts, ...circularKey(circular) }, (w) =>
-      vaeEncoderModel(w, config.vae, {
+      vaeEncoderBuilder(w, config.vae, {
         batch, height, width, scaleFactor: config.scaleFactor, dtype, attention, externalDataAboveBytes, ...(circular ? { circularPadding: true } : {}),
       }),
     );
