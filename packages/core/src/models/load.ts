@@ -28,6 +28,7 @@ import {
 } from './config.js';
 import { textEncoderBuilder, unetBuilder, vaeDecoderBuilder, vaeEncoderBuilder } from './graphs.js';
 import { timePhase, timePhaseAsync, type LoadPhaseListener } from './load-phases.js';
+import { openCachedGraph } from './optimized-sessions.js';
 import type { ComputeDType } from './layers.js';
 import { oneComponentResident, sessionArena, unetParts, type MemoryMode } from './memory-mode.js';
 import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
@@ -157,6 +158,12 @@ export interface LoadModelOptions {
    * by running the UNet once as A1111 does (default true; the answer is cached per checkpoint hash).
    */
   readonly detectParameterization?: boolean;
+  /**
+   * Keep onnxruntime's optimized form of each graph (prepacked weights included) in the cache and open later
+   * sessions from it, which skips the optimizing and prepacking that are most of a session's opening (default true;
+   * CPU provider only; costs about the weights again on disk). See models/optimized-sessions.ts.
+   */
+  readonly optimizedSessions?: boolean;
   /** Told how long each phase of the load took (and each later graph build, session opening and run). */
   readonly onPhase?: LoadPhaseListener;
 }
@@ -346,7 +353,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
     oneComponent ? 1 : (opts.maxSessionsPerComponent ?? 2),
     (path, component) =>
       timePhaseAsync(onPhase, 'session', component, () =>
-        createSession(path, {
+        (opts.optimizedSessions === false ? createSession : openCachedGraph)(path, {
           ...(opts.provider ? { provider: opts.provider } : {}),
           ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
           ...(opts.fallbackToCpu !== undefined ? { fallbackToCpu: opts.fallbackToCpu } : {}),

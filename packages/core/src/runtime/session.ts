@@ -3,6 +3,7 @@
  * A missing GPU provider is a typed error (PROVIDER_UNAVAILABLE) unless the caller opted into a CPU fallback,
  * because ORT itself never falls back silently: it throws while loading the provider library.
  */
+import { basename } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { DType, HostTensor } from '../tensor.js';
 import { DarkroomError } from '../errors.js';
@@ -23,6 +24,12 @@ export interface SessionOptions {
    * planned pattern beside them), so an idle session holds little beyond its weights. The values are the same.
    */
   readonly cpuMemArena?: boolean;
+  /**
+   * Also write onnxruntime's optimized model here while opening the session: the graph after its optimizations, with
+   * the weights (the prepacked forms included) in `<file>.weights` beside it. A later session opens that model with
+   * optimization `disabled` and has nothing left to optimize or prepack; its runs compute what this session's do.
+   */
+  readonly saveOptimizedModel?: string;
 }
 
 export interface EngineSession {
@@ -70,6 +77,9 @@ export function fromOrtTensor(t: ort.Tensor): HostTensor {
   return { dtype, shape: [...t.dims], data } as HostTensor;
 }
 
+/** Initializers at least this large go to the saved optimized model's weights file, prepacked forms included. */
+const SAVED_EXTERNAL_MIN_BYTES = 1 << 20;
+
 function sessionOptions(
   provider: Provider,
   opts: SessionOptions,
@@ -87,6 +97,22 @@ function sessionOptions(
     o.enableMemPattern = false;
   }
   if (external && external.length > 0) o.externalData = external.map((e) => ({ path: e.path, data: e.data }));
+  if (opts.saveOptimizedModel !== undefined) {
+    o.optimizedModelFilePath = opts.saveOptimizedModel;
+    // onnxruntime warns that a model optimized at level 'all' fits this CPU only: the caller keys it by the CPU
+    o.logSeverityLevel = 3;
+    o.extra = {
+      session: {
+        // Weights leave the protobuf (a full-size UNet is past its 2 GB limit), and their prepacked forms are kept
+        // beside them. Only those of 1 MiB and more: 1.30 writes the prepacked forms of small matrices (a 32x64
+        // MatMul weight) in a way that crashes the process opening the model (SIGSEGV), while the SD-sized ones
+        // (320 and more on a side) load and compute the same bits. Smaller weights are prepacked again on opening.
+        optimized_model_external_initializers_file_name: `${basename(opts.saveOptimizedModel)}.weights`,
+        optimized_model_external_initializers_min_size_in_bytes: String(SAVED_EXTERNAL_MIN_BYTES),
+        save_external_prepacked_constant_initializers: '1',
+      },
+    };
+  }
   return o;
 }
 
