@@ -247,7 +247,8 @@ test('the parity command on a changed copy: a renamed hostile file is refused as
   const out = `${run.stdout}\n${run.stderr}`;
   assert.equal(run.status, 0, out);
   const line = out.split('\n').find((l) => l.includes(`networks/hostile/${newName}`));
-  assert.ok(line?.startsWith('PASS'), `the renamed file's line: ${line}\n${out}`);
+  assert.ok(line, `no line for ${newName}\n${out}`);
+  assert.ok(line.startsWith('PASS'), `the renamed file's line: ${line}\n${out}`);
   const codes = REFUSALS_BY_KIND[renamed.kind]!.map((x) => x.code);
   assert.ok(codes.some((c) => line.includes(`(${c})`)), `${newName} refused with one of ${codes.join(', ')}: ${line}`);
   assert.match(out, /^SKIP\s+networks\/ti\s+\(the folder has no ti\/loader_results\.json/m, 'the absent TI group is a skipped line with its reason');
