@@ -219,6 +219,13 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     assert.match((await page.locator('#xyz-result .infotext').textContent()) ?? '', /X Type: Seed, X Values: "5,6", .*Y Type: CFG Scale, Y Values: 4-8 \[3\]/);
     await shot('24-xyz-grid');
 
+    // A reload shows the plot again.
+    await page.reload();
+    await page.locator('body[data-loaded=true]').waitFor();
+    await page.locator('#tab-scripts').click();
+    await page.locator('#xyz-view[data-state=completed] #xyz-grid-img[src^="blob:"]').waitFor();
+    assert.equal(await page.locator('#xyz-cells .xyz-cell img').count(), 6);
+
     // An axis of names offers the form's: picked ones are added to its values.
     await page.locator('#xyz-z-type').selectOption('Sampler');
     await page.locator('#xyz-z-choices').getByRole('button', { name: 'Euler', exact: true }).click();

@@ -7,7 +7,7 @@ import { initMask } from './mask.js';
 import { attachPrompt } from './prompt.js';
 import { forgetTraining, initTrain, listDatasets } from './train.js';
 import { forgetJobs, initWatch, onJobActions, restoreJobs, watchJob } from './watch.js';
-import { initXyz, refreshXyzChoices } from './xyz.js';
+import { forgetFlow, initXyz, refreshXyzChoices } from './xyz.js';
 
 const $ = (id) => document.getElementById(id);
 const names = { embeddings: new Set(), loras: [], hypernetworks: [] };
@@ -166,6 +166,7 @@ async function start() {
     session.key = null;
     forgetJobs();
     forgetTraining();
+    forgetFlow();
     // A full reload drops every image, job and listing of this tenant from the page.
     location.reload();
   });
@@ -200,6 +201,7 @@ if (session.key) {
     session.key = null;
     forgetJobs();
     forgetTraining();
+    forgetFlow();
     location.reload();
   });
 } else $('signin-key').focus();

@@ -6,6 +6,8 @@ const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const AXES = ['x', 'y', 'z'];
+// The plot this tab shows, kept with the key in sessionStorage so a reload shows it again.
+const SAVED = 'darkroom.flow';
 
 let current = null; // { id, view, filled: Set<child>, abort }
 let readBase = async () => ({ kind: 'txt2img', body: {} });
@@ -113,6 +115,7 @@ async function watchFlow(id) {
   current?.abort.abort();
   const t = { id, view: null, filled: new Set(), gridShown: false, abort: new AbortController() };
   current = t;
+  sessionStorage.setItem(SAVED, id);
   $('xyz-result').replaceChildren();
   t.view = await getJson(`/v1/flows/${id}`);
   renderSkeleton();
@@ -161,4 +164,8 @@ export function initXyz(base) {
     });
   }
   void loadAxes();
+  const saved = sessionStorage.getItem(SAVED);
+  if (saved && /^[0-9A-HJKMNP-TV-Z]{26}$/.test(saved)) void watchFlow(saved).catch(() => sessionStorage.removeItem(SAVED));
 }
+
+export function forgetFlow() { sessionStorage.removeItem(SAVED); }
