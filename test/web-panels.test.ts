@@ -130,6 +130,12 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     assert.equal(px(16, 60), 0, 'untouched below the stroke');
     await rendered(page.locator('#job-view[data-state=completed] .infotext').filter({ hasText: 'Mask blur: 4' }), 'inpaint');
     await shot('21-inpainted');
+    // The mask tools fit a phone.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate('document.documentElement.scrollWidth - window.innerWidth');
+    assert.ok(Number(overflow) <= 0, `the mask tools are ${String(overflow)}px wider than a phone`);
+    await page.locator('#mask-tools').screenshot({ path: await artifactPath('26-mask-phone.png') });
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     // Cleared, the next img2img has no mask.
     await page.locator('#mask-clear').click();
