@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { existsSync, createReadStream, readFileSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { oracleRoot } from '../packages/core/parity/oracle.js';
 import { attentionMemory } from '@darkroom/core/pipeline/memory-estimate.js';
 import { jobMemoryBytes, Txt2ImgRequest } from '@darkroom/farm';
 import { startFarm, waitFor, type Farm } from './support/farm.js';
+import { sd15KeysAvailable, writeSd15Checkpoint } from './support/sd15-checkpoint.js';
 
 /**
  * Issue 10's large-file case: a ~3 GB checkpoint of SD 1.5's layout (random weights) uploaded through the API
@@ -23,17 +24,13 @@ import { startFarm, waitFor, type Farm } from './support/farm.js';
  * The peak is below the estimate alone: the download added nothing on top of what the model needs. 30 minutes in
  * all, most of it building and loading the full-size graphs on two busy cores.
  */
-const KEYS_FILE = join(oracleRoot(), 'model', 'sd15-keys.json');
 const VOCAB = join(oracleRoot(), 'text', 'vocab');
 const enabled = process.env.DARKROOM_LARGE_TESTS === '1';
 const skip = !enabled
   ? 'set DARKROOM_LARGE_TESTS=1 to run: writes a 3.2 GB checkpoint to the temp folder, takes minutes and ~10 GB of memory'
-  : !existsSync(KEYS_FILE) || !existsSync(VOCAB) ? `needs SD 1.5's key list and the CLIP vocabulary under ${oracleRoot()}` : false;
+  : !sd15KeysAvailable() || !existsSync(VOCAB) ? `needs SD 1.5's key list and the CLIP vocabulary under ${oracleRoot()}` : false;
 
 const GiB = 1024 ** 3;
-const COMPONENTS = ['model.diffusion_model.', 'first_stage_model.', 'cond_stage_model.'];
-
-interface KeyInfo { shape: number[]; dtype: string }
 
 /** Peak and current resident memory of a process, from /proc (kB -> bytes). */
 function memoryOf(pid: number): { hwm: number; rss: number } {
@@ -42,58 +39,9 @@ function memoryOf(pid: number): { hwm: number; rss: number } {
   return { hwm: kb('VmHWM:'), rss: kb('VmRSS:') };
 }
 
-/**
- * Streams a safetensors checkpoint with SD 1.5's tensors: the UNet's output blocks in F32, the rest in F16 (3.2 GB,
- * past 2 GiB), values small uniform noise cycled from one block, position ids as they are. The schedule buffers are
- * left out (the engine computes ldm's when absent). Returns the file's size.
- */
-async function writeCheckpoint(path: string): Promise<number> {
-  const keys = (JSON.parse(readFileSync(KEYS_FILE, 'utf8')) as { keys: Record<string, KeyInfo> }).keys;
-  const names = Object.keys(keys).filter((k) => COMPONENTS.some((p) => k.startsWith(p))).sort();
-  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
-  let offset = 0;
-  for (const name of names) {
-    const { shape, dtype: stored } = keys[name]!;
-    const dtype = stored === 'I64' ? 'I64' : name.startsWith('model.diffusion_model.output_blocks.') ? 'F32' : 'F16';
-    const bytes = shape.reduce((a, b) => a * b, 1) * (dtype === 'F16' ? 2 : dtype === 'F32' ? 4 : 8);
-    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  const json = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  // One block of noise per dtype, written from a moving offset: varied enough, and cheap to make.
-  let seed = 0x2545f491;
-  const uniform = () => ((seed ^= seed << 13, seed ^= seed >>> 17, seed ^= seed << 5) >>> 0) / 2 ** 32 - 0.5;
-  const f32 = Buffer.from(Float32Array.from({ length: 1 << 22 }, () => uniform() * 0.04).buffer);
-  // float16 of |x| in [2^-10, 2^-6): exponent 5..8, any mantissa, either sign.
-  const f16 = Buffer.from(Uint16Array.from({ length: 1 << 22 }, () => {
-    const r = (uniform() + 0.5) * 2 ** 16;
-    return ((r & 1) << 15) | ((5 + ((r >>> 1) & 3)) << 10) | ((r >>> 3) & 0x3ff);
-  }).buffer);
-  const out = createWriteStream(path);
-  const write = (b: Buffer) => (out.write(b) ? Promise.resolve() : new Promise<void>((r) => out.once('drain', () => r())));
-  await write(len);
-  await write(json);
-  let turn = 0;
-  for (const name of names) {
-    const { dtype, shape, data_offsets: [a, b] } = header[name]!;
-    if (dtype === 'I64') {
-      const ids = new BigInt64Array(shape.reduce((x, y) => x * y, 1));
-      for (let i = 0; i < ids.length; i++) ids[i] = BigInt(i % shape.at(-1)!);
-      await write(Buffer.from(ids.buffer));
-      continue;
-    }
-    const block = dtype === 'F32' ? f32 : f16;
-    for (let left = b - a; left > 0;) {
-      const start = (turn = (turn + 4096 * 7) % (block.length / 2)) & ~7;
-      const n = Math.min(left, block.length - start);
-      await write(block.subarray(start, start + n));
-      left -= n;
-    }
-  }
-  await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
-  return 8 + json.length + offset;
+/** SD 1.5's tensors with the UNet's output blocks in F32 and the rest in F16: 3.2 GB, past 2 GiB. */
+function writeCheckpoint(path: string): Promise<number> {
+  return writeSd15Checkpoint(path, (name) => (name.startsWith('model.diffusion_model.output_blocks.') ? 'F32' : 'F16'));
 }
 
 describe('a 3 GB checkpoint through the API (DARKROOM_LARGE_TESTS=1)', { skip }, () => {
