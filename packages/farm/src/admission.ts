@@ -2,7 +2,7 @@ import type { ModelConfig } from '@darkroom/core/models/config.js';
 import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '@darkroom/core/models/reference-configs.js';
 import { hiresSize } from '@darkroom/core/pipeline/hires-size.js';
 import { attentionMemory, estimateJobMemory, type AttentionMemory, type MemoryEstimateRequest } from '@darkroom/core/pipeline/memory-estimate.js';
-import { isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
+import { isLatentUpscaler } from '@darkroom/core/catalog/upscalers.js';
 import { BUILTIN_MODEL } from './assets.js';
 import type { FarmConfig } from './config.js';
 import { workerMemoryBudget } from './machine-memory.js';

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { basename, extname, join, relative } from 'node:path';
-import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
+import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/catalog/upscalers.js';
 import { ASSET_EXTENSIONS, type AssetRecord } from './assets.js';
 
 /**

@@ -1,4 +1,4 @@
-import { isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
+import { isLatentUpscaler } from '@darkroom/core/catalog/upscalers.js';
 import { FarmError, type AssetRegistry, type GenerateRequest } from '@darkroom/farm';
 import { listUpscalerDirs, resolveUpscaler, type JobUpscaler, type ResolvedUpscaler } from '@darkroom/farm/upscaler-assets.js';
 

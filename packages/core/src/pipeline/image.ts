@@ -6,6 +6,7 @@
 import { DarkroomError } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
 import type { RasterImage } from '../formats/png.js';
+import type { LatentInterpolation } from '../catalog/upscalers.js';
 
 const f = Math.fround;
 
@@ -261,7 +262,6 @@ export function resizeForMode(img: RasterImage, mode: number, width: number, hei
 // ---------------------------------------------------------------------------------------------------------------
 // torch.nn.functional.interpolate on latents (N,C,H,W), align_corners=False, no antialias.
 
-export type LatentInterpolation = 'bilinear' | 'bicubic' | 'nearest' | 'nearest-exact';
 
 export function interpolateLatent(x: Float32Tensor, outH: number, outW: number, mode: LatentInterpolation): Float32Tensor {
   const [n, c, h, w] = x.shape as [number, number, number, number];

@@ -9,7 +9,8 @@
  * ```
  */
 export { Engine, pngInfo, type EngineOptions, type EngineJobOptions, type NamedFile, type PngInfo } from './engine.js';
-export { txt2img, HIRES_UPSCALERS } from './txt2img.js';
+export { txt2img } from './txt2img.js';
+export { HIRES_UPSCALERS } from '../catalog/upscalers.js';
 export { img2img } from './img2img.js';
 export { DEFAULT_INFOTEXT_VERSION, type GenerateOptions, type GenerationResult, type ProgressEvent } from './job.js';
 export {

@@ -4,7 +4,7 @@
  * complete data.
  */
 import { DarkroomError } from '../errors.js';
-import { checkSeedBlend, type SeedBlendEntry } from '../sampling/rng/seed-blend.js';
+import { checkSeedBlend, type SeedBlendEntry } from '../catalog/seed-blend.js';
 
 export type RandnSource = 'GPU' | 'CPU' | 'NV';
 export type EmphasisMode = 'Original' | 'No norm' | 'Ignore' | 'None';
@@ -85,7 +85,7 @@ export interface CommonParams {
   tiling?: boolean | null;
   override_settings?: OverrideSettings;
   /**
-   * "Advanced Seed Blending": the initial noise blended from these weighted seeds (sampling/rng/seed-blend.ts)
+   * "Advanced Seed Blending": the initial noise blended from these weighted seeds (catalog/seed-blend.ts)
    * instead of the seed's; null or absent = off.
    */
   seed_blend?: readonly SeedBlendEntry[] | null;

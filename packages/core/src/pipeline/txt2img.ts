@@ -29,29 +29,12 @@ import {
   type JobState,
 } from './job.js';
 import { resizeWithUpscaler, type ModelUpscaler } from './upscalers.js';
-import { decodedToRgb8, interpolateLatent, resizeImage, resizeNearest, rgbToVaeInput, type LatentInterpolation } from './image.js';
+import { decodedToRgb8, interpolateLatent, resizeImage, resizeNearest, rgbToVaeInput } from './image.js';
+import { IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, type LatentInterpolation } from '../catalog/upscalers.js';
 import { encodeToLatent, inpaintingConditioning } from './img2img.js';
 import { hiresSize } from './hires-size.js';
 import type { PipelineModel } from './types.js';
 import { resolveSamplerAndScheduler } from '../sampling/samplers.js';
-
-/** A1111's latent upscale modes (shared.latent_upscale_modes) that Darkroom implements. */
-const LATENT_MODES: Record<string, LatentInterpolation> = {
-  Latent: 'bilinear',
-  'Latent (bicubic)': 'bicubic',
-  'Latent (nearest)': 'nearest',
-  'Latent (nearest-exact)': 'nearest-exact',
-};
-
-const IMAGE_UPSCALERS = new Set(['None', 'Lanczos', 'Nearest']);
-
-/** The hires-fix upscaler names this build implements (A1111's /sdapi/v1/upscalers and latent modes). */
-export const HIRES_UPSCALERS: readonly string[] = [...Object.keys(LATENT_MODES), ...IMAGE_UPSCALERS];
-
-/** Latent upscalers resize the first pass's latents; the others decode it, resize the image and encode it again. */
-export function isLatentUpscaler(name: string): boolean {
-  return Object.hasOwn(LATENT_MODES, name);
-}
 
 interface HiresPlan {
   readonly width: number;
@@ -77,13 +60,13 @@ function planHires(p: ResolvedTxt2Img, job: JobState): HiresPlan {
   extra.set('Hires negative prompt', null);
   extra.set('Hires schedule type', null);
   const upscaler = p.hr_upscaler ?? p.settings.latent_upscale_default_mode;
-  const latentMode = LATENT_MODES[upscaler];
+  const latentMode = LATENT_UPSCALE_MODES[upscaler];
   // A built-in name wins over a model file of the same stem, as A1111 lists the built-ins first.
   const model = latentMode || IMAGE_UPSCALERS.has(upscaler) ? undefined : job.opts.networks?.upscalers?.(upscaler);
   if (!latentMode && !IMAGE_UPSCALERS.has(upscaler) && !model) {
     throw new DarkroomError('UPSCALER_NOT_FOUND', `could not find upscaler named ${upscaler}`, {
       upscaler,
-      available: [...Object.keys(LATENT_MODES), ...IMAGE_UPSCALERS],
+      available: [...Object.keys(LATENT_UPSCALE_MODES), ...IMAGE_UPSCALERS],
     });
   }
   if (p.hr_resize_x === 0 && p.hr_resize_y === 0) extra.set('Hires upscale', pyFloat(p.hr_scale));

@@ -1,12 +1,12 @@
 /**
  * "Advanced Seed Blending" (amotile's script from A1111's wiki of custom scripts): the initial noise made from
  * several weighted seeds, `seed1:2, seed2:1, seed3:1`; weights are relative (a missing weight is 1). The blend
- * itself (successive slerps of the seeds' noise) is the engine's `seed_blend` (sampling/rng/seed-blend.ts); the
+ * itself (successive slerps of the seeds' noise) is the engine's `seed_blend` (catalog/seed-blend.ts); the
  * plan is one cell carrying it, with the first seed as the image's seed, so its later noise draws and infotext
  * are that seed's and a blend of one seed is a plain render of it.
  */
 import { DarkroomError } from '../errors.js';
-import { parseSeedBlend, type SeedBlendEntry } from '../sampling/rng/seed-blend.js';
+import { parseSeedBlend, type SeedBlendEntry } from '../catalog/seed-blend.js';
 import { scriptArgError } from './script-errors.js';
 import type { GenerationParams, PlanContext, ScriptPlan } from './types.js';
 

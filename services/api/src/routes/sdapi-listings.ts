@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/pipeline/txt2img.js';
+import { HIRES_UPSCALERS, isLatentUpscaler } from '@darkroom/core/catalog/upscalers.js';
 import { QUEUE_NAMES } from '@darkroom/farm';
 import { listUpscalerDirs, realesrganItems, upscalerItems } from '@darkroom/farm/upscaler-assets.js';
 import { listVaeDir, sdVaeItems } from '@darkroom/farm/vae-assets.js';

@@ -6,7 +6,7 @@ import { float32, numel, type Float32Tensor } from '../../tensor.js';
 import { DarkroomError } from '../../errors.js';
 import { PhiloxGenerator } from './philox.js';
 import { TorchCpuGenerator } from './torch-cpu.js';
-import type { SeedBlendEntry } from './seed-blend.js';
+import type { SeedBlendEntry } from '../../catalog/seed-blend.js';
 
 /**
  * Where noise comes from. 'cpu' = torch's CPU generator with the x86 AVX2 kernel (A1111 "CPU" on a PC);
@@ -107,7 +107,7 @@ export function slerp(val: number, low: Float32Tensor, high: Float32Tensor): Flo
 }
 
 /**
- * "Advanced Seed Blending"'s initial noise of one image (C, H, W), see seed-blend.ts: while more than one noise is
+ * "Advanced Seed Blending"'s initial noise of one image (C, H, W), see catalog/seed-blend.ts: while more than one noise is
  * left, the first is slerped into each of the others at w / (w + w_first), which then weigh w * w_first.
  */
 export function blendSeedNoise(source: NoiseSource, entries: readonly SeedBlendEntry[], shape: readonly number[]): Float32Tensor {

@@ -13,4 +13,4 @@ export {
 } from './image-rng.js';
 export { TorchCpuGenerator, type TorchCpuKernel } from './torch-cpu.js';
 export { PhiloxGenerator } from './philox.js';
-export { checkSeedBlend, parseSeedBlend, type SeedBlendEntry } from './seed-blend.js';
+export { checkSeedBlend, parseSeedBlend, type SeedBlendEntry } from '../../catalog/seed-blend.js';

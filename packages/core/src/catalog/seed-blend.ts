@@ -3,10 +3,10 @@
  * noise is rng.randn(seed, shape); then, while more than one noise is left, the first one is slerped into each of
  * the others, `slerp(w / (w + w_first), first, other)`, and that result carries the weight `w * w_first`. With two
  * seeds that is slerp(w2 / (w1 + w2), n1, n2), A1111's variation noise at that strength; with more the weights
- * are the script's (a product, not a sum), kept as it defines them. The noise itself is image-rng's
- * blendSeedNoise; this module reads and checks the blend.
+ * are the script's (a product, not a sum), kept as it defines them. The noise itself is sampling/rng/image-rng's
+ * blendSeedNoise; this module reads and checks the blend (no engine code, so requests are checked without it).
  */
-import { DarkroomError } from '../../errors.js';
+import { DarkroomError } from '../errors.js';
 
 export interface SeedBlendEntry {
   readonly seed: number;
