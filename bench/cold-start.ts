@@ -67,6 +67,9 @@ interface ChildResult {
   readonly vaeMs: number;
   readonly phases: LoadPhaseTiming[];
   readonly peakAfterStepMiB: number;
+  /** Resident memory after the first step: anonymous (copies) and file-backed (mapped files, the cache's weights). */
+  readonly rssAnonMiB: number;
+  readonly rssFileMiB: number;
   readonly peakMiB: number;
   readonly builds: number;
 }
@@ -111,6 +114,8 @@ async function child(a: ChildArgs): Promise<void> {
   const t3 = performance.now();
   if (!out.data.every(Number.isFinite)) throw new Error('the UNet gave non-finite values');
   const peakAfterStepMiB = statusMiB('VmHWM');
+  const rssAnonMiB = statusMiB('RssAnon');
+  const rssFileMiB = statusMiB('RssFile');
   const latent = float32([1, sd.config.vae.embedDim, h, h], out.data.slice(0, sd.config.vae.embedDim * h * h));
   await sd.vae.decode(latent);
   const t4 = performance.now();
@@ -123,6 +128,8 @@ async function child(a: ChildArgs): Promise<void> {
     vaeMs: t4 - t3,
     phases,
     peakAfterStepMiB,
+    rssAnonMiB,
+    rssFileMiB,
     peakMiB: statusMiB('VmHWM'),
     builds: sd.buildCount,
   };
@@ -292,6 +299,8 @@ async function main(): Promise<void> {
       readyX: (r.firstStepMs - unetRun) / readMs,
       vaeS: r.vaeMs / 1000,
       peakAfterStepGiB: r.peakAfterStepMiB / 1024,
+      anonGiB: r.rssAnonMiB / 1024,
+      mappedGiB: r.rssFileMiB / 1024,
       peakGiB: r.peakMiB / 1024,
       builds: r.builds,
     };
@@ -348,6 +357,8 @@ async function main(): Promise<void> {
     { key: 'sessionVaeS', label: 'sess vae', digits: 2 },
     { key: 'vaeS', label: 'vae total', digits: 2 },
     { key: 'peakAfterStepGiB', label: 'peak at step GiB', digits: 2 },
+    { key: 'anonGiB', label: 'anon GiB', digits: 2 },
+    { key: 'mappedGiB', label: 'mapped GiB', digits: 2 },
     { key: 'peakGiB', label: 'peak GiB', digits: 2 },
   ];
   const machine = machineInfo('cpu');
@@ -369,6 +380,7 @@ async function main(): Promise<void> {
       'less step = the same without the UNet run itself: loading, building, sessions, the text encoder',
       'file read = the checkpoint read alone in a child process, 4 MiB reads; "file cached" = its share in the page cache before that read',
       'the VAE decode (graph, session, run) comes after the first step and is reported apart',
+      'anon / mapped = resident memory after the first step that is anonymous (copies) or file-backed (mapped weights)',
     ],
   });
   console.log(`wrote ${file}`);
