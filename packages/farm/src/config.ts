@@ -1,9 +1,8 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseAttentionMode, type AttentionMode } from '@darkroom/core/models/attention.js';
-import { parseMemoryMode, type MemoryMode } from '@darkroom/core/models/memory-mode.js';
-import type { ComputeDType } from '@darkroom/core/models/layers.js';
-import { checkWeightsDtype, parseWeightsDtype } from '@darkroom/core/models/weights-dtype.js';
+import {
+  checkWeightsDtype, parseAttentionMode, parseMemoryMode, parseWeightsDtype, type AttentionMode, type MemoryMode, type WeightsDtype,
+} from '@darkroom/core/catalog/engine-flags.js';
 import { FarmError } from './errors.js';
 import { sha256Hex } from './ids.js';
 
@@ -84,7 +83,7 @@ export interface FarmConfig {
    * WEIGHTS_DTYPE float32 (default) or float16 (fp16, half): half-precision weights and compute for a GPU provider;
    * refused with EXECUTION_PROVIDER=cpu, whose kernels cast float16 back to float32 (models/weights-dtype.ts).
    */
-  weightsDtype: ComputeDType;
+  weightsDtype: WeightsDtype;
   /**
    * ORT_INTRA_OP_THREADS: threads each onnxruntime session of the worker's engine uses within an op; unset (null),
    * onnxruntime's default of one per physical core. On a CPU host running N workers, 1 (or cores / N) keeps them
@@ -181,7 +180,7 @@ export function loadConfig(env: Env = process.env): FarmConfig {
   } catch (e) {
     throw new FarmError('CONFIG_INVALID', 500, `MEMORY_MODE: ${(e as Error).message}`, 'MEMORY_MODE');
   }
-  let weightsDtype: ComputeDType;
+  let weightsDtype: WeightsDtype;
   try {
     weightsDtype = parseWeightsDtype(env.WEIGHTS_DTYPE || 'float32');
     checkWeightsDtype(weightsDtype, provider === 'cuda' ? 'cuda' : 'cpu');

@@ -8,39 +8,12 @@ import { DarkroomError } from '../errors.js';
 import { planSplit, planSubQuad, scoreBlockBytes, SPLIT_LIVE_COPIES, type ScoreShape } from '../graph/attention-plan.js';
 import type { Provider } from '../runtime/session.js';
 
-export type AttentionForm = 'plain' | 'split' | 'subquad' | 'fused';
-export type AttentionMode = 'auto' | AttentionForm;
+import type { AttentionForm, AttentionMode } from '../catalog/engine-flags.js';
 
-export const ATTENTION_MODES: readonly AttentionMode[] = ['auto', 'plain', 'split', 'subquad', 'fused'];
+export { ATTENTION_MODES, parseAttentionMode, type AttentionForm, type AttentionMode } from '../catalog/engine-flags.js';
 
 /** Score blocks of one chunk stay within this by default: a few of them beside a UNet's own activations. */
 export const DEFAULT_ATTENTION_CHUNK_BYTES = 256 * 1024 ** 2;
-
-/** A1111's command-line names for the same choices (with or without the leading dashes). */
-const ALIASES: Readonly<Record<string, AttentionMode>> = {
-  'opt-split-attention': 'split',
-  'opt-split-attention-v1': 'split',
-  'opt-sub-quad-attention': 'subquad',
-  'sub-quad': 'subquad',
-  xformers: 'fused',
-  'opt-sdp-attention': 'fused',
-  'opt-sdp-no-mem-attention': 'fused',
-  'disable-opt-split-attention': 'plain',
-};
-
-/** An attention mode from configuration text: a mode name or one of A1111's flag names. */
-export function parseAttentionMode(raw: string): AttentionMode {
-  const name = raw.trim().toLowerCase().replace(/^-+/, '');
-  const mode = (ATTENTION_MODES as readonly string[]).includes(name) ? (name as AttentionMode) : ALIASES[name];
-  if (!mode) {
-    throw new DarkroomError(
-      'ATTENTION_MODE_UNKNOWN',
-      `unknown attention mode "${raw}"; use ${ATTENTION_MODES.join(', ')} or one of A1111's flags (${Object.keys(ALIASES).join(', ')})`,
-      { mode: raw },
-    );
-  }
-  return mode;
-}
 
 /**
  * `auto` on the CPU keeps the plain reference only for attentions whose whole float32 score tensor (every batch row

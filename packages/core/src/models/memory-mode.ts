@@ -7,38 +7,9 @@
  * graph, each a session of its own opened in turn), so only a part of the UNet's weights is resident at a time;
  * every UNet call reopens its parts, which is slow, as A1111's lowvram is.
  */
-import { DarkroomError } from '../errors.js';
+import type { MemoryMode } from '../catalog/engine-flags.js';
 
-export type MemoryMode = 'normal' | 'medvram' | 'lowvram';
-
-export const MEMORY_MODES: readonly MemoryMode[] = ['normal', 'medvram', 'lowvram'];
-
-/** A1111's flag spellings for the same choices (with or without the leading dashes). */
-const ALIASES: Readonly<Record<string, MemoryMode>> = {
-  'med-vram': 'medvram',
-  'low-vram': 'lowvram',
-  'always-low-vram': 'lowvram',
-  'always-no-vram': 'lowvram',
-  'medvram-sdxl': 'medvram',
-  'always-high-vram': 'normal',
-  'always-normal-vram': 'normal',
-  highvram: 'normal',
-};
-
-
-/** A memory mode from configuration text: a mode name or one of A1111's flag names. */
-export function parseMemoryMode(raw: string): MemoryMode {
-  const name = raw.trim().toLowerCase().replace(/^-+/, '');
-  const mode = (MEMORY_MODES as readonly string[]).includes(name) ? (name as MemoryMode) : ALIASES[name];
-  if (!mode) {
-    throw new DarkroomError(
-      'MEMORY_MODE_UNKNOWN',
-      `unknown memory mode "${raw}"; use ${MEMORY_MODES.join(', ')} or one of A1111's flags (${Object.keys(ALIASES).join(', ')})`,
-      { mode: raw },
-    );
-  }
-  return mode;
-}
+export { MEMORY_MODES, parseMemoryMode, type MemoryMode } from '../catalog/engine-flags.js';
 
 /** Whether opening a session of one component releases the idle sessions of the others. */
 export function oneComponentResident(mode: MemoryMode): boolean {

@@ -9,44 +9,4 @@
  * operators and the casts cost time. The float16 graph itself still runs there, which is how it is validated
  * without a GPU.
  */
-import { DarkroomError } from '../errors.js';
-import type { Provider } from '../runtime/session.js';
-import type { ComputeDType } from './layers.js';
-
-export const WEIGHTS_DTYPES: readonly ComputeDType[] = ['float32', 'float16'];
-
-/** A1111's flag and the usual short names for the same choices (with or without the leading dashes). */
-const ALIASES: Readonly<Record<string, ComputeDType>> = {
-  fp32: 'float32',
-  full: 'float32',
-  'no-half': 'float32',
-  'precision-full': 'float32',
-  fp16: 'float16',
-  half: 'float16',
-};
-
-/** A weights dtype from configuration text. */
-export function parseWeightsDtype(raw: string): ComputeDType {
-  const name = raw.trim().toLowerCase().replace(/^-+/, '');
-  const dtype = (WEIGHTS_DTYPES as readonly string[]).includes(name) ? (name as ComputeDType) : ALIASES[name];
-  if (!dtype) {
-    throw new DarkroomError(
-      'WEIGHTS_DTYPE_UNKNOWN',
-      `unknown weights dtype "${raw}"; use ${WEIGHTS_DTYPES.join(', ')} or ${Object.keys(ALIASES).join(', ')}`,
-      { dtype: raw },
-    );
-  }
-  return dtype;
-}
-
-/** Refuses float16 weights on a provider that cannot compute in half precision (see the module comment). */
-export function checkWeightsDtype(dtype: ComputeDType, provider: Provider): void {
-  if (dtype === 'float16' && provider === 'cpu') {
-    throw new DarkroomError(
-      'WEIGHTS_DTYPE_UNSUPPORTED',
-      'float16 weights need a GPU provider (cuda or webgpu): onnxruntime\'s CPU provider has few float16 kernels and ' +
-        'casts the rest back to float32, which saves no memory and loses precision; use float32 on the CPU',
-      { dtype, provider },
-    );
-  }
-}
+export { checkWeightsDtype, parseWeightsDtype, WEIGHTS_DTYPES } from '../catalog/engine-flags.js';
