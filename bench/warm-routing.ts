@@ -49,10 +49,21 @@ function stream(n: number, seed: number): string[] {
   return Array.from({ length: n }, () => CHECKPOINTS[Math.floor(next() * CHECKPOINTS.length)]![0]);
 }
 
-async function submit(farm: Farm, model: string, seed: number): Promise<string> {
-  const r = await farm.request('POST', '/v1/txt2img', { body: { prompt: 'a lighthouse on a cliff', model, steps: STEPS, width: SIZE, height: SIZE, seed } });
-  if (r.status !== 202) throw new Error(`submit: ${r.status} ${JSON.stringify(r.json)}`);
-  return (r.json as { id: string }).id;
+/**
+ * One job; a connection the server closed as the request went out (keep-alive racing the arrival interval) is
+ * retried under the same Idempotency-Key, so a request that did arrive is not queued twice.
+ */
+async function submit(farm: Farm, model: string, seed: number, key: string): Promise<string> {
+  const body = { prompt: 'a lighthouse on a cliff', model, steps: STEPS, width: SIZE, height: SIZE, seed };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await farm.request('POST', '/v1/txt2img', { body, headers: { 'idempotency-key': key } });
+      if (r.status !== 202 && r.status !== 200) throw new Error(`submit: ${r.status} ${JSON.stringify(r.json)}`);
+      return (r.json as { id: string }).id;
+    } catch (e) {
+      if (attempt >= 3 || !(e instanceof TypeError)) throw e;
+    }
+  }
 }
 
 async function finished(queue: Queue, ids: readonly string[]): Promise<{ timestamp: number; processedOn: number; finishedOn: number }[]> {
@@ -89,14 +100,14 @@ async function run(routing: boolean, models: readonly string[]): Promise<Row> {
     for (const [name, seed] of CHECKPOINTS) await writeDemoSizeCheckpoint(farm.env.MODELS_DIR!, name, seed);
     for (let i = 0; i < WORKERS; i++) await farm.startWorker();
     // Warm-up: every checkpoint's graphs compiled once into the shared cache, so a load is a load, not a compile.
-    await finished(queue, await Promise.all(CHECKPOINTS.map(([name]) => submit(farm, name, 1))));
+    await finished(queue, await Promise.all(CHECKPOINTS.map(([name]) => submit(farm, name, 1, `warm-up-${name}`))));
     const before = await scrape(farm);
     const t0 = Date.now();
     const ids: string[] = [];
     for (const [i, model] of models.entries()) {
       const due = t0 + i * INTERVAL_MS;
       if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
-      ids.push(await submit(farm, model, i + 2));
+      ids.push(await submit(farm, model, i + 2, `stream-${i}`));
     }
     const jobs = await finished(queue, ids);
     const after = await scrape(farm);
