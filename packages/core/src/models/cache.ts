@@ -161,11 +161,13 @@ export class CompileCache {
 
 /**
  * sha256 of a checkpoint, remembered in the cache folder by (path, size, mtime) so multi-GB files are hashed
- * once, as A1111 does with its cache.json.
+ * once, as A1111 does with its cache.json. The inode and the change time are part of the key too: a file replaced
+ * by another (a new inode) or written in place with its mtime set back (the kernel moves ctime on every write,
+ * and nothing can set it back) is hashed again.
  */
 export async function cachedFileHash(cacheDir: string, path: string, compute: (p: string) => Promise<string>): Promise<string> {
   const s = await stat(path);
-  const id = createHash('sha256').update(`${resolve(path)}|${s.size}|${s.mtimeMs}`).digest('hex').slice(0, 32);
+  const id = createHash('sha256').update(`${resolve(path)}|${s.size}|${s.mtimeMs}|${s.ino}|${s.ctimeMs}`).digest('hex').slice(0, 32);
   const file = join(resolve(cacheDir), 'hashes', `${id}.txt`);
   if (existsSync(file)) {
     const stored = (await readFile(file, 'utf8')).trim();

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { BuiltModel } from '../../src/graph/ir.js';
-import { CompileCache, cachedFact, graphKeyHash } from '../../src/models/cache.js';
+import { CompileCache, cachedFact, cachedFileHash, graphKeyHash } from '../../src/models/cache.js';
 
 function fakeModel(weights: Uint8Array, tag: string): BuiltModel {
   return {
@@ -78,6 +78,30 @@ test('a failed build leaves no entry, and concurrent requests for one key build 
     assert.equal(p.path, q.path);
     assert.equal(await cachedFact(dir, 'x.parameterization', async () => 'v'), 'v');
     assert.equal(await cachedFact(dir, 'x.parameterization', async () => 'eps'), 'v');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a checkpoint is hashed once while it stays the same file, and again once it is written to, mtime set back or not', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-hash-cache-'));
+  try {
+    const file = join(dir, 'model.safetensors');
+    writeFileSync(file, 'weights one');
+    let computed = 0;
+    const hash = (p: string) => cachedFileHash(join(dir, 'cache'), p, async () => String(++computed).padStart(64, '0'));
+    assert.equal(await hash(file), '1'.padStart(64, '0'));
+    assert.equal(await hash(file), '1'.padStart(64, '0'));
+    assert.equal(computed, 1, 'the second start reads the remembered hash');
+
+    // same size, same mtime: only the change time tells
+    const { mtime } = statSync(file);
+    await new Promise((r) => setTimeout(r, 20));
+    writeFileSync(file, 'weights two');
+    utimesSync(file, mtime, mtime);
+    assert.equal(statSync(file).mtimeMs, mtime.getTime());
+    assert.equal(await hash(file), '2'.padStart(64, '0'));
+    assert.equal(computed, 2);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
