@@ -88,6 +88,8 @@ test('a checkpoint is hashed once while it stays the same file, and again once i
   try {
     const file = join(dir, 'model.safetensors');
     writeFileSync(file, 'weights one');
+    const mtime = 1_700_000_000; // whole seconds, so setting it back is exact
+    utimesSync(file, mtime, mtime);
     let computed = 0;
     const hash = (p: string) => cachedFileHash(join(dir, 'cache'), p, async () => String(++computed).padStart(64, '0'));
     assert.equal(await hash(file), '1'.padStart(64, '0'));
@@ -95,11 +97,10 @@ test('a checkpoint is hashed once while it stays the same file, and again once i
     assert.equal(computed, 1, 'the second start reads the remembered hash');
 
     // same size, same mtime: only the change time tells
-    const { mtime } = statSync(file);
     await new Promise((r) => setTimeout(r, 20));
     writeFileSync(file, 'weights two');
     utimesSync(file, mtime, mtime);
-    assert.equal(statSync(file).mtimeMs, mtime.getTime());
+    assert.equal(statSync(file).mtimeMs, mtime * 1000);
     assert.equal(await hash(file), '2'.padStart(64, '0'));
     assert.equal(computed, 2);
   } finally {
