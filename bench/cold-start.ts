@@ -6,6 +6,8 @@
  *
  *   first    the first load ever: an empty compile cache (the file is hashed, every graph built and written)
  *   warm     a new process meeting the cache the first case left on disk
+ *   warm-unoptimized  the same, with every session opened from the cached graph itself rather than onnxruntime's
+ *            saved optimized form (loadModel optimizedSessions: false): the warm start before that change
  *   newsize  the cache of the previous size only (the checkpoint hashed and compiled, but not at this size)
  *
  * Beside them, in the same run, a child reads the checkpoint file alone (4 MiB reads, nothing kept: what `cat`
@@ -42,8 +44,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORK = join(ROOT, '.darkroom', 'bench-cold-start');
 const SD15_FILE = join(WORK, 'sd15-random.safetensors');
 
-type CaseName = 'first' | 'warm' | 'newsize';
-const CASES: readonly CaseName[] = ['first', 'warm', 'newsize'];
+type CaseName = 'first' | 'warm' | 'warm-unoptimized' | 'newsize';
+const CASES: readonly CaseName[] = ['first', 'warm', 'warm-unoptimized', 'newsize'];
 
 interface ChildArgs {
   readonly checkpoint: string;
@@ -265,7 +267,7 @@ async function main(): Promise<void> {
     const cacheResident = residency(filesUnder(cacheDir));
     const args: ChildArgs = {
       checkpoint: ckpt.path, ...(ckpt.config ? { config: ckpt.config } : {}), cacheDir, size, ...(threads ? { threads } : {}),
-      optimizedSessions: optimized === 'on',
+      optimizedSessions: optimized === 'on' && c !== 'warm-unoptimized',
     };
     console.error(`${model} ${size}x${size} ${c}: file read ${(readMs / 1000).toFixed(2)} s; running ...`);
     const r = JSON.parse(runChild(['--child', JSON.stringify(args)])) as ChildResult;
