@@ -271,6 +271,7 @@ async function main(): Promise<void> {
     };
     console.error(`${model} ${size}x${size} ${c}: file read ${(readMs / 1000).toFixed(2)} s; running ...`);
     const r = JSON.parse(runChild(['--child', JSON.stringify(args)])) as ChildResult;
+    const cacheBytes = filesUnder(cacheDir).reduce((sum, f) => sum + statSync(f).size, 0);
     const p = r.phases;
     const isVae = (x: string) => x.startsWith('vae');
     const isUnet = (x: string) => x.startsWith('unet');
@@ -305,6 +306,7 @@ async function main(): Promise<void> {
       mappedGiB: r.rssFileMiB / 1024,
       peakGiB: r.peakMiB / 1024,
       builds: r.builds,
+      cacheGB: cacheBytes / 1e9,
     };
     rows.push(row);
     details.push({ size, case: c, result: r });
@@ -362,6 +364,7 @@ async function main(): Promise<void> {
     { key: 'anonGiB', label: 'anon GiB', digits: 2 },
     { key: 'mappedGiB', label: 'mapped GiB', digits: 2 },
     { key: 'peakGiB', label: 'peak GiB', digits: 2 },
+    { key: 'cacheGB', label: 'cache GB', digits: 2 },
   ];
   const machine = machineInfo('cpu');
   printTable(
@@ -382,6 +385,7 @@ async function main(): Promise<void> {
       'less step = the same without the UNet run itself: loading, building, sessions, the text encoder',
       'file read = the checkpoint read alone in a child process, 4 MiB reads; "file cached" = its share in the page cache before that read',
       'the VAE decode (graph, session, run) comes after the first step and is reported apart',
+      'cache GB = the compile cache on disk after the case (hard links counted once)',
       'anon / mapped = resident memory after the first step that is anonymous (copies) or file-backed (mapped weights)',
     ],
   });
