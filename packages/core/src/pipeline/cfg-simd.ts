@@ -11,7 +11,7 @@
  * aside). Assembled here from its instructions (text format beside each line); where WebAssembly SIMD is not
  * available, `cfgCombineSimd` returns false and the caller runs its JavaScript loop.
  */
-import { get, name, section, set, tee, uleb } from '../runtime/wasm-encoding.js';
+import { get, instantiateWasm, name, section, set, tee, uleb, type WasmMemory } from '../runtime/wasm-encoding.js';
 
 const simd = (op: number): number[] => [0xfd, ...uleb(op)];
 const V128_LOAD = [...simd(0x00), 0x04, 0x00]; // align 2^4, offset 0
@@ -112,14 +112,6 @@ const moduleBytes = new Uint8Array([
   ...section(10, [0x03, ...uleb(body.length), ...body, ...uleb(scaleBody.length), ...scaleBody, ...uleb(combineBody.length), ...combineBody]),
 ]);
 
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { readonly exports: Record<string, unknown> };
-}
 interface Kernel {
   readonly memory: WasmMemory;
   readonly cfg: (x: number, ec: number, eu: number, un: number, out: number, bytes: number, cOut: number, scale: number) => void;
@@ -132,13 +124,10 @@ let kernel: Kernel | null | undefined;
 function loadKernel(): Kernel | null {
   if (kernel !== undefined) return kernel;
   kernel = null;
-  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (!wasm || process.env.DARKROOM_NO_SIMD === '1') return kernel;
-  try {
-    const { exports } = new wasm.Instance(new wasm.Module(moduleBytes));
+  if (process.env.DARKROOM_NO_SIMD === '1') return kernel;
+  const exports = instantiateWasm(moduleBytes);
+  if (exports) {
     kernel = { memory: exports.mem as WasmMemory, cfg: exports.cfg as Kernel['cfg'], scale: exports.scale as Kernel['scale'], combine: exports.combine as Kernel['combine'] };
-  } catch {
-    kernel = null;
   }
   return kernel;
 }

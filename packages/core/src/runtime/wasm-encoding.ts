@@ -1,6 +1,7 @@
 /**
- * The byte encodings a WebAssembly module is assembled from, for the small modules the engine writes out by
- * instruction (the NV Philox rounds, the fused CFG loop) instead of shipping a binary blob or a build step.
+ * The byte encodings a WebAssembly module is assembled from, and its instantiation, for the small modules the
+ * engine writes out by instruction (the NV Philox rounds, the fused CFG loop) instead of shipping a binary blob or
+ * a build step.
  */
 
 /** An unsigned LEB128 integer: seven bits a byte, low first, the high bit set on all but the last. */
@@ -25,3 +26,29 @@ export const name = (s: string): number[] => [s.length, ...Array.from(s, (c) => 
 export const get = (l: number): number[] => [0x20, l];
 export const set = (l: number): number[] => [0x21, l];
 export const tee = (l: number): number[] => [0x22, l];
+
+/** A module's exported memory, as far as the engine's kernels use it. */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+
+/** The slice of the WebAssembly JS API used to instantiate (the project's TypeScript libs do not declare it). */
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { readonly exports: Record<string, unknown> };
+}
+
+/**
+ * The exports of the module `bytes` encodes, or null where WebAssembly, or a feature the module needs (SIMD), is
+ * not available: the callers then take their plain JavaScript path.
+ */
+export function instantiateWasm(bytes: Uint8Array): Record<string, unknown> | null {
+  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  if (!wasm) return null;
+  try {
+    return new wasm.Instance(new wasm.Module(bytes)).exports;
+  } catch {
+    return null;
+  }
+}

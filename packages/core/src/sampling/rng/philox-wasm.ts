@@ -6,7 +6,7 @@
  * no binary blob and no build step. Where WebAssembly is unavailable, `philoxWords` returns undefined and the
  * caller uses the JavaScript rounds.
  */
-import { get, name, section, set, tee, uleb } from '../../runtime/wasm-encoding.js';
+import { get, instantiateWasm, name, section, set, tee, uleb, type WasmMemory } from '../../runtime/wasm-encoding.js';
 
 const M0 = 0xd2511f53;
 const M1 = 0xcd9e8d57;
@@ -84,15 +84,6 @@ const moduleBytes = new Uint8Array([
   ...section(10, [0x01, ...uleb(body.length), ...body]),
 ]);
 
-/** The slice of the WebAssembly JS API used here (the project's TypeScript libs do not declare it). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { readonly exports: Record<string, unknown> };
-}
 
 interface PhiloxKernel {
   readonly memory: WasmMemory;
@@ -104,14 +95,8 @@ let kernel: PhiloxKernel | null | undefined;
 function loadKernel(): PhiloxKernel | null {
   if (kernel !== undefined) return kernel;
   kernel = null;
-  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (!wasm) return kernel;
-  try {
-    const { exports } = new wasm.Instance(new wasm.Module(moduleBytes));
-    kernel = { memory: exports.mem as WasmMemory, philox: exports.philox as PhiloxKernel['philox'] };
-  } catch {
-    kernel = null;
-  }
+  const exports = instantiateWasm(moduleBytes);
+  if (exports) kernel = { memory: exports.mem as WasmMemory, philox: exports.philox as PhiloxKernel['philox'] };
   return kernel;
 }
 
