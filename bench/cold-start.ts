@@ -37,7 +37,7 @@ import { float32, type Float32Tensor } from '../packages/core/src/tensor.js';
 import { sd15KeysAvailable, SD15_KEYS_FILE, writeSd15Checkpoint } from '../test/support/sd15-checkpoint.js';
 import { listArg, numberArg, stringArg } from './support/args.js';
 import { machineInfo } from './support/machine.js';
-import { availableBytes, GiB } from './support/memory.js';
+import { availableBytes, GiB, MemoryWatchdog } from './support/memory.js';
 import { printTable, writeResult, type Column, type Row } from './support/report.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -84,6 +84,8 @@ function statusMiB(field: string): number {
 /** One case: load, the first txt2img step at `size`, then the VAE decode; prints the result as JSON. */
 async function child(a: ChildArgs): Promise<void> {
   const startupMs = performance.now();
+  // a full-size first load holds several GB: stop this case rather than push a shared host into the OOM killer
+  const watchdog = new MemoryWatchdog('cold-start', 1 * GiB);
   const phases: LoadPhaseTiming[] = [];
   const t0 = performance.now();
   const sd = await loadModel({
@@ -136,6 +138,7 @@ async function child(a: ChildArgs): Promise<void> {
     builds: sd.buildCount,
   };
   await sd.release();
+  await watchdog.stop();
   console.log(JSON.stringify(result));
 }
 
@@ -257,8 +260,66 @@ async function main(): Promise<void> {
   const ckpt = await checkpointFor(model);
   const fileBytes = statSync(ckpt.path).size;
 
+  const columns: Column[] = [
+    { key: 'size', label: 'size' },
+    { key: 'case', label: 'case' },
+    { key: 'fileInCache', label: 'file cached', digits: 2 },
+    { key: 'cacheInCache', label: 'graphs cached', digits: 2 },
+    { key: 'readS', label: 'file read s', digits: 2 },
+    { key: 'startupS', label: 'startup', digits: 2 },
+    { key: 'openHashS', label: 'open+hash', digits: 2 },
+    { key: 'tensorReadS', label: 'read', digits: 2 },
+    { key: 'convertS', label: 'f16->f32', digits: 2 },
+    { key: 'buildS', label: 'build', digits: 2 },
+    { key: 'serializeS', label: 'serialize', digits: 2 },
+    { key: 'writeS', label: 'cache write', digits: 2 },
+    { key: 'sessionTextS', label: 'sess text', digits: 2 },
+    { key: 'sessionUnetS', label: 'sess unet', digits: 2 },
+    { key: 'runTextS', label: 'run text', digits: 2 },
+    { key: 'runUnetS', label: 'run unet', digits: 2 },
+    { key: 'firstStepS', label: 'to 1st step s', digits: 2 },
+    { key: 'firstStepX', label: 'x read', digits: 1 },
+    { key: 'readyS', label: 'less step s', digits: 2 },
+    { key: 'readyX', label: 'x read', digits: 1 },
+    { key: 'sessionVaeS', label: 'sess vae', digits: 2 },
+    { key: 'vaeS', label: 'vae total', digits: 2 },
+    { key: 'peakAfterStepGiB', label: 'peak at step GiB', digits: 2 },
+    { key: 'anonGiB', label: 'anon GiB', digits: 2 },
+    { key: 'mappedGiB', label: 'mapped GiB', digits: 2 },
+    { key: 'peakGiB', label: 'peak GiB', digits: 2 },
+    { key: 'cacheGB', label: 'cache GB', digits: 2 },
+    { key: 'note', label: 'note' },
+  ];
+
   const rows: Row[] = [];
   const details: Record<string, unknown>[] = [];
+  /** Writes the rows so far (after every case, so a run cut short keeps what it measured) and prints them at the end. */
+  const save = (print: boolean): string => {
+    const machine = machineInfo('cpu');
+    if (print) printTable(
+      `cold start, ${model} (${(fileBytes / 1e9).toFixed(2)} GB file), seconds by phase; page cache ${pageCache}; optimized sessions ${optimized}; ` +
+        `"x read" = ratio to the file read alone (${machine.cpuModel}, ${machine.cores} cores, load ${machine.loadAverage1m})`,
+      columns,
+      rows,
+    );
+    return writeResult({
+      bench: `cold-start${model === 'demo' ? '-demo' : ''}${optimized === 'off' ? '-unoptimized' : ''}`,
+      date: new Date().toISOString(),
+      machine,
+      parameters: { model, sizes, cases, pageCache, optimizedSessions: optimized, threads: threads || 'default', fileBytes, checkpoint: resolve(ckpt.path) },
+      rows,
+      details,
+      notes: [
+        'to 1st step = process start to the end of the first UNet call (batch 2: cond+uncond) after the text encoder ran on the prompt and the negative prompt',
+        'less step = the same without the UNet run itself: loading, building, sessions, the text encoder',
+        'file read = the checkpoint read alone in a child process, 4 MiB reads; "file cached" = its share in the page cache before that read',
+        'the VAE decode (graph, session, run) comes after the first step and is reported apart',
+        'cache GB = the compile cache on disk after the case (hard links counted once)',
+        'anon / mapped = resident memory after the first step that is anonymous (copies) or file-backed (mapped weights)',
+      ],
+    });
+  };
+
   const runCase = (size: number, c: CaseName, cacheDir: string): void => {
     if (pageCache === 'drop') dropFromPageCache([ckpt.path, ...filesUnder(cacheDir)]);
     const fileBefore = residency([ckpt.path]);
@@ -270,7 +331,15 @@ async function main(): Promise<void> {
       optimizedSessions: optimized === 'on' && c !== 'warm-unoptimized',
     };
     console.error(`${model} ${size}x${size} ${c}: file read ${(readMs / 1000).toFixed(2)} s; running ...`);
-    const r = JSON.parse(runChild(['--child', JSON.stringify(args)])) as ChildResult;
+    let r: ChildResult;
+    try {
+      r = JSON.parse(runChild(['--child', JSON.stringify(args)])) as ChildResult;
+    } catch (e) {
+      // one case failing (the host out of memory) leaves the others to run
+      rows.push({ size: `${size}`, case: c, readS: readMs / 1000, note: (e as Error).message });
+      save(false);
+      return;
+    }
     const cacheBytes = filesUnder(cacheDir).reduce((sum, f) => sum + statSync(f).size, 0);
     const p = r.phases;
     const isVae = (x: string) => x.startsWith('vae');
@@ -311,6 +380,7 @@ async function main(): Promise<void> {
     rows.push(row);
     details.push({ size, case: c, result: r });
     console.error(JSON.stringify(row));
+    save(false);
   };
 
   // Each size gets a fresh cache; `newsize` runs a size on a (hard-linked) copy of the previous size's cache: the
@@ -337,58 +407,7 @@ async function main(): Promise<void> {
     if (previous && !keepCache) rmSync(previous, { recursive: true, force: true });
   }
 
-  const columns: Column[] = [
-    { key: 'size', label: 'size' },
-    { key: 'case', label: 'case' },
-    { key: 'fileInCache', label: 'file cached', digits: 2 },
-    { key: 'cacheInCache', label: 'graphs cached', digits: 2 },
-    { key: 'readS', label: 'file read s', digits: 2 },
-    { key: 'startupS', label: 'startup', digits: 2 },
-    { key: 'openHashS', label: 'open+hash', digits: 2 },
-    { key: 'tensorReadS', label: 'read', digits: 2 },
-    { key: 'convertS', label: 'f16->f32', digits: 2 },
-    { key: 'buildS', label: 'build', digits: 2 },
-    { key: 'serializeS', label: 'serialize', digits: 2 },
-    { key: 'writeS', label: 'cache write', digits: 2 },
-    { key: 'sessionTextS', label: 'sess text', digits: 2 },
-    { key: 'sessionUnetS', label: 'sess unet', digits: 2 },
-    { key: 'runTextS', label: 'run text', digits: 2 },
-    { key: 'runUnetS', label: 'run unet', digits: 2 },
-    { key: 'firstStepS', label: 'to 1st step s', digits: 2 },
-    { key: 'firstStepX', label: 'x read', digits: 1 },
-    { key: 'readyS', label: 'less step s', digits: 2 },
-    { key: 'readyX', label: 'x read', digits: 1 },
-    { key: 'sessionVaeS', label: 'sess vae', digits: 2 },
-    { key: 'vaeS', label: 'vae total', digits: 2 },
-    { key: 'peakAfterStepGiB', label: 'peak at step GiB', digits: 2 },
-    { key: 'anonGiB', label: 'anon GiB', digits: 2 },
-    { key: 'mappedGiB', label: 'mapped GiB', digits: 2 },
-    { key: 'peakGiB', label: 'peak GiB', digits: 2 },
-    { key: 'cacheGB', label: 'cache GB', digits: 2 },
-  ];
-  const machine = machineInfo('cpu');
-  printTable(
-    `cold start, ${model} (${(fileBytes / 1e9).toFixed(2)} GB file), seconds by phase; page cache ${pageCache}; optimized sessions ${optimized}; ` +
-      `"x read" = ratio to the file read alone (${machine.cpuModel}, ${machine.cores} cores, load ${machine.loadAverage1m})`,
-    columns,
-    rows,
-  );
-  const file = writeResult({
-    bench: `cold-start${model === 'demo' ? '-demo' : ''}${optimized === 'off' ? '-unoptimized' : ''}`,
-    date: new Date().toISOString(),
-    machine,
-    parameters: { model, sizes, cases, pageCache, optimizedSessions: optimized, threads: threads || 'default', fileBytes, checkpoint: resolve(ckpt.path) },
-    rows,
-    details,
-    notes: [
-      'to 1st step = process start to the end of the first UNet call (batch 2: cond+uncond) after the text encoder ran on the prompt and the negative prompt',
-      'less step = the same without the UNet run itself: loading, building, sessions, the text encoder',
-      'file read = the checkpoint read alone in a child process, 4 MiB reads; "file cached" = its share in the page cache before that read',
-      'the VAE decode (graph, session, run) comes after the first step and is reported apart',
-      'cache GB = the compile cache on disk after the case (hard links counted once)',
-      'anon / mapped = resident memory after the first step that is anonymous (copies) or file-backed (mapped weights)',
-    ],
-  });
+  const file = save(true);
   console.log(`wrote ${file}`);
 }
 
