@@ -3,7 +3,7 @@
  * with its flag before any model loads; the learn-rate and clip schedules are parsed by the trainer itself.
  */
 import { parseArgs } from 'node:util';
-import { LATENT_SAMPLING_METHODS, type LatentSampling } from '@darkroom/core/training/dataset.js';
+import { LATENT_SAMPLING_METHODS, type LatentSampling } from '@darkroom/core/catalog/training-options.js';
 import type { ClipGradMode } from '@darkroom/core/training/clip-grad.js';
 import { UsageError } from './args.js';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { HYPERNETWORK_ACTIVATIONS } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
-import { LATENT_SAMPLING_METHODS } from '@darkroom/core/training/dataset.js';
+import { LATENT_SAMPLING_METHODS } from '@darkroom/core/catalog/training-options.js';
 import { JOB_STATES } from './schemas.js';
 import { LogDirectory } from './training-log.js';
 import { TRAINING_TEMPLATE_NAMES } from './training-templates.js';

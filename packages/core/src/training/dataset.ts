@@ -14,8 +14,9 @@ import { scanDatasetFiles, type DatasetFile } from './dataset-files.js';
 import { lossWeightMap, trainingPixels } from './dataset-image.js';
 import { KeyedStream, keyedNormals } from './keyed-random.js';
 
-export type LatentSampling = 'once' | 'deterministic' | 'random';
-export const LATENT_SAMPLING_METHODS: readonly LatentSampling[] = ['once', 'deterministic', 'random'];
+import type { LatentSampling } from '../catalog/training-options.js';
+
+export { LATENT_SAMPLING_METHODS, type LatentSampling } from '../catalog/training-options.js';
 
 export interface DatasetOptions {
   readonly width: number;
