@@ -4,7 +4,7 @@
  * and back-compat defaults.
  */
 import { parsePromptAttention } from '../text/prompt-attention.js';
-import { PY_SPACE, PY_WORD, pyFloatRepr } from '../text/python-compat.js';
+import { PY_SPACE, PY_WORD, pyFloatRepr, pyJsonString } from '../text/python-compat.js';
 
 /** A Python float in an infotext (`7.0`, `0.35`): JS numbers alone cannot tell 7 from 7.0. */
 export class PyFloat {
@@ -26,28 +26,10 @@ export function pyStr(v: Exclude<InfotextValue, null | undefined>): string {
   return v.toString();
 }
 
-/** `json.dumps(text, ensure_ascii=False)`. */
-export function pyJsonString(text: string): string {
-  let out = '"';
-  for (const ch of text) {
-    const cp = ch.codePointAt(0)!;
-    if (ch === '"') out += '\\"';
-    else if (ch === '\\') out += '\\\\';
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (ch === '\b') out += '\\b';
-    else if (ch === '\f') out += '\\f';
-    else if (cp < 0x20) out += '\\u' + cp.toString(16).padStart(4, '0');
-    else out += ch;
-  }
-  return out + '"';
-}
-
 /** `infotext_utils.quote`: JSON-quotes a value containing `,`, `\n` or `:`. */
 export function quoteInfotextValue(text: string): string {
   if (!text.includes(',') && !text.includes('\n') && !text.includes(':')) return text;
-  return pyJsonString(text);
+  return pyJsonString(text, { ensureAscii: false });
 }
 
 /** `infotext_utils.unquote`: JSON-decodes a `"..."` value, leaving it as is when that fails. */

@@ -107,3 +107,28 @@ export function pyFloatRepr(x: number): string {
   if (digits.length <= exp + 1) return `${sign}${digits}${'0'.repeat(exp + 1 - digits.length)}.0`;
   return `${sign}${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}`;
 }
+
+/**
+ * Python's `json.dumps` of a string. With `ensureAscii` (json's default) every character outside printable ASCII
+ * is a `\uXXXX` escape, characters beyond the BMP as a surrogate pair; without it (`ensure_ascii=False`, as A1111
+ * writes infotext values) only control characters are escaped.
+ */
+export function pyJsonString(text: string, opts: { readonly ensureAscii: boolean }): string {
+  const hex4 = (n: number): string => `\\u${n.toString(16).padStart(4, '0')}`;
+  let out = '"';
+  for (const ch of text) {
+    const cp = ch.codePointAt(0)!;
+    if (ch === '"') out += '\\"';
+    else if (ch === '\\') out += '\\\\';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (ch === '\b') out += '\\b';
+    else if (ch === '\f') out += '\\f';
+    else if (cp < 0x20) out += hex4(cp);
+    else if (!opts.ensureAscii || cp < 0x7f) out += ch;
+    else if (cp <= 0xffff) out += hex4(cp);
+    else out += hex4(0xd800 + ((cp - 0x10000) >> 10)) + hex4(0xdc00 + ((cp - 0x10000) & 0x3ff));
+  }
+  return `${out}"`;
+}

@@ -5,7 +5,7 @@
  */
 import { DarkroomError } from '../../errors.js';
 import { PyDict, PyFloat, PyTuple, TorchTensor, type PyValue } from '../../formats/pickle/values.js';
-import { pyFloatRepr } from '../../text/python-compat.js';
+import { pyFloatRepr, pyJsonString } from '../../text/python-compat.js';
 
 function badJson(file: string, reason: string): never {
   throw new DarkroomError('EMBEDDING_BAD_JSON', `${file}: embedded embedding data is not valid JSON (${reason})`, { file });
@@ -82,27 +82,6 @@ export function decodeEmbeddingJson(bytes: Uint8Array, file: string): PyValue {
   return fromJson(parsed, file);
 }
 
-function jsonString(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '"') out += '\\"';
-    else if (ch === '\\') out += '\\\\';
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (ch === '\b') out += '\\b';
-    else if (ch === '\f') out += '\\f';
-    else if (c < 0x20 || (c >= 0x7f && c <= 0xffff)) out += `\\u${c.toString(16).padStart(4, '0')}`;
-    else if (c > 0xffff) {
-      const hi = 0xd800 + ((c - 0x10000) >> 10);
-      const lo = 0xdc00 + ((c - 0x10000) & 0x3ff);
-      out += `\\u${hi.toString(16)}\\u${lo.toString(16)}`;
-    } else out += ch;
-  }
-  return out + '"';
-}
-
 function tensorJson(t: TorchTensor): string {
   const data = t.data as ArrayLike<number>;
   const isFloat = t.dtype === 'float32' || t.dtype === 'float64';
@@ -125,13 +104,13 @@ export function embeddingToJson(v: PyValue): string {
   if (v === false) return 'false';
   if (typeof v === 'number') return Number.isInteger(v) ? String(v) : pyFloatRepr(v);
   if (typeof v === 'bigint') return v.toString();
-  if (typeof v === 'string') return jsonString(v);
+  if (typeof v === 'string') return pyJsonString(v, { ensureAscii: true });
   if (v instanceof PyFloat) return pyFloatRepr(v.value);
   if (v instanceof TorchTensor) return tensorJson(v);
   if (Array.isArray(v)) return `[${v.map(embeddingToJson).join(', ')}]`;
   if (v instanceof PyTuple) return `[${v.items.map(embeddingToJson).join(', ')}]`;
   if (v instanceof PyDict) {
-    const parts = [...v].map(([k, x]) => `${jsonString(String(k))}: ${embeddingToJson(x)}`);
+    const parts = [...v].map(([k, x]) => `${pyJsonString(String(k), { ensureAscii: true })}: ${embeddingToJson(x)}`);
     return `{${parts.join(', ')}}`;
   }
   throw new DarkroomError('EMBEDDING_UNSUPPORTED', 'embedding payload holds a value JSON cannot carry');
