@@ -3,7 +3,8 @@
  * a resumable checkpoint at every save, and a progress bar. Ctrl-C stops after the current step with a checkpoint.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { writeFileAtomically } from '@darkroom/core/atomic-write.js';
 import { basename, join, resolve } from 'node:path';
 import { Engine } from '@darkroom/core/pipeline/engine.js';
 import { createEmbedding } from '@darkroom/core/networks/embeddings/create.js';
@@ -26,12 +27,6 @@ async function readFolder(dir: string): Promise<DatasetFile[]> {
   if (!existsSync(dir)) throw new UsageError(`--data ${dir} does not exist`);
   const names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
   return Promise.all(names.map(async (name) => ({ name, bytes: new Uint8Array(await readFile(join(dir, name))) })));
-}
-
-async function writeAtomically(path: string, bytes: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, bytes);
-  await rename(tmp, path);
 }
 
 export async function train(req: TrainRequest, home: string): Promise<number> {
@@ -109,10 +104,10 @@ export async function train(req: TrainRequest, home: string): Promise<number> {
           process.stderr.write(`\nnon-finite training at step ${e.atStep} (${e.reason}): back to step ${e.toStep}, learn rate x${e.lrScale}\n`);
         },
         onCheckpoint: async (c, reason) => {
-          await writeAtomically(join(out, 'checkpoint.safetensors'), encodeCheckpoint(c, { kind: subject.kind, name }));
-          await writeAtomically(join(out, csvName), lossCsv(c.lossLog));
+          await writeFileAtomically(join(out, 'checkpoint.safetensors'), encodeCheckpoint(c, { kind: subject.kind, name }));
+          await writeFileAtomically(join(out, csvName), lossCsv(c.lossLog));
           if (reason === 'interval' || reason === 'final') {
-            for (const f of prepared.files(c, reason === 'final' ? 'final' : 'intermediate')) await writeAtomically(join(out, f.fileName), f.bytes);
+            for (const f of prepared.files(c, reason === 'final' ? 'final' : 'intermediate')) await writeFileAtomically(join(out, f.fileName), f.bytes);
           }
         },
       });

@@ -9,7 +9,8 @@
  * 1 res block; a 3-layer, 32-wide CLIP text encoder with 4 heads.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { writeFileAtomically } from '../atomic-write.js';
 import { join } from 'node:path';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { float32, numel, type Float32Tensor, type HostTensor } from '../tensor.js';
@@ -370,12 +371,6 @@ export interface DemoModelFiles {
   readonly tokenizer: ClipTokenizer;
 }
 
-async function writeAtomically(path: string, bytes: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, bytes);
-  await rename(tmp, path);
-}
-
 /**
  * The demo checkpoint under `<root>/.darkroom/models/`, written the first time (atomically, so concurrent
  * first runs never see a partial file), with its config (`<name>.json`) and vocabulary (`<name>.vocab/`) beside
@@ -398,7 +393,7 @@ export async function ensureDemoModel(root: string = process.cwd()): Promise<Dem
   for (const [path, contents] of files) {
     if (existsSync(path)) continue;
     await mkdir(vocabDir, { recursive: true });
-    await writeAtomically(path, contents());
+    await writeFileAtomically(path, contents());
   }
   return { checkpoint, config, tokenizer };
 }
