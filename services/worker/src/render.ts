@@ -16,7 +16,7 @@ import type { InitImage } from '@darkroom/core/pipeline/params.js';
 import { DarkroomError } from '@darkroom/core/errors.js';
 import { renderExtras } from './extras-render.js';
 import { decodeInputImage } from './input-images.js';
-import { cheapPreviewPng } from './preview.js';
+import { latentPreviewPng } from '@darkroom/core/pipeline/preview.js';
 import { withoutRequestPaths } from './request-paths.js';
 import { CANCEL_REQUESTED, INTERRUPT_REQUESTED, SKIP_REQUESTED, type HostMessage, type RenderOutput, type RenderRequest, type ThreadMessage } from './render-protocol.js';
 
@@ -74,7 +74,8 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
   const trace = config.previewEvery > 0 ? { onDenoiserCall: (c: { out: Float32Tensor }) => void (denoised = c.out) } : undefined;
   const onStep = (s: ProgressEvent): void => {
     lastStep = s.step;
-    const preview = denoised && s.step % config.previewEvery === 0 ? cheapPreviewPng(denoised) : null;
+    // A1111's "Approx cheap" preview of the first image (core's table and rounding); only SD's 4-channel latents have one.
+    const preview = denoised && denoised.shape[1] === 4 && s.step % config.previewEvery === 0 ? latentPreviewPng(denoised) : null;
     post({ type: 'step', id, step: s.step, steps: s.steps, iteration: s.iteration, iterations, ...(preview ? { preview } : {}) });
     if (stepAtCancel < 0 && Atomics.load(flag, 0) === CANCEL_REQUESTED) {
       stepAtCancel = s.step;
