@@ -19,7 +19,7 @@ import {
   sampleRestart,
 } from './kdiffusion/index.js';
 import { compVisSamplers } from './compvis/index.js';
-import { resolveSamplerEntry, SAMPLER_CATALOG, type SamplerEntry } from '../catalog/samplers.js';
+import { resolveSamplerEntry, SAMPLER_CATALOG, samplerEntryByAlias, type ResolvedSamplerEntry, type SamplerEntry } from '../catalog/samplers.js';
 import type { Float32Tensor } from '../tensor.js';
 import type { Denoiser, EpsModel, Sampler, SamplerContext, StepCallback } from './types.js';
 
@@ -64,29 +64,20 @@ export const SAMPLERS: readonly SamplerInfo[] = SAMPLER_CATALOG.map((e) => ({ ..
 export const DEFAULT_SAMPLER: SamplerInfo = SAMPLERS[0]!;
 
 const BY_NAME = new Map(SAMPLERS.map((s) => [s.name, s]));
-const BY_ALIAS_LOWER = new Map<string, SamplerInfo>();
-for (const s of SAMPLERS) {
-  BY_ALIAS_LOWER.set(s.name.toLowerCase(), s);
-  for (const a of s.aliases) BY_ALIAS_LOWER.set(a.toLowerCase(), s);
-}
 
 /** Exact display-name lookup (A1111's all_samplers_map). */
 export function samplerByName(name: string): SamplerInfo | undefined {
   return BY_NAME.get(name);
 }
 
-/** Case-insensitive lookup by display name or alias (A1111's samplers_map: "k_euler_a" -> Euler a). */
+/** Case-insensitive lookup by display name or alias (the catalog's samplerEntryByAlias), with the implementation. */
 export function samplerByAlias(name: string): SamplerInfo | undefined {
-  return BY_ALIAS_LOWER.get(name.toLowerCase());
+  const entry = samplerEntryByAlias(name);
+  return entry && BY_NAME.get(entry.name);
 }
 
-export interface ResolvedSampler {
-  readonly sampler: SamplerInfo;
-  /** Scheduler label ("Automatic", "Karras", ...). */
-  readonly scheduler: string;
-  /** True when the name (after any scheduler suffix) was no sampler's display name and the default took its place. */
-  readonly fallback: boolean;
-}
+/** The catalog's resolution (scheduler label, fallback) with the resolved sampler's implementation. */
+export type ResolvedSampler = Omit<ResolvedSamplerEntry, 'sampler'> & { readonly sampler: SamplerInfo };
 
 /** The catalog's `get_sampler_and_scheduler` (resolveSamplerEntry), with the resolved sampler's implementation. */
 export function resolveSamplerAndScheduler(

@@ -65,14 +65,19 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFile(path, JSON.stringify(value, null, 1));
 }
 
-test('hostile files are judged by their expected.json entry, not their names; absent groups are skipped', { skip }, async (t) => {
+/** A text folder holding only the oracle's hostile files and their expected.json (no TI or hypernetwork groups). */
+async function hostileOnly(t: TestContext): Promise<{ dst: string; hostile: string; index: JsonObject; entries: HostileEntry[] }> {
   const dst = await scratch(t);
   const hostileRel = join('text', 'hostile');
   const index = await readJson(join(root, hostileRel, 'expected.json'));
   const entries = index.cases as HostileEntry[];
   await copy(dst, join('text', 'MANIFEST.json'));
   for (const e of entries) await copy(dst, join(hostileRel, e.file));
-  const hostile = join(dst, hostileRel);
+  return { dst, hostile: join(dst, hostileRel), index, entries };
+}
+
+test('hostile files are judged by their expected.json entry, not their names; absent groups are skipped', { skip }, async (t) => {
+  const { dst, hostile, index, entries } = await hostileOnly(t);
 
   // One file under a name no table could know; two files of different kinds trading names.
   const renamed = entries.find((e) => e.kind === 'malicious_pickle') ?? entries[0]!;
@@ -230,17 +235,12 @@ test('model and pipeline: a model the folder lacks is one skipped line, the rest
 });
 
 test('the parity command on a changed copy: a renamed hostile file is refused as its entry says, absent groups are skipped lines, exit 0', { skip }, async (t) => {
-  const dst = await scratch(t);
-  const hostileRel = join('text', 'hostile');
-  const index = await readJson(join(root, hostileRel, 'expected.json'));
-  const entries = index.cases as HostileEntry[];
-  await copy(dst, join('text', 'MANIFEST.json'));
-  for (const e of entries) await copy(dst, join(hostileRel, e.file));
+  const { dst, hostile, index, entries } = await hostileOnly(t);
   // A name no table could know, for a file whose kind only its expected.json entry gives.
   const renamed = entries.find((e) => e.kind === 'malicious_pickle') ?? entries[0]!;
   const newName = `upload-${Date.now()}${extname(renamed.file)}`;
-  await rename(join(dst, hostileRel, renamed.file), join(dst, hostileRel, newName));
-  await writeJson(join(dst, hostileRel, 'expected.json'), { ...index, cases: entries.map((e) => (e === renamed ? { ...e, file: newName } : e)) });
+  await rename(join(hostile, renamed.file), join(hostile, newName));
+  await writeJson(join(hostile, 'expected.json'), { ...index, cases: entries.map((e) => (e === renamed ? { ...e, file: newName } : e)) });
 
   const cli = join(dirname(new URL(import.meta.url).pathname), '../../parity/cli.ts');
   const run = spawnSync(process.execPath, ['--import', 'tsx', cli, 'networks', join(dst, 'text')], { encoding: 'utf8', timeout: 120_000 });
