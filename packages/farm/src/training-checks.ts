@@ -1,5 +1,5 @@
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import { runSchedule } from '@darkroom/core/training/trainer.js';
+import { runSchedule } from '@darkroom/core/training/run-plan.js';
 import { FarmError } from './errors.js';
 import { trainingSettings } from './training-options.js';
 import type { TrainingRequest } from './training-schemas.js';

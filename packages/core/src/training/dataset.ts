@@ -13,6 +13,7 @@ import { createText, templateLines } from './captions.js';
 import { scanDatasetFiles, type DatasetFile } from './dataset-files.js';
 import { lossWeightMap, trainingPixels } from './dataset-image.js';
 import { KeyedStream, keyedNormals } from './keyed-random.js';
+import type { BatchPlan } from './run-plan.js';
 
 import type { LatentSampling } from '../catalog/training-options.js';
 
@@ -103,28 +104,6 @@ export async function prepareDataset(files: readonly DatasetFile[], opts: Datase
 }
 
 /** A1111's batch arithmetic for a dataset of `length` images. */
-export interface BatchPlan {
-  readonly batchSize: number;
-  readonly gradientStep: number;
-  /** Micro-batches per epoch (leftover images of an epoch are not used). */
-  readonly microsPerEpoch: number;
-}
-
-export function batchPlan(length: number, batchSize: number, gradientStep: number): BatchPlan {
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new DarkroomError('TRAINING_BAD_PARAMETER', `batch_size must be a positive integer, got ${batchSize}`, { field: 'batch_size' });
-  }
-  if (batchSize > length) {
-    throw new DarkroomError('TRAINING_BAD_PARAMETER', `batch_size ${batchSize} is larger than the dataset (${length} images)`, { field: 'batch_size' });
-  }
-  if (!Number.isInteger(gradientStep) || gradientStep < 1) {
-    throw new DarkroomError('TRAINING_BAD_PARAMETER', `gradient_step must be a positive integer, got ${gradientStep}`, { field: 'gradient_step' });
-  }
-  const batches = Math.floor(length / batchSize);
-  const gs = Math.min(gradientStep, batches);
-  return { batchSize, gradientStep: gs, microsPerEpoch: batches - (batches % gs) };
-}
-
 /** The entry indices of micro-batch `micro` (counted from the start of the run): epoch order, full batches. */
 export function batchAt(seed: number, length: number, plan: BatchPlan, micro: number): number[] {
   const epoch = Math.floor(micro / plan.microsPerEpoch);

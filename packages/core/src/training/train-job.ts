@@ -26,7 +26,8 @@ import {
   type SaveKind,
 } from './saved-files.js';
 import { embeddingTarget, hypernetworkTarget, type ReleasableTarget, type TextSettings } from './targets.js';
-import { initialCheckpoint, runSchedule, TrainingRun, type LossEntry, type TrainingCheckpoint, type TrainingSettings } from './trainer.js';
+import { initialCheckpoint, TrainingRun, type LossEntry, type TrainingCheckpoint, type TrainingSettings } from './trainer.js';
+import { runSchedule } from './run-plan.js';
 
 export type TrainingSubject =
   | { readonly kind: 'embedding'; readonly embedding: Embedding }

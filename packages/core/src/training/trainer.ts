@@ -10,9 +10,10 @@
 import { DarkroomError } from '../errors.js';
 import { adamwStep, cloneAdamWState, newAdamWState, type AdamWState } from './adamw.js';
 import { clipGradients, type ClipGradMode } from './clip-grad.js';
-import { batchAt, batchPlan, microBatchData, type BatchPlan, type PreparedDataset } from './dataset.js';
+import { batchAt, microBatchData, type PreparedDataset } from './dataset.js';
+import { runSchedule, type BatchPlan } from './run-plan.js';
 import { KeyedStream, keyedNormals } from './keyed-random.js';
-import { planLearnRates, type LearnRatePlan } from './learn-schedule.js';
+import type { LearnRatePlan } from './learn-schedule.js';
 import { isIntermediateSave } from './saved-files.js';
 import type { DiffusionBatch } from './objective.js';
 
@@ -126,25 +127,6 @@ export function initialCheckpoint(target: TrainingTarget, params: readonly Float
     lrScale: 1,
     rollbacks: 0,
   };
-}
-
-/** The batch arithmetic and the step-by-step rates of a run: pure, so callers can check a job before loading a model. */
-export function runSchedule(
-  settings: TrainingSettings,
-  datasetLength: number,
-  startStep: number,
-  optimizerLr?: number,
-): { readonly plan: LearnRatePlan; readonly batches: BatchPlan } {
-  const batches = batchPlan(datasetLength, settings.batchSize, settings.gradientStep);
-  const plan = planLearnRates({
-    learnRate: settings.learnRate,
-    ...(settings.clipGradMode !== 'disabled' ? { clipGradValue: settings.clipGradValue } : {}),
-    maxSteps: settings.maxSteps,
-    curStep: startStep,
-    gradientStep: batches.gradientStep,
-    ...(optimizerLr !== undefined ? { optimizerLr } : {}),
-  });
-  return { plan, batches };
 }
 
 export class TrainingRun {

@@ -5,7 +5,8 @@ import { float32 } from '../../src/tensor.js';
 import { adamwStep, newAdamWState } from '../../src/training/adamw.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/training/checkpoint-file.js';
 import { clipGradients } from '../../src/training/clip-grad.js';
-import { batchAt, batchPlan, type PreparedDataset } from '../../src/training/dataset.js';
+import { batchAt, type PreparedDataset } from '../../src/training/dataset.js';
+import { batchPlan } from '../../src/training/run-plan.js';
 import { lossCsv } from '../../src/training/train-job.js';
 import { initialCheckpoint, TrainingRun, type TargetBatch, type TrainingCheckpoint, type TrainingSettings, type TrainingTarget } from '../../src/training/trainer.js';
 
