@@ -17,7 +17,7 @@ import { numberArg } from './support/args.js';
 import { machineInfo } from './support/machine.js';
 import { printTable, writeResult, type Row } from './support/report.js';
 import { writeDemoSizeCheckpoint } from '../test/support/checkpoints.js';
-import { startFarm, waitFor, type Farm } from '../test/support/farm.js';
+import { startFarm, type Farm } from '../test/support/farm.js';
 
 const argv = process.argv.slice(2);
 const JOBS = numberArg(argv, 'jobs', 80);
@@ -67,12 +67,15 @@ async function submit(farm: Farm, model: string, seed: number, key: string): Pro
 }
 
 async function finished(queue: Queue, ids: readonly string[]): Promise<{ timestamp: number; processedOn: number; finishedOn: number }[]> {
-  return waitFor('jobs finished', async () => {
+  const deadline = Date.now() + 1_800_000;
+  while (Date.now() < deadline) {
     const jobs = await Promise.all(ids.map((id) => queue.getJob(id)));
-    if (jobs.some((j) => j?.failedReason)) throw new Error(`a job failed: ${jobs.find((j) => j?.failedReason)!.failedReason}`);
-    if (jobs.some((j) => !j?.finishedOn)) return null;
-    return jobs.map((j) => ({ timestamp: j!.timestamp, processedOn: j!.processedOn!, finishedOn: j!.finishedOn! }));
-  }, 1_800_000, 50);
+    // A failed attempt that a retry made good leaves failedReason set on a completed job: only the state says failed.
+    for (const j of jobs) if (j?.finishedOn && (await j.getState()) === 'failed') throw new Error(`job ${j.id} failed: ${j.failedReason}`);
+    if (jobs.every((j) => j?.finishedOn)) return jobs.map((j) => ({ timestamp: j!.timestamp, processedOn: j!.processedOn!, finishedOn: j!.finishedOn! }));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('timed out waiting for the jobs to finish');
 }
 
 async function scrape(farm: Farm): Promise<{ loads: number; routedIdle: number; routedBusy: number }> {
