@@ -108,13 +108,19 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     for (let i = 0; i < 6; i++) {
       aIds.push(((await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...BASE, steps: 12, prompt: `backlog ${i}`, seed: i } })).json as { id: string }).id);
     }
+    const bSubmitted = Date.now();
     const bId = ((await farm.request('POST', '/v1/txt2img', { key: KEY_B, body: { ...BASE, steps: 12, prompt: 'just one' } })).json as { id: string }).id;
     const starts = await waitFor('all started and done', async () => {
       const jobs = await Promise.all([...aIds, bId].map((id) => queue.getJob(id)));
       return jobs.every((j) => j?.finishedOn) ? jobs.map((j) => ({ id: j!.id!, at: j!.processedOn! })) : null;
     }, 120_000, 100);
+    const bStarted = starts.find((x) => x.id === bId)!.at;
+    // On a loaded host the single worker may get through several of A's jobs before B's is even submitted; what
+    // fair share promises is that once B's job is queued, A's backlog does not go first: at most the one job the
+    // worker was claiming as B's arrived starts between B's submission and B's start.
+    const aheadOfB = starts.filter((x) => x.id !== bId && x.at > bSubmitted && x.at < bStarted);
     const order = starts.sort((x, y) => x.at - y.at).map((x) => x.id);
-    assert.ok(order.indexOf(bId) <= 2, `B's job started at position ${order.indexOf(bId)} of ${order.length}`);
+    assert.ok(aheadOfB.length <= 1, `${aheadOfB.length} of A's jobs started after B's was submitted and before it (B at position ${order.indexOf(bId)} of ${order.length})`);
     await queue.close();
   });
 
