@@ -45,7 +45,7 @@ async function loadNames() {
   names.embeddings = new Set(Object.keys(emb.loaded ?? {}));
   names.loras = Array.isArray(loras) ? loras.map((l) => l.name).filter(Boolean) : [];
   names.hypernetworks = Array.isArray(hns) ? hns.map((h) => h.name).filter(Boolean) : [];
-  for (const p of prompts) p.paint();
+  for (const p of prompts) p.refresh();
 }
 
 function selectTab(tab) {

@@ -97,13 +97,16 @@ export function attachPrompt(textarea, list, names) {
     close();
     paint();
   };
-  textarea.addEventListener('input', () => {
-    paint();
+  const suggest = () => {
     const c = completionsAt(textarea.value, textarea.selectionStart, names);
     if (c?.items.length) {
       open = { ...c, active: 0 };
       render();
     } else close();
+  };
+  textarea.addEventListener('input', () => {
+    paint();
+    suggest();
   });
   textarea.addEventListener('scroll', () => { overlay.scrollTop = textarea.scrollTop; });
   textarea.addEventListener('blur', () => setTimeout(() => { if (list.owner === textarea) close(); }, 100));
@@ -123,5 +126,11 @@ export function attachPrompt(textarea, list, names) {
     }
   });
   paint();
-  return { paint };
+  // The known names arrive after the page opens and again after each upload, possibly while the user is typing:
+  // the field being typed in then offers what is known now, not what was known at the last keystroke.
+  const refresh = () => {
+    paint();
+    if (document.activeElement === textarea) suggest();
+  };
+  return { paint, refresh };
 }
