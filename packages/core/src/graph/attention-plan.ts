@@ -17,7 +17,7 @@ export interface ScoreShape {
 /** Scores are float32 whatever the compute dtype (the softmax runs in float32). */
 const SCORE_BYTES = 4;
 /** Split: the scores and their softmax. */
-export const SPLIT_LIVE_COPIES = 2;
+const SPLIT_LIVE_COPIES = 2;
 /** Sub-quadratic: the scores, scores minus their max, and the exponentials. */
 const SUBQUAD_LIVE_COPIES = 3;
 /** A1111's default query chunk for sub-quadratic attention: large enough to keep the matmuls efficient. */
@@ -34,10 +34,13 @@ export function scoreBlockBytes(shape: ScoreShape, rows: number, cols: number): 
   return shape.batch * shape.heads * rows * cols * SCORE_BYTES;
 }
 
-/** The whole (S x L) score matrix per head fits the target: no chunking needed. */
-export function scoresFit(shape: ScoreShape, targetBytes: number, liveCopies = SPLIT_LIVE_COPIES): boolean {
+/**
+ * The largest whole score tensor (every batch entry and head) that needs no chunking under the target: the scores
+ * and their softmax live together, so half of it.
+ */
+export function wholeScoresUpTo(targetBytes: number): number {
   checkTarget(targetBytes);
-  return scoreBlockBytes(shape, shape.queries, shape.keys) * liveCopies <= targetBytes;
+  return targetBytes / SPLIT_LIVE_COPIES;
 }
 
 /** Sizes of consecutive chunks covering `n` in `count` nearly equal parts (larger ones first). */

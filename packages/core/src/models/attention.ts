@@ -5,7 +5,7 @@
  * is part of the compile-cache key and never of the infotext.
  */
 import { DarkroomError } from '../errors.js';
-import { planSplit, planSubQuad, scoreBlockBytes, SPLIT_LIVE_COPIES, type ScoreShape } from '../graph/attention-plan.js';
+import { planSplit, planSubQuad, scoreBlockBytes, wholeScoresUpTo, type ScoreShape } from '../graph/attention-plan.js';
 import type { Provider } from '../runtime/session.js';
 
 import type { AttentionForm, AttentionMode } from '../catalog/engine-flags.js';
@@ -36,11 +36,6 @@ export interface AttentionBuild {
   readonly plainUpToBytes: number;
 }
 
-/** The chunked forms keep an attention plain when its scores and their softmax fit one chunk target. */
-function chunkedPlainUpTo(chunkBytes: number): number {
-  return chunkBytes / SPLIT_LIVE_COPIES;
-}
-
 export const PLAIN_ATTENTION: AttentionBuild = {
   form: 'plain', chunkBytes: DEFAULT_ATTENTION_CHUNK_BYTES, plainUpToBytes: Number.POSITIVE_INFINITY,
 };
@@ -56,7 +51,7 @@ export function attentionBuild(mode: AttentionMode, provider: Provider = 'cpu', 
   }
   if (mode === 'auto') return { form: 'fused', chunkBytes, plainUpToBytes: provider === 'cpu' ? AUTO_CPU_PLAIN_SCORE_BYTES : 0 };
   if (mode === 'plain') return { form: 'plain', chunkBytes, plainUpToBytes: Number.POSITIVE_INFINITY };
-  return { form: mode, chunkBytes, plainUpToBytes: mode === 'fused' ? 0 : chunkedPlainUpTo(chunkBytes) };
+  return { form: mode, chunkBytes, plainUpToBytes: mode === 'fused' ? 0 : wholeScoresUpTo(chunkBytes) };
 }
 
 /**
