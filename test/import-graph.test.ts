@@ -23,7 +23,6 @@ const ENGINE = /^packages\/core\/src\/(sampling|models|graph|runtime)\//;
 const KNOWN_ENGINE_ENTRIES: Record<string, readonly string[]> = {
   'packages/farm/src/admission.ts': ['models/reference-configs.ts', 'pipeline/memory-estimate.ts'],
   'packages/farm/src/asset-check.ts': ['models/checkpoint.ts', 'models/config.ts', 'models/rrdbnet.ts', 'models/upscaler-file.ts'],
-  'services/api/src/network-create.ts': ['training/keyed-random.ts'],
   'services/api/src/tenant-model.ts': ['pipeline/engine.ts'],
 };
 

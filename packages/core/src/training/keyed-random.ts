@@ -6,8 +6,8 @@
  * them.)
  */
 import { createHash } from 'node:crypto';
-import { MT19937 } from '../sampling/rng/mt19937.js';
-import { TorchCpuGenerator } from '../sampling/rng/torch-cpu.js';
+import { MT19937 } from '../rng/mt19937.js';
+import { TorchCpuGenerator } from '../rng/torch-cpu.js';
 
 /** A 32-bit seed for one purpose and position, derived from the run's seed. */
 export function keyedSeed(seed: number, purpose: string, ...indices: number[]): number {

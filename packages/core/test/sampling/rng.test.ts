@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MT19937 } from '../../src/sampling/rng/mt19937.js';
-import { TorchCpuGenerator } from '../../src/sampling/rng/torch-cpu.js';
+import { MT19937 } from '../../src/rng/mt19937.js';
+import { TorchCpuGenerator } from '../../src/rng/torch-cpu.js';
 import { PhiloxGenerator } from '../../src/sampling/rng/philox.js';
-import { glibcCosf, glibcLogf, glibcSinf } from '../../src/sampling/rng/libm-f32.js';
-import { log256, sincos256 } from '../../src/sampling/rng/avx-mathfun.js';
+import { glibcCosf, glibcLogf, glibcSinf } from '../../src/rng/libm-f32.js';
+import { log256, sincos256 } from '../../src/rng/avx-mathfun.js';
 import {
   createGenerator,
   ImageRNG,

@@ -5,7 +5,7 @@
 import { float32, numel, type Float32Tensor } from '../../tensor.js';
 import { DarkroomError } from '../../errors.js';
 import { PhiloxGenerator } from './philox.js';
-import { TorchCpuGenerator } from './torch-cpu.js';
+import { TorchCpuGenerator } from '../../rng/torch-cpu.js';
 import type { SeedBlendEntry } from '../../catalog/seed-blend.js';
 
 /**

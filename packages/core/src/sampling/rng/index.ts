@@ -11,6 +11,6 @@ export {
   type NoiseGenerator,
   type NoiseSource,
 } from './image-rng.js';
-export { TorchCpuGenerator, type TorchCpuKernel } from './torch-cpu.js';
+export { TorchCpuGenerator, type TorchCpuKernel } from '../../rng/torch-cpu.js';
 export { PhiloxGenerator } from './philox.js';
 export { checkSeedBlend, parseSeedBlend, type SeedBlendEntry } from '../../catalog/seed-blend.js';
