@@ -456,7 +456,9 @@ export class Engine {
     const { release } = held;
     try {
       const { model, extraGenerationParams } = await this.withLoras(held, params, job);
-      const opts = { ...this.generateOptions(job, await this.networksFor(model, job, promptsOf(params))), ...(extraGenerationParams.length ? { extraGenerationParams } : {}) };
+      // a batch of requests (job.perImage) looks for embeddings in every image's prompts
+      const prompts = [...promptsOf(params), ...(job.perImage ?? []).flatMap((r) => promptsOf(r))];
+      const opts = { ...this.generateOptions(job, await this.networksFor(model, job, prompts)), ...(extraGenerationParams.length ? { extraGenerationParams } : {}) };
       return await txt2img(this.asNamed(model, job), params, opts);
     } finally {
       release();

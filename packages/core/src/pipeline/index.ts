@@ -10,6 +10,7 @@
  */
 export { Engine, pngInfo, type EngineOptions, type EngineJobOptions, type NamedFile, type PngInfo } from './engine.js';
 export { txt2img } from './txt2img.js';
+export { batchKey, certainlyOneChunk, renderBatch, type BatchJobFiles } from './request-batch.js';
 export { HIRES_UPSCALERS } from '../catalog/upscalers.js';
 export { img2img } from './img2img.js';
 export { DEFAULT_INFOTEXT_VERSION, type GenerateOptions, type GenerationResult, type ProgressEvent } from './job.js';

@@ -55,6 +55,19 @@ export interface GenerateOptions {
    * activation does, after the fields the job's setup writes and before those of the conditioning.
    */
   readonly extraGenerationParams?: ReadonlyArray<readonly [string, string]>;
+  /**
+   * Several requests rendered as one batch (request-batch.ts): per image, its own prompt, negative prompt and
+   * fixed seeds in place of the request's prompt and `seed + i`. One entry per image (batch_size * n_iter).
+   */
+  readonly perImage?: ReadonlyArray<ImageRequest>;
+}
+
+/** One image's own part of a batch of requests; seeds are fixed (never -1). */
+export interface ImageRequest {
+  readonly prompt: string;
+  readonly negative_prompt: string;
+  readonly seed: number;
+  readonly subseed: number;
 }
 
 /**
@@ -123,6 +136,10 @@ export function startJob(model: PipelineModel, params: ResolvedCommon, opts: Gen
   const resolved = resolveSamplerAndScheduler(params.sampler_name, params.scheduler, false);
   findSampler(resolved.sampler.name);
   const n = params.batch_size * params.n_iter;
+  const per = opts.perImage;
+  if (per && per.length !== n) {
+    throw new DarkroomError('BAD_PARAMS', `perImage has ${per.length} entries for ${n} images`, { field: 'perImage', value: per.length });
+  }
   const text: TextContext = {
     model,
     tokenizer: model.tokenizer,
@@ -140,9 +157,9 @@ export function startJob(model: PipelineModel, params: ResolvedCommon, opts: Gen
     params,
     samplerName: resolved.sampler.name,
     scheduler: resolved.scheduler,
-    seeds: jobSeeds(params, opts.random),
-    allPrompts: new Array<string>(n).fill(params.prompt),
-    allNegativePrompts: new Array<string>(n).fill(params.negative_prompt),
+    seeds: per ? perImageSeeds(per) : jobSeeds(params, opts.random),
+    allPrompts: per ? per.map((r) => r.prompt) : new Array<string>(n).fill(params.prompt),
+    allNegativePrompts: per ? per.map((r) => r.negative_prompt) : new Array<string>(n).fill(params.negative_prompt),
     noiseSource: noiseSourceFromA1111(params.settings.randn_source, { portableCpu: opts.portableCpuNoise ?? false }),
     text,
     extra: new Map(),
@@ -153,6 +170,10 @@ export function startJob(model: PipelineModel, params: ResolvedCommon, opts: Gen
     stepsTotal: stepsPerIteration * params.n_iter,
     usesInpaintingConditioning: false,
   };
+}
+
+function perImageSeeds(per: ReadonlyArray<ImageRequest>): JobSeeds {
+  return { seed: per[0]!.seed, subseed: per[0]!.subseed, allSeeds: per.map((r) => r.seed), allSubseeds: per.map((r) => r.subseed) };
 }
 
 /** Prompt schedules are built over steps * 2 for samplers that call the model twice per step. */
