@@ -97,7 +97,7 @@ test('darkroom txt2img renders on the demo model and png-info reads the infotext
 
     const bad = spawnSync(process.execPath, [bin, 'txt2img', '--width', '65', '-o', out], { encoding: 'utf8' });
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /error \[BAD_PARAMS\]: width\/height: must be multiples of 8/);
+    assert.match(bad.stderr, /error \[BAD_PARAMS\]: width: must be a multiple of 8/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

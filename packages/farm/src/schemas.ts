@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { REQUEST_BOUNDS, type BoundedField, type NumberBound } from '@darkroom/core/catalog/request-bounds.js';
 
 /**
  * Request schemas with AUTOMATIC1111's field names and API defaults (`modules/api/models.py`): clients that
@@ -7,6 +8,19 @@ import { z } from 'zod';
  */
 
 const int = () => z.number().int();
+
+/** A numeric field with the catalog's bound and A1111's default (REQUEST_BOUNDS: the engine checks the same). */
+function bounded(field: BoundedField) {
+  const b: NumberBound = REQUEST_BOUNDS[field];
+  let n = (b.integer ? int() : z.number()).min(b.min).max(b.max);
+  if (b.multipleOf !== undefined) n = n.multipleOf(b.multipleOf);
+  return n;
+}
+function withDefault(field: BoundedField) {
+  const d = REQUEST_BOUNDS[field].default;
+  if (d === undefined) throw new Error(`${field} has no default in REQUEST_BOUNDS`);
+  return bounded(field).default(d);
+}
 const nullableString = () => z.string().nullable().default(null);
 const nullableNumber = () => z.number().nullable().default(null);
 
@@ -30,25 +44,25 @@ const common = {
   prompt: z.string().max(100_000).default(''),
   negative_prompt: z.string().max(100_000).default(''),
   styles: z.array(z.string()).nullable().default(null),
-  seed: int().min(-1).max(Number.MAX_SAFE_INTEGER).default(-1),
-  subseed: int().min(-1).max(Number.MAX_SAFE_INTEGER).default(-1),
-  subseed_strength: z.number().min(0).max(1).default(0),
-  seed_resize_from_h: int().min(-1).max(8192).default(-1),
-  seed_resize_from_w: int().min(-1).max(8192).default(-1),
+  seed: withDefault('seed'),
+  subseed: withDefault('subseed'),
+  subseed_strength: withDefault('subseed_strength'),
+  seed_resize_from_h: withDefault('seed_resize_from_h'),
+  seed_resize_from_w: withDefault('seed_resize_from_w'),
   sampler_name: z.string().max(100).nullable().default(null),
   sampler_index: z.string().max(100).default('Euler'),
   scheduler: z.string().max(100).nullable().default(null),
-  batch_size: int().min(1).max(16).default(1),
-  n_iter: int().min(1).max(100).default(1),
-  steps: int().min(1).max(1000).default(50),
-  cfg_scale: z.number().min(0).max(100).default(7.0),
-  width: int().min(8).max(4096).multipleOf(8).default(512),
-  height: int().min(8).max(4096).multipleOf(8).default(512),
+  batch_size: withDefault('batch_size'),
+  n_iter: withDefault('n_iter'),
+  steps: withDefault('steps'),
+  cfg_scale: withDefault('cfg_scale'),
+  width: withDefault('width'),
+  height: withDefault('height'),
   restore_faces: z.boolean().nullable().default(null),
   tiling: z.boolean().nullable().default(null),
   do_not_save_samples: z.boolean().default(false),
   do_not_save_grid: z.boolean().default(false),
-  eta: nullableNumber(),
+  eta: bounded('eta').nullable().default(null),
   s_min_uncond: nullableNumber(),
   s_churn: nullableNumber(),
   s_tmax: nullableNumber(),
@@ -68,7 +82,7 @@ const common = {
   refiner_checkpoint: nullableString(),
   refiner_switch_at: nullableNumber(),
   // Darkroom's own fields.
-  clip_skip: int().min(1).max(12).nullable().default(null)
+  clip_skip: bounded('clip_skip').nullable().default(null)
     .describe('CLIP layers to stop at (A1111 setting CLIP_stop_at_last_layers); null = the setting'),
   model: NAME.nullable().default(null).describe('checkpoint name (sd-models title or model_name); null = the configured default'),
   embeddings: z.array(NAME).max(64).nullable().default(null)
@@ -79,15 +93,15 @@ const common = {
 };
 
 const txt2imgOnly = {
-  denoising_strength: z.number().min(0).max(1).nullable().default(null),
+  denoising_strength: bounded('denoising_strength').nullable().default(null),
   enable_hr: z.boolean().default(false),
   firstphase_width: int().min(0).default(0),
   firstphase_height: int().min(0).default(0),
-  hr_scale: z.number().min(1).max(8).default(2.0),
+  hr_scale: withDefault('hr_scale'),
   hr_upscaler: nullableString(),
-  hr_second_pass_steps: int().min(0).max(1000).default(0),
-  hr_resize_x: int().min(0).max(8192).default(0),
-  hr_resize_y: int().min(0).max(8192).default(0),
+  hr_second_pass_steps: withDefault('hr_second_pass_steps'),
+  hr_resize_x: withDefault('hr_resize_x'),
+  hr_resize_y: withDefault('hr_resize_y'),
   hr_checkpoint_name: nullableString(),
   hr_sampler_name: nullableString(),
   hr_scheduler: nullableString(),
@@ -101,19 +115,19 @@ const IMAGE = z.string().min(1).regex(/^(data:image\/[a-z+.-]+;base64,)?[A-Za-z0
 
 const img2imgOnly = {
   init_images: z.array(IMAGE).min(1).max(16),
-  resize_mode: int().min(0).max(3).default(0),
-  denoising_strength: z.number().min(0).max(1).default(0.75),
+  resize_mode: withDefault('resize_mode'),
+  denoising_strength: withDefault('denoising_strength'),
   image_cfg_scale: nullableNumber(),
   mask: IMAGE.nullable().default(null),
-  mask_blur_x: int().min(0).max(64).default(4),
-  mask_blur_y: int().min(0).max(64).default(4),
-  mask_blur: int().min(0).max(64).nullable().default(null),
+  mask_blur_x: withDefault('mask_blur_x'),
+  mask_blur_y: withDefault('mask_blur_y'),
+  mask_blur: bounded('mask_blur').nullable().default(null),
   mask_round: z.boolean().default(true),
-  inpainting_fill: int().min(0).max(3).default(0),
+  inpainting_fill: withDefault('inpainting_fill'),
   inpaint_full_res: z.boolean().default(true),
-  inpaint_full_res_padding: int().min(0).max(256).default(0),
-  inpainting_mask_invert: int().min(0).max(1).default(0),
-  initial_noise_multiplier: nullableNumber(),
+  inpaint_full_res_padding: withDefault('inpaint_full_res_padding'),
+  inpainting_mask_invert: withDefault('inpainting_mask_invert'),
+  initial_noise_multiplier: bounded('initial_noise_multiplier').nullable().default(null),
   latent_mask: IMAGE.nullable().default(null),
   include_init_images: z.boolean().default(false),
 };

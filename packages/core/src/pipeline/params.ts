@@ -4,6 +4,7 @@
  * complete data.
  */
 import { DarkroomError } from '../errors.js';
+import { boundViolation, REQUEST_BOUNDS, SEED_MAX, TXT2IMG_DENOISING_DEFAULT, type BoundedField, type NumberBound } from '../catalog/request-bounds.js';
 import { checkSeedBlend, type SeedBlendEntry } from '../catalog/seed-blend.js';
 
 export type RandnSource = 'GPU' | 'CPU' | 'NV';
@@ -278,6 +279,20 @@ function num(field: string, v: unknown, fallback: number, min: number, max: numb
   return v;
 }
 
+/** A numeric field checked against the catalog's bound (REQUEST_BOUNDS), its default the catalog's unless given. */
+function bounded(field: BoundedField, v: unknown, fallback?: number, name: string = field): number {
+  const b: NumberBound = REQUEST_BOUNDS[field];
+  if (v === undefined || v === null) {
+    const d = fallback ?? b.default;
+    if (d === undefined) bad(name, 'is required', v);
+    return d;
+  }
+  if (typeof v !== 'number') bad(name, b.integer ? 'must be an integer' : 'must be a finite number', v);
+  const why = boundViolation(field, v);
+  if (why) bad(name, why, v);
+  return v;
+}
+
 function str(field: string, v: unknown, fallback: string): string {
   if (v === undefined || v === null) return fallback;
   if (typeof v !== 'string') bad(field, 'must be a string', v);
@@ -296,7 +311,6 @@ function bool(field: string, v: unknown, fallback: boolean): boolean {
   return v;
 }
 
-const SEED_MAX = 2 ** 53 - 1;
 const SETTING_KEYS = new Set(Object.keys(DEFAULT_SETTINGS));
 
 /**
@@ -320,7 +334,7 @@ export function resolveSettings(overrides: OverrideSettings | undefined, clipSki
   return {
     randn_source: randn,
     eta_noise_seed_delta: int('override_settings.eta_noise_seed_delta', o.eta_noise_seed_delta, d.eta_noise_seed_delta, -SEED_MAX, SEED_MAX),
-    CLIP_stop_at_last_layers: int('clip_skip', clip, d.CLIP_stop_at_last_layers, 1, 12),
+    CLIP_stop_at_last_layers: bounded('clip_skip', clip, d.CLIP_stop_at_last_layers),
     pad_cond_uncond: bool('override_settings.pad_cond_uncond', o.pad_cond_uncond, d.pad_cond_uncond),
     batch_cond_uncond: bool('override_settings.batch_cond_uncond', o.batch_cond_uncond, d.batch_cond_uncond),
     emphasis: emphasis as EmphasisMode,
@@ -350,27 +364,26 @@ export function resolveSettings(overrides: OverrideSettings | undefined, clipSki
 
 function resolveCommon(p: CommonParams): ResolvedCommon {
   const settings = resolveSettings(p.override_settings, p.clip_skip === undefined || p.clip_skip === null ? undefined : p.clip_skip);
-  const width = int('width', p.width, 512, 8, 8192);
-  const height = int('height', p.height, 512, 8, 8192);
-  if (width % 8 || height % 8) bad('width/height', 'must be multiples of 8', `${width}x${height}`);
+  const width = bounded('width', p.width);
+  const height = bounded('height', p.height);
   return {
     prompt: str('prompt', p.prompt, ''),
     negative_prompt: str('negative_prompt', p.negative_prompt, ''),
-    steps: int('steps', p.steps, 50, 1, 1000),
+    steps: bounded('steps', p.steps),
     // A1111's API falls back to its legacy sampler_index default, Euler
     sampler_name: str('sampler_name', p.sampler_name, 'Euler'),
     scheduler: str('scheduler', p.scheduler, 'Automatic'),
-    cfg_scale: num('cfg_scale', p.cfg_scale, 7, -100, 100),
-    seed: int('seed', p.seed, -1, -1, SEED_MAX),
-    subseed: int('subseed', p.subseed, -1, -1, SEED_MAX),
-    subseed_strength: num('subseed_strength', p.subseed_strength, 0, 0, 1),
-    seed_resize_from_h: int('seed_resize_from_h', p.seed_resize_from_h, -1, -1, 8192),
-    seed_resize_from_w: int('seed_resize_from_w', p.seed_resize_from_w, -1, -1, 8192),
+    cfg_scale: bounded('cfg_scale', p.cfg_scale),
+    seed: bounded('seed', p.seed),
+    subseed: bounded('subseed', p.subseed),
+    subseed_strength: bounded('subseed_strength', p.subseed_strength),
+    seed_resize_from_h: bounded('seed_resize_from_h', p.seed_resize_from_h),
+    seed_resize_from_w: bounded('seed_resize_from_w', p.seed_resize_from_w),
     width,
     height,
-    batch_size: int('batch_size', p.batch_size, 1, 1, 64),
-    n_iter: int('n_iter', p.n_iter, 1, 1, 1000),
-    eta: p.eta === undefined || p.eta === null ? undefined : num('eta', p.eta, 1, 0, 10),
+    batch_size: bounded('batch_size', p.batch_size),
+    n_iter: bounded('n_iter', p.n_iter),
+    eta: p.eta === undefined || p.eta === null ? undefined : bounded('eta', p.eta),
     disable_extra_networks: bool('disable_extra_networks', p.disable_extra_networks, false),
     tiling: bool('tiling', p.tiling, settings.tiling),
     settings,
@@ -394,12 +407,12 @@ export function resolveTxt2Img(p: Txt2ImgParams): ResolvedTxt2Img {
   return {
     ...c,
     enable_hr: bool('enable_hr', p.enable_hr, false),
-    denoising_strength: num('denoising_strength', p.denoising_strength, 0.7, 0, 1),
-    hr_scale: num('hr_scale', p.hr_scale, 2, 1, 8),
+    denoising_strength: bounded('denoising_strength', p.denoising_strength, TXT2IMG_DENOISING_DEFAULT),
+    hr_scale: bounded('hr_scale', p.hr_scale),
     hr_upscaler: optStr('hr_upscaler', p.hr_upscaler),
-    hr_second_pass_steps: int('hr_second_pass_steps', p.hr_second_pass_steps, 0, 0, 1000),
-    hr_resize_x: int('hr_resize_x', p.hr_resize_x, 0, 0, 8192),
-    hr_resize_y: int('hr_resize_y', p.hr_resize_y, 0, 0, 8192),
+    hr_second_pass_steps: bounded('hr_second_pass_steps', p.hr_second_pass_steps),
+    hr_resize_x: bounded('hr_resize_x', p.hr_resize_x),
+    hr_resize_y: bounded('hr_resize_y', p.hr_resize_y),
     hr_sampler_name: optStr('hr_sampler_name', p.hr_sampler_name),
     hr_scheduler: optStr('hr_scheduler', p.hr_scheduler),
     hr_prompt: str('hr_prompt', p.hr_prompt, ''),
@@ -415,29 +428,29 @@ export function resolveImg2Img(p: Img2ImgParams): ResolvedImg2Img {
   return {
     ...c,
     init_images: p.init_images,
-    resize_mode: int('resize_mode', p.resize_mode, 0, 0, 3),
-    denoising_strength: num('denoising_strength', p.denoising_strength, 0.75, 0, 1),
-    initial_noise_multiplier: num('initial_noise_multiplier', p.initial_noise_multiplier, c.settings.initial_noise_multiplier, 0, 10),
+    resize_mode: bounded('resize_mode', p.resize_mode),
+    denoising_strength: bounded('denoising_strength', p.denoising_strength),
+    initial_noise_multiplier: bounded('initial_noise_multiplier', p.initial_noise_multiplier, c.settings.initial_noise_multiplier),
     inpaint: resolveInpaint(p),
   };
 }
 
 /** A1111's img2img mask fields with the API's defaults; undefined without a mask. */
 function resolveInpaint(p: Img2ImgParams): ResolvedInpaint | undefined {
-  const blur = p.mask_blur === undefined || p.mask_blur === null ? undefined : int('mask_blur', p.mask_blur, 4, 0, 64);
+  const blur = p.mask_blur === undefined || p.mask_blur === null ? undefined : bounded('mask_blur', p.mask_blur);
   const resolved: ResolvedInpaint | undefined =
     p.mask === undefined || p.mask === null
       ? undefined
       : {
           mask: p.mask,
           latent_mask: p.latent_mask ?? undefined,
-          mask_blur_x: blur ?? int('mask_blur_x', p.mask_blur_x, 4, 0, 64),
-          mask_blur_y: blur ?? int('mask_blur_y', p.mask_blur_y, 4, 0, 64),
+          mask_blur_x: blur ?? bounded('mask_blur_x', p.mask_blur_x),
+          mask_blur_y: blur ?? bounded('mask_blur_y', p.mask_blur_y),
           mask_round: bool('mask_round', p.mask_round, true),
-          inpainting_fill: int('inpainting_fill', p.inpainting_fill, 0, 0, 3),
+          inpainting_fill: bounded('inpainting_fill', p.inpainting_fill),
           inpaint_full_res: bool('inpaint_full_res', p.inpaint_full_res, true),
-          inpaint_full_res_padding: int('inpaint_full_res_padding', p.inpaint_full_res_padding, 0, 0, 4096),
-          inpainting_mask_invert: int('inpainting_mask_invert', p.inpainting_mask_invert, 0, 0, 1) === 1,
+          inpaint_full_res_padding: bounded('inpaint_full_res_padding', p.inpaint_full_res_padding),
+          inpainting_mask_invert: bounded('inpainting_mask_invert', p.inpainting_mask_invert) === 1,
         };
   if (!resolved && p.latent_mask !== undefined && p.latent_mask !== null) bad('latent_mask', 'needs a mask', 'latent_mask');
   return resolved;

@@ -99,9 +99,27 @@ export function setInitImage(blob) {
   if (blob) $('img2img').open = true;
 }
 
+/**
+ * The number inputs take the API's own bounds (its OpenAPI schema, which the engine shares), so the form refuses
+ * what the API would and allows what it takes. Inputs keep the bounds written in the page when the schema is missing.
+ */
+function applyBounds(doc) {
+  const schemas = doc?.components?.schemas ?? {};
+  const props = { ...(schemas.Img2ImgRequest?.properties ?? {}), ...(schemas.Txt2ImgRequest?.properties ?? {}) };
+  for (const input of document.querySelectorAll('#gen-form input[type="number"][name]')) {
+    const p = props[input.name];
+    const n = p?.anyOf?.find((a) => a.type === 'number' || a.type === 'integer') ?? p;
+    if (!n || (n.type !== 'number' && n.type !== 'integer')) continue;
+    if (typeof n.minimum === 'number') input.min = String(n.minimum);
+    if (typeof n.maximum === 'number') input.max = String(n.maximum);
+    if (typeof n.multipleOf === 'number') input.step = String(n.multipleOf);
+  }
+}
+
 /** Fills the selects from the API's listings (each may be missing on an older API: the form still works). */
 export async function loadChoices(getJson) {
   const opt = (value, label = value) => { const o = document.createElement('option'); o.value = value; o.textContent = label; return o; };
+  void getJson('/openapi.json').then(applyBounds, () => undefined);
   const [samplers, schedulers, models, upscalers, vaes] = await Promise.all([
     getJson('/sdapi/v1/samplers').catch(() => []),
     getJson('/sdapi/v1/schedulers').catch(() => []),
