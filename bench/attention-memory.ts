@@ -27,7 +27,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DarkroomError } from '../packages/core/src/errors.js';
-import { ATTENTION_MODES, parseAttentionMode } from '../packages/core/src/models/attention.js';
+import { ATTENTION_MODES, parseAttentionMode } from '../packages/core/src/planning/attention.js';
 import { parseMemoryMode, type MemoryMode } from '../packages/core/src/models/memory-mode.js';
 import { listArg, numberArg, stringArg } from './support/args.js';
 import type { BenchModel, StepJob, VaeJob } from './support/attention-step.js';

@@ -31,7 +31,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../packages/core/src/models/load.js';
-import type { LoadPhase, LoadPhaseTiming } from '../packages/core/src/models/load-phases.js';
+import type { LoadPhase, LoadPhaseTiming } from '../packages/core/src/model-files/load-phases.js';
 import { ensureDemoModel } from '../packages/core/src/pipeline/demo-model.js';
 import { float32, type Float32Tensor } from '../packages/core/src/tensor.js';
 import { sd15KeysAvailable, SD15_KEYS_FILE, writeSd15Checkpoint } from '../test/support/sd15-checkpoint.js';

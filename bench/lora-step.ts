@@ -17,9 +17,9 @@
  *   npx tsx bench/lora-step.ts [--models sd15,demo] [--runs 3] [--threads N] [--switch-only]
  */
 import { repoRoot } from '../packages/core/parity/oracle.js';
-import { UNET_PREFIX, type TensorIndex, type UNetConfig } from '../packages/core/src/models/config.js';
-import { readComponent, openCheckpoint } from '../packages/core/src/models/checkpoint.js';
-import { inferModelConfig, overridesFromJson } from '../packages/core/src/models/config.js';
+import { UNET_PREFIX, type TensorIndex, type UNetConfig } from '../packages/core/src/model-files/config.js';
+import { readComponent, openCheckpoint } from '../packages/core/src/model-files/checkpoint.js';
+import { inferModelConfig, overridesFromJson } from '../packages/core/src/model-files/config.js';
 import { unetBuilder } from '../packages/core/src/models/graphs.js';
 import { bindLora, F64Scratch, loadLoraFile, loraModuleTable, mergeLoras, type LoraApplication, type LoraModuleTable } from '../packages/core/src/networks/lora/index.js';
 import { buildUnet, feedPlan, planFeeds, WeightInputBuilder } from '../packages/core/src/networks/lora/runner.js';

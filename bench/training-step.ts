@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { repoRoot } from '../packages/core/parity/oracle.js';
 import { DarkroomError } from '../packages/core/src/errors.js';
 import { encodePng } from '../packages/core/src/formats/png.js';
-import type { ModelConfig } from '../packages/core/src/models/config.js';
+import type { ModelConfig } from '../packages/core/src/model-files/config.js';
 import { loadModel } from '../packages/core/src/models/load.js';
 import { createEmbedding } from '../packages/core/src/networks/embeddings/create.js';
 import { createHypernetwork } from '../packages/core/src/networks/hypernetworks/create.js';

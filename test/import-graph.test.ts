@@ -21,8 +21,6 @@ const ENGINE = /^packages\/core\/src\/(sampling|models|graph|runtime)\//;
 
 /** API and farm files the API loads, with the core files (under core/src) they import that are or reach engine code. */
 const KNOWN_ENGINE_ENTRIES: Record<string, readonly string[]> = {
-  'packages/farm/src/admission.ts': ['models/reference-configs.ts', 'pipeline/memory-estimate.ts'],
-  'packages/farm/src/asset-check.ts': ['models/checkpoint.ts', 'models/config.ts', 'models/rrdbnet.ts', 'models/upscaler-file.ts'],
   'services/api/src/tenant-model.ts': ['pipeline/engine.ts'],
 };
 
@@ -71,6 +69,11 @@ test('the farm imports no service file', () => {
 
 test("core's catalog loads no engine code", () => {
   const reached = reachable(tsFiles('packages/core/src/catalog'));
+  assert.deepEqual([...reached.entries()].filter(([f]) => ENGINE.test(f)).map(([, via]) => via.join(' -> ')), []);
+});
+
+test("core's model-files, planning and rng load no engine code", () => {
+  const reached = reachable(['model-files', 'planning', 'rng'].flatMap((d) => tsFiles(`packages/core/src/${d}`)));
   assert.deepEqual([...reached.entries()].filter(([f]) => ENGINE.test(f)).map(([, via]) => via.join(' -> ')), []);
 });
 

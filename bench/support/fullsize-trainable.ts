@@ -18,7 +18,7 @@ import {
   type TensorIndex,
   type TextEncoderConfig,
   type VaeConfig,
-} from '../../packages/core/src/models/config.js';
+} from '../../packages/core/src/model-files/config.js';
 import { computeAlphasCumprod64 } from '../../packages/core/src/models/schedule.js';
 import type { Float32Tensor } from '../../packages/core/src/tensor.js';
 import type { TrainableModel } from '../../packages/core/src/training/objective.js';

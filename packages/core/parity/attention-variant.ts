@@ -5,7 +5,7 @@
  * then really is cut into several chunks, which is what the run is meant to check.
  * `DARKROOM_ATTENTION_CHUNK_BYTES` overrides the target.
  */
-import { attentionBuild, parseAttentionMode, type AttentionBuild, type AttentionMode } from '../src/models/attention.js';
+import { attentionBuild, parseAttentionMode, type AttentionBuild, type AttentionMode } from '../src/planning/attention.js';
 
 /**
  * Small enough that the tiny models' 64-token UNet attentions (batch 2) are cut into 4 to 11 query slices or

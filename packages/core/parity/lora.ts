@@ -12,9 +12,9 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { quoteInfotextValue, unquoteInfotextValue } from '../src/formats/infotext.js';
 import { readSafetensorsFile } from '../src/formats/safetensors.js';
-import { openCheckpoint, readComponent, type CheckpointSource } from '../src/models/checkpoint.js';
+import { openCheckpoint, readComponent, type CheckpointSource } from '../src/model-files/checkpoint.js';
 import { textOutputName } from '../src/models/clip.js';
-import { inferModelConfig, overridesFromJson, UNET_PREFIX, type ConfigOverrides, type ModelConfig } from '../src/models/config.js';
+import { inferModelConfig, overridesFromJson, UNET_PREFIX, type ConfigOverrides, type ModelConfig } from '../src/model-files/config.js';
 import { textEncoderModel, unetModel } from '../src/models/graphs.js';
 import { activateLoras, loraComments, LoraLibrary } from '../src/networks/lora/activate.js';
 import { bindLora, MODULE_CLASS, type BoundLora } from '../src/networks/lora/bind.js';
@@ -113,7 +113,7 @@ async function configBeside(checkpoint: string): Promise<ConfigOverrides> {
   const stem = join(dirname(checkpoint), basename(checkpoint, extname(checkpoint)));
   if (existsSync(`${stem}.json`)) return overridesFromJson(JSON.parse(await readFile(`${stem}.json`, 'utf8')));
   if (existsSync(`${stem}.yaml`)) {
-    const { parseYaml } = await import('../src/models/yaml.js');
+    const { parseYaml } = await import('../src/model-files/yaml.js');
     return overridesFromJson(parseYaml(await readFile(`${stem}.yaml`, 'utf8')));
   }
   return {};

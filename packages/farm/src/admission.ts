@@ -1,5 +1,5 @@
-import type { ModelConfig } from '@darkroom/core/models/config.js';
-import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '@darkroom/core/models/reference-configs.js';
+import type { ModelConfig } from '@darkroom/core/model-files/config.js';
+import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '@darkroom/core/model-files/reference-configs.js';
 import { hiresSize } from '@darkroom/core/pipeline/hires-size.js';
 import { attentionMemory, estimateJobMemory, type AttentionMemory, type MemoryEstimateRequest } from '@darkroom/core/pipeline/memory-estimate.js';
 import { isLatentUpscaler } from '@darkroom/core/catalog/upscalers.js';

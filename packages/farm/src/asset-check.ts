@@ -1,13 +1,13 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import { checkVaeFile, readCheckpointIndex } from '@darkroom/core/models/checkpoint.js';
-import { inferModelConfig } from '@darkroom/core/models/config.js';
+import { checkVaeFile, readCheckpointIndex } from '@darkroom/core/model-files/checkpoint.js';
+import { inferModelConfig } from '@darkroom/core/model-files/config.js';
 import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
 import { loadHypernetwork } from '@darkroom/core/networks/hypernetworks/hypernetwork.js';
 import { loadLoraFile } from '@darkroom/core/networks/lora/file.js';
-import { inferRrdb } from '@darkroom/core/models/rrdbnet.js';
-import { readUpscalerStateDict } from '@darkroom/core/models/upscaler-file.js';
+import { inferRrdb } from '@darkroom/core/model-files/rrdbnet.js';
+import { readUpscalerStateDict } from '@darkroom/core/model-files/upscaler-file.js';
 import type { AssetKind } from './schemas.js';
 
 /**

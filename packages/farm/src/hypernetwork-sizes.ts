@@ -1,4 +1,4 @@
-import type { ModelConfig } from '@darkroom/core/models/config.js';
+import type { ModelConfig } from '@darkroom/core/model-files/config.js';
 
 /**
  * The widths A1111's hypernetwork hook sees on a model: the text context and every attention level's channels.

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import type { ModelConfig, ModelKind } from '@darkroom/core/models/config.js';
+import type { ModelConfig, ModelKind } from '@darkroom/core/model-files/config.js';
 import type { TokenEncoder } from '@darkroom/core/networks/embeddings/database.js';
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
 import { FarmError, resolveCheckpoint } from '@darkroom/farm';

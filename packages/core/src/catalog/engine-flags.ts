@@ -2,7 +2,7 @@
  * The engine choices a worker reads from its configuration, under their own names or A1111's command-line flags
  * (with or without the leading dashes): the attention form, the memory mode and the weights dtype. Plain data,
  * importing no engine code, so the farm's configuration is checked without loading the engine; what each choice
- * does is in models/attention.ts, models/memory-mode.ts and models/weights-dtype.ts.
+ * does is in planning/attention.ts, models/memory-mode.ts and models/weights-dtype.ts.
  */
 import { DarkroomError } from '../errors.js';
 

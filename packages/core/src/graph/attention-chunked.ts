@@ -1,7 +1,7 @@
 /**
  * Multi-head attention that never holds the whole (S x L) score matrix per head: the memory-lean forms beside
  * the plain MatMul/Softmax one. Both are unrolled into static chunks chosen at build time (see
- * attention-plan.ts) and use only ops that have VJP rules, so they differentiate like the plain form.
+ * planning/attention-plan.ts) and use only ops that have VJP rules, so they differentiate like the plain form.
  *
  * - split (A1111's --opt-split-attention): queries in slices; each slice takes a full softmax over every key.
  * - sub-quadratic (A1111's --opt-sub-quad-attention, after Rabe & Staats, "Self-attention does not need O(n^2)

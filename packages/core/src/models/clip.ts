@@ -11,7 +11,7 @@
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { hostTensor } from '../graph/builder.js';
 import type { Float32Tensor } from '../tensor.js';
-import type { TextEncoderConfig } from './config.js';
+import type { TextEncoderConfig } from '../model-files/config.js';
 import { layerNorm, linear, linearFromRows, ModuleWeights, multiHeadAttention, type ComputeDType } from './layers.js';
 
 export interface TextBuildOptions {
@@ -105,7 +105,3 @@ export function buildTextEncoder(
 export const textOutputName = (clipSkip: number): string => `skip_${clipSkip}`;
 export const hiddenOutputName = (i: number): string => `hidden_${i}`;
 
-/** Checkpoint key of the token embedding matrix (vocab, D). */
-export function tokenEmbeddingKey(cfg: TextEncoderConfig): string {
-  return cfg.layout === 'hf-clip' ? `${cfg.prefix}embeddings.token_embedding.weight` : `${cfg.prefix}token_embedding.weight`;
-}

@@ -57,11 +57,11 @@ export {
   type TextEncoderConfig,
   type UNetConfig,
   type VaeConfig,
-} from './config.js';
-export { openCheckpoint, normalizeKeys, withVae, readComponent, readFloat32, checkpointFromTensors, sha256File, type CheckpointSource } from './checkpoint.js';
+} from '../model-files/config.js';
+export { openCheckpoint, normalizeKeys, withVae, readComponent, readFloat32, checkpointFromTensors, sha256File, type CheckpointSource } from '../model-files/checkpoint.js';
 export { CompileCache, DEFAULT_CACHE_DIR, type GraphKey } from './cache.js';
 export { computeAlphasCumprod } from './schedule.js';
-export { parseYaml, type YamlValue } from './yaml.js';
+export { parseYaml, type YamlValue } from '../model-files/yaml.js';
 export { buildUNet, type AttentionContextHook, type AttentionSite, type UNetBuildOptions, type UNetGraph } from './unet.js';
 export { buildTextEncoder, textOutputName, type TextBuildOptions, type TextGraph } from './clip.js';
 export { buildVaeDecoder, buildVaeEncoder, type VaeBuildOptions } from './vae.js';
@@ -75,8 +75,8 @@ export {
   type AttentionBuild,
   type AttentionForm,
   type AttentionMode,
-} from './attention.js';
-export { DEFAULT_VAE_TILING, vaeTiling, type VaeTiling, type VaeTilingMode, type VaeTilingOption } from './vae-tiles.js';
+} from '../planning/attention.js';
+export { DEFAULT_VAE_TILING, vaeTiling, type VaeTiling, type VaeTilingMode, type VaeTilingOption } from '../planning/vae-tiles.js';
 
 import type { Float32Tensor } from '../tensor.js';
 

@@ -10,7 +10,7 @@
 import { DarkroomError } from '../errors.js';
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { floatToHalf, type Float32Tensor, type HostTensor } from '../tensor.js';
-import { layerAttention, PLAIN_ATTENTION, type AttentionBuild } from './attention.js';
+import { layerAttention, PLAIN_ATTENTION, type AttentionBuild } from '../planning/attention.js';
 
 export type ComputeDType = 'float32' | 'float16';
 

@@ -4,37 +4,35 @@
  * shape (and per UNet variant) on first use, through the compile cache; a second load of the same
  * checkpoint finds every graph on disk and builds nothing.
  */
-import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, extname } from 'node:path';
 import { DarkroomError } from '../errors.js';
 import type { GraphBuilder } from '../graph/builder.js';
 import type { BuiltModel } from '../graph/ir.js';
 import { createSession, type EngineSession, type Provider } from '../runtime/session.js';
 import type { Float32Tensor, HostTensor } from '../tensor.js';
-import { attentionBuild, attentionKey, feedForwardChunkBytes, parseAttentionMode } from './attention.js';
+import { attentionBuild, attentionKey, feedForwardChunkBytes, parseAttentionMode } from '../planning/attention.js';
 import { CompileCache, DEFAULT_CACHE_DIR, cachedFact, cachedFileHash, type GraphKey } from './cache.js';
-import { openCheckpoint, readComponent, readFloat32, sha256File, withVae, type CheckpointSource } from './checkpoint.js';
-import { textOutputName, tokenEmbeddingKey } from './clip.js';
+import { readConfigOverrides } from '../model-files/config-file.js';
+import { readTokenEmbedding } from '../model-files/text-encoder.js';
+import { openCheckpoint, readComponent, readFloat32, sha256File, withVae, type CheckpointSource } from '../model-files/checkpoint.js';
+import { textOutputName } from './clip.js';
 import {
   inferModelConfig,
-  overridesFromJson,
   UNET_PREFIX,
   VAE_PREFIX,
   type ConfigOverrides,
   type ModelConfig,
   type ModelKind,
   type Parameterization,
-} from './config.js';
+} from '../model-files/config.js';
 import { textEncoderBuilder, unetBuilder, vaeDecoderBuilder, vaeEncoderBuilder } from './graphs.js';
-import { timePhase, timePhaseAsync, type LoadPhaseListener } from './load-phases.js';
+import { timePhase, timePhaseAsync, type LoadPhaseListener } from '../model-files/load-phases.js';
 import { openCachedGraph } from './optimized-sessions.js';
 import type { ComputeDType } from './layers.js';
 import { oneComponentResident, sessionArena, unetParts, type MemoryMode } from './memory-mode.js';
 import { computeAlphasCumprod, computeAlphasCumprod64 } from './schedule.js';
 import type { AttentionContextHook } from './unet.js';
-import { runTiled, tilesNeeded, vaeTiling, type VaeTilingOption } from './vae-tiles.js';
-import { parseYaml } from './yaml.js';
+import { runTiled, tilesNeeded, vaeTiling, type VaeTilingOption } from '../planning/vae-tiles.js';
 
 /**
  * A UNet compiled with an attention hook (e.g. one hypernetwork architecture). Graphs are cached by `key`, so
@@ -128,7 +126,7 @@ export interface LoadModelOptions {
   /**
    * How the UNet and VAE attentions are built: `auto` (default), `plain`, `split`, `subquad`, `fused`, or A1111's
    * flag names (`opt-split-attention`, `opt-sub-quad-attention`, `xformers`). Memory and speed change, the
-   * image only by float rounding; see models/attention.ts.
+   * image only by float rounding; see planning/attention.ts.
    */
   readonly attention?: string;
   /**
@@ -148,7 +146,7 @@ export interface LoadModelOptions {
   readonly cpuMemArena?: boolean;
   /**
    * VAE decode/encode in overlapping blended tiles: `auto` (default: images above 1024x1024 pixels), `always`,
-   * `never`, or the tile size, overlap (latent pixels) and threshold; see models/vae-tiles.ts.
+   * `never`, or the tile size, overlap (latent pixels) and threshold; see planning/vae-tiles.ts.
    */
   readonly vaeTiling?: VaeTilingOption;
   /** Sessions kept open per component (each holds a copy of the weights); least recently used go first. */
@@ -179,35 +177,6 @@ export async function detectVParameterization(unet: UNet, contextDim: number): P
   let sum = 0;
   for (let i = 0; i < out.data.length; i++) sum += out.data[i]! - 0.5;
   return sum / out.data.length < -1;
-}
-
-/**
- * The explicit config: the given object or file (JSON, or an ldm yaml), else a `<checkpoint>.yaml` beside the
- * checkpoint as A1111 finds it, else nothing (everything inferred).
- */
-async function readOverrides(config: string | object | undefined, checkpoint: string): Promise<ConfigOverrides> {
-  if (config !== undefined && typeof config !== 'string') return overridesFromJson(config);
-  let path = config;
-  if (path === undefined) {
-    const sibling = join(dirname(checkpoint), `${basename(checkpoint, extname(checkpoint))}.yaml`);
-    if (!existsSync(sibling)) return {};
-    path = sibling;
-  }
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new DarkroomError('MODEL_CONFIG_INVALID', `${path}: ${(e as Error).message}`);
-  }
-  const lower = path.toLowerCase();
-  if (lower.endsWith('.yaml') || lower.endsWith('.yml')) return overridesFromJson(parseYaml(text));
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new DarkroomError('MODEL_CONFIG_INVALID', `${path}: ${(e as Error).message}`);
-  }
-  return overridesFromJson(json);
 }
 
 interface SessionEntry {
@@ -304,7 +273,7 @@ function output(r: Record<string, HostTensor>, name: string): Float32Tensor {
 }
 
 export async function loadModel(opts: LoadModelOptions): Promise<StableDiffusionModel> {
-  const overrides = await readOverrides(opts.config, opts.checkpoint);
+  const overrides = await readConfigOverrides(opts.config, opts.checkpoint);
   let source: CheckpointSource = await timePhaseAsync(opts.onPhase, 'open', 'checkpoint', () => openCheckpoint(opts.checkpoint));
   try {
     if (opts.vae) {
@@ -332,7 +301,7 @@ async function assemble(opts: LoadModelOptions, overrides: ConfigOverrides, sour
   const sha256 = await timePhaseAsync(onPhase, 'hash', 'checkpoint', () => cachedFileHash(cacheDir, opts.checkpoint, sha256File));
   const vaePath = opts.vae;
   const vaeSha256 = vaePath ? await timePhaseAsync(onPhase, 'hash', 'vae', () => cachedFileHash(cacheDir, vaePath, sha256File)) : undefined;
-  const tokenEmbedding = await readFloat32(source, tokenEmbeddingKey(config.text), onPhase && { onPhase, component: 'text' });
+  const tokenEmbedding = await readTokenEmbedding(source, config.text, onPhase && { onPhase, component: 'text' });
   const alphasCumprod = source.index.has('alphas_cumprod')
     ? (await readFloat32(source, 'alphas_cumprod')).data
     : computeAlphasCumprod(config.schedule);

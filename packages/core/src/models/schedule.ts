@@ -3,7 +3,7 @@
  * linspace(sqrt(start), sqrt(end), T)**2 in float64 and alphas_cumprod their cumulative product of (1 - beta),
  * stored as float32. Checkpoints usually carry the buffer; when they don't it is computed the same way.
  */
-import type { ScheduleConfig } from './config.js';
+import type { ScheduleConfig } from '../model-files/config.js';
 
 export function computeAlphasCumprod(schedule: ScheduleConfig): Float32Array {
   return Float32Array.from(computeAlphasCumprod64(schedule));

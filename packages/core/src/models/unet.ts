@@ -11,10 +11,10 @@
  */
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { hostTensor } from '../graph/builder.js';
-import { evenChunks } from '../graph/attention-plan.js';
+import { evenChunks } from '../planning/attention-plan.js';
 import type { Float32Tensor } from '../tensor.js';
-import type { AttentionBuild } from './attention.js';
-import { attentionHeads, type UNetConfig } from './config.js';
+import type { AttentionBuild } from '../planning/attention.js';
+import { attentionHeads, type UNetConfig } from '../model-files/config.js';
 import {
   conv2d,
   groupNorm,

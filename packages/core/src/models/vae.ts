@@ -14,8 +14,8 @@
  */
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import type { Float32Tensor } from '../tensor.js';
-import type { VaeConfig } from './config.js';
-import type { AttentionBuild } from './attention.js';
+import type { VaeConfig } from '../model-files/config.js';
+import type { AttentionBuild } from '../planning/attention.js';
 import { conv2d, groupNorm, ModuleWeights, multiHeadAttention, type AttentionOptions, type ComputeDType } from './layers.js';
 
 const EPS = 1e-6;

@@ -3,7 +3,7 @@
  * spread evenly across it, and put back together by pasting each tile over its left / upper neighbour through
  * a linear 8-bit mask across the overlap. The upscalers tile with it (upscaler_utils.upscale_with_model), so
  * their seams fall where A1111's do and blend with the same 8-bit rounding. This is not the VAE's tiling
- * (models/vae-tiles.ts), which works on float tensors with its own spans and ramps.
+ * (planning/vae-tiles.ts), which works on float tensors with its own spans and ramps.
  */
 import { DarkroomError } from '../errors.js';
 import type { RasterImage } from '../formats/png.js';

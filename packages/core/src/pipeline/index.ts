@@ -39,6 +39,6 @@ export {
   upscaleWithModel,
   type UpscaleTiling,
 } from './upscalers.js';
-export { inferRrdb, type RrdbConfig, type RrdbLayout } from '../models/rrdbnet.js';
+export { inferRrdb, type RrdbConfig, type RrdbLayout } from '../model-files/rrdbnet.js';
 export type { PipelineTrace } from './trace.js';
 export { latentPreview, latentPreviewPng } from './preview.js';

@@ -24,10 +24,10 @@
  * the full-size SD 1.5 UNet alone peaks near 7.5 GB (bench/README.md; estimated 8.6 GB for its session and build),
  * and SD 1.5 (an F16 file) at 256x256 took 8.8 GB for one step (estimated 9.9 GiB = 10.6 GB).
  */
-import { attentionBuild, type AttentionMode } from '../models/attention.js';
-import { attentionHeads, type ModelConfig } from '../models/config.js';
-import { parameterCounts } from '../models/parameter-count.js';
-import { DEFAULT_VAE_TILING, tilesNeeded, type VaeTiling } from '../models/vae-tiles.js';
+import { attentionBuild, type AttentionMode } from '../planning/attention.js';
+import { attentionHeads, type ModelConfig } from '../model-files/config.js';
+import { parameterCounts } from '../model-files/parameter-count.js';
+import { DEFAULT_VAE_TILING, tilesNeeded, type VaeTiling } from '../planning/vae-tiles.js';
 import type { Provider } from '../runtime/session.js';
 
 const MiB = 1024 ** 2;
@@ -59,7 +59,7 @@ const FUSED_FLOOR_BYTES = 128 * MiB;
 export function attentionMemory(mode: AttentionMode, provider: Provider, chunkBytes?: number): AttentionMemory {
   const build = attentionBuild(mode, provider, chunkBytes);
   if (build.form === 'plain') return PLAIN_ATTENTION_MEMORY;
-  // the builders keep the small attentions plain (models/attention.ts says which)
+  // the builders keep the small attentions plain (planning/attention.ts says which)
   const { plainUpToBytes } = build;
   return build.form === 'fused'
     ? { kind: 'lean', floorBytes: FUSED_FLOOR_BYTES, bytesPerHeadToken: FUSED_BYTES_PER_HEAD_TOKEN, plainUpToBytes }

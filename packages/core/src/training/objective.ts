@@ -11,7 +11,7 @@ import { DarkroomError } from '../errors.js';
 import { grad } from '../graph/autodiff.js';
 import { GraphBuilder, type Value } from '../graph/builder.js';
 import { buildTextEncoder } from '../models/clip.js';
-import type { ModelConfig, Parameterization } from '../models/config.js';
+import type { ModelConfig, Parameterization } from '../model-files/config.js';
 import { buildUNet } from '../models/unet.js';
 import { declaredHypernetworkInputs, hypernetworkHook, hypernetworkInputs, type HypernetworkInput } from '../networks/hypernetworks/graph.js';
 import type { HypernetworkArchitecture } from '../networks/hypernetworks/hypernetwork.js';

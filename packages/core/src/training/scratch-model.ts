@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeSafetensors } from '../formats/safetensors.js';
-import { inferModelConfig, overridesFromJson, type ModelConfig } from '../models/config.js';
+import { inferModelConfig, overridesFromJson, type ModelConfig } from '../model-files/config.js';
 import { demoModelConfig, initialCheckpointTensors, type TinyArchitecture } from '../pipeline/demo-model.js';
 import { buildDemoVocabulary, type BpeVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';

@@ -15,8 +15,8 @@
 import { DarkroomError } from '../errors.js';
 import { grad } from '../graph/autodiff.js';
 import { GraphBuilder, type Value } from '../graph/builder.js';
-import { buildTextEncoder, tokenEmbeddingKey } from '../models/clip.js';
-import type { ModelConfig } from '../models/config.js';
+import { buildTextEncoder } from '../models/clip.js';
+import { tokenEmbeddingKey, type ModelConfig } from '../model-files/config.js';
 import { computeAlphasCumprod } from '../models/schedule.js';
 import { buildUNet } from '../models/unet.js';
 import { buildVaeDecoder, buildVaeEncoder } from '../models/vae.js';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GraphBuilder, hostTensor, type Value } from '../../src/graph/builder.js';
-import { evenChunks, planSplit, planSubQuad, scoreBlockBytes, wholeScoresUpTo } from '../../src/graph/attention-plan.js';
+import { evenChunks, planSplit, planSubQuad, scoreBlockBytes, wholeScoresUpTo } from '../../src/planning/attention-plan.js';
 import { isDarkroomError } from '../../src/errors.js';
 import { float32 } from '../../src/tensor.js';
 import { gradCheck } from './gradcheck.js';

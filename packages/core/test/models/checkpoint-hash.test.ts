@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sha256File } from '../../src/models/checkpoint.js';
+import { sha256File } from '../../src/model-files/checkpoint.js';
 
 test('sha256File hashes the whole file across its 4 MiB reads', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'darkroom-sha-'));

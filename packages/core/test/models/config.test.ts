@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { oracleRoot } from '../../parity/oracle.js';
 import { isDarkroomError } from '../../src/errors.js';
 import type { DType } from '../../src/tensor.js';
-import { attentionHeads, inferModelConfig, overridesFromJson, type TensorIndex } from '../../src/models/config.js';
-import { openCheckpoint, readFloat32 } from '../../src/models/checkpoint.js';
+import { attentionHeads, inferModelConfig, overridesFromJson, type TensorIndex } from '../../src/model-files/config.js';
+import { openCheckpoint, readFloat32 } from '../../src/model-files/checkpoint.js';
 import { computeAlphasCumprod } from '../../src/models/schedule.js';
 
 const folder = join(oracleRoot(), 'model');
@@ -124,7 +124,7 @@ test('a config that contradicts the weights is refused', { skip }, () => {
 });
 
 test('old SD1 text keys and SD2 Turbo SGM keys are renamed as A1111 does', { skip }, async () => {
-  const { checkpointFromTensors, normalizeKeys } = await import('../../src/models/checkpoint.js');
+  const { checkpointFromTensors, normalizeKeys } = await import('../../src/model-files/checkpoint.js');
   const tensors = (index: TensorIndex, rename: (k: string) => string) =>
     new Map([...index].map(([k, v]) => [rename(k), { dtype: 'float32' as const, shape: v.shape, data: new Float32Array(0) }]));
   const old = tensors(keyIndex('sd15-keys.json'), (k) => k.replace('cond_stage_model.transformer.text_model.', 'cond_stage_model.transformer.'));
@@ -145,7 +145,7 @@ test('old SD1 text keys and SD2 Turbo SGM keys are renamed as A1111 does', { ski
 
 test('the inferred configs describe every weight of the tiny checkpoints', { skip }, async () => {
   const { GraphBuilder } = await import('../../src/graph/builder.js');
-  const { readComponent } = await import('../../src/models/checkpoint.js');
+  const { readComponent } = await import('../../src/model-files/checkpoint.js');
   const { buildUNet } = await import('../../src/models/unet.js');
   const { buildTextEncoder } = await import('../../src/models/clip.js');
   const { buildVaeDecoder, buildVaeEncoder } = await import('../../src/models/vae.js');
@@ -177,7 +177,7 @@ test('the inferred configs describe every weight of the tiny checkpoints', { ski
 });
 
 test('a UNet config that leaves checkpoint weights unused is refused at build time', { skip }, async () => {
-  const { readComponent } = await import('../../src/models/checkpoint.js');
+  const { readComponent } = await import('../../src/model-files/checkpoint.js');
   const { unetModel } = await import('../../src/models/graphs.js');
   const src = await openCheckpoint(join(folder, 'tiny-sd1.safetensors'));
   try {

@@ -15,8 +15,8 @@ import { readSafetensorsFile } from '../../src/formats/safetensors.js';
 import { dictGet, isDict, isTensor, readTorchFile, type PyDict, type PyValue } from '../../src/formats/torch.js';
 import type { GraphBuilder, Value } from '../../src/graph/builder.js';
 import { loadModel, type AttentionContextHook, type AttentionSite } from '../../src/models/index.js';
-import { openCheckpoint, readComponent } from '../../src/models/checkpoint.js';
-import { inferModelConfig, overridesFromJson, UNET_PREFIX } from '../../src/models/config.js';
+import { openCheckpoint, readComponent } from '../../src/model-files/checkpoint.js';
+import { inferModelConfig, overridesFromJson, UNET_PREFIX } from '../../src/model-files/config.js';
 import { unetModel } from '../../src/models/graphs.js';
 import { toFloat32, type Float32Tensor, type HostTensor } from '../../src/tensor.js';
 

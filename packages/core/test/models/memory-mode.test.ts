@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../parity/oracle.js';
 import { isDarkroomError } from '../../src/errors.js';
 import { parseMemoryMode } from '../../src/models/memory-mode.js';
-import { SD1_CONFIG } from '../../src/models/reference-configs.js';
+import { SD1_CONFIG } from '../../src/model-files/reference-configs.js';
 import { attentionMemory, estimateJobMemory } from '../../src/pipeline/memory-estimate.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng } from '../../src/formats/png.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { GraphBuilder } from '../../src/graph/builder.js';
 import { CompileCache } from '../../src/models/cache.js';
-import type { LoadPhaseTiming } from '../../src/models/load-phases.js';
+import type { LoadPhaseTiming } from '../../src/model-files/load-phases.js';
 import { loadModel } from '../../src/models/load.js';
 import { openCachedGraph, optimizedModelPath } from '../../src/models/optimized-sessions.js';
 import { ensureDemoModel } from '../../src/pipeline/demo-model.js';

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inferModelConfig, overridesFromJson, type TensorIndex } from '../../src/models/config.js';
-import { parameterCounts } from '../../src/models/parameter-count.js';
-import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '../../src/models/reference-configs.js';
+import { inferModelConfig, overridesFromJson, type TensorIndex } from '../../src/model-files/config.js';
+import { parameterCounts } from '../../src/model-files/parameter-count.js';
+import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '../../src/model-files/reference-configs.js';
 import { demoModelConfig, textSpecs, unetSpecs, vaeSpecs } from '../../src/pipeline/demo-model.js';
 import { buildDemoVocabulary } from '../../src/text/bpe-vocab.js';
 

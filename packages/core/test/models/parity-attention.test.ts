@@ -11,7 +11,7 @@ import { parityAttention } from '../../parity/attention-variant.js';
 import { runModelCases, type CaseSpec } from '../../parity/model.js';
 import { oracleRoot } from '../../parity/oracle.js';
 import type { CaseResult } from '../../parity/report.js';
-import { ATTENTION_MODES } from '../../src/models/attention.js';
+import { ATTENTION_MODES } from '../../src/planning/attention.js';
 
 const folder = join(oracleRoot(), 'model');
 const skip = existsSync(join(folder, 'cases.json')) ? false : `oracle data not found at ${folder}`;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDarkroomError } from '../../src/errors.js';
 import { loadModel } from '../../src/models/load.js';
-import { rampWeights, runTiled, tileSpans, tilesNeeded, vaeTiling } from '../../src/models/vae-tiles.js';
+import { rampWeights, runTiled, tileSpans, tilesNeeded, vaeTiling } from '../../src/planning/vae-tiles.js';
 import { ensureDemoModel } from '../../src/pipeline/demo-model.js';
 import type { Float32Tensor } from '../../src/tensor.js';
 

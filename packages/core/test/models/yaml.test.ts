@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { oracleRoot } from '../../parity/oracle.js';
 import { isDarkroomError } from '../../src/errors.js';
 import { loadModel } from '../../src/models/load.js';
-import { parseYaml } from '../../src/models/yaml.js';
+import { parseYaml } from '../../src/model-files/yaml.js';
 
 const folder = join(oracleRoot(), 'model');
 const skip = existsSync(join(folder, 'cases.json')) ? false : `oracle data not found at ${folder}`;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../parity/oracle.js';
 import { decodePng } from '../../src/formats/png.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
-import { UNET_PREFIX } from '../../src/models/config.js';
+import { UNET_PREFIX } from '../../src/model-files/config.js';
 import { loadModel, type StableDiffusionModel } from '../../src/models/load.js';
 import { bindLora, loadLoraFile, mergeLoras, type LoraFile, type LoraModuleTable } from '../../src/networks/lora/index.js';
 import { buildUnet, feedPlan, LoraRunner, planFeeds, WeightInputBuilder } from '../../src/networks/lora/runner.js';

@@ -4,7 +4,7 @@ import { isDarkroomError } from '../../src/errors.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { PyDict, writeTorchFile } from '../../src/formats/torch.js';
 import { torchTensor } from '../../src/formats/torch.js';
-import type { TensorIndex } from '../../src/models/config.js';
+import type { TensorIndex } from '../../src/model-files/config.js';
 import {
   activateLoras,
   bindLora,

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { repoRoot } from '../../parity/oracle.js';
 import { decodePng } from '../../src/formats/png.js';
-import { DEMO_MODEL_CONFIG } from '../../src/models/reference-configs.js';
+import { DEMO_MODEL_CONFIG } from '../../src/model-files/reference-configs.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { attentionMemory, estimateJobMemory } from '../../src/pipeline/memory-estimate.js';
 

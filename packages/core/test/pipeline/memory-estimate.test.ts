@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AttentionMode } from '../../src/models/attention.js';
-import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '../../src/models/reference-configs.js';
+import type { AttentionMode } from '../../src/planning/attention.js';
+import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '../../src/model-files/reference-configs.js';
 import { hiresSize } from '../../src/pipeline/hires-size.js';
 import { attentionMemory, estimateJobMemory, PLAIN_ATTENTION_MEMORY, type MemoryEstimateRequest } from '../../src/pipeline/memory-estimate.js';
 

@@ -8,7 +8,7 @@ import type { RasterImage } from '../../src/formats/png.js';
 import { PyDict, PyOrderedDict } from '../../src/formats/pickle/values.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { torchTensor, writeTorchFile } from '../../src/formats/torch.js';
-import { inferRrdb } from '../../src/models/rrdbnet.js';
+import { inferRrdb } from '../../src/model-files/rrdbnet.js';
 import { combineGrid, splitGrid } from '../../src/pipeline/image-grid.js';
 import { loadModelUpscaler, readUpscalerStateDict, resizeWithUpscaler, rrdbWeightsFrom, upscaleWithModel, type ModelUpscaler } from '../../src/pipeline/upscalers.js';
 import { float32, type HostTensor } from '../../src/tensor.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
-import { readCheckpointIndex } from '../../src/models/checkpoint.js';
+import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
 import { learningRate, trainSceneModel } from '../../src/training/scene-training.js';
 import { MICRO_ARCHITECTURE, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';

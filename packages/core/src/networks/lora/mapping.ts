@@ -9,7 +9,7 @@
  * purpose: it assumes three input blocks per level and no attention at the deepest level (SD 1.5 / 2.1), so
  * a model laid out otherwise gets keys that land on the wrong layer or on none, exactly as in A1111.
  */
-import { SD1_TEXT_PREFIX, SD2_TEXT_PREFIX, UNET_PREFIX, type ModelKind, type TensorIndex } from '../../models/config.js';
+import { SD1_TEXT_PREFIX, SD2_TEXT_PREFIX, UNET_PREFIX, type ModelKind, type TensorIndex } from '../../model-files/config.js';
 
 /** How a module's forward uses its weights, which decides how a network patches it. */
 export type LoraTargetKind = 'linear' | 'conv' | 'groupnorm' | 'layernorm' | 'mha' | 'embedding' | 'container';

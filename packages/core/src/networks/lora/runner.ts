@@ -16,10 +16,10 @@
 import { createHash } from 'node:crypto';
 import { DarkroomError } from '../../errors.js';
 import { GraphBuilder, type Value, type WeightOrigin } from '../../graph/builder.js';
-import { attentionKey, feedForwardChunkBytes, type AttentionBuild } from '../../models/attention.js';
+import { attentionKey, feedForwardChunkBytes, type AttentionBuild } from '../../planning/attention.js';
 import { CompileCache, DEFAULT_CACHE_DIR } from '../../models/cache.js';
 import { buildTextEncoder, textOutputName } from '../../models/clip.js';
-import { UNET_PREFIX, type ModelConfig, type TensorIndex, type UNetConfig } from '../../models/config.js';
+import { UNET_PREFIX, type ModelConfig, type TensorIndex, type UNetConfig } from '../../model-files/config.js';
 import type { StableDiffusionModel } from '../../models/load.js';
 import { buildUNet } from '../../models/unet.js';
 import { createSession, type EngineSession, type Provider } from '../../runtime/session.js';
@@ -115,7 +115,7 @@ export interface LoraRunnerOptions {
   readonly cacheDir?: string;
   readonly threads?: number;
   readonly provider?: Provider;
-  /** The UNet attention form the model's own graphs use (see models/attention.ts); default plain. */
+  /** The UNet attention form the model's own graphs use (see planning/attention.ts); default plain. */
   readonly attention?: AttentionBuild;
 }
 

@@ -1,5 +1,6 @@
 /**
- * ESRGAN-family upscalers (RRDBNet): the architecture read off a state dict's keys and shapes, and its graph.
+ * ESRGAN-family upscalers (RRDBNet): the architecture read off a state dict's keys and shapes (pure description,
+ * what an upload check needs; models/rrdbnet-graph.ts builds the graph).
  *
  * Three key layouts name the same network: ESRGAN's original sequential one (`model.0`, `model.1.sub.N.RDB1.
  * conv1.0`, ..., `model.1.sub.<nb>` the trunk conv, then upsample convs every third index, HR conv, last conv),
@@ -13,8 +14,6 @@
  * and LeakyReLU; conv_hr with LeakyReLU; conv_last.
  */
 import { DarkroomError } from '../errors.js';
-import { GraphBuilder } from '../graph/builder.js';
-import type { BuiltModel } from '../graph/ir.js';
 import type { Float32Tensor } from '../tensor.js';
 
 export type RrdbLayout = 'esrgan' | 'esrgan-new' | 'real-esrgan';
@@ -160,36 +159,4 @@ export function inferRrdb(shapes: ReadonlyMap<string, Shape>, file = 'upscaler')
   const extra = [...shapes.keys()].filter((k) => !known.has(k));
   if (extra.length > 0) throw unsupported(file, `unexpected tensor "${extra[0]}" (${extra.length} not part of an RRDBNet)`, { key: extra[0] });
   return { config: { layout, channels, features, blocks, growth, scale: 2 ** ups }, names };
-}
-
-/** The RRDBNet graph for one input size: `image` (1,3,H,W) in [0,1] to `upscaled` (1,3,sH,sW), unclamped. */
-export function buildRrdbGraph(weights: RrdbWeights, height: number, width: number): BuiltModel {
-  const { config, tensors } = weights;
-  const g = new GraphBuilder('rrdbnet');
-  const conv = (x: ReturnType<GraphBuilder['input']>, name: string): ReturnType<GraphBuilder['input']> => {
-    const w = tensors.get(`${name}.weight`);
-    const b = tensors.get(`${name}.bias`);
-    if (!w || !b) throw new DarkroomError('MODEL_MISSING_TENSOR', `RRDBNet weights lack ${name}`, { key: name });
-    return g.conv(x, g.weight(`${name}.weight`, w), g.weight(`${name}.bias`, b), { pads: [1, 1, 1, 1] });
-  };
-  const lrelu = (x: ReturnType<GraphBuilder['input']>): ReturnType<GraphBuilder['input']> => g.leakyRelu(x, 0.2);
-  const input = g.input('image', 'float32', [1, config.channels, height, width]);
-  const feat = conv(input, 'conv_first');
-  let trunk = feat;
-  for (let b = 0; b < config.blocks; b++) {
-    const rrdbIn = trunk;
-    let x = rrdbIn;
-    for (let r = 1; r <= 3; r++) {
-      const prefix = `body.${b}.rdb${r}`;
-      const dense = [x];
-      for (let c = 1; c <= 4; c++) dense.push(lrelu(conv(g.concat(dense, 1), `${prefix}.conv${c}`)));
-      const x5 = conv(g.concat(dense, 1), `${prefix}.conv5`);
-      x = g.add(g.mul(x5, 0.2), x);
-    }
-    trunk = g.add(g.mul(x, 0.2), rrdbIn);
-  }
-  let y = g.add(feat, conv(trunk, 'conv_body'));
-  for (let u = 1; u <= Math.log2(config.scale); u++) y = lrelu(conv(g.resizeNearest(y, 2), `conv_up${u}`));
-  g.output(conv(lrelu(conv(y, 'conv_hr')), 'conv_last'), 'upscaled');
-  return g.toModel();
 }

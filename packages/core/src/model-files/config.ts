@@ -60,6 +60,11 @@ export interface TextEncoderConfig {
   readonly defaultClipSkip: number;
 }
 
+/** Checkpoint key of the token embedding matrix (vocab, D). */
+export function tokenEmbeddingKey(cfg: TextEncoderConfig): string {
+  return cfg.layout === 'hf-clip' ? `${cfg.prefix}embeddings.token_embedding.weight` : `${cfg.prefix}token_embedding.weight`;
+}
+
 export interface ScheduleConfig {
   readonly linearStart: number;
   readonly linearEnd: number;

@@ -5,7 +5,7 @@
  * is part of the compile-cache key and never of the infotext.
  */
 import { DarkroomError } from '../errors.js';
-import { planSplit, planSubQuad, scoreBlockBytes, wholeScoresUpTo, type ScoreShape } from '../graph/attention-plan.js';
+import { planSplit, planSubQuad, scoreBlockBytes, wholeScoresUpTo, type ScoreShape } from './attention-plan.js';
 import type { Provider } from '../runtime/session.js';
 
 import type { AttentionForm, AttentionMode } from '../catalog/engine-flags.js';
