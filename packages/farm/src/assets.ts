@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { FarmError } from './errors.js';
 import type { FarmKeys } from './keys.js';
 import type { AssetKind, AssetView } from './schemas.js';
-import { DEMO_MODEL_NAME } from '@darkroom/core/pipeline/demo-model.js';
+import { BUILTIN_MODEL_NAME } from '@darkroom/core/catalog/built-in-model.js';
 
 /**
  * Uploaded models, embeddings, hypernetworks and LoRAs are stored once by content (`assets/<kind>/<sha256>`) and
@@ -25,7 +25,7 @@ export const ASSET_EXTENSIONS: Record<AssetKind, readonly string[]> = {
 };
 
 /** The tiny demo model every worker serves when a job names no checkpoint (its name in infotexts). */
-export const BUILTIN_MODEL = DEMO_MODEL_NAME;
+export const BUILTIN_MODEL = BUILTIN_MODEL_NAME;
 
 export function assetStorageKey(kind: AssetKind, sha256: string): string {
   return `assets/${kind}/${sha256}`;

@@ -12,12 +12,13 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomically } from '../atomic-write.js';
 import { join } from 'node:path';
+import { BUILTIN_MODEL_NAME } from '../catalog/built-in-model.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { float32, numel, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { buildDemoVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
 
-export const DEMO_MODEL_NAME = 'darkroom-tiny-sd1';
+export const DEMO_MODEL_NAME = BUILTIN_MODEL_NAME;
 export const DEMO_MODEL_DIR = '.darkroom/models';
 
 /**
