@@ -5,15 +5,17 @@
  * reproducible. The result is a checkpoint's tensors (EMA weights), its config JSON with the measured latent
  * scale factor, and the vocabulary.
  */
+import { DarkroomError } from '../errors.js';
 import { vaeEncoderModel } from '../models/graphs.js';
 import type { TinyArchitecture } from '../pipeline/demo-model.js';
 import { createSession } from '../runtime/session.js';
-import { float32, type Float32Tensor, type HostTensor } from '../tensor.js';
+import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { FlatParameters } from './flat-parameters.js';
 import { KeyedStream } from './keyed-random.js';
 import { captionScene } from './scenes/captions.js';
 import { imageToChw, renderScene } from './scenes/render.js';
-import { trainingScene } from './scenes/scene.js';
+import { evaluateReconstruction, type ReconstructionReport } from './scenes/evaluate-vae.js';
+import { heldOutScenes, trainingScene } from './scenes/scene.js';
 import { newScratchModel, scratchConfig, type ScratchModel } from './scratch-model.js';
 import { captionTokenIds, COMPONENTS, DiffusionObjective, VaeObjective, WholeModelOptimizer } from './whole-model.js';
 
@@ -34,10 +36,19 @@ export interface SceneTrainingOptions {
   readonly trainText?: boolean;
   readonly emaDecay?: number;
   readonly threads?: number;
+  /**
+   * Autoencoder weights to start from (checkpoint keys under `first_stage_model.`), e.g. a VAE trained by an earlier
+   * run: with `vaeSteps` 0 the UNet is trained on them as they are.
+   */
+  readonly vaeFrom?: ReadonlyMap<string, HostTensor>;
+  /** Held-out scenes the autoencoder's round trip is checked on before the UNet is trained (default all; 0: none). */
+  readonly vaeCheckScenes?: number;
+  /** Told the round trip's report before the UNet is trained; throwing stops the run there. */
+  readonly onVaeCheck?: (report: ReconstructionReport) => void;
 }
 
 export interface TrainingProgress {
-  readonly phase: 'vae' | 'latents' | 'unet';
+  readonly phase: 'vae' | 'vae-check' | 'latents' | 'unet';
   readonly step: number;
   readonly steps: number;
   readonly loss?: number;
@@ -53,6 +64,8 @@ export interface SceneTrainingResult {
   readonly losses: { readonly vae: readonly [number, number]; readonly unet: readonly [number, number] };
   /** Seconds per step of each phase (after the graph is built). */
   readonly secondsPerStep: { readonly vae: number; readonly unet: number };
+  /** The autoencoder's round trip on held-out scenes, read by the detector (null when not checked). */
+  readonly vaeCheck: ReconstructionReport | null;
 }
 
 /** A linear warm-up over the first 5% of the steps, then a cosine decay to a tenth. */
@@ -84,6 +97,14 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const res = opts.resolution;
   const threads = opts.threads ?? 2;
   const model = newScratchModel(opts.arch, opts.seed);
+  for (const [k, t] of opts.vaeFrom ?? []) {
+    const own = model.tensors.get(k);
+    if (!k.startsWith(COMPONENTS.vae.checkpoint) || !own) continue;
+    if (own.shape.join('x') !== t.shape.join('x')) {
+      throw new DarkroomError('TRAINING_BAD_PARAMETER', `vaeFrom: ${k} is ${t.shape.join('x')}, the architecture's is ${own.shape.join('x')}`);
+    }
+    model.tensors.set(k, toFloat32(t));
+  }
   const params = new FlatParameters(model.tensors);
   const down = 2 ** (model.config.vae.chMult.length - 1);
   const lat = res / down;
@@ -110,6 +131,16 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const vaeSeconds = (Date.now() - started) / 1000 / Math.max(1, opts.vaeSteps);
   // The UNet learns the EMA autoencoder's latents, the one that is saved.
   params.data.set(vaeOpt.ema.subarray(...vaeRange), vaeRange[0]);
+
+  const checkCount = opts.vaeCheckScenes ?? Number.POSITIVE_INFINITY;
+  let vaeCheck: ReconstructionReport | null = null;
+  if (checkCount > 0) {
+    const scenes = heldOutScenes(opts.seed).slice(0, checkCount);
+    onProgress({ phase: 'vae-check', step: 0, steps: scenes.length, seconds: 0 });
+    vaeCheck = await evaluateReconstruction(params.component(COMPONENTS.vae.checkpoint), model.config.vae, scenes, { resolution: res, threads });
+    onProgress({ phase: 'vae-check', step: scenes.length, steps: scenes.length, seconds: 0 });
+    opts.onVaeCheck?.(vaeCheck);
+  }
 
   // The latent pool: mean and std of each scene's posterior; the scale factor makes the latents unit variance.
   const pool = opts.poolSize ?? 2048;
@@ -189,5 +220,6 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     scaleFactor,
     losses: { vae: ends(vaeLosses), unet: ends(unetLosses) },
     secondsPerStep: { vae: vaeSeconds, unet: unetSeconds },
+    vaeCheck,
   };
 }

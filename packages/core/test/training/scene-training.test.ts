@@ -39,11 +39,18 @@ test('the learning rate warms up, then decays by a cosine to a tenth', () => {
 test('a scene model trained for a few steps is written as a checkpoint the Engine loads and renders with', async () => {
   const steps: string[] = [];
   const r = await trainSceneModel(
-    { arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 6, unetSteps: 6, vaeBatch: 2, unetBatch: 2, poolSize: 8, trainText: true, threads: 1 },
+    { arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 6, unetSteps: 6, vaeBatch: 2, unetBatch: 2, poolSize: 8, trainText: true, threads: 1, vaeCheckScenes: 3 },
     (p) => steps.push(`${p.phase}:${p.step}/${p.steps}`),
   );
   assert.ok(steps.includes('vae:6/6') && steps.includes('unet:6/6') && steps.includes('latents:8/8'));
   assert.ok(Number.isFinite(r.scaleFactor) && r.scaleFactor > 0);
+  // The autoencoder's round trip was read by the detector on three held-out scenes before the UNet trained.
+  const check = r.vaeCheck;
+  assert.ok(check);
+  assert.equal(check.scenes, 3);
+  assert.ok(steps.indexOf('vae-check:3/3') > steps.indexOf('vae:6/6') && steps.indexOf('vae-check:3/3') < steps.indexOf('latents:8/8'));
+  assert.ok(check.meanAbsError > 0 && check.meanAbsError < 255);
+  for (const v of [...Object.values(check.rates), ...Object.values(check.ceiling)]) assert.ok(v >= 0 && v <= 1);
   assert.ok(r.losses.unet.every(Number.isFinite) && r.losses.vae.every(Number.isFinite));
   const checkpoint = await writeScratchCheckpoint(dir, 'micro-scenes', r.tensors, r.configJson, r.model.vocabulary, { darkroom: 'micro-scenes' });
 
