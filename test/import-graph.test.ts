@@ -1,15 +1,11 @@
 /**
  * The import graph keeps its layers: core imports no farm, CLI or service file; the farm imports no service;
- * core's catalog (A1111's names and request rules as plain data) loads no engine code; and the API does not load
- * the engine (anything under core's sampling/, models/, graph/ or runtime/), directly or through the farm.
+ * core's catalog (A1111's names and request rules as plain data) loads no engine code, nor do core's model-files/
+ * (what a model file says), planning/ (attention and VAE-tiling plans) and rng/ (the pure generators); and the API
+ * does not load the engine (anything under core's sampling/, models/, graph/ or runtime/), directly or through the
+ * farm: it checks uploads, sizes jobs and reads a checkpoint's vocabulary through those pure modules.
  * Imports are read with the TypeScript parser (test/support/import-graph.ts); type-only imports are erased at run
  * time and do not count.
- *
- * The API still reaches the engine through the imports listed in KNOWN_ENGINE_ENTRIES: an API or farm file that
- * the API loads, importing a core file that is or reaches engine code (model configs for admission and upload
- * checks, the engine itself for a tenant's model, training code). The list may only shrink: any other such import
- * fails, and an entry that no longer exists fails too, so it is taken off when the import is gone. What core does
- * below those entries is core's own business.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,11 +14,6 @@ import { join } from 'node:path';
 import { importSpecifiers, reachable, REPO_ROOT, resolveImport } from './support/import-graph.js';
 
 const ENGINE = /^packages\/core\/src\/(sampling|models|graph|runtime)\//;
-
-/** API and farm files the API loads, with the core files (under core/src) they import that are or reach engine code. */
-const KNOWN_ENGINE_ENTRIES: Record<string, readonly string[]> = {
-  'services/api/src/tenant-model.ts': ['pipeline/engine.ts'],
-};
 
 function tsFiles(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(join(REPO_ROOT, dir))) {
@@ -41,6 +32,11 @@ function importsOf(file: string): string[] {
 
 function crossings(dir: string, forbidden: RegExp): string[] {
   return tsFiles(dir).flatMap((f) => importsOf(f).filter((t) => forbidden.test(t)).map((t) => `${f} -> ${t}`));
+}
+
+/** Each engine file the entries reach, as the chain of imports that first reached it. */
+function engineReachedFrom(entries: readonly string[]): string[] {
+  return [...reachable(entries).entries()].filter(([f]) => ENGINE.test(f)).map(([, via]) => via.join(' -> '));
 }
 
 test('the scanner sees every runtime import form and skips type-only ones', () => {
@@ -68,36 +64,13 @@ test('the farm imports no service file', () => {
 });
 
 test("core's catalog loads no engine code", () => {
-  const reached = reachable(tsFiles('packages/core/src/catalog'));
-  assert.deepEqual([...reached.entries()].filter(([f]) => ENGINE.test(f)).map(([, via]) => via.join(' -> ')), []);
+  assert.deepEqual(engineReachedFrom(tsFiles('packages/core/src/catalog')), []);
 });
 
 test("core's model-files, planning and rng load no engine code", () => {
-  const reached = reachable(['model-files', 'planning', 'rng'].flatMap((d) => tsFiles(`packages/core/src/${d}`)));
-  assert.deepEqual([...reached.entries()].filter(([f]) => ENGINE.test(f)).map(([, via]) => via.join(' -> ')), []);
+  assert.deepEqual(engineReachedFrom(['model-files', 'planning', 'rng'].flatMap((d) => tsFiles(`packages/core/src/${d}`))), []);
 });
 
-test('the API loads engine code only through the known entries, which may only shrink', () => {
-  const reached = reachable(tsFiles('services/api/src'));
-  const reachesEngine = new Map<string, boolean>();
-  const engineBehind = (file: string): boolean => {
-    let v = reachesEngine.get(file);
-    if (v === undefined) {
-      v = [...reachable([file]).keys()].some((f) => ENGINE.test(f));
-      reachesEngine.set(file, v);
-    }
-    return v;
-  };
-  const found = new Set<string>();
-  for (const file of reached.keys()) {
-    if (!/^(services\/api|packages\/farm)\//.test(file)) continue;
-    for (const t of importsOf(file)) if (t.startsWith('packages/core/src/') && engineBehind(t)) found.add(`${file} -> ${t}`);
-  }
-  const known = new Set(Object.entries(KNOWN_ENGINE_ENTRIES).flatMap(([f, ts]) => ts.map((t) => `${f} -> packages/core/src/${t}`)));
-  const added = [...found].filter((e) => !known.has(e)).map((e) => {
-    const [from] = e.split(' -> ');
-    return `${e}  (the API reaches it by ${reached.get(from!)!.join(' -> ')})`;
-  });
-  assert.deepEqual(added, [], 'new ways for the API to load engine code');
-  assert.deepEqual([...known].filter((e) => !found.has(e)), [], 'entries that are gone: take them off KNOWN_ENGINE_ENTRIES');
+test('the API loads no engine code, directly or through the farm', () => {
+  assert.deepEqual(engineReachedFrom(tsFiles('services/api/src')), []);
 });

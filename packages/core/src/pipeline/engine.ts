@@ -6,7 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, extname, join, resolve } from 'node:path';
 import { DarkroomError } from '../errors.js';
 import { pngInfo, type PngInfo } from '../formats/png-info.js';
 import { loadModel, type StableDiffusionModel } from '../models/load.js';
@@ -20,13 +20,12 @@ import type { Provider } from '../runtime/session.js';
 import { EmbeddingDatabase } from '../networks/embeddings/database.js';
 import { loadEmbeddingFile } from '../networks/embeddings/load.js';
 import { mentionsEmbedding, promptTokenRuns } from '../networks/embeddings/mentions.js';
-import { ClipTokenizer } from '../text/tokenizer.js';
 import type { Hypernetwork } from '../networks/hypernetworks/hypernetwork.js';
 import { LoraLibrary } from '../networks/lora/activate.js';
 import { loadLoraFilePath, type LoraFile } from '../networks/lora/file.js';
 import { LoraRunner } from '../networks/lora/runner.js';
 import { prepareLoraJob } from './loras.js';
-import { ensureDemoModel } from './demo-model.js';
+import { checkpointFiles } from './checkpoint-files.js';
 import { hypernetworkProvider } from './hypernetworks.js';
 import { loadModelUpscaler } from './upscalers.js';
 import { RecentFiles } from './recent-files.js';
@@ -151,25 +150,6 @@ interface Loaded {
 
 const GIB = 1024 ** 3;
 
-function findVocabulary(checkpoint: string, explicit: string | undefined): string {
-  const stem = basename(checkpoint, extname(checkpoint));
-  const candidates = [
-    explicit,
-    join(dirname(checkpoint), `${stem}.vocab`),
-    join(dirname(checkpoint), 'vocab'),
-    process.env.DARKROOM_CLIP_VOCAB,
-  ].filter((x): x is string => !!x);
-  const found = candidates.find((d) => existsSync(d));
-  if (!found) {
-    throw new DarkroomError(
-      'TOKENIZER_NOT_FOUND',
-      `no CLIP vocabulary for ${checkpoint}: put vocab.json + merges.txt (or bpe_simple_vocab_16e6.txt.gz) in ${join(dirname(checkpoint), 'vocab')}, or set DARKROOM_CLIP_VOCAB`,
-      { checkpoint, searched: candidates },
-    );
-  }
-  return found;
-}
-
 export class Engine {
   private readonly loaded = new Map<string, Loaded>();
   private readonly loading = new Map<string, Promise<Loaded>>();
@@ -202,20 +182,7 @@ export class Engine {
   }
 
   private async load(checkpoint: string, vae: string | undefined): Promise<Loaded> {
-    let config: object | string | undefined;
-    let tokenizer: ClipTokenizer;
-    let path = checkpoint;
-    if (checkpoint === '') {
-      const demo = await ensureDemoModel(this.root);
-      path = demo.checkpoint;
-      config = demo.config;
-      tokenizer = demo.tokenizer;
-    } else {
-      if (!existsSync(checkpoint)) throw new DarkroomError('MODEL_NOT_FOUND', `checkpoint ${checkpoint} does not exist`, { checkpoint });
-      const json = join(dirname(checkpoint), `${basename(checkpoint, extname(checkpoint))}.json`);
-      if (existsSync(json)) config = json;
-      tokenizer = ClipTokenizer.fromDirectory(findVocabulary(checkpoint, this.options.vocabulary));
-    }
+    const { path, config, tokenizer } = await checkpointFiles(checkpoint, this.root, this.options.vocabulary);
     const sd = await loadModel({
       checkpoint: path,
       ...(vae !== undefined ? { vae } : {}),
