@@ -62,6 +62,13 @@ export interface FarmConfig {
   warmRoutingWaitMs: number;
   /** While the warm workers are busy, a job handed back for them is out of sight of other workers this long. */
   warmRoutingRetryMs: number;
+  /**
+   * BATCH_MAX (default 1 = off): a worker renders the job it claims together with up to BATCH_MAX - 1 compatible
+   * waiting jobs in one UNet batch (batch-leases.ts). On the CPU provider the gain is small (bench/README.md).
+   */
+  batchMax: number;
+  /** How long a worker's lease on a job it batches lasts unless renewed (renewed at a third of it). */
+  batchLeaseMs: number;
   retainCompletedS: number;
   retainFailedS: number;
   syncTimeoutMs: number;
@@ -226,6 +233,8 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     warmRouting: bool(env, 'WARM_ROUTING', true),
     warmRoutingWaitMs: int(env, 'WARM_ROUTING_WAIT_MS', 5_000, 0),
     warmRoutingRetryMs: int(env, 'WARM_ROUTING_RETRY_MS', 250, 10),
+    batchMax: int(env, 'BATCH_MAX', 1, 1),
+    batchLeaseMs: int(env, 'BATCH_LEASE_MS', 30_000, 300),
     retainCompletedS: int(env, 'RETAIN_COMPLETED_S', 7 * 86400),
     retainFailedS: int(env, 'RETAIN_FAILED_S', 30 * 86400),
     syncTimeoutMs: int(env, 'SYNC_TIMEOUT_MS', 10 * 60_000, 1),

@@ -49,3 +49,5 @@ export * from './worker-loss.js';
 export * from './image-size.js';
 export * from './engine-params.js';
 export * from './warm-routing.js';
+export * from './batch-leases.js';
+export * from './job-batch-key.js';

@@ -32,6 +32,11 @@ export interface GenerateJobData {
    * rotated, shifted). Set by a flow for its chained stages only; no request field reaches it.
    */
   initTransform?: AffineMove;
+  /**
+   * The key under which this job may share a UNet batch with other waiting jobs (job-batch-key.ts), computed at
+   * submission; null or absent: it renders alone.
+   */
+  batchKey?: string | null;
 }
 
 export interface OutputRecord {
@@ -50,6 +55,8 @@ export interface GenerateJobResult {
   renderMs: number;
   /** Embeddings the prompts named that could not be used (name -> code: reason); the job rendered without them. */
   skipped_embeddings?: Record<string, string>;
+  /** Rendered in the batch of this job (the one its worker claimed), not from its own claim. */
+  batched_with?: string;
 }
 
 /** BullMQ progress payload: the public Progress plus nothing else, so the API passes it through. */

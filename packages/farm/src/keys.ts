@@ -48,6 +48,8 @@ export function farmKeys(prefix: string) {
     heartbeat: (queue: string, name: string) => `${base}:heartbeat:${queue}:${name}`,
     /** When a job was first handed back for a warm worker (warm-routing.ts): its wait for one is bounded from then. */
     routing: (jobId: string) => `${base}:routing:${jobId}`,
+    /** A worker rendering this waiting job in its batch (batch-leases.ts): value = the holder, short TTL. */
+    batchLease: (jobId: string) => `${base}:batch-lease:${jobId}`,
     /** Names that have sent a heartbeat on a queue (the heartbeat keys say which are still alive). */
     heartbeats: (queue: string) => `${base}:heartbeats:${queue}`,
   };

@@ -13,6 +13,7 @@ import { isDarkroomError } from '@darkroom/core/errors.js';
 import type { ApiContext } from './context.js';
 import { admissionBudgets, liveOn, noWorkerError } from './fleet.js';
 import { findModel, listModels } from './models.js';
+import { embeddingsInPrompts, jobBatchKey } from '@darkroom/farm/job-batch-key.js';
 import { resolveHiresUpscaler } from './upscaler-setting.js';
 import { resolveJobVae } from './vae-setting.js';
 
@@ -245,10 +246,16 @@ export async function prepareGenerateJob(
     resolved.init_images = [];
     resolved.mask = null;
   }
+  // Which waiting jobs a worker may render with this one in a UNet batch (BATCH_MAX); img2img renders alone.
+  const batchKey = kind !== 'txt2img' ? null : jobBatchKey({
+    tenant, kind, request: resolved, vae, upscalers: hiresUpscaler ? [hiresUpscaler] : [],
+    embeddings: resolved.embeddings ?? embeddingsInPrompts((await ctx.registry.list(tenant, 'embeddings')).map((r) => r.name), resolved),
+  });
   const data: GenerateJobData = {
     tenant, kind, request: resolved, inputKeys, webhook: resolved.webhook, requestHash, source, submittedAt: Date.now(), checkpointBytes,
     ...(vae ? { vae } : {}),
     ...(hiresUpscaler ? { upscalers: [hiresUpscaler] } : {}),
+    ...(batchKey !== null ? { batchKey } : {}),
   };
   return data;
 }

@@ -10,6 +10,7 @@ import {
 import { createWorkerMetrics } from './metrics.js';
 import { startFlowWorker } from './flow-processor.js';
 import { generateProcessor, type ProcessorContext } from './processor.js';
+import type { GenerateJob } from './batch.js';
 import { RenderHost } from './render-host.js';
 import { WarmModels } from './route.js';
 
@@ -54,6 +55,8 @@ async function main(): Promise<void> {
     cache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.networkCacheBytes, metrics.cache),
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cache),
     host, cancels, events, metrics, log, workerName, budget, heartbeat, cancelDetails: new Map(), warm: new WarmModels(heartbeat),
+    // In the order a worker takes them: by priority (fair share), then FIFO.
+    waiting: async (n) => (await queues.generate.getJobs(['prioritized', 'waiting'], 0, n - 1, true)).filter((j): j is GenerateJob => !!j),
   };
   // What the engine holds after each render goes out in the heartbeat, for warm routing.
   host.onModels = (paths) => ctx.warm.engineHolds(paths);

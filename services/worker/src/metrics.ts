@@ -11,6 +11,7 @@ export function createWorkerMetrics() {
       name: 'darkroom_worker_jobs_routed_away_total', help: 'jobs this worker handed back for a worker holding their checkpoint loaded (to an idle one, or out of sight while busy ones finish)',
       labelNames: ['to'] as const, registers: [registry],
     }),
+    batchedJobs: new Counter({ name: 'darkroom_worker_batched_jobs_total', help: 'jobs this worker rendered in the UNet batch of another job it claimed (BATCH_MAX)', registers: [registry] }),
     modelLoads: new Counter({ name: 'darkroom_worker_model_loads_total', help: 'jobs whose named checkpoint the engine did not hold loaded when the job started', registers: [registry] }),
     workersLost: new Counter({ name: 'darkroom_worker_lost_total', help: 'jobs this worker found stalled: the worker that held each stopped renewing its lock', registers: [registry] }),
     jobs: new Counter({ name: 'darkroom_worker_jobs_total', help: 'generate jobs finished by this worker, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),

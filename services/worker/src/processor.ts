@@ -9,8 +9,10 @@ import {
   type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget, type Storage, type TerminalRecord,
 } from '@darkroom/farm';
 import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
+import { embeddingsInPrompts } from '@darkroom/farm/job-batch-key.js';
 import { VAE_DIR } from '@darkroom/farm/vae-assets.js';
 import { admitOrHandBack } from './admit.js';
+import { gatherBatch, dropFromBatch, handBackIfBatched, keepBatchLeases, releaseBatch, stillHeld, type Batch, type BatchContext, type GenerateJob } from './batch.js';
 import { routeOrHandBack, type WarmModels } from './route.js';
 import { jobUpscalerFiles } from './upscaler-files.js';
 import { runExtrasJob } from './extras-job.js';
@@ -44,6 +46,8 @@ export interface ProcessorContext {
   cancelDetails: Map<string, { step_at_cancel: number; last_step: number }>;
   /** The checkpoints this worker's engine holds, for warm routing (route.ts). */
   warm: WarmModels;
+  /** The first `n` jobs waiting on the generate queue, in the order workers take them (dynamic batching). */
+  waiting: (n: number) => Promise<GenerateJob[]>;
 }
 
 const PROGRESS_INTERVAL_MS = 100;
@@ -54,10 +58,14 @@ async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData, hel
   // With no explicit list, the tenant's embeddings whose names occur in the prompts (A1111 matches names as
   // lower-cased CLIP tokens, so a case-insensitive substring test keeps every one that could match) — loading
   // all of them for every job would cost time and let one bad upload break every job.
-  const text = [req.prompt, req.negative_prompt, 'hr_prompt' in req ? req.hr_prompt : '', 'hr_negative_prompt' in req ? req.hr_negative_prompt : '']
-    .join('\n').toLowerCase();
+  // The API keys batches with the same choice (job-batch-key.ts).
+  const inPrompts = async () => {
+    const all = await ctx.registry.list(data.tenant, 'embeddings');
+    const names = new Set(embeddingsInPrompts(all.map((r) => r.name), req));
+    return all.filter((r) => names.has(r.name));
+  };
   const embRecords = req.embeddings === null
-    ? (await ctx.registry.list(data.tenant, 'embeddings')).filter((r) => text.includes(r.name.toLowerCase()))
+    ? await inPrompts()
     : await Promise.all(req.embeddings.map(async (n) => {
       const r = await ctx.registry.get(data.tenant, 'embeddings', n);
       if (!r) throw new FarmError('EMBEDDING_NOT_FOUND', 404, `embedding "${n}" is not uploaded`, 'embeddings');
@@ -90,6 +98,12 @@ async function jobVaeFile(ctx: ProcessorContext, data: GenerateJobData, held: Se
   return { path, name: v.filename };
 }
 
+/** A job's A1111 fields as the render thread takes them (its farm-only fields left out). */
+function renderParams(data: GenerateJobData): Record<string, unknown> {
+  const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
+  return params;
+}
+
 async function loadInputs(ctx: ProcessorContext, data: GenerateJobData): Promise<{ initImages: Uint8Array[]; mask: Uint8Array | null }> {
   const get = async (key: string): Promise<Uint8Array> => {
     const b = await ctx.storage.get(key);
@@ -113,6 +127,8 @@ export function generateProcessor(ctx: ProcessorContext) {
     const evJob: EventJob = { id: job.id!, tenant: job.data.tenant, webhook: job.data.webhook };
     const prior = await readTerminalRecord<GenerateJobResult>(ctx.redis, ctx.keys, evJob.id);
     if (prior) {
+      // A job rendered in another job's batch is claimed for the first time here: it leaves its tenant's waiting count now.
+      if (prior.result?.batched_with && job.attemptsStarted <= 1) await leftWaiting(ctx.redis, ctx.keys, job.data.tenant);
       ctx.log.info({ jobId: evJob.id, outcome: prior.type }, 'job already finished by an earlier run: its outcome is handed to the queue again');
       return replayTerminal(ctx, evJob, prior);
     }
@@ -171,6 +187,8 @@ function renderJob(ctx: ProcessorContext) {
       log.error({ lostWorkers: job.stalledCounter }, 'job quarantined');
       throw jobFailure({ code: 'JOB_QUARANTINED', message: reason });
     }
+    const bctx: BatchContext = { redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, workerName: ctx.workerName, waiting: ctx.waiting, log };
+    await handBackIfBatched(bctx, job, token);
     await admitOrHandBack({
       redis: ctx.redis, keys: ctx.keys, budget: ctx.budget, workerName: ctx.workerName, log, onHandBack: () => ctx.metrics.handedBack.inc(),
     }, job, token);
@@ -178,6 +196,14 @@ function renderJob(ctx: ProcessorContext) {
       redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, registry: ctx.registry, workerName: ctx.workerName, warm: ctx.warm, log,
       onHandBack: (to) => ctx.metrics.routedAway.inc({ to }),
     }, job, token);
+    // Compatible waiting jobs join this one's render (BATCH_MAX > 1); each keeps its own events and outcome.
+    const batch: Batch = await gatherBatch(bctx, job);
+    let batchOpen = true;
+    const closeBatch = async (): Promise<void> => {
+      if (!batchOpen) return;
+      batchOpen = false;
+      await releaseBatch(bctx, batch).catch((e: Error) => log.warn({ err: e.message }, 'batch leases not released: they expire'));
+    };
     const started = performance.now();
     ctx.heartbeat.setJob(jobId);
     await publishJobEvent(ctx.events, evJob, 'started', { attempt, worker: ctx.workerName });
@@ -198,18 +224,36 @@ function renderJob(ctx: ProcessorContext) {
         if (!ctx.warm.held.includes(checkpoint.sha256)) ctx.metrics.modelLoads.inc();
         ctx.warm.resolved(checkpoint);
       }
-      const { webhook: _w, embeddings: _e, hypernetworks: _h, model: _m, ...params } = data.request;
+      // A batched job must render with the files this one's render gets; one that would get others renders alone.
+      const sameNetworks = JSON.stringify(networks);
+      const mismatched: string[] = [];
+      for (const b of batch.jobs) {
+        const own = await resolveNetworks(ctx, b.data, held).catch(() => null);
+        if (JSON.stringify(own) !== sameNetworks) mismatched.push(b.id!);
+      }
+      await dropFromBatch(bctx, batch, mismatched);
+      const params = renderParams(data);
       request = { kind: data.kind, params, initImages: inputs.initImages, mask: inputs.mask, checkpoint, networks, ...(vae ? { vae } : {}),
         ...(upscalers.length > 0 ? { upscalers } : {}),
         ...(data.initTransform ? { initTransform: data.initTransform } : {}),
+        ...(batch.jobs.length > 0 ? { batch: batch.jobs.map((b) => renderParams(b.data)) } : {}),
       };
     } catch (e) {
+      await closeBatch();
       ctx.cache.release(held);
       ctx.modelCache.release(held);
       if (e instanceof FarmError) throw jobFailure(e);
       throw e;
     }
 
+    // The jobs rendered with this one, in the order of the render's images after this job's own.
+    const rendered = [...batch.jobs];
+    const batchEvJobs = rendered.map((b) => ({ id: b.id!, tenant: b.data.tenant, webhook: b.data.webhook }));
+    for (const [i, b] of rendered.entries()) {
+      await publishJobEvent(ctx.events, batchEvJobs[i]!, 'started', { attempt: attemptNumber(b), worker: ctx.workerName, batched_with: jobId });
+    }
+    if (rendered.length > 0) log.info({ batch: rendered.map((b) => b.id), size: rendered.length + 1 }, 'rendering as one batch');
+    const stopRenewing = keepBatchLeases(bctx, batch);
     let lastProgressAt = 0;
     // Progress reports go out one after another (never reordered) and are flushed before the job completes.
     let progressChain: Promise<void> = Promise.resolve();
@@ -241,13 +285,22 @@ function renderJob(ctx: ProcessorContext) {
         }
         await job.updateProgress(progress);
         await publishJobEvent(ctx.events, evJob, 'progress', { ...progress });
+        // The batch's steps are every batched job's steps (no previews: the preview is of this job's image).
+        const { preview: _p, ...plain } = progress;
+        for (const b of batchEvJobs) await publishJobEvent(ctx.events, b, 'progress', { ...plain });
       }).catch((e: Error) => log.warn({ err: e.message }, 'progress report failed'));
     };
 
     const run = ctx.host.render(request, onStep);
     // Interrupt and skip are keys taken once: at the message, at the start (one sent while the checkpoint loaded)
     // and at every poll (one whose message pub/sub lost).
-    const applyStop = (): void => void takeStop(ctx.redis, ctx.keys, jobId).then((k) => k && run.stop(k), () => undefined);
+    // An interrupt or skip shortens this job's render; the jobs batched with it then render on their own.
+    let stopped = false;
+    const applyStop = (): void => void takeStop(ctx.redis, ctx.keys, jobId).then((k) => {
+      if (!k) return;
+      stopped = true;
+      run.stop(k);
+    }, () => undefined);
     const unwatch = ctx.cancels.watch(jobId, run.cancel, applyStop);
     applyStop();
     // Pub/sub can miss a message while the subscriber reconnects; the key is the durable signal.
@@ -257,7 +310,12 @@ function renderJob(ctx: ProcessorContext) {
     }, CANCEL_POLL_MS);
     try {
       const output = await run.result;
-      const outputs = output.images.map((_, i) => ({
+      if (output.unbatched && rendered.length > 0) {
+        log.warn({ batch: rendered.map((b) => b.id) }, 'the engine would not batch these jobs with this one: they render on their own');
+        rendered.length = 0;
+      }
+      const own = output.images.length - rendered.length;
+      const outputs = output.images.slice(0, own).map((_, i) => ({
         index: i, key: outputKey(data.tenant, jobId, i), seed: output.seeds[i] ?? 0, subseed: output.subseeds[i] ?? 0, infotext: output.infotexts[i] ?? '',
       }));
       await storeOutputs({
@@ -265,6 +323,13 @@ function renderJob(ctx: ProcessorContext) {
         cancelled: () => isCancelRequested(ctx.redis, ctx.keys, jobId),
       });
       const renderMs = Math.round(performance.now() - started);
+      stopRenewing();
+      if (rendered.length > 0 && !stopped) {
+        // Their progress events go out before their terminal ones.
+        await progressChain;
+        await finishBatched(ctx, log, batch, rendered, output, own, jobId, renderMs);
+      }
+      await closeBatch();
       ctx.metrics.jobDuration.observe({ kind: data.kind }, renderMs / 1000);
       log.info({ renderMs, images: outputs.length, ...(output.skippedEmbeddings ? { skippedEmbeddings: output.skippedEmbeddings } : {}) }, 'job rendered');
       return { outputs, worker: ctx.workerName, attempt, renderMs, ...(output.skippedEmbeddings ? { skipped_embeddings: output.skippedEmbeddings } : {}) };
@@ -286,6 +351,8 @@ function renderJob(ctx: ProcessorContext) {
       }
       throw e;
     } finally {
+      stopRenewing();
+      await closeBatch();
       ctx.heartbeat.setJob(null);
       clearInterval(poll);
       unwatch();
@@ -294,4 +361,36 @@ function renderJob(ctx: ProcessorContext) {
       await progressChain;
     }
   };
+}
+
+/**
+ * Writes the outcome of each job rendered in this job's batch: its image stored under its own key, then its
+ * terminal record (first writer wins: a cancel recorded first stands). Only jobs whose lease is still held are
+ * written; a job that fails here is left to render on its own once its lease goes.
+ */
+async function finishBatched(
+  ctx: ProcessorContext, log: Logger, batch: Batch, rendered: readonly GenerateJob[],
+  output: { images: Uint8Array[]; infotexts: string[]; seeds: number[]; subseeds: number[] }, own: number, claimedId: string, renderMs: number,
+): Promise<void> {
+  const held = new Set((await stillHeld({ redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, workerName: ctx.workerName, waiting: ctx.waiting, log }, batch)).map((j) => j.id!));
+  for (const [i, b] of rendered.entries()) {
+    const id = b.id!;
+    if (!held.has(id)) continue;
+    const at = own + i;
+    const rec = { index: 0, key: outputKey(b.data.tenant, id, 0), seed: output.seeds[at] ?? 0, subseed: output.subseeds[at] ?? 0, infotext: output.infotexts[at] ?? '' };
+    const evB: EventJob = { id, tenant: b.data.tenant, webhook: b.data.webhook };
+    try {
+      await storeOutputs({
+        storage: ctx.storage, writes: [{ key: rec.key, bytes: output.images[at]! }], windowMs: ctx.cfg.storageRetryWindowMs, log,
+        cancelled: () => isCancelRequested(ctx.redis, ctx.keys, id),
+      });
+      const result: GenerateJobResult = { outputs: [rec], worker: ctx.workerName, attempt: attemptNumber(b), renderMs, batched_with: claimedId };
+      const url = await outputUrl(ctx.storage, ctx.cfg, id, 0, rec.key);
+      const data = { outputs: [{ index: 0, url, seed: rec.seed, subseed: rec.subseed, infotext: rec.infotext }] };
+      await recordTerminalEvent(ctx.events, evB, { type: 'completed', data, result });
+      ctx.metrics.batchedJobs.inc();
+    } catch (e) {
+      log.warn({ batchedJob: id, err: (e as Error).message }, 'a batched job was not finished here: it renders on its own');
+    }
+  }
 }

@@ -28,6 +28,11 @@ export interface RenderRequest {
   upscalers?: { path: string; name: string }[];
   /** A move applied to each init image before the img2img (an animator frame's zoom, rotate, translate). */
   initTransform?: AffineMove;
+  /**
+   * Other txt2img jobs rendered in this one's UNet batch (their A1111 fields, seeds resolved; same batch key):
+   * the output then holds this job's image first and one image per batched job after it, in this order.
+   */
+  batch?: Record<string, unknown>[];
 }
 
 export interface RenderOutput {
@@ -37,6 +42,11 @@ export interface RenderOutput {
   subseeds: number[];
   /** Embeddings the prompts named that could not be used (name -> why), rendered without as A1111 does. */
   skippedEmbeddings?: Record<string, string>;
+  /**
+   * The request's `batch` could not share this render with the files the job got (core's batch key differs, e.g.
+   * an embedding uploaded since submission): only this job's own images are here, the batched jobs render alone.
+   */
+  unbatched?: true;
 }
 
 export type HostMessage =

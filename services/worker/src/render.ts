@@ -5,7 +5,10 @@
  */
 import type { ComputeDType } from '@darkroom/core/models/layers.js';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Engine, type EngineJobOptions, type Img2ImgParams, type ProgressEvent, type Txt2ImgParams } from '@darkroom/core/pipeline/index.js';
+import {
+  batchKey, Engine, renderBatch, type EngineJobOptions, type GenerationResult, type Img2ImgParams, type ProgressEvent, type Txt2ImgParams,
+} from '@darkroom/core/pipeline/index.js';
+import { batchParams } from '@darkroom/farm/job-batch-key.js';
 import type { Float32Tensor } from '@darkroom/core/tensor.js';
 import type { MemoryMode } from '@darkroom/core/models/memory-mode.js';
 import type { StopControl } from '@darkroom/core/pipeline/job.js';
@@ -56,6 +59,16 @@ function initRaster(img: InitImage, i: number): RasterImage {
   } catch (e) {
     throw new DarkroomError('INVALID_IMAGE', `init_images.${i}: the image cannot be decoded: ${(e as Error).message}`, { field: `init_images.${i}` });
   }
+}
+
+/** A batch's per-request results as one output, request by request (one image each). */
+function joinResults(results: readonly GenerationResult[]): Pick<GenerationResult, 'images' | 'infotexts' | 'seeds' | 'subseeds'> {
+  return {
+    images: results.flatMap((r) => r.images),
+    infotexts: results.flatMap((r) => r.infotexts),
+    seeds: results.flatMap((r) => r.seeds),
+    subseeds: results.flatMap((r) => r.subseeds),
+  };
 }
 
 function isAbort(e: unknown): boolean {
@@ -120,8 +133,13 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
     // Images are decoded here, off the worker's event loop, each checked against MAX_INPUT_PIXELS first.
     const max = config.maxInputPixels;
     if (typeof params.latent_mask === 'string') params.latent_mask = await decodeInputImage(base64Image(params.latent_mask), 'latent_mask', max);
+    // A batch the engine's own key refuses with the files this job got renders this job alone.
+    const batch = req.kind === 'txt2img' && req.batch?.length ? [batchParams(req.params), ...req.batch.map((p) => batchParams(p))] : null;
+    const batchable = batch !== null && new Set(batch.map((p) => batchKey(p, job) ?? '')).size === 1 && batchKey(batch[0]!, job) !== null;
     const result = req.kind === 'txt2img'
-      ? await engine.txt2img(params as Txt2ImgParams, job)
+      ? batchable
+        ? joinResults(await renderBatch(engine, batch!, job))
+        : await engine.txt2img(params as Txt2ImgParams, job)
       : await engine.img2img({
         ...params,
         init_images: await Promise.all(req.initImages.map(async (img, i) => {
@@ -137,6 +155,7 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
     const output: RenderOutput = {
       images: result.images, infotexts: result.infotexts, seeds: result.seeds, subseeds: result.subseeds,
       ...(Object.keys(skipped).length > 0 ? { skippedEmbeddings: skipped } : {}),
+      ...(batch !== null && !batchable ? { unbatched: true as const } : {}),
     };
     post({ type: 'done', id, output });
   } catch (e) {
