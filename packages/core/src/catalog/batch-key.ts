@@ -17,9 +17,10 @@
  * - the extra-network tags (`<lora:...>`, `<hypernet:...>`): tags are removed from every prompt but only the
  *   first prompt's are activated (parse_prompts), so requests share a batch only with the same tags in the same
  *   order, and the networks each asked for are the ones that run;
- * - the noise: subseed variation, seed blending and batch-global samplers (DPM adaptive sizes its steps from the
- *   error of the whole batch) are not batched; hires fix is not batched in this version (its prompts are kept per
- *   request only for the first pass).
+ * - the noise: each image keeps its own seed and variation seed (A1111's all_seeds / all_subseeds), so only the
+ *   variation strength is shared; seed blending (one blend for the whole job) and batch-global samplers (DPM
+ *   adaptive sizes its steps from the error of the whole batch) are not batched; hires fix is not batched in this
+ *   version (its prompts are kept per request only for the first pass).
  * A request that is itself a batch (batch_size or n_iter above 1) or carries fields this module does not know
  * (a script, an init image) is not batched. The key is null for a request that must render alone.
  *
@@ -104,7 +105,7 @@ export function batchKey(params: Txt2ImgParams, job: BatchJobFiles = {}): string
   const p = resolved(params);
   if (!p) return null;
   if (p.batch_size !== 1 || p.n_iter !== 1 || p.enable_hr) return null;
-  if (p.subseed_strength !== 0 || p.seed_blend !== undefined) return null;
+  if (p.seed_blend !== undefined) return null;
   let sampler: string;
   let scheduler: string;
   try {
@@ -134,6 +135,8 @@ export function batchKey(params: Txt2ImgParams, job: BatchJobFiles = {}): string
     width: p.width,
     height: p.height,
     seed_resize: [p.seed_resize_from_w, p.seed_resize_from_h],
+    // each image keeps its own seed and variation seed; the strength is the batch's
+    subseed_strength: p.subseed_strength,
     eta: p.eta ?? null,
     disable_extra_networks: p.disable_extra_networks,
     tiling: p.tiling,

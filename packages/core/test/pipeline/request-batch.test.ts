@@ -80,6 +80,19 @@ for (const sampler of ['Euler a', 'DPM++ 2M SDE', 'DPM++ 2M']) {
   });
 }
 
+test('variation seeds: requests with their own seed and variation seed at one strength are each their solo render', async () => {
+  const reqs = requests('Euler a').slice(0, 3).map((r, i) => ({ ...r, steps: 3, subseed: 500 + 7 * i, subseed_strength: 0.3 }));
+  assert.ok(batchKey(reqs[0]!) !== null && reqs.every((r) => batchKey(r) === batchKey(reqs[0]!)));
+  const batched = await renderBatch(engine, reqs);
+  for (let i = 0; i < reqs.length; i++) {
+    const solo = await engine.txt2img(reqs[i]!);
+    assert.match(solo.infotexts[0]!, new RegExp(`Variation seed: ${500 + 7 * i}, Variation seed strength: 0.3`));
+    assert.equal(batched[i]!.infotexts[0], solo.infotexts[0]);
+    assert.deepEqual(batched[i]!.parameters, solo.parameters);
+    assert.ok(maxPixelDiff(batched[i]!.images[0]!, solo.images[0]!) <= 1);
+  }
+});
+
 test('random seeds are fixed per request and recorded as a solo render records them', async () => {
   const reqs = requests('Euler').map((r) => ({ ...r, seed: -1, subseed: -1, steps: 2 }));
   let n = 0;
@@ -114,6 +127,7 @@ test('the batch key keeps apart requests whose batched image would differ', () =
     { eta: 0.5 },
     { tiling: true },
     { seed_resize_from_w: 32, seed_resize_from_h: 32 },
+    { subseed_strength: 0.3 },
     { override_settings: { randn_source: 'CPU' as const } },
     { override_settings: { eta_noise_seed_delta: 31337 } },
     { override_settings: { sd_model_checkpoint: 'other' } },
@@ -153,7 +167,6 @@ test('the batch key keeps apart requests whose batched image would differ', () =
     { batch_size: 2 },
     { n_iter: 2 },
     { enable_hr: true },
-    { subseed_strength: 0.3 },
     { seed_blend: [{ seed: 1, weight: 1 }] },
     { sampler_name: 'DPM adaptive' },
     { steps: 0 },
