@@ -19,8 +19,9 @@
  *   order, and the networks each asked for are the ones that run;
  * - the noise: each image keeps its own seed and variation seed (A1111's all_seeds / all_subseeds), so only the
  *   variation strength is shared; seed blending (one blend for the whole job) and batch-global samplers (DPM
- *   adaptive sizes its steps from the error of the whole batch) are not batched; hires fix is not batched in this
- *   version (its prompts are kept per request only for the first pass).
+ *   adaptive sizes its steps from the error of the whole batch) are not batched;
+ * - hires fix: its options, and its prompts (each image's hires prompt, else its prompt) under the same chunk and
+ *   tag rules as the first pass's.
  * A request that is itself a batch (batch_size or n_iter above 1) or carries fields this module does not know
  * (a script, an init image) is not batched. The key is null for a request that must render alone.
  *
@@ -97,6 +98,26 @@ function resolved(params: Txt2ImgParams): ResolvedTxt2Img | null {
 }
 
 /**
+ * Hires fix's part of the key: its options as given, and its prompts (the hires prompt, else the image's own) under
+ * the same chunk and tag rules, since the second pass conditions a batch the way the first does.
+ */
+function hiresKey(p: ResolvedTxt2Img, embeddingsOffered: boolean, tagsOf: (prompt: string) => string[][]): unknown {
+  const prompt = p.hr_prompt || p.prompt;
+  return {
+    denoising_strength: p.denoising_strength,
+    scale: p.hr_scale,
+    resize: [p.hr_resize_x, p.hr_resize_y],
+    upscaler: p.hr_upscaler ?? null,
+    steps: p.hr_second_pass_steps,
+    sampler: p.hr_sampler_name ?? null,
+    scheduler: p.hr_scheduler ?? null,
+    tags: tagsOf(prompt),
+    prompt: promptClass(prompt, embeddingsOffered),
+    negative_prompt: promptClass(p.hr_negative_prompt || p.negative_prompt, embeddingsOffered),
+  };
+}
+
+/**
  * The key under which requests can share one UNet batch (equal keys = compatible), or null when the request must
  * render alone. Pure: the same request and job files always give the same key.
  */
@@ -104,7 +125,7 @@ export function batchKey(params: Txt2ImgParams, job: BatchJobFiles = {}): string
   if (Object.keys(params).some((k) => !KNOWN_FIELDS.has(k))) return null;
   const p = resolved(params);
   if (!p) return null;
-  if (p.batch_size !== 1 || p.n_iter !== 1 || p.enable_hr) return null;
+  if (p.batch_size !== 1 || p.n_iter !== 1) return null;
   if (p.seed_blend !== undefined) return null;
   let sampler: string;
   let scheduler: string;
@@ -117,7 +138,7 @@ export function batchKey(params: Txt2ImgParams, job: BatchJobFiles = {}): string
   }
   if (BATCH_GLOBAL_SAMPLERS.has(sampler)) return null;
   const embeddingsOffered = (job.embeddings?.length ?? 0) > 0;
-  const tags = p.disable_extra_networks ? [] : parseExtraNetworks(p.prompt).calls.map((c) => [c.kind, ...c.items]);
+  const tagsOf = (prompt: string) => (p.disable_extra_networks ? [] : parseExtraNetworks(prompt).calls.map((c) => [c.kind, ...c.items]));
   const overrides = params.override_settings ?? {};
   return JSON.stringify({
     model: [job.checkpoint === undefined ? null : fileId(job.checkpoint), overrides.sd_model_checkpoint ?? null],
@@ -142,8 +163,9 @@ export function batchKey(params: Txt2ImgParams, job: BatchJobFiles = {}): string
     tiling: p.tiling,
     prompt_blending: p.prompt_blending ?? false,
     settings: p.settings,
-    tags,
+    tags: tagsOf(p.prompt),
     prompt: promptClass(p.prompt, embeddingsOffered),
     negative_prompt: promptClass(p.negative_prompt, embeddingsOffered),
+    hires: p.enable_hr ? hiresKey(p, embeddingsOffered, tagsOf) : null,
   });
 }

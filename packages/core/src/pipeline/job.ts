@@ -68,6 +68,9 @@ export interface ImageRequest {
   readonly negative_prompt: string;
   readonly seed: number;
   readonly subseed: number;
+  /** Hires fix's own prompts ('' or absent: the image's prompt / negative prompt, as for a solo request). */
+  readonly hr_prompt?: string;
+  readonly hr_negative_prompt?: string;
 }
 
 /**

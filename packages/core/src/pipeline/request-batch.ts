@@ -48,7 +48,11 @@ export async function renderBatch(engine: Engine, requests: readonly Txt2ImgPara
   const images: ImageRequest[] = requests.map((r) => {
     const seed = fixedSeed(r.seed ?? -1, job.random);
     const subseed = fixedSeed(r.subseed ?? -1, job.random);
-    return { prompt: r.prompt ?? '', negative_prompt: r.negative_prompt ?? '', seed, subseed };
+    return {
+      prompt: r.prompt ?? '', negative_prompt: r.negative_prompt ?? '', seed, subseed,
+      ...(r.hr_prompt ? { hr_prompt: r.hr_prompt } : {}),
+      ...(r.hr_negative_prompt ? { hr_negative_prompt: r.hr_negative_prompt } : {}),
+    };
   });
   // The first request stands for the batch: its prompt's extra-network tags are the ones activated, as A1111
   // activates the first prompt's, and the key made them equal across the batch.

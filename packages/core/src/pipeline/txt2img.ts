@@ -165,8 +165,14 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
   const job = startJob(model, p, opts, p.steps + hiresStepsPerIteration);
   job.usesInpaintingConditioning = model.inpainting === true;
   const plan = p.enable_hr ? planHires(p, job) : undefined;
-  const allHrPrompts = new Array<string>(job.allPrompts.length).fill(p.hr_prompt || p.prompt);
-  const allHrNegative = new Array<string>(job.allPrompts.length).fill(p.hr_negative_prompt || p.negative_prompt);
+  // all_hr_prompts: the hires prompt, else the image's prompt (each image's own in a batch of requests)
+  const per = opts.perImage;
+  const allHrPrompts = per
+    ? per.map((r) => r.hr_prompt || r.prompt)
+    : new Array<string>(job.allPrompts.length).fill(p.hr_prompt || p.prompt);
+  const allHrNegative = per
+    ? per.map((r) => r.hr_negative_prompt || r.negative_prompt)
+    : new Array<string>(job.allPrompts.length).fill(p.hr_negative_prompt || p.negative_prompt);
   const firstpassSteps = scheduleSteps(job.samplerName, p.steps);
   const result = { images: [] as Uint8Array[], infotexts: [] as string[], latents: [] as Float32Tensor[] };
   const bs = p.batch_size;

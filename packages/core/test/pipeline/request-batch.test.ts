@@ -93,6 +93,28 @@ test('variation seeds: requests with their own seed and variation seed at one st
   }
 });
 
+for (const upscaler of ['Latent', 'Lanczos']) {
+  test(`hires fix (${upscaler}): each image of the batch, with its own hires prompt or its prompt, is its solo render`, async () => {
+    const reqs = requests('Euler a').slice(0, 3).map((r) => ({
+      ...r, steps: 3, enable_hr: true, hr_scale: 2, hr_upscaler: upscaler, hr_second_pass_steps: 2, denoising_strength: 0.6,
+    }));
+    reqs[1] = { ...reqs[1]!, hr_prompt: 'a lighthouse at night, detailed', hr_negative_prompt: 'noise' };
+    assert.ok(reqs.every((r) => batchKey(r) !== null && batchKey(r) === batchKey(reqs[0]!)));
+    let sampled = 0;
+    const batched = await renderBatch(engine, reqs, { onStep: () => sampled++ });
+    assert.equal(sampled, 3 + 2, 'one first pass and one hires pass for the batch');
+    for (let i = 0; i < reqs.length; i++) {
+      const solo = await engine.txt2img(reqs[i]!);
+      assert.equal(batched[i]!.infotexts[0], solo.infotexts[0], `infotext of request ${i}`);
+      assert.equal(decodePng(batched[i]!.images[0]!).width, 128);
+      const d = maxPixelDiff(batched[i]!.images[0]!, solo.images[0]!);
+      assert.ok(d <= 1, `request ${i}: batched image differs from solo by ${d}/255`);
+    }
+    assert.match(batched[1]!.infotexts[0]!, /Hires prompt: "?a lighthouse at night, detailed/);
+    assert.doesNotMatch(batched[0]!.infotexts[0]!, /Hires prompt/);
+  });
+}
+
 test('random seeds are fixed per request and recorded as a solo render records them', async () => {
   const reqs = requests('Euler').map((r) => ({ ...r, seed: -1, subseed: -1, steps: 2 }));
   let n = 0;
@@ -128,6 +150,7 @@ test('the batch key keeps apart requests whose batched image would differ', () =
     { tiling: true },
     { seed_resize_from_w: 32, seed_resize_from_h: 32 },
     { subseed_strength: 0.3 },
+    { enable_hr: true },
     { override_settings: { randn_source: 'CPU' as const } },
     { override_settings: { eta_noise_seed_delta: 31337 } },
     { override_settings: { sd_model_checkpoint: 'other' } },
@@ -156,6 +179,17 @@ test('the batch key keeps apart requests whose batched image would differ', () =
   assert.equal(certainlyOneChunk('é'.repeat(37), false), true);
   assert.equal(certainlyOneChunk('é'.repeat(38), false), false);
 
+  // hires fix: its options count, and its prompts fall under the same chunk and tag rules
+  const hires = batchKey({ ...a, enable_hr: true })!;
+  assert.equal(batchKey({ ...a, enable_hr: true, prompt: 'a dog', hr_prompt: 'a dog, detailed' }), hires);
+  assert.notEqual(batchKey({ ...a, enable_hr: true, hr_scale: 1.5 }), hires);
+  assert.notEqual(batchKey({ ...a, enable_hr: true, hr_upscaler: 'Lanczos' }), hires);
+  assert.notEqual(batchKey({ ...a, enable_hr: true, hr_second_pass_steps: 2 }), hires);
+  assert.notEqual(batchKey({ ...a, enable_hr: true, hr_prompt: long }), hires);
+  assert.notEqual(batchKey({ ...a, enable_hr: true, hr_prompt: 'a castle <lora:ink:1>' }), hires);
+  // hires options do not count without hires fix
+  assert.equal(batchKey({ ...a, hr_scale: 1.5, hr_prompt: long }), key);
+
   // only the first prompt's extra-network tags activate: tags must be the same
   const lora = batchKey({ ...a, prompt: 'a castle <lora:ink:0.8>' });
   assert.ok(lora !== null && lora !== key);
@@ -166,7 +200,6 @@ test('the batch key keeps apart requests whose batched image would differ', () =
   for (const alone of [
     { batch_size: 2 },
     { n_iter: 2 },
-    { enable_hr: true },
     { seed_blend: [{ seed: 1, weight: 1 }] },
     { sampler_name: 'DPM adaptive' },
     { steps: 0 },
