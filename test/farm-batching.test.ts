@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { Queue } from 'bullmq';
 import { farmKeys, type GenerateJobResult } from '@darkroom/farm';
 import { decodePng } from '@darkroom/core/formats/png.js';
@@ -113,6 +114,30 @@ describe('dynamic batching (one worker, BATCH_MAX=4)', () => {
       await engine.close();
     }
     assert.equal((await farm.redis.keys(`${farm.prefix}:darkroom:batch-lease:*`)).length, 0, 'no lease left behind');
+  });
+
+  test('a batch is as large as the worker\'s memory budget holds: with room for two images, four jobs render in two batches', async () => {
+    const w1 = farm.workers.find((w) => w.name === 'w1')!;
+    w1.child.kill('SIGTERM');
+    await once(w1.child, 'exit');
+    const ids: string[] = [];
+    for (const j of JOBS) {
+      const r = await farm.request('POST', '/v1/txt2img', { body: { ...BASE, ...j, seed: j.seed + 100 } });
+      assert.equal(r.status, 202, JSON.stringify(r.json));
+      ids.push((r.json as { id: string }).id);
+    }
+    // The demo model at 64x64 is estimated at about 414.8 MB for one image and 1.2 MB more per image.
+    const worker = await farm.startWorker('w2', { WORKER_MEMORY_BUDGET: '416500000' });
+    const done = await waitFor('all four finished', async () => {
+      const jobs = await Promise.all(ids.map((id) => queue.getJob(id)));
+      return jobs.every((j) => j?.finishedOn) ? jobs.map((j) => j!) : null;
+    }, 120_000, 50);
+    for (const j of done) assert.equal(await j.getState(), 'completed', j.failedReason);
+    const results = done.map((j) => j.returnvalue as GenerateJobResult);
+    assert.equal(results.filter((r) => r.batched_with === undefined).length, 2, 'two renders');
+    assert.equal(results.filter((r) => r.batched_with !== undefined).length, 2, 'each with one batched job');
+    const metrics = await (await fetch(`http://127.0.0.1:${worker.port}/metrics`)).text();
+    assert.equal(Number(/^darkroom_worker_batched_jobs_total (\d+)/m.exec(metrics)?.[1]), 2);
   });
 
   test('a job in a batch whose worker died is handed back while the lease lives, then renders on its own once', async () => {

@@ -1,7 +1,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  batchCandidates, batchHolder, batchLeaseHolder, isCancelRequested, readTerminalRecord, releaseBatchLeases, renewBatchLeases, takeBatchLeases,
+  batchCandidates, batchHolder, fitsBudget, type MemoryBudget, batchLeaseHolder, isCancelRequested, readTerminalRecord, releaseBatchLeases, renewBatchLeases, takeBatchLeases,
   type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult, type Logger,
 } from '@darkroom/farm';
 
@@ -25,6 +25,8 @@ export interface BatchContext {
   workerName: string;
   /** The first `n` jobs waiting on the generate queue, in the order workers take them. */
   waiting: (n: number) => Promise<GenerateJob[]>;
+  /** What this worker takes jobs up to: a batch is as large as the budget holds at its batch size. */
+  budget: MemoryBudget;
   log: Logger;
 }
 
@@ -53,11 +55,13 @@ export async function gatherBatch(ctx: BatchContext, job: GenerateJob): Promise<
   const data = job.data;
   if (ctx.cfg.batchMax <= 1 || !data.batchKey || data.kind !== 'txt2img') return { holder, jobs: [] };
   const waiting = (await ctx.waiting(WAITING_LOOKAHEAD)).filter((j) => j?.id);
-  const ids = batchCandidates(
+  let ids = batchCandidates(
     { id: job.id!, tenant: data.tenant, batchKey: data.batchKey },
     waiting.map((j) => ({ id: j.id!, tenant: j.data.tenant, batchKey: j.data.batchKey })),
     ctx.cfg.batchMax,
   );
+  // The render holds every image of the batch at once, as one request of that batch_size would.
+  while (ids.length > 0 && !fitsBudget({ ...data, request: { ...data.request, batch_size: 1 + ids.length } }, ctx.budget)) ids = ids.slice(0, -1);
   const leased = await takeBatchLeases(ctx.redis, ctx.keys, holder, ids, ctx.cfg.batchLeaseMs);
   const byId = new Map(waiting.map((j) => [j.id!, j]));
   const kept: GenerateJob[] = [];

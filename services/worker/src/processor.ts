@@ -187,7 +187,7 @@ function renderJob(ctx: ProcessorContext) {
       log.error({ lostWorkers: job.stalledCounter }, 'job quarantined');
       throw jobFailure({ code: 'JOB_QUARANTINED', message: reason });
     }
-    const bctx: BatchContext = { redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, workerName: ctx.workerName, waiting: ctx.waiting, log };
+    const bctx: BatchContext = { redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, workerName: ctx.workerName, waiting: ctx.waiting, budget: ctx.budget, log };
     await handBackIfBatched(bctx, job, token);
     await admitOrHandBack({
       redis: ctx.redis, keys: ctx.keys, budget: ctx.budget, workerName: ctx.workerName, log, onHandBack: () => ctx.metrics.handedBack.inc(),
@@ -372,7 +372,8 @@ async function finishBatched(
   ctx: ProcessorContext, log: Logger, batch: Batch, rendered: readonly GenerateJob[],
   output: { images: Uint8Array[]; infotexts: string[]; seeds: number[]; subseeds: number[] }, own: number, claimedId: string, renderMs: number,
 ): Promise<void> {
-  const held = new Set((await stillHeld({ redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, workerName: ctx.workerName, waiting: ctx.waiting, log }, batch)).map((j) => j.id!));
+  const bctx: BatchContext = { redis: ctx.redis, keys: ctx.keys, cfg: ctx.cfg, workerName: ctx.workerName, waiting: ctx.waiting, budget: ctx.budget, log };
+  const held = new Set((await stillHeld(bctx, batch)).map((j) => j.id!));
   for (const [i, b] of rendered.entries()) {
     const id = b.id!;
     if (!held.has(id)) continue;
