@@ -4,7 +4,7 @@
  * Engine (and `--model`) loads.
  *
  *   npx tsx scripts/train-demo-model.ts [--vae-steps 400] [--unet-steps 1800] [--resolution 64] [--threads 2]
- *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--unet-batch 16]
+ *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--vae-check N] [--vae-check-min 0.9]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
@@ -56,6 +56,8 @@ async function main(argv: readonly string[]): Promise<void> {
     unetSteps: numberArg(argv, 'unet-steps', 1800),
     vaeBatch: numberArg(argv, 'vae-batch', 8),
     unetBatch: numberArg(argv, 'unet-batch', 16),
+    vaeLr: numberArg(argv, 'vae-lr', 2e-3),
+    unetLr: numberArg(argv, 'unet-lr', 1e-3),
     poolSize: numberArg(argv, 'pool', 2048),
     trainText: numberArg(argv, 'train-text', 1) === 1,
     threads: numberArg(argv, 'threads', 2),
