@@ -26,6 +26,12 @@ export interface SceneTrainingOptions {
   readonly vaeSteps: number;
   readonly unetSteps: number;
   readonly vaeBatch?: number;
+  /**
+   * Side of the square the autoencoder trains on, cut at a random place from each rendered scene (default: the
+   * whole image). The VAE is convolutional, so it learns the full resolution's objects at a fraction of the cost
+   * per step: a 64x64 crop of a 128x128 scene costs what a 64x64 scene does.
+   */
+  readonly vaeCrop?: number;
   readonly unetBatch?: number;
   readonly vaeLr?: number;
   readonly unetLr?: number;
@@ -82,6 +88,25 @@ function sceneImages(seed: number, first: number, count: number, res: number): F
   return float32([count, 3, res, res], data);
 }
 
+/** A `side`x`side` window of each CHW image in `images`, at an offset drawn from `r` per image. */
+export function randomCrops(images: Float32Tensor, side: number, r: KeyedStream): Float32Tensor {
+  const [n, c, h, w] = images.shape as [number, number, number, number];
+  if (side === h && side === w) return images;
+  const src = images.data;
+  const out = new Float32Array(n * c * side * side);
+  for (let i = 0; i < n; i++) {
+    const y0 = r.below(h - side + 1);
+    const x0 = r.below(w - side + 1);
+    for (let ch = 0; ch < c; ch++) {
+      for (let y = 0; y < side; y++) {
+        const from = ((i * c + ch) * h + y0 + y) * w + x0;
+        out.set(src.subarray(from, from + side), ((i * c + ch) * side + y) * side);
+      }
+    }
+  }
+  return float32([n, c, side, side], out);
+}
+
 function normals(r: KeyedStream, shape: readonly number[]): Float32Tensor {
   const n = shape.reduce((a, d) => a * d, 1);
   return float32(shape, Float32Array.from({ length: n }, () => r.normal()));
@@ -110,16 +135,21 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const lat = res / down;
   const vaeBatch = opts.vaeBatch ?? 8;
   const unetBatch = opts.unetBatch ?? 16;
+  const crop = opts.vaeCrop ?? res;
+  if (!Number.isInteger(crop) || crop < down || crop > res || crop % down !== 0) {
+    throw new DarkroomError('TRAINING_BAD_PARAMETER', `vaeCrop: must be a multiple of ${down} from ${down} to the resolution ${res}, got ${crop}`);
+  }
 
   // Phase 1: the autoencoder.
   const vaeRange = params.range(COMPONENTS.vae.checkpoint);
-  const vae = await VaeObjective.create(params, model.config, { batch: vaeBatch, height: res, width: res, threads });
+  const vae = await VaeObjective.create(params, model.config, { batch: vaeBatch, height: crop, width: crop, threads });
   const vaeOpt = new WholeModelOptimizer(params, [vaeRange], { lr: opts.vaeLr ?? 2e-3, emaDecay: opts.emaDecay ?? 0.995 });
   const vaeLosses: number[] = [];
   let started = Date.now();
   try {
     for (let s = 0; s < opts.vaeSteps; s++) {
-      const r = await vae.evaluate(sceneImages(opts.seed, s * vaeBatch, vaeBatch, res), normals(new KeyedStream(opts.seed, 'vae-noise', s), [vaeBatch, model.config.vae.embedDim, lat, lat]));
+      const images = randomCrops(sceneImages(opts.seed, s * vaeBatch, vaeBatch, res), crop, new KeyedStream(opts.seed, 'vae-crop', s));
+      const r = await vae.evaluate(images, normals(new KeyedStream(opts.seed, 'vae-noise', s), [vaeBatch, model.config.vae.embedDim, crop / down, crop / down]));
       vaeOpt.lr = learningRate(opts.vaeLr ?? 2e-3, s, opts.vaeSteps);
       vaeOpt.step(r.grad);
       vaeLosses.push(r.loss);

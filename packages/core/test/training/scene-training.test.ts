@@ -12,7 +12,10 @@ import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { learningRate, trainSceneModel } from '../../src/training/scene-training.js';
+import { learningRate, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { KeyedStream } from '../../src/training/keyed-random.js';
+import { float32 } from '../../src/tensor.js';
+import { DarkroomError } from '../../src/errors.js';
 import { MICRO_ARCHITECTURE, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';
 
@@ -36,10 +39,43 @@ test('the learning rate warms up, then decays by a cosine to a tenth', () => {
   assert.ok(learningRate(1, 50, 100) < 1 && learningRate(1, 50, 100) > 0.1);
 });
 
+test("the autoencoder's crops are windows of each image, at offsets that vary per image", () => {
+  const [n, c, h, w] = [3, 3, 12, 10];
+  const images = float32([n, c, h, w], Float32Array.from({ length: n * c * h * w }, (_, i) => i));
+  const crops = randomCrops(images, 4, new KeyedStream(9, 'crop', 0));
+  assert.deepEqual(crops.shape, [n, c, 4, 4]);
+  const offsets = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    // The first value of the crop names its window: value = ((i*c + ch)*h + y)*w + x.
+    const first = crops.data[i * c * 16]!;
+    const y0 = Math.floor((first - i * c * h * w) / w);
+    const x0 = (first - i * c * h * w) % w;
+    assert.ok(y0 >= 0 && y0 <= h - 4 && x0 >= 0 && x0 <= w - 4);
+    offsets.add(`${y0},${x0}`);
+    for (let ch = 0; ch < c; ch++) {
+      for (let y = 0; y < 4; y++) {
+        for (let x = 0; x < 4; x++) assert.equal(crops.data[((i * c + ch) * 4 + y) * 4 + x], (((i * c + ch) * h + y0 + y) * w + x0 + x));
+      }
+    }
+  }
+  assert.ok(offsets.size > 1, 'every image cut at the same place');
+  // The whole image is its own crop.
+  assert.equal(randomCrops(float32([1, 3, 4, 4]), 4, new KeyedStream(1, 'crop', 0)).shape.join('x'), '1x3x4x4');
+});
+
+test('a crop that is not a multiple of the latent cell, or larger than the image, is refused before training', async () => {
+  for (const vaeCrop of [12, 32, 0]) {
+    await assert.rejects(
+      trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 0, vaeCrop, threads: 1, vaeCheckScenes: 0 }),
+      (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /vaeCrop/.test(e.message),
+    );
+  }
+});
+
 test('a scene model trained for a few steps is written as a checkpoint the Engine loads and renders with', async () => {
   const steps: string[] = [];
   const r = await trainSceneModel(
-    { arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 6, unetSteps: 6, vaeBatch: 2, unetBatch: 2, poolSize: 8, trainText: true, threads: 1, vaeCheckScenes: 3 },
+    { arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 6, unetSteps: 6, vaeBatch: 2, vaeCrop: 8, unetBatch: 2, poolSize: 8, trainText: true, threads: 1, vaeCheckScenes: 3 },
     (p) => steps.push(`${p.phase}:${p.step}/${p.steps}`),
   );
   assert.ok(steps.includes('vae:6/6') && steps.includes('unet:6/6') && steps.includes('latents:8/8'));
