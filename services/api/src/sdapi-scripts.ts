@@ -1,4 +1,4 @@
-import { FarmError, previewKey, readTerminalRecord } from '@darkroom/farm';
+import { failedJobError, FarmError, previewKey, readTerminalRecord } from '@darkroom/farm';
 import { flowOutputContentType, type FlowJobResult } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
 import { cancelFlow, flowView, loadFlow } from './flow-view.js';
@@ -39,7 +39,7 @@ export async function scriptResult(ctx: ApiContext, tenant: string, flowId: stri
   if (!view) throw new FarmError('FLOW_NOT_FOUND', 404, `no flow ${flowId}`);
   if (view.state === 'failed') {
     const code = view.error?.code ?? 'RENDER_FAILED';
-    throw new FarmError(code, code === 'RENDER_FAILED' ? 500 : code.endsWith('NOT_FOUND') ? 404 : 422, view.error?.message ?? 'render failed');
+    throw failedJobError(code, view.error?.message ?? 'render failed');
   }
   const result = (await readTerminalRecord<FlowJobResult>(ctx.redis, ctx.keys, flowId))?.result ?? (await loadFlow(ctx, tenant, flowId))?.returnvalue ?? null;
   // A cancelled flow (an interrupt) has no composed result and answers no images.

@@ -1,9 +1,10 @@
 import {
-  assetKindOf, assetStorageKey, FarmError, readDataset, resolveCheckpoint, type CheckpointSources, type Storage, type TrainJobData,
+  assetKindOf, assetStorageKey, readDataset, resolveCheckpoint, type CheckpointSources, type Storage, type TrainJobData,
 } from '@darkroom/farm';
 import type { DatasetFile } from '@darkroom/core/training/dataset.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import type { TrainRequest } from './train-protocol.js';
+import { DarkroomError } from '@darkroom/core/errors.js';
 
 export interface InputSources extends CheckpointSources {
   storage: Storage;
@@ -13,7 +14,7 @@ export interface InputSources extends CheckpointSources {
 /** The dataset as the folder A1111 trains from: every file under its name, captions beside their images. */
 async function datasetFiles(storage: Storage, data: TrainJobData): Promise<DatasetFile[]> {
   const ds = await readDataset(storage, data.tenant, data.request.dataset);
-  if (!ds) throw new FarmError('DATASET_NOT_FOUND', 404, `dataset ${data.request.dataset} is gone`, 'dataset');
+  if (!ds) throw new DarkroomError('DATASET_NOT_FOUND', `dataset ${data.request.dataset} is gone`, { field: 'dataset' });
   return Promise.all(ds.manifest.files.map(async (f) => ({ name: f.name, bytes: await ds.read(f.name) })));
 }
 
@@ -21,7 +22,7 @@ async function pinnedAsset(storage: Storage, data: TrainJobData): Promise<TrainR
   const pin = data.continueFrom;
   if (!pin) return null;
   const bytes = await storage.get(assetStorageKey(assetKindOf(data.request.kind), pin.sha256));
-  if (!bytes) throw new FarmError('ASSET_MISSING', 404, `${data.request.kind} ${pin.filename} (${pin.sha256}) is not in storage`, 'continue_from');
+  if (!bytes) throw new DarkroomError('ASSET_MISSING', `${data.request.kind} ${pin.filename} (${pin.sha256}) is not in storage`, { field: 'continue_from' });
   return { filename: pin.filename, bytes };
 }
 
@@ -39,7 +40,7 @@ export async function loadTrainingInputs(src: InputSources, jobId: string, data:
     src.checkpoints.read(data.tenant, jobId),
   ]);
   if (data.resume && !parentCheckpoint) {
-    throw new FarmError('CHECKPOINT_MISSING', 404, `training ${data.resume.from} has no stored checkpoint to continue from`);
+    throw new DarkroomError('CHECKPOINT_MISSING', `training ${data.resume.from} has no stored checkpoint to continue from`);
   }
   return {
     jobId,

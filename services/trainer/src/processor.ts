@@ -11,6 +11,7 @@ import { loadTrainingInputs } from './inputs.js';
 import type { TrainerMetrics } from './metrics.js';
 import { TrainingFailed, type TrainHost } from './train-host.js';
 import type { CheckpointMessage, StepMessage } from './train-protocol.js';
+import { DarkroomError } from '@darkroom/core/errors.js';
 
 export interface TrainerContext {
   cfg: FarmConfig;
@@ -94,7 +95,7 @@ function trainJob(ctx: TrainerContext) {
       inputs = await loadTrainingInputs({ ...ctx, modelsDir: ctx.cfg.modelsDir }, jobId, data, held);
     } catch (e) {
       ctx.modelCache.release(held);
-      if (e instanceof FarmError) throw jobFailure(e);
+      if (e instanceof FarmError || e instanceof DarkroomError) throw jobFailure(e);
       throw e;
     }
     await publishJobEvent(ctx.events, evJob, 'started', {

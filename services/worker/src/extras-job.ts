@@ -7,6 +7,7 @@ import type { ProcessorContext } from './processor.js';
 import { RenderCancelled, RenderFailed } from './render-host.js';
 import { OutputsAbandoned, storeOutputs } from './store-outputs.js';
 import { jobUpscalerFiles } from './upscaler-files.js';
+import { DarkroomError } from '@darkroom/core/errors.js';
 
 /**
  * An extras job (see farm/extras-jobs.ts): its images and upscaler files fetched, the upscale run on the render
@@ -26,7 +27,7 @@ export async function runExtrasJob(ctx: ProcessorContext, job: Job<ExtrasJobData
     const [images, upscalers] = await Promise.all([
       Promise.all(data.inputKeys.map(async (key) => {
         const b = await ctx.storage.get(key);
-        if (!b) throw new FarmError('INPUT_MISSING', 404, `input ${key} is gone from storage`);
+        if (!b) throw new DarkroomError('INPUT_MISSING', `input ${key} is gone from storage`);
         return b;
       })),
       jobUpscalerFiles(ctx, data.upscalers, held),
@@ -57,7 +58,7 @@ export async function runExtrasJob(ctx: ProcessorContext, job: Job<ExtrasJobData
     return record.result as GenerateJobResult;
   } catch (e) {
     if (e instanceof RenderCancelled || e instanceof OutputsAbandoned) throw new UnrecoverableError(CANCELLED_REASON);
-    if (e instanceof RenderFailed || e instanceof FarmError) {
+    if (e instanceof RenderFailed || e instanceof FarmError || e instanceof DarkroomError) {
       log.warn({ code: e.code, err: e.message }, 'extras failed');
       throw jobFailure(e);
     }

@@ -21,6 +21,7 @@ import type { WorkerMetrics } from './metrics.js';
 import { RenderCancelled, RenderFailed, type RenderHost, type StepInfo } from './render-host.js';
 import type { RenderRequest } from './render-protocol.js';
 import { OutputsAbandoned, storeOutputs } from './store-outputs.js';
+import { DarkroomError } from '@darkroom/core/errors.js';
 
 export interface ProcessorContext {
   cfg: FarmConfig;
@@ -68,13 +69,13 @@ async function resolveNetworks(ctx: ProcessorContext, data: GenerateJobData, hel
     ? await inPrompts()
     : await Promise.all(req.embeddings.map(async (n) => {
       const r = await ctx.registry.get(data.tenant, 'embeddings', n);
-      if (!r) throw new FarmError('EMBEDDING_NOT_FOUND', 404, `embedding "${n}" is not uploaded`, 'embeddings');
+      if (!r) throw new DarkroomError('EMBEDDING_NOT_FOUND', `embedding "${n}" is not uploaded`, { field: 'embeddings' });
       return r;
     }));
   const hnNames = new Set([...req.hypernetworks, ...(req.disable_extra_networks ? [] : hypernetTags(req.prompt))]);
   const hnRecords = await Promise.all([...hnNames].map(async (n) => {
     const r = await ctx.registry.get(data.tenant, 'hypernetworks', n);
-    if (!r) throw new FarmError('HYPERNETWORK_NOT_FOUND', 404, `hypernetwork "${n}" is not uploaded`, 'hypernetworks');
+    if (!r) throw new DarkroomError('HYPERNETWORK_NOT_FOUND', `hypernetwork "${n}" is not uploaded`, { field: 'hypernetworks' });
     return r;
   }));
   // A LoRA the tenant does not have is not an error: A1111 renders without it (`Lora not found`), and the
@@ -94,7 +95,7 @@ async function jobVaeFile(ctx: ProcessorContext, data: GenerateJobData, held: Se
   if (!v) return undefined;
   if ('sha256' in v) return { path: await ctx.cache.fetch('vaes', v.sha256, v.filename, held), name: v.filename };
   const path = join(ctx.cfg.modelsDir, VAE_DIR, v.modelsDirPath);
-  if (!existsSync(path)) throw new FarmError('VAE_NOT_FOUND', 404, `VAE "${v.filename}" is gone from MODELS_DIR/${VAE_DIR}`, 'override_settings.sd_vae');
+  if (!existsSync(path)) throw new DarkroomError('VAE_NOT_FOUND', `VAE "${v.filename}" is gone from MODELS_DIR/${VAE_DIR}`, { field: 'override_settings.sd_vae' });
   return { path, name: v.filename };
 }
 
@@ -107,7 +108,7 @@ function renderParams(data: GenerateJobData): Record<string, unknown> {
 async function loadInputs(ctx: ProcessorContext, data: GenerateJobData): Promise<{ initImages: Uint8Array[]; mask: Uint8Array | null }> {
   const get = async (key: string): Promise<Uint8Array> => {
     const b = await ctx.storage.get(key);
-    if (!b) throw new FarmError('INPUT_MISSING', 404, `input ${key} is gone from storage`);
+    if (!b) throw new DarkroomError('INPUT_MISSING', `input ${key} is gone from storage`);
     return b;
   };
   return {
@@ -242,7 +243,7 @@ function renderJob(ctx: ProcessorContext) {
       await closeBatch();
       ctx.cache.release(held);
       ctx.modelCache.release(held);
-      if (e instanceof FarmError) throw jobFailure(e);
+      if (e instanceof FarmError || e instanceof DarkroomError) throw jobFailure(e);
       throw e;
     }
 

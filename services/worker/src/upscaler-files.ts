@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FarmError, type AssetCache } from '@darkroom/farm';
+import type { AssetCache } from '@darkroom/farm';
 import type { JobUpscaler } from '@darkroom/farm/upscaler-assets.js';
+import { DarkroomError } from '@darkroom/core/errors.js';
 
 /**
  * The upscaler model files the API resolved a job's names to, as the engine takes them ({path, name}): uploads
@@ -14,7 +15,7 @@ export async function jobUpscalerFiles(
   return Promise.all(upscalers.map(async (u) => {
     if ('sha256' in u) return { path: await ctx.cache.fetch('upscalers', u.sha256, u.filename, held), name: u.name };
     const path = join(ctx.cfg.modelsDir, u.modelsDirPath);
-    if (!existsSync(path)) throw new FarmError('UPSCALER_NOT_FOUND', 404, `upscaler "${u.name}" is gone from MODELS_DIR (${u.modelsDirPath})`);
+    if (!existsSync(path)) throw new DarkroomError('UPSCALER_NOT_FOUND', `upscaler "${u.name}" is gone from MODELS_DIR (${u.modelsDirPath})`);
     return { path, name: u.name };
   }));
 }

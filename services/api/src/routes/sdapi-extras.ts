@@ -2,7 +2,7 @@ import { Job } from 'bullmq';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import {
-  fairPriority, FarmError, leftWaiting, inputKey, newJobId, QUEUE_NAMES, readImageSize, sha256Hex, splitFailedReason, type GenerateJobData, type GenerateJobResult,
+  failedJobError, fairPriority, FarmError, leftWaiting, inputKey, newJobId, QUEUE_NAMES, readImageSize, sha256Hex, splitFailedReason, type GenerateJobData, type GenerateJobResult,
 } from '@darkroom/farm';
 import { EXTRAS_JOB_NAME, extrasOutputSize, type ExtrasJobData } from '@darkroom/farm/extras-jobs.js';
 import type { JobUpscaler } from '@darkroom/farm/upscaler-assets.js';
@@ -100,7 +100,7 @@ async function waitForExtras(ctx: ApiContext, id: string, signal: AbortSignal): 
     if (state === 'completed') return job.returnvalue;
     if (state === 'failed') {
       const { code, message } = splitFailedReason(job.failedReason);
-      throw new FarmError(code, code === 'RENDER_FAILED' ? 500 : code.endsWith('NOT_FOUND') ? 404 : 422, message);
+      throw failedJobError(code, message);
     }
     if (Date.now() > deadline) throw new FarmError('TIMEOUT', 504, `extras job ${id} did not finish within SYNC_TIMEOUT_MS`);
     if (Date.now() - lastLiveCheck > 2000) {

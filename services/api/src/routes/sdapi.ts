@@ -3,7 +3,7 @@ import { parseGenerationParameters } from '@darkroom/core/formats/infotext.js';
 import { SAMPLER_CATALOG } from '@darkroom/core/catalog/samplers.js';
 import { SCHEDULER_CATALOG } from '@darkroom/core/catalog/schedulers.js';
 import {
-  BUILTIN_MODEL, FarmError, OptionsUpdate, previewKey, PngInfoRequest, QUEUE_NAMES, requestStop, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
+  BUILTIN_MODEL, failedJobError, FarmError, OptionsUpdate, previewKey, PngInfoRequest, QUEUE_NAMES, requestStop, SdapiImg2ImgRequest, SdapiTxt2ImgRequest, type GenerateKind,
   type GenerateRequest,
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
@@ -177,8 +177,7 @@ export function sdapiRoutes(ctx: ApiContext): Router {
     const view = (await jobView(ctx, tenant, id))!;
     if (view.state === 'failed') {
       const code = view.error?.code ?? 'RENDER_FAILED';
-      // A typed engine refusal is about the request (4xx); an untyped failure after every retry is ours (500).
-      throw new FarmError(code, code === 'RENDER_FAILED' ? 500 : code.endsWith('NOT_FOUND') ? 404 : 422, view.error?.message ?? 'render failed');
+      throw failedJobError(code, view.error?.message ?? 'render failed');
     }
     const job = await loadJob(ctx, tenant, id);
     const outputs = (job ? await jobResult(ctx, job) : null)?.outputs ?? [];
