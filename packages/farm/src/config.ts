@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
@@ -6,53 +7,128 @@ import {
 import { FarmError } from './errors.js';
 import { sha256Hex } from './ids.js';
 
-/**
- * Everything the services read from the environment, parsed once. The table in docs/farm.md lists each
- * variable; nothing else configures the farm.
+/*
+ * The farm's settings, read from the environment once by loadConfig and split by who reads them: each service
+ * takes its own view (ApiConfig, WorkerConfig, TrainerConfig), so a setting one service reads and another does not
+ * shows in its type. docs/farm.md lists every variable in one table; nothing else configures the farm.
  */
-export interface FarmConfig {
-  port: number;
-  host: string;
+
+/**
+ * What every service reads: where Redis, storage, models and caches are, how often and how long jobs are retried and kept, how webhooks
+ * are signed, how often heartbeats beat, and the memory a worker is sized to (the API admits jobs by it).
+ */
+export interface SharedConfig {
+  /** LOG_LEVEL: pino's level (default info). */
+  logLevel: string;
+  jobBackoffMs: number;
+  jobAttempts: number;
   publicUrl: string;
   redisUrl: string;
-  /** Deadline of each Redis command the API issues for a request; past it the request gets 503 REDIS_UNAVAILABLE. */
-  redisTimeoutMs: number;
   queuePrefix: string;
   storageUrl: string;
   modelsDir: string;
   cacheDir: string;
-  /** API key -> tenant. Empty: the API serves one default tenant on loopback only. */
-  apiKeys: Map<string, string>;
-  adminKey: string | undefined;
   webhookSecret: string | undefined;
   webhookAllowlist: string[];
   webhookRetryBaseMs: number;
   webhookRetryWindowMs: number;
+  retainCompletedS: number;
+  retainFailedS: number;
+  outputUrlTtlS: number;
+  /**
+ * Workers and trainers refresh their heartbeat this often; it expires after three intervals without one. */
+  heartbeatIntervalMs: number;
+  /** Declared pixels (width x height) of an init image or mask, checked from its header before decoding. */
+  maxInputPixels: number;
+  /** Peak memory a worker takes jobs up to (WORKER_MEMORY_BUDGET); null = the machine's memory less a margin. */
+  workerMemoryBudget: number | null;
+  /** Disk budget of checkpoints fetched from storage (uploads); MODELS_DIR files are used in place. */
+  modelDiskCacheBytes: number;
+  executionProvider: 'cpu' | 'cuda';
+  /** How the worker's engine builds attention (ATTENTION: auto, plain, split, subquad, fused, or A1111's flag names). */
+  attention: AttentionMode;
+  /**
+   * A1111's memory modes for the worker's engine (MEMORY_MODE: normal; medvram / --medvram: one of text encoder,
+   * UNet and VAE resident at a time; lowvram / --lowvram: that, and the UNet run in slices opened in turn).
+   */
+  memoryMode: MemoryMode;
+  /**
+   * WEIGHTS_DTYPE float32 (default) or float16 (fp16, half): half-precision weights and compute for a GPU provider;
+   * refused with EXECUTION_PROVIDER=cpu, whose kernels cast float16 back to float32 (models/weights-dtype.ts).
+   */
+  weightsDtype: WeightsDtype;
+}
+
+/** The API's own settings: its listener, tenants and keys, request and upload limits, sync waits.
+ */
+export interface ApiSettings {
+  port: number;
+  host: string;
+  /**
+ * API key -> tenant. Empty: the API serves one default tenant on loopback only. */
+  apiKeys: Map<string, string>;
+  adminKey: string | undefined;
+  /** Deadline of each Redis command the API issues for a request; past it the request gets 503 REDIS_UNAVAILABLE. */
+  redisTimeoutMs: number;
+  rateLimitPerMinute: number;
+  maxBodyBytes: number;
+  maxUploadBytes: number;
+  /** Bytes of uploads a tenant's names may account for, every kind summed (TENANT_QUOTA_BYTES); null = no quota. */
+  tenantQuotaBytes: number | null;
+  syncTimeoutMs: number;
+  /** Event streams (SSE) one tenant may hold open at once on one API process. */
+  sseMaxStreamsPerTenant: number;
+  /** Training datasets: files kept per dataset (images and captions). */
+  datasetMaxFiles: number;
+  /** Zip entries or multipart parts per upload, ignored ones (folders, `__MACOSX/`, dotfiles) included. */
+  datasetMaxEntries: number;
+  /** Uncompressed bytes per dataset, and the largest upload body. */
+  datasetMaxBytes: number;
+  datasetMaxFileBytes: number;
+  /** Checked from image headers, before any pixel is decoded. */
+  datasetMaxImageSide: number;
+  datasetMaxImagePixels: number;
+}
+
+/** What a process that runs jobs (a generation worker or a trainer) reads: its job locks, its engine, its caches,
+ * its health port, and the webhook deliveries it runs beside its jobs.
+ */
+export interface JobRunnerSettings {
+  /** WORKER_NAME: how events and logs name this process (default `<hostname>-<pid>`). */
+  workerName: string;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  /**
+ * Worker losses (stalls) a generation job may cause; at this many it is quarantined instead of retried. */
+  maxStalledCount: number;
+  workerPort: number;
+  workerHost: string;
+  /** With EXECUTION_PROVIDER=cuda: run on CPU when the CUDA provider cannot load, instead of failing. */
+  fallbackToCpu: boolean;
+  /**
+   * ORT_INTRA_OP_THREADS: threads each onnxruntime session of the worker's engine uses within an op; unset (null),
+   * onnxruntime's default of one per physical core. On a CPU host running N workers, 1 (or cores / N) keeps them
+   * from contending for the same cores, so each worker stands for one device of its own.
+   */
+  ortIntraOpThreads: number | null;
+  modelCacheBytes: number;
+  networkCacheBytes: number;
+  /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
+  previewEveryNSteps: number;
+  /** How long a worker keeps retrying to store a finished render's outputs before the attempt fails. */
+  storageRetryWindowMs: number;
+  webhookDelivery: boolean;
   /** Total deadline of one delivery attempt (connect, send, answer), however the receiver paces its bytes. */
   webhookTimeoutMs: number;
   /** Delivery attempts running at once per delivery process. */
   webhookConcurrency: number;
   /** Delivery attempts of one tenant running at once across the farm, so its slow receivers cannot take every slot. */
   webhookTenantConcurrency: number;
-  /** Event streams (SSE) one tenant may hold open at once on one API process. */
-  sseMaxStreamsPerTenant: number;
-  /** How long a worker keeps retrying to store a finished render's outputs before the attempt fails. */
-  storageRetryWindowMs: number;
-  rateLimitPerMinute: number;
-  maxBodyBytes: number;
-  maxUploadBytes: number;
-  /** Bytes of uploads a tenant's names may account for, every kind summed (TENANT_QUOTA_BYTES); null = no quota. */
-  tenantQuotaBytes: number | null;
-  jobAttempts: number;
-  jobBackoffMs: number;
-  lockDurationMs: number;
-  stalledIntervalMs: number;
-  /** Worker losses (stalls) a generation job may cause; at this many it is quarantined instead of retried. */
-  maxStalledCount: number;
-  /** Peak memory a worker takes jobs up to (WORKER_MEMORY_BUDGET); null = the machine's memory less a margin. */
-  workerMemoryBudget: number | null;
-  /** Workers and trainers refresh their heartbeat this often; it expires after three intervals without one. */
-  heartbeatIntervalMs: number;
+}
+
+/** The generation worker's own: warm-model routing and dynamic batching.
+ */
+export interface WorkerSettings {
   /**
    * WARM_ROUTING (default on): a worker hands back a job naming a checkpoint another live worker holds loaded, for
    * that worker to take (warm-routing.ts); off, every worker takes jobs in queue order (FIFO by fair share).
@@ -69,53 +145,15 @@ export interface FarmConfig {
   batchMax: number;
   /** How long a worker's lease on a job it batches lasts unless renewed (renewed at a third of it). */
   batchLeaseMs: number;
-  retainCompletedS: number;
-  retainFailedS: number;
-  syncTimeoutMs: number;
-  outputUrlTtlS: number;
-  workerPort: number;
-  workerHost: string;
-  webhookDelivery: boolean;
-  executionProvider: 'cpu' | 'cuda';
-  /** With EXECUTION_PROVIDER=cuda: run on CPU when the CUDA provider cannot load, instead of failing. */
-  fallbackToCpu: boolean;
-  /** How the worker's engine builds attention (ATTENTION: auto, plain, split, subquad, fused, or A1111's flag names). */
-  attention: AttentionMode;
-  /**
-   * A1111's memory modes for the worker's engine (MEMORY_MODE: normal; medvram / --medvram: one of text encoder,
-   * UNet and VAE resident at a time; lowvram / --lowvram: that, and the UNet run in slices opened in turn).
-   */
-  memoryMode: MemoryMode;
-  /**
-   * WEIGHTS_DTYPE float32 (default) or float16 (fp16, half): half-precision weights and compute for a GPU provider;
-   * refused with EXECUTION_PROVIDER=cpu, whose kernels cast float16 back to float32 (models/weights-dtype.ts).
-   */
-  weightsDtype: WeightsDtype;
-  /**
-   * ORT_INTRA_OP_THREADS: threads each onnxruntime session of the worker's engine uses within an op; unset (null),
-   * onnxruntime's default of one per physical core. On a CPU host running N workers, 1 (or cores / N) keeps them
-   * from contending for the same cores, so each worker stands for one device of its own.
-   */
-  ortIntraOpThreads: number | null;
-  modelCacheBytes: number;
-  /** A live preview every N sampler steps (A1111's show_progress_every_n_steps); 0 = none. */
-  previewEveryNSteps: number;
-  networkCacheBytes: number;
-  /** Disk budget of checkpoints fetched from storage (uploads); MODELS_DIR files are used in place. */
-  modelDiskCacheBytes: number;
-  /** Training datasets: files kept per dataset (images and captions). */
-  datasetMaxFiles: number;
-  /** Zip entries or multipart parts per upload, ignored ones (folders, `__MACOSX/`, dotfiles) included. */
-  datasetMaxEntries: number;
-  /** Uncompressed bytes per dataset, and the largest upload body. */
-  datasetMaxBytes: number;
-  datasetMaxFileBytes: number;
-  /** Checked from image headers, before any pixel is decoded. */
-  datasetMaxImageSide: number;
-  datasetMaxImagePixels: number;
-  /** Declared pixels (width x height) of an init image or mask, checked from its header before decoding. */
-  maxInputPixels: number;
 }
+
+export type ApiConfig = SharedConfig & ApiSettings;
+/** A process that runs jobs: the trainer is one; the generation worker adds its own settings. */
+export type JobRunnerConfig = SharedConfig & JobRunnerSettings;
+export type TrainerConfig = JobRunnerConfig;
+export type WorkerConfig = JobRunnerConfig & WorkerSettings;
+/** Every setting, as loadConfig reads them; a service holds its own view of it. */
+export type FarmConfig = ApiConfig & WorkerConfig;
 
 export const DEFAULT_TENANT = 'default';
 
@@ -199,6 +237,8 @@ export function loadConfig(env: Env = process.env): FarmConfig {
     throw new FarmError('CONFIG_INVALID', 500, 'QUEUE_PREFIX must match [A-Za-z0-9_.-]+', 'QUEUE_PREFIX');
   }
   return {
+    logLevel: env.LOG_LEVEL || 'info',
+    workerName: env.WORKER_NAME || `${hostname()}-${process.pid}`,
     port,
     host,
     publicUrl: (env.PUBLIC_URL || `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`).replace(/\/+$/, ''),

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { FlowProducer, Queue, type ConnectionOptions, type DefaultJobOptions, type WorkerOptions } from 'bullmq';
 import type { FlowScriptName, GridLayout, ScriptName, ScriptOutput } from '@darkroom/core/scripts/index.js';
 import type { AnimationFormat } from './animation.js';
-import type { FarmConfig } from './config.js';
+import type { JobRunnerConfig, SharedConfig } from './config.js';
 import type { EventContext } from './events.js';
 import { JOB_STATES, JobView, OutputView, type GenerateKind, type JobState } from './schemas.js';
 import type { WebhookJobData } from './jobs.js';
@@ -178,7 +178,7 @@ export function flowOutputFileName(o: Pick<FlowOutputRecord, 'index' | 'content_
 }
 
 /** The parent: a few attempts for composing (a lost worker, storage away), and its record kept as long as jobs'. */
-export function flowJobOptions(cfg: FarmConfig): DefaultJobOptions {
+export function flowJobOptions(cfg: SharedConfig): DefaultJobOptions {
   return generateJobOptions(cfg);
 }
 
@@ -186,7 +186,7 @@ export function flowJobOptions(cfg: FarmConfig): DefaultJobOptions {
  * Composing is light next to a render, so each worker process takes a few parents at once; the lock and stalled
  * settings are the generation worker's, so a parent whose worker died is redone as a child would be.
  */
-export function flowWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
+export function flowWorkerOptions(cfg: JobRunnerConfig, connection: ConnectionOptions): WorkerOptions {
   return { ...generateWorkerOptions(cfg, connection), concurrency: 4 };
 }
 
@@ -233,7 +233,7 @@ export interface FlowQueues {
 }
 
 /** The parents' queue and the producer that adds a parent and its children in one transaction. */
-export function openFlowQueues(cfg: FarmConfig, connection: ConnectionOptions): FlowQueues {
+export function openFlowQueues(cfg: SharedConfig, connection: ConnectionOptions): FlowQueues {
   const flows = new Queue(FLOWS_QUEUE, { connection, prefix: cfg.queuePrefix, defaultJobOptions: flowJobOptions(cfg) });
   const producer = new FlowProducer({ connection, prefix: cfg.queuePrefix });
   return {
@@ -275,7 +275,7 @@ export const FlowView = z.object({
     })).describe('the grids drawn straight from cells (an X/Y/Z plot\'s X/Y grid per Z value), so a client can lay the cells out as they complete'),
     warnings: z.array(z.string()),
   }).nullable(),
-  error: z.object({ code: z.string(), message: z.string(), child: z.number().int().optional() }).nullable(),
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional(), child: z.number().int().optional() }).nullable(),
   webhook: FlowWebhookSpec.nullable(),
 });
 export type FlowView = z.infer<typeof FlowView>;

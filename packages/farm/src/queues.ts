@@ -1,9 +1,9 @@
 import { Queue, type ConnectionOptions, type DefaultJobOptions, type WorkerOptions } from 'bullmq';
-import type { FarmConfig } from './config.js';
+import type { JobRunnerConfig, SharedConfig } from './config.js';
 
 export const QUEUE_NAMES = { generate: 'generate', train: 'train', webhooks: 'webhooks' } as const;
 
-export function generateJobOptions(cfg: FarmConfig): DefaultJobOptions {
+export function generateJobOptions(cfg: SharedConfig): DefaultJobOptions {
   return {
     attempts: cfg.jobAttempts,
     backoff: { type: 'exponential', delay: cfg.jobBackoffMs },
@@ -16,7 +16,7 @@ export function generateJobOptions(cfg: FarmConfig): DefaultJobOptions {
  * One job per process (one process per GPU). A lapsed lock re-queues the job (stalled recovery), and the
  * engine runs in a worker thread so the main thread always renews the lock in time.
  */
-export function generateWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
+export function generateWorkerOptions(cfg: JobRunnerConfig, connection: ConnectionOptions): WorkerOptions {
   return {
     connection,
     prefix: cfg.queuePrefix,
@@ -31,7 +31,7 @@ export function generateWorkerOptions(cfg: FarmConfig, connection: ConnectionOpt
  * Trainings keep the generation jobs' attempts and retention. An attempt that ends early (a crash, a stall, a
  * lost device) costs no work beyond the last checkpoint: the next attempt resumes from it.
  */
-export function trainJobOptions(cfg: FarmConfig): DefaultJobOptions {
+export function trainJobOptions(cfg: SharedConfig): DefaultJobOptions {
   return generateJobOptions(cfg);
 }
 
@@ -39,7 +39,7 @@ export function trainJobOptions(cfg: FarmConfig): DefaultJobOptions {
  * One training per process (one process per GPU). Its lock is renewed by the main thread while the training
  * thread computes; a trainer that dies stops renewing, and the stalled check hands the job to another trainer.
  */
-export function trainWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
+export function trainWorkerOptions(cfg: JobRunnerConfig, connection: ConnectionOptions): WorkerOptions {
   return generateWorkerOptions(cfg, connection);
 }
 
@@ -64,7 +64,7 @@ export function webhookAttempts(baseMs: number, windowMs: number): number {
   return attempts;
 }
 
-export function webhookJobOptions(cfg: FarmConfig): DefaultJobOptions {
+export function webhookJobOptions(cfg: SharedConfig): DefaultJobOptions {
   return {
     attempts: webhookAttempts(cfg.webhookRetryBaseMs, cfg.webhookRetryWindowMs),
     backoff: { type: WEBHOOK_BACKOFF },
@@ -73,7 +73,7 @@ export function webhookJobOptions(cfg: FarmConfig): DefaultJobOptions {
   };
 }
 
-export function webhookWorkerOptions(cfg: FarmConfig, connection: ConnectionOptions): WorkerOptions {
+export function webhookWorkerOptions(cfg: JobRunnerConfig, connection: ConnectionOptions): WorkerOptions {
   return {
     connection,
     prefix: cfg.queuePrefix,
@@ -89,7 +89,7 @@ export interface FarmQueues {
   close(): Promise<void>;
 }
 
-export function openQueues(cfg: FarmConfig, connection: ConnectionOptions): FarmQueues {
+export function openQueues(cfg: SharedConfig, connection: ConnectionOptions): FarmQueues {
   const generate = new Queue(QUEUE_NAMES.generate, { connection, prefix: cfg.queuePrefix, defaultJobOptions: generateJobOptions(cfg) });
   const train = new Queue(QUEUE_NAMES.train, { connection, prefix: cfg.queuePrefix, defaultJobOptions: trainJobOptions(cfg) });
   const webhooks = new Queue(QUEUE_NAMES.webhooks, { connection, prefix: cfg.queuePrefix, defaultJobOptions: webhookJobOptions(cfg) });

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
-import { DEFAULT_TENANT, FarmError, type FarmConfig } from '@darkroom/farm';
+import { DEFAULT_TENANT, FarmError, type ApiConfig } from '@darkroom/farm';
 
 function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -32,7 +32,7 @@ export function tenantOf(res: { locals: Record<string, unknown> }): string {
 }
 
 /** Each API key is a tenant. With no keys configured the API is loopback-only and everyone is the default tenant. */
-export function requireTenant(cfg: FarmConfig, opts: { allowBasic: boolean }): RequestHandler {
+export function requireTenant(cfg: ApiConfig, opts: { allowBasic: boolean }): RequestHandler {
   return (req, res, next) => {
     if (cfg.apiKeys.size === 0) {
       res.locals.tenant = DEFAULT_TENANT;
@@ -52,7 +52,7 @@ export function requireTenant(cfg: FarmConfig, opts: { allowBasic: boolean }): R
 }
 
 /** The admin key guards the queue dashboard; browsers send it as the Basic password. Unset = admin routes are off. */
-export function requireAdmin(cfg: FarmConfig): RequestHandler {
+export function requireAdmin(cfg: ApiConfig): RequestHandler {
   return (req, res, next) => {
     if (!cfg.adminKey) {
       next(new FarmError('NOT_FOUND', 404, 'admin routes are disabled (set ADMIN_KEY)'));

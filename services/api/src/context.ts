@@ -1,12 +1,12 @@
 import type { Redis } from 'ioredis';
-import type { AssetCache, AssetRegistry, FarmConfig, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
+import type { AssetCache, AssetRegistry, ApiConfig, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
 import type { FlowQueues } from '@darkroom/farm/flows.js';
 import type { EventHub } from './event-hub.js';
 import type { ApiMetrics } from './metrics.js';
 import type { TenantStreamLimit } from './stream-limit.js';
 
 export interface ApiContext {
-  cfg: FarmConfig;
+  cfg: ApiConfig;
   redis: Redis;
   /** The one subscriber to job events, shared by every SSE stream and waiting synchronous /sdapi call. */
   events: EventHub;

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
-  AssetCache, AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, openQueues, openStorage, throttledErrorLog, webhookMasterSecret,
+  AssetCache, AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, type ApiConfig, openQueues, openStorage, throttledErrorLog, webhookMasterSecret,
   type FarmQueues,
 } from '@darkroom/farm';
 import { openFlowQueues } from '@darkroom/farm/flows.js';
@@ -12,8 +12,8 @@ import { createApiMetrics } from './metrics.js';
 import { TenantStreamLimit } from './stream-limit.js';
 
 async function main(): Promise<void> {
-  const cfg = loadConfig();
-  const log = createLogger('api');
+  const cfg: ApiConfig = loadConfig();
+  const log = createLogger('api', cfg.logLevel);
   const keys = farmKeys(cfg.queuePrefix);
   // Both connections answer requests, so both have the command deadline: the API's queues only add, read and
   // remove jobs (no blocking commands), which BullMQ allows on such a connection.

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker, type Job } from 'bullmq';
 import {
-  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
+  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, type TrainerConfig, openQueues, openStorage,
   recordTerminalEvent, QUEUE_NAMES, splitFailedReason, startHealthServer, trainWorkerOptions, webhookMasterSecret, webhookProcessor,
   webhookWorkerOptions, workerMemoryBudget, type EventJob, type TrainJobData, type TrainJobResult, type WebhookJobData,
   pingWithin, throttledErrorLog,
@@ -18,9 +18,9 @@ import { TrainHost } from './train-host.js';
  * hands it back to the queue, so a scale-in or a deploy loses no training work.
  */
 async function main(): Promise<void> {
-  const cfg = loadConfig();
-  const log = createLogger('trainer');
-  const workerName = process.env.WORKER_NAME || `${hostname()}-${process.pid}`;
+  const cfg: TrainerConfig = loadConfig();
+  const log = createLogger('trainer', cfg.logLevel);
+  const workerName = cfg.workerName;
   const keys = farmKeys(cfg.queuePrefix);
   // Commands wait for Redis rather than fail: an outage must not spend the attempts of the job in hand.
   const redis = connectRedis(cfg.redisUrl, { role: 'worker', name: 'darkroom-trainer', log });

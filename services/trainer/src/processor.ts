@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import {
   assetKindOf, CANCELLED_REASON, FarmError, jobFailure, isCancelledReason, isCancelRequested, previewFileName, publishJobEvent, readTerminalRecord,
   recordTerminalEvent, splitFailedReason, storeAsset, trainingFileKey, trainingFileUrl, trainingLogPrefix,
-  type AssetCache, type AssetRegistry, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type Logger,
+  type AssetCache, type AssetRegistry, type CancelListener, type EventContext, type EventJob, type TrainerConfig, type FarmKeys, type Logger,
   type Storage, type TrainingProgress, type TrainJobData, type TrainJobResult,
 } from '@darkroom/farm';
 import type { CheckpointStore, TrainingLog } from './checkpoint-store.js';
@@ -14,7 +14,7 @@ import type { CheckpointMessage, StepMessage } from './train-protocol.js';
 import { DarkroomError } from '@darkroom/core/errors.js';
 
 export interface TrainerContext {
-  cfg: FarmConfig;
+  cfg: TrainerConfig;
   redis: Redis;
   keys: FarmKeys;
   storage: Storage;

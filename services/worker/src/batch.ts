@@ -2,7 +2,7 @@ import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   batchCandidates, batchHolder, fitsBudget, type MemoryBudget, batchLeaseHolder, isCancelRequested, readTerminalRecord, releaseBatchLeases, renewBatchLeases, takeBatchLeases,
-  type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult, type Logger,
+  type WorkerConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult, type Logger,
 } from '@darkroom/farm';
 
 /**
@@ -21,7 +21,7 @@ export type GenerateJob = Job<GenerateJobData, GenerateJobResult>;
 export interface BatchContext {
   redis: Redis;
   keys: FarmKeys;
-  cfg: Pick<FarmConfig, 'batchMax' | 'batchLeaseMs'>;
+  cfg: Pick<WorkerConfig, 'batchMax' | 'batchLeaseMs'>;
   workerName: string;
   /** The first `n` jobs waiting on the generate queue, in the order workers take them. */
   waiting: (n: number) => Promise<GenerateJob[]>;

@@ -1,7 +1,7 @@
 import { Job, Queue, UnrecoverableError, WaitingChildrenError, Worker, type ConnectionOptions } from 'bullmq';
 import {
-  appendJobEvent, attemptNumber, CANCELLED_REASON, isCancelledReason, isCancelRequested, leftWaiting, outputUrl, readTerminalRecord, recordTerminalEvent,
-  requestCancel, splitFailedReason, throttledErrorLog, type EventContext, type FarmConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult,
+  appendJobEvent, attemptNumber, CANCELLED_REASON, isCancelledReason, jobFailure, isCancelRequested, leftWaiting, outputUrl, readTerminalRecord, recordTerminalEvent,
+  requestCancel, splitFailedReason, throttledErrorLog, type EventContext, type WorkerConfig, type FarmKeys, type GenerateJobData, type GenerateJobResult,
   type Logger, type Storage, type TerminalRecord,
 } from '@darkroom/farm';
 import {
@@ -13,7 +13,7 @@ import type { AnimationRequest, ComposedGrid, ComposeRequest } from './flow-comp
 import { ComposeFailed, ComposeHost } from './flow-compose-host.js';
 
 export interface FlowProcessorContext {
-  cfg: FarmConfig;
+  cfg: WorkerConfig;
   redis: Redis;
   keys: FarmKeys;
   storage: Storage;
@@ -94,7 +94,7 @@ async function stopChildren(ctx: FlowProcessorContext, flow: FlowEventTarget, ch
 
 async function readBytes(ctx: FlowProcessorContext, o: FlowOutputRecord): Promise<Uint8Array> {
   const bytes = await ctx.storage.get(o.key);
-  if (!bytes) throw new UnrecoverableError(`OUTPUT_MISSING: ${o.key} (child ${o.child}) is gone from storage`);
+  if (!bytes) throw jobFailure({ code: 'OUTPUT_MISSING', message: `${o.key} (child ${o.child}) is gone from storage` });
   return bytes;
 }
 
@@ -111,7 +111,7 @@ async function onComposer<T>(run: () => Promise<T>): Promise<T> {
     return await run();
   } catch (e) {
     if (e instanceof ComposeFailed) {
-      throw e.code === 'COMPOSE_FAILED' ? new Error(`COMPOSE_FAILED: ${e.message}`) : new UnrecoverableError(`${e.code}: ${e.message}`);
+      throw jobFailure({ code: e.code, message: e.message, retryable: e.code === 'COMPOSE_FAILED' });
     }
     throw e;
   }
@@ -174,7 +174,7 @@ async function composeAnimations(
     const slot = new Map(cells.map((c, i) => [c, i]));
     const firsts = cells.map((c) => {
       const first = perChild[c]?.[0];
-      if (!first) throw new UnrecoverableError(`COMPOSE_FAILED: cell ${c} of animation ${n} made no image`);
+      if (!first) throw jobFailure({ code: 'COMPOSE_FAILED', message: `cell ${c} of animation ${n} made no image` });
       return first;
     });
     const request: AnimationRequest = {

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Job, Worker } from 'bullmq';
 import {
-  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, openQueues, openStorage,
+  AssetCache, AssetRegistry, CancelListener, connectRedis, createLogger, farmKeys, Heartbeat, isCancelledReason, loadConfig, type WorkerConfig, openQueues, openStorage,
   QUEUE_NAMES, recordTerminalEvent, generateWorkerOptions, reportWorkerLost, splitFailedReason, startHealthServer, webhookMasterSecret,
   webhookProcessor, webhookWorkerOptions, memoryBudgetFromConfig, type GenerateJobData, type GenerateJobResult, type MemoryBudget, type WebhookJobData,
   pingWithin, throttledErrorLog, watchAssetDeletions,
@@ -19,9 +19,9 @@ import { WarmModels } from './route.js';
  * thread, the webhook delivery worker, and /healthz + /metrics. SIGTERM finishes the current job first.
  */
 async function main(): Promise<void> {
-  const cfg = loadConfig();
-  const log = createLogger('worker');
-  const workerName = process.env.WORKER_NAME || `${hostname()}-${process.pid}`;
+  const cfg: WorkerConfig = loadConfig();
+  const log = createLogger('worker', cfg.logLevel);
+  const workerName = cfg.workerName;
   const keys = farmKeys(cfg.queuePrefix);
   // Commands wait for Redis rather than fail: an outage must not spend the attempts of the job in hand.
   const redis = connectRedis(cfg.redisUrl, { role: 'worker', name: 'darkroom-worker', log });

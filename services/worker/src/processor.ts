@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import {
   type AssetRegistry, attemptNumber, CANCELLED_REASON, FarmError, jobFailure, hypernetTags, isCancelledReason, isCancelRequested, isQuarantined, leftWaiting,
   outputKey, outputUrl, takeStop, previewKey, previewUrl, publishJobEvent, quarantineReason, readTerminalRecord, recordTerminalEvent, resolveCheckpoint,
-  splitFailedReason, type AssetCache, type CancelListener, type EventContext, type EventJob, type FarmConfig, type FarmKeys, type GenerateJobData,
+  splitFailedReason, type AssetCache, type CancelListener, type EventContext, type EventJob, type WorkerConfig, type FarmKeys, type GenerateJobData,
   type GenerateJobResult, type Heartbeat, type JobProgress, type Logger, type MemoryBudget, type Storage, type TerminalRecord,
 } from '@darkroom/farm';
 import { loraTagNames, lorasNamed } from '@darkroom/farm/lora-assets.js';
@@ -24,7 +24,7 @@ import { OutputsAbandoned, storeOutputs } from './store-outputs.js';
 import { DarkroomError } from '@darkroom/core/errors.js';
 
 export interface ProcessorContext {
-  cfg: FarmConfig;
+  cfg: WorkerConfig;
   redis: Redis;
   keys: FarmKeys;
   storage: Storage;

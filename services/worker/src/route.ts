@@ -1,7 +1,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  checkpointIdentity, fitsBudget, heldKeys, liveWorkers, QUEUE_NAMES, routeJob, type AssetRegistry, type CheckpointFile, type FarmConfig,
+  checkpointIdentity, fitsBudget, heldKeys, liveWorkers, QUEUE_NAMES, routeJob, type AssetRegistry, type CheckpointFile, type WorkerConfig,
   type FarmKeys, type GenerateJobData, type Heartbeat, type Logger,
 } from '@darkroom/farm';
 
@@ -50,7 +50,7 @@ export class WarmModels {
 export interface RouteContext {
   redis: Redis;
   keys: FarmKeys;
-  cfg: Pick<FarmConfig, 'warmRouting' | 'warmRoutingWaitMs' | 'warmRoutingRetryMs' | 'modelsDir'>;
+  cfg: Pick<WorkerConfig, 'warmRouting' | 'warmRoutingWaitMs' | 'warmRoutingRetryMs' | 'modelsDir'>;
   registry: AssetRegistry;
   workerName: string;
   warm: WarmModels;

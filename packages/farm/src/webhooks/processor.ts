@@ -1,6 +1,6 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { FarmConfig } from '../config.js';
+import type { JobRunnerConfig } from '../config.js';
 import { jobFailure, type WebhookJobData } from '../jobs.js';
 import type { FarmKeys } from '../keys.js';
 import type { Logger } from '../logger.js';
@@ -39,7 +39,7 @@ export const TENANT_BUSY_DELAY_MS = 500;
  * slot for another tenant's delivery, so one tenant's slow receivers delay only its own messages.
  */
 export interface WebhookProcessorContext {
-  cfg: FarmConfig;
+  cfg: JobRunnerConfig;
   redis: Redis;
   keys: FarmKeys;
   masterSecret: string;
