@@ -77,17 +77,62 @@ export function isCancelledReason(reason: string | undefined): boolean {
 }
 
 /**
- * The error a processor throws for a typed failure: `<code>: <message>` (what splitFailedReason reads back), and
- * unrecoverable, so BullMQ spends no retry on it, unless the failure is retryable.
+ * A failed job's error as it crosses Redis: BullMQ keeps only a string (failedReason, a terminal record's
+ * reason), so the envelope travels as its JSON, written by jobFailure and read back by splitFailedReason.
  */
-export function jobFailure(e: { readonly code: string; readonly message: string; readonly retryable?: boolean }): Error {
-  const reason = `${e.code}: ${e.message}`;
-  return e.retryable ? new Error(reason) : new UnrecoverableError(reason);
+export interface FailureEnvelope {
+  readonly code: string;
+  readonly message: string;
+  /** The request field the failure is about, where it is about one. */
+  readonly field?: string;
+  readonly retryable: boolean;
 }
 
-/** `<code>: <message>` in failedReason keeps a stable code through BullMQ, which stores only a string. */
-export function splitFailedReason(reason: string | undefined): { code: string; message: string } {
-  const m = /^([A-Z][A-Z0-9_]+): (.*)$/s.exec(reason ?? '');
+/** The field a typed error names: FarmError's `field`, or a DarkroomError's `details.field`. */
+function fieldOf(e: { readonly field?: unknown; readonly details?: Readonly<Record<string, unknown>> }): string | undefined {
+  const f = e.field ?? e.details?.field;
+  return typeof f === 'string' ? f : undefined;
+}
+
+/**
+ * The error a processor throws for a typed failure: its envelope's JSON, and unrecoverable, so BullMQ spends no
+ * retry on it, unless the failure is retryable.
+ */
+export function jobFailure(e: {
+  readonly code: string;
+  readonly message: string;
+  readonly retryable?: boolean;
+  readonly field?: unknown;
+  readonly details?: Readonly<Record<string, unknown>>;
+}): Error {
+  const field = fieldOf(e);
+  const envelope: FailureEnvelope = { code: e.code, message: e.message, ...(field !== undefined ? { field } : {}), retryable: e.retryable === true };
+  const reason = JSON.stringify(envelope);
+  return envelope.retryable ? new Error(reason) : new UnrecoverableError(reason);
+}
+
+function isEnvelope(v: unknown): v is FailureEnvelope {
+  const o = v as Partial<Record<keyof FailureEnvelope, unknown>> | null;
+  return typeof o === 'object' && o !== null && typeof o.code === 'string' && typeof o.message === 'string'
+    && (o.field === undefined || typeof o.field === 'string');
+}
+
+/**
+ * The error a failedReason carries, as a job view shows it: `{code, message, field?}` from jobFailure's envelope.
+ * A reason that is not one (BullMQ's own, such as a stalled job's, or an untyped crash's message) is RENDER_FAILED
+ * with the reason as its message; `CODE: message` is the cancel reason's form and reads as that code.
+ */
+export function splitFailedReason(reason: string | undefined): { code: string; message: string; field?: string } {
+  const text = reason ?? '';
+  if (text.startsWith('{')) {
+    try {
+      const v: unknown = JSON.parse(text);
+      if (isEnvelope(v)) return { code: v.code, message: v.message, ...(v.field !== undefined ? { field: v.field } : {}) };
+    } catch {
+      // Not an envelope: read as plain text below.
+    }
+  }
+  const m = /^([A-Z][A-Z0-9_]+): (.*)$/s.exec(text);
   return m ? { code: m[1]!, message: m[2]! } : { code: 'RENDER_FAILED', message: reason ?? 'unknown error' };
 }
 

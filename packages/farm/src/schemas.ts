@@ -176,7 +176,7 @@ export const JobView = z.object({
   attempts: int().describe('times a worker started the job'),
   progress: Progress.nullable(),
   outputs: z.array(OutputView),
-  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }).nullable(),
   webhook: WebhookSpec.nullable(),
   skipped_embeddings: z.record(z.string(), z.string()).optional()
     .describe('embeddings the prompts named that could not be used (name -> code: reason), skipped as A1111 skips them'),

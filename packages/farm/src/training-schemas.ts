@@ -165,7 +165,7 @@ export const TrainingView = z.object({
   previews: z.array(FileView.extend({ step: int() })),
   asset: z.object({ kind: z.enum(['embeddings', 'hypernetworks']), name: z.string(), filename: z.string(), sha256: z.string() }).nullable()
     .describe('the registered result, once completed'),
-  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }).nullable(),
   webhook: TrainingWebhookSpec.nullable(),
 });
 export type TrainingView = z.infer<typeof TrainingView>;

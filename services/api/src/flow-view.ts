@@ -54,7 +54,7 @@ export async function flowView(ctx: ApiContext, tenant: string, id: string): Pro
       .map((o, index) => ({ ...o, index }));
   }
   // BullMQ fails a parent on its own only when its workers kept dying (stalled too often): no record then.
-  const error = terminal?.type === 'failed' ? (terminal.data.error as FlowView['error']) ?? { code: 'FLOW_FAILED', message: terminal.reason ?? 'failed' }
+  const error = terminal?.type === 'failed' ? (terminal.data.error as FlowView['error']) ?? { code: 'FLOW_FAILED', message: terminal.reason ? splitFailedReason(terminal.reason).message : 'failed' }
     : state === 'failed' ? splitFailedReason(job.failedReason) : null;
   return {
     id, state, created_at: createdAt,
