@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { importSpecifiers, reachable, REPO_ROOT, resolveImport } from './support/import-graph.js';
 
@@ -73,4 +73,13 @@ test("core's model-files, planning and rng load no engine code", () => {
 
 test('the API loads no engine code, directly or through the farm', () => {
   assert.deepEqual(engineReachedFrom(tsFiles('services/api/src')), []);
+});
+
+test("core's package exports name its public modules one by one, each a file that exists", () => {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'packages/core/package.json'), 'utf8')) as { exports: Record<string, string> };
+  const entries = Object.entries(pkg.exports);
+  // No pattern export: a module becomes importable from outside core only by being listed here.
+  assert.deepEqual(entries.filter(([k, v]) => k.includes('*') || v.includes('*')), []);
+  const missing = entries.filter(([, target]) => !existsSync(join(REPO_ROOT, 'packages/core', target.replace(/\.js$/, '.ts'))));
+  assert.deepEqual(missing, []);
 });
