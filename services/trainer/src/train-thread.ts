@@ -4,6 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from '@darkroom/core/pipeline/engine.js';
+import { threadFailure } from '@darkroom/core/errors.js';
 import { runTrainingSession } from './training-session.js';
 import { STOP_NONE, type CheckpointMessage, type HostMessage, type ThreadMessage, type TrainRequest } from './train-protocol.js';
 
@@ -46,11 +47,9 @@ async function train(id: number, request: TrainRequest, stopFlag: SharedArrayBuf
     });
     post({ type: 'done', id, ...result });
   } catch (e) {
-    const err = e as { name?: unknown; code?: unknown; message?: unknown };
     // A DarkroomError is the engine refusing this training on purpose (diverged, bad parameters, unreadable
     // file): a retry would refuse again. Anything else may be transient (out of memory, a lost device).
-    const deliberate = err.name === 'DarkroomError' && typeof err.code === 'string';
-    post({ type: 'error', id, code: deliberate ? String(err.code) : 'TRAINING_FAILED', message: String(err.message ?? e), retryable: !deliberate });
+    post({ type: 'error', id, ...threadFailure(e, 'TRAINING_FAILED') });
   } finally {
     for (const p of pending.values()) p.reject(new Error('training ended'));
     pending.clear();

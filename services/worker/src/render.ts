@@ -16,7 +16,7 @@ import { engineParams } from '@darkroom/farm/engine-params.js';
 import { affineTransform } from '@darkroom/core/pipeline/affine-transform.js';
 import { decodePng, type RasterImage } from '@darkroom/core/formats/png.js';
 import type { InitImage } from '@darkroom/core/pipeline/params.js';
-import { DarkroomError } from '@darkroom/core/errors.js';
+import { DarkroomError, isCancelled, threadFailure } from '@darkroom/core/errors.js';
 import { renderExtras } from './extras-render.js';
 import { decodeInputImage } from './input-images.js';
 import { latentPreviewPng } from '@darkroom/core/pipeline/preview.js';
@@ -69,10 +69,6 @@ function joinResults(results: readonly GenerationResult[]): Pick<GenerationResul
     seeds: results.flatMap((r) => r.seeds),
     subseeds: results.flatMap((r) => r.subseeds),
   };
-}
-
-function isAbort(e: unknown): boolean {
-  return e instanceof Error && (e.name === 'AbortError' || (e as { code?: string }).code === 'ABORT_ERR' || (e as { code?: string }).code === 'CANCELLED');
 }
 
 async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer): Promise<void> {
@@ -159,16 +155,14 @@ async function render(id: number, req: RenderRequest, flagBuf: SharedArrayBuffer
     };
     post({ type: 'done', id, output });
   } catch (e) {
-    if (controller.signal.aborted || isAbort(e)) {
+    if (controller.signal.aborted || isCancelled(e)) {
       post({ type: 'cancelled', id, stepAtCancel: Math.max(stepAtCancel, 0), lastStep });
       return;
     }
-    const err = e as { name?: unknown; code?: unknown; message?: unknown };
     // A DarkroomError is the engine refusing this request on purpose (bad parameters, unreadable file):
     // retrying would refuse again. Anything else may be transient (out of memory, a lost device): retry.
-    const deliberate = err.name === 'DarkroomError' && typeof err.code === 'string';
-    const code = deliberate ? String(err.code) : 'RENDER_FAILED';
-    post({ type: 'error', id, code, message: withoutRequestPaths(String(err.message ?? e), req), retryable: !deliberate });
+    const failure = threadFailure(e, 'RENDER_FAILED');
+    post({ type: 'error', id, ...failure, message: withoutRequestPaths(failure.message, req) });
   }
 }
 

@@ -5,7 +5,7 @@
  * see inpaint.ts) the init images are filled and cropped first, the latent is blended with the init latent at
  * every denoiser call and after sampling, and the original pixels outside the mask are composited back.
  */
-import { DarkroomError } from '../errors.js';
+import { DarkroomError, throwIfCancelled } from '../errors.js';
 import { decodePng, type RasterImage } from '../formats/png.js';
 import { randn, type NoiseSource } from '../sampling/rng/image-rng.js';
 import { float32, type Float32Tensor } from '../tensor.js';
@@ -39,7 +39,6 @@ import {
   splitLatents,
   startJob,
   stopAfterIteration,
-  throwIfAborted,
   writeImages,
   type GenerateOptions,
   type GenerationResult,
@@ -221,7 +220,7 @@ export async function img2img(model: PipelineModel, request: Img2ImgParams, opts
   const finish = (rgb: RasterImage, i: number): RasterImage => applyOverlay(rgb, plan.pasteTo, overlays.length === 1 ? overlays[0] : overlays[i]);
 
   for (let n = 0; n < p.n_iter; n++) {
-    throwIfAborted(opts.signal);
+    throwIfCancelled(opts.signal);
     const range = [n * bs, (n + 1) * bs] as const;
     const seeds = job.seeds.allSeeds.slice(...range);
     const subseeds = job.seeds.allSubseeds.slice(...range);
@@ -275,7 +274,7 @@ export async function img2img(model: PipelineModel, request: Img2ImgParams, opts
     );
     const latents = blend ? blendLatent(sampled, init, blend) : sampled;
     job.stepsDone += tEnc + 1;
-    throwIfAborted(opts.signal);
+    throwIfCancelled(opts.signal);
     const decoded = await decodeBatch(job, latents, n);
     const extra: [string, InfotextValue][] = [...job.extra];
     writeImages(job, decoded, n * bs, extra, result, plan.maskForOverlay ? finish : undefined);

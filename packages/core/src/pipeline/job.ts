@@ -3,7 +3,7 @@
  * extra networks, conditioning with caching, noise generators), decoding to 8-bit images, the infotext and
  * the PNG, progress and cancellation.
  */
-import { DarkroomError } from '../errors.js';
+import { DarkroomError, throwIfCancelled } from '../errors.js';
 import { float32, type Float32Tensor } from '../tensor.js';
 import { encodePng, type RasterImage } from '../formats/png.js';
 import { createInfotext, pyFloat, type InfotextValue } from '../formats/infotext.js';
@@ -39,7 +39,7 @@ export interface ProgressEvent {
 export interface GenerateOptions {
   readonly networks?: JobNetworks;
   readonly onStep?: (e: ProgressEvent) => void;
-  /** Cancels between sampler steps (and between stages) with a DarkroomError 'CANCELLED'. */
+  /** Cancels between sampler steps (and between stages) with a DarkroomError 'CANCELLED' (errors.ts throwIfCancelled). */
   readonly signal?: AbortSignal;
   readonly trace?: PipelineTrace;
   /** Source of random seeds for seed / subseed -1 (tests pin it). */
@@ -106,12 +106,6 @@ export interface GenerationResult {
   readonly latents: Float32Tensor[];
 }
 
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (!signal?.aborted) return;
-  const reason: unknown = signal.reason;
-  if (reason instanceof DarkroomError) throw reason;
-  throw new DarkroomError('CANCELLED', 'generation was cancelled', { reason: reason instanceof Error ? reason.message : String(reason) });
-}
 
 /** Per-job state that lives across iterations. */
 export interface JobState {
@@ -274,7 +268,7 @@ export async function decodeBatch(job: JobState, latents: Float32Tensor, iterati
   const per = c * h * w;
   const out: Float32Tensor[] = [];
   for (let i = 0; i < b; i++) {
-    throwIfAborted(job.opts.signal);
+    throwIfCancelled(job.opts.signal);
     const image = await job.model.vae.decode(float32([1, c, h, w], latents.data.slice(i * per, (i + 1) * per)));
     job.opts.trace?.onDecoded?.({ iteration, index: i, image });
     out.push(image);

@@ -4,7 +4,7 @@
  * (latent or image upscale, new generators at the new size, its own steps and strength), then decode,
  * 8-bit conversion, infotext and PNG.
  */
-import { DarkroomError } from '../errors.js';
+import { DarkroomError, throwIfCancelled } from '../errors.js';
 import { pyFloat, type InfotextValue } from '../formats/infotext.js';
 import type { Float32Tensor } from '../tensor.js';
 import { float32 } from '../tensor.js';
@@ -22,7 +22,6 @@ import {
   splitLatents,
   startJob,
   stopAfterIteration,
-  throwIfAborted,
   writeImages,
   type GenerateOptions,
   type GenerationResult,
@@ -178,7 +177,7 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
   const bs = p.batch_size;
 
   for (let n = 0; n < p.n_iter; n++) {
-    throwIfAborted(opts.signal);
+    throwIfCancelled(opts.signal);
     const range = [n * bs, (n + 1) * bs] as const;
     const seeds = job.seeds.allSeeds.slice(...range);
     const subseeds = job.seeds.allSubseeds.slice(...range);
@@ -230,7 +229,7 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
 
     // An interrupted or skipped first pass is kept as it is: no hires pass (A1111's sample_hr_pass returns early).
     if (plan && !opts.stop?.requested()) {
-      throwIfAborted(opts.signal);
+      throwIfCancelled(opts.signal);
       const start = await upscaleForHires(job, plan, latents, seeds, n);
       const [, , lh, lw] = start.shape as [number, number, number, number];
       const hrRng = imageRng(job, [4, lh, lw], seeds, subseeds);
@@ -268,7 +267,7 @@ export async function txt2img(model: PipelineModel, request: Txt2ImgParams, opts
       job.stepsDone += plan.steps;
     }
 
-    throwIfAborted(opts.signal);
+    throwIfCancelled(opts.signal);
     const decoded = await decodeBatch(job, latents, n);
     const extra: [string, InfotextValue][] = [...job.extra].map(([k, v]) => [k, v]);
     // Hires prompt / negative prompt keep their place and are written only where they differ from the main ones

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { float32, type Float32Tensor } from '../../src/tensor.js';
+import { isCancelled } from '../../src/errors.js';
 import { compVisSamplers, sampleDdim, samplePlms, sampleUnipc, sampleLcm } from '../../src/sampling/compvis/index.js';
 import { compVisTimesteps, samplerSigmas } from '../../src/sampling/schedules/sampler-schedules.js';
 import { ImageRNG } from '../../src/sampling/rng/image-rng.js';
@@ -73,7 +74,7 @@ test('LCM: re-noises to every next sigma but the last', async () => {
   assert.equal(draws(), 3);
 });
 
-test('an aborted signal stops a CompVis sampler', async () => {
+test('an aborted signal stops a CompVis sampler, with the caller\'s reason or CANCELLED', async () => {
   const { x, noise } = noiseOf(6);
   const controller = new AbortController();
   controller.abort(new Error('stop'));
@@ -87,6 +88,13 @@ test('an aborted signal stops a CompVis sampler', async () => {
       options: { steps: 10 },
     }),
     /stop/,
+  );
+  // Aborted without a reason of its own: the one CANCELLED error every layer throws.
+  const plain = new AbortController();
+  plain.abort();
+  await assert.rejects(
+    compVisSamplers.DDIM!(x, { denoise: async (y) => y, eps: analyticEps(), sigmas: new Float32Array(11), noise, signal: plain.signal, options: { steps: 10 } }),
+    (e: unknown) => isCancelled(e),
   );
 });
 

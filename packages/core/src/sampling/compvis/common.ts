@@ -12,9 +12,6 @@ export interface CompVisRunOptions {
   readonly signal?: AbortSignal;
 }
 
-export function checkAbort(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw signal.reason ?? new Error('aborted');
-}
 
 /** A per-batch-item timestep vector as the samplers pass it (`value * s_in`, float32). */
 export function perItem(value: number, batch: number): Float32Array {

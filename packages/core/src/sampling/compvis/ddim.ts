@@ -6,7 +6,8 @@
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { EpsModel, GuidedEps, GuidedEpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
-import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
+import { throwIfCancelled } from '../../errors.js';
+import { f, perItem, type CompVisRunOptions } from './common.js';
 
 export type { GuidedEpsModel } from '../types.js';
 
@@ -55,7 +56,7 @@ async function ddimLoop(
   const batch = x.shape[0]!;
   const steps = timesteps.length - 1;
   for (let i = 0; i < steps; i++) {
-    checkAbort(opts.signal);
+    throwIfCancelled(opts.signal);
     const index = timesteps.length - 1 - i;
     const { eps, uncondEps } = await model(x, perItem(timesteps[index]!, batch));
     const aT = f(alphas[index]!);

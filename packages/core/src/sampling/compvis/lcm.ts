@@ -5,7 +5,8 @@
  */
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { Denoiser } from '../types.js';
-import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
+import { throwIfCancelled } from '../../errors.js';
+import { f, perItem, type CompVisRunOptions } from './common.js';
 
 export async function sampleLcm(
   x: Float32Tensor,
@@ -17,7 +18,7 @@ export async function sampleLcm(
   const batch = x.shape[0]!;
   const steps = sigmas.length - 1;
   for (let i = 0; i < steps; i++) {
-    checkAbort(opts.signal);
+    throwIfCancelled(opts.signal);
     const denoised = await denoise(x, perItem(sigmas[i]!, batch));
     opts.onStep?.({ step: i, steps, x, denoised });
     x = denoised;

@@ -5,7 +5,8 @@
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { EpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
-import { checkAbort, f, perItem, type CompVisRunOptions } from './common.js';
+import { throwIfCancelled } from '../../errors.js';
+import { f, perItem, type CompVisRunOptions } from './common.js';
 
 /** PLMS from x (unscaled initial noise) over ascending integer timesteps; no noise draws. */
 export async function samplePlms(
@@ -42,7 +43,7 @@ export async function samplePlms(
   };
 
   for (let i = 0; i < steps; i++) {
-    checkAbort(opts.signal);
+    throwIfCancelled(opts.signal);
     const index = ts.length - 1 - i;
     const tNext = ts[Math.max(index - 1, 0)]!;
     const eT = await eps(x, perItem(ts[index]!, batch));

@@ -4,11 +4,11 @@
  * as torch runs it. The small linear solves for the rho coefficients run in float64 and are rounded to float32.
  */
 import { float32, type Float32Tensor } from '../../tensor.js';
-import { DarkroomError } from '../../errors.js';
+import { DarkroomError, throwIfCancelled } from '../../errors.js';
 import type { EpsModel } from '../types.js';
 import { sdDiscreteSchedule } from '../schedules/discrete.js';
 import { linspaceF32 } from '../schedules/linspace.js';
-import { checkAbort, perItem, type CompVisRunOptions } from './common.js';
+import { perItem, type CompVisRunOptions } from './common.js';
 
 const f = Math.fround;
 
@@ -233,7 +233,7 @@ export async function sampleUnipc(
   const modelPrev: Float32Tensor[] = [await dataPrediction(x, timesteps[0]!)];
   const tPrev: number[] = [timesteps[0]!];
   for (let initOrder = 1; initOrder < order; initOrder++) {
-    checkAbort(opts.signal);
+    throwIfCancelled(opts.signal);
     const t = timesteps[initOrder]!;
     let modelX: Float32Tensor | undefined;
     [x, modelX] = await update(x, modelPrev, tPrev, t, initOrder, true);
@@ -243,7 +243,7 @@ export async function sampleUnipc(
     tPrev.push(t);
   }
   for (let step = order; step <= steps; step++) {
-    checkAbort(opts.signal);
+    throwIfCancelled(opts.signal);
     const t = timesteps[step]!;
     const stepOrder = lowerOrderFinal ? Math.min(order, steps + 1 - step) : order;
     const useCorrector = step !== steps;

@@ -1,5 +1,8 @@
 /** Pieces every k-diffusion sampler shares: option reading, cancellation, model calls, float32 scalars. */
 import { DarkroomError } from '../../errors.js';
+
+// Samplers check for a cancel between steps with the one cancellation every layer throws.
+export { throwIfCancelled } from '../../errors.js';
 import { float32, type Float32Tensor } from '../../tensor.js';
 import type { SamplerContext } from '../types.js';
 import { torchExpf, torchExpm1f, torchLogf } from './torch-scalar-math.js';
@@ -22,14 +25,6 @@ export function stringOption(ctx: SamplerContext, name: string, fallback: string
   const v = ctx.options?.[name];
   if (v === undefined) return fallback;
   return String(v);
-}
-
-/** Throws the abort reason (or a CANCELLED error) when the job was cancelled; called between steps. */
-export function throwIfCancelled(signal: AbortSignal | undefined): void {
-  if (!signal?.aborted) return;
-  const reason: unknown = signal.reason;
-  if (reason instanceof Error && reason.name !== 'AbortError') throw reason;
-  throw new DarkroomError('CANCELLED', 'sampling was cancelled', { reason: reason instanceof Error ? reason.message : reason });
 }
 
 /** A working copy of the start latent: samplers update it in place and return it. */
