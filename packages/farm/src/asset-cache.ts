@@ -1,10 +1,11 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assetStorageKey } from './assets.js';
+import { replaceAtomically, temporaryBeside } from '@darkroom/core/atomic-write.js';
 import { FarmError } from './errors.js';
 import type { AssetKind } from './schemas.js';
 import type { Storage } from './storage/types.js';
@@ -84,7 +85,6 @@ export class AssetCache {
       const body = await this.storage.getStream(assetStorageKey(kind, sha256));
       if (!body) throw new FarmError('ASSET_MISSING', 404, `${kind} ${filename} (${sha256.slice(0, 12)}) is not in storage`);
       await mkdir(folder, { recursive: true });
-      const tmp = `${path}.${randomUUID()}.tmp`;
       const hash = createHash('sha256');
       const hashing = new Transform({
         transform(chunk: Buffer, _enc, cb) {
@@ -92,17 +92,13 @@ export class AssetCache {
           cb(null, chunk);
         },
       });
-      try {
+      await replaceAtomically(path, temporaryBeside(path), async (tmp) => {
         await pipeline(body, hashing, createWriteStream(tmp));
         const got = hash.digest('hex');
         if (got !== sha256) {
           throw new FarmError('ASSET_CORRUPT', 500, `${kind} ${filename}: the bytes fetched from storage hash to ${got.slice(0, 12)}, not ${sha256.slice(0, 12)}`);
         }
-        await rename(tmp, path);
-      } catch (e) {
-        await rm(tmp, { force: true });
-        throw e;
-      }
+      });
     }
     const bytes = existing?.size ?? (await stat(path)).size;
     const id = `${kind}/${sha256}`;

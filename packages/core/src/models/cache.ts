@@ -11,6 +11,7 @@ import { link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DarkroomError } from '../errors.js';
+import { writeFileAtomically } from '../atomic-write.js';
 import type { BuiltModel } from '../graph/ir.js';
 
 export const DEFAULT_CACHE_DIR = '.darkroom/cache';
@@ -140,9 +141,7 @@ export class CompileCache {
     const blob = join(blobs, digest);
     if (!existsSync(blob)) {
       await mkdir(blobs, { recursive: true });
-      const partial = `${blob}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-      await writeFile(partial, data);
-      await rename(partial, blob);
+      await writeFileAtomically(blob, data);
     }
     try {
       await link(blob, target);

@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { assertKey, type Storage } from './types.js';
+import { replaceAtomically } from '@darkroom/core/atomic-write.js';
 
 /** Temp files older than this are a writer's that was killed mid-write; the first write of a process removes them. */
 const STALE_TMP_MS = 60 * 60 * 1000;
@@ -42,14 +43,7 @@ export class FolderStorage implements Storage {
     await mkdir(dirname(target), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
     if (!this.swept) await this.sweepStaleTemps();
-    const tmp = join(this.tmpDir, `${randomUUID()}.tmp`);
-    try {
-      await write(tmp);
-      await rename(tmp, target);
-    } catch (e) {
-      await rm(tmp, { force: true });
-      throw e;
-    }
+    await replaceAtomically(target, join(this.tmpDir, `${randomUUID()}.tmp`), write);
   }
 
   async put(key: string, body: Uint8Array): Promise<void> {
