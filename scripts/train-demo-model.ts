@@ -6,12 +6,15 @@
  *   npx tsx scripts/train-demo-model.ts [--vae-steps 400] [--unet-steps 1800] [--resolution 64] [--threads 2]
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--vae-check N] [--vae-check-min 0.9]
+ *     [--lf-noise 1,0.5]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
  * background, position and shape rates, with the detector's own rates on the renders as the ceiling); below
  * `--vae-check-min` on colour or background the run stops before the UNet, which could not draw better than its
  * autoencoder. `--vae-from` starts from the autoencoder of an earlier checkpoint (with `--vae-steps 0`, the UNet is
- * trained on it as it is). `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
+ * trained on it as it is). `--lf-noise` gives the strengths of the coarse noise levels added to the UNet's training
+ * noise (1x1, 2x2, ...; see lowFrequencyNoise): without it the UNet reads colour and layout off the noise, not the
+ * caption. `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
  * 128x128 model's VAE costs per step what a 64x64 one does.
  *
  * Prints each phase's loss at the start and end, seconds per step, the latent scale factor and the files written.
@@ -62,6 +65,10 @@ async function main(argv: readonly string[]): Promise<void> {
     unetLr: numberArg(argv, 'unet-lr', 1e-3),
     poolSize: numberArg(argv, 'pool', 2048),
     trainText: numberArg(argv, 'train-text', 1) === 1,
+    lowFrequencyNoise: stringArg(argv, 'lf-noise', '1,0.5')
+      .split(',')
+      .filter((x) => x.trim() !== '')
+      .map(Number),
     threads: numberArg(argv, 'threads', 2),
     // -1: every held-out scene.
     ...(vaeCheck >= 0 ? { vaeCheckScenes: vaeCheck } : {}),

@@ -40,6 +40,16 @@ export interface SceneTrainingOptions {
   /** Chance that a caption is replaced by the empty prompt (default 0.1). */
   readonly captionDropout?: number;
   readonly trainText?: boolean;
+  /**
+   * Strengths of the coarse noise added to the UNet's training noise, level k being a 2^k x 2^k grid of standard
+   * normals stretched over the latent per sample and channel (k = 0: one constant, the "offset noise"; k = 1: the
+   * quadrants; ...). Default none. Under SD's schedule even the last timestep keeps a small latent's mean colour
+   * and coarse layout readable through the noise (an 8x8 latent's channel mean through noise of std 1 has std
+   * 1/8, below a tenth of the signal at t = 999), so the UNet learns to read them off x_t and never from the
+   * caption; at sampling time it then reads them off the starting noise, and draws random colours. Noise at those
+   * scales hides them, and the caption is the only place left to learn them from.
+   */
+  readonly lowFrequencyNoise?: readonly number[];
   readonly emaDecay?: number;
   readonly threads?: number;
   /**
@@ -112,6 +122,29 @@ function normals(r: KeyedStream, shape: readonly number[]): Float32Tensor {
   return float32(shape, Float32Array.from({ length: n }, () => r.normal()));
 }
 
+/**
+ * Standard normal noise of `shape` (N, C, H, W) plus, for each level k with a strength, `strengths[k]` times a
+ * 2^k x 2^k grid of standard normals per sample and channel, each cell covering its share of the rows and columns
+ * (level 0: one value per channel). Levels finer than the latent are ignored.
+ */
+export function lowFrequencyNoise(r: KeyedStream, shape: readonly number[], strengths: readonly number[]): Float32Tensor {
+  const out = normals(r, shape);
+  const [n, c, h, w] = shape as [number, number, number, number];
+  const data = out.data;
+  strengths.forEach((strength, k) => {
+    const cells = 2 ** k;
+    if (strength === 0 || cells > Math.min(h, w)) return;
+    for (let plane = 0; plane < n * c; plane++) {
+      const grid = Float32Array.from({ length: cells * cells }, () => strength * r.normal());
+      for (let y = 0; y < h; y++) {
+        const gy = Math.floor((y * cells) / h);
+        for (let x = 0; x < w; x++) data[(plane * h + y) * w + x] += grid[gy * cells + Math.floor((x * cells) / w)]!;
+      }
+    }
+  });
+  return out;
+}
+
 function ends(losses: readonly number[]): [number, number] {
   const k = Math.max(1, Math.floor(losses.length / 10));
   const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -138,6 +171,11 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const crop = opts.vaeCrop ?? res;
   if (!Number.isInteger(crop) || crop < down || crop > res || crop % down !== 0) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `vaeCrop: must be a multiple of ${down} from ${down} to the resolution ${res}, got ${crop}`);
+  }
+
+  const coarse = opts.lowFrequencyNoise ?? [];
+  if (coarse.some((x) => !Number.isFinite(x) || x < 0)) {
+    throw new DarkroomError('TRAINING_BAD_PARAMETER', `lowFrequencyNoise: strengths must be finite and at least 0, got ${coarse.join(', ')}`);
   }
 
   // Phase 1: the autoencoder.
@@ -228,7 +266,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       }
       const t = Array.from({ length: unetBatch }, () => r.below(model.config.schedule.timesteps));
       const shape = [unetBatch, model.config.unet.inChannels, lat, lat];
-      const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise: normals(r, shape) });
+      const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise: lowFrequencyNoise(r, shape, coarse) });
       unetOpt.lr = learningRate(opts.unetLr ?? 1e-3, s, opts.unetSteps);
       unetOpt.step(out.grad);
       unetLosses.push(out.loss);

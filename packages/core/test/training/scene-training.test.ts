@@ -12,7 +12,7 @@ import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { learningRate, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { learningRate, lowFrequencyNoise, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32 } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
@@ -113,4 +113,41 @@ test('a scene model trained for a few steps is written as a checkpoint the Engin
   assert.equal(report.cases.length, 2);
   for (const c of report.cases) assert.match(c.prompt, /^a (small|medium|large) \w+ \w+ .+, \w+ background$/);
   for (const v of Object.values(report.rates)) assert.ok(v >= 0 && v <= 1);
+});
+
+test('coarse training noise: none is plain standard normals; level 0 shifts each channel by one value, level 1 each quadrant', () => {
+  const shape = [2, 4, 8, 8];
+  const plain = lowFrequencyNoise(new KeyedStream(3, 'n', 0), shape, []);
+  const plainAgain = lowFrequencyNoise(new KeyedStream(3, 'n', 0), shape, [0, 0]);
+  assert.deepEqual(plainAgain.data, plain.data);
+  const mean = (xs: Float32Array): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const variance = (xs: Float32Array): number => mean(xs.map((x) => x * x)) - mean(xs) ** 2;
+  // Offset noise: within a channel the draw is the plain one plus a constant.
+  const offset = lowFrequencyNoise(new KeyedStream(3, 'n', 0), shape, [1]);
+  const shifts = new Set<number>();
+  for (let plane = 0; plane < 8; plane++) {
+    const d = offset.data.subarray(plane * 64, (plane + 1) * 64).map((v, i) => v - plain.data[plane * 64 + i]!);
+    assert.ok(Math.max(...d) - Math.min(...d) < 1e-5, `plane ${plane}: the added noise varies inside the channel`);
+    shifts.add(Math.round(d[0]! * 1e4));
+  }
+  assert.equal(shifts.size, 8, 'each sample and channel has its own shift');
+  // Quadrants: constant inside each 4x4 quarter, different across them.
+  const quads = lowFrequencyNoise(new KeyedStream(3, 'n', 0), shape, [0, 2]);
+  const added = quads.data.subarray(0, 64).map((v, i) => v - plain.data[i]!);
+  const at = (y: number, x: number): number => added[y * 8 + x]!;
+  assert.ok(Math.abs(at(0, 0) - at(3, 3)) < 1e-5 && Math.abs(at(4, 4) - at(7, 7)) < 1e-5);
+  assert.ok(Math.abs(at(0, 0) - at(0, 4)) > 1e-4 && Math.abs(at(0, 0) - at(4, 0)) > 1e-4);
+  // Over many draws the channel means carry the level's variance on top of the white noise's 1/64.
+  const many = lowFrequencyNoise(new KeyedStream(4, 'n', 0), [256, 4, 8, 8], [0.5]);
+  const means = Float32Array.from({ length: 1024 }, (_, p) => mean(many.data.subarray(p * 64, (p + 1) * 64)));
+  assert.ok(Math.abs(variance(means) - (0.25 + 1 / 64)) < 0.05, `channel-mean variance ${variance(means)}`);
+});
+
+test('negative or non-finite coarse noise strengths are refused before training', async () => {
+  for (const lowFrequencyNoise of [[-1], [Number.NaN]]) {
+    await assert.rejects(
+      trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 0, lowFrequencyNoise, threads: 1, vaeCheckScenes: 0 }),
+      (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /lowFrequencyNoise/.test(e.message),
+    );
+  }
 });

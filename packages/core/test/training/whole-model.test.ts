@@ -6,11 +6,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlatParameters } from '../../src/training/flat-parameters.js';
-import { MICRO_ARCHITECTURE, newScratchModel } from '../../src/training/scratch-model.js';
+import { MICRO_ARCHITECTURE, newScratchModel, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { captionScene, imageToChw, renderScene, trainingScene } from '../../src/training/scenes/index.js';
 import { captionTokenIds, COMPONENTS, DiffusionObjective, VaeObjective, WholeModelOptimizer } from '../../src/training/whole-model.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, type Float32Tensor } from '../../src/tensor.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadModel } from '../../src/models/load.js';
+import { checkpointFiles } from '../../src/pipeline/checkpoint-files.js';
+import { diffusionTargets } from '../../src/training/objective.js';
 
 const B = 2;
 const R = 16;
@@ -137,3 +143,38 @@ for (const trainText of [false, true]) {
     }
   });
 }
+
+test("the UNet objective's loss is the loss of the model the Engine loads from the written checkpoint", async () => {
+  // What the trainer optimises must be what sampling runs: the same token rows, text encoder output, timestep input
+  // and schedule, read back from the files rather than from the trainer's own tensors.
+  const m = newScratchModel(MICRO_ARCHITECTURE, 6);
+  const dir = await mkdtemp(join(tmpdir(), 'darkroom-whole-model-'));
+  const p = new FlatParameters(m.tensors);
+  const d = await DiffusionObjective.create(p, m.config, { batch: B, latentHeight: L, latentWidth: L, threads: 1, trainText: true });
+  try {
+    const checkpoint = await writeScratchCheckpoint(dir, 'm', m.tensors, m.configJson, m.vocabulary);
+    const ids = [0, 1].map((i) => captionTokenIds(m.tokenizer, captionScene(trainingScene(3, i), 3, i).text));
+    const n = B * 4 * L * L;
+    const batch = { latents: normals(n, 7, [B, 4, L, L], 0.8), t: [40, 910], noise: normals(n, 8, [B, 4, L, L]) };
+    const trained = await d.evaluate(ids, batch);
+    const files = await checkpointFiles(checkpoint, dir);
+    const sd = await loadModel({ checkpoint, config: files.config, cacheDir: join(dir, 'cache'), threads: 1 });
+    try {
+      const { xt } = diffusionTargets(sd, batch);
+      const table = sd.textEncoder.tokenEmbedding;
+      const w = table.shape[1]!;
+      const rows = new Float32Array(B * 77 * w);
+      ids.forEach((row, s) => row.forEach((id, j) => rows.set(table.data.subarray(id * w, (id + 1) * w), (s * 77 + j) * w)));
+      const context = await sd.textEncoder.encode(float32([B, 77, w], rows), 1);
+      const eps = await sd.unet.run(xt, Float32Array.from(batch.t), context);
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += (eps.data[i]! - batch.noise.data[i]!) ** 2;
+      assert.ok(Math.abs(sum / n - trained.loss) < 1e-5 * trained.loss, `trainer ${trained.loss}, loaded model ${sum / n}`);
+    } finally {
+      await sd.release();
+    }
+  } finally {
+    await d.release();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
