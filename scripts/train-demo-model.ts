@@ -5,14 +5,14 @@
  *
  *   npx tsx scripts/train-demo-model.ts [--vae-steps 400] [--unet-steps 1800] [--resolution 64] [--threads 2]
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
- *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--vae-check N] [--vae-check-min 0.9]
+ *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
  * background, position and shape rates, with the detector's own rates on the renders as the ceiling); below
  * `--vae-check-min` on colour or background the run stops before the UNet, which could not draw better than its
  * autoencoder. `--vae-from` starts from the autoencoder of an earlier checkpoint (with `--vae-steps 0`, the UNet is
- * trained on it as it is). `--lf-noise` gives the strengths of the coarse noise levels added to the UNet's training
+ * trained on it as it is); `--from` starts every component from an earlier checkpoint, to train it further. `--lf-noise` gives the strengths of the coarse noise levels added to the UNet's training
  * noise (1x1, 2x2, ...; see lowFrequencyNoise): without it the UNet reads colour and layout off the noise, not the
  * caption. `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
  * 128x128 model's VAE costs per step what a 64x64 one does.
@@ -33,12 +33,12 @@ import { MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, writeScratchCheckpoint } from '
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** The autoencoder tensors of a checkpoint, under their checkpoint keys. */
-async function readVae(path: string): Promise<Map<string, HostTensor>> {
+/** The tensors of a checkpoint whose keys start with `prefix`, under their checkpoint keys. */
+async function readTensors(path: string, prefix = ''): Promise<Map<string, HostTensor>> {
   const source = await openCheckpoint(path);
   try {
     const out = new Map<string, HostTensor>();
-    for (const key of source.index.keys()) if (key.startsWith('first_stage_model.')) out.set(key, await source.read(key));
+    for (const key of source.index.keys()) if (key.startsWith(prefix)) out.set(key, await source.read(key));
     return out;
   } finally {
     await source.close();
@@ -51,6 +51,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const out = resolve(ROOT, stringArg(argv, 'out', join('.darkroom', 'models')));
   const name = stringArg(argv, 'name', 'darkroom-scenes');
   const vaeFromPath = stringArg(argv, 'vae-from', '');
+  const fromPath = stringArg(argv, 'from', '');
   const vaeCheck = numberArg(argv, 'vae-check', -1);
   const opts = {
     arch: archName === 'scene' ? SCENE_ARCHITECTURE : MICRO_ARCHITECTURE,
@@ -72,7 +73,8 @@ async function main(argv: readonly string[]): Promise<void> {
     threads: numberArg(argv, 'threads', 2),
     // -1: every held-out scene.
     ...(vaeCheck >= 0 ? { vaeCheckScenes: vaeCheck } : {}),
-    ...(vaeFromPath ? { vaeFrom: await readVae(resolve(ROOT, vaeFromPath)) } : {}),
+    ...(vaeFromPath ? { vaeFrom: await readTensors(resolve(ROOT, vaeFromPath), 'first_stage_model.') } : {}),
+    ...(fromPath ? { startFrom: await readTensors(resolve(ROOT, fromPath)) } : {}),
   };
   const vaeCheckMin = numberArg(argv, 'vae-check-min', 0);
   const bars = new Map<string, ReturnType<typeof progressBar>>();

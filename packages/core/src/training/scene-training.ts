@@ -57,6 +57,11 @@ export interface SceneTrainingOptions {
    * run: with `vaeSteps` 0 the UNet is trained on them as they are.
    */
   readonly vaeFrom?: ReadonlyMap<string, HostTensor>;
+  /**
+   * Weights of any component to start from (checkpoint keys), e.g. an earlier run's whole checkpoint to train its
+   * UNet further; tensors the architecture lacks are ignored, a shape that differs is refused.
+   */
+  readonly startFrom?: ReadonlyMap<string, HostTensor>;
   /** Held-out scenes the autoencoder's round trip is checked on before the UNet is trained (default all; 0: none). */
   readonly vaeCheckScenes?: number;
   /** Told the round trip's report before the UNet is trained; throwing stops the run there. */
@@ -155,13 +160,20 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const res = opts.resolution;
   const threads = opts.threads ?? 2;
   const model = newScratchModel(opts.arch, opts.seed);
-  for (const [k, t] of opts.vaeFrom ?? []) {
-    const own = model.tensors.get(k);
-    if (!k.startsWith(COMPONENTS.vae.checkpoint) || !own) continue;
-    if (own.shape.join('x') !== t.shape.join('x')) {
-      throw new DarkroomError('TRAINING_BAD_PARAMETER', `vaeFrom: ${k} is ${t.shape.join('x')}, the architecture's is ${own.shape.join('x')}`);
+  const starts: ReadonlyArray<readonly [string, ReadonlyMap<string, HostTensor> | undefined, (key: string) => boolean]> = [
+    ['startFrom', opts.startFrom, () => true],
+    ['vaeFrom', opts.vaeFrom, (k) => k.startsWith(COMPONENTS.vae.checkpoint)],
+  ];
+  for (const [option, from, wanted] of starts) {
+    for (const [k, t] of from ?? []) {
+      const own = model.tensors.get(k);
+      if (!wanted(k) || !own) continue;
+      if (own.shape.join('x') !== t.shape.join('x')) {
+        throw new DarkroomError('TRAINING_BAD_PARAMETER', `${option}: ${k} is ${t.shape.join('x')}, the architecture's is ${own.shape.join('x')}`);
+      }
+      // Float weights are trained in float32 whatever they were saved as; integer buffers (position ids) stay.
+      model.tensors.set(k, own.dtype === 'float32' ? toFloat32(t) : t);
     }
-    model.tensors.set(k, toFloat32(t));
   }
   const params = new FlatParameters(model.tensors);
   const down = 2 ** (model.config.vae.chMult.length - 1);

@@ -151,3 +151,15 @@ test('negative or non-finite coarse noise strengths are refused before training'
     );
   }
 });
+
+test('training can start from an earlier checkpoint: its weights are taken as they are, a shape that differs is refused', async () => {
+  const first = await trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 1, unetBatch: 2, poolSize: 4, threads: 1, vaeCheckScenes: 0 });
+  const again = await trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 9, vaeSteps: 0, unetSteps: 0, poolSize: 4, threads: 1, vaeCheckScenes: 0, startFrom: first.tensors });
+  for (const [k, t] of first.tensors) assert.deepEqual(again.tensors.get(k)?.data, t.data, k);
+  const key = 'model.diffusion_model.out.2.bias';
+  const wrong = new Map(first.tensors).set(key, float32([3]));
+  await assert.rejects(
+    trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 9, vaeSteps: 0, unetSteps: 0, poolSize: 4, threads: 1, vaeCheckScenes: 0, startFrom: wrong }),
+    (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && e.message.includes(`startFrom: ${key} is 3`),
+  );
+});
