@@ -5,14 +5,15 @@
  *
  *   npx tsx scripts/train-demo-model.ts [--vae-steps 400] [--unet-steps 1800] [--resolution 64] [--threads 2]
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
- *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--vae-check N] [--vae-check-min 0.9]
+ *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
  * background, position and shape rates, with the detector's own rates on the renders as the ceiling); below
  * `--vae-check-min` on colour or background the run stops before the UNet, which could not draw better than its
  * autoencoder. `--vae-from` starts from the autoencoder of an earlier checkpoint (with `--vae-steps 0`, the UNet is
- * trained on it as it is); `--from` starts every component from an earlier checkpoint, to train it further. `--lf-noise` gives the strengths of the coarse noise levels added to the UNet's training
+ * trained on it as it is); `--from` starts every component from an earlier checkpoint, to train it further; `--half 1` saves the
+ * weights as float16. `--lf-noise` gives the strengths of the coarse noise levels added to the UNet's training
  * noise (1x1, 2x2, ...; see lowFrequencyNoise): without it the UNet reads colour and layout off the noise, not the
  * caption. `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
  * 128x128 model's VAE costs per step what a 64x64 one does.
@@ -29,7 +30,7 @@ import { openCheckpoint } from '../packages/core/src/model-files/checkpoint.js';
 import type { HostTensor } from '../packages/core/src/tensor.js';
 import { trainSceneModel, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
 import type { ReconstructionReport } from '../packages/core/src/training/scenes/evaluate-vae.js';
-import { MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
+import { halfPrecisionWeights, MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -52,6 +53,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const name = stringArg(argv, 'name', 'darkroom-scenes');
   const vaeFromPath = stringArg(argv, 'vae-from', '');
   const fromPath = stringArg(argv, 'from', '');
+  const half = numberArg(argv, 'half', 0) === 1;
   const vaeCheck = numberArg(argv, 'vae-check', -1);
   const opts = {
     arch: archName === 'scene' ? SCENE_ARCHITECTURE : MICRO_ARCHITECTURE,
@@ -97,7 +99,7 @@ async function main(argv: readonly string[]): Promise<void> {
   };
   const r = await trainSceneModel({ ...opts, onVaeCheck }, onProgress);
   bars.get(current)?.done();
-  const checkpoint = await writeScratchCheckpoint(out, name, r.tensors, r.configJson, r.model.vocabulary, {
+  const checkpoint = await writeScratchCheckpoint(out, name, half ? halfPrecisionWeights(r.tensors) : r.tensors, r.configJson, r.model.vocabulary, {
     darkroom: name,
     training: JSON.stringify({ ...opts, arch: archName }),
   });

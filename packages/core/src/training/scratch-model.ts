@@ -10,7 +10,8 @@ import { inferModelConfig, overridesFromJson, type ModelConfig } from '../model-
 import { demoModelConfig, initialCheckpointTensors, type TinyArchitecture } from '../pipeline/demo-model.js';
 import { buildDemoVocabulary, type BpeVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
-import type { HostTensor } from '../tensor.js';
+import type { Float32Tensor, HostTensor } from '../tensor.js';
+import { toHalf } from '../models/layers.js';
 import { captionWords } from './scenes/captions.js';
 
 /**
@@ -66,6 +67,18 @@ export function newScratchModel(arch: TinyArchitecture, seed: number, scaleFacto
   const tensors = initialCheckpointTensors(tokenizer.vocabSize, arch, { text: seed, unet: seed + 1, vae: seed + 2 });
   const { json, config } = scratchConfig(tensors, arch, tokenizer.vocabSize, scaleFactor);
   return { tensors, configJson: json, config, vocabulary, tokenizer };
+}
+
+/**
+ * The checkpoint's float32 weights as float16, as A1111's half-precision checkpoints store them (half the file; the
+ * Engine widens them back on load). Buffers outside the three models (the DDPM `alphas_cumprod`) and integer
+ * tensors stay as they are, so the schedule sampling reads is the one training used.
+ */
+export function halfPrecisionWeights(tensors: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
+  const models = ['model.diffusion_model.', 'first_stage_model.', 'cond_stage_model.'];
+  return new Map(
+    [...tensors].map(([k, t]) => [k, t.dtype === 'float32' && models.some((m) => k.startsWith(m)) ? toHalf(t as Float32Tensor) : t]),
+  );
 }
 
 /**

@@ -14,9 +14,9 @@ import { decodePng, readPngText } from '../../src/formats/png.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
 import { learningRate, lowFrequencyNoise, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
-import { float32 } from '../../src/tensor.js';
+import { float32, toFloat32 } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
-import { MICRO_ARCHITECTURE, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
+import { halfPrecisionWeights, MICRO_ARCHITECTURE, newScratchModel, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';
 
 let engine: Engine;
@@ -162,4 +162,21 @@ test('training can start from an earlier checkpoint: its weights are taken as th
     trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 9, vaeSteps: 0, unetSteps: 0, poolSize: 4, threads: 1, vaeCheckScenes: 0, startFrom: wrong }),
     (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && e.message.includes(`startFrom: ${key} is 3`),
   );
+});
+
+test("half-precision saving: the three models' float weights become float16, the schedule buffer and integer tensors stay", () => {
+  const m = newScratchModel(MICRO_ARCHITECTURE, 2);
+  const half = halfPrecisionWeights(m.tensors);
+  assert.equal(half.size, m.tensors.size);
+  for (const [k, t] of m.tensors) {
+    const h = half.get(k)!;
+    const model = ['model.diffusion_model.', 'first_stage_model.', 'cond_stage_model.'].some((p) => k.startsWith(p));
+    assert.equal(h.dtype, model && t.dtype === 'float32' ? 'float16' : t.dtype, k);
+    if (h.dtype === 'float16') {
+      const back = toFloat32(h).data;
+      const src = t.data as Float32Array;
+      for (let i = 0; i < src.length; i++) assert.ok(Math.abs(back[i]! - src[i]!) <= Math.abs(src[i]!) * 1e-3 + 1e-7, `${k}[${i}]`);
+    }
+  }
+  assert.equal(half.get('alphas_cumprod')!.dtype, 'float32');
 });
