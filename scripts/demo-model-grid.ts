@@ -14,6 +14,7 @@ import { numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
 import { decodePng, encodePng, type RasterImage } from '../packages/core/src/formats/png.js';
 import { Engine } from '../packages/core/src/pipeline/engine.js';
+import { imageGrid } from '../packages/core/src/pipeline/image-grid.js';
 import { drawGridAnnotations } from '../packages/core/src/scripts/grid-annotations.js';
 import { captionScene } from '../packages/core/src/training/scenes/captions.js';
 import { heldOutScenes } from '../packages/core/src/training/scenes/scene.js';
@@ -39,19 +40,6 @@ function enlarge(img: RasterImage, scale: number): RasterImage {
     }
   }
   return { width: w, height: h, channels: 3, data };
-}
-
-/** Cells (all the same size, grid order) side by side in `columns` columns. */
-function tile(cells: readonly RasterImage[], columns: number): RasterImage {
-  const { width, height } = cells[0]!;
-  const rows = Math.ceil(cells.length / columns);
-  const out: RasterImage = { width: width * columns, height: height * rows, channels: 3, data: new Uint8Array(width * columns * height * rows * 3) };
-  cells.forEach((cell, i) => {
-    const x0 = (i % columns) * width;
-    const y0 = Math.floor(i / columns) * height;
-    for (let y = 0; y < height; y++) out.data.set(cell.data.subarray(y * width * 3, (y + 1) * width * 3), ((y0 + y) * out.width + x0) * 3);
-  });
-  return out;
 }
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -90,7 +78,7 @@ async function main(argv: readonly string[]): Promise<void> {
     await engine.close();
   }
   const side = resolution * scale;
-  const grid = drawGridAnnotations(tile(cells, prompts.length), side, side, {
+  const grid = drawGridAnnotations(imageGrid(cells, seeds, prompts.length), side, side, {
     columns: prompts.map((text) => [{ text, active: true }]),
     rows: Array.from({ length: seeds }, (_, s) => [{ text: `seed ${1 + s}`, active: true }]),
     margin: 0,

@@ -13,6 +13,7 @@ import { ClipTokenizer } from '../text/tokenizer.js';
 import type { Float32Tensor, HostTensor } from '../tensor.js';
 import { toHalf } from '../models/layers.js';
 import { captionWords } from './scenes/captions.js';
+import { COMPONENTS } from './whole-model.js';
 
 /**
  * The smallest model the graphs allow: unit tests on 16x16 images. GroupNorm(32) needs 32 channels, and the UNet's
@@ -75,7 +76,7 @@ export function newScratchModel(arch: TinyArchitecture, seed: number, scaleFacto
  * tensors stay as they are, so the schedule sampling reads is the one training used.
  */
 export function halfPrecisionWeights(tensors: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
-  const models = ['model.diffusion_model.', 'first_stage_model.', 'cond_stage_model.'];
+  const models = [COMPONENTS.unet.checkpoint, COMPONENTS.vae.checkpoint, 'cond_stage_model.'];
   return new Map(
     [...tensors].map(([k, t]) => [k, t.dtype === 'float32' && models.some((m) => k.startsWith(m)) ? toHalf(t as Float32Tensor) : t]),
   );
