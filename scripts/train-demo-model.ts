@@ -6,7 +6,7 @@
  *   npx tsx scripts/train-demo-model.ts [--vae-steps 400] [--unet-steps 1800] [--resolution 64] [--threads 2]
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
- *     [--lf-noise 1,0.5]
+ *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
  * background, position and shape rates, with the detector's own rates on the renders as the ceiling); below
@@ -15,7 +15,9 @@
  * trained on it as it is); `--from` starts every component from an earlier checkpoint, to train it further; `--half 1` saves the
  * weights as float16. `--lf-noise` gives the strengths of the coarse noise levels added to the UNet's training
  * noise (1x1, 2x2, ...; see lowFrequencyNoise): without it the UNet reads colour and layout off the noise, not the
- * caption. `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
+ * caption. `--unet-mult` and `--unet-attention` change the UNet's levels (channel multipliers) and the
+ * downsampling factors with attention (ldm's channel_mult and attention_resolutions). `--loss-weighting truncated-snr` weights each sample's loss by max(1, 1/SNR(t)), so a layout the
+ * caption states but the UNet ignores costs its x0 error at the noisiest steps (see lossWeighting). `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
  * 128x128 model's VAE costs per step what a 64x64 one does.
  *
  * Prints each phase's loss at the start and end, seconds per step, the latent scale factor and the files written.
@@ -28,7 +30,7 @@ import { numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
 import { openCheckpoint } from '../packages/core/src/model-files/checkpoint.js';
 import type { HostTensor } from '../packages/core/src/tensor.js';
-import { trainSceneModel, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
+import { LOSS_WEIGHTINGS, trainSceneModel, type LossWeighting, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
 import type { ReconstructionReport } from '../packages/core/src/training/scenes/evaluate-vae.js';
 import { halfPrecisionWeights, MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
 
@@ -46,6 +48,12 @@ async function readTensors(path: string, prefix = ''): Promise<Map<string, HostT
   }
 }
 
+function lossWeighting(name: string): LossWeighting {
+  const known: readonly string[] = LOSS_WEIGHTINGS;
+  if (!known.includes(name)) throw new RangeError(`--loss-weighting must be one of ${LOSS_WEIGHTINGS.join(', ')}, got "${name}"`);
+  return name as LossWeighting;
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   const archName = stringArg(argv, 'arch', 'scene');
   if (archName !== 'scene' && archName !== 'micro') throw new RangeError(`--arch must be scene or micro, got "${archName}"`);
@@ -55,8 +63,13 @@ async function main(argv: readonly string[]): Promise<void> {
   const fromPath = stringArg(argv, 'from', '');
   const half = numberArg(argv, 'half', 0) === 1;
   const vaeCheck = numberArg(argv, 'vae-check', -1);
+  const base = archName === 'scene' ? SCENE_ARCHITECTURE : MICRO_ARCHITECTURE;
+  const list = (flag: string, fallback: readonly number[]): number[] =>
+    stringArg(argv, flag, fallback.join(','))
+      .split(',')
+      .map(Number);
   const opts = {
-    arch: archName === 'scene' ? SCENE_ARCHITECTURE : MICRO_ARCHITECTURE,
+    arch: { ...base, unet: { ...base.unet, mult: list('unet-mult', base.unet.mult), attention: list('unet-attention', base.unet.attention) } },
     resolution: numberArg(argv, 'resolution', archName === 'scene' ? 64 : 16),
     seed: numberArg(argv, 'seed', 17),
     vaeSteps: numberArg(argv, 'vae-steps', 400),
@@ -72,6 +85,7 @@ async function main(argv: readonly string[]): Promise<void> {
       .split(',')
       .filter((x) => x.trim() !== '')
       .map(Number),
+    lossWeighting: lossWeighting(stringArg(argv, 'loss-weighting', 'uniform')),
     threads: numberArg(argv, 'threads', 2),
     // -1: every held-out scene.
     ...(vaeCheck >= 0 ? { vaeCheckScenes: vaeCheck } : {}),
@@ -101,7 +115,7 @@ async function main(argv: readonly string[]): Promise<void> {
   bars.get(current)?.done();
   const checkpoint = await writeScratchCheckpoint(out, name, half ? halfPrecisionWeights(r.tensors) : r.tensors, r.configJson, r.model.vocabulary, {
     darkroom: name,
-    training: JSON.stringify({ ...opts, arch: archName }),
+    training: JSON.stringify({ ...opts, arch: archName, unet: opts.arch.unet }),
   });
   console.log(
     JSON.stringify(

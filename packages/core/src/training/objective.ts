@@ -80,7 +80,7 @@ export function diffusionTargets(model: TrainableModel, batch: DiffusionBatch): 
 }
 
 /** ldm p_losses with A1111's optional weight map: mean over (C,H,W) per sample, then over the batch. */
-function lossFrom(b: GraphBuilder, out: Value, target: Value, weight: Value | undefined): Value {
+export function lossFrom(b: GraphBuilder, out: Value, target: Value, weight: Value | undefined): Value {
   const d = b.sub(target, out);
   let sq = b.mul(d, d);
   if (weight) sq = b.mul(sq, weight);
@@ -88,7 +88,7 @@ function lossFrom(b: GraphBuilder, out: Value, target: Value, weight: Value | un
 }
 
 /** The loss inputs besides the UNet's own `x` (x_t) and `t`. */
-function lossInputs(b: GraphBuilder, shape: ObjectiveShape, channels: number): { target: Value; weight?: Value } {
+export function lossInputs(b: GraphBuilder, shape: Omit<ObjectiveShape, 'chunks'>, channels: number): { target: Value; weight?: Value } {
   const dims = [shape.batch, channels, shape.latentHeight, shape.latentWidth];
   const target = b.input('target', 'float32', dims);
   return shape.weighted ? { target, weight: b.input('loss_weight', 'float32', dims) } : { target };

@@ -17,7 +17,7 @@ import { imageToChw, renderScene } from './scenes/render.js';
 import { evaluateReconstruction, type ReconstructionReport } from './scenes/evaluate-vae.js';
 import { heldOutScenes, trainingScene } from './scenes/scene.js';
 import { newScratchModel, scratchConfig, type ScratchModel } from './scratch-model.js';
-import { captionTokenIds, COMPONENTS, DiffusionObjective, VaeObjective, WholeModelOptimizer } from './whole-model.js';
+import { captionTokenIds, COMPONENTS, DiffusionObjective, scheduleOf, VaeObjective, WholeModelOptimizer } from './whole-model.js';
 
 export interface SceneTrainingOptions {
   readonly arch: TinyArchitecture;
@@ -50,6 +50,14 @@ export interface SceneTrainingOptions {
    * scales hides them, and the caption is the only place left to learn them from.
    */
   readonly lowFrequencyNoise?: readonly number[];
+  /**
+   * How each sample's loss is weighted by its timestep (default 'uniform', ldm's plain eps loss). 'truncated-snr'
+   * weights it by max(1, 1/SNR(t)), so it is the larger of the eps and the x0 error (Salimans and Ho's truncated
+   * SNR weighting). Under the eps loss an x0 wrong in its layout costs SNR(t) times its error: at the timesteps
+   * where only the caption tells where the object is (SNR below 0.05) a UNet that ignores the caption's position
+   * and shape words loses almost nothing, and it learns them slowly if at all; weighted, it loses the x0 error.
+   */
+  readonly lossWeighting?: LossWeighting;
   readonly emaDecay?: number;
   readonly threads?: number;
   /**
@@ -66,6 +74,16 @@ export interface SceneTrainingOptions {
   readonly vaeCheckScenes?: number;
   /** Told the round trip's report before the UNet is trained; throwing stops the run there. */
   readonly onVaeCheck?: (report: ReconstructionReport) => void;
+}
+
+export const LOSS_WEIGHTINGS = ['uniform', 'truncated-snr'] as const;
+export type LossWeighting = (typeof LOSS_WEIGHTINGS)[number];
+
+/** The loss weight of a sample at timestep `t`, from the schedule's sqrt(acp) and sqrt(1 - acp). */
+export function timestepWeight(weighting: LossWeighting, sqrtAcp: number, sqrtOneMinusAcp: number): number {
+  if (weighting === 'uniform') return 1;
+  const inverseSnr = (sqrtOneMinusAcp * sqrtOneMinusAcp) / (sqrtAcp * sqrtAcp);
+  return Math.max(1, inverseSnr);
 }
 
 export interface TrainingProgress {
@@ -190,6 +208,14 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lowFrequencyNoise: strengths must be finite and at least 0, got ${coarse.join(', ')}`);
   }
 
+  const weighting = opts.lossWeighting ?? 'uniform';
+  if (!LOSS_WEIGHTINGS.includes(weighting)) {
+    throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: one of ${LOSS_WEIGHTINGS.join(', ')}, got ${String(weighting)}`);
+  }
+  if (weighting !== 'uniform' && model.config.parameterization !== 'eps') {
+    throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: ${weighting} is defined for the eps objective, the model's is ${model.config.parameterization}`);
+  }
+
   // Phase 1: the autoencoder.
   const vaeRange = params.range(COMPONENTS.vae.checkpoint);
   const vae = await VaeObjective.create(params, model.config, { batch: vaeBatch, height: crop, width: crop, threads });
@@ -259,7 +285,9 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     latentWidth: lat,
     threads,
     trainText: opts.trainText ?? false,
+    weighted: weighting !== 'uniform',
   });
+  const schedule = scheduleOf(model.config);
   const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
   const unetOpt = new WholeModelOptimizer(params, ranges, { lr: opts.unetLr ?? 1e-3, emaDecay: opts.emaDecay ?? 0.995 });
   const dropout = opts.captionDropout ?? 0.1;
@@ -278,7 +306,13 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       }
       const t = Array.from({ length: unetBatch }, () => r.below(model.config.schedule.timesteps));
       const shape = [unetBatch, model.config.unet.inChannels, lat, lat];
-      const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise: lowFrequencyNoise(r, shape, coarse) });
+      const noise = lowFrequencyNoise(r, shape, coarse);
+      let weight: Float32Tensor | undefined;
+      if (weighting !== 'uniform') {
+        weight = float32(shape, new Float32Array(unetBatch * per));
+        t.forEach((step, i) => weight!.data.fill(timestepWeight(weighting, schedule.sqrtAlphasCumprod[step]!, schedule.sqrtOneMinusAlphasCumprod[step]!), i * per, (i + 1) * per));
+      }
+      const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise, ...(weight ? { weight } : {}) });
       unetOpt.lr = learningRate(opts.unetLr ?? 1e-3, s, opts.unetSteps);
       unetOpt.step(out.grad);
       unetLosses.push(out.loss);

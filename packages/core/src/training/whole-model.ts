@@ -24,7 +24,7 @@ import { createSession, type EngineSession } from '../runtime/session.js';
 import { float32, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { adamwStep, newAdamWState, type AdamWState } from './adamw.js';
 import { type FlatParameters, gatherWeights, graphLayout, scatterGradient, type GraphWeightLayout } from './flat-parameters.js';
-import { diffusionTargets, type DiffusionBatch, type RuntimeOptions, type TrainableModel } from './objective.js';
+import { diffusionTargets, lossFrom, lossInputs, type DiffusionBatch, type RuntimeOptions, type TrainableModel } from './objective.js';
 
 /** Where each component's weights sit in the checkpoint and which graph-name prefix the builders give them. */
 export const COMPONENTS = {
@@ -156,6 +156,8 @@ export interface DiffusionObjectiveOptions extends RuntimeOptions {
   readonly trainText?: boolean;
   /** A1111's CLIP skip the model is trained (and will be used) with (default 1). */
   readonly clipSkip?: number;
+  /** Each batch carries a loss weight per latent element (`DiffusionBatch.weight`), as A1111's weight map does. */
+  readonly weighted?: boolean;
 }
 
 /** The schedule arrays `diffusionTargets` takes, from the config alone. */
@@ -179,6 +181,7 @@ export class DiffusionObjective {
     private readonly session: EngineSession,
     private readonly trainText: boolean,
     private readonly schedule: TrainableModel,
+    private readonly weighted: boolean,
   ) {}
 
   static async create(params: FlatParameters, config: ModelConfig, opts: DiffusionObjectiveOptions): Promise<DiffusionObjective> {
@@ -197,16 +200,15 @@ export class DiffusionObjective {
         contextLength: config.text.maxPositions,
         context: { k: cond, v: cond },
       });
-      const target = b.input('target', 'float32', g.out.shape);
-      const d = b.sub(target, g.out);
-      const loss = b.reduceMean(b.reduceMean(b.mul(d, d), [1, 2, 3], false), [0], false);
+      const io = lossInputs(b, { ...opts, weighted: opts.weighted ?? false }, config.unet.outChannels);
+      const loss = lossFrom(b, g.out, io.target, io.weight);
       return { b, loss, extraWrt: trainText ? [{ value: enc.inputsEmbeds, name: 'inputs_embeds' }] : [] };
     };
     const trained = (name: string): boolean => name.startsWith(COMPONENTS.unet.graph) || (trainText && name.startsWith('text.'));
     const unetPrefix = COMPONENTS.unet.checkpoint;
     const layout = graphLayout(() => build(params.probeComponent(textPrefix), params.probeComponent(unetPrefix)).b, trained);
     const s = await trainingSession(() => build(params.component(textPrefix), params.component(unetPrefix)), trained, opts);
-    return new DiffusionObjective(params, config, layout, s, trainText, scheduleOf(config));
+    return new DiffusionObjective(params, config, layout, s, trainText, scheduleOf(config), opts.weighted ?? false);
   }
 
   /** The rows of the token embedding for `ids` (B x 77), as the pipeline looks them up: (B, 77, D). */
@@ -226,10 +228,15 @@ export class DiffusionObjective {
   /** `ids`: each sample's 77 token ids (bos, caption, eos, eos padding); `batch`: clean latents, timesteps, noise. */
   async evaluate(ids: readonly (readonly number[])[], batch: DiffusionBatch): Promise<ObjectiveResult> {
     const { xt, target } = diffusionTargets(this.schedule, batch);
+    if (this.weighted !== (batch.weight !== undefined)) {
+      throw new DarkroomError('TRAINING_BAD_BATCH', this.weighted ? 'this objective takes a loss weight with every batch' : 'this objective was built without a loss weight');
+    }
+    if (batch.weight && batch.weight.data.length !== target.data.length) throw new DarkroomError('TRAINING_BAD_BATCH', 'loss weight and latents differ in size');
     const r = await this.session.run({
       x: xt,
       t: float32([batch.t.length], Float32Array.from(batch.t)),
       target,
+      ...(batch.weight ? { loss_weight: batch.weight } : {}),
       inputs_embeds: this.embed(ids),
       ...gatherWeights(this.layout, this.params.data),
     });

@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import { loadModel } from '../../src/models/load.js';
 import { checkpointFiles } from '../../src/pipeline/checkpoint-files.js';
 import { diffusionTargets } from '../../src/training/objective.js';
+import { timestepWeight } from '../../src/training/scene-training.js';
+import { DarkroomError } from '../../src/errors.js';
 
 const B = 2;
 const R = 16;
@@ -144,20 +146,21 @@ for (const trainText of [false, true]) {
   });
 }
 
-test("the UNet objective's loss is the loss of the model the Engine loads from the written checkpoint", async () => {
+test("the UNet objective's loss, plain and weighted per sample, is the loss of the model the Engine loads from the written checkpoint", async () => {
   // What the trainer optimises must be what sampling runs: the same token rows, text encoder output, timestep input
   // and schedule, read back from the files rather than from the trainer's own tensors.
   const m = newScratchModel(MICRO_ARCHITECTURE, 6);
   const dir = await mkdtemp(join(tmpdir(), 'darkroom-whole-model-'));
   const p = new FlatParameters(m.tensors);
   const d = await DiffusionObjective.create(p, m.config, { batch: B, latentHeight: L, latentWidth: L, threads: 1, trainText: true });
+  let weighted: DiffusionObjective | undefined;
   try {
     const checkpoint = await writeScratchCheckpoint(dir, 'm', m.tensors, m.configJson, m.vocabulary);
     const ids = [0, 1].map((i) => captionTokenIds(m.tokenizer, captionScene(trainingScene(3, i), 3, i).text));
     const n = B * 4 * L * L;
     const batch = { latents: normals(n, 7, [B, 4, L, L], 0.8), t: [40, 910], noise: normals(n, 8, [B, 4, L, L]) };
     const trained = await d.evaluate(ids, batch);
-    const files = await checkpointFiles(checkpoint, dir);
+    const files = await checkpointFiles(checkpoint);
     const sd = await loadModel({ checkpoint, config: files.config, cacheDir: join(dir, 'cache'), threads: 1 });
     try {
       const { xt } = diffusionTargets(sd, batch);
@@ -167,13 +170,26 @@ test("the UNet objective's loss is the loss of the model the Engine loads from t
       ids.forEach((row, s) => row.forEach((id, j) => rows.set(table.data.subarray(id * w, (id + 1) * w), (s * 77 + j) * w)));
       const context = await sd.textEncoder.encode(float32([B, 77, w], rows), 1);
       const eps = await sd.unet.run(xt, Float32Array.from(batch.t), context);
-      let sum = 0;
-      for (let i = 0; i < n; i++) sum += (eps.data[i]! - batch.noise.data[i]!) ** 2;
-      assert.ok(Math.abs(sum / n - trained.loss) < 1e-5 * trained.loss, `trainer ${trained.loss}, loaded model ${sum / n}`);
+      const perSample = [0, 0];
+      for (let i = 0; i < n; i++) perSample[Math.floor((i * B) / n)]! += (eps.data[i]! - batch.noise.data[i]!) ** 2 / (n / B);
+      const plain = (perSample[0]! + perSample[1]!) / B;
+      assert.ok(Math.abs(plain - trained.loss) < 1e-5 * trained.loss, `trainer ${trained.loss}, loaded model ${plain}`);
+
+      // Truncated-SNR weighting: each sample's error times max(1, 1/SNR(t)); t = 910 is far noisier than SNR 1.
+      const weights = batch.t.map((t) => timestepWeight('truncated-snr', sd.sqrtAlphasCumprod[t]!, sd.sqrtOneMinusAlphasCumprod[t]!));
+      assert.equal(weights[0], 1);
+      assert.ok(weights[1]! > 20, `weight at t = 910: ${weights[1]}`);
+      const weight = float32([B, 4, L, L], Float32Array.from({ length: n }, (_, i) => weights[Math.floor((i * B) / n)]!));
+      weighted = await DiffusionObjective.create(p, m.config, { batch: B, latentHeight: L, latentWidth: L, threads: 1, trainText: true, weighted: true });
+      const got = await weighted.evaluate(ids, { ...batch, weight });
+      const expected = (weights[0]! * perSample[0]! + weights[1]! * perSample[1]!) / B;
+      assert.ok(Math.abs(got.loss - expected) < 1e-5 * expected, `weighted trainer ${got.loss}, loaded model ${expected}`);
+      await assert.rejects(weighted.evaluate(ids, batch), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_BATCH');
     } finally {
       await sd.release();
     }
   } finally {
+    await weighted?.release();
     await d.release();
     await rm(dir, { recursive: true, force: true });
   }
