@@ -2,20 +2,21 @@
  * Renders the held-out scene captions with a trained scene model and prints how often the detector finds the
  * caption's colour, background, position and shape in the image.
  *
- *   npx tsx scripts/evaluate-demo-model.ts --model .darkroom/models/darkroom-scenes.safetensors
- *     [--resolution 64] [--limit N] [--steps 20] [--sampler "DPM++ 2M"] [--cfg 5] [--threads 2]
+ *   npx tsx scripts/evaluate-demo-model.ts [--model CHECKPOINT (default: the built-in model)]
+ *     [--resolution 128] [--limit N] [--steps 20] [--sampler "DPM++ 2M"] [--cfg 5] [--threads 2]
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
+import { BUILTIN_CHECKPOINT, BUILTIN_MODEL_RESOLUTION } from '../packages/core/src/catalog/built-in-model.js';
 import { Engine } from '../packages/core/src/pipeline/engine.js';
 import { evaluateHeldOut } from '../packages/core/src/training/scenes/evaluate-model.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 async function main(argv: readonly string[]): Promise<void> {
-  const checkpoint = resolve(ROOT, stringArg(argv, 'model', '.darkroom/models/darkroom-scenes.safetensors'));
+  const checkpoint = resolve(ROOT, stringArg(argv, 'model', BUILTIN_CHECKPOINT));
   const limit = numberArg(argv, 'limit', 0);
   const engine = new Engine({ root: ROOT, threads: numberArg(argv, 'threads', 2) });
   const bar = progressBar();
@@ -24,7 +25,7 @@ async function main(argv: readonly string[]): Promise<void> {
       engine,
       {
         checkpoint,
-        resolution: numberArg(argv, 'resolution', 64),
+        resolution: numberArg(argv, 'resolution', BUILTIN_MODEL_RESOLUTION),
         ...(limit > 0 ? { limit } : {}),
         steps: numberArg(argv, 'steps', 20),
         sampler: stringArg(argv, 'sampler', 'DPM++ 2M'),

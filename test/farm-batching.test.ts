@@ -126,8 +126,8 @@ describe('dynamic batching (one worker, BATCH_MAX=4)', () => {
       assert.equal(r.status, 202, JSON.stringify(r.json));
       ids.push((r.json as { id: string }).id);
     }
-    // The demo model at 64x64 is estimated at about 414.8 MB for one image and 1.2 MB more per image.
-    const worker = await farm.startWorker('w2', { WORKER_MEMORY_BUDGET: '416500000' });
+    // The built-in model at 64x64 is estimated at about 450.4 MB for one image and 1.4 MB more per image.
+    const worker = await farm.startWorker('w2', { WORKER_MEMORY_BUDGET: '452500000' });
     const done = await waitFor('all four finished', async () => {
       const jobs = await Promise.all(ids.map((id) => queue.getJob(id)));
       return jobs.every((j) => j?.finishedOn) ? jobs.map((j) => j!) : null;

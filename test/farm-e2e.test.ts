@@ -1,3 +1,4 @@
+import { BUILTIN_MODEL_NAME } from '@darkroom/core/catalog/built-in-model.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Queue } from 'bullmq';
@@ -274,9 +275,9 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     const schedulers = await get('/sdapi/v1/schedulers') as { name: string; label: string }[];
     assert.ok(schedulers.some((s) => s.name === 'karras' && s.label === 'Karras'));
     const models = await get('/sdapi/v1/sd-models') as { title: string; model_name: string }[];
-    assert.ok(models.some((m) => m.model_name === 'darkroom-tiny-sd1'));
+    assert.ok(models.some((m) => m.model_name === BUILTIN_MODEL_NAME));
     const options = await get('/sdapi/v1/options') as Record<string, unknown>;
-    assert.equal(options.sd_model_checkpoint, 'darkroom-tiny-sd1');
+    assert.equal(options.sd_model_checkpoint, BUILTIN_MODEL_NAME);
     assert.deepEqual(await get('/sdapi/v1/embeddings'), { loaded: {}, skipped: {} });
     assert.deepEqual(await get('/sdapi/v1/hypernetworks'), []);
     const progress = await get('/sdapi/v1/progress') as Record<string, unknown>;

@@ -21,7 +21,9 @@ import { startS3, type TestS3 } from './support/s3.js';
 const KEY_A = 'alice-key-0123456789';
 const KEY_B = 'bob-key-0123456789';
 const OCTETS = { 'content-type': 'application/octet-stream' };
-const BASE = { width: 64, height: 64, steps: 3, seed: 4242, sampler_name: 'Euler', cfg_scale: 7 };
+/** The LoRA files are made for the random-weight tiny model's layers, so jobs run on it (a MODELS_DIR checkpoint). */
+const FIXTURE = 'tiny-random';
+const BASE = { width: 64, height: 64, steps: 3, seed: 4242, sampler_name: 'Euler', cfg_scale: 7, override_settings: { sd_model_checkpoint: FIXTURE } };
 
 /** A small deterministic normal source (Box-Muller over an LCG), so the network is the same on every run. */
 function normals(seed: number): () => number {
@@ -77,6 +79,11 @@ describe('LoRA on the farm (real HTTP, Redis, s3rver, worker process)', () => {
     ({ tensors: demoTensors, metadata: demoMetadata } = parseSafetensors(new Uint8Array(await readFile(demo.checkpoint)), demo.checkpoint));
     table = loraModuleTable(new Map([...demoTensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }])), 'sd1');
     lora = kohyaLora(table, 'castle-style', 7);
+    const dir = farm.env.MODELS_DIR!;
+    await mkdir(dir, { recursive: true });
+    await cp(demo.checkpoint, join(dir, `${FIXTURE}.safetensors`));
+    await writeFile(join(dir, `${FIXTURE}.json`), JSON.stringify(demo.config));
+    await cp(join(dirname(demo.checkpoint), `${DEMO_MODEL_NAME}.vocab`), join(dir, `${FIXTURE}.vocab`), { recursive: true });
   });
 
   after(async () => {

@@ -1,3 +1,4 @@
+import { BUILTIN_MODEL_NAME } from '@darkroom/core/catalog/built-in-model.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startFarm, waitFor, type Farm } from './support/farm.js';
@@ -125,7 +126,7 @@ describe('the A1111 /sdapi/v1 surface: every route of v1.10.1 with A1111\'s requ
       { method: 'POST', path: '/sdapi/v1/interrupt', status: 200, shape: obj({}) },
       { method: 'POST', path: '/sdapi/v1/skip', status: 200, shape: 'null' },
       { method: 'GET', path: '/sdapi/v1/options', status: 200, shape: dict('any'),
-        check: (j) => assert.equal((j as Record<string, unknown>).sd_model_checkpoint, 'darkroom-tiny-sd1') },
+        check: (j) => assert.equal((j as Record<string, unknown>).sd_model_checkpoint, BUILTIN_MODEL_NAME) },
       { method: 'POST', path: '/sdapi/v1/options', body: () => ({ samples_save: false, eta_noise_seed_delta: 0 }), status: 200, shape: 'null' },
       { method: 'GET', path: '/sdapi/v1/cmd-flags', status: 200, shape: dict('any') },
       { method: 'GET', path: '/sdapi/v1/samplers', status: 200, shape: list(SamplerItem) },

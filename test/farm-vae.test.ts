@@ -21,6 +21,8 @@ const KEY_A = 'alice-key-0123456789';
 const KEY_B = 'bob-key-0123456789';
 const OCTETS = { 'content-type': 'application/octet-stream' };
 const BASE = { prompt: 'a castle', width: 64, height: 64, steps: 3, seed: 4242, sampler_name: 'Euler', cfg_scale: 7 };
+/** The VAE files are the random-weight tiny model's autoencoder, so renders run on it (a MODELS_DIR checkpoint). */
+const FIXTURE = 'tiny-random';
 const PREFIX = 'first_stage_model.';
 
 function maxPixelDiff(a: Uint8Array, b: Uint8Array): number {
@@ -54,6 +56,11 @@ describe('VAEs on the farm (real HTTP, Redis, s3rver, worker process)', () => {
       vae.set(k.slice(PREFIX.length), { dtype: 'float32', shape: t.shape, data });
     }
     vaeBytes = writeSafetensors(new Map([...vae, ['loss.logvar', { dtype: 'float32', shape: [], data: new Float32Array(1) }]]));
+    const dir = farm.env.MODELS_DIR!;
+    await mkdir(dir, { recursive: true });
+    await cp(demo.checkpoint, join(dir, `${FIXTURE}.safetensors`));
+    await writeFile(join(dir, `${FIXTURE}.json`), JSON.stringify(demo.config));
+    await cp(join(dirname(demo.checkpoint), `${DEMO_MODEL_NAME}.vocab`), join(dir, `${FIXTURE}.vocab`), { recursive: true });
   });
 
   after(async () => {
@@ -63,7 +70,8 @@ describe('VAEs on the farm (real HTTP, Redis, s3rver, worker process)', () => {
 
   const put = (path: string, body: Uint8Array, key = KEY_A) => farm.request('PUT', path, { key, body, headers: OCTETS });
   const txt2img = async (body: Record<string, unknown>): Promise<{ pixels: Uint8Array; infotext: string; info: Record<string, unknown> }> => {
-    const r = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { ...BASE, ...body } });
+    const overrides = { sd_model_checkpoint: FIXTURE, ...(body.override_settings as Record<string, unknown> | undefined) };
+    const r = await farm.request('POST', '/sdapi/v1/txt2img', { key: KEY_A, body: { ...BASE, ...body, override_settings: overrides } });
     assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 400));
     const j = r.json as { images: string[]; info: string };
     const info = JSON.parse(j.info) as Record<string, unknown> & { infotexts: string[] };
@@ -100,7 +108,7 @@ describe('VAEs on the farm (real HTTP, Redis, s3rver, worker process)', () => {
     const params = parseGenerationParameters(withVae.infotext);
     assert.equal(params.get('VAE hash'), hash);
     assert.equal(params.get('VAE'), 'castle.vae.safetensors');
-    assert.match(withVae.infotext, new RegExp(`Model: ${DEMO_MODEL_NAME}, VAE hash: ${hash}, VAE: castle\\.vae\\.safetensors,`));
+    assert.match(withVae.infotext, new RegExp(`Model: ${FIXTURE}, VAE hash: ${hash}, VAE: castle\\.vae\\.safetensors,`));
     assert.equal(withVae.info.sd_vae_name, 'castle.vae.safetensors');
     assert.equal(withVae.info.sd_vae_hash, hash);
     assert.equal(parseGenerationParameters(plain.infotext).get('VAE'), undefined);

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import type { Img2ImgParams, OverrideSettings, RandnSource, Txt2ImgParams } from '@darkroom/core/pipeline/params.js';
 import { resolveSamplerEntry, SAMPLER_CATALOG } from '@darkroom/core/catalog/samplers.js';
+import { BUILTIN_MODEL_RESOLUTION } from '@darkroom/core/catalog/built-in-model.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -31,7 +32,7 @@ generation options (A1111 defaults in brackets):
       --seed N                 seed, -1 = random [-1]
       --subseed N              variation seed [-1]
       --subseed-strength X     variation strength 0..1 [0]
-      --width N, --height N    image size, multiples of 8 [512; 64 with the demo model]
+      --width N, --height N    image size, multiples of 8 [512; 128 with the built-in model]
       --batch-size N           images per batch [1]
       --batch-count N          batches (A1111 n_iter) [1]
       --clip-skip N            CLIP layers to skip [1]
@@ -57,7 +58,7 @@ generation options (A1111 defaults in brackets):
       --inpaint-area AREA      masked (crop to the mask, render at full size, paste back) or whole [masked]
       --inpaint-padding N      pixels of context around the mask with --inpaint-area masked [0]
   models and networks:
-      --model FILE             checkpoint (.safetensors/.ckpt); default: the built-in tiny demo model
+      --model FILE             checkpoint (.safetensors/.ckpt); default: the built-in model (scenes of shapes, 128x128)
       --vocab DIR              CLIP vocabulary folder for --model (vocab.json + merges.txt)
       --embedding FILE|DIR     textual-inversion embedding(s), repeatable
       --hypernetwork FILE      hypernetwork file(s), repeatable; use with <hypernet:name:m> in the prompt
@@ -189,7 +190,7 @@ export function parseCli(argv: readonly string[]): CliRequest {
   if (v.sampler !== undefined && resolveSamplerEntry(v.sampler, v.scheduler, false).fallback) {
     throw new UsageError(`--sampler: no sampler "${v.sampler}"; valid names: ${SAMPLER_CATALOG.map((s) => s.name).join(', ')} (optionally followed by a scheduler, e.g. "DPM++ 2M Karras")`);
   }
-  const demo = v.model === undefined;
+  const builtIn = v.model === undefined;
   const common = defined({
     prompt: v.prompt ?? '',
     negative_prompt: v['negative-prompt'],
@@ -200,9 +201,9 @@ export function parseCli(argv: readonly string[]): CliRequest {
     seed: int('seed', v.seed),
     subseed: int('subseed', v.subseed),
     subseed_strength: num('subseed-strength', v['subseed-strength']),
-    // the demo model is tiny: 64x64 keeps it fast; a real checkpoint gets A1111's 512
-    width: int('width', v.width) ?? (demo ? 64 : 512),
-    height: int('height', v.height) ?? (demo ? 64 : 512),
+    // the built-in model draws at the size it was trained at; a real checkpoint gets A1111's 512
+    width: int('width', v.width) ?? (builtIn ? BUILTIN_MODEL_RESOLUTION : 512),
+    height: int('height', v.height) ?? (builtIn ? BUILTIN_MODEL_RESOLUTION : 512),
     batch_size: int('batch-size', v['batch-size']),
     n_iter: int('batch-count', v['batch-count']),
     clip_skip: int('clip-skip', v['clip-skip']),

@@ -5,7 +5,7 @@ import { Engine, type EngineJobOptions } from '@darkroom/core/pipeline/engine.js
 import type { CliRequest } from './args.js';
 import type { ProgressBar } from './progress.js';
 
-/** Where `.darkroom/` (demo model, compiled graphs) lives: $DARKROOM_HOME, else the checkout. */
+/** Where `.darkroom/` (compiled graphs, trained files) lives: $DARKROOM_HOME, else the checkout. */
 export function darkroomHome(): string {
   return process.env.DARKROOM_HOME ? resolve(process.env.DARKROOM_HOME) : resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 }

@@ -14,7 +14,7 @@ export const SCRIPT_USAGE = `usage:
   darkroom xyz --x-type TYPE --x-values VALUES [--y-type TYPE --y-values VALUES] [--z-type ...] [options] [-o DIR]
   darkroom seed-travel --seed N --dest-seeds "N, N, ..." [--travel-steps N] [--fps X] [options] [-o DIR]
 
-Both run A1111's script on the local engine (the demo model unless --model) and write into DIR
+Both run A1111's script on the local engine (the built-in model unless --model) and write into DIR
 [darkroom-<command>-<seed>]: the grids or the frames as PNGs with their infotext, and seed travel's animation.
 Every txt2img option applies (darkroom --help); with --init-image the cells are img2img renders.
 

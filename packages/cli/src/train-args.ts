@@ -21,7 +21,7 @@ training options (A1111 defaults in brackets):
       --batch-size N           [1]
       --gradient-step N        gradient accumulation steps [1]
       --steps N                max steps [100000]
-      --width N, --height N    training size [512; 64 with the demo model]
+      --width N, --height N    training size [512; 128 with the built-in model]
       --template FILE          prompt template, one line per prompt with [name] and [filewords]
                                [a built-in "a photo of [name], [filewords]"-style template]
       --clip-grad-mode M       disabled, value or norm [disabled]
@@ -38,14 +38,14 @@ training options (A1111 defaults in brackets):
       --vectors N              vectors per token [1]
       --embedding FILE         continue training this embedding instead
   a new hypernetwork:
-      --sizes LIST             context widths [768,320,640,1280; the demo model's width with it]
+      --sizes LIST             context widths [768,320,640,1280; the built-in model's width with it]
       --layer-structure LIST   [1,2,1]
       --activation NAME        [linear]
       --weight-init NAME       Normal, XavierUniform, XavierNormal, KaimingUniform, KaimingNormal [Normal]
       --layer-norm             add LayerNorm after each Linear
       --hypernetwork FILE      continue training this hypernetwork instead
   models and output:
-      --model FILE             checkpoint; default: the built-in tiny demo model
+      --model FILE             checkpoint; default: the built-in model
       --vocab DIR              CLIP vocabulary folder for --model
       --threads N              CPU threads for onnxruntime
       --out DIR                output folder [./<name>]

@@ -7,6 +7,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { writeFileAtomically } from '@darkroom/core/atomic-write.js';
 import { basename, join, resolve } from 'node:path';
 import { Engine } from '@darkroom/core/pipeline/engine.js';
+import { BUILTIN_MODEL_RESOLUTION } from '@darkroom/core/catalog/built-in-model.js';
 import { createEmbedding } from '@darkroom/core/networks/embeddings/create.js';
 import { loadEmbedding } from '@darkroom/core/networks/embeddings/load.js';
 import { createHypernetwork, type WeightInit } from '@darkroom/core/networks/hypernetworks/create.js';
@@ -67,7 +68,7 @@ export async function train(req: TrainRequest, home: string): Promise<number> {
     const name = subject.kind === 'embedding' ? subject.embedding.name : subject.hypernetwork.name;
     const out = resolve(req.out ?? name);
     await mkdir(out, { recursive: true });
-    const demo = req.model === undefined;
+    const builtIn = req.model === undefined;
     const prepared = await prepareTraining(sd, model, subject, await readFolder(resolve(req.data)), {
       settings: {
         learnRate: req.learnRate,
@@ -80,8 +81,8 @@ export async function train(req: TrainRequest, home: string): Promise<number> {
         saveEvery: req.saveEvery,
       },
       dataset: {
-        width: req.width ?? (demo ? 64 : 512),
-        height: req.height ?? (demo ? 64 : 512),
+        width: req.width ?? (builtIn ? BUILTIN_MODEL_RESOLUTION : 512),
+        height: req.height ?? (builtIn ? BUILTIN_MODEL_RESOLUTION : 512),
         template: req.template ? await readFile(req.template, 'utf8') : DEFAULT_TEMPLATE,
         wordRegex: '',
         joinString: ' ',

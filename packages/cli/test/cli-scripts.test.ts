@@ -8,9 +8,9 @@ import sharp from 'sharp';
 import { decodePng, readPngText } from '@darkroom/core/formats/png.js';
 import { parseScriptCli } from '../src/script-flags.js';
 
-/** `darkroom xyz` and `darkroom seed-travel` through the command's entry, on the demo model at 64x64. */
+/** `darkroom xyz` and `darkroom seed-travel` through the command's entry, on the built-in model at 64x64. */
 const bin = resolve(import.meta.dirname, '../bin/darkroom.js');
-const GEN = ['-p', 'a red castle', '--steps', '3', '--sampler', 'Euler', '--quiet'];
+const GEN = ['-p', 'a red castle', '--steps', '3', '--sampler', 'Euler', '--width', '64', '--height', '64', '--quiet'];
 
 let dir: string;
 before(() => {

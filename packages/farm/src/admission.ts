@@ -1,5 +1,5 @@
 import type { ModelConfig } from '@darkroom/core/model-files/config.js';
-import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '@darkroom/core/model-files/reference-configs.js';
+import { BUILTIN_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '@darkroom/core/model-files/reference-configs.js';
 import { hiresSize } from '@darkroom/core/pipeline/hires-size.js';
 import { attentionMemory, estimateJobMemory, type AttentionMemory, type MemoryEstimateRequest } from '@darkroom/core/pipeline/memory-estimate.js';
 import { isLatentUpscaler } from '@darkroom/core/catalog/upscalers.js';
@@ -44,10 +44,10 @@ const GiB = 1024 ** 3;
 
 /**
  * The API never reads checkpoints, so a job naming one is estimated as the larger of the full-size SD 1.x and
- * SD 2.x models (SD 1.x has more heads at full resolution, SD 2.x a larger text encoder); the demo model is known.
+ * SD 2.x models (SD 1.x has more heads at full resolution, SD 2.x a larger text encoder); the built-in model is known.
  */
 function configsFor(request: GenerateRequest): readonly ModelConfig[] {
-  return request.model === null || request.model === BUILTIN_MODEL ? [DEMO_MODEL_CONFIG] : [SD1_CONFIG, SD2_CONFIG];
+  return request.model === null || request.model === BUILTIN_MODEL ? [BUILTIN_MODEL_CONFIG] : [SD1_CONFIG, SD2_CONFIG];
 }
 
 /** A1111 splits a prompt into conditionings at every standalone AND; each is a UNet row of its own. */
@@ -128,7 +128,7 @@ export function memoryRefusal(job: JobToAdmit, budgets: readonly MemoryBudget[])
   if (fitsSome(request)) return null;
   const best = Math.max(...budgets.map((b) => b.budgetBytes));
   const need = Math.min(...budgets.map((b) => jobMemoryBytes(job, b)));
-  const model = configsFor(request).length === 1 ? 'the demo model' : 'its checkpoint (estimated as a full-size SD model)';
+  const model = configsFor(request).length === 1 ? 'the built-in model' : 'its checkpoint (estimated as a full-size SD model)';
   const prefix = `this job needs about ${gib(need)} of memory at its peak on ${model}; the largest worker budget is ${gib(best)} (WORKER_MEMORY_BUDGET)`;
   const refuse = (field: string, hint: string): FarmError => new FarmError('JOB_TOO_LARGE', 422, `${field}: ${prefix}. ${hint}`, field);
 

@@ -24,7 +24,7 @@ export const ASSET_EXTENSIONS: Record<AssetKind, readonly string[]> = {
   upscalers: ['.pth', '.pt', '.safetensors'],
 };
 
-/** The tiny demo model every worker serves when a job names no checkpoint (its name in infotexts). */
+/** The built-in model every worker serves when a job names no checkpoint (its name in infotexts). */
 export const BUILTIN_MODEL = BUILTIN_MODEL_NAME;
 
 export function assetStorageKey(kind: AssetKind, sha256: string): string {

@@ -3,7 +3,7 @@ import { BUILTIN_MODEL, listModelsDir, type AssetRegistry } from './assets.js';
 import { FarmError } from './errors.js';
 import { sha256Hex } from './ids.js';
 
-/** A checkpoint file as an engine thread opens it; null stands for the built-in demo model. */
+/** A checkpoint file as an engine thread opens it; null stands for the built-in model. */
 export interface CheckpointFile {
   path: string;
   /** The name infotexts and trained files record: the tenant's upload name or A1111's model_name. */
@@ -21,7 +21,7 @@ export interface CheckpointSources {
 
 /**
  * The file behind a checkpoint name a job carries: the tenant's upload (fetched by content hash and held for
- * `held`'s job), else a MODELS_DIR file, else the demo model for null or its own name.
+ * `held`'s job), else a MODELS_DIR file, else the built-in model for null or its own name.
  */
 export async function resolveCheckpoint(
   src: CheckpointSources, tenant: string, name: string | null, held: Set<string>, field = 'model',
@@ -35,7 +35,7 @@ export async function resolveCheckpoint(
 /**
  * The identity of the checkpoint a job names, without fetching it: its `sha256` as resolveCheckpoint gives it (the
  * upload's content hash, a MODELS_DIR file's path and size), which warm routing matches against what workers hold;
- * null for the demo model.
+ * null for the built-in model.
  */
 export async function checkpointIdentity(
   src: Omit<CheckpointSources, 'modelCache'>, tenant: string, name: string | null,

@@ -18,7 +18,7 @@ export interface GenerateJobData {
   requestHash: string;
   source: 'v1' | 'sdapi';
   submittedAt: number;
-  /** Size of the checkpoint file the job names (null: the demo model), which bounds its weights in memory estimates. */
+  /** Size of the checkpoint file the job names (null: the built-in model), which bounds its weights in memory estimates. */
   checkpointBytes?: number | null;
   /**
    * The VAE `override_settings.sd_vae` names, resolved at submission: an upload the worker fetches by hash, or a

@@ -12,7 +12,7 @@ export type SdapiTrainBody = { kind: 'embedding'; body: SdapiTrainEmbedding } | 
 /** What A1111 takes from the loaded model and the settings rather than from the call. */
 export interface SdapiTrainContext {
   datasetId: string;
-  /** The tenant's checkpoint (`sd_model_checkpoint`), null for the demo model. */
+  /** The tenant's checkpoint (`sd_model_checkpoint`), null for the built-in model. */
   model: string | null;
   /** The tenant's `CLIP_stop_at_last_layers`. */
   clipSkip: number;

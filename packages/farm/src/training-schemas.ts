@@ -61,7 +61,7 @@ export const HypernetworkCreate = z.strictObject({
 const trainFields = {
   name: TRAINING_NAME.describe('name of the result: its files and the embedding/hypernetwork registered for the tenant'),
   dataset: ULID.describe('a dataset uploaded with POST /v1/datasets'),
-  model: ASSET_NAME.nullable().default(null).describe('checkpoint to train on (sd-models title or model_name); null = the demo model'),
+  model: ASSET_NAME.nullable().default(null).describe('checkpoint to train on (sd-models title or model_name); null = the built-in model'),
   continue_from: ASSET_NAME.nullable().default(null)
     .describe('the tenant\'s embedding or hypernetwork to train further, as A1111 trains an existing file (its step counts on); null = a new one from `create`'),
   batch_size: int().min(1).max(64).default(1),

@@ -19,7 +19,7 @@ export interface AssetPin {
 
 export interface TrainJobData {
   tenant: string;
-  /** The validated request, seeds drawn, the model name resolved (null = the demo model). */
+  /** The validated request, seeds drawn, the model name resolved (null = the built-in model). */
   request: TrainingRequest;
   /** What `continue_from` named when the training was accepted. */
   continueFrom: AssetPin | null;

@@ -15,7 +15,7 @@ import type { WorkerAdvert } from './heartbeats.js';
  *
  * The wait is bounded: from a job's first hand-back, after `waitMs` any worker takes it. So a job is never
  * stranded by a warm worker that is busy for long, or dead with its heartbeat not yet expired. A job naming a
- * checkpoint no live worker holds is taken at once, and so is one naming the demo model (every worker loads it in
+ * checkpoint no live worker holds is taken at once, and so is one naming the built-in model (every worker loads it in
  * well under a second; routing it would only add waits). Fair share is kept: a handed-back job keeps its
  * priority, and it is passed over for at most `waitMs`.
  */
@@ -31,7 +31,7 @@ export type RouteDecision =
   | { readonly action: 'hand-back'; readonly to: 'idle' | 'busy'; readonly delayMs: number; readonly workers: readonly string[] };
 
 export interface RouteQuestion {
-  /** The routing key of the job's checkpoint (checkpointIdentity), null for the demo model or a job without one. */
+  /** The routing key of the job's checkpoint (checkpointIdentity), null for the built-in model or a job without one. */
   readonly key: string | null;
   /** The claiming worker's name and the keys its engine holds. */
   readonly self: string;
@@ -60,7 +60,7 @@ export function routeJob(q: RouteQuestion): RouteDecision {
 
 /**
  * The routing keys of what an engine holds: its loaded checkpoint paths mapped through the keys of the files this
- * worker resolved ('' is the demo model, never routed); paths it never resolved are left out.
+ * worker resolved ('' is the built-in model, never routed); paths it never resolved are left out.
  */
 export function heldKeys(loadedPaths: readonly string[], keyOfPath: ReadonlyMap<string, string>): string[] {
   const out: string[] = [];

@@ -7,18 +7,21 @@ const GiB = 1024 ** 3;
 const txt = (fields: Record<string, unknown>) => ({ kind: 'txt2img' as const, request: Txt2ImgRequest.parse({ prompt: 'a harbour', ...fields }) });
 const budget = (gib: number) => ({ budgetBytes: gib * GiB, attention: PLAIN_ATTENTION_MEMORY });
 
-test('the demo model at 512x512 fits a 3 GiB budget; 1024x1024 is refused naming width, with the size that fits', () => {
-  assert.ok(fitsBudget(txt({ width: 512, height: 512 }), budget(3)));
-  const refusal = memoryRefusal(txt({ width: 1024, height: 1024 }), [budget(3)]);
+/** A budget the built-in model's 512x512 job fits in (about 3.1 GiB estimated with plain attention). */
+const FITS_512 = 3.5;
+
+test('the built-in model at 512x512 fits a 3.5 GiB budget; 1024x1024 is refused naming width, with the size that fits', () => {
+  assert.ok(fitsBudget(txt({ width: 512, height: 512 }), budget(FITS_512)));
+  const refusal = memoryRefusal(txt({ width: 1024, height: 1024 }), [budget(FITS_512)]);
   assert.equal(refusal?.code, 'JOB_TOO_LARGE');
   assert.equal(refusal?.status, 422);
   assert.equal(refusal?.field, 'width');
   assert.match(refusal!.message, /at most about \d+x\d+ fits/i);
-  assert.equal(memoryRefusal(txt({ width: 512, height: 1024 }), [budget(3)])?.field, 'height');
+  assert.equal(memoryRefusal(txt({ width: 512, height: 1024 }), [budget(FITS_512)])?.field, 'height');
 });
 
 test('the field at fault: batch_size, the AND parts, then the hires pass', () => {
-  const one = budget(3);
+  const one = budget(FITS_512);
   assert.equal(memoryRefusal(txt({ width: 512, height: 512, batch_size: 4 }), [one])?.field, 'batch_size');
   assert.equal(memoryRefusal(txt({ width: 512, height: 512, prompt: 'a AND b AND c AND d' }), [one])?.field, 'prompt');
   const hires = memoryRefusal(txt({ width: 256, height: 256, enable_hr: true, hr_scale: 4 }), [one]);
@@ -28,7 +31,7 @@ test('the field at fault: batch_size, the AND parts, then the hires pass', () =>
 });
 
 test('any budget that holds the job admits it; a named checkpoint is estimated as a full-size model, bounded by its file', () => {
-  assert.equal(memoryRefusal(txt({ width: 1024, height: 1024 }), [budget(3), budget(64)]), null);
+  assert.equal(memoryRefusal(txt({ width: 1024, height: 1024 }), [budget(FITS_512), budget(64)]), null);
   const named = txt({ width: 512, height: 512, model: 'v1-5-pruned-emaonly' });
   assert.ok(jobMemoryBytes(named, { attention: PLAIN_ATTENTION_MEMORY }) > 8 * GiB);
   assert.equal(memoryRefusal(named, [budget(4)])?.field, 'width');
@@ -40,8 +43,8 @@ test('any budget that holds the job admits it; a named checkpoint is estimated a
 
 test('lean attention admits what plain attention cannot', () => {
   const big = txt({ width: 1024, height: 1024 });
-  assert.notEqual(memoryRefusal(big, [budget(6)]), null);
-  assert.equal(memoryRefusal(big, [{ budgetBytes: 6 * GiB, attention: attentionMemory('subquad', 'cpu') }]), null);
+  assert.notEqual(memoryRefusal(big, [budget(8)]), null);
+  assert.equal(memoryRefusal(big, [{ budgetBytes: 8 * GiB, attention: attentionMemory('subquad', 'cpu') }]), null);
 });
 
 test('WORKER_MEMORY_BUDGET: configured, else the machine less a tenth (at least 1 GiB)', () => {

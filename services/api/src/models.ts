@@ -13,7 +13,7 @@ export interface ModelEntry {
   size: number | null;
 }
 
-/** Checkpoints a tenant can name: the built-in demo model, MODELS_DIR and the tenant's uploads. */
+/** Checkpoints a tenant can name: the built-in model, MODELS_DIR and the tenant's uploads. */
 export async function listModels(registry: AssetRegistry, modelsDir: string, tenant: string): Promise<ModelEntry[]> {
   const out: ModelEntry[] = [{ title: BUILTIN_MODEL, model_name: BUILTIN_MODEL, hash: null, sha256: null, filename: BUILTIN_MODEL, config: null, source: 'builtin', size: null }];
   for (const m of await listModelsDir(modelsDir)) {

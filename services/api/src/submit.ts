@@ -112,7 +112,7 @@ function checkSupported(req: GenerateRequest): void {
   }
 }
 
-/** Checks every name the job uses; returns the size of the checkpoint file it names (null: the demo model). */
+/** Checks every name the job uses; returns the size of the checkpoint file it names (null: the built-in model). */
 async function checkNames(ctx: ApiContext, tenant: string, req: GenerateRequest): Promise<number | null> {
   let checkpointBytes: number | null = null;
   if (req.model !== null && req.model !== BUILTIN_MODEL) {

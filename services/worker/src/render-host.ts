@@ -35,7 +35,7 @@ interface Pending {
 
 /** The main thread's handle on the render thread (render.ts). */
 export class RenderHost extends EngineThreadHost<HostMessage, ThreadMessage, Pending> {
-  /** Called after every render with the checkpoint paths the engine holds loaded ('' = the demo model), most recent first. */
+  /** Called after every render with the checkpoint paths the engine holds loaded ('' = the built-in model), most recent first. */
   onModels: ((checkpoints: string[]) => void) | null = null;
 
   constructor(workerData: { provider: 'cpu' | 'cuda'; modelCacheBytes: number; cacheDir: string; fallbackToCpu: boolean; previewEvery: number; attention: string; memoryMode: MemoryMode; weightsDtype: ComputeDType; maxInputPixels: number; intraOpThreads: number | null }) {

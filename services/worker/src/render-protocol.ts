@@ -19,7 +19,7 @@ export interface RenderRequest {
   /** Decoded init images / mask for img2img, as the bytes the client sent. */
   initImages: Uint8Array[];
   mask: Uint8Array | null;
-  /** Checkpoint file; null = the tiny demo model. */
+  /** Checkpoint file; null = the built-in model. */
   checkpoint: { path: string; name: string; sha256: string; size: number } | null;
   networks: RenderNetworks;
   /** The VAE upload `sd_vae` named, in place of the checkpoint's own; `name` is its uploaded file name. */
@@ -60,7 +60,7 @@ export type ThreadMessage =
   | { type: 'done'; id: number; output: RenderOutput }
   | { type: 'cancelled'; id: number; stepAtCancel: number; lastStep: number }
   | { type: 'error'; id: number; code: string; message: string; retryable: boolean }
-  /** After every render: the checkpoint paths the engine holds loaded ('' = the demo model), most recent first. */
+  /** After every render: the checkpoint paths the engine holds loaded ('' = the built-in model), most recent first. */
   | { type: 'models'; checkpoints: string[] };
 
 /** Index 0 of the shared flag: 0 = run, 1 = cancel requested. Atomics let the thread see it between steps without an event-loop turn. */

@@ -1,13 +1,13 @@
 /**
- * The files a checkpoint is loaded with: the checkpoint itself (the demo model's, written on first use, when none
- * is named), its config (the demo model's, or a `<stem>.json` beside the checkpoint) and its CLIP vocabulary. The
- * engine loads a model from these, and creating an embedding or hypernetwork reads the same files.
+ * The files a checkpoint is loaded with: the checkpoint itself (the built-in model's when none is named), its
+ * config (a `<stem>.json` beside the checkpoint) and its CLIP vocabulary. The engine loads a model from these, and
+ * creating an embedding or hypernetwork reads the same files.
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { DarkroomError } from '../errors.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
-import { ensureDemoModel } from './demo-model.js';
+import { BUILTIN_CHECKPOINT } from '../catalog/built-in-model.js';
 
 export interface CheckpointFiles {
   readonly path: string;
@@ -39,12 +39,13 @@ export function findVocabulary(checkpoint: string, explicit: string | undefined)
   return found;
 }
 
-/** `checkpoint` '' is the demo model, under `root`; `vocabulary` an explicit vocabulary folder. */
-export async function checkpointFiles(checkpoint: string, root: string, vocabulary?: string): Promise<CheckpointFiles> {
-  if (checkpoint === '') {
-    const demo = await ensureDemoModel(root);
-    return { path: demo.checkpoint, config: demo.config, tokenizer: demo.tokenizer };
-  }
+/**
+ * `checkpoint` '' is the built-in model, always with its own vocabulary; a relative path is taken from the
+ * process's working directory; `vocabulary` an explicit vocabulary folder for any other checkpoint.
+ */
+export async function checkpointFiles(named: string, explicitVocabulary?: string): Promise<CheckpointFiles> {
+  const checkpoint = named === '' ? BUILTIN_CHECKPOINT : named;
+  const vocabulary = named === '' ? undefined : explicitVocabulary;
   if (!existsSync(checkpoint)) throw new DarkroomError('MODEL_NOT_FOUND', `checkpoint ${checkpoint} does not exist`, { checkpoint });
   const json = join(dirname(checkpoint), `${basename(checkpoint, extname(checkpoint))}.json`);
   const tokenizer = ClipTokenizer.fromDirectory(findVocabulary(checkpoint, vocabulary));

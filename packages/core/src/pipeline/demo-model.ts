@@ -1,8 +1,10 @@
 /**
- * Darkroom's own tiny demo model: an SD1-style single-file checkpoint (A1111 key names: ldm UNet and VAE,
+ * Darkroom's random-weight tiny model: an SD1-style single-file checkpoint (A1111 key names: ldm UNet and VAE,
  * HF CLIPTextModel text encoder) with small random weights, generated deterministically from fixed seeds, plus
- * the small demo BPE vocabulary. A fresh checkout renders with it without downloading anything. Its images
- * are noise-like, but every stage of the real pipeline runs on it.
+ * the small demo BPE vocabulary. Its images are noise-like, but every stage of the real pipeline runs on it, and
+ * its pixels are fixed forever by its seeds: tests that compare exact pixels, and tests that build LoRAs or
+ * other files for its shapes, use it. (The model served when a request names none is the trained built-in model,
+ * catalog/built-in-model.ts.) Its architecture is also where a model trained from scratch starts.
  *
  * The architecture numbers are Darkroom's "tiny-sd1" configuration: UNet with 32 channels, multipliers [1, 2],
  * 2 res blocks, attention at both levels, 4 heads, context 32; VAE with 32 channels, multipliers [1, 2, 2, 2],
@@ -12,13 +14,12 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomically } from '../atomic-write.js';
 import { join } from 'node:path';
-import { BUILTIN_MODEL_NAME } from '../catalog/built-in-model.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { float32, numel, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { buildDemoVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
 
-export const DEMO_MODEL_NAME = BUILTIN_MODEL_NAME;
+export const DEMO_MODEL_NAME = 'darkroom-tiny-sd1';
 export const DEMO_MODEL_DIR = '.darkroom/models';
 
 /**

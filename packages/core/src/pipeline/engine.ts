@@ -2,7 +2,7 @@
  * The Engine: what a worker or the CLI holds for its lifetime. It loads checkpoints (by path, identified by
  * content hash through the model loader), keeps the loaded models and their onnxruntime sessions in an LRU
  * within a memory budget, loads the embeddings and hypernetworks a job names, and runs txt2img / img2img.
- * With no checkpoint configured it uses Darkroom's tiny demo model, generated on first use.
+ * With no checkpoint configured it uses Darkroom's built-in model (catalog/built-in-model.ts), shipped in the repository.
  */
 import { existsSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
@@ -41,13 +41,13 @@ export { pngInfo, type PngInfo };
 import type { HypernetworkProvider, JobNetworks, PipelineModel, UpscalerLookup } from './types.js';
 
 export interface EngineOptions {
-  /** Checkpoint used when a job names none; absent = the tiny demo model. */
+  /** Checkpoint used when a job names none; absent = the built-in model. */
   readonly checkpoint?: string;
   /** Folder of checkpoints that `override_settings.sd_model_checkpoint` names are looked up in (A1111's models/Stable-diffusion). */
   readonly modelsDir?: string;
   /** Folder of VAE files that `override_settings.sd_vae` names are looked up in (A1111's models/VAE). */
   readonly vaeDir?: string;
-  /** Where `.darkroom/` (demo model, compile cache) lives; default the working directory. */
+  /** Where `.darkroom/` (the compile cache) lives; default the working directory. */
   readonly root?: string;
   /** Compiled graphs, keyed by checkpoint hash; default `<root>/.darkroom/cache`. */
   readonly cacheDir?: string;
@@ -176,13 +176,13 @@ export class Engine {
     return this.options.cacheDir ?? join(this.root, DEFAULT_CACHE_DIR);
   }
 
-  /** The checkpoint a job runs on: its own, the engine's, or the demo model ('' means demo). */
+  /** The checkpoint a job runs on: its own, the engine's, or the built-in model (''). */
   private checkpointFor(job?: string): string {
     return job ?? this.options.checkpoint ?? '';
   }
 
   private async load(checkpoint: string, vae: string | undefined): Promise<Loaded> {
-    const { path, config, tokenizer } = await checkpointFiles(checkpoint, this.root, this.options.vocabulary);
+    const { path, config, tokenizer } = await checkpointFiles(checkpoint, this.options.vocabulary);
     const sd = await loadModel({
       checkpoint: path,
       ...(vae !== undefined ? { vae } : {}),
@@ -444,7 +444,7 @@ export class Engine {
     }
   }
 
-  /** Checkpoints currently loaded ('' is the demo model), least recently used first. */
+  /** Checkpoints currently loaded ('' is the built-in model), least recently used first. */
   loadedCheckpoints(): string[] {
     return [...new Set([...this.loaded.values()].sort((a, b) => a.lastUsed - b.lastUsed).map((l) => l.key))];
   }

@@ -4,7 +4,6 @@
  * model-files/text-encoder.ts), without loading the model: no graph is built and no session opened, so a caller
  * (the API) loads no engine code for it.
  */
-import { resolve } from 'node:path';
 import { readCheckpointText } from '../model-files/text-encoder.js';
 import type { ModelConfig, ModelKind } from '../model-files/config.js';
 import type { Float32Tensor } from '../tensor.js';
@@ -26,11 +25,11 @@ export interface ModelText {
 }
 
 /**
- * `checkpoint`: a file, or undefined for the demo model (written under `root`, default the working directory,
- * on first use, as the engine does); `vocabulary` an explicit vocabulary folder, as EngineOptions.vocabulary.
+ * `checkpoint`: a file, or undefined for the built-in model, as the engine reads them; `vocabulary` an explicit
+ * vocabulary folder, as EngineOptions.vocabulary.
  */
-export async function readModelText(checkpoint: string | undefined, options: { root?: string; vocabulary?: string } = {}): Promise<ModelText> {
-  const files = await checkpointFiles(checkpoint ?? '', resolve(options.root ?? process.cwd()), options.vocabulary);
+export async function readModelText(checkpoint: string | undefined, options: { vocabulary?: string } = {}): Promise<ModelText> {
+  const files = await checkpointFiles(checkpoint ?? '', options.vocabulary);
   const { config, tokenEmbedding } = await readCheckpointText(files.path, files.config);
   return { kind: config.kind, tokenizer: tokenizerFor(config.kind, files.tokenizer), tokenEmbeddings: tokenEmbedding, config };
 }

@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inferModelConfig, overridesFromJson, type TensorIndex } from '../../src/model-files/config.js';
 import { parameterCounts } from '../../src/model-files/parameter-count.js';
-import { DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '../../src/model-files/reference-configs.js';
+import { BUILTIN_MODEL_CONFIG, DEMO_MODEL_CONFIG, SD1_CONFIG, SD2_CONFIG } from '../../src/model-files/reference-configs.js';
+import { readFileSync } from 'node:fs';
+import { openCheckpoint } from '../../src/model-files/checkpoint.js';
+import { BUILTIN_CHECKPOINT } from '../../src/catalog/built-in-model.js';
 import { demoModelConfig, textSpecs, unetSpecs, vaeSpecs } from '../../src/pipeline/demo-model.js';
 import { buildDemoVocabulary } from '../../src/text/bpe-vocab.js';
 
@@ -21,6 +24,18 @@ test('the demo config is what inferModelConfig reads from the demo checkpoint, a
   assert.equal(counts.vaeEncoder, sum(specs, 'first_stage_model.encoder.') + sum(specs, 'first_stage_model.quant_conv.'));
   assert.equal(counts.vaeDecoder, sum(specs, 'first_stage_model.decoder.') + sum(specs, 'first_stage_model.post_quant_conv.'));
   assert.equal(counts.text, sum(specs, 'cond_stage_model.'));
+});
+
+test('the built-in config is what inferModelConfig reads from the shipped checkpoint and its config', async () => {
+  const source = await openCheckpoint(BUILTIN_CHECKPOINT);
+  try {
+    const json: unknown = JSON.parse(readFileSync(BUILTIN_CHECKPOINT.replace(/\.safetensors$/, '.json'), 'utf8'));
+    const read = inferModelConfig(source.index, overridesFromJson(json as object));
+    // The scale factor is measured per training run; memory estimates, the only readers of this copy, ignore it.
+    assert.deepEqual({ ...read, scaleFactor: 0 }, { ...BUILTIN_MODEL_CONFIG, scaleFactor: 0 });
+  } finally {
+    await source.close();
+  }
 });
 
 // The tensor counts of the upstream ldm / CLIP / OpenCLIP modules at full size (the shapes A1111 loads with

@@ -147,7 +147,7 @@ test('switching LoRA between two renders compiles no graph', async () => {
 
 test('the engine renders a job\'s LoRA files by name, writes Lora hashes in the infotext, and leaves jobs without tags alone', async () => {
   const { Engine } = await import('../../src/pipeline/engine.js');
-  const engine = new Engine({ root: repoRoot, cacheDir: `${scratch.dir}/engine-cache`, threads: 1 });
+  const engine = new Engine({ root: repoRoot, checkpoint: demo.checkpoint, cacheDir: `${scratch.dir}/engine-cache`, threads: 1 });
   try {
     const file = await kohyaFile('le', 17);
     const path = await scratch.write('le-stored-by-hash.safetensors', writeSafetensors(file.tensors, { ss_output_name: 'le' }));

@@ -27,10 +27,12 @@ let sd: StableDiffusionModel;
 let runner: LoraRunner;
 let table: LoraModuleTable;
 let scratch: Awaited<ReturnType<typeof scratchDir>>;
+/** The random-weight model the LoRA files are made for. */
+let demo: Awaited<ReturnType<typeof ensureDemoModel>>;
 
 before(async () => {
   scratch = await scratchDir();
-  const demo = await ensureDemoModel(repoRoot);
+  demo = await ensureDemoModel(repoRoot);
   sd = await loadModel({ checkpoint: demo.checkpoint, config: demo.config, cacheDir: `${scratch.dir}/cache`, threads: 1 });
   runner = new LoraRunner(sd, { cacheDir: `${scratch.dir}/cache`, threads: 1 });
   table = (await runner.base()).table;
@@ -107,7 +109,7 @@ test('feeds derived from the feed plan equal a recording build over the merged w
 });
 
 test('switching LoRA between two jobs in one Engine compiles no graph and opens no session', async () => {
-  const engine = new Engine({ root: repoRoot, cacheDir: `${scratch.dir}/engine-cache`, threads: 1 });
+  const engine = new Engine({ root: repoRoot, checkpoint: demo.checkpoint, cacheDir: `${scratch.dir}/engine-cache`, threads: 1 });
   const graphs = async (): Promise<number> => (await readdir(join(scratch.dir, 'engine-cache', 'graphs'))).length;
   const params: Txt2ImgParams = { prompt: '', negative_prompt: '', steps: 2, sampler_name: 'Euler', scheduler: 'Automatic', cfg_scale: 7, seed: 99, width: 64, height: 64 };
   try {

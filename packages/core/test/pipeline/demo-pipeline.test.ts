@@ -1,10 +1,11 @@
 /**
- * The whole pipeline on Darkroom's generated demo model (no oracle needed): determinism, infotext round trip,
+ * The whole pipeline on Darkroom's built-in model (no oracle needed): determinism, infotext round trip,
  * batches and seeds, img2img, hires fix, cancellation.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { repoRoot } from '../../parity/oracle.js';
+import { BUILTIN_MODEL_NAME } from '../../src/catalog/built-in-model.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { parseGenerationParameters } from '../../src/formats/infotext.js';
@@ -64,7 +65,7 @@ test("the PNG's infotext parses back to the request's parameters", async () => {
   assert.equal(p.get('Variation seed'), '99');
   assert.equal(p.get('Variation seed strength'), '0.25');
   assert.equal(p.get('RNG'), 'CPU');
-  assert.equal(p.get('Model'), 'darkroom-tiny-sd1');
+  assert.equal(p.get('Model'), BUILTIN_MODEL_NAME);
   assert.match(String(p.get('Model hash')), /^[0-9a-f]{10}$/);
   assert.equal(p.get('Version'), 'v1.10.1');
 });
@@ -145,7 +146,7 @@ test('bad parameters are typed errors', async () => {
 
 test('Clip skip, ENSD and Emphasis reach the infotext only where A1111 writes them', async () => {
   const r = await engine.txt2img({ ...base, steps: 2, clip_skip: 2, override_settings: { eta_noise_seed_delta: 31337, emphasis: 'No norm' } });
-  assert.match(r.infotexts[0]!, /Seed: 1234, Size: 64x64, Model hash: [0-9a-f]{10}, Model: darkroom-tiny-sd1, Clip skip: 2, ENSD: 31337, Emphasis: No norm, Version/);
+  assert.match(r.infotexts[0]!, /Seed: 1234, Size: 64x64, Model hash: [0-9a-f]{10}, Model: darkroom-scenes-128, Clip skip: 2, ENSD: 31337, Emphasis: No norm, Version/);
   // ENSD reseeds the step noise: it changes ancestral samplers only, and only they list it
   const plain = { ...base, steps: 3, sampler_name: 'Euler' };
   const euler = await engine.txt2img(plain);

@@ -1,3 +1,4 @@
+import { BUILTIN_MODEL_NAME } from '../../src/catalog/built-in-model.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -47,7 +48,7 @@ test('models beyond the memory budget are evicted least recently used first', as
     assert.deepEqual(engine.loadedCheckpoints(), ['']);
     const real = await engine.txt2img(request, { checkpoint: tiny });
     assert.deepEqual(engine.loadedCheckpoints(), [tiny]);
-    assert.match(demo.infotexts[0]!, /Model: darkroom-tiny-sd1/);
+    assert.match(demo.infotexts[0]!, new RegExp(`Model: ${BUILTIN_MODEL_NAME}`));
     assert.match(real.infotexts[0]!, /Model hash: bfcd16918c, Model: tiny-sd1/);
   } finally {
     await engine.close();

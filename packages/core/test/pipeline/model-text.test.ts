@@ -44,13 +44,22 @@ async function assertSameAsEngine(root: string, checkpoint: string | undefined, 
   }
 }
 
-test("the demo model's text is the engine's, read without loading the model", async () => {
+test("the built-in model's text is the engine's, read without loading the model", async () => {
   await withRoot(async (root) => {
-    const text = await readModelText(undefined, { root });
+    const text = await readModelText(undefined);
     assert.equal(text.kind, 'sd1');
-    assert.ok(existsSync(join(root, DEMO_MODEL_DIR, `${DEMO_MODEL_NAME}.safetensors`)), 'the demo model is written on first use');
     assert.equal(text.tokenEmbeddings.shape[1], text.config.text.width);
     await assertSameAsEngine(root, undefined, text);
+  });
+});
+
+test("the random-weight fixture model's text is the engine's", async () => {
+  await withRoot(async (root) => {
+    const demo = await ensureDemoModel(root);
+    assert.ok(existsSync(join(root, DEMO_MODEL_DIR, `${DEMO_MODEL_NAME}.safetensors`)), 'the fixture model is written on first use');
+    const text = await readModelText(demo.checkpoint);
+    assert.equal(text.tokenEmbeddings.shape[1], text.config.text.width);
+    await assertSameAsEngine(root, demo.checkpoint, text);
   });
 });
 
@@ -62,7 +71,7 @@ test('an SD2 checkpoint with its JSON config and vocabulary beside it: the same 
     await cp(join(root, DEMO_MODEL_DIR, `${DEMO_MODEL_NAME}.vocab`), join(dir, 'vocab'), { recursive: true });
     await copyFile(join(oracleModels, 'tiny-sd2.safetensors'), ckpt);
     await copyFile(join(oracleModels, 'tiny-sd2.json'), join(dir, 'tiny-sd2.json'));
-    const text = await readModelText(ckpt, { root });
+    const text = await readModelText(ckpt);
     assert.equal(text.kind, 'sd2');
     // SD2's tokenizer is OpenCLIP's: html unescaped, unlike the plain CLIP tokenizer
     assert.notDeepEqual(text.tokenizer.encode(TEXTS[1]!), demo.tokenizer.encode(TEXTS[1]!));
@@ -76,11 +85,11 @@ test('a checkpoint the engine cannot load fails with the same code', async () =>
   try {
     await withRoot(async (root) => {
       const missing = join(root, 'nope.safetensors');
-      await assert.rejects(readModelText(missing, { root }), (e) => isDarkroomError(e, 'MODEL_NOT_FOUND'));
+      await assert.rejects(readModelText(missing), (e) => isDarkroomError(e, 'MODEL_NOT_FOUND'));
       const demo = await ensureDemoModel(root);
       const bare = join(root, 'bare', 'model.safetensors');
       await cp(demo.checkpoint, bare);
-      await assert.rejects(readModelText(bare, { root }), (e) => isDarkroomError(e, 'TOKENIZER_NOT_FOUND'));
+      await assert.rejects(readModelText(bare), (e) => isDarkroomError(e, 'TOKENIZER_NOT_FOUND'));
       const engine = new Engine({ root });
       try {
         await assert.rejects(engine.acquireForTraining(bare), (e) => isDarkroomError(e, 'TOKENIZER_NOT_FOUND'));
