@@ -1,5 +1,5 @@
 /**
- * `npm run demo`: the quick start. Makes sure Redis runs, starts the API and one worker on the tiny demo model
+ * `npm run demo`: the quick start. Makes sure Redis runs, starts the API and one worker on the built-in model
  * with folder storage, submits a txt2img over HTTP, follows its progress, prints where the PNG is, and shuts
  * everything down again.
  */
@@ -74,14 +74,15 @@ async function main(): Promise<void> {
   await healthy('api', `${api}/healthz`, children[0]!);
   await healthy('worker', `http://127.0.0.1:${workerPort}/healthz`, children[1]!);
 
-  const request = { prompt: 'a lighthouse on a cliff at dusk, (dramatic sky:1.2)', negative_prompt: 'blurry', steps: 20, sampler_name: 'Euler a', width: 64, height: 64, seed: 42 };
+  // The built-in model draws the scenes it was trained on: shapes in colours and places, on one or two colours.
+  const request = { prompt: 'a large yellow star in the centre, blue background', steps: 20, sampler_name: 'DPM++ 2M', cfg_scale: 5, width: 128, height: 128, seed: 42 };
   console.log(`POST ${api}/v1/txt2img ${JSON.stringify(request)}`);
   const res = await fetch(`${api}/v1/txt2img`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
   if (res.status !== 202) throw new Error(`submit failed: ${res.status} ${await res.text()}`);
   const { id, events_url: eventsUrl } = (await res.json()) as { id: string; events_url: string };
   console.log(`job ${id} queued; following ${eventsUrl}`);
 
-  // Server-Sent Events until the job ends (the first run also builds the demo model, which takes a moment).
+  // Server-Sent Events until the job ends (the first run also compiles the model's graphs, which takes a moment).
   const stream = await fetch(eventsUrl);
   const decoder = new TextDecoder();
   let buffer = '';
