@@ -90,6 +90,19 @@ describe('the web page\'s inpainting, VAE, assets and X/Y/Z plot in headless Chr
     await page.locator('#sampler_name').selectOption('Euler');
   };
 
+  test('the image size follows the checkpoint (128 for the built-in model, 512 for others) until someone sets it', opts, async () => {
+    const size = async () => [await page.locator('#width').inputValue(), await page.locator('#height').inputValue()];
+    assert.deepEqual(await size(), ['128', '128'], 'Default is the built-in model');
+    await page.locator('#checkpoint').selectOption({ label: 'second-demo' });
+    assert.deepEqual(await size(), ['512', '512']);
+    await page.locator('#checkpoint').selectOption('');
+    assert.deepEqual(await size(), ['128', '128']);
+    await page.locator('#width').fill('96');
+    await page.locator('#checkpoint').selectOption({ label: 'second-demo' });
+    assert.deepEqual(await size(), ['96', '128'], 'a size someone typed stays');
+    await page.locator('#checkpoint').selectOption('');
+  });
+
   test('a mask painted and partly erased on the init image is sent as img2img\'s mask and inpaints', opts, async () => {
     await page.locator('#init-file').setInputFiles({ name: 'init.png', mimeType: 'image/png', buffer: Buffer.from(pattern()) });
     await page.waitForFunction('document.getElementById("mask-canvas").width === 64');

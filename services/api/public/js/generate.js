@@ -5,6 +5,28 @@ import { maskFields, maskForImage, readMask } from './mask.js';
 const $ = (id) => document.getElementById(id);
 const num = (id) => Number($(id).value);
 
+/**
+ * The size a checkpoint draws at when nobody has set one: the built-in model was trained at 128x128
+ * (BUILTIN_MODEL_RESOLUTION in core's catalog/built-in-model.ts); other checkpoints get A1111's 512.
+ */
+const BUILTIN_SIDE = 128;
+const A1111_SIDE = 512;
+/** Checkpoint select values that mean the built-in model: Default ('') and its sd-models title. */
+const builtInValues = new Set(['']);
+
+/** The size follows the chosen checkpoint until someone sets it (typed, or loaded from a PNG's parameters). */
+function followCheckpointSize() {
+  if ($('width').dataset.set === '1' || $('height').dataset.set === '1') return;
+  const side = String(builtInValues.has($('checkpoint').value) ? BUILTIN_SIDE : A1111_SIDE);
+  $('width').value = side;
+  $('height').value = side;
+}
+
+export function watchSize() {
+  for (const id of ['width', 'height']) $(id).addEventListener('input', () => { $(id).dataset.set = '1'; });
+  $('checkpoint').addEventListener('change', followCheckpointSize);
+}
+
 export const form = {
   initImage: null, // { blob, url } of the img2img init image
   lastSeed: null,
@@ -68,6 +90,8 @@ export function applyParameters(p) {
   setNumber('seed', p.Seed);
   setNumber('width', p['Size-1']);
   setNumber('height', p['Size-2']);
+  if (p['Size-1'] !== undefined) $('width').dataset.set = '1';
+  if (p['Size-2'] !== undefined) $('height').dataset.set = '1';
   setSelect('sampler_name', p.Sampler);
   if (p['Schedule type'] && p['Schedule type'] !== 'Automatic') setSelect('scheduler', p['Schedule type']);
   else $('scheduler').value = '';
@@ -136,8 +160,10 @@ export async function loadChoices(getJson) {
   const restoreVae = keep('sd_vae');
   $('checkpoint').replaceChildren(opt('', 'Default'), ...models.map((m) => opt(m.title, m.model_name)));
   $('sd_vae').replaceChildren(opt('', 'Automatic'), opt('None'), ...vaes.map((v) => opt(v.model_name)));
+  for (const m of models) if (m.source === 'builtin') builtInValues.add(m.title);
   restoreCkpt();
   restoreVae();
+  followCheckpointSize();
   const ups = ['Latent', ...upscalers.map((u) => u.name).filter((n) => n && n !== 'None' && n !== 'Latent')];
   $('hr_upscaler').replaceChildren(...ups.map((n) => opt(n)));
 }

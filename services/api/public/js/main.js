@@ -1,7 +1,7 @@
 // The page's entry: sign-in, tabs, the Generate form's wiring, and dropping PNGs anywhere to read them.
 import { api, ApiError, getJson, pngInfo, session } from './api.js';
 import { initAssets, listAssets } from './assets.js';
-import { applyParameters, form, loadChoices, readForm, setInitImage } from './generate.js';
+import { applyParameters, form, loadChoices, readForm, setInitImage, watchSize } from './generate.js';
 import { initGallery, resetGallery } from './gallery.js';
 import { initMask } from './mask.js';
 import { attachPrompt } from './prompt.js';
@@ -149,6 +149,7 @@ async function start() {
   $('seed-random').addEventListener('click', () => { $('seed').value = '-1'; });
   $('seed-reuse').addEventListener('click', () => { if (form.lastSeed !== null) $('seed').value = String(form.lastSeed); });
   initWatch();
+  watchSize();
   onJobActions({
     reuse: (p) => { applyParameters(p); toast('Settings loaded.'); },
     seed: (s) => { $('seed').value = String(s); },
