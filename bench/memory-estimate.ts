@@ -1,12 +1,14 @@
 /**
- * The memory estimate (packages/core/src/pipeline/memory-estimate.ts) against the measured peak RSS of the demo
- * model. Each case renders in a child process of its own, with a fresh graph cache (a worker meeting a size for
+ * The memory estimate (packages/core/src/pipeline/memory-estimate.ts) against the measured peak RSS of the built-in
+ * model (`--model builtin`, what admission estimates a job naming no checkpoint as) or the random-weight tiny model
+ * the estimate was first calibrated on (`--model tiny`). Each case renders in a child process of its own, with a fresh graph cache (a worker meeting a size for
  * the first time compiles it), two iterations of a few steps so every session reaches its steady arena. The
  * child reports its peak RSS (VmHWM) and its RSS before the engine started; the estimate is given that baseline
  * as its runtime, so both sides count the same process.
  *
  *   npx tsx bench/memory-estimate.ts [--steps 3] [--cases 128,256,384,512,256b2,384b2,512x256,256hr1.5,256hr2,256i2i]
  *                                    [--attention plain|auto|split|subquad|fused] [--memory-mode normal|medvram|lowvram]
+ *                                    [--model builtin|tiny]
  *
  * Keep within the host's free memory: 512x512 on the demo model peaks near 1 GiB, plain attention grows with
  * the fourth power of the side.
@@ -16,7 +18,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEMO_MODEL_CONFIG } from '../packages/core/src/model-files/reference-configs.js';
+import { BUILTIN_MODEL_CONFIG, DEMO_MODEL_CONFIG } from '../packages/core/src/model-files/reference-configs.js';
+import type { ModelConfig } from '../packages/core/src/model-files/config.js';
+import { ensureDemoModel } from '../packages/core/src/pipeline/demo-model.js';
 import { Engine } from '../packages/core/src/pipeline/engine.js';
 import { parseAttentionMode } from '../packages/core/src/planning/attention.js';
 import { parseMemoryMode, type MemoryMode } from '../packages/core/src/models/memory-mode.js';
@@ -50,9 +54,18 @@ function statusMiB(field: string): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
 }
 
-async function child(c: Case, steps: number, cacheDir: string, attention: string, memoryMode: MemoryMode): Promise<void> {
+type ModelChoice = 'builtin' | 'tiny';
+const MODEL_CONFIGS: Record<ModelChoice, ModelConfig> = { builtin: BUILTIN_MODEL_CONFIG, tiny: DEMO_MODEL_CONFIG };
+
+function parseModel(name: string): ModelChoice {
+  if (name !== 'builtin' && name !== 'tiny') throw new Error(`--model must be builtin or tiny, got "${name}"`);
+  return name;
+}
+
+async function child(c: Case, steps: number, cacheDir: string, attention: string, memoryMode: MemoryMode, model: ModelChoice): Promise<void> {
+  const checkpoint = model === 'tiny' ? (await ensureDemoModel(ROOT)).checkpoint : undefined;
   const baseline = statusMiB('VmRSS');
-  const engine = new Engine({ root: ROOT, cacheDir, attention, memoryMode });
+  const engine = new Engine({ root: ROOT, cacheDir, attention, memoryMode, ...(checkpoint ? { checkpoint } : {}) });
   const common = { prompt: 'a lighthouse at dusk', steps, width: c.width, height: c.height, batch_size: c.batch, n_iter: 2, seed: 7 };
   if (c.img2img) {
     const grey = { width: c.width, height: c.height, channels: 3 as const, data: new Uint8Array(c.width * c.height * 3).fill(128) };
@@ -67,12 +80,12 @@ async function child(c: Case, steps: number, cacheDir: string, attention: string
 }
 
 /** How the engine's attention mode holds scores, as the workers advertise it (see workerAttentionMemory). */
-function estimateMiB(c: Case, baselineMiB: number, attention: AttentionMemory, memoryMode: MemoryMode): number {
+function estimateMiB(c: Case, baselineMiB: number, attention: AttentionMemory, memoryMode: MemoryMode, config: ModelConfig): number {
   const hires = c.hrScale > 1
     ? { ...hiresSize({ width: c.width, height: c.height, hr_scale: c.hrScale, hr_resize_x: 0, hr_resize_y: 0 }), latentUpscale: true }
     : undefined;
   return estimateJobMemory({
-    config: DEMO_MODEL_CONFIG, width: c.width, height: c.height, batchSize: c.batch, encodesInput: c.img2img,
+    config, width: c.width, height: c.height, batchSize: c.batch, encodesInput: c.img2img,
     ...(hires ? { hires } : {}), attention, runtimeBytes: baselineMiB * MiB, oneSessionResident: memoryMode !== 'normal',
   }).bytes / MiB;
 }
@@ -82,8 +95,9 @@ async function main(): Promise<void> {
   const steps = numberArg(argv, 'steps', 3);
   const attention = stringArg(argv, 'attention', 'plain');
   const memoryMode = parseMemoryMode(stringArg(argv, 'memory-mode', 'normal'));
+  const model = parseModel(stringArg(argv, 'model', 'builtin'));
   if (argv[0] === '--child') {
-    await child(parseCase(argv[1]!), steps, argv[2]!, attention, memoryMode);
+    await child(parseCase(argv[1]!), steps, argv[2]!, attention, memoryMode, model);
     return;
   }
   const memory = attentionMemory(parseAttentionMode(attention), 'cpu');
@@ -92,13 +106,13 @@ async function main(): Promise<void> {
   for (const c of cases) {
     const cacheDir = mkdtempSync(join(tmpdir(), 'darkroom-memory-'));
     try {
-      const run = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', c.name, cacheDir, '--steps', String(steps), '--attention', attention, '--memory-mode', memoryMode], {
+      const run = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', c.name, cacheDir, '--steps', String(steps), '--attention', attention, '--memory-mode', memoryMode, '--model', model], {
         cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
       });
       const line = run.stdout.trim().split('\n').at(-1) ?? '';
       if (run.status !== 0 || !line.startsWith('{')) throw new Error(`case ${c.name} failed (status ${run.status}): ${run.stdout}`);
       const { baseline, peak } = JSON.parse(line) as { baseline: number; peak: number };
-      const estimate = estimateMiB(c, baseline, memory, memoryMode);
+      const estimate = estimateMiB(c, baseline, memory, memoryMode, MODEL_CONFIGS[model]);
       rows.push({
         case: c.name, baseline_mib: baseline, peak_mib: peak, above_mib: peak - baseline,
         estimate_above_mib: estimate - baseline, error_pct: (100 * (estimate - peak)) / (peak - baseline),
@@ -112,10 +126,10 @@ async function main(): Promise<void> {
     { key: 'above_mib', label: 'measured above baseline' }, { key: 'estimate_above_mib', label: 'estimated above baseline' },
     { key: 'error_pct', label: 'estimate error %' },
   ];
-  printTable(`memory estimate vs peak RSS, demo model, ${attention} attention, ${memoryMode}, ${steps} steps x 2 iterations`, columns, rows);
+  printTable(`memory estimate vs peak RSS, ${model === 'builtin' ? 'built-in' : 'random-weight tiny'} model, ${attention} attention, ${memoryMode}, ${steps} steps x 2 iterations`, columns, rows);
   writeResult({
-    bench: memoryMode === 'normal' ? 'memory-estimate' : `memory-estimate-${memoryMode}`, date: new Date().toISOString(), machine: machineInfo('cpu'),
-    parameters: { steps, attention, memoryMode, cases: cases.map((c) => c.name) }, rows,
+    bench: `memory-estimate${memoryMode === 'normal' ? '' : `-${memoryMode}`}${model === 'builtin' ? '' : '-tiny'}`, date: new Date().toISOString(), machine: machineInfo('cpu'),
+    parameters: { steps, attention, memoryMode, model, cases: cases.map((c) => c.name) }, rows,
   });
 }
 
