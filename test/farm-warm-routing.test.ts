@@ -19,7 +19,11 @@ const LONG_STEPS = Number(process.env.LONG_JOB_STEPS ?? 150);
  * policy (waited-enough), which is right but is not what this test looks at.
  */
 const WAIT_MS = 15_000;
-const HEARTBEAT_MS = 500;
+/**
+ * Adverts live three intervals. At 500 ms a worker whose event loop a loaded host stalls for 1.5 s drops out of
+ * sight, and a job naming its checkpoint is then rightly taken by another worker as "nobody holds it".
+ */
+const HEARTBEAT_MS = 2_000;
 
 describe('warm-model routing (two workers, three checkpoints)', () => {
   let farm: Farm;
@@ -29,7 +33,7 @@ describe('warm-model routing (two workers, three checkpoints)', () => {
     farm = await startFarm({
       workers: 0,
       env: {
-        RATE_LIMIT_PER_MINUTE: '0', WARM_ROUTING: 'true', WARM_ROUTING_WAIT_MS: String(WAIT_MS), HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
+        RATE_LIMIT_PER_MINUTE: '0', LOG_LEVEL: 'debug', WARM_ROUTING: 'true', WARM_ROUTING_WAIT_MS: String(WAIT_MS), HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
         // A demo-size model is held as about 35 MB: one fits, a second evicts the first.
         MODEL_CACHE_BYTES: String(50 * 1024 ** 2),
       },
@@ -67,6 +71,9 @@ describe('warm-model routing (two workers, three checkpoints)', () => {
     return raw === null ? null : (JSON.parse(raw) as WorkerAdvert);
   };
   const worker = (name: string): ServiceProcess => farm.workers.find((w) => w.name === name)!;
+  /** The workers' routing log lines, for the message of a failed assertion. */
+  const routingLog = (): string[] =>
+    farm.workers.flatMap((w) => w.log.join('').split('\n').filter((l) => /handed back|without its checkpoint|in time/.test(l)).map((l) => `${w.name}: ${l}`));
   let holderOfA = '';
   let holderOfB = '';
 
@@ -88,7 +95,11 @@ describe('warm-model routing (two workers, three checkpoints)', () => {
     const ids = [];
     for (const m of models) ids.push(await submit(m));
     const done = await finished(ids);
-    assert.deepEqual(done.map((d) => d.worker), models.map((m) => (m === 'ckpt-a' ? holderOfA : holderOfB)), `waits (ms): ${done.map((d) => d.wait).join(', ')}`);
+    assert.deepEqual(
+      done.map((d) => d.worker),
+      models.map((m) => (m === 'ckpt-a' ? holderOfA : holderOfB)),
+      `waits (ms): ${done.map((d) => d.wait).join(', ')}\nrouting: ${routingLog().join('\n')}`,
+    );
     assert.deepEqual({ a: await loads(worker(holderOfA)), b: await loads(worker(holderOfB)) }, before, 'no checkpoint was loaded again');
   });
 

@@ -8,8 +8,9 @@ import type { WorkerAdvert } from './heartbeats.js';
  * or ends a job. A worker that claims a job naming a checkpoint it does not hold, while another live worker whose
  * memory budget holds the job does, hands the job back instead of loading it:
  *
- * - to an idle warm worker: back in the queue at once, and the claimer pauses briefly so the idle worker, blocked
- *   waiting for work, is the one that takes it;
+ * - to an idle warm worker: back at the front of the queue at once, and the claimer pauses briefly so the idle
+ *   worker, blocked waiting for work, is the one that takes it (the front, so that two workers that each claimed the
+ *   other's job do not keep trading them; see the worker's returnToQueue);
  * - to busy warm workers only: out of every worker's sight for `retryMs`, so the claimer goes on to the next job
  *   in queue order (one it holds, or one nobody holds) and a warm worker finishing meanwhile can take this one.
  *

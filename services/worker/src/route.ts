@@ -1,4 +1,4 @@
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   checkpointIdentity, fitsBudget, heldKeys, liveWorkers, QUEUE_NAMES, routeJob, type AssetRegistry, type CheckpointFile, type WorkerConfig,
@@ -10,6 +10,23 @@ import {
  * idle worker (already blocked waiting for a job, woken by this one) is the one that takes it.
  */
 export const HANDOFF_PAUSE_MS = 150;
+
+/**
+ * Puts a claimed job back in the queue without using an attempt: for an idle warm worker at the front of the
+ * queue (of its priority), so the next worker to ask for work gets this job and not the one behind it; for busy
+ * warm workers out of sight for `delayMs`. The caller throws `WaitingError` or `DelayedError` respectively, which
+ * BullMQ's worker takes as "moved elsewhere".
+ *
+ * Why the front: two warm workers that each claimed the other's job both hand back at once. Put at the back (a
+ * delayed job is promoted behind the waiting ones), each job lands behind the other, and the worker whose pause
+ * ends first claims the job it just saw go by: the other's again, until the routing bound runs out. At the front,
+ * whichever worker asks first gets the job handed back last, which it either holds or hands back once more to
+ * the worker about to ask.
+ */
+export async function returnToQueue(job: Job, token: string | undefined, to: 'idle' | 'busy', delayMs: number, now: number): Promise<void> {
+  if (to === 'idle') await job.moveToWait(token);
+  else await job.moveToDelayed(now + delayMs, token);
+}
 
 /**
  * What this worker's engine holds loaded, as routing keys: the render thread reports its loaded checkpoint paths
@@ -78,13 +95,15 @@ export async function routeOrHandBack(ctx: RouteContext, job: Job<GenerateJobDat
   });
   if (decision.action === 'take') {
     if (decision.reason === 'waited-enough') ctx.log.info({ waitedMs: now - Number(first) }, 'no warm worker took the job in time; rendering it here');
+    else ctx.log.debug({ reason: decision.reason, live: live.map((w) => ({ name: w.name, models: w.models ?? [], job: w.job })) }, 'job taken without its checkpoint loaded');
     return;
   }
   // The first hand-back starts the bound; the key outlives it so a late claim still sees the wait is over.
   await ctx.redis.set(routingKey, String(now), 'PX', ctx.cfg.warmRoutingWaitMs + 3600_000, 'NX');
   ctx.log.debug({ to: decision.to, workers: decision.workers }, 'job handed back for a worker that holds its checkpoint');
   ctx.onHandBack(decision.to);
-  await job.moveToDelayed(now + decision.delayMs, token);
-  if (decision.to === 'idle') await new Promise((r) => setTimeout(r, HANDOFF_PAUSE_MS));
-  throw new DelayedError();
+  await returnToQueue(job, token, decision.to, decision.delayMs, now);
+  if (decision.to === 'busy') throw new DelayedError();
+  await new Promise((r) => setTimeout(r, HANDOFF_PAUSE_MS));
+  throw new WaitingError();
 }
