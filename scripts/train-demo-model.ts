@@ -7,6 +7,7 @@
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2]
+ *     [--position-groups 0|1]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
  * background, position and shape rates, with the detector's own rates on the renders as the ceiling); below
@@ -18,7 +19,8 @@
  * caption. `--unet-mult` and `--unet-attention` change the UNet's levels (channel multipliers) and the
  * downsampling factors with attention (ldm's channel_mult and attention_resolutions). `--loss-weighting truncated-snr` weights each sample's loss by max(1, 1/SNR(t)), so a layout the
  * caption states but the UNet ignores costs its x0 error at the noisiest steps (see lossWeighting). `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
- * 128x128 model's VAE costs per step what a 64x64 one does.
+ * 128x128 model's VAE costs per step what a 64x64 one does. `--position-groups 1` trains the UNet on groups of scenes
+ * that differ only in the object's position, sharing timestep and noise, every caption stating it (positionGroups).
  *
  * Prints each phase's loss at the start and end, seconds per step, the latent scale factor and the files written.
  * Measured on two shared (busy) CPU cores with the scene architecture at 64x64: about 4.7 s per VAE step (batch 8)
@@ -81,6 +83,7 @@ async function main(argv: readonly string[]): Promise<void> {
     unetLr: numberArg(argv, 'unet-lr', 1e-3),
     poolSize: numberArg(argv, 'pool', 2048),
     trainText: numberArg(argv, 'train-text', 1) === 1,
+    positionGroups: numberArg(argv, 'position-groups', 0) === 1,
     lowFrequencyNoise: stringArg(argv, 'lf-noise', '1,0.5')
       .split(',')
       .filter((x) => x.trim() !== '')

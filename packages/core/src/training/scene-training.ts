@@ -15,7 +15,7 @@ import { KeyedStream } from './keyed-random.js';
 import { captionScene } from './scenes/captions.js';
 import { imageToChw, renderScene } from './scenes/render.js';
 import { evaluateReconstruction, type ReconstructionReport } from './scenes/evaluate-vae.js';
-import { heldOutScenes, trainingScene } from './scenes/scene.js';
+import { atPositionVariant, heldOutScenes, POSITIONS, trainingScene, type Scene } from './scenes/scene.js';
 import { newScratchModel, scratchConfig, type ScratchModel } from './scratch-model.js';
 import { captionTokenIds, COMPONENTS, DiffusionObjective, scheduleOf, VaeObjective, WholeModelOptimizer } from './whole-model.js';
 
@@ -58,6 +58,13 @@ export interface SceneTrainingOptions {
    * and shape words loses almost nothing, and it learns them slowly if at all; weighted, it loses the x0 error.
    */
   readonly lossWeighting?: LossWeighting;
+  /**
+   * Builds the UNet's latent pool in groups of POSITIONS.length scenes that differ only in where the object is
+   * (atPositionVariant), and fills each batch with whole groups sharing one timestep and one noise draw, every
+   * caption stating the position (default false). Within a group the loss can only be lowered by reading the
+   * position words: a UNet that places objects by the noise alone makes every member but one wrong.
+   */
+  readonly positionGroups?: boolean;
   readonly emaDecay?: number;
   readonly threads?: number;
   /**
@@ -115,9 +122,15 @@ export function learningRate(base: number, step: number, steps: number): number 
   return base * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * f)));
 }
 
-function sceneImages(seed: number, first: number, count: number, res: number): Float32Tensor {
+/** Training scene `k` of a pool, grouped by position variants when `grouped` (see positionGroups). */
+export function poolScene(seed: number, k: number, grouped: boolean): Scene {
+  if (!grouped) return trainingScene(seed, k);
+  return atPositionVariant(trainingScene(seed, Math.floor(k / POSITIONS.length)), k % POSITIONS.length);
+}
+
+function sceneImages(seed: number, first: number, count: number, res: number, grouped = false): Float32Tensor {
   const data = new Float32Array(count * 3 * res * res);
-  for (let i = 0; i < count; i++) data.set(imageToChw(renderScene(trainingScene(seed, first + i), res, res)), i * 3 * res * res);
+  for (let i = 0; i < count; i++) data.set(imageToChw(renderScene(poolScene(seed, first + i, grouped), res, res)), i * 3 * res * res);
   return float32([count, 3, res, res], data);
 }
 
@@ -208,6 +221,12 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lowFrequencyNoise: strengths must be finite and at least 0, got ${coarse.join(', ')}`);
   }
 
+  const grouped = opts.positionGroups ?? false;
+  const group = grouped ? POSITIONS.length : 1;
+  if ((opts.poolSize ?? 2048) < group) {
+    throw new DarkroomError('TRAINING_BAD_PARAMETER', `poolSize: at least ${group} with positionGroups, got ${opts.poolSize}`);
+  }
+
   const weighting = opts.lossWeighting ?? 'uniform';
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: one of ${LOSS_WEIGHTINGS.join(', ')}, got ${String(weighting)}`);
@@ -260,7 +279,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const stds = new Float32Array(pool * per);
   try {
     for (let first = 0; first < pool; first += encBatch) {
-      const r = await encoder.run({ image: sceneImages(opts.seed + 1, first, encBatch, res) });
+      const r = await encoder.run({ image: sceneImages(opts.seed + 1, first, encBatch, res, grouped) });
       const count = Math.min(encBatch, pool - first);
       means.set((r.mean!.data as Float32Array).subarray(0, count * per), first * per);
       stds.set((r.std!.data as Float32Array).subarray(0, count * per), first * per);
@@ -298,15 +317,26 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       const r = new KeyedStream(opts.seed, 'unet-batch', s);
       const latents = new Float32Array(unetBatch * per);
       const ids: number[][] = [];
+      let base = 0;
       for (let i = 0; i < unetBatch; i++) {
-        const k = r.below(pool);
+        // Grouped: consecutive members of one group, a new group every `group` samples.
+        if (i % group === 0) base = r.below(Math.floor(pool / group)) * group;
+        const k = grouped ? base + (i % group) : r.below(pool);
         for (let j = 0; j < per; j++) latents[i * per + j] = scaleFactor * (means[k * per + j]! + stds[k * per + j]! * r.normal());
-        const caption = r.random() < dropout ? '' : captionScene(trainingScene(opts.seed + 1, k), opts.seed, s * unetBatch + i).text;
+        const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouped), opts.seed, s * unetBatch + i, false, grouped).text;
         ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
       }
       const t = Array.from({ length: unetBatch }, () => r.below(model.config.schedule.timesteps));
       const shape = [unetBatch, model.config.unet.inChannels, lat, lat];
       const noise = lowFrequencyNoise(r, shape, coarse);
+      if (grouped) {
+        // A group shares its first member's timestep and noise, so its members differ only in the object's place.
+        for (let i = 0; i < unetBatch; i++) {
+          const lead = i - (i % group);
+          t[i] = t[lead]!;
+          noise.data.copyWithin(i * per, lead * per, (lead + 1) * per);
+        }
+      }
       let weight: Float32Tensor | undefined;
       if (weighting !== 'uniform') {
         weight = float32(shape, new Float32Array(unetBatch * per));

@@ -12,7 +12,8 @@ import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { learningRate, lowFrequencyNoise, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { learningRate, lowFrequencyNoise, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { POSITIONS, trainingScene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32 } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
@@ -179,4 +180,32 @@ test("half-precision saving: the three models' float weights become float16, the
     }
   }
   assert.equal(half.get('alphas_cumprod')!.dtype, 'float32');
+});
+
+test('position groups: consecutive pool scenes differ only in where the object is; a pool smaller than a group is refused', async () => {
+  for (let g = 0; g < 20; g++) {
+    const members = POSITIONS.map((_, v) => poolScene(3, g * POSITIONS.length + v, true));
+    const base = trainingScene(3, g);
+    for (const m of members) {
+      assert.deepEqual(m.background, base.background);
+      assert.deepEqual(m.objects.map((o) => [o.shape, o.colour, o.size]).sort(), base.objects.map((o) => [o.shape, o.colour, o.size]).sort());
+    }
+    if (base.objects.length === 1) assert.deepEqual(members.map((m) => m.objects[0]!.position), [...POSITIONS]);
+  }
+  assert.deepEqual(poolScene(3, 7, false), trainingScene(3, 7));
+  await assert.rejects(
+    trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 1, positionGroups: true, poolSize: 4, threads: 1, vaeCheckScenes: 0 }),
+    (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /poolSize/.test(e.message),
+  );
+});
+
+test('a UNet step on position groups trains and stays reproducible', async () => {
+  const run = () =>
+    trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, poolSize: 10, threads: 1, vaeCheckScenes: 0 });
+  const [a, b] = [await run(), await run()];
+  assert.ok(Number.isFinite(a.losses.unet[1]) && a.losses.unet[1] > 0);
+  const key = [...a.tensors.keys()].find((k) => k.startsWith('model.diffusion_model.out.'))!;
+  assert.deepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(b.tensors.get(key)!).data);
+  const start = newScratchModel(MICRO_ARCHITECTURE, 8).tensors.get(key)!;
+  assert.notDeepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(start).data, 'the UNet was trained');
 });

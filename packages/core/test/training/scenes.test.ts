@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  atPositionVariant,
   captionScene,
   COLOURS,
   detectScene,
@@ -115,4 +116,27 @@ test('the detector says no when the image shows another colour, shape, position 
   const empty = evaluateScene(renderScene({ objects: [], background: { kind: 'plain', colour: 'white' } }, RES, RES), scene);
   assert.deepEqual(empty, { colour: false, background: true, position: false, shape: false });
   assert.equal(detectScene(renderScene({ objects: [], background: { kind: 'plain', colour: 'white' } }, RES, RES)).objects.length, 0);
+});
+
+test('position variants move the objects and nothing else; captions asked to always state the position do', () => {
+  const one: Scene = { objects: [{ shape: 'star', colour: 'red', size: 'large', position: 'top' }], background: { kind: 'plain', colour: 'blue' } };
+  const moved = POSITIONS.map((_, v) => atPositionVariant(one, v));
+  assert.deepEqual(moved.map((s) => s.objects[0]!.position), [...POSITIONS]);
+  for (const s of moved) assert.deepEqual({ ...s, objects: [{ ...s.objects[0]!, position: 'top' }] }, one);
+  const two: Scene = {
+    objects: [{ shape: 'ring', colour: 'red', size: 'small', position: 'left' }, { shape: 'square', colour: 'green', size: 'medium', position: 'right' }],
+    background: { kind: 'plain', colour: 'white' },
+  };
+  assert.deepEqual(atPositionVariant(two, 0), two);
+  assert.deepEqual(atPositionVariant(two, 1).objects.map((o) => [o.shape, o.position]), [['ring', 'right'], ['square', 'left']]);
+  let stated = 0;
+  for (let i = 0; i < 60; i++) {
+    const s = trainingScene(4, i);
+    const c = captionScene(s, 4, i, false, true);
+    assert.ok(c.statesPosition, c.text);
+    stated += captionScene(s, 4, i).statesPosition ? 1 : 0;
+    // The same draw otherwise: only the position words are added.
+    assert.equal(c.statesSize, captionScene(s, 4, i).statesSize);
+  }
+  assert.ok(stated < 60, 'without it some captions leave the position out');
 });

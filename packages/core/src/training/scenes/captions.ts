@@ -46,12 +46,12 @@ const TEMPLATES: ReadonlyArray<(objects: string, bg: string) => string> = [
 
 /**
  * A caption of `scene`, variant `index` of the stream `seed`. `full` states size and position always (the
- * evaluation prompts); otherwise each is stated about half the time.
+ * evaluation prompts); otherwise each is stated about half the time, the position always where `alwaysPosition`.
  */
-export function captionScene(scene: Scene, seed: number, index: number, full = false): Caption {
+export function captionScene(scene: Scene, seed: number, index: number, full = false, alwaysPosition = false): Caption {
   const r = new KeyedStream(seed, 'caption', index);
   const statesSize = full || r.random() < 0.5;
-  const statesPosition = full || scene.objects.length > 1 || r.random() < 0.6;
+  const statesPosition = full || scene.objects.length > 1 || r.random() < 0.6 || alwaysPosition;
   const article = full || r.random() < 0.7;
   const phrases = scene.objects.map((o) => objectPhrase(o, statesSize, statesPosition ? pick(r, WHERE[o.position]) : undefined, article));
   const objects = phrases.join(' and ');

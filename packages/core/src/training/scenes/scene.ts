@@ -126,6 +126,20 @@ export function trainingScene(seed: number, index: number, opts: SceneOptions = 
   }
 }
 
+/**
+ * `scene` with its objects moved to the `variant`th of the positions it can take (0 to POSITIONS.length - 1), and
+ * nothing else changed: a one-object scene's object goes to POSITIONS[variant]; a two-object scene's objects swap
+ * places on odd variants. The members of a position group differ only in where the object is, so a caption's
+ * position words are the only thing that tells them apart.
+ */
+export function atPositionVariant(scene: Scene, variant: number): Scene {
+  const [first, second] = scene.objects;
+  if (!first) return scene;
+  if (!second) return { ...scene, objects: [{ ...first, position: POSITIONS[variant % POSITIONS.length]! }] };
+  if (variant % 2 === 0) return scene;
+  return { ...scene, objects: [{ ...first, position: second.position }, { ...second, position: first.position }] };
+}
+
 /** Every held-out combination as a one-object scene on a plain background (size and position from the seed). */
 export function heldOutScenes(seed: number): Scene[] {
   const out: Scene[] = [];
