@@ -67,6 +67,9 @@ async function main(): Promise<void> {
   });
   // The completed event was written by the processor before BullMQ heard of the result (terminal-events.ts).
   generate.on('completed', () => metrics.jobs.inc({ outcome: 'completed' }));
+  // Claims and empty fetches, at debug: when a job waits while this worker says it is idle, they show whether it asked.
+  generate.on('active', (job: Job<GenerateJobData>) => log.debug({ jobId: job.id }, 'claimed'));
+  generate.on('drained', () => log.debug('queue drained: waiting for work'));
   generate.on('failed', (job: Job<GenerateJobData> | undefined, err: Error) => {
     if (!job) return;
     void (async () => {
