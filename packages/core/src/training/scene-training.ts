@@ -221,11 +221,11 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lowFrequencyNoise: strengths must be finite and at least 0, got ${coarse.join(', ')}`);
   }
 
+  /** Scenes whose latents the UNet trains on. */
+  const pool = opts.poolSize ?? 2048;
   const grouped = opts.positionGroups ?? false;
   const group = grouped ? POSITIONS.length : 1;
-  if ((opts.poolSize ?? 2048) < group) {
-    throw new DarkroomError('TRAINING_BAD_PARAMETER', `poolSize: at least ${group} with positionGroups, got ${opts.poolSize}`);
-  }
+  if (pool < group) throw new DarkroomError('TRAINING_BAD_PARAMETER', `poolSize: at least ${group} with positionGroups, got ${pool}`);
 
   const weighting = opts.lossWeighting ?? 'uniform';
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
@@ -268,7 +268,6 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   }
 
   // The latent pool: mean and std of each scene's posterior; the scale factor makes the latents unit variance.
-  const pool = opts.poolSize ?? 2048;
   const encBatch = 16;
   const encoder = await createSession(
     vaeEncoderModel(params.component(COMPONENTS.vae.checkpoint), model.config.vae, { batch: encBatch, height: res, width: res, scaleFactor: 1 }),
@@ -319,9 +318,10 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       const ids: number[][] = [];
       let base = 0;
       for (let i = 0; i < unetBatch; i++) {
-        // Grouped: consecutive members of one group, a new group every `group` samples.
+        // Consecutive members of one group, a new group every `group` samples; ungrouped (group 1) that is one draw
+        // of r.below(pool) per sample, the stream runs made before positionGroups drew.
         if (i % group === 0) base = r.below(Math.floor(pool / group)) * group;
-        const k = grouped ? base + (i % group) : r.below(pool);
+        const k = base + (i % group);
         for (let j = 0; j < per; j++) latents[i * per + j] = scaleFactor * (means[k * per + j]! + stds[k * per + j]! * r.normal());
         const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouped), opts.seed, s * unetBatch + i, false, grouped).text;
         ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
