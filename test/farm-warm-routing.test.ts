@@ -77,7 +77,7 @@ describe('warm-model routing (two workers, three checkpoints)', () => {
       w.log
         .join('')
         .split('\n')
-        .filter((l) => /"time":(\d+)/.exec(l) && Number(/"time":(\d+)/.exec(l)![1]) >= from && !/"msg":"(progress|step)/.test(l))
+        .filter((l) => Number(/"time":(\d+)/.exec(l)?.[1] ?? -1) >= from && !/"msg":"(progress|step)/.test(l))
         .map((l) => `${w.name}: ${l.slice(0, 400)}`),
     );
   let holderOfA = '';

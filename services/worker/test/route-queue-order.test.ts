@@ -11,17 +11,17 @@ import { returnToQueue } from '../src/route.js';
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `dr-route-order-${process.pid}-${Date.now().toString(36)}`;
 let redis: Redis;
-let queue: Queue;
-let fetcher: Worker;
+let queue: Queue | undefined;
+let fetcher: Worker | undefined;
 let run = 0;
 
 before(() => {
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-  fetcher = new Worker('generate', null, { connection: redis, prefix, autorun: false });
 });
 
 after(async () => {
-  await fetcher.close();
+  await fetcher?.close();
+  await queue?.close();
   const keys = await redis.keys(`${prefix}:*`);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
@@ -29,15 +29,15 @@ after(async () => {
 
 /** A fresh queue holding `names` in submission order (each job's data names the checkpoint it wants). */
 async function queueOf(names: readonly string[]): Promise<Queue> {
+  await fetcher?.close();
   await queue?.close();
   queue = new Queue(`generate-${run++}`, { connection: redis, prefix });
-  await fetcher.close();
   fetcher = new Worker(queue.name, null, { connection: redis, prefix, autorun: false });
   for (const name of names) await queue.add(name, { model: name });
   return queue;
 }
 
-const claim = async (token: string): Promise<Job | undefined> => (await fetcher.getNextJob(token, { block: false })) as Job | undefined;
+const claim = async (token: string): Promise<Job | undefined> => (await fetcher!.getNextJob(token, { block: false })) as Job | undefined;
 
 test('a job handed back to an idle warm worker is the next job claimed, with no attempt used', async () => {
   await queueOf(['x', 'y']);
