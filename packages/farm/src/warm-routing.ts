@@ -9,8 +9,9 @@ import type { WorkerAdvert } from './heartbeats.js';
  * memory budget holds the job does, hands the job back instead of loading it:
  *
  * - to an idle warm worker: back at the front of the queue at once, and the claimer pauses briefly so the idle
- *   worker, blocked waiting for work, is the one that takes it (the front, so that two workers that each claimed the
- *   other's job do not keep trading them; see the worker's returnToQueue);
+ *   worker, blocked waiting for work and woken by the queue marker the hand-back adds, is the one that takes it (the
+ *   front, so that two workers that each claimed the other's job do not keep trading them; see the worker's
+ *   returnToQueue);
  * - to busy warm workers only: out of every worker's sight for `retryMs`, so the claimer goes on to the next job
  *   in queue order (one it holds, or one nobody holds) and a warm worker finishing meanwhile can take this one.
  *

@@ -7,7 +7,7 @@ import {
 
 /**
  * After handing a job to an idle warm worker, the claimer waits this long before asking for work again, so the
- * idle worker (already blocked waiting for a job, woken by this one) is the one that takes it.
+ * idle worker (already blocked waiting for a job, woken by the marker returnToQueue adds) is the one that takes it.
  */
 export const HANDOFF_PAUSE_MS = 150;
 
@@ -23,9 +23,33 @@ export const HANDOFF_PAUSE_MS = 150;
  * whichever worker asks first gets the job handed back last, which it either holds or hands back once more to
  * the worker about to ask.
  */
-export async function returnToQueue(job: Job, token: string | undefined, to: 'idle' | 'busy', delayMs: number, now: number): Promise<void> {
-  if (to === 'idle') await job.moveToWait(token);
-  else await job.moveToDelayed(now + delayMs, token);
+export async function returnToQueue(
+  redis: Pick<Redis, 'zadd'>,
+  job: Job,
+  token: string | undefined,
+  to: 'idle' | 'busy',
+  delayMs: number,
+  now: number,
+): Promise<void> {
+  if (to === 'busy') {
+    await job.moveToDelayed(now + delayMs, token);
+    return;
+  }
+  await job.moveToWait(token);
+  await wakeBlockedWorkers(redis, job);
+}
+
+/**
+ * Adds the queue's base marker, the entry a drained BullMQ worker's blocking fetch (BZPOPMIN on the marker) wakes
+ * on. BullMQ's move from active to wait adds it for a job without a priority but not for a prioritized one (it
+ * re-adds the job to the prioritized set only; bullmq 6.7's moveJobFromActiveToWait), and every farm job has a
+ * priority (fair share). Without it the idle warm worker the job was handed to sleeps through it until its block
+ * times out (drainDelay, 5 s) while the claimer keeps taking the job back and handing it over. The marker is the
+ * one BullMQ itself adds when a job becomes available (score 0, member "0"); a spare one only costs a worker an
+ * empty fetch.
+ */
+async function wakeBlockedWorkers(redis: Pick<Redis, 'zadd'>, job: Job): Promise<void> {
+  await redis.zadd(`${job.queueQualifiedName}:marker`, 0, '0');
 }
 
 /**
@@ -102,7 +126,7 @@ export async function routeOrHandBack(ctx: RouteContext, job: Job<GenerateJobDat
   await ctx.redis.set(routingKey, String(now), 'PX', ctx.cfg.warmRoutingWaitMs + 3600_000, 'NX');
   ctx.log.debug({ to: decision.to, workers: decision.workers }, 'job handed back for a worker that holds its checkpoint');
   ctx.onHandBack(decision.to);
-  await returnToQueue(job, token, decision.to, decision.delayMs, now);
+  await returnToQueue(ctx.redis, job, token, decision.to, decision.delayMs, now);
   if (decision.to === 'busy') throw new DelayedError();
   await new Promise((r) => setTimeout(r, HANDOFF_PAUSE_MS));
   throw new WaitingError();

@@ -43,7 +43,7 @@ test('a job handed back to an idle warm worker is the next job claimed, with no 
   await queueOf(['x', 'y']);
   const x = await claim('cold');
   assert.equal(x?.name, 'x');
-  await returnToQueue(x!, 'cold', 'idle', 0, Date.now());
+  await returnToQueue(redis, x!, 'cold', 'idle', 0, Date.now());
   const next = await claim('warm');
   assert.equal(next?.name, 'x', 'the handed-back job is at the front, not behind y');
   assert.equal(next?.attemptsMade, 0);
@@ -53,7 +53,7 @@ test('a job handed back to an idle warm worker is the next job claimed, with no 
 test('a job handed back for busy warm workers is out of sight: the claimer gets the next job', async () => {
   await queueOf(['x', 'y']);
   const x = await claim('cold');
-  await returnToQueue(x!, 'cold', 'busy', 10_000, Date.now());
+  await returnToQueue(redis, x!, 'cold', 'busy', 10_000, Date.now());
   assert.equal(await x!.getState(), 'delayed');
   assert.equal((await claim('cold'))?.name, 'y');
 });
@@ -68,7 +68,7 @@ test('two warm workers that each claimed the other\'s job take their own next, w
     assert.deepEqual([byB?.name, byA?.name], ['a', 'b']);
     const order = firstBack === 'A' ? (['A', 'B'] as const) : (['B', 'A'] as const);
     const held = { A: byA!, B: byB! };
-    for (const w of order) await returnToQueue(held[w], w, 'idle', 0, Date.now());
+    for (const w of order) await returnToQueue(redis, held[w], w, 'idle', 0, Date.now());
     const taken: Record<string, string> = {};
     let handBacks = 0;
     // Each round, the workers ask in the order they handed back; a worker takes its own job, hands back another.
@@ -80,11 +80,50 @@ test('two warm workers that each claimed the other\'s job take their own next, w
         if (job.name === w.toLowerCase()) taken[w] = job.name;
         else {
           handBacks++;
-          await returnToQueue(job, w, 'idle', 0, Date.now());
+          await returnToQueue(redis, job, w, 'idle', 0, Date.now());
         }
       }
     }
     assert.deepEqual(taken, { A: 'a', B: 'b' }, `hand-backs before both were taken: ${handBacks}`);
     assert.ok(handBacks <= 1, `${handBacks} more hand-backs (first back: ${firstBack})`);
+  }
+});
+
+test('a prioritized job handed to an idle worker wakes its blocked fetch at once', async () => {
+  // Every farm job has a priority (fair share). A worker with nothing to do sits in a blocking fetch for up to
+  // its drainDelay; the hand-back has to wake it, as a new job would, or the job waits out that delay.
+  const DRAIN_DELAY_S = 10;
+  const q = new Queue(`generate-${run++}`, { connection: redis, prefix });
+  const cold = new Worker(q.name, null, { connection: redis, prefix, autorun: false });
+  await q.add('x', { model: 'x' }, { priority: 3 });
+  const x = (await cold.getNextJob('cold', { block: false })) as Job | undefined;
+  assert.equal(x?.name, 'x');
+  let claimedAt = 0;
+  let drained!: () => void;
+  const idle = new Promise<void>((r) => {
+    drained = r;
+  });
+  const warm = new Worker(
+    q.name,
+    async () => {
+      claimedAt = Date.now();
+    },
+    { connection: { host: new URL(REDIS_URL).hostname, port: Number(new URL(REDIS_URL).port || 6379) }, prefix, drainDelay: DRAIN_DELAY_S },
+  );
+  warm.on('drained', () => drained());
+  try {
+    await idle;
+    // Past the marker left by the submission: the warm worker is now blocked on an empty marker set.
+    await new Promise((r) => setTimeout(r, 500));
+    const handedAt = Date.now();
+    await returnToQueue(redis, x!, 'cold', 'idle', 0, handedAt);
+    const deadline = handedAt + (DRAIN_DELAY_S * 1000) / 2;
+    while (claimedAt === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(claimedAt > 0, `the idle worker did not claim the handed-back job within ${deadline - handedAt} ms (its block lasts ${DRAIN_DELAY_S} s)`);
+    assert.ok(claimedAt - handedAt < 2000, `claimed ${claimedAt - handedAt} ms after the hand-back`);
+  } finally {
+    await warm.close();
+    await cold.close();
+    await q.close();
   }
 });
