@@ -15,6 +15,7 @@ import { mkdir } from 'node:fs/promises';
 import { writeFileAtomically } from '../atomic-write.js';
 import { join } from 'node:path';
 import { writeSafetensors } from '../formats/safetensors.js';
+import type { Parameterization } from '../model-files/config.js';
 import { float32, numel, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { buildDemoVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
@@ -57,7 +58,7 @@ const SEEDS = { unet: 1101, vae: 1102, text: 1103 };
 export const DEMO_ARCHITECTURE: TinyArchitecture = { unet: UNET, vae: VAE, text: TEXT };
 
 /** The config loadModel needs beside the weights (heads are not visible in tensor shapes). */
-export function demoModelConfig(vocabSize: number, arch: TinyArchitecture = DEMO_ARCHITECTURE, scaleFactor = 0.18215): object {
+export function demoModelConfig(vocabSize: number, arch: TinyArchitecture = DEMO_ARCHITECTURE, scaleFactor = 0.18215, parameterization: Parameterization = 'eps'): object {
   const { unet: UNET, vae: VAE, text: TEXT } = arch;
   return {
     model: {
@@ -66,7 +67,7 @@ export function demoModelConfig(vocabSize: number, arch: TinyArchitecture = DEMO
         linear_end: 0.012,
         timesteps: 1000,
         scale_factor: scaleFactor,
-        parameterization: 'eps',
+        parameterization,
         unet_config: {
           params: {
             in_channels: UNET.inChannels,

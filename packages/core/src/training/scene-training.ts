@@ -9,6 +9,7 @@ import { DarkroomError } from '../errors.js';
 import { vaeEncoderModel } from '../models/graphs.js';
 import type { TinyArchitecture } from '../pipeline/demo-model.js';
 import { createSession } from '../runtime/session.js';
+import type { Parameterization } from '../model-files/config.js';
 import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { FlatParameters } from './flat-parameters.js';
 import { KeyedStream } from './keyed-random.js';
@@ -58,6 +59,15 @@ export interface SceneTrainingOptions {
    * and shape words loses almost nothing, and it learns them slowly if at all; weighted, it loses the x0 error.
    */
   readonly lossWeighting?: LossWeighting;
+  /**
+   * What the UNet learns to predict (default 'eps', the noise; 'v': sqrt(acp) eps - sqrt(1 - acp) x0, SD 2's
+   * parameterization, written into the config so that the pipeline samples it as A1111 does a v model). Near the
+   * last timestep v is almost -x0, so the loss there is the x0 error at full weight, and an output that ignores
+   * where the caption puts the object is what it costs; under eps the same error costs acp times as much, and an
+   * eps model that already draws learns it by changing a small part of a large output. Starting from an eps
+   * checkpoint (startFrom) fine-tunes it to v, as SD 2's 768-v model was made from its eps base.
+   */
+  readonly parameterization?: Parameterization;
   /**
    * Builds the UNet's latent pool in groups of POSITIONS.length scenes that differ only in where the object is
    * (atPositionVariant), and fills each batch with whole groups sharing one timestep and one noise draw, every
@@ -207,6 +217,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     }
   }
   const params = new FlatParameters(model.tensors);
+  const config = { ...model.config, parameterization: opts.parameterization ?? model.config.parameterization };
   const down = 2 ** (model.config.vae.chMult.length - 1);
   const lat = res / down;
   const vaeBatch = opts.vaeBatch ?? 8;
@@ -231,8 +242,8 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: one of ${LOSS_WEIGHTINGS.join(', ')}, got ${String(weighting)}`);
   }
-  if (weighting !== 'uniform' && model.config.parameterization !== 'eps') {
-    throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: ${weighting} is defined for the eps objective, the model's is ${model.config.parameterization}`);
+  if (weighting !== 'uniform' && config.parameterization !== 'eps') {
+    throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: ${weighting} is defined for the eps objective, the model's is ${config.parameterization}`);
   }
 
   // Phase 1: the autoencoder.
@@ -297,7 +308,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const scaleFactor = Math.fround(1 / Math.sqrt(Math.max(variance, 1e-8)));
 
   // Phase 2: the UNet (and the text encoder when trained) on scaled latent samples.
-  const unetObjective = await DiffusionObjective.create(params, model.config, {
+  const unetObjective = await DiffusionObjective.create(params, config, {
     batch: unetBatch,
     latentHeight: lat,
     latentWidth: lat,
@@ -305,7 +316,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     trainText: opts.trainText ?? false,
     weighted: weighting !== 'uniform',
   });
-  const schedule = scheduleOf(model.config);
+  const schedule = scheduleOf(config);
   const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
   const unetOpt = new WholeModelOptimizer(params, ranges, { lr: opts.unetLr ?? 1e-3, emaDecay: opts.emaDecay ?? 0.995 });
   const dropout = opts.captionDropout ?? 0.1;
@@ -356,7 +367,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
 
   const tensors = new Map<string, HostTensor>(model.tensors);
   for (const [k, t] of params.tensors()) tensors.set(k, t);
-  const { json } = scratchConfig(tensors, opts.arch, model.tokenizer.vocabSize, scaleFactor);
+  const { json } = scratchConfig(tensors, opts.arch, model.tokenizer.vocabSize, scaleFactor, config.parameterization);
   return {
     tensors,
     configJson: json,

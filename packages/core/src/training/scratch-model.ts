@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeSafetensors } from '../formats/safetensors.js';
-import { inferModelConfig, overridesFromJson, type ModelConfig } from '../model-files/config.js';
+import { inferModelConfig, overridesFromJson, type ModelConfig, type Parameterization } from '../model-files/config.js';
 import { demoModelConfig, initialCheckpointTensors, type TinyArchitecture } from '../pipeline/demo-model.js';
 import { buildDemoVocabulary, type BpeVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
@@ -55,8 +55,14 @@ export interface ScratchModel {
 }
 
 /** The config of `arch` with `scaleFactor`, read back the way the Engine reads a checkpoint and its JSON. */
-export function scratchConfig(tensors: ReadonlyMap<string, HostTensor>, arch: TinyArchitecture, vocabSize: number, scaleFactor: number): { json: object; config: ModelConfig } {
-  const json = demoModelConfig(vocabSize, arch, scaleFactor);
+export function scratchConfig(
+  tensors: ReadonlyMap<string, HostTensor>,
+  arch: TinyArchitecture,
+  vocabSize: number,
+  scaleFactor: number,
+  parameterization: Parameterization = 'eps',
+): { json: object; config: ModelConfig } {
+  const json = demoModelConfig(vocabSize, arch, scaleFactor, parameterization);
   const index = new Map([...tensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }]));
   return { json, config: inferModelConfig(index, overridesFromJson(json)) };
 }

@@ -17,7 +17,7 @@ import { POSITIONS, trainingScene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32 } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
-import { halfPrecisionWeights, MICRO_ARCHITECTURE, newScratchModel, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
+import { halfPrecisionWeights, MICRO_ARCHITECTURE, newScratchModel, scratchConfig, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';
 
 let engine: Engine;
@@ -208,4 +208,20 @@ test('a UNet step on position groups trains and stays reproducible', async () =>
   assert.deepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(b.tensors.get(key)!).data);
   const start = newScratchModel(MICRO_ARCHITECTURE, 8).tensors.get(key)!;
   assert.notDeepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(start).data, 'the UNet was trained');
+});
+
+test('v parameterization: the UNet is trained on v targets, the config says v, and the Engine renders with it', async () => {
+  const opts = { arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 1, unetBatch: 2, poolSize: 4, threads: 1, vaeCheckScenes: 0 } as const;
+  const eps = await trainSceneModel(opts);
+  const v = await trainSceneModel({ ...opts, parameterization: 'v' });
+  // The same batch (same latents, noise and timesteps) against another target.
+  assert.notEqual(v.losses.unet[0], eps.losses.unet[0]);
+  const parameterization = (r: { configJson: object }): unknown => (r.configJson as { model: { params: { parameterization: unknown } } }).model.params.parameterization;
+  assert.equal(parameterization(eps), 'eps');
+  assert.equal(parameterization(v), 'v');
+  assert.equal(scratchConfig(v.tensors, MICRO_ARCHITECTURE, v.model.tokenizer.vocabSize, v.scaleFactor, 'v').config.parameterization, 'v');
+  const checkpoint = await writeScratchCheckpoint(dir, 'micro-v', v.tensors, v.configJson, v.model.vocabulary, { darkroom: 'micro-v' });
+  const out = await engine.txt2img({ prompt: 'a red circle, blue background', steps: 2, seed: 1, width: 16, height: 16 }, { checkpoint });
+  assert.equal(decodePng(out.images[0]!).width, 16);
+  await assert.rejects(trainSceneModel({ ...opts, parameterization: 'v', lossWeighting: 'truncated-snr' }), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER');
 });
