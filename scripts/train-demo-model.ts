@@ -7,7 +7,7 @@
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2]
- *     [--position-groups 0|1] [--parameterization eps|v]
+ *     [--position-groups 0|1] [--parameterization eps|v] [--save-every N]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
  * background, position and shape rates, with the detector's own rates on the renders as the ceiling); below
@@ -23,6 +23,8 @@
  * that differ only in the object's position, sharing timestep and noise, every caption stating it (positionGroups).
  * `--parameterization v` trains the UNet to predict v instead of eps (with `--from` an eps checkpoint is fine-tuned
  * to v) and writes `parameterization: v` into the config, which the pipeline samples as A1111 samples a v model.
+ * `--save-every N` writes the checkpoint as it stands every N UNet steps, as `<name>-step<N>` beside the final one
+ * (each written atomically): a long run can be evaluated on the way, and continued with `--from` if it stops.
  *
  * Prints each phase's loss at the start and end, seconds per step, the latent scale factor and the files written.
  * Measured on two shared (busy) CPU cores with the scene architecture at 64x64: about 4.7 s per VAE step (batch 8)
@@ -35,9 +37,9 @@ import { progressBar } from '../packages/cli/src/progress.js';
 import { openCheckpoint } from '../packages/core/src/model-files/checkpoint.js';
 import type { Parameterization } from '../packages/core/src/model-files/config.js';
 import type { HostTensor } from '../packages/core/src/tensor.js';
-import { LOSS_WEIGHTINGS, trainSceneModel, type LossWeighting, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
+import { LOSS_WEIGHTINGS, trainSceneModel, type LossWeighting, type SceneModelSnapshot, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
 import type { ReconstructionReport } from '../packages/core/src/training/scenes/evaluate-vae.js';
-import { halfPrecisionWeights, MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
+import { halfPrecisionWeights, MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, sceneVocabulary, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -123,12 +125,19 @@ async function main(argv: readonly string[]): Promise<void> {
       throw new RangeError(`the autoencoder's round trip keeps colour ${c.rates.colour.toFixed(2)} and background ${c.rates.background.toFixed(2)} of the held-out scenes, under --vae-check-min ${vaeCheckMin}: train it longer before the UNet`);
     }
   };
-  const r = await trainSceneModel({ ...opts, onVaeCheck }, onProgress);
+  const saveEvery = numberArg(argv, 'save-every', 0);
+  // The run's vocabulary: built from the caption words alone, the same every run.
+  const vocabulary = sceneVocabulary();
+  const metadata = { darkroom: name, training: JSON.stringify({ ...opts, arch: archName, unet: opts.arch.unet }) };
+  const onSnapshot = async (step: number, snap: SceneModelSnapshot): Promise<void> => {
+    const path = await writeScratchCheckpoint(out, `${name}-step${step}`, half ? halfPrecisionWeights(snap.tensors) : snap.tensors, snap.configJson, vocabulary, metadata);
+    bars.get(current)?.done();
+    current = '';
+    console.log(JSON.stringify({ snapshot: path, step }));
+  };
+  const r = await trainSceneModel({ ...opts, onVaeCheck, snapshotEvery: saveEvery, onSnapshot }, onProgress);
   bars.get(current)?.done();
-  const checkpoint = await writeScratchCheckpoint(out, name, half ? halfPrecisionWeights(r.tensors) : r.tensors, r.configJson, r.model.vocabulary, {
-    darkroom: name,
-    training: JSON.stringify({ ...opts, arch: archName, unet: opts.arch.unet }),
-  });
+  const checkpoint = await writeScratchCheckpoint(out, name, half ? halfPrecisionWeights(r.tensors) : r.tensors, r.configJson, r.model.vocabulary, metadata);
   console.log(
     JSON.stringify(
       {

@@ -87,6 +87,13 @@ export interface SceneTrainingOptions {
    * UNet further; tensors the architecture lacks are ignored, a shape that differs is refused.
    */
   readonly startFrom?: ReadonlyMap<string, HostTensor>;
+  /**
+   * Every this many UNet steps (default 0: never), `onSnapshot` is given the EMA weights and config as they
+   * would be saved if the run ended there: a run of hours can be evaluated on the way and, stopped, continued
+   * with `startFrom` from its last snapshot.
+   */
+  readonly snapshotEvery?: number;
+  readonly onSnapshot?: (step: number, snapshot: SceneModelSnapshot) => Promise<void>;
   /** Held-out scenes the autoencoder's round trip is checked on before the UNet is trained (default all; 0: none). */
   readonly vaeCheckScenes?: number;
   /** Told the round trip's report before the UNet is trained; throwing stops the run there. */
@@ -111,9 +118,12 @@ export interface TrainingProgress {
   readonly seconds: number;
 }
 
-export interface SceneTrainingResult {
+export interface SceneModelSnapshot {
   readonly tensors: Map<string, HostTensor>;
   readonly configJson: object;
+}
+
+export interface SceneTrainingResult extends SceneModelSnapshot {
   readonly model: ScratchModel;
   readonly scaleFactor: number;
   /** Mean loss of the first and last tenth of each phase's steps. */
@@ -320,6 +330,14 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
   const unetOpt = new WholeModelOptimizer(params, ranges, { lr: opts.unetLr ?? 1e-3, emaDecay: opts.emaDecay ?? 0.995 });
   const dropout = opts.captionDropout ?? 0.1;
+  const snapshotEvery = opts.snapshotEvery ?? 0;
+  if (!Number.isInteger(snapshotEvery) || snapshotEvery < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `snapshotEvery: a whole number of steps, at least 0, got ${snapshotEvery}`);
+  /** The checkpoint as saved from `flat` (the trained ranges' EMA; the rest equals the weights). */
+  const snapshot = (flat: Float32Array): SceneModelSnapshot => {
+    const tensors = new Map<string, HostTensor>(model.tensors);
+    for (const [k, t] of params.tensors(flat)) tensors.set(k, t);
+    return { tensors, configJson: scratchConfig(tensors, opts.arch, model.tokenizer.vocabSize, scaleFactor, config.parameterization).json };
+  };
   const unetLosses: number[] = [];
   started = Date.now();
   try {
@@ -358,6 +376,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       unetOpt.step(out.grad);
       unetLosses.push(out.loss);
       onProgress({ phase: 'unet', step: s + 1, steps: opts.unetSteps, loss: out.loss, seconds: (Date.now() - started) / 1000 });
+      if (opts.onSnapshot && snapshotEvery > 0 && (s + 1) % snapshotEvery === 0 && s + 1 < opts.unetSteps) await opts.onSnapshot(s + 1, snapshot(unetOpt.ema));
     }
   } finally {
     await unetObjective.release();
@@ -365,12 +384,10 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const unetSeconds = (Date.now() - started) / 1000 / Math.max(1, opts.unetSteps);
   for (const [a, b] of ranges) params.data.set(unetOpt.ema.subarray(a, b), a);
 
-  const tensors = new Map<string, HostTensor>(model.tensors);
-  for (const [k, t] of params.tensors()) tensors.set(k, t);
-  const { json } = scratchConfig(tensors, opts.arch, model.tokenizer.vocabSize, scaleFactor, config.parameterization);
+  const { tensors, configJson } = snapshot(params.data);
   return {
     tensors,
-    configJson: json,
+    configJson,
     model,
     scaleFactor,
     losses: { vae: ends(vaeLosses), unet: ends(unetLosses) },

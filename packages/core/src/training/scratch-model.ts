@@ -5,6 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomically } from '../atomic-write.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { inferModelConfig, overridesFromJson, type ModelConfig, type Parameterization } from '../model-files/config.js';
 import { demoModelConfig, initialCheckpointTensors, type TinyArchitecture } from '../pipeline/demo-model.js';
@@ -103,8 +104,9 @@ export async function writeScratchCheckpoint(
   const vocabDir = join(dir, `${name}.vocab`);
   await mkdir(vocabDir, { recursive: true });
   const checkpoint = join(dir, `${name}.safetensors`);
-  await writeFile(checkpoint, writeSafetensors(tensors, { format: 'pt', ...metadata }));
-  await writeFile(join(dir, `${name}.json`), `${JSON.stringify(configJson, null, 1)}\n`);
+  // Atomic: a snapshot rewritten while a long run is stopped is either the old file or the new one.
+  await writeFileAtomically(checkpoint, writeSafetensors(tensors, { format: 'pt', ...metadata }));
+  await writeFileAtomically(join(dir, `${name}.json`), `${JSON.stringify(configJson, null, 1)}\n`);
   await writeFile(join(vocabDir, 'vocab.json'), JSON.stringify(Object.fromEntries(vocabulary.encoder)));
   await writeFile(join(vocabDir, 'merges.txt'), `#version: 0.2\n${vocabulary.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`);
   return checkpoint;

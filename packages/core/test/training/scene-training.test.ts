@@ -15,7 +15,7 @@ import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
 import { learningRate, lowFrequencyNoise, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
 import { POSITIONS, trainingScene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
-import { float32, toFloat32 } from '../../src/tensor.js';
+import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
 import { halfPrecisionWeights, MICRO_ARCHITECTURE, newScratchModel, scratchConfig, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';
@@ -224,4 +224,16 @@ test('v parameterization: the UNet is trained on v targets, the config says v, a
   const out = await engine.txt2img({ prompt: 'a red circle, blue background', steps: 2, seed: 1, width: 16, height: 16 }, { checkpoint });
   assert.equal(decodePng(out.images[0]!).width, 16);
   await assert.rejects(trainSceneModel({ ...opts, parameterization: 'v', lossWeighting: 'truncated-snr' }), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER');
+});
+
+test('snapshots: every N UNet steps the EMA weights and config as they would be saved then, none at the end', async () => {
+  const opts = { arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetBatch: 2, poolSize: 4, threads: 1, vaeCheckScenes: 0 } as const;
+  const seen: Array<{ step: number; tensors: Map<string, unknown>; configJson: object }> = [];
+  const long = await trainSceneModel({ ...opts, unetSteps: 5, snapshotEvery: 2, onSnapshot: async (step, snap) => void seen.push({ step, ...snap }) });
+  assert.deepEqual(seen.map((s) => s.step), [2, 4], 'not at the end: the result is the last checkpoint');
+  const key = [...long.tensors.keys()].find((k) => k.startsWith('model.diffusion_model.out.'))!;
+  const at4 = toFloat32(seen[1]!.tensors.get(key) as HostTensor).data;
+  assert.notDeepEqual(at4, toFloat32(long.tensors.get(key)!).data, 'training went on after the snapshot');
+  assert.deepEqual(seen[1]!.configJson, long.configJson);
+  await assert.rejects(trainSceneModel({ ...opts, unetSteps: 1, snapshotEvery: 1.5 }), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER');
 });
