@@ -8,6 +8,7 @@
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2]
  *     [--position-groups 0|1] [--parameterization eps|v] [--save-every N]
+ *     [--caption-facts-steps N] [--caption-facts-batch 32] [--caption-facts-lr 1e-3]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
  * background, position and shape rates, with the detector's own rates on the renders as the ceiling); below
@@ -23,6 +24,9 @@
  * that differ only in the object's position, sharing timestep and noise, every caption stating it (positionGroups).
  * `--parameterization v` trains the UNet to predict v instead of eps (with `--from` an eps checkpoint is fine-tuned
  * to v) and writes `parameterization: v` into the config, which the pipeline samples as A1111 samples a v model.
+ * `--caption-facts-steps N` first trains the text encoder alone for N steps to name each caption's shape, colour,
+ * position and background from its end-of-text tokens (CaptionFactsObjective), so the UNet's conditioning carries
+ * all four; `--train-text 0` then keeps that encoder as it is while the UNet learns.
  * `--save-every N` writes the checkpoint as it stands every N UNet steps, as `<name>-step<N>` beside the final one
  * (each written atomically): a long run can be evaluated on the way, and continued with `--from` if it stops.
  *
@@ -100,6 +104,9 @@ async function main(argv: readonly string[]): Promise<void> {
       .map(Number),
     lossWeighting: lossWeighting(stringArg(argv, 'loss-weighting', 'uniform')),
     parameterization: parameterizationArg(stringArg(argv, 'parameterization', 'eps')),
+    captionFactsSteps: numberArg(argv, 'caption-facts-steps', 0),
+    captionFactsBatch: numberArg(argv, 'caption-facts-batch', 32),
+    captionFactsLr: numberArg(argv, 'caption-facts-lr', 1e-3),
     threads: numberArg(argv, 'threads', 2),
     // -1: every held-out scene.
     ...(vaeCheck >= 0 ? { vaeCheckScenes: vaeCheck } : {}),
@@ -115,7 +122,8 @@ async function main(argv: readonly string[]): Promise<void> {
       current = p.phase;
       bars.set(current, progressBar());
     }
-    bars.get(current)!.update(p.step, p.steps, p.loss !== undefined ? `${p.phase} loss ${p.loss.toFixed(4)}` : p.phase);
+    const accuracy = p.accuracy !== undefined ? ` facts right ${(100 * p.accuracy).toFixed(1)}%` : '';
+    bars.get(current)!.update(p.step, p.steps, p.loss !== undefined ? `${p.phase} loss ${p.loss.toFixed(4)}${accuracy}` : p.phase);
   };
   const onVaeCheck = (c: ReconstructionReport): void => {
     bars.get(current)?.done();

@@ -11,6 +11,8 @@ import type { TinyArchitecture } from '../pipeline/demo-model.js';
 import { createSession } from '../runtime/session.js';
 import type { Parameterization } from '../model-files/config.js';
 import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
+import { adamwStep, newAdamWState } from './adamw.js';
+import { CaptionFactsObjective, captionFacts } from './caption-facts.js';
 import { FlatParameters } from './flat-parameters.js';
 import { KeyedStream } from './keyed-random.js';
 import { captionScene } from './scenes/captions.js';
@@ -69,6 +71,16 @@ export interface SceneTrainingOptions {
    */
   readonly parameterization?: Parameterization;
   /**
+   * Steps of training the text encoder alone, before the UNet, to name each caption's facts (the object's shape,
+   * colour and position, the background colour) from every end-of-text token (CaptionFactsObjective; default 0:
+   * none). With `trainText` false the UNet then learns on that encoder as it is.
+   */
+  readonly captionFactsSteps?: number;
+  /** Captions per caption-facts step (default 32). */
+  readonly captionFactsBatch?: number;
+  /** Learning rate of the caption-facts phase (default 1e-3). */
+  readonly captionFactsLr?: number;
+  /**
    * Builds the UNet's latent pool in groups of POSITIONS.length scenes that differ only in where the object is
    * (atPositionVariant), and fills each batch with whole groups sharing one timestep and one noise draw, every
    * caption stating the position (default false). Within a group the loss can only be lowered by reading the
@@ -111,10 +123,12 @@ export function timestepWeight(weighting: LossWeighting, sqrtAcp: number, sqrtOn
 }
 
 export interface TrainingProgress {
-  readonly phase: 'vae' | 'vae-check' | 'latents' | 'unet';
+  readonly phase: 'vae' | 'vae-check' | 'caption-facts' | 'latents' | 'unet';
   readonly step: number;
   readonly steps: number;
   readonly loss?: number;
+  /** The caption-facts phase: the fraction of facts its heads name right in this step's batch. */
+  readonly accuracy?: number;
   readonly seconds: number;
 }
 
@@ -199,6 +213,53 @@ export function lowFrequencyNoise(r: KeyedStream, shape: readonly number[], stre
     }
   });
   return out;
+}
+
+/** The caption-facts phase (see captionFactsSteps): the text encoder's weights end as their EMA. */
+async function trainCaptionFacts(
+  params: FlatParameters,
+  model: ScratchModel,
+  config: ScratchModel['config'],
+  opts: SceneTrainingOptions,
+  threads: number,
+  onProgress: (p: TrainingProgress) => void,
+): Promise<void> {
+  const steps = opts.captionFactsSteps ?? 0;
+  if (!Number.isInteger(steps) || steps < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `captionFactsSteps: a whole number, at least 0, got ${steps}`);
+  if (steps === 0) return;
+  const batch = opts.captionFactsBatch ?? 32;
+  const lr = opts.captionFactsLr ?? 1e-3;
+  const objective = await CaptionFactsObjective.create(params, config, { batch, threads });
+  const range = params.range(config.text.prefix);
+  const opt = new WholeModelOptimizer(params, [range], { lr, emaDecay: opts.emaDecay ?? 0.995 });
+  const headState = newAdamWState([objective.heads.length], lr, 0);
+  let drawn = 0;
+  try {
+    for (let s = 0; s < steps; s++) {
+      const ids: number[][] = [];
+      const facts: number[][] = [];
+      while (ids.length < batch) {
+        // One-object training scenes (the held-out combinations never appear), each caption stating the position.
+        const scene = trainingScene(opts.seed + 2, drawn);
+        const row = captionFacts(scene);
+        if (row) {
+          ids.push(captionTokenIds(model.tokenizer, captionScene(scene, opts.seed + 2, drawn, false, true).text, config.text.maxPositions));
+          facts.push(row);
+        }
+        drawn++;
+      }
+      const r = await objective.evaluate(ids, facts);
+      const stepLr = learningRate(lr, s, steps);
+      opt.lr = stepLr;
+      headState.lr = stepLr;
+      opt.step(r.grad);
+      adamwStep([objective.heads], [r.headGrad], headState);
+      onProgress({ phase: 'caption-facts', step: s + 1, steps, loss: r.loss, accuracy: r.accuracy, seconds: 0 });
+    }
+  } finally {
+    await objective.release();
+  }
+  params.data.set(opt.ema.subarray(...range), range[0]);
 }
 
 function ends(losses: readonly number[]): [number, number] {
@@ -287,6 +348,8 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     onProgress({ phase: 'vae-check', step: scenes.length, steps: scenes.length, seconds: 0 });
     opts.onVaeCheck?.(vaeCheck);
   }
+
+  await trainCaptionFacts(params, model, config, opts, threads, onProgress);
 
   // The latent pool: mean and std of each scene's posterior; the scale factor makes the latents unit variance.
   const encBatch = 16;

@@ -40,13 +40,13 @@ export interface ObjectiveResult {
   readonly grad: Float32Array;
 }
 
-function scalarOut(r: Record<string, HostTensor>, name: string): number {
+export function scalarOut(r: Record<string, HostTensor>, name: string): number {
   const t = r[name];
   if (t?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
   return (t.data as Float32Array)[0]!;
 }
 
-function tensorOut(r: Record<string, HostTensor>, name: string): Float32Tensor {
+export function tensorOut(r: Record<string, HostTensor>, name: string): Float32Tensor {
   const t = r[name];
   if (t?.dtype !== 'float32') throw new DarkroomError('MODEL_BAD_OUTPUT', `the training graph returned no ${name}`);
   return t as Float32Tensor;
@@ -60,7 +60,7 @@ async function session(b: GraphBuilder, runtime: RuntimeOptions): Promise<Engine
 }
 
 /** Builds the graph for real, promotes its trained weights, adds their gradient outputs, and opens it. */
-async function trainingSession(
+export async function trainingSession(
   build: () => { b: GraphBuilder; loss: Value; extraWrt?: ReadonlyArray<{ value: Value; name: string }> },
   trained: (name: string) => boolean,
   runtime: RuntimeOptions,
@@ -211,20 +211,6 @@ export class DiffusionObjective {
     return new DiffusionObjective(params, config, layout, s, trainText, scheduleOf(config), opts.weighted ?? false);
   }
 
-  /** The rows of the token embedding for `ids` (B x 77), as the pipeline looks them up: (B, 77, D). */
-  private embed(ids: readonly (readonly number[])[]): Float32Tensor {
-    const key = tokenEmbeddingKey(this.config.text);
-    const o = this.params.offsets.get(key)!;
-    const d = this.config.text.width;
-    const n = this.config.text.maxPositions;
-    const out = new Float32Array(ids.length * n * d);
-    ids.forEach((row, s) => {
-      if (row.length !== n) throw new DarkroomError('TRAINING_BAD_BATCH', `${row.length} token ids, expected ${n}`);
-      row.forEach((id, j) => out.set(this.params.data.subarray(o + id * d, o + (id + 1) * d), (s * n + j) * d));
-    });
-    return float32([ids.length, n, d], out);
-  }
-
   /** `ids`: each sample's 77 token ids (bos, caption, eos, eos padding); `batch`: clean latents, timesteps, noise. */
   async evaluate(ids: readonly (readonly number[])[], batch: DiffusionBatch): Promise<ObjectiveResult> {
     const { xt, target } = diffusionTargets(this.schedule, batch);
@@ -237,28 +223,43 @@ export class DiffusionObjective {
       t: float32([batch.t.length], Float32Array.from(batch.t)),
       target,
       ...(batch.weight ? { loss_weight: batch.weight } : {}),
-      inputs_embeds: this.embed(ids),
+      inputs_embeds: tokenEmbeddings(this.params, this.config, ids),
       ...gatherWeights(this.layout, this.params.data),
     });
     const g = new Float32Array(this.params.size);
     for (const l of this.layout) scatterGradient(l, tensorOut(r, `grad:${l.name}`).data, g);
-    if (this.trainText) {
-      const ge = tensorOut(r, 'grad:inputs_embeds').data;
-      const o = this.params.offsets.get(tokenEmbeddingKey(this.config.text))!;
-      const d = this.config.text.width;
-      const n = this.config.text.maxPositions;
-      ids.forEach((row, s) =>
-        row.forEach((id, j) => {
-          for (let k = 0; k < d; k++) g[o + id * d + k] = g[o + id * d + k]! + ge[(s * n + j) * d + k]!;
-        }),
-      );
-    }
+    if (this.trainText) addTokenEmbeddingGradient(this.params, this.config, ids, tensorOut(r, 'grad:inputs_embeds').data, g);
     return { loss: scalarOut(r, 'loss'), parts: {}, grad: g };
   }
 
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+/** The rows of the token embedding for `ids` (B x 77), as the pipeline looks them up: (B, 77, D). */
+export function tokenEmbeddings(params: FlatParameters, config: ModelConfig, ids: readonly (readonly number[])[]): Float32Tensor {
+  const o = params.offsets.get(tokenEmbeddingKey(config.text))!;
+  const d = config.text.width;
+  const n = config.text.maxPositions;
+  const out = new Float32Array(ids.length * n * d);
+  ids.forEach((row, s) => {
+    if (row.length !== n) throw new DarkroomError('TRAINING_BAD_BATCH', `${row.length} token ids, expected ${n}`);
+    row.forEach((id, j) => out.set(params.data.subarray(o + id * d, o + (id + 1) * d), (s * n + j) * d));
+  });
+  return float32([ids.length, n, d], out);
+}
+
+/** Adds the gradient of the looked-up rows (`gradEmbeds`, (B, 77, D)) onto the token embedding's rows in `g`. */
+export function addTokenEmbeddingGradient(params: FlatParameters, config: ModelConfig, ids: readonly (readonly number[])[], gradEmbeds: Float32Array, g: Float32Array): void {
+  const o = params.offsets.get(tokenEmbeddingKey(config.text))!;
+  const d = config.text.width;
+  const n = config.text.maxPositions;
+  ids.forEach((row, s) =>
+    row.forEach((id, j) => {
+      for (let k = 0; k < d; k++) g[o + id * d + k] = g[o + id * d + k]! + gradEmbeds[(s * n + j) * d + k]!;
+    }),
+  );
 }
 
 /** 77 token ids of a caption as the pipeline builds them for SD1: bos, tokens (at most 75), eos, eos padding. */
