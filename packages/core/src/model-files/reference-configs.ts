@@ -19,8 +19,8 @@ const FULLSIZE_VAE: VaeConfig = {
  */
 export const BUILTIN_MODEL_CONFIG: ModelConfig = {
   kind: 'sd1',
-  parameterization: 'eps',
-  scaleFactor: 0.2824268043041229,
+  parameterization: 'v',
+  scaleFactor: 0.2834358215332031,
   schedule: SCHEDULE,
   unet: {
     inChannels: 4, outChannels: 4, modelChannels: 64, channelMult: [1, 2], numResBlocks: 1, attentionResolutions: [1, 2],
