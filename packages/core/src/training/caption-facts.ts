@@ -70,21 +70,17 @@ function logSoftmax(b: GraphBuilder, x: Value): Value {
 }
 
 export class CaptionFactsObjective {
-  /** The heads' weights, (D x F) then F biases, F the total count of fact values. */
-  readonly heads: Float32Array;
-
   private constructor(
     private readonly params: FlatParameters,
     private readonly config: ModelConfig,
     private readonly layout: readonly GraphWeightLayout[],
     private readonly session: EngineSession,
     private readonly batch: number,
-    heads: Float32Array,
-  ) {
-    this.heads = heads;
-  }
+    /** The heads' weights, (D x F) then F biases, F the total count of fact values; zeros at first. */
+    readonly heads: Float32Array,
+  ) {}
 
-  static async create(params: FlatParameters, config: ModelConfig, opts: CaptionFactsOptions, initialHeads?: Float32Array): Promise<CaptionFactsObjective> {
+  static async create(params: FlatParameters, config: ModelConfig, opts: CaptionFactsOptions): Promise<CaptionFactsObjective> {
     const n = config.text.maxPositions;
     const from = opts.fromToken ?? 32;
     if (!Number.isInteger(from) || from < 1 || from >= n) throw new DarkroomError('TRAINING_BAD_PARAMETER', `fromToken: from 1 to ${n - 1}, got ${from}`);
@@ -122,9 +118,7 @@ export class CaptionFactsObjective {
     const prefix = config.text.prefix;
     const layout = graphLayout(() => build(params.probeComponent(prefix)).b, trained);
     const s = await trainingSession(() => build(params.component(prefix)), trained, opts);
-    const heads = initialHeads ?? new Float32Array(d * FACT_WIDTH + FACT_WIDTH);
-    if (heads.length !== d * FACT_WIDTH + FACT_WIDTH) throw new DarkroomError('TRAINING_BAD_PARAMETER', `heads: ${heads.length} values, expected ${d * FACT_WIDTH + FACT_WIDTH}`);
-    return new CaptionFactsObjective(params, config, layout, s, opts.batch, heads);
+    return new CaptionFactsObjective(params, config, layout, s, opts.batch, new Float32Array(d * FACT_WIDTH + FACT_WIDTH));
   }
 
   /** `ids`: each caption's 77 token ids; `facts`: each caption's fact indices (captionFacts). */

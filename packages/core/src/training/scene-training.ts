@@ -9,7 +9,7 @@ import { DarkroomError } from '../errors.js';
 import { vaeEncoderModel } from '../models/graphs.js';
 import type { TinyArchitecture } from '../pipeline/demo-model.js';
 import { createSession } from '../runtime/session.js';
-import type { Parameterization } from '../model-files/config.js';
+import type { ModelConfig, Parameterization } from '../model-files/config.js';
 import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
 import { adamwStep, newAdamWState } from './adamw.js';
 import { CaptionFactsObjective, captionFacts } from './caption-facts.js';
@@ -219,13 +219,12 @@ export function lowFrequencyNoise(r: KeyedStream, shape: readonly number[], stre
 async function trainCaptionFacts(
   params: FlatParameters,
   model: ScratchModel,
-  config: ScratchModel['config'],
+  config: ModelConfig,
   opts: SceneTrainingOptions,
   threads: number,
   onProgress: (p: TrainingProgress) => void,
 ): Promise<void> {
   const steps = opts.captionFactsSteps ?? 0;
-  if (!Number.isInteger(steps) || steps < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `captionFactsSteps: a whole number, at least 0, got ${steps}`);
   if (steps === 0) return;
   const batch = opts.captionFactsBatch ?? 32;
   const lr = opts.captionFactsLr ?? 1e-3;
@@ -289,6 +288,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   }
   const params = new FlatParameters(model.tensors);
   const config = { ...model.config, parameterization: opts.parameterization ?? model.config.parameterization };
+  const snapshotEvery = opts.snapshotEvery ?? 0;
   const down = 2 ** (model.config.vae.chMult.length - 1);
   const lat = res / down;
   const vaeBatch = opts.vaeBatch ?? 8;
@@ -315,6 +315,11 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   }
   if (weighting !== 'uniform' && config.parameterization !== 'eps') {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: ${weighting} is defined for the eps objective, the model's is ${config.parameterization}`);
+  }
+
+  // Checked before any phase runs: a bad count would otherwise be found after the autoencoder has trained.
+  for (const [option, value] of [['captionFactsSteps', opts.captionFactsSteps ?? 0], ['snapshotEvery', snapshotEvery]] as const) {
+    if (!Number.isInteger(value) || value < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `${option}: a whole number of steps, at least 0, got ${value}`);
   }
 
   // Phase 1: the autoencoder.
@@ -393,8 +398,6 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
   const unetOpt = new WholeModelOptimizer(params, ranges, { lr: opts.unetLr ?? 1e-3, emaDecay: opts.emaDecay ?? 0.995 });
   const dropout = opts.captionDropout ?? 0.1;
-  const snapshotEvery = opts.snapshotEvery ?? 0;
-  if (!Number.isInteger(snapshotEvery) || snapshotEvery < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `snapshotEvery: a whole number of steps, at least 0, got ${snapshotEvery}`);
   /** The checkpoint as saved from `flat` (the trained ranges' EMA; the rest equals the weights). */
   const snapshot = (flat: Float32Array): SceneModelSnapshot => {
     const tensors = new Map<string, HostTensor>(model.tensors);
