@@ -18,7 +18,7 @@ import { KeyedStream } from './keyed-random.js';
 import { captionScene } from './scenes/captions.js';
 import { imageToChw, renderScene } from './scenes/render.js';
 import { evaluateReconstruction, type ReconstructionReport } from './scenes/evaluate-vae.js';
-import { atPositionVariant, heldOutScenes, POSITIONS, trainingScene, type Scene } from './scenes/scene.js';
+import { atPositionVariant, atShapeVariant, heldOutScenes, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene } from './scenes/scene.js';
 import { newScratchModel, scratchConfig, type ScratchModel } from './scratch-model.js';
 import { captionTokenIds, COMPONENTS, DiffusionObjective, scheduleOf, VaeObjective, WholeModelOptimizer } from './whole-model.js';
 
@@ -87,6 +87,13 @@ export interface SceneTrainingOptions {
    * position words: a UNet that places objects by the noise alone makes every member but one wrong.
    */
   readonly positionGroups?: boolean;
+  /**
+   * Builds the pool (also) of groups of SHAPES.length scenes that differ only in the first object's shape
+   * (atShapeVariant), shared timestep and noise as with positionGroups: within a group only the shape word lowers
+   * the loss. With both, groups alternate between the two kinds and every group has SHAPES.length members (a
+   * position group's last member repeats its first position).
+   */
+  readonly shapeGroups?: boolean;
   readonly emaDecay?: number;
   readonly threads?: number;
   /**
@@ -156,15 +163,37 @@ export function learningRate(base: number, step: number, steps: number): number 
   return base * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * f)));
 }
 
-/** Training scene `k` of a pool, grouped by position variants when `grouped` (see positionGroups). */
-export function poolScene(seed: number, k: number, grouped: boolean): Scene {
-  if (!grouped) return trainingScene(seed, k);
-  return atPositionVariant(trainingScene(seed, Math.floor(k / POSITIONS.length)), k % POSITIONS.length);
+/** What the members of a pool's groups differ in. */
+export type VariantKind = 'position' | 'shape';
+
+/** How a pool is grouped: consecutive runs of `size` scenes, group g varying `kinds[g % kinds.length]`. */
+export interface PoolGrouping {
+  readonly kinds: readonly VariantKind[];
+  readonly size: number;
 }
 
-function sceneImages(seed: number, first: number, count: number, res: number, grouped = false): Float32Tensor {
+export const UNGROUPED: PoolGrouping = { kinds: [], size: 1 };
+
+const VARIANT_KINDS: readonly VariantKind[] = ['position', 'shape'];
+const VARIANTS: Record<VariantKind, number> = { position: POSITIONS.length, shape: SHAPES.length };
+
+export function poolGrouping(position: boolean, shape: boolean): PoolGrouping {
+  const kinds = VARIANT_KINDS.filter((k) => (k === 'position' ? position : shape));
+  return kinds.length === 0 ? UNGROUPED : { kinds, size: Math.max(...kinds.map((k) => VARIANTS[k])) };
+}
+
+/** Training scene `k` of a pool grouped by `grouping` (see positionGroups and shapeGroups). */
+export function poolScene(seed: number, k: number, grouping: PoolGrouping = UNGROUPED): Scene {
+  const { kinds, size } = grouping;
+  if (kinds.length === 0) return trainingScene(seed, k);
+  const g = Math.floor(k / size);
+  // The position-only pool keeps the scene indices it had before shape groups existed.
+  return kinds[g % kinds.length] === 'position' ? atPositionVariant(trainingScene(seed, g), k % size) : atShapeVariant(shapeGroupScene(seed, g), k % size);
+}
+
+function sceneImages(seed: number, first: number, count: number, res: number, grouping: PoolGrouping = UNGROUPED): Float32Tensor {
   const data = new Float32Array(count * 3 * res * res);
-  for (let i = 0; i < count; i++) data.set(imageToChw(renderScene(poolScene(seed, first + i, grouped), res, res)), i * 3 * res * res);
+  for (let i = 0; i < count; i++) data.set(imageToChw(renderScene(poolScene(seed, first + i, grouping), res, res)), i * 3 * res * res);
   return float32([count, 3, res, res], data);
 }
 
@@ -305,9 +334,10 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
 
   /** Scenes whose latents the UNet trains on. */
   const pool = opts.poolSize ?? 2048;
-  const grouped = opts.positionGroups ?? false;
-  const group = grouped ? POSITIONS.length : 1;
-  if (pool < group) throw new DarkroomError('TRAINING_BAD_PARAMETER', `poolSize: at least ${group} with positionGroups, got ${pool}`);
+  const grouping = poolGrouping(opts.positionGroups ?? false, opts.shapeGroups ?? false);
+  const grouped = grouping.kinds.length > 0;
+  const group = grouping.size;
+  if (pool < group) throw new DarkroomError('TRAINING_BAD_PARAMETER', `poolSize: at least ${group} with ${grouping.kinds.map((k) => `${k}Groups`).join(' and ')}, got ${pool}`);
 
   const weighting = opts.lossWeighting ?? 'uniform';
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
@@ -367,7 +397,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const stds = new Float32Array(pool * per);
   try {
     for (let first = 0; first < pool; first += encBatch) {
-      const r = await encoder.run({ image: sceneImages(opts.seed + 1, first, encBatch, res, grouped) });
+      const r = await encoder.run({ image: sceneImages(opts.seed + 1, first, encBatch, res, grouping) });
       const count = Math.min(encBatch, pool - first);
       means.set((r.mean!.data as Float32Array).subarray(0, count * per), first * per);
       stds.set((r.std!.data as Float32Array).subarray(0, count * per), first * per);
@@ -418,14 +448,14 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
         if (i % group === 0) base = r.below(Math.floor(pool / group)) * group;
         const k = base + (i % group);
         for (let j = 0; j < per; j++) latents[i * per + j] = scaleFactor * (means[k * per + j]! + stds[k * per + j]! * r.normal());
-        const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouped), opts.seed, s * unetBatch + i, false, grouped).text;
+        const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouping), opts.seed, s * unetBatch + i, false, grouping.kinds.includes('position')).text;
         ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
       }
       const t = Array.from({ length: unetBatch }, () => r.below(model.config.schedule.timesteps));
       const shape = [unetBatch, model.config.unet.inChannels, lat, lat];
       const noise = lowFrequencyNoise(r, shape, coarse);
       if (grouped) {
-        // A group shares its first member's timestep and noise, so its members differ only in the object's place.
+        // A group shares its first member's timestep and noise, so its members differ only in the varied fact.
         for (let i = 0; i < unetBatch; i++) {
           const lead = i - (i % group);
           t[i] = t[lead]!;

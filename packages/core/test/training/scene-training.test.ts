@@ -12,8 +12,8 @@ import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { learningRate, lowFrequencyNoise, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
-import { POSITIONS, trainingScene } from '../../src/training/scenes/scene.js';
+import { learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { atShapeVariant, isHeldOut, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
@@ -184,7 +184,7 @@ test("half-precision saving: the three models' float weights become float16, the
 
 test('position groups: consecutive pool scenes differ only in where the object is; a pool smaller than a group is refused', async () => {
   for (let g = 0; g < 20; g++) {
-    const members = POSITIONS.map((_, v) => poolScene(3, g * POSITIONS.length + v, true));
+    const members = POSITIONS.map((_, v) => poolScene(3, g * POSITIONS.length + v, poolGrouping(true, false)));
     const base = trainingScene(3, g);
     for (const m of members) {
       assert.deepEqual(m.background, base.background);
@@ -192,11 +192,32 @@ test('position groups: consecutive pool scenes differ only in where the object i
     }
     if (base.objects.length === 1) assert.deepEqual(members.map((m) => m.objects[0]!.position), [...POSITIONS]);
   }
-  assert.deepEqual(poolScene(3, 7, false), trainingScene(3, 7));
+  assert.deepEqual(poolScene(3, 7), trainingScene(3, 7));
   await assert.rejects(
     trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 1, positionGroups: true, poolSize: 4, threads: 1, vaeCheckScenes: 0 }),
     (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /poolSize/.test(e.message),
   );
+});
+
+test('position and shape groups together: groups alternate between the kinds, shape groups vary only the shape', () => {
+  const both = poolGrouping(true, true);
+  assert.deepEqual(both, { kinds: ['position', 'shape'], size: SHAPES.length });
+  assert.deepEqual(poolGrouping(false, true), { kinds: ['shape'], size: SHAPES.length });
+  assert.deepEqual(poolGrouping(false, false).size, 1);
+  for (let g = 0; g < 12; g++) {
+    const members: Scene[] = SHAPES.map((_, v) => poolScene(3, g * SHAPES.length + v, both));
+    if (g % 2 === 0) {
+      // a position group: the scene the position-only pool would give, moved
+      assert.deepEqual(members[0], poolScene(3, g * POSITIONS.length, poolGrouping(true, false)));
+      assert.ok(new Set(members.map((m) => m.objects.map((o) => o.shape).join())).size === 1);
+    } else {
+      assert.deepEqual(members.map((m) => m.objects[0]!.shape), [...SHAPES]);
+      for (const [v, m] of members.entries()) {
+        assert.deepEqual(m, atShapeVariant(shapeGroupScene(3, g), v));
+        assert.ok(!m.objects.some((o) => isHeldOut(o, m.background)));
+      }
+    }
+  }
 });
 
 test('a UNet step on position groups trains and stays reproducible', async () => {
@@ -204,6 +225,8 @@ test('a UNet step on position groups trains and stays reproducible', async () =>
     trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, poolSize: 10, threads: 1, vaeCheckScenes: 0 });
   const [a, b] = [await run(), await run()];
   assert.ok(Number.isFinite(a.losses.unet[1]) && a.losses.unet[1] > 0);
+  const shaped = await trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, shapeGroups: true, poolSize: 12, threads: 1, vaeCheckScenes: 0 });
+  assert.ok(Number.isFinite(shaped.losses.unet[1]) && shaped.losses.unet[1] > 0);
   const key = [...a.tensors.keys()].find((k) => k.startsWith('model.diffusion_model.out.'))!;
   assert.deepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(b.tensors.get(key)!).data);
   const start = newScratchModel(MICRO_ARCHITECTURE, 8).tensors.get(key)!;

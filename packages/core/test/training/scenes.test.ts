@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   atPositionVariant,
+  atShapeVariant,
   captionScene,
   COLOURS,
   detectScene,
@@ -16,6 +17,7 @@ import {
   POSITIONS,
   renderScene,
   SHAPES,
+  shapeGroupScene,
   trainingScene,
   type Scene,
   type SceneObject,
@@ -116,6 +118,29 @@ test('the detector says no when the image shows another colour, shape, position 
   const empty = evaluateScene(renderScene({ objects: [], background: { kind: 'plain', colour: 'white' } }, RES, RES), scene);
   assert.deepEqual(empty, { colour: false, background: true, position: false, shape: false });
   assert.equal(detectScene(renderScene({ objects: [], background: { kind: 'plain', colour: 'white' } }, RES, RES)).objects.length, 0);
+});
+
+test('shape variants change the first object\'s shape and nothing else; no shape group shows a held-out combination', () => {
+  const two: Scene = {
+    objects: [{ shape: 'ring', colour: 'red', size: 'small', position: 'left' }, { shape: 'square', colour: 'green', size: 'medium', position: 'right' }],
+    background: { kind: 'plain', colour: 'white' },
+  };
+  const variants = SHAPES.map((_, v) => atShapeVariant(two, v));
+  assert.deepEqual(variants.map((s) => s.objects[0]!.shape), [...SHAPES]);
+  for (const s of variants) assert.deepEqual({ ...s, objects: [{ ...s.objects[0]!, shape: 'ring' }, s.objects[1]] }, two);
+  let redrawn = 0;
+  for (let i = 0; i < 200; i++) {
+    const base = shapeGroupScene(6, i);
+    assert.deepEqual(shapeGroupScene(6, i), base, 'deterministic from (seed, index)');
+    for (const [v, s] of SHAPES.map((_, v) => [v, atShapeVariant(base, v)] as const)) {
+      assert.ok(!s.objects.some((o) => isHeldOut(o, s.background)), `group ${i} variant ${v} is held out`);
+    }
+    if (SHAPES.some((shape) => isHeldOut({ ...base.objects[0]!, shape }, base.background))) redrawn++;
+  }
+  assert.equal(redrawn, 0);
+  // The filter matters: about one combination in HELD_OUT_ONE_IN is held out, so some plain scene has a held-out
+  // shape variant.
+  assert.ok(Array.from({ length: 200 }, (_, i) => trainingScene(6, i)).some((s) => SHAPES.some((shape) => isHeldOut({ ...s.objects[0]!, shape }, s.background))));
 });
 
 test('position variants move the objects and nothing else; captions asked to always state the position do', () => {

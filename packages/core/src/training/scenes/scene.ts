@@ -140,6 +140,30 @@ export function atPositionVariant(scene: Scene, variant: number): Scene {
   return { ...scene, objects: [{ ...first, position: second.position }, { ...second, position: first.position }] };
 }
 
+/**
+ * `scene` with its first object made the `variant`th shape (SHAPES[variant], modulo their number), nothing else
+ * changed. The members of a shape group differ only in that shape, so a caption's shape word is the only thing
+ * that tells them apart.
+ */
+export function atShapeVariant(scene: Scene, variant: number): Scene {
+  const [first, ...rest] = scene.objects;
+  if (!first) return scene;
+  return { ...scene, objects: [{ ...first, shape: SHAPES[variant % SHAPES.length]! }, ...rest] };
+}
+
+/**
+ * Scene `index` of the dataset with `seed` to build a shape group on: drawn again until every shape variant of it
+ * (atShapeVariant) stays outside the held-out split, so that no member of the group shows a held-out combination.
+ */
+export function shapeGroupScene(seed: number, index: number, opts: SceneOptions = {}): Scene {
+  const r = new KeyedStream(seed, 'shape-group', index);
+  for (;;) {
+    const s = drawScene(r, opts);
+    const variants = SHAPES.map((_, v) => atShapeVariant(s, v));
+    if (!variants.some((v) => v.objects.some((o) => isHeldOut(o, v.background)))) return s;
+  }
+}
+
 /** Every held-out combination as a one-object scene on a plain background (size and position from the seed). */
 export function heldOutScenes(seed: number): Scene[] {
   const out: Scene[] = [];
