@@ -7,7 +7,7 @@
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2]
- *     [--position-groups 0|1] [--shape-groups 0|1] [--parameterization eps|v] [--save-every N]
+ *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--parameterization eps|v] [--save-every N]
  *     [--caption-facts-steps N] [--caption-facts-batch 32] [--caption-facts-lr 1e-3]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
@@ -23,7 +23,8 @@
  * 128x128 model's VAE costs per step what a 64x64 one does. `--position-groups 1` trains the UNet on groups of scenes
  * that differ only in the object's position, sharing timestep and noise, every caption stating it (positionGroups);
  * `--shape-groups 1` likewise on groups that differ only in the first object's shape (shapeGroups; with both, the
- * kinds alternate).
+ * kinds alternate); `--group-contrast K` weights each group's loss by 1 + K times how much its members' latents
+ * differ at each place, relative to their mean difference (groupContrastWeights).
  * `--parameterization v` trains the UNet to predict v instead of eps (with `--from` an eps checkpoint is fine-tuned
  * to v) and writes `parameterization: v` into the config, which the pipeline samples as A1111 samples a v model.
  * `--caption-facts-steps N` first trains the text encoder alone for N steps to name each caption's shape, colour,
@@ -101,6 +102,7 @@ async function main(argv: readonly string[]): Promise<void> {
     trainText: numberArg(argv, 'train-text', 1) === 1,
     positionGroups: numberArg(argv, 'position-groups', 0) === 1,
     shapeGroups: numberArg(argv, 'shape-groups', 0) === 1,
+    groupContrast: numberArg(argv, 'group-contrast', 0),
     lowFrequencyNoise: stringArg(argv, 'lf-noise', '1,0.5')
       .split(',')
       .filter((x) => x.trim() !== '')

@@ -94,6 +94,14 @@ export interface SceneTrainingOptions {
    * position group's last member repeats its first position).
    */
   readonly shapeGroups?: boolean;
+  /**
+   * With groups, weights each latent element's loss by 1 + groupContrast * (how much the group's latents differ
+   * there, relative to the group's mean spread) (default 0: no weighting). A shape's corners and points are a few
+   * latent cells of a square's area: the loss a UNet saves by drawing the group's average blob instead of the
+   * caption's shape is too small a part of the whole to be learned in a CPU's budget, and this weight puts it where
+   * the members differ.
+   */
+  readonly groupContrast?: number;
   readonly emaDecay?: number;
   readonly threads?: number;
   /**
@@ -127,6 +135,42 @@ export function timestepWeight(weighting: LossWeighting, sqrtAcp: number, sqrtOn
   if (weighting === 'uniform') return 1;
   const inverseSnr = (sqrtOneMinusAcp * sqrtOneMinusAcp) / (sqrtAcp * sqrtAcp);
   return Math.max(1, inverseSnr);
+}
+
+/**
+ * Loss weights for a batch of grouped latents (batch x per elements, consecutive runs of `group` members, the last
+ * run possibly shorter): 1 + contrast * spread / mean spread, where spread is the variance across the run's
+ * members at each location (summed over channels) and the mean is over the run's locations. Runs of one member,
+ * and runs whose members are all alike, are weighted 1.
+ */
+export function groupContrastWeights(latents: Float32Array, batch: number, channels: number, cells: number, group: number, contrast: number): Float32Array {
+  const per = channels * cells;
+  const w = new Float32Array(batch * per).fill(1);
+  for (let lead = 0; lead < batch; lead += group) {
+    const n = Math.min(group, batch - lead);
+    if (n < 2 || contrast === 0) continue;
+    const spread = new Float64Array(cells);
+    for (let c = 0; c < channels; c++) {
+      for (let p = 0; p < cells; p++) {
+        let sum = 0;
+        let sq = 0;
+        for (let m = 0; m < n; m++) {
+          const v = latents[(lead + m) * per + c * cells + p]!;
+          sum += v;
+          sq += v * v;
+        }
+        spread[p]! += Math.max(0, sq / n - (sum / n) ** 2);
+      }
+    }
+    const mean = spread.reduce((a, b) => a + b, 0) / cells;
+    if (!(mean > 0)) continue;
+    for (let m = 0; m < n; m++) {
+      for (let c = 0; c < channels; c++) {
+        for (let p = 0; p < cells; p++) w[(lead + m) * per + c * cells + p] = 1 + (contrast * spread[p]!) / mean;
+      }
+    }
+  }
+  return w;
 }
 
 export interface TrainingProgress {
@@ -339,6 +383,9 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const group = grouping.size;
   if (pool < group) throw new DarkroomError('TRAINING_BAD_PARAMETER', `poolSize: at least ${group} with ${grouping.kinds.map((k) => `${k}Groups`).join(' and ')}, got ${pool}`);
 
+  const contrast = opts.groupContrast ?? 0;
+  if (!Number.isFinite(contrast) || contrast < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `groupContrast: finite and at least 0, got ${contrast}`);
+  if (contrast > 0 && !grouped) throw new DarkroomError('TRAINING_BAD_PARAMETER', 'groupContrast: weights groups, so it needs positionGroups or shapeGroups');
   const weighting = opts.lossWeighting ?? 'uniform';
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: one of ${LOSS_WEIGHTINGS.join(', ')}, got ${String(weighting)}`);
@@ -422,7 +469,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     latentWidth: lat,
     threads,
     trainText: opts.trainText ?? false,
-    weighted: weighting !== 'uniform',
+    weighted: weighting !== 'uniform' || contrast > 0,
   });
   const schedule = scheduleOf(config);
   const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
@@ -463,9 +510,15 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
         }
       }
       let weight: Float32Tensor | undefined;
-      if (weighting !== 'uniform') {
-        weight = float32(shape, new Float32Array(unetBatch * per));
-        t.forEach((step, i) => weight!.data.fill(timestepWeight(weighting, schedule.sqrtAlphasCumprod[step]!, schedule.sqrtOneMinusAlphasCumprod[step]!), i * per, (i + 1) * per));
+      if (weighting !== 'uniform' || contrast > 0) {
+        const channels = model.config.unet.inChannels;
+        weight = float32(shape, contrast > 0 ? groupContrastWeights(latents, unetBatch, channels, lat * lat, group, contrast) : new Float32Array(unetBatch * per).fill(1));
+        if (weighting !== 'uniform') {
+          t.forEach((step, i) => {
+            const byStep = timestepWeight(weighting, schedule.sqrtAlphasCumprod[step]!, schedule.sqrtOneMinusAlphasCumprod[step]!);
+            for (let j = i * per; j < (i + 1) * per; j++) weight!.data[j]! *= byStep;
+          });
+        }
       }
       const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise, ...(weight ? { weight } : {}) });
       unetOpt.lr = learningRate(opts.unetLr ?? 1e-3, s, opts.unetSteps);

@@ -12,7 +12,7 @@ import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { groupContrastWeights, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
 import { atShapeVariant, isHeldOut, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
@@ -197,6 +197,12 @@ test('position groups: consecutive pool scenes differ only in where the object i
     trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 1, positionGroups: true, poolSize: 4, threads: 1, vaeCheckScenes: 0 }),
     (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /poolSize/.test(e.message),
   );
+  for (const [groupContrast, positionGroups] of [[-1, true], [Number.NaN, true], [2, false]] as const) {
+    await assert.rejects(
+      trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 1, positionGroups, groupContrast, poolSize: 10, threads: 1, vaeCheckScenes: 0 }),
+      (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /groupContrast/.test(e.message),
+    );
+  }
 });
 
 test('position and shape groups together: groups alternate between the kinds, shape groups vary only the shape', () => {
@@ -220,12 +226,34 @@ test('position and shape groups together: groups alternate between the kinds, sh
   }
 });
 
+test('group contrast weights the places where a group\'s members differ, relative to the group\'s mean spread', () => {
+  // batch 5 in groups of 2: [0,1] differ at cell 3 only (channel 1), [2,3] are alike, [4] stands alone
+  const channels = 2;
+  const cells = 4;
+  const per = channels * cells;
+  const latents = new Float32Array(5 * per).fill(0.5);
+  latents[0 * per + 1 * cells + 3] = 2;
+  latents[1 * per + 1 * cells + 3] = -2;
+  const w = groupContrastWeights(latents, 5, channels, cells, 2, 3);
+  // spread at cell 3 is the variance of {2, -2} = 4, the mean over 4 cells is 1: 1 + 3 * 4 / 1 = 13, in both channels
+  for (const m of [0, 1]) {
+    for (let c = 0; c < channels; c++) {
+      assert.deepEqual([...w.subarray(m * per + c * cells, m * per + (c + 1) * cells)], [1, 1, 1, 13]);
+    }
+  }
+  assert.ok(w.subarray(2 * per).every((x) => x === 1), 'alike members and a lone member are weighted 1');
+  assert.ok(groupContrastWeights(latents, 5, channels, cells, 2, 0).every((x) => x === 1));
+  // the mean loss weight of a differing group is 1 + contrast: the weighting moves the loss, it does not scale it
+  const mean = w.subarray(0, 2 * per).reduce((a, b) => a + b, 0) / (2 * per);
+  assert.equal(mean, 1 + 3);
+});
+
 test('a UNet step on position groups trains and stays reproducible', async () => {
   const run = () =>
     trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, poolSize: 10, threads: 1, vaeCheckScenes: 0 });
   const [a, b] = [await run(), await run()];
   assert.ok(Number.isFinite(a.losses.unet[1]) && a.losses.unet[1] > 0);
-  const shaped = await trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, shapeGroups: true, poolSize: 12, threads: 1, vaeCheckScenes: 0 });
+  const shaped = await trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, shapeGroups: true, groupContrast: 2, poolSize: 12, threads: 1, vaeCheckScenes: 0 });
   assert.ok(Number.isFinite(shaped.losses.unet[1]) && shaped.losses.unet[1] > 0);
   const key = [...a.tensors.keys()].find((k) => k.startsWith('model.diffusion_model.out.'))!;
   assert.deepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(b.tensors.get(key)!).data);
