@@ -20,7 +20,7 @@ const FULLSIZE_VAE: VaeConfig = {
 export const BUILTIN_MODEL_CONFIG: ModelConfig = {
   kind: 'sd1',
   parameterization: 'v',
-  scaleFactor: 0.2834358215332031,
+  scaleFactor: 0.2838626801967621,
   schedule: SCHEDULE,
   unet: {
     inChannels: 4, outChannels: 4, modelChannels: 64, channelMult: [1, 2], numResBlocks: 1, attentionResolutions: [1, 2],

@@ -26,9 +26,10 @@ after(async () => {
 const SIDE = BUILTIN_MODEL_RESOLUTION;
 /** The first held-out captions (of 53), and how many of them the shipped weights draw right, per fact. */
 const HELD_OUT_SAMPLE = 12;
-// Measured: background 12, colour 11, position 12. One of slack each for another CPU's rounding. Shape has no floor:
-// these first 12 are all circles, and over all six shapes the model is still near chance (see the README).
-const HELD_OUT_FLOORS: Readonly<Record<string, number>> = { background: 11, colour: 10, position: 11 };
+// Measured: background 11, colour 12, position 12. One of slack each for another CPU's rounding. Shape has no floor:
+// these first 12 are all circles, the shape the model draws best, and over all six shapes it is far below the
+// issue's goal (see the README).
+const HELD_OUT_FLOORS: Readonly<Record<string, number>> = { background: 10, colour: 11, position: 11 };
 
 async function render(p: Partial<Txt2ImgParams>): Promise<Uint8Array> {
   const r = await engine.txt2img({ prompt: '', negative_prompt: '', steps: 20, sampler_name: 'DPM++ 2M', cfg_scale: 5, seed: 1, width: SIDE, height: SIDE, ...p });
