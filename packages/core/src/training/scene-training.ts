@@ -141,14 +141,15 @@ export function timestepWeight(weighting: LossWeighting, sqrtAcp: number, sqrtOn
  * Loss weights for a batch of grouped latents (batch x per elements, consecutive runs of `group` members, the last
  * run possibly shorter): 1 + contrast * spread / mean spread, where spread is the variance across the run's
  * members at each location (summed over channels) and the mean is over the run's locations. Runs of one member,
- * and runs whose members are all alike, are weighted 1.
+ * and runs whose members are all alike, are weighted 1; with contrast 0 every element is.
  */
 export function groupContrastWeights(latents: Float32Array, batch: number, channels: number, cells: number, group: number, contrast: number): Float32Array {
   const per = channels * cells;
   const w = new Float32Array(batch * per).fill(1);
+  if (contrast === 0) return w;
   for (let lead = 0; lead < batch; lead += group) {
     const n = Math.min(group, batch - lead);
-    if (n < 2 || contrast === 0) continue;
+    if (n < 2) continue;
     const spread = new Float64Array(cells);
     for (let c = 0; c < channels; c++) {
       for (let p = 0; p < cells; p++) {
@@ -387,6 +388,8 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   if (!Number.isFinite(contrast) || contrast < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `groupContrast: finite and at least 0, got ${contrast}`);
   if (contrast > 0 && !grouped) throw new DarkroomError('TRAINING_BAD_PARAMETER', 'groupContrast: weights groups, so it needs positionGroups or shapeGroups');
   const weighting = opts.lossWeighting ?? 'uniform';
+  /** Whether each batch carries a per-element loss weight (by timestep, by group contrast, or both). */
+  const weighted = weighting !== 'uniform' || contrast > 0;
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: one of ${LOSS_WEIGHTINGS.join(', ')}, got ${String(weighting)}`);
   }
@@ -469,7 +472,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     latentWidth: lat,
     threads,
     trainText: opts.trainText ?? false,
-    weighted: weighting !== 'uniform' || contrast > 0,
+    weighted,
   });
   const schedule = scheduleOf(config);
   const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
@@ -510,9 +513,8 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
         }
       }
       let weight: Float32Tensor | undefined;
-      if (weighting !== 'uniform' || contrast > 0) {
-        const channels = model.config.unet.inChannels;
-        weight = float32(shape, contrast > 0 ? groupContrastWeights(latents, unetBatch, channels, lat * lat, group, contrast) : new Float32Array(unetBatch * per).fill(1));
+      if (weighted) {
+        weight = float32(shape, groupContrastWeights(latents, unetBatch, model.config.unet.inChannels, lat * lat, group, contrast));
         if (weighting !== 'uniform') {
           t.forEach((step, i) => {
             const byStep = timestepWeight(weighting, schedule.sqrtAlphasCumprod[step]!, schedule.sqrtOneMinusAlphasCumprod[step]!);

@@ -114,6 +114,11 @@ function drawScene(r: KeyedStream, opts: SceneOptions): Scene {
   return { objects: [drawObject(r, bg, pick(r, POSITIONS), SIZES.length)], background };
 }
 
+/** Whether any object of `scene` shows a held-out combination. */
+function showsHeldOut(scene: Scene): boolean {
+  return scene.objects.some((o) => isHeldOut(o, scene.background));
+}
+
 /**
  * Training scene `index` of the dataset with `seed`: every object's (shape, colour, background) combination is
  * outside the held-out split (drawn again until it is).
@@ -122,7 +127,7 @@ export function trainingScene(seed: number, index: number, opts: SceneOptions = 
   const r = new KeyedStream(seed, 'scene', index);
   for (;;) {
     const s = drawScene(r, opts);
-    if (!s.objects.some((o) => isHeldOut(o, s.background))) return s;
+    if (!showsHeldOut(s)) return s;
   }
 }
 
@@ -159,8 +164,7 @@ export function shapeGroupScene(seed: number, index: number, opts: SceneOptions 
   const r = new KeyedStream(seed, 'shape-group', index);
   for (;;) {
     const s = drawScene(r, opts);
-    const variants = SHAPES.map((_, v) => atShapeVariant(s, v));
-    if (!variants.some((v) => v.objects.some((o) => isHeldOut(o, v.background)))) return s;
+    if (!SHAPES.some((_, v) => showsHeldOut(atShapeVariant(s, v)))) return s;
   }
 }
 
