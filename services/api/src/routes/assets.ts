@@ -8,6 +8,7 @@ import {
 import { readLoraDescription } from '@darkroom/farm/lora-assets.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { sendStream } from '../send-stream.js';
 import { listModels } from '../models.js';
 import { drainWhenNear, receiveBody, type ReceivedBody } from '../receive.js';
 
@@ -73,7 +74,7 @@ export function assetRoutes(ctx: ApiContext): Router {
     const stream = await ctx.storage.getStream(assetStorageKey('embeddings', rec.sha256));
     if (!stream) throw new FarmError('NOT_FOUND', 404, `embedding "${name}" is gone from storage`);
     res.type(ext === '.png' ? 'image/png' : 'image/webp').set('cache-control', 'private, no-cache');
-    stream.pipe(res);
+    await sendStream(stream, res);
   });
 
   r.put('/v1/:kind/:filename', async (req, res) => {

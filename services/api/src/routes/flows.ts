@@ -3,6 +3,7 @@ import { FarmError, isJobId } from '@darkroom/farm';
 import { flowOutputContentType, flowOutputFileName } from '@darkroom/farm/flows.js';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { sendStream } from '../send-stream.js';
 import { submitFlow } from '../flow-submit.js';
 import { cancelFlow, flowView, loadFlow } from '../flow-view.js';
 import { streamJobEvents } from '../job-actions.js';
@@ -62,7 +63,7 @@ export function flowRoutes(ctx: ApiContext): Router {
     const stream = await ctx.storage.getStream(out.key);
     if (!stream) throw new FarmError('OUTPUT_NOT_FOUND', 404, `output ${out.key} is gone from storage`);
     res.type(flowOutputContentType(out));
-    stream.pipe(res);
+    await sendStream(stream, res);
   });
 
   return r;

@@ -2,6 +2,7 @@ import { Router, type Request } from 'express';
 import { FarmError, isJobId, outputKey } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { sendStream } from '../send-stream.js';
 import { cursorOf, matchesFilter, pageAfter, tenantGallery, thumbKey, thumbnailPng, type GalleryFilter } from '../gallery-index.js';
 
 const MAX_LIMIT = 200;
@@ -69,7 +70,7 @@ export function galleryRoutes(ctx: ApiContext): Router {
     const stream = await ctx.storage.getStream(outputKey(tenantOf(res), id, index));
     if (!stream) throw new FarmError('OUTPUT_NOT_FOUND', 404, `no output ${id}/${index}`);
     res.type('image/png').set('cache-control', 'private, max-age=86400, immutable');
-    stream.pipe(res);
+    await sendStream(stream, res);
   });
 
   r.get('/v1/gallery/:id/:index/thumb.png', async (req, res) => {

@@ -5,6 +5,7 @@ import {
 } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { sendStream } from '../send-stream.js';
 import { parseWith } from '../http-errors.js';
 import { cancelJob, streamJobEvents } from '../job-actions.js';
 import { jobResult, jobView, loadJob } from '../job-view.js';
@@ -70,7 +71,7 @@ export function jobRoutes(ctx: ApiContext): Router {
     const stream = await ctx.storage.getStream(out.key);
     if (!stream) throw new FarmError('OUTPUT_NOT_FOUND', 404, `output ${out.key} is gone from storage`);
     res.type('image/png');
-    stream.pipe(res);
+    await sendStream(stream, res);
   });
 
   r.get('/v1/jobs/:id/preview.png', async (req, res) => {
@@ -80,7 +81,7 @@ export function jobRoutes(ctx: ApiContext): Router {
     const stream = await ctx.storage.getStream(previewKey(job.data.tenant, id));
     if (!stream) throw new FarmError('PREVIEW_NOT_FOUND', 404, `job ${id} has no preview (PREVIEW_EVERY_N_STEPS)`);
     res.type('image/png').set('cache-control', 'no-store');
-    stream.pipe(res);
+    await sendStream(stream, res);
   });
 
   r.get('/v1/jobs/:id/webhooks', async (req, res) => {

@@ -2,6 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { FarmError, isJobId, trainingFileKey, trainingImageKey, TrainingResumeRequest } from '@darkroom/farm';
 import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { sendStream } from '../send-stream.js';
 import { parseWith } from '../http-errors.js';
 import { jsonBody } from '../json-body.js';
 import { streamJobEvents } from '../job-actions.js';
@@ -74,7 +75,7 @@ export function trainingRoutes(ctx: ApiContext): Router {
       const stream = await ctx.storage.getStream(key);
       if (!stream) throw new FarmError('FILE_NOT_FOUND', 404, `training ${id} has no ${area === 'files' ? 'file' : 'preview'} ${name}`);
       res.type(name.endsWith('.png') ? 'image/png' : name.endsWith('.csv') ? 'text/csv' : 'application/octet-stream');
-      stream.pipe(res);
+      await sendStream(stream, res);
     });
   }
 
