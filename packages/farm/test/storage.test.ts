@@ -81,6 +81,34 @@ test('s3:// URLs: bucket, prefix, path style by default with a custom endpoint, 
   assert.throws(() => openStorage('ftp://x'), /STORAGE_URL/);
 });
 
+test('S3 storage gives up on a store that takes connections and never answers (silenceTimeoutMs), instead of waiting for good', async () => {
+  const { createServer } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const silent = createServer((s) => void sockets.add(s));
+  silent.listen(0, '127.0.0.1');
+  await new Promise((r) => silent.once('listening', r));
+  const port = (silent.address() as { port: number }).port;
+  // Credentials as the test S3 server's (the SDK looks for some before it sends anything).
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  process.env.AWS_ACCESS_KEY_ID ??= 'S3RVER';
+  process.env.AWS_SECRET_ACCESS_KEY ??= 'S3RVER';
+  try {
+    assert.equal(parseS3Url('s3://b?endpoint=http://x').silenceTimeoutMs, 120_000, 'two minutes of silence by default');
+    assert.throws(() => parseS3Url('s3://b?silenceTimeoutMs=soon'), /silenceTimeoutMs/);
+    const storage = openStorage(`s3://media?endpoint=http://127.0.0.1:${port}&silenceTimeoutMs=300`);
+    const started = Date.now();
+    await assert.rejects(storage.get('outputs/t/J/0.png'), (e: Error) => e.name === 'TimeoutError');
+    // Three attempts of 300 ms with the SDK's backoff between them; far from forever.
+    assert.ok(Date.now() - started < 15_000, `gave up after ${Date.now() - started} ms`);
+    assert.ok(sockets.size >= 2, `the SDK retried a timed-out attempt (${sockets.size} connections)`);
+  } finally {
+    for (const s of sockets) s.destroy();
+    silent.close();
+    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID;
+    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
+  }
+});
+
 test('S3 putFile sends a file over 64 MiB in parts streamed from the file, and getStream gives it back whole', async () => {
   const { createHash, randomBytes } = await import('node:crypto');
   const { createWriteStream } = await import('node:fs');

@@ -17,10 +17,12 @@ export interface S3Location {
   publicEndpoint: string | undefined;
   region: string;
   forcePathStyle: boolean;
+  /** How long a request's socket may go without a byte either way before the attempt is given up (the SDK retries). */
+  silenceTimeoutMs: number;
 }
 
 /**
- * `s3://bucket[/prefix]?endpoint=http://minio:9000&region=us-east-1&forcePathStyle=true[&publicEndpoint=http://localhost:9000]`.
+ * `s3://bucket[/prefix]?endpoint=http://minio:9000&region=us-east-1&forcePathStyle=true[&publicEndpoint=http://localhost:9000][&silenceTimeoutMs=120000]`.
  * `publicEndpoint` is for setups where the services reach the store by an internal name that clients cannot
  * resolve (Docker Compose, Kubernetes): URLs handed to clients are signed for it. Credentials come
  * from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, instance roles, ...), never the URL.
@@ -39,6 +41,7 @@ export function parseS3Url(url: string): S3Location {
     region: u.searchParams.get('region') ?? process.env.AWS_REGION ?? 'us-east-1',
     // MinIO and s3rver want path-style addressing; default to it whenever a custom endpoint is given.
     forcePathStyle: fps === null ? endpoint !== undefined : fps === 'true',
+    silenceTimeoutMs: silenceTimeout(u.searchParams.get('silenceTimeoutMs')),
   };
 }
 
@@ -52,6 +55,17 @@ const MAX_PARTS = 10_000;
 export function partSize(size: number): number {
   const needed = Math.ceil(size / MAX_PARTS / 1024 ** 2) * 1024 ** 2;
   return Math.max(MIN_PART_BYTES, needed);
+}
+
+/** How long a connection to the store may take to open (at most; less when the silence limit is shorter). */
+const S3_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_SILENCE_TIMEOUT_MS = 120_000;
+
+function silenceTimeout(param: string | null): number {
+  if (param === null) return DEFAULT_SILENCE_TIMEOUT_MS;
+  const ms = Number(param);
+  if (!Number.isInteger(ms) || ms < 1) throw new Error(`STORAGE_URL silenceTimeoutMs "${param}" is not a whole number of milliseconds above 0`);
+  return ms;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -78,6 +92,10 @@ export class S3Storage implements Storage {
       // servers (s3rver, older MinIO, some gateways) store verbatim; checksums only where S3 requires them.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // The SDK waits on a connect or a silent socket forever by default: a store that stops answering would
+      // hang a render's upload or an API call for good. These fail the attempt instead (the SDK retries it);
+      // the socket limit is on silence, so a large transfer that keeps moving is never cut.
+      requestHandler: { connectionTimeout: Math.min(S3_CONNECT_TIMEOUT_MS, location.silenceTimeoutMs), socketTimeout: location.silenceTimeoutMs },
     });
   }
 
