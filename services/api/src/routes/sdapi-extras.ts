@@ -89,19 +89,30 @@ function checkedImages(ctx: ApiContext, images: ReadonlyArray<{ b64: string; fie
   });
 }
 
-/** Waits for the job to finish (polling its state); its result, or its failure as the error the call answers with. */
-async function waitForExtras(ctx: ApiContext, id: string, signal: AbortSignal): Promise<GenerateJobResult | null> {
+/**
+ * Waits for the job to finish (polling its state): its result, or its failure as the error the call answers with;
+ * `aborted` when the caller went away first.
+ *
+ * The state is read before the job: BullMQ sets a job's return value in the same script that moves it to
+ * completed, so a job read after its state said completed always carries its result. Read the other way round, a
+ * job that completes between the two reads looks completed with no result.
+ */
+async function waitForExtras(ctx: ApiContext, id: string, signal: AbortSignal): Promise<GenerateJobResult | 'aborted'> {
   const deadline = Date.now() + ctx.cfg.syncTimeoutMs;
   let lastLiveCheck = Date.now();
   while (!signal.aborted) {
-    const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
-    if (!job) throw new FarmError('NOT_FOUND', 404, `extras job ${id} is gone`);
-    const state = await job.getState();
-    if (state === 'completed') return job.returnvalue;
-    if (state === 'failed') {
-      const { code, message } = splitFailedReason(job.failedReason);
-      throw failedJobError(code, message);
+    const state = await ctx.queues.generate.getJobState(id);
+    if (state === 'completed' || state === 'failed') {
+      const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+      if (!job) throw new FarmError('NOT_FOUND', 404, `extras job ${id} is gone`);
+      if (state === 'failed') {
+        const { code, message } = splitFailedReason(job.failedReason);
+        throw failedJobError(code, message);
+      }
+      if (!job.returnvalue) throw new FarmError('INTERNAL', 500, `extras job ${id} completed without a result`);
+      return job.returnvalue;
     }
+    if (state === 'unknown') throw new FarmError('NOT_FOUND', 404, `extras job ${id} is gone`);
     if (Date.now() > deadline) throw new FarmError('TIMEOUT', 504, `extras job ${id} did not finish within SYNC_TIMEOUT_MS`);
     if (Date.now() - lastLiveCheck > 2000) {
       lastLiveCheck = Date.now();
@@ -109,7 +120,7 @@ async function waitForExtras(ctx: ApiContext, id: string, signal: AbortSignal): 
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  return null;
+  return 'aborted';
 }
 
 /**
@@ -142,7 +153,7 @@ async function runExtras(ctx: ApiContext, req: Request, res: Response, body: Ext
   });
   try {
     const result = await waitForExtras(ctx, id, aborted.signal);
-    if (!result) return null;
+    if (result === 'aborted') return null;
     const pngs: string[] = [];
     for (const o of result.outputs) {
       const png = await ctx.storage.get(o.key);
@@ -157,8 +168,10 @@ async function runExtras(ctx: ApiContext, req: Request, res: Response, body: Ext
 
 /** Deletes an extras job's inputs and outputs once it has finished; false while it has not. */
 async function removeFilesIfDone(ctx: ApiContext, id: string, inputKeys: readonly string[]): Promise<boolean> {
-  const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
-  let state = job ? await job.getState() : 'gone';
+  // State before job, as in waitForExtras: a job read after its state said finished carries its outputs.
+  let state: string = await ctx.queues.generate.getJobState(id);
+  const job = state === 'unknown' ? undefined : await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+  if (!job) state = 'gone';
   // Nobody waits for a job not yet started any more: it is taken off the queue (a worker taking it first wins).
   if (job && (state === 'waiting' || state === 'prioritized' || state === 'delayed')) {
     if (await job.remove().then(() => true, () => false)) {
