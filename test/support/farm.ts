@@ -44,12 +44,18 @@ export interface ServiceProcess {
 
 function startService(name: string, script: string, env: Record<string, string>, port: number): ServiceProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script)], {
-    cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    // TEST_SERVICE_LOG_LEVEL=debug to see what the services did in a failing test (warnings only by default).
+    cwd: ROOT, env: { ...process.env, LOG_LEVEL: process.env.TEST_SERVICE_LOG_LEVEL ?? 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log: string[] = [];
   child.stdout!.on('data', (d: Buffer) => log.push(d.toString()));
   child.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
   return { name, child, port, log };
+}
+
+/** The last lines each service wrote (warnings and errors at the harness's LOG_LEVEL), for a failure's message. */
+function serviceLogTails(services: readonly ServiceProcess[], chars = Number(process.env.TEST_SERVICE_LOG_CHARS ?? 3000)): string {
+  return services.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'}) ---\n${p.log.join('').slice(-chars)}`).join('\n');
 }
 
 async function healthy(p: ServiceProcess): Promise<void> {
@@ -120,7 +126,10 @@ export async function startFarm(opts: { storageUrl?: string; workers: number; en
       if (o.body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
       const body = o.body === undefined ? undefined
         : typeof o.body === 'string' || o.body instanceof Uint8Array ? o.body : JSON.stringify(o.body);
-      const res = await fetch(`${farm.url}${path}`, { method, headers, body });
+      const res = await fetch(`${farm.url}${path}`, { method, headers, body }).catch((e: unknown) => {
+        // A call that never answers says little by itself: the services' own words go with it.
+        throw new Error(`${method} ${path} failed: ${String(e)}\n${serviceLogTails([api, ...workers, ...trainers])}`, { cause: e });
+      });
       const text = await res.text();
       let json: unknown = text;
       try {
