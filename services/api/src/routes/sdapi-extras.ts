@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   failedJobError, fairPriority, FarmError, leftWaiting, inputKey, newJobId, QUEUE_NAMES, readImageSize, sha256Hex, splitFailedReason, type GenerateJobData, type GenerateJobResult,
 } from '@darkroom/farm';
+import { readJobOutcome } from '@darkroom/farm/job-outcome.js';
 import { EXTRAS_JOB_NAME, extrasOutputSize, type ExtrasJobData } from '@darkroom/farm/extras-jobs.js';
 import type { JobUpscaler } from '@darkroom/farm/upscaler-assets.js';
 import type { PostprocessUpscaleParams } from '@darkroom/core/pipeline/postprocess.js';
@@ -89,30 +90,21 @@ function checkedImages(ctx: ApiContext, images: ReadonlyArray<{ b64: string; fie
   });
 }
 
-/**
- * Waits for the job to finish (polling its state): its result, or its failure as the error the call answers with;
- * `aborted` when the caller went away first.
- *
- * The state is read before the job: BullMQ sets a job's return value in the same script that moves it to
- * completed, so a job read after its state said completed always carries its result. Read the other way round, a
- * job that completes between the two reads looks completed with no result.
- */
+/** Waits for the job to finish (polling it): its result, or its failure as the error the call answers with; `aborted` when the caller went away first. */
 async function waitForExtras(ctx: ApiContext, id: string, signal: AbortSignal): Promise<GenerateJobResult | 'aborted'> {
   const deadline = Date.now() + ctx.cfg.syncTimeoutMs;
   let lastLiveCheck = Date.now();
   while (!signal.aborted) {
-    const state = await ctx.queues.generate.getJobState(id);
-    if (state === 'completed' || state === 'failed') {
-      const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
-      if (!job) throw new FarmError('NOT_FOUND', 404, `extras job ${id} is gone`);
-      if (state === 'failed') {
-        const { code, message } = splitFailedReason(job.failedReason);
-        throw failedJobError(code, message);
-      }
-      if (!job.returnvalue) throw new FarmError('INTERNAL', 500, `extras job ${id} completed without a result`);
-      return job.returnvalue;
+    const outcome = await readJobOutcome<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+    if (outcome.state === 'gone') throw new FarmError('NOT_FOUND', 404, `extras job ${id} is gone`);
+    if (outcome.state === 'failed') {
+      const { code, message } = splitFailedReason(outcome.job.failedReason);
+      throw failedJobError(code, message);
     }
-    if (state === 'unknown') throw new FarmError('NOT_FOUND', 404, `extras job ${id} is gone`);
+    if (outcome.state === 'completed') {
+      if (!outcome.job.returnvalue) throw new FarmError('INTERNAL', 500, `extras job ${id} completed without a result`);
+      return outcome.job.returnvalue;
+    }
     if (Date.now() > deadline) throw new FarmError('TIMEOUT', 504, `extras job ${id} did not finish within SYNC_TIMEOUT_MS`);
     if (Date.now() - lastLiveCheck > 2000) {
       lastLiveCheck = Date.now();
@@ -168,19 +160,20 @@ async function runExtras(ctx: ApiContext, req: Request, res: Response, body: Ext
 
 /** Deletes an extras job's inputs and outputs once it has finished; false while it has not. */
 async function removeFilesIfDone(ctx: ApiContext, id: string, inputKeys: readonly string[]): Promise<boolean> {
-  // State before job, as in waitForExtras: a job read after its state said finished carries its outputs.
-  let state: string = await ctx.queues.generate.getJobState(id);
-  const job = state === 'unknown' ? undefined : await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
-  if (!job) state = 'gone';
+  const outcome = await readJobOutcome<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+  let state: string = outcome.state;
   // Nobody waits for a job not yet started any more: it is taken off the queue (a worker taking it first wins).
-  if (job && (state === 'waiting' || state === 'prioritized' || state === 'delayed')) {
-    if (await job.remove().then(() => true, () => false)) {
+  if (state === 'waiting' || state === 'prioritized' || state === 'delayed') {
+    const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
+    if (!job) state = 'gone';
+    else if (await job.remove().then(() => true, () => false)) {
       await leftWaiting(ctx.redis, ctx.keys, job.data.tenant);
       state = 'gone';
     }
   }
   if (state !== 'completed' && state !== 'failed' && state !== 'gone') return false;
-  for (const key of [...inputKeys, ...(job?.returnvalue?.outputs ?? []).map((o) => o.key)]) await ctx.storage.delete(key).catch(() => undefined);
+  const outputs = outcome.state === 'completed' ? outcome.job.returnvalue?.outputs ?? [] : [];
+  for (const key of [...inputKeys, ...outputs.map((o) => o.key)]) await ctx.storage.delete(key).catch(() => undefined);
   return true;
 }
 
