@@ -53,20 +53,25 @@ function startService(name: string, script: string, env: Record<string, string>,
   return { name, child, port, log };
 }
 
-/** The last lines each service wrote (warnings and errors at the harness's LOG_LEVEL), for a failure's message. */
+/** The last `chars` characters a service wrote (at the harness's LOG_LEVEL), for a failure's message. */
+function logTail(p: ServiceProcess, chars: number): string {
+  return p.log.join('').slice(-chars);
+}
+
+/** Each service's log tail under its name and exit status. */
 function serviceLogTails(services: readonly ServiceProcess[], chars = Number(process.env.TEST_SERVICE_LOG_CHARS ?? 3000)): string {
-  return services.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'}) ---\n${p.log.join('').slice(-chars)}`).join('\n');
+  return services.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'}) ---\n${logTail(p, chars)}`).join('\n');
 }
 
 async function healthy(p: ServiceProcess): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    if (p.child.exitCode !== null) throw new Error(`${p.name} exited: ${p.log.join('').slice(-2000)}`);
+    if (p.child.exitCode !== null) throw new Error(`${p.name} exited: ${logTail(p, 2000)}`);
     const ok = await fetch(`http://127.0.0.1:${p.port}/healthz`).then((r) => r.ok, () => false);
     if (ok) return;
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`${p.name} did not become healthy: ${p.log.join('').slice(-2000)}`);
+  throw new Error(`${p.name} did not become healthy: ${logTail(p, 2000)}`);
 }
 
 export interface Farm {

@@ -161,7 +161,7 @@ async function runExtras(ctx: ApiContext, req: Request, res: Response, body: Ext
 /** Deletes an extras job's inputs and outputs once it has finished; false while it has not. */
 async function removeFilesIfDone(ctx: ApiContext, id: string, inputKeys: readonly string[]): Promise<boolean> {
   const outcome = await readJobOutcome<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
-  let state: string = outcome.state;
+  let state = outcome.state;
   // Nobody waits for a job not yet started any more: it is taken off the queue (a worker taking it first wins).
   if (state === 'waiting' || state === 'prioritized' || state === 'delayed') {
     const job = await Job.fromId<ExtrasJobData, GenerateJobResult>(ctx.queues.generate, id);
