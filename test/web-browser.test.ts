@@ -108,6 +108,12 @@ describe('the web page in headless Chromium (real API, worker process, Redis)', 
     await page.setViewportSize({ width: 1000, height: 640 });
     await page.screenshot({ path: await artifactPath('readme.png') });
     await page.setViewportSize({ width: 1280, height: 900 });
+    // The view updates in place: the button a press lands on is still there at its release, however many previews
+    // arrive between (a button re-made at each step lost the click now and then).
+    const button = await page.locator('#job-cancel').elementHandle();
+    const previews = Number(await page.locator('#job-view').getAttribute('data-previews'));
+    await page.waitForFunction(`Number(document.getElementById('job-view').dataset.previews) >= ${previews + 2}`, undefined, { timeout: 60_000 });
+    assert.equal(await button!.evaluate((b) => b.isConnected), true, 'the Cancel button outlives the progress updates');
     await page.locator('#job-cancel').click();
     await page.locator('#job-view[data-state=cancelled]').waitFor({ timeout: 30_000 });
     assert.equal(await page.locator('#queue .chip').count(), 2, 'both jobs stay in the queue strip');

@@ -1,5 +1,6 @@
 // Train: datasets, a training's parameters, its live loss curve and preview images, cancel and resume.
 import { api, getJson, imageUrl, streamEvents } from './api.js';
+import { morph } from './morph.js';
 
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
@@ -47,14 +48,14 @@ function render() {
   box.dataset.training = t.id;
   box.dataset.state = state;
   box.dataset.previews = String(t.previews.length);
-  box.innerHTML = `
+  morph(box, `
     <div class="job-head">
       <strong>${esc(v.name ?? '')}</strong>
       <span class="state state-${state}" id="train-state">${state}</span>
       <span>${p ? `step ${p.step}/${p.steps}` : v.step != null ? `step ${v.step}/${v.steps}` : ''}</span>
       <span>${p ? `loss ${p.loss.toFixed(5)}` : ''}</span>
       <span>${running && p ? `ETA ${Math.round(p.eta)}s` : ''}</span>
-      ${running ? '<button type="button" id="train-cancel" class="danger">Cancel</button>' : ''}
+      ${running ? `<button type="button" id="train-cancel" class="danger"${t.cancelling ? ' disabled' : ''}>Cancel</button>` : ''}
     </div>
     ${v.error ? `<p class="error">${esc(v.error.code)}: ${esc(v.error.message)}</p>` : ''}
     ${lossSvg(t.losses)}
@@ -63,7 +64,7 @@ function render() {
     ${v.asset ? `<p>Registered as ${esc(v.asset.kind.replace(/s$/, ''))} <strong>${esc(v.asset.name)}</strong>: use it in a prompt.</p>` : ''}
     ${embeddingPngs(t)}
     ${v.files?.length ? `<ul class="files">${v.files.map((f) => `<li><a href="#" data-file="${esc(f.url)}" data-name="${esc(f.name)}">${esc(f.name)}</a></li>`).join('')}</ul>` : ''}
-    ${!running && v.checkpoints?.length ? `<form id="resume-form" class="row wrap"><label>Train on to step <input id="resume-steps" type="number" min="${(v.step ?? 0) + 1}" value="${(v.step ?? 0) + 100}"></label><button type="submit">Resume</button></form>` : ''}`;
+    ${!running && v.checkpoints?.length ? `<form id="resume-form" class="row wrap"><label>Train on to step <input id="resume-steps" type="number" min="${(v.step ?? 0) + 1}" value="${(v.step ?? 0) + 100}"></label><button type="submit">Resume</button></form>` : ''}`);
 }
 
 async function refresh() {
@@ -147,9 +148,13 @@ export function initTrain(getModels) {
     }
   });
   $('training-view').addEventListener('click', async (e) => {
-    if (e.target.id === 'train-cancel' && current) {
-      e.target.disabled = true;
-      await api(`/v1/trainings/${current.id}/cancel`, { method: 'POST' }).catch(() => undefined);
+    const t = current;
+    if (e.target.id === 'train-cancel' && t && !t.cancelling) {
+      // Kept on the training, not the button, so the re-render at the next step keeps it disabled.
+      t.cancelling = true;
+      render();
+      await api(`/v1/trainings/${t.id}/cancel`, { method: 'POST' }).catch(() => { t.cancelling = false; });
+      render();
     }
     const file = e.target.dataset?.file;
     if (file) {

@@ -1,6 +1,7 @@
 // Watching jobs: a queue strip of every job of this tab, and the selected job's live preview, progress, ETA,
 // cancel, and results with their infotext.
 import { api, blobOf, getJson, imageUrl, pngInfo, streamEvents } from './api.js';
+import { morph } from './morph.js';
 
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
@@ -36,12 +37,12 @@ function fmtEta(s) {
 
 function renderStrip() {
   const ol = $('queue');
-  ol.innerHTML = [...jobs.values()].map((j) => {
+  morph(ol, [...jobs.values()].map((j) => {
     const pct = Math.round((j.progress?.fraction ?? (j.state === 'completed' ? 1 : 0)) * 100);
     return `<li><button type="button" class="chip state-${j.state}" data-job="${j.id}" aria-pressed="${j.id === selected}"
       aria-label="Job ${j.id.slice(-6)}: ${j.state} ${pct}%"><span class="chip-id">${esc(j.prompt.slice(0, 24) || j.id.slice(-6))}</span>
       <span class="bar"><span style="width:${pct}%"></span></span><span class="chip-state">${j.state}</span></button></li>`;
-  }).join('');
+  }).join(''));
 }
 
 function renderJob() {
@@ -53,13 +54,13 @@ function renderJob() {
   view.dataset.job = j.id;
   view.dataset.state = j.state;
   view.dataset.previews = String(j.previews);
-  view.innerHTML = `
+  morph(view, `
     <div class="job-head">
       <span class="state state-${j.state}" id="job-state">${j.state}</span>
       <progress max="100" value="${pct}" aria-label="Progress">${pct}%</progress>
       <span id="job-step">${j.progress ? `step ${j.progress.step}/${j.progress.steps}` : ''}</span>
       <span id="job-eta">${running && j.progress ? `ETA ${fmtEta(j.progress.eta)}` : ''}</span>
-      ${running ? '<button type="button" id="job-cancel" class="danger">Cancel</button>' : ''}
+      ${running ? `<button type="button" id="job-cancel" class="danger"${j.cancelling ? ' disabled' : ''}>Cancel</button>` : ''}
     </div>
     ${j.error ? `<p class="error">${esc(j.error)}</p>` : ''}
     ${running && j.previewSrc ? `<img id="job-preview" class="preview" src="${j.previewSrc}" alt="Live preview at step ${j.progress?.step ?? ''}">` : ''}
@@ -73,7 +74,7 @@ function renderJob() {
             <button type="button" data-act="img2img" data-index="${o.index}">Send to img2img</button>
             <a href="${o.src ?? '#'}" download="${j.id}-${o.index}.png">Download</a>
           </div></figcaption>
-      </figure>`).join('')}</div>`;
+      </figure>`).join('')}</div>`);
 }
 
 function update(j) {
@@ -96,7 +97,7 @@ async function finish(j) {
 
 /** Starts watching a submitted job. */
 export function watchJob(id, prompt) {
-  const j = { id, prompt, state: 'queued', progress: null, previews: 0, previewSrc: null, outputs: [], error: null, abort: new AbortController() };
+  const j = { id, prompt, state: 'queued', progress: null, previews: 0, previewSrc: null, outputs: [], error: null, cancelling: false, abort: new AbortController() };
   jobs.set(id, j);
   selected = id;
   remember();
@@ -130,8 +131,14 @@ export function watchJob(id, prompt) {
 
 async function cancel(id) {
   const j = jobs.get(id);
-  if (!j) return;
-  await api(`/v1/jobs/${id}`, { method: 'DELETE' }).catch((e) => { j.error = e.message; });
+  if (!j || j.cancelling) return;
+  j.cancelling = true;
+  update(j);
+  await api(`/v1/jobs/${id}`, { method: 'DELETE' }).catch((e) => {
+    j.error = e.message;
+    j.cancelling = false;
+  });
+  update(j);
 }
 
 export function initWatch() {
@@ -145,7 +152,6 @@ export function initWatch() {
   $('job-view').addEventListener('click', async (e) => {
     const t = e.target;
     if (t.id === 'job-cancel') {
-      t.disabled = true;
       await cancel(selected);
       return;
     }
