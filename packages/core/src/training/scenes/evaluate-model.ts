@@ -59,6 +59,11 @@ export async function evaluateHeldOut(engine: Engine, opts: HeldOutOptions, onCa
     cases.push(c);
     onCase(c, i, scenes.length);
   }
+  return { cases, rates: matchRates(cases) };
+}
+
+/** Fraction of `cases` right, per fact (0 for none). */
+export function matchRates(cases: readonly HeldOutCase[]): HeldOutReport['rates'] {
   const rate = (k: keyof SceneMatch): number => cases.filter((c) => c.match[k]).length / Math.max(1, cases.length);
-  return { cases, rates: { colour: rate('colour'), background: rate('background'), position: rate('position'), shape: rate('shape') } };
+  return { colour: rate('colour'), background: rate('background'), position: rate('position'), shape: rate('shape') };
 }
