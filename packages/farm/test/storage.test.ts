@@ -109,6 +109,37 @@ test('S3 storage gives up on a store that takes connections and never answers (s
   }
 });
 
+test('downloads left unread hold only the download pool: the other calls still get connections (maxSockets)', async () => {
+  assert.equal(parseS3Url('s3://b?endpoint=http://x').maxSockets, 50, "the SDK's pool size by default");
+  assert.throws(() => parseS3Url('s3://b?maxSockets=0'), /maxSockets/);
+  const s3 = await startS3();
+  const held: import('node:stream').Readable[] = [];
+  try {
+    const storage = openStorage(`${s3.storageUrl}&maxSockets=2&silenceTimeoutMs=60000`);
+    // Large enough that the store cannot hand it all to the socket buffers: an unread stream keeps its connection.
+    await storage.put('outputs/t/J/big.png', new Uint8Array(8 * 1024 ** 2), 'image/png');
+    for (let i = 0; i < 2; i++) {
+      const stream = (await storage.getStream('outputs/t/J/big.png'))!;
+      stream.pause();
+      held.push(stream);
+    }
+    // With one pool these would wait for one of the two held connections until the connect limit (10 s) failed them.
+    const started = Date.now();
+    await storage.put('outputs/t/J/0.png', new Uint8Array([1, 2, 3]), 'image/png');
+    assert.deepEqual(await storage.get('outputs/t/J/0.png'), new Uint8Array([1, 2, 3]));
+    assert.equal(await storage.exists('outputs/t/J/big.png'), true);
+    assert.deepEqual(await storage.list('outputs/t/J/'), ['outputs/t/J/0.png', 'outputs/t/J/big.png']);
+    assert.ok(Date.now() - started < 5_000, `the other calls took ${Date.now() - started} ms`);
+    // The held downloads are still whole once read.
+    let bytes = 0;
+    for await (const chunk of held[0]!) bytes += (chunk as Buffer).length;
+    assert.equal(bytes, 8 * 1024 ** 2);
+  } finally {
+    for (const s of held) s.destroy();
+    await s3.close();
+  }
+});
+
 test('S3 putFile sends a file over 64 MiB in parts streamed from the file, and getStream gives it back whole', async () => {
   const { createHash, randomBytes } = await import('node:crypto');
   const { createWriteStream } = await import('node:fs');

@@ -19,10 +19,12 @@ export interface S3Location {
   forcePathStyle: boolean;
   /** How long a request's socket may go without a byte either way before the attempt is given up (the SDK retries). */
   silenceTimeoutMs: number;
+  /** Connections to the store per pool: one pool for downloads streamed to clients, one for everything else. */
+  maxSockets: number;
 }
 
 /**
- * `s3://bucket[/prefix]?endpoint=http://minio:9000&region=us-east-1&forcePathStyle=true[&publicEndpoint=http://localhost:9000][&silenceTimeoutMs=120000]`.
+ * `s3://bucket[/prefix]?endpoint=http://minio:9000&region=us-east-1&forcePathStyle=true[&publicEndpoint=http://localhost:9000][&silenceTimeoutMs=120000][&maxSockets=50]`.
  * `publicEndpoint` is for setups where the services reach the store by an internal name that clients cannot
  * resolve (Docker Compose, Kubernetes): URLs handed to clients are signed for it. Credentials come
  * from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, instance roles, ...), never the URL.
@@ -41,7 +43,8 @@ export function parseS3Url(url: string): S3Location {
     region: u.searchParams.get('region') ?? process.env.AWS_REGION ?? 'us-east-1',
     // MinIO and s3rver want path-style addressing; default to it whenever a custom endpoint is given.
     forcePathStyle: fps === null ? endpoint !== undefined : fps === 'true',
-    silenceTimeoutMs: silenceTimeout(u.searchParams.get('silenceTimeoutMs')),
+    silenceTimeoutMs: wholeParam(u.searchParams.get('silenceTimeoutMs'), 'silenceTimeoutMs', DEFAULT_SILENCE_TIMEOUT_MS, 'milliseconds'),
+    maxSockets: wholeParam(u.searchParams.get('maxSockets'), 'maxSockets', DEFAULT_MAX_SOCKETS, 'connections'),
   };
 }
 
@@ -61,11 +64,14 @@ export function partSize(size: number): number {
 const S3_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_SILENCE_TIMEOUT_MS = 120_000;
 
-function silenceTimeout(param: string | null): number {
-  if (param === null) return DEFAULT_SILENCE_TIMEOUT_MS;
-  const ms = Number(param);
-  if (!Number.isInteger(ms) || ms < 1) throw new Error(`STORAGE_URL silenceTimeoutMs "${param}" is not a whole number of milliseconds above 0`);
-  return ms;
+/** The SDK's own default pool size, per pool here. */
+const DEFAULT_MAX_SOCKETS = 50;
+
+function wholeParam(param: string | null, name: string, fallback: number, unit: string): number {
+  if (param === null) return fallback;
+  const n = Number(param);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`STORAGE_URL ${name} "${param}" is not a whole number of ${unit} above 0`);
+  return n;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -76,10 +82,18 @@ function isNotFound(e: unknown): boolean {
 export class S3Storage implements Storage {
   readonly driver = 's3' as const;
   private readonly client: S3Client;
+  /**
+   * getStream's own client, so its own connection pool. A download piped to an HTTP client holds its connection
+   * to the store for as long as that client takes to read it (up to the silence limit when it stops reading);
+   * with one pool, a crowd of slow readers would leave every other call (job outputs, listings, uploads)
+   * queued for a connection until it timed out.
+   */
+  private readonly downloads: S3Client;
   private readonly presigner: S3Client;
 
   constructor(readonly location: S3Location) {
     this.client = S3Storage.client(location, location.endpoint);
+    this.downloads = S3Storage.client(location, location.endpoint);
     this.presigner = location.publicEndpoint ? S3Storage.client(location, location.publicEndpoint) : this.client;
   }
 
@@ -95,7 +109,11 @@ export class S3Storage implements Storage {
       // The SDK waits on a connect or a silent socket forever by default: a store that stops answering would
       // hang a render's upload or an API call for good. These fail the attempt instead (the SDK retries it);
       // the socket limit is on silence, so a large transfer that keeps moving is never cut.
-      requestHandler: { connectionTimeout: Math.min(S3_CONNECT_TIMEOUT_MS, location.silenceTimeoutMs), socketTimeout: location.silenceTimeoutMs },
+      // A call queued for a free connection counts against the connect limit too.
+      requestHandler: {
+        connectionTimeout: Math.min(S3_CONNECT_TIMEOUT_MS, location.silenceTimeoutMs), socketTimeout: location.silenceTimeoutMs,
+        httpAgent: { maxSockets: location.maxSockets }, httpsAgent: { maxSockets: location.maxSockets },
+      },
     });
   }
 
@@ -158,7 +176,7 @@ export class S3Storage implements Storage {
 
   async getStream(key: string): Promise<Readable | null> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(key) }));
+      const r = await this.downloads.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(key) }));
       return r.Body instanceof Readable ? r.Body : Readable.from([await r.Body!.transformToByteArray()]);
     } catch (e) {
       if (isNotFound(e)) return null;
