@@ -23,8 +23,11 @@ COPY packages/cli/package.json packages/cli/
 COPY services/api/package.json services/api/
 COPY services/worker/package.json services/worker/
 COPY services/trainer/package.json services/trainer/
-# The flag overrides the repository's .npmrc (which skips the download on machines without a GPU).
-RUN npm ci --include=dev --no-audit --no-fund --onnxruntime-node-install=cuda12 \
+# The CUDA download is run as its own step rather than as onnxruntime-node's install script: npm 11 skips
+# dependency install scripts unless package.json's allowScripts names them, and the repository denies this one
+# (with .npmrc's skip for older npm) so that machines without a GPU never fetch it.
+RUN npm ci --include=dev --no-audit --no-fund \
+ && ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js \
  && ls node_modules/onnxruntime-node/bin/napi-v6/linux/x64/ | grep -q providers_cuda \
  && npm cache clean --force
 
