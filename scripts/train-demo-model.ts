@@ -7,7 +7,7 @@
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2]
- *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--parameterization eps|v] [--save-every N]
+ *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--high-noise FROM,SHARE] [--parameterization eps|v] [--save-every N]
  *     [--caption-facts-steps N] [--caption-facts-batch 32] [--caption-facts-lr 1e-3]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
@@ -24,7 +24,8 @@
  * that differ only in the object's position, sharing timestep and noise, every caption stating it (positionGroups);
  * `--shape-groups 1` likewise on groups that differ only in the first object's shape (shapeGroups; with both, the
  * kinds alternate); `--group-contrast K` weights each group's loss by 1 + K times how much its members' latents
- * differ at each place, relative to their mean difference (groupContrastWeights).
+ * differ at each place, relative to their mean difference (groupContrastWeights). `--high-noise 0.5,0.75` draws
+ * three timesteps in four from the noisier half of the schedule, where an object's shape is decided (highNoise).
  * `--parameterization v` trains the UNet to predict v instead of eps (with `--from` an eps checkpoint is fine-tuned
  * to v) and writes `parameterization: v` into the config, which the pipeline samples as A1111 samples a v model.
  * `--caption-facts-steps N` first trains the text encoder alone for N steps to name each caption's shape, colour,
@@ -44,7 +45,7 @@ import { progressBar } from '../packages/cli/src/progress.js';
 import { openCheckpoint } from '../packages/core/src/model-files/checkpoint.js';
 import type { Parameterization } from '../packages/core/src/model-files/config.js';
 import type { HostTensor } from '../packages/core/src/tensor.js';
-import { LOSS_WEIGHTINGS, trainSceneModel, type LossWeighting, type SceneModelSnapshot, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
+import { LOSS_WEIGHTINGS, trainSceneModel, type HighNoise, type LossWeighting, type SceneModelSnapshot, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
 import type { ReconstructionReport } from '../packages/core/src/training/scenes/evaluate-vae.js';
 import { halfPrecisionWeights, MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, sceneVocabulary, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
 
@@ -71,6 +72,14 @@ function lossWeighting(name: string): LossWeighting {
 function parameterizationArg(name: string): Parameterization {
   if (name !== 'eps' && name !== 'v') throw new RangeError(`--parameterization must be eps or v, got "${name}"`);
   return name;
+}
+
+/** `--high-noise FROM,SHARE`; nothing when not given (the range is checked by the trainer). */
+function highNoiseArg(value: string): { highNoise?: HighNoise } {
+  if (value === '') return {};
+  const parts = value.split(',').map(Number);
+  if (parts.length !== 2 || parts.some((x) => !Number.isFinite(x))) throw new RangeError(`--high-noise takes FROM,SHARE (two numbers), got "${value}"`);
+  return { highNoise: { from: parts[0]!, share: parts[1]! } };
 }
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -103,6 +112,7 @@ async function main(argv: readonly string[]): Promise<void> {
     positionGroups: numberArg(argv, 'position-groups', 0) === 1,
     shapeGroups: numberArg(argv, 'shape-groups', 0) === 1,
     groupContrast: numberArg(argv, 'group-contrast', 0),
+    ...highNoiseArg(stringArg(argv, 'high-noise', '')),
     lowFrequencyNoise: stringArg(argv, 'lf-noise', '1,0.5')
       .split(',')
       .filter((x) => x.trim() !== '')

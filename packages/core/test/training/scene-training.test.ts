@@ -12,7 +12,7 @@ import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { groupContrastWeights, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { drawTimestep, groupContrastWeights, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
 import { atShapeVariant, isHeldOut, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
@@ -201,6 +201,31 @@ test('position groups: consecutive pool scenes differ only in where the object i
     await assert.rejects(
       trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 1, positionGroups, groupContrast, poolSize: 10, threads: 1, vaeCheckScenes: 0 }),
       (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /groupContrast/.test(e.message),
+    );
+  }
+});
+
+test('high-noise timesteps: the share drawn from the noisy range, the rest uniform; off draws as before; bad values refused', async () => {
+  const n = 4000;
+  const draw = (highNoise: Parameters<typeof drawTimestep>[2]): number[] => {
+    const r = new KeyedStream(3, 'unet-batch', 0);
+    return Array.from({ length: n }, () => drawTimestep(r, 1000, highNoise));
+  };
+  const plain = draw(undefined);
+  assert.deepEqual(draw({ from: 0.5, share: 0 }), plain, 'share 0 is the uniform draw, stream and all');
+  const r = new KeyedStream(3, 'unet-batch', 0);
+  assert.deepEqual(plain.slice(0, 5), Array.from({ length: 5 }, () => r.below(1000)));
+  const high = draw({ from: 0.5, share: 0.75 });
+  assert.ok(high.every((t) => Number.isInteger(t) && t >= 0 && t < 1000));
+  // Expected in the upper half: 0.75 + 0.25 / 2 = 87.5%; uniform: 50%.
+  const upper = high.filter((t) => t >= 500).length / n;
+  assert.ok(Math.abs(upper - 0.875) < 0.03, `upper half ${upper}`);
+  assert.ok(Math.abs(plain.filter((t) => t >= 500).length / n - 0.5) < 0.03);
+  assert.ok(draw({ from: 0.9, share: 1 }).every((t) => t >= 900), 'share 1: every timestep from the range');
+  for (const highNoise of [{ from: 1, share: 0.5 }, { from: -0.1, share: 0.5 }, { from: 0.5, share: 1.5 }, { from: Number.NaN, share: 0.5 }]) {
+    await assert.rejects(
+      trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 1, unetSteps: 1, highNoise, poolSize: 10, threads: 1, vaeCheckScenes: 0 }),
+      (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && /highNoise/.test(e.message),
     );
   }
 });
