@@ -22,7 +22,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 async function main(argv: readonly string[]): Promise<void> {
   const checkpoint = resolve(ROOT, stringArg(argv, 'model', BUILTIN_CHECKPOINT));
   const limit = numberArg(argv, 'limit', 0);
-  const engine = new Engine({ root: ROOT, threads: numberArg(argv, 'threads', 2) });
+  const threads = numberArg(argv, 'threads', 2);
   const seeds = listArg(argv, 'seeds', ['1']).map((v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`--seeds takes whole numbers from 1, got "${v}"`);
@@ -31,23 +31,21 @@ async function main(argv: readonly string[]): Promise<void> {
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
   const line = (n: number, r: HeldOutReport['rates']): string =>
     `${n} held-out captions: colour ${pct(r.colour)}, background ${pct(r.background)}, position ${pct(r.position)}, shape ${pct(r.shape)}`;
+  const options = {
+    checkpoint,
+    resolution: numberArg(argv, 'resolution', BUILTIN_MODEL_RESOLUTION),
+    ...(limit > 0 ? { limit } : {}),
+    steps: numberArg(argv, 'steps', 20),
+    sampler: stringArg(argv, 'sampler', 'DPM++ 2M'),
+    cfgScale: numberArg(argv, 'cfg', 5),
+  };
+  // Every option is read before the engine starts, so a bad one is refused without loading anything.
+  const engine = new Engine({ root: ROOT, threads });
   const all: HeldOutCase[] = [];
   try {
     for (const seed of seeds) {
       const bar = progressBar();
-      const report = await evaluateHeldOut(
-        engine,
-        {
-          checkpoint,
-          seed,
-          resolution: numberArg(argv, 'resolution', BUILTIN_MODEL_RESOLUTION),
-          ...(limit > 0 ? { limit } : {}),
-          steps: numberArg(argv, 'steps', 20),
-          sampler: stringArg(argv, 'sampler', 'DPM++ 2M'),
-          cfgScale: numberArg(argv, 'cfg', 5),
-        },
-        (_c, i, n) => bar.update(i + 1, n, `held-out captions, seed ${seed}`),
-      );
+      const report = await evaluateHeldOut(engine, { ...options, seed }, (_c, i, n) => bar.update(i + 1, n, `held-out captions, seed ${seed}`));
       bar.done();
       for (const c of report.cases) {
         const m = c.match;
