@@ -116,3 +116,6 @@ export function blobToBase64(blob) {
 export async function pngInfo(blob) {
   return getJson('/sdapi/v1/png-info', { body: { image: await blobToBase64(blob) } });
 }
+
+/** The states (and stream events) after which a job or training changes no more. */
+export const TERMINAL_STATES = new Set(['completed', 'failed', 'cancelled']);

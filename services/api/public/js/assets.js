@@ -1,9 +1,8 @@
 // Assets: the tenant's checkpoints, VAEs, embeddings (PNG ones with their picture), hypernetworks and LoRAs,
 // listed and uploaded.
 import { api, getJson, imageUrl } from './api.js';
+import { $, esc } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const size = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
 
 let listing = 0; // bumps per listing, so a slower earlier one (another kind) never overwrites a later one

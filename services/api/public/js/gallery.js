@@ -1,8 +1,6 @@
 // The tenant's gallery: pages of thumbnails loaded as the list scrolls into view, filters, and a viewer.
 import { blobOf, getJson, imageUrl, pngInfo } from './api.js';
-
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+import { $, esc } from './dom.js';
 
 let cursor = null;
 let done = false;

@@ -1,8 +1,8 @@
 // The Generate form: reading it into a /v1 request, and loading parameters (png-info's) back into it.
 import { blobToBase64 } from './api.js';
 import { maskFields, maskForImage, readMask } from './mask.js';
+import { $ } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
 const num = (id) => Number($(id).value);
 
 /**

@@ -8,8 +8,8 @@ import { attachPrompt } from './prompt.js';
 import { forgetTraining, initTrain, listDatasets } from './train.js';
 import { forgetJobs, initWatch, onJobActions, restoreJobs, watchJob } from './watch.js';
 import { forgetFlow, initXyz, refreshXyzChoices } from './xyz.js';
+import { $ } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
 const names = { embeddings: new Set(), loras: [], hypernetworks: [] };
 const prompts = [];
 let galleryLoaded = false;

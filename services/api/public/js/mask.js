@@ -1,7 +1,7 @@
 // Inpainting: a mask painted over the img2img init image with a round brush (paint or erase), sent as A1111's
 // `mask` (white repaints, black keeps). The canvas holds the init image's own pixel size, so the mask lines up with
 // it whatever size the image is shown at.
-const $ = (id) => document.getElementById(id);
+import { $ } from './dom.js';
 
 let canvas = null;
 let painted = false;

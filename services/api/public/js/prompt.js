@@ -1,7 +1,7 @@
 // Prompt fields: A1111's syntax highlighted under a transparent textarea, and names the tenant knows
 // (embeddings, LoRAs, hypernetworks) completed as you type. Display only: the server parses the prompt.
+import { esc } from './dom.js';
 
-const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const span = (cls, text) => `<span class="${cls}">${esc(text)}</span>`;
 
 /**

@@ -1,10 +1,8 @@
 // Train: datasets, a training's parameters, its live loss curve and preview images, cancel and resume.
-import { api, getJson, imageUrl, streamEvents } from './api.js';
+import { api, getJson, imageUrl, streamEvents, TERMINAL_STATES } from './api.js';
 import { morph } from './morph.js';
+import { $, esc } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const SAVED = 'darkroom.training';
 
 let current = null; // { id, view, losses: [[step, loss]], previews: [{step, src}], abort }
@@ -43,7 +41,7 @@ function render() {
   const v = t.view ?? {};
   const state = v.state ?? 'queued';
   const p = v.progress;
-  const running = !TERMINAL.has(state);
+  const running = !TERMINAL_STATES.has(state);
   const box = $('training-view');
   box.dataset.training = t.id;
   box.dataset.state = state;
@@ -101,7 +99,7 @@ export function watchTraining(id) {
       t.view = { ...(t.view ?? {}), state: 'running', progress: d };
       render();
     } else if (ev.event === 'preview' || ev.event === 'checkpoint' || ev.event === 'started') void refresh();
-    else if (TERMINAL.has(ev.event)) {
+    else if (TERMINAL_STATES.has(ev.event)) {
       void refresh();
       return false;
     }

@@ -1,11 +1,8 @@
 // Watching jobs: a queue strip of every job of this tab, and the selected job's live preview, progress, ETA,
 // cancel, and results with their infotext.
-import { api, blobOf, getJson, imageUrl, pngInfo, streamEvents } from './api.js';
+import { api, blobOf, getJson, imageUrl, pngInfo, streamEvents, TERMINAL_STATES } from './api.js';
 import { morph } from './morph.js';
-
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+import { $, esc } from './dom.js';
 
 const jobs = new Map(); // id -> job state
 let selected = null;
@@ -50,7 +47,7 @@ function renderJob() {
   const view = $('job-view');
   if (!j) return;
   const pct = Math.round((j.progress?.fraction ?? (j.state === 'completed' ? 1 : 0)) * 100);
-  const running = !TERMINAL.has(j.state);
+  const running = !TERMINAL_STATES.has(j.state);
   view.dataset.job = j.id;
   view.dataset.state = j.state;
   view.dataset.previews = String(j.previews);
@@ -119,7 +116,7 @@ export function watchJob(id, prompt) {
         }, () => undefined).finally(() => { previewBusy = false; });
       }
     } else if (ev.event === 'worker_lost') j.error = 'The worker was lost; the job is retried.';
-    else if (TERMINAL.has(ev.event)) {
+    else if (TERMINAL_STATES.has(ev.event)) {
       j.state = ev.event;
       update(j);
       return false;

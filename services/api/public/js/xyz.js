@@ -1,10 +1,8 @@
 // Scripts: A1111's X/Y/Z plot over the Generate form's settings, run as a /v1 flow. The plot's cells are laid
 // out as the farm will draw them and fill in one by one as their jobs complete; the composed grid follows.
-import { api, getJson, imageUrl, streamEvents } from './api.js';
+import { api, getJson, imageUrl, streamEvents, TERMINAL_STATES } from './api.js';
+import { $, esc } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const AXES = ['x', 'y', 'z'];
 // The plot this tab shows, kept with the key in sessionStorage so a reload shows it again.
 const SAVED = 'darkroom.flow';
@@ -73,7 +71,7 @@ function renderSkeleton() {
 function renderHead() {
   const t = current;
   const v = t.view;
-  const running = !TERMINAL.has(v.state);
+  const running = !TERMINAL_STATES.has(v.state);
   const box = $('xyz-view');
   box.dataset.flow = t.id;
   box.dataset.state = v.state;
@@ -124,7 +122,7 @@ async function watchFlow(id) {
     if (current !== t) return false;
     const d = ev.data;
     if (ev.event === 'progress' && typeof d.child === 'number' && d.outputs?.[0]) void fillCell(t, d.child, d.outputs[0].url, d.job_id);
-    else if (TERMINAL.has(ev.event)) return false;
+    else if (TERMINAL_STATES.has(ev.event)) return false;
     return true;
   }, t.abort.signal).catch(() => undefined);
   await refresh(t);
