@@ -6,7 +6,7 @@
  *   npx tsx scripts/train-demo-model.ts [--vae-steps 400] [--unet-steps 1800] [--resolution 64] [--threads 2]
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
- *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2]
+ *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2] [--unet-depth 1]
  *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--high-noise FROM,SHARE] [--parameterization eps|v] [--save-every N]
  *     [--caption-facts-steps N] [--caption-facts-batch 32] [--caption-facts-lr 1e-3]
  *
@@ -18,7 +18,9 @@
  * weights as float16. `--lf-noise` gives the strengths of the coarse noise levels added to the UNet's training
  * noise (1x1, 2x2, ...; see lowFrequencyNoise): without it the UNet reads colour and layout off the noise, not the
  * caption. `--unet-mult` and `--unet-attention` change the UNet's levels (channel multipliers) and the
- * downsampling factors with attention (ldm's channel_mult and attention_resolutions). `--loss-weighting truncated-snr` weights each sample's loss by max(1, 1/SNR(t)), so a layout the
+ * downsampling factors with attention (ldm's channel_mult and attention_resolutions); `--unet-depth N` puts N
+ * transformer blocks at each attention site (transformer_depth): with `--from` a shallower checkpoint, the blocks it
+ * lacks start as the identity (zero output projections), so the grown model begins where the checkpoint was. `--loss-weighting truncated-snr` weights each sample's loss by max(1, 1/SNR(t)), so a layout the
  * caption states but the UNet ignores costs its x0 error at the noisiest steps (see lossWeighting). `--vae-crop SIDE` trains the autoencoder on random SIDE x SIDE windows of the scenes, so a
  * 128x128 model's VAE costs per step what a 64x64 one does. `--position-groups 1` trains the UNet on groups of scenes
  * that differ only in the object's position, sharing timestep and noise, every caption stating it (positionGroups);
@@ -42,26 +44,13 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
-import { openCheckpoint } from '../packages/core/src/model-files/checkpoint.js';
+import { readTensors } from '../packages/core/src/model-files/checkpoint.js';
 import type { Parameterization } from '../packages/core/src/model-files/config.js';
-import type { HostTensor } from '../packages/core/src/tensor.js';
 import { LOSS_WEIGHTINGS, trainSceneModel, type HighNoise, type LossWeighting, type SceneModelSnapshot, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
 import type { ReconstructionReport } from '../packages/core/src/training/scenes/evaluate-vae.js';
 import { halfPrecisionWeights, MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, sceneVocabulary, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-/** The tensors of a checkpoint whose keys start with `prefix`, under their checkpoint keys. */
-async function readTensors(path: string, prefix = ''): Promise<Map<string, HostTensor>> {
-  const source = await openCheckpoint(path);
-  try {
-    const out = new Map<string, HostTensor>();
-    for (const key of source.index.keys()) if (key.startsWith(prefix)) out.set(key, await source.read(key));
-    return out;
-  } finally {
-    await source.close();
-  }
-}
 
 function lossWeighting(name: string): LossWeighting {
   const known: readonly string[] = LOSS_WEIGHTINGS;
@@ -97,7 +86,7 @@ async function main(argv: readonly string[]): Promise<void> {
       .split(',')
       .map(Number);
   const opts = {
-    arch: { ...base, unet: { ...base.unet, mult: list('unet-mult', base.unet.mult), attention: list('unet-attention', base.unet.attention) } },
+    arch: { ...base, unet: { ...base.unet, mult: list('unet-mult', base.unet.mult), attention: list('unet-attention', base.unet.attention), depth: numberArg(argv, 'unet-depth', base.unet.depth ?? 1) } },
     resolution: numberArg(argv, 'resolution', archName === 'scene' ? 64 : 16),
     seed: numberArg(argv, 'seed', 17),
     vaeSteps: numberArg(argv, 'vae-steps', 400),

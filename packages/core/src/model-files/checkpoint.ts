@@ -55,6 +55,18 @@ export async function readComponent(source: CheckpointSource, prefix: string, ti
   return out;
 }
 
+/** Every tensor of the checkpoint file at `path` whose key starts with `prefix`, as stored, under its full key. */
+export async function readTensors(path: string, prefix = ''): Promise<Map<string, HostTensor>> {
+  const source = await openCheckpoint(path);
+  try {
+    const out = new Map<string, HostTensor>();
+    for (const key of source.index.keys()) if (key.startsWith(prefix)) out.set(key, await source.read(key));
+    return out;
+  } finally {
+    await source.close();
+  }
+}
+
 function fromMap(path: string, tensors: ReadonlyMap<string, HostTensor>): CheckpointSource {
   const index = new Map([...tensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }] as const));
   return {

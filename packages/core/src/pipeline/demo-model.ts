@@ -37,6 +37,8 @@ export interface TinyArchitecture {
     readonly attention: readonly number[];
     readonly heads: number;
     readonly context: number;
+    /** Transformer blocks in each attention site (ldm's transformer_depth; default 1). */
+    readonly depth?: number;
   };
   readonly vae: {
     readonly ch: number;
@@ -77,7 +79,7 @@ export function demoModelConfig(vocabSize: number, arch: TinyArchitecture = DEMO
             num_res_blocks: UNET.resBlocks,
             channel_mult: UNET.mult,
             num_heads: UNET.heads,
-            transformer_depth: 1,
+            transformer_depth: UNET.depth ?? 1,
             context_dim: UNET.context,
             use_linear_in_transformer: false,
             legacy: false,
@@ -138,25 +140,35 @@ function unetResBlock(out: Spec[], p: string, cin: number, cout: number, emb: nu
   if (cin !== cout) layer(out, `${p}.skip_connection`, [cout, cin, 1, 1]);
 }
 
-/** ldm SpatialTransformer with conv projections (SD1) and one BasicTransformerBlock. */
-function spatialTransformer(out: Spec[], p: string, ch: number, context: number): void {
+/** ldm SpatialTransformer with conv projections (SD1) and `depth` BasicTransformerBlocks. */
+function spatialTransformer(out: Spec[], p: string, ch: number, context: number, depth: number): void {
   norm(out, `${p}.norm`, ch);
   layer(out, `${p}.proj_in`, [ch, ch, 1, 1]);
-  const b = `${p}.transformer_blocks.0`;
-  layer(out, `${b}.attn1.to_q`, [ch, ch], false);
-  layer(out, `${b}.attn1.to_k`, [ch, ch], false);
-  layer(out, `${b}.attn1.to_v`, [ch, ch], false);
-  layer(out, `${b}.attn1.to_out.0`, [ch, ch]);
-  layer(out, `${b}.ff.net.0.proj`, [ch * 8, ch]);
-  layer(out, `${b}.ff.net.2`, [ch, ch * 4]);
-  layer(out, `${b}.attn2.to_q`, [ch, ch], false);
-  layer(out, `${b}.attn2.to_k`, [ch, context], false);
-  layer(out, `${b}.attn2.to_v`, [ch, context], false);
-  layer(out, `${b}.attn2.to_out.0`, [ch, ch]);
-  norm(out, `${b}.norm1`, ch);
-  norm(out, `${b}.norm2`, ch);
-  norm(out, `${b}.norm3`, ch);
+  for (let d = 0; d < depth; d++) {
+    const b = `${p}.transformer_blocks.${d}`;
+    layer(out, `${b}.attn1.to_q`, [ch, ch], false);
+    layer(out, `${b}.attn1.to_k`, [ch, ch], false);
+    layer(out, `${b}.attn1.to_v`, [ch, ch], false);
+    layer(out, `${b}.attn1.to_out.0`, [ch, ch]);
+    layer(out, `${b}.ff.net.0.proj`, [ch * 8, ch]);
+    layer(out, `${b}.ff.net.2`, [ch, ch * 4]);
+    layer(out, `${b}.attn2.to_q`, [ch, ch], false);
+    layer(out, `${b}.attn2.to_k`, [ch, context], false);
+    layer(out, `${b}.attn2.to_v`, [ch, context], false);
+    layer(out, `${b}.attn2.to_out.0`, [ch, ch]);
+    norm(out, `${b}.norm1`, ch);
+    norm(out, `${b}.norm2`, ch);
+    norm(out, `${b}.norm3`, ch);
+  }
   layer(out, `${p}.proj_out`, [ch, ch, 1, 1]);
+}
+
+/**
+ * Whether `key` is one of the three projections through which a BasicTransformerBlock adds to its input
+ * (self-attention, cross-attention and feed-forward outputs): with all three zero, the block is the identity.
+ */
+export function isTransformerBlockOutput(key: string): boolean {
+  return /\.transformer_blocks\.\d+\.(attn1\.to_out\.0|attn2\.to_out\.0|ff\.net\.2)\.(weight|bias)$/.test(key);
 }
 
 export function unetSpecs(UNET: TinyArchitecture['unet'] = DEMO_ARCHITECTURE.unet): Spec[] {
@@ -164,6 +176,7 @@ export function unetSpecs(UNET: TinyArchitecture['unet'] = DEMO_ARCHITECTURE.une
   const p = 'model.diffusion_model';
   const c = UNET.channels;
   const emb = c * 4;
+  const depth = UNET.depth ?? 1;
   layer(out, `${p}.time_embed.0`, [emb, c]);
   layer(out, `${p}.time_embed.2`, [emb, emb]);
   layer(out, `${p}.input_blocks.0.0`, [c, UNET.inChannels, 3, 3]);
@@ -175,7 +188,7 @@ export function unetSpecs(UNET: TinyArchitecture['unet'] = DEMO_ARCHITECTURE.une
     for (let r = 0; r < UNET.resBlocks; r++, block++) {
       unetResBlock(out, `${p}.input_blocks.${block}.0`, ch, mult * c, emb);
       ch = mult * c;
-      if (UNET.attention.includes(ds)) spatialTransformer(out, `${p}.input_blocks.${block}.1`, ch, UNET.context);
+      if (UNET.attention.includes(ds)) spatialTransformer(out, `${p}.input_blocks.${block}.1`, ch, UNET.context, depth);
       chans.push(ch);
     }
     if (level !== UNET.mult.length - 1) {
@@ -186,7 +199,7 @@ export function unetSpecs(UNET: TinyArchitecture['unet'] = DEMO_ARCHITECTURE.une
     }
   });
   unetResBlock(out, `${p}.middle_block.0`, ch, ch, emb);
-  spatialTransformer(out, `${p}.middle_block.1`, ch, UNET.context);
+  spatialTransformer(out, `${p}.middle_block.1`, ch, UNET.context, depth);
   unetResBlock(out, `${p}.middle_block.2`, ch, ch, emb);
   block = 0;
   [...UNET.mult.entries()].reverse().forEach(([level, mult]) => {
@@ -195,7 +208,7 @@ export function unetSpecs(UNET: TinyArchitecture['unet'] = DEMO_ARCHITECTURE.une
       unetResBlock(out, `${p}.output_blocks.${block}.0`, ch + skip, c * mult, emb);
       ch = c * mult;
       let sub = 1;
-      if (UNET.attention.includes(ds)) spatialTransformer(out, `${p}.output_blocks.${block}.${sub++}`, ch, UNET.context);
+      if (UNET.attention.includes(ds)) spatialTransformer(out, `${p}.output_blocks.${block}.${sub++}`, ch, UNET.context, depth);
       if (level && i === UNET.resBlocks) {
         layer(out, `${p}.output_blocks.${block}.${sub}.conv`, [ch, ch, 3, 3]);
         ds /= 2;

@@ -7,7 +7,7 @@
  */
 import { DarkroomError } from '../errors.js';
 import { vaeEncoderModel } from '../models/graphs.js';
-import type { TinyArchitecture } from '../pipeline/demo-model.js';
+import { isTransformerBlockOutput, type TinyArchitecture } from '../pipeline/demo-model.js';
 import { createSession } from '../runtime/session.js';
 import type { ModelConfig, Parameterization } from '../model-files/config.js';
 import { float32, toFloat32, type Float32Tensor, type HostTensor } from '../tensor.js';
@@ -366,9 +366,25 @@ function ends(losses: readonly number[]): [number, number] {
   return [mean(losses.slice(0, k)), mean(losses.slice(-k))];
 }
 
+/**
+ * A deeper UNet grown from a shallower checkpoint (arch.unet.depth above the start's transformer_depth): each
+ * transformer block the start lacks, beside a block 0 it has, begins with zero output projections, so it adds
+ * nothing and the grown model computes exactly what the start did. Training then spends the new blocks' capacity
+ * (more attention to the caption at every site) without first undoing a random function.
+ */
+function growTransformerBlocks(tensors: Map<string, HostTensor>, start: ReadonlyMap<string, HostTensor>): void {
+  for (const [k, t] of tensors) {
+    if (start.has(k) || !isTransformerBlockOutput(k)) continue;
+    if (!start.has(k.replace(/\.transformer_blocks\.\d+\./, '.transformer_blocks.0.'))) continue;
+    tensors.set(k, float32(t.shape));
+  }
+}
+
 export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p: TrainingProgress) => void = () => {}): Promise<SceneTrainingResult> {
   const res = opts.resolution;
   const threads = opts.threads ?? 2;
+  const depth = opts.arch.unet.depth ?? 1;
+  if (!Number.isInteger(depth) || depth < 1) throw new DarkroomError('TRAINING_BAD_PARAMETER', `arch.unet.depth: a whole number of transformer blocks, at least 1, got ${depth}`);
   const model = newScratchModel(opts.arch, opts.seed);
   const starts: ReadonlyArray<readonly [string, ReadonlyMap<string, HostTensor> | undefined, (key: string) => boolean]> = [
     ['startFrom', opts.startFrom, () => true],
@@ -385,6 +401,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       model.tensors.set(k, own.dtype === 'float32' ? toFloat32(t) : t);
     }
   }
+  if (opts.startFrom) growTransformerBlocks(model.tensors, opts.startFrom);
   const params = new FlatParameters(model.tensors);
   const config = { ...model.config, parameterization: opts.parameterization ?? model.config.parameterization };
   const snapshotEvery = opts.snapshotEvery ?? 0;

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../parity/oracle.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
+import { isTransformerBlockOutput } from '../../src/pipeline/demo-model.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
 import { drawTimestep, groupContrastWeights, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
 import { atShapeVariant, isHeldOut, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
@@ -162,6 +163,41 @@ test('training can start from an earlier checkpoint: its weights are taken as th
   await assert.rejects(
     trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 9, vaeSteps: 0, unetSteps: 0, poolSize: 4, threads: 1, vaeCheckScenes: 0, startFrom: wrong }),
     (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && e.message.includes(`startFrom: ${key} is 3`),
+  );
+});
+
+test('a deeper UNet grown from a checkpoint starts as that checkpoint: the new blocks add nothing until trained', async () => {
+  const base = { resolution: 16, vaeSteps: 0, unetBatch: 2, poolSize: 4, threads: 1, vaeCheckScenes: 0 } as const;
+  const first = await trainSceneModel({ ...base, arch: MICRO_ARCHITECTURE, seed: 8, unetSteps: 1 });
+  const deep = { ...MICRO_ARCHITECTURE, unet: { ...MICRO_ARCHITECTURE.unet, depth: 2 } };
+  const grown = await trainSceneModel({ ...base, arch: deep, seed: 8, unetSteps: 0, startFrom: first.tensors });
+  const added = [...grown.tensors.keys()].filter((k) => !first.tensors.has(k));
+  assert.ok(added.length > 0 && added.every((k) => k.includes('.transformer_blocks.1.')), added.join(', '));
+  const outputs = added.filter(isTransformerBlockOutput);
+  const blocks = new Set(added.map((k) => k.slice(0, k.indexOf('.transformer_blocks.1.'))));
+  assert.equal(outputs.length, 6 * blocks.size, 'three output projections (weight and bias) per new block');
+  for (const k of added) {
+    const values = grown.tensors.get(k)!.data as Float32Array;
+    if (outputs.includes(k)) assert.ok(values.every((v) => v === 0), `${k} starts at zero`);
+    else if (k.endsWith('.weight')) assert.ok(values.some((v) => v !== 0), `${k} starts initialised`);
+  }
+  for (const [k, t] of first.tensors) assert.deepEqual(grown.tensors.get(k)?.data, t.data, k);
+  assert.equal((grown.configJson as { model: { params: { unet_config: { params: { transformer_depth: number } } } } }).model.params.unet_config.params.transformer_depth, 2);
+
+  // Rendered, the grown model draws the start's pixels exactly (the same seed measures the same latent scale).
+  const request = { prompt: 'a small red circle on the left, blue background', steps: 3, seed: 1, width: 16, height: 16 };
+  const pixels = async (name: string, r: typeof first): Promise<Uint8Array> => {
+    const checkpoint = await writeScratchCheckpoint(dir, name, r.tensors, r.configJson, r.model.vocabulary, { darkroom: name });
+    return decodePng((await engine.txt2img(request, { checkpoint })).images[0]!).data;
+  };
+  assert.deepEqual(await pixels('grown', grown), await pixels('shallow', first));
+
+  // One step of training moves the new blocks' outputs off zero: they get a gradient.
+  const trained = await trainSceneModel({ ...base, arch: deep, seed: 8, unetSteps: 1, startFrom: first.tensors });
+  for (const k of outputs.filter((o) => o.endsWith('.weight'))) assert.ok((trained.tensors.get(k)!.data as Float32Array).some((v) => v !== 0), k);
+  await assert.rejects(
+    trainSceneModel({ ...base, arch: { ...deep, unet: { ...deep.unet, depth: 0 } }, seed: 9, unetSteps: 0 }),
+    (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && e.message.includes('arch.unet.depth'),
   );
 });
 
