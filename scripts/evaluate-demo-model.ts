@@ -4,10 +4,12 @@
  *
  *   npx tsx scripts/evaluate-demo-model.ts [--model CHECKPOINT (default: the built-in model)]
  *     [--resolution 128] [--limit N] [--steps 20] [--sampler "DPM++ 2M"] [--cfg 5] [--threads 2] [--seeds 1,2,3]
+ *     [--split held-out|seen]
  *
  * Each seed draws its own held-out scenes, captions and image seeds; with several, each seed's rates are printed,
  * then the rates over all their captions (53 captions of one seed tell apart changes of about two captions in
- * a hundred at best, so a candidate model is judged on several).
+ * a hundred at best, so a candidate model is judged on several). `--split seen` renders as many scenes whose
+ * combinations training shows, with the same shapes: a fact wrong there too is one the model has not learnt.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +17,7 @@ import { listArg, numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
 import { BUILTIN_CHECKPOINT, BUILTIN_MODEL_RESOLUTION } from '../packages/core/src/catalog/built-in-model.js';
 import { Engine } from '../packages/core/src/pipeline/engine.js';
-import { evaluateHeldOut, matchRates, type HeldOutCase, type HeldOutReport } from '../packages/core/src/training/scenes/evaluate-model.js';
+import { evaluateHeldOut, matchRates, SCENE_SPLITS, type HeldOutCase, type HeldOutReport, type SceneSplit } from '../packages/core/src/training/scenes/evaluate-model.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -28,9 +30,11 @@ async function main(argv: readonly string[]): Promise<void> {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`--seeds takes whole numbers from 1, got "${v}"`);
     return n;
   });
+  const split = stringArg(argv, 'split', 'held-out');
+  if (!isSplit(split)) throw new RangeError(`--split takes one of ${SCENE_SPLITS.join(', ')}, got "${split}"`);
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
   const line = (n: number, r: HeldOutReport['rates']): string =>
-    `${n} held-out captions: colour ${pct(r.colour)}, background ${pct(r.background)}, position ${pct(r.position)}, shape ${pct(r.shape)}`;
+    `${n} ${split} captions: colour ${pct(r.colour)}, background ${pct(r.background)}, position ${pct(r.position)}, shape ${pct(r.shape)}`;
   const options = {
     checkpoint,
     resolution: numberArg(argv, 'resolution', BUILTIN_MODEL_RESOLUTION),
@@ -38,6 +42,7 @@ async function main(argv: readonly string[]): Promise<void> {
     steps: numberArg(argv, 'steps', 20),
     sampler: stringArg(argv, 'sampler', 'DPM++ 2M'),
     cfgScale: numberArg(argv, 'cfg', 5),
+    split,
   };
   // Every option is read before the engine starts, so a bad one is refused without loading anything.
   const engine = new Engine({ root: ROOT, threads });
@@ -45,7 +50,7 @@ async function main(argv: readonly string[]): Promise<void> {
   try {
     for (const seed of seeds) {
       const bar = progressBar();
-      const report = await evaluateHeldOut(engine, { ...options, seed }, (_c, i, n) => bar.update(i + 1, n, `held-out captions, seed ${seed}`));
+      const report = await evaluateHeldOut(engine, { ...options, seed }, (_c, i, n) => bar.update(i + 1, n, `${split} captions, seed ${seed}`));
       bar.done();
       for (const c of report.cases) {
         const m = c.match;
@@ -59,6 +64,10 @@ async function main(argv: readonly string[]): Promise<void> {
   } finally {
     await engine.close();
   }
+}
+
+function isSplit(v: string): v is SceneSplit {
+  return (SCENE_SPLITS as readonly string[]).includes(v);
 }
 
 /** "circle 11/12, square 3/10, ...": how often each stated shape was drawn as itself. */

@@ -14,7 +14,7 @@ import { decodePng, readPngText } from '../../src/formats/png.js';
 import { isTransformerBlockOutput } from '../../src/pipeline/demo-model.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
 import { drawTimestep, groupContrastWeights, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
-import { atShapeVariant, isHeldOut, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
+import { atShapeVariant, isHeldOut, POSITIONS, seenScenes, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
@@ -115,6 +115,11 @@ test('a scene model trained for a few steps is written as a checkpoint the Engin
   assert.equal(report.cases.length, 2);
   for (const c of report.cases) assert.match(c.prompt, /^a (small|medium|large) \w+ \w+ .+, \w+ background$/);
   for (const v of Object.values(report.rates)) assert.ok(v >= 0 && v <= 1);
+  // The seen split renders trained combinations with the same first shapes.
+  const seen = await evaluateHeldOut(engine, { checkpoint, resolution: 16, limit: 2, steps: 3, split: 'seen' });
+  assert.deepEqual(seen.cases.map((c) => c.scene), seenScenes(1).slice(0, 2));
+  assert.deepEqual(seen.cases.map((c) => c.scene.objects[0]!.shape), report.cases.map((c) => c.scene.objects[0]!.shape));
+  for (const c of seen.cases) assert.ok(!isHeldOut(c.scene.objects[0]!, c.scene.background), c.prompt);
 });
 
 test('coarse training noise: none is plain standard normals; level 0 shifts each channel by one value, level 1 each quadrant', () => {

@@ -16,6 +16,7 @@ import {
   PALETTE,
   POSITIONS,
   renderScene,
+  seenScenes,
   SHAPES,
   shapeGroupScene,
   trainingScene,
@@ -82,6 +83,24 @@ test('the held-out split: never drawn for training, every shape and colour still
   }
   assert.equal(shapes.size, SHAPES.length);
   assert.equal(colours.size, COLOURS.length);
+});
+
+test('seenScenes: trained combinations only, the held-out list\'s first shapes, fixed by the seed', () => {
+  const held = heldOutScenes(4);
+  const seen = seenScenes(4);
+  assert.deepEqual(
+    seen.map((s) => s.objects[0]!.shape),
+    held.map((s) => s.objects[0]!.shape),
+  );
+  for (const s of seen) {
+    assert.equal(s.objects.length, 1);
+    assert.equal(s.background.kind, 'plain');
+    assert.ok(!isHeldOut(s.objects[0]!, s.background), JSON.stringify(s));
+    assert.notEqual(s.objects[0]!.colour, s.background.kind === 'plain' ? s.background.colour : undefined);
+  }
+  assert.deepEqual(seenScenes(4), seen);
+  assert.notDeepEqual(seenScenes(5), seen);
+  assert.ok(new Set(seen.map((s) => JSON.stringify(s))).size > 0.9 * seen.length);
 });
 
 test("the detector reads the generator's own images right", () => {

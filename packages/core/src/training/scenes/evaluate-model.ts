@@ -1,13 +1,19 @@
 /**
  * How often a model draws what held-out captions say: each held-out scene's full caption is rendered by the
- * Engine at the model's resolution, and the detector checks colour, background, position and shape.
+ * Engine at the model's resolution, and the detector checks colour, background, position and shape. The `seen`
+ * split measures the same on combinations training shows (seenScenes), to tell a fact the model has not learnt
+ * from one it does not carry to new combinations.
  */
 import { decodePng } from '../../formats/png.js';
 import type { Engine } from '../../pipeline/engine.js';
 import { captionScene } from './captions.js';
 import { evaluateScene, type SceneMatch } from './detect.js';
 import type { RgbImage } from './render.js';
-import { heldOutScenes, type Scene } from './scene.js';
+import { heldOutScenes, seenScenes, type Scene } from './scene.js';
+
+/** Which scenes are rendered: the held-out combinations, or as many trained ones with the same shapes. */
+export const SCENE_SPLITS = ['held-out', 'seen'] as const;
+export type SceneSplit = (typeof SCENE_SPLITS)[number];
 
 export interface HeldOutOptions {
   readonly checkpoint: string;
@@ -18,6 +24,8 @@ export interface HeldOutOptions {
   readonly sampler?: string;
   readonly cfgScale?: number;
   readonly seed?: number;
+  /** Default `held-out`. */
+  readonly split?: SceneSplit;
 }
 
 export interface HeldOutCase {
@@ -34,7 +42,7 @@ export interface HeldOutReport {
 }
 
 export async function evaluateHeldOut(engine: Engine, opts: HeldOutOptions, onCase: (c: HeldOutCase, i: number, n: number) => void = () => {}): Promise<HeldOutReport> {
-  const scenes = heldOutScenes(opts.seed ?? 1).slice(0, opts.limit);
+  const scenes = (opts.split === 'seen' ? seenScenes : heldOutScenes)(opts.seed ?? 1).slice(0, opts.limit);
   const cases: HeldOutCase[] = [];
   for (const [i, scene] of scenes.entries()) {
     const prompt = captionScene(scene, opts.seed ?? 1, i, true).text;

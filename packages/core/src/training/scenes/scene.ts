@@ -184,3 +184,20 @@ export function heldOutScenes(seed: number): Scene[] {
   }
   return out;
 }
+
+/**
+ * One-object scenes on a plain background whose combinations training does show, as many as heldOutScenes(seed)
+ * has and with the same first shapes, so the two lists' rates compare fact by fact: a fact a model draws wrong on
+ * both is one it has not learnt, not one it fails to carry to new combinations.
+ */
+export function seenScenes(seed: number): Scene[] {
+  const r = new KeyedStream(seed, 'seen-scene');
+  return heldOutScenes(seed).map(({ objects }) => {
+    const shape = objects[0]!.shape;
+    for (;;) {
+      const colour = pick(r, COLOURS);
+      const background: Background = { kind: 'plain', colour: pick(r, COLOURS.filter((c) => c !== colour)) };
+      if (!isHeldOut({ shape, colour }, background)) return { objects: [{ shape, colour, size: pick(r, SIZES), position: pick(r, POSITIONS) }], background };
+    }
+  });
+}
