@@ -34,6 +34,11 @@ export interface DiffusionBatch {
   readonly t: readonly number[];
   readonly noise: Float32Tensor;
   readonly weight?: Float32Tensor;
+  /**
+   * Batch x batch mixing of the residuals (target minus prediction) before they are squared: the loss is then
+   * over `mix` times the residuals. Only objectives built with `mixed` take it (see groupFocusMix).
+   */
+  readonly mix?: Float32Tensor;
 }
 
 /** The fixed shape a graph is built for. */
@@ -80,18 +85,26 @@ export function diffusionTargets(model: TrainableModel, batch: DiffusionBatch): 
 }
 
 /** ldm p_losses with A1111's optional weight map: mean over (C,H,W) per sample, then over the batch. */
-export function lossFrom(b: GraphBuilder, out: Value, target: Value, weight: Value | undefined): Value {
-  const d = b.sub(target, out);
+export function lossFrom(b: GraphBuilder, out: Value, target: Value, weight: Value | undefined, mix?: Value): Value {
+  let d = b.sub(target, out);
+  if (mix) {
+    const dims = d.shape as readonly number[];
+    d = b.reshape(b.matmul(mix, b.reshape(d, [dims[0]!, dims.slice(1).reduce((x, y) => x * y, 1)])), [...dims]);
+  }
   let sq = b.mul(d, d);
   if (weight) sq = b.mul(sq, weight);
   return b.reduceMean(b.reduceMean(sq, [1, 2, 3], false), [0], false);
 }
 
 /** The loss inputs besides the UNet's own `x` (x_t) and `t`. */
-export function lossInputs(b: GraphBuilder, shape: Omit<ObjectiveShape, 'chunks'>, channels: number): { target: Value; weight?: Value } {
+export function lossInputs(b: GraphBuilder, shape: Omit<ObjectiveShape, 'chunks'> & { readonly mixed?: boolean }, channels: number): { target: Value; weight?: Value; mix?: Value } {
   const dims = [shape.batch, channels, shape.latentHeight, shape.latentWidth];
   const target = b.input('target', 'float32', dims);
-  return shape.weighted ? { target, weight: b.input('loss_weight', 'float32', dims) } : { target };
+  return {
+    target,
+    ...(shape.weighted ? { weight: b.input('loss_weight', 'float32', dims) } : {}),
+    ...(shape.mixed ? { mix: b.input('loss_mix', 'float32', [shape.batch, shape.batch]) } : {}),
+  };
 }
 
 /**

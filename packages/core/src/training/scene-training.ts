@@ -103,6 +103,15 @@ export interface SceneTrainingOptions {
    */
   readonly groupContrast?: number;
   /**
+   * With groups, weights the part of the loss only the varied words can explain by this factor (default 1: the
+   * plain loss). A group's squared residuals split exactly into the part every member shares (n times the squared
+   * mean residual: colour, background, the blob where the object is) and the members' deviations from that mean
+   * (the shape or the place, which only the caption tells apart); this multiplies the second part alone
+   * (groupFocusMix), so the shape word's share of the gradient grows without changing what the rest is trained
+   * towards, where groupContrast also weights the shared part and makes the background relatively cheaper.
+   */
+  readonly groupFocus?: number;
+  /**
    * Draws a share of the UNet's timesteps from the noisier end of the schedule: with probability `share`, from
    * [from * T, T), otherwise from all of [0, T) (default share 0: uniform, as ldm trains). The shape of an object is
    * decided in the noisier half of sampling (img2img of held-out renders through a model that draws colours and
@@ -197,6 +206,31 @@ export function groupContrastWeights(latents: Float32Array, batch: number, chann
     }
   }
   return w;
+}
+
+/**
+ * The batch x batch mixing (row-major) whose product with a batch's residuals r gives r'_i = sqrt(focus) * r_i +
+ * (1 - sqrt(focus)) * mean(r over i's group), so that the sum of squares over a group is n |mean r|^2 + focus *
+ * sum |r_i - mean r|^2. Groups are consecutive runs of `group` members (the last possibly shorter) among those with
+ * a caption: a member whose caption was dropped for guidance has nothing that tells it apart, so its row is the
+ * identity and it is left out of its group's mean, as are runs of one member.
+ */
+export function groupFocusMix(batch: number, group: number, focus: number, captioned: readonly boolean[]): Float32Array {
+  if (!(focus > 0) || !Number.isFinite(focus)) throw new DarkroomError('TRAINING_BAD_PARAMETER', `groupFocus: finite and above 0, got ${focus}`);
+  if (captioned.length !== batch) throw new DarkroomError('TRAINING_BAD_BATCH', `${captioned.length} caption flags for a batch of ${batch}`);
+  const mix = new Float32Array(batch * batch);
+  for (let i = 0; i < batch; i++) mix[i * batch + i] = 1;
+  const root = Math.sqrt(focus);
+  for (let lead = 0; lead < batch; lead += group) {
+    const members: number[] = [];
+    for (let i = lead; i < Math.min(lead + group, batch); i++) if (captioned[i]) members.push(i);
+    if (members.length < 2) continue;
+    for (const i of members) {
+      mix[i * batch + i] = root;
+      for (const j of members) mix[i * batch + j] = mix[i * batch + j]! + (1 - root) / members.length;
+    }
+  }
+  return mix;
 }
 
 export interface TrainingProgress {
@@ -429,6 +463,10 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   const contrast = opts.groupContrast ?? 0;
   if (!Number.isFinite(contrast) || contrast < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `groupContrast: finite and at least 0, got ${contrast}`);
   if (contrast > 0 && !grouped) throw new DarkroomError('TRAINING_BAD_PARAMETER', 'groupContrast: weights groups, so it needs positionGroups or shapeGroups');
+  const focus = opts.groupFocus ?? 1;
+  if (!Number.isFinite(focus) || !(focus > 0)) throw new DarkroomError('TRAINING_BAD_PARAMETER', `groupFocus: finite and above 0, got ${focus}`);
+  if (focus !== 1 && !grouped) throw new DarkroomError('TRAINING_BAD_PARAMETER', 'groupFocus: weights groups, so it needs positionGroups or shapeGroups');
+  const mixed = focus !== 1;
   const highNoise = opts.highNoise;
   if (highNoise && !(highNoise.from >= 0 && highNoise.from < 1 && highNoise.share >= 0 && highNoise.share <= 1)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `highNoise: from in [0, 1) and share in [0, 1], got from ${highNoise.from}, share ${highNoise.share}`);
@@ -519,6 +557,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     threads,
     trainText: opts.trainText ?? false,
     weighted,
+    mixed,
   });
   const schedule = scheduleOf(config);
   const ranges = [params.range(COMPONENTS.unet.checkpoint), ...(opts.trainText ? [params.range(model.config.text.prefix)] : [])];
@@ -537,6 +576,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       const r = new KeyedStream(opts.seed, 'unet-batch', s);
       const latents = new Float32Array(unetBatch * per);
       const ids: number[][] = [];
+      const captioned: boolean[] = [];
       let base = 0;
       for (let i = 0; i < unetBatch; i++) {
         // Consecutive members of one group, a new group every `group` samples; ungrouped (group 1) that is one draw
@@ -546,6 +586,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
         for (let j = 0; j < per; j++) latents[i * per + j] = scaleFactor * (means[k * per + j]! + stds[k * per + j]! * r.normal());
         const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouping), opts.seed, s * unetBatch + i, false, grouping.kinds.includes('position')).text;
         ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
+        captioned.push(caption !== '');
       }
       const t = Array.from({ length: unetBatch }, () => drawTimestep(r, model.config.schedule.timesteps, highNoise));
       const shape = [unetBatch, model.config.unet.inChannels, lat, lat];
@@ -568,7 +609,8 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
           });
         }
       }
-      const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise, ...(weight ? { weight } : {}) });
+      const mix = mixed ? float32([unetBatch, unetBatch], groupFocusMix(unetBatch, group, focus, captioned)) : undefined;
+      const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise, ...(weight ? { weight } : {}), ...(mix ? { mix } : {}) });
       unetOpt.lr = learningRate(opts.unetLr ?? 1e-3, s, opts.unetSteps);
       unetOpt.step(out.grad);
       unetLosses.push(out.loss);

@@ -158,6 +158,8 @@ export interface DiffusionObjectiveOptions extends RuntimeOptions {
   readonly clipSkip?: number;
   /** Each batch carries a loss weight per latent element (`DiffusionBatch.weight`), as A1111's weight map does. */
   readonly weighted?: boolean;
+  /** Each batch carries a batch x batch mixing of the residuals (`DiffusionBatch.mix`, see groupFocusMix). */
+  readonly mixed?: boolean;
 }
 
 /** The schedule arrays `diffusionTargets` takes, from the config alone. */
@@ -182,6 +184,7 @@ export class DiffusionObjective {
     private readonly trainText: boolean,
     private readonly schedule: TrainableModel,
     private readonly weighted: boolean,
+    private readonly mixed: boolean,
   ) {}
 
   static async create(params: FlatParameters, config: ModelConfig, opts: DiffusionObjectiveOptions): Promise<DiffusionObjective> {
@@ -200,15 +203,15 @@ export class DiffusionObjective {
         contextLength: config.text.maxPositions,
         context: { k: cond, v: cond },
       });
-      const io = lossInputs(b, { ...opts, weighted: opts.weighted ?? false }, config.unet.outChannels);
-      const loss = lossFrom(b, g.out, io.target, io.weight);
+      const io = lossInputs(b, { ...opts, weighted: opts.weighted ?? false, mixed: opts.mixed ?? false }, config.unet.outChannels);
+      const loss = lossFrom(b, g.out, io.target, io.weight, io.mix);
       return { b, loss, extraWrt: trainText ? [{ value: enc.inputsEmbeds, name: 'inputs_embeds' }] : [] };
     };
     const trained = (name: string): boolean => name.startsWith(COMPONENTS.unet.graph) || (trainText && name.startsWith('text.'));
     const unetPrefix = COMPONENTS.unet.checkpoint;
     const layout = graphLayout(() => build(params.probeComponent(textPrefix), params.probeComponent(unetPrefix)).b, trained);
     const s = await trainingSession(() => build(params.component(textPrefix), params.component(unetPrefix)), trained, opts);
-    return new DiffusionObjective(params, config, layout, s, trainText, scheduleOf(config), opts.weighted ?? false);
+    return new DiffusionObjective(params, config, layout, s, trainText, scheduleOf(config), opts.weighted ?? false, opts.mixed ?? false);
   }
 
   /** `ids`: each sample's 77 token ids (bos, caption, eos, eos padding); `batch`: clean latents, timesteps, noise. */
@@ -218,11 +221,16 @@ export class DiffusionObjective {
       throw new DarkroomError('TRAINING_BAD_BATCH', this.weighted ? 'this objective takes a loss weight with every batch' : 'this objective was built without a loss weight');
     }
     if (batch.weight && batch.weight.data.length !== target.data.length) throw new DarkroomError('TRAINING_BAD_BATCH', 'loss weight and latents differ in size');
+    if (this.mixed !== (batch.mix !== undefined)) {
+      throw new DarkroomError('TRAINING_BAD_BATCH', this.mixed ? 'this objective takes a residual mixing with every batch' : 'this objective was built without a residual mixing');
+    }
+    if (batch.mix && batch.mix.data.length !== batch.t.length ** 2) throw new DarkroomError('TRAINING_BAD_BATCH', 'the residual mixing is not batch x batch');
     const r = await this.session.run({
       x: xt,
       t: float32([batch.t.length], Float32Array.from(batch.t)),
       target,
       ...(batch.weight ? { loss_weight: batch.weight } : {}),
+      ...(batch.mix ? { loss_mix: batch.mix } : {}),
       inputs_embeds: tokenEmbeddings(this.params, this.config, ids),
       ...gatherWeights(this.layout, this.params.data),
     });

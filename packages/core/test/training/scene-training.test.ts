@@ -13,7 +13,7 @@ import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { isTransformerBlockOutput } from '../../src/pipeline/demo-model.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { drawTimestep, groupContrastWeights, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { drawTimestep, groupContrastWeights, groupFocusMix, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
 import { atShapeVariant, isHeldOut, POSITIONS, seenScenes, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
@@ -314,6 +314,29 @@ test('group contrast weights the places where a group\'s members differ, relativ
   assert.equal(mean, 1 + 3);
 });
 
+test("group focus mixes each group's residuals so that their deviations from the group's mean weigh `focus` times", () => {
+  const batch = 7;
+  const captioned = [true, true, true, false, true, true, true];
+  const focus = 4;
+  const mix = groupFocusMix(batch, 3, focus, captioned);
+  const r = new KeyedStream(5, 'mix-test');
+  const per = 6;
+  const res = Array.from({ length: batch }, () => Array.from({ length: per }, () => r.normal()));
+  const mixed = res.map((_, i) => Array.from({ length: per }, (_, k) => res.reduce((a, row, j) => a + mix[i * batch + j]! * row[k]!, 0)));
+  const sumSq = (rows: number[][]): number => rows.flat().reduce((a, x) => a + x * x, 0);
+  // groups [0, 1, 2], [4, 5] (3 lost its caption) and [6] alone
+  let expected = sumSq([res[3]!, res[6]!]);
+  for (const members of [[0, 1, 2], [4, 5]]) {
+    const mean = Array.from({ length: per }, (_, k) => members.reduce((a, i) => a + res[i]![k]!, 0) / members.length);
+    expected += members.length * sumSq([mean]) + focus * sumSq(members.map((i) => res[i]!.map((x, k) => x - mean[k]!)));
+  }
+  assert.ok(Math.abs(sumSq(mixed) - expected) < 1e-4 * expected, `${sumSq(mixed)} vs ${expected}`);
+  for (const i of [3, 6]) assert.deepEqual([...mix.subarray(i * batch, (i + 1) * batch)], Array.from({ length: batch }, (_, j) => (j === i ? 1 : 0)));
+  assert.ok(groupFocusMix(batch, 3, 1, captioned).every((x, k) => x === (k % (batch + 1) === 0 ? 1 : 0)), 'focus 1 is the plain loss');
+  assert.throws(() => groupFocusMix(batch, 3, 0, captioned), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER');
+  assert.throws(() => groupFocusMix(batch, 3, 2, [true]), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_BATCH');
+});
+
 test('a UNet step on position groups trains and stays reproducible', async () => {
   const run = () =>
     trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, poolSize: 10, threads: 1, vaeCheckScenes: 0 });
@@ -321,6 +344,12 @@ test('a UNet step on position groups trains and stays reproducible', async () =>
   assert.ok(Number.isFinite(a.losses.unet[1]) && a.losses.unet[1] > 0);
   const shaped = await trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 5, positionGroups: true, shapeGroups: true, groupContrast: 2, poolSize: 12, threads: 1, vaeCheckScenes: 0 });
   assert.ok(Number.isFinite(shaped.losses.unet[1]) && shaped.losses.unet[1] > 0);
+  const focusOpts = { arch: MICRO_ARCHITECTURE, resolution: 16, seed: 8, vaeSteps: 0, unetSteps: 2, unetBatch: 6, shapeGroups: true, poolSize: 12, threads: 1, vaeCheckScenes: 0 } as const;
+  const plainShapes = await trainSceneModel(focusOpts);
+  const focused = await trainSceneModel({ ...focusOpts, groupFocus: 9 });
+  // The same first batch (one shape group) with its members' deviations weighted nine times.
+  assert.ok(focused.losses.unet[0] > plainShapes.losses.unet[0], `focused ${focused.losses.unet[0]}, plain ${plainShapes.losses.unet[0]}`);
+  await assert.rejects(trainSceneModel({ ...focusOpts, shapeGroups: false, groupFocus: 9 }), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER');
   const key = [...a.tensors.keys()].find((k) => k.startsWith('model.diffusion_model.out.'))!;
   assert.deepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(b.tensors.get(key)!).data);
   const start = newScratchModel(MICRO_ARCHITECTURE, 8).tensors.get(key)!;

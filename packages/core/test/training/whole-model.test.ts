@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { loadModel } from '../../src/models/load.js';
 import { checkpointFiles } from '../../src/pipeline/checkpoint-files.js';
 import { diffusionTargets } from '../../src/training/objective.js';
-import { timestepWeight } from '../../src/training/scene-training.js';
+import { groupFocusMix, timestepWeight } from '../../src/training/scene-training.js';
 import { DarkroomError } from '../../src/errors.js';
 
 const B = 2;
@@ -146,7 +146,7 @@ for (const trainText of [false, true]) {
   });
 }
 
-test("the UNet objective's loss, plain and weighted per sample, is the loss of the model the Engine loads from the written checkpoint", async () => {
+test("the UNet objective's loss, plain, weighted per sample and focused on a group's deviations, is the loss of the model the Engine loads from the written checkpoint", async () => {
   // What the trainer optimises must be what sampling runs: the same token rows, text encoder output, timestep input
   // and schedule, read back from the files rather than from the trainer's own tensors.
   const m = newScratchModel(MICRO_ARCHITECTURE, 6);
@@ -154,6 +154,7 @@ test("the UNet objective's loss, plain and weighted per sample, is the loss of t
   const p = new FlatParameters(m.tensors);
   const d = await DiffusionObjective.create(p, m.config, { batch: B, latentHeight: L, latentWidth: L, threads: 1, trainText: true });
   let weighted: DiffusionObjective | undefined;
+  let mixed: DiffusionObjective | undefined;
   try {
     const checkpoint = await writeScratchCheckpoint(dir, 'm', m.tensors, m.configJson, m.vocabulary);
     const ids = [0, 1].map((i) => captionTokenIds(m.tokenizer, captionScene(trainingScene(3, i), 3, i).text));
@@ -185,10 +186,33 @@ test("the UNet objective's loss, plain and weighted per sample, is the loss of t
       const expected = (weights[0]! * perSample[0]! + weights[1]! * perSample[1]!) / B;
       assert.ok(Math.abs(got.loss - expected) < 1e-5 * expected, `weighted trainer ${got.loss}, loaded model ${expected}`);
       await assert.rejects(weighted.evaluate(ids, batch), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_BATCH');
+
+      // Group focus: the two samples as one group, their deviations from the mean residual weighted by `focus`.
+      const focus = 9;
+      mixed = await DiffusionObjective.create(p, m.config, { batch: B, latentHeight: L, latentWidth: L, threads: 1, trainText: true, mixed: true });
+      const focused = await mixed.evaluate(ids, { ...batch, mix: float32([B, B], groupFocusMix(B, B, focus, [true, true])) });
+      const per = n / B;
+      let shared = 0;
+      let deviations = 0;
+      for (let j = 0; j < per; j++) {
+        const r0 = batch.noise.data[j]! - eps.data[j]!;
+        const r1 = batch.noise.data[per + j]! - eps.data[per + j]!;
+        const mean = (r0 + r1) / 2;
+        shared += B * mean * mean;
+        deviations += (r0 - mean) ** 2 + (r1 - mean) ** 2;
+      }
+      const expectedFocused = (shared + focus * deviations) / n;
+      assert.ok(Math.abs(focused.loss - expectedFocused) < 1e-5 * expectedFocused, `focused trainer ${focused.loss}, loaded model ${expectedFocused}`);
+      assert.ok(Math.abs(expectedFocused - plain) > 0.05 * plain, 'the focus changes the loss');
+      const unmixed = await mixed.evaluate(ids, { ...batch, mix: float32([B, B], groupFocusMix(B, B, focus, [true, false])) });
+      assert.ok(Math.abs(unmixed.loss - plain) < 1e-5 * plain, 'a member without a caption leaves the group: the plain loss');
+      await assert.rejects(mixed.evaluate(ids, batch), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_BATCH');
+      await assert.rejects(d.evaluate(ids, { ...batch, mix: float32([B, B], new Float32Array(B * B)) }), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_BATCH');
     } finally {
       await sd.release();
     }
   } finally {
+    await mixed?.release();
     await weighted?.release();
     await d.release();
     await rm(dir, { recursive: true, force: true });
