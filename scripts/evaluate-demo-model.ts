@@ -4,12 +4,15 @@
  *
  *   npx tsx scripts/evaluate-demo-model.ts [--model CHECKPOINT (default: the built-in model)]
  *     [--resolution 128] [--limit N] [--steps 20] [--sampler "DPM++ 2M"] [--cfg 5] [--threads 2] [--seeds 1,2,3]
- *     [--split held-out|seen]
+ *     [--split held-out|seen] [--phrasing full|varied]
  *
  * Each seed draws its own held-out scenes, captions and image seeds; with several, each seed's rates are printed,
  * then the rates over all their captions (53 captions of one seed tell apart changes of about two captions in
  * a hundred at best, so a candidate model is judged on several). `--split seen` renders as many scenes whose
  * combinations training shows, with the same shapes: a fact wrong there too is one the model has not learnt.
+ * `--phrasing varied` captions the scenes as the training data does (any template, size and position stated about
+ * half the time, as a person might type them) and checks only the facts each caption states; position then counts
+ * as right where the caption does not give one.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +20,16 @@ import { listArg, numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
 import { BUILTIN_CHECKPOINT, BUILTIN_MODEL_RESOLUTION } from '../packages/core/src/catalog/built-in-model.js';
 import { Engine } from '../packages/core/src/pipeline/engine.js';
-import { evaluateHeldOut, matchRates, SCENE_SPLITS, type HeldOutCase, type HeldOutReport, type SceneSplit } from '../packages/core/src/training/scenes/evaluate-model.js';
+import {
+  CAPTION_PHRASINGS,
+  evaluateHeldOut,
+  matchRates,
+  SCENE_SPLITS,
+  type CaptionPhrasing,
+  type HeldOutCase,
+  type HeldOutReport,
+  type SceneSplit,
+} from '../packages/core/src/training/scenes/evaluate-model.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -32,9 +44,11 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const split = stringArg(argv, 'split', 'held-out');
   if (!isSplit(split)) throw new RangeError(`--split takes one of ${SCENE_SPLITS.join(', ')}, got "${split}"`);
+  const phrasing = stringArg(argv, 'phrasing', 'full');
+  if (!isPhrasing(phrasing)) throw new RangeError(`--phrasing takes one of ${CAPTION_PHRASINGS.join(', ')}, got "${phrasing}"`);
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
   const line = (n: number, r: HeldOutReport['rates']): string =>
-    `${n} ${split} captions: colour ${pct(r.colour)}, background ${pct(r.background)}, position ${pct(r.position)}, shape ${pct(r.shape)}`;
+    `${n} ${split}${phrasing === 'varied' ? ' varied' : ''} captions: colour ${pct(r.colour)}, background ${pct(r.background)}, position ${pct(r.position)}, shape ${pct(r.shape)}`;
   const options = {
     checkpoint,
     resolution: numberArg(argv, 'resolution', BUILTIN_MODEL_RESOLUTION),
@@ -43,6 +57,7 @@ async function main(argv: readonly string[]): Promise<void> {
     sampler: stringArg(argv, 'sampler', 'DPM++ 2M'),
     cfgScale: numberArg(argv, 'cfg', 5),
     split,
+    phrasing,
   };
   // Every option is read before the engine starts, so a bad one is refused without loading anything.
   const engine = new Engine({ root: ROOT, threads });
@@ -68,6 +83,10 @@ async function main(argv: readonly string[]): Promise<void> {
 
 function isSplit(v: string): v is SceneSplit {
   return (SCENE_SPLITS as readonly string[]).includes(v);
+}
+
+function isPhrasing(v: string): v is CaptionPhrasing {
+  return (CAPTION_PHRASINGS as readonly string[]).includes(v);
 }
 
 /** "circle 11/12, square 3/10, ...": how often each stated shape was drawn as itself. */

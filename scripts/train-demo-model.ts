@@ -7,7 +7,7 @@
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2] [--unet-depth 1]
- *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--group-focus 1] [--high-noise FROM,SHARE] [--parameterization eps|v] [--save-every N]
+ *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--group-focus 1] [--stated-positions all|position-groups] [--high-noise FROM,SHARE] [--parameterization eps|v] [--save-every N]
  *     [--caption-facts-steps N] [--caption-facts-batch 32] [--caption-facts-lr 1e-3]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
@@ -28,7 +28,8 @@
  * kinds alternate); `--group-contrast K` weights each group's loss by 1 + K times how much its members' latents
  * differ at each place, relative to their mean difference (groupContrastWeights); `--group-focus F` multiplies by F
  * the part of a group's loss that only the varied words explain, its members' deviations from their mean residual
- * (groupFocusMix). `--high-noise 0.5,0.75` draws
+ * (groupFocusMix). With position groups every caption states the position; `--stated-positions position-groups`
+ * keeps that for position groups only, so the others teach captions without a place. `--high-noise 0.5,0.75` draws
  * three timesteps in four from the noisier half of the schedule, where an object's shape is decided (highNoise).
  * `--parameterization v` trains the UNet to predict v instead of eps (with `--from` an eps checkpoint is fine-tuned
  * to v) and writes `parameterization: v` into the config, which the pipeline samples as A1111 samples a v model.
@@ -63,6 +64,11 @@ function lossWeighting(name: string): LossWeighting {
 function parameterizationArg(name: string): Parameterization {
   if (name !== 'eps' && name !== 'v') throw new RangeError(`--parameterization must be eps or v, got "${name}"`);
   return name;
+}
+
+function statedPositionsArg(value: string): 'all' | 'position-groups' {
+  if (value !== 'all' && value !== 'position-groups') throw new RangeError(`--stated-positions takes all or position-groups, got "${value}"`);
+  return value;
 }
 
 /** `--high-noise FROM,SHARE`; nothing when not given (the range is checked by the trainer). */
@@ -104,6 +110,7 @@ async function main(argv: readonly string[]): Promise<void> {
     shapeGroups: numberArg(argv, 'shape-groups', 0) === 1,
     groupContrast: numberArg(argv, 'group-contrast', 0),
     groupFocus: numberArg(argv, 'group-focus', 1),
+    statedPositions: statedPositionsArg(stringArg(argv, 'stated-positions', 'all')),
     ...highNoiseArg(stringArg(argv, 'high-noise', '')),
     lowFrequencyNoise: stringArg(argv, 'lf-noise', '1,0.5')
       .split(',')

@@ -112,6 +112,13 @@ export interface SceneTrainingOptions {
    */
   readonly groupFocus?: number;
   /**
+   * Which captions of a grouped pool always state the position: `all` (the default, as position groups have
+   * trained since they were added) or `position-groups`, where the other groups' captions state it about as often
+   * as ungrouped ones. A UNet that never sees a caption without a place draws noise for "a red square, white
+   * background", one of the phrasings the captions exist to teach.
+   */
+  readonly statedPositions?: 'all' | 'position-groups';
+  /**
    * Draws a share of the UNet's timesteps from the noisier end of the schedule: with probability `share`, from
    * [from * T, T), otherwise from all of [0, T) (default share 0: uniform, as ldm trains). The shape of an object is
    * decided in the noisier half of sampling (img2img of held-out renders through a model that draws colours and
@@ -284,6 +291,17 @@ const VARIANTS: Record<VariantKind, number> = { position: POSITIONS.length, shap
 export function poolGrouping(position: boolean, shape: boolean): PoolGrouping {
   const kinds = VARIANT_KINDS.filter((k) => (k === 'position' ? position : shape));
   return kinds.length === 0 ? UNGROUPED : { kinds, size: Math.max(...kinds.map((k) => VARIANTS[k])) };
+}
+
+/** What the group of pool scene `k` varies (nothing for an ungrouped pool). */
+export function poolVariantKind(k: number, grouping: PoolGrouping): VariantKind | undefined {
+  const { kinds, size } = grouping;
+  return kinds.length === 0 ? undefined : kinds[Math.floor(k / size) % kinds.length];
+}
+
+/** Whether the caption of pool scene `k` always states the position (see statedPositions). */
+export function alwaysStatesPosition(k: number, grouping: PoolGrouping, stated: 'all' | 'position-groups'): boolean {
+  return grouping.kinds.includes('position') && (stated === 'all' || poolVariantKind(k, grouping) === 'position');
 }
 
 /** Training scene `k` of a pool grouped by `grouping` (see positionGroups and shapeGroups). */
@@ -467,6 +485,10 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   if (!Number.isFinite(focus) || !(focus > 0)) throw new DarkroomError('TRAINING_BAD_PARAMETER', `groupFocus: finite and above 0, got ${focus}`);
   if (focus !== 1 && !grouped) throw new DarkroomError('TRAINING_BAD_PARAMETER', 'groupFocus: weights groups, so it needs positionGroups or shapeGroups');
   const mixed = focus !== 1;
+  const statedPositions = opts.statedPositions ?? 'all';
+  if (statedPositions !== 'all' && statedPositions !== 'position-groups') {
+    throw new DarkroomError('TRAINING_BAD_PARAMETER', `statedPositions: all or position-groups, got ${String(statedPositions)}`);
+  }
   const highNoise = opts.highNoise;
   if (highNoise && !(highNoise.from >= 0 && highNoise.from < 1 && highNoise.share >= 0 && highNoise.share <= 1)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `highNoise: from in [0, 1) and share in [0, 1], got from ${highNoise.from}, share ${highNoise.share}`);
@@ -584,7 +606,8 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
         if (i % group === 0) base = r.below(Math.floor(pool / group)) * group;
         const k = base + (i % group);
         for (let j = 0; j < per; j++) latents[i * per + j] = scaleFactor * (means[k * per + j]! + stds[k * per + j]! * r.normal());
-        const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouping), opts.seed, s * unetBatch + i, false, grouping.kinds.includes('position')).text;
+        const always = alwaysStatesPosition(k, grouping, statedPositions);
+        const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouping), opts.seed, s * unetBatch + i, false, always).text;
         ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
         captioned.push(caption !== '');
       }

@@ -13,13 +13,14 @@ import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { isTransformerBlockOutput } from '../../src/pipeline/demo-model.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { drawTimestep, groupContrastWeights, groupFocusMix, learningRate, lowFrequencyNoise, poolGrouping, poolScene, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
-import { atShapeVariant, isHeldOut, POSITIONS, seenScenes, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
+import { alwaysStatesPosition, drawTimestep, groupContrastWeights, groupFocusMix, learningRate, lowFrequencyNoise, poolGrouping, poolScene, poolVariantKind, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import { atShapeVariant, heldOutScenes, isHeldOut, POSITIONS, seenScenes, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
 import { halfPrecisionWeights, MICRO_ARCHITECTURE, newScratchModel, scratchConfig, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';
+import { captionScene } from '../../src/training/scenes/captions.js';
 
 let engine: Engine;
 let dir: string;
@@ -120,6 +121,26 @@ test('a scene model trained for a few steps is written as a checkpoint the Engin
   assert.deepEqual(seen.cases.map((c) => c.scene), seenScenes(1).slice(0, 2));
   assert.deepEqual(seen.cases.map((c) => c.scene.objects[0]!.shape), report.cases.map((c) => c.scene.objects[0]!.shape));
   for (const c of seen.cases) assert.ok(!isHeldOut(c.scene.objects[0]!, c.scene.background), c.prompt);
+  // The varied phrasing captions the same scenes as training does and checks only what each caption states.
+  const varied = await evaluateHeldOut(engine, { checkpoint, resolution: 16, limit: 6, steps: 3, phrasing: 'varied' });
+  assert.deepEqual(
+    varied.cases.map((c) => c.prompt),
+    varied.cases.map((c, i) => captionScene(c.scene, 1, i).text),
+  );
+  const placeless = varied.cases.filter((_, i) => !captionScene(heldOutScenes(1)[i]!, 1, i).statesPosition);
+  assert.ok(placeless.length > 0 && placeless.length < varied.cases.length, 'some captions give no position, some do');
+  for (const c of placeless) assert.equal(c.match.position, true, `${c.prompt}: no position stated, none checked`);
+});
+
+test('with statedPositions position-groups only the position groups always state the place', () => {
+  const both = poolGrouping(true, true);
+  const kinds = [0, both.size].map((k) => poolVariantKind(k, both));
+  assert.deepEqual(kinds, ['position', 'shape']);
+  assert.equal(alwaysStatesPosition(0, both, 'all'), true);
+  assert.equal(alwaysStatesPosition(both.size, both, 'all'), true);
+  assert.equal(alwaysStatesPosition(0, both, 'position-groups'), true);
+  assert.equal(alwaysStatesPosition(both.size, both, 'position-groups'), false);
+  assert.equal(alwaysStatesPosition(both.size, poolGrouping(false, true), 'all'), false, 'without position groups nothing forces it');
 });
 
 test('coarse training noise: none is plain standard normals; level 0 shifts each channel by one value, level 1 each quadrant', () => {

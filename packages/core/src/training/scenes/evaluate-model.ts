@@ -2,7 +2,8 @@
  * How often a model draws what held-out captions say: each held-out scene's full caption is rendered by the
  * Engine at the model's resolution, and the detector checks colour, background, position and shape. The `seen`
  * split measures the same on combinations training shows (seenScenes), to tell a fact the model has not learnt
- * from one it does not carry to new combinations.
+ * from one it does not carry to new combinations. The `varied` phrasing renders the captions as people write
+ * them (any template, size and position stated or not) and checks only what each one says.
  */
 import { decodePng } from '../../formats/png.js';
 import type { Engine } from '../../pipeline/engine.js';
@@ -15,6 +16,10 @@ import { heldOutScenes, seenScenes, type Scene } from './scene.js';
 export const SCENE_SPLITS = ['held-out', 'seen'] as const;
 export type SceneSplit = (typeof SCENE_SPLITS)[number];
 
+/** How each scene is captioned: every fact in one template, or the training captions' varied phrasings. */
+export const CAPTION_PHRASINGS = ['full', 'varied'] as const;
+export type CaptionPhrasing = (typeof CAPTION_PHRASINGS)[number];
+
 export interface HeldOutOptions {
   readonly checkpoint: string;
   readonly resolution: number;
@@ -26,6 +31,8 @@ export interface HeldOutOptions {
   readonly seed?: number;
   /** Default `held-out`. */
   readonly split?: SceneSplit;
+  /** Default `full`. */
+  readonly phrasing?: CaptionPhrasing;
 }
 
 export interface HeldOutCase {
@@ -45,7 +52,8 @@ export async function evaluateHeldOut(engine: Engine, opts: HeldOutOptions, onCa
   const scenes = (opts.split === 'seen' ? seenScenes : heldOutScenes)(opts.seed ?? 1).slice(0, opts.limit);
   const cases: HeldOutCase[] = [];
   for (const [i, scene] of scenes.entries()) {
-    const prompt = captionScene(scene, opts.seed ?? 1, i, true).text;
+    const caption = captionScene(scene, opts.seed ?? 1, i, opts.phrasing !== 'varied');
+    const prompt = caption.text;
     const r = await engine.txt2img(
       {
         prompt,
@@ -63,7 +71,7 @@ export async function evaluateHeldOut(engine: Engine, opts: HeldOutOptions, onCa
     const rgb = new Uint8Array(png.width * png.height * 3);
     for (let p = 0; p < png.width * png.height; p++) for (let c = 0; c < 3; c++) rgb[p * 3 + c] = png.data[p * png.channels + c]!;
     const image: RgbImage = { width: png.width, height: png.height, data: rgb };
-    const c: HeldOutCase = { scene, prompt, image, match: evaluateScene(image, scene) };
+    const c: HeldOutCase = { scene, prompt, image, match: evaluateScene(image, scene, { statesPosition: caption.statesPosition }) };
     cases.push(c);
     onCase(c, i, scenes.length);
   }
