@@ -108,7 +108,9 @@ export interface SceneTrainingOptions {
    * mean residual: colour, background, the blob where the object is) and the members' deviations from that mean
    * (the shape or the place, which only the caption tells apart); this multiplies the second part alone
    * (groupFocusMix), so the shape word's share of the gradient grows without changing what the rest is trained
-   * towards, where groupContrast also weights the shared part and makes the background relatively cheaper.
+   * towards, where groupContrast also weights the shared part and makes the background relatively cheaper. On the
+   * built-in model the deviations were a third of the residual and mostly detail no word explains, so focus 9
+   * lowered every fact (docs/demo-model.md).
    */
   readonly groupFocus?: number;
   /**
