@@ -8,21 +8,23 @@ import { jobView, loadJob, type Tombstone } from './job-view.js';
 
 /**
  * Cancels a tenant's job. A queued job is removed at once (and leaves a tombstone so GET still answers
- * `cancelled`); a running one is told through Redis and stops after its current sampler step.
+ * `cancelled`); a running one is told through Redis and stops after its current sampler step. `stopping` says the
+ * job was running (it ends later, on its worker); `requested` is false for a job that had already ended.
  */
-export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Promise<{ view: JobView; requested: boolean }> {
+export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Promise<{ view: JobView; requested: boolean; stopping: boolean }> {
   const job = await loadJob(ctx, tenant, id);
   if (!job) {
     const view = await jobView(ctx, tenant, id);
     if (!view) throw new FarmError('JOB_NOT_FOUND', 404, `no job ${id}`);
-    return { view, requested: false };
+    return { view, requested: false, stopping: false };
   }
   const state = await job.getState();
   if (state === 'completed' || state === 'failed') {
-    return { view: (await jobView(ctx, tenant, id))!, requested: false };
+    return { view: (await jobView(ctx, tenant, id))!, requested: false, stopping: false };
   }
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
-  if (state !== 'active') {
+  let stopping = state === 'active';
+  if (!stopping) {
     try {
       await job.remove();
       // Only a job that never started still counts as waiting for its tenant.
@@ -38,10 +40,11 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
       );
     } catch {
       // A worker took it in the meantime: the cancel key and message reach that worker instead.
+      stopping = true;
     }
   }
   ctx.log.info({ jobId: id, tenant, state }, 'cancel requested');
-  return { view: (await jobView(ctx, tenant, id))!, requested: true };
+  return { view: (await jobView(ctx, tenant, id))!, requested: true, stopping };
 }
 
 /** How often a waiting call asks `giveUp` whether to stop waiting. */

@@ -6,19 +6,20 @@ import { trainingView, type TrainingTombstone } from './training-view.js';
 /**
  * Cancels a tenant's training. A queued one is removed at once (a tombstone keeps GET answering `cancelled`);
  * a running one is told through Redis, stores a checkpoint after its current optimizer step and ends
- * `cancelled`, and can be continued later with POST /v1/trainings/:id/resume.
+ * `cancelled`, and can be continued later with POST /v1/trainings/:id/resume. `stopping` says it was running.
  */
-export async function cancelTraining(ctx: ApiContext, tenant: string, id: string): Promise<{ view: TrainingView; requested: boolean }> {
+export async function cancelTraining(ctx: ApiContext, tenant: string, id: string): Promise<{ view: TrainingView; requested: boolean; stopping: boolean }> {
   const job = await loadTraining(ctx, tenant, id);
   if (!job) {
     const view = await trainingView(ctx, tenant, id);
     if (!view) throw new FarmError('TRAINING_NOT_FOUND', 404, `no training ${id}`);
-    return { view, requested: false };
+    return { view, requested: false, stopping: false };
   }
   const state = await job.getState();
-  if (state === 'completed' || state === 'failed') return { view: (await trainingView(ctx, tenant, id))!, requested: false };
+  if (state === 'completed' || state === 'failed') return { view: (await trainingView(ctx, tenant, id))!, requested: false, stopping: false };
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
-  if (state !== 'active') {
+  let stopping = state === 'active';
+  if (!stopping) {
     try {
       await job.remove();
       const req = job.data.request;
@@ -34,8 +35,9 @@ export async function cancelTraining(ctx: ApiContext, tenant: string, id: string
       );
     } catch {
       // A trainer took it in the meantime: the cancel key and message reach that trainer instead.
+      stopping = true;
     }
   }
   ctx.log.info({ jobId: id, tenant, state }, 'training cancel requested');
-  return { view: (await trainingView(ctx, tenant, id))!, requested: true };
+  return { view: (await trainingView(ctx, tenant, id))!, requested: true, stopping };
 }

@@ -51,8 +51,10 @@ export function jobRoutes(ctx: ApiContext): Router {
   });
 
   r.delete('/v1/jobs/:id', async (req, res) => {
-    const { view, requested } = await cancelJob(ctx, tenantOf(res), jobIdParam(req));
-    res.status(requested && view.state !== 'cancelled' ? 202 : 200).json({ ...view, cancel_requested: requested });
+    const { view, requested, stopping } = await cancelJob(ctx, tenantOf(res), jobIdParam(req));
+    // 202 follows what the request found (a running job told to stop), not the state read back after it: a
+    // worker can see the cancel and end the job before that read.
+    res.status(stopping ? 202 : 200).json({ ...view, cancel_requested: requested });
   });
 
   r.get('/v1/jobs/:id/events', async (req, res) => {

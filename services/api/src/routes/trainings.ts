@@ -48,8 +48,10 @@ export function trainingRoutes(ctx: ApiContext): Router {
   });
 
   r.post('/v1/trainings/:id/cancel', async (req, res) => {
-    const { view, requested } = await cancelTraining(ctx, tenantOf(res), idParam(req));
-    res.status(requested && view.state !== 'cancelled' ? 202 : 200).json({ ...view, cancel_requested: requested });
+    const { view, requested, stopping } = await cancelTraining(ctx, tenantOf(res), idParam(req));
+    // 202 follows what the request found (a running job told to stop), not the state read back after it: a
+    // worker can see the cancel and end the job before that read.
+    res.status(stopping ? 202 : 200).json({ ...view, cancel_requested: requested });
   });
 
   r.post('/v1/trainings/:id/resume', async (req, res) => {
