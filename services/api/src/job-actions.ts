@@ -7,11 +7,20 @@ import { JobEventReader } from './event-hub.js';
 import { jobView, loadJob, type Tombstone } from './job-view.js';
 
 /**
- * Cancels a tenant's job. A queued job is removed at once (and leaves a tombstone so GET still answers
- * `cancelled`); a running one is told through Redis and stops after its current sampler step. `stopping` says the
- * job was running (it ends later, on its worker); `requested` is false for a job that had already ended.
+ * What a cancel found: `stopping` says the job was running (it ends later, on its worker); `requested` is false for
+ * one that had already ended.
  */
-export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Promise<{ view: JobView; requested: boolean; stopping: boolean }> {
+export interface CancelOutcome<View> {
+  view: View;
+  requested: boolean;
+  stopping: boolean;
+}
+
+/**
+ * Cancels a tenant's job. A queued job is removed at once (and leaves a tombstone so GET still answers
+ * `cancelled`); a running one is told through Redis and stops after its current sampler step.
+ */
+export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Promise<CancelOutcome<JobView>> {
   const job = await loadJob(ctx, tenant, id);
   if (!job) {
     const view = await jobView(ctx, tenant, id);
@@ -23,28 +32,28 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
     return { view: (await jobView(ctx, tenant, id))!, requested: false, stopping: false };
   }
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
-  let stopping = state === 'active';
+  // A queued job a worker took in the meantime cannot be removed: the cancel key and message reach that worker.
+  const stopping = state === 'active' || !(await removeUnlessTaken(job));
   if (!stopping) {
-    try {
-      await job.remove();
-      // Only a job that never started still counts as waiting for its tenant.
-      if (job.attemptsStarted === 0) await leftWaiting(ctx.redis, ctx.keys, tenant);
-      const tomb: Tombstone = {
-        tenant, kind: job.data.kind, created_at: new Date(job.timestamp).toISOString(), cancelled_at: new Date().toISOString(),
-        webhook: job.data.webhook, requestHash: job.data.requestHash,
-      };
-      await ctx.redis.set(ctx.keys.tombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
-      await recordTerminalEvent(
-        { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
-        { id, tenant, webhook: job.data.webhook }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
-      );
-    } catch {
-      // A worker took it in the meantime: the cancel key and message reach that worker instead.
-      stopping = true;
-    }
+    // Only a job that never started still counts as waiting for its tenant.
+    if (job.attemptsStarted === 0) await leftWaiting(ctx.redis, ctx.keys, tenant);
+    const tomb: Tombstone = {
+      tenant, kind: job.data.kind, created_at: new Date(job.timestamp).toISOString(), cancelled_at: new Date().toISOString(),
+      webhook: job.data.webhook, requestHash: job.data.requestHash,
+    };
+    await ctx.redis.set(ctx.keys.tombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
+    await recordTerminalEvent(
+      { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+      { id, tenant, webhook: job.data.webhook }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
+    );
   }
   ctx.log.info({ jobId: id, tenant, state }, 'cancel requested');
   return { view: (await jobView(ctx, tenant, id))!, requested: true, stopping };
+}
+
+/** Removes a job that is not running; false where BullMQ refuses because a worker holds it now. */
+export async function removeUnlessTaken(job: { remove(): Promise<unknown> }): Promise<boolean> {
+  return job.remove().then(() => true, () => false);
 }
 
 /** How often a waiting call asks `giveUp` whether to stop waiting. */

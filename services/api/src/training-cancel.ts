@@ -1,14 +1,15 @@
 import { CANCELLED_REASON, FarmError, recordTerminalEvent, requestCancel, type TrainingView } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
+import { removeUnlessTaken, type CancelOutcome } from './job-actions.js';
 import { loadTraining } from './training-submit.js';
 import { trainingView, type TrainingTombstone } from './training-view.js';
 
 /**
  * Cancels a tenant's training. A queued one is removed at once (a tombstone keeps GET answering `cancelled`);
  * a running one is told through Redis, stores a checkpoint after its current optimizer step and ends
- * `cancelled`, and can be continued later with POST /v1/trainings/:id/resume. `stopping` says it was running.
+ * `cancelled`, and can be continued later with POST /v1/trainings/:id/resume.
  */
-export async function cancelTraining(ctx: ApiContext, tenant: string, id: string): Promise<{ view: TrainingView; requested: boolean; stopping: boolean }> {
+export async function cancelTraining(ctx: ApiContext, tenant: string, id: string): Promise<CancelOutcome<TrainingView>> {
   const job = await loadTraining(ctx, tenant, id);
   if (!job) {
     const view = await trainingView(ctx, tenant, id);
@@ -18,25 +19,20 @@ export async function cancelTraining(ctx: ApiContext, tenant: string, id: string
   const state = await job.getState();
   if (state === 'completed' || state === 'failed') return { view: (await trainingView(ctx, tenant, id))!, requested: false, stopping: false };
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
-  let stopping = state === 'active';
+  // A queued training a trainer took in the meantime cannot be removed: the cancel key and message reach that trainer.
+  const stopping = state === 'active' || !(await removeUnlessTaken(job));
   if (!stopping) {
-    try {
-      await job.remove();
-      const req = job.data.request;
-      const tomb: TrainingTombstone = {
-        tenant, kind: req.kind, name: req.name, dataset: req.dataset, model: req.model, steps: req.steps,
-        created_at: new Date(job.timestamp).toISOString(), cancelled_at: new Date().toISOString(), webhook: req.webhook,
-        requestHash: job.data.requestHash, resumed_from: job.data.resume?.from ?? null,
-      };
-      await ctx.redis.set(ctx.keys.trainingTombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
-      await recordTerminalEvent(
-        { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
-        { id, tenant, webhook: req.webhook, family: 'training' }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
-      );
-    } catch {
-      // A trainer took it in the meantime: the cancel key and message reach that trainer instead.
-      stopping = true;
-    }
+    const req = job.data.request;
+    const tomb: TrainingTombstone = {
+      tenant, kind: req.kind, name: req.name, dataset: req.dataset, model: req.model, steps: req.steps,
+      created_at: new Date(job.timestamp).toISOString(), cancelled_at: new Date().toISOString(), webhook: req.webhook,
+      requestHash: job.data.requestHash, resumed_from: job.data.resume?.from ?? null,
+    };
+    await ctx.redis.set(ctx.keys.trainingTombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
+    await recordTerminalEvent(
+      { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+      { id, tenant, webhook: req.webhook, family: 'training' }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
+    );
   }
   ctx.log.info({ jobId: id, tenant, state }, 'training cancel requested');
   return { view: (await trainingView(ctx, tenant, id))!, requested: true, stopping };
