@@ -225,9 +225,14 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
       return v.children.some((c) => c.state === 'running');
     }, 60_000, 25);
     const del = await farm.request('DELETE', `/v1/flows/${id}`, { key: KEY });
-    assert.ok(del.status === 202 || del.status === 200, JSON.stringify(del.json));
+    assert.equal(del.status, 202, JSON.stringify(del.json));
+    assert.equal((del.json as { cancel_requested: boolean }).cancel_requested, true);
     const done = await waitFlow(id, ['completed', 'failed', 'cancelled'], 60_000);
     assert.equal(done.state, 'cancelled');
+    // A flow that has ended is not cancelled again.
+    const again = await farm.request('DELETE', `/v1/flows/${id}`, { key: KEY });
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    assert.equal((again.json as { cancel_requested: boolean }).cancel_requested, false);
     // Children done before the cancel keep their images; every other one is cancelled, none still runs.
     const settled = await waitFor('children settled', async () => {
       const v = (await farm.request('GET', `/v1/flows/${id}`, { key: KEY })).json as FlowJson;

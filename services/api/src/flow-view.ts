@@ -5,7 +5,7 @@ import {
   type FlowView,
 } from '@darkroom/farm/flows.js';
 import type { ApiContext } from './context.js';
-import { cancelJob } from './job-actions.js';
+import { cancelJob, type CancelOutcome } from './job-actions.js';
 import { jobView } from './job-view.js';
 
 export async function loadFlow(ctx: ApiContext, tenant: string, id: string): Promise<Job<FlowJobData, FlowJobResult> | null> {
@@ -71,14 +71,15 @@ export async function flowView(ctx: ApiContext, tenant: string, id: string): Pro
 /**
  * Cancels a flow: marks the flow cancelled and cancels every child as DELETE /v1/jobs/{id} would (a queued child
  * is removed at once, a running one stops after its current step). The parent, started by the last child to end,
- * records `cancelled` once the children are settled.
+ * records `cancelled` once the children are settled, so a requested cancel is always `stopping`: the flow ends after
+ * the request, however fast its children settle.
  */
-export async function cancelFlow(ctx: ApiContext, tenant: string, id: string): Promise<{ view: FlowView; requested: boolean }> {
+export async function cancelFlow(ctx: ApiContext, tenant: string, id: string): Promise<CancelOutcome<FlowView>> {
   const job = await loadFlow(ctx, tenant, id);
   if (!job) throw new FarmError('FLOW_NOT_FOUND', 404, `no flow ${id}`);
   const state = await job.getState();
   if (state === 'completed' || state === 'failed' || (await readTerminalRecord(ctx.redis, ctx.keys, id))) {
-    return { view: (await flowView(ctx, tenant, id))!, requested: false };
+    return { view: (await flowView(ctx, tenant, id))!, requested: false, stopping: false };
   }
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
   // Later stages first: removing a stage's source would otherwise release the stage to a worker.
@@ -88,5 +89,5 @@ export async function cancelFlow(ctx: ApiContext, tenant: string, id: string): P
     });
   }
   ctx.log.info({ flowId: id, tenant, state }, 'flow cancel requested');
-  return { view: (await flowView(ctx, tenant, id))!, requested: true };
+  return { view: (await flowView(ctx, tenant, id))!, requested: true, stopping: true };
 }

@@ -41,8 +41,8 @@ export function flowRoutes(ctx: ApiContext): Router {
   });
 
   r.delete('/v1/flows/:id', async (req, res) => {
-    const { view, requested } = await cancelFlow(ctx, tenantOf(res), flowIdParam(req));
-    res.status(requested && view.state !== 'cancelled' ? 202 : 200).json({ ...view, cancel_requested: requested });
+    const { view, requested, stopping } = await cancelFlow(ctx, tenantOf(res), flowIdParam(req));
+    res.status(stopping ? 202 : 200).json({ ...view, cancel_requested: requested });
   });
 
   r.get('/v1/flows/:id/events', async (req, res) => {
