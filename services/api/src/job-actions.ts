@@ -33,7 +33,7 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
   }
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
   // A queued job a worker took in the meantime cannot be removed: the cancel key and message reach that worker.
-  const stopping = state === 'active' || !(await removeUnlessTaken(job));
+  const stopping = state === 'active' || !(await removeUnlessTaken(ctx.queues.generate, id));
   if (!stopping) {
     // Only a job that never started still counts as waiting for its tenant.
     if (job.attemptsStarted === 0) await leftWaiting(ctx.redis, ctx.keys, tenant);
@@ -51,9 +51,12 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
   return { view: (await jobView(ctx, tenant, id))!, requested: true, stopping };
 }
 
-/** Removes a job that is not running; false where BullMQ refuses because a worker holds it now. */
-export async function removeUnlessTaken(job: { remove(): Promise<unknown> }): Promise<boolean> {
-  return job.remove().then(() => true, () => false);
+/**
+ * Removes a job that is not running; false where BullMQ refuses because a worker holds its lock now. Uses the
+ * queue's remove, which answers 0 for a held lock, so a Redis failure still throws instead of reading as "taken".
+ */
+export async function removeUnlessTaken(queue: { remove(jobId: string): Promise<number> }, jobId: string): Promise<boolean> {
+  return (await queue.remove(jobId)) === 1;
 }
 
 /** How often a waiting call asks `giveUp` whether to stop waiting. */

@@ -20,7 +20,7 @@ export async function cancelTraining(ctx: ApiContext, tenant: string, id: string
   if (state === 'completed' || state === 'failed') return { view: (await trainingView(ctx, tenant, id))!, requested: false, stopping: false };
   await requestCancel(ctx.redis, ctx.keys, id, ctx.cfg.retainFailedS);
   // A queued training a trainer took in the meantime cannot be removed: the cancel key and message reach that trainer.
-  const stopping = state === 'active' || !(await removeUnlessTaken(job));
+  const stopping = state === 'active' || !(await removeUnlessTaken(ctx.queues.train, id));
   if (!stopping) {
     const req = job.data.request;
     const tomb: TrainingTombstone = {
