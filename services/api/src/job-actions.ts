@@ -7,13 +7,21 @@ import { JobEventReader } from './event-hub.js';
 import { jobView, loadJob, type Tombstone } from './job-view.js';
 
 /**
- * What a cancel found: `stopping` says the job was running (it ends later, on its worker); `requested` is false for
- * one that had already ended.
+ * What a cancel found: `stopping` says it ends after the request (a running job stops on its worker, a flow's
+ * parent records it once the children settle); `requested` is false for one that had already ended.
  */
 export interface CancelOutcome<View> {
   view: View;
   requested: boolean;
   stopping: boolean;
+}
+
+/**
+ * Answers a cancel: 202 follows what the request found (`stopping`), not the state read back after it, since a
+ * worker can see the cancel and end the job before that read; 200 for one that ended at once or had ended.
+ */
+export function sendCancelOutcome(res: Response, { view, requested, stopping }: CancelOutcome<object>): void {
+  res.status(stopping ? 202 : 200).json({ ...view, cancel_requested: requested });
 }
 
 /**

@@ -6,7 +6,7 @@ import type { ApiContext } from '../context.js';
 import { sendStream } from '../send-stream.js';
 import { submitFlow } from '../flow-submit.js';
 import { cancelFlow, flowView, loadFlow } from '../flow-view.js';
-import { streamJobEvents } from '../job-actions.js';
+import { sendCancelOutcome, streamJobEvents } from '../job-actions.js';
 
 function flowIdParam(req: Request): string {
   const id = String(req.params.id);
@@ -41,8 +41,7 @@ export function flowRoutes(ctx: ApiContext): Router {
   });
 
   r.delete('/v1/flows/:id', async (req, res) => {
-    const { view, requested, stopping } = await cancelFlow(ctx, tenantOf(res), flowIdParam(req));
-    res.status(stopping ? 202 : 200).json({ ...view, cancel_requested: requested });
+    sendCancelOutcome(res, await cancelFlow(ctx, tenantOf(res), flowIdParam(req)));
   });
 
   r.get('/v1/flows/:id/events', async (req, res) => {

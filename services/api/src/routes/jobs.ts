@@ -7,7 +7,7 @@ import { tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { sendStream } from '../send-stream.js';
 import { parseWith } from '../http-errors.js';
-import { cancelJob, streamJobEvents } from '../job-actions.js';
+import { cancelJob, sendCancelOutcome, streamJobEvents } from '../job-actions.js';
 import { jobResult, jobView, loadJob } from '../job-view.js';
 import { submitGenerate } from '../submit.js';
 
@@ -51,10 +51,7 @@ export function jobRoutes(ctx: ApiContext): Router {
   });
 
   r.delete('/v1/jobs/:id', async (req, res) => {
-    const { view, requested, stopping } = await cancelJob(ctx, tenantOf(res), jobIdParam(req));
-    // 202 follows what the request found (a running job told to stop), not the state read back after it: a
-    // worker can see the cancel and end the job before that read.
-    res.status(stopping ? 202 : 200).json({ ...view, cancel_requested: requested });
+    sendCancelOutcome(res, await cancelJob(ctx, tenantOf(res), jobIdParam(req)));
   });
 
   r.get('/v1/jobs/:id/events', async (req, res) => {

@@ -5,7 +5,7 @@ import type { ApiContext } from '../context.js';
 import { sendStream } from '../send-stream.js';
 import { parseWith } from '../http-errors.js';
 import { jsonBody } from '../json-body.js';
-import { streamJobEvents } from '../job-actions.js';
+import { sendCancelOutcome, streamJobEvents } from '../job-actions.js';
 import { cancelTraining } from '../training-cancel.js';
 import { loadTraining, resumeTraining, submitTrainingBody } from '../training-submit.js';
 import { trainingView } from '../training-view.js';
@@ -48,10 +48,7 @@ export function trainingRoutes(ctx: ApiContext): Router {
   });
 
   r.post('/v1/trainings/:id/cancel', async (req, res) => {
-    const { view, requested, stopping } = await cancelTraining(ctx, tenantOf(res), idParam(req));
-    // 202 follows what the request found (a running job told to stop), not the state read back after it: a
-    // worker can see the cancel and end the job before that read.
-    res.status(stopping ? 202 : 200).json({ ...view, cancel_requested: requested });
+    sendCancelOutcome(res, await cancelTraining(ctx, tenantOf(res), idParam(req)));
   });
 
   r.post('/v1/trainings/:id/resume', async (req, res) => {
