@@ -4,9 +4,12 @@ import type { Logger } from './logger.js';
 
 /**
  * How a connection behaves while Redis is away:
- * - `request`: the API's connections, which answer clients. Every command has a deadline (REDIS_TIMEOUT_MS,
- *   `commandTimeout`, counted from when it is issued, so it covers time spent queued while reconnecting) and is
- *   retried over at most one reconnection, so a request fails in bounded time and the client gets a 503.
+ * - `request`: the API's connections, which answer clients. A command fails at once while the connection is down,
+ *   and a command in flight when it drops fails then, rather than wait in ioredis' offline queue or be sent again
+ *   after the reconnection: a command whose request was already answered 503 must never run later (a job queued
+ *   after its client was told it was not, and queued again by the client's retry). Every command also has a
+ *   deadline (REDIS_TIMEOUT_MS, `commandTimeout`) for a Redis that hangs with its connections open; a command
+ *   already sent then may still run when Redis wakes, which only an Idempotency-Key makes safe to retry.
  * - `worker`: workers' and trainers' own connections. Nobody waits on them but the job in hand, and a job's
  *   attempts must not be spent on an outage, so commands wait (offline queue, no retry limit) until Redis is back.
  * - `blocking`: BullMQ worker and subscriber connections; BullMQ requires `maxRetriesPerRequest: null`.
@@ -35,7 +38,7 @@ export function connectRedis(url: string, opts: ConnectRedisOptions = {}): Redis
     lazyConnect: false,
     connectionName: opts.name,
     ...(role === 'request'
-      ? { maxRetriesPerRequest: 1, commandTimeout: opts.timeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS }
+      ? { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, commandTimeout: opts.timeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS }
       : { maxRetriesPerRequest: null }),
   };
   const client = new Redis(url, options);
@@ -100,6 +103,16 @@ export function redisUnavailableError(): RetryLaterError {
   return new RetryLaterError('REDIS_UNAVAILABLE',
     `the job store (Redis) cannot be reached right now; retry in ${REDIS_RETRY_AFTER_S} s`,
     REDIS_RETRY_AFTER_S);
+}
+
+/**
+ * Resolves once the connection is ready: a `request` connection refuses commands until then (no offline queue), so
+ * a service that starts before Redis waits here instead of failing its first command.
+ */
+export async function redisReady(client: Redis): Promise<void> {
+  if (client.status === 'ready') return;
+  if (client.status === 'end') throw new Error('the Redis connection was closed');
+  await new Promise<void>((resolve) => client.once('ready', () => resolve()));
 }
 
 /** PING with a deadline, for health checks on connections whose commands otherwise wait for Redis. */

@@ -44,8 +44,8 @@ export function createApp(ctx: ApiContext): Express {
   app.use(timing(ctx));
 
   app.get('/healthz', async (_req, res) => {
-    // Not connected: no need to wait out the command deadline to know.
-    const redisOk = ctx.redis.status === 'ready' && (await ctx.redis.ping().catch(() => null)) === 'PONG';
+    // Not connected: no need to wait out the command deadline to know. Both connections, as requests need both.
+    const redisOk = ctx.bull.status === 'ready' && ctx.redis.status === 'ready' && (await ctx.redis.ping().catch(() => null)) === 'PONG';
     res.status(redisOk ? 200 : 503).json({ ok: redisOk, redis: redisOk, storage: ctx.storage.driver, ...(redisOk ? await fleetHealth(ctx) : {}) });
   });
   app.get('/openapi.json', (_req, res) => {
@@ -77,7 +77,7 @@ export function createApp(ctx: ApiContext): Express {
 
   const json = exceptAssetUploads(express.json({ limit: ctx.cfg.maxBodyBytes, strict: false }));
   const limit = rateLimit(ctx.redis, ctx.keys, ctx.cfg.rateLimitPerMinute);
-  const redisUp = requireRedis(ctx.redis);
+  const redisUp = requireRedis([ctx.redis, ctx.bull]);
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), redisUp, limit);
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), redisUp, limit);
   app.use(webRoutes(ctx)); // the page at `/` and `/v1/gallery`, before `/v1/:kind` could claim it

@@ -8,6 +8,8 @@ import type { TenantStreamLimit } from './stream-limit.js';
 export interface ApiContext {
   cfg: ApiConfig;
   redis: Redis;
+  /** The connection the API's queues share (BullMQ's): a request needs it ready as much as `redis`. */
+  bull: Redis;
   /** The one subscriber to job events, shared by every SSE stream and waiting synchronous /sdapi call. */
   events: EventHub;
   /** Open SSE streams per tenant (SSE_MAX_STREAMS_PER_TENANT). */

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import {
-  AssetCache, AssetRegistry, connectRedis, createLogger, farmKeys, loadConfig, type ApiConfig, openQueues, openStorage, throttledErrorLog, webhookMasterSecret,
+  AssetCache, AssetRegistry, connectRedis, createLogger, redisReady, farmKeys, loadConfig, type ApiConfig, openQueues, openStorage, throttledErrorLog, webhookMasterSecret,
   type FarmQueues,
 } from '@darkroom/farm';
 import { openFlowQueues } from '@darkroom/farm/flows.js';
@@ -19,6 +19,8 @@ async function main(): Promise<void> {
   // remove jobs (no blocking commands), which BullMQ allows on such a connection.
   const redis = connectRedis(cfg.redisUrl, { role: 'request', timeoutMs: cfg.redisTimeoutMs, name: 'darkroom-api', log });
   const bull = connectRedis(cfg.redisUrl, { role: 'request', timeoutMs: cfg.redisTimeoutMs, name: 'darkroom-api-bull', log });
+  // Neither takes a command before it is ready (no offline queue): the API waits for Redis rather than fail.
+  await Promise.all([redisReady(redis), redisReady(bull)]);
   let queues: FarmQueues | undefined;
   const metrics = createApiMetrics(() => queues);
   queues = openQueues(cfg, bull);
@@ -27,7 +29,7 @@ async function main(): Promise<void> {
   const flows = openFlowQueues(cfg, bull);
   flows.flows.on('error', throttledErrorLog(log, 'queue flows: redis error'));
   const ctx: ApiContext = {
-    cfg, redis, keys, queues, flows, log, metrics, storage,
+    cfg, redis, bull, keys, queues, flows, log, metrics, storage,
     events: await EventHub.open(connectRedis(cfg.redisUrl, { role: 'blocking', name: 'darkroom-api-events', log }), keys),
     streams: new TenantStreamLimit(cfg.sseMaxStreamsPerTenant),
     modelCache: new AssetCache(storage, join(cfg.cacheDir, 'assets'), cfg.modelDiskCacheBytes, metrics.cacheRequests),
