@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { encodePng } from '@darkroom/core/formats/png.js';
 import { verifyWebhook } from '@darkroom/farm';
-import { freePort, HookReceiver, startFarm, waitFor, type Farm, type ServiceProcess } from './support/farm.js';
+import { freePort, HookReceiver, serviceLogTails, startFarm, waitFor, type Farm, type ServiceProcess } from './support/farm.js';
 import { startPrivateRedis, type PrivateRedis } from './support/redis-server.js';
 
 /**
@@ -97,13 +97,23 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
       };
     });
     const jobs: Submitted[] = [];
+    // Every submission attempt's outcome, for a failure's message.
+    const tries: string[] = [];
     const submitWave = async (k: number): Promise<void> => {
       // All at once, so the wave keeps the workers busy for a while.
-      await Promise.all(bodies.slice((k * JOBS) / KILLS, ((k + 1) * JOBS) / KILLS).map(async (b) => {
-        // Right after the Redis restart the API may still answer 503 for a moment: retried, bounded.
+      await Promise.all(bodies.slice((k * JOBS) / KILLS, ((k + 1) * JOBS) / KILLS).map(async (b, n) => {
+        // Right after the Redis restart the API may still answer 503 for a moment: retried, bounded, as a careful
+        // client retries, with an Idempotency-Key. A 503 (or a cut connection) leaves the outcome unknown (a
+        // command Redis ran just before it died had no answer), so the retry must not be able to queue it twice.
+        const headers = { 'idempotency-key': `chaos-${k}-${n}` };
         const r = await waitFor('a submission accepted', async () => {
-          const res = await farm.request('POST', b.img2img ? '/v1/img2img' : '/v1/txt2img', { body: b.body });
-          assert.ok(res.status === 202 || res.status === 503, JSON.stringify(res.json));
+          const res = await farm.request('POST', b.img2img ? '/v1/img2img' : '/v1/txt2img', { body: b.body, headers }).catch((e: Error) => {
+            tries.push(`${b.body.prompt}: ${Date.now() - t0} ms ${e.message.split('\n')[0]}`);
+            throw e;
+          });
+          tries.push(`${b.body.prompt}: ${Date.now() - t0} ms ${res.status} ${res.status === 202 ? (res.json as { id: string }).id : JSON.stringify(res.json)}`);
+          // 409 IDEMPOTENCY_KEY_BUSY: an earlier try of this submission is still being processed.
+          assert.ok(res.status === 202 || res.status === 503 || res.status === 409, JSON.stringify(res.json));
           return res.status === 202 ? res : null;
         }, 15_000, 200);
         jobs.push({ id: (r.json as { id: string }).id, images: b.images, kind: b.img2img ? 'img2img' : 'txt2img' });
@@ -166,8 +176,34 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
     // Every job terminal (bounded).
     await waitFor('every job terminal', async () => {
       const c = await queue.getJobCounts('completed', 'failed');
-      return (c.completed ?? 0) + (c.failed ?? 0) === JOBS;
-    }, 120_000, 500);
+      const terminal = (c.completed ?? 0) + (c.failed ?? 0);
+      if (terminal > JOBS) throw new Error(`${terminal} jobs terminal: more than the ${JOBS} submitted`);
+      return terminal === JOBS;
+    }, 120_000, 500).catch(async (e: Error) => {
+      // Which jobs are not terminal, where BullMQ holds them, what their event logs say and what the services
+      // said: enough to tell a lost job from a hung one.
+      const all = await queue.getJobCounts('completed', 'failed', 'active', 'wait', 'delayed', 'prioritized', 'waiting-children');
+      const stuck: string[] = [];
+      for (const j of jobs) {
+        const state = await queue.getJobState(j.id);
+        if (state === 'completed' || state === 'failed') continue;
+        const job = await queue.getJob(j.id);
+        const events = (await redis.client.xrange(`${farm.prefix}:darkroom:events:${j.id}`, '-', '+')).map(([, f]) => `${f[1]}${f[5] ? ` ${f[5]}` : ''}`);
+        const lock = await redis.client.get(`${farm.prefix}:generate:${j.id}:lock`);
+        stuck.push(`${j.id}: ${state}, attemptsMade ${job?.attemptsMade}, stalledCounter ${job?.stalledCounter}, lock ${lock ?? 'none'}, events [${events.join(' | ')}]`);
+      }
+      // Jobs nobody was told of (a submission answered 503 or cut off whose job was made anyway).
+      const known = new Set(jobs.map((j) => j.id));
+      const everyJob = await queue.getJobs(['completed', 'failed', 'active', 'wait', 'delayed', 'prioritized'], 0, -1);
+      for (const job of everyJob.filter((j) => j?.id && !known.has(j.id))) {
+        const events = (await redis.client.xrange(`${farm.prefix}:darkroom:events:${job.id}`, '-', '+')).map(([id, f]) => `${id} ${f[1]}`);
+        stuck.push(`unknown ${job.id}: prompt ${JSON.stringify((job.data as { request?: { prompt?: string } }).request?.prompt)}, added ${job.timestamp}, events [${events.join(' | ')}]`);
+      }
+      const live = farm.workers.map((w) => `${w.name}:${alive(w) ? 'up' : 'dead'}`).join(' ');
+      const retriedPrompts = new Set(tries.filter((t) => !/ 202 /.test(t)).map((t) => t.split(':')[0]));
+      const retriedTries = tries.filter((t) => retriedPrompts.has(t.split(':')[0]));
+      throw new Error(`${e.message}: ${JSON.stringify(all)}; workers ${live}\n${stuck.join('\n')}\nretried submissions:\n${retriedTries.join('\n')}\n${serviceLogTails([farm.api, ...farm.workers])}`);
+    });
     const wallMs = Date.now() - t0;
 
     // BullMQ: all completed, nothing left anywhere else.

@@ -59,7 +59,7 @@ function logTail(p: ServiceProcess, chars: number): string {
 }
 
 /** Each service's log tail under its name and exit status. */
-function serviceLogTails(services: readonly ServiceProcess[], chars = Number(process.env.TEST_SERVICE_LOG_CHARS ?? 3000)): string {
+export function serviceLogTails(services: readonly ServiceProcess[], chars = Number(process.env.TEST_SERVICE_LOG_CHARS ?? 3000)): string {
   return services.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'}) ---\n${logTail(p, chars)}`).join('\n');
 }
 
