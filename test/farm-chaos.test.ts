@@ -97,8 +97,9 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
       };
     });
     const jobs: Submitted[] = [];
-    // Every submission attempt's outcome, for a failure's message.
-    const tries: string[] = [];
+    // Every submission attempt's outcome by prompt, for a failure's message.
+    const tries = new Map<string, string[]>();
+    const tried = (prompt: string, outcome: string) => tries.set(prompt, [...(tries.get(prompt) ?? []), `${Date.now() - t0} ms ${outcome}`]);
     const submitWave = async (k: number): Promise<void> => {
       // All at once, so the wave keeps the workers busy for a while.
       await Promise.all(bodies.slice((k * JOBS) / KILLS, ((k + 1) * JOBS) / KILLS).map(async (b, n) => {
@@ -108,10 +109,10 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
         const headers = { 'idempotency-key': `chaos-${k}-${n}` };
         const r = await waitFor('a submission accepted', async () => {
           const res = await farm.request('POST', b.img2img ? '/v1/img2img' : '/v1/txt2img', { body: b.body, headers }).catch((e: Error) => {
-            tries.push(`${b.body.prompt}: ${Date.now() - t0} ms ${e.message.split('\n')[0]}`);
+            tried(b.body.prompt, e.message.split('\n')[0]!);
             throw e;
           });
-          tries.push(`${b.body.prompt}: ${Date.now() - t0} ms ${res.status} ${res.status === 202 ? (res.json as { id: string }).id : JSON.stringify(res.json)}`);
+          tried(b.body.prompt, `${res.status} ${res.status === 202 ? (res.json as { id: string }).id : JSON.stringify(res.json)}`);
           // 409 IDEMPOTENCY_KEY_BUSY: an earlier try of this submission is still being processed.
           assert.ok(res.status === 202 || res.status === 503 || res.status === 409, JSON.stringify(res.json));
           return res.status === 202 ? res : null;
@@ -126,8 +127,10 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
     const redisDownMs = 500 + Math.floor(random() * 2000);
     console.log(`# schedule: pauses ${pauses.join(',')} ms; Redis crashed after kill ${redisAfterKill + 1} for ${redisDownMs} ms`);
 
+    // A job's event log as Redis holds it: [id, [field, value, ...]] entries, the type second, the data sixth.
+    const eventLog = (jobId: string) => redis.client.xrange(`${farm.prefix}:darkroom:events:${jobId}`, '-', '+');
     const workerOfJob = async (jobId: string): Promise<string | null> => {
-      const events = await redis.client.xrange(`${farm.prefix}:darkroom:events:${jobId}`, '-', '+');
+      const events = await eventLog(jobId);
       const started = events.filter(([, f]) => f[1] === 'started').at(-1);
       return started ? (JSON.parse(started[1][5]!) as { worker: string }).worker : null;
     };
@@ -188,7 +191,7 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
         const state = await queue.getJobState(j.id);
         if (state === 'completed' || state === 'failed') continue;
         const job = await queue.getJob(j.id);
-        const events = (await redis.client.xrange(`${farm.prefix}:darkroom:events:${j.id}`, '-', '+')).map(([, f]) => `${f[1]}${f[5] ? ` ${f[5]}` : ''}`);
+        const events = (await eventLog(j.id)).map(([, f]) => `${f[1]}${f[5] ? ` ${f[5]}` : ''}`);
         const lock = await redis.client.get(`${farm.prefix}:generate:${j.id}:lock`);
         stuck.push(`${j.id}: ${state}, attemptsMade ${job?.attemptsMade}, stalledCounter ${job?.stalledCounter}, lock ${lock ?? 'none'}, events [${events.join(' | ')}]`);
       }
@@ -196,12 +199,11 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
       const known = new Set(jobs.map((j) => j.id));
       const everyJob = await queue.getJobs(['completed', 'failed', 'active', 'wait', 'delayed', 'prioritized'], 0, -1);
       for (const job of everyJob.filter((j) => j?.id && !known.has(j.id))) {
-        const events = (await redis.client.xrange(`${farm.prefix}:darkroom:events:${job.id}`, '-', '+')).map(([id, f]) => `${id} ${f[1]}`);
+        const events = (await eventLog(job.id!)).map(([id, f]) => `${id} ${f[1]}`);
         stuck.push(`unknown ${job.id}: prompt ${JSON.stringify((job.data as { request?: { prompt?: string } }).request?.prompt)}, added ${job.timestamp}, events [${events.join(' | ')}]`);
       }
       const live = farm.workers.map((w) => `${w.name}:${alive(w) ? 'up' : 'dead'}`).join(' ');
-      const retriedPrompts = new Set(tries.filter((t) => !/ 202 /.test(t)).map((t) => t.split(':')[0]));
-      const retriedTries = tries.filter((t) => retriedPrompts.has(t.split(':')[0]));
+      const retriedTries = [...tries].filter(([, t]) => t.length > 1).map(([prompt, t]) => `${prompt}: ${t.join('; ')}`);
       throw new Error(`${e.message}: ${JSON.stringify(all)}; workers ${live}\n${stuck.join('\n')}\nretried submissions:\n${retriedTries.join('\n')}\n${serviceLogTails([farm.api, ...farm.workers])}`);
     });
     const wallMs = Date.now() - t0;
@@ -221,7 +223,7 @@ describe('chaos: 100 jobs, 3 workers, 10 SIGKILLs and a Redis crash', () => {
       const view = (await farm.request('GET', `/v1/jobs/${j.id}`)).json as JobJson;
       assert.equal(view.state, 'completed', `job ${j.id}`);
       assert.equal(view.outputs.length, j.images, `job ${j.id} outputs`);
-      const events = (await redis.client.xrange(`${farm.prefix}:darkroom:events:${j.id}`, '-', '+')).map(([, f]) => f);
+      const events = (await eventLog(j.id)).map(([, f]) => f);
       const types = events.map((f) => f[1]);
       assert.equal(types.filter((t) => t === 'completed').length, 1, `job ${j.id}: one completed event (${types.join(',')})`);
       assert.equal(types.filter((t) => t === 'failed' || t === 'cancelled').length, 0, `job ${j.id}: ${types.join(',')}`);

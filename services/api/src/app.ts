@@ -11,7 +11,7 @@ import { errorHandler, notFound } from './http-errors.js';
 import { sdapiErrorHandler, sdapiNotFound } from './sdapi-errors.js';
 import { openApiDocument } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
-import { requireRedis } from './redis-guard.js';
+import { allConnected, requireRedis } from './redis-guard.js';
 import { exceptAssetUploads } from './raw-uploads.js';
 import { assetRoutes } from './routes/assets.js';
 import { datasetRoutes } from './routes/datasets.js';
@@ -43,9 +43,11 @@ export function createApp(ctx: ApiContext): Express {
   app.set('trust proxy', false);
   app.use(timing(ctx));
 
+  // The API's two Redis connections, its own and its queues': each reconnects on its own.
+  const connections = [ctx.redis, ctx.bull];
   app.get('/healthz', async (_req, res) => {
     // Not connected: no need to wait out the command deadline to know. Both connections, as requests need both.
-    const redisOk = ctx.bull.status === 'ready' && ctx.redis.status === 'ready' && (await ctx.redis.ping().catch(() => null)) === 'PONG';
+    const redisOk = allConnected(connections) && (await ctx.redis.ping().catch(() => null)) === 'PONG';
     res.status(redisOk ? 200 : 503).json({ ok: redisOk, redis: redisOk, storage: ctx.storage.driver, ...(redisOk ? await fleetHealth(ctx) : {}) });
   });
   app.get('/openapi.json', (_req, res) => {
@@ -77,7 +79,7 @@ export function createApp(ctx: ApiContext): Express {
 
   const json = exceptAssetUploads(express.json({ limit: ctx.cfg.maxBodyBytes, strict: false }));
   const limit = rateLimit(ctx.redis, ctx.keys, ctx.cfg.rateLimitPerMinute);
-  const redisUp = requireRedis([ctx.redis, ctx.bull]);
+  const redisUp = requireRedis(connections);
   app.use('/sdapi', requireTenant(ctx.cfg, { allowBasic: true }), redisUp, limit);
   app.use('/v1', requireTenant(ctx.cfg, { allowBasic: false }), redisUp, limit);
   app.use(webRoutes(ctx)); // the page at `/` and `/v1/gallery`, before `/v1/:kind` could claim it

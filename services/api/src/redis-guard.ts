@@ -10,6 +10,11 @@ import { redisUnavailableError, type Redis } from '@darkroom/farm';
  */
 export function requireRedis(connections: readonly Redis[]): RequestHandler {
   return (_req, _res, next) => {
-    next(connections.every((c) => c.status === 'ready') ? undefined : redisUnavailableError());
+    next(allConnected(connections) ? undefined : redisUnavailableError());
   };
+}
+
+/** Every connection is up (not reconnecting): what a request, and so /healthz, needs. */
+export function allConnected(connections: readonly Redis[]): boolean {
+  return connections.every((c) => c.status === 'ready');
 }
