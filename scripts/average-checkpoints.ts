@@ -12,17 +12,15 @@ import { join, resolve } from 'node:path';
 import { numberArg, stringArg } from '../bench/support/args.js';
 import { writeFileAtomically } from '../packages/core/src/atomic-write.js';
 import { readSafetensorsFile, writeSafetensors } from '../packages/core/src/formats/safetensors.js';
+import { checkpointCompanions } from '../packages/core/src/pipeline/checkpoint-files.js';
+import { HF_VOCABULARY_FILES } from '../packages/core/src/text/bpe-vocab.js';
 import { averageCheckpoints } from '../packages/core/src/training/checkpoint-average.js';
 
-const stem = (path: string): string => path.replace(/\.safetensors$/, '');
-const VOCAB_FILES = ['vocab.json', 'merges.txt'];
-
-/** The config and vocabulary files of a checkpoint, as bytes, to check that two checkpoints share them. */
-async function companions(path: string): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  out.set('.json', await readFile(`${stem(path)}.json`));
-  for (const f of VOCAB_FILES) out.set(`.vocab/${f}`, await readFile(join(`${stem(path)}.vocab`, f)));
-  return out;
+/** A checkpoint's config and vocabulary files, config first, with their bytes: two checkpoints of one model share them. */
+async function companionFiles(path: string): Promise<Array<readonly [string, Buffer]>> {
+  const { config, vocabulary } = checkpointCompanions(path);
+  const files = [config, ...Object.values(HF_VOCABULARY_FILES).map((f) => join(vocabulary, f))];
+  return Promise.all(files.map(async (f) => [f, await readFile(f)] as const));
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -33,10 +31,11 @@ async function main(argv: string[]): Promise<void> {
   const weight = numberArg(argv, 'weight', Number.NaN);
   if (!a.endsWith('.safetensors') || !b.endsWith('.safetensors')) throw new RangeError('--a and --b name two .safetensors checkpoints');
   if (name === '') throw new RangeError('--name names the averaged checkpoint');
-  const [ca, cb] = await Promise.all([companions(a), companions(b)]);
-  for (const [suffix, bytes] of ca) {
-    if (!bytes.equals(cb.get(suffix)!)) throw new RangeError(`${stem(a)}${suffix} and ${stem(b)}${suffix} differ: not one model`);
-  }
+  const [ca, cb] = await Promise.all([companionFiles(a), companionFiles(b)]);
+  ca.forEach(([pathA, bytes], i) => {
+    const [pathB, other] = cb[i]!;
+    if (!bytes.equals(other)) throw new RangeError(`${pathA} and ${pathB} differ: not one model`);
+  });
   const [fa, fb] = await Promise.all([readSafetensorsFile(a), readSafetensorsFile(b)]);
   const tensors = averageCheckpoints(fa.tensors, fb.tensors, weight);
   const metadata = {
@@ -44,9 +43,10 @@ async function main(argv: string[]): Promise<void> {
     averaged: JSON.stringify({ a: fa.metadata.darkroom ?? a, b: fb.metadata.darkroom ?? b, weight }),
   };
   const checkpoint = join(out, `${name}.safetensors`);
+  const written = checkpointCompanions(checkpoint);
   await writeFileAtomically(checkpoint, writeSafetensors(tensors, metadata));
-  await writeFileAtomically(join(out, `${name}.json`), ca.get('.json')!);
-  await cp(`${stem(a)}.vocab`, join(out, `${name}.vocab`), { recursive: true });
+  await writeFileAtomically(written.config, ca[0]![1]);
+  await cp(checkpointCompanions(a).vocabulary, written.vocabulary, { recursive: true });
   console.log(JSON.stringify({ checkpoint, a, b, weight }));
 }
 

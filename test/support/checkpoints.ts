@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeSafetensors } from '@darkroom/core/formats/safetensors.js';
+import { checkpointCompanions, writeVocabularyFolder } from '@darkroom/core/pipeline/checkpoint-files.js';
 import { DEMO_ARCHITECTURE, demoModelConfig, initialCheckpointTensors } from '@darkroom/core/pipeline/demo-model.js';
 import { buildDemoVocabulary } from '@darkroom/core/text/bpe-vocab.js';
 import { ClipTokenizer } from '@darkroom/core/text/tokenizer.js';
@@ -14,13 +15,12 @@ import { ClipTokenizer } from '@darkroom/core/text/tokenizer.js';
 export async function writeDemoSizeCheckpoint(dir: string, name: string, seed: number): Promise<string> {
   const vocab = buildDemoVocabulary();
   const vocabSize = new ClipTokenizer(vocab).vocabSize;
-  const vocabDir = join(dir, `${name}.vocab`);
-  await mkdir(vocabDir, { recursive: true });
-  await writeFile(join(dir, `${name}.json`), `${JSON.stringify(demoModelConfig(vocabSize), null, 1)}\n`);
-  await writeFile(join(vocabDir, 'vocab.json'), JSON.stringify(Object.fromEntries(vocab.encoder)));
-  await writeFile(join(vocabDir, 'merges.txt'), `#version: 0.2\n${vocab.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`);
-  const tensors = initialCheckpointTensors(vocabSize, DEMO_ARCHITECTURE, { unet: seed, vae: seed + 1, text: seed + 2 });
   const path = join(dir, `${name}.safetensors`);
+  const companions = checkpointCompanions(path);
+  await mkdir(dir, { recursive: true });
+  await writeFile(companions.config, `${JSON.stringify(demoModelConfig(vocabSize), null, 1)}\n`);
+  await writeVocabularyFolder(companions.vocabulary, vocab);
+  const tensors = initialCheckpointTensors(vocabSize, DEMO_ARCHITECTURE, { unet: seed, vae: seed + 1, text: seed + 2 });
   await writeFile(path, writeSafetensors(tensors, { format: 'pt' }));
   return path;
 }

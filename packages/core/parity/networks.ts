@@ -18,6 +18,7 @@ import type { HostTensor } from '../src/tensor.js';
 import { errorText, runGroups, section, skipped } from './groups.js';
 import { hostileCases } from './hostile.js';
 import { hypernetworkCases } from './networks-hypernetworks.js';
+import { HF_VOCABULARY_FILES } from '../src/text/bpe-vocab.js';
 import { combine, diffFields, elementwiseClose, type CaseResult, type Closeness } from './report.js';
 import type { Suite } from './suites.js';
 
@@ -43,7 +44,7 @@ function f32(t: HostTensor | undefined): Float32Array {
 
 function tokenizerFor(folder: string): TokenEncoder | undefined {
   const vocab = join(folder, 'vocab');
-  return existsSync(join(vocab, 'vocab.json')) ? ClipTokenizer.fromDirectory(vocab) : undefined;
+  return existsSync(join(vocab, HF_VOCABULARY_FILES.encoder)) ? ClipTokenizer.fromDirectory(vocab) : undefined;
 }
 
 /**

@@ -33,6 +33,7 @@ import type { Txt2ImgParams } from '../src/pipeline/params.js';
 import { attentionFromEnv } from './attention-variant.js';
 import { errorText, missingReason, section, skipped } from './groups.js';
 import { repoRoot } from './oracle.js';
+import { HF_VOCABULARY_FILES } from '../src/text/bpe-vocab.js';
 import { combine, elementwiseClose, scaledClose, type CaseResult, type Closeness } from './report.js';
 import type { Suite } from './suites.js';
 
@@ -235,7 +236,7 @@ function findVocabulary(folder: string): string | undefined {
   const root = resolve(folder, '..');
   const siblings = existsSync(root) ? readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory()) : [];
   const candidates = [join(folder, 'vocab'), join(root, 'text', 'vocab'), ...siblings.map((d) => join(root, d.name, 'vocab'))];
-  return candidates.find((c) => existsSync(join(c, 'vocab.json')) && existsSync(join(c, 'merges.txt')));
+  return candidates.find((c) => Object.values(HF_VOCABULARY_FILES).every((f) => existsSync(join(c, f))));
 }
 
 async function loadOracleModel(folder: string, index: OracleIndex): Promise<{ sd: StableDiffusionModel; model: PipelineModel } | { missing: string }> {

@@ -11,7 +11,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDarkroomError } from '../src/errors.js';
-import { vocabularyFromHuggingFace, vocabularyFromOpenAiGz } from '../src/text/bpe-vocab.js';
+import { HF_VOCABULARY_FILES, vocabularyFromHuggingFace, vocabularyFromOpenAiGz } from '../src/text/bpe-vocab.js';
 import {
   getLearnedConditioningPromptSchedules,
   getMulticondPromptList,
@@ -48,7 +48,7 @@ function sameRecorded(actual: Json, expected: Json): boolean {
 
 function vocabGroup(folder: string): Group {
   const dir = join(folder, 'vocab');
-  const hf = vocabularyFromHuggingFace(readFileSync(join(dir, 'vocab.json'), 'utf-8'), readFileSync(join(dir, 'merges.txt'), 'utf-8'));
+  const hf = vocabularyFromHuggingFace(readFileSync(join(dir, HF_VOCABULARY_FILES.encoder), 'utf-8'), readFileSync(join(dir, HF_VOCABULARY_FILES.merges), 'utf-8'));
   const gz = vocabularyFromOpenAiGz(readFileSync(join(dir, 'bpe_simple_vocab_16e6.txt.gz')));
   const problems: string[] = [];
   // The size the folder states for its vocabulary (vocab_meta.json), where it states one.

@@ -5,6 +5,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { HF_VOCABULARY_FILES } from '../src/text/bpe-vocab.js';
 import type { CaseResult } from './report.js';
 
 /** One group of the training oracle (a sub-folder such as `lr_schedule/`): its cases, one result each. */
@@ -73,7 +74,7 @@ export function findVocabulary(trainingFolder: string, checkpoint: string): stri
   const root = join(trainingFolder, '..');
   const candidates = [join(checkpoint, '..', 'vocab'), join(trainingFolder, 'vocab')];
   for (const dir of readdirSync(root, { withFileTypes: true })) if (dir.isDirectory()) candidates.push(join(root, dir.name, 'vocab'));
-  const found = candidates.find((c) => existsSync(join(c, 'vocab.json')));
+  const found = candidates.find((c) => existsSync(join(c, HF_VOCABULARY_FILES.encoder)));
   if (!found) throw new Error(`no CLIP vocabulary (vocab/vocab.json) found near ${trainingFolder}`);
   return found;
 }

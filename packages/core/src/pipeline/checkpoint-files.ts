@@ -4,8 +4,11 @@
  * creating an embedding or hypernetwork reads the same files.
  */
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
+import { writeFileAtomically } from '../atomic-write.js';
 import { DarkroomError } from '../errors.js';
+import { vocabularyToHuggingFace, type BpeVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
 import { BUILTIN_CHECKPOINT } from '../catalog/built-in-model.js';
 
@@ -16,15 +19,26 @@ export interface CheckpointFiles {
   readonly tokenizer: ClipTokenizer;
 }
 
+/** The files a checkpoint keeps beside it: its config `<stem>.json` and its vocabulary folder `<stem>.vocab/`. */
+export function checkpointCompanions(checkpoint: string): { readonly config: string; readonly vocabulary: string } {
+  const stem = join(dirname(checkpoint), basename(checkpoint, extname(checkpoint)));
+  return { config: `${stem}.json`, vocabulary: `${stem}.vocab` };
+}
+
+/** Writes a vocabulary folder in Hugging Face's layout, each file atomically. */
+export async function writeVocabularyFolder(dir: string, vocabulary: BpeVocabulary): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [file, text] of vocabularyToHuggingFace(vocabulary)) await writeFileAtomically(join(dir, file), text);
+}
+
 /**
  * The vocabulary folder of a checkpoint: `explicit`, else `<stem>.vocab/` or `vocab/` beside it, else
  * $DARKROOM_CLIP_VOCAB.
  */
 export function findVocabulary(checkpoint: string, explicit: string | undefined): string {
-  const stem = basename(checkpoint, extname(checkpoint));
   const candidates = [
     explicit,
-    join(dirname(checkpoint), `${stem}.vocab`),
+    checkpointCompanions(checkpoint).vocabulary,
     join(dirname(checkpoint), 'vocab'),
     process.env.DARKROOM_CLIP_VOCAB,
   ].filter((x): x is string => !!x);
@@ -47,7 +61,7 @@ export async function checkpointFiles(named: string, explicitVocabulary?: string
   const checkpoint = named === '' ? BUILTIN_CHECKPOINT : named;
   const vocabulary = named === '' ? undefined : explicitVocabulary;
   if (!existsSync(checkpoint)) throw new DarkroomError('MODEL_NOT_FOUND', `checkpoint ${checkpoint} does not exist`, { checkpoint });
-  const json = join(dirname(checkpoint), `${basename(checkpoint, extname(checkpoint))}.json`);
+  const json = checkpointCompanions(checkpoint).config;
   const tokenizer = ClipTokenizer.fromDirectory(findVocabulary(checkpoint, vocabulary));
   return { path: checkpoint, ...(existsSync(json) ? { config: json } : {}), tokenizer };
 }

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { writeSafetensors } from '../formats/safetensors.js';
 import type { Parameterization } from '../model-files/config.js';
 import { float32, numel, type Float32Tensor, type HostTensor } from '../tensor.js';
-import { buildDemoVocabulary } from '../text/bpe-vocab.js';
+import { buildDemoVocabulary, vocabularyToHuggingFace } from '../text/bpe-vocab.js';
+import { checkpointCompanions } from './checkpoint-files.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
 
 export const DEMO_MODEL_NAME = 'darkroom-tiny-sd1';
@@ -399,11 +400,11 @@ export async function ensureDemoModel(root: string = process.cwd()): Promise<Dem
   const dir = join(root, DEMO_MODEL_DIR);
   const checkpoint = join(dir, `${DEMO_MODEL_NAME}.safetensors`);
   const config = demoModelConfig(vocabSize);
-  const vocabDir = join(dir, `${DEMO_MODEL_NAME}.vocab`);
+  const companions = checkpointCompanions(checkpoint);
+  const vocabDir = companions.vocabulary;
   const files: Array<[string, () => Uint8Array | string]> = [
-    [join(dir, `${DEMO_MODEL_NAME}.json`), () => `${JSON.stringify(config, null, 1)}\n`],
-    [join(vocabDir, 'vocab.json'), () => JSON.stringify(Object.fromEntries(vocab.encoder))],
-    [join(vocabDir, 'merges.txt'), () => `#version: 0.2\n${vocab.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`],
+    [companions.config, () => `${JSON.stringify(config, null, 1)}\n`],
+    ...vocabularyToHuggingFace(vocab).map(([file, text]): [string, () => string] => [join(vocabDir, file), () => text]),
     [checkpoint, () => writeSafetensors(demoCheckpointTensors(vocabSize), { format: 'pt', darkroom: DEMO_MODEL_NAME })],
   ];
   for (const [path, contents] of files) {

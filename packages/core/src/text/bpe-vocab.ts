@@ -53,6 +53,9 @@ function parseMergeLine(line: string, lineNo: number): readonly [string, string]
   return [parts[0], parts[1]];
 }
 
+/** The two files of a vocabulary folder in Hugging Face's layout, the one a checkpoint's `<stem>.vocab/` holds. */
+export const HF_VOCABULARY_FILES = { encoder: 'vocab.json', merges: 'merges.txt' } as const;
+
 /** Hugging Face layout: `vocab.json` text and `merges.txt` text (first line `#version: ...`). */
 export function vocabularyFromHuggingFace(vocabJson: string, mergesTxt: string): BpeVocabulary {
   const raw: unknown = JSON.parse(vocabJson);
@@ -73,6 +76,14 @@ export function vocabularyFromHuggingFace(vocabJson: string, mergesTxt: string):
     merges.push(parseMergeLine(line, i + 1));
   });
   return { encoder, merges };
+}
+
+/** A vocabulary as the texts of its Hugging Face files, by file name: what vocabularyFromHuggingFace reads back. */
+export function vocabularyToHuggingFace(vocab: BpeVocabulary): ReadonlyArray<readonly [fileName: string, text: string]> {
+  return [
+    [HF_VOCABULARY_FILES.encoder, JSON.stringify(Object.fromEntries(vocab.encoder))],
+    [HF_VOCABULARY_FILES.merges, `#version: 0.2\n${vocab.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`],
+  ];
 }
 
 /** openai layout: gzipped merges; the vocabulary is derived exactly as `SimpleTokenizer.__init__` does. */

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { DarkroomError } from '../errors.js';
 import {
   END_OF_TEXT,
+  HF_VOCABULARY_FILES,
   START_OF_TEXT,
   applyMerges,
   bytesToUnicode,
@@ -64,7 +65,10 @@ export class ClipTokenizer {
   static fromDirectory(dir: string): ClipTokenizer {
     try {
       return new ClipTokenizer(
-        vocabularyFromHuggingFace(readFileSync(join(dir, 'vocab.json'), 'utf-8'), readFileSync(join(dir, 'merges.txt'), 'utf-8')),
+        vocabularyFromHuggingFace(
+          readFileSync(join(dir, HF_VOCABULARY_FILES.encoder), 'utf-8'),
+          readFileSync(join(dir, HF_VOCABULARY_FILES.merges), 'utf-8'),
+        ),
       );
     } catch (e) {
       if (!(e instanceof Error && 'code' in e && e.code === 'ENOENT')) throw e;

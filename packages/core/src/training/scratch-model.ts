@@ -3,11 +3,12 @@
  * weights (the demo model's initialisation), the config and vocabulary files the Engine loads beside a
  * checkpoint, and the checkpoint writer.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../atomic-write.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { inferModelConfig, overridesFromJson, type ModelConfig, type Parameterization } from '../model-files/config.js';
+import { checkpointCompanions, writeVocabularyFolder } from '../pipeline/checkpoint-files.js';
 import { demoModelConfig, initialCheckpointTensors, type TinyArchitecture } from '../pipeline/demo-model.js';
 import { buildDemoVocabulary, type BpeVocabulary } from '../text/bpe-vocab.js';
 import { ClipTokenizer } from '../text/tokenizer.js';
@@ -101,13 +102,12 @@ export async function writeScratchCheckpoint(
   vocabulary: BpeVocabulary,
   metadata: Record<string, string> = {},
 ): Promise<string> {
-  const vocabDir = join(dir, `${name}.vocab`);
-  await mkdir(vocabDir, { recursive: true });
+  await mkdir(dir, { recursive: true });
   const checkpoint = join(dir, `${name}.safetensors`);
+  const companions = checkpointCompanions(checkpoint);
   // Atomic: a snapshot rewritten while a long run is stopped is either the old file or the new one.
   await writeFileAtomically(checkpoint, writeSafetensors(tensors, { format: 'pt', ...metadata }));
-  await writeFileAtomically(join(dir, `${name}.json`), `${JSON.stringify(configJson, null, 1)}\n`);
-  await writeFile(join(vocabDir, 'vocab.json'), JSON.stringify(Object.fromEntries(vocabulary.encoder)));
-  await writeFile(join(vocabDir, 'merges.txt'), `#version: 0.2\n${vocabulary.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`);
+  await writeFileAtomically(companions.config, `${JSON.stringify(configJson, null, 1)}\n`);
+  await writeVocabularyFolder(companions.vocabulary, vocabulary);
   return checkpoint;
 }

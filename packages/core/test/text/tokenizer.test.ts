@@ -4,12 +4,19 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { oracleRoot } from '../../parity/oracle.js';
-import { buildDemoVocabulary, vocabularyFromMerges } from '../../src/text/bpe-vocab.js';
+import { checkpointCompanions, findVocabulary, writeVocabularyFolder } from '../../src/pipeline/checkpoint-files.js';
+import {
+  buildDemoVocabulary,
+  HF_VOCABULARY_FILES,
+  vocabularyFromHuggingFace,
+  vocabularyFromMerges,
+  vocabularyToHuggingFace,
+} from '../../src/text/bpe-vocab.js';
 import { ClipTokenizer } from '../../src/text/tokenizer.js';
 import { fixText, pythonHtmlUnescape, whitespaceClean } from '../../src/text/text-cleanup.js';
 
 const vocabDir = join(oracleRoot(), 'text/vocab');
-const haveVocab = existsSync(join(vocabDir, 'vocab.json'));
+const haveVocab = existsSync(join(vocabDir, HF_VOCABULARY_FILES.encoder));
 
 test('ftfy-style clean-up on the strings prompts actually contain', () => {
   assert.equal(fixText('ﬁne ﬂow'), 'fine flow');
@@ -95,4 +102,28 @@ test('HTML entities: ftfy table with upper-cased names; Python html.unescape for
   assert.equal(fixText('&#x27;q&#39; &#150;'), "'q' –", 'numeric references, C1 range read as Windows-1252');
   assert.equal(fixText('&bogus;'), '&bogus;');
   assert.equal(pythonHtmlUnescape('&amp &ampx &lt;b&gt; &#65'), '& &x <b> A', 'legacy entities without ;');
+});
+
+test('a vocabulary written as a checkpoint companion folder is the one a checkpoint loads', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vocab-folder-'));
+  try {
+    const vocab = buildDemoVocabulary(['zeppelin']);
+    const checkpoint = join(dir, 'model.safetensors');
+    const companions = checkpointCompanions(checkpoint);
+    assert.deepEqual(companions, { config: join(dir, 'model.json'), vocabulary: join(dir, 'model.vocab') });
+    await writeVocabularyFolder(companions.vocabulary, vocab);
+    assert.equal(findVocabulary(checkpoint, undefined), companions.vocabulary);
+    const loaded = ClipTokenizer.fromDirectory(companions.vocabulary);
+    const original = new ClipTokenizer(vocab);
+    assert.equal(loaded.vocabSize, original.vocabSize);
+    for (const text of ['a zeppelin over a red castle', 'photo, best quality', '<|endoftext|> zzq']) {
+      assert.deepEqual(loaded.encode(text), original.encode(text), text);
+    }
+    const [files, texts] = [vocabularyToHuggingFace(vocab).map(([f]) => f), vocabularyToHuggingFace(vocab).map(([, t]) => t)];
+    const back = vocabularyFromHuggingFace(texts[files.indexOf(HF_VOCABULARY_FILES.encoder)]!, texts[files.indexOf(HF_VOCABULARY_FILES.merges)]!);
+    assert.deepEqual(new Map(back.encoder), new Map(vocab.encoder), 'token ids (JSON puts numeric-looking tokens first; order is no part of a vocabulary)');
+    assert.deepEqual(back.merges, vocab.merges);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
