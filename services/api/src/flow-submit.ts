@@ -12,6 +12,7 @@ import { planFarmFlowScript } from './flow-farm-scripts.js';
 import { planFlowScript, type PlannedChild } from './flow-scripts.js';
 import { parseWith } from './http-errors.js';
 import { prepareGenerateJob } from './submit.js';
+import { checkIdempotencyKey, claimIdempotentId, idempotencyKeyBusy, idempotencyKeyReused } from './idempotency.js';
 
 /** A child's refusal names the child: `children[3].steps`. */
 function inChild(e: unknown, i: number): unknown {
@@ -59,26 +60,20 @@ async function withIdempotency(
   ctx: ApiContext, tenant: string, key: string | undefined, requestHash: string, create: (id: string) => Promise<FlowSubmitted>,
 ): Promise<FlowSubmitted> {
   if (key === undefined) return create(newJobId());
-  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
-    throw new FarmError('INVALID_IDEMPOTENCY_KEY', 400, 'Idempotency-Key must be 1-255 printable ASCII characters', 'Idempotency-Key');
-  }
+  checkIdempotencyKey(key);
   const id = idempotentJobId(tenant, `flows\0${key}`);
   const existing = await Job.fromId<FlowJobData>(ctx.flows.flows, id);
   if (existing) {
-    if (existing.data.tenant !== tenant || existing.data.requestHash !== requestHash) {
-      throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
-    }
+    if (existing.data.tenant !== tenant || existing.data.requestHash !== requestHash) throw idempotencyKeyReused();
     return { id, replayed: true };
   }
-  if ((await ctx.redis.set(ctx.keys.idempotencyClaim(id), requestHash, 'EX', 60, 'NX')) === null) {
-    throw new FarmError('IDEMPOTENCY_KEY_BUSY', 409, 'a request with this Idempotency-Key is still being processed; retry shortly', 'Idempotency-Key');
-  }
+  const claim = await claimIdempotentId(ctx.redis, ctx.keys.idempotencyClaim(id));
+  if (claim === null) throw idempotencyKeyBusy();
   try {
     return await create(id);
-  } catch (e) {
-    // A refused request must not block a corrected retry with the same key.
-    await ctx.redis.del(ctx.keys.idempotencyClaim(id));
-    throw e;
+  } finally {
+    // Made or refused (a refused request must not block a corrected retry), the claim has done its work.
+    await claim.release();
   }
 }
 

@@ -16,6 +16,7 @@ import { findModel, listModels } from './models.js';
 import { embeddingsInPrompts, jobBatchKey } from '@darkroom/farm/job-batch-key.js';
 import { resolveHiresUpscaler } from './upscaler-setting.js';
 import { resolveJobVae } from './vae-setting.js';
+import { checkIdempotencyKey, claimIdempotentId, CLAIM_TIMING, idempotencyKeyBusy, idempotencyKeyReused } from './idempotency.js';
 
 export interface Submitted {
   id: string;
@@ -154,47 +155,37 @@ export async function submitGenerate(
   opts: { idempotencyKey?: string; source: 'v1' | 'sdapi' },
 ): Promise<Submitted> {
   const requestHash = sha256Hex(JSON.stringify(rawBody ?? null));
-  let id = newJobId();
-  if (opts.idempotencyKey !== undefined) {
-    if (!/^[\x21-\x7e]{1,255}$/.test(opts.idempotencyKey)) {
-      throw new FarmError('INVALID_IDEMPOTENCY_KEY', 400, 'Idempotency-Key must be 1-255 printable ASCII characters', 'Idempotency-Key');
-    }
-    id = idempotentJobId(tenant, opts.idempotencyKey);
-    const existing = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
-    const tomb = existing ? null : await ctx.redis.get(ctx.keys.tombstone(id));
-    const prior = existing?.data.requestHash ?? (tomb ? (JSON.parse(tomb) as { requestHash?: string }).requestHash : undefined);
-    if (existing || tomb) {
-      if (prior !== requestHash) {
-        throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
-      }
-      return { id, replayed: true };
-    }
-    // Concurrent retries: one request claims the id and creates the job; the others wait for it and replay it.
-    const claimed = await ctx.redis.set(ctx.keys.idempotencyClaim(id), requestHash, 'EX', 60, 'NX');
-    if (claimed === null) {
-      const deadline = Date.now() + 10_000;
-      while (Date.now() < deadline) {
-        const job = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
-        if (job) {
-          if (job.data.requestHash !== requestHash) {
-            throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
-          }
-          return { id, replayed: true };
-        }
-        // The claimer gave up (its request was refused): this request may try in its place.
-        if (!(await ctx.redis.exists(ctx.keys.idempotencyClaim(id)))) return submitGenerate(ctx, tenant, kind, request, rawBody, opts);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      throw new FarmError('IDEMPOTENCY_KEY_BUSY', 409, 'a request with this Idempotency-Key is still being processed; retry shortly', 'Idempotency-Key');
-    }
+  if (opts.idempotencyKey === undefined) return createJob(ctx, tenant, kind, request, newJobId(), requestHash, opts.source);
+  checkIdempotencyKey(opts.idempotencyKey);
+  const id = idempotentJobId(tenant, opts.idempotencyKey);
+  const existing = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
+  const tomb = existing ? null : await ctx.redis.get(ctx.keys.tombstone(id));
+  const prior = existing?.data.requestHash ?? (tomb ? (JSON.parse(tomb) as { requestHash?: string }).requestHash : undefined);
+  if (existing || tomb) {
+    if (prior !== requestHash) throw idempotencyKeyReused();
+    return { id, replayed: true };
   }
-
+  // Concurrent retries: one request claims the id and creates the job; the others wait for it and replay it.
+  const claim = await claimIdempotentId(ctx.redis, ctx.keys.idempotencyClaim(id));
+  if (claim === null) {
+    const deadline = Date.now() + 2 * CLAIM_TIMING.leaseMs;
+    while (Date.now() < deadline) {
+      const job = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
+      if (job) {
+        if (job.data.requestHash !== requestHash) throw idempotencyKeyReused();
+        return { id, replayed: true };
+      }
+      // The claimer gave up (its request was refused, or Redis or its process died under it): try in its place.
+      if (!(await ctx.redis.exists(ctx.keys.idempotencyClaim(id)))) return submitGenerate(ctx, tenant, kind, request, rawBody, opts);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw idempotencyKeyBusy();
+  }
   try {
     return await createJob(ctx, tenant, kind, request, id, requestHash, opts.source);
-  } catch (e) {
-    // A refused request must not block a corrected retry with the same key.
-    if (opts.idempotencyKey !== undefined) await ctx.redis.del(ctx.keys.idempotencyClaim(id));
-    throw e;
+  } finally {
+    // Made or refused, the claim has done its work: a retry now finds the job, or may try again (corrected).
+    await claim.release();
   }
 }
 
@@ -273,7 +264,7 @@ async function createJob(
   );
   if (job.data.requestHash !== requestHash) {
     // Lost a race with an identical key carrying another body.
-    throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
+    throw idempotencyKeyReused();
   }
   ctx.metrics.submitted.inc({ kind, source });
   ctx.log.info({ jobId: id, tenant, kind, source }, 'job queued');

@@ -9,6 +9,7 @@ import {
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
 import { parseWith } from './http-errors.js';
+import { checkIdempotencyKey, idempotencyKeyReused } from './idempotency.js';
 import { findModel, listModels } from './models.js';
 
 /** A seed drawn at acceptance, so every attempt of the training (and a resumed one) draws the same. */
@@ -77,9 +78,7 @@ async function enqueue(ctx: ApiContext, id: string, data: TrainJobData): Promise
     () => ctx.queues.train.add(data.request.kind, data, { jobId: id }),
     (added) => added.data.requestHash === data.requestHash,
   );
-  if (job.data.requestHash !== data.requestHash) {
-    throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
-  }
+  if (job.data.requestHash !== data.requestHash) throw idempotencyKeyReused();
   ctx.log.info({ jobId: id, tenant: data.tenant, kind: data.request.kind, name: data.request.name }, 'training queued');
 }
 
@@ -89,15 +88,13 @@ async function enqueue(ctx: ApiContext, id: string, data: TrainJobData): Promise
  */
 async function trainingId(ctx: ApiContext, tenant: string, key: string | undefined, requestHash: string): Promise<{ id: string; existing: boolean }> {
   if (key === undefined) return { id: newJobId(), existing: false };
-  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
-    throw new FarmError('INVALID_IDEMPOTENCY_KEY', 400, 'Idempotency-Key must be 1-255 printable ASCII characters', 'Idempotency-Key');
-  }
+  checkIdempotencyKey(key);
   const id = idempotentJobId(tenant, key);
   const job = await Job.fromId<TrainJobData>(ctx.queues.train, id);
   const tomb = job ? null : await ctx.redis.get(ctx.keys.trainingTombstone(id));
   const prior = job?.data.requestHash ?? (tomb ? (JSON.parse(tomb) as { requestHash?: string }).requestHash : undefined);
   if (job || tomb) {
-    if (prior !== requestHash) throw new FarmError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with a different request body', 'Idempotency-Key');
+    if (prior !== requestHash) throw idempotencyKeyReused();
     return { id, existing: true };
   }
   return { id, existing: false };
