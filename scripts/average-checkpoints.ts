@@ -7,7 +7,7 @@
  * Every weight becomes (1 - weight) * A + weight * B. The two must be the same model: the same tensors and shapes,
  * the same `<stem>.json` and the same `<stem>.vocab/`; anything else is refused before a file is written.
  */
-import { cp, readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { numberArg, stringArg } from '../bench/support/args.js';
 import { writeFileAtomically } from '../packages/core/src/atomic-write.js';
@@ -44,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
   };
   const checkpoint = join(out, `${name}.safetensors`);
   const written = checkpointCompanions(checkpoint);
+  await mkdir(out, { recursive: true });
   await writeFileAtomically(checkpoint, writeSafetensors(tensors, metadata));
   await writeFileAtomically(written.config, ca[0]![1]);
   await cp(checkpointCompanions(a).vocabulary, written.vocabulary, { recursive: true });
