@@ -23,6 +23,22 @@ export function idempotencyKeyBusy(): FarmError {
   return new FarmError('IDEMPOTENCY_KEY_BUSY', 409, 'a request with this Idempotency-Key is still being processed; retry shortly', 'Idempotency-Key');
 }
 
+/**
+ * Whether the key's job was made already: its job, or the tombstone a removed job leaves, holds the hash of the body
+ * it was made from. The same body is a replay (true); another body is refused.
+ */
+export async function madeAlready(
+  job: { readonly data: { readonly requestHash?: string } } | undefined,
+  tombstone: () => Promise<string | null>,
+  requestHash: string,
+): Promise<boolean> {
+  const tomb = job ? null : await tombstone();
+  if (!job && tomb === null) return false;
+  const prior = job ? job.data.requestHash : (JSON.parse(tomb!) as { requestHash?: string }).requestHash;
+  if (prior !== requestHash) throw idempotencyKeyReused();
+  return true;
+}
+
 export interface IdempotencyClaim {
   /** Stops renewing the claim and takes it away if it is still this request's; never throws (Redis may be gone). */
   release(): Promise<void>;

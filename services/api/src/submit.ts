@@ -16,7 +16,7 @@ import { findModel, listModels } from './models.js';
 import { embeddingsInPrompts, jobBatchKey } from '@darkroom/farm/job-batch-key.js';
 import { resolveHiresUpscaler } from './upscaler-setting.js';
 import { resolveJobVae } from './vae-setting.js';
-import { checkIdempotencyKey, claimIdempotentId, CLAIM_TIMING, idempotencyKeyBusy, idempotencyKeyReused } from './idempotency.js';
+import { checkIdempotencyKey, claimIdempotentId, CLAIM_TIMING, idempotencyKeyBusy, idempotencyKeyReused, madeAlready } from './idempotency.js';
 
 export interface Submitted {
   id: string;
@@ -159,12 +159,7 @@ export async function submitGenerate(
   checkIdempotencyKey(opts.idempotencyKey);
   const id = idempotentJobId(tenant, opts.idempotencyKey);
   const existing = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
-  const tomb = existing ? null : await ctx.redis.get(ctx.keys.tombstone(id));
-  const prior = existing?.data.requestHash ?? (tomb ? (JSON.parse(tomb) as { requestHash?: string }).requestHash : undefined);
-  if (existing || tomb) {
-    if (prior !== requestHash) throw idempotencyKeyReused();
-    return { id, replayed: true };
-  }
+  if (await madeAlready(existing, () => ctx.redis.get(ctx.keys.tombstone(id)), requestHash)) return { id, replayed: true };
   // Concurrent retries: one request claims the id and creates the job; the others wait for it and replay it.
   const claim = await claimIdempotentId(ctx.redis, ctx.keys.idempotencyClaim(id));
   if (claim === null) {

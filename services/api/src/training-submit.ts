@@ -9,7 +9,7 @@ import {
 } from '@darkroom/farm';
 import type { ApiContext } from './context.js';
 import { parseWith } from './http-errors.js';
-import { checkIdempotencyKey, idempotencyKeyReused } from './idempotency.js';
+import { checkIdempotencyKey, idempotencyKeyReused, madeAlready } from './idempotency.js';
 import { findModel, listModels } from './models.js';
 
 /** A seed drawn at acceptance, so every attempt of the training (and a resumed one) draws the same. */
@@ -91,13 +91,7 @@ async function trainingId(ctx: ApiContext, tenant: string, key: string | undefin
   checkIdempotencyKey(key);
   const id = idempotentJobId(tenant, key);
   const job = await Job.fromId<TrainJobData>(ctx.queues.train, id);
-  const tomb = job ? null : await ctx.redis.get(ctx.keys.trainingTombstone(id));
-  const prior = job?.data.requestHash ?? (tomb ? (JSON.parse(tomb) as { requestHash?: string }).requestHash : undefined);
-  if (job || tomb) {
-    if (prior !== requestHash) throw idempotencyKeyReused();
-    return { id, existing: true };
-  }
-  return { id, existing: false };
+  return { id, existing: await madeAlready(job, () => ctx.redis.get(ctx.keys.trainingTombstone(id)), requestHash) };
 }
 
 /** Validates a training against the dataset and the engine's rules, and queues it once. */

@@ -1,13 +1,14 @@
 /**
- * The Idempotency-Key claim on a real Redis (REDIS_URL): a live holder keeps it past its lease, a holder that
+ * Whether a key's job was made already, from its job or the tombstone a removed one leaves; then the claim on a
+ * real Redis (REDIS_URL): a live holder keeps it past its lease, a holder that
  * stopped renewing (Redis or its process died under it) loses it within the lease, and a holder's release never
  * takes away a claim that lapsed and went to another request.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { connectRedis, redisReady, type Redis } from '@darkroom/farm';
-import { claimIdempotentId, type ClaimTiming } from '../src/idempotency.js';
+import { connectRedis, isFarmError, redisReady, type Redis } from '@darkroom/farm';
+import { claimIdempotentId, madeAlready, type ClaimTiming } from '../src/idempotency.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -79,4 +80,16 @@ describe('Idempotency-Key claim', () => {
     await current.release();
     assert.equal(await redis.exists(key), 0);
   });
+});
+
+test("a key's job, or its tombstone, replays the same body and refuses another with 422", async () => {
+  const noTomb = async () => null;
+  const tomb = (requestHash: string) => async () => JSON.stringify({ requestHash });
+  assert.equal(await madeAlready(undefined, noTomb, 'h1'), false);
+  assert.equal(await madeAlready({ data: { requestHash: 'h1' } }, tomb('other'), 'h1'), true, 'the job decides while it exists');
+  assert.equal(await madeAlready(undefined, tomb('h1'), 'h1'), true);
+  const reused = (e: unknown) => isFarmError(e) && e.code === 'IDEMPOTENCY_KEY_REUSED' && e.status === 422 && e.field === 'Idempotency-Key';
+  await assert.rejects(madeAlready({ data: { requestHash: 'h2' } }, noTomb, 'h1'), reused);
+  await assert.rejects(madeAlready(undefined, tomb('h2'), 'h1'), reused);
+  await assert.rejects(madeAlready(undefined, async () => '{}', 'h1'), reused, 'a tombstone without a hash matches no body');
 });
