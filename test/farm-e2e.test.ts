@@ -153,6 +153,16 @@ describe('farm end to end (real HTTP, Redis, s3rver, worker process)', () => {
     assert.equal((a.json as { id: string }).id, (b.json as { id: string }).id);
     assert.equal(b.headers.get('idempotent-replayed'), 'true');
     assert.equal(await total(), before + 1);
+    assert.equal((a.json as { state: string }).state, 'queued', 'a new job is answered as queued');
+    // A replay reads the job's state: once it has finished, a retry is told so.
+    const id = (a.json as { id: string }).id;
+    await waitFor('the job to finish', async () => {
+      const view = await farm.request('GET', `/v1/jobs/${id}`, { key: KEY_A });
+      return (view.json as { state: string }).state === 'completed';
+    });
+    const late = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body, headers });
+    assert.equal(late.status, 202);
+    assert.equal((late.json as { state: string }).state, 'completed');
     const changed = await farm.request('POST', '/v1/txt2img', { key: KEY_A, body: { ...body, seed: 8 }, headers });
     assert.equal(changed.status, 422);
     assert.equal((changed.json as { error: { field: string } }).error.field, 'Idempotency-Key');

@@ -35,9 +35,11 @@ export function jobRoutes(ctx: ApiContext): Router {
     const key = req.get('idempotency-key');
     const { id, replayed } = await submitGenerate(ctx, tenantOf(res), kind, parsed, body, { idempotencyKey: key, source: 'v1' });
     if (replayed) res.set('Idempotent-Replayed', 'true');
-    const view = await jobView(ctx, tenantOf(res), id);
+    // A new job is answered without another Redis read: one that failed would answer 503 for a job that is queued,
+    // and a retry without an Idempotency-Key would queue it twice. A replay queued nothing, so it reads the state.
+    const state = replayed ? ((await jobView(ctx, tenantOf(res), id))?.state ?? 'queued') : 'queued';
     res.status(202).location(`/v1/jobs/${id}`).json({
-      id, state: view?.state ?? 'queued', url: `${ctx.cfg.publicUrl}/v1/jobs/${id}`, events_url: `${ctx.cfg.publicUrl}/v1/jobs/${id}/events`,
+      id, state, url: `${ctx.cfg.publicUrl}/v1/jobs/${id}`, events_url: `${ctx.cfg.publicUrl}/v1/jobs/${id}/events`,
     });
   };
   r.post('/v1/txt2img', submit('txt2img'));

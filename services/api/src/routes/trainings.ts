@@ -37,7 +37,8 @@ export function trainingRoutes(ctx: ApiContext): Router {
     const body = jsonBody(req);
     const { id, replayed } = await submitTrainingBody(ctx, tenantOf(res), body, body, req.get('idempotency-key'));
     if (replayed) res.set('Idempotent-Replayed', 'true');
-    accepted(res, id, (await trainingView(ctx, tenantOf(res), id))?.state ?? 'queued');
+    // As for jobs: a new training is answered without another Redis read that could turn its 202 into a 503.
+    accepted(res, id, replayed ? ((await trainingView(ctx, tenantOf(res), id))?.state ?? 'queued') : 'queued');
   });
 
   r.get('/v1/trainings/:id', async (req, res) => {
