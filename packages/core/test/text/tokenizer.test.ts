@@ -119,8 +119,8 @@ test('a vocabulary written as a checkpoint companion folder is the one a checkpo
     for (const text of ['a zeppelin over a red castle', 'photo, best quality', '<|endoftext|> zzq']) {
       assert.deepEqual(loaded.encode(text), original.encode(text), text);
     }
-    const [files, texts] = [vocabularyToHuggingFace(vocab).map(([f]) => f), vocabularyToHuggingFace(vocab).map(([, t]) => t)];
-    const back = vocabularyFromHuggingFace(texts[files.indexOf(HF_VOCABULARY_FILES.encoder)]!, texts[files.indexOf(HF_VOCABULARY_FILES.merges)]!);
+    const texts = new Map(vocabularyToHuggingFace(vocab));
+    const back = vocabularyFromHuggingFace(texts.get(HF_VOCABULARY_FILES.encoder)!, texts.get(HF_VOCABULARY_FILES.merges)!);
     assert.deepEqual(new Map(back.encoder), new Map(vocab.encoder), 'token ids (JSON puts numeric-looking tokens first; order is no part of a vocabulary)');
     assert.deepEqual(back.merges, vocab.merges);
   } finally {
