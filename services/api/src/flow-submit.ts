@@ -62,14 +62,17 @@ async function withIdempotency(
   if (key === undefined) return create(newJobId());
   checkIdempotencyKey(key);
   const id = idempotentJobId(tenant, `flows\0${key}`);
-  const existing = await Job.fromId<FlowJobData>(ctx.flows.flows, id);
-  if (existing) {
-    if (existing.data.tenant !== tenant || existing.data.requestHash !== requestHash) throw idempotencyKeyReused();
-    return { id, replayed: true };
-  }
+  const made = async (): Promise<boolean> => {
+    const existing = await Job.fromId<FlowJobData>(ctx.flows.flows, id);
+    if (existing && (existing.data.tenant !== tenant || existing.data.requestHash !== requestHash)) throw idempotencyKeyReused();
+    return existing !== undefined;
+  };
+  if (await made()) return { id, replayed: true };
   const claim = await claimIdempotentId(ctx.redis, ctx.keys.idempotencyClaim(id));
   if (claim === null) throw idempotencyKeyBusy();
   try {
+    // Checked again under the claim: another request may have made the flow and let its claim go since.
+    if (await made()) return { id, replayed: true };
     return await create(id);
   } finally {
     // Made or refused (a refused request must not block a corrected retry), the claim has done its work.

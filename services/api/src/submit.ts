@@ -177,6 +177,10 @@ export async function submitGenerate(
     throw idempotencyKeyBusy();
   }
   try {
+    // Checked again under the claim: a request that found no job before another request made it and let its
+    // claim go must replay that job, not make it again (a second `queued` event and webhook).
+    const made = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
+    if (await madeAlready(made, () => ctx.redis.get(ctx.keys.tombstone(id)), requestHash)) return { id, replayed: true };
     return await createJob(ctx, tenant, kind, request, id, requestHash, opts.source);
   } finally {
     // Made or refused, the claim has done its work: a retry now finds the job, or may try again (corrected).
