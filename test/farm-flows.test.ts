@@ -106,6 +106,13 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
     assert.equal(again.status, 202);
     assert.equal((again.json as { id: string }).id, (first.json as { id: string }).id);
     assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    // The new flow's answer names the children it queued; the replay reads the same ones back from the flow.
+    const firstChildren = (first.json as { children: string[] }).children;
+    assert.equal(firstChildren.length, 2);
+    assert.equal((first.json as { state: string }).state, 'queued');
+    assert.deepEqual((again.json as { children: string[] }).children, firstChildren);
+    const view = await farm.request('GET', `/v1/flows/${(first.json as { id: string }).id}`, { key: KEY });
+    assert.deepEqual((view.json as FlowJson).children.map((c) => c.id), firstChildren);
     const other = await farm.request('POST', '/v1/flows', { key: KEY, body: { ...body, compose: { kind: 'grid', rows: 1, cols: 2 } }, headers });
     assert.equal(other.status, 422);
     await waitFlow((first.json as { id: string }).id, ['completed']);

@@ -46,10 +46,8 @@ function checkCompose(compose: GridCompose | null, images: number): void {
   }
 }
 
-export interface FlowSubmitted {
-  id: string;
-  replayed: boolean;
-}
+/** A flow made now carries its children's ids; a replay, which makes nothing, reads them from the flow. */
+export type FlowSubmitted = { id: string; replayed: false; children: string[] } | { id: string; replayed: true };
 
 /**
  * The flow id for a request: fresh, or fixed by its Idempotency-Key (in a namespace of its own: the same key on
@@ -235,5 +233,5 @@ async function queueFlow(
   await enqueueFlowWebhook(events, { id, tenant, webhook: data.webhook }, { ...queued, type: 'queued' });
   ctx.metrics.submitted.inc({ kind: 'flow', source });
   ctx.log.info({ flowId: id, tenant, children: prepared.length, script: spec.script?.name }, 'flow queued');
-  return { id, replayed: false };
+  return { id, replayed: false, children: prepared.map((p) => p.ref.id) };
 }

@@ -24,12 +24,22 @@ export function flowRoutes(ctx: ApiContext): Router {
       throw new FarmError('INVALID_REQUEST', 400, 'the request body must be a JSON object');
     }
     const tenant = tenantOf(res);
-    const { id, replayed } = await submitFlow(ctx, tenant, req.body, { idempotencyKey: req.get('idempotency-key') });
-    if (replayed) res.set('Idempotent-Replayed', 'true');
-    const view = await flowView(ctx, tenant, id);
+    const submitted = await submitFlow(ctx, tenant, req.body, { idempotencyKey: req.get('idempotency-key') });
+    const { id } = submitted;
+    // A new flow is answered from what was queued: reading it back could fail on a flow that is queued, and a
+    // retry without an Idempotency-Key would then queue it twice. A replay made nothing, so it reads the flow.
+    let state = 'queued';
+    let children: string[];
+    if (submitted.replayed) {
+      res.set('Idempotent-Replayed', 'true');
+      const view = await flowView(ctx, tenant, id);
+      state = view?.state ?? state;
+      children = view?.children.map((c) => c.id) ?? [];
+    } else {
+      children = submitted.children;
+    }
     res.status(202).location(`/v1/flows/${id}`).json({
-      id, state: view?.state ?? 'queued', url: `${ctx.cfg.publicUrl}/v1/flows/${id}`, events_url: `${ctx.cfg.publicUrl}/v1/flows/${id}/events`,
-      children: view?.children.map((c) => c.id) ?? [],
+      id, state, url: `${ctx.cfg.publicUrl}/v1/flows/${id}`, events_url: `${ctx.cfg.publicUrl}/v1/flows/${id}/events`, children,
     });
   });
 
