@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodePng, encodePng, readPngText, type RasterImage } from '@darkroom/core/formats/png.js';
+import { Queue } from 'bullmq';
 import { inputKey, openStorage, verifyWebhook } from '@darkroom/farm';
 import { freePort, HookReceiver, readEvents, startFarm, waitFor, type Farm, type ServiceProcess } from './support/farm.js';
 import { startS3, type TestS3 } from './support/s3.js';
@@ -98,7 +99,7 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
   });
 
   test('an Idempotency-Key makes one flow however often the POST is sent', async () => {
-    const body = { children: [{ ...BASE, steps: 1, seed: 1 }, { ...BASE, steps: 1, seed: 2 }] };
+    const body = { children: [{ ...BASE, steps: 1, seed: 1 }, { ...BASE, steps: 1, seed: 2 }], webhook: { url: hooks.url, events: ['queued', 'completed'] } };
     const headers = { 'idempotency-key': 'flow-once-1' };
     const first = await farm.request('POST', '/v1/flows', { key: KEY, body, headers });
     const again = await farm.request('POST', '/v1/flows', { key: KEY, body, headers });
@@ -115,7 +116,24 @@ describe('flows: fan-out generation jobs composed into a grid', () => {
     assert.deepEqual((view.json as FlowJson).children.map((c) => c.id), firstChildren);
     const other = await farm.request('POST', '/v1/flows', { key: KEY, body: { ...body, compose: { kind: 'grid', rows: 1, cols: 2 } }, headers });
     assert.equal(other.status, 422);
-    await waitFlow((first.json as { id: string }).id, ['completed']);
+    const id = (first.json as { id: string }).id;
+    await waitFlow(id, ['completed']);
+    await waitFor('flow.completed webhook', async () => flowHooks(id, 'flow.completed').length > 0, 30_000);
+    assert.equal(flowHooks(id, 'flow.queued').length, 1, 'the replay did not send `queued` again');
+    // A `queued` message lost between the flow's add and its own (the submission answered 503): the retry that
+    // 503 asks for queues it again, with the same id and body.
+    const webhooks = new Queue('webhooks', { connection: farm.redis, prefix: farm.prefix });
+    try {
+      await (await webhooks.getJob(`msg_${id}_queued`))!.remove();
+    } finally {
+      await webhooks.close();
+    }
+    const retried = await farm.request('POST', '/v1/flows', { key: KEY, body, headers });
+    assert.equal(retried.status, 202);
+    await waitFor('the `queued` webhook again', async () => flowHooks(id, 'flow.queued').length === 2, 30_000);
+    const [sent, resent] = flowHooks(id, 'flow.queued');
+    assert.equal(resent!.h.headers['webhook-id'], sent!.h.headers['webhook-id']);
+    assert.equal(resent!.h.body, sent!.h.body);
   });
 
   test('a 2x2 grid: cells equal single renders, partial results while it runs, one completion, one webhook', async () => {

@@ -127,6 +127,29 @@ export async function addWithQueuedEvent<T>(
   return added;
 }
 
+/**
+ * The `queued` event a job's log starts with, or null: a job's log is opened by that event (`addWithQueuedEvent`),
+ * and one trimmed past its start (`STREAM_MAX_LEN`) no longer has it.
+ */
+export async function firstQueuedEvent(redis: Redis, keys: FarmKeys, jobId: string): Promise<AppendedEvent | null> {
+  const [first] = (await redis.xrange(keys.events(jobId), '-', '+', 'COUNT', 1)) as StreamEntry[];
+  if (!first) return null;
+  const event = decode(jobId, first);
+  return event.type === 'queued' ? { id: event.id, type: event.type, at: event.at, data: event.data } : null;
+}
+
+/**
+ * Queues a job's `queued` webhook again, for an Idempotency-Key replay. The first submission queues it after the
+ * job's add, a separate Redis call: if that call failed, the client was answered 503 with its job queued and the
+ * webhook never sent, and the retry a 503 asks for lands here. The message id is fixed per job and the message is
+ * kept as long as a completed job is, so one already queued or delivered is not queued twice.
+ */
+export async function requeueQueuedWebhook(ctx: EventContext, job: EventJob): Promise<void> {
+  if (!job.webhook?.events.includes('queued')) return;
+  const event = await firstQueuedEvent(ctx.redis, ctx.keys, job.id);
+  if (event) await enqueueEventWebhook(ctx, job, event);
+}
+
 export interface StoredEvent extends JobEvent {
   id: string;
 }

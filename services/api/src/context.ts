@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { AssetCache, AssetRegistry, ApiConfig, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
+import type { AssetCache, AssetRegistry, ApiConfig, EventContext, FarmKeys, FarmQueues, Logger, Storage } from '@darkroom/farm';
 import type { FlowQueues } from '@darkroom/farm/flows.js';
 import type { EventHub } from './event-hub.js';
 import type { ApiMetrics } from './metrics.js';
@@ -25,4 +25,9 @@ export interface ApiContext {
   log: Logger;
   masterSecret: string;
   metrics: ApiMetrics;
+}
+
+/** What writing a job's events and queueing their webhooks needs, from the API's context. */
+export function eventContext(ctx: ApiContext): EventContext {
+  return { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS };
 }

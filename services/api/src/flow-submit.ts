@@ -1,12 +1,12 @@
 import { Job, type JobsOptions } from 'bullmq';
 import {
-  appendJobEvent, checkWebhookUrlSyntax, fairPriority, FarmError, generateJobOptions, idempotentJobId, Img2ImgRequest, isFarmError, newJobId, outputKey, QUEUE_NAMES,
-  sha256Hex, Txt2ImgRequest, type EventContext, type GenerateJobData, type GenerateKind, type GenerateRequest,
+  appendJobEvent, checkWebhookUrlSyntax, fairPriority, FarmError, firstQueuedEvent, generateJobOptions, idempotentJobId, Img2ImgRequest, isFarmError, newJobId, outputKey, QUEUE_NAMES,
+  sha256Hex, Txt2ImgRequest, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import {
   enqueueFlowWebhook, FLOWS_QUEUE, flowJobOptions, FlowRequest, type FlowChildRef, type FlowJobData, type FlowScriptPlan, type GridCompose,
 } from '@darkroom/farm/flows.js';
-import type { ApiContext } from './context.js';
+import { eventContext, type ApiContext } from './context.js';
 import { flowScriptName } from '@darkroom/core/scripts/index.js';
 import { planFarmFlowScript } from './flow-farm-scripts.js';
 import { planFlowScript, type PlannedChild } from './flow-scripts.js';
@@ -62,8 +62,13 @@ async function withIdempotency(
   const id = idempotentJobId(tenant, `flows\0${key}`);
   const made = async (): Promise<boolean> => {
     const existing = await Job.fromId<FlowJobData>(ctx.flows.flows, id);
-    if (existing && (existing.data.tenant !== tenant || existing.data.requestHash !== requestHash)) throw idempotencyKeyReused();
-    return existing !== undefined;
+    if (!existing) return false;
+    if (existing.data.tenant !== tenant || existing.data.requestHash !== requestHash) throw idempotencyKeyReused();
+    // A replay queues the flow's `queued` webhook again, in case the first request's queueing of it failed; its
+    // message id is fixed per flow, so one already queued or delivered is not queued twice.
+    const queued = existing.data.webhook?.events.includes('queued') ? await firstQueuedEvent(ctx.redis, ctx.keys, id) : null;
+    if (queued) await enqueueFlowWebhook(eventContext(ctx), { id, tenant, webhook: existing.data.webhook }, { ...queued, type: 'queued' });
+    return true;
   };
   if (await made()) return { id, replayed: true };
   const claim = await claimIdempotentId(ctx.redis, ctx.keys.idempotencyClaim(id));
@@ -217,7 +222,7 @@ async function queueFlow(
     tenant, children: prepared.map((p) => p.ref), compose: spec.compose, webhook: spec.webhook, requestHash, submittedAt: Date.now(),
     ...(spec.script ? { script: spec.script } : {}),
   };
-  const events: EventContext = { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS };
+  const events = eventContext(ctx);
   const queued = await appendJobEvent(events, { id, tenant, webhook: null }, 'queued', { children: prepared.length, ...(spec.script ? { script: spec.script.name } : {}) });
   const childOpts = generateJobOptions(ctx.cfg);
   const nodes: FlowChildNode[] = [];

@@ -2,7 +2,7 @@ import type { Request, Response } from 'express';
 import {
   CANCELLED_REASON, FarmError, isStreamId, leftWaiting, readJobEvents, recordTerminalEvent, requestCancel, TERMINAL_EVENTS, type JobView, type StoredEvent,
 } from '@darkroom/farm';
-import type { ApiContext } from './context.js';
+import { eventContext, type ApiContext } from './context.js';
 import { JobEventReader } from './event-hub.js';
 import { jobView, loadJob, type Tombstone } from './job-view.js';
 
@@ -51,7 +51,7 @@ export async function cancelJob(ctx: ApiContext, tenant: string, id: string): Pr
     };
     await ctx.redis.set(ctx.keys.tombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
     await recordTerminalEvent(
-      { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+      eventContext(ctx),
       { id, tenant, webhook: job.data.webhook }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
     );
   }

@@ -3,14 +3,14 @@ import { randomInt } from 'node:crypto';
 import { Job } from 'bullmq';
 import {
   addWithQueuedEvent, BUILTIN_MODEL, checkEngineParams, checkWebhookUrlSyntax, fairPriority, FarmError, idempotentJobId, inputImageProblem, inputKey, memoryRefusal, newJobId,
-  QUEUE_NAMES, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
+  QUEUE_NAMES, requeueQueuedWebhook, sha256Hex, type GenerateJobData, type GenerateKind, type GenerateRequest,
 } from '@darkroom/farm';
 import { resolveSamplerEntry, samplerEntryByAlias } from '@darkroom/core/catalog/samplers.js';
 import { findSchedulerEntry, SCHEDULER_CATALOG } from '@darkroom/core/catalog/schedulers.js';
 import { hypernetworkMultiplierError, promptHypernetworks } from '@darkroom/core/pipeline/extra-networks.js';
 import { DEFAULT_SETTINGS, resolveSettings, type OverrideSettings } from '@darkroom/core/pipeline/params.js';
 import { isDarkroomError } from '@darkroom/core/errors.js';
-import type { ApiContext } from './context.js';
+import { eventContext, type ApiContext } from './context.js';
 import { admissionBudgets, liveOn, noWorkerError } from './fleet.js';
 import { findModel, listModels } from './models.js';
 import { embeddingsInPrompts, jobBatchKey } from '@darkroom/farm/job-batch-key.js';
@@ -158,8 +158,13 @@ export async function submitGenerate(
   if (opts.idempotencyKey === undefined) return createJob(ctx, tenant, kind, request, newJobId(), requestHash, opts.source);
   checkIdempotencyKey(opts.idempotencyKey);
   const id = idempotentJobId(tenant, opts.idempotencyKey);
+  // A replay queues the job's `queued` webhook again, in case the first request's queueing of it failed.
+  const replay = async (job: Job<GenerateJobData> | undefined): Promise<Submitted> => {
+    if (job) await requeueQueuedWebhook(eventContext(ctx), { id, tenant, webhook: job.data.webhook });
+    return { id, replayed: true };
+  };
   const existing = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
-  if (await madeAlready(existing, () => ctx.redis.get(ctx.keys.tombstone(id)), requestHash)) return { id, replayed: true };
+  if (await madeAlready(existing, () => ctx.redis.get(ctx.keys.tombstone(id)), requestHash)) return replay(existing);
   // Concurrent retries: one request claims the id and creates the job; the others wait for it and replay it.
   const claim = await claimIdempotentId(ctx.redis, ctx.keys.idempotencyClaim(id));
   if (claim === null) {
@@ -168,7 +173,7 @@ export async function submitGenerate(
       const job = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
       if (job) {
         if (job.data.requestHash !== requestHash) throw idempotencyKeyReused();
-        return { id, replayed: true };
+        return replay(job);
       }
       // The claimer gave up (its request was refused, or Redis or its process died under it): try in its place.
       if (!(await ctx.redis.exists(ctx.keys.idempotencyClaim(id)))) return submitGenerate(ctx, tenant, kind, request, rawBody, opts);
@@ -180,7 +185,7 @@ export async function submitGenerate(
     // Checked again under the claim: a request that found no job before another request made it and let its
     // claim go must replay that job, not make it again (a second `queued` event and webhook).
     const made = await Job.fromId<GenerateJobData>(ctx.queues.generate, id);
-    if (await madeAlready(made, () => ctx.redis.get(ctx.keys.tombstone(id)), requestHash)) return { id, replayed: true };
+    if (await madeAlready(made, () => ctx.redis.get(ctx.keys.tombstone(id)), requestHash)) return replay(made);
     return await createJob(ctx, tenant, kind, request, id, requestHash, opts.source);
   } finally {
     // Made or refused, the claim has done its work: a retry now finds the job, or may try again (corrected).
@@ -256,7 +261,7 @@ async function createJob(
   const data = await prepareGenerateJob(ctx, tenant, kind, request, id, requestHash, source);
   const priority = await fairPriority(ctx.redis, ctx.keys, tenant);
   const job = await addWithQueuedEvent(
-    { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+    eventContext(ctx),
     { id, tenant, webhook: data.webhook }, { kind },
     () => ctx.queues.generate.add(kind, data, { jobId: id, priority }),
     (added) => added.data.requestHash === requestHash,

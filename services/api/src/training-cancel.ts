@@ -1,5 +1,5 @@
 import { CANCELLED_REASON, FarmError, recordTerminalEvent, requestCancel, type TrainingView } from '@darkroom/farm';
-import type { ApiContext } from './context.js';
+import { eventContext, type ApiContext } from './context.js';
 import { removeUnlessTaken, type CancelOutcome } from './job-actions.js';
 import { loadTraining } from './training-submit.js';
 import { trainingView, type TrainingTombstone } from './training-view.js';
@@ -30,7 +30,7 @@ export async function cancelTraining(ctx: ApiContext, tenant: string, id: string
     };
     await ctx.redis.set(ctx.keys.trainingTombstone(id), JSON.stringify(tomb), 'EX', ctx.cfg.retainFailedS);
     await recordTerminalEvent(
-      { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+      eventContext(ctx),
       { id, tenant, webhook: req.webhook, family: 'training' }, { type: 'cancelled', data: { before_start: true }, reason: CANCELLED_REASON },
     );
   }

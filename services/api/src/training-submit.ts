@@ -5,9 +5,9 @@ import { createHypernetwork } from '@darkroom/core/networks/hypernetworks/create
 import { samplerEntryByAlias, samplerEntryByName } from '@darkroom/core/catalog/samplers.js';
 import {
   addWithQueuedEvent, assetKindOf, BUILTIN_MODEL, checkTrainingPlan, checkWebhookUrlSyntax, FarmError, idempotentJobId, isCancelledReason, newJobId,
-  readManifest, sha256Hex, TrainingRequest, type AssetPin, type TrainingResumeRequest, type TrainingSaveRecord, type TrainJobData,
+  readManifest, requeueQueuedWebhook, sha256Hex, TrainingRequest, type AssetPin, type TrainingResumeRequest, type TrainingSaveRecord, type TrainJobData,
 } from '@darkroom/farm';
-import type { ApiContext } from './context.js';
+import { eventContext, type ApiContext } from './context.js';
 import { parseWith } from './http-errors.js';
 import { checkIdempotencyKey, idempotencyKeyReused, madeAlready } from './idempotency.js';
 import { findModel, listModels } from './models.js';
@@ -72,7 +72,7 @@ function checkWebhook(ctx: ApiContext, webhook: TrainingRequest['webhook']): voi
 
 async function enqueue(ctx: ApiContext, id: string, data: TrainJobData): Promise<void> {
   const job = await addWithQueuedEvent(
-    { redis: ctx.redis, keys: ctx.keys, webhooks: ctx.queues.webhooks, retentionS: ctx.cfg.retainFailedS },
+    eventContext(ctx),
     { id, tenant: data.tenant, webhook: data.request.webhook, family: 'training' },
     { kind: data.request.kind, name: data.request.name, ...(data.resume ? { resumed_from: data.resume.from } : {}) },
     () => ctx.queues.train.add(data.request.kind, data, { jobId: id }),
@@ -91,7 +91,10 @@ async function trainingId(ctx: ApiContext, tenant: string, key: string | undefin
   checkIdempotencyKey(key);
   const id = idempotentJobId(tenant, key);
   const job = await Job.fromId<TrainJobData>(ctx.queues.train, id);
-  return { id, existing: await madeAlready(job, () => ctx.redis.get(ctx.keys.trainingTombstone(id)), requestHash) };
+  const existing = await madeAlready(job, () => ctx.redis.get(ctx.keys.trainingTombstone(id)), requestHash);
+  // A replay queues the training's `queued` webhook again, in case the first request's queueing of it failed.
+  if (job) await requeueQueuedWebhook(eventContext(ctx), { id, tenant, webhook: job.data.request.webhook, family: 'training' });
+  return { id, existing };
 }
 
 /** Validates a training against the dataset and the engine's rules, and queues it once. */
