@@ -4,7 +4,7 @@
  *
  *   npx tsx scripts/evaluate-demo-model.ts [--model CHECKPOINT (default: the built-in model)]
  *     [--resolution 128] [--limit N] [--steps 20] [--sampler "DPM++ 2M"] [--cfg 5] [--threads 2] [--seeds 1,2,3]
- *     [--split held-out|seen] [--phrasing full|varied]
+ *     [--split held-out|seen] [--phrasing full|varied] [--autoencoder 1]
  *
  * Each seed draws its own held-out scenes, captions and image seeds; with several, each seed's rates are printed,
  * then the rates over all their captions (53 captions of one seed tell apart changes of about two captions in
@@ -12,7 +12,9 @@
  * combinations training shows, with the same shapes: a fact wrong there too is one the model has not learnt.
  * `--phrasing varied` captions the scenes as the training data does (any template, size and position stated about
  * half the time, as a person might type them) and checks only the facts each caption states; position then counts
- * as right where the caption does not give one.
+ * as right where the caption does not give one. `--autoencoder 1` renders nothing with the UNet: it passes the same
+ * scenes through the checkpoint's autoencoder alone and prints what the detector reads from the round trip, by
+ * shape, which is as often as a UNet on that autoencoder can draw each shape right.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,9 +22,11 @@ import { listArg, numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
 import { BUILTIN_CHECKPOINT, BUILTIN_MODEL_RESOLUTION } from '../packages/core/src/catalog/built-in-model.js';
 import { Engine } from '../packages/core/src/pipeline/engine.js';
+import { evaluateReconstruction, readAutoencoder } from '../packages/core/src/training/scenes/evaluate-vae.js';
 import {
   CAPTION_PHRASINGS,
   evaluateHeldOut,
+  evaluationScenes,
   matchRates,
   SCENE_SPLITS,
   type CaptionPhrasing,
@@ -59,6 +63,16 @@ async function main(argv: readonly string[]): Promise<void> {
     split,
     phrasing,
   };
+  if (numberArg(argv, 'autoencoder', 0) === 1) {
+    const scenes = seeds.flatMap((seed) => evaluationScenes(split, seed, limit > 0 ? limit : undefined));
+    const { vae, weights } = await readAutoencoder(checkpoint);
+    const r = await evaluateReconstruction(weights, vae, scenes, { resolution: options.resolution, threads });
+    console.log(`seeds ${seeds.join(',')}: ${line(r.scenes, r.rates).replace('captions', 'scenes through the autoencoder')}`);
+    console.log(`the detector on the renders themselves: ${line(r.scenes, r.ceiling).replace(/^\d+ \S+ captions: /, '')}`);
+    const kept = Object.entries(r.shapeByShape).map(([shape, k]) => `${shape} ${Math.round(k.rate * k.scenes)}/${k.scenes}`);
+    console.log(`shape kept, by the scene's first shape: ${kept.join(', ')}`);
+    return;
+  }
   // Every option is read before the engine starts, so a bad one is refused without loading anything.
   const engine = new Engine({ root: ROOT, threads });
   const all: HeldOutCase[] = [];

@@ -6,12 +6,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { repoRoot } from '../../parity/oracle.js';
-import { BUILTIN_MODEL_RESOLUTION } from '../../src/catalog/built-in-model.js';
+import { BUILTIN_CHECKPOINT, BUILTIN_MODEL_RESOLUTION } from '../../src/catalog/built-in-model.js';
 import { decodePng } from '../../src/formats/png.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import type { Txt2ImgParams } from '../../src/pipeline/params.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';
 import { detectScene } from '../../src/training/scenes/detect.js';
+import { evaluateReconstruction, readAutoencoder } from '../../src/training/scenes/evaluate-vae.js';
+import { heldOutScenes, SHAPES } from '../../src/training/scenes/scene.js';
 
 let engine: Engine;
 
@@ -52,6 +54,20 @@ test('held-out captions, never seen in training: the detector finds what they sa
   for (const [fact, floor] of Object.entries(HELD_OUT_FLOORS)) {
     assert.ok(found[fact]! >= floor, `${fact}: ${found[fact]} of ${report.cases.length}, floor ${floor} (${report.cases.map((c) => c.prompt).join(' | ')})`);
   }
+});
+
+test("the built-in autoencoder's round trip, by shape: the ceiling a UNet on it can reach for each", async (t) => {
+  const scenes = SHAPES.flatMap((shape) => heldOutScenes(1).filter((s) => s.objects[0]!.shape === shape).slice(0, 2));
+  const { vae, weights } = await readAutoencoder(BUILTIN_CHECKPOINT);
+  const r = await evaluateReconstruction(weights, vae, scenes, { resolution: SIDE, threads: 2 });
+  t.diagnostic(JSON.stringify(r.shapeByShape));
+  assert.equal(r.ceiling.shape, 1, 'the detector reads every render right');
+  assert.deepEqual(Object.keys(r.shapeByShape).sort(), [...SHAPES].sort());
+  for (const shape of SHAPES) assert.equal(r.shapeByShape[shape]!.scenes, 2, shape);
+  // Measured over all 318 held-out scenes of seeds 1-6: circles and squares kept in every one, stars in 10 of 24.
+  assert.equal(r.shapeByShape.circle!.rate, 1);
+  assert.equal(r.shapeByShape.square!.rate, 1);
+  assert.ok(r.rates.colour >= 11 / 12 && r.rates.background === 1, JSON.stringify(r.rates));
 });
 
 test('the same seed gives the same image; another seed another one', async () => {

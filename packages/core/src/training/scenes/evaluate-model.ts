@@ -48,8 +48,13 @@ export interface HeldOutReport {
   readonly rates: Readonly<Record<keyof SceneMatch, number>>;
 }
 
+/** The scenes an evaluation seed renders: held-out combinations, or as many that training shows; the first `limit`. */
+export function evaluationScenes(split: SceneSplit, seed: number, limit?: number): Scene[] {
+  return (split === 'seen' ? seenScenes : heldOutScenes)(seed).slice(0, limit);
+}
+
 export async function evaluateHeldOut(engine: Engine, opts: HeldOutOptions, onCase: (c: HeldOutCase, i: number, n: number) => void = () => {}): Promise<HeldOutReport> {
-  const scenes = (opts.split === 'seen' ? seenScenes : heldOutScenes)(opts.seed ?? 1).slice(0, opts.limit);
+  const scenes = evaluationScenes(opts.split ?? 'held-out', opts.seed ?? 1, opts.limit);
   const cases: HeldOutCase[] = [];
   for (const [i, scene] of scenes.entries()) {
     const caption = captionScene(scene, opts.seed ?? 1, i, opts.phrasing !== 'varied');
