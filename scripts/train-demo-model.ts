@@ -7,7 +7,7 @@
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2] [--unet-depth 1]
- *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--group-focus 1] [--stated-positions all|position-groups] [--high-noise FROM,SHARE] [--parameterization eps|v] [--save-every N]
+ *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--group-focus 1] [--stated-positions all|position-groups] [--high-noise FROM,SHARE] [--shape-loss SHAPE=FACTOR,...] [--parameterization eps|v] [--save-every N]
  *     [--caption-facts-steps N] [--caption-facts-batch 32] [--caption-facts-lr 1e-3]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
@@ -51,6 +51,7 @@ import { readTensors } from '../packages/core/src/model-files/checkpoint.js';
 import type { Parameterization } from '../packages/core/src/model-files/config.js';
 import { LOSS_WEIGHTINGS, trainSceneModel, type HighNoise, type LossWeighting, type SceneModelSnapshot, type TrainingProgress } from '../packages/core/src/training/scene-training.js';
 import type { ReconstructionReport } from '../packages/core/src/training/scenes/evaluate-vae.js';
+import type { Shape } from '../packages/core/src/training/scenes/scene.js';
 import { halfPrecisionWeights, MICRO_ARCHITECTURE, SCENE_ARCHITECTURE, sceneVocabulary, writeScratchCheckpoint } from '../packages/core/src/training/scratch-model.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -69,6 +70,18 @@ function parameterizationArg(name: string): Parameterization {
 function statedPositionsArg(value: string): 'all' | 'position-groups' {
   if (value !== 'all' && value !== 'position-groups') throw new RangeError(`--stated-positions takes all or position-groups, got "${value}"`);
   return value;
+}
+
+/** `--shape-loss square=2,ring=1.5`; nothing when not given (shapes and factors are checked by the trainer). */
+function shapeLossArg(value: string): { shapeLossWeights?: Partial<Record<Shape, number>> } {
+  if (value === '') return {};
+  const out: Partial<Record<Shape, number>> = {};
+  for (const part of value.split(',')) {
+    const [shape, factor] = part.split('=');
+    if (shape === undefined || factor === undefined || !Number.isFinite(Number(factor))) throw new RangeError(`--shape-loss takes SHAPE=FACTOR,..., got "${value}"`);
+    out[shape.trim() as Shape] = Number(factor);
+  }
+  return { shapeLossWeights: out };
 }
 
 /** `--high-noise FROM,SHARE`; nothing when not given (the range is checked by the trainer). */
@@ -112,6 +125,7 @@ async function main(argv: readonly string[]): Promise<void> {
     groupFocus: numberArg(argv, 'group-focus', 1),
     statedPositions: statedPositionsArg(stringArg(argv, 'stated-positions', 'all')),
     ...highNoiseArg(stringArg(argv, 'high-noise', '')),
+    ...shapeLossArg(stringArg(argv, 'shape-loss', '')),
     lowFrequencyNoise: stringArg(argv, 'lf-noise', '1,0.5')
       .split(',')
       .filter((x) => x.trim() !== '')

@@ -18,7 +18,7 @@ import { KeyedStream } from './keyed-random.js';
 import { captionScene } from './scenes/captions.js';
 import { imageToChw, renderScene } from './scenes/render.js';
 import { evaluateReconstruction, type ReconstructionReport } from './scenes/evaluate-vae.js';
-import { atPositionVariant, atShapeVariant, heldOutScenes, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene } from './scenes/scene.js';
+import { atPositionVariant, atShapeVariant, heldOutScenes, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene, type Shape } from './scenes/scene.js';
 import { newScratchModel, scratchConfig, type ScratchModel } from './scratch-model.js';
 import { captionTokenIds, COMPONENTS, DiffusionObjective, scheduleOf, VaeObjective, WholeModelOptimizer } from './whole-model.js';
 
@@ -120,6 +120,12 @@ export interface SceneTrainingOptions {
    * background", one of the phrasings the captions exist to teach.
    */
   readonly statedPositions?: 'all' | 'position-groups';
+  /**
+   * Multiplies the loss of every training scene whose first object has this shape (default: none, every shape 1).
+   * The autoencoder keeps every square and the built-in UNet drew under half of them (docs/demo-model.md): a
+   * square's loss weighted up gives its edges more of the gradient than the other shapes' share of a blob.
+   */
+  readonly shapeLossWeights?: Readonly<Partial<Record<Shape, number>>>;
   /**
    * Draws a share of the UNet's timesteps from the noisier end of the schedule: with probability `share`, from
    * [from * T, T), otherwise from all of [0, T) (default share 0: uniform, as ldm trains). The shape of an object is
@@ -304,6 +310,18 @@ export function poolVariantKind(k: number, grouping: PoolGrouping): VariantKind 
 /** Whether the caption of pool scene `k` always states the position (see statedPositions). */
 export function alwaysStatesPosition(k: number, grouping: PoolGrouping, stated: 'all' | 'position-groups'): boolean {
   return grouping.kinds.includes('position') && (stated === 'all' || poolVariantKind(k, grouping) === 'position');
+}
+
+/**
+ * Multiplies each sample's run of `per` elements in `weight` (batch x per) by its first shape's factor in
+ * `factors` (shapes not named keep 1).
+ */
+export function weightByShape(weight: Float32Array, shapes: readonly Shape[], per: number, factors: Readonly<Partial<Record<Shape, number>>>): void {
+  for (const [i, shape] of shapes.entries()) {
+    const f = factors[shape] ?? 1;
+    if (f === 1) continue;
+    for (let j = i * per; j < (i + 1) * per; j++) weight[j]! *= f;
+  }
 }
 
 /** Training scene `k` of a pool grouped by `grouping` (see positionGroups and shapeGroups). */
@@ -495,9 +513,15 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
   if (highNoise && !(highNoise.from >= 0 && highNoise.from < 1 && highNoise.share >= 0 && highNoise.share <= 1)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `highNoise: from in [0, 1) and share in [0, 1], got from ${highNoise.from}, share ${highNoise.share}`);
   }
+  const shapeFactors = opts.shapeLossWeights ?? {};
+  for (const [shape, f] of Object.entries(shapeFactors)) {
+    if (!(SHAPES as readonly string[]).includes(shape)) throw new DarkroomError('TRAINING_BAD_PARAMETER', `shapeLossWeights: no shape "${shape}" (${SHAPES.join(', ')})`);
+    if (!Number.isFinite(f) || !(f > 0)) throw new DarkroomError('TRAINING_BAD_PARAMETER', `shapeLossWeights.${shape}: finite and above 0, got ${f}`);
+  }
+  const byShape = Object.values(shapeFactors).some((f) => f !== 1);
   const weighting = opts.lossWeighting ?? 'uniform';
-  /** Whether each batch carries a per-element loss weight (by timestep, by group contrast, or both). */
-  const weighted = weighting !== 'uniform' || contrast > 0;
+  /** Whether each batch carries a per-element loss weight (by timestep, by group contrast, by shape, or all). */
+  const weighted = weighting !== 'uniform' || contrast > 0 || byShape;
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: one of ${LOSS_WEIGHTINGS.join(', ')}, got ${String(weighting)}`);
   }
@@ -601,6 +625,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       const latents = new Float32Array(unetBatch * per);
       const ids: number[][] = [];
       const captioned: boolean[] = [];
+      const shapes: Shape[] = [];
       let base = 0;
       for (let i = 0; i < unetBatch; i++) {
         // Consecutive members of one group, a new group every `group` samples; ungrouped (group 1) that is one draw
@@ -609,7 +634,9 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
         const k = base + (i % group);
         for (let j = 0; j < per; j++) latents[i * per + j] = scaleFactor * (means[k * per + j]! + stds[k * per + j]! * r.normal());
         const always = alwaysStatesPosition(k, grouping, statedPositions);
-        const caption = r.random() < dropout ? '' : captionScene(poolScene(opts.seed + 1, k, grouping), opts.seed, s * unetBatch + i, false, always).text;
+        const scene = poolScene(opts.seed + 1, k, grouping);
+        shapes.push(scene.objects[0]!.shape);
+        const caption = r.random() < dropout ? '' : captionScene(scene, opts.seed, s * unetBatch + i, false, always).text;
         ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
         captioned.push(caption !== '');
       }
@@ -633,6 +660,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
             for (let j = i * per; j < (i + 1) * per; j++) weight!.data[j]! *= byStep;
           });
         }
+        if (byShape) weightByShape(weight.data, shapes, per, shapeFactors);
       }
       const mix = mixed ? float32([unetBatch, unetBatch], groupFocusMix(unetBatch, group, focus, captioned)) : undefined;
       const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise, ...(weight ? { weight } : {}), ...(mix ? { mix } : {}) });

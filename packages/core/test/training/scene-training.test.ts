@@ -13,7 +13,10 @@ import { Engine } from '../../src/pipeline/engine.js';
 import { decodePng, readPngText } from '../../src/formats/png.js';
 import { isTransformerBlockOutput } from '../../src/pipeline/demo-model.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
-import { alwaysStatesPosition, drawTimestep, groupContrastWeights, groupFocusMix, learningRate, lowFrequencyNoise, poolGrouping, poolScene, poolVariantKind, randomCrops, trainSceneModel } from '../../src/training/scene-training.js';
+import {
+  alwaysStatesPosition, drawTimestep, groupContrastWeights, groupFocusMix, learningRate, lowFrequencyNoise, poolGrouping, poolScene, poolVariantKind, randomCrops, trainSceneModel,
+  weightByShape,
+} from '../../src/training/scene-training.js';
 import { atShapeVariant, heldOutScenes, isHeldOut, POSITIONS, seenScenes, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
@@ -141,6 +144,18 @@ test('with statedPositions position-groups only the position groups always state
   assert.equal(alwaysStatesPosition(0, both, 'position-groups'), true);
   assert.equal(alwaysStatesPosition(both.size, both, 'position-groups'), false);
   assert.equal(alwaysStatesPosition(both.size, poolGrouping(false, true), 'all'), false, 'without position groups nothing forces it');
+});
+
+test("weightByShape multiplies each sample's elements by its shape's factor; unnamed shapes and bad factors", async () => {
+  const weight = new Float32Array([1, 1, 2, 2, 1, 3]);
+  weightByShape(weight, ['square', 'circle', 'square'], 2, { square: 2.5, ring: 4 });
+  assert.deepEqual([...weight], [2.5, 2.5, 2, 2, 2.5, 7.5]);
+  for (const [weights, what] of [[{ square: 0 }, 'shapeLossWeights.square'], [{ hexagon: 2 }, 'no shape "hexagon"']] as const) {
+    await assert.rejects(
+      trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 0, unetSteps: 1, threads: 1, vaeCheckScenes: 0, shapeLossWeights: weights as Record<string, number> }),
+      (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && e.message.includes(what),
+    );
+  }
 });
 
 test('coarse training noise: none is plain standard normals; level 0 shifts each channel by one value, level 1 each quadrant', () => {
