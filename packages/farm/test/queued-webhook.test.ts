@@ -31,6 +31,7 @@ test('a replay queues a lost `queued` webhook again, once, and never one already
   const job: EventJob = { id: 'job-1', tenant: 't1', webhook: { url: 'https://example.com/hook', events: ['queued', 'completed'] } };
   const messageId = `msg_${job.id}_queued`;
   const delivered: WebhookJobData[] = [];
+  const workerConnection = redis.duplicate({ maxRetriesPerRequest: null });
   let worker: Worker | undefined;
   try {
     await addWithQueuedEvent(ctx, job, { kind: 'txt2img' }, async () => 'added', () => true);
@@ -53,7 +54,7 @@ test('a replay queues a lost `queued` webhook again, once, and never one already
 
     worker = new Worker('webhooks', async (m) => {
       delivered.push(m.data as WebhookJobData);
-    }, { connection: redis.duplicate({ maxRetriesPerRequest: null }), prefix });
+    }, { connection: workerConnection, prefix });
     await until('the delivery', async () => (await webhooks.getJobCounts('completed')).completed === 1);
 
     // Replayed after delivery: the kept message holds its id, so nothing is sent twice.
@@ -67,6 +68,8 @@ test('a replay queues a lost `queued` webhook again, once, and never one already
     await webhooks.obliterate({ force: true });
     await webhooks.close();
     await redis.del(keys.events(job.id));
+    // A connection handed to BullMQ stays open after its worker closes.
+    workerConnection.disconnect();
     redis.disconnect();
   }
 });
