@@ -69,7 +69,7 @@ async function main(argv: readonly string[]): Promise<void> {
     const r = await evaluateReconstruction(weights, vae, scenes, { resolution: options.resolution, threads });
     console.log(`seeds ${seeds.join(',')}: ${line(r.scenes, r.rates).replace('captions', 'scenes through the autoencoder')}`);
     console.log(`the detector on the renders themselves: ${line(r.scenes, r.ceiling).replace(/^\d+ \S+ captions: /, '')}`);
-    const kept = Object.entries(r.shapeByShape).map(([shape, k]) => `${shape} ${Math.round(k.rate * k.scenes)}/${k.scenes}`);
+    const kept = Object.entries(r.shapeByShape).map(([shape, k]) => `${shape} ${k.kept}/${k.scenes}`);
     console.log(`shape kept, by the scene's first shape: ${kept.join(', ')}`);
     return;
   }

@@ -19,11 +19,11 @@ export interface ReconstructionReport {
   readonly rates: Readonly<Record<keyof SceneMatch, number>>;
   readonly ceiling: Readonly<Record<keyof SceneMatch, number>>;
   /**
-   * The shape rate of the round trip by the first object's shape, with how many scenes each has: a UNet cannot
+   * How many scenes of each first shape there are and in how many the round trip keeps the shape: a UNet cannot
    * draw a shape right more often than its autoencoder keeps it, so this says how far each shape is from its own
    * ceiling (small points and thin rings are the autoencoder's to lose).
    */
-  readonly shapeByShape: Readonly<Partial<Record<Shape, { readonly scenes: number; readonly rate: number }>>>;
+  readonly shapeByShape: Readonly<Partial<Record<Shape, { readonly scenes: number; readonly kept: number }>>>;
   /** Mean absolute pixel error of the round trip, in 0-255 units. */
   readonly meanAbsError: number;
   readonly scenes: number;
@@ -91,10 +91,11 @@ export async function evaluateReconstruction(
     await encoder.release();
     await decoder.release();
   }
-  const shapeByShape: Partial<Record<Shape, { scenes: number; rate: number }>> = {};
-  for (const shape of new Set(scenes.map((s) => s.objects[0]!.shape))) {
-    const mine = round.filter((_, i) => scenes[i]!.objects[0]!.shape === shape);
-    shapeByShape[shape] = { scenes: mine.length, rate: mine.filter((m) => m.shape).length / mine.length };
+  const shapeByShape: Partial<Record<Shape, { scenes: number; kept: number }>> = {};
+  for (const [i, scene] of scenes.entries()) {
+    const counts = (shapeByShape[scene.objects[0]!.shape] ??= { scenes: 0, kept: 0 });
+    counts.scenes++;
+    if (round[i]!.shape) counts.kept++;
   }
   return { rates: rates(round), ceiling: rates(truth), shapeByShape, meanAbsError: absError / (scenes.length * plane), scenes: scenes.length };
 }
