@@ -7,7 +7,7 @@
  *     [--seed 17] [--arch scene|micro] [--train-text 0|1] [--vae-batch 8] [--vae-crop SIDE] [--unet-batch 16] [--vae-lr 2e-3] [--unet-lr 1e-3]
  *     [--out .darkroom/models] [--name darkroom-scenes] [--vae-from CHECKPOINT] [--from CHECKPOINT] [--half 0|1] [--vae-check N] [--vae-check-min 0.9]
  *     [--lf-noise 1,0.5] [--loss-weighting uniform|truncated-snr] [--unet-mult 1,2] [--unet-attention 1,2] [--unet-depth 1]
- *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--group-focus 1] [--stated-positions all|position-groups] [--high-noise FROM,SHARE] [--shape-loss SHAPE=FACTOR,...] [--parameterization eps|v] [--save-every N]
+ *     [--position-groups 0|1] [--shape-groups 0|1] [--group-contrast 0] [--group-focus 1] [--stated-positions all|position-groups] [--high-noise FROM,SHARE] [--shape-loss SHAPE=FACTOR,...] [--outline-loss 0] [--parameterization eps|v] [--save-every N]
  *     [--caption-facts-steps N] [--caption-facts-batch 32] [--caption-facts-lr 1e-3]
  *
  * After the autoencoder phase the detector reads the held-out scenes' round trips through it (`vaeCheck`: colour,
@@ -31,6 +31,8 @@
  * (groupFocusMix). With position groups every caption states the position; `--stated-positions position-groups`
  * keeps that for position groups only, so the others teach captions without a place. `--high-noise 0.5,0.75` draws
  * three timesteps in four from the noisier half of the schedule, where an object's shape is decided (highNoise).
+ * `--outline-loss K` weights each latent cell's loss by 1 + K times the share of its pixels on an object's outline
+ * (outlineCellWeights), where a square and a blob drawn for it differ.
  * `--parameterization v` trains the UNet to predict v instead of eps (with `--from` an eps checkpoint is fine-tuned
  * to v) and writes `parameterization: v` into the config, which the pipeline samples as A1111 samples a v model.
  * `--caption-facts-steps N` first trains the text encoder alone for N steps to name each caption's shape, colour,
@@ -126,6 +128,7 @@ async function main(argv: readonly string[]): Promise<void> {
     statedPositions: statedPositionsArg(stringArg(argv, 'stated-positions', 'all')),
     ...highNoiseArg(stringArg(argv, 'high-noise', '')),
     ...shapeLossArg(stringArg(argv, 'shape-loss', '')),
+    outlineLoss: numberArg(argv, 'outline-loss', 0),
     lowFrequencyNoise: stringArg(argv, 'lf-noise', '1,0.5')
       .split(',')
       .filter((x) => x.trim() !== '')

@@ -16,7 +16,7 @@ import { CaptionFactsObjective, captionFacts } from './caption-facts.js';
 import { FlatParameters } from './flat-parameters.js';
 import { KeyedStream } from './keyed-random.js';
 import { captionScene } from './scenes/captions.js';
-import { imageToChw, renderScene } from './scenes/render.js';
+import { imageToChw, objectLabels, renderScene } from './scenes/render.js';
 import { evaluateReconstruction, type ReconstructionReport } from './scenes/evaluate-vae.js';
 import { atPositionVariant, atShapeVariant, heldOutScenes, POSITIONS, SHAPES, shapeGroupScene, trainingScene, type Scene, type Shape } from './scenes/scene.js';
 import { newScratchModel, scratchConfig, type ScratchModel } from './scratch-model.js';
@@ -126,6 +126,13 @@ export interface SceneTrainingOptions {
    * square's loss weighted up gives its edges more of the gradient than the other shapes' share of a blob.
    */
   readonly shapeLossWeights?: Readonly<Partial<Record<Shape, number>>>;
+  /**
+   * Weights each latent cell's loss by 1 + this factor times the share of its pixels on an object's outline
+   * (outlineCellWeights; default 0: off). A square drawn as a lumpy blob of the right colour and place differs from
+   * the square only along its edges and corners; weighting the whole scene (shapeLossWeights) put the added
+   * gradient on colour and background, which the model already drew, where this puts it on the outline.
+   */
+  readonly outlineLoss?: number;
   /**
    * Draws a share of the UNet's timesteps from the noisier end of the schedule: with probability `share`, from
    * [from * T, T), otherwise from all of [0, T) (default share 0: uniform, as ldm trains). The shape of an object is
@@ -324,6 +331,48 @@ export function weightByShape(weight: Float32Array, shapes: readonly Shape[], pe
   }
 }
 
+/**
+ * Loss weights over a scene's latent cells (`res / down` a side, rows top to bottom): 1 + factor times the share
+ * of the cell's `down` x `down` pixels that lie within `band` pixels (across or along a row or column) of a pixel
+ * painted by something else, i.e. on an object's outline. The split background's own edge is no outline.
+ */
+export function outlineCellWeights(scene: Scene, res: number, down: number, band: number, factor: number): Float32Array {
+  const labels = objectLabels(scene, res, res);
+  const cells = res / down;
+  const onOutline = new Uint8Array(res * res);
+  for (let y = 0; y < res; y++) {
+    for (let x = 0; x < res; x++) {
+      const own = labels[y * res + x]!;
+      search: for (let dy = -band; dy <= band; dy++) {
+        const yy = y + dy;
+        if (yy < 0 || yy >= res) continue;
+        for (let dx = -band; dx <= band; dx++) {
+          const xx = x + dx;
+          if (xx >= 0 && xx < res && labels[yy * res + xx] !== own) {
+            onOutline[y * res + x] = 1;
+            break search;
+          }
+        }
+      }
+    }
+  }
+  const w = new Float32Array(cells * cells);
+  for (let cy = 0; cy < cells; cy++) {
+    for (let cx = 0; cx < cells; cx++) {
+      let count = 0;
+      for (let y = cy * down; y < (cy + 1) * down; y++) for (let x = cx * down; x < (cx + 1) * down; x++) count += onOutline[y * res + x]!;
+      w[cy * cells + cx] = 1 + (factor * count) / (down * down);
+    }
+  }
+  return w;
+}
+
+/** Multiplies sample `i`'s elements of `weight` (channels x cells each) by `cellWeights` at every channel. */
+function weightCells(weight: Float32Array, i: number, channels: number, cellWeights: Float32Array): void {
+  const cells = cellWeights.length;
+  for (let c = 0; c < channels; c++) for (let j = 0; j < cells; j++) weight[(i * channels + c) * cells + j]! *= cellWeights[j]!;
+}
+
 /** Training scene `k` of a pool grouped by `grouping` (see positionGroups and shapeGroups). */
 export function poolScene(seed: number, k: number, grouping: PoolGrouping = UNGROUPED): Scene {
   const { kinds, size } = grouping;
@@ -519,9 +568,13 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
     if (!Number.isFinite(f) || !(f > 0)) throw new DarkroomError('TRAINING_BAD_PARAMETER', `shapeLossWeights.${shape}: finite and above 0, got ${f}`);
   }
   const byShape = Object.values(shapeFactors).some((f) => f !== 1);
+  const outline = opts.outlineLoss ?? 0;
+  if (!Number.isFinite(outline) || outline < 0) throw new DarkroomError('TRAINING_BAD_PARAMETER', `outlineLoss: finite and at least 0, got ${outline}`);
+  // Two pixels at 128x128: about a quarter of an 8-pixel latent cell on each side of the edge.
+  const outlineBand = Math.max(1, Math.round(res / 64));
   const weighting = opts.lossWeighting ?? 'uniform';
-  /** Whether each batch carries a per-element loss weight (by timestep, by group contrast, by shape, or all). */
-  const weighted = weighting !== 'uniform' || contrast > 0 || byShape;
+  /** Whether each batch carries a per-element loss weight (by timestep, group contrast, shape, outline, or all). */
+  const weighted = weighting !== 'uniform' || contrast > 0 || byShape || outline > 0;
   if (!LOSS_WEIGHTINGS.includes(weighting)) {
     throw new DarkroomError('TRAINING_BAD_PARAMETER', `lossWeighting: one of ${LOSS_WEIGHTINGS.join(', ')}, got ${String(weighting)}`);
   }
@@ -626,6 +679,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
       const ids: number[][] = [];
       const captioned: boolean[] = [];
       const shapes: Shape[] = [];
+      const scenes: Scene[] = [];
       let base = 0;
       for (let i = 0; i < unetBatch; i++) {
         // Consecutive members of one group, a new group every `group` samples; ungrouped (group 1) that is one draw
@@ -636,6 +690,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
         const always = alwaysStatesPosition(k, grouping, statedPositions);
         const scene = poolScene(opts.seed + 1, k, grouping);
         shapes.push(scene.objects[0]!.shape);
+        scenes.push(scene);
         const caption = r.random() < dropout ? '' : captionScene(scene, opts.seed, s * unetBatch + i, false, always).text;
         ids.push(captionTokenIds(model.tokenizer, caption, model.config.text.maxPositions));
         captioned.push(caption !== '');
@@ -661,6 +716,7 @@ export async function trainSceneModel(opts: SceneTrainingOptions, onProgress: (p
           });
         }
         if (byShape) weightByShape(weight.data, shapes, per, shapeFactors);
+        if (outline > 0) scenes.forEach((scene, i) => weightCells(weight!.data, i, model.config.unet.inChannels, outlineCellWeights(scene, res, down, outlineBand, outline)));
       }
       const mix = mixed ? float32([unetBatch, unetBatch], groupFocusMix(unetBatch, group, focus, captioned)) : undefined;
       const out = await unetObjective.evaluate(ids, { latents: float32(shape, latents), t, noise, ...(weight ? { weight } : {}), ...(mix ? { mix } : {}) });

@@ -14,16 +14,17 @@ import { decodePng, readPngText } from '../../src/formats/png.js';
 import { isTransformerBlockOutput } from '../../src/pipeline/demo-model.js';
 import { readCheckpointIndex } from '../../src/model-files/checkpoint.js';
 import {
-  alwaysStatesPosition, drawTimestep, groupContrastWeights, groupFocusMix, learningRate, lowFrequencyNoise, poolGrouping, poolScene, poolVariantKind, randomCrops, trainSceneModel,
-  weightByShape,
+  alwaysStatesPosition, drawTimestep, groupContrastWeights, groupFocusMix, learningRate, lowFrequencyNoise, outlineCellWeights, poolGrouping, poolScene, poolVariantKind, randomCrops,
+  trainSceneModel, weightByShape,
 } from '../../src/training/scene-training.js';
-import { atShapeVariant, heldOutScenes, isHeldOut, POSITIONS, seenScenes, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
+import { atShapeVariant, heldOutScenes, isHeldOut, PALETTE, POSITIONS, seenScenes, SHAPES, shapeGroupScene, trainingScene, type Scene } from '../../src/training/scenes/scene.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, toFloat32, type HostTensor } from '../../src/tensor.js';
 import { DarkroomError } from '../../src/errors.js';
 import { halfPrecisionWeights, MICRO_ARCHITECTURE, newScratchModel, scratchConfig, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { evaluateHeldOut } from '../../src/training/scenes/evaluate-model.js';
 import { captionScene } from '../../src/training/scenes/captions.js';
+import { objectLabels, renderScene } from '../../src/training/scenes/render.js';
 
 let engine: Engine;
 let dir: string;
@@ -154,6 +155,67 @@ test("weightByShape multiplies each sample's elements by its shape's factor; unn
     await assert.rejects(
       trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 0, unetSteps: 1, threads: 1, vaeCheckScenes: 0, shapeLossWeights: weights as Record<string, number> }),
       (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && e.message.includes(what),
+    );
+  }
+});
+
+test('objectLabels: the object painted at each pixel, the later one over the earlier, as renderScene paints them', () => {
+  const scene: Scene = {
+    objects: [
+      { shape: 'square', colour: 'red', size: 'large', position: 'centre' },
+      { shape: 'circle', colour: 'green', size: 'small', position: 'centre' },
+    ],
+    background: { kind: 'split', colours: ['blue', 'white'], direction: 'vertical' },
+  };
+  const labels = objectLabels(scene, 64, 64);
+  const image = renderScene(scene, 64, 64);
+  const at = (x: number, y: number): number => labels[y * 64 + x]!;
+  assert.equal(at(32, 32), 2, 'the circle is painted over the square');
+  assert.equal(at(32, 19), 1, 'the square outside the circle');
+  assert.equal(at(2, 2), 0);
+  assert.equal(at(62, 62), 0, 'the split background is background on both sides');
+  // Wherever a pixel and its eight neighbours agree on the object, the whole pixel lies inside it (the shapes are
+  // convex and the circle too large to fit between those centres), so it is rendered in that object's own colour.
+  const colours = [null, PALETTE.red, PALETTE.green] as const;
+  let checked = 0;
+  for (let y = 1; y < 63; y++) {
+    for (let x = 1; x < 63; x++) {
+      const l = at(x, y);
+      if (l === 0 || [-1, 0, 1].some((dy) => [-1, 0, 1].some((dx) => at(x + dx, y + dy) !== l))) continue;
+      const i = (y * 64 + x) * 3;
+      assert.deepEqual([image.data[i], image.data[i + 1], image.data[i + 2]], [...colours[l]!], `pixel (${x}, ${y})`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 300);
+});
+
+test("outlineCellWeights: 1 away from outlines, 1 + factor x the outline's share of a cell's pixels on them", () => {
+  const square: Scene = { objects: [{ shape: 'square', colour: 'red', size: 'large', position: 'centre' }], background: { kind: 'split', colours: ['blue', 'white'], direction: 'vertical' } };
+  const w = outlineCellWeights(square, 128, 8, 2, 4);
+  assert.equal(w.length, 256);
+  const at = (cx: number, cy: number): number => w[cy * 16 + cx]!;
+  assert.equal(at(0, 0), 1, 'a corner of the image, far from the object');
+  assert.equal(at(7, 15), 1, "the background's own split is no outline");
+  assert.equal(at(7, 7), 1, "the square's inside");
+  // The large square's edges (half side 0.8 x 0.26 x 128 = 26.6 px from the centre) run through the cells of
+  // rows and columns 4 and 11; in each of those cells every pixel row or column within 2 px of the edge counts.
+  for (const [cx, cy] of [[7, 4], [4, 7], [11, 8], [8, 11]] as const) assert.ok(at(cx, cy) > 2 && at(cx, cy) <= 5, `edge cell (${cx}, ${cy}): ${at(cx, cy)}`);
+  assert.ok(Math.max(...w) <= 5);
+  // The same scene at factor 0 is all ones, and weights scale with the factor.
+  assert.ok(outlineCellWeights(square, 128, 8, 2, 0).every((v) => v === 1));
+  const double = outlineCellWeights(square, 128, 8, 2, 8);
+  w.forEach((v, i) => assert.ok(Math.abs(double[i]! - 1 - 2 * (v - 1)) < 1e-6));
+  // A circle of the same size puts its outline elsewhere: its weights differ at the square's corners.
+  const circle = outlineCellWeights({ ...square, objects: [{ ...square.objects[0]!, shape: 'circle' }] }, 128, 8, 2, 4);
+  assert.notEqual(circle[4 * 16 + 4], at(4, 4));
+});
+
+test('outlineLoss: a negative or non-finite factor is refused before any training', async () => {
+  for (const outlineLoss of [-1, Number.NaN]) {
+    await assert.rejects(
+      trainSceneModel({ arch: MICRO_ARCHITECTURE, resolution: 16, seed: 5, vaeSteps: 0, unetSteps: 1, threads: 1, vaeCheckScenes: 0, outlineLoss }),
+      (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER' && e.message.includes('outlineLoss'),
     );
   }
 });
@@ -385,6 +447,9 @@ test('a UNet step on position groups trains and stays reproducible', async () =>
   const focused = await trainSceneModel({ ...focusOpts, groupFocus: 9 });
   // The same first batch (one shape group) with its members' deviations weighted nine times.
   assert.ok(focused.losses.unet[0] > plainShapes.losses.unet[0], `focused ${focused.losses.unet[0]}, plain ${plainShapes.losses.unet[0]}`);
+  // The same first batch with the cells on the objects' outlines weighted up (every weight at least 1).
+  const outlined = await trainSceneModel({ ...focusOpts, outlineLoss: 4 });
+  assert.ok(outlined.losses.unet[0] > plainShapes.losses.unet[0], `outlined ${outlined.losses.unet[0]}, plain ${plainShapes.losses.unet[0]}`);
   await assert.rejects(trainSceneModel({ ...focusOpts, shapeGroups: false, groupFocus: 9 }), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_PARAMETER');
   const key = [...a.tensors.keys()].find((k) => k.startsWith('model.diffusion_model.out.'))!;
   assert.deepEqual(toFloat32(a.tensors.get(key)!).data, toFloat32(b.tensors.get(key)!).data);

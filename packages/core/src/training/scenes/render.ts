@@ -61,15 +61,35 @@ function backgroundAt(bg: Background, u: number, v: number): Colour {
   return (bg.direction === 'vertical' ? u : v) < 0.5 ? a : b;
 }
 
-/** The scene at `width` x `height` pixels. */
-export function renderScene(scene: Scene, width: number, height: number): RgbImage {
-  const data = new Uint8Array(width * height * 3);
+/** Each object's centre and radius in pixels of a `width` x `height` image, in painting order. */
+function placedObjects(scene: Scene, width: number, height: number) {
   const side = Math.min(width, height);
-  const n = SUBSAMPLES * SUBSAMPLES;
-  const objects = scene.objects.map((o) => {
+  return scene.objects.map((o) => {
     const [cx, cy] = POSITION_CENTRE[o.position];
     return { o, cx: cx * width, cy: cy * height, r: SIZE_RADIUS[o.size] * side, rgb: PALETTE[o.colour] };
   });
+}
+
+/**
+ * Which object is painted at each pixel's centre, rows top to bottom: 0 for the background, i + 1 for
+ * `scene.objects[i]` (the last one painted wins, as in renderScene).
+ */
+export function objectLabels(scene: Scene, width: number, height: number): Uint8Array {
+  const labels = new Uint8Array(width * height);
+  const objects = placedObjects(scene, width, height);
+  for (let py = 0; py < height; py++) {
+    for (let px = 0; px < width; px++) {
+      for (const [i, ob] of objects.entries()) if (insideShape(ob.o.shape, (px + 0.5 - ob.cx) / ob.r, (py + 0.5 - ob.cy) / ob.r)) labels[py * width + px] = i + 1;
+    }
+  }
+  return labels;
+}
+
+/** The scene at `width` x `height` pixels. */
+export function renderScene(scene: Scene, width: number, height: number): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  const n = SUBSAMPLES * SUBSAMPLES;
+  const objects = placedObjects(scene, width, height);
   for (let py = 0; py < height; py++) {
     for (let px = 0; px < width; px++) {
       let r = 0;
