@@ -333,8 +333,8 @@ export function weightByShape(weight: Float32Array, shapes: readonly Shape[], pe
 
 /**
  * Loss weights over a scene's latent cells (`res / down` a side, rows top to bottom): 1 + factor times the share
- * of the cell's `down` x `down` pixels that lie within `band` pixels (across or along a row or column) of a pixel
- * painted by something else, i.e. on an object's outline. The split background's own edge is no outline.
+ * of the cell's `down` x `down` pixels whose (2 band + 1)-pixel square neighbourhood holds a pixel painted by
+ * something else, i.e. that lie on an object's outline. The split background's own edge is no outline.
  */
 export function outlineCellWeights(scene: Scene, res: number, down: number, band: number, factor: number): Float32Array {
   const labels = objectLabels(scene, res, res);
