@@ -133,12 +133,10 @@ export class VaeObjective {
       throw new DarkroomError('TRAINING_BAD_BATCH', `latent noise of shape [${noise.shape}], expected [${this.latentShape}]`);
     }
     const r = await this.session.run({ image: images, noise, ...gatherWeights(this.layout, this.params.data) });
-    const g = new Float32Array(this.params.size);
-    for (const l of this.layout) scatterGradient(l, tensorOut(r, `grad:${l.name}`).data, g);
     return {
       loss: scalarOut(r, 'loss'),
       parts: { l1: scalarOut(r, 'l1'), mse: scalarOut(r, 'mse'), kl: scalarOut(r, 'kl') },
-      grad: g,
+      grad: layoutGradient(this.layout, r, this.params.size),
       reconstruction: tensorOut(r, 'reconstruction'),
     };
   }
@@ -146,6 +144,81 @@ export class VaeObjective {
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+export interface DecoderObjectiveOptions extends RuntimeOptions {
+  readonly batch: number;
+  readonly latentHeight: number;
+  readonly latentWidth: number;
+  /** Weight of a squared-error term beside the L1 reconstruction (default 1, as VaeObjective). */
+  readonly mseWeight?: number;
+}
+
+/** Whether a VAE graph weight belongs to the decoder side (post_quant_conv and decoder.*). */
+function isDecoderWeight(name: string): boolean {
+  return name.startsWith(`${COMPONENTS.vae.graph}decoder.`) || name.startsWith(`${COMPONENTS.vae.graph}post_quant_conv.`);
+}
+
+/**
+ * The VAE's decoder alone, from given latents to given images: loss and gradient for the decoder's weights (the
+ * encoder's get none). The latents are in the UNet's scaled units, as the pipeline hands them to the decoder, so a
+ * decoder can be fine-tuned on what a trained UNet draws towards what should have been drawn, which an
+ * autoencoder's own round trip never shows it.
+ */
+export class DecoderObjective {
+  private constructor(
+    private readonly params: FlatParameters,
+    private readonly layout: readonly GraphWeightLayout[],
+    private readonly session: EngineSession,
+    private readonly latentShape: readonly number[],
+  ) {}
+
+  static async create(params: FlatParameters, config: ModelConfig, opts: DecoderObjectiveOptions): Promise<DecoderObjective> {
+    const down = 2 ** (config.vae.chMult.length - 1);
+    const latent = [opts.batch, config.vae.embedDim, opts.latentHeight, opts.latentWidth];
+    const mseWeight = opts.mseWeight ?? 1;
+    const build = (weights: Map<string, Float32Tensor>): { b: GraphBuilder; loss: Value } => {
+      const b = new GraphBuilder('train_vae_decoder');
+      const dec = buildVaeDecoder(b, weights, config.vae, { batch: opts.batch, scaleFactor: config.scaleFactor, height: opts.latentHeight, width: opts.latentWidth });
+      const target = b.input('target', 'float32', [opts.batch, 3, opts.latentHeight * down, opts.latentWidth * down]);
+      const d = b.sub(dec.image, target);
+      const l1 = b.reduceMean(b.abs(d), [0, 1, 2, 3], false);
+      const mse = b.reduceMean(b.mul(d, d), [0, 1, 2, 3], false);
+      b.output(l1, 'l1');
+      b.output(mse, 'mse');
+      b.output(dec.image, 'reconstruction');
+      return { b, loss: b.add(l1, b.mul(mse, mseWeight)) };
+    };
+    const prefix = COMPONENTS.vae.checkpoint;
+    const layout = graphLayout(() => build(params.probeComponent(prefix)).b, isDecoderWeight);
+    const s = await trainingSession(() => build(params.component(prefix)), isDecoderWeight, opts);
+    return new DecoderObjective(params, layout, s, latent);
+  }
+
+  /** `latents` (B, C, h, w) in the UNet's scaled units; `targets` (B, 3, H, W) in [-1, 1]. */
+  async evaluate(latents: Float32Tensor, targets: Float32Tensor): Promise<ObjectiveResult & { reconstruction: Float32Tensor }> {
+    if (latents.shape.join(',') !== this.latentShape.join(',')) {
+      throw new DarkroomError('TRAINING_BAD_BATCH', `latents of shape [${latents.shape}], expected [${this.latentShape}]`);
+    }
+    const r = await this.session.run({ latent: latents, target: targets, ...gatherWeights(this.layout, this.params.data) });
+    return {
+      loss: scalarOut(r, 'loss'),
+      parts: { l1: scalarOut(r, 'l1'), mse: scalarOut(r, 'mse') },
+      grad: layoutGradient(this.layout, r, this.params.size),
+      reconstruction: tensorOut(r, 'reconstruction'),
+    };
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** The flat gradient (zero outside the graph's trained weights) from a training session's `grad:` outputs. */
+function layoutGradient(layout: readonly GraphWeightLayout[], r: Record<string, HostTensor>, size: number): Float32Array {
+  const g = new Float32Array(size);
+  for (const l of layout) scatterGradient(l, tensorOut(r, `grad:${l.name}`).data, g);
+  return g;
 }
 
 export interface DiffusionObjectiveOptions extends RuntimeOptions {
@@ -234,8 +307,7 @@ export class DiffusionObjective {
       inputs_embeds: tokenEmbeddings(this.params, this.config, ids),
       ...gatherWeights(this.layout, this.params.data),
     });
-    const g = new Float32Array(this.params.size);
-    for (const l of this.layout) scatterGradient(l, tensorOut(r, `grad:${l.name}`).data, g);
+    const g = layoutGradient(this.layout, r, this.params.size);
     if (this.trainText) addTokenEmbeddingGradient(this.params, this.config, ids, tensorOut(r, 'grad:inputs_embeds').data, g);
     return { loss: scalarOut(r, 'loss'), parts: {}, grad: g };
   }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { FlatParameters } from '../../src/training/flat-parameters.js';
 import { MICRO_ARCHITECTURE, newScratchModel, writeScratchCheckpoint } from '../../src/training/scratch-model.js';
 import { captionScene, imageToChw, renderScene, trainingScene } from '../../src/training/scenes/index.js';
-import { captionTokenIds, COMPONENTS, DiffusionObjective, VaeObjective, WholeModelOptimizer } from '../../src/training/whole-model.js';
+import { captionTokenIds, COMPONENTS, DecoderObjective, DiffusionObjective, VaeObjective, WholeModelOptimizer } from '../../src/training/whole-model.js';
 import { KeyedStream } from '../../src/training/keyed-random.js';
 import { float32, type Float32Tensor } from '../../src/tensor.js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -103,6 +103,49 @@ test('VAE: gradients of encoder and decoder weights match finite differences, an
     assert.notDeepEqual(opt.ema.subarray(a, b), before.subarray(a, b));
   } finally {
     await vae.release();
+  }
+});
+
+test('VAE decoder alone: gradients for the decoder side only, matching finite differences; training moves it towards the targets', async () => {
+  const m = newScratchModel(MICRO_ARCHITECTURE, 5);
+  const p = new FlatParameters(m.tensors);
+  const dec = await DecoderObjective.create(p, m.config, { batch: B, latentHeight: VL, latentWidth: VL, threads: 1 });
+  try {
+    const latents = normals(B * 4 * VL * VL, 6, [B, 4, VL, VL]);
+    const targets = images(2);
+    const first = await dec.evaluate(latents, targets);
+    assert.equal(first.reconstruction.shape.join(','), `${B},3,${R},${R}`);
+    const decoderRanges = [p.range('first_stage_model.decoder.'), p.range('first_stage_model.post_quant_conv.')];
+    const inDecoder = (i: number): boolean => decoderRanges.some(([a, b]) => i >= a && i < b);
+    let outside = 0;
+    let inside = 0;
+    first.grad.forEach((g, i) => {
+      if (g === 0) return;
+      if (inDecoder(i)) inside++;
+      else outside++;
+    });
+    assert.equal(outside, 0, 'the encoder, quant_conv and the other models get no gradient');
+    assert.ok(inside > 0);
+    await checkAgainstFiniteDifferences(
+      p,
+      first.grad,
+      ['first_stage_model.post_quant_conv.weight', 'first_stage_model.decoder.mid.block_1.conv1.weight', 'first_stage_model.decoder.conv_out.bias'],
+      async () => (await dec.evaluate(latents, targets)).loss,
+    );
+    const opt = new WholeModelOptimizer(p, decoderRanges, { lr: 3e-3 });
+    const before = p.data.slice();
+    let last = first.loss;
+    for (let s = 0; s < 30; s++) {
+      const r = await dec.evaluate(latents, targets);
+      opt.step(r.grad);
+      last = r.loss;
+    }
+    assert.ok(last < 0.6 * first.loss, `loss ${first.loss} -> ${last}`);
+    const [ea, eb] = p.range('first_stage_model.encoder.');
+    assert.deepEqual(p.data.subarray(ea, eb), before.subarray(ea, eb), 'the encoder is as it was');
+    await assert.rejects(dec.evaluate(normals(4 * VL * VL, 7, [1, 4, VL, VL]), targets), (e: unknown) => e instanceof DarkroomError && e.code === 'TRAINING_BAD_BATCH');
+  } finally {
+    await dec.release();
   }
 });
 
