@@ -173,7 +173,7 @@ export class DecoderObjective {
     private readonly latentShape: readonly number[],
   ) {}
 
-  static async create(params: FlatParameters, config: ModelConfig, opts: DecoderObjectiveOptions): Promise<DecoderObjective> {
+  static async create(params: FlatParameters, config: Pick<ModelConfig, 'vae' | 'scaleFactor'>, opts: DecoderObjectiveOptions): Promise<DecoderObjective> {
     const down = 2 ** (config.vae.chMult.length - 1);
     const latent = [opts.batch, config.vae.embedDim, opts.latentHeight, opts.latentWidth];
     const mseWeight = opts.mseWeight ?? 1;

@@ -12,6 +12,7 @@ import {
   detectScene,
   evaluateScene,
   heldOutScenes,
+  insideFittedShape,
   isHeldOut,
   PALETTE,
   POSITIONS,
@@ -113,6 +114,30 @@ test("the detector reads the generator's own images right", () => {
   }
   assert.ok(right >= 0.99 * n, `${right} of ${n}`);
   for (const s of heldOutScenes(2)) assert.deepEqual(evaluateScene(renderScene(s, RES, RES), s), { colour: true, background: true, position: true, shape: true });
+});
+
+test("the detector's box bounds the object's pixels, and each shape fitted to it covers the generator's own object", () => {
+  for (const shape of SHAPES) {
+    const scene: Scene = { objects: [{ shape, colour: 'red', size: 'large', position: 'centre' }], background: { kind: 'plain', colour: 'blue' } };
+    const img = renderScene(scene, RES, RES);
+    const [object] = detectScene(img).objects;
+    assert.ok(object, shape);
+    const [x0, y0, x1, y1] = object.box;
+    let inter = 0;
+    let union = 0;
+    for (let y = 0; y < RES; y++) {
+      for (let x = 0; x < RES; x++) {
+        const i = (y * RES + x) * 3;
+        const painted = img.data[i] !== PALETTE.blue[0] || img.data[i + 2] !== PALETTE.blue[2];
+        const strong = img.data[i] === PALETTE.red[0] && img.data[i + 2] === PALETTE.red[2];
+        if (strong) assert.ok(x >= x0 && x < x1 && y >= y0 && y < y1, `${shape}: (${x}, ${y}) outside the box`);
+        const fitted = insideFittedShape(shape, object.box, x + 0.5, y + 0.5);
+        if (fitted && painted) inter++;
+        if (fitted || strong) union++;
+      }
+    }
+    assert.ok(inter / union > 0.85, `${shape}: the fitted template covers ${(inter / union).toFixed(2)} of the object`);
+  }
 });
 
 test('the detector says no when the image shows another colour, shape, position or background', () => {

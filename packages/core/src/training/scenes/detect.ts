@@ -29,7 +29,12 @@ export interface DetectedObject {
   readonly centroid: readonly [number, number];
   /** Pixels in the region. */
   readonly area: number;
+  /** The region's bounding box in pixels: [left, top, right, bottom), the box shapes are fitted to. */
+  readonly box: PixelBox;
 }
+
+/** [left, top, right, bottom) in pixels. */
+export type PixelBox = readonly [number, number, number, number];
 
 export interface DetectedScene {
   readonly background: Background;
@@ -121,8 +126,7 @@ const SHAPE_BOXES: ReadonlyMap<Shape, readonly [number, number, number, number]>
   }),
 );
 
-/** The shape whose template, fitted to the region's bounding box, overlaps the region best. */
-function matchShape(mask: Uint8Array, w: number, pixels: readonly number[]): Shape {
+function boundingBox(w: number, pixels: readonly number[]): PixelBox {
   let bx0 = Infinity;
   let bx1 = -Infinity;
   let by0 = Infinity;
@@ -135,19 +139,29 @@ function matchShape(mask: Uint8Array, w: number, pixels: readonly number[]): Sha
     by0 = Math.min(by0, y);
     by1 = Math.max(by1, y + 1);
   }
+  return [bx0, by0, bx1, by1];
+}
+
+/** Whether the point (px, py), in pixels, is inside `shape` stretched to fill `box`, as the detector fits it. */
+export function insideFittedShape(shape: Shape, box: PixelBox, px: number, py: number): boolean {
+  const [bx0, by0, bx1, by1] = box;
+  const [x0, x1, y0, y1] = SHAPE_BOXES.get(shape)!;
+  const sx = (bx1 - bx0) / (x1 - x0);
+  const sy = (by1 - by0) / (y1 - y0);
+  return insideShape(shape, (px - bx0) / sx + x0, (py - by0) / sy + y0);
+}
+
+/** The shape whose template, fitted to the region's bounding box, overlaps the region best. */
+function matchShape(mask: Uint8Array, w: number, box: PixelBox): Shape {
+  const [bx0, by0, bx1, by1] = box;
   let best: Shape = SHAPES[0]!;
   let bestIou = -1;
   for (const shape of SHAPES) {
-    const [x0, x1, y0, y1] = SHAPE_BOXES.get(shape)!;
-    const sx = (bx1 - bx0) / (x1 - x0);
-    const sy = (by1 - by0) / (y1 - y0);
     let inter = 0;
     let union = 0;
     for (let y = by0; y < by1; y++) {
       for (let x = bx0; x < bx1; x++) {
-        const u = (x + 0.5 - bx0) / sx + x0;
-        const v = (y + 0.5 - by0) / sy + y0;
-        const t = insideShape(shape, u, v);
+        const t = insideFittedShape(shape, box, x + 0.5, y + 0.5);
         const m = mask[y * w + x] === 1;
         if (t && m) inter++;
         if (t || m) union++;
@@ -223,12 +237,14 @@ export function detectScene(img: RgbImage): DetectedScene {
         votes.push(nearestColour(data, p * 3));
       }
       const centroid = [sx / pixels.length / w, sy / pixels.length / h] as const;
+      const box = boundingBox(w, pixels);
       return {
         colour: majority(votes),
         position: nearestPosition(centroid[0], centroid[1]),
-        shape: matchShape(mask, w, pixels),
+        shape: matchShape(mask, w, box),
         centroid,
         area: pixels.length,
+        box,
       };
     });
   return { background, objects };
