@@ -85,14 +85,22 @@ export interface VaeObjectiveOptions extends RuntimeOptions {
   readonly mseWeight?: number;
 }
 
-/** The VAE as an autoencoder: loss and gradient for every VAE weight. */
-export class VaeObjective {
-  private constructor(
-    private readonly params: FlatParameters,
-    private readonly layout: readonly GraphWeightLayout[],
-    private readonly session: EngineSession,
-    private readonly latentShape: readonly number[],
+/** What the VAE's objectives hold: the flat weights, the graph's layout of them, its session and a batch's latent shape. */
+abstract class VaeSessionObjective {
+  protected constructor(
+    protected readonly params: FlatParameters,
+    protected readonly layout: readonly GraphWeightLayout[],
+    protected readonly session: EngineSession,
+    protected readonly latentShape: readonly number[],
   ) {}
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** The VAE as an autoencoder: loss and gradient for every VAE weight. */
+export class VaeObjective extends VaeSessionObjective {
 
   static async create(params: FlatParameters, config: ModelConfig, opts: VaeObjectiveOptions): Promise<VaeObjective> {
     const down = 2 ** (config.vae.chMult.length - 1);
@@ -140,10 +148,6 @@ export class VaeObjective {
       reconstruction: tensorOut(r, 'reconstruction'),
     };
   }
-
-  release(): Promise<void> {
-    return this.session.release();
-  }
 }
 
 export interface DecoderObjectiveOptions extends RuntimeOptions {
@@ -165,13 +169,7 @@ function isDecoderWeight(name: string): boolean {
  * decoder can be fine-tuned on what a trained UNet draws towards what should have been drawn, which an
  * autoencoder's own round trip never shows it.
  */
-export class DecoderObjective {
-  private constructor(
-    private readonly params: FlatParameters,
-    private readonly layout: readonly GraphWeightLayout[],
-    private readonly session: EngineSession,
-    private readonly latentShape: readonly number[],
-  ) {}
+export class DecoderObjective extends VaeSessionObjective {
 
   static async create(params: FlatParameters, config: Pick<ModelConfig, 'vae' | 'scaleFactor'>, opts: DecoderObjectiveOptions): Promise<DecoderObjective> {
     const down = 2 ** (config.vae.chMult.length - 1);
@@ -207,10 +205,6 @@ export class DecoderObjective {
       grad: layoutGradient(this.layout, r, this.params.size),
       reconstruction: tensorOut(r, 'reconstruction'),
     };
-  }
-
-  release(): Promise<void> {
-    return this.session.release();
   }
 }
 
