@@ -12,7 +12,7 @@ import {
   detectScene,
   evaluateScene,
   heldOutScenes,
-  insideFittedShape,
+  fittedShape,
   isHeldOut,
   PALETTE,
   POSITIONS,
@@ -123,6 +123,7 @@ test("the detector's box bounds the object's pixels, and each shape fitted to it
     const [object] = detectScene(img).objects;
     assert.ok(object, shape);
     const [x0, y0, x1, y1] = object.box;
+    const inside = fittedShape(shape, object.box);
     let inter = 0;
     let union = 0;
     for (let y = 0; y < RES; y++) {
@@ -131,7 +132,7 @@ test("the detector's box bounds the object's pixels, and each shape fitted to it
         const painted = img.data[i] !== PALETTE.blue[0] || img.data[i + 2] !== PALETTE.blue[2];
         const strong = img.data[i] === PALETTE.red[0] && img.data[i + 2] === PALETTE.red[2];
         if (strong) assert.ok(x >= x0 && x < x1 && y >= y0 && y < y1, `${shape}: (${x}, ${y}) outside the box`);
-        const fitted = insideFittedShape(shape, object.box, x + 0.5, y + 0.5);
+        const fitted = inside(x + 0.5, y + 0.5);
         if (fitted && painted) inter++;
         if (fitted || strong) union++;
       }

@@ -142,13 +142,13 @@ function boundingBox(w: number, pixels: readonly number[]): PixelBox {
   return [bx0, by0, bx1, by1];
 }
 
-/** Whether the point (px, py), in pixels, is inside `shape` stretched to fill `box`, as the detector fits it. */
-export function insideFittedShape(shape: Shape, box: PixelBox, px: number, py: number): boolean {
+/** Whether a point (px, py), in pixels, is inside `shape` stretched to fill `box`, as the detector fits it. */
+export function fittedShape(shape: Shape, box: PixelBox): (px: number, py: number) => boolean {
   const [bx0, by0, bx1, by1] = box;
   const [x0, x1, y0, y1] = SHAPE_BOXES.get(shape)!;
   const sx = (bx1 - bx0) / (x1 - x0);
   const sy = (by1 - by0) / (y1 - y0);
-  return insideShape(shape, (px - bx0) / sx + x0, (py - by0) / sy + y0);
+  return (px, py) => insideShape(shape, (px - bx0) / sx + x0, (py - by0) / sy + y0);
 }
 
 /** The shape whose template, fitted to the region's bounding box, overlaps the region best. */
@@ -157,11 +157,12 @@ function matchShape(mask: Uint8Array, w: number, box: PixelBox): Shape {
   let best: Shape = SHAPES[0]!;
   let bestIou = -1;
   for (const shape of SHAPES) {
+    const inside = fittedShape(shape, box);
     let inter = 0;
     let union = 0;
     for (let y = by0; y < by1; y++) {
       for (let x = bx0; x < bx1; x++) {
-        const t = insideFittedShape(shape, box, x + 0.5, y + 0.5);
+        const t = inside(x + 0.5, y + 0.5);
         const m = mask[y * w + x] === 1;
         if (t && m) inter++;
         if (t || m) union++;
