@@ -99,6 +99,20 @@ abstract class VaeSessionObjective {
   }
 }
 
+/**
+ * mean |image - target| + mseWeight * mean (image - target)^2, with its two parts output as `l1` and `mse` and the
+ * image as `reconstruction`: the decoder's loss in both VAE objectives.
+ */
+function reconstructionLoss(b: GraphBuilder, image: Value, target: Value, mseWeight: number): Value {
+  const d = b.sub(image, target);
+  const l1 = b.reduceMean(b.abs(d), [0, 1, 2, 3], false);
+  const mse = b.reduceMean(b.mul(d, d), [0, 1, 2, 3], false);
+  b.output(l1, 'l1');
+  b.output(mse, 'mse');
+  b.output(image, 'reconstruction');
+  return b.add(l1, b.mul(mse, mseWeight));
+}
+
 /** The VAE as an autoencoder: loss and gradient for every VAE weight. */
 export class VaeObjective extends VaeSessionObjective {
 
@@ -118,15 +132,9 @@ export class VaeObjective extends VaeSessionObjective {
       const z = b.add(enc.mean, b.mul(enc.std, noise));
       b.bindInput('latent', b.mul(z, config.scaleFactor));
       const dec = buildVaeDecoder(b, weights, config.vae, { ...common, height: latent[2]!, width: latent[3]! });
-      const d = b.sub(dec.image, enc.image);
-      const l1 = b.reduceMean(b.abs(d), [0, 1, 2, 3], false);
-      const mse = b.reduceMean(b.mul(d, d), [0, 1, 2, 3], false);
       const kl = b.mul(b.reduceMean(b.sub(b.add(b.mul(enc.mean, enc.mean), b.exp(enc.logvar)), b.add(enc.logvar, 1)), [0, 1, 2, 3], false), 0.5);
-      b.output(l1, 'l1');
-      b.output(mse, 'mse');
       b.output(kl, 'kl');
-      b.output(dec.image, 'reconstruction');
-      return { b, loss: b.add(b.add(l1, b.mul(mse, mseWeight)), b.mul(kl, klWeight)) };
+      return { b, loss: b.add(reconstructionLoss(b, dec.image, enc.image, mseWeight), b.mul(kl, klWeight)) };
     };
     const trained = (name: string): boolean => name.startsWith(COMPONENTS.vae.graph);
     const prefix = COMPONENTS.vae.checkpoint;
@@ -179,13 +187,7 @@ export class DecoderObjective extends VaeSessionObjective {
       const b = new GraphBuilder('train_vae_decoder');
       const dec = buildVaeDecoder(b, weights, config.vae, { batch: opts.batch, scaleFactor: config.scaleFactor, height: opts.latentHeight, width: opts.latentWidth });
       const target = b.input('target', 'float32', [opts.batch, 3, opts.latentHeight * down, opts.latentWidth * down]);
-      const d = b.sub(dec.image, target);
-      const l1 = b.reduceMean(b.abs(d), [0, 1, 2, 3], false);
-      const mse = b.reduceMean(b.mul(d, d), [0, 1, 2, 3], false);
-      b.output(l1, 'l1');
-      b.output(mse, 'mse');
-      b.output(dec.image, 'reconstruction');
-      return { b, loss: b.add(l1, b.mul(mse, mseWeight)) };
+      return { b, loss: reconstructionLoss(b, dec.image, target, mseWeight) };
     };
     const prefix = COMPONENTS.vae.checkpoint;
     const layout = graphLayout(() => build(params.probeComponent(prefix)).b, isDecoderWeight);
