@@ -3,7 +3,7 @@
  * held-out combination) as a user would (DPM++ 2M, 20 steps, CFG 5), keeps the sampler's final latents of the
  * renders whose colour, background and place the detector reads right, and trains the decoder alone (encoder
  * frozen; DecoderObjective) from those latents to a clean render of the caption: its shape fitted to the box the
- * detector found the object in (insideFittedShape), in its colour, on its background. The aim is a decoder that
+ * detector found the object in (fittedShape), in its colour, on its background. The aim is a decoder that
  * finishes the edges the UNet leaves lumpy. Writes a checkpoint with the other weights unchanged.
  *
  *   npx tsx scripts/refine-decoder.ts --model CHECKPOINT --out DIR --name NAME [--pairs 400] [--steps 300]
@@ -19,7 +19,6 @@ import { join, resolve } from 'node:path';
 import { numberArg, stringArg } from '../bench/support/args.js';
 import { progressBar } from '../packages/cli/src/progress.js';
 import { writeFileAtomically } from '../packages/core/src/atomic-write.js';
-import { decodePng } from '../packages/core/src/formats/png.js';
 import { readSafetensorsFile, writeSafetensors } from '../packages/core/src/formats/safetensors.js';
 import { toHalf } from '../packages/core/src/models/layers.js';
 import { checkpointCompanions } from '../packages/core/src/pipeline/checkpoint-files.js';
@@ -29,40 +28,23 @@ import { FlatParameters } from '../packages/core/src/training/flat-parameters.js
 import { KeyedStream } from '../packages/core/src/training/keyed-random.js';
 import { learningRate } from '../packages/core/src/training/scene-training.js';
 import { captionScene } from '../packages/core/src/training/scenes/captions.js';
-import { detectScene, evaluateScene, insideFittedShape, type PixelBox } from '../packages/core/src/training/scenes/detect.js';
+import { detectScene, evaluateScene, fittedShape, type PixelBox } from '../packages/core/src/training/scenes/detect.js';
+import { pngToRgb } from '../packages/core/src/training/scenes/evaluate-model.js';
 import { readAutoencoder } from '../packages/core/src/training/scenes/evaluate-vae.js';
-import { imageToChw, type RgbImage } from '../packages/core/src/training/scenes/render.js';
-import { backgroundColours, PALETTE, trainingScene, type Scene } from '../packages/core/src/training/scenes/scene.js';
+import { imageToChw, paintOver, type RgbImage } from '../packages/core/src/training/scenes/render.js';
+import { trainingScene, type Scene } from '../packages/core/src/training/scenes/scene.js';
 import { DecoderObjective, WholeModelOptimizer } from '../packages/core/src/training/whole-model.js';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 /** The dataset seed the captions are drawn with (any; the scenes are training ones whatever it is). */
 const PAIR_SEED = 23;
-const SUBSAMPLES = 4;
 const DECODER_PREFIXES = ['first_stage_model.decoder.', 'first_stage_model.post_quant_conv.'];
 
 /** `scene` (one object) with its object stretched to fill `box`, anti-aliased as renderScene is. */
 function fittedRender(scene: Scene, box: PixelBox, res: number): RgbImage {
   const object = scene.objects[0]!;
-  const bg = scene.background;
-  const data = new Uint8Array(res * res * 3);
-  for (let py = 0; py < res; py++) {
-    for (let px = 0; px < res; px++) {
-      const sum = [0, 0, 0];
-      for (let sy = 0; sy < SUBSAMPLES; sy++) {
-        for (let sx = 0; sx < SUBSAMPLES; sx++) {
-          const x = px + (sx + 0.5) / SUBSAMPLES;
-          const y = py + (sy + 0.5) / SUBSAMPLES;
-          const half = (bg.kind === 'split' && bg.direction === 'vertical' ? x : y) / res < 0.5 ? 0 : 1;
-          const ground = bg.kind === 'plain' ? bg.colour : backgroundColours(bg)[half]!;
-          const rgb = insideFittedShape(object.shape, box, x, y) ? PALETTE[object.colour] : PALETTE[ground];
-          for (let c = 0; c < 3; c++) sum[c]! += rgb[c]!;
-        }
-      }
-      for (let c = 0; c < 3; c++) data[(py * res + px) * 3 + c] = Math.round(sum[c]! / (SUBSAMPLES * SUBSAMPLES));
-    }
-  }
-  return { width: res, height: res, data };
+  const inside = fittedShape(object.shape, box);
+  return paintOver(scene.background, res, res, (x, y) => (inside(x, y) ? object.colour : undefined));
 }
 
 interface Pairs {
@@ -94,10 +76,7 @@ async function renderPairs(checkpoint: string, count: number, res: number, laten
       },
     );
     tried++;
-    const png = decodePng(r.images[0]!);
-    const rgb = new Uint8Array(res * res * 3);
-    for (let p = 0; p < res * res; p++) for (let c = 0; c < 3; c++) rgb[p * 3 + c] = png.data[p * png.channels + c]!;
-    const image: RgbImage = { width: res, height: res, data: rgb };
+    const image = pngToRgb(r.images[0]!);
     const match = evaluateScene(image, scene);
     const drawn = detectScene(image).objects[0];
     if (!latent || !drawn || !match.colour || !match.background || !match.position) continue;

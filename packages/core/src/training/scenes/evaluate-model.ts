@@ -72,15 +72,20 @@ export async function evaluateHeldOut(engine: Engine, opts: HeldOutOptions, onCa
       },
       { checkpoint: opts.checkpoint },
     );
-    const png = decodePng(r.images[0]!);
-    const rgb = new Uint8Array(png.width * png.height * 3);
-    for (let p = 0; p < png.width * png.height; p++) for (let c = 0; c < 3; c++) rgb[p * 3 + c] = png.data[p * png.channels + c]!;
-    const image: RgbImage = { width: png.width, height: png.height, data: rgb };
+    const image = pngToRgb(r.images[0]!);
     const c: HeldOutCase = { scene, prompt, image, match: evaluateScene(image, scene, { statesPosition: caption.statesPosition }) };
     cases.push(c);
     onCase(c, i, scenes.length);
   }
   return { cases, rates: matchRates(cases) };
+}
+
+/** A rendered PNG's colour channels, as the detector reads them. */
+export function pngToRgb(bytes: Uint8Array): RgbImage {
+  const png = decodePng(bytes);
+  const rgb = new Uint8Array(png.width * png.height * 3);
+  for (let p = 0; p < png.width * png.height; p++) for (let c = 0; c < 3; c++) rgb[p * 3 + c] = png.data[p * png.channels + c]!;
+  return { width: png.width, height: png.height, data: rgb };
 }
 
 /** Fraction of `cases` right, per fact (0 for none). */

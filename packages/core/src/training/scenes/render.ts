@@ -66,7 +66,7 @@ function placedObjects(scene: Scene, width: number, height: number) {
   const side = Math.min(width, height);
   return scene.objects.map((o) => {
     const [cx, cy] = POSITION_CENTRE[o.position];
-    return { o, cx: cx * width, cy: cy * height, r: SIZE_RADIUS[o.size] * side, rgb: PALETTE[o.colour] };
+    return { o, cx: cx * width, cy: cy * height, r: SIZE_RADIUS[o.size] * side };
   });
 }
 
@@ -87,9 +87,22 @@ export function objectLabels(scene: Scene, width: number, height: number): Uint8
 
 /** The scene at `width` x `height` pixels. */
 export function renderScene(scene: Scene, width: number, height: number): RgbImage {
+  const objects = placedObjects(scene, width, height);
+  return paintOver(scene.background, width, height, (x, y) => {
+    let colour: Colour | undefined;
+    for (const ob of objects) if (insideShape(ob.o.shape, (x - ob.cx) / ob.r, (y - ob.cy) / ob.r)) colour = ob.o.colour;
+    return colour;
+  });
+}
+
+/**
+ * `background` at `width` x `height` pixels with `colourAt(x, y)` (in pixels; undefined: the background there)
+ * painted over it, each pixel the average of a 4x4 grid of sub-pixel samples: renderScene's anti-aliasing, for any
+ * way of placing the objects.
+ */
+export function paintOver(background: Background, width: number, height: number, colourAt: (x: number, y: number) => Colour | undefined): RgbImage {
   const data = new Uint8Array(width * height * 3);
   const n = SUBSAMPLES * SUBSAMPLES;
-  const objects = placedObjects(scene, width, height);
   for (let py = 0; py < height; py++) {
     for (let px = 0; px < width; px++) {
       let r = 0;
@@ -99,8 +112,7 @@ export function renderScene(scene: Scene, width: number, height: number): RgbIma
         for (let sx = 0; sx < SUBSAMPLES; sx++) {
           const x = px + (sx + 0.5) / SUBSAMPLES;
           const y = py + (sy + 0.5) / SUBSAMPLES;
-          let rgb: readonly number[] = PALETTE[backgroundAt(scene.background, x / width, y / height)];
-          for (const ob of objects) if (insideShape(ob.o.shape, (x - ob.cx) / ob.r, (y - ob.cy) / ob.r)) rgb = ob.rgb;
+          const rgb = PALETTE[colourAt(x, y) ?? backgroundAt(background, x / width, y / height)];
           r += rgb[0]!;
           g += rgb[1]!;
           b += rgb[2]!;
