@@ -64,6 +64,17 @@ async function checkAgainstFiniteDifferences(p: FlatParameters, grad: Float32Arr
   }
 }
 
+/** Thirty optimizer steps on one fixed batch; the loss of the last. */
+async function lossAfterSteps(opt: WholeModelOptimizer, evaluate: () => Promise<{ loss: number; grad: Float32Array }>): Promise<number> {
+  let last = Number.NaN;
+  for (let s = 0; s < 30; s++) {
+    const r = await evaluate();
+    opt.step(r.grad);
+    last = r.loss;
+  }
+  return last;
+}
+
 test('VAE: gradients of encoder and decoder weights match finite differences, and training lowers the loss', async () => {
   const m = newScratchModel(MICRO_ARCHITECTURE, 3);
   const p = new FlatParameters(m.tensors);
@@ -90,12 +101,7 @@ test('VAE: gradients of encoder and decoder weights match finite differences, an
     );
     const opt = new WholeModelOptimizer(p, [[a, b]], { lr: 3e-3, emaDecay: 0.9 });
     const before = p.data.slice();
-    let last = first.loss;
-    for (let s = 0; s < 30; s++) {
-      const r = await vae.evaluate(x, noise);
-      opt.step(r.grad);
-      last = r.loss;
-    }
+    const last = await lossAfterSteps(opt, async () => vae.evaluate(x, noise));
     assert.ok(last < 0.6 * first.loss, `loss ${first.loss} -> ${last}`);
     // Frozen ranges are exactly as they were; the EMA lies between the start and the trained weights.
     assert.deepEqual(p.data.subarray(0, a), before.subarray(0, a));
@@ -134,12 +140,7 @@ test('VAE decoder alone: gradients for the decoder side only, matching finite di
     );
     const opt = new WholeModelOptimizer(p, decoderRanges, { lr: 3e-3 });
     const before = p.data.slice();
-    let last = first.loss;
-    for (let s = 0; s < 30; s++) {
-      const r = await dec.evaluate(latents, targets);
-      opt.step(r.grad);
-      last = r.loss;
-    }
+    const last = await lossAfterSteps(opt, async () => dec.evaluate(latents, targets));
     assert.ok(last < 0.6 * first.loss, `loss ${first.loss} -> ${last}`);
     const [ea, eb] = p.range('first_stage_model.encoder.');
     assert.deepEqual(p.data.subarray(ea, eb), before.subarray(ea, eb), 'the encoder is as it was');
@@ -176,12 +177,7 @@ for (const trainText of [false, true]) {
       await checkAgainstFiniteDifferences(p, first.grad, keys, async () => (await d.evaluate(ids, batch)).loss);
       const ranges = [p.range(COMPONENTS.unet.checkpoint), ...(trainText ? [p.range(text)] : [])];
       const opt = new WholeModelOptimizer(p, ranges, { lr: 2e-3 });
-      let last = first.loss;
-      for (let s = 0; s < 30; s++) {
-        const r = await d.evaluate(ids, batch);
-        opt.step(r.grad);
-        last = r.loss;
-      }
+      const last = await lossAfterSteps(opt, async () => d.evaluate(ids, batch));
       assert.ok(last < 0.5 * first.loss, `loss ${first.loss} -> ${last}`);
     } finally {
       await d.release();
